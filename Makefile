@@ -1,0 +1,64 @@
+# pcfilter: `make book` builds the Jupyter Book, `make test` runs every check.
+# Both set everything up first: Debian packages (as root, with apt-get), a virtual environment in
+# .venv, and the project with its extras (reinstalled only when pyproject.toml changes).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pcfilter-installed
+
+# Open3D links libusb, libGL, libEGL and libgomp; the browser test drives Debian's Chromium.
+OPEN3D_DEBS := libusb-1.0-0 libgl1 libegl1 libgomp1
+BROWSER_DEBS := chromium
+
+.PHONY: help book test setup clean
+
+help:
+	@echo "make book   set up, build the book, print the path of its index.html"
+	@echo "make test   set up, then run the unit, notebook (nbval) and browser tests in fast mode"
+	@echo "make clean  remove the book build and caches (keeps .venv and data/)"
+
+book: setup
+	$(BIN)/jupyter-book build book/
+	@echo "Open the book: $(CURDIR)/_build/html/index.html"
+
+test: setup
+	@$(call ensure_debs,$(BROWSER_DEBS))
+	PCFILTER_FAST=1 $(BIN)/python -m pytest
+
+setup: $(STAMP)
+	@$(call ensure_debs,$(OPEN3D_DEBS))
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "pcfilter needs Python >= 3.11; found '$(PYTHON)'. Run: make PYTHON=/path/to/python3.11 ..." >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { $(call ensure_debs,python3-venv); }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --editable '.[book,dev]'
+	@touch $@
+
+clean:
+	rm -rf _build .pytest_cache .hypothesis .ruff_cache
+
+# Install the Debian packages in $(1) that are missing: with apt-get when running as root,
+# otherwise stop with a one-line message saying what to install.
+define ensure_debs
+if ! command -v dpkg-query >/dev/null; then \
+  echo "note: not a Debian system; make sure these (or your system's equivalents) are installed: $(1)"; \
+else \
+  missing=""; \
+  for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+  if [ -n "$$missing" ]; then \
+    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+      echo "Installing Debian packages:$$missing"; \
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+    else \
+      echo "Missing Debian packages:$$missing. Install them with: sudo apt-get install$$missing" >&2; exit 1; \
+    fi; \
+  fi; \
+fi
+endef

@@ -1,0 +1,54 @@
+"""Start-up of the deep-learning stack: a quiet TensorFlow import and reproducible seeds.
+
+TensorFlow writes start-up notes (oneDNN, missing CUDA drivers) straight to file descriptor 2,
+below Python, so notebooks would show them as error output in every chapter. ``setup`` imports
+TensorFlow with that descriptor pointed at a temporary file, and replays what was written there
+only if the import fails, so a real problem is never hidden.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+_ready = False
+
+
+def setup(seed: int | None = 0) -> None:
+    """Import TensorFlow and Keras quietly (once) and seed Python, NumPy and Keras.
+
+    Call it at the top of a notebook or script, before ``import keras``. ``seed=None`` leaves the
+    random generators alone.
+    """
+    global _ready
+    if not _ready:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _quiet_import()
+        _ready = True
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+
+
+def _quiet_import() -> None:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            # The first operation initialises the devices, which logs once more.
+            tf.config.list_physical_devices("GPU")
+            tf.constant(0.0).numpy()
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

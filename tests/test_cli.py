@@ -1,0 +1,59 @@
+"""The installed ``pcfilter`` console script."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pcfilter_lib import __version__
+
+PCFILTER = Path(sys.executable).with_name("pcfilter")
+
+
+def run(*args):
+    return subprocess.run([str(PCFILTER), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pcfilter {__version__}"
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "usage: pcfilter" in result.stdout
+    assert "info" in result.stdout and "PCFILTER_FAST" in result.stdout
+
+
+def test_no_command_prints_usage_and_fails():
+    result = run()
+    assert result.returncode == 2
+    assert "usage: pcfilter" in result.stderr
+
+
+def test_unknown_command_fails_with_a_reason():
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_info_reports_versions_and_settings(tmp_path):
+    result = subprocess.run([str(PCFILTER), "info", "--json"], capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PCFILTER_FAST": "1", "PCFILTER_DATA": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["pcfilter"] == __version__
+    assert report["fast_mode"] == "True"
+    assert report["data_dir"] == str(tmp_path)
+    assert report["keras"].startswith("3.")
+    assert isinstance(report["gpus"], list)
+    assert result.stderr == ""  # TensorFlow's start-up notes are kept out of the way
+
+
+def test_info_refuses_a_bad_setting():
+    result = subprocess.run([str(PCFILTER), "info", "--no-devices"], capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PCFILTER_FAST": "sometimes"})
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("pcfilter info: PCFILTER_FAST='sometimes' is not understood")

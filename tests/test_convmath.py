@@ -1,0 +1,146 @@
+"""convmath against Keras: the matrix of a convolution, its transpose, pooling and the counts."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from pcfilter_lib import convmath
+
+RNG = np.random.default_rng(0)
+
+
+def keras_conv2d(x, kernel, stride, padding, dilation):
+    layer = keras.layers.Conv2D(kernel.shape[-1], kernel.shape[:2], strides=stride, padding=padding,
+                                dilation_rate=dilation, use_bias=False)
+    layer.build((None, *x.shape))
+    layer.set_weights([kernel])
+    return keras.ops.convert_to_numpy(layer(x[None]))[0]
+
+
+def keras_conv2d_transpose(y, kernel, stride, padding, dilation):
+    layer = keras.layers.Conv2DTranspose(kernel.shape[2], kernel.shape[:2], strides=stride, padding=padding,
+                                         dilation_rate=dilation, use_bias=False)
+    layer.build((None, *y.shape))
+    layer.set_weights([kernel])
+    return keras.ops.convert_to_numpy(layer(y[None]))[0]
+
+
+conv_cases = st.fixed_dictionaries({
+    "h": st.integers(1, 9), "w": st.integers(1, 9), "c_in": st.integers(1, 3), "c_out": st.integers(1, 3),
+    "kh": st.integers(1, 4), "kw": st.integers(1, 4), "stride": st.integers(1, 3), "dilation": st.integers(1, 3),
+    "padding": st.sampled_from(["valid", "same"]),
+})
+
+
+def _fits(case):
+    if case["stride"] > 1 and case["dilation"] > 1:
+        return False  # Keras does not combine the two
+    if case["padding"] == "valid":
+        return all((k - 1) * case["dilation"] + 1 <= n for k, n in ((case["kh"], case["h"]), (case["kw"], case["w"])))
+    return True
+
+
+def _random(case):
+    x = RNG.uniform(-1, 1, size=(case["h"], case["w"], case["c_in"])).astype("float32")
+    kernel = RNG.uniform(-1, 1, size=(case["kh"], case["kw"], case["c_in"], case["c_out"])).astype("float32")
+    return x, kernel
+
+
+@given(conv_cases, st.booleans())
+def test_matrix_equals_keras_conv2d(case, sparse):
+    assume(_fits(case))
+    x, kernel = _random(case)
+    matrix = convmath.conv2d_matrix(kernel, x.shape, case["stride"], case["padding"], case["dilation"], sparse=sparse)
+    expected = keras_conv2d(x, kernel, case["stride"], case["padding"], case["dilation"])
+    assert matrix.shape == (expected.size, x.size)
+    np.testing.assert_allclose(matrix @ x.ravel(), expected.ravel(), atol=1e-5, rtol=1e-5)
+
+
+@given(conv_cases)
+def test_transposed_matrix_equals_keras_conv2d_transpose(case):
+    assume(_fits(case))
+    h_out, w_out, c_out = convmath.conv2d_output_shape(
+        (case["kh"], case["kw"], case["c_in"], case["c_out"]), (case["h"], case["w"], case["c_in"]),
+        case["stride"], case["padding"], case["dilation"])
+    # The transposed layer maps back to the input size only when no input row or column was skipped.
+    extent_h, extent_w = ((k - 1) * case["dilation"] + 1 for k in (case["kh"], case["kw"]))
+    if case["padding"] == "valid":
+        assume((case["h"] - extent_h) % case["stride"] == 0 and (case["w"] - extent_w) % case["stride"] == 0)
+    else:
+        assume(case["h"] % case["stride"] == 0 and case["w"] % case["stride"] == 0)
+    x, kernel = _random(case)
+    y = RNG.uniform(-1, 1, size=(h_out, w_out, c_out)).astype("float32")
+    matrix = convmath.conv2d_matrix(kernel, x.shape, case["stride"], case["padding"], case["dilation"])
+    expected = keras_conv2d_transpose(y, kernel, case["stride"], case["padding"], case["dilation"])
+    assert expected.shape == x.shape
+    np.testing.assert_allclose(matrix.T @ y.ravel(), expected.ravel(), atol=1e-5, rtol=1e-5)
+
+
+def test_matrix_of_the_blackboard_example():
+    matrix = convmath.conv2d_matrix(np.array([[1, 2], [3, 4]]), (3, 3))
+    expected = np.array([[1, 2, 0, 3, 4, 0, 0, 0, 0],
+                         [0, 1, 2, 0, 3, 4, 0, 0, 0],
+                         [0, 0, 0, 1, 2, 0, 3, 4, 0],
+                         [0, 0, 0, 0, 1, 2, 0, 3, 4]])
+    np.testing.assert_array_equal(matrix, expected)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (8, 8), stride=0), "stride must be positive"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (8, 8), dilation=-1), "dilation must be positive"),
+    (lambda: convmath.conv2d_matrix(np.ones((5, 5)), (4, 9)), "larger|only 4 wide"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (9, 9), dilation=5), "spans 11 pixels"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3, 2, 1)), (8, 8, 3)), "channel mismatch"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (8, 8), padding="full"), "padding must be one of"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3, 1)), (8, 8)), "kernel must have shape"),
+    (lambda: convmath.conv2d_matrix(np.full((3, 3), np.nan), (8, 8)), "NaN"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (0, 8)), "positive sizes"),
+    (lambda: convmath.conv2d_matrix(np.ones((3, 3)), (8, 8), stride=1.5), "stride must be"),
+    (lambda: convmath.max_pool_with_argmax(np.ones((1, 5)), 2), "does not fit"),
+    (lambda: convmath.receptive_field([(3, 0, 1)]), "layer 0"),
+    (lambda: convmath.max_unpool(np.ones((2, 2)), np.full((2, 2), 99), (4, 4)), "indices must lie"),
+])
+def test_bad_input_raises_a_clear_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_receptive_field_of_known_stacks():
+    assert convmath.receptive_field([(3, 1, 1)] * 3) == [(3, 1), (5, 1), (7, 1)]
+    assert convmath.receptive_field([(3, 1, 1), (2, 2, 1), (3, 1, 1)]) == [(3, 1), (4, 2), (8, 2)]
+    assert convmath.receptive_field([(3, 1, d) for d in (1, 2, 4)])[-1] == (15, 1)
+
+
+@given(st.integers(2, 12), st.integers(2, 12), st.integers(1, 4), st.integers(1, 3))
+def test_max_pool_with_argmax_matches_keras_and_tensorflow(h, w, c, pool):
+    assume(h >= pool and w >= pool)
+    x = RNG.normal(size=(h, w, c)).astype("float32")
+    values, indices = convmath.max_pool_with_argmax(x, pool)
+    np.testing.assert_array_equal(values, keras.ops.convert_to_numpy(keras.layers.MaxPooling2D(pool)(x[None]))[0])
+    _, tf_indices = tf.nn.max_pool_with_argmax(x[None], pool, pool, "VALID", include_batch_in_index=False)
+    np.testing.assert_array_equal(indices, tf_indices.numpy()[0])
+    np.testing.assert_array_equal(x.ravel()[indices], values)
+
+
+def test_unpooling_puts_values_back_where_the_maxima_were():
+    x = np.array([[1, 2, 6, 3], [3, 5, 2, 1], [1, 2, 2, 1], [7, 3, 4, 8]], dtype=float)
+    values, indices = convmath.max_pool_with_argmax(x, 2)
+    np.testing.assert_array_equal(values, [[5, 6], [7, 8]])
+    unpooled = convmath.max_unpool(np.array([[1, 2], [3, 4]], dtype=float), indices, x.shape)
+    np.testing.assert_array_equal(unpooled, [[0, 0, 2, 0], [0, 1, 0, 0], [0, 0, 0, 0], [3, 0, 0, 4]])
+
+
+@pytest.mark.parametrize(("size", "k", "c_in", "c_out"), [(8, 3, 1, 1), (12, 5, 3, 4), (6, 1, 2, 7)])
+def test_parameter_and_flop_counts(size, k, c_in, c_out):
+    model = keras.Sequential([keras.Input((size, size, c_in)), keras.layers.Conv2D(c_out, k)])
+    assert model.count_params() == convmath.conv2d_params(k, c_in, c_out)
+    dense = keras.Sequential([keras.Input((size * size * c_in,)), keras.layers.Dense(c_out)])
+    assert dense.count_params() == convmath.dense_params(size * size * c_in, c_out)
+    # With 'valid' padding every tap reads a real pixel: FLOPs are two per stored matrix entry.
+    matrix = convmath.conv2d_matrix(np.ones((k, k, c_in, c_out)), (size, size, c_in), sparse=True)
+    out = size - k + 1
+    assert convmath.conv2d_flops((out, out), k, c_in, c_out) == 2 * matrix.nnz
+    assert convmath.dense_flops(size * size * c_in, c_out) == 2 * size * size * c_in * c_out
