@@ -1,0 +1,64 @@
+"""Timing helpers for benchmarks: warm-up, repeats, median and spread, and a measured matmul peak.
+
+Benchmarks compare things measured side by side in the same run (a model against a baseline, a
+model against the machine's own matmul speed), never against numbers typed in.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call: median over ``repeats`` calls after ``warmup`` untimed ones."""
+
+    median: float
+    low: float
+    high: float
+    repeats: int
+
+    def __str__(self) -> str:
+        return f"{self.median * 1e3:.2f} ms (min {self.low * 1e3:.2f}, max {self.high * 1e3:.2f}, n={self.repeats})"
+
+
+def time_call(fn: Callable[[], object], repeats: int = 10, warmup: int = 2,
+              sync: Callable[[object], object] | None = None) -> Timing:
+    """Time ``fn()``. ``sync(result)`` (e.g. converting a tensor to NumPy) makes sure asynchronous
+    device work is finished before the clock stops."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
+    for _ in range(warmup):
+        result = fn()
+        if sync:
+            sync(result)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        if sync:
+            sync(result)
+        times.append(time.perf_counter() - start)
+    return Timing(statistics.median(times), min(times), max(times), repeats)
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> float:
+    """This machine's measured float32 matmul speed through TensorFlow (GFLOP/s, 2 n^3 per product)."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n), dtype=dtype)
+    b = tf.random.normal((n, n), dtype=dtype)
+    timing = time_call(lambda: tf.linalg.matmul(a, b), repeats=repeats, warmup=2, sync=lambda r: r.numpy())
+    return 2 * n**3 / timing.median / 1e9
+
+
+def numpy_matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """The same measurement through NumPy's BLAS, for code that runs outside TensorFlow."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
+    return 2 * n**3 / time_call(lambda: a @ b, repeats=repeats).median / 1e9

@@ -1,0 +1,1 @@
+"""Neural network models, built with the Keras functional API and keras.ops."""
