@@ -35,7 +35,7 @@ def test_default_data_dir_is_ignored_by_git(monkeypatch):
     monkeypatch.delenv("PCFILTER_DATA", raising=False)
     root = Path(__file__).resolve().parent.parent
     assert config.data_dir() == root / "data"
-    assert "data/" in (root / ".gitignore").read_text().split()
+    assert "/data/" in (root / ".gitignore").read_text().split()
 
 
 def test_nothing_else_reads_the_variables():

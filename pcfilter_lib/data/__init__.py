@@ -1,0 +1,1 @@
+"""Datasets: ModelNet10 (real layout), procedural shapes, scan datasets, synthetic tasks."""
