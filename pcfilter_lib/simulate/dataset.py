@@ -1,0 +1,126 @@
+"""Datasets of simulated scans: train / val / test folders of ``.npz`` files with a manifest.
+
+Scan ``i`` of a dataset with seed ``s`` draws everything from ``np.random.default_rng([s, i])``, so
+it is the same file whether it is made in one run or in a resumed one, and the same seed and
+parameters give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pcfilter_lib.io.files import prepare_folder, record_file, sha256
+from pcfilter_lib.io.scan import load_scan, save_scan
+from pcfilter_lib.simulate.scanner import ARTEFACT_KINDS, KIND_NAMES, ScannerConfig, label_tolerance, simulate_scan
+from pcfilter_lib.simulate.scene import make_scene
+
+GENERATOR = "pcfilter.simulate"
+VERSION = "1"
+SPLITS = ("train", "val", "test")
+
+
+def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mesh_files=()) -> dict:
+    """Scene and scan number ``index`` of the dataset with ``seed``: the arrays of a scan file, the
+    scene's triangles and a ``meta`` dict (generator, seed, scanner and scene parameters, codes)."""
+    rng = np.random.default_rng([seed, index])
+    scene = make_scene(rng, n_parts=n_parts, mesh_files=mesh_files)
+    scan = simulate_scan(scene, config, rng)
+    vertices, triangles, surface = scene.merged()
+    scan.update(mesh_vertices=vertices, mesh_triangles=triangles, mesh_surface=surface)
+    scan["meta"] = {
+        "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index,
+        "frame": "camera (OpenCV axes), metres; pose maps camera to world; mesh_vertices are in the world frame",
+        "kinds": {str(code): name for code, name in KIND_NAMES.items()},
+        "labels": {"1": "true geometry", "0": "artefact", "255": "no point"},
+        "label_tolerance_m": f"{label_tolerance(0, config.noise_1m):g} + 3 * {config.noise_1m:g} * z^2",
+        "scanner": config.to_dict(),
+        "scene": scene.description,
+    }
+    return scan
+
+
+def split_sizes(n: int, split: tuple[float, float, float]) -> dict[str, int]:
+    """Scans per split for ``n`` scans and fractions ``split`` (train, val, test) summing to 1."""
+    if n < 1:
+        raise ValueError(f"the number of scans must be at least 1, got {n}")
+    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
+        raise ValueError(f"split must be three non-negative fractions summing to 1 (train/val/test), got {split}")
+    val, test = round(n * split[1]), round(n * split[2])
+    return {"train": n - val - test, "val": val, "test": test}
+
+
+def scan_names(n: int, split=(0.8, 0.1, 0.1)) -> list[str]:
+    """File names (relative to the dataset folder) of scans 0..n-1, numbered by scan: train first,
+    then val, then test."""
+    sizes = split_sizes(n, split)
+    splits = [name for name in SPLITS for _ in range(sizes[name])]
+    return [f"{name}/scan_{i:05d}.npz" for i, name in enumerate(splits)]
+
+
+def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=()) -> dict:
+    """What decides the content of a dataset (compared with an existing folder's manifest)."""
+    meshes = [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
+              for p in mesh_files]
+    return {"generator": GENERATOR, "version": VERSION, "seed": seed,
+            "parameters": {"n": n, "split": list(split), "n_parts": list(n_parts), "mesh_files": meshes,
+                           "scanner": config.to_dict()}}
+
+
+def scan_stats(label: np.ndarray, kind: np.ndarray) -> dict:
+    """Valid points and artefact points per kind of one scan."""
+    artefact = kind[label == 0]
+    return {"valid": int((label != 255).sum()), "artefacts": int(artefact.size),
+            "by_kind": {KIND_NAMES[code]: int((artefact == code).sum()) for code in ARTEFACT_KINDS}}
+
+
+def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
+                  n_parts=(3, 15), mesh_files=(), progress: bool = True) -> list[dict]:
+    """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
+
+    Resumes a folder made with the same recipe (finished files are checked and kept), refuses one
+    holding anything else, and writes each file atomically. Returns ``scan_stats`` per scan.
+    """
+    from tqdm.auto import tqdm
+
+    for path in mesh_files:  # fail before writing anything
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"mesh file {path} does not exist")
+    out = Path(out)
+    names = scan_names(n, split)
+    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files))
+    stats = []
+    for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", disable=not progress)):
+        path = out / name
+        if name in manifest["files"] and path.is_file() and sha256(path) == manifest["files"][name]:
+            scan = load_scan(path, arrays=())
+        else:
+            scan = make_scan(seed, index, config, n_parts, mesh_files)
+            try:
+                save_scan(path, scan)
+            except OSError as error:
+                raise OSError(f"could not write {path}: {error.strerror or error}; no partial file was left, "
+                              "free some space and run the same command again to resume") from error
+            record_file(out, manifest, name)
+        stats.append(scan_stats(scan["label"], scan["kind"]))
+    return stats
+
+
+def summarise(stats: list[dict]) -> str:
+    """Lines describing the artefact fraction of valid points per scan and per kind (min/median/max)."""
+    valid = np.array([s["valid"] for s in stats], float)
+    valid[valid == 0] = np.nan
+
+    def line(name, counts):
+        frac = np.asarray(counts) / valid * 100
+        present = int((np.asarray(counts) > 0).sum())
+        return (f"  {name:<16} min {np.nanmin(frac):6.2f}%  median {np.nanmedian(frac):6.2f}%  "
+                f"max {np.nanmax(frac):6.2f}%  (in {present} of {len(stats)} scans)")
+
+    lines = [f"artefact fraction of valid points over {len(stats)} scans:",
+             line("all artefacts", [s["artefacts"] for s in stats])]
+    lines += [line(KIND_NAMES[code], [s["by_kind"][KIND_NAMES[code]] for s in stats]) for code in ARTEFACT_KINDS]
+    return "\n".join(lines)

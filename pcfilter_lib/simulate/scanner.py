@@ -1,0 +1,507 @@
+"""The structured-light measurement model: a pinhole camera and a pinhole projector a baseline apart.
+
+The projector codes each of its columns; a camera pixel decodes the column whose light reaches it
+most strongly and triangulates its camera ray against that column's plane. When the strongest coded
+light is the projector's own light at the surface point p the pixel sees, the point is right (up to
+depth noise). Every artefact is light arriving by another path, and each is one function below that
+``ScannerConfig.effects`` switches on or off; each has its own ``kind`` code in the output
+(Gupta et al. 2011/2012 analyse these global-illumination errors):
+
+====  ==================  =======================================================================
+kind  name                cause
+====  ==================  =======================================================================
+0     none                a correct point (label 1), or a pixel that sees nothing (label 255)
+1     shadow              p is not lit by the projector and no indirect light is strong enough:
+                          no point (label 255)
+2     interreflection     the camera ray's reflection at p reaches a lit point q whose light
+                          outweighs p's direct light: q's column is decoded, the point lies on
+                          the camera ray at a false depth (label 0)
+3     mixed               the pixel straddles a depth discontinuity and decodes a blend of the
+                          columns of foreground and background (label 0)
+4     specular            a highlight saturates the sensor: no point (label 255) or a column
+                          shifted by blooming, a false depth (label 0)
+5     dark                p is lit but reflects too little coded light (dark or grazing): no point
+                          (label 255)
+====  ==================  =======================================================================
+
+Labels: 1 when the measured point lies within ``label_tolerance(z)`` = 1 mm + 3 sigma(z) of the
+true surface point the pixel's centre ray sees, 0 otherwise (an artefact, its ``kind`` the cause),
+255 for no point. Direct measurements carry depth noise sigma(z) = ``noise_1m`` (z / 1 m)^2, clipped
+at 3 sigma, so they are always labelled 1.
+
+Frames: scans are in the camera frame (OpenCV axes: x right, y down, z forward, metres); ``pose``
+maps camera to world coordinates. Radiometry is in relative units: a white matte surface facing the
+projector 1 m away reflects radiance 1; the camera's ``gain`` turns radiance into a [0, 1] signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import open3d as o3d
+from scipy import ndimage
+
+from pcfilter_lib.simulate.scene import Scene
+
+KIND_NONE, KIND_SHADOW, KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DARK = range(6)
+KIND_NAMES = {KIND_NONE: "none", KIND_SHADOW: "shadow", KIND_INTERREFLECTION: "interreflection",
+              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark"}
+ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR)  # the causes of label 0
+EFFECTS = ("shadow", "interreflection", "mixed", "specular", "noise")
+LABEL_KEEP, LABEL_ARTEFACT, LABEL_NONE = 1, 0, 255
+_EPS = 2e-4  # offset of secondary ray origins from the surface (m)
+
+
+@dataclass(frozen=True)
+class ScannerConfig:
+    """Geometry, optics and artefact switches of the simulated scanner (lengths in metres)."""
+
+    width: int = 640
+    height: int = 480
+    focal: float = 1.45  # camera focal length / image width
+    baseline: float = 0.3  # camera-projector distance along the camera's x axis
+    distance: float = 1.0  # height of camera and projector above the bin floor
+    projector_size: tuple[int, int] = (1280, 800)
+    projector_focal: float = 1.0  # projector focal length / projector width
+    depth_range: tuple[float, float] = (0.4, 1.6)  # depths the decoder accepts
+    noise_1m: float = 3e-4  # depth noise sigma at 1 m
+    gain: float = 0.6  # radiance -> sensor signal; 1 saturates
+    ambient: float = 0.03  # uncoded ambient irradiance
+    read_noise: float = 0.004
+    shot_noise: float = 0.01
+    min_signal: float = 0.02  # weakest coded signal the decoder accepts
+    stripe_period: float = 24.0  # finest projector pattern period (projector pixels)
+    low_frequency_share: float = 0.15  # how much diffuse inter-reflection corrupts the code (0-1)
+    decode_margin: float = 1.5  # the winning code must be this much stronger than the other, else no point
+    edge_jump: float = 0.012  # relative depth jump that marks a discontinuity
+    supersample: int = 2  # sub-samples per side at discontinuities
+    mixed_probability: float = 0.5
+    blooming_radius: int = 2  # saturation spreads this many pixels around a highlight
+    specular_dropout: float = 0.6  # share of saturated pixels that give no point
+    blooming_columns: tuple[float, float] = (3.0, 25.0)  # column error range of the others
+    effects: tuple[str, ...] = EFFECTS
+
+    def __post_init__(self):
+        if not (8 <= self.width <= 8192 and 8 <= self.height <= 8192):
+            raise ValueError(f"scan size {self.width}x{self.height} is impossible: both sides must be 8-8192 pixels")
+        unknown = set(self.effects) - set(EFFECTS)
+        if unknown:
+            raise ValueError(f"unknown effects {sorted(unknown)}; choose from {EFFECTS}")
+        if self.baseline <= 0 or self.distance <= 0:
+            raise ValueError("baseline and distance must be positive")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
+    """Camera-to-world pose (4, 4) of a device at ``eye`` looking at ``target``, OpenCV axes, image
+    'up' towards ``up``."""
+    eye, target, up = (np.asarray(a, float) for a in (eye, target, up))
+    z = (target - eye) / np.linalg.norm(target - eye)
+    x = np.cross(-up, z)
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, :3] = np.c_[x, np.cross(z, x), z]
+    pose[:3, 3] = eye
+    return pose
+
+
+@dataclass
+class Rig:
+    """Camera and projector of one configuration: intrinsics (3, 3), poses (4, 4), pixel rays."""
+
+    config: ScannerConfig
+    K: np.ndarray = field(init=False)
+    pose: np.ndarray = field(init=False)
+    Kp: np.ndarray = field(init=False)
+    projector_pose: np.ndarray = field(init=False)
+    _rays: o3d.core.Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        c = self.config
+        f = c.focal * c.width
+        self.K = np.array([[f, 0, c.width / 2], [0, f, c.height / 2], [0, 0, 1]])
+        pw, ph = c.projector_size
+        fp = c.projector_focal * pw
+        self.Kp = np.array([[fp, 0, pw / 2], [0, fp, ph / 2], [0, 0, 1]])
+        self.pose = look_at((-c.baseline / 2, 0, c.distance), (0, 0, 0))
+        self.projector_pose = look_at((c.baseline / 2, 0, c.distance), (0, 0, 0))
+        v, u = np.mgrid[0:c.height, 0:c.width]
+        self.dirs_cam = self.pixel_dirs(u.ravel() + 0.5, v.ravel() + 0.5)
+        self.dirs = _times(self.dirs_cam, self.pose[:3, :3].T)
+        self.origin = self.pose[:3, 3].astype(np.float32)
+        self.projector_origin = self.projector_pose[:3, 3].astype(np.float32)
+
+    def pixel_dirs(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Unit ray directions (N, 3) in the camera frame through image points (u, v) (pixels)."""
+        d = np.stack([(u - self.K[0, 2]) / self.K[0, 0], (v - self.K[1, 2]) / self.K[1, 1], np.ones_like(u)], -1)
+        return (d / np.linalg.norm(d, axis=-1, keepdims=True)).astype(np.float32)
+
+    def primary_rays(self) -> o3d.core.Tensor:
+        """One ray per pixel centre (H * W, 6), world frame, row-major."""
+        if self._rays is None:
+            rays = np.empty((len(self.dirs), 6), np.float32)
+            rays[:, :3] = self.origin
+            rays[:, 3:] = self.dirs
+            self._rays = o3d.core.Tensor(rays)
+        return self._rays
+
+    def triangulate(self, dirs: np.ndarray, column: np.ndarray) -> np.ndarray:
+        """Distance along the camera rays ``dirs`` (N, 3, world) to the plane of projector ``column`` (N,)."""
+        R = self.projector_pose[:3, :3]
+        a = (column - self.Kp[0, 2]) / self.Kp[0, 0]
+        normal = R[:, 0][None] - a[:, None] * R[:, 2][None]
+        base = (self.projector_origin - self.origin).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _dot(normal, np.broadcast_to(base, normal.shape)) / _dot(normal, dirs)
+
+
+def _cast(scene: o3d.t.geometry.RaycastingScene, origins: np.ndarray, dirs: np.ndarray):
+    rays = np.empty((len(dirs), 6), np.float32)
+    rays[:, :3] = origins
+    rays[:, 3:] = dirs
+    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    return hit["t_hit"].numpy(), hit["geometry_ids"].numpy(), hit["primitive_normals"].numpy()
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _times(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``v @ matrix`` for v (N, 3) and a 3x3 matrix, written out (NumPy's matmul is slow for this shape)."""
+    m = matrix.astype(np.float32)
+    return v[:, :1] * m[0] + v[:, 1:2] * m[1] + v[:, 2:3] * m[2]
+
+
+def _unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of the rows of ``v`` (N, 3) and their lengths (N,)."""
+    length = np.sqrt(_dot(v, v))
+    return v / length[:, None], length
+
+
+def specular_lobe(to_light: np.ndarray, normal: np.ndarray, to_viewer: np.ndarray, roughness: np.ndarray):
+    """Gaussian lobe around the mirror direction, peak (0.1 / roughness)^2: shiny surfaces give
+    narrow, bright highlights (roughness in radians)."""
+    mirror = 2 * _dot(normal, to_light)[:, None] * normal - to_light
+    cos = np.clip(_dot(mirror, to_viewer), -1, 1)
+    return np.exp(-2 * (1 - cos) / roughness**2) * (0.12 / roughness) ** 2
+
+
+def projector_light(rig: Rig, scene: o3d.t.geometry.RaycastingScene, points: np.ndarray, normals: np.ndarray,
+                    shadow: bool):
+    """Projector irradiance at ``points`` (N, 3) with ``normals``: (irradiance (N,), unit direction to
+    the projector (N, 3), projector column (N,), lit (N,) bool). A point is lit when it faces the
+    projector, falls inside its image and (with ``shadow``) no surface blocks the way."""
+    to_proj = rig.projector_origin - points
+    to_light, dist = _unit(to_proj)
+    cos = _dot(normals, to_light)
+    local = _times(to_proj, -rig.projector_pose[:3, :3])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_z = np.float32(1) / local[:, 2]
+        column = np.float32(rig.Kp[0, 0]) * local[:, 0] * inv_z + np.float32(rig.Kp[0, 2])
+        row = np.float32(rig.Kp[1, 1]) * local[:, 1] * inv_z + np.float32(rig.Kp[1, 2])
+    pw, ph = rig.config.projector_size
+    lit = (cos > 0) & (local[:, 2] > 0) & (column >= 0) & (column < pw) & (row >= 0) & (row < ph)
+    if shadow:
+        idx = np.flatnonzero(lit)
+        rays = np.empty((len(idx), 6), np.float32)
+        rays[:, :3] = points[idx] + _EPS * normals[idx]
+        rays[:, 3:] = rig.projector_origin - rays[:, :3]
+        blocked = scene.test_occlusions(o3d.core.Tensor(rays), tfar=0.999).numpy()
+        lit[idx[blocked]] = False
+    irradiance = np.where(lit, cos / np.square(dist), np.float32(0))
+    return irradiance, to_light, column, lit
+
+
+def direct_radiance(material: np.ndarray, irradiance, to_light, normals, to_viewer):
+    """Radiance (N,) of the projector's light leaving towards the viewer: diffuse + specular
+    (``material`` rows: albedo, specular, roughness)."""
+    spec = material[:, 1] * specular_lobe(to_light, normals, to_viewer, material[:, 2])
+    return irradiance * (material[:, 0] + spec), irradiance * spec
+
+
+
+def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, points, normals, view,
+                    config: ScannerConfig, rng: np.random.Generator):
+    """Coded light that reaches each surface point p (N, 3) from a second surface q, towards the camera.
+
+    One ray per pixel leaves p along the camera ray's mirror direction, spread by p's roughness, and
+    finds q. q's projector light comes back through p's specular lobe, its stripes blurred over
+    roughness * |pq| (stripes finer than the blur lose their contrast), and through p's diffuse
+    reflection, of which ``low_frequency_share`` still corrupts the code. Returns the coded
+    radiance (N,) and q's projector column (N,; NaN where the ray reaches no lit surface).
+    """
+    n = len(points)
+    mirror = view - 2 * _dot(view, normals)[:, None] * normals  # view: the camera ray direction
+    dirs = mirror + material[:, 2:3] * rng.standard_normal((n, 3), np.float32)
+    below = np.flatnonzero(_dot(dirs, normals) <= 0)  # a ray under the surface is mirrored back above it
+    dirs[below] -= 2 * _dot(dirs[below], normals[below])[:, None] * normals[below]
+    dirs = _unit(dirs)[0]
+    origins = points + _EPS * normals
+    t, gid, qn = _cast(scene, origins, dirs)
+    radiance = np.zeros(n, np.float32)
+    column = np.full(n, np.nan, np.float32)
+    hit = np.flatnonzero(np.isfinite(t))
+    if len(hit):
+        back = -dirs[hit]
+        q = origins[hit] + t[hit, None] * dirs[hit]
+        qn = qn[hit]
+        qn = np.where((_dot(qn, back) < 0)[:, None], -qn, qn)
+        e_q, to_light_q, col_q, lit_q = projector_light(rig, scene, q, qn, "shadow" in config.effects)
+        mat_q = table[gid[hit]]
+        l_q, l_q_spec = direct_radiance(mat_q, e_q, to_light_q, qn, back)
+        to_q = q - rig.projector_origin
+        period = np.float32(config.stripe_period / rig.Kp[0, 0]) * np.sqrt(_dot(to_q, to_q))
+        # Both lobes blur: p's over its roughness, and q's for the share of q's light that is specular.
+        q_share = np.divide(l_q_spec, l_q, out=np.zeros_like(l_q), where=l_q > 0)
+        blur2 = np.square(t[hit]) * (np.square(material[hit, 2]) + np.square(q_share * mat_q[:, 2]))
+        contrast = np.exp(-blur2 / np.square(period))
+        radiance[hit] = (material[hit, 1] * contrast + config.low_frequency_share * material[hit, 0]) * l_q
+        column[hit] = np.where(lit_q, col_q, np.nan)
+    return radiance, column
+
+
+def discontinuities(depth: np.ndarray, jump: float) -> np.ndarray:
+    """Pixels (H, W) bool next to a relative depth jump above ``jump`` or to a pixel that sees nothing
+    (``depth`` is inf there)."""
+    edge = np.zeros(depth.shape, bool)
+    with np.errstate(invalid="ignore"):
+        for axis in (0, 1):
+            a = np.take(depth, range(depth.shape[axis] - 1), axis=axis)
+            b = np.take(depth, range(1, depth.shape[axis]), axis=axis)
+            step = np.abs(a - b) > jump * np.fmin(a, b)  # inf - inf is NaN: two misses are no edge
+            if axis == 0:
+                edge[:-1] |= step
+                edge[1:] |= step
+            else:
+                edge[:, :-1] |= step
+                edge[:, 1:] |= step
+    return edge
+
+
+def mixed_pixels(rig: Rig, scene, table: np.ndarray, pixels: np.ndarray, depth: np.ndarray,
+                 config: ScannerConfig, rng: np.random.Generator):
+    """Blended columns of pixels whose footprint straddles a depth discontinuity.
+
+    Only ``pixels`` (flat indices) next to a discontinuity are super-sampled
+    (``supersample``^2 rays each); where their samples' depths disagree the decoder sees the sum of
+    their coded light and, with ``mixed_probability``, returns the radiance-weighted mean column.
+    Returns (flat indices, blended columns)."""
+    width = config.width
+    pixels = pixels[discontinuities(depth, config.edge_jump).ravel()[pixels]]
+    s = config.supersample
+    offsets = (np.arange(s) + 0.5) / s
+    du, dv = (a.ravel() for a in np.meshgrid(offsets, offsets))
+    u = (pixels % width)[:, None] + du[None]
+    v = (pixels // width)[:, None] + dv[None]
+    dirs = _times(rig.pixel_dirs(u.ravel(), v.ravel()), rig.pose[:3, :3].T)
+    t, gid, normals = _cast(scene, np.broadcast_to(rig.origin, dirs.shape), dirs)
+    weight = np.zeros(len(dirs), np.float32)
+    column = np.zeros(len(dirs), np.float32)
+    hit = np.flatnonzero(np.isfinite(t))
+    if len(hit):
+        n = normals[hit]
+        n = np.where((_dot(n, dirs[hit]) > 0)[:, None], -n, n)
+        points = rig.origin + t[hit, None] * dirs[hit]
+        e, to_light, col, lit = projector_light(rig, scene, points, n, "shadow" in config.effects)
+        weight[hit] = direct_radiance(table[gid[hit]], e, to_light, n, -dirs[hit])[0]
+        column[hit] = np.where(lit, col, 0)
+    t, weight, column = (a.reshape(len(pixels), s * s) for a in (t, weight, column))
+    with np.errstate(invalid="ignore"):
+        near, far = t.min(1), t.max(1)
+        straddle = ~(far - near <= config.edge_jump * near)  # a miss among the samples is a straddle too
+    total = weight.sum(1)
+    chosen = straddle & (total > 0) & (rng.random(len(pixels)) < config.mixed_probability)
+    blended = (weight * column).sum(1)[chosen] / total[chosen]
+    return pixels[chosen], blended
+
+
+def specular_saturation(signal: np.ndarray, config: ScannerConfig, rng: np.random.Generator):
+    """Pixels hit by a saturating highlight: (saturated, dropped, column shift), each like ``signal`` (H, W).
+
+    Pixels whose signal exceeds 1, and their neighbours within ``blooming_radius`` (charge spills
+    over), lose their code (``specular_dropout``) or decode a column shifted by a random
+    ``blooming_columns`` either way."""
+    saturated = signal > 1.0
+    if config.blooming_radius > 0 and saturated.any():
+        r = config.blooming_radius
+        saturated = ndimage.binary_dilation(saturated, np.ones((2 * r + 1, 2 * r + 1), bool)) & (signal > 0)
+    n = int(saturated.sum())
+    dropped = saturated.copy()
+    dropped[saturated] = rng.random(n) < config.specular_dropout
+    lo, hi = config.blooming_columns
+    shift = np.zeros(signal.shape, np.float32)
+    shift[saturated] = rng.uniform(lo, hi, n) * np.where(rng.random(n) < 0.5, -1, 1)
+    return saturated, dropped, shift
+
+
+def depth_sigma(z, noise_1m: float):
+    """Triangulation depth noise (m) at depth ``z`` (m): it grows with the square of depth."""
+    return noise_1m * np.square(z)
+
+
+def depth_noise(z: np.ndarray, config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
+    """Depth errors (N,) for depths ``z`` (N,): Gaussian with sigma(z), clipped at 3 sigma."""
+    return np.clip(rng.standard_normal(len(z)), -3, 3) * depth_sigma(z, config.noise_1m)
+
+
+def label_tolerance(z, noise_1m: float):
+    """Largest distance (m) from the true surface point at which a measured point counts as true."""
+    return 1e-3 + 3 * depth_sigma(z, noise_1m)
+
+
+def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
+    """Unit normals (H, W, 3) of an organised cloud (H, W, 3; NaN = no point) from the cross product
+    of the differences to the neighbours ``step`` pixels away (central, else one-sided), turned
+    towards the camera at the origin; NaN where a point has no usable neighbour in a direction."""
+
+    def gradient(axis: int) -> np.ndarray:
+        p = np.moveaxis(xyz, axis, 0)
+        grad = np.full_like(p, np.nan)
+        grad[step:-step] = p[2 * step:] - p[:-2 * step]
+        # One-sided differences where the central one is missing (image border, hole next to the point).
+        r, c = np.nonzero(np.isnan(grad[..., 0]) & ~np.isnan(p[..., 0]))
+        ahead, behind = np.minimum(r + step, len(p) - 1), np.maximum(r - step, 0)
+        forward = p[ahead, c] - p[r, c]
+        backward = p[r, c] - p[behind, c]
+        grad[r, c] = np.where(np.isnan(forward[:, :1]) | (ahead == r)[:, None], backward, forward)
+        return np.moveaxis(grad, 0, axis)
+
+    normals = np.cross(gradient(0), gradient(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normals /= np.sqrt(np.einsum("hwc,hwc->hw", normals, normals))[..., None]
+        flip = np.einsum("hwc,hwc->hw", normals, xyz) > 0
+    normals[flip] *= -1
+    return normals.astype(np.float32, copy=False)
+
+
+_RIGS: dict[ScannerConfig, Rig] = {}
+
+
+def rig_for(config: ScannerConfig) -> Rig:
+    """The (cached) camera and projector of ``config``."""
+    if config not in _RIGS:
+        _RIGS.clear()
+        _RIGS[config] = Rig(config)
+    return _RIGS[config]
+
+
+def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Scan ``scene`` once. Returns the arrays of a scan file (see ``pcfilter_lib.io.scan``):
+    xyz, intensity, normals, valid, label, kind, intrinsics, pose, clean_xyz, surface and the
+    projector's intrinsics and pose (all in the camera frame, metres)."""
+    rig = rig_for(config)
+    effects = set(config.effects)
+    streams = [np.random.default_rng(s) for s in rng.integers(0, 2**63, size=5)]
+    rc = scene.raycasting()
+    table = scene.material_table()
+    h, w = config.height, config.width
+
+    # Primary rays: the surface point p each pixel's centre sees.
+    hits = rc.cast_rays(rig.primary_rays())
+    t_all = hits["t_hit"].numpy()
+    pix = np.flatnonzero(np.isfinite(t_all))
+    t = t_all[pix]
+    gid = hits["geometry_ids"].numpy()[pix]
+    d = rig.dirs[pix]
+    normals = hits["primitive_normals"].numpy()[pix]
+    normals = np.where((_dot(normals, d) > 0)[:, None], -normals, normals)
+    points = rig.origin + t[:, None] * d
+    material = table[gid]
+
+    # a./b. direct light and shadows
+    irradiance, to_light, column, lit = projector_light(rig, rc, points, normals, "shadow" in effects)
+    l_dir, l_spec = direct_radiance(material, irradiance, to_light, normals, -d)
+
+    # c. inter-reflection
+    if "interreflection" in effects:
+        l_ind, col_ind = interreflection(rig, rc, table, material, points, normals, d, config, streams[0])
+    else:
+        l_ind, col_ind = np.zeros_like(l_dir), np.full_like(l_dir, np.nan)
+
+    # Decoding: the stronger coded light wins; too weak a code gives no point.
+    signal = config.gain * (l_dir + l_ind + config.ambient * material[:, 0])
+    direct_signal = config.gain * (l_dir + config.ambient * material[:, 0])
+    ghost = l_ind > l_dir
+    kind = np.where(ghost, KIND_INTERREFLECTION, KIND_NONE).astype(np.uint8)
+    column = np.where(ghost, col_ind, column)
+    strong, weak = np.maximum(l_dir, l_ind), np.minimum(l_dir, l_ind)
+    measured = config.gain * strong >= config.min_signal
+    kind[~measured] = np.where(lit[~measured], KIND_DARK, KIND_SHADOW)
+    conflict = measured & (strong < config.decode_margin * weak)  # two codes of similar strength
+    kind[conflict] = KIND_INTERREFLECTION
+    measured &= ~conflict
+
+    # e. specular saturation
+    if "specular" in effects:
+        full = np.zeros(h * w, np.float32)
+        full[pix] = direct_signal
+        saturated, dropped, shift = specular_saturation(full.reshape(h, w), config, streams[1])
+        saturated, dropped, shift = saturated.ravel()[pix], dropped.ravel()[pix], shift.ravel()[pix]
+        saturated &= measured
+        kind[saturated] = KIND_SPECULAR
+        column = np.where(saturated, column + shift, column)
+        measured &= ~(saturated & dropped)
+
+    # d. mixed pixels at depth discontinuities (only where the direct code was decoded)
+    if "mixed" in effects:
+        depth = np.full(h * w, np.inf, np.float32)
+        depth[pix] = t
+        candidates = pix[measured & (kind == KIND_NONE)]
+        mixed, blended = mixed_pixels(rig, rc, table, candidates, depth.reshape(h, w), config, streams[2])
+        where = np.searchsorted(pix, mixed)
+        kind[where] = KIND_MIXED
+        column[where] = blended
+
+    # Triangulation: the camera ray against the decoded column's plane (exact for direct light).
+    s = t.copy()
+    other = np.flatnonzero(measured & (kind != KIND_NONE))
+    s[other] = rig.triangulate(d[other], column[other])
+    dz = rig.dirs_cam[pix, 2]
+    if "noise" in effects:
+        s[measured] += depth_noise(s[measured] * dz[measured], config, streams[3]) / dz[measured]
+    z = s * dz
+    near, far = config.depth_range
+    with np.errstate(invalid="ignore"):
+        measured &= (z >= near) & (z <= far)
+
+    # Labels: true within tolerance of p, else an artefact.
+    correct = np.abs(s - t) <= label_tolerance(t * dz, config.noise_1m)
+    label_hit = np.where(measured, np.where(correct, LABEL_KEEP, LABEL_ARTEFACT), LABEL_NONE).astype(np.uint8)
+    kind[measured & correct] = KIND_NONE
+
+    label = np.full(h * w, LABEL_NONE, np.uint8)
+    label[pix] = label_hit
+    kinds = np.zeros(h * w, np.uint8)
+    kinds[pix] = kind
+    surface = np.full(h * w, 255, np.uint8)
+    surface[pix] = gid
+    xyz = np.full((h * w, 3), np.nan, np.float32)
+    clean = np.full((h * w, 3), np.nan, np.float32)
+    keep = pix[measured]
+    xyz[keep] = s[measured, None] * rig.dirs_cam[keep]
+    clean[keep] = t[measured, None] * rig.dirs_cam[keep]
+    xyz = xyz.reshape(h, w, 3)
+
+    # The intensity image (all-white projection): direct + indirect + ambient, with sensor noise.
+    radiance = np.zeros(h * w, np.float32)
+    radiance[pix] = signal
+    noise = streams[4].standard_normal(h * w).astype(np.float32)
+    intensity = radiance + np.sqrt(config.read_noise**2 + config.shot_noise**2 * radiance) * noise
+    return {
+        "xyz": xyz,
+        "intensity": np.clip(intensity, 0, 1).reshape(h, w),
+        "normals": estimate_normals(xyz),
+        "valid": label.reshape(h, w) != LABEL_NONE,
+        "label": label.reshape(h, w),
+        "kind": kinds.reshape(h, w),
+        "intrinsics": rig.K.astype(np.float32),
+        "pose": rig.pose.astype(np.float32),
+        "projector_intrinsics": rig.Kp.astype(np.float32),
+        "projector_pose": rig.projector_pose.astype(np.float32),
+        "clean_xyz": clean.reshape(h, w, 3),
+        "surface": surface.reshape(h, w),
+    }

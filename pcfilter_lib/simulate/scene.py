@@ -1,0 +1,404 @@
+"""Scenes to scan: an open bin on a table holding parts from a procedural library, each dropped until
+it rests on the floor or on the parts below, each with a material.
+
+World frame: z up, the top of the bin floor at z = 0, lengths in metres. A scene is described by a
+plain dictionary (``Scene.description``, stored in every scan's meta) from which ``scene_from_description``
+rebuilds exactly the same triangles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import open3d as o3d
+
+# Surface ids: 0 is the table, 1 the bin, 2.. the parts (as the geometry ids of the ray-casting scene).
+TABLE, BIN = 0, 1
+BIN_INNER = (0.50, 0.36)  # inner length and width of the bin (m)
+BIN_HEIGHT = 0.20  # wall height above the floor (m)
+BIN_WALL = 0.015  # wall and floor thickness (m)
+TABLE_SIZE = (1.6, 1.2)
+PART_TYPES = ("cylinder", "tube", "box", "bracket", "gear", "nut", "sphere", "torus")
+CONTACT_GAP = 2e-4  # gap left between a dropped part and its support (m)
+
+
+@dataclass(frozen=True)
+class Material:
+    """Reflectance of a surface: diffuse ``albedo`` (0-1), ``specular`` share (0-1) and the
+    ``roughness`` of the specular lobe (its angular width, radians)."""
+
+    name: str
+    albedo: float
+    specular: float
+    roughness: float
+
+
+# name: (probability, albedo range, specular range, roughness range). Shiny metals have a narrow,
+# strong specular lobe; most bins are plastic.
+PART_MATERIALS = {
+    "matte plastic": (0.25, (0.35, 0.8), (0.02, 0.08), (0.3, 0.5)),
+    "dark rubber": (0.1, (0.04, 0.12), (0.03, 0.08), (0.3, 0.5)),
+    "cast iron": (0.15, (0.15, 0.3), (0.15, 0.3), (0.2, 0.35)),
+    "brushed steel": (0.2, (0.25, 0.4), (0.45, 0.65), (0.08, 0.15)),
+    "polished steel": (0.15, (0.15, 0.3), (0.75, 0.95), (0.02, 0.06)),
+    "aluminium": (0.15, (0.4, 0.6), (0.55, 0.75), (0.03, 0.07)),
+}
+BIN_MATERIALS = {
+    "grey plastic": (0.45, (0.35, 0.55), (0.05, 0.12), (0.25, 0.4)),
+    "blue plastic": (0.35, (0.2, 0.35), (0.05, 0.12), (0.25, 0.4)),
+    "galvanised steel": (0.2, (0.3, 0.45), (0.45, 0.65), (0.08, 0.16)),
+}
+TABLE_MATERIAL = Material("table", 0.3, 0.03, 0.5)
+
+
+def _draw_material(rng: np.random.Generator, palette: dict) -> Material:
+    names = list(palette)
+    name = names[rng.choice(len(names), p=[palette[n][0] for n in names])]
+    _, (a0, a1), (s0, s1), (r0, r1) = palette[name]
+    return Material(name, float(rng.uniform(a0, a1)), float(rng.uniform(s0, s1)), float(rng.uniform(r0, r1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Procedural parts: (vertices (N, 3) float64, triangles (M, 3) int32), centred near the origin.
+
+def extrude(profile: np.ndarray, caps: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prism over a counter-clockwise polygon ``profile`` (K, 2) whose top and bottom are the
+    triangles ``caps`` (T, 3) (indices into the profile); z from -height/2 to +height/2."""
+    k = len(profile)
+    bottom = np.c_[profile, np.full(k, -height / 2)]
+    top = np.c_[profile, np.full(k, height / 2)]
+    i = np.arange(k)
+    j = (i + 1) % k
+    sides = np.r_[np.c_[i, j, k + j], np.c_[i, k + j, k + i]]
+    faces = np.r_[sides, caps + k, caps[:, ::-1]]
+    return np.r_[bottom, top], faces.astype(np.int32)
+
+
+def annulus_prism(outer: np.ndarray, inner: np.ndarray | None, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Prism whose cross-section lies between the radii ``outer`` (K,) and ``inner`` (K,), sampled at
+    K equal angles (a cylinder, tube, gear, nut...); ``inner=None`` gives a solid prism."""
+    k = len(outer)
+    theta = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    ring = np.c_[np.cos(theta), np.sin(theta)]
+    i = np.arange(k)
+    j = (i + 1) % k
+    if inner is None:  # a ring around a centre point (index k) on each cap
+        profile = np.r_[outer[:, None] * ring, [[0.0, 0.0]]]
+        n = k + 1
+        caps = np.c_[i, j, np.full(k, k)]
+        sides = np.r_[np.c_[i, j, n + j], np.c_[i, n + j, n + i]]
+        faces = np.r_[sides, caps + n, caps[:, ::-1]]
+        return np.r_[np.c_[profile, np.full(n, -height / 2)], np.c_[profile, np.full(n, height / 2)]], \
+            faces.astype(np.int32)
+    profile = np.r_[outer[:, None] * ring, inner[:, None] * ring]
+    caps = np.r_[np.c_[i, j, k + j], np.c_[i, k + j, k + i]]
+    bottom = np.c_[profile, np.full(2 * k, -height / 2)]
+    top = np.c_[profile, np.full(2 * k, height / 2)]
+    n = 2 * k
+    outer_side = np.r_[np.c_[i, j, n + j], np.c_[i, n + j, n + i]]
+    inner_side = np.r_[np.c_[k + j, k + i, n + k + i], np.c_[k + j, n + k + i, n + k + j]]
+    faces = np.r_[outer_side, inner_side, caps + n, caps[:, ::-1]]
+    return np.r_[bottom, top], faces.astype(np.int32)
+
+
+def _from_legacy(mesh: o3d.geometry.TriangleMesh) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.triangles, dtype=np.int32)
+
+
+def part_mesh(kind: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles of one part of the library, in its own frame (centred on its bounding box)."""
+    p = params
+    if kind == "cylinder":
+        v, f = annulus_prism(np.full(48, p["radius"]), None, p["height"])
+    elif kind == "tube":
+        v, f = annulus_prism(np.full(48, p["radius"]), np.full(48, p["inner"]), p["height"])
+    elif kind == "box":
+        v, f = _from_legacy(o3d.geometry.TriangleMesh.create_box(*p["size"]))
+    elif kind == "bracket":  # an L profile extruded along its width
+        a, b, t = p["leg_a"], p["leg_b"], p["thickness"]
+        profile = np.array([[0, 0], [a, 0], [a, t], [t, t], [t, b], [0, b], [0, t]])
+        caps = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 6], [6, 3, 4], [6, 4, 5]])
+        v, f = extrude(profile, caps, p["width"])
+    elif kind == "gear":
+        teeth, r = p["teeth"], p["radius"]
+        samples = 8 * teeth
+        phase = (np.arange(samples) % 8) / 8  # position within one tooth pitch
+        tip = (phase >= 0.25) & (phase < 0.625)
+        outer = np.where(tip, r, r * (1 - p["tooth_depth"]))
+        v, f = annulus_prism(outer, np.full(samples, p["bore"]), p["thickness"])
+    elif kind == "nut":
+        theta = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        sector = (theta + np.pi / 6) % (np.pi / 3) - np.pi / 6
+        v, f = annulus_prism(p["radius"] * np.cos(np.pi / 6) / np.cos(sector), np.full(48, p["bore"]), p["thickness"])
+    elif kind == "sphere":
+        v, f = _from_legacy(o3d.geometry.TriangleMesh.create_sphere(p["radius"], resolution=20))
+    elif kind == "torus":
+        v, f = _from_legacy(o3d.geometry.TriangleMesh.create_torus(p["radius"], p["tube"], 40, 16))
+    elif kind == "mesh":
+        v, f = read_part_file(p["path"], p.get("sha256"))
+        v = v * p["scale"]
+    else:
+        raise ValueError(f"unknown part type {kind!r}; choose one of {PART_TYPES + ('mesh',)}")
+    v = v - (v.min(0) + v.max(0)) / 2
+    return v, f
+
+
+def _draw_part_params(kind: str, rng: np.random.Generator) -> dict:
+    u = rng.uniform
+    if kind == "cylinder":
+        return {"radius": u(0.012, 0.035), "height": u(0.03, 0.12)}
+    if kind == "tube":
+        r = u(0.018, 0.045)
+        return {"radius": r, "inner": r * u(0.55, 0.8), "height": u(0.03, 0.12)}
+    if kind == "box":
+        return {"size": [u(0.02, 0.10), u(0.02, 0.08), u(0.015, 0.06)]}
+    if kind == "bracket":
+        return {"leg_a": u(0.03, 0.08), "leg_b": u(0.03, 0.07), "thickness": u(0.004, 0.01), "width": u(0.02, 0.06)}
+    if kind == "gear":
+        r = u(0.02, 0.05)
+        return {"teeth": int(rng.integers(10, 25)), "radius": r, "tooth_depth": 0.15, "bore": r * u(0.2, 0.4),
+                "thickness": u(0.008, 0.025)}
+    if kind == "nut":
+        r = u(0.012, 0.03)
+        return {"radius": r, "bore": 0.5 * r, "thickness": 0.8 * r}
+    if kind == "sphere":
+        return {"radius": u(0.015, 0.035)}
+    if kind == "torus":
+        return {"radius": u(0.02, 0.04), "tube": u(0.005, 0.012)}
+    raise ValueError(f"unknown part type {kind!r}")
+
+
+def read_part_file(path: str | Path, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices and triangles of a user mesh file (anything Open3D reads: ply, obj, stl, off...).
+
+    Raises FileNotFoundError or ValueError with the reason when the file cannot be used, and a
+    ValueError when ``sha256`` is given and the file has changed since the scene was made.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh file {path} does not exist")
+    if sha256 is not None and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise ValueError(f"mesh file {path} changed since the scene was made (sha256 differs)")
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
+        mesh = o3d.io.read_triangle_mesh(str(path))
+    v, f = _from_legacy(mesh)
+    if len(v) == 0 or len(f) == 0:
+        raise ValueError(f"cannot read a triangle mesh from {path}: give a ply, obj, stl or off file with faces")
+    if not np.isfinite(v).all():
+        raise ValueError(f"mesh file {path} has non-finite vertex coordinates")
+    if f.min() < 0 or f.max() >= len(v):
+        raise ValueError(f"mesh file {path} has faces that index missing vertices")
+    extent = np.ptp(v, axis=0).max()
+    if extent <= 0:
+        raise ValueError(f"mesh file {path} is degenerate (all vertices coincide)")
+    return v, f
+
+
+def _box(lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    v, f = _from_legacy(o3d.geometry.TriangleMesh.create_box(*(np.subtract(hi, lo))))
+    return v + lo, f
+
+
+def _merge(meshes) -> tuple[np.ndarray, np.ndarray]:
+    vertices, faces, offset = [], [], 0
+    for v, f in meshes:
+        vertices.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+    return np.concatenate(vertices), np.concatenate(faces).astype(np.int32)
+
+
+def bin_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """The open bin: a floor (top at z = 0) and four walls, all ``BIN_WALL`` thick."""
+    lx, ly = BIN_INNER[0] / 2, BIN_INNER[1] / 2
+    w, h = BIN_WALL, BIN_HEIGHT
+    return _merge([
+        _box((-lx - w, -ly - w, -w), (lx + w, ly + w, 0.0)),
+        _box((-lx - w, -ly - w, 0.0), (-lx, ly + w, h)),
+        _box((lx, -ly - w, 0.0), (lx + w, ly + w, h)),
+        _box((-lx, -ly - w, 0.0), (lx, -ly, h)),
+        _box((-lx, ly, 0.0), (lx, ly + w, h)),
+    ])
+
+
+def table_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """A table top under the bin (two triangles at the height of the bin's underside)."""
+    x, y, z = TABLE_SIZE[0] / 2, TABLE_SIZE[1] / 2, -BIN_WALL - 1e-4
+    v = np.array([[-x, -y, z], [x, -y, z], [x, y, z], [-x, y, z]])
+    return v, np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Placement: random resting poses by dropping parts into the bin.
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def _resting_rotation(rng: np.random.Generator) -> np.ndarray:
+    """One of the six 'face down' orientations, a random turn about z and a small random tilt."""
+    faces = [np.eye(3), _rotation(np.array([1.0, 0, 0]), np.pi / 2), _rotation(np.array([1.0, 0, 0]), np.pi),
+             _rotation(np.array([1.0, 0, 0]), -np.pi / 2), _rotation(np.array([0, 1.0, 0]), np.pi / 2),
+             _rotation(np.array([0, 1.0, 0]), -np.pi / 2)]
+    down = faces[rng.integers(6)]
+    yaw = _rotation(np.array([0, 0, 1.0]), rng.uniform(0, 2 * np.pi))
+    tilt_axis = np.r_[rng.normal(size=2), 0.0]
+    tilt = _rotation(tilt_axis, rng.normal(0, np.radians(6)))
+    return tilt @ yaw @ down
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points spread uniformly by area over the triangles, plus every vertex: (n + N, 3)."""
+    a, b, c = (vertices[faces[:, i]] for i in range(3))
+    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    pick = rng.choice(len(faces), size=n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    points = (1 - s)[:, None] * a[pick] + (s * (1 - r2))[:, None] * b[pick] + (s * r2)[:, None] * c[pick]
+    return np.r_[points, vertices]
+
+
+def _cast_vertical(scene: o3d.t.geometry.RaycastingScene, points: np.ndarray, up: bool) -> np.ndarray:
+    rays = np.zeros((len(points), 6), np.float32)
+    rays[:, :3] = points
+    rays[:, 5] = 1.0 if up else -1.0
+    return scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
+
+
+def _raycasting(meshes) -> o3d.t.geometry.RaycastingScene:
+    scene = o3d.t.geometry.RaycastingScene()
+    for v, f in meshes:
+        scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
+    return scene
+
+
+def drop(vertices: np.ndarray, faces: np.ndarray, support: list[tuple[np.ndarray, np.ndarray]],
+         support_points: np.ndarray, rng: np.random.Generator, samples: int = 800) -> float:
+    """How far the part (already placed above everything) can fall straight down before it touches
+    ``support`` (the meshes placed so far): rays down from points on the part against the support,
+    and rays up from the support's points (``support_points``) against the part; the smaller hit wins."""
+    points = sample_surface(vertices, faces, samples, rng)
+    down = _cast_vertical(_raycasting(support), points, up=False)
+    lo, hi = vertices.min(0), vertices.max(0)
+    below = support_points[(support_points[:, 0] >= lo[0]) & (support_points[:, 0] <= hi[0])
+                           & (support_points[:, 1] >= lo[1]) & (support_points[:, 1] <= hi[1])]
+    up = _cast_vertical(_raycasting([(vertices, faces)]), below, up=True) if len(below) else np.array([np.inf])
+    fall = float(min(down.min(), up.min()))
+    if not np.isfinite(fall):
+        raise RuntimeError("a dropped part found nothing below it; the bin floor is missing")
+    return fall
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """Triangle meshes (world frame) with one material each; index = surface id (0 table, 1 bin, 2.. parts).
+
+    ``description`` rebuilds the scene exactly (``scene_from_description``).
+    """
+
+    meshes: list[tuple[np.ndarray, np.ndarray]]
+    materials: list[Material]
+    description: dict
+    _raycasting: o3d.t.geometry.RaycastingScene | None = field(default=None, repr=False)
+
+    @property
+    def n_parts(self) -> int:
+        return len(self.meshes) - 2
+
+    def raycasting(self) -> o3d.t.geometry.RaycastingScene:
+        """The Open3D ray-casting scene; geometry id = surface id."""
+        if self._raycasting is None:
+            self._raycasting = _raycasting(self.meshes)
+        return self._raycasting
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All triangles as one mesh: vertices (N, 3) float32, triangles (M, 3) int32, surface id per
+        triangle (M,) uint8."""
+        v, f = _merge(self.meshes)
+        surface = np.concatenate([np.full(len(fi), i, np.uint8) for i, (_, fi) in enumerate(self.meshes)])
+        return v.astype(np.float32), f, surface
+
+    def material_table(self) -> np.ndarray:
+        """(S, 3) float32: albedo, specular, roughness per surface id."""
+        return np.array([[m.albedo, m.specular, m.roughness] for m in self.materials], np.float32)
+
+
+def _place(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+    v, f = part_mesh(entry["type"], entry["params"])
+    return v @ np.asarray(entry["rotation"]).T + np.asarray(entry["translation"]), f
+
+
+def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), part_types=PART_TYPES,
+               mesh_files=(), mesh_share: float = 0.3) -> Scene:
+    """A bin with a random number of parts (``n_parts`` inclusive range) dropped into it one by one.
+
+    Parts come from ``part_types``; each user mesh in ``mesh_files`` (read and checked first) joins
+    the library and is drawn with probability ``mesh_share``, scaled to a longest side of 4-12 cm.
+    """
+    lo_n, hi_n = n_parts
+    if not 0 <= lo_n <= hi_n:
+        raise ValueError(f"n_parts must be a range (low, high) with 0 <= low <= high, got {n_parts}")
+    unknown = set(part_types) - set(PART_TYPES)
+    if unknown or not part_types:
+        raise ValueError(f"part_types must be a non-empty subset of {PART_TYPES}, got {list(part_types)}")
+    files = []
+    for path in mesh_files:
+        v, _ = read_part_file(path)
+        files.append({"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                      "extent": float(np.ptp(v, axis=0).max())})
+    bin_material = _draw_material(rng, BIN_MATERIALS)
+    meshes = [table_mesh(), bin_mesh()]
+    materials = [TABLE_MATERIAL, bin_material]
+    support_points = meshes[1][0]
+    parts = []
+    for _ in range(int(rng.integers(lo_n, hi_n + 1))):
+        if files and rng.random() < mesh_share:
+            chosen = files[rng.integers(len(files))]
+            kind = "mesh"
+            params = {"path": chosen["path"], "sha256": chosen["sha256"],
+                      "scale": float(rng.uniform(0.04, 0.12) / chosen["extent"])}
+        else:
+            kind = part_types[rng.integers(len(part_types))]
+            params = _draw_part_params(kind, rng)
+        rotation = _resting_rotation(rng)
+        v, f = part_mesh(kind, params)
+        v = v @ rotation.T
+        half = (v.max(0) - v.min(0)) / 2
+        room = np.maximum(np.array(BIN_INNER) / 2 - half[:2] - 0.002, 0.0)
+        xy = rng.uniform(-room, room)
+        top = max(m[0][:, 2].max() for m in meshes[1:])
+        start = np.r_[xy, top + half[2] + 0.01]
+        fall = drop(v + start, f, meshes[1:], support_points, rng)
+        translation = start - np.array([0.0, 0.0, fall - CONTACT_GAP])
+        material = _draw_material(rng, PART_MATERIALS)
+        entry = {"type": kind, "params": params, "rotation": rotation.tolist(), "translation": translation.tolist(),
+                 "material": material.__dict__}
+        placed = _place(entry)
+        meshes.append(placed)
+        materials.append(material)
+        support_points = np.r_[support_points, sample_surface(*placed, 400, rng)]
+        parts.append(entry)
+    description = {"bin": {"inner": list(BIN_INNER), "height": BIN_HEIGHT, "wall": BIN_WALL,
+                           "material": bin_material.__dict__},
+                   "table": {"size": list(TABLE_SIZE), "material": TABLE_MATERIAL.__dict__},
+                   "parts": parts}
+    return Scene(meshes, materials, description)
+
+
+def scene_from_description(description: dict) -> Scene:
+    """Rebuild the exact scene a scan was made from (its ``meta["scene"]``)."""
+    try:
+        meshes = [table_mesh(), bin_mesh()] + [_place(entry) for entry in description["parts"]]
+        materials = [Material(**description["table"]["material"]), Material(**description["bin"]["material"])]
+        materials += [Material(**entry["material"]) for entry in description["parts"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not a scene description: {error!r} is missing or malformed") from error
+    return Scene(meshes, materials, description)
