@@ -41,6 +41,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
+    return width, height
+
+
+def _parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(part) for part in text.split("/"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"split must look like 0.8/0.1/0.1 (train/val/test), got {text!r}")
+    return parts
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate a dataset of structured-light scans of bins of parts."""
+    from pcfilter_lib.simulate import dataset
+    from pcfilter_lib.simulate.scanner import ScannerConfig
+
+    width, height = args.size or config.choose(full=(640, 480), fast=(160, 120))
+    scanner = ScannerConfig(width=width, height=height)
+    stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=args.split,
+                                  n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or ())
+    print(f"{len(stats)} scans of {width}x{height} in {args.out}")
+    print(dataset.summarise(stats))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcfilter",
@@ -58,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--no-devices", action="store_true", help="skip the (slower) TensorFlow device query")
     info.set_defaults(run=_cmd_info)
+
+    simulate = commands.add_parser(
+        "simulate", help="simulate a dataset of structured-light scans",
+        description="Simulate scans of bins of parts with a structured-light scanner model (shadows, "
+        "inter-reflections, mixed pixels, specular saturation, depth noise) into OUT/{train,val,test}/ with "
+        "a manifest.json. A stopped run resumes when started again with the same options.")
+    simulate.add_argument("--out", required=True,
+                          help="dataset folder (created; resumed if made with the same options)")
+    simulate.add_argument("--n", type=int, required=True, help="number of scans")
+    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--size", type=_parse_size, metavar="WxH",
+                          help="scan size in pixels (default 640x480, 160x120 with PCFILTER_FAST=1)")
+    simulate.add_argument("--split", type=_parse_split, default=(0.8, 0.1, 0.1), metavar="TRAIN/VAL/TEST",
+                          help="fractions of scans per split (default 0.8/0.1/0.1)")
+    simulate.add_argument("--min-parts", type=int, default=3, help="fewest parts per bin (default 3)")
+    simulate.add_argument("--max-parts", type=int, default=15, help="most parts per bin (default 15)")
+    simulate.add_argument("--mesh", action="append", metavar="FILE",
+                          help="a mesh file (ply, obj, stl, off) to add to the parts library; repeatable")
+    simulate.set_defaults(run=_cmd_simulate)
     return parser
 
 
