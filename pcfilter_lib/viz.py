@@ -91,3 +91,76 @@ def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "v
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     return fig
+
+
+# Scans -------------------------------------------------------------------------------------------
+
+KIND_COLOURS = ("#aaaaaa", "#3c3cc8", "#dc1e1e", "#f0a000", "#a028c8", "#28a03c")  # by kind code 0..5
+
+
+def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60000, seed: int = 0,
+                   kind_names: Mapping[int, str] | None = None):
+    """Plotly 3D scatter of a scan's measured points (camera frame, metres), coloured by ``label``
+    (grey true geometry, red artefacts) or by artefact ``kind``; at most ``max_points`` points
+    (a seeded random subset, artefacts always kept)."""
+    import plotly.graph_objects as go
+
+    if colour_by not in ("label", "kind"):
+        raise ValueError(f"colour_by must be 'label' or 'kind', got {colour_by!r}")
+    valid = np.asarray(scan["valid"])
+    xyz = np.asarray(scan["xyz"])[valid]
+    label, kind = np.asarray(scan["label"])[valid], np.asarray(scan["kind"])[valid]
+    if len(xyz) == 0:
+        raise ValueError("the scan has no points to show")
+    keep = label == 0
+    rest = np.flatnonzero(~keep)
+    budget = max(max_points - int(keep.sum()), 0)
+    if len(rest) > budget:
+        keep[np.random.default_rng(seed).choice(rest, budget, replace=False)] = True
+    else:
+        keep[rest] = True
+    names = kind_names or {0: "true", 1: "shadow", 2: "interreflection", 3: "mixed", 4: "specular", 5: "dark"}
+    groups = ([(1, "true geometry", "#aaaaaa", label == 1), (0, "artefact", "#dc1e1e", label == 0)]
+              if colour_by == "label" else
+              [(code, names.get(code, str(code)), KIND_COLOURS[code % len(KIND_COLOURS)], kind == code)
+               for code in np.unique(kind)])
+    fig = go.Figure()
+    for _, name, colour, mask in groups:
+        mask = mask & keep
+        if mask.any():
+            fig.add_trace(go.Scatter3d(x=xyz[mask, 0], y=xyz[mask, 1], z=xyz[mask, 2], mode="markers", name=name,
+                                       marker=dict(size=1.5 if name in ("true geometry", "true") else 2.5,
+                                                   color=colour)))
+    # Camera frame: y points down and z away from the camera; show the scene as the camera sees it.
+    fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
+                                 camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.3, y=-0.9, z=-1.6))),
+                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=30, b=0), height=550,
+                      title=f"{int(valid.sum())} points, {int((label == 0).sum())} artefacts")
+    return fig
+
+
+def show_scan_channels(scan: Mapping, size: float = 3.2):
+    """Image grid of a scan: intensity, depth, estimated normals (as RGB), label and artefact kind."""
+    valid = np.asarray(scan["valid"])
+    depth = np.where(valid, np.asarray(scan["xyz"])[..., 2], np.nan)
+    normals = np.where(valid[..., None], (np.nan_to_num(np.asarray(scan["normals"])) + 1) / 2, 1.0)
+    label = np.asarray(scan["label"]).astype(float)
+    kind = np.where(label == 0, np.asarray(scan["kind"]), np.nan)
+    panels = [("intensity", np.asarray(scan["intensity"]), dict(cmap="gray", vmin=0, vmax=1)),
+              ("depth z (m)", depth, dict(cmap="viridis")),
+              ("normals (x, y, z as RGB)", normals, {}),
+              ("label: 1 true, 0 artefact, white no point", np.where(label == 255, np.nan, label),
+               dict(cmap="coolwarm_r", vmin=0, vmax=1)),
+              ("artefact kind", kind, dict(cmap=plt.matplotlib.colors.ListedColormap(KIND_COLOURS), vmin=-0.5,
+                                           vmax=len(KIND_COLOURS) - 0.5))]
+    height, width = valid.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.8),
+                             layout="constrained")
+    for ax, (title, image, style) in zip(axes, panels, strict=True):
+        shown = ax.imshow(image, interpolation="nearest", **style)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if image.ndim == 2 and title != "label: 1 true, 0 artefact, white no point":
+            fig.colorbar(shown, ax=ax, shrink=0.7, location="bottom")
+    return fig
