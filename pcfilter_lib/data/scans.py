@@ -1,0 +1,205 @@
+"""Scan datasets for Keras: a ``keras.utils.PyDataset`` and a ``tf.data`` pipeline, both yielding
+``(x, y, sample_weight)`` batches from scan ``.npz`` files.
+
+* ``x`` (B, H', W', C) float32: the channels of the original work, intensity, depth, nx, ny, nz,
+  then (with ``validity``) a 0/1 channel marking pixels with a point. Intensity and depth are
+  min-max normalised over the scan's points to [0, 1]; normals are mapped from [-1, 1] to [0, 1];
+  every channel is 0 where there is no point.
+* ``y`` (B, H', W', 1) float32: the keep mask, 1 for true geometry, 0 for artefacts (and no point).
+* ``sample_weight`` (B, H', W') float32: 1 where there is a point, 0 elsewhere and on the padding.
+
+H', W' are the scan's sides (after rotation) padded up to a multiple of ``multiple`` (the U-Net's
+2 ** depth). Augmentation: random horizontal and vertical flips and intensity jitter (gamma and
+noise) per scan, and one random 90-degree rotation per batch, so that a batch keeps one shape.
+Both pipelines build each batch with ``make_batch`` and give the same batches for the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pcfilter_lib.io.files import read_manifest
+from pcfilter_lib.io.scan import load_scan
+from pcfilter_lib.models.unet import pad_to_multiple
+
+CHANNELS = ("intensity", "depth", "nx", "ny", "nz", "valid")
+
+
+def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
+    """The scan files of one split (train, val or test) of a dataset folder, from its manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"{folder} has no manifest.json; make the dataset with 'pcfilter simulate' first")
+    files = sorted(folder / name for name in manifest.get("files", {}) if name.startswith(f"{split}/"))
+    if not files:
+        raise ValueError(f"{folder} holds no finished scans in split {split!r}")
+    return files
+
+
+def _min_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    lo, hi = values[valid].min(), values[valid].max()
+    return np.where(valid, (values - lo) / (hi - lo) if hi > lo else 0.5, 0.0)
+
+
+def scan_inputs(scan: dict, validity: bool = True) -> np.ndarray:
+    """Network input (H, W, 5 or 6) float32 of a scan, normalised as described in the module notes."""
+    valid = np.asarray(scan["valid"], bool)
+    h, w = valid.shape
+    x = np.zeros((h, w, 6 if validity else 5), np.float32)
+    if not valid.any():
+        return x
+    x[..., 0] = _min_max(np.asarray(scan["intensity"], np.float32), valid)
+    x[..., 1] = _min_max(np.asarray(scan["xyz"], np.float32)[..., 2], valid)
+    normals = np.nan_to_num(np.asarray(scan["normals"], np.float32))  # a point without neighbours: (0, 0, 0)
+    x[..., 2:5] = np.where(valid[..., None], (normals + 1) / 2, 0.0)
+    if validity:
+        x[..., 5] = valid
+    return x
+
+
+def scan_targets(scan: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Keep mask y (H, W, 1) and sample weight (H, W), both float32."""
+    label = np.asarray(scan["label"])
+    return (label == 1).astype(np.float32)[..., None], (label != 255).astype(np.float32)
+
+
+def load_example(path, validity: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, weight) of one scan file, unpadded."""
+    scan = load_scan(path, arrays=())
+    return (scan_inputs(scan, validity), *scan_targets(scan))
+
+
+def augment_example(x, y, w, rng: np.random.Generator, jitter: float = 0.15):
+    """Random flips of one example and intensity jitter: gamma in [1 - jitter, 1 + jitter]^(+-1) and
+    Gaussian noise of sigma jitter / 10 on the points' intensities (kept in [0, 1])."""
+    if rng.random() < 0.5:
+        x, y, w = x[:, ::-1], y[:, ::-1], w[:, ::-1]
+    if rng.random() < 0.5:
+        x, y, w = x[::-1], y[::-1], w[::-1]
+    x = x.copy()
+    valid = w > 0
+    gamma = (1 + jitter * rng.random()) ** rng.choice([-1, 1])
+    noisy = x[..., 0] ** gamma + rng.normal(0, jitter / 10, x.shape[:2])
+    x[..., 0] = np.where(valid, np.clip(noisy, 0, 1), 0)
+    return x, np.ascontiguousarray(y), np.ascontiguousarray(w)
+
+
+def collate(examples, multiple: int, turns: int = 0):
+    """Stack examples into one batch: rotate each by ``turns`` quarter turns, pad to a multiple of
+    ``multiple`` and to the largest in the batch (weight 0 on the padding)."""
+    rotated = [[np.rot90(a, turns, axes=(0, 1)) for a in example] for example in examples]
+    height = max(math.ceil(x.shape[0] / multiple) * multiple for x, _, _ in rotated)
+    width = max(math.ceil(x.shape[1] / multiple) * multiple for x, _, _ in rotated)
+    batch = []
+    for arrays in rotated:
+        padded = []
+        for a in arrays:
+            a, _ = pad_to_multiple(a, multiple)
+            padded.append(np.pad(a, [(0, height - a.shape[0]), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2)))
+        batch.append(padded)
+    return tuple(np.stack([b[i] for b in batch]).astype(np.float32) for i in range(3))
+
+
+def make_batch(files: Sequence[Path], picked: Sequence[int], multiple: int, augment: bool, seed: int, epoch: int,
+               batch_index: int, validity: bool = True):
+    """One batch (x, y, weight) of the scans ``files[picked]``: the single place both pipelines use.
+
+    Augmentation draws come from ``(seed, epoch, file index)`` per scan and ``(seed, epoch, batch)``
+    for the rotation, so a batch does not depend on which worker or thread makes it.
+    """
+    examples = []
+    for i in picked:
+        example = load_example(files[i], validity)
+        if augment:
+            example = augment_example(*example, np.random.default_rng([seed, epoch, int(i)]))
+        examples.append(example)
+    turns = int(np.random.default_rng([seed, epoch, len(files) + batch_index]).integers(4)) if augment else 0
+    return collate(examples, multiple, turns)
+
+
+def _check_files(files) -> list[Path]:
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("a scan pipeline needs at least one scan file")
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"scan files missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    return files
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    """The order of ``n`` scans in one epoch."""
+    return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+class ScanSequence(keras.utils.PyDataset):
+    """Batches of scans read lazily from ``files``; ``len()`` batches per epoch.
+
+    With ``shuffle`` the order changes every epoch (seeded); with ``augment`` each scan is flipped
+    and jittered and each batch turned by a random multiple of 90 degrees. Extra keyword arguments
+    (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to ``keras.utils.PyDataset``.
+    """
+
+    def __init__(self, files: Sequence[str | os.PathLike], batch_size: int = 1, multiple: int = 16,
+                 augment: bool = False, shuffle: bool = False, seed: int = 0, validity: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.files = _check_files(files)
+        if batch_size < 1 or multiple < 1:
+            raise ValueError(f"batch_size and multiple must be positive, got {batch_size} and {multiple}")
+        self.batch_size, self.multiple, self.augment, self.shuffle = batch_size, multiple, augment, shuffle
+        self.seed, self.validity, self.epoch = seed, validity, 0
+        self.order = epoch_order(len(self.files), shuffle, seed, 0)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.files) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range ({len(self)} batches)")
+        picked = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        return make_batch(self.files, picked, self.multiple, self.augment, self.seed, self.epoch, index, self.validity)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self.order = epoch_order(len(self.files), self.shuffle, self.seed, self.epoch)
+
+
+def scan_dataset(files: Sequence[str | os.PathLike], batch_size: int = 1, multiple: int = 16, augment: bool = False,
+                 shuffle: bool = False, seed: int = 0, validity: bool = True, epochs: int = 1):
+    """The batches of ``ScanSequence`` for ``epochs`` epochs in a row as a ``tf.data.Dataset``.
+
+    Batches are made in parallel (``map`` with ``num_parallel_calls=AUTOTUNE``, order kept) and
+    prefetched. For training, pass ``epochs`` and ``steps_per_epoch = ceil(len(files) / batch_size)``.
+    """
+    import tensorflow as tf
+
+    files = _check_files(files)
+    if batch_size < 1 or multiple < 1 or epochs < 1:
+        raise ValueError(f"batch_size, multiple and epochs must be positive, got {batch_size}, {multiple}, {epochs}")
+    n_batches = math.ceil(len(files) / batch_size)
+    rows = []  # epoch, batch index, then the file indices of the batch (-1 = none)
+    for epoch in range(epochs):
+        order = np.r_[epoch_order(len(files), shuffle, seed, epoch), np.full(n_batches * batch_size - len(files), -1)]
+        for b in range(n_batches):
+            rows.append([epoch, b, *order[b * batch_size:(b + 1) * batch_size]])
+    channels = 6 if validity else 5
+
+    def build(row):
+        epoch, index, *picked = (int(v) for v in row)
+        return make_batch(files, [i for i in picked if i >= 0], multiple, augment, seed, epoch, index, validity)
+
+    def build_op(row):
+        x, y, w = tf.numpy_function(build, [row], [tf.float32] * 3)
+        return (tf.ensure_shape(x, (None, None, None, channels)), tf.ensure_shape(y, (None, None, None, 1)),
+                tf.ensure_shape(w, (None, None, None)))
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.array(rows, np.int64))
+    dataset = dataset.map(build_op, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
