@@ -62,3 +62,36 @@ def numpy_matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
     return 2 * n**3 / time_call(lambda: a @ b, repeats=repeats).median / 1e9
+
+
+def model_flops(model, input_shape) -> int:
+    """Forward-pass FLOPs of one input of ``input_shape`` (H, W, C) through ``model``'s Conv2D,
+    Conv2DTranspose and Dense layers, counted from their shapes (a multiply-add counts as two).
+
+    Pooling, activations, normalisation and additions are left out: they are a few percent of a
+    convolutional network's work. Training costs about three times this (forward, and two products
+    of the same size for the gradients of inputs and weights).
+    """
+    import keras
+
+    from pcfilter_lib import convmath
+
+    counted = [layer for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
+    probe = keras.Model(model.input, [layer.output for layer in counted])
+    outputs = probe(np.zeros((1, *input_shape), dtype="float32"))
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    total = 0
+    for layer, out in zip(counted, outputs, strict=True):
+        c_in = layer.input.shape[-1]
+        if isinstance(layer, keras.layers.Dense):
+            positions = int(np.prod(out.shape[1:-1])) if len(out.shape) > 2 else 1
+            total += positions * convmath.dense_flops(c_in, layer.units)
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            # Every input pixel scatters a kh x kw x c_out patch: the same products as the convolution
+            # it transposes.
+            h_in, w_in = out.shape[1] // layer.strides[0], out.shape[2] // layer.strides[1]
+            total += convmath.conv2d_flops((h_in, w_in), layer.kernel_size, layer.filters, c_in)
+        else:
+            total += convmath.conv2d_flops(out.shape[1:3], layer.kernel_size, c_in, layer.filters)
+    return int(total)

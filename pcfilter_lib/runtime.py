@@ -3,7 +3,9 @@
 TensorFlow writes start-up notes (oneDNN, missing CUDA drivers) straight to file descriptor 2,
 below Python, so notebooks would show them as error output in every chapter. ``setup`` imports
 TensorFlow with that descriptor pointed at a temporary file, and replays what was written there
-only if the import fails, so a real problem is never hidden.
+only if the import fails, so a real problem is never hidden. It also sets ``TF_CPP_MIN_LOG_LEVEL``
+to 3 (unless already set): the C++ runtime then keeps quiet about graph-optimiser fallbacks (such
+as "remapper failed" on LeakyReLU fusion); real failures still raise Python exceptions.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def setup(seed: int | None = 0) -> None:
     """
     global _ready
     if not _ready:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         _quiet_import()
         _ready = True
     if seed is not None:

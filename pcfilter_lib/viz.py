@@ -93,6 +93,88 @@ def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "v
     return fig
 
 
+def draw_unet(model, ax=None):
+    """Schematic of a U-Net from ``build_unet``: one box per block at the height of its resolution,
+    labelled with its filter count; arrows for the skip connections."""
+    names = {layer.name: layer for layer in model.layers}
+    depth = sum(name.startswith("down") and name.endswith("_pool") for name in names)
+    ax = _axes(ax, figsize=(10, 4))
+
+    def filters(block):
+        return names[f"{block}_conv2"].filters
+
+    blocks = [(f"down{i + 1}", i) for i in range(depth)] + [("bottleneck", depth)]
+    blocks += [(f"up{i + 1}", i) for i in reversed(range(depth))]
+    for x, (block, level) in enumerate(blocks):
+        colour = "tab:blue" if block.startswith("down") else "tab:orange" if block.startswith("up") else "tab:red"
+        ax.add_patch(plt.Rectangle((x - 0.35, -level - 0.3), 0.7, 0.6, color=colour, alpha=0.8))
+        ax.text(x, -level, str(filters(block)), ha="center", va="center", color="white", fontweight="bold")
+        if x:
+            ax.annotate("", xy=(x - 0.35, -level), xytext=(x - 0.65, -blocks[x - 1][1]),
+                        arrowprops=dict(arrowstyle="->", color="grey"))
+    for i in range(depth):  # skip connections: encoder block -> decoder block of the same level
+        left, right = i, len(blocks) - 1 - i
+        ax.annotate("", xy=(right - 0.35, -i + 0.15), xytext=(left + 0.35, -i + 0.15),
+                    arrowprops=dict(arrowstyle="->", color="tab:green", linestyle="--"))
+    ax.set_xlim(-0.7, len(blocks) - 0.3)
+    ax.set_ylim(-depth - 0.6, 0.6)
+    ax.set_yticks([-level for level in range(depth + 1)], [f"1/{2**level}" for level in range(depth + 1)])
+    ax.set_ylabel("resolution")
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"{model.name}: filters per block (blue encoder, red bottleneck, orange decoder, "
+                 f"green skips); {model.count_params():,} parameters", fontsize=10)
+    return ax
+
+
+def plot_histories(histories: Mapping[str, Mapping[str, Sequence[float]]], key: str, ax=None,
+                   ylabel: str | None = None):
+    """One curve per run of ``history[key]`` against the epoch (e.g. key="val_mean_iou")."""
+    ax = _axes(ax)
+    for name, history in histories.items():
+        values = history[key]
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_confusion(tp: int, fn: int, fp: int, tn: int, ax=None, title: str | None = None):
+    """2x2 confusion matrix, rows = truth (keep, artefact), columns = prediction; counts and row shares."""
+    ax = _axes(ax, figsize=(3.2, 3))
+    counts = np.array([[tp, fn], [fp, tn]], dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), value in np.ndenumerate(counts):
+        ax.text(c, r, f"{int(value):,}\n{shares[r, c]:.1%}", ha="center", va="center",
+                color="white" if shares[r, c] > 0.6 else "black", fontsize=9)
+    ax.set_xticks([0, 1], ["keep", "artefact"])
+    ax.set_yticks([0, 1], ["keep", "artefact"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] = ("mean_iou", "balanced_accuracy",
+                         "f1", "recall", "tnr"), chosen: float | None = None, ax=None):
+    """Metrics of a ``metrics.threshold_sweep`` against the threshold, with the chosen one marked."""
+    ax = _axes(ax)
+    for name in names:
+        ax.plot(sweep["threshold"], sweep[name], marker=".", label=name)
+    if chosen is not None:
+        ax.axvline(chosen, color="black", linestyle=":", label=f"chosen {chosen:.2f}")
+    ax.set_xlabel("threshold on the keep probability")
+    ax.set_ylabel("metric")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
 # Scans -------------------------------------------------------------------------------------------
 
 KIND_COLOURS = ("#aaaaaa", "#3c3cc8", "#dc1e1e", "#f0a000", "#a028c8", "#28a03c")  # by kind code 0..5

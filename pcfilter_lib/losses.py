@@ -1,0 +1,205 @@
+"""Segmentation losses for binary masks (label 1 = keep / true geometry, 0 = artefact).
+
+Every loss takes a per-pixel ``sample_weight`` that works as a mask: pixels of weight 0 (no point
+in the scan, padding) contribute nothing, and the loss is the weighted *mean* over the remaining
+pixels, so padding an image or changing its masked pixels changes nothing. Soft Dice and Jaccard
+need the weights inside their sums, which Keras' generic reduction cannot do, so all losses share
+one ``__call__`` that applies the weights itself. Only ``keras.ops`` is used: the losses run on
+every Keras backend, and all are registered for ``keras.models.load_model``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+EPSILON = 1e-7
+
+
+def _scale_for_replicas(value):
+    """Divide by the number of replicas under a TensorFlow distribution strategy, as Keras' own
+    losses do, so that summing the replicas' gradients gives the gradient of the mean."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
+            value = value / tf.distribute.get_strategy().num_replicas_in_sync
+    return value
+
+
+class MaskedLoss(keras.losses.Loss):
+    """Base class: prepares shapes and weights, then calls ``weighted(y_true, y_pred, weight)``.
+
+    ``y_true`` may be (B, H, W) or (B, H, W, 1); ``y_pred`` holds probabilities (sigmoid outputs)
+    of the keep class, (B, H, W, 1) or (B, H, W). ``sample_weight`` broadcasts to (B, H, W).
+    """
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+        if len(y_pred.shape) == 4 and y_pred.shape[-1] == 1:
+            y_pred = ops.squeeze(y_pred, axis=-1)
+        if len(y_true.shape) == 4 and y_true.shape[-1] == 1:
+            y_true = ops.squeeze(y_true, axis=-1)
+        if sample_weight is None:
+            weight = ops.ones_like(y_pred)
+        else:
+            weight = ops.convert_to_tensor(sample_weight, dtype=self.dtype)
+            if len(weight.shape) == 4 and weight.shape[-1] == 1:
+                weight = ops.squeeze(weight, axis=-1)
+            weight = ops.broadcast_to(weight, ops.shape(y_pred))
+        return _scale_for_replicas(self.weighted(y_true, y_pred, weight))
+
+    def call(self, y_true, y_pred):  # Keras' per-element path; every loss here goes through __call__
+        return self(y_true, y_pred)
+
+    def weighted(self, y_true, y_pred, weight):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+def _weighted_mean(values, weight):
+    return ops.divide_no_nan(ops.sum(values * weight), ops.sum(weight))
+
+
+def _log_terms(y_pred):
+    """log p and log (1 - p), with p clipped so that both stay finite (and so do their gradients)."""
+    p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+    return ops.log(p), ops.log(1.0 - p)
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class BinaryCrossentropy(MaskedLoss):
+    """-[y log p + (1 - y) log(1 - p)], averaged over the unmasked pixels."""
+
+    def __init__(self, name="bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def weighted(self, y_true, y_pred, weight):
+        log_p, log_q = _log_terms(y_pred)
+        return _weighted_mean(-(y_true * log_p + (1.0 - y_true) * log_q), weight)
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class WeightedBinaryCrossentropy(MaskedLoss):
+    """Cross-entropy with a weight per class: ``keep_weight`` for label 1, ``artefact_weight`` for 0.
+
+    Setting the weights inversely to the class frequencies makes the rare class count as much as
+    the common one.
+    """
+
+    def __init__(self, keep_weight=1.0, artefact_weight=1.0, name="weighted_bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if keep_weight < 0 or artefact_weight < 0:
+            raise ValueError(f"class weights must be >= 0, got {keep_weight} and {artefact_weight}")
+        self.keep_weight = float(keep_weight)
+        self.artefact_weight = float(artefact_weight)
+
+    def weighted(self, y_true, y_pred, weight):
+        log_p, log_q = _log_terms(y_pred)
+        losses = -(self.keep_weight * y_true * log_p + self.artefact_weight * (1.0 - y_true) * log_q)
+        return _weighted_mean(losses, weight)
+
+    def get_config(self):
+        return {**super().get_config(), "keep_weight": self.keep_weight, "artefact_weight": self.artefact_weight}
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class BinaryFocalLoss(MaskedLoss):
+    """Focal loss of Lin et al. (2017): ``-alpha_t (1 - p_t)^gamma log p_t``.
+
+    ``p_t`` is the predicted probability of the true class; ``alpha_t`` is ``alpha`` for label 1 and
+    ``1 - alpha`` for label 0. ``gamma`` > 0 shrinks the loss of pixels that are already right, so
+    training concentrates on the hard, rare ones. With ``gamma = 0`` and ``alpha = 0.5`` it is half
+    the cross-entropy. The original filter used alpha 0.06-0.08 and gamma 3-5 with label 1 = keep.
+    """
+
+    def __init__(self, alpha=0.25, gamma=2.0, name="focal", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0.0 <= alpha <= 1.0 or gamma < 0:
+            raise ValueError(f"focal loss needs 0 <= alpha <= 1 and gamma >= 0, got alpha={alpha}, gamma={gamma}")
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def weighted(self, y_true, y_pred, weight):
+        p = ops.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        p_t = y_true * p + (1.0 - y_true) * (1.0 - p)
+        alpha_t = y_true * self.alpha + (1.0 - y_true) * (1.0 - self.alpha)
+        losses = -alpha_t * ops.power(1.0 - p_t, self.gamma) * ops.log(p_t)
+        return _weighted_mean(losses, weight)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+class _OverlapLoss(MaskedLoss):
+    """Shared part of the soft Dice and Jaccard losses: soft overlaps over the whole batch.
+
+    ``classes`` chooses what is scored: "keep" (label 1), "artefact" (label 0), or "both" (the mean
+    of the two, like mean IoU; the default, because with rare artefacts the keep class alone is
+    almost always near-perfect). ``smooth`` keeps the ratio defined when a class is absent.
+    """
+
+    CLASSES = ("both", "keep", "artefact")
+
+    def __init__(self, classes="both", smooth=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if classes not in self.CLASSES:
+            raise ValueError(f"classes must be one of {self.CLASSES}, got {classes!r}")
+        if smooth < 0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}")
+        self.classes = classes
+        self.smooth = float(smooth)
+
+    def weighted(self, y_true, y_pred, weight):
+        scores = []
+        if self.classes in ("both", "keep"):
+            scores.append(self.score(y_true, y_pred, weight))
+        if self.classes in ("both", "artefact"):
+            scores.append(self.score(1.0 - y_true, 1.0 - y_pred, weight))
+        return 1.0 - sum(scores) / len(scores)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class SoftDiceLoss(_OverlapLoss):
+    """1 - soft Dice: ``(2 sum(w p y) + s) / (sum(w p) + sum(w y) + s)``."""
+
+    def __init__(self, classes="both", smooth=1.0, name="dice", **kwargs):
+        super().__init__(classes=classes, smooth=smooth, name=name, **kwargs)
+
+    def score(self, y, p, w):
+        overlap = ops.sum(w * p * y)
+        return (2.0 * overlap + self.smooth) / (ops.sum(w * p) + ops.sum(w * y) + self.smooth)
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class SoftJaccardLoss(_OverlapLoss):
+    """1 - soft Jaccard (IoU): ``(sum(w p y) + s) / (sum(w p) + sum(w y) - sum(w p y) + s)``."""
+
+    def __init__(self, classes="both", smooth=1.0, name="jaccard", **kwargs):
+        super().__init__(classes=classes, smooth=smooth, name=name, **kwargs)
+
+    def score(self, y, p, w):
+        overlap = ops.sum(w * p * y)
+        return (overlap + self.smooth) / (ops.sum(w * p) + ops.sum(w * y) - overlap + self.smooth)
+
+
+def class_balanced_weights(labels, mask=None) -> tuple[float, float]:
+    """(keep_weight, artefact_weight) inversely proportional to the class frequencies, mean 1.
+
+    ``labels`` is any array of 0/1 labels; ``mask`` (same shape) selects the pixels that count.
+    """
+    import numpy as np
+
+    labels = np.asarray(labels)
+    selected = labels[np.asarray(mask, dtype=bool)] if mask is not None else labels.ravel()
+    n_keep, n_artefact = int((selected == 1).sum()), int((selected == 0).sum())
+    if n_keep == 0 or n_artefact == 0:
+        raise ValueError(f"both classes must be present to balance them (keep {n_keep}, artefact {n_artefact})")
+    total = n_keep + n_artefact
+    return total / (2 * n_keep), total / (2 * n_artefact)

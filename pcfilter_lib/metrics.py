@@ -1,0 +1,191 @@
+"""Confusion-matrix metrics for binary masks, label 1 = keep (true geometry) = positive.
+
+One formula table, ``_ratios``, serves both the one-shot NumPy function ``confusion_metrics`` and the
+streaming Keras metrics, so the two cannot disagree.
+
+Degenerate cases are defined, never NaN: a *success rate* (accuracy, precision, recall, TNR, F1,
+IoU) whose denominator is zero has nothing to get wrong and is 1.0; the *error rate*
+``false_omission_rate`` is then 0.0. ``balanced_accuracy`` and ``mean_iou`` average over the classes
+that occur (in the truth for balanced accuracy, in truth or prediction for IoU), so a scan without
+artefacts is not flattered by a vacuous perfect score for the absent class; with no pixels at all
+both are 1.0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "tnr", "f1", "false_omission_rate",
+         "iou_keep", "iou_artefact", "mean_iou")
+
+
+def _ratios(tp, fn, fp, tn, xp):
+    """Every metric from the four counts, with ``xp`` NumPy or ``keras.ops`` (float64 counts)."""
+
+    def rate(numerator, denominator, empty):
+        safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
+        return xp.where(denominator > 0, numerator / safe, xp.ones_like(denominator) * empty)
+
+    def mean_present(a, b, a_present, b_present):
+        a_present, b_present = xp.cast(a_present, "float64"), xp.cast(b_present, "float64")
+        count = a_present + b_present
+        return xp.where(count > 0, (a * a_present + b * b_present) / xp.where(count > 0, count, 1.0), 1.0)
+
+    recall, tnr = rate(tp, tp + fn, 1.0), rate(tn, tn + fp, 1.0)
+    iou_keep, iou_artefact = rate(tp, tp + fp + fn, 1.0), rate(tn, tn + fp + fn, 1.0)
+    return {
+        "accuracy": rate(tp + tn, tp + tn + fp + fn, 1.0),
+        "balanced_accuracy": mean_present(recall, tnr, tp + fn > 0, tn + fp > 0),
+        "precision": rate(tp, tp + fp, 1.0),
+        "recall": recall,
+        "tnr": tnr,
+        "f1": rate(2 * tp, 2 * tp + fp + fn, 1.0),
+        "false_omission_rate": rate(fn, fn + tn, 0.0),
+        "iou_keep": iou_keep,
+        "iou_artefact": iou_artefact,
+        "mean_iou": mean_present(iou_keep, iou_artefact, tp + fp + fn > 0, tn + fp + fn > 0),
+    }
+
+
+class _NumpyOps:
+    """The few array functions ``_ratios`` needs, in NumPy."""
+
+    where = staticmethod(np.where)
+    ones_like = staticmethod(np.ones_like)
+
+    @staticmethod
+    def cast(x, dtype):
+        return np.asarray(x, dtype=dtype)
+
+
+def confusion_metrics(tp, fn, fp, tn) -> dict[str, float]:
+    """Accuracy, balanced accuracy, precision, recall, TNR, F1, false omission rate, IoU of each class
+    and mean IoU from the four counts (label 1 = keep = positive). See the module docstring for the
+    values of degenerate cases."""
+    counts = [np.float64(c) for c in (tp, fn, fp, tn)]
+    if any(c < 0 or not np.isfinite(c) for c in counts):
+        raise ValueError(f"counts must be finite and non-negative, got tp={tp}, fn={fn}, fp={fp}, tn={tn}")
+    return {name: float(value) for name, value in _ratios(*counts, _NumpyOps).items()}
+
+
+def _selected(y_true, y_prob, mask):
+    """Truth (bool, keep) and probabilities of the pixels that count: label 0 or 1, inside ``mask``."""
+    y_true, y_prob = np.asarray(y_true), np.asarray(y_prob)
+    if y_prob.shape != y_true.shape and y_prob.shape[-1:] == (1,):
+        y_prob = y_prob[..., 0]
+    if y_true.shape != y_prob.shape:
+        raise ValueError(f"y_true {y_true.shape} and y_prob {y_prob.shape} must have the same shape")
+    keep = (y_true == 0) | (y_true == 1)
+    if mask is not None:
+        keep &= np.broadcast_to(np.asarray(mask, bool), y_true.shape)
+    return y_true[keep] == 1, y_prob[keep]
+
+
+def confusion_counts(y_true, y_prob, mask=None, threshold: float = 0.5) -> tuple[int, int, int, int]:
+    """(tp, fn, fp, tn) of ``y_prob >= threshold`` against ``y_true`` (1 = keep, 0 = artefact, any
+    other label such as 255 ignored) over the pixels where ``mask`` is true."""
+    truth, prob = _selected(y_true, y_prob, mask)
+    predicted = prob >= threshold
+    tp = int(np.count_nonzero(truth & predicted))
+    fn = int(np.count_nonzero(truth & ~predicted))
+    fp = int(np.count_nonzero(~truth & predicted))
+    return tp, fn, fp, int(truth.size - tp - fn - fp)
+
+
+def evaluate_masks(y_true, y_prob, mask=None, threshold: float = 0.5) -> dict[str, float]:
+    """``confusion_metrics`` of thresholded predictions, with the counts included."""
+    tp, fn, fp, tn = confusion_counts(y_true, y_prob, mask, threshold)
+    return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, **confusion_metrics(tp, fn, fp, tn)}
+
+
+def threshold_sweep(y_true, y_prob, mask=None, thresholds: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+    """Every metric at each threshold (default 0.05, 0.10, ..., 0.95), as arrays keyed by name.
+
+    One sort of the probabilities serves all thresholds, so a sweep costs about one evaluation.
+    """
+    thresholds = np.round(np.arange(0.05, 0.951, 0.05), 2) if thresholds is None else np.asarray(thresholds, float)
+    truth, prob = _selected(y_true, y_prob, mask)
+    order = np.sort(prob[truth]), np.sort(prob[~truth])
+    # Predicted keep = prob >= t; the count below t comes from a binary search in the sorted values.
+    fn = np.searchsorted(order[0], thresholds, side="left").astype(np.float64)
+    tn = np.searchsorted(order[1], thresholds, side="left").astype(np.float64)
+    tp, fp = truth.sum() - fn, (~truth).sum() - tn
+    table = _ratios(tp, fn, fp, tn, _NumpyOps)
+    return {"threshold": thresholds, "tp": tp, "fn": fn, "fp": fp, "tn": tn, **table}
+
+
+def best_threshold(sweep: dict[str, np.ndarray], metric: str = "mean_iou", low: float = 0.0,
+                   high: float = 1.0) -> float:
+    """The threshold in [low, high] with the highest ``metric`` in a ``threshold_sweep`` of
+    validation data (ties go to the threshold nearest 0.5)."""
+    if metric not in NAMES:
+        raise ValueError(f"metric must be one of {NAMES}, got {metric!r}")
+    t = np.asarray(sweep["threshold"])
+    inside = (t >= low) & (t <= high)
+    if not inside.any():
+        raise ValueError(f"no threshold of the sweep lies in [{low}, {high}]")
+    scores = np.where(inside, sweep[metric], -np.inf)
+    best = np.flatnonzero(scores == scores.max())
+    return float(t[best[np.argmin(np.abs(t[best] - 0.5))]])
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class ConfusionMetric(keras.metrics.Metric):
+    """A streaming confusion-matrix metric: accumulates exact integer counts batch by batch.
+
+    ``metric`` names one value of ``confusion_metrics`` (default mean IoU). Pixels are left out when
+    their label is neither 0 nor 1 (255 marks "no point" in scans) or their ``sample_weight`` is 0.
+    Keras hands sample weights only to ``weighted_metrics``, so compile with
+    ``weighted_metrics=segmentation_metrics()``. The result equals ``confusion_metrics`` on the
+    concatenated data, whatever the batching.
+    """
+
+    def __init__(self, metric: str = "mean_iou", threshold: float = 0.5, name=None, **kwargs):
+        if metric not in NAMES:
+            raise ValueError(f"metric must be one of {NAMES}, got {metric!r}")
+        super().__init__(name=name or metric, **kwargs)
+        self.metric = metric
+        self.threshold = float(threshold)
+        self.counts = self.add_variable(shape=(4,), initializer="zeros", dtype="int64", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.convert_to_tensor(y_true)
+        if sample_weight is None:
+            selected = ops.ones(ops.shape(ops.reshape(y_true, (-1,))), dtype="bool")
+        else:
+            weight = ops.convert_to_tensor(sample_weight)
+            if len(weight.shape) == len(y_true.shape) + 1:  # (B, H, W, 1) weights for (B, H, W) labels
+                weight = ops.squeeze(weight, axis=-1)
+            elif len(weight.shape) + 1 == len(y_true.shape):  # (B, H, W) weights for (B, H, W, 1) labels
+                weight = ops.expand_dims(weight, axis=-1)
+            selected = ops.greater(ops.reshape(ops.broadcast_to(weight, ops.shape(y_true)), (-1,)), 0)
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        selected = ops.logical_and(selected, ops.logical_or(ops.equal(labels, 0), ops.equal(labels, 1)))
+        truth = ops.equal(labels, 1)
+        predicted = ops.greater_equal(ops.cast(ops.reshape(y_pred, (-1,)), "float32"), self.threshold)
+
+        def count(condition):
+            return ops.sum(ops.cast(ops.logical_and(condition, selected), "int64"))
+
+        batch = ops.stack([count(truth & predicted), count(truth & ~predicted),
+                           count(~truth & predicted), count(~truth & ~predicted)])
+        self.counts.assign(self.counts + batch)
+
+    def result(self):
+        tp, fn, fp, tn = (ops.cast(self.counts[i], "float64") for i in range(4))
+        return ops.cast(_ratios(tp, fn, fp, tn, ops)[self.metric], "float32")
+
+    def reset_state(self):
+        self.counts.assign(ops.zeros((4,), dtype="int64"))
+
+    def get_config(self):
+        return {**super().get_config(), "metric": self.metric, "threshold": self.threshold}
+
+
+def segmentation_metrics(threshold: float = 0.5) -> list[ConfusionMetric]:
+    """Metrics for a keep/artefact segmentation model: ``model.compile(..., weighted_metrics=...)``."""
+    return [ConfusionMetric(name, threshold) for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "tnr")]

@@ -1,0 +1,42 @@
+"""Training loops shared by the chapters and the reference-model scripts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import keras
+
+from pcfilter_lib import metrics
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its per-epoch history (Keras names: loss, val_mean_iou, ...) and the
+    wall-clock seconds that training took."""
+
+    model: keras.Model
+    history: dict[str, list[float]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def train_segmentation(model: keras.Model, loss: keras.losses.Loss, train, validation=None, epochs: int = 10,
+                       batch_size: int = 16, learning_rate: float = 1e-3, verbose: int = 0) -> TrainResult:
+    """Compile ``model`` with Adam, ``loss`` and the confusion metrics, and fit it.
+
+    ``train`` and ``validation`` are ``(x, y, sample_weight)`` tuples of arrays, or a ``tf.data``
+    dataset / ``PyDataset`` yielding such batches (``batch_size`` then comes from the dataset).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                  weighted_metrics=metrics.segmentation_metrics())
+    if isinstance(train, tuple):
+        x, y, weight = train
+        fit_args = dict(x=x, y=y, sample_weight=weight, batch_size=batch_size)
+    else:
+        fit_args = dict(x=train)
+    start = time.perf_counter()
+    history = model.fit(**fit_args, validation_data=validation, epochs=epochs, verbose=verbose)
+    return TrainResult(model, {k: [float(v) for v in values] for k, values in history.history.items()},
+                       time.perf_counter() - start)

@@ -1,0 +1,105 @@
+"""Metrics: the slides' numbers, degenerate cases, streaming equals one-shot, threshold sweeps."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pcfilter_lib import metrics
+
+# The confusion matrix of the original project's slides and the values derived from it.
+SLIDES = dict(tp=18508, fn=53, fp=112, tn=166)
+SLIDES_VALUES = dict(accuracy=0.991, recall=0.997, precision=0.994, tnr=0.597, balanced_accuracy=0.797, f1=0.996,
+                     false_omission_rate=0.242, iou_keep=0.991, iou_artefact=0.502, mean_iou=0.746)
+
+
+def test_reproduces_the_slides_to_three_decimals():
+    values = metrics.confusion_metrics(**SLIDES)
+    assert set(values) == set(metrics.NAMES)
+    for name, expected in SLIDES_VALUES.items():
+        assert round(values[name], 3) == expected, name
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
+def test_never_nan_and_within_zero_and_one(tp, fn, fp, tn):
+    values = metrics.confusion_metrics(tp, fn, fp, tn)
+    assert all(0.0 <= v <= 1.0 for v in values.values()), values
+
+
+def test_degenerate_cases_are_defined():
+    empty = metrics.confusion_metrics(0, 0, 0, 0)
+    assert empty["mean_iou"] == 1.0 and empty["false_omission_rate"] == 0.0
+    no_artefacts = metrics.confusion_metrics(tp=90, fn=10, fp=0, tn=0)
+    assert no_artefacts["balanced_accuracy"] == pytest.approx(0.9)  # the recall alone, not (0.9 + 1) / 2
+    assert no_artefacts["tnr"] == 1.0
+    # The 10 pixels wrongly removed make the artefact class appear in the prediction: its IoU is 0.
+    assert no_artefacts["mean_iou"] == pytest.approx((0.9 + 0.0) / 2)
+    perfect_without_artefacts = metrics.confusion_metrics(tp=100, fn=0, fp=0, tn=0)
+    assert perfect_without_artefacts["mean_iou"] == 1.0 and perfect_without_artefacts["balanced_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.confusion_metrics(-1, 0, 0, 0)
+
+
+def data(seed=0, n=10):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 12, 12)) > 0.15).astype("float32")
+    p = np.clip(0.6 * y + rng.normal(0.2, 0.3, y.shape), 0, 1).astype("float32")[..., None]
+    w = (rng.random(y.shape) > 0.25).astype("float32")
+    return y, p, w
+
+
+@pytest.mark.parametrize("name", metrics.NAMES)
+def test_streaming_equals_one_shot_whatever_the_batching(name):
+    y, p, w = data()
+    expected = metrics.evaluate_masks(y, p, w > 0)[name]
+    for batch in (1, 3, 10):
+        metric = metrics.ConfusionMetric(name)
+        for start in range(0, len(y), batch):
+            metric.update_state(y[start:start + batch], p[start:start + batch], w[start:start + batch])
+        assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_streaming_metric_in_fit_and_evaluate_respects_masks(tmp_path):
+    y, p, w = data(1)
+    inputs = keras.Input((12, 12, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
+    model.compile("adam", loss="binary_crossentropy", weighted_metrics=metrics.segmentation_metrics(0.4))
+    result = model.evaluate(p, y[..., None], sample_weight=w, batch_size=3, verbose=0, return_dict=True)
+    expected = metrics.evaluate_masks(y, model.predict(p, verbose=0), w > 0, threshold=0.4)
+    assert result["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
+    model.save(tmp_path / "m.keras")
+    keras.models.load_model(tmp_path / "m.keras")
+
+
+def test_labels_other_than_0_and_1_are_ignored():
+    y, p, w = data(2)
+    as_scan = np.where(w > 0, y, 255)  # 255 = no point
+    assert metrics.confusion_counts(as_scan, p) == metrics.confusion_counts(y, p, w > 0)
+    metric = metrics.ConfusionMetric("f1")
+    metric.update_state(as_scan, p)
+    assert float(metric.result()) == pytest.approx(metrics.evaluate_masks(y, p, w > 0)["f1"], abs=1e-6)
+
+
+def test_sweep_agrees_with_single_evaluations_and_picks_the_best():
+    y, p, w = data(3)
+    sweep = metrics.threshold_sweep(y, p, w > 0)
+    assert len(sweep["threshold"]) == 19
+    for i in (0, 6, 18):
+        single = metrics.evaluate_masks(y, p, w > 0, threshold=sweep["threshold"][i])
+        for name in ("tp", "fn", "fp", "tn", "mean_iou", "f1"):
+            assert sweep[name][i] == pytest.approx(single[name])
+    best = metrics.best_threshold(sweep, "mean_iou")
+    assert sweep["mean_iou"][list(sweep["threshold"]).index(best)] == sweep["mean_iou"].max()
+    limited = metrics.best_threshold(sweep, "mean_iou", low=0.2, high=0.5)
+    assert 0.2 <= limited <= 0.5
+    with pytest.raises(ValueError, match="no threshold"):
+        metrics.best_threshold(sweep, low=2.0, high=3.0)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        metrics.best_threshold(sweep, "iou")
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.confusion_counts(np.ones((2, 3)), np.ones((3, 2)))
