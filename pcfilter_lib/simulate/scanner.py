@@ -284,12 +284,13 @@ def discontinuities(depth: np.ndarray, jump: float) -> np.ndarray:
 
 def mixed_pixels(rig: Rig, scene, table: np.ndarray, pixels: np.ndarray, depth: np.ndarray,
                  config: ScannerConfig, rng: np.random.Generator):
-    """Blended columns of pixels whose footprint straddles a depth discontinuity.
+    """Blended depths of pixels whose footprint straddles a depth discontinuity.
 
     Only ``pixels`` (flat indices) next to a discontinuity are super-sampled
     (``supersample``^2 rays each); where their samples' depths disagree the decoder sees the sum of
-    their coded light and, with ``mixed_probability``, returns the radiance-weighted mean column.
-    Returns (flat indices, blended columns)."""
+    their coded light and, with ``mixed_probability``, returns the depth (camera z) weighted by each
+    sample's coded radiance, a point between foreground and background.
+    Returns (flat indices, blended depths)."""
     width = config.width
     pixels = pixels[discontinuities(depth, config.edge_jump).ravel()[pixels]]
     s = config.supersample
@@ -297,25 +298,25 @@ def mixed_pixels(rig: Rig, scene, table: np.ndarray, pixels: np.ndarray, depth: 
     du, dv = (a.ravel() for a in np.meshgrid(offsets, offsets))
     u = (pixels % width)[:, None] + du[None]
     v = (pixels // width)[:, None] + dv[None]
-    dirs = _times(rig.pixel_dirs(u.ravel(), v.ravel()), rig.pose[:3, :3].T)
+    dirs_cam = rig.pixel_dirs(u.ravel(), v.ravel())
+    dirs = _times(dirs_cam, rig.pose[:3, :3].T)
     t, gid, normals = _cast(scene, np.broadcast_to(rig.origin, dirs.shape), dirs)
     weight = np.zeros(len(dirs), np.float32)
-    column = np.zeros(len(dirs), np.float32)
+    depth = t * dirs_cam[:, 2]
     hit = np.flatnonzero(np.isfinite(t))
     if len(hit):
         n = normals[hit]
         n = np.where((_dot(n, dirs[hit]) > 0)[:, None], -n, n)
         points = rig.origin + t[hit, None] * dirs[hit]
-        e, to_light, col, lit = projector_light(rig, scene, points, n, "shadow" in config.effects)
+        e, to_light, _, _ = projector_light(rig, scene, points, n, "shadow" in config.effects)
         weight[hit] = direct_radiance(table[gid[hit]], e, to_light, n, -dirs[hit])[0]
-        column[hit] = np.where(lit, col, 0)
-    t, weight, column = (a.reshape(len(pixels), s * s) for a in (t, weight, column))
+    t, weight, depth = (a.reshape(len(pixels), s * s) for a in (t, weight, depth))
     with np.errstate(invalid="ignore"):
         near, far = t.min(1), t.max(1)
         straddle = ~(far - near <= config.edge_jump * near)  # a miss among the samples is a straddle too
     total = weight.sum(1)
     chosen = straddle & (total > 0) & (rng.random(len(pixels)) < config.mixed_probability)
-    blended = (weight * column).sum(1)[chosen] / total[chosen]
+    blended = np.where(weight > 0, weight * depth, 0).sum(1)[chosen] / total[chosen]
     return pixels[chosen], blended
 
 
@@ -375,6 +376,7 @@ def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
         normals /= np.sqrt(np.einsum("hwc,hwc->hw", normals, normals))[..., None]
         flip = np.einsum("hwc,hwc->hw", normals, xyz) > 0
     normals[flip] *= -1
+    normals[np.isnan(xyz[..., 0])] = np.nan
     return normals.astype(np.float32, copy=False)
 
 
@@ -454,13 +456,14 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
         mixed, blended = mixed_pixels(rig, rc, table, candidates, depth.reshape(h, w), config, streams[2])
         where = np.searchsorted(pix, mixed)
         kind[where] = KIND_MIXED
-        column[where] = blended
 
     # Triangulation: the camera ray against the decoded column's plane (exact for direct light).
     s = t.copy()
-    other = np.flatnonzero(measured & (kind != KIND_NONE))
+    other = np.flatnonzero(measured & (kind != KIND_NONE) & (kind != KIND_MIXED))
     s[other] = rig.triangulate(d[other], column[other])
     dz = rig.dirs_cam[pix, 2]
+    if "mixed" in effects:
+        s[where] = blended / dz[where]
     if "noise" in effects:
         s[measured] += depth_noise(s[measured] * dz[measured], config, streams[3]) / dz[measured]
     z = s * dz

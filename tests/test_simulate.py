@@ -1,0 +1,268 @@
+"""The scan simulator: scenes (library, resting parts), the measurement model and each artefact."""
+
+from dataclasses import replace
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from pcfilter_lib.simulate import scanner as sc
+from pcfilter_lib.simulate.scene import (
+    BIN_INNER,
+    PART_TYPES,
+    Material,
+    Scene,
+    _draw_part_params,
+    make_scene,
+    part_mesh,
+    sample_surface,
+    scene_from_description,
+)
+
+SMALL = sc.ScannerConfig(width=96, height=72)
+
+
+def _legacy(v, f):
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(f))
+
+
+@pytest.mark.parametrize("kind", PART_TYPES)
+def test_every_part_is_a_closed_outward_mesh(kind):
+    v, f = part_mesh(kind, _draw_part_params(kind, np.random.default_rng(0)))
+    mesh = _legacy(v, f)
+    assert mesh.is_watertight() and mesh.is_orientable()
+    # Outward normals: the signed volume (divergence theorem) is positive.
+    a, b, c = (v[f[:, i]] for i in range(3))
+    assert np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6 > 0
+    assert np.ptp(v, axis=0).max() < 0.15
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return [make_scene(np.random.default_rng(seed)) for seed in range(3)]
+
+
+def test_scene_counts_materials_and_rebuild(scenes):
+    for scene in scenes:
+        assert 3 <= scene.n_parts <= 15
+        assert len(scene.materials) == len(scene.meshes)
+        rebuilt = scene_from_description(scene.description)
+        for (v0, f0), (v1, f1) in zip(scene.meshes, rebuilt.meshes, strict=True):
+            np.testing.assert_array_equal(f0, f1)
+            np.testing.assert_allclose(v0, v1, atol=1e-12)
+    names = {m.name for s in scenes for m in s.materials[2:]}
+    assert len(names) >= 3  # a mix of matte and shiny materials
+    assert make_scene(np.random.default_rng(1)).description == scenes[1].description
+    assert scenes[0].description != scenes[1].description
+
+
+def _occupancy(mesh):
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(_legacy(*mesh)))
+    return scene
+
+
+def test_parts_rest_in_the_bin_without_interpenetrating(scenes):
+    tolerance = 2e-3
+    rng = np.random.default_rng(0)
+    for scene in scenes:
+        parts = scene.meshes[2:]
+        lx, ly = BIN_INNER[0] / 2, BIN_INNER[1] / 2
+        for v, _ in parts:
+            assert v[:, 2].min() > -tolerance  # above the floor
+            assert (np.abs(v[:, 0]) < lx + tolerance).all() and (np.abs(v[:, 1]) < ly + tolerance).all()
+        samples = [sample_surface(v, f, 3000, rng) for v, f in parts]
+        for i, part in enumerate(parts):
+            occupancy = _occupancy(part)
+            for j, points in enumerate(samples):
+                if i == j:
+                    continue
+                inside = occupancy.compute_occupancy(o3d.core.Tensor(points.astype(np.float32))).numpy() > 0
+                if inside.any():
+                    depth = occupancy.compute_distance(o3d.core.Tensor(points[inside].astype(np.float32))).numpy()
+                    assert depth.max() < tolerance, f"part {j} enters part {i} by {depth.max() * 1e3:.1f} mm"
+        # Resting: nothing floats. Each part's lowest points sit on the floor or on another part.
+        everything = o3d.t.geometry.RaycastingScene()
+        for v, f in scene.meshes[1:]:  # geometry id 0 the bin, k + 1 part k
+            everything.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
+        for k, points in enumerate(samples):
+            rays = np.c_[points - [0, 0, 1e-5], np.tile([0, 0, -1.0], (len(points), 1))].astype(np.float32)
+            cast = everything.cast_rays(o3d.core.Tensor(rays))
+            other = cast["geometry_ids"].numpy() != k + 1
+            gap = cast["t_hit"].numpy()[other].min()
+            assert gap < tolerance, f"part {k} floats {gap * 1e3:.1f} mm above its support"
+
+
+def test_user_mesh_files(tmp_path):
+    good = tmp_path / "part.ply"
+    o3d.io.write_triangle_mesh(str(good), o3d.geometry.TriangleMesh.create_cone(10.0, 30.0))  # in mm
+    scene = make_scene(np.random.default_rng(0), n_parts=(4, 4), mesh_files=[good], mesh_share=1.0)
+    assert [p["type"] for p in scene.description["parts"]] == ["mesh"] * 4
+    assert all(0.039 < np.ptp(v, axis=0).max() < 0.121 for v, _ in scene.meshes[2:])
+    bad = tmp_path / "broken.ply"
+    bad.write_text("ply\nthis is not a mesh\n")
+    with pytest.raises(ValueError, match="cannot read a triangle mesh from .*broken.ply"):
+        make_scene(np.random.default_rng(0), mesh_files=[bad])
+    with pytest.raises(FileNotFoundError, match="missing.stl does not exist"):
+        make_scene(np.random.default_rng(0), mesh_files=[tmp_path / "missing.stl"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The measurement model on small scenes built by hand.
+
+def _scene(meshes, materials) -> Scene:
+    from pcfilter_lib.simulate.scene import bin_mesh, table_mesh
+
+    return Scene([table_mesh(), bin_mesh(), *meshes], [Material("table", 0.3, 0.03, 0.5), *materials], {})
+
+
+MATTE = Material("matte", 0.6, 0.02, 0.4)
+SHINY = Material("shiny", 0.2, 0.9, 0.03)
+
+
+def _box(lo, hi):
+    v = np.asarray(o3d.geometry.TriangleMesh.create_box(*np.subtract(hi, lo)).vertices) + lo
+    return v, np.asarray(o3d.geometry.TriangleMesh.create_box().triangles, np.int32)
+
+
+def _scan(scene, effects=sc.EFFECTS, seed=0, **kw):
+    return sc.simulate_scan(scene, replace(SMALL, effects=tuple(effects), **kw), np.random.default_rng(seed))
+
+
+def test_all_effects_off_gives_exact_points_and_labels():
+    scene = _scene([_box((-0.05, -0.05, 0), (0.05, 0.05, 0.06))], [MATTE, MATTE])
+    out = _scan(scene, effects=())
+    valid = out["valid"]
+    assert valid.mean() > 0.5
+    assert set(np.unique(out["label"][valid])) == {1}
+    np.testing.assert_allclose(out["xyz"][valid], out["clean_xyz"][valid], atol=1e-5)
+    assert set(np.unique(out["kind"][~valid])) <= {sc.KIND_NONE, sc.KIND_SHADOW, sc.KIND_DARK}
+
+
+def test_depth_noise_grows_with_depth_squared():
+    scene = _scene([], [MATTE])
+    out = _scan(scene, effects=("noise",))
+    valid = out["valid"]
+    error = (out["xyz"][..., 2] - out["clean_xyz"][..., 2])[valid]
+    z = out["clean_xyz"][..., 2][valid]
+    sigma = sc.depth_sigma(z, SMALL.noise_1m)
+    assert 0.8 < np.std(error / sigma) < 1.1
+    assert np.abs(error).max() <= 3 * sigma.max() + 1e-6
+    assert (out["label"][valid] == 1).all()  # noise stays within the label tolerance
+
+
+def test_shadows_are_where_the_projector_cannot_see():
+    tall = _box((-0.02, -0.02, 0), (0.02, 0.02, 0.18))
+    scene = _scene([tall], [MATTE, MATTE])
+    on = _scan(scene, effects=("shadow",))
+    off = _scan(scene, effects=())
+    shadow = on["kind"] == sc.KIND_SHADOW
+    assert (on["label"][shadow] == 255).all()
+    cast = shadow & off["valid"]  # lit once the cast shadow is switched off
+    assert cast.sum() > 20
+    # Independent check: those points are hidden from the projector by the tall box.
+    rig = sc.rig_for(SMALL)
+    world = off["clean_xyz"][cast] @ rig.pose[:3, :3].T + rig.pose[:3, 3]
+    to_projector = rig.projector_pose[:3, 3] - world
+    rays = np.c_[world + 1e-3 * to_projector, to_projector].astype(np.float32)
+    blocked = scene.raycasting().test_occlusions(o3d.core.Tensor(rays), tfar=0.99).numpy()
+    assert blocked.mean() > 0.95
+
+
+def test_interreflection_makes_ghosts_in_a_shiny_corner_only_when_on():
+    scene = _scene([], [SHINY])  # a polished bin: its corners reflect the floor's light into the walls
+    on = _scan(scene, effects=("shadow", "interreflection"))
+    off = _scan(scene, effects=("shadow",))
+    ghosts = (on["label"] == 0) & (on["kind"] == sc.KIND_INTERREFLECTION)
+    assert ghosts.sum() > 20
+    assert not ((off["label"] == 0).any())
+    # Ghosts lie on the camera ray at a false depth, and sit on the walls (not the floor's middle).
+    err = np.linalg.norm(on["xyz"][ghosts] - on["clean_xyz"][ghosts], axis=1)
+    assert (err > sc.label_tolerance(on["clean_xyz"][ghosts][:, 2], SMALL.noise_1m)).all()
+    rays = on["xyz"][ghosts] / np.linalg.norm(on["xyz"][ghosts], axis=1, keepdims=True)
+    true_rays = on["clean_xyz"][ghosts] / np.linalg.norm(on["clean_xyz"][ghosts], axis=1, keepdims=True)
+    np.testing.assert_allclose(rays, true_rays, atol=1e-4)
+    rig = sc.rig_for(SMALL)
+    world = on["clean_xyz"][ghosts] @ rig.pose[:3, :3].T + rig.pose[:3, 3]
+    near_wall = (np.abs(world[:, 0]) > BIN_INNER[0] / 2 - 0.06) | (np.abs(world[:, 1]) > BIN_INNER[1] / 2 - 0.06)
+    assert near_wall.mean() > 0.9
+
+
+def test_mixed_pixels_only_at_depth_discontinuities():
+    scene = _scene([_box((-0.06, -0.04, 0), (0.06, 0.04, 0.1))], [MATTE, MATTE])
+    on = _scan(scene, effects=("mixed",), mixed_probability=1.0)
+    off = _scan(scene, effects=())
+    mixed = on["kind"] == sc.KIND_MIXED
+    assert mixed.sum() > 10
+    assert (on["label"][mixed] == 0).all() and not (off["label"] == 0).any()
+    depth = np.where(np.isfinite(off["clean_xyz"][..., 2]), off["clean_xyz"][..., 2], np.inf)
+    edges = sc.discontinuities(np.where(on["surface"] == 255, np.inf, depth), SMALL.edge_jump)
+    assert edges[mixed].all()
+    # The blended depth lies between foreground and background: within the true depths of the
+    # pixel's 3x3 neighbourhood (its footprint plus a margin).
+    padded = np.pad(np.where(np.isfinite(depth), depth, np.nan), 1, constant_values=np.nan)
+    h, w = depth.shape
+    around = np.stack([padded[i:i + h, j:j + w] for i in range(3) for j in range(3)])
+    z = on["xyz"][..., 2][mixed]
+    assert (z >= np.nanmin(around, 0)[mixed] - 1e-3).all() and (z <= np.nanmax(around, 0)[mixed] + 1e-3).all()
+
+
+def test_specular_highlights_saturate_on_shiny_parts():
+    # A polished plate right under the camera and projector mirrors the projector into the camera.
+    scene = _scene([_box((-0.08, -0.06, 0), (0.08, 0.06, 0.01))], [MATTE, SHINY])
+    on = _scan(scene, effects=("specular",))
+    off = _scan(scene, effects=())
+    spec = on["kind"] == sc.KIND_SPECULAR
+    assert spec.sum() > 5
+    assert (on["surface"][spec] == 2).mean() > 0.8  # on the shiny plate
+    assert set(np.unique(on["label"][spec])) <= {0, 255} and (on["label"][spec] == 255).any()
+    assert not (off["kind"] == sc.KIND_SPECULAR).any()
+    assert on["intensity"].max() == 1.0  # the highlight clips the intensity image
+
+
+def test_intensity_and_estimated_normals():
+    scene = _scene([_box((-0.06, -0.04, 0), (0.06, 0.04, 0.05))], [MATTE, Material("dark", 0.05, 0.02, 0.4)])
+    out = _scan(scene, effects=())
+    assert out["intensity"].dtype == np.float32 and 0 <= out["intensity"].min() and out["intensity"].max() <= 1
+    top = (out["surface"] == 2) & out["valid"]
+    floor = (out["surface"] == 1) & out["valid"]
+    assert np.median(out["intensity"][top]) < 0.5 * np.median(out["intensity"][floor])  # dark albedo
+    # Normals come from the points: on the flat floor they match the floor's normal (world +z).
+    rig = sc.rig_for(SMALL)
+    up_cam = rig.pose[:3, :3].T @ np.array([0, 0, 1.0])
+    inner = floor & ~sc.discontinuities(np.where(out["valid"], out["xyz"][..., 2], np.inf), 0.005)
+    cos = out["normals"][inner] @ up_cam
+    assert np.median(cos) > 0.999
+    # With noise they are estimates, not the mesh normal.
+    noisy = _scan(scene, effects=("noise",))
+    assert np.median(noisy["normals"][inner] @ up_cam) < 0.9999
+
+
+def test_estimate_normals_on_a_tilted_plane():
+    v, u = np.mgrid[0:20, 0:30]
+    x, y = (u - 15) * 0.01, (v - 10) * 0.01
+    xyz = np.stack([x, y, 1 + 0.5 * x], -1).astype(np.float32)
+    xyz[5, 5] = np.nan
+    normals = sc.estimate_normals(xyz)
+    expected = np.array([0.5, 0, -1]) / np.linalg.norm([0.5, 0, -1])  # towards the camera at the origin
+    np.testing.assert_allclose(normals[np.isfinite(xyz[..., 0])], np.broadcast_to(expected, (599, 3)), atol=1e-5)
+    assert np.isnan(normals[5, 5]).all()
+
+
+def test_a_default_scene_scan_is_deterministic_and_has_artefacts():
+    config = sc.ScannerConfig(width=160, height=120)
+    outs = [sc.simulate_scan(make_scene(np.random.default_rng(s)), config, np.random.default_rng(s)) for s in (4, 4, 5)]
+    for key in outs[0]:
+        np.testing.assert_array_equal(outs[0][key], outs[1][key])
+    assert not np.array_equal(outs[0]["label"], outs[2]["label"])
+    label = outs[0]["label"]
+    assert 0.001 < (label == 0).sum() / (label != 255).sum() < 0.4
+
+
+def test_bad_configuration():
+    with pytest.raises(ValueError, match="scan size 0x480 is impossible"):
+        sc.ScannerConfig(width=0)
+    with pytest.raises(ValueError, match="unknown effects"):
+        sc.ScannerConfig(effects=("ghosts",))
+    with pytest.raises(ValueError, match="n_parts"):
+        make_scene(np.random.default_rng(0), n_parts=(5, 2))
