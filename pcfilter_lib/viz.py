@@ -67,8 +67,10 @@ def plot_growth(curves: Mapping[str, Sequence[float]], measured: Mapping[str, Se
 
 
 def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "viridis",
-                size: float = 2.6, colorbar: bool = True, annotate: bool = False):
-    """A grid of 2D images with titles; returns the figure."""
+                size: float = 2.6, colorbar: bool = True, annotate: bool = False,
+                vmin: float | None = None, vmax: float | None = None):
+    """A grid of 2D images with titles; returns the figure. ``vmin``/``vmax`` fix the colour range
+    (needed for masks, which may be all one value)."""
     n = len(images)
     if n == 0:
         raise ValueError("show_images needs at least one image")
@@ -77,7 +79,7 @@ def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "v
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False, layout="constrained")
     for ax, (title, image) in zip(axes.flat, images.items(), strict=False):
         image = np.asarray(image)
-        shown = ax.imshow(image, cmap=cmap, interpolation="nearest")
+        shown = ax.imshow(image, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
         if annotate:  # dark text on light cells, light text on dark ones
             low, high = shown.get_clim()
             for (r, c), value in np.ndenumerate(image):
