@@ -1,0 +1,106 @@
+"""Classical artefact filters behind one interface: ``keep_mask(scan, method, **params)``.
+
+- ``sor``: Open3D statistical outlier removal: a point goes when its mean distance to its
+  ``nb_neighbors`` nearest neighbours exceeds the global mean by ``std_ratio`` standard deviations.
+- ``ror``: Open3D radius outlier removal: a point goes when fewer than ``nb_points`` others lie within
+  ``radius`` metres.
+- ``morph``: the baseline of the original 2020 work: erosion (5x5) then dilation (7x7) of the
+  validity mask, which removes thin structures and isolated specks in the image grid.
+
+Each returns an (H, W) bool mask, True where a measured point is kept. ``tune`` picks a method's
+parameters by grid search on validation scans.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import open3d as o3d
+from scipy import ndimage
+
+from pcfilter_lib import metrics
+
+METHODS = ("sor", "ror", "morph")
+DEFAULTS = {"sor": {"nb_neighbors": 20, "std_ratio": 2.0},
+            "ror": {"nb_points": 8, "radius": 0.005},
+            "morph": {"erosion": 5, "dilation": 7}}
+GRIDS = {"sor": {"nb_neighbors": [10, 20, 40], "std_ratio": [0.5, 1.0, 2.0]},
+         "ror": {"nb_points": [4, 8, 16], "radius": [0.003, 0.005, 0.008]},
+         "morph": {"erosion": [3, 5, 7], "dilation": [3, 5, 7, 9]}}
+
+
+def _measured(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.asarray(scan["valid"], bool) & np.isfinite(np.asarray(scan["xyz"])).all(axis=-1)
+    return valid, np.asarray(scan["xyz"], np.float64)[valid]
+
+
+def _open3d_keep(scan: Mapping, remove) -> np.ndarray:
+    valid, points = _measured(scan)
+    keep = np.zeros(valid.shape, bool)
+    if len(points) == 0:
+        return keep
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    _, kept = remove(cloud)
+    flat = np.zeros(len(points), bool)
+    flat[np.asarray(kept, dtype=np.int64)] = True
+    keep[valid] = flat
+    return keep
+
+
+def statistical_outlier_removal(scan: Mapping, nb_neighbors: int = 20, std_ratio: float = 2.0) -> np.ndarray:
+    if nb_neighbors < 1 or std_ratio <= 0:
+        raise ValueError(f"sor needs nb_neighbors >= 1 and std_ratio > 0, got {nb_neighbors}, {std_ratio}")
+    return _open3d_keep(scan, lambda c: c.remove_statistical_outlier(int(nb_neighbors), float(std_ratio)))
+
+
+def radius_outlier_removal(scan: Mapping, nb_points: int = 8, radius: float = 0.005) -> np.ndarray:
+    if nb_points < 1 or radius <= 0:
+        raise ValueError(f"ror needs nb_points >= 1 and radius > 0 (metres), got {nb_points}, {radius}")
+    return _open3d_keep(scan, lambda c: c.remove_radius_outlier(int(nb_points), float(radius)))
+
+
+def morphological(scan: Mapping, erosion: int = 5, dilation: int = 7) -> np.ndarray:
+    if erosion < 1 or dilation < 1:
+        raise ValueError(f"morph needs positive structuring element sizes, got {erosion}, {dilation}")
+    valid, _ = _measured(scan)
+    opened = ndimage.binary_erosion(valid, np.ones((erosion, erosion), bool))
+    opened = ndimage.binary_dilation(opened, np.ones((dilation, dilation), bool))
+    return opened & valid
+
+
+_FILTERS = {"sor": statistical_outlier_removal, "ror": radius_outlier_removal, "morph": morphological}
+
+
+def keep_mask(scan: Mapping, method: str, **params) -> np.ndarray:
+    """(H, W) bool: True where ``method`` keeps the measured point. Missing parameters take
+    ``DEFAULTS[method]``."""
+    if method not in _FILTERS:
+        raise ValueError(f"unknown method {method!r}: choose one of {METHODS}")
+    return _FILTERS[method](scan, **{**DEFAULTS[method], **params})
+
+
+def evaluate(scans: Iterable[Mapping], method: str, **params) -> dict[str, float]:
+    """Metrics of ``method`` pooled over ``scans`` (counts summed, then the ratios)."""
+    totals = np.zeros(4, np.int64)
+    for scan in scans:
+        keep = keep_mask(scan, method, **params)
+        totals += metrics.confusion_counts(scan["label"], keep.astype(np.float32), threshold=0.5)
+    return {"tp": int(totals[0]), "fn": int(totals[1]), "fp": int(totals[2]), "tn": int(totals[3]),
+            **metrics.confusion_metrics(*totals)}
+
+
+def tune(scans: Sequence[Mapping], method: str, grid: Mapping[str, Sequence] | None = None,
+         metric: str = "mean_iou") -> tuple[dict, list[dict]]:
+    """Grid search on validation ``scans``: the best parameters by ``metric`` and every row tried."""
+    grid = GRIDS[method] if grid is None else grid
+    if not scans:
+        raise ValueError("tuning needs at least one validation scan")
+    names = list(grid)
+    rows = []
+    for values in itertools.product(*(grid[name] for name in names)):
+        params = dict(zip(names, values, strict=True))
+        rows.append({**params, **evaluate(scans, method, **params)})
+    best = max(rows, key=lambda row: row[metric])
+    return {name: best[name] for name in names}, rows
