@@ -185,8 +185,8 @@ def _unit(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def specular_lobe(to_light: np.ndarray, normal: np.ndarray, to_viewer: np.ndarray, roughness: np.ndarray):
     """Gaussian lobe around the mirror direction, peak (0.1 / roughness)^2: shiny surfaces give
     narrow, bright highlights (roughness in radians)."""
-    mirror = 2 * _dot(normal, to_light)[:, None] * normal - to_light
-    cos = np.clip(_dot(mirror, to_viewer), -1, 1)
+    # cosine between the light's mirror direction and the viewer, without forming the mirror vector
+    cos = np.clip(2 * _dot(normal, to_light) * _dot(normal, to_viewer) - _dot(to_light, to_viewer), -1, 1)
     return np.exp(-2 * (1 - cos) / roughness**2) * (0.12 / roughness) ** 2
 
 
@@ -198,18 +198,20 @@ def projector_light(rig: Rig, scene: o3d.t.geometry.RaycastingScene, points: np.
     to_proj = rig.projector_origin - points
     to_light, dist = _unit(to_proj)
     cos = _dot(normals, to_light)
-    local = _times(to_proj, -rig.projector_pose[:3, :3])
+    axes = -rig.projector_pose[:3, :3].astype(np.float32)  # columns: the projector's x, y, z axes (negated)
+    x, y, z = (np.einsum("ij,j->i", to_proj, axes[:, k]) for k in range(3))  # in the projector frame
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv_z = np.float32(1) / local[:, 2]
-        column = np.float32(rig.Kp[0, 0]) * local[:, 0] * inv_z + np.float32(rig.Kp[0, 2])
-        row = np.float32(rig.Kp[1, 1]) * local[:, 1] * inv_z + np.float32(rig.Kp[1, 2])
+        inv_z = np.float32(1) / z
+        column = np.float32(rig.Kp[0, 0]) * x * inv_z + np.float32(rig.Kp[0, 2])
+        row = np.float32(rig.Kp[1, 1]) * y * inv_z + np.float32(rig.Kp[1, 2])
     pw, ph = rig.config.projector_size
-    lit = (cos > 0) & (local[:, 2] > 0) & (column >= 0) & (column < pw) & (row >= 0) & (row < ph)
+    lit = (cos > 0) & (z > 0) & (column >= 0) & (column < pw) & (row >= 0) & (row < ph)
     if shadow:
         idx = np.flatnonzero(lit)
         rays = np.empty((len(idx), 6), np.float32)
-        rays[:, :3] = points[idx] + _EPS * normals[idx]
-        rays[:, 3:] = rig.projector_origin - rays[:, :3]
+        np.take(points, idx, axis=0, out=rays[:, :3])
+        rays[:, :3] += _EPS * np.take(normals, idx, axis=0)
+        np.subtract(rig.projector_origin, rays[:, :3], out=rays[:, 3:])
         blocked = scene.test_occlusions(o3d.core.Tensor(rays), tfar=0.999).numpy()
         lit[idx[blocked]] = False
     irradiance = np.where(lit, cos / np.square(dist), np.float32(0))
@@ -346,7 +348,7 @@ def depth_sigma(z, noise_1m: float):
 
 def depth_noise(z: np.ndarray, config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
     """Depth errors (N,) for depths ``z`` (N,): Gaussian with sigma(z), clipped at 3 sigma."""
-    return np.clip(rng.standard_normal(len(z)), -3, 3) * depth_sigma(z, config.noise_1m)
+    return np.clip(rng.standard_normal(len(z), np.float32), -3, 3) * depth_sigma(z, config.noise_1m)
 
 
 def label_tolerance(z, noise_1m: float):
@@ -357,27 +359,30 @@ def label_tolerance(z, noise_1m: float):
 def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
     """Unit normals (H, W, 3) of an organised cloud (H, W, 3; NaN = no point) from the cross product
     of the differences to the neighbours ``step`` pixels away (central, else one-sided), turned
-    towards the camera at the origin; NaN where a point has no usable neighbour in a direction."""
+    towards the camera at the origin; NaN where there is no point or no usable neighbour."""
+    planes = np.ascontiguousarray(np.moveaxis(xyz, -1, 0))  # (3, H, W): x, y and z images
+    missing = np.isnan(planes[2])
 
-    def gradient(axis: int) -> np.ndarray:
-        p = np.moveaxis(xyz, axis, 0)
+    def gradient(axis: int) -> np.ndarray:  # along image axis 0 (rows) or 1 (columns)
+        p = planes if axis == 0 else planes.transpose(0, 2, 1)
         grad = np.full_like(p, np.nan)
-        grad[step:-step] = p[2 * step:] - p[:-2 * step]
+        grad[:, step:-step] = p[:, 2 * step:] - p[:, :-2 * step]
         # One-sided differences where the central one is missing (image border, hole next to the point).
-        r, c = np.nonzero(np.isnan(grad[..., 0]) & ~np.isnan(p[..., 0]))
-        ahead, behind = np.minimum(r + step, len(p) - 1), np.maximum(r - step, 0)
-        forward = p[ahead, c] - p[r, c]
-        backward = p[r, c] - p[behind, c]
-        grad[r, c] = np.where(np.isnan(forward[:, :1]) | (ahead == r)[:, None], backward, forward)
-        return np.moveaxis(grad, 0, axis)
+        r, c = np.nonzero(np.isnan(grad[2]) & ~np.isnan(p[2]))
+        ahead, behind = np.minimum(r + step, p.shape[1] - 1), np.maximum(r - step, 0)
+        forward = p[:, ahead, c] - p[:, r, c]
+        backward = p[:, r, c] - p[:, behind, c]
+        grad[:, r, c] = np.where(np.isnan(forward[2]) | (ahead == r), backward, forward)
+        return grad if axis == 0 else grad.transpose(0, 2, 1)
 
-    normals = np.cross(gradient(0), gradient(1))
+    (ax, ay, az), (bx, by, bz) = gradient(0), gradient(1)
+    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
     with np.errstate(invalid="ignore", divide="ignore"):
-        normals /= np.sqrt(np.einsum("hwc,hwc->hw", normals, normals))[..., None]
-        flip = np.einsum("hwc,hwc->hw", normals, xyz) > 0
-    normals[flip] *= -1
-    normals[np.isnan(xyz[..., 0])] = np.nan
-    return normals.astype(np.float32, copy=False)
+        length = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
+        towards = np.where(n[0] * planes[0] + n[1] * planes[1] + n[2] * planes[2] > 0, -length, length)
+        n /= towards
+    n[:, missing] = np.nan
+    return np.ascontiguousarray(np.moveaxis(n, 0, -1), dtype=np.float32)
 
 
 _RIGS: dict[ScannerConfig, Rig] = {}
@@ -408,11 +413,11 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     pix = np.flatnonzero(np.isfinite(t_all))
     t = t_all[pix]
     gid = hits["geometry_ids"].numpy()[pix]
-    d = rig.dirs[pix]
-    normals = hits["primitive_normals"].numpy()[pix]
-    normals = np.where((_dot(normals, d) > 0)[:, None], -normals, normals)
+    d = np.take(rig.dirs, pix, axis=0)
+    normals = np.take(hits["primitive_normals"].numpy(), pix, axis=0)
+    normals *= np.where(_dot(normals, d) > 0, np.float32(-1), np.float32(1))[:, None]
     points = rig.origin + t[:, None] * d
-    material = table[gid]
+    material = np.take(table, gid, axis=0)
 
     # a./b. direct light and shadows
     irradiance, to_light, column, lit = projector_light(rig, rc, points, normals, "shadow" in effects)
@@ -485,14 +490,15 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     xyz = np.full((h * w, 3), np.nan, np.float32)
     clean = np.full((h * w, 3), np.nan, np.float32)
     keep = pix[measured]
-    xyz[keep] = s[measured, None] * rig.dirs_cam[keep]
-    clean[keep] = t[measured, None] * rig.dirs_cam[keep]
+    dirs_keep = np.take(rig.dirs_cam, keep, axis=0)
+    xyz[keep] = s[measured, None] * dirs_keep
+    clean[keep] = t[measured, None] * dirs_keep
     xyz = xyz.reshape(h, w, 3)
 
     # The intensity image (all-white projection): direct + indirect + ambient, with sensor noise.
     radiance = np.zeros(h * w, np.float32)
     radiance[pix] = signal
-    noise = streams[4].standard_normal(h * w).astype(np.float32)
+    noise = streams[4].standard_normal(h * w, np.float32)
     intensity = radiance + np.sqrt(config.read_noise**2 + config.shot_noise**2 * radiance) * noise
     return {
         "xyz": xyz,
