@@ -213,11 +213,12 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
         mask = mask & keep
         if mask.any():
             fig.add_trace(go.Scatter3d(x=xyz[mask, 0], y=xyz[mask, 1], z=xyz[mask, 2], mode="markers", name=name,
-                                       marker=dict(size=1.5 if name in ("true geometry", "true") else 2.5,
+                                       marker=dict(size=1 if name in ("true geometry", "true") else 1.8,
                                                    color=colour)))
-    # Camera frame: y points down and z away from the camera; show the scene as the camera sees it.
+    # Camera frame: y points down and z away from the scanner. Look from the side and above so that
+    # points at a false depth stand out from the surfaces.
     fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
-                                 camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.3, y=-0.9, z=-1.6))),
+                                 camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=1.2, y=-1.0, z=-0.9))),
                       legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=30, b=0), height=550,
                       title=f"{int(valid.sum())} points, {int((label == 0).sum())} artefacts")
     return fig
