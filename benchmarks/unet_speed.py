@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 from pathlib import Path
 
 from pcfilter_lib import runtime
@@ -61,7 +60,9 @@ def main(argv=None) -> int:
 
     header = ("| input | batch | train step | inference | forward GFLOP | inference GFLOP/s | train GFLOP/s "
               "| inference / matmul | train / matmul |")
-    lines = [f"Machine: {platform.processor() or platform.machine()}, TensorFlow {tf.__version__}; "
+    device = bench.device_report()
+    where = ", ".join(device["gpus"]) or f"{device['cpu']} ({device['cores']} cores, CPU only)"
+    lines = [f"Device: {where}; TensorFlow {device['tensorflow']}, Keras {device['keras']}. "
              f"float32 matmul (2048^2) measured at {peak:.1f} GFLOP/s in this run.", "", header,
              "|" + "---|" * 9]
     for r in rows:
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "unet_speed.md", table + "\n")
     atomic_write_text(args.out / "unet_speed.json",
-                      json.dumps({"matmul_gflops": peak, "rows": rows}, indent=2) + "\n")
+                      json.dumps({"device": device, "matmul_gflops": peak, "rows": rows}, indent=2) + "\n")
     return 0
 
 

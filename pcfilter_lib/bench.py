@@ -6,6 +6,8 @@ model against the machine's own matmul speed), never against numbers typed in.
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -95,3 +97,37 @@ def model_flops(model, input_shape) -> int:
         else:
             total += convmath.conv2d_flops(out.shape[1:3], layer.kernel_size, c_in, layer.filters)
     return int(total)
+
+
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), or what Python's platform knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_report() -> dict[str, object]:
+    """What the numbers were measured on: CPU, cores, GPUs and the versions that matter."""
+    import keras
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    gpus = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        gpus.append(details.get("device_name", gpu.name))
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "gpus": gpus,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "cuda": build.get("cuda_version", "none"),
+        "cudnn": build.get("cudnn_version", "none"),
+    }

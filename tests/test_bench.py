@@ -31,3 +31,10 @@ def test_model_flops_from_layer_shapes():
 def test_matmul_speed_is_measured():
     assert bench.matmul_gflops(256, repeats=2) > 0
     assert bench.numpy_matmul_gflops(256, repeats=2) > 0
+
+
+def test_device_report_names_the_hardware_and_versions():
+    report = bench.device_report()
+    assert report["cpu"] and report["cores"] >= 1
+    assert isinstance(report["gpus"], list)
+    assert report["keras"].startswith("3.") and report["keras_backend"] == keras.backend.backend()
