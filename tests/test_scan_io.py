@@ -107,3 +107,23 @@ def test_bad_cloud_files(scan, tmp_path):
     (tmp_path / "c.ply").write_text("hello\n")
     with pytest.raises(ValueError, match="not a PLY file"):
         read_ply(tmp_path / "c.ply")
+
+
+def test_scan_figures(scan):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pcfilter_lib import viz
+
+    fig = viz.scan_figure_3d(scan, colour_by="label", max_points=500)
+    names = [trace.name for trace in fig.data]
+    assert names == ["true geometry", "artefact"]
+    artefacts = int((scan["label"] == 0).sum())
+    assert len(fig.data[1].x) == artefacts  # artefacts are always shown
+    assert len(fig.data[0].x) == max(500 - artefacts, 0) or len(fig.data[0].x) == (scan["label"] == 1).sum()
+    by_kind = viz.scan_figure_3d(scan, colour_by="kind")
+    assert sum(len(t.x) for t in by_kind.data) == scan["valid"].sum()
+    grid = viz.show_scan_channels(scan)
+    assert [ax.get_title() for ax in grid.axes[:5]][0] == "intensity" and len(grid.axes) >= 5
+    with pytest.raises(ValueError, match="colour_by"):
+        viz.scan_figure_3d(scan, colour_by="depth")
