@@ -110,15 +110,17 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
 
 
 def summarise(stats: list[dict]) -> str:
-    """Lines describing the artefact fraction of valid points per scan and per kind (min/median/max)."""
+    """Lines describing the artefact fraction of valid points per scan and per kind: its minimum,
+    10th percentile, median, 90th percentile and maximum over the scans."""
     valid = np.array([s["valid"] for s in stats], float)
     valid[valid == 0] = np.nan
 
     def line(name, counts):
         frac = np.asarray(counts) / valid * 100
         present = int((np.asarray(counts) > 0).sum())
-        return (f"  {name:<16} min {np.nanmin(frac):6.2f}%  median {np.nanmedian(frac):6.2f}%  "
-                f"max {np.nanmax(frac):6.2f}%  (in {present} of {len(stats)} scans)")
+        low, p10, mid, p90, high = np.nanpercentile(frac, [0, 10, 50, 90, 100])
+        return (f"  {name:<16} min {low:6.2f}%  10% {p10:6.2f}%  median {mid:6.2f}%  90% {p90:6.2f}%  "
+                f"max {high:6.2f}%  (in {present} of {len(stats)} scans)")
 
     lines = [f"artefact fraction of valid points over {len(stats)} scans:",
              line("all artefacts", [s["artefacts"] for s in stats])]
