@@ -17,16 +17,20 @@ import tempfile
 _ready = False
 
 
-def setup(seed: int | None = 0) -> None:
+def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
     """Import TensorFlow and Keras quietly (once) and seed Python, NumPy and Keras.
 
     Call it at the top of a notebook or script, before ``import keras``. ``seed=None`` leaves the
-    random generators alone.
+    random generators alone. ``cpu_devices=2`` splits the CPU into two logical devices, so that
+    data-parallel training (``tf.distribute.MirroredStrategy``) can be tried without a second GPU;
+    it only takes effect in the first call of a process.
     """
     global _ready
+    if cpu_devices < 1:
+        raise ValueError(f"cpu_devices must be >= 1, got {cpu_devices}")
     if not _ready:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        _quiet_import()
+        _quiet_import(cpu_devices)
         _ready = True
     if seed is not None:
         import keras
@@ -34,7 +38,7 @@ def setup(seed: int | None = 0) -> None:
         keras.utils.set_random_seed(seed)
 
 
-def _quiet_import() -> None:
+def _quiet_import(cpu_devices: int) -> None:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as sink:
@@ -43,6 +47,10 @@ def _quiet_import() -> None:
             import keras  # noqa: F401
             import tensorflow as tf
 
+            if cpu_devices > 1:
+                cpu = tf.config.list_physical_devices("CPU")[0]
+                tf.config.set_logical_device_configuration(
+                    cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_devices)])
             # The first operation initialises the devices, which logs once more.
             tf.config.list_physical_devices("GPU")
             tf.constant(0.0).numpy()

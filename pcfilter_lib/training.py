@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -20,17 +22,28 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def train_segmentation(model: keras.Model, loss: keras.losses.Loss, train, validation=None, epochs: int = 10,
-                       batch_size: int = 16, learning_rate: float = 1e-3, verbose: int = 0) -> TrainResult:
-    """Compile ``model`` with Adam, ``loss`` and the confusion metrics, and fit it.
+def train_segmentation(model: keras.Model | Callable[[], keras.Model], loss: keras.losses.Loss, train,
+                       validation=None, epochs: int = 10, batch_size: int = 16, learning_rate: float = 1e-3,
+                       verbose: int = 0, strategy=None) -> TrainResult:
+    """Compile a segmentation model with Adam, ``loss`` and the confusion metrics, and fit it.
 
-    ``train`` and ``validation`` are ``(x, y, sample_weight)`` tuples of arrays, or a ``tf.data``
-    dataset / ``PyDataset`` yielding such batches (``batch_size`` then comes from the dataset).
+    ``model`` is a Keras model or a function that builds one. With a ``tf.distribute`` ``strategy``
+    (e.g. ``MirroredStrategy`` over several GPUs) it must be a function, because the model's
+    variables have to be created inside ``strategy.scope()``; ``batch_size`` is then the global
+    batch, split between the replicas. ``train`` and ``validation`` are ``(x, y, sample_weight)``
+    tuples of arrays, or a ``tf.data`` dataset / ``PyDataset`` yielding such batches
+    (``batch_size`` then comes from the dataset).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
-                  weighted_metrics=metrics.segmentation_metrics())
+    if strategy is not None and isinstance(model, keras.Model):
+        raise ValueError("with a strategy, pass a function that builds the model, so that its variables "
+                         "are created inside strategy.scope()")
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        if not isinstance(model, keras.Model):
+            model = model()
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                      weighted_metrics=metrics.segmentation_metrics())
     if isinstance(train, tuple):
         x, y, weight = train
         fit_args = dict(x=x, y=y, sample_weight=weight, batch_size=batch_size)
