@@ -443,7 +443,7 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     measured &= ~conflict
 
     # e. specular saturation
-    if "specular" in effects:
+    if "specular" in effects and (direct_signal > 1).any():
         full = np.zeros(h * w, np.float32)
         full[pix] = direct_signal
         saturated, dropped, shift = specular_saturation(full.reshape(h, w), config, streams[1])
