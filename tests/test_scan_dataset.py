@@ -61,6 +61,20 @@ def test_another_recipe_is_refused(folder):
     assert manifest["seed"] == 7  # untouched
 
 
+def test_a_folder_from_another_generator_version_is_refused(folder, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["version"] = "0"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in old.rglob("*"))
+    with pytest.raises(ValueError, match="already holds other data \\(pcfilter.simulate 0\\)"):
+        dataset.write_dataset(old, 5, seed=7, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6), progress=False)
+    assert sorted(p.name for p in old.rglob("*")) == before
+
+
 def test_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
     calls = []
 
