@@ -18,14 +18,14 @@ import json, keras, tensorflow as tf
 from pcfilter_lib import losses, training
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
-data = make_scratches(32, 32, seed=0)
+data = make_scratches(16, 32, seed=0)
 def build():
     keras.utils.set_random_seed(0)
     return build_unet(input_channels=2, depth=2, filters=(4, 8, 8))
 curves = {}
 for name, strategy in [("one", None), ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
     result = training.train_segmentation(build, losses.BinaryFocalLoss(0.25, 2.0),
-                                         (data.images, data.labels, data.weights), epochs=3, batch_size=8,
+                                         (data.images, data.labels, data.weights), epochs=2, batch_size=8,
                                          strategy=strategy)
     curves[name] = result.history["loss"]
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, **curves}))
