@@ -67,8 +67,9 @@ def numpy_matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
 
 
 def model_flops(model, input_shape) -> int:
-    """Forward-pass FLOPs of one input of ``input_shape`` (H, W, C) through ``model``'s Conv2D,
-    Conv2DTranspose and Dense layers, counted from their shapes (a multiply-add counts as two).
+    """Forward-pass FLOPs of one input of ``input_shape`` (e.g. (H, W, C) or (N, 3)) through
+    ``model``'s Conv1D, Conv2D, Conv2DTranspose and Dense layers, counted from their shapes (a
+    multiply-add counts as two).
 
     Pooling, activations, normalisation and additions are left out: they are a few percent of a
     convolutional network's work. Training costs about three times this (forward, and two products
@@ -78,8 +79,8 @@ def model_flops(model, input_shape) -> int:
 
     from pcfilter_lib import convmath
 
-    counted = [layer for layer in model.layers
-               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense))]
+    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
+    counted = [layer for layer in model.layers if isinstance(layer, kinds)]
     probe = keras.Model(model.input, [layer.output for layer in counted])
     outputs = probe(np.zeros((1, *input_shape), dtype="float32"))
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
@@ -89,6 +90,8 @@ def model_flops(model, input_shape) -> int:
         if isinstance(layer, keras.layers.Dense):
             positions = int(np.prod(out.shape[1:-1])) if len(out.shape) > 2 else 1
             total += positions * convmath.dense_flops(c_in, layer.units)
+        elif isinstance(layer, keras.layers.Conv1D):
+            total += 2 * out.shape[1] * layer.filters * layer.kernel_size[0] * c_in
         elif isinstance(layer, keras.layers.Conv2DTranspose):
             # Every input pixel scatters a kh x kw x c_out patch: the same products as the convolution
             # it transposes.

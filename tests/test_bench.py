@@ -28,6 +28,12 @@ def test_model_flops_from_layer_shapes():
     assert bench.model_flops(model, (16, 16, 3)) == expected
 
 
+def test_conv1d_flops_count_a_shared_mlp_on_points():
+    inputs = keras.Input((128, 3))
+    model = keras.Model(inputs, keras.layers.Conv1D(64, 1)(inputs))
+    assert bench.model_flops(model, (128, 3)) == 128 * convmath.dense_flops(3, 64)
+
+
 def test_matmul_speed_is_measured():
     assert bench.matmul_gflops(256, repeats=2) > 0
     assert bench.numpy_matmul_gflops(256, repeats=2) > 0
