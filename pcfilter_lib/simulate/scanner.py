@@ -248,20 +248,21 @@ def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, po
     column = np.full(n, np.nan, np.float32)
     hit = np.flatnonzero(np.isfinite(t))
     if len(hit):
-        back = -dirs[hit]
-        q = origins[hit] + t[hit, None] * dirs[hit]
-        qn = qn[hit]
-        qn = np.where((_dot(qn, back) < 0)[:, None], -qn, qn)
+        t_hit, dirs_hit, mat_p = t[hit], np.take(dirs, hit, axis=0), np.take(material, hit, axis=0)
+        back = -dirs_hit
+        q = np.take(origins, hit, axis=0) + t_hit[:, None] * dirs_hit
+        qn = np.take(qn, hit, axis=0)
+        qn *= np.where(_dot(qn, back) < 0, np.float32(-1), np.float32(1))[:, None]
         e_q, to_light_q, col_q, lit_q = projector_light(rig, scene, q, qn, "shadow" in config.effects)
-        mat_q = table[gid[hit]]
+        mat_q = np.take(table, gid[hit], axis=0)
         l_q, l_q_spec = direct_radiance(mat_q, e_q, to_light_q, qn, back)
         to_q = q - rig.projector_origin
-        period = np.float32(config.stripe_period / rig.Kp[0, 0]) * np.sqrt(_dot(to_q, to_q))
+        period2 = np.float32((config.stripe_period / rig.Kp[0, 0]) ** 2) * _dot(to_q, to_q)
         # Both lobes blur: p's over its roughness, and q's for the share of q's light that is specular.
         q_share = np.divide(l_q_spec, l_q, out=np.zeros_like(l_q), where=l_q > 0)
-        blur2 = np.square(t[hit]) * (np.square(material[hit, 2]) + np.square(q_share * mat_q[:, 2]))
-        contrast = np.exp(-blur2 / np.square(period))
-        radiance[hit] = (material[hit, 1] * contrast + config.low_frequency_share * material[hit, 0]) * l_q
+        blur2 = np.square(t_hit) * (np.square(mat_p[:, 2]) + np.square(q_share * mat_q[:, 2]))
+        contrast = np.exp(-blur2 / period2)
+        radiance[hit] = (mat_p[:, 1] * contrast + config.low_frequency_share * mat_p[:, 0]) * l_q
         column[hit] = np.where(lit_q, col_q, np.nan)
     return radiance, column
 
