@@ -1,0 +1,39 @@
+"""A VoxNet-like 3D CNN (Maturana and Scherer 2015) that classifies occupancy grids.
+
+As in the paper's figure: a 5^3 convolution with stride 2, a 3^3 convolution, a 2^3 max pool, one
+hidden dense layer and the class scores; leaky ReLUs and dropout after each stage. On a 32^3 grid
+that is about 0.9 million parameters, most of them in the dense layer. Standard Keras layers only,
+so a saved model loads with ``keras.models.load_model`` alone.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def conv_block(x, filters: int, kernel: int, strides: int, dropout: float, name: str):
+    """3D convolution (valid padding), leaky ReLU (slope 0.1), dropout."""
+    x = layers.Conv3D(filters, kernel, strides=strides, name=f"{name}_conv")(x)
+    x = layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
+    return layers.Dropout(dropout, name=f"{name}_dropout")(x)
+
+
+def build_voxnet(num_classes: int = 10, resolution: int = 32, channels: int = 1, filters: int = 32,
+                 hidden: int = 128, dropout: tuple[float, float, float] = (0.2, 0.3, 0.4),
+                 name: str = "voxnet") -> keras.Model:
+    """Occupancy grids (B, R, R, R, channels) -> class probabilities (B, num_classes)."""
+    if resolution < 14:
+        raise ValueError(f"VoxNet needs a grid of at least 14^3 voxels, got {resolution}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    inputs = keras.Input((resolution, resolution, resolution, channels), name="voxels")
+    x = conv_block(inputs, filters, 5, 2, dropout[0], "block1")
+    x = conv_block(x, filters, 3, 1, 0.0, "block2")
+    x = layers.MaxPooling3D(2, name="block2_pool")(x)
+    x = layers.Dropout(dropout[1], name="block2_dropout_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(hidden, activation="relu", name="hidden")(x)
+    x = layers.Dropout(dropout[2], name="hidden_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="scores")(x)
+    return keras.Model(inputs, outputs, name=name)

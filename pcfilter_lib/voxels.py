@@ -1,0 +1,528 @@
+"""3D data representations on a regular grid: occupancy, ternary (occupied / free / unknown) grids,
+truncated signed distance fields, octrees, and depth images of a shape from several virtual cameras.
+
+A ``Grid`` is an axis-aligned box of ``shape`` = (X, Y, Z) cubic voxels of edge ``voxel_size``;
+voxel (i, j, k) covers ``origin + [i, i + 1) * voxel_size`` along x (likewise y, z), so its centre
+is ``origin + (index + 0.5) * voxel_size``. Arrays over a grid are indexed [i, j, k] (x, y, z).
+
+Every function that allocates a grid first estimates the bytes it needs (``check_grid``) and
+refuses a zero-size grid or one that would not fit in memory with a ValueError, before allocating.
+
+Sources of the ideas: occupancy grids for 3D CNNs (3D ShapeNets, VoxNet), ternary grids and
+truncated signed distance fields fused from depth images (Curless and Levoy 1996, KinectFusion),
+octrees (OctNet, O-CNN), multi-view CNNs (MVCNN), sparse convolutions (submanifold sparse
+convolutional networks).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+FREE, OCCUPIED, UNKNOWN = 0, 1, 2  # cell codes of a ternary grid
+MAX_GRID_BYTES = 8 * 2**30  # never allocate more than this for one grid, whatever memory is free
+_CHUNK = 1 << 20  # voxels handled at once where a computation makes temporaries per voxel
+
+
+def available_memory() -> int:
+    """Bytes of physical memory available now (Linux: MemAvailable; elsewhere the total)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_grid(shape: Sequence[int], bytes_per_voxel: float = 1.0, max_bytes: int | None = None) -> int:
+    """Bytes a dense grid of ``shape`` needs at ``bytes_per_voxel``; a ValueError if a side is not
+    positive or the grid would not fit (more than ``max_bytes``, by default the smaller of
+    ``MAX_GRID_BYTES`` and half the memory available now). Nothing is allocated."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"a voxel grid needs three positive sides, got shape {shape}")
+    needed = int(np.prod(shape, dtype=np.float64) * bytes_per_voxel)
+    limit = max_bytes if max_bytes is not None else min(MAX_GRID_BYTES, available_memory() // 2)
+    if needed > limit:
+        raise ValueError(f"a dense grid of {shape[0]}x{shape[1]}x{shape[2]} voxels at {bytes_per_voxel:g} bytes "
+                         f"each needs {needed / 2**30:.2f} GiB, more than the {limit / 2**30:.2f} GiB allowed; "
+                         "choose a lower resolution or a sparse representation (octree, point list)")
+    return needed
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular voxel grid: ``origin`` (3,) corner of voxel (0, 0, 0), ``voxel_size`` edge length,
+    ``shape`` (X, Y, Z) voxels. Same length unit as the points it holds."""
+
+    origin: tuple[float, float, float]
+    voxel_size: float
+    shape: tuple[int, int, int]
+
+    def __post_init__(self):
+        if not (np.isfinite(self.voxel_size) and self.voxel_size > 0):
+            raise ValueError(f"voxel_size must be a positive number, got {self.voxel_size}")
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError(f"a voxel grid needs three positive sides, got shape {tuple(self.shape)}")
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def centres(self) -> np.ndarray:
+        """Centres of all voxels (X, Y, Z, 3) float32."""
+        check_grid(self.shape, 12)
+        axes = [self.origin[a] + (np.arange(n) + 0.5) * self.voxel_size for a, n in enumerate(self.shape)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
+
+    def index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel indices (N, 3) int64 of points (N, 3) and whether each lies inside the grid (N,)."""
+        ijk = np.floor((np.asarray(points, np.float64) - self.origin) / self.voxel_size).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(self.shape)), axis=1)
+        return ijk, inside
+
+
+def _as_points(points, what: str = "points") -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{what} must be an (N, 3) array, got shape {points.shape}")
+    if len(points) == 0:
+        raise ValueError(f"{what} are empty: there is nothing to voxelise")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{what} hold NaN or infinite coordinates; drop them first (e.g. xyz[valid])")
+    return points
+
+
+def grid_around(points, resolution: int, padding: int = 1) -> Grid:
+    """A cubic grid of ``resolution``^3 voxels around the bounding box of ``points`` (N, 3): the
+    longest side spans ``resolution - 2 * padding`` voxels and the box sits in the middle."""
+    points = _as_points(points)
+    resolution, padding = int(resolution), int(padding)
+    if resolution < 1 or padding < 0 or resolution - 2 * padding < 1:
+        raise ValueError(f"resolution {resolution} with padding {padding} leaves no voxel for the shape")
+    lo, hi = points.min(0), points.max(0)
+    extent = float((hi - lo).max())
+    if extent <= 0:
+        raise ValueError("the points all coincide; a grid around them has no size")
+    voxel = extent / (resolution - 2 * padding)
+    origin = (lo + hi) / 2 - resolution * voxel / 2
+    return Grid(tuple(float(o) for o in origin), voxel, (resolution,) * 3)
+
+
+def voxelize_points(points, grid: Grid) -> np.ndarray:
+    """Occupancy (X, Y, Z) bool: true where at least one point (N, 3) falls. Points outside are ignored."""
+    points = _as_points(points)
+    check_grid(grid.shape, 1)
+    occupancy = np.zeros(grid.shape, dtype=bool)
+    ijk, inside = grid.index(points)
+    occupancy[tuple(ijk[inside].T)] = True
+    return occupancy
+
+
+def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
+    vertices = _as_points(vertices, "mesh vertices")
+    triangles = np.asarray(triangles, dtype=np.int64)
+    if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
+        raise ValueError(f"triangles must be a non-empty (T, 3) array, got shape {triangles.shape}")
+    if triangles.min() < 0 or triangles.max() >= len(vertices):
+        raise ValueError(f"triangle indices must lie in [0, {len(vertices) - 1}]")
+    return vertices, triangles
+
+
+def voxelize_mesh(vertices, triangles, grid: Grid, solid: bool = False) -> np.ndarray:
+    """Occupancy (X, Y, Z) bool of a triangle mesh: the voxels its surface touches (exact
+    triangle-box tests by Open3D), and with ``solid`` also the voxels the surface encloses (every
+    empty voxel that the outside cannot reach through face-adjacent empty voxels)."""
+    vertices, triangles = _check_mesh(vertices, triangles)
+    check_grid(grid.shape, 1)
+    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
+    lo = np.asarray(grid.origin, np.float64)
+    hi = lo + np.asarray(grid.shape) * grid.voxel_size
+    voxels = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(mesh, grid.voxel_size, lo, hi)
+    occupancy = np.zeros(grid.shape, dtype=bool)
+    ijk = np.array([v.grid_index for v in voxels.get_voxels()], dtype=np.int64).reshape(-1, 3)
+    ijk += np.round((np.asarray(voxels.origin) - lo) / grid.voxel_size).astype(np.int64)
+    ijk = ijk[np.all((ijk >= 0) & (ijk < np.asarray(grid.shape)), axis=1)]
+    occupancy[tuple(ijk.T)] = True
+    return fill_interior(occupancy) if solid else occupancy
+
+
+def fill_interior(surface: np.ndarray) -> np.ndarray:
+    """A solid occupancy from a closed surface occupancy (X, Y, Z): enclosed empty voxels are filled."""
+    return ndimage.binary_fill_holes(np.asarray(surface, dtype=bool))
+
+
+def occupied_fraction(occupancy: np.ndarray) -> float:
+    """Share of occupied voxels, 0-1."""
+    occupancy = np.asarray(occupancy, dtype=bool)
+    if occupancy.size == 0:
+        raise ValueError("the grid has no voxels")
+    return float(np.count_nonzero(occupancy) / occupancy.size)
+
+
+# Distance fields --------------------------------------------------------------------------------
+
+def mesh_parts(vertices, triangles) -> list[np.ndarray]:
+    """The triangles of each connected part of a mesh (parts share no vertex): a list of (T_i, 3)."""
+    vertices, triangles = _check_mesh(vertices, triangles)
+    n = len(vertices)
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    part = labels[triangles[:, 0]]
+    return [triangles[part == p] for p in np.unique(part)]
+
+
+def _raycasting_scene(vertices: np.ndarray, triangles: np.ndarray) -> o3d.t.geometry.RaycastingScene:
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
+    return scene
+
+
+def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.ndarray:
+    """Signed distance (N,) float32 from points (N, 3) to a mesh, negative inside.
+
+    With ``by_part=False`` this is Open3D's ``RaycastingScene.compute_signed_distance``, which decides
+    inside / outside by counting ray crossings and so assumes one closed surface without
+    self-intersections. A shape built from overlapping closed parts (a chair from boxes) breaks that
+    where parts overlap: a point inside two parts crosses an even number of walls. ``by_part`` keeps
+    Open3D's unsigned distance to the whole mesh and takes the sign from each connected part on its
+    own (``compute_occupancy`` of the points in the part's bounding box): inside any part is inside.
+    """
+    vertices, triangles = _check_mesh(vertices, triangles)
+    points = _as_points(points, "query points").astype(np.float32)
+    query = o3d.core.Tensor(points)
+    scene = _raycasting_scene(vertices, triangles)
+    if not by_part:
+        return scene.compute_signed_distance(query, nsamples=3).numpy()
+    distance = scene.compute_distance(query).numpy()
+    inside = np.zeros(len(points), dtype=bool)
+    for part in mesh_parts(vertices, triangles):
+        corners = vertices[part.ravel()]
+        near = np.flatnonzero(np.all((points >= corners.min(0)) & (points <= corners.max(0)), axis=1) & ~inside)
+        if len(near):
+            occupancy = _raycasting_scene(vertices, part).compute_occupancy(o3d.core.Tensor(points[near]), nsamples=3)
+            inside[near] |= occupancy.numpy() > 0.5
+    return np.where(inside, -distance, distance).astype(np.float32)
+
+
+def tsdf_from_mesh(vertices, triangles, grid: Grid, truncation: float = 3.0, by_part: bool = True) -> np.ndarray:
+    """Truncated signed distance field (X, Y, Z) float32 in [-1, 1] of a mesh: the signed distance at
+    each voxel centre divided by ``truncation`` voxels and clipped (negative inside)."""
+    if truncation <= 0:
+        raise ValueError(f"truncation must be positive (in voxels), got {truncation}")
+    check_grid(grid.shape, 32)  # centres (12 bytes) + Open3D's float32 copies and the result
+    centres = grid.centres().reshape(-1, 3)
+    distance = signed_distance(vertices, triangles, centres, by_part)
+    return np.clip(distance / (truncation * grid.voxel_size), -1, 1).reshape(grid.shape).astype(np.float32)
+
+
+# Views: depth images from a camera with a pose -----------------------------------------------
+
+@dataclass(frozen=True)
+class View:
+    """One depth measurement: ``xyz`` (H, W, 3) points in the camera frame (NaN where none), the
+    ``intrinsics`` K (3, 3) (pixel (u, v) covers [u, u + 1) x [v, v + 1)) and ``pose`` (4, 4),
+    camera to world (OpenCV axes: x right, y down, z forward), as in a scan file."""
+
+    xyz: np.ndarray
+    intrinsics: np.ndarray
+    pose: np.ndarray
+
+    @classmethod
+    def from_scan(cls, scan) -> View:
+        return cls(np.asarray(scan["xyz"]), np.asarray(scan["intrinsics"], np.float64), np.asarray(scan["pose"], float))
+
+    def depth(self) -> np.ndarray:
+        """Depth z (H, W) float32 in the camera frame, 0 where there is no point."""
+        return np.nan_to_num(self.xyz[..., 2], nan=0.0).astype(np.float32)
+
+    def world_points(self) -> np.ndarray:
+        """The measured points (N, 3) in the world frame."""
+        points = self.xyz.reshape(-1, 3)
+        points = points[np.isfinite(points).all(axis=1)]
+        return points @ self.pose[:3, :3].T + self.pose[:3, 3]
+
+
+def carve(views: Sequence[View], grid: Grid) -> np.ndarray:
+    """Ternary grid (X, Y, Z) uint8 from depth views: OCCUPIED where a measured point falls, FREE
+    where a camera ray passed through the voxel before it reached its measured point, UNKNOWN
+    elsewhere (behind surfaces, outside every view, or where the pixel measured nothing).
+
+    A voxel is carved by a view when its centre projects into a pixel with a measurement and lies
+    in front of that measurement by more than half the voxel's diagonal, so a voxel the surface
+    cuts is never carved. Measured points win over carving (a ray that ends in a voxel marks it
+    occupied whatever other views say).
+    """
+    if not views:
+        raise ValueError("carving needs at least one view")
+    check_grid(grid.shape, 1 + 40 * min(grid.size, _CHUNK) / grid.size)
+    centres_axes = [grid.origin[a] + (np.arange(n) + 0.5) * grid.voxel_size for a, n in enumerate(grid.shape)]
+    margin = np.sqrt(3) / 2 * grid.voxel_size
+    free = np.zeros(grid.size, dtype=bool)
+    occupied = np.zeros(grid.shape, dtype=bool)
+    for view in views:
+        points = view.world_points()
+        if len(points):
+            occupied |= voxelize_points(points, grid)
+        depth = view.depth()
+        h, w = depth.shape
+        world_to_camera = np.linalg.inv(view.pose)
+        K = view.intrinsics
+        for start in range(0, grid.size, _CHUNK):
+            flat = np.arange(start, min(start + _CHUNK, grid.size))
+            i, j, k = np.unravel_index(flat, grid.shape)
+            c = np.stack([centres_axes[0][i], centres_axes[1][j], centres_axes[2][k]], axis=1)
+            cam = c @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+            z = cam[:, 2]
+            ahead = z > 1e-9
+            u = np.full(len(z), -1, np.int64)
+            v = np.full(len(z), -1, np.int64)
+            u[ahead] = np.floor(K[0, 0] * cam[ahead, 0] / z[ahead] + K[0, 2])
+            v[ahead] = np.floor(K[1, 1] * cam[ahead, 1] / z[ahead] + K[1, 2])
+            seen = ahead & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+            measured = np.zeros(len(z), np.float32)
+            measured[seen] = depth[v[seen], u[seen]]
+            # Depth along the pixel's ray compares as z, since z is proportional to the ray length.
+            free[flat] |= seen & (measured > 0) & (z < measured - margin * z / np.linalg.norm(cam, axis=1))
+    grid_codes = np.full(grid.shape, UNKNOWN, dtype=np.uint8)
+    grid_codes[free.reshape(grid.shape)] = FREE
+    grid_codes[occupied] = OCCUPIED
+    return grid_codes
+
+
+def fuse_tsdf(views: Sequence[View], grid: Grid, truncation: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Fuse depth views into a truncated signed distance field (Curless and Levoy; KinectFusion) with
+    Open3D's ``UniformTSDFVolume``: returns the TSDF (X, Y, Z) float32 in [-1, 1] (distance along the
+    camera ray in units of ``truncation`` voxels, negative behind the surface) and the integration
+    weight (X, Y, Z) float32 (0 = never observed). The grid must be a cube."""
+    if not views:
+        raise ValueError("fusion needs at least one view")
+    if len(set(grid.shape)) != 1:
+        raise ValueError(f"Open3D's uniform TSDF volume is a cube; got grid shape {grid.shape}")
+    if truncation <= 0:
+        raise ValueError(f"truncation must be positive (in voxels), got {truncation}")
+    check_grid(grid.shape, 20 + 16 + 8)  # Open3D's voxels, their float64 copy, the two float32 results
+    n = grid.shape[0]
+    volume = o3d.pipelines.integration.UniformTSDFVolume(
+        n * grid.voxel_size, n, truncation * grid.voxel_size, o3d.pipelines.integration.TSDFVolumeColorType.NoColor,
+        np.asarray(grid.origin, np.float64).reshape(3, 1))
+    for view in views:
+        depth = view.depth()
+        h, w = depth.shape
+        K = view.intrinsics
+        # Open3D puts pixel centres at integer coordinates, scan intrinsics at +0.5: shift the centre.
+        camera = o3d.camera.PinholeCameraIntrinsic(w, h, K[0, 0], K[1, 1], K[0, 2] - 0.5, K[1, 2] - 0.5)
+        colour = o3d.geometry.Image(np.zeros((h, w, 3), np.uint8))
+        rgbd = o3d.geometry.RGBDImage.create_from_color_and_depth(
+            colour, o3d.geometry.Image(depth), depth_scale=1.0, depth_trunc=float(depth.max()) + 1.0,
+            convert_rgb_to_intensity=False)
+        volume.integrate(rgbd, camera, np.linalg.inv(view.pose))
+    values = np.asarray(volume.extract_volume_tsdf()).reshape(n, n, n, 2)  # Open3D's index: x * n^2 + y * n + z
+    return values[..., 0].astype(np.float32), values[..., 1].astype(np.float32)
+
+
+def surface_probability(tsdf: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """How surely each voxel holds surface (X, Y, Z) float32 in [0, 1]: 1 - |TSDF| where observed, 0
+    where never observed. Thresholding it at t keeps voxels within (1 - t) truncations of the surface."""
+    return np.where(np.asarray(weight) > 0, 1.0 - np.abs(tsdf), 0.0).astype(np.float32)
+
+
+def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
+              ) -> dict[float, float]:
+    """3D IoU of ``probability >= t`` against a boolean ``truth`` grid at each threshold t, computed
+    with ``metrics.threshold_sweep`` (IoU of the occupied class)."""
+    from pcfilter_lib import metrics  # imports Keras: only here, so grids work without it
+
+    truth, probability = np.asarray(truth), np.asarray(probability)
+    if truth.shape != probability.shape:
+        raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape")
+    sweep = metrics.threshold_sweep(truth.astype(np.uint8), probability, thresholds=list(thresholds))
+    return {float(t): float(iou) for t, iou in zip(sweep["threshold"], sweep["iou_keep"], strict=True)}
+
+
+# Octrees and memory ------------------------------------------------------------------------------
+
+def octree_levels(occupancy: np.ndarray) -> list[np.ndarray]:
+    """Occupancy pyramid, coarsest (1, 1, 1) first: the grid is padded to a cube of side 2^L and each
+    level marks a cell occupied when any of its 8 children is. These are the nodes of an octree."""
+    occupancy = np.asarray(occupancy, dtype=bool)
+    if occupancy.ndim != 3 or occupancy.size == 0:
+        raise ValueError(f"occupancy must be a non-empty 3D grid, got shape {occupancy.shape}")
+    side = 1 << int(np.ceil(np.log2(max(occupancy.shape))))
+    level = np.zeros((side,) * 3, dtype=bool)
+    level[:occupancy.shape[0], :occupancy.shape[1], :occupancy.shape[2]] = occupancy
+    levels = [level]
+    while level.shape[0] > 1:
+        s = level.shape[0] // 2
+        level = level.reshape(s, 2, s, 2, s, 2).any(axis=(1, 3, 5))
+        levels.append(level)
+    return levels[::-1]
+
+
+def memory_report(occupancy: np.ndarray) -> dict[str, float]:
+    """Bytes to store one occupancy grid (X, Y, Z) in four ways:
+
+    - ``dense_float32``: the grid as a 3D CNN reads it, 4 bytes per voxel;
+    - ``dense_bits``: one bit per voxel;
+    - ``octree``: a pointer-free octree in breadth-first order, one byte per occupied inner node
+      holding the occupancy of its 8 children (empty space is never refined, leaves cost nothing);
+    - ``points``: the occupied voxels as a coordinate list, three int32 (12 bytes) per voxel,
+      as sparse-convolution libraries keep them.
+
+    Also the occupied voxel count and ``occupied_fraction``.
+    """
+    levels = octree_levels(occupancy)
+    occupied = int(np.count_nonzero(occupancy))
+    size = int(np.asarray(occupancy).size)
+    return {"voxels": size, "occupied": occupied, "occupied_fraction": occupied / size,
+            "dense_float32": 4 * size, "dense_bits": -(-size // 8),
+            "octree": int(sum(np.count_nonzero(level) for level in levels[:-1])),
+            "points": 12 * occupied}
+
+
+def conv_sites(occupancy: np.ndarray, layers: int = 3, kernel: int = 3) -> dict[str, list[int]]:
+    """Voxels at which each of ``layers`` stacked kernel^3 convolutions computes an output:
+    ``dense`` everywhere, ``sparse`` wherever the kernel touches an active voxel (the active set
+    dilates layer by layer), ``submanifold`` only at the input's active voxels (it never grows)."""
+    occupancy = np.asarray(occupancy, dtype=bool)
+    if layers < 1 or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"need layers >= 1 and an odd kernel, got {layers} and {kernel}")
+    structure = np.ones((kernel,) * 3, dtype=bool)
+    active, sparse = occupancy, []
+    for _ in range(layers):
+        active = ndimage.binary_dilation(active, structure)
+        sparse.append(int(np.count_nonzero(active)))
+    return {"dense": [occupancy.size] * layers, "sparse": sparse,
+            "submanifold": [int(np.count_nonzero(occupancy))] * layers}
+
+
+# Multi-view depth images -------------------------------------------------------------------------
+
+def view_directions(n_views: int, elevation: float = 30.0) -> np.ndarray:
+    """Unit vectors (V, 3) from the object towards ``n_views`` cameras evenly spaced in azimuth
+    around the z axis (starting at +x), ``elevation`` degrees above the horizon."""
+    if n_views < 1:
+        raise ValueError(f"n_views must be at least 1, got {n_views}")
+    azimuth = 2 * np.pi * np.arange(n_views) / n_views
+    e = np.radians(elevation)
+    return np.stack([np.cos(e) * np.cos(azimuth), np.cos(e) * np.sin(azimuth), np.full(n_views, np.sin(e))], 1)
+
+
+def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, elevation: float = 30.0,
+                       distance: float = 2.5) -> np.ndarray:
+    """Depth images (V, size, size) float32 of a mesh from ``n_views`` virtual pinhole cameras
+    around it (Open3D ``RaycastingScene``). The mesh is centred and scaled into the unit sphere,
+    the cameras sit ``distance`` away looking at its centre with a field of view that fits the
+    sphere; values are 1 at the nearest possible depth, 0 at the farthest, and 0 where a ray misses."""
+    vertices, triangles = _check_mesh(vertices, triangles)
+    if size < 2:
+        raise ValueError(f"image size must be at least 2 pixels, got {size}")
+    if distance <= 1:
+        raise ValueError(f"the cameras must stand outside the unit sphere, got distance {distance}")
+    centre = (vertices.min(0) + vertices.max(0)) / 2
+    radius = np.linalg.norm(vertices - centre, axis=1).max()
+    if radius <= 0:
+        raise ValueError("the mesh vertices all coincide")
+    unit = (vertices - centre) / radius
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(unit.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
+    fov = 2 * np.degrees(np.arcsin(1 / distance)) * 1.05
+    rays = [o3d.t.geometry.RaycastingScene.create_rays_pinhole(
+                fov, o3d.core.Tensor([0.0, 0.0, 0.0]), o3d.core.Tensor((distance * d).astype(np.float32)),
+                o3d.core.Tensor([0.0, 0.0, 1.0] if abs(d[2]) < 0.999 else [0.0, 1.0, 0.0]), size, size)
+            for d in view_directions(n_views, elevation)]
+    t = scene.cast_rays(o3d.core.concatenate(rays))["t_hit"].numpy().reshape(n_views, size, size)
+    # create_rays_pinhole's directions are not unit vectors (1 at the image centre, longer off-axis).
+    lengths = np.linalg.norm(o3d.core.concatenate(rays).numpy()[..., 3:], axis=-1).reshape(t.shape)
+    depth = t * lengths
+    return np.where(np.isfinite(depth), (distance + 1 - depth) / 2, 0.0).clip(0, 1).astype(np.float32)
+
+
+# Exposed faces, for drawing voxels ---------------------------------------------------------------
+
+def voxel_faces(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A triangle mesh of the faces of occupied voxels that border empty space: vertices (V, 3)
+    int32 in voxel units (corner of voxel (0, 0, 0) at the origin) and triangles (T, 3) int32."""
+    occupancy = np.asarray(occupancy, dtype=bool)
+    padded = np.pad(occupancy, 1)
+    quads = []
+    corners = {0: [(0, 0, 0), (0, 1, 0), (0, 1, 1), (0, 0, 1)], 1: [(0, 0, 0), (0, 0, 1), (1, 0, 1), (1, 0, 0)],
+               2: [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0)]}
+    for axis in range(3):
+        for step in (-1, 1):
+            neighbour = np.roll(padded, -step, axis=axis)[1:-1, 1:-1, 1:-1]
+            ijk = np.argwhere(occupancy & ~neighbour)
+            if len(ijk) == 0:
+                continue
+            offset = np.zeros(3, np.int64)
+            offset[axis] = 1 if step > 0 else 0
+            quads.append(ijk[:, None, :] + offset + np.array(corners[axis]))
+    if not quads:
+        return np.zeros((0, 3), np.int32), np.zeros((0, 3), np.int32)
+    quads = np.concatenate(quads)  # (Q, 4, 3)
+    vertices, inverse = np.unique(quads.reshape(-1, 3), axis=0, return_inverse=True)
+    q = inverse.reshape(-1, 4)
+    triangles = np.concatenate([q[:, [0, 1, 2]], q[:, [0, 2, 3]]])
+    return vertices.astype(np.int32), triangles.astype(np.int32)
+
+
+# Simulated scans of one object --------------------------------------------------------------------
+
+def _rotation_x(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def place_object(vertices, size: float = 0.3) -> np.ndarray:
+    """Vertices scaled to a longest side of ``size`` metres, bounding box centred at the origin."""
+    vertices = _as_points(vertices, "mesh vertices")
+    lo, hi = vertices.min(0), vertices.max(0)
+    extent = float((hi - lo).max())
+    if extent <= 0:
+        raise ValueError("the mesh vertices all coincide")
+    return (vertices - (lo + hi) / 2) * (size / extent)
+
+
+def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, config=None, seed: int = 0,
+                stand: float = 0.1) -> list[View]:
+    """Simulated structured-light scans of one object from ``n_views`` directions evenly spaced in
+    azimuth, ``elevation`` degrees above the horizon (``pcfilter_lib.simulate``, all its artefacts).
+
+    The object (already in metres, e.g. from ``place_object``) stands ``stand`` metres above a floor
+    plane, in a matte plastic. The scanner is fixed, so each view turns and tilts the scene about
+    the object's centre instead; every returned ``View`` has the camera pose in the object's frame.
+    """
+    from pcfilter_lib.simulate import ScannerConfig, simulate_scan
+    from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene
+
+    vertices, triangles = _check_mesh(vertices, triangles)
+    config = config or ScannerConfig()
+    z0 = vertices[:, 2].min() - stand
+    floor = np.array([[-1.0, -1.0, z0], [1.0, -1.0, z0], [1.0, 1.0, z0], [-1.0, 1.0, z0]])
+    floor_faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    materials = [TABLE_MATERIAL, Material("matte plastic", 0.6, 0.05, 0.4)]
+    rng = np.random.default_rng(seed)
+    views = []
+    for k in range(n_views):
+        turn = np.eye(4)
+        turn[:3, :3] = _rotation_x(np.radians(90.0 - elevation)) @ _rotation_z(-2 * np.pi * k / n_views)
+        meshes = [(floor @ turn[:3, :3].T, floor_faces), (vertices @ turn[:3, :3].T, triangles.astype(np.int32))]
+        scan = simulate_scan(Scene(meshes, materials, {}), config, rng)
+        views.append(View(scan["xyz"], np.asarray(scan["intrinsics"], np.float64),
+                          np.linalg.inv(turn) @ np.asarray(scan["pose"], np.float64)))
+    return views
