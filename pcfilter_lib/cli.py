@@ -73,6 +73,115 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_filter(args: argparse.Namespace):
+    """The filter asked for: ``--method`` (a baseline with its tuned parameters) or ``--model``
+    (default: the shipped U-Net, with the threshold of its manifest unless ``--threshold``)."""
+    from pcfilter_lib import filtering
+
+    if args.method:
+        if args.threshold is not None:
+            raise ValueError("--threshold applies to a model; the baselines give a yes/no answer")
+        return filtering.baseline_filter(args.method)
+    return filtering.unet_filter(args.model, args.threshold)
+
+
+def _read_filter_input(path):
+    """A scan .npz, or a .ply / .pcd cloud (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
+    if path.suffix.lower() == ".npz":
+        from pcfilter_lib.io.scan import load_scan
+
+        return {**load_scan(path, arrays=()), "organised": True}
+    from pcfilter_lib.io.organised import read_cloud
+
+    return read_cloud(path)
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    """Remove artefacts from one scan and write the kept (and removed) points."""
+    from pathlib import Path
+
+    from pcfilter_lib import runtime
+
+    runtime.setup(seed=None)  # the metrics import Keras; keep TensorFlow's start-up logs off stderr
+    import numpy as np
+
+    from pcfilter_lib.io import organised
+
+    source = Path(args.input)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist")
+    targets = [Path(p) for p in (args.output, args.removed) if p]
+    for target in targets:
+        if target.resolve() == source.resolve():
+            raise ValueError(f"{target} is the input file; choose another output name (the input is never overwritten)")
+        if target.suffix.lower() not in (".ply", ".pcd"):
+            raise ValueError(f"{target}: outputs are written as .ply (points) or .pcd (organised grid)")
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise ValueError("-o and --removed name the same file")
+    scan = _read_filter_input(source)
+    if not scan["organised"] and args.method not in ("sor", "ror"):
+        raise ValueError(f"{source} holds an unorganised cloud (no width x height grid), but the U-Net and the "
+                         "morph filter work on organised scans: give a scan .npz, an organised .pcd (HEIGHT > 1) or "
+                         "a .ply with 'obj_info width W' and 'obj_info height H' header lines and W*H vertices "
+                         "(NaN = no point), or use --method sor / --method ror, which work on any cloud")
+    if args.method is None and scan["intensity"] is None:
+        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one or use --method")
+    scan_filter = _make_filter(args)
+    keep = scan_filter.keep_mask(scan)
+    valid = np.asarray(scan["valid"], bool)
+    removed = valid & ~keep
+    for target, mask in zip(targets, (keep, removed), strict=False):
+        if target.suffix.lower() == ".pcd" and scan["organised"]:
+            organised.write_organised(target, scan["xyz"], scan["intensity"], keep=mask)
+        else:
+            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[mask]
+            organised.write_points(target, np.asarray(scan["xyz"])[mask], intensity)
+    n = int(valid.sum())
+    print(f"{scan_filter.name}: kept {int(keep.sum())} of {n} points, removed {int(removed.sum())} "
+          f"({removed.sum() / n:.2%}); wrote {', '.join(map(str, targets))}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a filter on one split of a scan dataset."""
+    from pcfilter_lib import runtime
+
+    runtime.setup(seed=None)
+    from pcfilter_lib import filtering
+    from pcfilter_lib.data.scans import split_files
+
+    files = split_files(args.data, args.split)
+    scan_filter = _make_filter(args)
+    result = filtering.evaluate_filter(scan_filter, filtering.iter_scans(files), progress=not args.json)
+    result.update(split=args.split, data=str(args.data), threshold=scan_filter.threshold if args.method is None
+                  else None, params=scan_filter.params or None)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['filter']} on {result['scans']} {args.split} scans of {args.data}"
+          + (f" (threshold {scan_filter.threshold:g})" if args.method is None else f" ({scan_filter.params})"))
+    print(f"  confusion (1 = keep): TP {result['tp']}  FN {result['fn']}  FP {result['fp']}  TN {result['tn']}")
+    for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "false_omission_rate", "iou_keep", "iou_artefact"):
+        label = {"recall": "keep-recall (true points kept)"}.get(name, name.replace("_", " "))
+        print(f"  {label:<32} {result[name]:.4f}")
+    for kind, row in result["kinds"].items():
+        removed = "no points" if row["removed"] is None else f"{row['removed']:.4f} removed"
+        print(f"  artefact kind {kind:<18} {row['points']:>9} points, {removed}")
+    return 0
+
+
+def _cmd_modelnet(args: argparse.Namespace) -> int:
+    """Write the procedural ModelNet10 stand-in (the real layout of .off meshes) into a folder."""
+    if not args.synthetic:
+        raise ValueError("only --synthetic is available here; the real archive comes from "
+                         "data_scripts/download_modelnet10.py")
+    from pcfilter_lib.data import procedural_modelnet
+
+    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet)
+    print(f"procedural ModelNet10 in {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcfilter",
@@ -109,6 +218,50 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--mesh", action="append", metavar="FILE",
                           help="a mesh file (ply, obj, stl, off) to add to the parts library; repeatable")
     simulate.set_defaults(run=_cmd_simulate)
+
+    methods = ("sor", "ror", "morph")
+
+    def add_filter_choice(command):
+        choice = command.add_mutually_exclusive_group()
+        choice.add_argument("--model", metavar="M", help="a U-Net filter .keras file (default: the shipped one)")
+        choice.add_argument("--method", choices=methods,
+                            help="a classical filter instead, with the parameters tuned on validation scans")
+        command.add_argument("--threshold", type=float, metavar="T",
+                             help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
+
+    filter_ = commands.add_parser(
+        "filter", help="remove artefacts from a scan",
+        description="Remove artefacts from a scan (.npz) or an organised point cloud: a .pcd with HEIGHT > 1, or a "
+        ".ply whose header has 'obj_info width W' and 'obj_info height H' and W*H vertices (NaN = no point). An "
+        "unorganised cloud works only with --method sor or ror. OUT ending in .ply gets the kept points; OUT "
+        "ending in .pcd keeps the grid with NaN where a point was removed.")
+    filter_.add_argument("input", metavar="IN", help="scan .npz, or .pcd / .ply cloud (never overwritten)")
+    filter_.add_argument("-o", "--output", required=True, metavar="OUT", help="kept points (.ply or .pcd)")
+    filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply or .pcd)")
+    add_filter_choice(filter_)
+    filter_.set_defaults(run=_cmd_filter)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a filter on a scan dataset",
+        description="Measure a filter on one split of a scan dataset (made by 'pcfilter simulate'): confusion "
+        "counts, balanced accuracy, mean IoU, F1, false omission rate, keep-recall and the share of each "
+        "artefact kind removed.")
+    evaluate.add_argument("--data", required=True, metavar="DIR", help="dataset folder with a manifest.json")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: test")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_filter_choice(evaluate)
+    evaluate.set_defaults(run=_cmd_evaluate)
+    modelnet = commands.add_parser(
+        "modelnet", help="write the procedural ModelNet10 stand-in",
+        description="Write a procedural ModelNet10-style data set: the ten ModelNet10 classes as .off meshes in "
+        "the real layout OUT/<class>/{train,test}/<class>_NNNN.off with a manifest.json; 3991 training and "
+        "908 test meshes (a few per class with PCFILTER_FAST=1). An interrupted run resumes.")
+    modelnet.add_argument("--synthetic", action="store_true", required=True,
+                          help="generate the procedural stand-in (required: nothing is downloaded)")
+    modelnet.add_argument("--out", required=True, help="output folder (new, or one this command wrote)")
+    modelnet.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    modelnet.add_argument("--quiet", action="store_true", help="no progress bar")
+    modelnet.set_defaults(run=_cmd_modelnet)
     return parser
 
 

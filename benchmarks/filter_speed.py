@@ -1,0 +1,78 @@
+"""Speed of the U-Net artefact filter against Open3D statistical outlier removal on the same scan.
+
+Both filters start from the same loaded 640x480 scan and end with its (H, W) keep mask: the U-Net
+time includes building the input channels, padding, the network (CPU, warm: traced once before the
+clock starts) and thresholding; the SOR time includes building the Open3D cloud. Prints both
+medians and their ratio and writes them as JSON and markdown. Target: ratio (U-Net / SOR) <= 1.
+
+    python benchmarks/filter_speed.py [--scan FILE.npz] [--repeats 5] [--out DIR]
+
+Without ``--scan`` it simulates one 640x480 scan (seed 0, scan 0 of the default recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the comparison is on the CPU, also on a GPU machine
+
+from pcfilter_lib import runtime  # noqa: E402
+
+runtime.setup(seed=0)
+
+from pcfilter_lib import bench, filtering  # noqa: E402
+from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
+
+
+def load_or_simulate(path: Path | None) -> dict:
+    from pcfilter_lib.io.scan import load_scan
+
+    if path is not None:
+        return load_scan(path, arrays=())
+    from pcfilter_lib.simulate.dataset import make_scan
+    from pcfilter_lib.simulate.scanner import ScannerConfig
+
+    return make_scan(0, 0, ScannerConfig(width=640, height=480))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scan", type=Path, help="a scan .npz (default: simulate one 640x480 scan)")
+    parser.add_argument("--model", type=Path, default=None, help="U-Net filter (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for filter_speed.json/.md")
+    args = parser.parse_args(argv)
+
+    scan = load_or_simulate(args.scan)
+    unet = filtering.unet_filter(args.model)
+    sor = filtering.baseline_filter("sor")
+    points = int(scan["valid"].sum())
+    t_unet = bench.time_call(lambda: unet.keep_mask(scan), repeats=args.repeats, warmup=2)
+    t_sor = bench.time_call(lambda: sor.keep_mask(scan), repeats=args.repeats, warmup=1)
+    ratio = t_unet.median / t_sor.median
+    device = bench.device_report()
+    h, w = scan["valid"].shape
+    table = "\n".join([
+        f"Scan {w}x{h}, {points} points; CPU {device['cpu']} ({device['cores']} cores); "
+        f"TensorFlow {device['tensorflow']}, Open3D SOR with {sor.params}.", "",
+        "| filter | median time | min | max |", "|---|---|---|---|",
+        f"| U-Net ({unet.model.count_params()} parameters, threshold {unet.threshold:g}) "
+        f"| {t_unet.median * 1e3:.1f} ms | {t_unet.low * 1e3:.1f} ms | {t_unet.high * 1e3:.1f} ms |",
+        f"| Open3D statistical outlier removal | {t_sor.median * 1e3:.1f} ms | {t_sor.low * 1e3:.1f} ms "
+        f"| {t_sor.high * 1e3:.1f} ms |", "",
+        f"U-Net / SOR time ratio: {ratio:.3f} ({'meets' if ratio <= 1 else 'misses'} the target ratio <= 1)"])
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "filter_speed.md", table + "\n")
+    atomic_write_text(args.out / "filter_speed.json", json.dumps(
+        {"device": device, "scan": {"width": w, "height": h, "points": points}, "unet_s": t_unet.median,
+         "sor_s": t_sor.median, "ratio_unet_over_sor": ratio, "sor_params": sor.params,
+         "repeats": args.repeats}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
