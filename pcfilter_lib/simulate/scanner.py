@@ -15,9 +15,10 @@ kind  name                cause
                           no point (label 255)
 2     interreflection     the camera ray's reflection at p reaches a lit point q whose light
                           outweighs p's direct light: q's column is decoded, the point lies on
-                          the camera ray at a false depth (label 0)
-3     mixed               the pixel straddles a depth discontinuity and decodes a blend of the
-                          columns of foreground and background (label 0)
+                          the camera ray at a false depth (label 0); when the two codes are of
+                          similar strength (``decode_margin``) the decoder gives no point (255)
+3     mixed               the pixel straddles a depth discontinuity and returns a depth blended
+                          from foreground and background (label 0)
 4     specular            a highlight saturates the sensor: no point (label 255) or a column
                           shifted by blooming, a false depth (label 0)
 5     dark                p is lit but reflects too little coded light (dark or grazing): no point
@@ -26,8 +27,10 @@ kind  name                cause
 
 Labels: 1 when the measured point lies within ``label_tolerance(z)`` = 1 mm + 3 sigma(z) of the
 true surface point the pixel's centre ray sees, 0 otherwise (an artefact, its ``kind`` the cause),
-255 for no point. Direct measurements carry depth noise sigma(z) = ``noise_1m`` (z / 1 m)^2, clipped
-at 3 sigma, so they are always labelled 1.
+255 for no point. An artefact path that happens to land within the tolerance counts as true
+(label 1, kind 0). A decoded depth outside ``depth_range`` gives no point, its kind the cause.
+Direct measurements carry depth noise sigma(z) = ``noise_1m`` (z / 1 m)^2, clipped at 3 sigma, so
+they are always labelled 1.
 
 Frames: scans are in the camera frame (OpenCV axes: x right, y down, z forward, metres); ``pose``
 maps camera to world coordinates. Radiometry is in relative units: a white matte surface facing the
