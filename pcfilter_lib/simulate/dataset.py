@@ -19,7 +19,7 @@ from pcfilter_lib.simulate.scanner import ARTEFACT_KINDS, KIND_NAMES, ScannerCon
 from pcfilter_lib.simulate.scene import make_scene
 
 GENERATOR = "pcfilter.simulate"
-VERSION = "1"
+VERSION = "2"  # bump whenever the same seed and parameters would give different bytes
 SPLITS = ("train", "val", "test")
 
 
