@@ -1,0 +1,57 @@
+"""Benchmark workloads: every installed Keras backend trains the same models to comparable losses."""
+
+import json
+import math
+
+import pytest
+
+from pcfilter_lib import workloads
+
+INSTALLED = [b for b in workloads.BACKENDS if workloads.missing_backend(b) is None]
+
+
+def test_missing_and_unknown_backends_are_explained():
+    assert workloads.missing_backend("tensorflow") is None
+    assert "unknown backend 'theano'" in workloads.missing_backend("theano")
+    row = workloads.run_in_subprocess("theano", "unet")
+    assert row["skipped"].startswith("unknown backend")
+
+
+@pytest.fixture(scope="module")
+def unet_rows():
+    return {backend: workloads.run_in_subprocess(backend, "unet") for backend in INSTALLED}
+
+
+def test_every_installed_backend_runs_the_unet_workload(unet_rows):
+    assert "tensorflow" in unet_rows
+    for backend, row in unet_rows.items():
+        assert "skipped" not in row, row
+        assert row["backend"] == backend and row["api"] in ("CPU", "CUDA")
+        assert row["train_s"] > 0 and row["inference_s"] > 0 and row["matmul_gflops"] > 0
+
+
+def test_backends_reach_comparable_losses(unet_rows):
+    losses = {backend: row["final_loss"] for backend, row in unet_rows.items()}
+    reference = losses["tensorflow"]
+    assert all(abs(math.log(loss / reference)) < math.log(2) for loss in losses.values()), losses
+
+
+def test_pointnet_workload_runs():
+    row = workloads.run_in_subprocess("tensorflow", "pointnet")
+    assert "skipped" not in row, row
+    assert row["model"] == "pointnet" and math.isfinite(row["final_loss"])
+
+
+def test_results_accumulate_and_format(tmp_path, unet_rows):
+    device = {"cpu": "test cpu", "cores": 2, "gpus": []}
+    rows = [{**row, "device": device} for row in unet_rows.values()]
+    rows.append({"model": "unet", "backend": "torch", "skipped": "torch is not installed", "device": device})
+    path = tmp_path / "results.json"
+    workloads.append_results(path, rows[:1])
+    everything = workloads.append_results(path, rows[1:])
+    assert len(json.loads(path.read_text())) == len(everything) == len(rows)
+    table = workloads.format_table(everything)
+    assert "| device | API | backend |" in table and "skipped: torch is not installed" in table
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not a results file"):
+        workloads.append_results(tmp_path / "bad.json", rows)
