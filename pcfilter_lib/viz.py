@@ -249,3 +249,210 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
         if image.ndim == 2 and title != "label: 1 true, 0 artefact, white no point":
             fig.colorbar(shown, ax=ax, shrink=0.7, location="bottom")
     return fig
+
+
+# --- Point clouds, training runs and classifiers (chapter 4) ---------------------------------------------------
+
+
+def setup_plotly() -> None:
+    """Make ``fig.show()`` work in notebooks and in the built book without a network.
+
+    The renderer "plotly_mimetype+notebook" puts two representations into each output: the Plotly
+    JSON (for JupyterLab) and HTML with a ``plotly-graph-div``; the first figure of a notebook also
+    carries plotly.js itself, inline, so the book's pages need no CDN. Jupyter Book shows the HTML.
+    """
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+
+
+def show_clouds(clouds: Mapping[str, np.ndarray], ncols: int = 5, size: float = 2.4, point_size: float = 1.0):
+    """A grid of 3D scatter plots, one cloud (N, 3) per panel, z up, all on the same [-1, 1] box."""
+    n = len(clouds)
+    if n == 0:
+        raise ValueError("show_clouds needs at least one cloud")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig = plt.figure(figsize=(size * ncols, size * nrows), layout="constrained")
+    for k, (title, cloud) in enumerate(clouds.items()):
+        cloud = np.asarray(cloud)
+        ax = fig.add_subplot(nrows, ncols, k + 1, projection="3d")
+        ax.scatter(cloud[:, 0], cloud[:, 1], cloud[:, 2], s=point_size, c=cloud[:, 2], cmap="viridis")
+        ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), title=title)
+        ax.view_init(elev=20, azim=-60)
+        ax.set_axis_off()
+    return fig
+
+
+def plot_training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], elapsed=None, log_loss: bool = True):
+    """Validation accuracy and loss per epoch (or per second, with ``elapsed`` = {name: seconds per
+    epoch end}) for several runs, with the training accuracy dashed. Returns the figure."""
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    for name, history in histories.items():
+        x = np.asarray(elapsed[name]) if elapsed else np.arange(1, len(history["loss"]) + 1)
+        (line,) = acc_ax.plot(x, history.get("val_accuracy", history["accuracy"]), "o-", label=f"{name} (validation)")
+        acc_ax.plot(x, history["accuracy"], "--", color=line.get_color(), alpha=0.6, label=f"{name} (training)")
+        loss_ax.plot(x, history.get("val_loss", history["loss"]), "o-", color=line.get_color(), label=name)
+    xlabel = "training time (s)" if elapsed else "epoch"
+    acc_ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(0, 1.02))
+    loss_ax.set(xlabel=xlabel, ylabel="validation loss")
+    if log_loss:
+        loss_ax.set_yscale("log")
+    for ax in (acc_ax, loss_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def plot_class_confusion(confusion: np.ndarray, classes: Sequence[str], ax=None, title: str | None = None):
+    """Multi-class confusion matrix (true class rows, predicted columns): colour = share of the row, text = count."""
+    confusion = np.asarray(confusion)
+    ax = _axes(ax, figsize=(0.55 * len(classes) + 2.5, 0.5 * len(classes) + 1.5))
+    share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), count in np.ndenumerate(confusion):
+        if count:
+            ax.text(c, r, str(count), ha="center", va="center", fontsize=8,
+                    color="white" if share[r, c] > 0.6 else "black")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    accuracy = np.trace(confusion) / max(confusion.sum(), 1)
+    ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f} on {confusion.sum()} clouds", fontsize=10)
+    return ax
+
+
+def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = ""):
+    """Interactive Plotly view of a cloud (N, 3) with its critical points (indices) highlighted."""
+    import plotly.graph_objects as go
+
+    cloud = np.asarray(cloud)
+    mask = np.zeros(len(cloud), dtype=bool)
+    mask[np.asarray(critical, dtype=int)] = True
+    fig = go.Figure([
+        go.Scatter3d(x=cloud[~mask, 0], y=cloud[~mask, 1], z=cloud[~mask, 2], mode="markers",
+                     marker={"size": 2, "color": "lightgray"}, name=f"other points ({(~mask).sum()})"),
+        go.Scatter3d(x=cloud[mask, 0], y=cloud[mask, 1], z=cloud[mask, 2], mode="markers",
+                     marker={"size": 3.5, "color": "crimson"}, name=f"critical points ({mask.sum()})"),
+    ])
+    fig.update_layout(title=title, height=480, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                      scene={"aspectmode": "data"}, legend={"x": 0, "y": 0.95})
+    return fig
+
+
+def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accuracy, transfer_seconds,
+                  labels=("from scratch", "new head on frozen features")):
+    """Test accuracy against the share of training data, and against the training time. Returns the figure."""
+    fig, (data_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    percent = 100 * np.asarray(fractions)
+    for acc, sec, label, marker in ((scratch_accuracy, scratch_seconds, labels[0], "o"),
+                                    (transfer_accuracy, transfer_seconds, labels[1], "s")):
+        data_ax.plot(percent, acc, marker + "-", label=label)
+        time_ax.plot(sec, acc, marker, markersize=8, label=label)
+        for p, s, a in zip(percent, sec, acc, strict=True):
+            time_ax.annotate(f"{p:.0f}%", (s, a), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    data_ax.set(xscale="log", xlabel="share of the new classes' training data (%)", ylabel="test accuracy",
+                ylim=(0, 1.02))
+    data_ax.set_xticks(percent, [f"{p:.0f}" for p in percent])
+    time_ax.set(xlabel="training time (s)", ylabel="test accuracy", ylim=(0, 1.02))
+    for ax in (data_ax, time_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+# 3D representations (Plotly traces and figures) -----------------------------------------------------
+
+def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.ndarray = "#1f77b4", size: float = 2.0,
+                name: str = "points", seed: int = 0):
+    """Plotly Scatter3d of a cloud (N, 3), at most ``max_points`` (a seeded random subset), so pages stay light."""
+    import plotly.graph_objects as go
+
+    points = np.asarray(points)
+    if len(points) == 0:
+        raise ValueError("the cloud has no points to show")
+    keep = np.arange(len(points))
+    if len(points) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(len(points), max_points, replace=False))
+    colour = colour[keep] if isinstance(colour, np.ndarray) else colour
+    p = np.round(points[keep].astype(np.float64), 4)
+    return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=name,
+                        marker=dict(size=size, color=colour))
+
+
+def mesh_trace(vertices: np.ndarray, triangles: np.ndarray, colour: str = "#8c9cb0", name: str = "mesh",
+               opacity: float = 1.0):
+    """Plotly Mesh3d of a triangle mesh, flat shaded."""
+    import plotly.graph_objects as go
+
+    v, t = np.round(np.asarray(vertices, np.float64), 4), np.asarray(triangles)
+    return go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=t[:, 0], j=t[:, 1], k=t[:, 2], color=colour, name=name,
+                     opacity=opacity, flatshading=True, showlegend=True,
+                     lighting=dict(ambient=0.45, diffuse=0.8, specular=0.1))
+
+
+def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "voxels", opacity: float = 1.0):
+    """Plotly Mesh3d of the visible faces of the occupied voxels of a grid, in voxel units."""
+    from pcfilter_lib.voxels import voxel_faces
+
+    vertices, triangles = voxel_faces(occupancy)
+    if len(triangles) == 0:
+        raise ValueError("the grid has no occupied voxel to show")
+    return mesh_trace(vertices, triangles, colour, name, opacity)
+
+
+def figure_3d(panels: Mapping[str, Sequence], height: int = 420):
+    """One Plotly figure with a 3D scene per panel (title -> list of traces), side by side, z up."""
+    from plotly.subplots import make_subplots
+
+    titles = list(panels)
+    fig = make_subplots(rows=1, cols=len(titles), specs=[[{"type": "scene"}] * len(titles)], subplot_titles=titles,
+                        horizontal_spacing=0.01)
+    for col, title in enumerate(titles, start=1):
+        for trace in panels[title]:
+            fig.add_trace(trace, row=1, col=col)
+    hidden = dict(showticklabels=False, title="", showbackground=False)
+    for n in range(1, len(titles) + 1):
+        fig.layout[f"scene{'' if n == 1 else n}"].update(
+            aspectmode="data", xaxis=hidden, yaxis=hidden, zaxis=hidden,
+            camera=dict(eye=dict(x=1.4, y=-1.4, z=0.9), up=dict(x=0, y=0, z=1)))
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), showlegend=False)
+    return fig
+
+
+def plot_octree_slice(levels: Sequence[np.ndarray], z: int, ax=None, title: str | None = None):
+    """The cells of an octree (``voxels.octree_levels``) that the plane through voxel layer ``z`` of the
+    finest level cuts: occupied finest cells filled, empty cells outlined at the size where the octree
+    stops refining them."""
+    ax = _axes(ax, figsize=(4.5, 4.5))
+    finest = len(levels) - 1
+    for depth, level in enumerate(levels):
+        scale = 2 ** (finest - depth)
+        layer = z // scale
+        parent = levels[depth - 1][:, :, layer // 2] if depth else np.ones((1, 1), bool)
+        here = level[:, :, layer]
+        for i, j in np.argwhere(~here):
+            if parent[i // 2, j // 2] if depth else True:
+                ax.add_patch(plt.Rectangle((i * scale, j * scale), scale, scale, fill=False, lw=0.6,
+                                           edgecolor="tab:blue"))
+        if depth == finest:
+            for i, j in np.argwhere(here):
+                ax.add_patch(plt.Rectangle((i, j), 1, 1, color="tab:orange"))
+    side = levels[-1].shape[0]
+    ax.set_xlim(0, side)
+    ax.set_ylim(0, side)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (voxels)")
+    ax.set_ylabel("y (voxels)")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]):
+    """A table for a notebook output (IPython Markdown); cells are written with ``str``."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))

@@ -206,3 +206,17 @@ def test_mesh_file_dataset_matches_the_cache_layout(procedural):
     data = modelnet.MeshFileDataset(paths, labels, batch_size=4, num_points=32)
     x, y = data[0]
     assert len(data) == 3 and x.shape == (4, 32, 3) and y.tolist() == [0, 1, 2, 3]
+
+
+def test_cli_writes_the_procedural_set(tmp_path, monkeypatch, capsys):
+    from pcfilter_lib import cli
+
+    monkeypatch.setenv("PCFILTER_FAST", "1")
+    assert cli.main(["modelnet", "--synthetic", "--out", str(tmp_path / "mn"), "--seed", "2", "--quiet"]) == 0
+    assert modelnet.list_classes(tmp_path / "mn") == list(procedural_modelnet.CLASSES)
+    assert verify_folder(tmp_path / "mn") == []
+    # Another seed into the same folder is refused with a one-line reason, and nothing is changed.
+    before = (tmp_path / "mn" / "manifest.json").read_bytes()
+    assert cli.main(["modelnet", "--synthetic", "--out", str(tmp_path / "mn"), "--seed", "3", "--quiet"]) == 1
+    assert "already holds other data" in capsys.readouterr().err
+    assert (tmp_path / "mn" / "manifest.json").read_bytes() == before

@@ -22,7 +22,7 @@ from pcfilter_lib.io.files import atomic_write_text, prepare_folder, sha256, wri
 from pcfilter_lib.io.off import format_off
 
 GENERATOR = "pcfilter.procedural_modelnet"
-VERSION = "1"
+VERSION = "2"
 CLASSES = ("bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet")
 # (train, test) meshes per class: the real ModelNet10 totals, 3991 and 908, with a similar class balance.
 FULL_COUNTS = {"bathtub": (106, 50), "bed": (515, 100), "chair": (889, 100), "desk": (200, 86),
@@ -135,7 +135,7 @@ def _table(rng, m: _Mesh) -> None:
 def _desk(rng, m: _Mesh) -> None:
     w, d, h, t = _u(rng, 1.0, 1.8), _u(rng, 0.5, 0.8), _u(rng, 0.7, 0.78), _u(rng, 0.025, 0.05)
     m.box(-w / 2, w / 2, -d / 2, d / 2, h - t, h)
-    style = rng.choice(["pedestal", "two_pedestals", "panels", "legs_drawer"], p=[0.4, 0.2, 0.25, 0.15])
+    style = rng.choice(["pedestal", "two_pedestals", "panels", "legs_drawer"], p=[0.35, 0.15, 0.2, 0.3])
     pw = w * _u(rng, 0.25, 0.4)
     sides = {"pedestal": [rng.choice([-1, 1])], "two_pedestals": [-1, 1]}.get(style, [])
     for side in sides:  # drawer pedestals
@@ -155,7 +155,7 @@ def _desk(rng, m: _Mesh) -> None:
     if style == "legs_drawer":  # looks like a table, with a drawer under the top
         m.legs(rng, -w / 2, w / 2, -d / 2, d / 2, 0, h - t, _u(rng, 0.03, 0.06))
         m.box(-w / 4, w / 4, -d / 2 + 0.02, d / 2 - 0.05, h - t - 0.1, h - t)
-    if style != "legs_drawer" and rng.random() < 0.7:  # modesty panel at the back
+    if style != "legs_drawer" and rng.random() < 0.5:  # modesty panel at the back
         m.box(-w / 2, w / 2, d / 2 - 0.03, d / 2, h * _u(rng, 0.3, 0.6), h - t)
     if rng.random() < 0.25:  # hutch with a shelf
         hh = _u(rng, 0.3, 0.6)
@@ -225,15 +225,18 @@ def _chair(rng, m: _Mesh) -> None:
         if style == "slats":
             for x in np.linspace(-w / 2, w / 2, int(rng.integers(3, 7)))[1:-1]:
                 m.box(x - 0.012, x + 0.012, y1 - bt * 0.8, y1, sh, sh + bh - 0.08)
-    if rng.random() < 0.3:  # armrests
-        ah = _u(rng, 0.18, 0.28)
-        for x in (-w / 2, w / 2 - 0.04):
-            m.box(x, x + 0.04, -d / 2, d / 2, sh + ah - 0.03, sh + ah)
+    arms = rng.choice(["none", "open", "solid"], p=[0.6, 0.25, 0.15])
+    ah = _u(rng, 0.18, 0.28)
+    for x in (-w / 2, w / 2 - 0.04) if arms != "none" else ():
+        m.box(x, x + 0.04, -d / 2, d / 2, sh + ah - 0.03, sh + ah)
+        if arms == "open":
             m.box(x, x + 0.04, -d / 2, -d / 2 + 0.04, sh, sh + ah)
+        else:  # upholstered club chair: the arms are panels down to the floor, close to a small sofa
+            m.box(x, x + 0.04, -d / 2, d / 2, 0, sh + ah)
 
 
 def _sofa(rng, m: _Mesh) -> None:
-    armchair = rng.random() < 0.15
+    armchair = rng.random() < 0.25
     w = _u(rng, 0.8, 1.1) if armchair else _u(rng, 1.4, 2.5)
     d, sh = _u(rng, 0.75, 1.0), _u(rng, 0.38, 0.48)
     feet = _u(rng, 0.05, 0.15) if rng.random() < 0.5 else 0.0
