@@ -3,6 +3,7 @@
 import errno
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -140,20 +141,45 @@ def test_augmentation_moves_inputs_targets_and_weights_together(folder):
     train = scans.split_files(folder, "train")
     plain = scans.ScanSequence(train, batch_size=1, multiple=16)
     augmented = scans.ScanSequence(train, batch_size=1, multiple=16, augment=True, seed=5)
-    seen_shapes = set()
+    moves = set()
     for _ in range(4):
         for i in range(len(augmented)):
             x, y, w = augmented[i]
-            seen_shapes.add(x.shape)
+            assert x.shape == (1, 64, 64, 6)  # padded to a square: one shape for every rotation
             np.testing.assert_array_equal(x[..., 5], w)  # the validity channel follows the weights
             assert ((y[..., 0] == 1) <= (w == 1)).all()
-            assert abs(w.sum() - plain[i][2].sum()) == 0  # the same points, moved
+            # The weights are the plain ones, flipped and turned: find which of the eight moves.
+            w0 = plain[i][2][0]
+            for turns in range(4):
+                for flip in (False, True):
+                    moved = np.rot90(w0[:, ::-1] if flip else w0, turns)
+                    canvas = np.zeros((64, 64), np.float32)
+                    canvas[:moved.shape[0], :moved.shape[1]] = moved
+                    if np.array_equal(canvas, w[0]):
+                        moves.add((turns % 2, flip))
         augmented.on_epoch_end()
-    assert {(1, 48, 64, 6), (1, 64, 48, 6)} <= seen_shapes  # quarter turns happened
+    assert {turns for turns, _ in moves} == {0, 1}  # quarter turns happened
     x0, _, _ = plain[0]
     xs = [scans.ScanSequence(train, augment=True, seed=s)[0][0] for s in range(6)]
-    same_shape = [x for x in xs if x.shape == x0.shape]
-    assert any(not np.array_equal(x[..., 0], x0[..., 0]) for x in same_shape)  # intensity jitter
+    values = np.sort(np.pad(x0[..., 0], [(0, 0), (0, 16), (0, 0)]).ravel())
+    # Intensity jitter changes the values, not only their places.
+    assert any(not np.array_equal(np.sort(x[..., 0].ravel()), values) for x in xs)
+
+
+def test_a_keras_model_trains_on_both_pipelines(folder):
+    from pcfilter_lib import runtime
+
+    runtime.setup(seed=0)
+    train = scans.split_files(folder, "train")
+    inputs = keras.Input((None, None, 6))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    options = dict(batch_size=2, augment=True, shuffle=True, seed=1)
+    history = model.fit(scans.ScanSequence(train, **options), epochs=3, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"]).all()
+    history = model.fit(scans.scan_dataset(train, epochs=3, **options), epochs=3, steps_per_epoch=2, verbose=0,
+                        shuffle=False)
+    assert np.isfinite(history.history["loss"]).all()
 
 
 def test_tf_data_gives_the_same_batches(folder):

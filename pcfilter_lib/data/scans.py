@@ -10,7 +10,8 @@
 
 H', W' are the scan's sides (after rotation) padded up to a multiple of ``multiple`` (the U-Net's
 2 ** depth). Augmentation: random horizontal and vertical flips and intensity jitter (gamma and
-noise) per scan, and one random 90-degree rotation per batch, so that a batch keeps one shape.
+noise) per scan, and one random 90-degree rotation per batch; augmented batches are padded to
+squares so that every batch has the same shape.
 Both pipelines build each batch with ``make_batch`` and give the same batches for the same seed.
 """
 
@@ -91,12 +92,15 @@ def augment_example(x, y, w, rng: np.random.Generator, jitter: float = 0.15):
     return x, np.ascontiguousarray(y), np.ascontiguousarray(w)
 
 
-def collate(examples, multiple: int, turns: int = 0):
+def collate(examples, multiple: int, turns: int = 0, square: bool = False):
     """Stack examples into one batch: rotate each by ``turns`` quarter turns, pad to a multiple of
-    ``multiple`` and to the largest in the batch (weight 0 on the padding)."""
+    ``multiple`` and to the largest in the batch (weight 0 on the padding); with ``square`` pad to
+    a square, so that batches keep one shape whatever their rotation."""
     rotated = [[np.rot90(a, turns, axes=(0, 1)) for a in example] for example in examples]
     height = max(math.ceil(x.shape[0] / multiple) * multiple for x, _, _ in rotated)
     width = max(math.ceil(x.shape[1] / multiple) * multiple for x, _, _ in rotated)
+    if square:
+        height = width = max(height, width)
     batch = []
     for arrays in rotated:
         padded = []
@@ -112,7 +116,9 @@ def make_batch(files: Sequence[Path], picked: Sequence[int], multiple: int, augm
     """One batch (x, y, weight) of the scans ``files[picked]``: the single place both pipelines use.
 
     Augmentation draws come from ``(seed, epoch, file index)`` per scan and ``(seed, epoch, batch)``
-    for the rotation, so a batch does not depend on which worker or thread makes it.
+    for the rotation, so a batch does not depend on which worker or thread makes it. Augmented
+    batches are padded to squares: Keras fixes a PyDataset's batch shape from its first batches, so
+    a quarter turn must not change it.
     """
     examples = []
     for i in picked:
@@ -121,7 +127,7 @@ def make_batch(files: Sequence[Path], picked: Sequence[int], multiple: int, augm
             example = augment_example(*example, np.random.default_rng([seed, epoch, int(i)]))
         examples.append(example)
     turns = int(np.random.default_rng([seed, epoch, len(files) + batch_index]).integers(4)) if augment else 0
-    return collate(examples, multiple, turns)
+    return collate(examples, multiple, turns, square=augment)
 
 
 def _check_files(files) -> list[Path]:
