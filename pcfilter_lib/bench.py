@@ -137,3 +137,14 @@ def device_report() -> dict[str, object]:
         "cuda": build.get("cuda_version", "none"),
         "cudnn": build.get("cudnn_version", "none"),
     }
+
+
+def batches_per_second(batches, count: int) -> float:
+    """How fast an input pipeline delivers: the first ``count`` batches of an iterable (a
+    ``tf.data.Dataset``, or ``(loader[i] for i in ...)`` for a ``PyDataset``), after one warm-up batch."""
+    iterator = iter(batches)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(count):
+        next(iterator)
+    return count / (time.perf_counter() - start)

@@ -219,15 +219,63 @@ def append_results(path: str | os.PathLike, rows: list[dict]) -> list[dict]:
     return everything
 
 
+def data_parallel(epochs: int = 2, batch: int = 8) -> dict:
+    """Train a small U-Net on one device and with ``MirroredStrategy`` over two (the GPUs if there
+    are two, else the CPU split into two logical devices), from the same initial weights. Must run
+    in a fresh process: see ``data_parallel_in_subprocess``."""
+    import keras
+    import tensorflow as tf
+
+    from pcfilter_lib import losses, training
+    from pcfilter_lib.data.synthetic2d import make_scratches
+    from pcfilter_lib.models.unet import build_unet
+
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus if len(gpus) >= 2 else tf.config.list_logical_devices("CPU"))][:2]
+    data = make_scratches(config.choose(full=64, fast=16), 32, seed=0)
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return build_unet(input_channels=2, depth=2, filters=(8, 16, 16))
+
+    result = {"devices": devices}
+    for name, strategy in (("one", None), ("mirrored", tf.distribute.MirroredStrategy(devices))):
+        run = training.train_segmentation(build, losses.BinaryFocalLoss(0.25, 2.0),
+                                          (data.images, data.labels, data.weights), epochs=epochs, batch_size=batch,
+                                          strategy=strategy)
+        result[name] = run.history["loss"]
+        result[f"{name}_s"] = run.seconds
+    result["replicas"] = strategy.num_replicas_in_sync
+    return result
+
+
+def data_parallel_in_subprocess(epochs: int = 2, timeout: float = 900) -> dict:
+    """``data_parallel`` in a fresh process (the CPU can be split only before TensorFlow starts)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "pcfilter_lib.workloads", "--data-parallel", "--epochs", str(epochs)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"the data-parallel run failed: {result.stderr.strip()[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Time one workload under the Keras backend of this process "
                                                  "(set KERAS_BACKEND); prints one JSON row.")
     parser.add_argument("--model", choices=MODELS, default="unet")
+    parser.add_argument("--data-parallel", action="store_true",
+                        help="instead: compare one device with MirroredStrategy over two (prints JSON)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the data-parallel comparison")
     parser.add_argument("--jit-compile", default="auto", help="auto, True or False (XLA compilation)")
     parser.add_argument("--dtype-policy", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
     args = parser.parse_args(argv)
     from pcfilter_lib import runtime
 
+    if args.data_parallel:
+        runtime.setup(seed=0, cpu_devices=2)
+        print(json.dumps(data_parallel(args.epochs)))
+        return 0
     runtime.setup(seed=0)
     jit = {"true": True, "false": False}.get(args.jit_compile.lower(), "auto")
     print(json.dumps(run(args.model, jit, args.dtype_policy)))
