@@ -100,9 +100,6 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     """Remove artefacts from one scan and write the kept (and removed) points."""
     from pathlib import Path
 
-    from pcfilter_lib import runtime
-
-    runtime.setup(seed=None)  # the metrics import Keras; keep TensorFlow's start-up logs off stderr
     import numpy as np
 
     from pcfilter_lib.io import organised
@@ -126,6 +123,9 @@ def _cmd_filter(args: argparse.Namespace) -> int:
                          "(NaN = no point), or use --method sor / --method ror, which work on any cloud")
     if args.method is None and scan["intensity"] is None:
         raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one or use --method")
+    from pcfilter_lib import runtime
+
+    runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
     scan_filter = _make_filter(args)
     keep = scan_filter.keep_mask(scan)
     valid = np.asarray(scan["valid"], bool)
@@ -145,7 +145,10 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Measure a filter on one split of a scan dataset."""
     from pcfilter_lib import runtime
+    from pcfilter_lib.io.files import read_manifest
 
+    if read_manifest(args.data) is None:  # a quick answer before TensorFlow starts
+        raise FileNotFoundError(f"{args.data} has no manifest.json; make the dataset with 'pcfilter simulate' first")
     runtime.setup(seed=None)
     from pcfilter_lib import filtering
     from pcfilter_lib.data.scans import split_files

@@ -456,3 +456,70 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+# Filter results ----------------------------------------------------------------------------------
+
+OUTCOME_COLOURS = {"TP": "#aaaaaa", "FN": "#f0a000", "FP": "#dc1e1e", "TN": "#3c3cc8"}
+OUTCOME_NAMES = {"TP": "TP: true point kept", "FN": "FN: true point removed", "FP": "FP: artefact kept",
+                 "TN": "TN: artefact removed"}
+
+
+def outcomes(label: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
+    """(H, W) bool masks of TP, FN, FP, TN (label 1 = keep = positive; pixels without a point in none)."""
+    label, keep = np.asarray(label), np.asarray(keep, bool)
+    return {"TP": (label == 1) & keep, "FN": (label == 1) & ~keep, "FP": (label == 0) & keep,
+            "TN": (label == 0) & ~keep}
+
+
+def outcome_figure_3d(scan: Mapping, keep: np.ndarray, title: str = "", max_points: int = 40000, seed: int = 0):
+    """Plotly 3D scatter of a scan's points coloured by the filter's outcome: TP grey, FN orange, FP red,
+    TN blue. Errors and removed artefacts are always shown; true points kept are subsampled to fit
+    ``max_points``."""
+    import plotly.graph_objects as go
+
+    xyz = np.asarray(scan["xyz"])
+    groups = outcomes(scan["label"], keep)
+    shown = {name: np.flatnonzero(mask.ravel()) for name, mask in groups.items()}
+    budget = max(max_points - sum(len(v) for k, v in shown.items() if k != "TP"), 0)
+    if len(shown["TP"]) > budget:
+        shown["TP"] = np.random.default_rng(seed).choice(shown["TP"], budget, replace=False)
+    points = xyz.reshape(-1, 3)
+    fig = go.Figure()
+    for name, index in shown.items():
+        if len(index):
+            p = points[index]
+            fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
+                                       name=f"{OUTCOME_NAMES[name]} ({int(groups[name].sum())})",
+                                       marker=dict(size=1.5 if name == "TP" else 2.5, color=OUTCOME_COLOURS[name])))
+    fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
+                                 camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.3, y=-0.9, z=-1.6))),
+                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=40, b=0), height=520, title=title)
+    return fig
+
+
+def outcome_image(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB image of the outcomes (colours of ``OUTCOME_COLOURS``), white where there is no point."""
+    image = np.ones((*np.shape(label), 3))
+    for name, mask in outcomes(label, keep).items():
+        image[mask] = plt.matplotlib.colors.to_rgb(OUTCOME_COLOURS[name])
+    return image
+
+
+def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: float = 3.4):
+    """The truth and each filter's outcome image side by side (one column per filter)."""
+    label = np.asarray(scan["label"])
+    panels = [("truth: grey true, red artefact", outcome_image(label, label == 1))]
+    panels += [(name, outcome_image(label, keep)) for name, keep in keeps.items()]
+    height, width = label.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.9),
+                             layout="constrained")
+    for ax, (title, image) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    handles = [plt.matplotlib.patches.Patch(color=OUTCOME_COLOURS[k], label=OUTCOME_NAMES[k]) for k in OUTCOME_COLOURS]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8)
+    return fig
+
