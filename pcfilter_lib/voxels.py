@@ -513,7 +513,8 @@ def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, 
     vertices, triangles = _check_mesh(vertices, triangles)
     config = config or ScannerConfig()
     z0 = vertices[:, 2].min() - stand
-    floor = np.array([[-1.0, -1.0, z0], [1.0, -1.0, z0], [1.0, 1.0, z0], [-1.0, 1.0, z0]])
+    # A floor far wider than the view, so that every camera ray ends somewhere.
+    floor = np.array([[-10.0, -10.0, z0], [10.0, -10.0, z0], [10.0, 10.0, z0], [-10.0, 10.0, z0]])
     floor_faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     materials = [TABLE_MATERIAL, Material("matte plastic", 0.6, 0.05, 0.4)]
     rng = np.random.default_rng(seed)
@@ -526,3 +527,83 @@ def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, 
         views.append(View(scan["xyz"], np.asarray(scan["intrinsics"], np.float64),
                           np.linalg.inv(turn) @ np.asarray(scan["pose"], np.float64)))
     return views
+
+
+# Data sets and experiments over many meshes --------------------------------------------------------
+
+def _iterate(items, progress: bool, desc: str):
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, unit="mesh")
+    return items
+
+
+def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: int = 1, progress: bool = False
+                   ) -> np.ndarray:
+    """Occupancy grids (N, R, R, R) bool of OFF meshes, each centred in its own cube (``grid_around``)."""
+    from pcfilter_lib.io.off import read_off
+
+    paths = list(paths)
+    check_grid((len(paths) * resolution, resolution, resolution), 1)
+    grids = np.zeros((len(paths), resolution, resolution, resolution), dtype=bool)
+    for i, path in enumerate(_iterate(paths, progress, f"voxelising at {resolution}^3")):
+        vertices, triangles = read_off(path)
+        grids[i] = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution, padding), solid)
+    return grids
+
+
+def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30.0, progress: bool = False
+                 ) -> np.ndarray:
+    """Depth images (N, V, size, size) float32 of OFF meshes (``render_depth_views``)."""
+    from pcfilter_lib.io.off import read_off
+
+    paths = list(paths)
+    images = np.zeros((len(paths), n_views, size, size), dtype=np.float32)
+    for i, path in enumerate(_iterate(paths, progress, f"rendering {n_views} views")):
+        images[i] = render_depth_views(*read_off(path), n_views=n_views, size=size, elevation=elevation)
+    return images
+
+
+def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[dict]:
+    """``memory_report`` of the surface voxelisation of each mesh at each resolution.
+
+    ``meshes`` maps a name to (vertices, triangles). Returns one row per (mesh, resolution) with
+    the keys of ``memory_report`` plus ``mesh`` and ``resolution``.
+    """
+    rows = []
+    for name, (vertices, triangles) in meshes.items():
+        for resolution in resolutions:
+            occupancy = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution))
+            rows.append({"mesh": name, "resolution": int(resolution), **memory_report(occupancy)})
+    return rows
+
+
+def train_classifier(model, train: tuple, test: tuple, epochs: int, batch_size: int = 32,
+                     learning_rate: float = 1e-3) -> dict:
+    """Fit a classifier (sparse categorical cross-entropy, Adam) on ``train`` = (x, y) and score it on
+    ``test``. Returns test accuracy, parameter count, input bytes per sample, the seconds of each
+    epoch and the median of the epochs after the first (which also traces the graph)."""
+    import time
+
+    import keras
+
+    class _Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    seconds: list[float] = []
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
+    x, y = train
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[_Clock()])
+    _, accuracy = model.evaluate(*test, batch_size=batch_size, verbose=0)
+    steady = seconds[1:] or seconds
+    return {"accuracy": float(accuracy), "parameters": int(model.count_params()),
+            "input_bytes": int(np.asarray(x[0], np.float32).nbytes), "epoch_seconds": seconds,
+            "seconds_per_epoch": float(np.median(steady)), "train_accuracy": float(history.history["accuracy"][-1])}
