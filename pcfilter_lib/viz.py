@@ -449,13 +449,29 @@ def plot_octree_slice(levels: Sequence[np.ndarray], z: int, ax=None, title: str 
     return ax
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence]):
-    """A table for a notebook output (IPython Markdown); cells are written with ``str``."""
-    from IPython.display import Markdown
+class Table:
+    """A table for notebook outputs: Markdown in Jupyter, HTML in the built book (whose Markdown
+    renderer, CommonMark, has no tables); cells are written with ``str``."""
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return Markdown("\n".join(lines))
+    def __init__(self, header: Sequence[str], rows: Sequence[Sequence]):
+        self.header = [str(h) for h in header]
+        self.rows = [[str(cell) for cell in row] for row in rows]
+
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        head = "".join(f"<th>{escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> Table:
+    """A ``Table`` to display in a notebook (shown as Markdown in Jupyter and as HTML in the book)."""
+    return Table(header, rows)
 
 
 # Filter results ----------------------------------------------------------------------------------
