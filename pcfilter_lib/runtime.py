@@ -1,8 +1,9 @@
 """Start-up of the deep-learning stack: a quiet TensorFlow import and reproducible seeds.
 
 TensorFlow writes start-up notes (oneDNN, missing CUDA drivers) straight to file descriptor 2,
-below Python, so notebooks would show them as error output in every chapter. ``setup`` imports
-TensorFlow with that descriptor pointed at a temporary file, and replays what was written there
+below Python, so notebooks would show them as error output in every chapter; Open3D announces its
+web visualiser on descriptor 1 when it finds Jupyter. ``setup`` imports both with those descriptors
+pointed at a temporary file, and replays what was written there
 only if the import fails, so a real problem is never hidden. It also sets ``TF_CPP_MIN_LOG_LEVEL``
 to 3 (unless already set): the C++ runtime then keeps quiet about graph-optimiser fallbacks (such
 as "remapper failed" on LeakyReLU fusion); real failures still raise Python exceptions.
@@ -10,6 +11,8 @@ as "remapper failed" on LeakyReLU fusion); real failures still raise Python exce
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -39,12 +42,16 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
 
 
 def _quiet_import(cpu_devices: int) -> None:
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    saved = os.dup(1), os.dup(2)
+    said = io.StringIO()  # what Python code prints while importing (Open3D under Jupyter)
+    with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+        os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
         try:
             import keras  # noqa: F401
+            import open3d  # noqa: F401
             import tensorflow as tf
 
             if cpu_devices > 1:
@@ -55,10 +62,11 @@ def _quiet_import(cpu_devices: int) -> None:
             tf.config.list_physical_devices("GPU")
             tf.constant(0.0).numpy()
         except BaseException:
-            os.dup2(saved, 2)
+            os.dup2(saved[1], 2)
             sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
+            sys.__stderr__.write(sink.read().decode(errors="replace") + said.getvalue())
             raise
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in enumerate(saved, start=1):
+                os.dup2(copy, fd)
+                os.close(copy)
