@@ -185,6 +185,26 @@ def _cmd_modelnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Time the standard workloads per backend and add the rows to the results file."""
+    from pathlib import Path
+
+    from pcfilter_lib import runtime
+
+    runtime.setup(seed=None)
+    from pcfilter_lib import workloads
+
+    out = Path(args.out) if args.out else config.data_dir() / "bench" / "results.json"
+    rows = workloads.collect(args.backends, args.models, progress=not args.json)
+    workloads.append_results(out, rows)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(workloads.format_table(rows))
+        print(f"\n{len(rows)} rows added to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pcfilter",
@@ -265,6 +285,21 @@ def build_parser() -> argparse.ArgumentParser:
     modelnet.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     modelnet.add_argument("--quiet", action="store_true", help="no progress bar")
     modelnet.set_defaults(run=_cmd_modelnet)
+
+    from pcfilter_lib.workloads import BACKENDS, MODELS
+
+    bench = commands.add_parser(
+        "bench", help="time the U-Net filter and PointNet on this machine, per Keras backend",
+        description="Train and run the standard workloads (fixed seeded data) under each Keras backend, each in "
+        "its own process, and print the table device | API | backend | train time | inference time with the "
+        "achieved GFLOP/s and their share of the matmul speed measured in the same run. Rows are added to the "
+        "results file; rows already there (other machines, earlier runs) are kept. Backends that are not "
+        "installed are listed as skipped.")
+    bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="default: all")
+    bench.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="default: all")
+    bench.add_argument("--json", action="store_true", help="print the new rows as JSON")
+    bench.add_argument("--out", help="results file (default: DATA/bench/results.json, see PCFILTER_DATA)")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 
