@@ -391,14 +391,27 @@ def mesh_trace(vertices: np.ndarray, triangles: np.ndarray, colour: str = "#8c9c
                      lighting=dict(ambient=0.45, diffuse=0.8, specular=0.1))
 
 
-def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "voxels", opacity: float = 1.0):
-    """Plotly Mesh3d of the visible faces of the occupied voxels of a grid, in voxel units."""
+def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "voxels", opacity: float = 1.0,
+                gap: float = 0.0, max_voxels: int = 20000):
+    """Plotly Mesh3d of the occupied voxels of a grid, in voxel units: the faces that border empty
+    space, or with ``gap`` > 0 every voxel as its own cube shrunk by that share of its edge, so the
+    grid shows (at most ``max_voxels`` voxels then, to keep the page light)."""
     from pcfilter_lib.voxels import voxel_faces
 
-    vertices, triangles = voxel_faces(occupancy)
-    if len(triangles) == 0:
+    occupancy = np.asarray(occupancy, dtype=bool)
+    if not occupancy.any():
         raise ValueError("the grid has no occupied voxel to show")
-    return mesh_trace(vertices, triangles, colour, name, opacity)
+    if gap <= 0:
+        return mesh_trace(*voxel_faces(occupancy), colour, name, opacity)
+    if not gap < 1:
+        raise ValueError(f"gap must lie in [0, 1), got {gap}")
+    ijk = np.argwhere(occupancy)
+    if len(ijk) > max_voxels:
+        raise ValueError(f"{len(ijk)} occupied voxels are too many to draw one by one (max_voxels={max_voxels})")
+    cube_vertices, cube_triangles = voxel_faces(np.ones((1, 1, 1), bool))
+    corners = ijk[:, None, :] + gap / 2 + (1 - gap) * cube_vertices[None]  # (N, 8, 3)
+    triangles = (np.arange(len(ijk))[:, None, None] * len(cube_vertices) + cube_triangles[None]).reshape(-1, 3)
+    return mesh_trace(corners.reshape(-1, 3), triangles, colour, name, opacity)
 
 
 def figure_3d(panels: Mapping[str, Sequence], height: int = 420):

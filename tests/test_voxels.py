@@ -284,3 +284,26 @@ def test_real_modelnet_mesh_voxelises():
     vertices, triangles = read_off(next(FIXTURES.rglob("*.off")))
     occupancy = vx.voxelize_mesh(vertices, triangles, vx.grid_around(vertices, 32))
     assert 0.005 < vx.occupied_fraction(occupancy) < 0.5
+
+
+def test_voxel_trace_draws_faces_or_separate_cubes():
+    from pcfilter_lib import viz
+
+    occupancy = np.zeros((4, 4, 4), bool)
+    occupancy[1, 1, 1:3] = True
+    assert len(viz.voxel_trace(occupancy).i) == 20  # two cubes sharing a hidden face
+    apart = viz.voxel_trace(occupancy, gap=0.2)
+    assert len(apart.i) == 24
+    assert min(apart.x) == pytest.approx(1.1) and max(apart.z) == pytest.approx(2.9)
+    with pytest.raises(ValueError, match="no occupied"):
+        viz.voxel_trace(np.zeros((2, 2, 2), bool))
+    with pytest.raises(ValueError, match="too many"):
+        viz.voxel_trace(np.ones((4, 4, 4), bool), gap=0.1, max_voxels=10)
+
+
+def test_table_shows_as_markdown_and_html():
+    from pcfilter_lib import viz
+
+    table = viz.markdown_table(["a", "b<c"], [[1, 2.5]])
+    assert table._repr_markdown_() == "| a | b<c |\n|---|---|\n| 1 | 2.5 |"
+    assert "<th>b&lt;c</th>" in table._repr_html_() and "<td>2.5</td>" in table._repr_html_()
