@@ -308,7 +308,7 @@ def mixed_pixels(rig: Rig, scene, table: np.ndarray, pixels: np.ndarray, depth: 
     dirs = _times(dirs_cam, rig.pose[:3, :3].T)
     t, gid, normals = _cast(scene, np.broadcast_to(rig.origin, dirs.shape), dirs)
     weight = np.zeros(len(dirs), np.float32)
-    depth = t * dirs_cam[:, 2]
+    depth = np.where(np.isfinite(t), t, 0.0) * dirs_cam[:, 2]  # a missed sample adds no light, hence no depth
     hit = np.flatnonzero(np.isfinite(t))
     if len(hit):
         n = normals[hit]
