@@ -194,7 +194,9 @@ def test_shipped_filter_beats_every_tuned_baseline_on_fixed_scans():
     from pcfilter_lib.simulate.dataset import make_scan
     from pcfilter_lib.simulate.scanner import ScannerConfig
 
-    scans = [make_scan(2024, i, ScannerConfig(width=640, height=480)) for i in range(2)]
+    # Eight scans pooled: on a single scan with few inter-reflections a tuned baseline can win, because the
+    # U-Net removes few mixed pixels (see the per-kind table of chapter 5).
+    scans = [make_scan(2024, i, ScannerConfig(width=640, height=480)) for i in range(8)]
     unet = filtering.evaluate_filter(filtering.unet_filter(), scans)
     for method in baselines.METHODS:
         baseline = filtering.evaluate_filter(filtering.baseline_filter(method), scans)
