@@ -151,9 +151,9 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
     seconds = time.perf_counter() - start
     threshold, sweep = choose_threshold(model, val_scans)
     settings = {"loss": loss, "epochs": epochs, "crop": crop, "crops_per_epoch": crops, "batch_size": batch_size,
-                "learning_rate": learning_rate, "seed": seed, **({"alpha": alpha, "gamma": gamma} if loss == "focal"
-                                                                  else {}), "unet": {**UNET, "filters": list(
-                                                                      UNET["filters"])}}
+                "learning_rate": learning_rate, "seed": seed, "unet": {**UNET, "filters": list(UNET["filters"])}}
+    if loss == "focal":
+        settings.update(alpha=alpha, gamma=gamma)
     return {"model": model, "filter": ScanFilter("unet", model=model, threshold=threshold), "threshold": threshold,
             "sweep": sweep, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "seconds": seconds, "settings": settings}

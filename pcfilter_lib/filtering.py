@@ -86,8 +86,9 @@ class ScanFilter:
 
     def keep_mask(self, scan: Mapping) -> np.ndarray:
         """(H, W) bool: True where the scan has a point and the filter keeps it."""
-        return self.keep_probability(scan) >= self.threshold if self.model is not None else \
-            baselines.keep_mask(scan, self.method, **self.params)
+        if self.method is not None:
+            return baselines.keep_mask(scan, self.method, **self.params)
+        return self.keep_probability(scan) >= self.threshold
 
     __call__ = keep_mask
 

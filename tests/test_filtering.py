@@ -202,3 +202,19 @@ def test_shipped_filter_beats_every_tuned_baseline_on_fixed_scans():
         baseline = filtering.evaluate_filter(filtering.baseline_filter(method), scans)
         assert unet["mean_iou"] > baseline["mean_iou"], (method, unet["mean_iou"], baseline["mean_iou"])
     assert unet["recall"] > 0.98
+
+
+def test_training_runs_end_to_end_and_the_loss_names_are_checked(tmp_path):
+    from pcfilter_lib.data.scans import scan_inputs, scan_targets
+
+    scans = [toy_scan(64, 80, seed=s) for s in range(3)]
+    examples = [(scan_inputs(s), *scan_targets(s)) for s in scans[:2]]
+    run = filter_training.train_filter([], scans[2:], "weighted_bce", epochs=1, crop=32, crops=16, batch_size=8,
+                                       examples=examples, jit_compile=False)
+    assert 0 < run["threshold"] < 1 and len(run["history"]["loss"]) == 1
+    assert run["filter"].keep_mask(scans[2]).shape == (64, 80)
+    assert run["settings"]["loss"] == "weighted_bce" and run["model"].count_params() == 237505
+    with pytest.raises(ValueError, match="unknown loss"):
+        filter_training.make_loss("hinge")
+    with pytest.raises(ValueError, match="needs training labels"):
+        filter_training.make_loss("weighted_bce")
