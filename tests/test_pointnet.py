@@ -137,3 +137,16 @@ def test_shipped_model_loads_alone_and_matches_its_manifest(tmp_path):
                             env={"PCFILTER_FAST": "1", "PATH": ""}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert float(result.stdout.strip().splitlines()[-1]) >= 0.8
+
+
+def test_trains_under_mixed_precision():
+    # The orthogonality penalty is computed in float32, so it adds to the float32 loss.
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = pointnet.build_pointnet(num_classes=3, num_points=32, width=0.125)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        x = np.random.default_rng(0).normal(size=(4, 32, 3)).astype("float32")
+        loss = model.train_on_batch(x, np.array([0, 1, 2, 0]))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert np.isfinite(float(np.ravel(loss)[0]))

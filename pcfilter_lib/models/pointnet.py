@@ -29,7 +29,7 @@ class OrthogonalRegularizer(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         k = self.num_features
-        a = ops.reshape(x, (-1, k, k))
+        a = ops.reshape(ops.cast(x, "float32"), (-1, k, k))  # float32 even under mixed precision
         aat = ops.matmul(a, ops.transpose(a, (0, 2, 1)))
         residual = ops.eye(k, dtype=aat.dtype) - aat
         return self.weight * ops.mean(ops.sum(ops.square(residual), axis=(1, 2)))
