@@ -183,6 +183,9 @@ def test_shipped_filter_is_small_loads_alone_and_records_how_it_was_made():
     assert 0 < manifest["threshold"] < 1
     assert manifest["parameters"] == model.count_params()
     assert manifest["data"]["generator"] == "pcfilter.simulate" and manifest["data"]["seed"] == 0
+    from pcfilter_lib.simulate.dataset import VERSION
+
+    assert manifest["data"]["version"] == VERSION, "retrain the filter: the simulator has changed since"
     assert manifest["command"].startswith("python data_scripts/train_reference_models.py --target unet")
     assert set(manifest["baselines"]) == set(baselines.METHODS)
     for name in ("mean_iou", "balanced_accuracy", "recall"):
