@@ -26,6 +26,8 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from pcfilter_lib.io.clouds import check_points
+
 FREE, OCCUPIED, UNKNOWN = 0, 1, 2  # cell codes of a ternary grid
 MAX_GRID_BYTES = 8 * 2**30  # never allocate more than this for one grid, whatever memory is free
 _CHUNK = 1 << 20  # voxels handled at once where a computation makes temporaries per voxel
@@ -91,21 +93,10 @@ class Grid:
         return ijk, inside
 
 
-def _as_points(points, what: str = "points") -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"{what} must be an (N, 3) array, got shape {points.shape}")
-    if len(points) == 0:
-        raise ValueError(f"{what} are empty: there is nothing to voxelise")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{what} hold NaN or infinite coordinates; drop them first (e.g. xyz[valid])")
-    return points
-
-
 def grid_around(points, resolution: int, padding: int = 1) -> Grid:
     """A cubic grid of ``resolution``^3 voxels around the bounding box of ``points`` (N, 3): the
     longest side spans ``resolution - 2 * padding`` voxels and the box sits in the middle."""
-    points = _as_points(points)
+    points = check_points(points)
     resolution, padding = int(resolution), int(padding)
     if resolution < 1 or padding < 0 or resolution - 2 * padding < 1:
         raise ValueError(f"resolution {resolution} with padding {padding} leaves no voxel for the shape")
@@ -120,7 +111,7 @@ def grid_around(points, resolution: int, padding: int = 1) -> Grid:
 
 def voxelize_points(points, grid: Grid) -> np.ndarray:
     """Occupancy (X, Y, Z) bool: true where at least one point (N, 3) falls. Points outside are ignored."""
-    points = _as_points(points)
+    points = check_points(points)
     check_grid(grid.shape, 1)
     occupancy = np.zeros(grid.shape, dtype=bool)
     ijk, inside = grid.index(points)
@@ -129,7 +120,7 @@ def voxelize_points(points, grid: Grid) -> np.ndarray:
 
 
 def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
-    vertices = _as_points(vertices, "mesh vertices")
+    vertices = check_points(vertices, "mesh vertices")
     triangles = np.asarray(triangles, dtype=np.int64)
     if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
         raise ValueError(f"triangles must be a non-empty (T, 3) array, got shape {triangles.shape}")
@@ -199,7 +190,7 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
     own (``compute_occupancy`` of the points in the part's bounding box): inside any part is inside.
     """
     vertices, triangles = _check_mesh(vertices, triangles)
-    points = _as_points(points, "query points").astype(np.float32)
+    points = check_points(points, "query points").astype(np.float32)
     query = o3d.core.Tensor(points)
     scene = _raycasting_scene(vertices, triangles)
     if not by_part:
@@ -490,7 +481,7 @@ def _rotation_z(angle: float) -> np.ndarray:
 
 def place_object(vertices, size: float = 0.3) -> np.ndarray:
     """Vertices scaled to a longest side of ``size`` metres, bounding box centred at the origin."""
-    vertices = _as_points(vertices, "mesh vertices")
+    vertices = check_points(vertices, "mesh vertices")
     lo, hi = vertices.min(0), vertices.max(0)
     extent = float((hi - lo).max())
     if extent <= 0:

@@ -33,15 +33,17 @@ def scan_points(scan: dict) -> dict[str, np.ndarray]:
             "kind": np.asarray(scan["kind"])[valid], "intensity": np.asarray(scan["intensity"], np.float32)[valid]}
 
 
-def _check_points(xyz: np.ndarray, where: str) -> np.ndarray:
-    xyz = np.asarray(xyz, np.float32)
-    if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise ValueError(f"{where}: points must have shape (N, 3), got {xyz.shape}")
-    if len(xyz) == 0:
-        raise ValueError(f"{where}: the scan has no points to write")
-    if not np.isfinite(xyz).all():
-        raise ValueError(f"{where}: points hold NaN or infinite coordinates")
-    return xyz
+def check_points(points, what: str = "points", dtype=np.float64) -> np.ndarray:
+    """``points`` as an (N, 3) array of ``dtype``; a clear ValueError if it has another shape, is
+    empty, or holds NaN or infinite coordinates. The one check every point-cloud consumer uses."""
+    points = np.asarray(points, dtype=dtype)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{what} must be an (N, 3) array, got shape {points.shape}")
+    if len(points) == 0:
+        raise ValueError(f"{what}: there are no points")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{what} hold NaN or infinite coordinates; drop them first (e.g. xyz[valid])")
+    return points
 
 
 def write_ply(path: str | os.PathLike, scan: dict, colour_by: str = "label") -> int:
@@ -49,7 +51,7 @@ def write_ply(path: str | os.PathLike, scan: dict, colour_by: str = "label") -> 
     if colour_by not in ("label", "kind"):
         raise ValueError(f"colour_by must be 'label' or 'kind', got {colour_by!r}")
     points = scan_points(scan)
-    xyz = _check_points(points["xyz"], str(path))
+    xyz = check_points(points["xyz"], f"{path}: points", np.float32)
     if colour_by == "label":
         colours = np.array([LABEL_COLOURS[int(v)] for v in (0, 1)], np.uint8)[points["label"]]
     else:
@@ -117,7 +119,7 @@ def write_pointcleannet(stem: str | os.PathLike, scan: dict) -> tuple[Path, Path
     """Write ``stem.xyz`` and ``stem.outliers`` (1 = artefact) for the scan's points; returns both paths."""
     stem = Path(stem)
     points = scan_points(scan)
-    xyz = _check_points(points["xyz"], str(stem))
+    xyz = check_points(points["xyz"], f"{stem}: points", np.float32)
     xyz_path, outliers_path = stem.with_name(stem.name + ".xyz"), stem.with_name(stem.name + ".outliers")
     # %.9g writes every float32 exactly, so reading back gives the same points.
     atomic_write_text(xyz_path, "".join(f"{x:.9g} {y:.9g} {z:.9g}\n" for x, y, z in xyz.tolist()))
