@@ -73,12 +73,14 @@ def tnet(x, k: int, name: str, width: float, momentum: float, reg_weight: float)
     return layers.Dot(axes=(2, 1), name=f"{name}_apply")([x, t])
 
 
-def point_features(inputs, width: float, momentum: float, reg_weight: float):
-    """The shared trunk: (B, N, 3) -> local features (B, N, 64w) and point features (B, N, 1024w)."""
-    x = tnet(inputs, 3, "input_tnet", width, momentum, reg_weight)
+def point_features(inputs, width: float, momentum: float, reg_weight: float, transforms: bool = True):
+    """The shared trunk: (B, N, C) -> local features (B, N, 64w) and point features (B, N, 1024w).
+
+    ``transforms=False`` leaves out both T-Nets, for inputs that are already in a canonical frame."""
+    x = tnet(inputs, int(inputs.shape[-1]), "input_tnet", width, momentum, reg_weight) if transforms else inputs
     x = conv_bn(x, _ch(64, width), "mlp1_0", momentum)
     x = conv_bn(x, _ch(64, width), "mlp1_1", momentum)
-    local = tnet(x, _ch(64, width), "feature_tnet", width, momentum, reg_weight)
+    local = tnet(x, _ch(64, width), "feature_tnet", width, momentum, reg_weight) if transforms else x
     x = conv_bn(local, _ch(64, width), "mlp2_0", momentum)
     x = conv_bn(x, _ch(128, width), "mlp2_1", momentum)
     x = layers.Conv1D(_ch(1024, width), 1, use_bias=False, name="mlp2_2_conv")(x)
@@ -129,21 +131,31 @@ class TileToPoints(layers.Layer):
 
 def build_pointnet_segmentation(num_parts: int, num_points: int | None = None, width: float = 1.0,
                                 momentum: float = 0.9, dropout: float = 0.3, reg_weight: float = 1e-3,
+                                channels: int = 3, transforms: bool = True,
                                 name: str = "pointnet_segmentation") -> keras.Model:
-    """PointNet segmentation: clouds (B, N, 3) -> per-point probabilities (B, N, num_parts).
+    """PointNet segmentation: clouds (B, N, channels) -> per-point probabilities (B, N, num_parts).
 
     Each point's 64-channel local feature is concatenated with the global feature (repeated for
-    every point), then a shared MLP scores every point.
+    every point), then a shared MLP scores every point. The first layer of that MLP is computed in
+    an equivalent, cheaper form: W [local; global] = W_l local + W_g global, where W_g global is
+    computed once per cloud instead of once per point. ``num_parts=1`` gives one sigmoid
+    probability per point (a binary segmentation), more parts a softmax. ``channels`` > 3 feeds
+    extra per-point features; ``transforms=False`` drops the T-Nets.
     """
-    inputs = keras.Input((num_points, 3), name="points")
-    local, x = point_features(inputs, width, momentum, reg_weight)
+    inputs = keras.Input((num_points, channels), name="points")
+    local, x = point_features(inputs, width, momentum, reg_weight, transforms)
     global_feature = layers.GlobalMaxPooling1D(keepdims=True, name=GLOBAL_FEATURE)(x)
-    tiled = TileToPoints(name="tile_global")([local, global_feature])
-    x = layers.Concatenate(name="concat_local_global")([local, tiled])
-    for i, filters in enumerate((512, 256, 128)):
+    first = _ch(512, width)
+    from_local = layers.Conv1D(first, 1, use_bias=False, name="seg_mlp0_local")(local)
+    from_global = layers.Conv1D(first, 1, use_bias=False, name="seg_mlp0_global")(global_feature)  # (B, 1, F)
+    x = layers.Add(name="seg_mlp0_conv")([from_local, TileToPoints(name="tile_global")([local, from_global])])
+    x = layers.BatchNormalization(momentum=momentum, name="seg_mlp0_bn")(x)
+    x = layers.Activation("relu", name="seg_mlp0_relu")(x)
+    for i, filters in enumerate((256, 128), start=1):
         x = conv_bn(x, _ch(filters, width), f"seg_mlp{i}", momentum)
     x = layers.Dropout(dropout, name="seg_dropout")(x)
-    outputs = layers.Conv1D(num_parts, 1, activation="softmax", name="seg_scores")(x)
+    activation = "sigmoid" if num_parts == 1 else "softmax"
+    outputs = layers.Conv1D(num_parts, 1, activation=activation, name="seg_scores", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
