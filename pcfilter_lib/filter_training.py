@@ -111,14 +111,9 @@ def choose_threshold(model, scans: Sequence[Mapping], min_recall: float = 0.995,
                      thresholds: Sequence[float] | None = None) -> tuple[float, dict]:
     """The threshold with the best mean IoU on ``scans`` among those keeping at least ``min_recall``
     of the true points (the lowest threshold if none does), and the sweep it came from."""
-    thresholds = np.round(np.arange(0.02, 0.985, 0.02), 2) if thresholds is None else np.asarray(thresholds)
-    validity = int(model.input_shape[-1]) == 6
-    prob = predict_keep(model, scans, validity)
+    prob = predict_keep(model, scans, int(model.input_shape[-1]) == 6)
     label = np.concatenate([np.asarray(s["label"]).ravel() for s in scans])
-    sweep = metrics.threshold_sweep(label, np.concatenate([p.ravel() for p in prob]), thresholds=thresholds)
-    allowed = sweep["threshold"][sweep["recall"] >= min_recall]
-    high = float(allowed.max()) if allowed.size else float(sweep["threshold"].min())
-    return metrics.best_threshold(sweep, "mean_iou", high=high), sweep
+    return metrics.keep_threshold(label, np.concatenate([p.ravel() for p in prob]), min_recall, thresholds)
 
 
 def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss: str = "focal", epochs: int = 10,
@@ -178,10 +173,11 @@ class _EpochBar(keras.callbacks.Callback):
 
 
 def tune_baselines(val_scans: Sequence[Mapping], grids: Mapping[str, Mapping] | None = None) -> dict:
-    """Grid-search each baseline on validation scans: {method: {"params", "validation", "rows"}}."""
+    """Grid-search each baseline of ``grids`` (default: all three with ``baselines.GRIDS``) on validation
+    scans: {method: {"params", "validation", "rows"}}."""
     grids = baselines.GRIDS if grids is None else grids
     tuned = {}
-    for method in baselines.METHODS:
+    for method in grids:
         params, rows = baselines.tune(val_scans, method, grids[method])
         best = next(r for r in rows if all(r[k] == v for k, v in params.items()))
         tuned[method] = {"params": params, "validation": {k: best[k] for k in ("mean_iou", "balanced_accuracy",

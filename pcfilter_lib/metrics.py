@@ -133,6 +133,18 @@ def best_threshold(sweep: dict[str, np.ndarray], metric: str = "mean_iou", low: 
     return float(t[best[np.argmin(np.abs(t[best] - 0.5))]])
 
 
+def keep_threshold(y_true, y_prob, min_recall: float = 0.995,
+                   thresholds: Sequence[float] | None = None) -> tuple[float, dict[str, np.ndarray]]:
+    """The threshold with the best mean IoU among those keeping at least ``min_recall`` of the true
+    points (the lowest threshold if none does), and the ``threshold_sweep`` it came from (default
+    thresholds 0.02, 0.04, ..., 0.98). How the learned filters choose theirs on validation data."""
+    thresholds = np.round(np.arange(0.02, 0.985, 0.02), 2) if thresholds is None else np.asarray(thresholds)
+    sweep = threshold_sweep(y_true, y_prob, thresholds=thresholds)
+    allowed = sweep["threshold"][sweep["recall"] >= min_recall]
+    high = float(allowed.max()) if allowed.size else float(sweep["threshold"].min())
+    return best_threshold(sweep, "mean_iou", high=high), sweep
+
+
 @keras.saving.register_keras_serializable(package="pcfilter")
 class ConfusionMetric(keras.metrics.Metric):
     """A streaming confusion-matrix metric: accumulates exact integer counts batch by batch.
