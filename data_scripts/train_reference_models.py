@@ -1,14 +1,17 @@
 """Train the reference models shipped in pcfilter_lib/weights/, reproducibly, and record how.
 
     python data_scripts/train_reference_models.py --target pointnet
+    python data_scripts/train_reference_models.py --target unet
+    python data_scripts/train_reference_models.py --target pointfilter
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
 
 Each target writes `<name>.keras` and `<name>.json` beside it: the data it was trained on (generator,
 version, seed and the sha256 of the data set's manifest), the exact command, the settings and the
-test metrics as measured at the end of the run. The data is ModelNet10 from the data folder: the
+test metrics as measured at the end of the run. PointNet learns ModelNet10 from the data folder: the
 real data set if `<data folder>/ModelNet10` exists, otherwise the procedural stand-in (generated if
-missing). In fast mode the default output is `<data folder>/weights_fast`, so a quick trial never
-replaces the shipped weights. Further targets (for example the scan filters) register in TARGETS.
+missing). The U-Net and the point filter learn from the default simulated scans (made if missing).
+In fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
+shipped weights. Each target registers in TARGETS.
 """
 
 from __future__ import annotations
@@ -92,8 +95,17 @@ def train_unet(out: Path, seed: int, epochs: int) -> dict:
     return filter_training.train_reference_filter(out, seed=seed, epochs=epochs)
 
 
+def train_point_filter(out: Path, seed: int, epochs: int) -> dict:
+    """Train the point-based artefact filter on the points of the default simulated scans (made if
+    missing); save ``pointnet_filter.keras``; return the manifest (see ``pcfilter_lib.point_filter_training``)."""
+    from pcfilter_lib import point_filter_training
+
+    return point_filter_training.train_reference_point_filter(out, seed=seed, epochs=epochs)
+
+
 TARGETS = {"pointnet": (train_pointnet, "pointnet_modelnet10.json", lambda: config.choose(full=25, fast=2)),
-           "unet": (train_unet, "unet_filter.json", lambda: None)}
+           "unet": (train_unet, "unet_filter.json", lambda: None),
+           "pointfilter": (train_point_filter, "pointnet_filter.json", lambda: None)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,297 @@
+"""The point-based artefact filter: PointNet segmentation on neighbourhoods of an unorganised cloud.
+
+The U-Net filter needs a pixel grid; this one needs only points (N, 3). It works in four steps:
+
+1. **Scale.** The cloud's own point spacing ``s`` (the median distance from a point to its nearest
+   neighbour) is the unit of every length, so metres, millimetres or a subsampled cloud look alike.
+2. **Features.** Each point gets local statistics of its k nearest neighbours (``STATISTICS``):
+   neighbour distances, how many neighbours lie within 2 s and 4 s (what radius outlier removal
+   counts), the distance to the neighbourhood's centroid and plane, and the shape of the
+   neighbourhood from its PCA eigenvalues. All are invariant to rotation, translation and scale.
+3. **Patches.** The cloud is covered by overlapping neighbourhoods of ``patch_size`` points around
+   seed points. Feature sets that use coordinates give each patch's points local coordinates in
+   the patch's own PCA frame (axes ordered by variance, signs fixed by the third moment), again
+   divided by ``s``.
+4. **Prediction.** PointNet segmentation (``models.pointnet.build_pointnet_segmentation`` without
+   the T-Nets, which the canonical frame makes unnecessary) reads the chosen feature set of every
+   patch and gives P(keep) per point; a point in several patches gets the mean of its predictions.
+
+``FEATURE_SETS`` names the inputs compared by the ablation of ``point_filter_training``: local
+coordinates only (what a plain PointNet sees), statistics only, or both. ``PointFilter`` wraps a
+trained model with its threshold and settings and offers the ``keep_probability`` / ``keep_mask``
+interface of ``filtering.ScanFilter``, so ``filtering.evaluate_filter`` and the command line use
+either filter alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
+
+NEIGHBOURS = 16  # k of the local statistics
+MIN_POINTS = 4  # fewer points carry no neighbourhood to judge them by
+STATISTICS = ("nearest", "fourth", "kth", "mean_distance", "within_2s", "within_4s", "centroid_offset",
+              "plane_distance", "spread", "linearity", "planarity", "scattering")
+COORDINATES = ("u", "v", "w")
+FEATURE_SETS = {"coordinates": COORDINATES, "statistics": STATISTICS, "both": COORDINATES + STATISTICS}
+
+
+def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` as (N, 3) float64 and the (N,) bool mask of rows whose coordinates are all finite.
+
+    A clear ValueError when the array has another shape or holds no finite point at all."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.any():
+        raise ValueError("the cloud holds no point with finite coordinates" if len(points) else
+                         "the cloud holds no points")
+    return points, finite
+
+
+@dataclass
+class Neighbourhoods:
+    """The cloud centred and divided by its spacing, with its k-d tree and k nearest neighbours."""
+
+    points: np.ndarray  # (N, 3) float64, in units of the spacing, centred on the mean
+    spacing: float  # in the cloud's own units
+    tree: cKDTree  # of the centred points in the cloud's own units: query it with points * spacing
+    distances: np.ndarray  # (N, k) to the k nearest other points, ascending, in spacing units
+    indices: np.ndarray  # (N, k)
+
+
+def neighbourhoods(points, k: int = NEIGHBOURS) -> Neighbourhoods:
+    """Spacing, normalised cloud and k nearest neighbours of a finite (N, 3) cloud (N >= ``MIN_POINTS``)."""
+    points = np.asarray(points, dtype=np.float64)
+    n = len(points)
+    if n < MIN_POINTS:
+        raise ValueError(f"the cloud holds {n} point{'s' * (n != 1)}; the point filter needs at least "
+                         f"{MIN_POINTS} to compare each point with its neighbours")
+    k = min(k, n - 1)
+    centred = points - points.mean(axis=0)
+    tree = cKDTree(centred)
+    distances, indices = tree.query(centred, k + 1, workers=-1)
+    distances, indices = distances[:, 1:], indices[:, 1:]
+    nearest = distances[:, 0]
+    positive = nearest[nearest > 0]
+    if positive.size == 0:
+        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
+    spacing = float(np.median(positive))
+    return Neighbourhoods(centred / spacing, spacing, tree, distances / spacing, indices)
+
+
+def _eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, clipped at 0) and eigenvectors (columns, same order) of (..., 3, 3)."""
+    values, vectors = np.linalg.eigh(covariance)
+    return np.clip(values[..., ::-1], 0, None), vectors[..., ::-1]
+
+
+def _symmetric_eigen(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (N, 3), descending and clipped at 0, and the unit eigenvector of the smallest
+    (N, 3) of many symmetric 3x3 matrices given by their entries ``c["xx"], c["xy"], ...``.
+
+    The closed form (trigonometric solution of the characteristic cubic) is several times faster
+    than a batched ``eigh`` for hundreds of thousands of neighbourhoods."""
+    xx, yy, zz, xy, xz, yz = (c[key] for key in ("xx", "yy", "zz", "xy", "xz", "yz"))
+    q = (xx + yy + zz) / 3
+    off = xy ** 2 + xz ** 2 + yz ** 2
+    p = np.sqrt(np.maximum(((xx - q) ** 2 + (yy - q) ** 2 + (zz - q) ** 2 + 2 * off) / 6, 1e-30))
+    a, b, d = (xx - q) / p, (yy - q) / p, (zz - q) / p
+    e, f, g = xy / p, xz / p, yz / p
+    half_det = (a * (b * d - g * g) - e * (e * d - g * f) + f * (e * g - b * f)) / 2
+    phi = np.arccos(np.clip(half_det, -1, 1)) / 3
+    largest = q + 2 * p * np.cos(phi)
+    smallest = q + 2 * p * np.cos(phi + 2 * np.pi / 3)
+    values = np.stack([largest, 3 * q - largest - smallest, smallest], axis=1)
+    rows = np.stack([np.stack([xx - smallest, xy, xz], 1), np.stack([xy, yy - smallest, yz], 1),
+                     np.stack([xz, yz, zz - smallest], 1)], axis=1)  # (N, 3, 3): A - smallest * I
+    crosses = np.stack([np.cross(rows[:, 0], rows[:, 1]), np.cross(rows[:, 0], rows[:, 2]),
+                        np.cross(rows[:, 1], rows[:, 2])], axis=1)  # each is normal to the smallest's plane
+    norms = np.linalg.norm(crosses, axis=2)
+    best = np.argmax(norms, axis=1)
+    arange = np.arange(len(best))
+    normal = crosses[arange, best] / np.maximum(norms[arange, best], 1e-30)[:, None]
+    return np.clip(values, 0, None), normal
+
+
+def local_statistics(hood: Neighbourhoods) -> np.ndarray:
+    """(N, len(STATISTICS)) float32 features of each point from its k nearest neighbours."""
+    d, p = hood.distances, hood.points
+    k = d.shape[1]
+    p32 = p.astype(np.float32)
+    offset = p32[hood.indices] - p32[:, None]  # (N, k, 3), from the point to its neighbours
+    mean = offset.mean(axis=1)  # the centroid, seen from the point
+    axes = np.ascontiguousarray(offset.transpose(2, 0, 1))  # (3, N, k)
+    entries = {key: np.einsum("nk,nk->n", axes[i], axes[j]) / k - mean[:, i] * mean[:, j]
+               for key, (i, j) in {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "xz": (0, 2),
+                                   "yz": (1, 2)}.items()}
+    values, normal = _symmetric_eigen(entries)
+    largest = np.maximum(values[:, 0], 1e-12)
+    plane = np.abs(np.einsum("ni,ni->n", mean, normal))
+    columns = [np.log1p(c) for c in (d[:, 0], d[:, min(3, k - 1)], d[:, -1], d.mean(axis=1))]
+    columns += [(d <= 2).mean(axis=1), (d <= 4).mean(axis=1)]
+    columns += [np.log1p(np.linalg.norm(mean, axis=1)), np.log1p(plane), np.log1p(np.sqrt(values.sum(1)))]
+    columns += [(values[:, 0] - values[:, 1]) / largest, (values[:, 1] - values[:, 2]) / largest,
+                values[:, 2] / largest]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: float = 1.0) -> np.ndarray:
+    """(M, P) indices: overlapping neighbourhoods of ``P = min(patch_size, N)`` points that together
+    cover every point.
+
+    Seeds are drawn at random (from ``seed`` only, so the same cloud moved, turned or rescaled gets the
+    same patches), ``overlap`` x N / P of them at first; points no patch holds yet are the candidates
+    for the seeds of the next round, until every point is covered."""
+    n = len(hood.points)
+    size = min(patch_size, n)
+    rng = np.random.default_rng(seed)
+    covered = np.zeros(n, bool)
+    patches = []
+    candidates = np.arange(n)
+    while candidates.size:
+        count = max(int(np.ceil(overlap * candidates.size / size)), min(candidates.size, 16))
+        seeds = rng.choice(candidates, size=min(count, candidates.size), replace=False)
+        _, members = hood.tree.query(hood.points[seeds] * hood.spacing, size, workers=-1)
+        members = members.reshape(len(seeds), size)
+        patches.append(members)
+        covered[members.ravel()] = True
+        candidates = np.flatnonzero(~covered)
+    return np.concatenate(patches)
+
+
+def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
+    """(M, P, 3) float32 coordinates of each patch's points in the patch's PCA frame (spacing units)."""
+    xyz = hood.points[patches]  # (M, P, 3)
+    centred = xyz - xyz.mean(axis=1, keepdims=True)
+    covariance = np.einsum("mpi,mpj->mij", centred, centred) / patches.shape[1]
+    _, vectors = _eigen(covariance)
+    local = np.einsum("mpi,mij->mpj", centred, vectors)
+    sign = np.where(np.sum(local ** 3, axis=1, keepdims=True) < 0, -1.0, 1.0)  # third moment >= 0 on every axis
+    return (local * sign).astype(np.float32)
+
+
+def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
+                 statistics: np.ndarray | None = None) -> np.ndarray:
+    """(M, P, F) network input of each patch for ``feature_set`` (a key of ``FEATURE_SETS``)."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
+    parts = []
+    if feature_set in ("coordinates", "both"):
+        parts.append(np.clip(patch_coordinates(hood, patches), -50, 50) / 8.0)
+    if feature_set in ("statistics", "both"):
+        statistics = local_statistics(hood) if statistics is None else statistics
+        parts.append(statistics[patches])
+    return np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+
+def combine(patches: np.ndarray, probability: np.ndarray, n: int) -> np.ndarray:
+    """Mean over patches of each point's predicted probability: (M, P) indices, (M, P) values -> (N,)."""
+    total = np.bincount(patches.ravel(), weights=probability.ravel(), minlength=n)
+    count = np.bincount(patches.ravel(), minlength=n)
+    return (total / np.maximum(count, 1)).astype(np.float32)
+
+
+@dataclass
+class PointFilter:
+    """A trained point filter: the Keras model, its decision threshold and the settings it was trained with.
+
+    ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
+    ``keep_mask(scan)`` on the scan-like dicts of ``io.scan`` and ``io.organised`` (the measured
+    points only, ignoring the grid), as ``filtering.ScanFilter`` does.
+    """
+
+    model: object
+    threshold: float = 0.5
+    feature_set: str = "both"
+    patch_size: int = 256
+    neighbours: int = NEIGHBOURS
+    name: str = "pointnet_filter"
+    batch_size: int = 128
+
+    def __post_init__(self):
+        from pcfilter_lib.filtering import _check_threshold
+
+        self.threshold = _check_threshold(self.threshold)
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {self.feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
+        channels = len(FEATURE_SETS[self.feature_set])
+        if int(self.model.input_shape[-1]) != channels:
+            raise ValueError(f"the model reads {self.model.input_shape[-1]} features per point, but feature set "
+                             f"{self.feature_set!r} has {channels}")
+
+    def predict_patches(self, inputs: np.ndarray) -> np.ndarray:
+        """(M, P, F) inputs -> (M, P) P(keep), in batches of ``batch_size`` patches."""
+        out = []
+        for i in range(0, len(inputs), self.batch_size):
+            batch = inputs[i:i + self.batch_size]
+            if len(batch) < self.batch_size and len(inputs) > self.batch_size:  # one shape: no retracing
+                batch = np.concatenate([batch, np.zeros((self.batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
+            out.append(np.asarray(self.model.predict_on_batch(batch))[:len(inputs) - i, :, 0])
+        return np.concatenate(out)
+
+    def keep_probability_points(self, points) -> np.ndarray:
+        """(N,) float32 P(keep) of each point of an (N, 3) cloud; 0 for points with NaN or infinite
+        coordinates, which are never kept."""
+        points, finite = finite_points(points)
+        hood = neighbourhoods(points[finite], self.neighbours)
+        patches = seed_patches(hood, self.patch_size)
+        inputs = patch_inputs(hood, patches, self.feature_set)
+        prob = np.zeros(len(points), np.float32)
+        prob[finite] = combine(patches, self.predict_patches(inputs), len(hood.points))
+        return prob
+
+    def keep_probability(self, scan: Mapping) -> np.ndarray:
+        """P(keep) on the scan's grid (H, W); 0 where there is no point."""
+        valid = np.asarray(scan["valid"], bool)
+        prob = np.zeros(valid.shape, np.float32)
+        prob[valid] = self.keep_probability_points(np.asarray(scan["xyz"])[valid])
+        return prob
+
+    def keep_probabilities(self, scans) -> list[np.ndarray]:
+        return [self.keep_probability(s) for s in scans]
+
+    def keep_mask(self, scan: Mapping) -> np.ndarray:
+        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        valid = np.asarray(scan["valid"], bool)
+        return (self.keep_probability(scan) >= self.threshold) & valid
+
+    __call__ = keep_mask
+
+
+def wrap_model(model, path: Path, threshold: float | None = None) -> PointFilter:
+    """A loaded point-filter model with the threshold, feature set and patch size of its manifest
+    (``threshold`` overrides the recorded one; without a manifest the feature set follows from the
+    model's number of input channels)."""
+    import keras
+
+    from pcfilter_lib.filtering import read_filter_manifest
+
+    if len(model.input_shape) != 3:
+        raise ValueError(f"{path}: a point filter takes (B, P, F) input, this model takes {model.input_shape}")
+    manifest = read_filter_manifest(path)
+    settings = manifest.get("settings", {})
+    if not getattr(model, "compiled", False):  # inference only: XLA where the backend has it (a third faster on CPU)
+        model.compile(jit_compile=keras.backend.backend() in ("tensorflow", "jax"))
+    by_channels = {len(columns): name for name, columns in FEATURE_SETS.items()}
+    feature_set = settings.get("feature_set") or by_channels.get(int(model.input_shape[-1]), "both")
+    return PointFilter(model, threshold=manifest.get("threshold", 0.5) if threshold is None else threshold,
+                       feature_set=feature_set, patch_size=settings.get("patch_size", 256),
+                       neighbours=settings.get("neighbours", NEIGHBOURS), name=Path(path).stem)
+
+
+def point_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> PointFilter:
+    """The point filter saved at ``path`` (default: the shipped one); see ``wrap_model``."""
+    from pcfilter_lib.filtering import load_model_file
+
+    path = Path(SHIPPED_POINT_MODEL if path is None else path)
+    return wrap_model(load_model_file(path, SHIPPED_POINT_MODEL, "pointfilter"), path, threshold)

@@ -1,0 +1,166 @@
+"""The point-based filter: invariant features, patches that cover the cloud, the network, bad input,
+and the shipped weights (invariance to units and placement, better than the tuned baselines)."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pcfilter_lib import runtime
+
+runtime.setup(seed=0)
+
+import keras  # noqa: E402
+
+from pcfilter_lib import filtering, point_filter_training, point_filtering  # noqa: E402
+from pcfilter_lib.models.pointnet import build_pointnet_segmentation  # noqa: E402
+
+needs_weights = pytest.mark.skipif(not point_filtering.SHIPPED_POINT_MODEL.is_file(),
+                                   reason="pcfilter_lib/weights/pointnet_filter.keras is missing; train it with "
+                                          "data_scripts/train_reference_models.py --target pointfilter")
+
+
+def surface_with_specks(n=3000, specks=40, seed=0):
+    """A wavy sheet sampled at random, with a few points floating in front of it (label 0)."""
+    rng = np.random.default_rng(seed)
+    uv = rng.random((n, 2))
+    sheet = np.c_[uv, 0.05 * np.sin(6 * uv[:, 0])]
+    floating = np.c_[rng.random((specks, 2)), 0.05 + 0.1 * rng.random(specks)]
+    return np.r_[sheet, floating], np.r_[np.ones(n, np.uint8), np.zeros(specks, np.uint8)]
+
+
+def moved(points, scale=1.0, seed=1):
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    return scale * points @ rotation.T + np.array([12.0, -3.0, 40.0]) * scale
+
+
+def test_features_do_not_depend_on_units_or_placement():
+    points, _ = surface_with_specks()
+    reference = point_filtering.local_statistics(point_filtering.neighbourhoods(points))
+    for other in (points * 1000, moved(points), moved(points, scale=1000)):
+        hood = point_filtering.neighbourhoods(other)
+        np.testing.assert_allclose(point_filtering.local_statistics(hood), reference, atol=2e-3)
+    hood = point_filtering.neighbourhoods(points)
+    assert hood.spacing > 0 and np.isclose(np.median(hood.distances[:, 0]), 1.0)
+
+
+def test_statistics_separate_floating_points_from_the_surface():
+    points, label = surface_with_specks()
+    stats = point_filtering.local_statistics(point_filtering.neighbourhoods(points))
+    within = stats[:, point_filtering.STATISTICS.index("within_2s")]
+    assert within[label == 1].mean() > 3 * within[label == 0].mean()
+    assert stats.shape == (len(points), len(point_filtering.STATISTICS)) and np.isfinite(stats).all()
+
+
+def test_closed_form_eigenvalues_match_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(500, 3, 3))
+    covariance = a @ a.transpose(0, 2, 1)
+    keys = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}
+    values, normal = point_filtering._symmetric_eigen({k: covariance[:, i, j] for k, (i, j) in keys.items()})
+    expected, vectors = point_filtering._eigen(covariance)
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.abs(np.einsum("ni,ni->n", normal, vectors[:, :, 2])), 1, atol=1e-6)
+
+
+def test_patches_cover_every_point_and_follow_the_cloud_when_it_moves():
+    points, _ = surface_with_specks()
+    hood = point_filtering.neighbourhoods(points)
+    patches = point_filtering.seed_patches(hood, 128)
+    assert patches.shape[1] == 128 and set(np.unique(patches)) == set(range(len(points)))
+    moved_hood = point_filtering.neighbourhoods(moved(points, 1000))
+    assert np.array_equal(np.sort(point_filtering.seed_patches(moved_hood, 128), 1), np.sort(patches, 1))
+    local = point_filtering.patch_coordinates(hood, patches)
+    np.testing.assert_allclose(point_filtering.patch_coordinates(moved_hood, patches), local, atol=1e-2)
+    small = point_filtering.neighbourhoods(points[:50])
+    assert point_filtering.seed_patches(small, 128).shape[1] == 50  # a patch never exceeds the cloud
+
+
+def test_bad_clouds_get_clear_errors():
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        point_filtering.finite_points(np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="holds no points"):
+        point_filtering.finite_points(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="no point with finite coordinates"):
+        point_filtering.finite_points(np.full((3, 3), np.nan))
+    for n in (1, 2):
+        with pytest.raises(ValueError, match=f"holds {n} point.*at least {point_filtering.MIN_POINTS}"):
+            point_filtering.neighbourhoods(np.random.default_rng(0).random((n, 3)))
+    with pytest.raises(ValueError, match="coincides"):
+        point_filtering.neighbourhoods(np.ones((10, 3)))
+
+
+def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_path):
+    model = build_pointnet_segmentation(1, 64, width=0.125, channels=15, transforms=False)
+    assert model.output_shape == (None, 64, 1)
+    assert not any("tnet" in layer.name for layer in model.layers)
+    x = np.random.default_rng(0).normal(size=(2, 64, 15)).astype("float32")
+    y = np.asarray(model(x))
+    assert ((y > 0) & (y < 1)).all()
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(tmp_path / "m.keras")(x)), y, atol=1e-6)
+
+
+def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
+    clouds = [point_filter_training.cloud_scan(*surface_with_specks(seed=s)) for s in range(4)]
+    inputs, labels = point_filter_training.training_patches(clouds[:3], 12, 256)
+    assert inputs.shape == (36, 256, 15) and labels.shape == (36, 256, 1)
+    assert (labels == 0).any(axis=(1, 2)).sum() >= 18  # half the patches hold an artefact
+    run = point_filter_training.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
+    point_filter = run["filter"]
+    assert 0 < run["threshold"] < 1 and point_filter.feature_set == "statistics"
+    result = filtering.evaluate_filter(point_filter, clouds[3:])
+    assert result["scans"] == 1 and result["tp"] + result["fn"] == 3000
+    prob = point_filter.keep_probability_points(np.r_[clouds[3]["xyz"][0], [[np.nan, 0, 0]]])
+    assert prob.shape == (3041,) and prob[-1] == 0 and ((prob[:-1] >= 0) & (prob[:-1] <= 1)).all()
+    path = tmp_path / "pf.keras"
+    point_filter.model.save(path)
+    loaded = filtering.load_filter(path, threshold=0.3, organised=False)
+    assert isinstance(loaded, point_filtering.PointFilter) and loaded.threshold == 0.3
+    with pytest.raises(ValueError, match="feature set"):
+        point_filtering.PointFilter(point_filter.model, feature_set="both")
+
+
+# The shipped filter
+
+@pytest.fixture(scope="module")
+def test_clouds():
+    from pcfilter_lib.simulate.dataset import make_scan
+    from pcfilter_lib.simulate.scanner import ScannerConfig
+
+    scans = [make_scan(2024, i, ScannerConfig(width=320, height=240)) for i in range(3)]
+    return [point_filter_training.scan_cloud(scan) for scan in scans]
+
+
+@needs_weights
+def test_shipped_point_filter_records_how_it_was_made():
+    manifest = filtering.read_filter_manifest(point_filtering.SHIPPED_POINT_MODEL)
+    from pcfilter_lib.simulate.dataset import VERSION
+
+    assert manifest["data"]["version"] == VERSION, "retrain the point filter: the simulator has changed since"
+    assert manifest["command"].startswith("python data_scripts/train_reference_models.py --target pointfilter")
+    assert manifest["settings"]["feature_set"] in point_filtering.FEATURE_SETS
+    assert set(manifest["ablation"]) == set(point_filtering.FEATURE_SETS)
+    assert set(manifest["densities"]) == {str(f) for f in point_filter_training.FRACTIONS}
+    assert manifest["file_bytes"] == point_filtering.SHIPPED_POINT_MODEL.stat().st_size
+
+
+@needs_weights
+def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
+    point_filter = point_filtering.point_filter()
+    cloud = test_clouds[0]
+    points, label = cloud["xyz"][0].astype(np.float64), cloud["label"]
+    reference = filtering.evaluate_filter(point_filter, [cloud])
+    for other in (points * 1000, moved(points), moved(points, 1000, seed=5)):
+        result = filtering.evaluate_filter(point_filter, [point_filter_training.cloud_scan(other, label[0])])
+        for name in ("mean_iou", "balanced_accuracy", "recall"):
+            assert abs(result[name] - reference[name]) < 0.01 * reference[name], (name, result[name], reference[name])
+
+
+@needs_weights
+def test_shipped_point_filter_beats_the_tuned_baselines_on_fixed_clouds(test_clouds):
+    manifest = filtering.read_filter_manifest(point_filtering.SHIPPED_POINT_MODEL)
+    learned = filtering.evaluate_filter(point_filtering.point_filter(), test_clouds)
+    for method, row in manifest["densities"]["1.0"]["baselines"].items():
+        baseline = filtering.evaluate_filter(filtering.baseline_filter(method, row["params"]), test_clouds)
+        assert learned["mean_iou"] > baseline["mean_iou"], (method, learned["mean_iou"], baseline["mean_iou"])
+    assert learned["recall"] > 0.98
