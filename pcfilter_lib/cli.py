@@ -73,20 +73,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_filter(args: argparse.Namespace):
-    """The filter asked for: ``--method`` (a baseline with its tuned parameters) or ``--model``
-    (default: the shipped U-Net, with the threshold of its manifest unless ``--threshold``)."""
-    from pcfilter_lib import filtering
+SHIPPED_NAMES = ("unet", "points")
+
+
+def _make_filter(args: argparse.Namespace, organised: bool = True):
+    """The filter asked for: ``--method`` (a baseline with its tuned parameters) or ``--model`` (a
+    file, or ``unet`` / ``points`` for the shipped filters; by default the U-Net for organised input
+    and the point filter for unorganised clouds), with its manifest's threshold unless ``--threshold``."""
+    from pcfilter_lib import filtering, point_filtering
 
     if args.method:
         if args.threshold is not None:
             raise ValueError("--threshold applies to a model; the baselines give a yes/no answer")
+        if args.method == "morph" and not organised:
+            raise ValueError("--method morph works on the pixel grid of an organised scan; this input is an "
+                             "unorganised cloud (use the point filter, or --method sor / ror)")
         return filtering.baseline_filter(args.method)
-    return filtering.unet_filter(args.model, args.threshold)
+    if args.model == "points":
+        return point_filtering.point_filter(None, args.threshold)
+    if args.model == "unet":
+        if not organised:
+            raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
+        return filtering.unet_filter(None, args.threshold)
+    return filtering.load_filter(args.model, args.threshold, organised)
 
 
 def _read_filter_input(path):
-    """A scan .npz, or a .ply / .pcd cloud (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
+    """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
     if path.suffix.lower() == ".npz":
         from pcfilter_lib.io.scan import load_scan
 
@@ -97,7 +110,7 @@ def _read_filter_input(path):
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    """Remove artefacts from one scan and write the kept (and removed) points."""
+    """Remove artefacts from one scan or cloud and write the kept (and removed) points."""
     from pathlib import Path
 
     import numpy as np
@@ -116,17 +129,14 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
         raise ValueError("-o and --removed name the same file")
     scan = _read_filter_input(source)
-    if not scan["organised"] and args.method not in ("sor", "ror"):
-        raise ValueError(f"{source} holds an unorganised cloud (no width x height grid), but the U-Net and the "
-                         "morph filter work on organised scans: give a scan .npz, an organised .pcd (HEIGHT > 1) or "
-                         "a .ply with 'obj_info width W' and 'obj_info height H' header lines and W*H vertices "
-                         "(NaN = no point), or use --method sor / --method ror, which work on any cloud")
-    if args.method is None and scan["intensity"] is None:
-        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one or use --method")
+    learned_unet = args.method is None and args.model != "points" and scan["organised"]
+    if learned_unet and scan["intensity"] is None:
+        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one, or use --model points "
+                         "or --method")
     from pcfilter_lib import runtime
 
     runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
-    scan_filter = _make_filter(args)
+    scan_filter = _make_filter(args, scan["organised"])
     keep = scan_filter.keep_mask(scan)
     valid = np.asarray(scan["valid"], bool)
     removed = valid & ~keep
@@ -139,30 +149,60 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     n = int(valid.sum())
     print(f"{scan_filter.name}: kept {int(keep.sum())} of {n} points, removed {int(removed.sum())} "
           f"({removed.sum() / n:.2%}); wrote {', '.join(map(str, targets))}")
+    if not scan["organised"] and n < valid.size:
+        print(f"dropped {valid.size - n} points with NaN or infinite coordinates (written to neither file)")
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    """Measure a filter on one split of a scan dataset."""
-    from pcfilter_lib import runtime
+def _evaluation_data(args: argparse.Namespace):
+    """(description, scans or clouds, organised) for ``evaluate``: a split of a scan dataset, or a
+    folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier)."""
+    from pathlib import Path
+
     from pcfilter_lib.io.files import read_manifest
 
-    if read_manifest(args.data) is None:  # a quick answer before TensorFlow starts
-        raise FileNotFoundError(f"{args.data} has no manifest.json; make the dataset with 'pcfilter simulate' first")
+    folder = Path(args.data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    if read_manifest(folder) is not None:
+        from pcfilter_lib import filtering
+        from pcfilter_lib.data.scans import split_files
+
+        files = split_files(folder, args.split)
+        return f"{len(files)} {args.split} scans of {folder}", filtering.iter_scans(files), True
+    pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
+    if not pairs:
+        raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
+                                "simulate') nor name.xyz + name.outliers pairs (PointCleanNet layout)")
+    from pcfilter_lib.io.clouds import read_pointcleannet
+    from pcfilter_lib.point_filter_training import cloud_scan
+
+    def clouds():
+        for path in pairs:
+            points, outlier = read_pointcleannet(path)
+            yield cloud_scan(points, label=~outlier)
+
+    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds(), False
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a filter on one split of a scan dataset or on a folder of labelled clouds."""
+    from pcfilter_lib import runtime
+
+    what, scans, organised = _evaluation_data(args)  # a quick answer before TensorFlow starts
     runtime.setup(seed=None)
     from pcfilter_lib import filtering
-    from pcfilter_lib.data.scans import split_files
 
-    files = split_files(args.data, args.split)
-    scan_filter = _make_filter(args)
-    result = filtering.evaluate_filter(scan_filter, filtering.iter_scans(files), progress=not args.json)
-    result.update(split=args.split, data=str(args.data), threshold=scan_filter.threshold if args.method is None
-                  else None, params=scan_filter.params or None)
+    scan_filter = _make_filter(args, organised)
+    result = filtering.evaluate_filter(scan_filter, scans, progress=not args.json)
+    params = getattr(scan_filter, "params", None)
+    result.update(split=args.split if organised else None, data=str(args.data),
+                  threshold=scan_filter.threshold if args.method is None else None, params=params or None)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['filter']} on {result['scans']} {args.split} scans of {args.data}"
-          + (f" (threshold {scan_filter.threshold:g})" if args.method is None else f" ({scan_filter.params})"))
+    print(f"{result['filter']} on {what}"
+          + (f" (threshold {scan_filter.threshold:g})" if args.method is None else f" ({params})"))
     print(f"  confusion (1 = keep): TP {result['tp']}  FN {result['fn']}  FP {result['fp']}  TN {result['tn']}")
     for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "false_omission_rate", "iou_keep", "iou_artefact"):
         label = {"recall": "keep-recall (true points kept)"}.get(name, name.replace("_", " "))
@@ -246,31 +286,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_filter_choice(command):
         choice = command.add_mutually_exclusive_group()
-        choice.add_argument("--model", metavar="M", help="a U-Net filter .keras file (default: the shipped one)")
+        choice.add_argument("--model", metavar="M",
+                            help="a filter .keras file, or 'unet' / 'points' for the shipped U-Net / point filter "
+                            "(default: the U-Net for scans and organised clouds, the point filter for others)")
         choice.add_argument("--method", choices=methods,
                             help="a classical filter instead, with the parameters tuned on validation scans")
         command.add_argument("--threshold", type=float, metavar="T",
                              help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
 
     filter_ = commands.add_parser(
-        "filter", help="remove artefacts from a scan",
-        description="Remove artefacts from a scan (.npz) or an organised point cloud: a .pcd with HEIGHT > 1, or a "
-        ".ply whose header has 'obj_info width W' and 'obj_info height H' and W*H vertices (NaN = no point). An "
-        "unorganised cloud works only with --method sor or ror. OUT ending in .ply gets the kept points; OUT "
-        "ending in .pcd keeps the grid with NaN where a point was removed.")
-    filter_.add_argument("input", metavar="IN", help="scan .npz, or .pcd / .ply cloud (never overwritten)")
+        "filter", help="remove artefacts from a scan or a point cloud",
+        description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, or .pts / .xyzn / "
+        ".xyzrgb through Open3D). Organised input (a scan, a .pcd with HEIGHT > 1, or a .ply whose header has "
+        "'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point) goes through the U-Net; "
+        "an unorganised cloud goes through the point filter, which needs only x y z. Points with NaN or infinite "
+        "coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT ending in .pcd keeps "
+        "an organised grid, with NaN where a point was removed. A file too large to filter in the available "
+        "memory is refused before it is read.")
+    filter_.add_argument("input", metavar="IN", help="scan .npz or point cloud file (never overwritten)")
     filter_.add_argument("-o", "--output", required=True, metavar="OUT", help="kept points (.ply or .pcd)")
     filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply or .pcd)")
     add_filter_choice(filter_)
     filter_.set_defaults(run=_cmd_filter)
 
     evaluate = commands.add_parser(
-        "evaluate", help="measure a filter on a scan dataset",
-        description="Measure a filter on one split of a scan dataset (made by 'pcfilter simulate'): confusion "
-        "counts, balanced accuracy, mean IoU, F1, false omission rate, keep-recall and the share of each "
-        "artefact kind removed.")
-    evaluate.add_argument("--data", required=True, metavar="DIR", help="dataset folder with a manifest.json")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: test")
+        "evaluate", help="measure a filter on a scan dataset or labelled clouds",
+        description="Measure a filter on one split of a scan dataset (made by 'pcfilter simulate'), or on a folder "
+        "of labelled clouds in the PointCleanNet layout (name.xyz with 'x y z' lines, name.outliers with one 0/1 "
+        "line per point, 1 = outlier): confusion counts, balanced accuracy, mean IoU, F1, false omission rate, "
+        "keep-recall and, for scans, the share of each artefact kind removed.")
+    evaluate.add_argument("--data", required=True, metavar="DIR",
+                          help="dataset folder with a manifest.json, or a folder of .xyz + .outliers pairs")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"),
+                          help="split of a scan dataset (default: test)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_filter_choice(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)
@@ -311,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, MemoryError) as error:
         print(f"pcfilter {args.command}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

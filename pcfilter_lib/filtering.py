@@ -119,28 +119,56 @@ def predict_keep(model, scans: Sequence[Mapping], validity: bool = True, batch_s
     return out
 
 
-def unet_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> ScanFilter:
-    """The U-Net filter saved at ``path`` (default: the shipped one). The threshold is ``threshold``
-    if given, else the one recorded in the manifest beside the model, else 0.5."""
+def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
+    """The Keras model saved at ``path``, with clear errors for a missing or unloadable file
+    (``shipped`` and ``target`` name the default model and how to train it)."""
     import keras
 
     import pcfilter_lib.losses  # noqa: F401  (registers the custom objects load_model needs)
     import pcfilter_lib.metrics  # noqa: F401
+    import pcfilter_lib.models.pointnet  # noqa: F401
 
-    path = Path(SHIPPED_MODEL if path is None else path)
+    path = Path(path)
     if not path.is_file():
-        hint = ("train it with 'python data_scripts/train_reference_models.py --target unet'"
-                if path == SHIPPED_MODEL else "check the path")
+        hint = (f"train it with 'python data_scripts/train_reference_models.py --target {target}'"
+                if path == shipped else "check the path")
         raise FileNotFoundError(f"model file {path} does not exist; {hint}")
     try:
-        model = keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False)
     except (ValueError, OSError, TypeError) as error:
         raise ValueError(f"{path} is not a loadable Keras model ({error})") from error
+
+
+def _scan_filter(model, path: Path, threshold: float | None) -> ScanFilter:
     if len(model.input_shape) != 4 or model.input_shape[-1] not in (5, 6):
         raise ValueError(f"{path}: a scan filter takes (B, H, W, 5 or 6) input, this model takes {model.input_shape}")
     if threshold is None:
         threshold = read_filter_manifest(path).get("threshold", 0.5)
     return ScanFilter(name=path.stem, model=model, threshold=threshold)
+
+
+def unet_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> ScanFilter:
+    """The U-Net filter saved at ``path`` (default: the shipped one). The threshold is ``threshold``
+    if given, else the one recorded in the manifest beside the model, else 0.5."""
+    path = Path(SHIPPED_MODEL if path is None else path)
+    return _scan_filter(load_model_file(path, SHIPPED_MODEL, "unet"), path, threshold)
+
+
+def load_filter(path: str | os.PathLike | None = None, threshold: float | None = None, organised: bool = True):
+    """A learned filter for scans (``organised``) or unorganised clouds. ``path`` None gives the shipped
+    U-Net or point filter; a path gives whichever kind the saved model is (its input rank tells)."""
+    from pcfilter_lib import point_filtering
+
+    if path is None:
+        return unet_filter(None, threshold) if organised else point_filtering.point_filter(None, threshold)
+    path = Path(path)
+    model = load_model_file(path, SHIPPED_MODEL, "unet")
+    if len(model.input_shape) == 3:
+        return point_filtering.wrap_model(model, path, threshold)
+    if not organised:
+        raise ValueError(f"{path} is a U-Net filter, which needs an organised scan; this input is an unorganised "
+                         "cloud (use the point filter: leave out --model)")
+    return _scan_filter(model, path, threshold)
 
 
 def tuned_params(method: str, model_path: str | os.PathLike = SHIPPED_MODEL) -> dict:
@@ -161,31 +189,35 @@ def baseline_filter(method: str, params: Mapping | None = None) -> ScanFilter:
 def evaluate_filter(scan_filter: ScanFilter, scans: Iterable[Mapping], progress: bool = False) -> dict:
     """Metrics of a filter pooled over ``scans``: tp, fn, fp, tn, every ``metrics.NAMES`` value, the
     number of scans, and ``kinds``: for each artefact kind its point count and the fraction removed
-    (the recall of that kind)."""
+    (the recall of that kind; empty when the scans carry no ``kind``). ``scan_filter`` is a
+    ``ScanFilter`` or a ``point_filtering.PointFilter``."""
     from tqdm.auto import tqdm
 
     from pcfilter_lib.simulate.scanner import ARTEFACT_KINDS, KIND_NAMES
 
     totals = np.zeros(4, np.int64)
+    has_kinds = False
     kind_total = np.zeros(len(ARTEFACT_KINDS), np.int64)
     kind_removed = np.zeros(len(ARTEFACT_KINDS), np.int64)
     n = 0
     for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", disable=not progress):
         keep = scan_filter.keep_mask(scan)
-        label, kind = np.asarray(scan["label"]), np.asarray(scan["kind"])
+        label = np.asarray(scan["label"])
         totals += metrics.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
-        artefact = label == 0
+        n += 1
+        if scan.get("kind") is None:  # e.g. PointCleanNet pairs: outlier or not, no kinds
+            continue
+        has_kinds, kind, artefact = True, np.asarray(scan["kind"]), label == 0
         for k, code in enumerate(ARTEFACT_KINDS):
             of_kind = artefact & (kind == code)
             kind_total[k] += of_kind.sum()
             kind_removed[k] += (of_kind & ~keep).sum()
-        n += 1
     if n == 0:
         raise ValueError("evaluation needs at least one scan")
     tp, fn, fp, tn = (int(v) for v in totals)
     kinds = {KIND_NAMES[code]: {"points": int(kind_total[k]),
                                 "removed": float(kind_removed[k] / kind_total[k]) if kind_total[k] else None}
-             for k, code in enumerate(ARTEFACT_KINDS)}
+             for k, code in enumerate(ARTEFACT_KINDS)} if has_kinds else {}
     return {"filter": scan_filter.name, "scans": n, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
             **metrics.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
 

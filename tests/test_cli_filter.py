@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcfilter_lib import filtering
+from pcfilter_lib import filtering, point_filtering
 from pcfilter_lib.io.organised import read_cloud, write_points
 from pcfilter_lib.io.scan import load_scan
 
@@ -67,10 +67,10 @@ def test_filter_refuses_to_overwrite_its_input_and_explains_unusable_files(datas
 
     cloud = tmp_path / "cloud.ply"
     write_points(cloud, np.random.default_rng(0).random((50, 3)))
-    result = run("filter", cloud, "-o", tmp_path / "out.ply")
-    assert result.returncode == 1
-    assert "unorganised cloud" in result.stderr and "obj_info width" in result.stderr
-    assert "--method sor" in result.stderr
+    result = run("filter", cloud, "-o", tmp_path / "out.ply", "--method", "morph")
+    assert result.returncode == 1 and "unorganised cloud" in result.stderr and "--method sor" in result.stderr
+    result = run("filter", cloud, "-o", tmp_path / "out.ply", "--model", "unet")
+    assert result.returncode == 1 and "needs an organised scan" in result.stderr
     assert run("filter", cloud, "-o", tmp_path / "out.ply", "--method", "ror").returncode == 0
 
     broken = tmp_path / "broken.npz"
@@ -96,4 +96,81 @@ def test_evaluate_json_matches_the_library(dataset):
     assert "keep-recall" in text.stdout and "artefact kind mixed" in text.stdout
 
     missing = run("evaluate", "--data", dataset / "nowhere", "--method", "sor")
-    assert missing.returncode == 1 and "no manifest.json" in missing.stderr
+    assert missing.returncode == 1 and "is not a folder" in missing.stderr
+    empty = run("evaluate", "--data", dataset / "test", "--method", "sor")  # scans, but no manifest or pairs
+    assert empty.returncode == 1 and "neither a manifest.json" in empty.stderr
+
+
+# Unorganised clouds: the point filter
+
+needs_point_filter = pytest.mark.skipif(not point_filtering.SHIPPED_POINT_MODEL.is_file(),
+                                        reason="the shipped point filter is missing")
+
+
+def write_xyz(path, points):
+    path.write_text("".join(f"{x} {y} {z}\n" for x, y, z in np.asarray(points, float).tolist()))
+    return path
+
+
+@needs_point_filter
+def test_unorganised_clouds_go_through_the_point_filter_and_bad_points_are_counted(dataset, tmp_path):
+    scan = load_scan(next((dataset / "test").glob("*.npz")), arrays=())
+    points = scan["xyz"][scan["valid"]].astype(float)
+    points[[3, 10]] = [np.nan, 0.0, 0.0], [np.inf, 1.0, 2.0]
+    source = write_xyz(tmp_path / "cloud.xyz", points)
+    kept, removed = tmp_path / "clean.ply", tmp_path / "removed.ply"
+    result = run("filter", source, "-o", kept, "--removed", removed)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith("pointnet_filter: kept")
+    assert "dropped 2 points with NaN or infinite coordinates" in result.stdout
+    n_kept, n_removed = (int(read_cloud(p)["valid"].sum()) for p in (kept, removed))
+    assert n_kept + n_removed == len(points) - 2 and n_kept > n_removed
+    # the same cloud as a .ply: the same answer
+    write_points(tmp_path / "cloud.ply", points[np.isfinite(points).all(1)])
+    again = run("filter", tmp_path / "cloud.ply", "-o", tmp_path / "again.ply")
+    assert again.returncode == 0, again.stderr
+    assert int(read_cloud(tmp_path / "again.ply")["valid"].sum()) == n_kept
+
+
+def test_clouds_too_small_empty_or_too_large_get_clear_errors(tmp_path):
+    two = write_xyz(tmp_path / "two.xyz", [[0, 0, 0], [1, 0, 0]])
+    result = run("filter", two, "-o", tmp_path / "out.ply")
+    assert result.returncode == 1 and "holds 2 points" in result.stderr and "at least 4" in result.stderr
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    result = run("filter", empty, "-o", tmp_path / "out.ply")
+    assert result.returncode == 1 and "holds no points" in result.stderr
+    nan = write_xyz(tmp_path / "nan.xyz", [[np.nan, 0, 0], [0, np.inf, 0]])
+    result = run("filter", nan, "-o", tmp_path / "out.ply")
+    assert result.returncode == 1 and "no point has finite coordinates" in result.stderr
+    garbage = tmp_path / "garbage.xyz"
+    garbage.write_text("1 2 3\nfour five six\n")
+    result = run("filter", garbage, "-o", tmp_path / "out.ply")
+    assert result.returncode == 1 and "is not a text cloud" in result.stderr
+    # 2 GB of x y z lines (a sparse file: no disk used) is refused before it is read
+    huge = write_xyz(tmp_path / "huge.xyz", np.random.default_rng(0).random((1000, 3)))
+    with open(huge, "r+b") as file:
+        file.truncate(2 * 1024 ** 3)
+    result = run("filter", huge, "-o", tmp_path / "out.ply")
+    assert result.returncode == 1, result.stderr
+    assert "million points" in result.stderr and "Thin the cloud" in result.stderr
+    assert not (tmp_path / "out.ply").exists()
+
+
+def test_evaluate_reads_pointcleannet_pairs(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        plane = np.c_[rng.random((400, 2)), np.zeros(400)]
+        specks = rng.random((8, 3)) + [0, 0, 0.5]
+        write_xyz(tmp_path / f"{name}.xyz", np.r_[plane, specks])
+        (tmp_path / f"{name}.outliers").write_text("0\n" * 400 + "1\n" * 8)
+    result = run("evaluate", "--data", tmp_path, "--method", "sor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["scans"] == 2 and report["tp"] + report["fn"] == 800 and report["fp"] + report["tn"] == 16
+    assert report["kinds"] == {} and report["split"] is None
+    text = run("evaluate", "--data", tmp_path, "--method", "ror")
+    assert text.returncode == 0 and "2 point clouds (.xyz + .outliers)" in text.stdout
+    morph = run("evaluate", "--data", tmp_path, "--method", "morph")
+    assert morph.returncode == 1 and "unorganised" in morph.stderr
