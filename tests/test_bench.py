@@ -1,5 +1,7 @@
 """Timing helpers and FLOP counts (no timing is asserted: speed is the benchmarks' business)."""
 
+from pathlib import Path
+
 import keras
 import pytest
 
@@ -44,3 +46,28 @@ def test_device_report_names_the_hardware_and_versions():
     assert report["cpu"] and report["cores"] >= 1
     assert isinstance(report["gpus"], list)
     assert report["keras"].startswith("3.") and report["keras_backend"] == keras.backend.backend()
+
+
+@pytest.mark.skipif(not (Path(__file__).parent.parent / "pcfilter_lib/weights/pointnet_filter.keras").is_file(),
+                    reason="the shipped point filter is missing")
+def test_filter_speed_benchmark_runs_and_reports_its_ratios(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from pcfilter_lib.io.scan import save_scan
+    from pcfilter_lib.simulate.dataset import make_scan
+    from pcfilter_lib.simulate.scanner import ScannerConfig
+
+    save_scan(tmp_path / "scan.npz", make_scan(3, 0, ScannerConfig(width=160, height=120)))
+    root = Path(__file__).parent.parent
+    command = [sys.executable, str(root / "benchmarks/filter_speed.py"), "--scan", str(tmp_path / "scan.npz"),
+               "--repeats", "1", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PCFILTER_FAST": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "U-Net / SOR time ratio" in result.stdout and "points/s" in result.stdout
+    report = json.loads((tmp_path / "filter_speed.json").read_text())
+    assert report["point_filter_points_per_s"] > 0 and report["ratio_point_filter_over_sor"] > 0
+    assert report["scan"] == {"width": 160, "height": 120, "points": report["scan"]["points"]}
