@@ -27,8 +27,7 @@ from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
 NETWORK = {"width": 0.1875, "dropout": 0.1, "patch_size": 256}
-# Open3D baselines tuned for unorganised clouds at each density; radii in metres, as for the scans. The
-# grids reach past the best values found at every density, so no optimum sits on an edge unseen.
+# Open3D baselines tuned for unorganised clouds at each density; radii in metres, as for the scans.
 GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
          "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [0.002, 0.003, 0.005, 0.008, 0.012]}}
 
