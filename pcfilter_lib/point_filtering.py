@@ -4,10 +4,12 @@ The U-Net filter needs a pixel grid; this one needs only points (N, 3). It works
 
 1. **Scale.** The cloud's own point spacing ``s`` (the median distance from a point to its nearest
    neighbour) is the unit of every length, so metres, millimetres or a subsampled cloud look alike.
-2. **Features.** Each point gets local statistics of its k nearest neighbours (``STATISTICS``):
+2. **Features.** Each point gets local statistics of its k nearest neighbours (``OWN``):
    neighbour distances, how many neighbours lie within 2 s and 4 s (what radius outlier removal
    counts), the distance to the neighbourhood's centroid and plane, and the shape of the
-   neighbourhood from its PCA eigenvalues. All are invariant to rotation, translation and scale.
+   neighbourhood from its PCA eigenvalues; then the mean of the same statistics over those
+   neighbours, which tells a lone point from one in a whole sheet of stray points (``STATISTICS``
+   holds both). All are invariant to rotation, translation and scale.
 3. **Patches.** The cloud is covered by overlapping neighbourhoods of ``patch_size`` points around
    seed points. Feature sets that use coordinates give each patch's points local coordinates in
    the patch's own PCA frame (axes ordered by variance, signs fixed by the third moment), again
@@ -37,8 +39,9 @@ SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
 
 NEIGHBOURS = 16  # k of the local statistics
 MIN_POINTS = 4  # fewer points carry no neighbourhood to judge them by
-STATISTICS = ("nearest", "fourth", "kth", "mean_distance", "within_2s", "within_4s", "centroid_offset",
-              "plane_distance", "spread", "linearity", "planarity", "scattering")
+OWN = ("nearest", "fourth", "kth", "mean_distance", "within_2s", "within_4s", "centroid_offset", "plane_distance",
+       "spread", "linearity", "planarity", "scattering")
+STATISTICS = OWN + tuple(f"around_{name}" for name in OWN)  # a point's own, then its neighbours' mean
 COORDINATES = ("u", "v", "w")
 FEATURE_SETS = {"coordinates": COORDINATES, "statistics": STATISTICS, "both": COORDINATES + STATISTICS}
 
@@ -152,7 +155,11 @@ def local_statistics(hood: Neighbourhoods) -> np.ndarray:
     columns += [np.log1p(np.linalg.norm(mean, axis=1)), np.log1p(plane), np.log1p(np.sqrt(values.sum(1)))]
     columns += [(values[:, 0] - values[:, 1]) / largest, (values[:, 1] - values[:, 2]) / largest,
                 values[:, 2] / largest]
-    return np.stack(columns, axis=1).astype(np.float32)
+    own = np.stack(columns, axis=1).astype(np.float32)
+    around = np.zeros_like(own)
+    for j in range(k):  # the neighbours' mean, one column of neighbours at a time (little memory)
+        around += own[hood.indices[:, j]]
+    return np.concatenate([own, around / k], axis=1)
 
 
 def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: float = 1.0) -> np.ndarray:

@@ -90,10 +90,10 @@ def test_bad_clouds_get_clear_errors():
 
 
 def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_path):
-    model = build_pointnet_segmentation(1, 64, width=0.125, channels=15, transforms=False)
+    model = build_pointnet_segmentation(1, 64, width=0.125, channels=27, transforms=False)
     assert model.output_shape == (None, 64, 1)
     assert not any("tnet" in layer.name for layer in model.layers)
-    x = np.random.default_rng(0).normal(size=(2, 64, 15)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(2, 64, 27)).astype("float32")
     y = np.asarray(model(x))
     assert ((y > 0) & (y < 1)).all()
     model.save(tmp_path / "m.keras")
@@ -103,7 +103,8 @@ def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_pa
 def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
     clouds = [point_filter_training.cloud_scan(*surface_with_specks(seed=s)) for s in range(4)]
     inputs, labels = point_filter_training.training_patches(clouds[:3], 12, 256)
-    assert inputs.shape == (36, 256, 15) and labels.shape == (36, 256, 1)
+    channels = len(point_filtering.FEATURE_SETS["both"])
+    assert inputs.shape == (36, 256, channels) and labels.shape == (36, 256, 1)
     assert (labels == 0).any(axis=(1, 2)).sum() >= 18  # half the patches hold an artefact
     run = point_filter_training.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
     point_filter = run["filter"]
