@@ -33,7 +33,7 @@ OPEN3D_SUFFIXES = (".pts", ".xyzn", ".xyzrgb")
 CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz") + OPEN3D_SUFFIXES
 # Peak memory of reading and filtering a cloud, per point: the point filter's neighbour lists,
 # features and patches dominate. Filtering a 253 447-point scan raised the peak resident memory by
-# 337 MB (1 330 bytes per point); rounded up for the reading.
+# 336 MB (1 390 bytes per point); rounded up for the reading.
 BYTES_PER_POINT = 1500
 
 _PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("I", 1): "i1",
