@@ -174,8 +174,7 @@ def _evaluation_data(args: argparse.Namespace):
     if not pairs:
         raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
                                 "simulate') nor name.xyz + name.outliers pairs (PointCleanNet layout)")
-    from pcfilter_lib.io.clouds import read_pointcleannet
-    from pcfilter_lib.point_filter_training import cloud_scan
+    from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 
     def clouds():
         for path in pairs:

@@ -22,6 +22,7 @@ import numpy as np
 
 from pcfilter_lib import metrics, point_filtering
 from pcfilter_lib.filtering import ScanFilter, evaluate_filter
+from pcfilter_lib.io.clouds import scan_cloud
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
@@ -30,32 +31,6 @@ NETWORK = {"width": 0.1875, "dropout": 0.1, "patch_size": 256}
 # Open3D baselines tuned for unorganised clouds at each density; radii in metres, as for the scans.
 GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
          "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [0.002, 0.003, 0.005, 0.008, 0.012]}}
-
-
-def cloud_scan(points: np.ndarray, label: np.ndarray | None = None, kind: np.ndarray | None = None) -> dict:
-    """An (N, 3) cloud as a 1 x N scan-like dict, the form ``filtering.evaluate_filter`` and the
-    baselines read; ``label`` (1 keep, 0 artefact) and ``kind`` are optional per-point arrays.
-    Coordinates keep their precision (float32 or float64)."""
-    points = np.asarray(points)
-    points = points.astype(np.result_type(points.dtype, np.float32))  # float64 stays: far from the origin it matters
-    scan = {"xyz": points[None], "valid": np.isfinite(points).all(axis=1)[None]}
-    if label is not None:
-        scan["label"] = np.asarray(label, np.uint8)[None]
-    if kind is not None:
-        scan["kind"] = np.asarray(kind, np.uint8)[None]
-    return scan
-
-
-def scan_cloud(scan: Mapping, fraction: float = 1.0, seed: int = 0) -> dict:
-    """The measured points of a scan (grid dropped) as a ``cloud_scan``, randomly thinned to
-    ``fraction`` of them (drawn from ``seed``)."""
-    valid = np.asarray(scan["valid"], bool)
-    points, label, kind = (np.asarray(scan[key])[valid] for key in ("xyz", "label", "kind"))
-    if fraction < 1:
-        rng = np.random.default_rng(seed)
-        chosen = np.sort(rng.choice(len(points), size=max(1, int(round(fraction * len(points)))), replace=False))
-        points, label, kind = points[chosen], label[chosen], kind[chosen]
-    return cloud_scan(points, label, kind)
 
 
 def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_size: int, seed: int = 0,

@@ -47,16 +47,13 @@ FEATURE_SETS = {"coordinates": COORDINATES, "statistics": STATISTICS, "both": CO
 
 
 def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` as (N, 3) float64 and the (N,) bool mask of rows whose coordinates are all finite.
+    """``points`` as (N, 3) float64 and the (N,) bool mask of rows whose coordinates are all finite;
+    ``io.clouds.check_points`` errors when the array has another shape or no finite point at all."""
+    from pcfilter_lib.io.clouds import check_points
 
-    A clear ValueError when the array has another shape or holds no finite point at all."""
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be an (N, 3) array, got shape {points.shape}")
-    finite = np.isfinite(points).all(axis=1)
-    if not finite.any():
-        raise ValueError("the cloud holds no point with finite coordinates" if len(points) else
-                         "the cloud holds no points")
+    finite = np.isfinite(points).all(axis=-1) if points.ndim == 2 else np.ones(len(points), bool)
+    check_points(points[finite], "the cloud's points with finite coordinates")
     return points, finite
 
 
@@ -272,9 +269,6 @@ class PointFilter:
         prob = np.zeros(valid.shape, np.float32)
         prob[valid] = self.keep_probability_points(np.asarray(scan["xyz"])[valid])
         return prob
-
-    def keep_probabilities(self, scans) -> list[np.ndarray]:
-        return [self.keep_probability(s) for s in scans]
 
     def keep_mask(self, scan: Mapping) -> np.ndarray:
         """(H, W) bool: True where the scan has a point and the filter keeps it."""

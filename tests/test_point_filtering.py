@@ -12,6 +12,7 @@ runtime.setup(seed=0)
 import keras  # noqa: E402
 
 from pcfilter_lib import filtering, point_filter_training, point_filtering  # noqa: E402
+from pcfilter_lib.io.clouds import cloud_scan, scan_cloud  # noqa: E402
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation  # noqa: E402
 
 needs_weights = pytest.mark.skipif(not point_filtering.SHIPPED_POINT_MODEL.is_file(),
@@ -78,10 +79,9 @@ def test_patches_cover_every_point_and_follow_the_cloud_when_it_moves():
 def test_bad_clouds_get_clear_errors():
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         point_filtering.finite_points(np.zeros((5, 2)))
-    with pytest.raises(ValueError, match="holds no points"):
-        point_filtering.finite_points(np.zeros((0, 3)))
-    with pytest.raises(ValueError, match="no point with finite coordinates"):
-        point_filtering.finite_points(np.full((3, 3), np.nan))
+    for empty in (np.zeros((0, 3)), np.full((3, 3), np.nan)):
+        with pytest.raises(ValueError, match="with finite coordinates: there are no points"):
+            point_filtering.finite_points(empty)
     for n in (1, 2):
         with pytest.raises(ValueError, match=f"holds {n} point.*at least {point_filtering.MIN_POINTS}"):
             point_filtering.neighbourhoods(np.random.default_rng(0).random((n, 3)))
@@ -101,7 +101,7 @@ def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_pa
 
 
 def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
-    clouds = [point_filter_training.cloud_scan(*surface_with_specks(seed=s)) for s in range(4)]
+    clouds = [cloud_scan(*surface_with_specks(seed=s)) for s in range(4)]
     inputs, labels = point_filter_training.training_patches(clouds[:3], 12, 256)
     channels = len(point_filtering.FEATURE_SETS["both"])
     assert inputs.shape == (36, 256, channels) and labels.shape == (36, 256, 1)
@@ -129,7 +129,7 @@ def test_clouds():
     from pcfilter_lib.simulate.scanner import ScannerConfig
 
     scans = [make_scan(2024, i, ScannerConfig(width=320, height=240)) for i in range(3)]
-    return [point_filter_training.scan_cloud(scan) for scan in scans]
+    return [scan_cloud(scan) for scan in scans]
 
 
 @needs_weights
@@ -152,7 +152,7 @@ def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
     points, label = cloud["xyz"][0].astype(np.float64), cloud["label"]
     reference = filtering.evaluate_filter(point_filter, [cloud])
     for other in (points * 1000, moved(points), moved(points, 1000, seed=5)):
-        result = filtering.evaluate_filter(point_filter, [point_filter_training.cloud_scan(other, label[0])])
+        result = filtering.evaluate_filter(point_filter, [cloud_scan(other, label[0])])
         for name in ("mean_iou", "balanced_accuracy", "recall"):
             assert abs(result[name] - reference[name]) < 0.01 * reference[name], (name, result[name], reference[name])
 

@@ -6,12 +6,15 @@
 * PointCleanNet: ``name.xyz`` with one ``x y z`` line per point and ``name.outliers`` with one
   ``1`` (outlier = artefact) or ``0`` line per point.
 
-Only pixels with a point (label 0 or 1) are written, in row-major pixel order.
+Only pixels with a point (label 0 or 1) are written, in row-major pixel order. ``cloud_scan`` and
+``scan_cloud`` go the other way: a bare (N, 3) cloud as a 1 x N scan-like dict, which the filters
+and ``filtering.evaluate_filter`` read.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,32 @@ def scan_points(scan: dict) -> dict[str, np.ndarray]:
     valid = np.asarray(scan["valid"])
     return {"xyz": np.asarray(scan["xyz"], np.float32)[valid], "label": np.asarray(scan["label"])[valid],
             "kind": np.asarray(scan["kind"])[valid], "intensity": np.asarray(scan["intensity"], np.float32)[valid]}
+
+
+def cloud_scan(points: np.ndarray, label: np.ndarray | None = None, kind: np.ndarray | None = None) -> dict:
+    """An (N, 3) cloud as a 1 x N scan-like dict, the form ``filtering.evaluate_filter`` and the
+    baselines read; ``label`` (1 keep, 0 artefact) and ``kind`` are optional per-point arrays.
+    Coordinates keep their precision (float32 or float64)."""
+    points = np.asarray(points)
+    points = points.astype(np.result_type(points.dtype, np.float32))  # float64 stays: far from the origin it matters
+    scan = {"xyz": points[None], "valid": np.isfinite(points).all(axis=1)[None]}
+    if label is not None:
+        scan["label"] = np.asarray(label, np.uint8)[None]
+    if kind is not None:
+        scan["kind"] = np.asarray(kind, np.uint8)[None]
+    return scan
+
+
+def scan_cloud(scan: Mapping, fraction: float = 1.0, seed: int = 0) -> dict:
+    """The measured points of a scan (grid dropped) as a ``cloud_scan``, randomly thinned to
+    ``fraction`` of them (drawn from ``seed``)."""
+    valid = np.asarray(scan["valid"], bool)
+    points, label, kind = (np.asarray(scan[key])[valid] for key in ("xyz", "label", "kind"))
+    if fraction < 1:
+        rng = np.random.default_rng(seed)
+        chosen = np.sort(rng.choice(len(points), size=max(1, int(round(fraction * len(points)))), replace=False))
+        points, label, kind = points[chosen], label[chosen], kind[chosen]
+    return cloud_scan(points, label, kind)
 
 
 def check_points(points, what: str = "points", dtype=np.float64) -> np.ndarray:
