@@ -22,14 +22,15 @@ from pathlib import Path
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the comparison is on the CPU, also on a GPU machine
 
-from pcfilter_lib import runtime  # noqa: E402
+from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from pcfilter_lib import bench, filtering, point_filtering  # noqa: E402
-from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
+from pcfilter_lib import filters
+from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.io.files import atomic_write_text
 
 
 def load_or_simulate(path: Path | None) -> dict:
@@ -53,9 +54,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     scan = load_or_simulate(args.scan)
-    unet = filtering.unet_filter(args.model)
-    points_filter = point_filtering.point_filter(args.point_model)
-    sor = filtering.baseline_filter("sor")
+    unet = filters.unet_filter(args.model)
+    points_filter = filters.point_filter(args.point_model)
+    sor = filters.baseline_filter("sor")
     cloud = np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)]
     points = len(cloud)
     t_unet = bench.time_call(lambda: unet.keep_mask(scan), repeats=args.repeats, warmup=2)

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     runtime.setup(seed=args.seed)
     import keras
 
-    from pcfilter_lib import transfer
     from pcfilter_lib.data import modelnet
     from pcfilter_lib.io.files import atomic_write_text
     from pcfilter_lib.models import pointnet
+    from pcfilter_lib.recipes import transfer
 
     s = transfer.experiment_settings()
     root, kind = modelnet.ensure_dataset(progress=True)

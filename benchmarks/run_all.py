@@ -18,10 +18,10 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from pcfilter_lib import workloads  # noqa: E402
-from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
+from pcfilter_lib.bench import workloads
+from pcfilter_lib.io.files import atomic_write_text
 
 
 def main(argv=None) -> int:

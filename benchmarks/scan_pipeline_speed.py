@@ -20,12 +20,12 @@ from pcfilter_lib import config, runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib.data import scans  # noqa: E402
-from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
-from pcfilter_lib.simulate.dataset import write_dataset  # noqa: E402
-from pcfilter_lib.simulate.scanner import ScannerConfig  # noqa: E402
+from pcfilter_lib.data import scans
+from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.simulate.dataset import write_dataset
+from pcfilter_lib.simulate.scanner import ScannerConfig
 
 
 def tiny_model(channels: int) -> keras.Model:

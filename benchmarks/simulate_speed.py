@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib import bench
+from pcfilter_lib.bench import timing as bench
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.simulate.dataset import make_scan

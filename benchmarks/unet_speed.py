@@ -17,13 +17,14 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from pcfilter_lib import bench, losses  # noqa: E402
-from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
-from pcfilter_lib.models.unet import build_unet  # noqa: E402
+from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.nn import losses
 
 
 def measure(size: int, batch: int, repeats: int) -> dict:

@@ -45,10 +45,10 @@ def train_pointnet(out: Path, seed: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
-    from pcfilter_lib import transfer
     from pcfilter_lib.data import modelnet
     from pcfilter_lib.io.files import read_manifest, sha256
     from pcfilter_lib.models import pointnet
+    from pcfilter_lib.recipes import transfer
 
     root, kind = modelnet.ensure_dataset(seed=0, progress=True)
     s = POINTNET
@@ -89,18 +89,18 @@ def train_pointnet(out: Path, seed: int, epochs: int) -> dict:
 
 def train_unet(out: Path, seed: int, epochs: int) -> dict:
     """Train the U-Net artefact filter on the default simulated scans (made if missing); save
-    ``unet_filter.keras``; return the manifest (see ``pcfilter_lib.filter_training``)."""
-    from pcfilter_lib import filter_training
+    ``unet_filter.keras``; return the manifest (see ``pcfilter_lib.recipes.unet_filter``)."""
+    from pcfilter_lib.recipes import unet_filter as unet_recipe
 
-    return filter_training.train_reference_filter(out, seed=seed, epochs=epochs)
+    return unet_recipe.train_reference_filter(out, seed=seed, epochs=epochs)
 
 
 def train_point_filter(out: Path, seed: int, epochs: int) -> dict:
     """Train the point-based artefact filter on the points of the default simulated scans (made if
-    missing); save ``pointnet_filter.keras``; return the manifest (see ``pcfilter_lib.point_filter_training``)."""
-    from pcfilter_lib import point_filter_training
+    missing); save ``pointnet_filter.keras``; return the manifest (see ``pcfilter_lib.recipes.point_filter``)."""
+    from pcfilter_lib.recipes import point_filter as point_recipe
 
-    return point_filter_training.train_reference_point_filter(out, seed=seed, epochs=epochs)
+    return point_recipe.train_reference_point_filter(out, seed=seed, epochs=epochs)
 
 
 TARGETS = {"pointnet": (train_pointnet, "pointnet_modelnet10.json", lambda: config.choose(full=25, fast=2)),

@@ -80,7 +80,7 @@ def _make_filter(args: argparse.Namespace, organised: bool = True):
     """The filter asked for: ``--method`` (a baseline with its tuned parameters) or ``--model`` (a
     file, or ``unet`` / ``points`` for the shipped filters; by default the U-Net for organised input
     and the point filter for unorganised clouds), with its manifest's threshold unless ``--threshold``."""
-    from pcfilter_lib import filtering, point_filtering
+    from pcfilter_lib import filters
 
     if args.method:
         if args.threshold is not None:
@@ -88,14 +88,14 @@ def _make_filter(args: argparse.Namespace, organised: bool = True):
         if args.method == "morph" and not organised:
             raise ValueError("--method morph works on the pixel grid of an organised scan; this input is an "
                              "unorganised cloud (use the point filter, or --method sor / ror)")
-        return filtering.baseline_filter(args.method)
+        return filters.baseline_filter(args.method)
     if args.model == "points":
-        return point_filtering.point_filter(None, args.threshold)
+        return filters.point_filter(None, args.threshold)
     if args.model == "unet":
         if not organised:
             raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
-        return filtering.unet_filter(None, args.threshold)
-    return filtering.load_filter(args.model, args.threshold, organised)
+        return filters.unet_filter(None, args.threshold)
+    return filters.load_filter(args.model, args.threshold, organised)
 
 
 def _read_filter_input(path):
@@ -165,11 +165,11 @@ def _evaluation_data(args: argparse.Namespace):
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
     if read_manifest(folder) is not None:
-        from pcfilter_lib import filtering
+        from pcfilter_lib import filters
         from pcfilter_lib.data.scans import split_files
 
         files = split_files(folder, args.split)
-        return f"{len(files)} {args.split} scans of {folder}", filtering.iter_scans(files), True
+        return f"{len(files)} {args.split} scans of {folder}", filters.iter_scans(files), True
     pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
     if not pairs:
         raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
@@ -190,10 +190,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     what, scans, organised = _evaluation_data(args)  # a quick answer before TensorFlow starts
     runtime.setup(seed=None)
-    from pcfilter_lib import filtering
+    from pcfilter_lib import filters
 
     scan_filter = _make_filter(args, organised)
-    result = filtering.evaluate_filter(scan_filter, scans, progress=not args.json)
+    result = filters.evaluate_filter(scan_filter, scans, progress=not args.json)
     params = getattr(scan_filter, "params", None)
     result.update(split=args.split if organised else None, data=str(args.data),
                   threshold=scan_filter.threshold if args.method is None else None, params=params or None)
@@ -231,7 +231,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pcfilter_lib import runtime
 
     runtime.setup(seed=None)
-    from pcfilter_lib import workloads
+    from pcfilter_lib.bench import workloads
 
     out = Path(args.out) if args.out else config.data_dir() / "bench" / "results.json"
     rows = workloads.collect(args.backends, args.models, progress=not args.json)
@@ -333,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     modelnet.add_argument("--quiet", action="store_true", help="no progress bar")
     modelnet.set_defaults(run=_cmd_modelnet)
 
-    from pcfilter_lib.workloads import BACKENDS, MODELS
+    from pcfilter_lib.bench.workloads import BACKENDS, MODELS
 
     bench = commands.add_parser(
         "bench", help="time the U-Net filter and PointNet on this machine, per Keras backend",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pcfilter_lib import baselines
+from pcfilter_lib.filters import baselines
 
 
 def plane_with_specks(h=40, w=50, seed=0):

@@ -5,7 +5,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from pcfilter_lib import bench, convmath
+from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.nn import convmath
 
 
 def test_time_call_counts_calls_and_orders_statistics():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcfilter_lib import filtering, point_filtering
+from pcfilter_lib import filters
 from pcfilter_lib.io.organised import read_cloud, write_points
 from pcfilter_lib.io.scan import load_scan
 
@@ -49,7 +49,7 @@ def test_filter_writes_kept_and_removed_points_that_add_up(dataset, tmp_path):
     assert again.returncode == 0, again.stderr
 
 
-@pytest.mark.skipif(not filtering.SHIPPED_MODEL.is_file(), reason="the shipped U-Net filter is missing")
+@pytest.mark.skipif(not filters.SHIPPED_MODEL.is_file(), reason="the shipped U-Net filter is missing")
 def test_filter_uses_the_shipped_unet_by_default_without_noise_on_stderr(dataset, tmp_path):
     scan_path = next((dataset / "val").glob("*.npz"))
     result = run("filter", scan_path, "-o", tmp_path / "kept.ply")
@@ -85,8 +85,8 @@ def test_evaluate_json_matches_the_library(dataset):
     result = run("evaluate", "--data", dataset, "--split", "test", "--method", "morph", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    scans = list(filtering.iter_scans(sorted((dataset / "test").glob("*.npz"))))
-    expected = filtering.evaluate_filter(filtering.baseline_filter("morph"), scans)
+    scans = list(filters.iter_scans(sorted((dataset / "test").glob("*.npz"))))
+    expected = filters.evaluate_filter(filters.baseline_filter("morph"), scans)
     for key in ("tp", "fn", "fp", "tn", "mean_iou", "balanced_accuracy", "f1", "false_omission_rate", "recall"):
         assert report[key] == pytest.approx(expected[key])
     assert set(report["kinds"]) == {"interreflection", "mixed", "specular"}
@@ -103,7 +103,7 @@ def test_evaluate_json_matches_the_library(dataset):
 
 # Unorganised clouds: the point filter
 
-needs_point_filter = pytest.mark.skipif(not point_filtering.SHIPPED_POINT_MODEL.is_file(),
+needs_point_filter = pytest.mark.skipif(not filters.SHIPPED_POINT_MODEL.is_file(),
                                         reason="the shipped point filter is missing")
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pcfilter_lib import convmath
+from pcfilter_lib.nn import convmath
 
 RNG = np.random.default_rng(0)
 

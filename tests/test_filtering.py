@@ -10,11 +10,18 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib import baselines, filter_training, filtering  # noqa: E402
-from pcfilter_lib.io import organised  # noqa: E402
-from pcfilter_lib.models.unet import build_unet  # noqa: E402
+from pcfilter_lib import filters
+from pcfilter_lib.data import crops
+from pcfilter_lib.filters import baselines, thresholds
+from pcfilter_lib.io import (
+    model_cards,
+    organised,
+)
+from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.nn import losses
+from pcfilter_lib.recipes import unet_filter as unet_recipe
 
 
 def toy_scan(h=37, w=50, seed=0):
@@ -45,62 +52,64 @@ def validity_model():
     return keras.Model(inputs, outputs)
 
 
-def test_a_filter_is_a_model_or_a_method_and_checks_its_threshold():
-    with pytest.raises(ValueError, match="exactly one"):
-        filtering.ScanFilter("none")
+def test_filters_check_their_method_and_threshold_and_share_one_interface():
     with pytest.raises(ValueError, match="unknown method"):
-        filtering.ScanFilter("x", method="median")
+        filters.BaselineFilter("x", method="median")
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        filtering.ScanFilter("x", method="sor", threshold=1.0)
+        filters.BaselineFilter("x", method="sor", threshold=1.0)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        filters.UNetFilter("x", model=validity_model(), threshold=0.0)
+    assert isinstance(filters.BaselineFilter("sor", "sor"), filters.Filter)
+    assert isinstance(filters.UNetFilter("unet", validity_model()), filters.Filter)
 
 
 def test_unet_probabilities_have_the_scan_shape_and_zero_where_there_is_no_point():
     scans = [toy_scan(), toy_scan(20, 33, seed=1), toy_scan(seed=2)]
     model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))
-    probs = filtering.predict_keep(model, scans)
+    probs = filters.predict_keep(model, scans)
     for scan, prob in zip(scans, probs, strict=True):
         assert prob.shape == scan["valid"].shape and prob.dtype == np.float32
         assert (prob[~scan["valid"]] == 0).all()
         assert ((prob >= 0) & (prob <= 1)).all() and prob[scan["valid"]].std() > 0
     # batching scans of one size together gives what one scan alone gives
-    np.testing.assert_allclose(probs[2], filtering.predict_keep(model, [scans[2]])[0], atol=1e-5)
+    np.testing.assert_allclose(probs[2], filters.predict_keep(model, [scans[2]])[0], atol=1e-5)
 
 
 def test_evaluation_counts_every_labelled_point_and_each_kind():
     scan = toy_scan()
-    keep_all = filtering.ScanFilter("all", model=validity_model())
-    result = filtering.evaluate_filter(keep_all, [scan, scan])
+    keep_all = filters.UNetFilter("all", model=validity_model())
+    result = filters.evaluate_filter(keep_all, [scan, scan])
     n_true, n_artefact = 2 * int((scan["label"] == 1).sum()), 2 * int((scan["label"] == 0).sum())
     assert (result["tp"], result["fn"], result["fp"], result["tn"]) == (n_true, 0, n_artefact, 0)
     assert result["recall"] == 1.0 and result["tnr"] == 0.0 and result["scans"] == 2
     assert result["kinds"]["interreflection"] == {"points": n_artefact, "removed": 0.0}
     assert result["kinds"]["specular"]["removed"] is None
 
-    sor = filtering.baseline_filter("sor", {"nb_neighbors": 8, "std_ratio": 1.0})
-    result = filtering.evaluate_filter(sor, [scan])
+    sor = filters.baseline_filter("sor", {"nb_neighbors": 8, "std_ratio": 1.0})
+    result = filters.evaluate_filter(sor, [scan])
     keep = baselines.keep_mask(scan, "sor", nb_neighbors=8, std_ratio=1.0)
     assert result["kinds"]["interreflection"]["removed"] == pytest.approx((~keep[scan["label"] == 0]).mean())
     assert result["tn"] > 20  # the ghosts in front of the plane are found
     with pytest.raises(ValueError, match="at least one scan"):
-        filtering.evaluate_filter(sor, [])
+        filters.evaluate_filter(sor, [])
 
 
 def test_saved_filter_loads_with_the_threshold_of_its_manifest(tmp_path):
     model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))
     path = tmp_path / "f.keras"
     model.save(path)
-    assert filtering.unet_filter(path).threshold == 0.5  # no manifest
+    assert filters.unet_filter(path).threshold == 0.5  # no manifest
     (tmp_path / "f.json").write_text(json.dumps({"threshold": 0.3}))
-    loaded = filtering.unet_filter(path)
+    loaded = filters.unet_filter(path)
     assert loaded.threshold == 0.3 and loaded.validity
-    assert filtering.unet_filter(path, threshold=0.7).threshold == 0.7
+    assert filters.unet_filter(path, threshold=0.7).threshold == 0.7
     scan = toy_scan()
     np.testing.assert_array_equal(loaded.keep_mask(scan), loaded.keep_probability(scan) >= 0.3)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        filtering.unet_filter(tmp_path / "missing.keras")
+        filters.unet_filter(tmp_path / "missing.keras")
     (tmp_path / "bad.keras").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a loadable Keras model"):
-        filtering.unet_filter(tmp_path / "bad.keras")
+        filters.unet_filter(tmp_path / "bad.keras")
 
 
 def test_crops_are_reproducible_and_centre_on_artefacts():
@@ -108,23 +117,23 @@ def test_crops_are_reproducible_and_centre_on_artefacts():
     from pcfilter_lib.data.scans import scan_inputs, scan_targets
 
     example = (scan_inputs(scan), *scan_targets(scan))
-    crops = filter_training.CropSequence([example], size=32, crops=20, batch_size=8, artefact_share=1.0, seed=3)
-    assert len(crops) == 3
-    x, y, w = crops[0]
+    sequence = crops.CropSequence([example], size=32, crops=20, batch_size=8, artefact_share=1.0, seed=3)
+    assert len(sequence) == 3
+    x, y, w = sequence[0]
     assert x.shape == (8, 32, 32, 6) and y.shape == (8, 32, 32, 1) and w.shape == (8, 32, 32)
-    assert crops[2][0].shape[0] == 4  # the last batch holds the rest
+    assert sequence[2][0].shape[0] == 4  # the last batch holds the rest
     assert all((y[i][w[i] > 0] == 0).any() for i in range(8))  # every crop holds an artefact
-    np.testing.assert_array_equal(x, crops[0][0])
-    crops.on_epoch_end()
-    assert not np.array_equal(x, crops[0][0])  # a new epoch draws new crops
+    np.testing.assert_array_equal(x, sequence[0][0])
+    sequence.on_epoch_end()
+    assert not np.array_equal(x, sequence[0][0])  # a new epoch draws new crops
     with pytest.raises(ValueError, match="larger than a training scan"):
-        filter_training.CropSequence([example], size=96)
+        crops.CropSequence([example], size=96)
 
 
 def test_threshold_keeps_the_required_share_of_true_points():
     scans = [toy_scan(seed=s) for s in range(2)]
     model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))
-    threshold, sweep = filter_training.choose_threshold(model, scans, min_recall=0.99)
+    threshold, sweep = thresholds.choose_threshold(filters.UNetFilter("unet", model), scans, min_recall=0.99)
     row = int(np.argmin(np.abs(sweep["threshold"] - threshold)))
     assert sweep["recall"][row] >= 0.99 or threshold == sweep["threshold"].min()
 
@@ -167,19 +176,19 @@ def test_bad_clouds_get_clear_errors(tmp_path):
 
 # The shipped filter (issue: "the shipped weights still beat every baseline on a small fixed test set")
 
-needs_weights = pytest.mark.skipif(not filtering.SHIPPED_MODEL.is_file(),
+needs_weights = pytest.mark.skipif(not filters.SHIPPED_MODEL.is_file(),
                                    reason="pcfilter_lib/weights/unet_filter.keras is missing; train it with "
                                           "data_scripts/train_reference_models.py --target unet")
 
 
 @needs_weights
 def test_shipped_filter_is_small_loads_alone_and_records_how_it_was_made():
-    import pcfilter_lib.losses  # noqa: F401
-    import pcfilter_lib.metrics  # noqa: F401
+    import pcfilter_lib.nn.losses  # noqa: F401
+    import pcfilter_lib.nn.metrics  # noqa: F401
 
-    model = keras.models.load_model(filtering.SHIPPED_MODEL)
+    model = keras.models.load_model(filters.SHIPPED_MODEL)
     assert 1e5 <= model.count_params() <= 2.4e5
-    manifest = filtering.read_filter_manifest()
+    manifest = model_cards.read_model_card(filters.SHIPPED_MODEL)
     assert 0 < manifest["threshold"] < 1
     assert manifest["parameters"] == model.count_params()
     assert manifest["data"]["generator"] == "pcfilter.simulate" and manifest["data"]["seed"] == 0
@@ -200,9 +209,9 @@ def test_shipped_filter_beats_every_tuned_baseline_on_fixed_scans():
     # Eight scans pooled: on a single scan with few inter-reflections a tuned baseline can win, because the
     # U-Net removes few mixed pixels (see the per-kind table of chapter 5).
     scans = [make_scan(2024, i, ScannerConfig(width=640, height=480)) for i in range(8)]
-    unet = filtering.evaluate_filter(filtering.unet_filter(), scans)
+    unet = filters.evaluate_filter(filters.unet_filter(), scans)
     for method in baselines.METHODS:
-        baseline = filtering.evaluate_filter(filtering.baseline_filter(method), scans)
+        baseline = filters.evaluate_filter(filters.baseline_filter(method), scans)
         assert unet["mean_iou"] > baseline["mean_iou"], (method, unet["mean_iou"], baseline["mean_iou"])
     assert unet["recall"] > 0.98
 
@@ -212,12 +221,12 @@ def test_training_runs_end_to_end_and_the_loss_names_are_checked(tmp_path):
 
     scans = [toy_scan(64, 80, seed=s) for s in range(3)]
     examples = [(scan_inputs(s), *scan_targets(s)) for s in scans[:2]]
-    run = filter_training.train_filter([], scans[2:], "weighted_bce", epochs=1, crop=32, crops=16, batch_size=8,
+    run = unet_recipe.train_filter([], scans[2:], "weighted_bce", epochs=1, crop=32, crops=16, batch_size=8,
                                        examples=examples, jit_compile=False)
     assert 0 < run["threshold"] < 1 and len(run["history"]["loss"]) == 1
     assert run["filter"].keep_mask(scans[2]).shape == (64, 80)
     assert run["settings"]["loss"] == "weighted_bce" and run["model"].count_params() == 237505
     with pytest.raises(ValueError, match="unknown loss"):
-        filter_training.make_loss("hinge")
+        losses.make_loss("hinge")
     with pytest.raises(ValueError, match="needs training labels"):
-        filter_training.make_loss("weighted_bce")
+        losses.make_loss("weighted_bce")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcfilter_lib import losses
+from pcfilter_lib.nn import losses
 
 RNG = np.random.default_rng(0)
 ALL = [losses.BinaryCrossentropy(), losses.WeightedBinaryCrossentropy(0.6, 3.0), losses.BinaryFocalLoss(0.25, 2.0),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pcfilter_lib import metrics
+from pcfilter_lib.nn import metrics
 
 # The confusion matrix of the original project's slides and the values derived from it.
 SLIDES = dict(tp=18508, fn=53, fp=112, tn=166)

@@ -13,10 +13,13 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-from pcfilter_lib.data import modelnet, procedural_modelnet  # noqa: E402
-from pcfilter_lib.data.sampling import normalize_unit_sphere, sample_surface, triangle_areas  # noqa: E402
-from pcfilter_lib.io.files import verify_folder  # noqa: E402
-from pcfilter_lib.io.off import read_off  # noqa: E402
+from pcfilter_lib.data import (
+    modelnet,
+    procedural_modelnet,
+)
+from pcfilter_lib.geometry.sampling import normalize_unit_sphere, sample_surface, triangle_areas
+from pcfilter_lib.io.files import verify_folder
+from pcfilter_lib.io.off import read_off
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "modelnet10"
 SMALL = {name: (4, 2) for name in procedural_modelnet.CLASSES}

@@ -9,9 +9,9 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib.models import mvcnn  # noqa: E402
+from pcfilter_lib.models import mvcnn
 
 
 def _views(n=4, v=3, size=16, seed=0):

@@ -9,13 +9,17 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib import filtering, point_filter_training, point_filtering  # noqa: E402
-from pcfilter_lib.io.clouds import cloud_scan, scan_cloud  # noqa: E402
-from pcfilter_lib.models.pointnet import build_pointnet_segmentation  # noqa: E402
+from pcfilter_lib import filters
+from pcfilter_lib.data import patches
+from pcfilter_lib.geometry import point_features
+from pcfilter_lib.io import model_cards
+from pcfilter_lib.io.clouds import cloud_scan, scan_cloud
+from pcfilter_lib.models.pointnet import build_pointnet_segmentation
+from pcfilter_lib.recipes import point_filter as point_recipe
 
-needs_weights = pytest.mark.skipif(not point_filtering.SHIPPED_POINT_MODEL.is_file(),
+needs_weights = pytest.mark.skipif(not filters.SHIPPED_POINT_MODEL.is_file(),
                                    reason="pcfilter_lib/weights/pointnet_filter.keras is missing; train it with "
                                           "data_scripts/train_reference_models.py --target pointfilter")
 
@@ -36,20 +40,20 @@ def moved(points, scale=1.0, seed=1):
 
 def test_features_do_not_depend_on_units_or_placement():
     points, _ = surface_with_specks()
-    reference = point_filtering.local_statistics(point_filtering.neighbourhoods(points))
+    reference = point_features.local_statistics(point_features.neighbourhoods(points))
     for other in (points * 1000, moved(points), moved(points, scale=1000)):
-        hood = point_filtering.neighbourhoods(other)
-        np.testing.assert_allclose(point_filtering.local_statistics(hood), reference, atol=2e-3)
-    hood = point_filtering.neighbourhoods(points)
+        hood = point_features.neighbourhoods(other)
+        np.testing.assert_allclose(point_features.local_statistics(hood), reference, atol=2e-3)
+    hood = point_features.neighbourhoods(points)
     assert hood.spacing > 0 and np.isclose(np.median(hood.distances[:, 0]), 1.0)
 
 
 def test_statistics_separate_floating_points_from_the_surface():
     points, label = surface_with_specks()
-    stats = point_filtering.local_statistics(point_filtering.neighbourhoods(points))
-    within = stats[:, point_filtering.STATISTICS.index("within_2s")]
+    stats = point_features.local_statistics(point_features.neighbourhoods(points))
+    within = stats[:, point_features.STATISTICS.index("within_2s")]
     assert within[label == 1].mean() > 3 * within[label == 0].mean()
-    assert stats.shape == (len(points), len(point_filtering.STATISTICS)) and np.isfinite(stats).all()
+    assert stats.shape == (len(points), len(point_features.STATISTICS)) and np.isfinite(stats).all()
 
 
 def test_closed_form_eigenvalues_match_numpy():
@@ -57,36 +61,36 @@ def test_closed_form_eigenvalues_match_numpy():
     a = rng.normal(size=(500, 3, 3))
     covariance = a @ a.transpose(0, 2, 1)
     keys = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}
-    values, normal = point_filtering._symmetric_eigen({k: covariance[:, i, j] for k, (i, j) in keys.items()})
-    expected, vectors = point_filtering._eigen(covariance)
+    values, normal = point_features._symmetric_eigen({k: covariance[:, i, j] for k, (i, j) in keys.items()})
+    expected, vectors = point_features._eigen(covariance)
     np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(np.abs(np.einsum("ni,ni->n", normal, vectors[:, :, 2])), 1, atol=1e-6)
 
 
 def test_patches_cover_every_point_and_follow_the_cloud_when_it_moves():
     points, _ = surface_with_specks()
-    hood = point_filtering.neighbourhoods(points)
-    patches = point_filtering.seed_patches(hood, 128)
+    hood = point_features.neighbourhoods(points)
+    patches = point_features.seed_patches(hood, 128)
     assert patches.shape[1] == 128 and set(np.unique(patches)) == set(range(len(points)))
-    moved_hood = point_filtering.neighbourhoods(moved(points, 1000))
-    assert np.array_equal(np.sort(point_filtering.seed_patches(moved_hood, 128), 1), np.sort(patches, 1))
-    local = point_filtering.patch_coordinates(hood, patches)
-    np.testing.assert_allclose(point_filtering.patch_coordinates(moved_hood, patches), local, atol=1e-2)
-    small = point_filtering.neighbourhoods(points[:50])
-    assert point_filtering.seed_patches(small, 128).shape[1] == 50  # a patch never exceeds the cloud
+    moved_hood = point_features.neighbourhoods(moved(points, 1000))
+    assert np.array_equal(np.sort(point_features.seed_patches(moved_hood, 128), 1), np.sort(patches, 1))
+    local = point_features.patch_coordinates(hood, patches)
+    np.testing.assert_allclose(point_features.patch_coordinates(moved_hood, patches), local, atol=1e-2)
+    small = point_features.neighbourhoods(points[:50])
+    assert point_features.seed_patches(small, 128).shape[1] == 50  # a patch never exceeds the cloud
 
 
 def test_bad_clouds_get_clear_errors():
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
-        point_filtering.finite_points(np.zeros((5, 2)))
+        point_features.finite_points(np.zeros((5, 2)))
     for empty in (np.zeros((0, 3)), np.full((3, 3), np.nan)):
         with pytest.raises(ValueError, match="with finite coordinates: there are no points"):
-            point_filtering.finite_points(empty)
+            point_features.finite_points(empty)
     for n in (1, 2):
-        with pytest.raises(ValueError, match=f"holds {n} point.*at least {point_filtering.MIN_POINTS}"):
-            point_filtering.neighbourhoods(np.random.default_rng(0).random((n, 3)))
+        with pytest.raises(ValueError, match=f"holds {n} point.*at least {point_features.MIN_POINTS}"):
+            point_features.neighbourhoods(np.random.default_rng(0).random((n, 3)))
     with pytest.raises(ValueError, match="coincides"):
-        point_filtering.neighbourhoods(np.ones((10, 3)))
+        point_features.neighbourhoods(np.ones((10, 3)))
 
 
 def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_path):
@@ -102,23 +106,23 @@ def test_segmentation_network_without_transforms_reads_features_and_saves(tmp_pa
 
 def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
     clouds = [cloud_scan(*surface_with_specks(seed=s)) for s in range(4)]
-    inputs, labels = point_filter_training.training_patches(clouds[:3], 12, 256)
-    channels = len(point_filtering.FEATURE_SETS["both"])
+    inputs, labels = patches.training_patches(clouds[:3], 12, 256)
+    channels = len(point_features.FEATURE_SETS["both"])
     assert inputs.shape == (36, 256, channels) and labels.shape == (36, 256, 1)
     assert (labels == 0).any(axis=(1, 2)).sum() >= 18  # half the patches hold an artefact
-    run = point_filter_training.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
+    run = point_recipe.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
     point_filter = run["filter"]
     assert 0 < run["threshold"] < 1 and point_filter.feature_set == "statistics"
-    result = filtering.evaluate_filter(point_filter, clouds[3:])
+    result = filters.evaluate_filter(point_filter, clouds[3:])
     assert result["scans"] == 1 and result["tp"] + result["fn"] == 3000
     prob = point_filter.keep_probability_points(np.r_[clouds[3]["xyz"][0], [[np.nan, 0, 0]]])
     assert prob.shape == (3041,) and prob[-1] == 0 and ((prob[:-1] >= 0) & (prob[:-1] <= 1)).all()
     path = tmp_path / "pf.keras"
     point_filter.model.save(path)
-    loaded = filtering.load_filter(path, threshold=0.3, organised=False)
-    assert isinstance(loaded, point_filtering.PointFilter) and loaded.threshold == 0.3
+    loaded = filters.load_filter(path, threshold=0.3, organised=False)
+    assert isinstance(loaded, filters.PointFilter) and loaded.threshold == 0.3
     with pytest.raises(ValueError, match="feature set"):
-        point_filtering.PointFilter(point_filter.model, feature_set="both")
+        filters.PointFilter(point_filter.model, feature_set="both")
 
 
 # The shipped filter
@@ -134,34 +138,34 @@ def test_clouds():
 
 @needs_weights
 def test_shipped_point_filter_records_how_it_was_made():
-    manifest = filtering.read_filter_manifest(point_filtering.SHIPPED_POINT_MODEL)
+    manifest = model_cards.read_model_card(filters.SHIPPED_POINT_MODEL)
     from pcfilter_lib.simulate.dataset import VERSION
 
     assert manifest["data"]["version"] == VERSION, "retrain the point filter: the simulator has changed since"
     assert manifest["command"].startswith("python data_scripts/train_reference_models.py --target pointfilter")
-    assert manifest["settings"]["feature_set"] in point_filtering.FEATURE_SETS
-    assert set(manifest["ablation"]) == set(point_filtering.FEATURE_SETS)
-    assert set(manifest["densities"]) == {str(f) for f in point_filter_training.FRACTIONS}
-    assert manifest["file_bytes"] == point_filtering.SHIPPED_POINT_MODEL.stat().st_size
+    assert manifest["settings"]["feature_set"] in point_features.FEATURE_SETS
+    assert set(manifest["ablation"]) == set(point_features.FEATURE_SETS)
+    assert set(manifest["densities"]) == {str(f) for f in point_recipe.FRACTIONS}
+    assert manifest["file_bytes"] == filters.SHIPPED_POINT_MODEL.stat().st_size
 
 
 @needs_weights
 def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
-    point_filter = point_filtering.point_filter()
+    point_filter = filters.point_filter()
     cloud = test_clouds[0]
     points, label = cloud["xyz"][0].astype(np.float64), cloud["label"]
-    reference = filtering.evaluate_filter(point_filter, [cloud])
+    reference = filters.evaluate_filter(point_filter, [cloud])
     for other in (points * 1000, moved(points), moved(points, 1000, seed=5)):
-        result = filtering.evaluate_filter(point_filter, [cloud_scan(other, label[0])])
+        result = filters.evaluate_filter(point_filter, [cloud_scan(other, label[0])])
         for name in ("mean_iou", "balanced_accuracy", "recall"):
             assert abs(result[name] - reference[name]) < 0.01 * reference[name], (name, result[name], reference[name])
 
 
 @needs_weights
 def test_shipped_point_filter_beats_the_tuned_baselines_on_fixed_clouds(test_clouds):
-    manifest = filtering.read_filter_manifest(point_filtering.SHIPPED_POINT_MODEL)
-    learned = filtering.evaluate_filter(point_filtering.point_filter(), test_clouds)
+    manifest = model_cards.read_model_card(filters.SHIPPED_POINT_MODEL)
+    learned = filters.evaluate_filter(filters.point_filter(), test_clouds)
     for method, row in manifest["densities"]["1.0"]["baselines"].items():
-        baseline = filtering.evaluate_filter(filtering.baseline_filter(method, row["params"]), test_clouds)
+        baseline = filters.evaluate_filter(filters.baseline_filter(method, row["params"]), test_clouds)
         assert learned["mean_iou"] > baseline["mean_iou"], (method, learned["mean_iou"], baseline["mean_iou"])
     assert learned["recall"] > 0.98

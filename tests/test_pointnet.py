@@ -15,9 +15,9 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib.models import pointnet  # noqa: E402
+from pcfilter_lib.models import pointnet
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "pcfilter_lib" / "weights" / "pointnet_modelnet10.keras"

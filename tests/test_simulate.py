@@ -6,6 +6,8 @@ import numpy as np
 import open3d as o3d
 import pytest
 
+from pcfilter_lib import labels
+from pcfilter_lib.geometry import normals
 from pcfilter_lib.simulate import scanner as sc
 from pcfilter_lib.simulate.scene import (
     BIN_INNER,
@@ -136,7 +138,7 @@ def test_all_effects_off_gives_exact_points_and_labels():
     assert valid.mean() > 0.5
     assert set(np.unique(out["label"][valid])) == {1}
     np.testing.assert_allclose(out["xyz"][valid], out["clean_xyz"][valid], atol=1e-5)
-    assert set(np.unique(out["kind"][~valid])) <= {sc.KIND_NONE, sc.KIND_SHADOW, sc.KIND_DARK}
+    assert set(np.unique(out["kind"][~valid])) <= {labels.KIND_NONE, labels.KIND_SHADOW, labels.KIND_DARK}
 
 
 def test_depth_noise_grows_with_depth_squared():
@@ -156,7 +158,7 @@ def test_shadows_are_where_the_projector_cannot_see():
     scene = _scene([tall], [MATTE, MATTE])
     on = _scan(scene, effects=("shadow",))
     off = _scan(scene, effects=())
-    shadow = on["kind"] == sc.KIND_SHADOW
+    shadow = on["kind"] == labels.KIND_SHADOW
     assert (on["label"][shadow] == 255).all()
     cast = shadow & off["valid"]  # lit once the cast shadow is switched off
     assert cast.sum() > 20
@@ -173,7 +175,7 @@ def test_interreflection_makes_ghosts_in_a_shiny_corner_only_when_on():
     scene = _scene([], [SHINY])  # a polished bin: its corners reflect the floor's light into the walls
     on = _scan(scene, effects=("shadow", "interreflection"))
     off = _scan(scene, effects=("shadow",))
-    ghosts = (on["label"] == 0) & (on["kind"] == sc.KIND_INTERREFLECTION)
+    ghosts = (on["label"] == 0) & (on["kind"] == labels.KIND_INTERREFLECTION)
     assert ghosts.sum() > 20
     assert not ((off["label"] == 0).any())
     # Ghosts lie on the camera ray at a false depth, and sit on the walls (not the floor's middle).
@@ -192,7 +194,7 @@ def test_mixed_pixels_only_at_depth_discontinuities():
     scene = _scene([_box((-0.06, -0.04, 0), (0.06, 0.04, 0.1))], [MATTE, MATTE])
     on = _scan(scene, effects=("mixed",), mixed_probability=1.0)
     off = _scan(scene, effects=())
-    mixed = on["kind"] == sc.KIND_MIXED
+    mixed = on["kind"] == labels.KIND_MIXED
     assert mixed.sum() > 10
     assert (on["label"][mixed] == 0).all() and not (off["label"] == 0).any()
     depth = np.where(np.isfinite(off["clean_xyz"][..., 2]), off["clean_xyz"][..., 2], np.inf)
@@ -212,11 +214,11 @@ def test_specular_highlights_saturate_on_shiny_parts():
     scene = _scene([_box((-0.08, -0.06, 0), (0.08, 0.06, 0.01))], [MATTE, SHINY])
     on = _scan(scene, effects=("specular",))
     off = _scan(scene, effects=())
-    spec = on["kind"] == sc.KIND_SPECULAR
+    spec = on["kind"] == labels.KIND_SPECULAR
     assert spec.sum() > 5
     assert (on["surface"][spec] == 2).mean() > 0.8  # on the shiny plate
     assert set(np.unique(on["label"][spec])) <= {0, 255} and (on["label"][spec] == 255).any()
-    assert not (off["kind"] == sc.KIND_SPECULAR).any()
+    assert not (off["kind"] == labels.KIND_SPECULAR).any()
     assert on["intensity"].max() == 1.0  # the highlight clips the intensity image
 
 
@@ -243,10 +245,10 @@ def test_estimate_normals_on_a_tilted_plane():
     x, y = (u - 15) * 0.01, (v - 10) * 0.01
     xyz = np.stack([x, y, 1 + 0.5 * x], -1).astype(np.float32)
     xyz[5, 5] = np.nan
-    normals = sc.estimate_normals(xyz)
+    estimated = normals.estimate_normals(xyz)
     expected = np.array([0.5, 0, -1]) / np.linalg.norm([0.5, 0, -1])  # towards the camera at the origin
-    np.testing.assert_allclose(normals[np.isfinite(xyz[..., 0])], np.broadcast_to(expected, (599, 3)), atol=1e-5)
-    assert np.isnan(normals[5, 5]).all()
+    np.testing.assert_allclose(estimated[np.isfinite(xyz[..., 0])], np.broadcast_to(expected, (599, 3)), atol=1e-5)
+    assert np.isnan(estimated[5, 5]).all()
 
 
 def test_a_default_scene_scan_is_deterministic_and_has_artefacts():

@@ -2,9 +2,11 @@
 
 import pytest
 
-from pcfilter_lib import losses, training, workloads
+from pcfilter_lib.bench import workloads
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.nn import fit as training
+from pcfilter_lib.nn import losses
 
 
 def test_training_records_history_and_time():

@@ -9,11 +9,11 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib import transfer  # noqa: E402
-from pcfilter_lib.data.modelnet import Clouds, select_classes  # noqa: E402
-from pcfilter_lib.models import pointnet  # noqa: E402
+from pcfilter_lib.data.modelnet import Clouds, select_classes
+from pcfilter_lib.models import pointnet
+from pcfilter_lib.recipes import transfer
 
 CLASSES = ("a", "b", "c", "d")
 

@@ -8,9 +8,12 @@ import numpy as np
 import open3d as o3d
 import pytest
 
-from pcfilter_lib import voxels as vx
 from pcfilter_lib.data.procedural_modelnet import make_shape
+from pcfilter_lib.geometry import voxels as vx
+from pcfilter_lib.geometry.views import render_depth_views
 from pcfilter_lib.io.off import format_off, read_off
+from pcfilter_lib.nn import metrics
+from pcfilter_lib.simulate import objects
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "modelnet10"
 
@@ -190,15 +193,15 @@ def test_simulated_scans_of_an_object_carve_and_fuse(tmp_path):
     from pcfilter_lib.simulate import ScannerConfig
 
     vertices, triangles = _procedural(tmp_path=tmp_path)
-    vertices = vx.place_object(vertices, 0.3)
+    vertices = objects.place_object(vertices, 0.3)
     grid = vx.grid_around(vertices, 24)
     surface = vx.voxelize_mesh(vertices, triangles, grid)
     near_surface = vx.ndimage.binary_dilation(surface)
-    clean = vx.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120,
+    clean = objects.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120,
                                                                                  effects=("noise",)))
     occupied = vx.carve(clean, grid) == vx.OCCUPIED
     assert (occupied & near_surface).sum() >= 0.98 * occupied.sum()  # only depth noise: every point is right
-    views = vx.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120))
+    views = objects.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120))
     ternary = vx.carve(views, grid)
     occupied = ternary == vx.OCCUPIED
     # With every artefact switched on some measured voxels float in free space (mixed pixels, ghosts).
@@ -208,7 +211,7 @@ def test_simulated_scans_of_an_object_carve_and_fuse(tmp_path):
     # grazes can be carved, but most unmeasured surface voxels stay unknown.
     assert (ternary[surface & ~occupied] == vx.FREE).mean() < 0.25
     tsdf, weight = vx.fuse_tsdf(views, grid, truncation=2.0)
-    iou = vx.voxel_iou(surface, vx.surface_probability(tsdf, weight), (0.2, 0.5))
+    iou = metrics.voxel_iou(surface, vx.surface_probability(tsdf, weight), (0.2, 0.5))
     assert 0.2 < iou[0.5] <= 1
 
 
@@ -218,10 +221,10 @@ def test_voxel_iou_counts():
     probability = np.zeros((4, 4, 4), np.float32)
     probability[:3] = 0.3  # 48 voxels at 0.3, of which 32 true
     probability[0] = 0.6  # 16 at 0.6
-    iou = vx.voxel_iou(truth, probability, (0.2, 0.5, 0.7))
+    iou = metrics.voxel_iou(truth, probability, (0.2, 0.5, 0.7))
     assert iou == {0.2: pytest.approx(32 / 48), 0.5: pytest.approx(16 / 32), 0.7: 0.0}
     with pytest.raises(ValueError, match="same shape"):
-        vx.voxel_iou(truth, probability[:2])
+        metrics.voxel_iou(truth, probability[:2])
 
 
 def test_octree_levels_and_memory():
@@ -253,19 +256,19 @@ def test_conv_sites():
 
 def test_render_depth_views_of_a_sphere():
     vertices, triangles = _sphere(1.0, 60)
-    views = vx.render_depth_views(vertices, triangles, n_views=4, size=33, distance=2.5)
+    views = render_depth_views(vertices, triangles, n_views=4, size=33, distance=2.5)
     assert views.shape == (4, 33, 33) and views.dtype == np.float32
     # The centre pixel sees the sphere's nearest point, 1.5 away: depth value (2.5 + 1 - 1.5) / 2 = 1.
     np.testing.assert_allclose(views[:, 16, 16], 1.0, atol=0.01)
     assert (views[:, 0, 0] == 0).all()  # corners miss the sphere
     np.testing.assert_allclose(views[0], views[2], atol=0.02)  # a sphere looks the same from every side
     with pytest.raises(ValueError):
-        vx.render_depth_views(vertices, triangles, n_views=0)
+        render_depth_views(vertices, triangles, n_views=0)
 
 
 def test_render_depth_views_differ_around_an_asymmetric_shape(tmp_path):
     vertices, triangles = _procedural(tmp_path=tmp_path)
-    views = vx.render_depth_views(vertices, triangles, n_views=4, size=24)
+    views = render_depth_views(vertices, triangles, n_views=4, size=24)
     assert np.abs(views[0] - views[1]).mean() > 0.01
 
 

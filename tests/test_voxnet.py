@@ -9,9 +9,9 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-import keras  # noqa: E402
+import keras
 
-from pcfilter_lib.models.voxnet import build_voxnet  # noqa: E402
+from pcfilter_lib.models.voxnet import build_voxnet
 
 
 def _grids(n=32, resolution=16, seed=0):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from pcfilter_lib import workloads
+from pcfilter_lib.bench import workloads
 
 INSTALLED = [b for b in workloads.BACKENDS if workloads.missing_backend(b) is None]
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from pcfilter_lib import config
 from pcfilter_lib.data import procedural_modelnet
-from pcfilter_lib.data.sampling import normalize_unit_sphere, sample_surface
+from pcfilter_lib.geometry.sampling import normalize_unit_sphere, sample_surface
 from pcfilter_lib.io.files import atomic_write_with, prepare_folder, record_file, sha256
 from pcfilter_lib.io.off import read_off
 

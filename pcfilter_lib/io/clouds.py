@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pcfilter_lib.geometry.points import check_points
 from pcfilter_lib.io.files import atomic_write_bytes, atomic_write_text
+from pcfilter_lib.labels import KIND_COLOURS, LABEL_COLOURS
 
-LABEL_COLOURS = {1: (170, 170, 170), 0: (220, 30, 30)}  # true geometry grey, artefact red
-KIND_COLOURS = np.array([(170, 170, 170), (60, 60, 200), (220, 30, 30), (240, 160, 0), (160, 40, 200),
-                         (40, 160, 60)], np.uint8)  # by kind code 0..5
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
               "char": "i1", "int8": "i1", "ushort": "<u2", "uint16": "<u2", "short": "<i2", "int16": "<i2",
               "uint": "<u4", "uint32": "<u4", "int": "<i4", "int32": "<i4"}
@@ -60,19 +59,6 @@ def scan_cloud(scan: Mapping, fraction: float = 1.0, seed: int = 0) -> dict:
         chosen = np.sort(rng.choice(len(points), size=max(1, int(round(fraction * len(points)))), replace=False))
         points, label, kind = points[chosen], label[chosen], kind[chosen]
     return cloud_scan(points, label, kind)
-
-
-def check_points(points, what: str = "points", dtype=np.float64) -> np.ndarray:
-    """``points`` as an (N, 3) array of ``dtype``; a clear ValueError if it has another shape, is
-    empty, or holds NaN or infinite coordinates. The one check every point-cloud consumer uses."""
-    points = np.asarray(points, dtype=dtype)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"{what} must be an (N, 3) array, got shape {points.shape}")
-    if len(points) == 0:
-        raise ValueError(f"{what}: there are no points")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{what} hold NaN or infinite coordinates; drop them first (e.g. xyz[valid])")
-    return points
 
 
 def write_ply(path: str | os.PathLike, scan: dict, colour_by: str = "label") -> int:

@@ -28,6 +28,7 @@ import numpy as np
 
 from pcfilter_lib.io.clouds import read_ply
 from pcfilter_lib.io.files import atomic_write_bytes
+from pcfilter_lib.memory import available_memory
 
 OPEN3D_SUFFIXES = (".pts", ".xyzn", ".xyzrgb")
 CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz") + OPEN3D_SUFFIXES
@@ -35,7 +36,6 @@ CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz") + OPEN3D_SUFFIXES
 # features and patches dominate. Filtering a 253 447-point scan raised the peak resident memory by
 # 336 MB (1 390 bytes per point); rounded up for the reading.
 BYTES_PER_POINT = 1500
-
 _PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("I", 1): "i1",
               ("I", 2): "<i2", ("I", 4): "<i4"}
 
@@ -98,18 +98,6 @@ def _ply_grid(path: Path) -> tuple[int, int] | None:
         if len(words) == 3 and words[0] in ("obj_info", "comment") and words[1] in ("width", "height"):
             sizes[words[1]] = int(words[2])
     return (sizes["width"], sizes["height"]) if len(sizes) == 2 else None
-
-
-def available_memory() -> int:
-    """Bytes of memory the system can still give (``MemAvailable`` on Linux, else free pages)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def estimate_points(path: str | os.PathLike) -> int:
@@ -178,7 +166,7 @@ def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
     ``organised`` (False for an unorganised cloud, which comes as a 1 x N grid). Points with NaN or
     infinite coordinates count as missing (``valid`` False). Files too large to filter in
     ``available`` bytes of memory are refused before reading (``check_fits``)."""
-    from pcfilter_lib.simulate.scanner import estimate_normals
+    from pcfilter_lib.geometry.normals import estimate_normals
 
     path = Path(path)
     if not path.is_file():

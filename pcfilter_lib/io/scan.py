@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.io.files import atomic_write_bytes
+from pcfilter_lib.labels import LABEL_VALUES
 
 REQUIRED = ("xyz", "intensity", "normals", "valid", "label", "kind", "intrinsics", "pose", "meta")
-LABEL_VALUES = (0, 1, 255)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

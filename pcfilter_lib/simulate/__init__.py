@@ -4,7 +4,8 @@ artefacts (``scanner``) and datasets of scans (``dataset``).
 The world frame has z up with the bin floor's top at z = 0; lengths are metres.
 """
 
-from pcfilter_lib.simulate.scanner import KIND_NAMES, ScannerConfig, simulate_scan
+from pcfilter_lib.labels import KIND_NAMES
+from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_scan
 from pcfilter_lib.simulate.scene import Scene, make_scene
 
 __all__ = ["KIND_NAMES", "ScannerConfig", "Scene", "make_scene", "simulate_scan"]

@@ -15,7 +15,8 @@ import numpy as np
 
 from pcfilter_lib.io.files import prepare_folder, record_file, sha256
 from pcfilter_lib.io.scan import load_scan, save_scan
-from pcfilter_lib.simulate.scanner import ARTEFACT_KINDS, KIND_NAMES, ScannerConfig, label_tolerance, simulate_scan
+from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES
+from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
 from pcfilter_lib.simulate.scene import make_scene
 
 GENERATOR = "pcfilter.simulate"

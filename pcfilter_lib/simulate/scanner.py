@@ -45,14 +45,21 @@ import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
+from pcfilter_lib.geometry.normals import estimate_normals
+from pcfilter_lib.labels import (
+    ARTEFACT,
+    KEEP,
+    KIND_DARK,
+    KIND_INTERREFLECTION,
+    KIND_MIXED,
+    KIND_NONE,
+    KIND_SHADOW,
+    KIND_SPECULAR,
+    NO_POINT,
+)
 from pcfilter_lib.simulate.scene import Scene
 
-KIND_NONE, KIND_SHADOW, KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DARK = range(6)
-KIND_NAMES = {KIND_NONE: "none", KIND_SHADOW: "shadow", KIND_INTERREFLECTION: "interreflection",
-              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark"}
-ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR)  # the causes of label 0
 EFFECTS = ("shadow", "interreflection", "mixed", "specular", "noise")
-LABEL_KEEP, LABEL_ARTEFACT, LABEL_NONE = 1, 0, 255
 _EPS = 2e-4  # offset of secondary ray origins from the surface (m)
 
 
@@ -228,7 +235,6 @@ def direct_radiance(material: np.ndarray, irradiance, to_light, normals, to_view
     return irradiance * (material[:, 0] + spec), irradiance * spec
 
 
-
 def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, points, normals, view,
                     config: ScannerConfig, rng: np.random.Generator):
     """Coded light that reaches each surface point p (N, 3) from a second surface q, towards the camera.
@@ -360,35 +366,6 @@ def label_tolerance(z, noise_1m: float):
     return 1e-3 + 3 * depth_sigma(z, noise_1m)
 
 
-def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
-    """Unit normals (H, W, 3) of an organised cloud (H, W, 3; NaN = no point) from the cross product
-    of the differences to the neighbours ``step`` pixels away (central, else one-sided), turned
-    towards the camera at the origin; NaN where there is no point or no usable neighbour."""
-    planes = np.ascontiguousarray(np.moveaxis(xyz, -1, 0))  # (3, H, W): x, y and z images
-    missing = np.isnan(planes[2])
-
-    def gradient(axis: int) -> np.ndarray:  # along image axis 0 (rows) or 1 (columns)
-        p = planes if axis == 0 else planes.transpose(0, 2, 1)
-        grad = np.full_like(p, np.nan)
-        grad[:, step:-step] = p[:, 2 * step:] - p[:, :-2 * step]
-        # One-sided differences where the central one is missing (image border, hole next to the point).
-        r, c = np.nonzero(np.isnan(grad[2]) & ~np.isnan(p[2]))
-        ahead, behind = np.minimum(r + step, p.shape[1] - 1), np.maximum(r - step, 0)
-        forward = p[:, ahead, c] - p[:, r, c]
-        backward = p[:, r, c] - p[:, behind, c]
-        grad[:, r, c] = np.where(np.isnan(forward[2]) | (ahead == r), backward, forward)
-        return grad if axis == 0 else grad.transpose(0, 2, 1)
-
-    (ax, ay, az), (bx, by, bz) = gradient(0), gradient(1)
-    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        length = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
-        towards = np.where(n[0] * planes[0] + n[1] * planes[1] + n[2] * planes[2] > 0, -length, length)
-        n /= towards
-    n[:, missing] = np.nan
-    return np.ascontiguousarray(np.moveaxis(n, 0, -1), dtype=np.float32)
-
-
 _RIGS: dict[ScannerConfig, Rig] = {}
 
 
@@ -482,10 +459,10 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
 
     # Labels: true within tolerance of p, else an artefact.
     correct = np.abs(s - t) <= label_tolerance(t * dz, config.noise_1m)
-    label_hit = np.where(measured, np.where(correct, LABEL_KEEP, LABEL_ARTEFACT), LABEL_NONE).astype(np.uint8)
+    label_hit = np.where(measured, np.where(correct, KEEP, ARTEFACT), NO_POINT).astype(np.uint8)
     kind[measured & correct] = KIND_NONE
 
-    label = np.full(h * w, LABEL_NONE, np.uint8)
+    label = np.full(h * w, NO_POINT, np.uint8)
     label[pix] = label_hit
     kinds = np.zeros(h * w, np.uint8)
     kinds[pix] = kind
@@ -508,7 +485,7 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
         "xyz": xyz,
         "intensity": np.clip(intensity, 0, 1).reshape(h, w),
         "normals": estimate_normals(xyz),
-        "valid": label.reshape(h, w) != LABEL_NONE,
+        "valid": label.reshape(h, w) != NO_POINT,
         "label": label.reshape(h, w),
         "kind": kinds.reshape(h, w),
         "intrinsics": rig.K.astype(np.float32),

@@ -6,7 +6,7 @@ written against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, 
 backends; ``pcfilter bench`` runs it once per backend in a subprocess with ``KERAS_BACKEND`` set
 (the backend of a process cannot change once Keras is imported):
 
-    python -m pcfilter_lib.workloads --backend jax --json
+    python -m pcfilter_lib.bench.workloads --backend jax --json
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ def missing_backend(backend: str) -> str | None:
 
 
 def _build(spec: Workload):
-    from pcfilter_lib import losses
     from pcfilter_lib.models.pointnet import build_pointnet
     from pcfilter_lib.models.unet import build_unet
+    from pcfilter_lib.nn import losses
 
     if spec.model == "unet":
         return build_unet(input_channels=spec.shape[-1]), losses.BinaryFocalLoss(0.25, 2.0)
@@ -101,7 +101,7 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
     """Train ``model`` on its workload and time training and inference; one result row."""
     import keras
 
-    from pcfilter_lib import bench
+    from pcfilter_lib.bench import timing as bench
 
     spec = workload(model)
     keras.utils.set_random_seed(seed)
@@ -146,8 +146,8 @@ def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto"
         return {"model": model, "backend": backend, "skipped": reason}
     import subprocess
 
-    command = [sys.executable, "-m", "pcfilter_lib.workloads", "--model", model, "--jit-compile", str(jit_compile),
-               "--dtype-policy", dtype_policy]
+    command = [sys.executable, "-m", "pcfilter_lib.bench.workloads", "--model", model,
+               "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy]
     env = {**os.environ, "KERAS_BACKEND": backend}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -164,7 +164,7 @@ def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", 
 
     from tqdm import tqdm
 
-    from pcfilter_lib import bench
+    from pcfilter_lib.bench import timing as bench
 
     device = bench.device_report()
     jobs = [(b, m, s) for b in backends for m in models for s in settings]
@@ -226,9 +226,10 @@ def data_parallel(epochs: int = 2, batch: int = 8) -> dict:
     import keras
     import tensorflow as tf
 
-    from pcfilter_lib import losses, training
     from pcfilter_lib.data.synthetic2d import make_scratches
     from pcfilter_lib.models.unet import build_unet
+    from pcfilter_lib.nn import fit as training
+    from pcfilter_lib.nn import losses
 
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus if len(gpus) >= 2 else tf.config.list_logical_devices("CPU"))][:2]
@@ -253,7 +254,7 @@ def data_parallel_in_subprocess(epochs: int = 2, timeout: float = 900) -> dict:
     """``data_parallel`` in a fresh process (the CPU can be split only before TensorFlow starts)."""
     import subprocess
 
-    command = [sys.executable, "-m", "pcfilter_lib.workloads", "--data-parallel", "--epochs", str(epochs)]
+    command = [sys.executable, "-m", "pcfilter_lib.bench.workloads", "--data-parallel", "--epochs", str(epochs)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"the data-parallel run failed: {result.stderr.strip()[-2000:]}")

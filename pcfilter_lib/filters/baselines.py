@@ -1,4 +1,5 @@
-"""Classical artefact filters behind one interface: ``keep_mask(scan, method, **params)``.
+"""Classical artefact filters: ``keep_mask(scan, method, **params)``, and ``BaselineFilter`` for the
+``filters.base.Filter`` interface.
 
 - ``sor``: Open3D statistical outlier removal: a point goes when its mean distance to its
   ``nb_neighbors`` nearest neighbours exceeds the global mean by ``std_ratio`` standard deviations.
@@ -14,13 +15,17 @@ parameters by grid search on validation scans.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
-from pcfilter_lib import metrics
+from pcfilter_lib.filters.base import check_threshold
+from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.nn import metrics
 
 METHODS = ("sor", "ror", "morph")
 DEFAULTS = {"sor": {"nb_neighbors": 20, "std_ratio": 2.0},
@@ -104,3 +109,48 @@ def tune(scans: Sequence[Mapping], method: str, grid: Mapping[str, Sequence] | N
         rows.append({**params, **evaluate(scans, method, **params)})
     best = max(rows, key=lambda row: row[metric])
     return {name: best[name] for name in names}, rows
+
+
+@dataclass
+class BaselineFilter:
+    """A classical filter of ``METHODS`` with its parameters, behind the ``filters.base.Filter``
+    interface (its keep probability is its 0/1 decision)."""
+
+    name: str
+    method: str
+    params: dict = field(default_factory=dict)
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}: choose one of {METHODS}")
+        self.threshold = check_threshold(self.threshold)
+
+    def keep_probability(self, scan: Mapping) -> np.ndarray:
+        """(H, W) float32: 1 where the filter keeps a measured point, else 0."""
+        return self.keep_mask(scan).astype(np.float32)
+
+    def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
+        """``keep_probability`` of each scan."""
+        return [self.keep_probability(scan) for scan in scans]
+
+    def keep_mask(self, scan: Mapping) -> np.ndarray:
+        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        return keep_mask(scan, self.method, **self.params)
+
+    __call__ = keep_mask
+
+
+def tuned_params(method: str, model_path: str | os.PathLike = WEIGHTS / "unet_filter.keras") -> dict:
+    """The parameters of ``method`` tuned on validation scans, as recorded in a model card (by default
+    the shipped U-Net's); ``DEFAULTS`` when the card records none."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: choose one of {METHODS}")
+    recorded = read_model_card(model_path).get("baselines", {}).get(method, {}).get("params")
+    return dict(recorded) if recorded else dict(DEFAULTS[method])
+
+
+def baseline_filter(method: str, params: Mapping | None = None) -> BaselineFilter:
+    """A classical filter; ``params`` default to the tuned ones of ``tuned_params``."""
+    params = tuned_params(method) if params is None else dict(params)
+    return BaselineFilter(name=method, method=method, params=params)

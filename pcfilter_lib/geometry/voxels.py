@@ -16,7 +16,6 @@ convolutional networks).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,23 +25,12 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pcfilter_lib.io.clouds import check_points
+from pcfilter_lib.geometry.points import check_mesh, check_points
+from pcfilter_lib.memory import available_memory
 
 FREE, OCCUPIED, UNKNOWN = 0, 1, 2  # cell codes of a ternary grid
 MAX_GRID_BYTES = 8 * 2**30  # never allocate more than this for one grid, whatever memory is free
 _CHUNK = 1 << 20  # voxels handled at once where a computation makes temporaries per voxel
-
-
-def available_memory() -> int:
-    """Bytes of physical memory available now (Linux: MemAvailable; elsewhere the total)."""
-    try:
-        with open("/proc/meminfo") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def check_grid(shape: Sequence[int], bytes_per_voxel: float = 1.0, max_bytes: int | None = None) -> int:
@@ -119,21 +107,11 @@ def voxelize_points(points, grid: Grid) -> np.ndarray:
     return occupancy
 
 
-def _check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
-    vertices = check_points(vertices, "mesh vertices")
-    triangles = np.asarray(triangles, dtype=np.int64)
-    if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:
-        raise ValueError(f"triangles must be a non-empty (T, 3) array, got shape {triangles.shape}")
-    if triangles.min() < 0 or triangles.max() >= len(vertices):
-        raise ValueError(f"triangle indices must lie in [0, {len(vertices) - 1}]")
-    return vertices, triangles
-
-
 def voxelize_mesh(vertices, triangles, grid: Grid, solid: bool = False) -> np.ndarray:
     """Occupancy (X, Y, Z) bool of a triangle mesh: the voxels its surface touches (exact
     triangle-box tests by Open3D), and with ``solid`` also the voxels the surface encloses (every
     empty voxel that the outside cannot reach through face-adjacent empty voxels)."""
-    vertices, triangles = _check_mesh(vertices, triangles)
+    vertices, triangles = check_mesh(vertices, triangles)
     check_grid(grid.shape, 1)
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
     lo = np.asarray(grid.origin, np.float64)
@@ -162,9 +140,10 @@ def occupied_fraction(occupancy: np.ndarray) -> float:
 
 # Distance fields --------------------------------------------------------------------------------
 
+
 def mesh_parts(vertices, triangles) -> list[np.ndarray]:
     """The triangles of each connected part of a mesh (parts share no vertex): a list of (T_i, 3)."""
-    vertices, triangles = _check_mesh(vertices, triangles)
+    vertices, triangles = check_mesh(vertices, triangles)
     n = len(vertices)
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]]])
     graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
@@ -189,7 +168,7 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
     Open3D's unsigned distance to the whole mesh and takes the sign from each connected part on its
     own (``compute_occupancy`` of the points in the part's bounding box): inside any part is inside.
     """
-    vertices, triangles = _check_mesh(vertices, triangles)
+    vertices, triangles = check_mesh(vertices, triangles)
     points = check_points(points, "query points").astype(np.float32)
     query = o3d.core.Tensor(points)
     scene = _raycasting_scene(vertices, triangles)
@@ -218,6 +197,7 @@ def tsdf_from_mesh(vertices, triangles, grid: Grid, truncation: float = 3.0, by_
 
 
 # Views: depth images from a camera with a pose -----------------------------------------------
+
 
 @dataclass(frozen=True)
 class View:
@@ -328,20 +308,8 @@ def surface_probability(tsdf: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(weight) > 0, 1.0 - np.abs(tsdf), 0.0).astype(np.float32)
 
 
-def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
-              ) -> dict[float, float]:
-    """3D IoU of ``probability >= t`` against a boolean ``truth`` grid at each threshold t, computed
-    with ``metrics.threshold_sweep`` (IoU of the occupied class)."""
-    from pcfilter_lib import metrics  # imports Keras: only here, so grids work without it
-
-    truth, probability = np.asarray(truth), np.asarray(probability)
-    if truth.shape != probability.shape:
-        raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape")
-    sweep = metrics.threshold_sweep(truth.astype(np.uint8), probability, thresholds=list(thresholds))
-    return {float(t): float(iou) for t, iou in zip(sweep["threshold"], sweep["iou_keep"], strict=True)}
-
-
 # Octrees and memory ------------------------------------------------------------------------------
+
 
 def octree_levels(occupancy: np.ndarray) -> list[np.ndarray]:
     """Occupancy pyramid, coarsest (1, 1, 1) first: the grid is padded to a cube of side 2^L and each
@@ -399,47 +367,9 @@ def conv_sites(occupancy: np.ndarray, layers: int = 3, kernel: int = 3) -> dict[
 
 # Multi-view depth images -------------------------------------------------------------------------
 
-def view_directions(n_views: int, elevation: float = 30.0) -> np.ndarray:
-    """Unit vectors (V, 3) from the object towards ``n_views`` cameras evenly spaced in azimuth
-    around the z axis (starting at +x), ``elevation`` degrees above the horizon."""
-    if n_views < 1:
-        raise ValueError(f"n_views must be at least 1, got {n_views}")
-    azimuth = 2 * np.pi * np.arange(n_views) / n_views
-    e = np.radians(elevation)
-    return np.stack([np.cos(e) * np.cos(azimuth), np.cos(e) * np.sin(azimuth), np.full(n_views, np.sin(e))], 1)
-
-
-def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, elevation: float = 30.0,
-                       distance: float = 2.5) -> np.ndarray:
-    """Depth images (V, size, size) float32 of a mesh from ``n_views`` virtual pinhole cameras
-    around it (Open3D ``RaycastingScene``). The mesh is centred and scaled into the unit sphere,
-    the cameras sit ``distance`` away looking at its centre with a field of view that fits the
-    sphere; values are 1 at the nearest possible depth, 0 at the farthest, and 0 where a ray misses."""
-    vertices, triangles = _check_mesh(vertices, triangles)
-    if size < 2:
-        raise ValueError(f"image size must be at least 2 pixels, got {size}")
-    if distance <= 1:
-        raise ValueError(f"the cameras must stand outside the unit sphere, got distance {distance}")
-    centre = (vertices.min(0) + vertices.max(0)) / 2
-    radius = np.linalg.norm(vertices - centre, axis=1).max()
-    if radius <= 0:
-        raise ValueError("the mesh vertices all coincide")
-    unit = (vertices - centre) / radius
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(unit.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
-    fov = 2 * np.degrees(np.arcsin(1 / distance)) * 1.05
-    rays = [o3d.t.geometry.RaycastingScene.create_rays_pinhole(
-                fov, o3d.core.Tensor([0.0, 0.0, 0.0]), o3d.core.Tensor((distance * d).astype(np.float32)),
-                o3d.core.Tensor([0.0, 0.0, 1.0] if abs(d[2]) < 0.999 else [0.0, 1.0, 0.0]), size, size)
-            for d in view_directions(n_views, elevation)]
-    t = scene.cast_rays(o3d.core.concatenate(rays))["t_hit"].numpy().reshape(n_views, size, size)
-    # create_rays_pinhole's directions are not unit vectors (1 at the image centre, longer off-axis).
-    lengths = np.linalg.norm(o3d.core.concatenate(rays).numpy()[..., 3:], axis=-1).reshape(t.shape)
-    depth = t * lengths
-    return np.where(np.isfinite(depth), (distance + 1 - depth) / 2, 0.0).clip(0, 1).astype(np.float32)
-
 
 # Exposed faces, for drawing voxels ---------------------------------------------------------------
+
 
 def voxel_faces(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A triangle mesh of the faces of occupied voxels that border empty space: vertices (V, 3)
@@ -469,132 +399,7 @@ def voxel_faces(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # Simulated scans of one object --------------------------------------------------------------------
 
-def _rotation_x(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rotation_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def place_object(vertices, size: float = 0.3) -> np.ndarray:
-    """Vertices scaled to a longest side of ``size`` metres, bounding box centred at the origin."""
-    vertices = check_points(vertices, "mesh vertices")
-    lo, hi = vertices.min(0), vertices.max(0)
-    extent = float((hi - lo).max())
-    if extent <= 0:
-        raise ValueError("the mesh vertices all coincide")
-    return (vertices - (lo + hi) / 2) * (size / extent)
-
-
-def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, config=None, seed: int = 0,
-                stand: float = 0.1) -> list[View]:
-    """Simulated structured-light scans of one object from ``n_views`` directions evenly spaced in
-    azimuth, ``elevation`` degrees above the horizon (``pcfilter_lib.simulate``, all its artefacts).
-
-    The object (already in metres, e.g. from ``place_object``) stands ``stand`` metres above a floor
-    plane, in a matte plastic. The scanner is fixed, so each view turns and tilts the scene about
-    the object's centre instead; every returned ``View`` has the camera pose in the object's frame.
-    """
-    from pcfilter_lib.simulate import ScannerConfig, simulate_scan
-    from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene
-
-    vertices, triangles = _check_mesh(vertices, triangles)
-    config = config or ScannerConfig()
-    z0 = vertices[:, 2].min() - stand
-    # A floor far wider than the view, so that every camera ray ends somewhere.
-    floor = np.array([[-10.0, -10.0, z0], [10.0, -10.0, z0], [10.0, 10.0, z0], [-10.0, 10.0, z0]])
-    floor_faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
-    materials = [TABLE_MATERIAL, Material("matte plastic", 0.6, 0.05, 0.4)]
-    rng = np.random.default_rng(seed)
-    views = []
-    for k in range(n_views):
-        turn = np.eye(4)
-        turn[:3, :3] = _rotation_x(np.radians(90.0 - elevation)) @ _rotation_z(-2 * np.pi * k / n_views)
-        meshes = [(floor @ turn[:3, :3].T, floor_faces), (vertices @ turn[:3, :3].T, triangles.astype(np.int32))]
-        scan = simulate_scan(Scene(meshes, materials, {}), config, rng)
-        views.append(View(scan["xyz"], np.asarray(scan["intrinsics"], np.float64),
-                          np.linalg.inv(turn) @ np.asarray(scan["pose"], np.float64)))
-    return views
-
 
 # Data sets and experiments over many meshes --------------------------------------------------------
 
-def _iterate(items, progress: bool, desc: str):
-    if progress:
-        from tqdm import tqdm
 
-        return tqdm(items, desc=desc, unit="mesh")
-    return items
-
-
-def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: int = 1, progress: bool = False
-                   ) -> np.ndarray:
-    """Occupancy grids (N, R, R, R) bool of OFF meshes, each centred in its own cube (``grid_around``)."""
-    from pcfilter_lib.io.off import read_off
-
-    paths = list(paths)
-    check_grid((len(paths) * resolution, resolution, resolution), 1)
-    grids = np.zeros((len(paths), resolution, resolution, resolution), dtype=bool)
-    for i, path in enumerate(_iterate(paths, progress, f"voxelising at {resolution}^3")):
-        vertices, triangles = read_off(path)
-        grids[i] = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution, padding), solid)
-    return grids
-
-
-def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30.0, progress: bool = False
-                 ) -> np.ndarray:
-    """Depth images (N, V, size, size) float32 of OFF meshes (``render_depth_views``)."""
-    from pcfilter_lib.io.off import read_off
-
-    paths = list(paths)
-    images = np.zeros((len(paths), n_views, size, size), dtype=np.float32)
-    for i, path in enumerate(_iterate(paths, progress, f"rendering {n_views} views")):
-        images[i] = render_depth_views(*read_off(path), n_views=n_views, size=size, elevation=elevation)
-    return images
-
-
-def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[dict]:
-    """``memory_report`` of the surface voxelisation of each mesh at each resolution.
-
-    ``meshes`` maps a name to (vertices, triangles). Returns one row per (mesh, resolution) with
-    the keys of ``memory_report`` plus ``mesh`` and ``resolution``.
-    """
-    rows = []
-    for name, (vertices, triangles) in meshes.items():
-        for resolution in resolutions:
-            occupancy = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution))
-            rows.append({"mesh": name, "resolution": int(resolution), **memory_report(occupancy)})
-    return rows
-
-
-def train_classifier(model, train: tuple, test: tuple, epochs: int, batch_size: int = 32,
-                     learning_rate: float = 1e-3) -> dict:
-    """Fit a classifier (sparse categorical cross-entropy, Adam) on ``train`` = (x, y) and score it on
-    ``test``. Returns test accuracy, parameter count, input bytes per sample, the seconds of each
-    epoch and the median of the epochs after the first (which also traces the graph)."""
-    import time
-
-    import keras
-
-    class _Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
-
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    seconds: list[float] = []
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
-    x, y = train
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[_Clock()])
-    _, accuracy = model.evaluate(*test, batch_size=batch_size, verbose=0)
-    steady = seconds[1:] or seconds
-    return {"accuracy": float(accuracy), "parameters": int(model.count_params()),
-            "input_bytes": int(np.asarray(x[0], np.float32).nbytes), "epoch_seconds": seconds,
-            "seconds_per_epoch": float(np.median(steady)), "train_accuracy": float(history.history["accuracy"][-1])}

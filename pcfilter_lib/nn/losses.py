@@ -11,6 +11,7 @@ every Keras backend, and all are registered for ``keras.models.load_model``.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 EPSILON = 1e-7
@@ -203,3 +204,22 @@ def class_balanced_weights(labels, mask=None) -> tuple[float, float]:
         raise ValueError(f"both classes must be present to balance them (keep {n_keep}, artefact {n_artefact})")
     total = n_keep + n_artefact
     return total / (2 * n_keep), total / (2 * n_artefact)
+
+
+LOSSES = ("focal", "weighted_bce", "bce")
+
+
+def make_loss(name: str, labels: np.ndarray | None = None, alpha: float = 0.25, gamma: float = 2.0):
+    """The training loss by name: ``focal`` (``BinaryFocalLoss(alpha, gamma)``, alpha weighting the
+    keep class), ``weighted_bce`` (class weights inverse to the frequencies of the 0/1 ``labels``,
+    e.g. those of some training batches), ``bce``."""
+    if name == "focal":
+        return BinaryFocalLoss(alpha=alpha, gamma=gamma)
+    if name == "weighted_bce":
+        if labels is None:
+            raise ValueError("weighted_bce needs training labels to count the classes")
+        keep_weight, artefact_weight = class_balanced_weights(labels)
+        return WeightedBinaryCrossentropy(keep_weight, artefact_weight)
+    if name == "bce":
+        return BinaryCrossentropy()
+    raise ValueError(f"unknown loss {name!r}: choose one of {LOSSES}")

@@ -10,7 +10,6 @@ threshold choice and testing use whole scans.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -19,101 +18,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib import baselines, losses, metrics
-from pcfilter_lib.data.scans import augment_example, load_example
-from pcfilter_lib.filtering import ScanFilter, evaluate_filter, predict_keep
+from pcfilter_lib.data.crops import CropSequence, load_examples
+from pcfilter_lib.filters import baselines
+from pcfilter_lib.filters.baselines import BaselineFilter
+from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
+from pcfilter_lib.filters.thresholds import choose_threshold
+from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn.callbacks import _EpochBar
+from pcfilter_lib.nn.losses import make_loss
 
-LOSSES = ("focal", "weighted_bce", "bce")
 # The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the five
 # channels of the original work plus the 0/1 validity channel.
 UNET = {"input_channels": 6, "depth": 4, "filters": (8, 16, 32, 48, 64)}
-
-
-class CropSequence(keras.utils.PyDataset):
-    """Batches of random square crops (x, y, weight) from in-memory training examples.
-
-    ``examples`` are (x (H, W, C), y (H, W, 1), weight (H, W)) as from ``load_example``. Each epoch
-    draws ``crops`` crops of side ``size``; with probability ``artefact_share`` a crop is centred on
-    a random artefact pixel of its scan, otherwise anywhere. Every crop is flipped, jittered
-    (``augment_example``) and turned by a random multiple of 90 degrees. Draws come from
-    ``(seed, epoch, batch)``, so a run is reproducible.
-    """
-
-    def __init__(self, examples: Sequence[tuple], size: int = 128, crops: int = 1024, batch_size: int = 16,
-                 artefact_share: float = 0.5, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if not examples:
-            raise ValueError("a crop sequence needs at least one training example")
-        if size < 1 or crops < 1 or batch_size < 1 or not 0 <= artefact_share <= 1:
-            raise ValueError(f"bad crop settings: size {size}, crops {crops}, batch {batch_size}, "
-                             f"artefact_share {artefact_share}")
-        small = [x.shape[:2] for x, _, _ in examples if min(x.shape[:2]) < size]
-        if small:
-            raise ValueError(f"crop size {size} is larger than a training scan of {small[0]} pixels")
-        self.examples, self.size, self.crops, self.batch_size = list(examples), size, crops, batch_size
-        self.artefact_share, self.seed, self.epoch = artefact_share, seed, 0
-        self.artefacts = [np.argwhere((w > 0) & (y[..., 0] == 0)) for _, y, w in self.examples]
-
-    def __len__(self) -> int:
-        return math.ceil(self.crops / self.batch_size)
-
-    def crop(self, rng: np.random.Generator):
-        i = int(rng.integers(len(self.examples)))
-        x, y, w = self.examples[i]
-        h, wd, s = x.shape[0], x.shape[1], self.size
-        if len(self.artefacts[i]) and rng.random() < self.artefact_share:
-            cy, cx = self.artefacts[i][rng.integers(len(self.artefacts[i]))]
-            top, left = int(np.clip(cy - s // 2, 0, h - s)), int(np.clip(cx - s // 2, 0, wd - s))
-        else:
-            top, left = int(rng.integers(h - s + 1)), int(rng.integers(wd - s + 1))
-        window = (slice(top, top + s), slice(left, left + s))
-        x, y, w = augment_example(x[window], y[window], w[window], rng)
-        turns = int(rng.integers(4))
-        return tuple(np.ascontiguousarray(np.rot90(a, turns, axes=(0, 1))) for a in (x, y, w))
-
-    def __getitem__(self, index: int):
-        if not 0 <= index < len(self):
-            raise IndexError(f"batch {index} out of range ({len(self)} batches)")
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        n = min(self.batch_size, self.crops - index * self.batch_size)
-        crops = [self.crop(rng) for _ in range(n)]
-        return tuple(np.stack([c[k] for c in crops]).astype(np.float32) for k in range(3))
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-
-def load_examples(files: Sequence[str | os.PathLike], validity: bool = True, progress: bool = False) -> list[tuple]:
-    """(x, y, weight) of each scan file, unpadded (see ``pcfilter_lib.data.scans.load_example``)."""
-    from tqdm.auto import tqdm
-
-    return [load_example(f, validity) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]
-
-
-def make_loss(name: str, labels: np.ndarray | None = None, alpha: float = 0.25, gamma: float = 2.0):
-    """The training loss by name: ``focal`` (``BinaryFocalLoss(alpha, gamma)``, alpha weighting the
-    keep class), ``weighted_bce`` (class weights inverse to the frequencies of the 0/1 ``labels``,
-    e.g. those of some training batches), ``bce``."""
-    if name == "focal":
-        return losses.BinaryFocalLoss(alpha=alpha, gamma=gamma)
-    if name == "weighted_bce":
-        if labels is None:
-            raise ValueError("weighted_bce needs training labels to count the classes")
-        keep_weight, artefact_weight = losses.class_balanced_weights(labels)
-        return losses.WeightedBinaryCrossentropy(keep_weight, artefact_weight)
-    if name == "bce":
-        return losses.BinaryCrossentropy()
-    raise ValueError(f"unknown loss {name!r}: choose one of {LOSSES}")
-
-
-def choose_threshold(model, scans: Sequence[Mapping], min_recall: float = 0.995,
-                     thresholds: Sequence[float] | None = None) -> tuple[float, dict]:
-    """The threshold with the best mean IoU on ``scans`` among those keeping at least ``min_recall``
-    of the true points (the lowest threshold if none does), and the sweep it came from."""
-    prob = predict_keep(model, scans, int(model.input_shape[-1]) == 6)
-    label = np.concatenate([np.asarray(s["label"]).ravel() for s in scans])
-    return metrics.keep_threshold(label, np.concatenate([p.ravel() for p in prob]), min_recall, thresholds)
 
 
 def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss: str = "focal", epochs: int = 10,
@@ -124,7 +42,7 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
     (learning rate decayed by cosine to 5% over the run), then choose its threshold on ``val_scans``.
     ``jit_compile=False`` skips XLA: slower steps, but no compile time (for short runs).
 
-    Returns {"model", "filter" (a ScanFilter with the chosen threshold), "threshold", "sweep",
+    Returns {"model", "filter" (a UNetFilter with the chosen threshold), "threshold", "sweep",
     "history" (loss per epoch), "seconds", "settings"}.
     """
     keras.utils.set_random_seed(seed)
@@ -144,54 +62,18 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
     start = time.perf_counter()
     history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=callbacks)
     seconds = time.perf_counter() - start
-    threshold, sweep = choose_threshold(model, val_scans)
+    threshold, sweep = choose_threshold(UNetFilter("unet", model), val_scans)
     settings = {"loss": loss, "epochs": epochs, "crop": crop, "crops_per_epoch": crops, "batch_size": batch_size,
                 "learning_rate": learning_rate, "seed": seed, "unet": {**UNET, "filters": list(UNET["filters"])}}
     if loss == "focal":
         settings.update(alpha=alpha, gamma=gamma)
-    return {"model": model, "filter": ScanFilter("unet", model=model, threshold=threshold), "threshold": threshold,
+    return {"model": model, "filter": UNetFilter("unet", model=model, threshold=threshold), "threshold": threshold,
             "sweep": sweep, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
             "seconds": seconds, "settings": settings}
 
 
-class _EpochBar(keras.callbacks.Callback):
-    """A tqdm bar over epochs showing the training loss and mean IoU."""
-
-    def __init__(self, epochs: int):
-        super().__init__()
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=epochs, desc="training", unit="epoch")
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}", iou=f"{logs.get('mean_iou', 0):.3f}")
-        self.bar.update(1)
-
-    def on_train_end(self, logs=None):
-        self.bar.close()
-
-
-def tune_baselines(val_scans: Sequence[Mapping], grids: Mapping[str, Mapping] | None = None) -> dict:
-    """Grid-search each baseline of ``grids`` (default: all three with ``baselines.GRIDS``) on validation
-    scans: {method: {"params", "validation", "rows"}}."""
-    grids = baselines.GRIDS if grids is None else grids
-    tuned = {}
-    for method in grids:
-        params, rows = baselines.tune(val_scans, method, grids[method])
-        best = next(r for r in rows if all(r[k] == v for k, v in params.items()))
-        tuned[method] = {"params": params, "validation": {k: best[k] for k in ("mean_iou", "balanced_accuracy",
-                                                                                 "recall")},
-                         "rows": rows}
-    return tuned
-
-
-def evaluate_all(filters: Sequence[ScanFilter], scans: Sequence[Mapping]) -> dict[str, dict]:
-    """``evaluate_filter`` of each filter on the same scans, keyed by filter name."""
-    return {f.name: evaluate_filter(f, scans) for f in filters}
-
-
 # The reference filter -----------------------------------------------------------------------------
+
 
 def default_scans(progress: bool = True) -> Path:
     """The default simulated dataset, made (or resumed) if needed: ``scans`` in the data folder with 100
@@ -252,7 +134,7 @@ def train_reference_filter(out: str | os.PathLike, seed: int = 0, epochs: int | 
     final = train_filter(train_files, val_scans, winner, epochs, crops=s["crops"], **common)
     tuned = tune_baselines(val_scans)
     test_scans = [load_scan(f, arrays=()) for f in test_files]
-    filters = [final["filter"]] + [ScanFilter(m, method=m, params=tuned[m]["params"]) for m in baselines.METHODS]
+    filters = [final["filter"]] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in baselines.METHODS]
     test = evaluate_all(filters, test_scans)
     validation = evaluate_filter(final["filter"], val_scans)
 
@@ -263,7 +145,7 @@ def train_reference_filter(out: str | os.PathLike, seed: int = 0, epochs: int | 
     manifest = read_manifest(folder) or {}
     return {
         "model": path.name,
-        "load_with": "import pcfilter_lib.losses, pcfilter_lib.metrics; keras.models.load_model(path)",
+        "load_with": "import pcfilter_lib.nn.losses, pcfilter_lib.nn.metrics; keras.models.load_model(path)",
         "threshold": final["threshold"],
         "loss": {"name": winner, **{k: v for k, v in final["settings"].items() if k in ("alpha", "gamma")}},
         "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),

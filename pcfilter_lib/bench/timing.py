@@ -80,7 +80,7 @@ def model_flops(model, input_shape) -> int:
     """
     import keras
 
-    from pcfilter_lib import convmath
+    from pcfilter_lib.nn import convmath
 
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
     counted = [layer for layer in model.layers if isinstance(layer, kinds)]

@@ -201,3 +201,16 @@ class ConfusionMetric(keras.metrics.Metric):
 def segmentation_metrics(threshold: float = 0.5) -> list[ConfusionMetric]:
     """Metrics for a keep/artefact segmentation model: ``model.compile(..., weighted_metrics=...)``."""
     return [ConfusionMetric(name, threshold) for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "tnr")]
+
+
+def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
+              ) -> dict[float, float]:
+    """3D IoU of ``probability >= t`` against a boolean ``truth`` grid at each threshold t, computed
+    with ``metrics.threshold_sweep`` (IoU of the occupied class)."""
+    from pcfilter_lib.nn import metrics  # imports Keras: only here, so grids work without it
+
+    truth, probability = np.asarray(truth), np.asarray(probability)
+    if truth.shape != probability.shape:
+        raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape")
+    sweep = metrics.threshold_sweep(truth.astype(np.uint8), probability, thresholds=list(thresholds))
+    return {float(t): float(iou) for t, iou in zip(sweep["threshold"], sweep["iou_keep"], strict=True)}

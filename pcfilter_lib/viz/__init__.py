@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scipy.sparse as sp
 
+from pcfilter_lib.labels import KIND_HEX
+
 
 def _axes(ax, figsize=(5, 4)):
     if ax is None:
@@ -179,8 +181,6 @@ def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] =
 
 # Scans -------------------------------------------------------------------------------------------
 
-KIND_COLOURS = ("#aaaaaa", "#3c3cc8", "#dc1e1e", "#f0a000", "#a028c8", "#28a03c")  # by kind code 0..5
-
 
 def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60000, seed: int = 0,
                    kind_names: Mapping[int, str] | None = None):
@@ -206,7 +206,7 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
     names = kind_names or {0: "true", 1: "shadow", 2: "interreflection", 3: "mixed", 4: "specular", 5: "dark"}
     groups = ([(1, "true geometry", "#aaaaaa", label == 1), (0, "artefact", "#dc1e1e", label == 0)]
               if colour_by == "label" else
-              [(code, names.get(code, str(code)), KIND_COLOURS[code % len(KIND_COLOURS)], kind == code)
+              [(code, names.get(code, str(code)), KIND_HEX[code % len(KIND_HEX)], kind == code)
                for code in np.unique(kind)])
     fig = go.Figure()
     for _, name, colour, mask in groups:
@@ -236,8 +236,8 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
               ("normals (x, y, z as RGB)", normals, {}),
               ("label: 1 true, 0 artefact, white no point", np.where(label == 255, np.nan, label),
                dict(cmap="coolwarm_r", vmin=0, vmax=1)),
-              ("artefact kind", kind, dict(cmap=plt.matplotlib.colors.ListedColormap(KIND_COLOURS), vmin=-0.5,
-                                           vmax=len(KIND_COLOURS) - 0.5))]
+              ("artefact kind", kind, dict(cmap=plt.matplotlib.colors.ListedColormap(KIND_HEX), vmin=-0.5,
+                                           vmax=len(KIND_HEX) - 0.5))]
     height, width = valid.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.8),
                              layout="constrained")
@@ -363,6 +363,7 @@ def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accurac
 
 # 3D representations (Plotly traces and figures) -----------------------------------------------------
 
+
 def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.ndarray = "#1f77b4", size: float = 2.0,
                 name: str = "points", seed: int = 0):
     """Plotly Scatter3d of a cloud (N, 3), at most ``max_points`` (a seeded random subset), so pages stay light."""
@@ -396,7 +397,7 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
     """Plotly Mesh3d of the occupied voxels of a grid, in voxel units: the faces that border empty
     space, or with ``gap`` > 0 every voxel as its own cube shrunk by that share of its edge, so the
     grid shows (at most ``max_voxels`` voxels then, to keep the page light)."""
-    from pcfilter_lib.voxels import voxel_faces
+    from pcfilter_lib.geometry.voxels import voxel_faces
 
     occupancy = np.asarray(occupancy, dtype=bool)
     if not occupancy.any():

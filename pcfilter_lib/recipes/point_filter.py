@@ -20,10 +20,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib import metrics, point_filtering
-from pcfilter_lib.filtering import ScanFilter, evaluate_filter
+from pcfilter_lib import filters
+from pcfilter_lib.data.patches import select_features, training_patches
+from pcfilter_lib.filters.baselines import BaselineFilter
+from pcfilter_lib.filters.evaluation import evaluate_filter
+from pcfilter_lib.filters.thresholds import choose_threshold
+from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.clouds import scan_cloud
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
+from pcfilter_lib.nn import metrics
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
@@ -33,46 +38,6 @@ GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3
          "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [0.002, 0.003, 0.005, 0.008, 0.012]}}
 
 
-def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_size: int, seed: int = 0,
-                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (M, P, 3 + len(STATISTICS)) of feature set "both" and labels (M, P, 1) of patches
-    drawn from ``clouds`` (``cloud_scan`` dicts with labels): per cloud ``patches_per_cloud`` of its
-    covering patches, half of them among those holding an artefact."""
-    from tqdm.auto import tqdm
-
-    rng = np.random.default_rng(seed)
-    inputs, labels = [], []
-    for i, cloud in enumerate(tqdm(clouds, desc="point features", unit="cloud", disable=not progress)):
-        points = np.asarray(cloud["xyz"][0], np.float64)
-        label = np.asarray(cloud["label"][0])
-        hood = point_filtering.neighbourhoods(points)
-        patches = point_filtering.seed_patches(hood, patch_size, seed=seed + i)
-        has_artefact = (label[patches] == 0).any(axis=1)
-        with_, without = np.flatnonzero(has_artefact), np.flatnonzero(~has_artefact)
-        wanted = min(patches_per_cloud, len(patches))
-        rest = min(len(without), wanted - min(len(with_), wanted // 2))  # the other kind fills any shortfall
-        chosen = np.concatenate([rng.choice(with_, wanted - rest, replace=False),
-                                 rng.choice(without, rest, replace=False)])
-        chosen = patches[np.sort(chosen)]
-        inputs.append(point_filtering.patch_inputs(hood, chosen, "both"))
-        labels.append(label[chosen][..., None].astype(np.float32))
-    return np.concatenate(inputs), np.concatenate(labels)
-
-
-def select_features(inputs: np.ndarray, feature_set: str) -> np.ndarray:
-    """The columns of feature set ``feature_set`` from inputs of the set "both"."""
-    n = len(point_filtering.COORDINATES)
-    return {"both": inputs, "coordinates": inputs[..., :n], "statistics": inputs[..., n:]}[feature_set]
-
-
-def choose_threshold(point_filter: point_filtering.PointFilter, clouds: Sequence[Mapping],
-                     min_recall: float = 0.995) -> float:
-    """The threshold of ``metrics.keep_threshold`` on the validation ``clouds``."""
-    prob = np.concatenate([point_filter.keep_probability(c).ravel() for c in clouds])
-    label = np.concatenate([np.asarray(c["label"]).ravel() for c in clouds])
-    return metrics.keep_threshold(label, prob, min_recall)[0]
-
-
 def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequence[Mapping], feature_set: str,
                        epochs: int, batch_size: int = 32, learning_rate: float = 2e-3, seed: int = 0,
                        alpha: float = 0.25, gamma: float = 2.0, progress: bool = False) -> dict:
@@ -80,7 +45,7 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
     decay to 5%), then choose its threshold on ``val_clouds``.
 
     Returns {"filter" (a PointFilter), "history", "seconds", "threshold"}."""
-    from pcfilter_lib import losses
+    from pcfilter_lib.nn import losses
 
     keras.utils.set_random_seed(seed)
     x = select_features(inputs, feature_set)
@@ -91,14 +56,14 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
                                                                                          alpha=0.05)),
                   loss=losses.BinaryFocalLoss(alpha=alpha, gamma=gamma),
                   weighted_metrics=metrics.segmentation_metrics())
-    from pcfilter_lib.filter_training import _EpochBar
+    from pcfilter_lib.nn.callbacks import _EpochBar
 
     start = time.perf_counter()
     history = model.fit(x, labels, sample_weight=np.ones(labels.shape, np.float32), batch_size=batch_size,
                         epochs=epochs, shuffle=True, verbose=0, callbacks=[_EpochBar(epochs)] if progress else [])
     seconds = time.perf_counter() - start
-    point_filter = point_filtering.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"])
-    point_filter.threshold = choose_threshold(point_filter, val_clouds)
+    point_filter = filters.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"])
+    point_filter.threshold = choose_threshold(point_filter, val_clouds)[0]
     return {"filter": point_filter, "threshold": point_filter.threshold, "seconds": seconds,
             "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
 
@@ -127,9 +92,10 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     5. Saved as ``out/pointnet_filter.keras``.
     """
     from pcfilter_lib.data.scans import split_files
-    from pcfilter_lib.filter_training import _rounded, default_scans, tune_baselines
+    from pcfilter_lib.filters.evaluation import tune_baselines
     from pcfilter_lib.io.files import atomic_write_with, read_manifest, sha256
     from pcfilter_lib.io.scan import load_scan
+    from pcfilter_lib.recipes.unet_filter import _rounded, default_scans
 
     s = reference_settings()
     epochs = epochs or s["epochs"]
@@ -149,10 +115,10 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     ablation = {}
     share = int(len(inputs) * s["compare_share"])  # the short runs see a random share of the patches
     subset = np.sort(np.random.default_rng(seed).permutation(len(inputs))[:share])
-    for feature_set in point_filtering.FEATURE_SETS:
+    for feature_set in point_features.FEATURE_SETS:
         run = train_point_filter(inputs[subset], labels[subset], val[1.0], feature_set, s["compare_epochs"], **common)
         result = evaluate_filter(run["filter"], val[1.0])
-        ablation[feature_set] = {"channels": len(point_filtering.FEATURE_SETS[feature_set]),
+        ablation[feature_set] = {"channels": len(point_features.FEATURE_SETS[feature_set]),
                                  "threshold": run["threshold"], "seconds": round(run["seconds"], 1),
                                  "validation": _rounded(result)}
         if progress:
@@ -164,7 +130,7 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     densities = {}
     for fraction in FRACTIONS:
         tuned = tune_baselines(val[fraction], GRIDS)
-        filters = [point_filter] + [ScanFilter(m, method=m, params=tuned[m]["params"]) for m in GRIDS]
+        filters = [point_filter] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in GRIDS]
         densities[str(fraction)] = {
             "baselines": {m: {"params": tuned[m]["params"], "validation": _rounded(tuned[m]["validation"])}
                           for m in GRIDS},
@@ -181,14 +147,14 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     manifest = read_manifest(folder) or {}
     return {
         "model": path.name,
-        "load_with": "pcfilter_lib.point_filtering.point_filter(path)",
+        "load_with": "pcfilter_lib.filters.point_filter(path)",
         "threshold": final["threshold"],
         "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
                  "seed": manifest.get("seed"), "manifest_sha256": sha256(folder / "manifest.json"),
                  "scans": {"train": len(train_files), "val": len(val_files), "test": len(test_files)},
                  "fractions": list(FRACTIONS), "training_patches": int(len(inputs))},
         "settings": {"feature_set": winner, "patch_size": NETWORK["patch_size"],
-                     "neighbours": point_filtering.NEIGHBOURS, "width": NETWORK["width"],
+                     "neighbours": point_features.NEIGHBOURS, "width": NETWORK["width"],
                      "dropout": NETWORK["dropout"], "loss": {"name": "focal", "alpha": 0.25, "gamma": 2.0},
                      "epochs": epochs, "seed": seed, **{k: v for k, v in s.items() if k != "epochs"}},
         "parameters": int(point_filter.model.count_params()),

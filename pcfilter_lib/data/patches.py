@@ -1,0 +1,43 @@
+"""Training examples for the point filter: patches of the points of labelled clouds, with their
+neighbourhood features (``geometry.point_features``), half of them holding an artefact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from pcfilter_lib.geometry import point_features
+
+
+def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_size: int, seed: int = 0,
+                     progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (M, P, 3 + len(STATISTICS)) of feature set "both" and labels (M, P, 1) of patches
+    drawn from ``clouds`` (``cloud_scan`` dicts with labels): per cloud ``patches_per_cloud`` of its
+    covering patches, half of them among those holding an artefact."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    inputs, labels = [], []
+    for i, cloud in enumerate(tqdm(clouds, desc="point features", unit="cloud", disable=not progress)):
+        points = np.asarray(cloud["xyz"][0], np.float64)
+        label = np.asarray(cloud["label"][0])
+        hood = point_features.neighbourhoods(points)
+        patches = point_features.seed_patches(hood, patch_size, seed=seed + i)
+        has_artefact = (label[patches] == 0).any(axis=1)
+        with_, without = np.flatnonzero(has_artefact), np.flatnonzero(~has_artefact)
+        wanted = min(patches_per_cloud, len(patches))
+        rest = min(len(without), wanted - min(len(with_), wanted // 2))  # the other kind fills any shortfall
+        chosen = np.concatenate([rng.choice(with_, wanted - rest, replace=False),
+                                 rng.choice(without, rest, replace=False)])
+        chosen = patches[np.sort(chosen)]
+        inputs.append(point_features.patch_inputs(hood, chosen, "both"))
+        labels.append(label[chosen][..., None].astype(np.float32))
+    return np.concatenate(inputs), np.concatenate(labels)
+
+
+def select_features(inputs: np.ndarray, feature_set: str) -> np.ndarray:
+    """The columns of feature set ``feature_set`` from inputs of the set "both"."""
+    n = len(point_features.COORDINATES)
+    return {"both": inputs, "coordinates": inputs[..., :n], "statistics": inputs[..., n:]}[feature_set]

@@ -1,0 +1,60 @@
+"""Data sets over many meshes: occupancy grids and rendered depth views of OFF files, and the
+memory a surface voxelisation needs at several resolutions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pcfilter_lib.geometry.views import render_depth_views
+from pcfilter_lib.geometry.voxels import check_grid, grid_around, memory_report, voxelize_mesh
+
+
+def _iterate(items, progress: bool, desc: str):
+    if progress:
+        from tqdm import tqdm
+
+        return tqdm(items, desc=desc, unit="mesh")
+    return items
+
+
+def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: int = 1, progress: bool = False
+                   ) -> np.ndarray:
+    """Occupancy grids (N, R, R, R) bool of OFF meshes, each centred in its own cube (``grid_around``)."""
+    from pcfilter_lib.io.off import read_off
+
+    paths = list(paths)
+    check_grid((len(paths) * resolution, resolution, resolution), 1)
+    grids = np.zeros((len(paths), resolution, resolution, resolution), dtype=bool)
+    for i, path in enumerate(_iterate(paths, progress, f"voxelising at {resolution}^3")):
+        vertices, triangles = read_off(path)
+        grids[i] = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution, padding), solid)
+    return grids
+
+
+def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30.0, progress: bool = False
+                 ) -> np.ndarray:
+    """Depth images (N, V, size, size) float32 of OFF meshes (``render_depth_views``)."""
+    from pcfilter_lib.io.off import read_off
+
+    paths = list(paths)
+    images = np.zeros((len(paths), n_views, size, size), dtype=np.float32)
+    for i, path in enumerate(_iterate(paths, progress, f"rendering {n_views} views")):
+        images[i] = render_depth_views(*read_off(path), n_views=n_views, size=size, elevation=elevation)
+    return images
+
+
+def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[dict]:
+    """``memory_report`` of the surface voxelisation of each mesh at each resolution.
+
+    ``meshes`` maps a name to (vertices, triangles). Returns one row per (mesh, resolution) with
+    the keys of ``memory_report`` plus ``mesh`` and ``resolution``.
+    """
+    rows = []
+    for name, (vertices, triangles) in meshes.items():
+        for resolution in resolutions:
+            occupancy = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution))
+            rows.append({"mesh": name, "resolution": int(resolution), **memory_report(occupancy)})
+    return rows

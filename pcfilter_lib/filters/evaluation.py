@@ -1,0 +1,82 @@
+"""Measuring filters on labelled scans: pooled confusion metrics, the share of each artefact kind
+removed, and the grid search of the classical baselines on validation scans.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from pcfilter_lib.filters import baselines
+from pcfilter_lib.filters.base import Filter
+from pcfilter_lib.io.scan import load_scan
+from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
+from pcfilter_lib.nn import metrics
+
+
+def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool = False) -> dict:
+    """Metrics of a filter pooled over labelled scans.
+
+    Args:
+        scan_filter: any ``filters.base.Filter``.
+        scans: scan dicts with ``label`` (and ``kind`` where known).
+        progress: show a progress bar.
+
+    Returns:
+        tp, fn, fp, tn, every ``nn.metrics.NAMES`` value, the number of scans, and ``kinds``: for
+        each artefact kind its point count and the fraction removed (the recall of that kind; empty
+        when the scans carry no ``kind``).
+    """
+    totals = np.zeros(4, np.int64)
+    has_kinds = False
+    kind_total = np.zeros(len(ARTEFACT_KINDS), np.int64)
+    kind_removed = np.zeros(len(ARTEFACT_KINDS), np.int64)
+    n = 0
+    for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", disable=not progress):
+        keep = scan_filter.keep_mask(scan)
+        label = np.asarray(scan["label"])
+        totals += metrics.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
+        n += 1
+        if scan.get("kind") is None:  # e.g. PointCleanNet pairs: outlier or not, no kinds
+            continue
+        has_kinds, kind, artefact = True, np.asarray(scan["kind"]), label == ARTEFACT
+        for k, code in enumerate(ARTEFACT_KINDS):
+            of_kind = artefact & (kind == code)
+            kind_total[k] += of_kind.sum()
+            kind_removed[k] += (of_kind & ~keep).sum()
+    if n == 0:
+        raise ValueError("evaluation needs at least one scan")
+    tp, fn, fp, tn = (int(v) for v in totals)
+    kinds = {KIND_NAMES[code]: {"points": int(kind_total[k]),
+                                "removed": float(kind_removed[k] / kind_total[k]) if kind_total[k] else None}
+             for k, code in enumerate(ARTEFACT_KINDS)} if has_kinds else {}
+    return {"filter": scan_filter.name, "scans": n, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+            **metrics.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
+
+
+def iter_scans(files: Iterable[str | os.PathLike], arrays: tuple[str, ...] = ()):
+    """Scans loaded one at a time from ``files`` (``arrays``: optional extra keys such as clean_xyz)."""
+    for path in files:
+        yield load_scan(path, arrays=arrays)
+
+
+def tune_baselines(val_scans: Sequence[Mapping], grids: Mapping[str, Mapping] | None = None) -> dict:
+    """Grid-search each baseline of ``grids`` (default: all three with ``baselines.GRIDS``) on validation
+    scans: {method: {"params", "validation", "rows"}}."""
+    grids = baselines.GRIDS if grids is None else grids
+    tuned = {}
+    for method in grids:
+        params, rows = baselines.tune(val_scans, method, grids[method])
+        best = next(r for r in rows if all(r[k] == v for k, v in params.items()))
+        tuned[method] = {"params": params, "validation": {k: best[k] for k in ("mean_iou", "balanced_accuracy",
+                                                                                 "recall")},
+                         "rows": rows}
+    return tuned
+
+
+def evaluate_all(filters: Sequence[Filter], scans: Sequence[Mapping]) -> dict[str, dict]:
+    """``evaluate_filter`` of each filter on the same scans, keyed by filter name."""
+    return {f.name: evaluate_filter(f, scans) for f in filters}

@@ -1,0 +1,145 @@
+"""The point-based artefact filter: PointNet segmentation on neighbourhoods of an unorganised cloud.
+
+The U-Net filter needs a pixel grid; this one needs only points (N, 3). It works in four steps:
+
+1. **Scale.** The cloud's own point spacing ``s`` (the median distance from a point to its nearest
+   neighbour) is the unit of every length, so metres, millimetres or a subsampled cloud look alike.
+2. **Features.** Each point gets local statistics of its k nearest neighbours (``OWN``):
+   neighbour distances, how many neighbours lie within 2 s and 4 s (what radius outlier removal
+   counts), the distance to the neighbourhood's centroid and plane, and the shape of the
+   neighbourhood from its PCA eigenvalues; then the mean of the same statistics over those
+   neighbours, which tells a lone point from one in a whole sheet of stray points (``STATISTICS``
+   holds both). All are invariant to rotation, translation and scale.
+3. **Patches.** The cloud is covered by overlapping neighbourhoods of ``patch_size`` points around
+   seed points. Feature sets that use coordinates give each patch's points local coordinates in
+   the patch's own PCA frame (axes ordered by variance, signs fixed by the third moment), again
+   divided by ``s``.
+4. **Prediction.** PointNet segmentation (``models.pointnet.build_pointnet_segmentation`` without
+   the T-Nets, which the canonical frame makes unnecessary) reads the chosen feature set of every
+   patch and gives P(keep) per point; a point in several patches gets the mean of its predictions.
+
+``FEATURE_SETS`` names the inputs compared by the ablation of ``recipes.point_filter``: local
+coordinates only (what a plain PointNet sees), statistics only, or both. ``PointFilter`` wraps a
+trained model with its threshold and settings and offers the ``keep_probability`` / ``keep_mask``
+interface of ``filters.base.Filter``, so ``filters.evaluation.evaluate_filter`` and the command line
+use every filter alike. Steps 1-3 live in ``geometry.point_features``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pcfilter_lib.filters.base import check_threshold, load_model_file
+from pcfilter_lib.geometry.point_features import (
+    FEATURE_SETS,
+    NEIGHBOURS,
+    combine,
+    finite_points,
+    neighbourhoods,
+    patch_inputs,
+    seed_patches,
+)
+from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+
+SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
+
+
+@dataclass
+class PointFilter:
+    """A trained point filter: the Keras model, its decision threshold and the settings it was trained with.
+
+    ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
+    ``keep_mask(scan)`` on the scan-like dicts of ``io.scan`` and ``io.organised`` (the measured
+    points only, ignoring the grid), as every filter of ``filters.base.Filter`` does.
+    """
+
+    model: object
+    threshold: float = 0.5
+    feature_set: str = "both"
+    patch_size: int = 256
+    neighbours: int = NEIGHBOURS
+    name: str = "pointnet_filter"
+    batch_size: int = 128
+
+    def __post_init__(self):
+        self.threshold = check_threshold(self.threshold)
+        if self.feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {self.feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
+        channels = len(FEATURE_SETS[self.feature_set])
+        if int(self.model.input_shape[-1]) != channels:
+            raise ValueError(f"the model reads {self.model.input_shape[-1]} features per point, but feature set "
+                             f"{self.feature_set!r} has {channels}")
+
+    def predict_patches(self, inputs: np.ndarray) -> np.ndarray:
+        """(M, P, F) inputs -> (M, P) P(keep), in batches of ``batch_size`` patches."""
+        out = []
+        for i in range(0, len(inputs), self.batch_size):
+            batch = inputs[i:i + self.batch_size]
+            if len(batch) < self.batch_size and len(inputs) > self.batch_size:  # one shape: no retracing
+                batch = np.concatenate([batch, np.zeros((self.batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
+            out.append(np.asarray(self.model.predict_on_batch(batch))[:len(inputs) - i, :, 0])
+        return np.concatenate(out)
+
+    def keep_probability_points(self, points) -> np.ndarray:
+        """(N,) float32 P(keep) of each point of an (N, 3) cloud; 0 for points with NaN or infinite
+        coordinates, which are never kept."""
+        points, finite = finite_points(points)
+        hood = neighbourhoods(points[finite], self.neighbours)
+        patches = seed_patches(hood, self.patch_size)
+        inputs = patch_inputs(hood, patches, self.feature_set)
+        prob = np.zeros(len(points), np.float32)
+        prob[finite] = combine(patches, self.predict_patches(inputs), len(hood.points))
+        return prob
+
+    def keep_probability(self, scan: Mapping) -> np.ndarray:
+        """P(keep) on the scan's grid (H, W); 0 where there is no point."""
+        valid = np.asarray(scan["valid"], bool)
+        prob = np.zeros(valid.shape, np.float32)
+        prob[valid] = self.keep_probability_points(np.asarray(scan["xyz"])[valid])
+        return prob
+
+    def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
+        """``keep_probability`` of each scan."""
+        return [self.keep_probability(scan) for scan in scans]
+
+    def keep_mask(self, scan: Mapping) -> np.ndarray:
+        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        valid = np.asarray(scan["valid"], bool)
+        return (self.keep_probability(scan) >= self.threshold) & valid
+
+    __call__ = keep_mask
+
+
+def wrap_point_model(model, path: Path, threshold: float | None = None) -> PointFilter:
+    """A loaded point-filter model with the threshold, feature set and patch size of its model card
+    (``threshold`` overrides the recorded one; without a card the feature set follows from the
+    model's number of input channels).
+
+    Raises:
+        ValueError: the model does not take (B, P, F) input.
+    """
+    # Keras is imported here, not at the top, so that the command line starts fast.
+    import keras
+
+    if len(model.input_shape) != 3:
+        raise ValueError(f"{path}: a point filter takes (B, P, F) input, this model takes {model.input_shape}")
+    manifest = read_model_card(path)
+    settings = manifest.get("settings", {})
+    if not getattr(model, "compiled", False):  # inference only: XLA where the backend has it (a third faster on CPU)
+        model.compile(jit_compile=keras.backend.backend() in ("tensorflow", "jax"))
+    by_channels = {len(columns): name for name, columns in FEATURE_SETS.items()}
+    feature_set = settings.get("feature_set") or by_channels.get(int(model.input_shape[-1]), "both")
+    return PointFilter(model, threshold=manifest.get("threshold", 0.5) if threshold is None else threshold,
+                       feature_set=feature_set, patch_size=settings.get("patch_size", 256),
+                       neighbours=settings.get("neighbours", NEIGHBOURS), name=Path(path).stem)
+
+
+def point_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> PointFilter:
+    """The point filter saved at ``path`` (default: the shipped one); see ``wrap_point_model``."""
+    path = Path(SHIPPED_POINT_MODEL if path is None else path)
+    return wrap_point_model(load_model_file(path, SHIPPED_POINT_MODEL, "pointfilter"), path, threshold)

@@ -1,0 +1,101 @@
+"""The U-Net artefact filter for organised scans: a fully convolutional network that gives each
+pixel P(keep) from the scan's image channels (``data.scans.scan_inputs``).
+
+``unet_filter`` loads a saved model, by default the shipped ``weights/unet_filter.keras``, with the
+threshold chosen on validation scans and recorded in its model card.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pcfilter_lib.data.scans import crop_to, pad_to_multiple, scan_inputs
+from pcfilter_lib.filters.base import check_threshold, load_model_file
+from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.models.unet import multiple_of
+
+SHIPPED_MODEL = WEIGHTS / "unet_filter.keras"
+
+
+@dataclass
+class UNetFilter:
+    """A trained U-Net (a Keras segmentation model giving P(keep) per pixel) and its threshold."""
+
+    name: str
+    model: object
+    threshold: float = 0.5
+
+    def __post_init__(self):
+        self.threshold = check_threshold(self.threshold)
+
+    @property
+    def validity(self) -> bool:
+        """Whether the model reads the sixth, 0/1 validity channel."""
+        return int(self.model.input_shape[-1]) == 6
+
+    def keep_probability(self, scan: Mapping) -> np.ndarray:
+        """(H, W) float32 P(keep) of each pixel; 0 where there is no point."""
+        return self.keep_probabilities([scan])[0]
+
+    def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
+        """``keep_probability`` of each scan; scans of one size share a network call."""
+        return predict_keep(self.model, scans, self.validity)
+
+    def keep_mask(self, scan: Mapping) -> np.ndarray:
+        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        return self.keep_probability(scan) >= self.threshold
+
+    __call__ = keep_mask
+
+
+def predict_keep(model, scans: Sequence[Mapping], validity: bool = True, batch_size: int = 4) -> list[np.ndarray]:
+    """P(keep) of each scan from a U-Net.
+
+    Args:
+        model: a Keras U-Net taking (B, H, W, 5 or 6) channels.
+        scans: scan dicts; scans of one size are batched together.
+        validity: whether the model reads the 0/1 validity channel.
+        batch_size: scans per network call.
+
+    Returns:
+        one (H, W) float32 array per scan: the network's output on the scan's channels, padded to
+        the network's multiple and cropped back, and 0 where there is no point.
+    """
+    multiple = multiple_of(model)
+    out: list[np.ndarray | None] = [None] * len(scans)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, scan in enumerate(scans):
+        by_shape.setdefault(np.shape(scan["valid"]), []).append(i)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            padded = [pad_to_multiple(scan_inputs(scans[i], validity), multiple)[0] for i in chunk]
+            prob = np.asarray(model.predict_on_batch(np.stack(padded)))
+            for i, p in zip(chunk, prob, strict=True):
+                p = crop_to(p, np.shape(scans[i]["valid"]))[..., 0]
+                out[i] = np.where(np.asarray(scans[i]["valid"], bool), p, 0.0).astype(np.float32)
+    return out
+
+
+def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
+    """A loaded U-Net with the threshold of its model card (``threshold`` overrides it; 0.5 without a card).
+
+    Raises:
+        ValueError: the model does not take (B, H, W, 5 or 6) input.
+    """
+    if len(model.input_shape) != 4 or model.input_shape[-1] not in (5, 6):
+        raise ValueError(f"{path}: a scan filter takes (B, H, W, 5 or 6) input, this model takes {model.input_shape}")
+    if threshold is None:
+        threshold = read_model_card(path).get("threshold", 0.5)
+    return UNetFilter(name=Path(path).stem, model=model, threshold=threshold)
+
+
+def unet_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> UNetFilter:
+    """The U-Net filter saved at ``path`` (default: the shipped one); see ``wrap_unet``."""
+    path = Path(SHIPPED_MODEL if path is None else path)
+    return wrap_unet(load_model_file(path, SHIPPED_MODEL, "unet"), path, threshold)

@@ -1,0 +1,35 @@
+"""Surface normals of an organised cloud from its pixel grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
+    """Unit normals (H, W, 3) of an organised cloud (H, W, 3; NaN = no point) from the cross product
+    of the differences to the neighbours ``step`` pixels away (central, else one-sided), turned
+    towards the camera at the origin; NaN where there is no point or no usable neighbour."""
+    planes = np.ascontiguousarray(np.moveaxis(xyz, -1, 0))  # (3, H, W): x, y and z images
+    missing = np.isnan(planes[2])
+
+    def gradient(axis: int) -> np.ndarray:  # along image axis 0 (rows) or 1 (columns)
+        p = planes if axis == 0 else planes.transpose(0, 2, 1)
+        grad = np.full_like(p, np.nan)
+        grad[:, step:-step] = p[:, 2 * step:] - p[:, :-2 * step]
+        # One-sided differences where the central one is missing (image border, hole next to the point).
+        r, c = np.nonzero(np.isnan(grad[2]) & ~np.isnan(p[2]))
+        ahead, behind = np.minimum(r + step, p.shape[1] - 1), np.maximum(r - step, 0)
+        forward = p[:, ahead, c] - p[:, r, c]
+        backward = p[:, r, c] - p[:, behind, c]
+        grad[:, r, c] = np.where(np.isnan(forward[2]) | (ahead == r), backward, forward)
+        return grad if axis == 0 else grad.transpose(0, 2, 1)
+
+    (ax, ay, az), (bx, by, bz) = gradient(0), gradient(1)
+    n = np.stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        length = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
+        towards = np.where(n[0] * planes[0] + n[1] * planes[1] + n[2] * planes[2] > 0, -length, length)
+        n /= towards
+    n[:, missing] = np.nan
+    return np.ascontiguousarray(np.moveaxis(n, 0, -1), dtype=np.float32)

@@ -1,0 +1,124 @@
+"""The library's shape, read from its source (AST): folders are stages of the pipeline, each importing
+only from the stages beneath it, with no import cycles and no import of the entry level from below.
+
+Imports inside functions count like any other. Each one must be a deliberate deferral of a heavy
+dependency, marked by a comment on the line or the line above.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
+
+# Lowest first; a module may import its own stage and the stages before it. The entry level
+# (config, runtime, cli) may import anything, and nothing else may import it.
+STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "nn", "models", "filters", "recipes",
+          "bench", "viz")
+ENTRY = ("config", "runtime", "cli")
+# Third-party modules heavy enough that a module may import them inside a function on purpose.
+DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in LIB.rglob("*.py"):
+        parts = path.relative_to(LIB).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def stage(module: str) -> str:
+    return module.split(".")[0] if module else ""
+
+
+def imports(path: Path) -> list[tuple[ast.AST, str, bool]]:
+    """(node, imported pcfilter_lib module or third-party top name, inside a function?) of a file."""
+    tree = ast.parse(path.read_text())
+    top = {id(node) for node in tree.body}
+    package = path.relative_to(LIB).with_suffix("").parts[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[:len(package) - node.level + 1])
+                names = [".".join(["pcfilter_lib", *base, *([node.module] if node.module else [])])]
+            else:
+                names = [node.module or ""]
+            if names[0].startswith("pcfilter_lib"):  # `from pcfilter_lib.x import y`: y may be a module
+                names = [f"{names[0]}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        out += [(node, name, id(node) not in top) for name in names]
+    return out
+
+
+def library_edges() -> dict[str, set[str]]:
+    mods = modules()
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        for _, name, _ in imports(path):
+            if not name.startswith("pcfilter_lib."):
+                continue
+            target = name.removeprefix("pcfilter_lib.")
+            while target and target not in mods:
+                target = target.rpartition(".")[0]
+            if target and target != mod:
+                edges[mod].add(target)
+    return edges
+
+
+def test_every_module_belongs_to_a_stage_or_the_entry_level():
+    for mod in modules():
+        assert mod == "" or stage(mod) in STAGES + ENTRY, f"pcfilter_lib.{mod} is in no stage of the layout"
+
+
+@pytest.mark.parametrize("mod", sorted(m for m in modules() if m and stage(m) not in ENTRY))
+def test_stages_import_only_their_own_stage_and_those_beneath(mod):
+    allowed = set(STAGES[:STAGES.index(stage(mod)) + 1])
+    for target in library_edges()[mod]:
+        assert stage(target) in allowed, (f"pcfilter_lib.{mod} imports pcfilter_lib.{target}, a higher stage "
+                                          f"({stage(target)}) or the entry level")
+
+
+def test_the_library_has_no_import_cycle():
+    edges = library_edges()
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for nxt in edges[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in edges:
+        if node not in state:
+            visit(node)
+
+
+def test_imports_inside_functions_defer_a_heavy_dependency_and_say_so():
+    for mod, path in modules().items():
+        lines = path.read_text().splitlines()
+        for node, name, inside in imports(path):
+            if not inside:
+                continue
+            where = f"pcfilter_lib/{path.relative_to(LIB)}:{node.lineno}"
+            said = any("#" in lines[i] for i in range(max(0, node.lineno - 3), node.lineno))
+            top = name.split(".")[0]
+            if top != "pcfilter_lib":
+                assert top in DEFERRABLE, f"{where}: import {name} inside a function; import it at the top instead"
+            # a library module imported late must be one that pulls a heavy dependency with it
+            assert stage(mod) in ENTRY or said, f"{where}: say in a comment why {name} is imported inside a function"
