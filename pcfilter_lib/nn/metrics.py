@@ -19,6 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pcfilter_lib.labels import ARTEFACT, KEEP
+
 NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "tnr", "f1", "false_omission_rate",
          "iou_keep", "iou_artefact", "mean_iou")
 
@@ -79,10 +81,10 @@ def _selected(y_true, y_prob, mask):
         y_prob = y_prob[..., 0]
     if y_true.shape != y_prob.shape:
         raise ValueError(f"y_true {y_true.shape} and y_prob {y_prob.shape} must have the same shape")
-    keep = (y_true == 0) | (y_true == 1)
+    keep = (y_true == ARTEFACT) | (y_true == KEEP)
     if mask is not None:
         keep &= np.broadcast_to(np.asarray(mask, bool), y_true.shape)
-    return y_true[keep] == 1, y_prob[keep]
+    return y_true[keep] == KEEP, y_prob[keep]
 
 
 def confusion_counts(y_true, y_prob, mask=None, threshold: float = 0.5) -> tuple[int, int, int, int]:
@@ -145,6 +147,36 @@ def keep_threshold(y_true, y_prob, min_recall: float = 0.995,
     return best_threshold(sweep, "mean_iou", high=high), sweep
 
 
+def roc_auc(y_true, score, mask=None) -> float:
+    """Area under the ROC curve of ``score`` (e.g. P(keep)) against ``y_true`` (1 = keep = positive,
+    0 = artefact; other labels such as 255 ignored) over the points where ``mask`` is true.
+
+    It is the probability that a random true point scores higher than a random artefact (ties count
+    half): how well the score *ranks* points, whatever threshold is later applied. Computed from the
+    ranks of the scores (Mann-Whitney U), so it costs one sort.
+
+    Args:
+        y_true: labels, any shape.
+        score: the same shape (or with a trailing axis of 1); higher means "keep".
+        mask: optional bool array broadcastable to ``y_true``.
+
+    Returns:
+        the AUC in [0, 1]: 1 ranks every true point above every artefact, 0.5 is chance.
+
+    Raises:
+        ValueError: the selected points lack one of the two classes (the AUC is then undefined).
+    """
+    from scipy.stats import rankdata  # deferred: only this function needs SciPy
+
+    truth, score = _selected(y_true, score, mask)
+    positives, negatives = int(truth.sum()), int((~truth).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"ROC AUC needs both true points (label 1) and artefacts (label 0); got {positives} and "
+                         f"{negatives}")
+    ranks = rankdata(np.asarray(score, np.float64))  # average ranks for ties
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 @keras.saving.register_keras_serializable(package="pcfilter")
 class ConfusionMetric(keras.metrics.Metric):
     """A streaming confusion-matrix metric: accumulates exact integer counts batch by batch.
@@ -176,8 +208,8 @@ class ConfusionMetric(keras.metrics.Metric):
                 weight = ops.expand_dims(weight, axis=-1)
             selected = ops.greater(ops.reshape(ops.broadcast_to(weight, ops.shape(y_true)), (-1,)), 0)
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        selected = ops.logical_and(selected, ops.logical_or(ops.equal(labels, 0), ops.equal(labels, 1)))
-        truth = ops.equal(labels, 1)
+        selected = ops.logical_and(selected, ops.logical_or(ops.equal(labels, ARTEFACT), ops.equal(labels, KEEP)))
+        truth = ops.equal(labels, KEEP)
         predicted = ops.greater_equal(ops.cast(ops.reshape(y_pred, (-1,)), "float32"), self.threshold)
 
         def count(condition):
@@ -206,11 +238,10 @@ def segmentation_metrics(threshold: float = 0.5) -> list[ConfusionMetric]:
 def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
               ) -> dict[float, float]:
     """3D IoU of ``probability >= t`` against a boolean ``truth`` grid at each threshold t, computed
-    with ``metrics.threshold_sweep`` (IoU of the occupied class)."""
-    from pcfilter_lib.nn import metrics  # imports Keras: only here, so grids work without it
-
+    with ``threshold_sweep`` (IoU of the occupied class, scored as the positive class ``KEEP``)."""
     truth, probability = np.asarray(truth), np.asarray(probability)
     if truth.shape != probability.shape:
         raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape")
-    sweep = metrics.threshold_sweep(truth.astype(np.uint8), probability, thresholds=list(thresholds))
+    occupied = np.where(truth.astype(bool), KEEP, ARTEFACT).astype(np.uint8)  # occupied voxels are the positives
+    sweep = threshold_sweep(occupied, probability, thresholds=list(thresholds))
     return {float(t): float(iou) for t, iou in zip(sweep["threshold"], sweep["iou_keep"], strict=True)}
