@@ -21,7 +21,19 @@ POINT_FEATURES = "point_features"
 
 @keras.saving.register_keras_serializable(package="pcfilter")
 class OrthogonalRegularizer(keras.regularizers.Regularizer):
-    """weight * mean over the batch of ||I - A A^T||_F^2 for flattened k x k transforms A (B, k*k)."""
+    """The T-Net penalty: weight * mean over the batch of ||I - A A^T||_F^2.
+
+    It is zero exactly when every transform A is orthogonal (a rotation or a reflection), so it keeps
+    a T-Net from squashing the cloud. Registered with Keras, so saved models load without
+    ``custom_objects``.
+
+    Args:
+        num_features: k, the side of the transforms.
+        weight: the factor of the penalty in the loss.
+
+    Calling it on a batch of flattened transforms A, (B, k * k), returns the scalar penalty (float32,
+    also under mixed precision).
+    """
 
     def __init__(self, num_features: int, weight: float = 1e-3):
         self.num_features = int(num_features)
@@ -43,23 +55,55 @@ def _ch(filters: int, width: float) -> int:
 
 
 def conv_bn(x, filters: int, name: str, momentum: float):
-    """Shared MLP layer: a 1x1 convolution applied to every point, batch norm, ReLU."""
+    """One shared MLP layer: the same dense map on every point (a 1x1 convolution), batch norm, ReLU.
+
+    Args:
+        x: per-point features, (B, N, C).
+        filters: output channels.
+        name: prefix of the layers' names.
+        momentum: batch-normalisation momentum (the weight of the old running statistics).
+
+    Returns:
+        (B, N, filters) features; the points never mix.
+    """
     x = layers.Conv1D(filters, 1, use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def dense_bn(x, units: int, name: str, momentum: float):
+    """A dense layer without bias, batch norm and ReLU, for the T-Nets and the classification head.
+
+    Args:
+        x: features, (B, F).
+        units: output features.
+        name: prefix of the layers' names.
+        momentum: batch-normalisation momentum.
+
+    Returns:
+        (B, units) features.
+    """
     x = layers.Dense(units, use_bias=False, name=f"{name}_dense")(x)
     x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def tnet(x, k: int, name: str, width: float, momentum: float, reg_weight: float):
-    """A mini-PointNet that predicts a k x k transform and applies it: (B, N, k) -> (B, N, k).
+    """A mini-PointNet that predicts a k x k transform of each cloud and applies it.
 
     The last layer starts at zero weights and an identity bias, so training begins from the identity;
     the orthogonality regulariser keeps the transform close to a rotation.
+
+    Args:
+        x: per-point inputs or features, (B, N, k).
+        k: side of the transform; the channels of ``x``.
+        name: prefix of the layers' names, such as "input_tnet".
+        width: factor on every layer's channels (at least 8 each).
+        momentum: batch-normalisation momentum.
+        reg_weight: weight of the ``OrthogonalRegularizer``.
+
+    Returns:
+        ``x`` multiplied by the predicted transform, (B, N, k).
     """
     t = x
     for i, filters in enumerate((64, 128, 1024)):
@@ -74,9 +118,22 @@ def tnet(x, k: int, name: str, width: float, momentum: float, reg_weight: float)
 
 
 def point_features(inputs, width: float, momentum: float, reg_weight: float, transforms: bool = True):
-    """The shared trunk: (B, N, C) -> local features (B, N, 64w) and point features (B, N, 1024w).
+    """The shared trunk of the classifier and the segmentation network, before the max pool.
 
-    ``transforms=False`` leaves out both T-Nets, for inputs that are already in a canonical frame."""
+    Input T-Net, a shared MLP to 64 channels, feature T-Net, a shared MLP to 1024 channels (each
+    count times ``width``, at least 8).
+
+    Args:
+        inputs: the clouds, (B, N, C): coordinates, maybe followed by other per-point features.
+        width: factor on every layer's channels.
+        momentum: batch-normalisation momentum.
+        reg_weight: weight of the T-Nets' ``OrthogonalRegularizer``.
+        transforms: False leaves out both T-Nets, for inputs that are already in a canonical frame.
+
+    Returns:
+        ``(local, point)``: the local features after the feature T-Net, (B, N, 64w), and the
+        point features that the max pool summarises, (B, N, 1024w).
+    """
     x = tnet(inputs, int(inputs.shape[-1]), "input_tnet", width, momentum, reg_weight) if transforms else inputs
     x = conv_bn(x, _ch(64, width), "mlp1_0", momentum)
     x = conv_bn(x, _ch(64, width), "mlp1_1", momentum)
@@ -91,7 +148,19 @@ def point_features(inputs, width: float, momentum: float, reg_weight: float, tra
 
 def classification_head(features, num_classes: int, width: float = 1.0, momentum: float = 0.9,
                         dropout: float = 0.3, prefix: str = "head"):
-    """Global feature (B, F) -> class probabilities (B, num_classes): two dense layers with dropout."""
+    """The classifier on top of the global feature: two dense layers with dropout, then softmax.
+
+    Args:
+        features: the global feature, (B, F).
+        num_classes: number of classes.
+        width: factor on the dense layers' units (512 and 256).
+        momentum: batch-normalisation momentum.
+        dropout: dropout rate after each dense layer.
+        prefix: prefix of the layers' names; transfer learning gives a new head a new one.
+
+    Returns:
+        Class probabilities, (B, num_classes).
+    """
     x = features
     for i, units in enumerate((512, 256)):
         x = dense_bn(x, _ch(units, width), f"{prefix}_fc{i}", momentum)
@@ -103,8 +172,23 @@ def build_pointnet(num_classes: int = 10, num_points: int | None = None, width: 
                    dropout: float = 0.3, reg_weight: float = 1e-3, name: str = "pointnet") -> keras.Model:
     """PointNet classifier: clouds (B, N, 3) -> class probabilities (B, num_classes).
 
-    ``num_points`` may be None (any number of points). ``momentum=0`` reproduces the keras.io
-    example's setting, in which the running statistics are those of the last batch only.
+    Args:
+        num_classes: number of classes.
+        num_points: N, or None for clouds of any size.
+        width: factor on every layer's channels; 1 is the paper's network (about 3.5 million
+            parameters for ten classes).
+        momentum: batch-normalisation momentum; 0 reproduces the keras.io example's setting, in
+            which the running statistics are those of the last training batch only.
+        dropout: dropout rate in the classification head.
+        reg_weight: weight of the T-Nets' orthogonality penalty.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model``; its layer ``GLOBAL_FEATURE`` is the max-pooled global feature
+        that ``feature_extractor`` and transfer learning cut at.
+
+    Raises:
+        ValueError: ``width`` is not in (0, 4] or ``momentum`` not in [0, 1).
     """
     if not 0 < width <= 4:
         raise ValueError(f"width must lie in (0, 4], got {width}")
@@ -138,9 +222,23 @@ def build_pointnet_segmentation(num_parts: int, num_points: int | None = None, w
     Each point's 64-channel local feature is concatenated with the global feature (repeated for
     every point), then a shared MLP scores every point. The first layer of that MLP is computed in
     an equivalent, cheaper form: W [local; global] = W_l local + W_g global, where W_g global is
-    computed once per cloud instead of once per point. ``num_parts=1`` gives one sigmoid
-    probability per point (a binary segmentation), more parts a softmax. ``channels`` > 3 feeds
-    extra per-point features; ``transforms=False`` drops the T-Nets.
+    computed once per cloud instead of once per point.
+
+    Args:
+        num_parts: 1 gives one sigmoid probability per point (a binary segmentation, as in the
+            point filter); more parts give a softmax over them.
+        num_points: N, or None for clouds of any size.
+        width: factor on every layer's channels.
+        momentum: batch-normalisation momentum.
+        dropout: dropout rate before the last layer.
+        reg_weight: weight of the T-Nets' orthogonality penalty.
+        channels: per-point inputs; more than 3 feeds extra features after (or instead of) the
+            coordinates.
+        transforms: False drops both T-Nets, for inputs already in a canonical frame.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model`` with a float32 output, (B, N, num_parts).
     """
     inputs = keras.Input((num_points, channels), name="points")
     local, x = point_features(inputs, width, momentum, reg_weight, transforms)
@@ -160,15 +258,31 @@ def build_pointnet_segmentation(num_parts: int, num_points: int | None = None, w
 
 
 def feature_extractor(model: keras.Model) -> keras.Model:
-    """The part of a PointNet classifier up to the global feature: (B, N, 3) -> (B, F)."""
+    """The part of a PointNet classifier up to its global feature, sharing the classifier's layers.
+
+    Args:
+        model: a classifier from ``build_pointnet`` (or one loaded from a file).
+
+    Returns:
+        A ``keras.Model`` from the clouds (B, N, 3) to the global feature (B, F), F = 1024 * width.
+    """
     return keras.Model(model.input, model.get_layer(GLOBAL_FEATURE).output, name=f"{model.name}_features")
 
 
 def critical_points(model: keras.Model, cloud: np.ndarray) -> np.ndarray:
-    """Indices of the points of ``cloud`` (N, 3) that win a max pool in at least one channel.
+    """The points of a cloud that decide a PointNet's prediction.
 
-    The max pools are the global one and those inside the two T-Nets. The prediction depends on
-    these points only: the cloud reduced to them gives exactly the same global feature.
+    A point is critical when it wins a max pool in at least one channel: the global pool or one of
+    those inside the two T-Nets. The cloud reduced to these points gives exactly the same global
+    feature, and so the same prediction.
+
+    Args:
+        model: a PointNet from ``build_pointnet`` (any model whose ``GlobalMaxPooling1D`` layers pool
+            over the points).
+        cloud: the points, (N, 3).
+
+    Returns:
+        The sorted, unique int64 indices of the critical points, (M,) with M <= N.
     """
     pools = [layer for layer in model.layers if isinstance(layer, layers.GlobalMaxPooling1D)]
     per_point = keras.Model(model.input, [pool.input for pool in pools])

@@ -28,7 +28,20 @@ def _activation(name: str, label: str):
 
 
 def conv_block(x, filters: int, kernel_size: int, activation: str, batch_norm: bool, dropout: float, name: str):
-    """Two same-padded convolutions, each followed by (batch norm and) the activation."""
+    """Two same-padded convolutions, each followed by (batch norm and) the activation: one U-Net level.
+
+    Args:
+        x: the input feature map, (B, H, W, C).
+        filters: output channels of both convolutions.
+        kernel_size: side of the square kernels, in pixels.
+        activation: "leaky_relu" or the name of any Keras activation.
+        batch_norm: whether a batch normalisation follows each convolution (which then has no bias).
+        dropout: rate of a dropout layer after the block; 0 for none.
+        name: prefix of the layers' names, such as "down1".
+
+    Returns:
+        The block's output, (B, H, W, filters).
+    """
     for i in (1, 2):
         x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
@@ -40,8 +53,21 @@ def conv_block(x, filters: int, kernel_size: int, activation: str, batch_norm: b
 
 
 def upsample(x, filters: int, mode: str, name: str):
-    """Double the resolution: a learned 2x2 transposed convolution, or bilinear resize + 3x3 conv
-    (the second avoids the checkerboard patterns transposed convolutions can produce)."""
+    """Double the resolution of a feature map for the decoder.
+
+    "transpose" learns a 2x2 transposed convolution with stride 2; "resize" upsamples bilinearly and
+    then convolves with a 3x3 kernel, which avoids the checkerboard patterns that transposed
+    convolutions can produce.
+
+    Args:
+        x: the feature map, (B, H, W, C).
+        filters: output channels.
+        mode: "transpose" or "resize" (``UPSAMPLING``).
+        name: prefix of the layers' names, such as "up3".
+
+    Returns:
+        The upsampled map, (B, 2H, 2W, filters).
+    """
     if mode == "transpose":
         return layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"{name}_up")(x)
     x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
@@ -52,15 +78,30 @@ def build_unet(input_channels: int = 5, num_classes: int = 1, depth: int = 4,
                filters: Sequence[int] = DEFAULT_FILTERS, kernel_size: int = 3, activation: str = "leaky_relu",
                batch_norm: bool = False, dropout: float = 0.0, upsampling: str = "transpose",
                name: str = "unet") -> keras.Model:
-    """Build a U-Net.
+    """Build a U-Net for images of any size whose sides are multiples of ``2 ** depth``.
 
     Args:
-        input_channels: channels of the input image (5 for a scan: intensity, depth, normal).
-        num_classes: 1 gives one sigmoid output (B, H, W, 1); K > 1 gives K softmax outputs.
+        input_channels: channels of the input image (5 for a scan: intensity, depth and the three
+            normal components; 6 with the validity channel).
+        num_classes: 1 gives one sigmoid output (B, H, W, 1), the probability of "keep"; K > 1
+            gives K softmax outputs (B, H, W, K).
         depth: number of pooling levels; H and W must be multiples of ``2 ** depth``.
         filters: ``depth + 1`` filter counts, one per level and the last for the bottleneck.
-        kernel_size, activation ("leaky_relu" or any Keras activation name), batch_norm, dropout
-            (rate after each block; 0 for none), upsampling ("transpose" or "resize").
+        kernel_size: side of every block's square kernels, in pixels.
+        activation: "leaky_relu" or the name of any Keras activation.
+        batch_norm: batch normalisation after every convolution of the blocks.
+        dropout: dropout rate after each block; 0 for none.
+        upsampling: "transpose" (learned 2x2 transposed convolutions) or "resize" (bilinear, then a
+            3x3 convolution).
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model`` from (B, H, W, input_channels) to (B, H, W, num_classes),
+        with a float32 output layer so that it also works under mixed precision.
+
+    Raises:
+        ValueError: ``filters`` does not hold ``depth + 1`` positive counts, or another argument is
+            out of range.
     """
     filters = tuple(int(f) for f in filters)
     if depth < 1 or len(filters) != depth + 1 or min(filters) < 1:
@@ -92,7 +133,14 @@ def build_unet(input_channels: int = 5, num_classes: int = 1, depth: int = 4,
 
 
 def multiple_of(model: keras.Model) -> int:
-    """The side multiple a U-Net built by ``build_unet`` needs: 2 to the number of pooling layers."""
+    """The side multiple a U-Net built by ``build_unet`` needs, for ``data.scans.pad_to_multiple``.
+
+    Args:
+        model: a U-Net from ``build_unet`` (or any model whose pooling layers halve the sides).
+
+    Returns:
+        2 to the power of the number of ``MaxPooling2D`` layers: 16 for the default depth of 4.
+    """
     return 2 ** sum(isinstance(layer, layers.MaxPooling2D) for layer in model.layers)
 
 
