@@ -45,6 +45,20 @@ def conv_output_length(size: int, kernel: int, stride: int = 1, padding: str = "
     "valid" adds no padding and needs the dilated kernel, ``(kernel - 1) * dilation + 1`` wide, to
     fit in the input. "same" follows TensorFlow: ``ceil(size / stride)`` outputs, with the padding
     split so that the extra zero (if the total is odd) goes after the input.
+
+    Args:
+        size: input length, in pixels.
+        kernel: kernel length, in taps.
+        stride: step between neighbouring outputs, in input pixels.
+        padding: "valid" or "same".
+        dilation: spacing of the kernel taps, in input pixels.
+
+    Returns:
+        ``(outputs, padding_before)``: the output length and the zeros added before the input.
+
+    Raises:
+        ValueError: an argument is not positive, the padding is unknown, or the dilated kernel does
+            not fit in the input with "valid" padding.
     """
     _check_padding(padding)
     for name, v in (("size", size), ("kernel", kernel), ("stride", stride), ("dilation", dilation)):
@@ -65,7 +79,21 @@ def conv_output_length(size: int, kernel: int, stride: int = 1, padding: str = "
 
 def conv2d_output_shape(kernel_shape: Sequence[int], input_shape: Sequence[int], stride=1, padding: str = "valid",
                         dilation=1) -> tuple[int, int, int]:
-    """``(H_out, W_out, c_out)`` of a convolution with a ``(kh, kw, c_in, c_out)`` kernel."""
+    """The output shape of a 2D convolution, as Keras computes it.
+
+    Args:
+        kernel_shape: ``(kh, kw, c_in, c_out)``, the Keras layout.
+        input_shape: ``(H, W)`` or ``(H, W, c_in)``.
+        stride: an int or a ``(rows, cols)`` pair.
+        padding: "valid" or "same".
+        dilation: an int or a ``(rows, cols)`` pair.
+
+    Returns:
+        ``(H_out, W_out, c_out)``.
+
+    Raises:
+        ValueError: the input's channels differ from the kernel's ``c_in``, or a size is invalid.
+    """
     kh, kw, c_in, c_out = kernel_shape
     h, w, c = _input_hwc(input_shape)
     if c != c_in:
@@ -107,14 +135,19 @@ def conv2d_matrix(kernel, input_shape: Sequence[int], stride=1, padding: str = "
         kernel: weights in Keras layout ``(kh, kw, c_in, c_out)``; a 2D ``(kh, kw)`` kernel means one
             input and one output channel.
         input_shape: ``(H, W, c_in)`` or ``(H, W)``.
-        stride, dilation: an int or a ``(rows, cols)`` pair, positive.
+        stride: an int or a ``(rows, cols)`` pair, positive.
         padding: "valid" (no padding) or "same" (TensorFlow's zero padding).
+        dilation: an int or a ``(rows, cols)`` pair, positive.
         sparse: return a ``scipy.sparse.csr_matrix`` instead of a dense array.
 
     Returns:
         An array of shape ``(H_out * W_out * c_out, H * W * c_in)``. Row ``(i * W_out + j) * c_out + o``
         holds the weights with which output pixel ``(i, j)`` channel ``o`` reads the input: the
         cross-correlation of deep-learning frameworks, no kernel flip.
+
+    Raises:
+        ValueError: the kernel is not finite or has another shape, the channels do not match, or the
+            kernel does not fit in the input.
     """
     k = _as_kernel(kernel)
     kh, kw, c_in, c_out = k.shape
@@ -146,9 +179,18 @@ def conv2d_matrix(kernel, input_shape: Sequence[int], stride=1, padding: str = "
 def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
     """Receptive field size and jump after each layer of a stack of convolutions or poolings.
 
-    ``layers`` holds ``(kernel, stride, dilation)`` per layer (one axis). After layer ``l`` one
-    output pixel sees ``r_l = r_{l-1} + (kernel - 1) * dilation * j_{l-1}`` input pixels, and
-    neighbouring outputs are ``j_l = j_{l-1} * stride`` input pixels apart (``r_0 = j_0 = 1``).
+    After layer ``l`` one output pixel sees ``r_l = r_{l-1} + (kernel - 1) * dilation * j_{l-1}``
+    input pixels, and neighbouring outputs are ``j_l = j_{l-1} * stride`` input pixels apart
+    (``r_0 = j_0 = 1``).
+
+    Args:
+        layers: ``(kernel, stride, dilation)`` of each layer along one axis, first layer first.
+
+    Returns:
+        ``(r_l, j_l)`` after each layer, in input pixels.
+
+    Raises:
+        ValueError: a layer is not three positive ints.
     """
     size, jump, out = 1, 1, []
     for n, layer in enumerate(layers):
@@ -164,10 +206,20 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[tuple[int, i
 def max_pool_with_argmax(x, pool_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Non-overlapping max pooling that remembers where each maximum came from (as in SegNet).
 
-    ``x`` is ``(H, W)`` or ``(H, W, C)``. Windows are ``pool_size`` square with the same stride;
-    rows and columns that do not fill a window are dropped, as by ``keras.layers.MaxPooling2D``.
-    Returns the pooled values and, for each, the flat index into ``x`` (row-major) of its maximum;
-    of tied values the first in row-major window order wins.
+    Windows are ``pool_size`` square with the same stride; rows and columns that do not fill a
+    window are dropped, as by ``keras.layers.MaxPooling2D``.
+
+    Args:
+        x: the input, ``(H, W)`` or ``(H, W, C)``.
+        pool_size: the side of the windows, in pixels.
+
+    Returns:
+        ``(values, indices)``, both ``(H // p, W // p[, C])``: the maxima and, for each, the flat
+        row-major index into ``x`` of where it was; of tied values the first in row-major window
+        order wins. TensorFlow's ``max_pool_with_argmax`` numbers them the same way.
+
+    Raises:
+        ValueError: ``x`` has another number of axes, or the window does not fit.
     """
     arr = np.asarray(x)
     squeeze = arr.ndim == 2
@@ -192,7 +244,20 @@ def max_pool_with_argmax(x, pool_size: int = 2) -> tuple[np.ndarray, np.ndarray]
 
 
 def max_unpool(values, indices, output_shape: Sequence[int]) -> np.ndarray:
-    """Place pooled ``values`` back at the flat ``indices`` they came from; zeros elsewhere."""
+    """SegNet's unpooling: put pooled values back where their maxima were, zeros elsewhere.
+
+    Args:
+        values: the values to place, any shape.
+        indices: flat row-major indices into the output, the shape of ``values`` (as
+            ``max_pool_with_argmax`` gives them).
+        output_shape: the shape of the unpooled array, such as the shape of the pooled input.
+
+    Returns:
+        An array of ``output_shape`` and the dtype of ``values``.
+
+    Raises:
+        ValueError: the shapes of ``values`` and ``indices`` differ, or an index is out of range.
+    """
     values, indices = np.asarray(values), np.asarray(indices)
     if values.shape != indices.shape:
         raise ValueError(f"values {values.shape} and indices {indices.shape} must have the same shape")
@@ -205,7 +270,17 @@ def max_unpool(values, indices, output_shape: Sequence[int]) -> np.ndarray:
 
 
 def conv2d_params(kernel_size, c_in: int, c_out: int, bias: bool = True) -> int:
-    """Trainable parameters of a Conv2D layer: ``kh * kw * c_in * c_out`` weights plus ``c_out`` biases."""
+    """Trainable parameters of a Conv2D layer: ``kh * kw * c_in * c_out`` weights plus ``c_out`` biases.
+
+    Args:
+        kernel_size: an int or a ``(kh, kw)`` pair.
+        c_in: input channels.
+        c_out: output channels (filters).
+        bias: whether the layer has biases.
+
+    Returns:
+        The number of parameters; it does not depend on the image size.
+    """
     kh, kw = _positive_pair(kernel_size, "kernel_size")
     return kh * kw * c_in * c_out + (c_out if bias else 0)
 
@@ -215,6 +290,15 @@ def conv2d_flops(output_hw, kernel_size, c_in: int, c_out: int) -> int:
 
     Each of the ``H_out * W_out * c_out`` outputs is a ``kh * kw * c_in``-long dot product; biases
     and activations are left out, as is usual.
+
+    Args:
+        output_hw: ``(H_out, W_out)``, or an int for a square output.
+        kernel_size: an int or a ``(kh, kw)`` pair.
+        c_in: input channels.
+        c_out: output channels.
+
+    Returns:
+        ``2 * H_out * W_out * c_out * kh * kw * c_in`` for one image.
     """
     h_out, w_out = _positive_pair(output_hw, "output_hw")
     kh, kw = _positive_pair(kernel_size, "kernel_size")
@@ -222,10 +306,27 @@ def conv2d_flops(output_hw, kernel_size, c_in: int, c_out: int) -> int:
 
 
 def dense_params(n_in: int, n_out: int, bias: bool = True) -> int:
-    """Trainable parameters of a Dense layer: ``n_in * n_out`` weights plus ``n_out`` biases."""
+    """Trainable parameters of a Dense layer: ``n_in * n_out`` weights plus ``n_out`` biases.
+
+    Args:
+        n_in: input features.
+        n_out: output features.
+        bias: whether the layer has biases.
+
+    Returns:
+        The number of parameters.
+    """
     return n_in * n_out + (n_out if bias else 0)
 
 
 def dense_flops(n_in: int, n_out: int) -> int:
-    """Floating-point operations of a Dense forward pass (one input vector), multiply-add as two."""
+    """Floating-point operations of a Dense forward pass (one input vector), multiply-add as two.
+
+    Args:
+        n_in: input features.
+        n_out: output features.
+
+    Returns:
+        ``2 * n_in * n_out``.
+    """
     return 2 * n_in * n_out

@@ -31,8 +31,11 @@ def _scale_for_replicas(value):
 class MaskedLoss(keras.losses.Loss):
     """Base class: prepares shapes and weights, then calls ``weighted(y_true, y_pred, weight)``.
 
-    ``y_true`` may be (B, H, W) or (B, H, W, 1); ``y_pred`` holds probabilities (sigmoid outputs)
-    of the keep class, (B, H, W, 1) or (B, H, W). ``sample_weight`` broadcasts to (B, H, W).
+    Calling a loss as ``loss(y_true, y_pred, sample_weight)`` takes the 0/1 labels ``y_true``,
+    (B, H, W) or (B, H, W, 1); the probabilities of the keep class ``y_pred`` (sigmoid outputs),
+    (B, H, W, 1) or (B, H, W); and an optional ``sample_weight`` that broadcasts to (B, H, W),
+    0 on pixels that must not count. It returns the scalar loss, divided by the number of replicas
+    under a TensorFlow distribution strategy as Keras' own losses are.
     """
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -55,6 +58,19 @@ class MaskedLoss(keras.losses.Loss):
         return self(y_true, y_pred)
 
     def weighted(self, y_true, y_pred, weight):
+        """The loss itself, which every subclass defines.
+
+        Args:
+            y_true: 0/1 labels, (B, H, W).
+            y_pred: probabilities of the keep class, (B, H, W).
+            weight: per-pixel weights, (B, H, W); 0 leaves a pixel out.
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            NotImplementedError: on the base class.
+        """
         raise NotImplementedError
 
     def get_config(self):
@@ -73,7 +89,12 @@ def _log_terms(y_pred):
 
 @keras.saving.register_keras_serializable(package="pcfilter")
 class BinaryCrossentropy(MaskedLoss):
-    """-[y log p + (1 - y) log(1 - p)], averaged over the unmasked pixels."""
+    """Binary cross-entropy -[y log p + (1 - y) log(1 - p)], averaged over the unmasked pixels.
+
+    Args:
+        name: the loss's name in Keras logs.
+        **kwargs: passed on to ``keras.losses.Loss`` (such as ``dtype``).
+    """
 
     def __init__(self, name="bce", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -87,8 +108,17 @@ class BinaryCrossentropy(MaskedLoss):
 class WeightedBinaryCrossentropy(MaskedLoss):
     """Cross-entropy with a weight per class: ``keep_weight`` for label 1, ``artefact_weight`` for 0.
 
-    Setting the weights inversely to the class frequencies makes the rare class count as much as
-    the common one.
+    Setting the weights inversely to the class frequencies (``class_balanced_weights``) makes the
+    rare class count as much as the common one.
+
+    Args:
+        keep_weight: factor on the loss of pixels labelled 1 (keep).
+        artefact_weight: factor on the loss of pixels labelled 0 (artefact).
+        name: the loss's name in Keras logs.
+        **kwargs: passed on to ``keras.losses.Loss``.
+
+    Raises:
+        ValueError: a weight is negative.
     """
 
     def __init__(self, keep_weight=1.0, artefact_weight=1.0, name="weighted_bce", **kwargs):
@@ -115,6 +145,15 @@ class BinaryFocalLoss(MaskedLoss):
     ``1 - alpha`` for label 0. ``gamma`` > 0 shrinks the loss of pixels that are already right, so
     training concentrates on the hard, rare ones. With ``gamma = 0`` and ``alpha = 0.5`` it is half
     the cross-entropy. The original filter used alpha 0.06-0.08 and gamma 3-5 with label 1 = keep.
+
+    Args:
+        alpha: weight of the keep class (label 1); the artefact class gets ``1 - alpha``.
+        gamma: focusing exponent; 0 gives (alpha-weighted) cross-entropy.
+        name: the loss's name in Keras logs.
+        **kwargs: passed on to ``keras.losses.Loss``.
+
+    Raises:
+        ValueError: ``alpha`` is outside [0, 1] or ``gamma`` is negative.
     """
 
     def __init__(self, alpha=0.25, gamma=2.0, name="focal", **kwargs):
@@ -168,7 +207,17 @@ class _OverlapLoss(MaskedLoss):
 
 @keras.saving.register_keras_serializable(package="pcfilter")
 class SoftDiceLoss(_OverlapLoss):
-    """1 - soft Dice: ``(2 sum(w p y) + s) / (sum(w p) + sum(w y) + s)``."""
+    """1 - soft Dice: ``(2 sum(w p y) + s) / (sum(w p) + sum(w y) + s)``, sums over the whole batch.
+
+    Args:
+        classes: "both" (the mean over keep and artefact, the default), "keep" or "artefact".
+        smooth: s, which keeps the ratio defined when a class is absent.
+        name: the loss's name in Keras logs.
+        **kwargs: passed on to ``keras.losses.Loss``.
+
+    Raises:
+        ValueError: ``classes`` is unknown or ``smooth`` negative.
+    """
 
     def __init__(self, classes="both", smooth=1.0, name="dice", **kwargs):
         super().__init__(classes=classes, smooth=smooth, name=name, **kwargs)
@@ -180,7 +229,17 @@ class SoftDiceLoss(_OverlapLoss):
 
 @keras.saving.register_keras_serializable(package="pcfilter")
 class SoftJaccardLoss(_OverlapLoss):
-    """1 - soft Jaccard (IoU): ``(sum(w p y) + s) / (sum(w p) + sum(w y) - sum(w p y) + s)``."""
+    """1 - soft Jaccard (IoU): ``(sum(w p y) + s) / (sum(w p) + sum(w y) - sum(w p y) + s)``.
+
+    Args:
+        classes: "both" (the mean over keep and artefact, the default), "keep" or "artefact".
+        smooth: s, which keeps the ratio defined when a class is absent.
+        name: the loss's name in Keras logs.
+        **kwargs: passed on to ``keras.losses.Loss``.
+
+    Raises:
+        ValueError: ``classes`` is unknown or ``smooth`` negative.
+    """
 
     def __init__(self, classes="both", smooth=1.0, name="jaccard", **kwargs):
         super().__init__(classes=classes, smooth=smooth, name=name, **kwargs)
@@ -191,9 +250,18 @@ class SoftJaccardLoss(_OverlapLoss):
 
 
 def class_balanced_weights(labels, mask=None) -> tuple[float, float]:
-    """(keep_weight, artefact_weight) inversely proportional to the class frequencies, mean 1.
+    """Class weights inversely proportional to the class frequencies, for ``WeightedBinaryCrossentropy``.
 
-    ``labels`` is any array of 0/1 labels; ``mask`` (same shape) selects the pixels that count.
+    Args:
+        labels: any array of 0/1 labels (1 keep, 0 artefact); other values are not counted.
+        mask: bool array of the same shape selecting the pixels that count; None counts all.
+
+    Returns:
+        ``(keep_weight, artefact_weight)``, each total / (2 * count of its class): their mean over
+        the counted pixels is 1, so the loss keeps its scale.
+
+    Raises:
+        ValueError: one of the classes does not occur.
     """
     import numpy as np
 
@@ -210,9 +278,21 @@ LOSSES = ("focal", "weighted_bce", "bce")
 
 
 def make_loss(name: str, labels: np.ndarray | None = None, alpha: float = 0.25, gamma: float = 2.0):
-    """The training loss by name: ``focal`` (``BinaryFocalLoss(alpha, gamma)``, alpha weighting the
-    keep class), ``weighted_bce`` (class weights inverse to the frequencies of the 0/1 ``labels``,
-    e.g. those of some training batches), ``bce``."""
+    """The training loss by name, as the training recipes and the command line choose it.
+
+    Args:
+        name: "focal", "weighted_bce" or "bce" (``LOSSES``).
+        labels: 0/1 labels whose class frequencies set the weights of "weighted_bce", such as those
+            of some training batches; not needed by the others.
+        alpha: the focal loss's weight of the keep class.
+        gamma: the focal loss's focusing exponent.
+
+    Returns:
+        A ``BinaryFocalLoss``, ``WeightedBinaryCrossentropy`` or ``BinaryCrossentropy``.
+
+    Raises:
+        ValueError: the name is unknown, or "weighted_bce" gets no labels.
+    """
     if name == "focal":
         return BinaryFocalLoss(alpha=alpha, gamma=gamma)
     if name == "weighted_bce":

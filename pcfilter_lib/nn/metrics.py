@@ -65,9 +65,22 @@ class _NumpyOps:
 
 
 def confusion_metrics(tp, fn, fp, tn) -> dict[str, float]:
-    """Accuracy, balanced accuracy, precision, recall, TNR, F1, false omission rate, IoU of each class
-    and mean IoU from the four counts (label 1 = keep = positive). See the module docstring for the
-    values of degenerate cases."""
+    """Every metric of ``NAMES`` from the four confusion counts (label 1 = keep = positive).
+
+    Args:
+        tp: true points kept.
+        fn: true points removed.
+        fp: artefacts kept.
+        tn: artefacts removed.
+
+    Returns:
+        Accuracy, balanced accuracy, precision, recall (the share of true points kept), TNR (the
+        share of artefacts removed), F1, false omission rate, the IoU of each class and mean IoU,
+        as floats keyed by name. The module notes give the values of degenerate cases.
+
+    Raises:
+        ValueError: a count is negative or not finite.
+    """
     counts = [np.float64(c) for c in (tp, fn, fp, tn)]
     if any(c < 0 or not np.isfinite(c) for c in counts):
         raise ValueError(f"counts must be finite and non-negative, got tp={tp}, fn={fn}, fp={fp}, tn={tn}")
@@ -88,8 +101,20 @@ def _selected(y_true, y_prob, mask):
 
 
 def confusion_counts(y_true, y_prob, mask=None, threshold: float = 0.5) -> tuple[int, int, int, int]:
-    """(tp, fn, fp, tn) of ``y_prob >= threshold`` against ``y_true`` (1 = keep, 0 = artefact, any
-    other label such as 255 ignored) over the pixels where ``mask`` is true."""
+    """The confusion counts of thresholded probabilities against labels.
+
+    Args:
+        y_true: labels of any shape: 1 keep, 0 artefact; any other value (255, no point) is ignored.
+        y_prob: P(keep) of the same shape, or with a trailing axis of 1.
+        mask: optional bool array broadcastable to ``y_true``; only its True pixels count.
+        threshold: a pixel is predicted "keep" where ``y_prob >= threshold``.
+
+    Returns:
+        ``(tp, fn, fp, tn)`` as ints.
+
+    Raises:
+        ValueError: the shapes of ``y_true`` and ``y_prob`` differ.
+    """
     truth, prob = _selected(y_true, y_prob, mask)
     predicted = prob >= threshold
     tp = int(np.count_nonzero(truth & predicted))
@@ -99,15 +124,35 @@ def confusion_counts(y_true, y_prob, mask=None, threshold: float = 0.5) -> tuple
 
 
 def evaluate_masks(y_true, y_prob, mask=None, threshold: float = 0.5) -> dict[str, float]:
-    """``confusion_metrics`` of thresholded predictions, with the counts included."""
+    """``confusion_metrics`` of thresholded predictions, with the counts included.
+
+    Args:
+        y_true: labels (1 keep, 0 artefact, others ignored), any shape.
+        y_prob: P(keep) of the same shape, or with a trailing axis of 1.
+        mask: optional bool array broadcastable to ``y_true``.
+        threshold: the decision threshold on ``y_prob``.
+
+    Returns:
+        tp, fn, fp, tn and every metric of ``NAMES``, keyed by name.
+    """
     tp, fn, fp, tn = confusion_counts(y_true, y_prob, mask, threshold)
     return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, **confusion_metrics(tp, fn, fp, tn)}
 
 
 def threshold_sweep(y_true, y_prob, mask=None, thresholds: Sequence[float] | None = None) -> dict[str, np.ndarray]:
-    """Every metric at each threshold (default 0.05, 0.10, ..., 0.95), as arrays keyed by name.
+    """Every metric at each of many thresholds, as arrays keyed by name.
 
     One sort of the probabilities serves all thresholds, so a sweep costs about one evaluation.
+
+    Args:
+        y_true: labels (1 keep, 0 artefact, others ignored), any shape.
+        y_prob: P(keep) of the same shape, or with a trailing axis of 1.
+        mask: optional bool array broadcastable to ``y_true``.
+        thresholds: the T thresholds to try; default 0.05, 0.10, ..., 0.95.
+
+    Returns:
+        ``threshold``, ``tp``, ``fn``, ``fp``, ``tn`` and every metric of ``NAMES``, each a (T,)
+        array in the order of the thresholds.
     """
     thresholds = np.round(np.arange(0.05, 0.951, 0.05), 2) if thresholds is None else np.asarray(thresholds, float)
     truth, prob = _selected(y_true, y_prob, mask)
@@ -122,8 +167,20 @@ def threshold_sweep(y_true, y_prob, mask=None, thresholds: Sequence[float] | Non
 
 def best_threshold(sweep: dict[str, np.ndarray], metric: str = "mean_iou", low: float = 0.0,
                    high: float = 1.0) -> float:
-    """The threshold in [low, high] with the highest ``metric`` in a ``threshold_sweep`` of
-    validation data (ties go to the threshold nearest 0.5)."""
+    """The threshold with the highest ``metric`` in a ``threshold_sweep`` of validation data.
+
+    Args:
+        sweep: the result of ``threshold_sweep``.
+        metric: the name (one of ``NAMES``) to maximise.
+        low: the lowest threshold allowed.
+        high: the highest threshold allowed.
+
+    Returns:
+        The best threshold in [low, high]; ties go to the one nearest 0.5.
+
+    Raises:
+        ValueError: the metric is unknown, or no threshold of the sweep lies in [low, high].
+    """
     if metric not in NAMES:
         raise ValueError(f"metric must be one of {NAMES}, got {metric!r}")
     t = np.asarray(sweep["threshold"])
@@ -137,9 +194,21 @@ def best_threshold(sweep: dict[str, np.ndarray], metric: str = "mean_iou", low: 
 
 def keep_threshold(y_true, y_prob, min_recall: float = 0.995,
                    thresholds: Sequence[float] | None = None) -> tuple[float, dict[str, np.ndarray]]:
-    """The threshold with the best mean IoU among those keeping at least ``min_recall`` of the true
-    points (the lowest threshold if none does), and the ``threshold_sweep`` it came from (default
-    thresholds 0.02, 0.04, ..., 0.98). How the learned filters choose theirs on validation data."""
+    """The decision threshold of a learned filter, chosen on validation data: the best mean IoU
+    among the thresholds that keep at least ``min_recall`` of the true points.
+
+    Losing true geometry is worse than keeping a few artefacts, hence the floor on the recall.
+
+    Args:
+        y_true: validation labels (1 keep, 0 artefact, others ignored).
+        y_prob: the filter's P(keep) of the same points.
+        min_recall: the share of true points a threshold must keep.
+        thresholds: the thresholds to try; default 0.02, 0.04, ..., 0.98.
+
+    Returns:
+        ``(threshold, sweep)``: the chosen threshold (the lowest one tried if none keeps enough)
+        and the ``threshold_sweep`` it came from.
+    """
     thresholds = np.round(np.arange(0.02, 0.985, 0.02), 2) if thresholds is None else np.asarray(thresholds)
     sweep = threshold_sweep(y_true, y_prob, thresholds=thresholds)
     allowed = sweep["threshold"][sweep["recall"] >= min_recall]
@@ -186,6 +255,15 @@ class ConfusionMetric(keras.metrics.Metric):
     Keras hands sample weights only to ``weighted_metrics``, so compile with
     ``weighted_metrics=segmentation_metrics()``. The result equals ``confusion_metrics`` on the
     concatenated data, whatever the batching.
+
+    Args:
+        metric: the name of the value to report, one of ``NAMES``.
+        threshold: a pixel is predicted "keep" where P(keep) >= threshold.
+        name: the metric's name in Keras logs (default: ``metric``).
+        **kwargs: passed on to ``keras.metrics.Metric``.
+
+    Raises:
+        ValueError: the metric name is unknown.
     """
 
     def __init__(self, metric: str = "mean_iou", threshold: float = 0.5, name=None, **kwargs):
@@ -231,14 +309,34 @@ class ConfusionMetric(keras.metrics.Metric):
 
 
 def segmentation_metrics(threshold: float = 0.5) -> list[ConfusionMetric]:
-    """Metrics for a keep/artefact segmentation model: ``model.compile(..., weighted_metrics=...)``."""
+    """Metrics for a keep/artefact segmentation model: ``model.compile(..., weighted_metrics=...)``.
+
+    Args:
+        threshold: the decision threshold of every metric.
+
+    Returns:
+        ``ConfusionMetric`` objects for mean IoU, balanced accuracy, F1, recall and TNR.
+    """
     return [ConfusionMetric(name, threshold) for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "tnr")]
 
 
 def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)
               ) -> dict[float, float]:
-    """3D IoU of ``probability >= t`` against a boolean ``truth`` grid at each threshold t, computed
-    with ``threshold_sweep`` (IoU of the occupied class, scored as the positive class ``KEEP``)."""
+    """3D intersection over union of a thresholded voxel prediction against the true occupancy.
+
+    Computed with ``threshold_sweep``, scoring occupied voxels as the positive class ``KEEP``.
+
+    Args:
+        truth: (X, Y, Z) bool occupancy.
+        probability: (X, Y, Z) probability that each voxel is occupied.
+        thresholds: the thresholds t; a voxel is predicted occupied where ``probability >= t``.
+
+    Returns:
+        ``{t: IoU of the occupied class}`` for each threshold.
+
+    Raises:
+        ValueError: the two grids differ in shape.
+    """
     truth, probability = np.asarray(truth), np.asarray(probability)
     if truth.shape != probability.shape:
         raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape")
