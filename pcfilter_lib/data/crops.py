@@ -26,6 +26,19 @@ class CropSequence(keras.utils.PyDataset):
     a random artefact pixel of its scan, otherwise anywhere. Every crop is flipped, jittered
     (``augment_example``) and turned by a random multiple of 90 degrees. Draws come from
     ``(seed, epoch, batch)``, so a run is reproducible.
+
+    Args:
+        examples: the training examples.
+        size: the side of the crops, in pixels (at most the smallest scan's side).
+        crops: crops per epoch.
+        batch_size: crops per batch.
+        artefact_share: the probability that a crop is centred on an artefact.
+        seed: the seed of every draw.
+        **kwargs: passed on to ``keras.utils.PyDataset``.
+
+    Raises:
+        ValueError: there is no example, a setting is out of range, or a scan is smaller than the
+            crop.
     """
 
     def __init__(self, examples: Sequence[tuple], size: int = 128, crops: int = 1024, batch_size: int = 16,
@@ -47,6 +60,14 @@ class CropSequence(keras.utils.PyDataset):
         return math.ceil(self.crops / self.batch_size)
 
     def crop(self, rng: np.random.Generator):
+        """One augmented crop.
+
+        Args:
+            rng: the generator the draws come from.
+
+        Returns:
+            ``(x, y, w)`` of (size, size, C), (size, size, 1) and (size, size).
+        """
         i = int(rng.integers(len(self.examples)))
         x, y, w = self.examples[i]
         h, wd, s = x.shape[0], x.shape[1], self.size
@@ -73,7 +94,16 @@ class CropSequence(keras.utils.PyDataset):
 
 
 def load_examples(files: Sequence[str | os.PathLike], validity: bool = True, progress: bool = False) -> list[tuple]:
-    """(x, y, weight) of each scan file, unpadded (see ``pcfilter_lib.data.scans.load_example``)."""
+    """Load the training examples of many scan files into memory.
+
+    Args:
+        files: scan ``.npz`` files.
+        validity: add the validity channel.
+        progress: show a progress bar.
+
+    Returns:
+        One unpadded ``(x, y, weight)`` per file (``data.scans.load_example``).
+    """
     from tqdm.auto import tqdm
 
     return [load_example(f, validity) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]

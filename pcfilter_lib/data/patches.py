@@ -13,9 +13,22 @@ from pcfilter_lib.geometry import point_features
 
 def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_size: int, seed: int = 0,
                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs (M, P, 3 + len(STATISTICS)) of feature set "both" and labels (M, P, 1) of patches
-    drawn from ``clouds`` (``cloud_scan`` dicts with labels): per cloud ``patches_per_cloud`` of its
-    covering patches, half of them among those holding an artefact."""
+    """Training patches of the point filter, drawn from labelled clouds.
+
+    From each cloud, ``patches_per_cloud`` of its covering patches (``seed_patches``), half of them
+    among those that hold an artefact, so that artefacts are not too rare in training.
+
+    Args:
+        clouds: scan-like dicts of unorganised clouds with labels (``io.clouds.cloud_scan``).
+        patches_per_cloud: patches drawn from each cloud (fewer if it has fewer).
+        patch_size: points per patch.
+        seed: the seed of the patches and of the draw.
+        progress: show a progress bar.
+
+    Returns:
+        ``(inputs, labels)``: (M, P, 27) float32 inputs of the feature set "both" (coordinates,
+        then ``STATISTICS``) and (M, P, 1) float32 labels, 1 keep and 0 artefact.
+    """
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
@@ -38,6 +51,14 @@ def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_si
 
 
 def select_features(inputs: np.ndarray, feature_set: str) -> np.ndarray:
-    """The columns of feature set ``feature_set`` from inputs of the set "both"."""
+    """Cut one feature set out of inputs of the set "both", for the feature ablation.
+
+    Args:
+        inputs: (..., 27) inputs of the feature set "both".
+        feature_set: "both", "coordinates" or "statistics".
+
+    Returns:
+        The (..., F) columns of that set, a view of ``inputs``.
+    """
     n = len(point_features.COORDINATES)
     return {"both": inputs, "coordinates": inputs[..., :n], "statistics": inputs[..., n:]}[feature_set]

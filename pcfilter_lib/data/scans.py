@@ -32,7 +32,21 @@ CHANNELS = ("intensity", "depth", "nx", "ny", "nz", "valid")
 
 
 def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
-    """The scan files of one split (train, val or test) of a dataset folder, from its manifest."""
+    """The scan files of one split of a dataset folder, as its manifest lists them.
+
+    Only files the manifest records are returned, so a half-written dataset never mixes in.
+
+    Args:
+        folder: a dataset made by ``simulate.dataset.write_dataset`` (``pcfilter simulate``).
+        split: "train", "val" or "test".
+
+    Returns:
+        The sorted paths of the split's ``.npz`` files.
+
+    Raises:
+        FileNotFoundError: the folder has no ``manifest.json``.
+        ValueError: the split holds no finished scan.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None:
@@ -49,7 +63,17 @@ def _min_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def scan_inputs(scan: dict, validity: bool = True) -> np.ndarray:
-    """Network input (H, W, 5 or 6) float32 of a scan, normalised as described in the module notes."""
+    """The U-Net's input channels of a scan, in the order of ``CHANNELS``.
+
+    Args:
+        scan: a scan dict with ``valid``, ``intensity``, ``xyz`` and ``normals``.
+        validity: add the sixth, 0/1 validity channel.
+
+    Returns:
+        (H, W, 6) float32, or (H, W, 5) without ``validity``: intensity and depth min-max scaled to
+        [0, 1] over the scan's points, the normal mapped from [-1, 1] to [0, 1], and 0 wherever
+        there is no point.
+    """
     valid = np.asarray(scan["valid"], bool)
     h, w = valid.shape
     x = np.zeros((h, w, 6 if validity else 5), np.float32)
@@ -65,20 +89,47 @@ def scan_inputs(scan: dict, validity: bool = True) -> np.ndarray:
 
 
 def scan_targets(scan: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Keep mask y (H, W, 1) and sample weight (H, W), both float32."""
+    """The training targets of a scan.
+
+    Args:
+        scan: a scan dict with ``label`` (1 keep, 0 artefact, 255 no point).
+
+    Returns:
+        ``(y, weight)``: the keep mask (H, W, 1) float32, 1 for true geometry; and the sample
+        weight (H, W) float32, 1 where there is a point and 0 elsewhere.
+    """
     label = np.asarray(scan["label"])
     return (label == 1).astype(np.float32)[..., None], (label != 255).astype(np.float32)
 
 
 def load_example(path, validity: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x, y, weight) of one scan file, unpadded."""
+    """One training example, read from a scan file.
+
+    Args:
+        path: a scan ``.npz``.
+        validity: add the validity channel to ``x``.
+
+    Returns:
+        ``(x, y, weight)`` unpadded: ``scan_inputs`` and ``scan_targets`` of the scan.
+    """
     scan = load_scan(path, arrays=())
     return (scan_inputs(scan, validity), *scan_targets(scan))
 
 
 def augment_example(x, y, w, rng: np.random.Generator, jitter: float = 0.15):
-    """Random flips of one example and intensity jitter: gamma in [1 - jitter, 1 + jitter]^(+-1) and
-    Gaussian noise of sigma jitter / 10 on the points' intensities (kept in [0, 1])."""
+    """Augment one example: random flips and a jitter of its intensity.
+
+    Args:
+        x: (H, W, C) input channels, intensity first.
+        y: (H, W, 1) keep mask.
+        w: (H, W) sample weight; only pixels with weight > 0 are jittered.
+        rng: the generator the draws come from.
+        jitter: the strength: a gamma in [1, 1 + jitter] or its inverse, and Gaussian noise of
+            standard deviation jitter / 10, the result clipped to [0, 1].
+
+    Returns:
+        ``(x, y, w)`` augmented: the same flips applied to all three, new contiguous arrays.
+    """
     if rng.random() < 0.5:
         x, y, w = x[:, ::-1], y[:, ::-1], w[:, ::-1]
     if rng.random() < 0.5:
@@ -92,9 +143,19 @@ def augment_example(x, y, w, rng: np.random.Generator, jitter: float = 0.15):
 
 
 def collate(examples, multiple: int, turns: int = 0, square: bool = False):
-    """Stack examples into one batch: rotate each by ``turns`` quarter turns, pad to a multiple of
-    ``multiple`` and to the largest in the batch (weight 0 on the padding); with ``square`` pad to
-    a square, so that batches keep one shape whatever their rotation."""
+    """Stack examples of different sizes into one batch.
+
+    Args:
+        examples: ``(x, y, w)`` triples.
+        multiple: each side is padded to a multiple of this (the U-Net's ``multiple_of``), and to
+            the largest example of the batch.
+        turns: quarter turns (counter-clockwise) applied to every example first.
+        square: pad to a square, so that batches keep one shape whatever their rotation.
+
+    Returns:
+        ``(x, y, w)`` float32 batches, (B, H', W', C), (B, H', W', 1) and (B, H', W'); the padding
+        has weight 0.
+    """
     rotated = [[np.rot90(a, turns, axes=(0, 1)) for a in example] for example in examples]
     height = max(math.ceil(x.shape[0] / multiple) * multiple for x, _, _ in rotated)
     width = max(math.ceil(x.shape[1] / multiple) * multiple for x, _, _ in rotated)
@@ -118,6 +179,19 @@ def make_batch(files: Sequence[Path], picked: Sequence[int], multiple: int, augm
     for the rotation, so a batch does not depend on which worker or thread makes it. Augmented
     batches are padded to squares: Keras fixes a PyDataset's batch shape from its first batches, so
     a quarter turn must not change it.
+
+    Args:
+        files: the scan files of the dataset.
+        picked: the indices into ``files`` of this batch's scans.
+        multiple: the side multiple the U-Net needs.
+        augment: flip, jitter and turn the scans.
+        seed: the run's seed.
+        epoch: the epoch, which changes the draws.
+        batch_index: the batch's index in the epoch.
+        validity: add the validity channel.
+
+    Returns:
+        ``(x, y, weight)`` as ``collate`` makes them.
     """
     examples = []
     for i in picked:
@@ -140,7 +214,17 @@ def _check_files(files) -> list[Path]:
 
 
 def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
-    """The order of ``n`` scans in one epoch."""
+    """The order of the scans in one epoch.
+
+    Args:
+        n: the number of scans.
+        shuffle: shuffle them; otherwise keep the file order.
+        seed: the run's seed.
+        epoch: the epoch; each gets its own order.
+
+    Returns:
+        (n,) int indices.
+    """
     return np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
 
 
@@ -148,8 +232,23 @@ class ScanSequence(keras.utils.PyDataset):
     """Batches of scans read lazily from ``files``; ``len()`` batches per epoch.
 
     With ``shuffle`` the order changes every epoch (seeded); with ``augment`` each scan is flipped
-    and jittered and each batch turned by a random multiple of 90 degrees. Extra keyword arguments
-    (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to ``keras.utils.PyDataset``.
+    and jittered and each batch turned by a random multiple of 90 degrees. Indexing gives the
+    ``(x, y, weight)`` of ``make_batch``.
+
+    Args:
+        files: the scan files.
+        batch_size: scans per batch.
+        multiple: the side multiple the U-Net needs.
+        augment: augment the scans.
+        shuffle: a new order every epoch.
+        seed: the seed of the order and the augmentation.
+        validity: add the validity channel.
+        **kwargs: ``workers``, ``use_multiprocessing`` or ``max_queue_size``, for
+            ``keras.utils.PyDataset``.
+
+    Raises:
+        ValueError: there are no files, or a size is not positive.
+        FileNotFoundError: a file is missing.
     """
 
     def __init__(self, files: Sequence[str | os.PathLike], batch_size: int = 1, multiple: int = 16,
@@ -182,6 +281,23 @@ def scan_dataset(files: Sequence[str | os.PathLike], batch_size: int = 1, multip
 
     Batches are made in parallel (``map`` with ``num_parallel_calls=AUTOTUNE``, order kept) and
     prefetched. For training, pass ``epochs`` and ``steps_per_epoch = ceil(len(files) / batch_size)``.
+
+    Args:
+        files: the scan files.
+        batch_size: scans per batch.
+        multiple: the side multiple the U-Net needs.
+        augment: augment the scans.
+        shuffle: a new order every epoch.
+        seed: the seed of the order and the augmentation.
+        validity: add the validity channel.
+        epochs: how many epochs the dataset runs through.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(x, y, weight)`` batches.
+
+    Raises:
+        ValueError: there are no files, or a size is not positive.
+        FileNotFoundError: a file is missing.
     """
     import tensorflow as tf
 
@@ -213,8 +329,19 @@ def scan_dataset(files: Sequence[str | os.PathLike], batch_size: int = 1, multip
 def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad the first two axes of ``image`` (H, W, ...) up to multiples of ``multiple``.
 
-    Returns the padded array and a bool mask of shape (H', W'), True on the original pixels. Padding
-    goes after the image (bottom and right), so ``crop_to(padded, image.shape[:2])`` undoes it.
+    Padding goes after the image (bottom and right), so ``crop_to(padded, image.shape[:2])`` undoes
+    it.
+
+    Args:
+        image: (H, W, ...) any array.
+        multiple: the side multiple, such as the U-Net's ``multiple_of``.
+
+    Returns:
+        ``(padded, mask)``: the (H', W', ...) padded array and an (H', W') bool mask, True on the
+        original pixels.
+
+    Raises:
+        ValueError: the image has fewer than two axes or an empty side, or ``multiple`` < 1.
     """
     image = np.asarray(image)
     if image.ndim < 2 or min(image.shape[:2]) < 1:
@@ -230,6 +357,14 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, np.nd
 
 
 def crop_to(array: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-    """Undo ``pad_to_multiple`` on one image (H', W', ...): keep its top-left ``shape_hw``."""
+    """Undo ``pad_to_multiple``.
+
+    Args:
+        array: (H', W', ...) a padded image or the network's output on it.
+        shape_hw: (H, W), the original size.
+
+    Returns:
+        The top-left (H, W, ...) part, a view of ``array``.
+    """
     h, w = shape_hw
     return array[:h, :w]

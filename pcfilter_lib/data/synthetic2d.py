@@ -18,8 +18,13 @@ import numpy as np
 
 @dataclass
 class SegmentationSet:
-    """Images (N, H, W, 2) float32, labels (N, H, W) uint8 (1 keep, 0 scratch), weights (N, H, W)
-    float32 (0 where the pixel is missing)."""
+    """A set of synthetic segmentation examples.
+
+    Attributes:
+        images: (N, H, W, 2) float32: intensity, then validity.
+        labels: (N, H, W) uint8: 1 keep, 0 scratch.
+        weights: (N, H, W) float32: 0 where the pixel is missing.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -29,6 +34,7 @@ class SegmentationSet:
         return len(self.images)
 
     def scratch_fraction(self) -> float:
+        """The share of scratch pixels among the valid pixels, in [0, 1]."""
         valid = self.weights > 0
         return float((self.labels[valid] == 0).mean())
 
@@ -56,7 +62,19 @@ def _curve_distance(rng, size: int, grid: np.ndarray) -> np.ndarray:
 
 
 def make_scratches(n: int, size: int = 64, seed: int = 0) -> SegmentationSet:
-    """``n`` images of ``size`` x ``size`` pixels; the same seed gives the same images."""
+    """Make a synthetic segmentation set: thin scratches among look-alike blemishes, with holes.
+
+    Args:
+        n: the number of images.
+        size: their side, in pixels.
+        seed: the same seed gives the same images; image i depends only on (seed, i).
+
+    Returns:
+        A ``SegmentationSet`` of n images of size x size pixels.
+
+    Raises:
+        ValueError: n < 1 or size < 8.
+    """
     if n < 1 or size < 8:
         raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}")
     yy, xx = np.mgrid[0:size, 0:size]

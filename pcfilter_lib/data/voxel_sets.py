@@ -22,7 +22,21 @@ def _iterate(items, progress: bool, desc: str):
 
 def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: int = 1, progress: bool = False
                    ) -> np.ndarray:
-    """Occupancy grids (N, R, R, R) bool of OFF meshes, each centred in its own cube (``grid_around``)."""
+    """Voxelise many OFF meshes, each centred in its own cube (``geometry.voxels.grid_around``).
+
+    Args:
+        paths: N OFF files.
+        resolution: R, voxels per side.
+        solid: fill the inside of each mesh too.
+        padding: empty voxels around each shape.
+        progress: show a progress bar.
+
+    Returns:
+        (N, R, R, R) bool occupancy grids.
+
+    Raises:
+        ValueError: the grids would not fit in memory.
+    """
     from pcfilter_lib.io.off import read_off
 
     paths = list(paths)
@@ -36,7 +50,18 @@ def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: in
 
 def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30.0, progress: bool = False
                  ) -> np.ndarray:
-    """Depth images (N, V, size, size) float32 of OFF meshes (``render_depth_views``)."""
+    """Render depth views of many OFF meshes (``geometry.views.render_depth_views``).
+
+    Args:
+        paths: N OFF files.
+        n_views: V, views per mesh.
+        size: the side of each image, in pixels.
+        elevation: the cameras' angle above the horizon, in degrees.
+        progress: show a progress bar.
+
+    Returns:
+        (N, V, size, size) float32 nearness images, 1 nearest and 0 for a miss.
+    """
     from pcfilter_lib.io.off import read_off
 
     paths = list(paths)
@@ -49,8 +74,13 @@ def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30
 def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[dict]:
     """``memory_report`` of the surface voxelisation of each mesh at each resolution.
 
-    ``meshes`` maps a name to (vertices, triangles). Returns one row per (mesh, resolution) with
-    the keys of ``memory_report`` plus ``mesh`` and ``resolution``.
+    Args:
+        meshes: a name -> (vertices, triangles) mapping.
+        resolutions: voxels per side of the grids to try.
+
+    Returns:
+        One row per (mesh, resolution): the keys of ``geometry.voxels.memory_report`` plus ``mesh``
+        and ``resolution``.
     """
     rows = []
     for name, (vertices, triangles) in meshes.items():

@@ -7,9 +7,19 @@ import numpy as np
 
 
 def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
-    """Unit normals (H, W, 3) of an organised cloud (H, W, 3; NaN = no point) from the cross product
-    of the differences to the neighbours ``step`` pixels away (central, else one-sided), turned
-    towards the camera at the origin; NaN where there is no point or no usable neighbour."""
+    """Unit normals of an organised cloud, from its pixel neighbours.
+
+    The normal at a pixel is the cross product of the differences to the neighbours ``step`` pixels
+    away along the rows and along the columns (central differences, one-sided where a neighbour
+    is missing), turned towards the camera at the origin.
+
+    Args:
+        xyz: (H, W, 3) points in the camera frame, NaN where there is no point.
+        step: the distance to the neighbours, in pixels; larger steps smooth noisy depth.
+
+    Returns:
+        (H, W, 3) float32 unit normals; NaN where there is no point or no usable neighbour.
+    """
     planes = np.ascontiguousarray(np.moveaxis(xyz, -1, 0))  # (3, H, W): x, y and z images
     missing = np.isnan(planes[2])
 

@@ -24,8 +24,19 @@ FEATURE_SETS = {"coordinates": COORDINATES, "statistics": STATISTICS, "both": CO
 
 
 def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
-    """``points`` as (N, 3) float64 and the (N,) bool mask of rows whose coordinates are all finite;
-    ``io.clouds.check_points`` errors when the array has another shape or no finite point at all."""
+    """A cloud as float64 and the mask of its usable points.
+
+    Args:
+        points: (N, 3) coordinates, possibly with NaN or infinite rows (points a scanner missed).
+
+    Returns:
+        ``(points, finite)``: the (N, 3) float64 array and the (N,) bool mask of rows whose
+        coordinates are all finite.
+
+    Raises:
+        ValueError: from ``geometry.points.check_points``, when the array is not (N, 3) or has no
+            finite point at all.
+    """
     from pcfilter_lib.geometry.points import check_points
 
     points = np.asarray(points, dtype=np.float64)
@@ -36,7 +47,16 @@ def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Neighbourhoods:
-    """The cloud centred and divided by its spacing, with its k-d tree and k nearest neighbours."""
+    """The cloud centred and divided by its spacing, with its neighbour search and k nearest neighbours.
+
+    Attributes:
+        points: (N, 3) float64, in units of the spacing, centred on the mean.
+        spacing: the median distance from a point to its nearest neighbour, in the cloud's units.
+        search: Open3D's ``NearestNeighborSearch`` over the centred points in the cloud's units
+            (query with points times ``spacing``).
+        distances: (N, k) distances to the k nearest other points, ascending, in spacing units.
+        indices: (N, k) int64 indices of those neighbours.
+    """
 
     points: np.ndarray  # (N, 3) float64, in units of the spacing, centred on the mean
     spacing: float  # in the cloud's own units
@@ -45,7 +65,15 @@ class Neighbourhoods:
     indices: np.ndarray  # (N, k)
 
     def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """(M, k) indices of the k nearest points to each of the (M, 3) ``queries`` (spacing units)."""
+        """The k nearest points of the cloud to each query point.
+
+        Args:
+            queries: (M, 3) points in spacing units, like ``points``.
+            k: how many neighbours.
+
+        Returns:
+            (M, k) int64 indices into ``points``, nearest first.
+        """
         import open3d as o3d
 
         found, _ = self.search.knn_search(o3d.core.Tensor(np.ascontiguousarray(queries * self.spacing)), k)
@@ -53,7 +81,19 @@ class Neighbourhoods:
 
 
 def neighbourhoods(points, k: int = NEIGHBOURS) -> Neighbourhoods:
-    """Spacing, normalised cloud and k nearest neighbours of a finite (N, 3) cloud (N >= ``MIN_POINTS``)."""
+    """Measure a cloud's spacing and find every point's k nearest neighbours.
+
+    Args:
+        points: a finite (N, 3) cloud in any unit, N >= ``MIN_POINTS``.
+        k: neighbours per point (at most N - 1 are used).
+
+    Returns:
+        The ``Neighbourhoods`` of the cloud; lengths in them are in units of its spacing.
+
+    Raises:
+        ValueError: the cloud has fewer than ``MIN_POINTS`` points, or every point coincides with
+            another so that there is no spacing to measure.
+    """
     points = np.asarray(points, dtype=np.float64)
     n = len(points)
     if n < MIN_POINTS:
@@ -111,7 +151,30 @@ def _symmetric_eigen(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def local_statistics(hood: Neighbourhoods) -> np.ndarray:
-    """(N, len(STATISTICS)) float32 features of each point from its k nearest neighbours."""
+    """The point filter's per-point features: statistics of each point's k nearest neighbours.
+
+    All lengths are in units of the spacing; the log1p of a length keeps far outliers from
+    dominating. The twelve statistics of ``OWN``, in order:
+
+    * ``nearest``, ``fourth``, ``kth``, ``mean_distance``: log1p of the distance to the nearest, the
+      fourth and the k-th neighbour and of the mean distance to the k;
+    * ``within_2s``, ``within_4s``: the share of the k neighbours within 2 and 4 spacings (what
+      radius outlier removal counts);
+    * ``centroid_offset``: log1p of the distance from the point to its neighbours' centroid;
+    * ``plane_distance``: log1p of its distance to their best-fit plane (through the centroid,
+      normal to the direction of least spread);
+    * ``spread``: log1p of the root of the sum of the covariance eigenvalues l1 >= l2 >= l3;
+    * ``linearity``, ``planarity``, ``scattering``: (l1 - l2) / l1, (l2 - l3) / l1 and l3 / l1.
+
+    Then ``around_*``: the mean of each of the twelve over the point's k neighbours.
+
+    Args:
+        hood: the cloud's ``Neighbourhoods``.
+
+    Returns:
+        (N, 24) float32, the columns in the order of ``STATISTICS``. None of them changes when the
+        cloud is moved, turned or scaled.
+    """
     d, p = hood.distances, hood.points
     k = d.shape[1]
     p32 = p.astype(np.float32)
@@ -137,12 +200,21 @@ def local_statistics(hood: Neighbourhoods) -> np.ndarray:
 
 
 def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: float = 1.0) -> np.ndarray:
-    """(M, P) indices: overlapping neighbourhoods of ``P = min(patch_size, N)`` points that together
-    cover every point.
+    """Cover a cloud with overlapping patches, each a seed point's nearest neighbours.
 
     Seeds are drawn at random (from ``seed`` only, so the same cloud moved, turned or rescaled gets the
     same patches), ``overlap`` x N / P of them at first; points no patch holds yet are the candidates
-    for the seeds of the next round, until every point is covered."""
+    for the seeds of the next round, until every point is covered.
+
+    Args:
+        hood: the cloud's ``Neighbourhoods``.
+        patch_size: points per patch; P = min(patch_size, N).
+        seed: seed of the random choice of patch centres.
+        overlap: how many times, on average, the first round covers each point.
+
+    Returns:
+        (M, P) int64 point indices, one row per patch; every point is in at least one.
+    """
     n = len(hood.points)
     size = min(patch_size, n)
     rng = np.random.default_rng(seed)
@@ -160,7 +232,19 @@ def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: 
 
 
 def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
-    """(M, P, 3) float32 coordinates of each patch's points in the patch's PCA frame (spacing units)."""
+    """Each patch's points in the patch's own PCA frame, so that moving or turning the cloud changes
+    nothing.
+
+    The axes are the patch's principal directions, largest spread first, each pointed so that the
+    third moment of the points along it is not negative.
+
+    Args:
+        hood: the cloud's ``Neighbourhoods``.
+        patches: (M, P) point indices from ``seed_patches``.
+
+    Returns:
+        (M, P, 3) float32 coordinates in spacing units, centred on each patch's mean.
+    """
     xyz = hood.points[patches]  # (M, P, 3)
     centred = xyz - xyz.mean(axis=1, keepdims=True)
     covariance = np.einsum("mpi,mpj->mij", centred, centred) / patches.shape[1]
@@ -172,7 +256,21 @@ def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
 
 def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
                  statistics: np.ndarray | None = None) -> np.ndarray:
-    """(M, P, F) network input of each patch for ``feature_set`` (a key of ``FEATURE_SETS``)."""
+    """The network input of each patch.
+
+    Args:
+        hood: the cloud's ``Neighbourhoods``.
+        patches: (M, P) point indices from ``seed_patches``.
+        feature_set: "coordinates" (PCA-frame coordinates, clipped to +-50 spacings and divided by
+            8), "statistics" (``local_statistics``) or "both" (coordinates first).
+        statistics: the cloud's ``local_statistics``, if already computed.
+
+    Returns:
+        (M, P, F) float32 with F = 3, 24 or 27 (``len(FEATURE_SETS[feature_set])``).
+
+    Raises:
+        ValueError: the feature set is unknown.
+    """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
     parts = []
@@ -185,7 +283,16 @@ def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
 
 
 def combine(patches: np.ndarray, probability: np.ndarray, n: int) -> np.ndarray:
-    """Mean over patches of each point's predicted probability: (M, P) indices, (M, P) values -> (N,)."""
+    """Each point's probability: the mean over the patches that hold it.
+
+    Args:
+        patches: (M, P) point indices.
+        probability: (M, P) the network's probability for each patch's points.
+        n: N, the number of points of the cloud.
+
+    Returns:
+        (N,) float32; 0 for a point in no patch.
+    """
     total = np.bincount(patches.ravel(), weights=probability.ravel(), minlength=n)
     count = np.bincount(patches.ravel(), minlength=n)
     return (total / np.maximum(count, 1)).astype(np.float32)

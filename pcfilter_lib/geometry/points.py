@@ -7,8 +7,19 @@ import numpy as np
 
 
 def check_points(points, what: str = "points", dtype=np.float64) -> np.ndarray:
-    """``points`` as an (N, 3) array of ``dtype``; a clear ValueError if it has another shape, is
-    empty, or holds NaN or infinite coordinates. The one check every point-cloud consumer uses."""
+    """The one check every function that takes a cloud uses.
+
+    Args:
+        points: anything NumPy reads as an (N, 3) array of coordinates.
+        what: how the error messages name the array, such as "mesh vertices".
+        dtype: the float type of the result.
+
+    Returns:
+        ``points`` as an (N, 3) array of ``dtype``.
+
+    Raises:
+        ValueError: the array has another shape, is empty, or holds NaN or infinite coordinates.
+    """
     points = np.asarray(points, dtype=dtype)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"{what} must be an (N, 3) array, got shape {points.shape}")
@@ -20,8 +31,19 @@ def check_points(points, what: str = "points", dtype=np.float64) -> np.ndarray:
 
 
 def check_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
-    """``vertices`` (V, 3) float64 and ``triangles`` (T, 3) int64, checked: a ValueError for empty or
-    malformed arrays and for indices outside the vertices."""
+    """Check a triangle mesh before it goes to Open3D, which would fail less clearly.
+
+    Args:
+        vertices: (V, 3) vertex coordinates.
+        triangles: (T, 3) vertex indices of the triangles.
+
+    Returns:
+        ``(vertices, triangles)`` as (V, 3) float64 and (T, 3) int64.
+
+    Raises:
+        ValueError: an array is empty or malformed, the vertices are not finite, or an index lies
+            outside the vertices.
+    """
     vertices = check_points(vertices, "mesh vertices")
     triangles = np.asarray(triangles, dtype=np.int64)
     if triangles.ndim != 2 or triangles.shape[1] != 3 or len(triangles) == 0:

@@ -16,7 +16,18 @@ import open3d as o3d
 
 
 def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """The simulated scene's triangles in the scan's camera frame: vertices (V, 3), triangles (T, 3)."""
+    """The simulated scene's true surface in the scan's camera frame.
+
+    Args:
+        scan: a simulated scan dict loaded with its ``mesh_vertices`` and ``mesh_triangles`` (world
+            frame) and its ``pose`` (4 x 4, camera to world).
+
+    Returns:
+        ``(vertices, triangles)``: (V, 3) float64 metres in the camera frame and (T, 3) int64.
+
+    Raises:
+        ValueError: the scan lacks the mesh or the pose.
+    """
     for key in ("mesh_vertices", "mesh_triangles", "pose"):
         if key not in scan:
             raise ValueError(f"the scan has no {key}: load a simulated scan with arrays=('mesh_vertices', "
@@ -28,8 +39,22 @@ def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_quantile: float = 0.05):
-    """Poisson mesh (``o3d.geometry.TriangleMesh``) of (N, 3) points with (N, 3) normals; vertices whose
-    density is below the ``trim_quantile`` quantile (surface invented far from any point) are removed."""
+    """Poisson surface reconstruction of oriented points, trimmed where it invented surface.
+
+    Args:
+        points: (N, 3) points; rows with a non-finite point or normal, or a zero normal, are left out.
+        normals: (N, 3) their normals.
+        depth: depth of Poisson's octree: the surface is resolved on a grid of 2 ** depth cells a
+            side over the points' bounding box.
+        trim_quantile: vertices whose point density is below this quantile of all densities
+            (surface far from any point, such as the skirt around a scan) are removed.
+
+    Returns:
+        The trimmed ``o3d.geometry.TriangleMesh``, in the unit of ``points``.
+
+    Raises:
+        ValueError: fewer than 100 points have usable normals.
+    """
     points, normals = np.asarray(points, np.float64), np.asarray(normals, np.float64)
     finite = np.isfinite(points).all(1) & np.isfinite(normals).all(1) & (np.abs(normals).sum(1) > 0)
     if finite.sum() < 100:
@@ -44,7 +69,16 @@ def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_qu
 
 
 def distance_to_mesh(query: np.ndarray, vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Unsigned distance (m) of each (N, 3) query point to the mesh (vertices, triangles)."""
+    """The distance from each query point to the nearest point of a mesh's surface.
+
+    Args:
+        query: (N, 3) points.
+        vertices: (V, 3) the mesh's vertices, in the unit of the queries.
+        triangles: (T, 3) vertex indices.
+
+    Returns:
+        (N,) float32 unsigned distances, in the unit of the inputs (metres for scans).
+    """
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),
                         o3d.core.Tensor(np.asarray(triangles, np.uint32)))
@@ -52,9 +86,24 @@ def distance_to_mesh(query: np.ndarray, vertices: np.ndarray, triangles: np.ndar
 
 
 def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:
-    """Reconstruct the raw points, the points ``keep`` keeps and the clean (true) points of a simulated
-    scan; for each: the mesh, and the mean, 95th percentile and max distance (m) of its vertices to
-    the true mesh."""
+    """What filtering buys downstream: Poisson meshes of a scan's points before and after filtering,
+    measured against the true surface.
+
+    Args:
+        scan: a simulated scan dict loaded with ``clean_xyz``, ``mesh_vertices`` and
+            ``mesh_triangles``.
+        keep: (H, W) bool, the filter's keep mask.
+        depth: Poisson's octree depth.
+
+    Returns:
+        For "raw" (every measured point), "filtered" (the points ``keep`` keeps) and "clean" (the
+        true points at their true positions, the best any filter could give): the ``mesh``, the
+        number of input ``points`` and mesh ``vertices``, the ``distances`` (V,) of the vertices to
+        the true mesh in metres, and their ``mean_mm``, ``p95_mm`` and ``max_mm`` in millimetres.
+
+    Raises:
+        ValueError: the scan lacks ``clean_xyz`` or its mesh, or a point set is too small.
+    """
     valid = np.asarray(scan["valid"], bool)
     xyz, normals = np.asarray(scan["xyz"]), np.asarray(scan["normals"])
     if "clean_xyz" not in scan:

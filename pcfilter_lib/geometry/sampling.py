@@ -6,7 +6,15 @@ import numpy as np
 
 
 def triangle_areas(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area of each triangle (T,), in the squared unit of the vertices."""
+    """The area of each triangle of a mesh.
+
+    Args:
+        vertices: (V, 3) vertex coordinates.
+        triangles: (T, 3) vertex indices.
+
+    Returns:
+        (T,) areas in the squared unit of the vertices; 0 for a degenerate triangle.
+    """
     a, b, c = (vertices[triangles[:, i]] for i in range(3))
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
@@ -43,7 +51,19 @@ def sample_surface(vertices: np.ndarray, triangles: np.ndarray, num_points: int,
 
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
-    """Centre a cloud (..., N, 3) on its mean and scale it so that the farthest point lies at distance 1."""
+    """Centre a cloud on its mean and scale it so that its farthest point lies at distance 1.
+
+    A classifier should not have to learn that a chair is a chair at every size and place.
+
+    Args:
+        points: (..., N, 3) one cloud or a batch of them.
+
+    Returns:
+        (..., N, 3) float32, each cloud normalised on its own.
+
+    Raises:
+        ValueError: all points of a cloud coincide.
+    """
     points = np.asarray(points, dtype=np.float32)
     centred = points - points.mean(axis=-2, keepdims=True)
     radius = np.linalg.norm(centred, axis=-1).max(axis=-1)[..., None, None]

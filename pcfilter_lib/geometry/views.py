@@ -10,8 +10,18 @@ from pcfilter_lib.geometry.points import check_mesh
 
 
 def view_directions(n_views: int, elevation: float = 30.0) -> np.ndarray:
-    """Unit vectors (V, 3) from the object towards ``n_views`` cameras evenly spaced in azimuth
-    around the z axis (starting at +x), ``elevation`` degrees above the horizon."""
+    """Directions from an object towards cameras on a circle around it.
+
+    Args:
+        n_views: V, cameras evenly spaced in azimuth around the z axis, the first on +x.
+        elevation: the cameras' angle above the horizon, in degrees.
+
+    Returns:
+        (V, 3) unit vectors from the object towards each camera.
+
+    Raises:
+        ValueError: ``n_views`` < 1.
+    """
     if n_views < 1:
         raise ValueError(f"n_views must be at least 1, got {n_views}")
     azimuth = 2 * np.pi * np.arange(n_views) / n_views
@@ -21,10 +31,27 @@ def view_directions(n_views: int, elevation: float = 30.0) -> np.ndarray:
 
 def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, elevation: float = 30.0,
                        distance: float = 2.5) -> np.ndarray:
-    """Depth images (V, size, size) float32 of a mesh from ``n_views`` virtual pinhole cameras
-    around it (Open3D ``RaycastingScene``). The mesh is centred and scaled into the unit sphere,
-    the cameras sit ``distance`` away looking at its centre with a field of view that fits the
-    sphere; values are 1 at the nearest possible depth, 0 at the farthest, and 0 where a ray misses."""
+    """Depth images of a mesh from virtual pinhole cameras around it, for a multi-view CNN.
+
+    The mesh is centred and scaled into the unit sphere; the cameras (``view_directions``) sit
+    ``distance`` away, look at its centre with a field of view that fits the sphere, and cast one
+    ray per pixel with Open3D's ``RaycastingScene``.
+
+    Args:
+        vertices: (V, 3) the mesh's vertices, any unit.
+        triangles: (T, 3) vertex indices.
+        n_views: number of cameras.
+        size: side of each image, in pixels.
+        elevation: the cameras' angle above the horizon, in degrees.
+        distance: the cameras' distance from the centre, in radii of the unit sphere (> 1).
+
+    Returns:
+        (n_views, size, size) float32 nearness: 1 at the nearest possible depth, 0 at the farthest
+        and where a ray misses the mesh.
+
+    Raises:
+        ValueError: the mesh is malformed or degenerate, ``size`` < 2, or ``distance`` <= 1.
+    """
     vertices, triangles = check_mesh(vertices, triangles)
     if size < 2:
         raise ValueError(f"image size must be at least 2 pixels, got {size}")

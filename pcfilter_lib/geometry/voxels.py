@@ -34,9 +34,20 @@ _CHUNK = 1 << 20  # voxels handled at once where a computation makes temporaries
 
 
 def check_grid(shape: Sequence[int], bytes_per_voxel: float = 1.0, max_bytes: int | None = None) -> int:
-    """Bytes a dense grid of ``shape`` needs at ``bytes_per_voxel``; a ValueError if a side is not
-    positive or the grid would not fit (more than ``max_bytes``, by default the smaller of
-    ``MAX_GRID_BYTES`` and half the memory available now). Nothing is allocated."""
+    """The bytes a dense grid needs, checked against the memory before anything is allocated.
+
+    Args:
+        shape: (X, Y, Z) voxels.
+        bytes_per_voxel: bytes of every array the caller will allocate, per voxel.
+        max_bytes: the limit; default the smaller of ``MAX_GRID_BYTES`` and half the memory
+            available now.
+
+    Returns:
+        The bytes needed.
+
+    Raises:
+        ValueError: a side is not positive, or the grid would need more than the limit.
+    """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"a voxel grid needs three positive sides, got shape {shape}")
@@ -51,8 +62,16 @@ def check_grid(shape: Sequence[int], bytes_per_voxel: float = 1.0, max_bytes: in
 
 @dataclass(frozen=True)
 class Grid:
-    """A regular voxel grid: ``origin`` (3,) corner of voxel (0, 0, 0), ``voxel_size`` edge length,
-    ``shape`` (X, Y, Z) voxels. Same length unit as the points it holds."""
+    """A regular voxel grid, in the length unit of the points it holds.
+
+    Attributes:
+        origin: (x, y, z) of the corner of voxel (0, 0, 0).
+        voxel_size: the edge length of a voxel.
+        shape: (X, Y, Z) voxels.
+
+    Raises:
+        ValueError: ``voxel_size`` is not a positive number or a side is not positive.
+    """
 
     origin: tuple[float, float, float]
     voxel_size: float
@@ -66,24 +85,52 @@ class Grid:
 
     @property
     def size(self) -> int:
+        """The number of voxels, X * Y * Z."""
         return int(np.prod(self.shape))
 
     def centres(self) -> np.ndarray:
-        """Centres of all voxels (X, Y, Z, 3) float32."""
+        """The centres of all voxels.
+
+        Returns:
+            (X, Y, Z, 3) float32 coordinates.
+
+        Raises:
+            ValueError: the array would not fit in memory (``check_grid``).
+        """
         check_grid(self.shape, 12)
         axes = [self.origin[a] + (np.arange(n) + 0.5) * self.voxel_size for a, n in enumerate(self.shape)]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(np.float32)
 
     def index(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Voxel indices (N, 3) int64 of points (N, 3) and whether each lies inside the grid (N,)."""
+        """The voxel each point falls in.
+
+        Args:
+            points: (N, 3) coordinates.
+
+        Returns:
+            ``(ijk, inside)``: (N, 3) int64 voxel indices and an (N,) bool mask of the points inside
+            the grid (the indices of the others lie outside ``[0, shape)``).
+        """
         ijk = np.floor((np.asarray(points, np.float64) - self.origin) / self.voxel_size).astype(np.int64)
         inside = np.all((ijk >= 0) & (ijk < np.asarray(self.shape)), axis=1)
         return ijk, inside
 
 
 def grid_around(points, resolution: int, padding: int = 1) -> Grid:
-    """A cubic grid of ``resolution``^3 voxels around the bounding box of ``points`` (N, 3): the
-    longest side spans ``resolution - 2 * padding`` voxels and the box sits in the middle."""
+    """A cubic grid around a shape, with the shape in the middle.
+
+    Args:
+        points: (N, 3) points (or mesh vertices) whose bounding box the grid must hold.
+        resolution: voxels per side.
+        padding: empty voxels left on each side: the box's longest side spans
+            ``resolution - 2 * padding`` voxels.
+
+    Returns:
+        A ``Grid`` of ``resolution`` ** 3 cubic voxels.
+
+    Raises:
+        ValueError: the padding leaves no voxel for the shape, or the points all coincide.
+    """
     points = check_points(points)
     resolution, padding = int(resolution), int(padding)
     if resolution < 1 or padding < 0 or resolution - 2 * padding < 1:
@@ -98,7 +145,15 @@ def grid_around(points, resolution: int, padding: int = 1) -> Grid:
 
 
 def voxelize_points(points, grid: Grid) -> np.ndarray:
-    """Occupancy (X, Y, Z) bool: true where at least one point (N, 3) falls. Points outside are ignored."""
+    """The occupancy of a cloud: True in every voxel at least one point falls in.
+
+    Args:
+        points: (N, 3) coordinates; points outside the grid are ignored.
+        grid: the ``Grid``.
+
+    Returns:
+        (X, Y, Z) bool.
+    """
     points = check_points(points)
     check_grid(grid.shape, 1)
     occupancy = np.zeros(grid.shape, dtype=bool)
@@ -108,9 +163,19 @@ def voxelize_points(points, grid: Grid) -> np.ndarray:
 
 
 def voxelize_mesh(vertices, triangles, grid: Grid, solid: bool = False) -> np.ndarray:
-    """Occupancy (X, Y, Z) bool of a triangle mesh: the voxels its surface touches (exact
-    triangle-box tests by Open3D), and with ``solid`` also the voxels the surface encloses (every
-    empty voxel that the outside cannot reach through face-adjacent empty voxels)."""
+    """The occupancy of a triangle mesh.
+
+    Args:
+        vertices: (V, 3) the mesh's vertices.
+        triangles: (T, 3) vertex indices.
+        grid: the ``Grid``.
+        solid: also fill the voxels the surface encloses (every empty voxel that the outside cannot
+            reach through face-adjacent empty voxels).
+
+    Returns:
+        (X, Y, Z) bool: the voxels the surface touches (exact triangle-box tests by Open3D), and
+        with ``solid`` the enclosed ones.
+    """
     vertices, triangles = check_mesh(vertices, triangles)
     check_grid(grid.shape, 1)
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(vertices), o3d.utility.Vector3iVector(triangles))
@@ -126,12 +191,29 @@ def voxelize_mesh(vertices, triangles, grid: Grid, solid: bool = False) -> np.nd
 
 
 def fill_interior(surface: np.ndarray) -> np.ndarray:
-    """A solid occupancy from a closed surface occupancy (X, Y, Z): enclosed empty voxels are filled."""
+    """Fill what a closed surface encloses.
+
+    Args:
+        surface: (X, Y, Z) occupancy of a closed surface.
+
+    Returns:
+        (X, Y, Z) bool: the surface and every empty voxel the outside cannot reach.
+    """
     return ndimage.binary_fill_holes(np.asarray(surface, dtype=bool))
 
 
 def occupied_fraction(occupancy: np.ndarray) -> float:
-    """Share of occupied voxels, 0-1."""
+    """The share of occupied voxels.
+
+    Args:
+        occupancy: a grid of any shape; non-zero means occupied.
+
+    Returns:
+        A float in [0, 1].
+
+    Raises:
+        ValueError: the grid has no voxels.
+    """
     occupancy = np.asarray(occupancy, dtype=bool)
     if occupancy.size == 0:
         raise ValueError("the grid has no voxels")
@@ -142,7 +224,15 @@ def occupied_fraction(occupancy: np.ndarray) -> float:
 
 
 def mesh_parts(vertices, triangles) -> list[np.ndarray]:
-    """The triangles of each connected part of a mesh (parts share no vertex): a list of (T_i, 3)."""
+    """Split a mesh into its connected parts (parts share no vertex).
+
+    Args:
+        vertices: (V, 3) the mesh's vertices.
+        triangles: (T, 3) vertex indices.
+
+    Returns:
+        One (T_i, 3) array of triangles per part, indexing the same ``vertices``.
+    """
     vertices, triangles = check_mesh(vertices, triangles)
     n = len(vertices)
     edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]]])
@@ -167,6 +257,15 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
     where parts overlap: a point inside two parts crosses an even number of walls. ``by_part`` keeps
     Open3D's unsigned distance to the whole mesh and takes the sign from each connected part on its
     own (``compute_occupancy`` of the points in the part's bounding box): inside any part is inside.
+
+    Args:
+        vertices: (V, 3) the mesh's vertices.
+        triangles: (T, 3) vertex indices.
+        points: (N, 3) query points, in the unit of the vertices.
+        by_part: decide inside and outside part by part (see above).
+
+    Returns:
+        (N,) float32 signed distances, in the unit of the vertices.
     """
     vertices, triangles = check_mesh(vertices, triangles)
     points = check_points(points, "query points").astype(np.float32)
@@ -186,8 +285,22 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
 
 
 def tsdf_from_mesh(vertices, triangles, grid: Grid, truncation: float = 3.0, by_part: bool = True) -> np.ndarray:
-    """Truncated signed distance field (X, Y, Z) float32 in [-1, 1] of a mesh: the signed distance at
-    each voxel centre divided by ``truncation`` voxels and clipped (negative inside)."""
+    """The truncated signed distance field of a mesh.
+
+    Args:
+        vertices: (V, 3) the mesh's vertices.
+        triangles: (T, 3) vertex indices.
+        grid: the ``Grid``.
+        truncation: the distance, in voxels, at which the field saturates.
+        by_part: take the sign part by part (``signed_distance``).
+
+    Returns:
+        (X, Y, Z) float32 in [-1, 1]: the signed distance at each voxel centre divided by
+        ``truncation`` voxels and clipped; negative inside.
+
+    Raises:
+        ValueError: ``truncation`` is not positive, or the grid does not fit in memory.
+    """
     if truncation <= 0:
         raise ValueError(f"truncation must be positive (in voxels), got {truncation}")
     check_grid(grid.shape, 32)  # centres (12 bytes) + Open3D's float32 copies and the result
@@ -201,9 +314,13 @@ def tsdf_from_mesh(vertices, triangles, grid: Grid, truncation: float = 3.0, by_
 
 @dataclass(frozen=True)
 class View:
-    """One depth measurement: ``xyz`` (H, W, 3) points in the camera frame (NaN where none), the
-    ``intrinsics`` K (3, 3) (pixel (u, v) covers [u, u + 1) x [v, v + 1)) and ``pose`` (4, 4),
-    camera to world (OpenCV axes: x right, y down, z forward), as in a scan file."""
+    """One depth measurement, as in a scan file.
+
+    Attributes:
+        xyz: (H, W, 3) points in the camera frame, NaN where there is none.
+        intrinsics: K (3, 3); pixel (u, v) covers [u, u + 1) x [v, v + 1).
+        pose: (4, 4) camera to world, OpenCV axes (x right, y down, z forward).
+    """
 
     xyz: np.ndarray
     intrinsics: np.ndarray
@@ -211,6 +328,7 @@ class View:
 
     @classmethod
     def from_scan(cls, scan) -> View:
+        """The view of a scan dict (``xyz``, ``intrinsics`` and ``pose``, as ``io.scan`` loads them)."""
         return cls(np.asarray(scan["xyz"]), np.asarray(scan["intrinsics"], np.float64), np.asarray(scan["pose"], float))
 
     def depth(self) -> np.ndarray:
@@ -225,14 +343,26 @@ class View:
 
 
 def carve(views: Sequence[View], grid: Grid) -> np.ndarray:
-    """Ternary grid (X, Y, Z) uint8 from depth views: OCCUPIED where a measured point falls, FREE
-    where a camera ray passed through the voxel before it reached its measured point, UNKNOWN
-    elsewhere (behind surfaces, outside every view, or where the pixel measured nothing).
+    """Carve a ternary grid from depth views: what the views saw, what they saw through, and the rest.
+
+    OCCUPIED where a measured point falls, FREE where a camera ray passed through the voxel before
+    it reached its measured point, UNKNOWN elsewhere (behind surfaces, outside every view, or where
+    the pixel measured nothing).
 
     A voxel is carved by a view when its centre projects into a pixel with a measurement and lies
     in front of that measurement by more than half the voxel's diagonal, so a voxel the surface
     cuts is never carved. Measured points win over carving (a ray that ends in a voxel marks it
     occupied whatever other views say).
+
+    Args:
+        views: the ``View`` objects, in the grid's world frame.
+        grid: the ``Grid``.
+
+    Returns:
+        (X, Y, Z) uint8 codes ``FREE``, ``OCCUPIED`` or ``UNKNOWN``.
+
+    Raises:
+        ValueError: there is no view, or the grid does not fit in memory.
     """
     if not views:
         raise ValueError("carving needs at least one view")
@@ -272,10 +402,24 @@ def carve(views: Sequence[View], grid: Grid) -> np.ndarray:
 
 
 def fuse_tsdf(views: Sequence[View], grid: Grid, truncation: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
-    """Fuse depth views into a truncated signed distance field (Curless and Levoy; KinectFusion) with
-    Open3D's ``UniformTSDFVolume``: returns the TSDF (X, Y, Z) float32 in [-1, 1] (distance along the
-    camera ray in units of ``truncation`` voxels, negative behind the surface) and the integration
-    weight (X, Y, Z) float32 (0 = never observed). The grid must be a cube."""
+    """Fuse depth views into a truncated signed distance field (Curless and Levoy; KinectFusion).
+
+    Open3D's ``UniformTSDFVolume`` does the integration.
+
+    Args:
+        views: the ``View`` objects, in the grid's world frame.
+        grid: a cubic ``Grid``.
+        truncation: the distance, in voxels, at which the field saturates.
+
+    Returns:
+        ``(tsdf, weight)``, both (X, Y, Z) float32: the distance along the camera rays in units of
+        ``truncation`` voxels, in [-1, 1] and negative behind the surface; and the integration
+        weight, 0 where no view observed the voxel.
+
+    Raises:
+        ValueError: there is no view, the grid is not a cube, ``truncation`` is not positive, or
+            the grid does not fit in memory.
+    """
     if not views:
         raise ValueError("fusion needs at least one view")
     if len(set(grid.shape)) != 1:
@@ -303,8 +447,17 @@ def fuse_tsdf(views: Sequence[View], grid: Grid, truncation: float = 3.0) -> tup
 
 
 def surface_probability(tsdf: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """How surely each voxel holds surface (X, Y, Z) float32 in [0, 1]: 1 - |TSDF| where observed, 0
-    where never observed. Thresholding it at t keeps voxels within (1 - t) truncations of the surface."""
+    """How surely each voxel holds surface, from a fused TSDF.
+
+    Thresholding it at t keeps the voxels within (1 - t) truncation distances of the surface.
+
+    Args:
+        tsdf: (X, Y, Z) truncated signed distances in [-1, 1].
+        weight: (X, Y, Z) integration weights; 0 means never observed.
+
+    Returns:
+        (X, Y, Z) float32 in [0, 1]: ``1 - abs(tsdf)`` where observed, 0 elsewhere.
+    """
     return np.where(np.asarray(weight) > 0, 1.0 - np.abs(tsdf), 0.0).astype(np.float32)
 
 
@@ -312,8 +465,20 @@ def surface_probability(tsdf: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def octree_levels(occupancy: np.ndarray) -> list[np.ndarray]:
-    """Occupancy pyramid, coarsest (1, 1, 1) first: the grid is padded to a cube of side 2^L and each
-    level marks a cell occupied when any of its 8 children is. These are the nodes of an octree."""
+    """The nodes of an octree over an occupancy grid, level by level.
+
+    The grid is padded to a cube of side 2 ** L and each level marks a cell occupied when any of
+    its 8 children is.
+
+    Args:
+        occupancy: (X, Y, Z) occupancy.
+
+    Returns:
+        L + 1 bool cubes, coarsest (1, 1, 1) first, the padded grid (2 ** L per side) last.
+
+    Raises:
+        ValueError: ``occupancy`` is not a non-empty 3D grid.
+    """
     occupancy = np.asarray(occupancy, dtype=bool)
     if occupancy.ndim != 3 or occupancy.size == 0:
         raise ValueError(f"occupancy must be a non-empty 3D grid, got shape {occupancy.shape}")
@@ -338,7 +503,12 @@ def memory_report(occupancy: np.ndarray) -> dict[str, float]:
     - ``points``: the occupied voxels as a coordinate list, three int32 (12 bytes) per voxel,
       as sparse-convolution libraries keep them.
 
-    Also the occupied voxel count and ``occupied_fraction``.
+    Args:
+        occupancy: (X, Y, Z) occupancy.
+
+    Returns:
+        The four byte counts keyed as above, and ``voxels``, ``occupied`` and
+        ``occupied_fraction``.
     """
     levels = octree_levels(occupancy)
     occupied = int(np.count_nonzero(occupancy))
@@ -350,9 +520,21 @@ def memory_report(occupancy: np.ndarray) -> dict[str, float]:
 
 
 def conv_sites(occupancy: np.ndarray, layers: int = 3, kernel: int = 3) -> dict[str, list[int]]:
-    """Voxels at which each of ``layers`` stacked kernel^3 convolutions computes an output:
-    ``dense`` everywhere, ``sparse`` wherever the kernel touches an active voxel (the active set
-    dilates layer by layer), ``submanifold`` only at the input's active voxels (it never grows)."""
+    """Where stacked 3D convolutions compute: the cost of dense, sparse and submanifold convolutions.
+
+    Args:
+        occupancy: (X, Y, Z) the active voxels of the input.
+        layers: number of stacked convolutions.
+        kernel: odd side of the kernel^3 kernels.
+
+    Returns:
+        For ``dense`` (every voxel), ``sparse`` (wherever the kernel touches an active voxel, so
+        the active set dilates layer by layer) and ``submanifold`` (only the input's active
+        voxels, which never grow): the number of output sites after each layer.
+
+    Raises:
+        ValueError: ``layers`` < 1 or the kernel is not a positive odd number.
+    """
     occupancy = np.asarray(occupancy, dtype=bool)
     if layers < 1 or kernel < 1 or kernel % 2 == 0:
         raise ValueError(f"need layers >= 1 and an odd kernel, got {layers} and {kernel}")
@@ -372,8 +554,15 @@ def conv_sites(occupancy: np.ndarray, layers: int = 3, kernel: int = 3) -> dict[
 
 
 def voxel_faces(occupancy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A triangle mesh of the faces of occupied voxels that border empty space: vertices (V, 3)
-    int32 in voxel units (corner of voxel (0, 0, 0) at the origin) and triangles (T, 3) int32."""
+    """A triangle mesh of the faces of occupied voxels that border empty space, for drawing.
+
+    Args:
+        occupancy: (X, Y, Z) occupancy.
+
+    Returns:
+        ``(vertices, triangles)``: (V, 3) int32 in voxel units, the corner of voxel (0, 0, 0) at
+        the origin, and (T, 3) int32, two per face; both empty for an empty grid.
+    """
     occupancy = np.asarray(occupancy, dtype=bool)
     padded = np.pad(occupancy, 1)
     quads = []

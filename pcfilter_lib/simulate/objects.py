@@ -20,7 +20,18 @@ def _rotation_z(angle: float) -> np.ndarray:
 
 
 def place_object(vertices, size: float = 0.3) -> np.ndarray:
-    """Vertices scaled to a longest side of ``size`` metres, bounding box centred at the origin."""
+    """Scale and centre an object for the scanner.
+
+    Args:
+        vertices: (V, 3) the mesh's vertices, any unit.
+        size: the longest side of the result, in metres.
+
+    Returns:
+        (V, 3) float64 vertices in metres, the bounding box centred at the origin.
+
+    Raises:
+        ValueError: the vertices are not finite, or all coincide.
+    """
     vertices = check_points(vertices, "mesh vertices")
     lo, hi = vertices.min(0), vertices.max(0)
     extent = float((hi - lo).max())
@@ -37,6 +48,18 @@ def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, 
     The object (already in metres, e.g. from ``place_object``) stands ``stand`` metres above a floor
     plane, in a matte plastic. The scanner is fixed, so each view turns and tilts the scene about
     the object's centre instead; every returned ``View`` has the camera pose in the object's frame.
+
+    Args:
+        vertices: (V, 3) the object's vertices, in metres.
+        triangles: (T, 3) vertex indices.
+        n_views: the number of scans.
+        elevation: the scanner's angle above the horizon, in degrees.
+        config: the ``ScannerConfig`` (default: the standard scanner).
+        seed: the seed of the simulated noise and artefacts.
+        stand: the object's height above the floor, in metres.
+
+    Returns:
+        One ``geometry.voxels.View`` per scan, in the object's frame.
     """
     from pcfilter_lib.simulate import ScannerConfig, simulate_scan
     from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene

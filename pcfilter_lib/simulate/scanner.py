@@ -241,7 +241,7 @@ def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, po
 
     One ray per pixel leaves p along the camera ray's mirror direction, spread by p's roughness, and
     finds q. q's projector light comes back through p's specular lobe, its stripes blurred over
-    roughness * |pq| (stripes finer than the blur lose their contrast), and through p's diffuse
+    roughness * ``|pq|`` (stripes finer than the blur lose their contrast), and through p's diffuse
     reflection, of which ``low_frequency_share`` still corrupts the code. Returns the coded
     radiance (N,) and q's projector column (N,; NaN where the ray reaches no lit surface).
     """
