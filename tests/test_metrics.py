@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pcfilter_lib.labels import NO_POINT
 from pcfilter_lib.nn import metrics
 
 # The confusion matrix of the original project's slides and the values derived from it.
@@ -75,7 +76,7 @@ def test_streaming_metric_in_fit_and_evaluate_respects_masks(tmp_path):
 
 def test_labels_other_than_0_and_1_are_ignored():
     y, p, w = data(2)
-    as_scan = np.where(w > 0, y, 255)  # 255 = no point
+    as_scan = np.where(w > 0, y, NO_POINT)
     assert metrics.confusion_counts(as_scan, p) == metrics.confusion_counts(y, p, w > 0)
     metric = metrics.ConfusionMetric("f1")
     metric.update_state(as_scan, p)

@@ -12,6 +12,7 @@ from pcfilter_lib.data import scans
 from pcfilter_lib.io import files
 from pcfilter_lib.io import scan as scan_io
 from pcfilter_lib.io.files import read_manifest, verify_folder
+from pcfilter_lib.labels import KEEP
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
@@ -126,7 +127,7 @@ def test_pydataset_batches(folder):
     assert x.dtype == y.dtype == w.dtype == np.float32
     scan = scan_io.load_scan(train[0])
     np.testing.assert_array_equal(w[0], scan["valid"])
-    np.testing.assert_array_equal(y[0, ..., 0], scan["label"] == 1)
+    np.testing.assert_array_equal(y[0, ..., 0], scan["label"] == KEEP)
     np.testing.assert_array_equal(x[0, ..., 5], scan["valid"])
     assert x.min() >= 0 and x.max() <= 1
     assert (x[0][~scan["valid"]] == 0).all()

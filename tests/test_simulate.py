@@ -8,16 +8,19 @@ import pytest
 
 from pcfilter_lib import labels
 from pcfilter_lib.geometry import normals
+from pcfilter_lib.geometry.raycasting import raycasting_scene
+from pcfilter_lib.geometry.sampling import sample_surface
 from pcfilter_lib.simulate import scanner as sc
 from pcfilter_lib.simulate.scene import (
     BIN_INNER,
+    NO_SURFACE,
     PART_TYPES,
     Material,
     Scene,
     _draw_part_params,
+    contact_points,
     make_scene,
     part_mesh,
-    sample_surface,
     scene_from_description,
 )
 
@@ -73,7 +76,7 @@ def test_parts_rest_in_the_bin_without_interpenetrating(scenes):
         for v, _ in parts:
             assert v[:, 2].min() > -tolerance  # above the floor
             assert (np.abs(v[:, 0]) < lx + tolerance).all() and (np.abs(v[:, 1]) < ly + tolerance).all()
-        samples = [sample_surface(v, f, 3000, rng) for v, f in parts]
+        samples = [contact_points(v, f, 3000, rng) for v, f in parts]
         for i, part in enumerate(parts):
             occupancy = _occupancy(part)
             for j, points in enumerate(samples):
@@ -84,15 +87,27 @@ def test_parts_rest_in_the_bin_without_interpenetrating(scenes):
                     depth = occupancy.compute_distance(o3d.core.Tensor(points[inside].astype(np.float32))).numpy()
                     assert depth.max() < tolerance, f"part {j} enters part {i} by {depth.max() * 1e3:.1f} mm"
         # Resting: nothing floats. Each part's lowest points sit on the floor or on another part.
-        everything = o3d.t.geometry.RaycastingScene()
-        for v, f in scene.meshes[1:]:  # geometry id 0 the bin, k + 1 part k
-            everything.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
+        everything = raycasting_scene(scene.meshes[1:])  # geometry id 0 the bin, k + 1 part k
         for k, points in enumerate(samples):
             rays = np.c_[points - [0, 0, 1e-5], np.tile([0, 0, -1.0], (len(points), 1))].astype(np.float32)
             cast = everything.cast_rays(o3d.core.Tensor(rays))
             other = cast["geometry_ids"].numpy() != k + 1
             gap = cast["t_hit"].numpy()[other].min()
             assert gap < tolerance, f"part {k} floats {gap * 1e3:.1f} mm above its support"
+
+
+def test_contact_points_are_the_shared_surface_sample_in_float64_plus_the_vertices():
+    v, f = part_mesh("box", {"size": [0.05, 0.03, 0.02]})
+    points = contact_points(v, f, 500, np.random.default_rng(3))
+    assert points.shape == (500 + len(v), 3) and points.dtype == np.float64
+    np.testing.assert_array_equal(points[500:], v)
+    # The same draws as a float32 sample of the same seed, kept in float64.
+    single = sample_surface(v, f, 500, np.random.default_rng(3))
+    assert single.dtype == np.float32 and not np.array_equal(points[:500], single)
+    np.testing.assert_array_equal(points[:500].astype(np.float32), single)
+    assert (np.abs(points) <= np.array([0.025, 0.015, 0.01]) + 1e-12).all()  # on the box's surface
+    on_a_face = np.isclose(np.abs(points[:500]), [0.025, 0.015, 0.01], rtol=0, atol=1e-12).any(axis=1)
+    assert on_a_face.all()
 
 
 def test_user_mesh_files(tmp_path):
@@ -136,7 +151,7 @@ def test_all_effects_off_gives_exact_points_and_labels():
     out = _scan(scene, effects=())
     valid = out["valid"]
     assert valid.mean() > 0.5
-    assert set(np.unique(out["label"][valid])) == {1}
+    assert set(np.unique(out["label"][valid])) == {labels.KEEP}
     np.testing.assert_allclose(out["xyz"][valid], out["clean_xyz"][valid], atol=1e-5)
     assert set(np.unique(out["kind"][~valid])) <= {labels.KIND_NONE, labels.KIND_SHADOW, labels.KIND_DARK}
 
@@ -150,7 +165,7 @@ def test_depth_noise_grows_with_depth_squared():
     sigma = sc.depth_sigma(z, SMALL.noise_1m)
     assert 0.8 < np.std(error / sigma) < 1.1
     assert np.abs(error).max() <= 3 * sigma.max() + 1e-6
-    assert (out["label"][valid] == 1).all()  # noise stays within the label tolerance
+    assert (out["label"][valid] == labels.KEEP).all()  # noise stays within the label tolerance
 
 
 def test_shadows_are_where_the_projector_cannot_see():
@@ -159,7 +174,7 @@ def test_shadows_are_where_the_projector_cannot_see():
     on = _scan(scene, effects=("shadow",))
     off = _scan(scene, effects=())
     shadow = on["kind"] == labels.KIND_SHADOW
-    assert (on["label"][shadow] == 255).all()
+    assert (on["label"][shadow] == labels.NO_POINT).all()
     cast = shadow & off["valid"]  # lit once the cast shadow is switched off
     assert cast.sum() > 20
     # Independent check: those points are hidden from the projector by the tall box.
@@ -175,9 +190,9 @@ def test_interreflection_makes_ghosts_in_a_shiny_corner_only_when_on():
     scene = _scene([], [SHINY])  # a polished bin: its corners reflect the floor's light into the walls
     on = _scan(scene, effects=("shadow", "interreflection"))
     off = _scan(scene, effects=("shadow",))
-    ghosts = (on["label"] == 0) & (on["kind"] == labels.KIND_INTERREFLECTION)
+    ghosts = (on["label"] == labels.ARTEFACT) & (on["kind"] == labels.KIND_INTERREFLECTION)
     assert ghosts.sum() > 20
-    assert not ((off["label"] == 0).any())
+    assert not ((off["label"] == labels.ARTEFACT).any())
     # Ghosts lie on the camera ray at a false depth, and sit on the walls (not the floor's middle).
     err = np.linalg.norm(on["xyz"][ghosts] - on["clean_xyz"][ghosts], axis=1)
     assert (err > sc.label_tolerance(on["clean_xyz"][ghosts][:, 2], SMALL.noise_1m)).all()
@@ -196,9 +211,9 @@ def test_mixed_pixels_only_at_depth_discontinuities():
     off = _scan(scene, effects=())
     mixed = on["kind"] == labels.KIND_MIXED
     assert mixed.sum() > 10
-    assert (on["label"][mixed] == 0).all() and not (off["label"] == 0).any()
+    assert (on["label"][mixed] == labels.ARTEFACT).all() and not (off["label"] == labels.ARTEFACT).any()
     depth = np.where(np.isfinite(off["clean_xyz"][..., 2]), off["clean_xyz"][..., 2], np.inf)
-    edges = sc.discontinuities(np.where(on["surface"] == 255, np.inf, depth), SMALL.edge_jump)
+    edges = sc.discontinuities(np.where(on["surface"] == NO_SURFACE, np.inf, depth), SMALL.edge_jump)
     assert edges[mixed].all()
     # The blended depth lies between foreground and background: within the true depths of the
     # pixel's 3x3 neighbourhood (its footprint plus a margin).
@@ -217,9 +232,21 @@ def test_specular_highlights_saturate_on_shiny_parts():
     spec = on["kind"] == labels.KIND_SPECULAR
     assert spec.sum() > 5
     assert (on["surface"][spec] == 2).mean() > 0.8  # on the shiny plate
-    assert set(np.unique(on["label"][spec])) <= {0, 255} and (on["label"][spec] == 255).any()
+    assert set(np.unique(on["label"][spec])) <= {labels.ARTEFACT, labels.NO_POINT}
+    assert (on["label"][spec] == labels.NO_POINT).any()
     assert not (off["kind"] == labels.KIND_SPECULAR).any()
     assert on["intensity"].max() == 1.0  # the highlight clips the intensity image
+
+
+def test_each_effect_draws_from_its_own_random_stream():
+    # Mixed pixels with probability 0 draw their random numbers but change no pixel: the depth noise,
+    # drawn from another stream, must come out the same.
+    scene = _scene([_box((-0.06, -0.04, 0), (0.06, 0.04, 0.1))], [MATTE, MATTE])
+    alone = _scan(scene, effects=("noise",), mixed_probability=0.0)
+    with_mixed = _scan(scene, effects=("noise", "mixed"), mixed_probability=0.0)
+    for key in alone:
+        np.testing.assert_array_equal(alone[key], with_mixed[key], err_msg=key)
+    assert not np.array_equal(alone["xyz"], _scan(scene, effects=("noise",), seed=1)["xyz"], equal_nan=True)
 
 
 def test_intensity_and_estimated_normals():
@@ -258,7 +285,7 @@ def test_a_default_scene_scan_is_deterministic_and_has_artefacts():
         np.testing.assert_array_equal(outs[0][key], outs[1][key])
     assert not np.array_equal(outs[0]["label"], outs[2]["label"])
     label = outs[0]["label"]
-    assert 0.001 < (label == 0).sum() / (label != 255).sum() < 0.4
+    assert 0.001 < (label == labels.ARTEFACT).sum() / (label != labels.NO_POINT).sum() < 0.4
 
 
 def test_bad_configuration():

@@ -27,6 +27,7 @@ import numpy as np
 
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.io.scan import load_scan
+from pcfilter_lib.labels import KEEP, NO_POINT
 
 CHANNELS = ("intensity", "depth", "nx", "ny", "nz", "valid")
 
@@ -99,7 +100,7 @@ def scan_targets(scan: dict) -> tuple[np.ndarray, np.ndarray]:
         weight (H, W) float32, 1 where there is a point and 0 elsewhere.
     """
     label = np.asarray(scan["label"])
-    return (label == 1).astype(np.float32)[..., None], (label != 255).astype(np.float32)
+    return (label == KEEP).astype(np.float32)[..., None], (label != NO_POINT).astype(np.float32)
 
 
 def load_example(path, validity: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,7 +300,7 @@ def scan_dataset(files: Sequence[str | os.PathLike], batch_size: int = 1, multip
         ValueError: there are no files, or a size is not positive.
         FileNotFoundError: a file is missing.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # tf.data only here: importing the module needs no TensorFlow on other Keras backends
 
     files = _check_files(files)
     if batch_size < 1 or multiple < 1 or epochs < 1:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcfilter_lib.labels import ARTEFACT, KEEP
+
 
 @dataclass
 class SegmentationSet:
@@ -36,7 +38,7 @@ class SegmentationSet:
     def scratch_fraction(self) -> float:
         """The share of scratch pixels among the valid pixels, in [0, 1]."""
         valid = self.weights > 0
-        return float((self.labels[valid] == 0).mean())
+        return float((self.labels[valid] == ARTEFACT).mean())
 
 
 def _smooth_noise(rng, size: int, scale: int) -> np.ndarray:
@@ -80,7 +82,7 @@ def make_scratches(n: int, size: int = 64, seed: int = 0) -> SegmentationSet:
     yy, xx = np.mgrid[0:size, 0:size]
     grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
     images = np.zeros((n, size, size, 2), np.float32)
-    labels = np.ones((n, size, size), np.uint8)
+    labels = np.full((n, size, size), KEEP, np.uint8)
     weights = np.ones((n, size, size), np.float32)
     for i in range(n):
         rng = np.random.default_rng([seed, i])
@@ -107,6 +109,6 @@ def make_scratches(n: int, size: int = 64, seed: int = 0) -> SegmentationSet:
             valid[y0: y0 + h, x0: x0 + w] = False
         images[i, ..., 0] = np.where(valid, np.clip(surface, 0, 1), 0)
         images[i, ..., 1] = valid
-        labels[i][scratch] = 0
+        labels[i][scratch] = ARTEFACT
         weights[i] = valid
     return SegmentationSet(images, labels, weights)

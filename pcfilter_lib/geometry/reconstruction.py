@@ -14,6 +14,9 @@ from collections.abc import Mapping
 import numpy as np
 import open3d as o3d
 
+from pcfilter_lib.geometry.raycasting import raycasting_scene
+from pcfilter_lib.labels import KEEP
+
 
 def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """The simulated scene's true surface in the scan's camera frame.
@@ -79,9 +82,7 @@ def distance_to_mesh(query: np.ndarray, vertices: np.ndarray, triangles: np.ndar
     Returns:
         (N,) float32 unsigned distances, in the unit of the inputs (metres for scans).
     """
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(np.asarray(vertices, np.float32)),
-                        o3d.core.Tensor(np.asarray(triangles, np.uint32)))
+    scene = raycasting_scene([(vertices, triangles)])
     return scene.compute_distance(o3d.core.Tensor(np.asarray(query, np.float32))).numpy()
 
 
@@ -108,7 +109,7 @@ def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:
     xyz, normals = np.asarray(scan["xyz"]), np.asarray(scan["normals"])
     if "clean_xyz" not in scan:
         raise ValueError("the scan has no clean_xyz: load it with arrays=('clean_xyz', 'mesh_vertices', ...)")
-    true_points = valid & (np.asarray(scan["label"]) == 1)
+    true_points = valid & (np.asarray(scan["label"]) == KEEP)
     sets = {"raw": (xyz[valid], normals[valid]),
             "filtered": (xyz[valid & keep], normals[valid & keep]),
             "clean": (np.asarray(scan["clean_xyz"])[true_points], normals[true_points])}

@@ -7,6 +7,7 @@ import numpy as np
 import open3d as o3d
 
 from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.raycasting import raycasting_scene
 
 
 def view_directions(n_views: int, elevation: float = 30.0) -> np.ndarray:
@@ -62,8 +63,7 @@ def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, e
     if radius <= 0:
         raise ValueError("the mesh vertices all coincide")
     unit = (vertices - centre) / radius
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(unit.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
+    scene = raycasting_scene([(unit, triangles)])
     fov = 2 * np.degrees(np.arcsin(1 / distance)) * 1.05
     rays = [o3d.t.geometry.RaycastingScene.create_rays_pinhole(
                 fov, o3d.core.Tensor([0.0, 0.0, 0.0]), o3d.core.Tensor((distance * d).astype(np.float32)),

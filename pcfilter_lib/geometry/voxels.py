@@ -26,6 +26,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from pcfilter_lib.geometry.points import check_mesh, check_points
+from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.memory import available_memory
 
 FREE, OCCUPIED, UNKNOWN = 0, 1, 2  # cell codes of a ternary grid
@@ -242,12 +243,6 @@ def mesh_parts(vertices, triangles) -> list[np.ndarray]:
     return [triangles[part == p] for p in np.unique(part)]
 
 
-def _raycasting_scene(vertices: np.ndarray, triangles: np.ndarray) -> o3d.t.geometry.RaycastingScene:
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
-    return scene
-
-
 def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.ndarray:
     """Signed distance (N,) float32 from points (N, 3) to a mesh, negative inside.
 
@@ -270,7 +265,7 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
     vertices, triangles = check_mesh(vertices, triangles)
     points = check_points(points, "query points").astype(np.float32)
     query = o3d.core.Tensor(points)
-    scene = _raycasting_scene(vertices, triangles)
+    scene = raycasting_scene([(vertices, triangles)])
     if not by_part:
         return scene.compute_signed_distance(query, nsamples=3).numpy()
     distance = scene.compute_distance(query).numpy()
@@ -279,8 +274,8 @@ def signed_distance(vertices, triangles, points, by_part: bool = True) -> np.nda
         corners = vertices[part.ravel()]
         near = np.flatnonzero(np.all((points >= corners.min(0)) & (points <= corners.max(0)), axis=1) & ~inside)
         if len(near):
-            occupancy = _raycasting_scene(vertices, part).compute_occupancy(o3d.core.Tensor(points[near]), nsamples=3)
-            inside[near] |= occupancy.numpy() > 0.5
+            part_scene = raycasting_scene([(vertices, part)])
+            inside[near] |= part_scene.compute_occupancy(o3d.core.Tensor(points[near]), nsamples=3).numpy() > 0.5
     return np.where(inside, -distance, distance).astype(np.float32)
 
 

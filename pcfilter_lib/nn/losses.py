@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pcfilter_lib.labels import ARTEFACT, KEEP
+
 EPSILON = 1e-7
 
 
@@ -21,7 +23,7 @@ def _scale_for_replicas(value):
     """Divide by the number of replicas under a TensorFlow distribution strategy, as Keras' own
     losses do, so that summing the replicas' gradients gives the gradient of the mean."""
     if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # only on the TensorFlow backend: the losses run on every backend
 
         if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
             value = value / tf.distribute.get_strategy().num_replicas_in_sync
@@ -263,11 +265,9 @@ def class_balanced_weights(labels, mask=None) -> tuple[float, float]:
     Raises:
         ValueError: one of the classes does not occur.
     """
-    import numpy as np
-
     labels = np.asarray(labels)
     selected = labels[np.asarray(mask, dtype=bool)] if mask is not None else labels.ravel()
-    n_keep, n_artefact = int((selected == 1).sum()), int((selected == 0).sum())
+    n_keep, n_artefact = int((selected == KEEP).sum()), int((selected == ARTEFACT).sum())
     if n_keep == 0 or n_artefact == 0:
         raise ValueError(f"both classes must be present to balance them (keep {n_keep}, artefact {n_artefact})")
     total = n_keep + n_artefact

@@ -7,6 +7,8 @@ import numpy as np
 
 from pcfilter_lib.geometry.points import check_mesh, check_points
 from pcfilter_lib.geometry.voxels import View
+from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_scan
+from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene
 
 
 def _rotation_x(angle: float) -> np.ndarray:
@@ -61,9 +63,6 @@ def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, 
     Returns:
         One ``geometry.voxels.View`` per scan, in the object's frame.
     """
-    from pcfilter_lib.simulate import ScannerConfig, simulate_scan
-    from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene
-
     vertices, triangles = check_mesh(vertices, triangles)
     config = config or ScannerConfig()
     z0 = vertices[:, 2].min() - stand

@@ -57,7 +57,7 @@ from pcfilter_lib.labels import (
     KIND_SPECULAR,
     NO_POINT,
 )
-from pcfilter_lib.simulate.scene import Scene
+from pcfilter_lib.simulate.scene import NO_SURFACE, Scene
 
 EFFECTS = ("shadow", "interreflection", "mixed", "specular", "noise")
 _EPS = 2e-4  # offset of secondary ray origins from the surface (m)
@@ -377,117 +377,197 @@ def rig_for(config: ScannerConfig) -> Rig:
     return _RIGS[config]
 
 
-def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Scan ``scene`` once. Returns the arrays of a scan file (see ``pcfilter_lib.io.scan``):
-    xyz, intensity, normals, valid, label, kind, intrinsics, pose, clean_xyz, surface and the
-    projector's intrinsics and pose (all in the camera frame, metres)."""
-    rig = rig_for(config)
-    effects = set(config.effects)
-    streams = [np.random.default_rng(s) for s in rng.integers(0, 2**63, size=5)]
-    rc = scene.raycasting()
-    table = scene.material_table()
-    h, w = config.height, config.width
+# ---------------------------------------------------------------------------------------------
+# One scan, stage by stage: what each pixel sees, the coded light that reaches it, what the decoder
+# makes of it, the artefacts that corrupt the code, the measured depth, the label, the images.
 
-    # Primary rays: the surface point p each pixel's centre sees.
+# Each stage that draws random numbers has its own generator, seeded from the scan's ``rng``, so that
+# switching one effect off leaves the others' draws unchanged.
+STREAMS = ("interreflection", "specular", "mixed", "noise", "intensity")
+
+
+@dataclass
+class _Hits:
+    """The surface point p each pixel's centre ray sees, over the P pixels whose ray meets a surface."""
+
+    pixels: np.ndarray  # (P,) flat pixel indices (row-major), ascending
+    t: np.ndarray  # (P,) float32 distance (m) along the ray to p
+    surface: np.ndarray  # (P,) surface id of p
+    dirs: np.ndarray  # (P, 3) float32 unit ray directions, world frame
+    dz: np.ndarray  # (P,) float32 z of the ray direction in the camera frame: depth = distance * dz
+    normals: np.ndarray  # (P, 3) float32 unit normals at p, turned towards the camera
+    points: np.ndarray  # (P, 3) float32 p, world frame (m)
+    material: np.ndarray  # (P, 3) float32 albedo, specular, roughness at p
+
+
+@dataclass
+class _Light:
+    """Coded light reaching the camera from each hit pixel's point p (radiance (P,) and column (P,))."""
+
+    direct: np.ndarray  # the projector's own light at p
+    direct_column: np.ndarray  # the projector column lighting p
+    lit: np.ndarray  # bool: p faces the projector, inside its image and (with shadows) unblocked
+    indirect: np.ndarray  # light of a second surface q reflected by p
+    indirect_column: np.ndarray  # the column lighting q (NaN where none)
+
+
+@dataclass
+class _Decoded:
+    """The decoder's verdict on each hit pixel (P,); later stages refine it in place."""
+
+    kind: np.ndarray  # uint8 artefact kind
+    column: np.ndarray  # float32 decoded projector column
+    measured: np.ndarray  # bool: the pixel gives a point
+    signal: np.ndarray  # float32 sensor signal under an all-white projection: direct + indirect + ambient
+    direct_signal: np.ndarray  # float32 the same without the indirect light
+
+
+def _primary_hits(rig: Rig, rc: o3d.t.geometry.RaycastingScene, table: np.ndarray) -> _Hits:
+    """Cast one ray per pixel centre; keep the pixels that see a surface (``table``: materials by surface id)."""
     hits = rc.cast_rays(rig.primary_rays())
     t_all = hits["t_hit"].numpy()
-    pix = np.flatnonzero(np.isfinite(t_all))
-    t = t_all[pix]
-    gid = hits["geometry_ids"].numpy()[pix]
-    d = np.take(rig.dirs, pix, axis=0)
-    normals = np.take(hits["primitive_normals"].numpy(), pix, axis=0)
-    normals *= np.where(_dot(normals, d) > 0, np.float32(-1), np.float32(1))[:, None]
-    points = rig.origin + t[:, None] * d
-    material = np.take(table, gid, axis=0)
+    pixels = np.flatnonzero(np.isfinite(t_all))
+    t = t_all[pixels]
+    surface = hits["geometry_ids"].numpy()[pixels]
+    dirs = np.take(rig.dirs, pixels, axis=0)
+    normals = np.take(hits["primitive_normals"].numpy(), pixels, axis=0)
+    normals *= np.where(_dot(normals, dirs) > 0, np.float32(-1), np.float32(1))[:, None]
+    return _Hits(pixels, t, surface, dirs, rig.dirs_cam[pixels, 2], normals, rig.origin + t[:, None] * dirs,
+                 np.take(table, surface, axis=0))
 
-    # a./b. direct light and shadows
-    irradiance, to_light, column, lit = projector_light(rig, rc, points, normals, "shadow" in effects)
-    l_dir, l_spec = direct_radiance(material, irradiance, to_light, normals, -d)
 
-    # c. inter-reflection
-    if "interreflection" in effects:
-        l_ind, col_ind = interreflection(rig, rc, table, material, points, normals, d, config, streams[0])
+def _coded_light(rig: Rig, rc, table: np.ndarray, hits: _Hits, config: ScannerConfig,
+                 rng: np.random.Generator) -> _Light:
+    """The projector's direct light at each p (none where p is in shadow) and, with the
+    ``interreflection`` effect, the light of a second surface that p reflects to the camera."""
+    irradiance, to_light, column, lit = projector_light(rig, rc, hits.points, hits.normals,
+                                                        "shadow" in config.effects)
+    direct, _ = direct_radiance(hits.material, irradiance, to_light, hits.normals, -hits.dirs)
+    if "interreflection" in config.effects:
+        indirect, indirect_column = interreflection(rig, rc, table, hits.material, hits.points, hits.normals,
+                                                    hits.dirs, config, rng)
     else:
-        l_ind, col_ind = np.zeros_like(l_dir), np.full_like(l_dir, np.nan)
+        indirect, indirect_column = np.zeros_like(direct), np.full_like(direct, np.nan)
+    return _Light(direct, column, lit, indirect, indirect_column)
 
-    # Decoding: the stronger coded light wins; too weak a code gives no point.
-    signal = config.gain * (l_dir + l_ind + config.ambient * material[:, 0])
-    direct_signal = config.gain * (l_dir + config.ambient * material[:, 0])
-    ghost = l_ind > l_dir
+
+def _decode(hits: _Hits, light: _Light, config: ScannerConfig) -> _Decoded:
+    """Decode each pixel: the stronger coded light wins (an inter-reflection when it is the indirect
+    one); too weak a code gives no point (shadow or dark), and so do two codes of similar strength."""
+    ambient = config.ambient * hits.material[:, 0]
+    signal = config.gain * (light.direct + light.indirect + ambient)
+    direct_signal = config.gain * (light.direct + ambient)
+    ghost = light.indirect > light.direct
     kind = np.where(ghost, KIND_INTERREFLECTION, KIND_NONE).astype(np.uint8)
-    column = np.where(ghost, col_ind, column)
-    strong, weak = np.maximum(l_dir, l_ind), np.minimum(l_dir, l_ind)
+    column = np.where(ghost, light.indirect_column, light.direct_column)
+    strong, weak = np.maximum(light.direct, light.indirect), np.minimum(light.direct, light.indirect)
     measured = config.gain * strong >= config.min_signal
-    kind[~measured] = np.where(lit[~measured], KIND_DARK, KIND_SHADOW)
-    conflict = measured & (strong < config.decode_margin * weak)  # two codes of similar strength
+    kind[~measured] = np.where(light.lit[~measured], KIND_DARK, KIND_SHADOW)
+    conflict = measured & (strong < config.decode_margin * weak)
     kind[conflict] = KIND_INTERREFLECTION
     measured &= ~conflict
+    return _Decoded(kind, column, measured, signal, direct_signal)
 
-    # e. specular saturation
-    if "specular" in effects and (direct_signal > 1).any():
-        full = np.zeros(h * w, np.float32)
-        full[pix] = direct_signal
-        saturated, dropped, shift = specular_saturation(full.reshape(h, w), config, streams[1])
-        saturated, dropped, shift = saturated.ravel()[pix], dropped.ravel()[pix], shift.ravel()[pix]
-        saturated &= measured
-        kind[saturated] = KIND_SPECULAR
-        column = np.where(saturated, column + shift, column)
-        measured &= ~(saturated & dropped)
 
-    # d. mixed pixels at depth discontinuities (only where the direct code was decoded)
-    if "mixed" in effects:
-        depth = np.full(h * w, np.inf, np.float32)
-        depth[pix] = t
-        candidates = pix[measured & (kind == KIND_NONE)]
-        mixed, blended = mixed_pixels(rig, rc, table, candidates, depth.reshape(h, w), config, streams[2])
-        where = np.searchsorted(pix, mixed)
-        kind[where] = KIND_MIXED
+def _saturate(decoded: _Decoded, hits: _Hits, config: ScannerConfig, rng: np.random.Generator) -> None:
+    """With the ``specular`` effect, highlights that saturate the sensor (``specular_saturation``)
+    drop measured pixels or shift their decoded column: updates ``decoded`` in place."""
+    if "specular" not in config.effects or not (decoded.direct_signal > 1).any():
+        return
+    h, w = config.height, config.width
+    full = np.zeros(h * w, np.float32)
+    full[hits.pixels] = decoded.direct_signal
+    saturated, dropped, shift = (a.ravel()[hits.pixels] for a in specular_saturation(full.reshape(h, w), config, rng))
+    saturated &= decoded.measured
+    decoded.kind[saturated] = KIND_SPECULAR
+    decoded.column = np.where(saturated, decoded.column + shift, decoded.column)
+    decoded.measured &= ~(saturated & dropped)
 
-    # Triangulation: the camera ray against the decoded column's plane (exact for direct light).
-    s = t.copy()
-    other = np.flatnonzero(measured & (kind != KIND_NONE) & (kind != KIND_MIXED))
-    s[other] = rig.triangulate(d[other], column[other])
-    dz = rig.dirs_cam[pix, 2]
-    if "mixed" in effects:
-        s[where] = blended / dz[where]
-    if "noise" in effects:
-        s[measured] += depth_noise(s[measured] * dz[measured], config, streams[3]) / dz[measured]
+
+def _mix(rig: Rig, rc, table: np.ndarray, hits: _Hits, decoded: _Decoded, config: ScannerConfig,
+         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """With the ``mixed`` effect, pixels that straddle a depth discontinuity (``mixed_pixels``), among
+    those that decoded the direct code, become kind ``KIND_MIXED`` in ``decoded``. Returns their
+    positions among the hits (M,) and their blended depths (M,) (camera z, m); empty without the effect."""
+    if "mixed" not in config.effects:
+        return np.zeros(0, np.intp), np.zeros(0, np.float32)
+    h, w = config.height, config.width
+    depth = np.full(h * w, np.inf, np.float32)
+    depth[hits.pixels] = hits.t
+    candidates = hits.pixels[decoded.measured & (decoded.kind == KIND_NONE)]
+    mixed, blended = mixed_pixels(rig, rc, table, candidates, depth.reshape(h, w), config, rng)
+    where = np.searchsorted(hits.pixels, mixed)
+    decoded.kind[where] = KIND_MIXED
+    return where, blended
+
+
+def _distances(rig: Rig, hits: _Hits, decoded: _Decoded, mixed: tuple[np.ndarray, np.ndarray],
+               config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
+    """Distance (P,) (m) along each camera ray to the measured point.
+
+    Direct light gives p itself; another decoded column is triangulated against that column's plane;
+    mixed pixels take their blended depth. With the ``noise`` effect every measured point gets depth
+    noise. A depth outside ``depth_range`` gives no point (``decoded.measured`` is updated)."""
+    s = hits.t.copy()
+    other = np.flatnonzero(decoded.measured & (decoded.kind != KIND_NONE) & (decoded.kind != KIND_MIXED))
+    s[other] = rig.triangulate(hits.dirs[other], decoded.column[other])
+    where, blended = mixed
+    s[where] = blended / hits.dz[where]
+    measured, dz = decoded.measured, hits.dz
+    if "noise" in config.effects:
+        s[measured] += depth_noise(s[measured] * dz[measured], config, rng) / dz[measured]
     z = s * dz
     near, far = config.depth_range
     with np.errstate(invalid="ignore"):
         measured &= (z >= near) & (z <= far)
+    return s
 
-    # Labels: true within tolerance of p, else an artefact.
-    correct = np.abs(s - t) <= label_tolerance(t * dz, config.noise_1m)
-    label_hit = np.where(measured, np.where(correct, KEEP, ARTEFACT), NO_POINT).astype(np.uint8)
-    kind[measured & correct] = KIND_NONE
 
-    label = np.full(h * w, NO_POINT, np.uint8)
-    label[pix] = label_hit
-    kinds = np.zeros(h * w, np.uint8)
-    kinds[pix] = kind
-    surface = np.full(h * w, 255, np.uint8)
-    surface[pix] = gid
+def _label(hits: _Hits, decoded: _Decoded, s: np.ndarray, config: ScannerConfig) -> np.ndarray:
+    """Labels (P,) uint8: ``KEEP`` within ``label_tolerance`` of p, else ``ARTEFACT``; ``NO_POINT``
+    where nothing was measured. A point that lands within the tolerance loses its kind."""
+    correct = np.abs(s - hits.t) <= label_tolerance(hits.t * hits.dz, config.noise_1m)
+    label = np.where(decoded.measured, np.where(correct, KEEP, ARTEFACT), NO_POINT).astype(np.uint8)
+    decoded.kind[decoded.measured & correct] = KIND_NONE
+    return label
+
+
+def _intensity_image(hits: _Hits, decoded: _Decoded, config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
+    """The intensity image (H, W) in [0, 1] under an all-white projection: direct + indirect + ambient
+    light, with read and shot noise."""
+    h, w = config.height, config.width
+    radiance = np.zeros(h * w, np.float32)
+    radiance[hits.pixels] = decoded.signal
+    noise = rng.standard_normal(h * w, np.float32)
+    intensity = radiance + np.sqrt(config.read_noise**2 + config.shot_noise**2 * radiance) * noise
+    return np.clip(intensity, 0, 1).reshape(h, w)
+
+
+def _scan_arrays(rig: Rig, hits: _Hits, decoded: _Decoded, s: np.ndarray, label: np.ndarray,
+                 intensity: np.ndarray, config: ScannerConfig) -> dict[str, np.ndarray]:
+    """The arrays of a scan file, the per-hit values spread over the (H, W) image (camera frame)."""
+    h, w = config.height, config.width
+    pixels, measured = hits.pixels, decoded.measured
+    image_label = np.full(h * w, NO_POINT, np.uint8)
+    image_label[pixels] = label
+    kind = np.full(h * w, KIND_NONE, np.uint8)
+    kind[pixels] = decoded.kind
+    surface = np.full(h * w, NO_SURFACE, np.uint8)
+    surface[pixels] = hits.surface
     xyz = np.full((h * w, 3), np.nan, np.float32)
     clean = np.full((h * w, 3), np.nan, np.float32)
-    keep = pix[measured]
+    keep = pixels[measured]
     dirs_keep = np.take(rig.dirs_cam, keep, axis=0)
     xyz[keep] = s[measured, None] * dirs_keep
-    clean[keep] = t[measured, None] * dirs_keep
+    clean[keep] = hits.t[measured, None] * dirs_keep
     xyz = xyz.reshape(h, w, 3)
-
-    # The intensity image (all-white projection): direct + indirect + ambient, with sensor noise.
-    radiance = np.zeros(h * w, np.float32)
-    radiance[pix] = signal
-    noise = streams[4].standard_normal(h * w, np.float32)
-    intensity = radiance + np.sqrt(config.read_noise**2 + config.shot_noise**2 * radiance) * noise
     return {
         "xyz": xyz,
-        "intensity": np.clip(intensity, 0, 1).reshape(h, w),
+        "intensity": intensity,
         "normals": estimate_normals(xyz),
-        "valid": label.reshape(h, w) != NO_POINT,
-        "label": label.reshape(h, w),
-        "kind": kinds.reshape(h, w),
+        "valid": image_label.reshape(h, w) != NO_POINT,
+        "label": image_label.reshape(h, w),
+        "kind": kind.reshape(h, w),
         "intrinsics": rig.K.astype(np.float32),
         "pose": rig.pose.astype(np.float32),
         "projector_intrinsics": rig.Kp.astype(np.float32),
@@ -495,3 +575,36 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
         "clean_xyz": clean.reshape(h, w, 3),
         "surface": surface.reshape(h, w),
     }
+
+
+def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Scan ``scene`` once with the scanner ``config``.
+
+    The stages run in this order: primary rays find the point p each pixel sees; the projector's
+    direct light and inter-reflections reach it; the decoder picks a code; specular highlights
+    saturate; mixed pixels blend depths at discontinuities; depths are triangulated with noise;
+    points are labelled against p. The same ``rng`` state gives the same scan, byte for byte.
+
+    Args:
+        scene: the bin of parts (or any ``Scene``) to scan.
+        config: the scanner's geometry, optics and artefact switches (``config.effects``).
+        rng: the random generator; one draw from it seeds each stage's own stream (``STREAMS``).
+
+    Returns:
+        The arrays of a scan file (see ``pcfilter_lib.io.scan``): xyz, intensity, normals, valid,
+        label, kind, intrinsics, pose, clean_xyz, surface and the projector's intrinsics and pose
+        (images (H, W) or (H, W, 3), camera frame, metres).
+    """
+    rig = rig_for(config)
+    seeds = rng.integers(0, 2**63, size=len(STREAMS))
+    streams = {name: np.random.default_rng(seed) for name, seed in zip(STREAMS, seeds, strict=True)}
+    rc, table = scene.raycasting(), scene.material_table()
+    hits = _primary_hits(rig, rc, table)
+    light = _coded_light(rig, rc, table, hits, config, streams["interreflection"])
+    decoded = _decode(hits, light, config)
+    _saturate(decoded, hits, config, streams["specular"])
+    mixed = _mix(rig, rc, table, hits, decoded, config, streams["mixed"])
+    s = _distances(rig, hits, decoded, mixed, config, streams["noise"])
+    label = _label(hits, decoded, s, config)
+    intensity = _intensity_image(hits, decoded, config, streams["intensity"])
+    return _scan_arrays(rig, hits, decoded, s, label, intensity, config)

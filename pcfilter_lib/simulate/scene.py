@@ -15,8 +15,12 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 
-# Surface ids: 0 is the table, 1 the bin, 2.. the parts (as the geometry ids of the ray-casting scene).
-TABLE, BIN = 0, 1
+from pcfilter_lib.geometry.raycasting import raycasting_scene
+from pcfilter_lib.geometry.sampling import sample_surface
+
+# Surface ids: 0 is the table, 1 the bin, 2.. the parts (as the geometry ids of the ray-casting scene);
+# NO_SURFACE marks a pixel whose ray meets none (surface ids are stored as uint8).
+TABLE, BIN, NO_SURFACE = 0, 1, 255
 BIN_INNER = (0.50, 0.36)  # inner length and width of the bin (m)
 BIN_HEIGHT = 0.20  # wall height above the floor (m)
 BIN_WALL = 0.015  # wall and floor thickness (m)
@@ -252,15 +256,10 @@ def _resting_rotation(rng: np.random.Generator) -> np.ndarray:
     return tilt @ yaw @ down
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` points spread uniformly by area over the triangles, plus every vertex: (n + N, 3)."""
-    a, b, c = (vertices[faces[:, i]] for i in range(3))
-    area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
-    pick = rng.choice(len(faces), size=n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    points = (1 - s)[:, None] * a[pick] + (s * (1 - r2))[:, None] * b[pick] + (s * r2)[:, None] * c[pick]
-    return np.r_[points, vertices]
+def contact_points(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Points that may touch another part: ``n`` drawn uniformly by area over the triangles, then
+    every vertex (corners and edges touch first): (n + V, 3) float64, metres."""
+    return np.r_[sample_surface(vertices, faces, n, rng, dtype=np.float64), vertices]
 
 
 def _cast_vertical(scene: o3d.t.geometry.RaycastingScene, points: np.ndarray, up: bool) -> np.ndarray:
@@ -270,24 +269,17 @@ def _cast_vertical(scene: o3d.t.geometry.RaycastingScene, points: np.ndarray, up
     return scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy()
 
 
-def _raycasting(meshes) -> o3d.t.geometry.RaycastingScene:
-    scene = o3d.t.geometry.RaycastingScene()
-    for v, f in meshes:
-        scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(f.astype(np.uint32)))
-    return scene
-
-
 def drop(vertices: np.ndarray, faces: np.ndarray, support: list[tuple[np.ndarray, np.ndarray]],
          support_points: np.ndarray, rng: np.random.Generator, samples: int = 800) -> float:
     """How far the part (already placed above everything) can fall straight down before it touches
     ``support`` (the meshes placed so far): rays down from points on the part against the support,
     and rays up from the support's points (``support_points``) against the part; the smaller hit wins."""
-    points = sample_surface(vertices, faces, samples, rng)
-    down = _cast_vertical(_raycasting(support), points, up=False)
+    points = contact_points(vertices, faces, samples, rng)
+    down = _cast_vertical(raycasting_scene(support), points, up=False)
     lo, hi = vertices.min(0), vertices.max(0)
     below = support_points[(support_points[:, 0] >= lo[0]) & (support_points[:, 0] <= hi[0])
                            & (support_points[:, 1] >= lo[1]) & (support_points[:, 1] <= hi[1])]
-    up = _cast_vertical(_raycasting([(vertices, faces)]), below, up=True) if len(below) else np.array([np.inf])
+    up = _cast_vertical(raycasting_scene([(vertices, faces)]), below, up=True) if len(below) else np.array([np.inf])
     fall = float(min(down.min(), up.min()))
     if not np.isfinite(fall):
         raise RuntimeError("a dropped part found nothing below it; the bin floor is missing")
@@ -316,7 +308,7 @@ class Scene:
     def raycasting(self) -> o3d.t.geometry.RaycastingScene:
         """The Open3D ray-casting scene; geometry id = surface id."""
         if self._raycasting is None:
-            self._raycasting = _raycasting(self.meshes)
+            self._raycasting = raycasting_scene(self.meshes)
         return self._raycasting
 
     def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -334,6 +326,17 @@ class Scene:
 def _place(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     v, f = part_mesh(entry["type"], entry["params"])
     return v @ np.asarray(entry["rotation"]).T + np.asarray(entry["translation"]), f
+
+
+def _draw_part(rng: np.random.Generator, part_types, files: list[dict], mesh_share: float) -> tuple[str, dict]:
+    """The type and parameters of the next part: one of the user's mesh ``files`` (path, sha256,
+    extent) with probability ``mesh_share``, scaled to a longest side of 4-12 cm, else a procedural part."""
+    if files and rng.random() < mesh_share:
+        chosen = files[rng.integers(len(files))]
+        return "mesh", {"path": chosen["path"], "sha256": chosen["sha256"],
+                        "scale": float(rng.uniform(0.04, 0.12) / chosen["extent"])}
+    kind = part_types[rng.integers(len(part_types))]
+    return kind, _draw_part_params(kind, rng)
 
 
 def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), part_types=PART_TYPES,
@@ -360,14 +363,7 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
     support_points = meshes[1][0]
     parts = []
     for _ in range(int(rng.integers(lo_n, hi_n + 1))):
-        if files and rng.random() < mesh_share:
-            chosen = files[rng.integers(len(files))]
-            kind = "mesh"
-            params = {"path": chosen["path"], "sha256": chosen["sha256"],
-                      "scale": float(rng.uniform(0.04, 0.12) / chosen["extent"])}
-        else:
-            kind = part_types[rng.integers(len(part_types))]
-            params = _draw_part_params(kind, rng)
+        kind, params = _draw_part(rng, part_types, files, mesh_share)
         rotation = _resting_rotation(rng)
         v, f = part_mesh(kind, params)
         v = v @ rotation.T
@@ -384,7 +380,7 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
         placed = _place(entry)
         meshes.append(placed)
         materials.append(material)
-        support_points = np.r_[support_points, sample_surface(*placed, 400, rng)]
+        support_points = np.r_[support_points, contact_points(*placed, 400, rng)]
         parts.append(entry)
     description = {"bin": {"inner": list(BIN_INNER), "height": BIN_HEIGHT, "wall": BIN_WALL,
                            "material": bin_material.__dict__},

@@ -7,12 +7,24 @@ compose panels freely.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from html import escape
 
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.sparse as sp
 
-from pcfilter_lib.labels import KIND_HEX
+from pcfilter_lib.labels import (
+    ARTEFACT,
+    KEEP,
+    KIND_HEX,
+    KIND_NAMES,
+    KIND_NONE,
+    LABEL_COLOURS,
+    LABEL_NAMES,
+    hex_colour,
+)
+
+LABEL_HEX = {label: hex_colour(rgb) for label, rgb in LABEL_COLOURS.items()}  # labels.LABEL_COLOURS as "#rrggbb"
 
 
 def _axes(ax, figsize=(5, 4)):
@@ -187,7 +199,7 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
     """Plotly 3D scatter of a scan's measured points (camera frame, metres), coloured by ``label``
     (grey true geometry, red artefacts) or by artefact ``kind``; at most ``max_points`` points
     (a seeded random subset, artefacts always kept)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     if colour_by not in ("label", "kind"):
         raise ValueError(f"colour_by must be 'label' or 'kind', got {colour_by!r}")
@@ -196,31 +208,31 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
     label, kind = np.asarray(scan["label"])[valid], np.asarray(scan["kind"])[valid]
     if len(xyz) == 0:
         raise ValueError("the scan has no points to show")
-    keep = label == 0
+    keep = label == ARTEFACT
     rest = np.flatnonzero(~keep)
     budget = max(max_points - int(keep.sum()), 0)
     if len(rest) > budget:
         keep[np.random.default_rng(seed).choice(rest, budget, replace=False)] = True
     else:
         keep[rest] = True
-    names = kind_names or {0: "true", 1: "shadow", 2: "interreflection", 3: "mixed", 4: "specular", 5: "dark"}
-    groups = ([(1, "true geometry", "#aaaaaa", label == 1), (0, "artefact", "#dc1e1e", label == 0)]
+    names = kind_names or {**KIND_NAMES, KIND_NONE: "true"}  # a measured point of kind none is true geometry
+    # (name, colour, points, true geometry?) per legend entry
+    groups = ([(LABEL_NAMES[code], LABEL_HEX[code], label == code, code == KEEP) for code in (KEEP, ARTEFACT)]
               if colour_by == "label" else
-              [(code, names.get(code, str(code)), KIND_HEX[code % len(KIND_HEX)], kind == code)
+              [(names.get(code, str(code)), KIND_HEX[code % len(KIND_HEX)], kind == code, code == KIND_NONE)
                for code in np.unique(kind)])
     fig = go.Figure()
-    for _, name, colour, mask in groups:
+    for name, colour, mask, true in groups:
         mask = mask & keep
         if mask.any():
             fig.add_trace(go.Scatter3d(x=xyz[mask, 0], y=xyz[mask, 1], z=xyz[mask, 2], mode="markers", name=name,
-                                       marker=dict(size=1 if name in ("true geometry", "true") else 1.8,
-                                                   color=colour)))
+                                       marker=dict(size=1 if true else 1.8, color=colour)))
     # Camera frame: y points down and z away from the scanner. Look from the side and above so that
     # points at a false depth stand out from the surfaces.
     fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
                                  camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=1.2, y=-1.0, z=-0.9))),
                       legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=30, b=0), height=550,
-                      title=f"{int(valid.sum())} points, {int((label == 0).sum())} artefacts")
+                      title=f"{int(valid.sum())} points, {int((label == ARTEFACT).sum())} artefacts")
     return fig
 
 
@@ -229,24 +241,27 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
     valid = np.asarray(scan["valid"])
     depth = np.where(valid, np.asarray(scan["xyz"])[..., 2], np.nan)
     normals = np.where(valid[..., None], (np.nan_to_num(np.asarray(scan["normals"])) + 1) / 2, 1.0)
-    label = np.asarray(scan["label"]).astype(float)
-    kind = np.where(label == 0, np.asarray(scan["kind"]), np.nan)
-    panels = [("intensity", np.asarray(scan["intensity"]), dict(cmap="gray", vmin=0, vmax=1)),
-              ("depth z (m)", depth, dict(cmap="viridis")),
-              ("normals (x, y, z as RGB)", normals, {}),
-              ("label: 1 true, 0 artefact, white no point", np.where(label == 255, np.nan, label),
-               dict(cmap="coolwarm_r", vmin=0, vmax=1)),
+    label = np.asarray(scan["label"])
+    kind = np.where(label == ARTEFACT, np.asarray(scan["kind"]), np.nan)
+    label_rgb = np.ones((*label.shape, 3))  # white: no point
+    for code, rgb in LABEL_COLOURS.items():
+        label_rgb[label == code] = np.asarray(rgb) / 255
+    # (title, image, imshow style, with a colour bar?)
+    panels = [("intensity", np.asarray(scan["intensity"]), dict(cmap="gray", vmin=0, vmax=1), True),
+              ("depth z (m)", depth, dict(cmap="viridis"), True),
+              ("normals (x, y, z as RGB)", normals, {}, False),
+              ("label: grey true, red artefact, white no point", label_rgb, {}, False),
               ("artefact kind", kind, dict(cmap=plt.matplotlib.colors.ListedColormap(KIND_HEX), vmin=-0.5,
-                                           vmax=len(KIND_HEX) - 0.5))]
+                                           vmax=len(KIND_HEX) - 0.5), True)]
     height, width = valid.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.8),
                              layout="constrained")
-    for ax, (title, image, style) in zip(axes, panels, strict=True):
+    for ax, (title, image, style, colour_bar) in zip(axes, panels, strict=True):
         shown = ax.imshow(image, interpolation="nearest", **style)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-        if image.ndim == 2 and title != "label: 1 true, 0 artefact, white no point":
+        if colour_bar:
             fig.colorbar(shown, ax=ax, shrink=0.7, location="bottom")
     return fig
 
@@ -261,7 +276,7 @@ def setup_plotly() -> None:
     JSON (for JupyterLab) and HTML with a ``plotly-graph-div``; the first figure of a notebook also
     carries plotly.js itself, inline, so the book's pages need no CDN. Jupyter Book shows the HTML.
     """
-    import plotly.io as pio
+    import plotly.io as pio  # Plotly is heavy: loaded only when asked for
 
     pio.renderers.default = "plotly_mimetype+notebook"
 
@@ -324,7 +339,7 @@ def plot_class_confusion(confusion: np.ndarray, classes: Sequence[str], ax=None,
 
 def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = ""):
     """Interactive Plotly view of a cloud (N, 3) with its critical points (indices) highlighted."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     cloud = np.asarray(cloud)
     mask = np.zeros(len(cloud), dtype=bool)
@@ -367,7 +382,7 @@ def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accurac
 def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.ndarray = "#1f77b4", size: float = 2.0,
                 name: str = "points", seed: int = 0):
     """Plotly Scatter3d of a cloud (N, 3), at most ``max_points`` (a seeded random subset), so pages stay light."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     points = np.asarray(points)
     if len(points) == 0:
@@ -384,7 +399,7 @@ def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.nda
 def mesh_trace(vertices: np.ndarray, triangles: np.ndarray, colour: str = "#8c9cb0", name: str = "mesh",
                opacity: float = 1.0):
     """Plotly Mesh3d of a triangle mesh, flat shaded."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     v, t = np.round(np.asarray(vertices, np.float64), 4), np.asarray(triangles)
     return go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2], i=t[:, 0], j=t[:, 1], k=t[:, 2], color=colour, name=name,
@@ -397,7 +412,7 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
     """Plotly Mesh3d of the occupied voxels of a grid, in voxel units: the faces that border empty
     space, or with ``gap`` > 0 every voxel as its own cube shrunk by that share of its edge, so the
     grid shows (at most ``max_voxels`` voxels then, to keep the page light)."""
-    from pcfilter_lib.geometry.voxels import voxel_faces
+    from pcfilter_lib.geometry.voxels import voxel_faces  # pulls Open3D: loaded only for voxel figures
 
     occupancy = np.asarray(occupancy, dtype=bool)
     if not occupancy.any():
@@ -417,7 +432,7 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
 
 def figure_3d(panels: Mapping[str, Sequence], height: int = 420):
     """One Plotly figure with a 3D scene per panel (title -> list of traces), side by side, z up."""
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # Plotly is heavy: loaded by the figures that need it
 
     titles = list(panels)
     fig = make_subplots(rows=1, cols=len(titles), specs=[[{"type": "scene"}] * len(titles)], subplot_titles=titles,
@@ -476,8 +491,6 @@ class Table:
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         head = "".join(f"<th>{escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in self.rows)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -490,7 +503,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> Table:
 
 # Filter results ----------------------------------------------------------------------------------
 
-OUTCOME_COLOURS = {"TP": "#aaaaaa", "FN": "#f0a000", "FP": "#dc1e1e", "TN": "#3c3cc8"}
+# A point kept is drawn in its label's colour; a true point removed orange, an artefact removed blue.
+OUTCOME_COLOURS = {"TP": LABEL_HEX[KEEP], "FN": "#f0a000", "FP": LABEL_HEX[ARTEFACT], "TN": "#3c3cc8"}
 OUTCOME_NAMES = {"TP": "TP: true point kept", "FN": "FN: true point removed", "FP": "FP: artefact kept",
                  "TN": "TN: artefact removed"}
 
@@ -498,15 +512,15 @@ OUTCOME_NAMES = {"TP": "TP: true point kept", "FN": "FN: true point removed", "F
 def outcomes(label: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
     """(H, W) bool masks of TP, FN, FP, TN (label 1 = keep = positive; pixels without a point in none)."""
     label, keep = np.asarray(label), np.asarray(keep, bool)
-    return {"TP": (label == 1) & keep, "FN": (label == 1) & ~keep, "FP": (label == 0) & keep,
-            "TN": (label == 0) & ~keep}
+    return {"TP": (label == KEEP) & keep, "FN": (label == KEEP) & ~keep, "FP": (label == ARTEFACT) & keep,
+            "TN": (label == ARTEFACT) & ~keep}
 
 
 def outcome_figure_3d(scan: Mapping, keep: np.ndarray, title: str = "", max_points: int = 40000, seed: int = 0):
     """Plotly 3D scatter of a scan's points coloured by the filter's outcome: TP grey, FN orange, FP red,
     TN blue. Errors and removed artefacts are always shown; true points kept are subsampled to fit
     ``max_points``."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     xyz = np.asarray(scan["xyz"])
     groups = outcomes(scan["label"], keep)
@@ -539,7 +553,7 @@ def outcome_image(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: float = 3.4):
     """The truth and each filter's outcome image side by side (one column per filter)."""
     label = np.asarray(scan["label"])
-    panels = [("truth: grey true, red artefact", outcome_image(label, label == 1))]
+    panels = [("truth: grey true, red artefact", outcome_image(label, label == KEEP))]
     panels += [(name, outcome_image(label, keep)) for name, keep in keeps.items()]
     height, width = label.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.9),
