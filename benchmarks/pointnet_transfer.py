@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from pcfilter_lib import config, runtime
@@ -36,26 +37,26 @@ def main(argv: list[str] | None = None) -> int:
     from pcfilter_lib.models import pointnet
     from pcfilter_lib.recipes import transfer
 
-    s = transfer.experiment_settings()
+    s = config.choose(full=transfer.FULL, fast=transfer.FAST)
     root, kind = modelnet.ensure_dataset(progress=True)
-    train_all = modelnet.load_split(root, "train", s["num_points"], limit_per_class=s["limit_per_class"])
-    test = modelnet.load_split(root, "test", s["num_points"], limit_per_class=s["limit_per_class"])
+    train_all = modelnet.load_split(root, "train", s.num_points, limit_per_class=s.limit_per_class)
+    test = modelnet.load_split(root, "test", s.num_points, limit_per_class=s.limit_per_class)
     train, val = modelnet.split_validation(train_all, 0.1, seed=args.seed)
     old, new = transfer.split_classes(train_all.classes)
 
     def build(n):
-        return pointnet.build_pointnet(n, s["num_points"], width=s["width"])
+        return pointnet.build_pointnet(n, s.num_points, width=s.width)
 
     keras.utils.set_random_seed(args.seed)
     base = build(len(old))
     print(f"pretraining on {', '.join(old)}", flush=True)
-    pre = transfer.train(base, modelnet.select_classes(train, old), modelnet.select_classes(val, old), s["epochs"],
-                         s["batch_size"], seed=args.seed, progress=True)
+    pre = transfer.train(base, modelnet.select_classes(train, old), modelnet.select_classes(val, old), s.epochs,
+                         s.batch_size, seed=args.seed, progress=True)
     pre_acc = transfer.accuracy(base, modelnet.select_classes(test, old))
     with tempfile.TemporaryDirectory() as tmp:
         path = transfer.save_model(base, Path(tmp) / "pretrained.keras")
-        results = transfer.compare_transfer(path, train, val, test, new, scratch_epochs=s["epochs"],
-                                            head_epochs=s["head_epochs"], build=build, seed=args.seed,
+        results = transfer.compare_transfer(path, train, val, test, new, scratch_epochs=s.epochs,
+                                            head_epochs=s.head_epochs, build=build, seed=args.seed,
                                             progress=lambda line: print(line, flush=True))
     rows = [{"fraction": r.fraction, "train_clouds": r.train_size, "scratch_accuracy": round(r.scratch_accuracy, 4),
              "scratch_seconds": round(r.scratch_seconds, 1), "head_accuracy": round(r.transfer_accuracy, 4),
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|"]
     table += [f"| {r['fraction']:.0%} | {r['train_clouds']} | {r['scratch_accuracy']:.3f} | {r['scratch_seconds']:.0f} "
               f"| {r['head_accuracy']:.3f} | {r['head_seconds']:.0f} | {r['time_ratio']:.2f} |" for r in rows]
-    report = {"data": kind, "fast_mode": config.fast_mode(), "settings": s, "pretrain_classes": list(old),
+    report = {"data": kind, "fast_mode": config.fast_mode(), "settings": asdict(s), "pretrain_classes": list(old),
               "new_classes": list(new), "pretrain_seconds": round(pre.seconds, 1),
               "pretrain_test_accuracy": round(pre_acc, 4), "rows": rows}
     print("\n".join(table))
