@@ -32,5 +32,5 @@ def test_shipped_model_gives_its_recorded_predictions(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_every_shipped_model_has_a_card(name):
     card = read_model_card(WEIGHTS / f"{name}.keras")
-    assert card["model"] == f"{name}.keras"
-    assert card["file_bytes"] == (WEIGHTS / f"{name}.keras").stat().st_size
+    assert card.model == f"{name}.keras" and card.target and card.command and card.data and card.test
+    assert card.file_bytes == (WEIGHTS / f"{name}.keras").stat().st_size

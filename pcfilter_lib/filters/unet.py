@@ -91,7 +91,8 @@ def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
     if len(model.input_shape) != 4 or model.input_shape[-1] not in (5, 6):
         raise ValueError(f"{path}: a scan filter takes (B, H, W, 5 or 6) input, this model takes {model.input_shape}")
     if threshold is None:
-        threshold = read_model_card(path).get("threshold", 0.5)
+        card = read_model_card(path)
+        threshold = card.threshold if card and card.threshold is not None else 0.5
     return UNetFilter(name=Path(path).stem, model=model, threshold=threshold)
 
 

@@ -1,13 +1,92 @@
-"""Model files and their model cards: the JSON manifest written beside every shipped ``.keras`` file
-(``name.keras`` -> ``name.json``), recording its data, command, settings, metrics, time and size."""
+"""Model files and their model cards.
+
+Every shipped ``.keras`` file has a card beside it (``name.keras`` -> ``name.json``) with the same
+fields for every model: where its data came from, the command and settings that trained it, its
+metrics on validation and test data, how long training took and how large the model is. Whatever
+belongs to one recipe only (a loss comparison, a feature ablation, tuned baselines) goes in
+``details``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pcfilter_lib.io.files import atomic_write_text
+
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped models and their cards
+
+
+@dataclass
+class ModelCard:
+    """What a trained model is and how it was made.
+
+    Attributes:
+        model: the model file's name, e.g. ``unet_filter.keras``.
+        target: the recipe that trains it (``train_reference_models.py --target``).
+        load_with: how to load it in Python.
+        data: provenance of the training data: generator, version, seed, manifest sha256, sizes.
+        settings: every setting of the training run (sizes, epochs, learning rate, seed, ...).
+        test: metrics on the test split (never used to choose anything).
+        validation: metrics on the validation split, where settings or a threshold were chosen.
+        threshold: the decision threshold of a filter (None for a classifier).
+        parameters: the number of weights.
+        file_bytes: the size of the model file.
+        training_seconds: time spent in training proper.
+        wall_seconds: time of the whole recipe (data, comparisons, evaluation).
+        history: per-epoch values of the final run (Keras names: loss, mean_iou, ...).
+        command: the command line that ran the recipe.
+        environment: Python, TensorFlow, Keras and NumPy versions and the machine.
+        details: what only this recipe records.
+    """
+
+    model: str
+    target: str
+    load_with: str
+    data: dict
+    settings: dict
+    test: dict
+    validation: dict = field(default_factory=dict)
+    threshold: float | None = None
+    parameters: int = 0
+    file_bytes: int = 0
+    training_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    history: dict = field(default_factory=dict)
+    command: str = ""
+    environment: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The card as plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "model card") -> ModelCard:
+        """A card from the dict of its JSON file.
+
+        Raises:
+            ValueError: a field is missing or unknown.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} must hold a JSON object, not {type(data).__name__}")
+        if missing := sorted(required - set(data)):
+            raise ValueError(f"{where} lacks the fields {missing}; retrain the model or restore its card")
+        if unknown := sorted(set(data) - names):
+            raise ValueError(f"{where} has unknown fields {unknown}; it was written by another version of pcfilter")
+        return cls(**data)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the card as indented JSON to ``path`` (atomically) and return the path."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
 
 
 def card_path(model_path: str | os.PathLike) -> Path:
@@ -15,16 +94,17 @@ def card_path(model_path: str | os.PathLike) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def read_model_card(model_path: str | os.PathLike) -> dict:
-    """The model card beside ``model_path`` as a dict ({} when there is none).
+def read_model_card(model_path: str | os.PathLike) -> ModelCard | None:
+    """The card beside ``model_path``, or None when there is none.
 
     Raises:
-        ValueError: the card exists but is not valid JSON.
+        ValueError: the card exists but is not valid JSON or not a model card.
     """
     path = card_path(model_path)
     if not path.is_file():
-        return {}
+        return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); retrain or restore the model's card") from error
+    return ModelCard.from_dict(data, str(path))
