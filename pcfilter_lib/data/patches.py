@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from pcfilter_lib.geometry import point_features
+from pcfilter_lib.labels import ARTEFACT
 
 
 def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_size: int, seed: int = 0,
@@ -38,7 +39,7 @@ def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_si
         label = np.asarray(cloud["label"][0])
         hood = point_features.neighbourhoods(points)
         patches = point_features.seed_patches(hood, patch_size, seed=seed + i)
-        has_artefact = (label[patches] == 0).any(axis=1)
+        has_artefact = (label[patches] == ARTEFACT).any(axis=1)
         with_, without = np.flatnonzero(has_artefact), np.flatnonzero(~has_artefact)
         wanted = min(patches_per_cloud, len(patches))
         rest = min(len(without), wanted - min(len(with_), wanted // 2))  # the other kind fills any shortfall
