@@ -18,7 +18,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per call: median over ``repeats`` calls after ``warmup`` untimed ones."""
+    """Seconds per call, from ``time_call``.
+
+    Attributes:
+        median: the median over the timed calls, in seconds.
+        low: the fastest call, in seconds.
+        high: the slowest call, in seconds.
+        repeats: the number of timed calls.
+    """
 
     median: float
     low: float
@@ -31,8 +38,21 @@ class Timing:
 
 def time_call(fn: Callable[[], object], repeats: int = 10, warmup: int = 2,
               sync: Callable[[object], object] | None = None) -> Timing:
-    """Time ``fn()``. ``sync(result)`` (e.g. converting a tensor to NumPy) makes sure asynchronous
-    device work is finished before the clock stops."""
+    """Time a call honestly: untimed warm-up calls first, then the median of several timed ones.
+
+    Args:
+        fn: the work, a function of no arguments.
+        repeats: timed calls.
+        warmup: untimed calls before them (tracing, compilation, caches).
+        sync: called on each result inside the timed region, such as converting a tensor to NumPy,
+            so that asynchronous device work is finished before the clock stops.
+
+    Returns:
+        The ``Timing``.
+
+    Raises:
+        ValueError: ``repeats`` < 1 or ``warmup`` < 0.
+    """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}")
     for _ in range(warmup):
@@ -50,9 +70,19 @@ def time_call(fn: Callable[[], object], repeats: int = 10, warmup: int = 2,
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> float:
-    """This machine's measured matmul speed under the current Keras backend (GFLOP/s, 2 n^3 per
-    product). Reducing the result to one number before reading it waits for asynchronous device
-    work without copying the whole matrix back."""
+    """This machine's measured matmul speed under the current Keras backend: the peak to compare with.
+
+    Reducing the result to one number before reading it waits for asynchronous device work without
+    copying the whole matrix back.
+
+    Args:
+        n: the side of the square matrices.
+        repeats: timed products.
+        dtype: their float type.
+
+    Returns:
+        GFLOP/s, counting 2 n ** 3 operations per product.
+    """
     import keras
 
     a = keras.random.normal((n, n), dtype=dtype, seed=1)
@@ -63,7 +93,15 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
 
 
 def numpy_matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """The same measurement through NumPy's BLAS, for code that runs outside TensorFlow."""
+    """The same measurement through NumPy's BLAS, for code that runs outside TensorFlow.
+
+    Args:
+        n: the side of the square float32 matrices.
+        repeats: timed products.
+
+    Returns:
+        GFLOP/s, counting 2 n ** 3 operations per product.
+    """
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
     return 2 * n**3 / time_call(lambda: a @ b, repeats=repeats).median / 1e9
@@ -77,6 +115,13 @@ def model_flops(model, input_shape) -> int:
     Pooling, activations, normalisation and additions are left out: they are a few percent of a
     convolutional network's work. Training costs about three times this (forward, and two products
     of the same size for the gradients of inputs and weights).
+
+    Args:
+        model: a functional Keras model.
+        input_shape: the shape of one input, without the batch axis.
+
+    Returns:
+        The FLOPs of one forward pass.
     """
     import keras
 
@@ -106,7 +151,11 @@ def model_flops(model, input_shape) -> int:
 
 
 def cpu_name() -> str:
-    """The processor's model name (from /proc/cpuinfo on Linux), or what Python's platform knows."""
+    """The processor's model name, for the rows of a benchmark table.
+
+    Returns:
+        The "model name" of /proc/cpuinfo on Linux, or what Python's ``platform`` knows.
+    """
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -118,7 +167,12 @@ def cpu_name() -> str:
 
 
 def device_report() -> dict[str, object]:
-    """What the numbers were measured on: CPU, cores, GPUs and the versions that matter."""
+    """What the numbers were measured on.
+
+    Returns:
+        ``cpu``, ``cores``, ``gpus`` (their names), the ``tensorflow`` and ``keras`` versions, the
+        ``keras_backend``, and the ``cuda`` and ``cudnn`` versions TensorFlow was built with.
+    """
     import keras
     import tensorflow as tf
 
@@ -140,8 +194,16 @@ def device_report() -> dict[str, object]:
 
 
 def batches_per_second(batches, count: int) -> float:
-    """How fast an input pipeline delivers: the first ``count`` batches of an iterable (a
-    ``tf.data.Dataset``, or ``(loader[i] for i in ...)`` for a ``PyDataset``), after one warm-up batch."""
+    """How fast an input pipeline delivers batches, after one warm-up batch.
+
+    Args:
+        batches: an iterable of batches: a ``tf.data.Dataset``, or ``(loader[i] for i in ...)``
+            for a ``PyDataset``; it must hold at least ``count + 1``.
+        count: the batches timed.
+
+    Returns:
+        Batches per second.
+    """
     iterator = iter(batches)
     next(iterator)
     start = time.perf_counter()

@@ -29,17 +29,48 @@ class Filter(Protocol):
     threshold: float
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:
-        """(H, W) float32 P(keep) of each pixel; 0 where there is no point."""
+        """The filter's probability that each point is true geometry.
+
+        Args:
+            scan: a scan dict, or the scan-like dict of an unorganised cloud.
+
+        Returns:
+            (H, W) float32 P(keep) of each pixel; 0 where there is no point.
+        """
 
     def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
-        """``keep_probability`` of each scan (a filter may batch them)."""
+        """``keep_probability`` of each scan (a filter may batch them).
+
+        Args:
+            scans: scan dicts.
+
+        Returns:
+            One (H, W) float32 array per scan.
+        """
 
     def keep_mask(self, scan: Mapping) -> np.ndarray:
-        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        """The filter's decision for each point.
+
+        Args:
+            scan: a scan dict, or the scan-like dict of an unorganised cloud.
+
+        Returns:
+            (H, W) bool: True where the scan has a point and the filter keeps it.
+        """
 
 
 def check_threshold(threshold: float) -> float:
-    """``threshold`` as a float; a ValueError unless it lies strictly between 0 and 1."""
+    """Check a decision threshold.
+
+    Args:
+        threshold: P(keep) at or above which a point is kept.
+
+    Returns:
+        ``threshold`` as a float.
+
+    Raises:
+        ValueError: it does not lie strictly between 0 and 1.
+    """
     threshold = float(threshold)
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the decision threshold must lie strictly between 0 and 1, got {threshold}")
@@ -53,6 +84,10 @@ def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
         path: the ``.keras`` file.
         shipped: the shipped model of this kind, named in the advice when it is missing.
         target: the ``train_reference_models.py --target`` that retrains it.
+
+    Returns:
+        The ``keras.Model``, uncompiled; the library's custom layers, losses and metrics are
+        registered first, so no ``custom_objects`` are needed.
 
     Raises:
         FileNotFoundError: ``path`` is not a file.

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from pcfilter_lib.data.scans import CHANNELS
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.base import Filter
+from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
 from pcfilter_lib.nn import metrics
@@ -29,6 +31,9 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
         tp, fn, fp, tn, every ``nn.metrics.NAMES`` value, the number of scans, and ``kinds``: for
         each artefact kind its point count and the fraction removed (the recall of that kind; empty
         when the scans carry no ``kind``).
+
+    Raises:
+        ValueError: there is no scan.
     """
     totals = np.zeros(4, np.int64)
     has_kinds = False
@@ -57,15 +62,82 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
             **metrics.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
 
 
+class _ChannelReplaced:
+    """A U-Net's model with one input channel replaced by a constant before every prediction.
+
+    It offers what ``filters.unet.predict_keep`` uses of a Keras model (``input_shape``, ``layers``
+    and ``predict_on_batch``), so the ablated filter runs the same code as the filter itself.
+    """
+
+    def __init__(self, model, channel: int):
+        self.model, self.channel = model, channel
+        self.input_shape, self.layers = model.input_shape, model.layers
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        x = np.array(x, dtype=np.float32)  # a copy: (B, H, W, C) channels of data.scans.scan_inputs
+        if self.channel == CHANNELS.index("valid"):
+            x[..., self.channel] = 1.0  # every pixel claims a point
+        else:
+            # A pixel holds a point where its validity channel is 1, or (five channels) where its normal
+            # channels are not all 0: (n + 1) / 2 of a unit normal never is.
+            points = x[..., 5] > 0.5 if x.shape[-1] == 6 else (x[..., 2:5] > 0).any(axis=-1)
+            for image, mask in zip(x, points, strict=True):
+                if mask.any():
+                    image[..., self.channel] = np.where(mask, image[..., self.channel][mask].mean(), 0.0)
+        return self.model.predict_on_batch(x)
+
+
+def channel_ablation(unet: UNetFilter, scans: Sequence[Mapping], progress: bool = False) -> dict[str, dict]:
+    """How much a U-Net filter relies on each input channel: its metrics with one channel at a time
+    carrying no information.
+
+    A value channel (intensity, depth, a normal component) is replaced, scan by scan, by its mean
+    over the scan's points; pixels without a point keep 0, as in training. The validity channel,
+    which is 1 on every point anyway, is set to 1 on every pixel, so the holes no longer show in it.
+    The filter keeps its threshold.
+
+    Args:
+        unet: the filter to probe (5 or 6 input channels, ``data.scans.CHANNELS``).
+        scans: labelled scan dicts, as for ``evaluate_filter``.
+        progress: show a progress bar per evaluation.
+
+    Returns:
+        ``{"none": ..., channel name: ...}``: the ``evaluate_filter`` result with every channel
+        intact, then one per channel the model reads, in the order of ``data.scans.CHANNELS``.
+    """
+    results = {"none": evaluate_filter(unet, scans, progress)}
+    for channel, name in enumerate(CHANNELS[:int(unet.model.input_shape[-1])]):
+        ablated = UNetFilter(f"{unet.name} without {name}", _ChannelReplaced(unet.model, channel), unet.threshold)
+        results[name] = evaluate_filter(ablated, scans, progress)
+    return results
+
+
 def iter_scans(files: Iterable[str | os.PathLike], arrays: tuple[str, ...] = ()):
-    """Scans loaded one at a time from ``files`` (``arrays``: optional extra keys such as clean_xyz)."""
+    """Load scans one at a time, so that a whole split never has to fit in memory.
+
+    Args:
+        files: scan ``.npz`` files.
+        arrays: extra arrays to load, such as "clean_xyz".
+
+    Yields:
+        One scan dict per file.
+    """
     for path in files:
         yield load_scan(path, arrays=arrays)
 
 
 def tune_baselines(val_scans: Sequence[Mapping], grids: Mapping[str, Mapping] | None = None) -> dict:
-    """Grid-search each baseline of ``grids`` (default: all three with ``baselines.GRIDS``) on validation
-    scans: {method: {"params", "validation", "rows"}}."""
+    """Tune the classical baselines by grid search on validation scans.
+
+    Args:
+        val_scans: labelled validation scans, never the test split.
+        grids: method -> {parameter: candidate values}; default all three methods with
+            ``baselines.GRIDS``.
+
+    Returns:
+        method -> ``params`` (the best by mean IoU), ``validation`` (its mean IoU, balanced
+        accuracy and recall) and ``rows`` (every combination tried, with its metrics).
+    """
     grids = baselines.GRIDS if grids is None else grids
     tuned = {}
     for method in grids:
@@ -78,5 +150,13 @@ def tune_baselines(val_scans: Sequence[Mapping], grids: Mapping[str, Mapping] | 
 
 
 def evaluate_all(filters: Sequence[Filter], scans: Sequence[Mapping]) -> dict[str, dict]:
-    """``evaluate_filter`` of each filter on the same scans, keyed by filter name."""
+    """Evaluate several filters on the same scans.
+
+    Args:
+        filters: the filters.
+        scans: labelled scans.
+
+    Returns:
+        filter name -> its ``evaluate_filter`` result.
+    """
     return {f.name: evaluate_filter(f, scans) for f in filters}

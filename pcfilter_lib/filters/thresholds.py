@@ -23,7 +23,8 @@ def choose_threshold(scan_filter: Filter, scans: Sequence[Mapping], min_recall: 
         thresholds: the candidates (default: those of ``nn.metrics.threshold_sweep``).
 
     Returns:
-        the threshold (the lowest candidate if none keeps enough) and the sweep it came from.
+        ``(threshold, sweep)``: the threshold (the lowest candidate if none keeps enough) and the
+        ``nn.metrics.threshold_sweep`` it came from.
     """
     prob = scan_filter.keep_probabilities(scans)
     label = np.concatenate([np.asarray(s["label"]).ravel() for s in scans])

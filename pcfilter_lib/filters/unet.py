@@ -24,7 +24,19 @@ SHIPPED_MODEL = WEIGHTS / "unet_filter.keras"
 
 @dataclass
 class UNetFilter:
-    """A trained U-Net (a Keras segmentation model giving P(keep) per pixel) and its threshold."""
+    """A trained U-Net and its threshold, behind the ``filters.base.Filter`` interface.
+
+    Calling the filter on a scan is ``keep_mask``.
+
+    Args:
+        name: a short name for tables and progress bars.
+        model: a Keras segmentation model from (B, H, W, 5 or 6) channels (``data.scans.scan_inputs``)
+            to P(keep) (B, H, W, 1).
+        threshold: P(keep) at or above which a point is kept, strictly between 0 and 1.
+
+    Raises:
+        ValueError: the threshold is out of range.
+    """
 
     name: str
     model: object
@@ -39,15 +51,36 @@ class UNetFilter:
         return int(self.model.input_shape[-1]) == 6
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:
-        """(H, W) float32 P(keep) of each pixel; 0 where there is no point."""
+        """The network's probability that each point is true geometry.
+
+        Args:
+            scan: a scan dict with ``valid``, ``intensity``, ``xyz`` and ``normals``.
+
+        Returns:
+            (H, W) float32 P(keep) of each pixel; 0 where there is no point.
+        """
         return self.keep_probabilities([scan])[0]
 
     def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
-        """``keep_probability`` of each scan; scans of one size share a network call."""
+        """``keep_probability`` of each scan; scans of one size share a network call.
+
+        Args:
+            scans: scan dicts.
+
+        Returns:
+            One (H, W) float32 array per scan.
+        """
         return predict_keep(self.model, scans, self.validity)
 
     def keep_mask(self, scan: Mapping) -> np.ndarray:
-        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        """The filter's decision for each point.
+
+        Args:
+            scan: a scan dict.
+
+        Returns:
+            (H, W) bool: True where the scan has a point and P(keep) reaches the threshold.
+        """
         return self.keep_probability(scan) >= self.threshold
 
     __call__ = keep_mask
@@ -83,7 +116,15 @@ def predict_keep(model, scans: Sequence[Mapping], validity: bool = True, batch_s
 
 
 def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
-    """A loaded U-Net with the threshold of its model card (``threshold`` overrides it; 0.5 without a card).
+    """Wrap a loaded U-Net as a filter, with the threshold of its model card.
+
+    Args:
+        model: the loaded Keras model.
+        path: the file it came from; its model card lies beside it and its stem names the filter.
+        threshold: overrides the card's threshold; 0.5 when neither is there.
+
+    Returns:
+        The ``UNetFilter``.
 
     Raises:
         ValueError: the model does not take (B, H, W, 5 or 6) input.
@@ -97,6 +138,18 @@ def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
 
 
 def unet_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> UNetFilter:
-    """The U-Net filter saved at ``path`` (default: the shipped one); see ``wrap_unet``."""
+    """Load a U-Net filter.
+
+    Args:
+        path: a ``.keras`` file; None gives the shipped ``weights/unet_filter.keras``.
+        threshold: overrides the threshold of the model card.
+
+    Returns:
+        The ``UNetFilter`` (see ``wrap_unet``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it is not a loadable Keras model, or not a U-Net of 5 or 6 input channels.
+    """
     path = Path(SHIPPED_MODEL if path is None else path)
     return wrap_unet(load_model_file(path, SHIPPED_MODEL, "unet"), path, threshold)

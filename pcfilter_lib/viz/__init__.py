@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from pcfilter_lib.labels import (
     ARTEFACT,
+    ARTEFACT_KINDS,
     KEEP,
     KIND_HEX,
     KIND_NAMES,
@@ -36,7 +37,14 @@ def _axes(ax, figsize=(5, 4)):
 def show_matrix(matrix, ax=None, title: str | None = None, annotate: bool = False):
     """Heat map of a (possibly sparse) matrix; structural zeros stay white.
 
-    With ``annotate`` each non-zero entry is written into its cell (for small matrices).
+    Args:
+        matrix: a 2D array or ``scipy.sparse`` matrix, such as ``nn.convmath.conv2d_matrix``.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        title: a title above the count of non-zero entries.
+        annotate: write each non-zero entry into its cell (for small matrices) instead of a colour bar.
+
+    Returns:
+        The axes.
     """
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix, dtype=float)
     ax = _axes(ax, figsize=(max(3, dense.shape[1] * 0.35), max(2.5, dense.shape[0] * 0.35)))
@@ -60,7 +68,19 @@ def show_matrix(matrix, ax=None, title: str | None = None, annotate: bool = Fals
 
 def plot_growth(curves: Mapping[str, Sequence[float]], measured: Mapping[str, Sequence[float]] | None = None,
                 ax=None, xlabel: str = "layers", ylabel: str = "receptive field (pixels)", logy: bool = False):
-    """Line plot of one quantity per layer for several stacks, with optional measured markers."""
+    """Line plot of one quantity per layer for several stacks, with optional measured markers.
+
+    Args:
+        curves: stack name -> the value after each layer, by formula.
+        measured: stack name -> the measured values, drawn as open markers over the lines.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        xlabel: label of the x axis.
+        ylabel: label of the y axis.
+        logy: a logarithmic y axis.
+
+    Returns:
+        The axes.
+    """
     ax = _axes(ax)
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D"]
@@ -83,8 +103,25 @@ def plot_growth(curves: Mapping[str, Sequence[float]], measured: Mapping[str, Se
 def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "viridis",
                 size: float = 2.6, colorbar: bool = True, annotate: bool = False,
                 vmin: float | None = None, vmax: float | None = None):
-    """A grid of 2D images with titles; returns the figure. ``vmin``/``vmax`` fix the colour range
-    (needed for masks, which may be all one value)."""
+    """A grid of 2D images with titles.
+
+    Args:
+        images: title -> (H, W) image (or (H, W, 3) RGB).
+        ncols: images per row.
+        cmap: the matplotlib colour map.
+        size: the side of each panel, in inches.
+        colorbar: a colour bar beside each image.
+        annotate: write each pixel's value into it (for tiny images).
+        vmin: the bottom of the colour range; with ``vmax`` needed for masks, which may be all one
+            value.
+        vmax: the top of the colour range.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: there is no image.
+    """
     n = len(images)
     if n == 0:
         raise ValueError("show_images needs at least one image")
@@ -110,8 +147,18 @@ def show_images(images: Mapping[str, np.ndarray], ncols: int = 4, cmap: str = "v
 
 
 def draw_unet(model, ax=None):
-    """Schematic of a U-Net from ``build_unet``: one box per block at the height of its resolution,
-    labelled with its filter count; arrows for the skip connections."""
+    """Schematic of a U-Net from ``models.unet.build_unet``.
+
+    One box per block at the height of its resolution, labelled with its filter count; arrows for
+    the data flow and, dashed, the skip connections.
+
+    Args:
+        model: the U-Net.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+
+    Returns:
+        The axes.
+    """
     names = {layer.name: layer for layer in model.layers}
     depth = sum(name.startswith("down") and name.endswith("_pool") for name in names)
     ax = _axes(ax, figsize=(10, 4))
@@ -146,7 +193,17 @@ def draw_unet(model, ax=None):
 
 def plot_histories(histories: Mapping[str, Mapping[str, Sequence[float]]], key: str, ax=None,
                    ylabel: str | None = None):
-    """One curve per run of ``history[key]`` against the epoch (e.g. key="val_mean_iou")."""
+    """One curve per training run of a value of its Keras history against the epoch.
+
+    Args:
+        histories: run name -> the ``history`` dict of its training (``nn.fit.TrainResult``).
+        key: the value to plot, such as "val_mean_iou".
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        ylabel: label of the y axis; default ``key``.
+
+    Returns:
+        The axes.
+    """
     ax = _axes(ax)
     for name, history in histories.items():
         values = history[key]
@@ -159,7 +216,19 @@ def plot_histories(histories: Mapping[str, Mapping[str, Sequence[float]]], key: 
 
 
 def plot_confusion(tp: int, fn: int, fp: int, tn: int, ax=None, title: str | None = None):
-    """2x2 confusion matrix, rows = truth (keep, artefact), columns = prediction; counts and row shares."""
+    """A 2x2 confusion matrix: rows the truth (keep, artefact), columns the prediction.
+
+    Args:
+        tp: true points kept.
+        fn: true points removed.
+        fp: artefacts kept.
+        tn: artefacts removed.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        title: a title.
+
+    Returns:
+        The axes; each cell shows its count and its share of the row.
+    """
     ax = _axes(ax, figsize=(3.2, 3))
     counts = np.array([[tp, fn], [fp, tn]], dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -178,7 +247,17 @@ def plot_confusion(tp: int, fn: int, fp: int, tn: int, ax=None, title: str | Non
 
 def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] = ("mean_iou", "balanced_accuracy",
                          "f1", "recall", "tnr"), chosen: float | None = None, ax=None):
-    """Metrics of a ``metrics.threshold_sweep`` against the threshold, with the chosen one marked."""
+    """Metrics of a threshold sweep against the threshold, with the chosen one marked.
+
+    Args:
+        sweep: the result of ``nn.metrics.threshold_sweep``.
+        names: the metrics to draw.
+        chosen: a threshold to mark with a dotted line.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+
+    Returns:
+        The axes.
+    """
     ax = _axes(ax)
     for name in names:
         ax.plot(sweep["threshold"], sweep[name], marker=".", label=name)
@@ -196,9 +275,22 @@ def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] =
 
 def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60000, seed: int = 0,
                    kind_names: Mapping[int, str] | None = None):
-    """Plotly 3D scatter of a scan's measured points (camera frame, metres), coloured by ``label``
-    (grey true geometry, red artefacts) or by artefact ``kind``; at most ``max_points`` points
-    (a seeded random subset, artefacts always kept)."""
+    """Interactive 3D view of a scan's measured points, in the camera frame (metres).
+
+    Args:
+        scan: a scan dict with ``xyz``, ``valid``, ``label`` and ``kind``.
+        colour_by: "label" (grey true geometry, red artefacts) or "kind" (one colour per artefact
+            kind, ``labels.KIND_HEX``).
+        max_points: the most points drawn: every artefact, then a seeded random subset of the rest.
+        seed: the seed of that subset.
+        kind_names: names of the kinds in the legend; default ``labels.KIND_NAMES``.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+
+    Raises:
+        ValueError: ``colour_by`` is unknown, or the scan has no points.
+    """
     import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     if colour_by not in ("label", "kind"):
@@ -237,7 +329,15 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
 
 
 def show_scan_channels(scan: Mapping, size: float = 3.2):
-    """Image grid of a scan: intensity, depth, estimated normals (as RGB), label and artefact kind."""
+    """A scan's images side by side: intensity, depth, estimated normals (as RGB), label and kind.
+
+    Args:
+        scan: a scan dict with ``intensity``, ``xyz``, ``normals``, ``valid``, ``label`` and ``kind``.
+        size: the side of each panel, in inches.
+
+    Returns:
+        The matplotlib figure.
+    """
     valid = np.asarray(scan["valid"])
     depth = np.where(valid, np.asarray(scan["xyz"])[..., 2], np.nan)
     normals = np.where(valid[..., None], (np.nan_to_num(np.asarray(scan["normals"])) + 1) / 2, 1.0)
@@ -282,7 +382,20 @@ def setup_plotly() -> None:
 
 
 def show_clouds(clouds: Mapping[str, np.ndarray], ncols: int = 5, size: float = 2.4, point_size: float = 1.0):
-    """A grid of 3D scatter plots, one cloud (N, 3) per panel, z up, all on the same [-1, 1] box."""
+    """A grid of 3D scatter plots, one cloud per panel, z up, all on the same [-1, 1] box.
+
+    Args:
+        clouds: title -> (N, 3) cloud, normalised to the unit sphere.
+        ncols: panels per row.
+        size: the side of each panel, in inches.
+        point_size: the marker size.
+
+    Returns:
+        The matplotlib figure.
+
+    Raises:
+        ValueError: there is no cloud.
+    """
     n = len(clouds)
     if n == 0:
         raise ValueError("show_clouds needs at least one cloud")
@@ -300,8 +413,18 @@ def show_clouds(clouds: Mapping[str, np.ndarray], ncols: int = 5, size: float = 
 
 
 def plot_training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], elapsed=None, log_loss: bool = True):
-    """Validation accuracy and loss per epoch (or per second, with ``elapsed`` = {name: seconds per
-    epoch end}) for several runs, with the training accuracy dashed. Returns the figure."""
+    """Validation accuracy and loss of several classifier training runs, the training accuracy dashed.
+
+    Args:
+        histories: run name -> its Keras history (``accuracy``, ``loss`` and, if validated,
+            ``val_accuracy`` and ``val_loss``).
+        elapsed: run name -> the seconds at the end of each epoch, to plot against time rather than
+            epochs.
+        log_loss: a logarithmic loss axis.
+
+    Returns:
+        The matplotlib figure, accuracy on the left and loss on the right.
+    """
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     for name, history in histories.items():
         x = np.asarray(elapsed[name]) if elapsed else np.arange(1, len(history["loss"]) + 1)
@@ -320,7 +443,17 @@ def plot_training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
 
 
 def plot_class_confusion(confusion: np.ndarray, classes: Sequence[str], ax=None, title: str | None = None):
-    """Multi-class confusion matrix (true class rows, predicted columns): colour = share of the row, text = count."""
+    """A multi-class confusion matrix: true classes in rows, predicted classes in columns.
+
+    Args:
+        confusion: (K, K) counts.
+        classes: the K class names.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        title: a title, followed by the accuracy.
+
+    Returns:
+        The axes; the colour is the share of the row, the text the count.
+    """
     confusion = np.asarray(confusion)
     ax = _axes(ax, figsize=(0.55 * len(classes) + 2.5, 0.5 * len(classes) + 1.5))
     share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
@@ -338,7 +471,16 @@ def plot_class_confusion(confusion: np.ndarray, classes: Sequence[str], ax=None,
 
 
 def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = ""):
-    """Interactive Plotly view of a cloud (N, 3) with its critical points (indices) highlighted."""
+    """Interactive view of a cloud with the critical points of a PointNet highlighted.
+
+    Args:
+        cloud: (N, 3) points.
+        critical: indices of the critical points (``models.pointnet.critical_points``).
+        title: the figure's title.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     cloud = np.asarray(cloud)
@@ -357,7 +499,19 @@ def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = "
 
 def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accuracy, transfer_seconds,
                   labels=("from scratch", "new head on frozen features")):
-    """Test accuracy against the share of training data, and against the training time. Returns the figure."""
+    """Transfer learning against training from scratch: accuracy by data share and by training time.
+
+    Args:
+        fractions: the shares of the training data, in (0, 1].
+        scratch_accuracy: test accuracy from scratch at each share.
+        scratch_seconds: training seconds from scratch at each share.
+        transfer_accuracy: test accuracy of the new head at each share.
+        transfer_seconds: training seconds of the new head at each share.
+        labels: the legend's names of the two runs.
+
+    Returns:
+        The matplotlib figure.
+    """
     fig, (data_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     percent = 100 * np.asarray(fractions)
     for acc, sec, label, marker in ((scratch_accuracy, scratch_seconds, labels[0], "o"),
@@ -381,7 +535,22 @@ def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accurac
 
 def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.ndarray = "#1f77b4", size: float = 2.0,
                 name: str = "points", seed: int = 0):
-    """Plotly Scatter3d of a cloud (N, 3), at most ``max_points`` (a seeded random subset), so pages stay light."""
+    """A Plotly trace of a cloud, for ``figure_3d``.
+
+    Args:
+        points: (N, 3) coordinates.
+        max_points: the most points drawn (a seeded random subset), so that pages stay light.
+        colour: one colour, or one per point (N,).
+        size: the marker size.
+        name: the trace's name.
+        seed: the seed of the subset.
+
+    Returns:
+        A ``plotly.graph_objects.Scatter3d``.
+
+    Raises:
+        ValueError: the cloud is empty.
+    """
     import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     points = np.asarray(points)
@@ -398,7 +567,18 @@ def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.nda
 
 def mesh_trace(vertices: np.ndarray, triangles: np.ndarray, colour: str = "#8c9cb0", name: str = "mesh",
                opacity: float = 1.0):
-    """Plotly Mesh3d of a triangle mesh, flat shaded."""
+    """A Plotly trace of a triangle mesh, flat shaded, for ``figure_3d``.
+
+    Args:
+        vertices: (V, 3) coordinates.
+        triangles: (T, 3) vertex indices.
+        colour: the mesh's colour.
+        name: the trace's name.
+        opacity: from 0 (invisible) to 1.
+
+    Returns:
+        A ``plotly.graph_objects.Mesh3d``.
+    """
     import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     v, t = np.round(np.asarray(vertices, np.float64), 4), np.asarray(triangles)
@@ -409,9 +589,24 @@ def mesh_trace(vertices: np.ndarray, triangles: np.ndarray, colour: str = "#8c9c
 
 def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "voxels", opacity: float = 1.0,
                 gap: float = 0.0, max_voxels: int = 20000):
-    """Plotly Mesh3d of the occupied voxels of a grid, in voxel units: the faces that border empty
-    space, or with ``gap`` > 0 every voxel as its own cube shrunk by that share of its edge, so the
-    grid shows (at most ``max_voxels`` voxels then, to keep the page light)."""
+    """A Plotly trace of the occupied voxels of a grid, in voxel units, for ``figure_3d``.
+
+    Args:
+        occupancy: (X, Y, Z) occupancy.
+        colour: the voxels' colour.
+        name: the trace's name.
+        opacity: from 0 (invisible) to 1.
+        gap: 0 draws the faces that border empty space; a share in (0, 1) draws every voxel as its
+            own cube shrunk by that share of its edge, so that the grid shows.
+        max_voxels: the most voxels drawn one by one, to keep the page light.
+
+    Returns:
+        A ``plotly.graph_objects.Mesh3d``.
+
+    Raises:
+        ValueError: no voxel is occupied, ``gap`` is not in [0, 1), or there are more than
+            ``max_voxels`` cubes to draw.
+    """
     from pcfilter_lib.geometry.voxels import voxel_faces  # pulls Open3D: loaded only for voxel figures
 
     occupancy = np.asarray(occupancy, dtype=bool)
@@ -431,7 +626,15 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
 
 
 def figure_3d(panels: Mapping[str, Sequence], height: int = 420):
-    """One Plotly figure with a 3D scene per panel (title -> list of traces), side by side, z up."""
+    """One Plotly figure with a 3D scene per panel, side by side, z up.
+
+    Args:
+        panels: title -> the traces of that panel (``cloud_trace``, ``mesh_trace``, ``voxel_trace``).
+        height: the figure's height, in pixels.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     from plotly.subplots import make_subplots  # Plotly is heavy: loaded by the figures that need it
 
     titles = list(panels)
@@ -452,7 +655,17 @@ def figure_3d(panels: Mapping[str, Sequence], height: int = 420):
 def plot_octree_slice(levels: Sequence[np.ndarray], z: int, ax=None, title: str | None = None):
     """The cells of an octree (``voxels.octree_levels``) that the plane through voxel layer ``z`` of the
     finest level cuts: occupied finest cells filled, empty cells outlined at the size where the octree
-    stops refining them."""
+    stops refining them.
+
+    Args:
+        levels: the octree's levels, coarsest first (``geometry.voxels.octree_levels``).
+        z: the voxel layer of the finest level to cut.
+        ax: the matplotlib axes to draw into; None makes a new figure.
+        title: a title.
+
+    Returns:
+        The axes.
+    """
     ax = _axes(ax, figsize=(4.5, 4.5))
     finest = len(levels) - 1
     for depth, level in enumerate(levels):
@@ -497,7 +710,42 @@ class Table:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> Table:
-    """A ``Table`` to display in a notebook (shown as Markdown in Jupyter and as HTML in the book)."""
+    """A ``Table`` to display in a notebook (shown as Markdown in Jupyter and as HTML in the book).
+
+    Args:
+        header: the column titles.
+        rows: the rows, each as long as ``header``; cells are written with ``str``.
+
+    Returns:
+        The ``Table``.
+    """
+    return Table(header, rows)
+
+
+FILTER_METRICS = {"mean_iou": "mean IoU", "balanced_accuracy": "bal. acc.", "f1": "F1", "recall": "keep-recall",
+                  "false_omission_rate": "FOR"}
+
+
+def filter_table(results: Mapping[str, Mapping], kinds: Sequence[int] = ARTEFACT_KINDS) -> Table:
+    """One row per filter: the pooled metrics of ``filters.evaluate_filter`` and the share of each
+    artefact kind it removed.
+
+    Args:
+        results: filter name -> the dict ``filters.evaluate_filter`` returns (or one stored in a model
+            card), holding the keys of ``FILTER_METRICS`` and ``kinds``, the per-kind counts.
+        kinds: the artefact kind codes (``labels.ARTEFACT_KINDS``) to give a column each.
+
+    Returns:
+        A ``Table`` with the metrics to 4 decimals and the removed shares to 3; "–" where the
+        scans held no point of a kind, or carried no kinds at all (unorganised clouds without them).
+    """
+    names = [KIND_NAMES[code] for code in kinds]
+    header = ["filter", *FILTER_METRICS.values()] + [name if len(name) <= 8 else f"{name[:8]}." for name in names]
+    rows = []
+    for name, result in results.items():
+        removed = [result.get("kinds", {}).get(kind, {}).get("removed") for kind in names]
+        rows.append([name] + [f"{result[key]:.4f}" for key in FILTER_METRICS]
+                    + ["–" if share is None else f"{share:.3f}" for share in removed])
     return Table(header, rows)
 
 
@@ -510,7 +758,15 @@ OUTCOME_NAMES = {"TP": "TP: true point kept", "FN": "FN: true point removed", "F
 
 
 def outcomes(label: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
-    """(H, W) bool masks of TP, FN, FP, TN (label 1 = keep = positive; pixels without a point in none)."""
+    """Split a scan's points by the filter's outcome (label 1 = keep = positive).
+
+    Args:
+        label: (H, W) labels: 1 keep, 0 artefact, 255 no point.
+        keep: (H, W) bool keep mask of a filter.
+
+    Returns:
+        ``{"TP", "FN", "FP", "TN"}`` -> (H, W) bool masks; pixels without a point are in none.
+    """
     label, keep = np.asarray(label), np.asarray(keep, bool)
     return {"TP": (label == KEEP) & keep, "FN": (label == KEEP) & ~keep, "FP": (label == ARTEFACT) & keep,
             "TN": (label == ARTEFACT) & ~keep}
@@ -519,7 +775,18 @@ def outcomes(label: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
 def outcome_figure_3d(scan: Mapping, keep: np.ndarray, title: str = "", max_points: int = 40000, seed: int = 0):
     """Plotly 3D scatter of a scan's points coloured by the filter's outcome: TP grey, FN orange, FP red,
     TN blue. Errors and removed artefacts are always shown; true points kept are subsampled to fit
-    ``max_points``."""
+    ``max_points``.
+
+    Args:
+        scan: a scan dict with ``xyz`` and ``label``.
+        keep: (H, W) bool keep mask of a filter.
+        title: the figure's title.
+        max_points: the most points drawn.
+        seed: the seed of the subset of true points kept.
+
+    Returns:
+        A ``plotly.graph_objects.Figure``.
+    """
     import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
 
     xyz = np.asarray(scan["xyz"])
@@ -543,7 +810,16 @@ def outcome_figure_3d(scan: Mapping, keep: np.ndarray, title: str = "", max_poin
 
 
 def outcome_image(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB image of the outcomes (colours of ``OUTCOME_COLOURS``), white where there is no point."""
+    """An image of a filter's outcome at every pixel.
+
+    Args:
+        label: (H, W) labels.
+        keep: (H, W) bool keep mask.
+
+    Returns:
+        (H, W, 3) float RGB in [0, 1]: the colours of ``OUTCOME_COLOURS``, white where there is no
+        point.
+    """
     image = np.ones((*np.shape(label), 3))
     for name, mask in outcomes(label, keep).items():
         image[mask] = plt.matplotlib.colors.to_rgb(OUTCOME_COLOURS[name])
@@ -551,7 +827,16 @@ def outcome_image(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: float = 3.4):
-    """The truth and each filter's outcome image side by side (one column per filter)."""
+    """The truth and each filter's outcome image side by side, with a legend of the outcomes.
+
+    Args:
+        scan: a scan dict with ``label``.
+        keeps: filter name -> its (H, W) bool keep mask.
+        size: the width of each panel, in inches.
+
+    Returns:
+        The matplotlib figure.
+    """
     label = np.asarray(scan["label"])
     panels = [("truth: grey true, red artefact", outcome_image(label, label == KEEP))]
     panels += [(name, outcome_image(label, keep)) for name, keep in keeps.items()]
