@@ -42,10 +42,24 @@ class UnfoldViews(layers.Layer):
 
 def view_encoder(size: int, channels: int = 1, filters: tuple[int, ...] = (16, 32, 64), momentum: float = 0.5,
                  name: str = "view_cnn") -> keras.Model:
-    """The shared 2D CNN: one image (size, size, channels) -> a feature vector (filters[-1],).
-    Each stage is a 3x3 convolution, batch norm, ReLU and a 2x2 max pool. ``momentum`` is the weight
-    of the old running statistics of batch norm: 0.5 lets them follow the weights within a few steps,
-    so that even a short training evaluates well (Keras' 0.99 needs hundreds of steps)."""
+    """The shared 2D CNN that reads every view.
+
+    Each stage is a 3x3 convolution, batch norm, ReLU and a 2x2 max pool; a global average pool
+    gives the feature vector.
+
+    Args:
+        size: the side of the views, in pixels.
+        channels: channels of the views (1 for depth).
+        filters: output channels of each stage.
+        momentum: the weight of batch norm's old running statistics: 0.5 lets them follow the
+            weights within a few steps, so that even a short training evaluates well (Keras' 0.99
+            needs hundreds of steps).
+        name: the model's name.
+
+    Returns:
+        A ``keras.Model`` from one image (B, size, size, channels) to a feature vector
+        (B, filters[-1]).
+    """
     inputs = keras.Input((size, size, channels), name="view")
     x = inputs
     for i, f in enumerate(filters):
@@ -60,7 +74,25 @@ def view_encoder(size: int, channels: int = 1, filters: tuple[int, ...] = (16, 3
 def build_mvcnn(num_classes: int = 10, size: int = 32, channels: int = 1, filters: tuple[int, ...] = (16, 32, 64),
                 hidden: int = 64, dropout: float = 0.3, num_views: int | None = None, momentum: float = 0.5,
                 name: str = "mvcnn") -> keras.Model:
-    """Views (B, V, size, size, channels) -> class probabilities (B, num_classes); V may be None."""
+    """Multi-view CNN: views (B, V, size, size, channels) -> class probabilities (B, num_classes).
+
+    Args:
+        num_classes: number of classes.
+        size: the side of the views, in pixels.
+        channels: channels of the views (1 for depth).
+        filters: output channels of the shared CNN's stages.
+        hidden: units of the hidden dense layer after the view pool.
+        dropout: dropout rate after it.
+        num_views: V, or None for any number of views at run time.
+        momentum: batch-normalisation momentum of the shared CNN.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model``.
+
+    Raises:
+        ValueError: the views are too small for the pools, or ``num_classes`` < 2.
+    """
     if size < 2 ** len(filters):
         raise ValueError(f"images of {size} pixels are too small for {len(filters)} 2x2 pools")
     if num_classes < 2:

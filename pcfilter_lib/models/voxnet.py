@@ -13,7 +13,19 @@ from keras import layers
 
 
 def conv_block(x, filters: int, kernel: int, strides: int, dropout: float, name: str):
-    """3D convolution (valid padding), leaky ReLU (slope 0.1), dropout."""
+    """One VoxNet stage: a 3D convolution (valid padding), leaky ReLU (slope 0.1), dropout.
+
+    Args:
+        x: the grid's features, (B, X, Y, Z, C).
+        filters: output channels.
+        kernel: side of the cubic kernel, in voxels.
+        strides: step of the convolution, in voxels.
+        dropout: dropout rate.
+        name: prefix of the layers' names.
+
+    Returns:
+        (B, X', Y', Z', filters) features.
+    """
     x = layers.Conv3D(filters, kernel, strides=strides, name=f"{name}_conv")(x)
     x = layers.LeakyReLU(negative_slope=0.1, name=f"{name}_lrelu")(x)
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
@@ -22,7 +34,24 @@ def conv_block(x, filters: int, kernel: int, strides: int, dropout: float, name:
 def build_voxnet(num_classes: int = 10, resolution: int = 32, channels: int = 1, filters: int = 32,
                  hidden: int = 128, dropout: tuple[float, float, float] = (0.2, 0.3, 0.4),
                  name: str = "voxnet") -> keras.Model:
-    """Occupancy grids (B, R, R, R, channels) -> class probabilities (B, num_classes)."""
+    """VoxNet classifier: occupancy grids (B, R, R, R, channels) -> class probabilities (B, num_classes).
+
+    Args:
+        num_classes: number of classes.
+        resolution: R, voxels per side of the input grids.
+        channels: values per voxel (1 for occupancy).
+        filters: channels of both convolutions.
+        hidden: units of the hidden dense layer.
+        dropout: the rates after the first convolution, after the pooling and after the hidden layer.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model``.
+
+    Raises:
+        ValueError: ``resolution`` < 14 (the convolutions and the pool would leave nothing) or
+            ``num_classes`` < 2.
+    """
     if resolution < 14:
         raise ValueError(f"VoxNet needs a grid of at least 14^3 voxels, got {resolution}")
     if num_classes < 2:
