@@ -65,7 +65,15 @@ _EPS = 2e-4  # offset of secondary ray origins from the surface (m)
 
 @dataclass(frozen=True)
 class ScannerConfig:
-    """Geometry, optics and artefact switches of the simulated scanner (lengths in metres)."""
+    """Geometry, optics and artefact switches of the simulated scanner (lengths in metres).
+
+    Each field's comment in the source gives its meaning and unit; ``effects`` names the artefacts
+    that are simulated (any subset of ``EFFECTS``).
+
+    Raises:
+        ValueError: the image size is outside 8-8192 pixels, an effect is unknown, or the baseline
+            or distance is not positive.
+    """
 
     width: int = 640
     height: int = 480
@@ -102,12 +110,21 @@ class ScannerConfig:
             raise ValueError("baseline and distance must be positive")
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready values (tuples as lists), for manifests and scan metadata."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """Camera-to-world pose (4, 4) of a device at ``eye`` looking at ``target``, OpenCV axes, image
-    'up' towards ``up``."""
+    """The pose of a camera or projector that looks at a point.
+
+    Args:
+        eye: (3,) the device's position, world frame, metres.
+        target: (3,) the point it looks at.
+        up: (3,) the world direction that the image's "up" (its -y axis) leans towards.
+
+    Returns:
+        (4, 4) camera-to-world pose, OpenCV axes (x right, y down, z forward).
+    """
     eye, target, up = (np.asarray(a, float) for a in (eye, target, up))
     z = (target - eye) / np.linalg.norm(target - eye)
     x = np.cross(-up, z)
@@ -352,17 +369,42 @@ def specular_saturation(signal: np.ndarray, config: ScannerConfig, rng: np.rando
 
 
 def depth_sigma(z, noise_1m: float):
-    """Triangulation depth noise (m) at depth ``z`` (m): it grows with the square of depth."""
+    """The triangulation's depth noise, which grows with the square of the depth.
+
+    Args:
+        z: depths, metres (any shape).
+        noise_1m: the standard deviation at 1 m, metres.
+
+    Returns:
+        The standard deviation at each depth, metres.
+    """
     return noise_1m * np.square(z)
 
 
 def depth_noise(z: np.ndarray, config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
-    """Depth errors (N,) for depths ``z`` (N,): Gaussian with sigma(z), clipped at 3 sigma."""
+    """Draw the depth error of each measured point.
+
+    Args:
+        z: (N,) depths, metres.
+        config: the scanner (its ``noise_1m``).
+        rng: the generator of the draws.
+
+    Returns:
+        (N,) errors in metres: Gaussian with ``depth_sigma(z)``, clipped at 3 sigma.
+    """
     return np.clip(rng.standard_normal(len(z), np.float32), -3, 3) * depth_sigma(z, config.noise_1m)
 
 
 def label_tolerance(z, noise_1m: float):
-    """Largest distance (m) from the true surface point at which a measured point counts as true."""
+    """How far a measured point may lie from its true surface point and still count as true geometry.
+
+    Args:
+        z: depths, metres.
+        noise_1m: the scanner's depth noise at 1 m, metres.
+
+    Returns:
+        1 mm plus three standard deviations of the depth noise, in metres.
+    """
     return 1e-3 + 3 * depth_sigma(z, noise_1m)
 
 
@@ -370,7 +412,14 @@ _RIGS: dict[ScannerConfig, Rig] = {}
 
 
 def rig_for(config: ScannerConfig) -> Rig:
-    """The (cached) camera and projector of ``config``."""
+    """The camera and projector of a scanner, cached for the scans that follow.
+
+    Args:
+        config: the scanner.
+
+    Returns:
+        Its ``Rig``: intrinsics, poses and one ray per pixel.
+    """
     if config not in _RIGS:
         _RIGS.clear()
         _RIGS[config] = Rig(config)

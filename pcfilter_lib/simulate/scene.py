@@ -113,7 +113,20 @@ def _from_legacy(mesh: o3d.geometry.TriangleMesh) -> tuple[np.ndarray, np.ndarra
 
 
 def part_mesh(kind: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Triangles of one part of the library, in its own frame (centred on its bounding box)."""
+    """The triangles of one part of the library, in its own frame.
+
+    Args:
+        kind: one of ``PART_TYPES`` (cylinder, tube, box, bracket, gear, nut, sphere, torus), or
+            "mesh" for a user's mesh file.
+        params: the part's parameters, as the scene description records them (lengths in metres).
+
+    Returns:
+        ``(vertices, triangles)``: (V, 3) float64 metres, centred on the part's bounding box, and
+        (T, 3) int32.
+
+    Raises:
+        ValueError: the part type is unknown.
+    """
     p = params
     if kind == "cylinder":
         v, f = annulus_prism(np.full(48, p["radius"]), None, p["height"])
@@ -176,10 +189,18 @@ def _draw_part_params(kind: str, rng: np.random.Generator) -> dict:
 
 
 def read_part_file(path: str | Path, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices and triangles of a user mesh file (anything Open3D reads: ply, obj, stl, off...).
+    """Read a user's part mesh (anything Open3D reads: ply, obj, stl, off...).
 
-    Raises FileNotFoundError or ValueError with the reason when the file cannot be used, and a
-    ValueError when ``sha256`` is given and the file has changed since the scene was made.
+    Args:
+        path: the mesh file.
+        sha256: the file's checksum when the scene was made; None skips the check.
+
+    Returns:
+        ``(vertices, triangles)``: (V, 3) float64 in the file's units and (T, 3) int32.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: it holds no usable triangle mesh, or it changed since the scene was made.
     """
     path = Path(path)
     if not path.is_file():
@@ -216,7 +237,11 @@ def _merge(meshes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bin_mesh() -> tuple[np.ndarray, np.ndarray]:
-    """The open bin: a floor (top at z = 0) and four walls, all ``BIN_WALL`` thick."""
+    """The open bin: a floor (top at z = 0) and four walls, all ``BIN_WALL`` thick.
+
+    Returns:
+        ``(vertices, triangles)`` in metres, world frame.
+    """
     lx, ly = BIN_INNER[0] / 2, BIN_INNER[1] / 2
     w, h = BIN_WALL, BIN_HEIGHT
     return _merge([
@@ -229,7 +254,11 @@ def bin_mesh() -> tuple[np.ndarray, np.ndarray]:
 
 
 def table_mesh() -> tuple[np.ndarray, np.ndarray]:
-    """A table top under the bin (two triangles at the height of the bin's underside)."""
+    """A table top under the bin: two triangles at the height of the bin's underside.
+
+    Returns:
+        ``(vertices, triangles)`` in metres, world frame.
+    """
     x, y, z = TABLE_SIZE[0] / 2, TABLE_SIZE[1] / 2, -BIN_WALL - 1e-4
     v = np.array([[-x, -y, z], [x, -y, z], [x, y, z], [-x, y, z]])
     return v, np.array([[0, 1, 2], [0, 2, 3]], np.int32)
@@ -291,9 +320,14 @@ def drop(vertices: np.ndarray, faces: np.ndarray, support: list[tuple[np.ndarray
 
 @dataclass
 class Scene:
-    """Triangle meshes (world frame) with one material each; index = surface id (0 table, 1 bin, 2.. parts).
+    """A scene to scan: triangle meshes in the world frame (metres), one material each.
 
-    ``description`` rebuilds the scene exactly (``scene_from_description``).
+    Attributes:
+        meshes: ``(vertices, triangles)`` per surface; the index is the surface id: 0 the table,
+            1 the bin, 2 and up the parts.
+        materials: the ``Material`` of each surface.
+        description: what rebuilds the scene exactly (``scene_from_description``), as JSON-ready
+            values.
     """
 
     meshes: list[tuple[np.ndarray, np.ndarray]]
@@ -303,6 +337,7 @@ class Scene:
 
     @property
     def n_parts(self) -> int:
+        """The number of parts in the bin."""
         return len(self.meshes) - 2
 
     def raycasting(self) -> o3d.t.geometry.RaycastingScene:
@@ -312,14 +347,22 @@ class Scene:
         return self._raycasting
 
     def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All triangles as one mesh: vertices (N, 3) float32, triangles (M, 3) int32, surface id per
-        triangle (M,) uint8."""
+        """All surfaces as one mesh, as a scan file stores the scene.
+
+        Returns:
+            ``(vertices, triangles, surface)``: (N, 3) float32 metres, (M, 3) int32 and the surface
+            id of each triangle, (M,) uint8.
+        """
         v, f = _merge(self.meshes)
         surface = np.concatenate([np.full(len(fi), i, np.uint8) for i, (_, fi) in enumerate(self.meshes)])
         return v.astype(np.float32), f, surface
 
     def material_table(self) -> np.ndarray:
-        """(S, 3) float32: albedo, specular, roughness per surface id."""
+        """The materials as an array, for vectorised shading.
+
+        Returns:
+            (S, 3) float32: albedo, specular share and roughness of each surface id.
+        """
         return np.array([[m.albedo, m.specular, m.roughness] for m in self.materials], np.float32)
 
 
@@ -345,6 +388,21 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
 
     Parts come from ``part_types``; each user mesh in ``mesh_files`` (read and checked first) joins
     the library and is drawn with probability ``mesh_share``, scaled to a longest side of 4-12 cm.
+
+    Args:
+        rng: the generator every draw comes from; the same state gives the same scene.
+        n_parts: (fewest, most) parts, inclusive.
+        part_types: the procedural parts to draw from, a subset of ``PART_TYPES``.
+        mesh_files: the user's part meshes.
+        mesh_share: the probability that a part is one of the user's meshes.
+
+    Returns:
+        The ``Scene``.
+
+    Raises:
+        ValueError: ``n_parts`` is not a range, ``part_types`` is empty or unknown, or a mesh file
+            cannot be used.
+        FileNotFoundError: a mesh file does not exist.
     """
     lo_n, hi_n = n_parts
     if not 0 <= lo_n <= hi_n:
@@ -390,7 +448,17 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
 
 
 def scene_from_description(description: dict) -> Scene:
-    """Rebuild the exact scene a scan was made from (its ``meta["scene"]``)."""
+    """Rebuild the exact scene a scan was made from.
+
+    Args:
+        description: the scan's ``meta["scene"]`` (``Scene.description``).
+
+    Returns:
+        The ``Scene``.
+
+    Raises:
+        ValueError: the description is missing a key or malformed.
+    """
     try:
         meshes = [table_mesh(), bin_mesh()] + [_place(entry) for entry in description["parts"]]
         materials = [Material(**description["table"]["material"]), Material(**description["bin"]["material"])]
