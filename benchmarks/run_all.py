@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pcfilter_lib import runtime
+from pcfilter_lib import config, runtime
 
 runtime.setup(seed=0)
 
@@ -33,11 +33,12 @@ def main(argv=None) -> int:
 
     mixed = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
     default = {"jit_compile": "auto", "dtype_policy": "float32"}
-    rows = workloads.collect(args.backends, args.models, (default,))
+    sizes = config.choose(full=workloads.FULL, fast=workloads.FAST)  # PCFILTER_FAST=1: a quick trial
+    rows = workloads.collect(args.backends, args.models, (default,), sizes=sizes)
     if "tensorflow" in args.backends:
         variants = ({"jit_compile": False, "dtype_policy": "float32"}, {"jit_compile": True, "dtype_policy": "float32"},
                     {"jit_compile": "auto", "dtype_policy": mixed})
-        rows += workloads.collect(["tensorflow"], args.models, variants)
+        rows += workloads.collect(["tensorflow"], args.models, variants, sizes=sizes)
     everything = workloads.append_results(args.results, rows)
     table = workloads.format_table(everything)
     atomic_write_text(args.results.with_suffix(".md"), table + "\n")

@@ -234,7 +234,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from pcfilter_lib.bench import workloads
 
     out = Path(args.out) if args.out else config.data_dir() / "bench" / "results.json"
-    rows = workloads.collect(args.backends, args.models, progress=not args.json)
+    rows = workloads.collect(args.backends, args.models, progress=not args.json,
+                             sizes=config.choose(full=workloads.FULL, fast=workloads.FAST))
     workloads.append_results(out, rows)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -223,9 +223,9 @@ def test_training_runs_end_to_end_and_the_loss_names_are_checked(tmp_path):
     examples = [(scan_inputs(s), *scan_targets(s)) for s in scans[:2]]
     run = unet_recipe.train_filter([], scans[2:], "weighted_bce", epochs=1, crop=32, crops=16, batch_size=8,
                                        examples=examples, jit_compile=False)
-    assert 0 < run["threshold"] < 1 and len(run["history"]["loss"]) == 1
-    assert run["filter"].keep_mask(scans[2]).shape == (64, 80)
-    assert run["settings"]["loss"] == "weighted_bce" and run["model"].count_params() == 237505
+    assert 0 < run.threshold < 1 and len(run.history["loss"]) == len(run.epoch_seconds) == 1
+    assert run.filter.threshold == run.threshold and run.filter.keep_mask(scans[2]).shape == (64, 80)
+    assert run.settings["loss"] == "weighted_bce" and run.model.count_params() == 237505
     with pytest.raises(ValueError, match="unknown loss"):
         losses.make_loss("hinge")
     with pytest.raises(ValueError, match="needs training labels"):

@@ -18,7 +18,7 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 # (config, runtime, cli) may import anything, and nothing else may import it.
 STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "nn", "models", "filters", "recipes",
           "bench", "viz")
-ENTRY = ("config", "runtime", "cli")
+ENTRY = ("config", "runtime", "cli", "bench_worker")
 # Third-party modules heavy enough that a module may import them inside a function on purpose.
 DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess"}
 

@@ -111,8 +111,9 @@ def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
     assert inputs.shape == (36, 256, channels) and labels.shape == (36, 256, 1)
     assert (labels == 0).any(axis=(1, 2)).sum() >= 18  # half the patches hold an artefact
     run = point_recipe.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
-    point_filter = run["filter"]
-    assert 0 < run["threshold"] < 1 and point_filter.feature_set == "statistics"
+    point_filter = run.filter
+    assert 0 < run.threshold < 1 and point_filter.feature_set == "statistics"
+    assert run.model is point_filter.model and run.epochs == len(run.history["loss"]) == 3
     result = filters.evaluate_filter(point_filter, clouds[3:])
     assert result["scans"] == 1 and result["tp"] + result["fn"] == 3000
     prob = point_filter.keep_probability_points(np.r_[clouds[3]["xyz"][0], [[np.nan, 0, 0]]])

@@ -1,5 +1,8 @@
-"""Training: the shared segmentation loop, on one device and data-parallel over two CPU devices."""
+"""Training: the one fit helper, its timing / progress callback and result type, the segmentation and
+classifier loops built on it, on one device and data-parallel over two CPU devices."""
 
+import keras
+import numpy as np
 import pytest
 
 from pcfilter_lib.bench import workloads
@@ -7,18 +10,115 @@ from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses
+from pcfilter_lib.nn.callbacks import EpochTimer
 
 
-def test_training_records_history_and_time():
+def _classifier(compiled: bool = True) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    if compiled:
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _data(n: int = 48, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    return x, np.argmax(x[:, :3], axis=1)  # a learnable rule
+
+
+def test_fit_records_one_history_entry_and_one_time_per_epoch():
+    result = training.fit(_classifier(), _data(), validation=_data(seed=1), test=_data(seed=2), epochs=3, batch_size=8)
+    assert set(result.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == 3 and all(isinstance(v, float) for v in values) for values in result.history.values())
+    assert result.epochs == len(result.epoch_seconds) == 3 and min(result.epoch_seconds) > 0
+    assert sum(result.epoch_seconds) <= result.seconds  # the epochs lie inside the timed call
+    assert result.elapsed == pytest.approx(np.cumsum(result.epoch_seconds))
+    assert set(result.test) == {"loss", "accuracy"} and 0 <= result.test["accuracy"] <= 1
+
+
+def test_fit_takes_a_dataset_and_sample_weights():
+    x, y = _data()
+
+    class Batches(keras.utils.PyDataset):  # the kind of input the recipes pass
+        def __init__(self):
+            super().__init__()
+
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return x[8 * i: 8 * i + 8], y[8 * i: 8 * i + 8]
+
+    assert training.fit(_classifier(), Batches(), epochs=2).epochs == 2
+    weighted = training.fit(_classifier(), (x, y, np.ones(len(y), "float32")), epochs=1, batch_size=16)
+    assert len(weighted.history["loss"]) == 1
+
+
+def test_seconds_per_epoch_leaves_out_the_first_epoch():
+    result = training.TrainResult(model=None, epoch_seconds=[5.0, 1.0, 2.0, 3.0])
+    assert result.seconds_per_epoch == 2.0 and result.elapsed == [5.0, 6.0, 8.0, 11.0]
+    assert training.TrainResult(model=None, epoch_seconds=[4.0]).seconds_per_epoch == 4.0
+
+
+def test_the_bar_is_quiet_without_progress_and_shows_the_loss_with_it(capsys):
+    training.fit(_classifier(), _data(), epochs=2, batch_size=16)
+    assert capsys.readouterr().err == ""
+    training.fit(_classifier(), _data(), validation=_data(seed=1), epochs=2, batch_size=16, progress=True,
+                 desc="demo")
+    err = capsys.readouterr().err
+    assert "demo" in err and "2/2" in err and "loss=" in err and "val_accuracy=" in err
+
+
+def test_epoch_timer_counts_epochs_even_when_silent():
+    timer = EpochTimer(epochs=2, progress=False)
+    model = _classifier()
+    model.fit(*_data(), epochs=2, batch_size=16, verbose=0, callbacks=[timer])
+    assert len(timer.epoch_seconds) == 2 and timer.epoch_bar.disable
+
+
+def test_bad_arguments_are_refused_before_training():
+    x, y = _data()
+    model = _classifier()
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        training.fit(model, (x, y), epochs=0)
+    with pytest.raises(ValueError, match="is not compiled"):
+        training.fit(_classifier(compiled=False), (x, y), epochs=1)
+    with pytest.raises(ValueError, match="same number of samples, got x 48, y 47"):
+        training.fit(model, (x, y[:-1]), epochs=1)
+    with pytest.raises(ValueError, match="train is None"):
+        training.fit(model, None, epochs=1)
+    with pytest.raises(ValueError, match=r"\(x, y\) or \(x, y, sample_weight\)"):
+        training.fit(model, (x,), epochs=1)
+    with pytest.raises(ValueError, match="validation holds no samples"):
+        training.fit(model, (x, y), validation=(x[:0], y[:0]), epochs=1)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        training.fit(model, (x, y), epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match="progress bar .* or Keras' log"):
+        training.fit(model, (x, y), epochs=1, progress=True, verbose=1)
+    with pytest.raises(TypeError, match="keras.callbacks.Callback"):
+        training.fit(model, (x, y), epochs=1, callbacks=[print])
+    assert model.optimizer.iterations.numpy() == 0  # nothing trained
+
+
+def test_classifier_training_scores_the_test_set():
+    train, test = _data(96), _data(48, seed=3)
+    result = training.train_classifier(_classifier(compiled=False), train, test, epochs=4, batch_size=16)
+    assert isinstance(result, training.TrainResult) and result.test["accuracy"] > 1 / 3
+    assert result.history["accuracy"][-1] > result.history["accuracy"][0]
+
+
+def test_segmentation_training_records_history_and_time():
     data = make_scratches(16, 32, seed=1)
     result = training.train_segmentation(build_unet(input_channels=2, depth=2, filters=(4, 8, 8)),
                                          losses.BinaryCrossentropy(), (data.images, data.labels, data.weights),
                                          validation=(data.images, data.labels, data.weights), epochs=2, batch_size=8)
     assert len(result.history["loss"]) == 2 and "val_mean_iou" in result.history
-    assert result.seconds > 0
+    assert result.seconds > 0 and len(result.epoch_seconds) == 2
 
 
-def test_bad_arguments_are_refused():
+def test_segmentation_arguments_are_refused():
     model = build_unet(input_channels=2, depth=2, filters=(4, 8, 8))
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         training.train_segmentation(model, losses.BinaryCrossentropy(), None, epochs=0)
@@ -27,7 +127,7 @@ def test_bad_arguments_are_refused():
 
 
 def test_mirrored_strategy_on_two_cpu_devices_follows_the_single_device_loss_curve():
-    curves = workloads.data_parallel_in_subprocess(epochs=2)
+    curves = workloads.data_parallel_in_subprocess(epochs=2, sizes=workloads.FAST)
     assert curves["replicas"] == 2 and len(curves["devices"]) == 2
     assert curves["one"] == pytest.approx(curves["mirrored"], rel=1e-4)
     assert curves["one"][-1] < curves["one"][0]

@@ -13,6 +13,7 @@ import keras
 
 from pcfilter_lib.data.modelnet import Clouds, select_classes
 from pcfilter_lib.models import pointnet
+from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.recipes import transfer
 
 CLASSES = ("a", "b", "c", "d")
@@ -36,6 +37,14 @@ def _build(n):
     return pointnet.build_pointnet(n, width=0.125)
 
 
+def test_the_presets_shrink_the_experiment_in_fast_mode():
+    fields = ("num_points", "epochs", "head_epochs", "batch_size")
+    assert all(getattr(transfer.FAST, f) < getattr(transfer.FULL, f) for f in fields)
+    assert transfer.FULL.limit_per_class is None and transfer.FAST.limit_per_class > 0
+    with pytest.raises(AttributeError):
+        transfer.FULL.epochs = 1  # frozen: a run cannot change the shared preset
+
+
 def test_split_classes():
     assert transfer.split_classes(CLASSES, 2) == (("a", "b"), ("c", "d"))
     assert transfer.split_classes(CLASSES, ["a"]) == (("b", "c", "d"), ("a",))
@@ -49,7 +58,8 @@ def pretrained(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = _build(len(CLASSES))
     run = transfer.train(model, _clouds(), None, epochs=2, batch_size=8)
-    assert len(run.elapsed) == 2 and run.seconds > 0 and len(run.history["loss"]) == 2
+    assert isinstance(run, TrainResult) and run.model is model
+    assert len(run.epoch_seconds) == len(run.history["loss"]) == 2 and run.seconds >= run.elapsed[-1] > 0
     return transfer.save_model(model, tmp_path_factory.mktemp("w") / "pre.keras")
 
 
@@ -72,7 +82,7 @@ def test_full_fine_tuning_changes_weights_but_keeps_batchnorm_statistics(pretrai
     conv = model.get_layer("mlp1_0_conv").kernel.numpy().copy()
     bn = model.get_layer("mlp1_0_bn").moving_mean.numpy().copy()
     runs = transfer.fine_tune(model, _clouds(4), None, head_epochs=1, full_epochs=1)
-    assert len(runs) == 2
+    assert len(runs) == 2 and [r.epochs for r in runs] == [1, 1]
     assert not np.array_equal(conv, model.get_layer("mlp1_0_conv").kernel.numpy())
     np.testing.assert_array_equal(bn, model.get_layer("mlp1_0_bn").moving_mean.numpy())
 
@@ -92,4 +102,5 @@ def test_compare_transfer_reports_every_fraction(pretrained):
     for r in results:
         assert 0 <= r.scratch_accuracy <= 1 and 0 <= r.transfer_accuracy <= 1
         assert r.scratch_seconds > 0 and r.transfer_seconds > 0
+        assert r.scratch_seconds == r.scratch_run.seconds and r.transfer_run.epochs == 1
     assert len(lines) == 2 and "new head" in lines[0]

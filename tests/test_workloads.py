@@ -17,9 +17,21 @@ def test_missing_and_unknown_backends_are_explained():
     assert row["skipped"].startswith("unknown backend")
 
 
+def test_sizes_reach_the_worker_intact_and_shape_the_workloads():
+    assert workloads.Sizes.from_json(workloads.FAST.to_json()) == workloads.FAST
+    with pytest.raises(ValueError, match="keys"):
+        workloads.Sizes.from_json('{"epochs": 1}')
+    fast, full = workloads.workload("unet", workloads.FAST), workloads.workload("unet")
+    assert fast.shape == workloads.FAST.unet_input and full.shape == workloads.FULL.unet_input
+    assert fast.samples < full.samples and fast.epochs < full.epochs
+    assert workloads.workload("pointnet", workloads.FAST).shape == (workloads.FAST.pointnet_points, 3)
+    with pytest.raises(ValueError, match="unknown model"):
+        workloads.workload("resnet")
+
+
 @pytest.fixture(scope="module")
 def unet_rows():
-    return {backend: workloads.run_in_subprocess(backend, "unet") for backend in INSTALLED}
+    return {backend: workloads.run_in_subprocess(backend, "unet", sizes=workloads.FAST) for backend in INSTALLED}
 
 
 def test_every_installed_backend_runs_the_unet_workload(unet_rows):
@@ -28,6 +40,7 @@ def test_every_installed_backend_runs_the_unet_workload(unet_rows):
         assert "skipped" not in row, row
         assert row["backend"] == backend and row["api"] in ("CPU", "CUDA")
         assert row["train_s"] > 0 and row["inference_s"] > 0 and row["matmul_gflops"] > 0
+        assert row["shape"] == list(workloads.FAST.unet_input) and row["epochs"] == workloads.FAST.epochs
 
 
 def test_backends_reach_comparable_losses(unet_rows):
@@ -37,7 +50,7 @@ def test_backends_reach_comparable_losses(unet_rows):
 
 
 def test_pointnet_workload_runs():
-    row = workloads.run_in_subprocess("tensorflow", "pointnet")
+    row = workloads.run_in_subprocess("tensorflow", "pointnet", sizes=workloads.FAST)
     assert "skipped" not in row, row
     assert row["model"] == "pointnet" and math.isfinite(row["final_loss"])
 

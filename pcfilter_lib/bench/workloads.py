@@ -1,31 +1,86 @@
 """The fixed workloads that benchmarks time: training and inference of the U-Net filter and PointNet.
 
-Each workload uses fixed random data (seeded) of fixed size, so rows measured on different machines,
-backends or settings compare like with like, as the seed report's GPU table did. Everything here is
-written against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, JAX and PyTorch
-backends; ``pcfilter bench`` runs it once per backend in a subprocess with ``KERAS_BACKEND`` set
-(the backend of a process cannot change once Keras is imported):
+Each workload uses fixed random data (seeded) of fixed size (``Sizes``: ``FULL`` for measurements,
+``FAST`` for quick checks; the caller picks), so rows measured on different machines, backends or
+settings compare like with like, as the seed report's GPU table did. Everything here is written
+against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, JAX and PyTorch backends;
+``collect`` runs each workload in a fresh process (``pcfilter_lib.bench_worker``) with
+``KERAS_BACKEND`` set, since the backend of a process cannot change once Keras is imported:
 
-    python -m pcfilter_lib.bench.workloads --backend jax --json
+    KERAS_BACKEND=jax python -m pcfilter_lib.bench_worker --model unet
+
+Keras is imported inside the functions that train, so that reading ``BACKENDS`` or collecting rows
+never starts a deep-learning backend in the calling process.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
 import sys
-import time
-from dataclasses import asdict, dataclass
-from datetime import UTC
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib import config
+from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.data.synthetic2d import make_scratches
+from pcfilter_lib.io.files import atomic_write_text
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("unet", "pointnet")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big the workloads are.
+
+    Attributes:
+        unet_input: One U-Net training input, (height, width, channels).
+        unet_samples: U-Net training inputs.
+        unet_scan: (height, width) of the scan the U-Net infers on (the seed table's 480x640 at full size).
+        pointnet_points: Points per PointNet cloud.
+        pointnet_samples: PointNet training clouds.
+        epochs: Timed training epochs (after one warm-up epoch on one batch).
+        repeats: Timed repetitions of inference and of the matmul.
+        matmul_size: n of the n x n matmul that measures the device's peak speed.
+        parallel_samples: Scratch images of the data-parallel comparison.
+    """
+
+    unet_input: tuple[int, int, int]
+    unet_samples: int
+    unet_scan: tuple[int, int]
+    pointnet_points: int
+    pointnet_samples: int
+    epochs: int
+    repeats: int
+    matmul_size: int
+    parallel_samples: int
+
+    def to_json(self) -> str:
+        """The sizes as a JSON object (how ``collect`` hands them to a worker process)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Sizes:
+        """Sizes from ``to_json``'s text.
+
+        Raises:
+            ValueError: If the text is not a JSON object of exactly the fields of ``Sizes``.
+        """
+        values = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        if not isinstance(values, dict) or set(values) != names:
+            raise ValueError(f"workload sizes must be a JSON object with the keys {sorted(names)}, got {text!r}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+FULL = Sizes(unet_input=(256, 256, 5), unet_samples=64, unet_scan=(480, 640), pointnet_points=1024,
+             pointnet_samples=512, epochs=3, repeats=10, matmul_size=2048, parallel_samples=64)
+FAST = Sizes(unet_input=(64, 64, 5), unet_samples=8, unet_scan=(96, 128), pointnet_points=128,
+             pointnet_samples=32, epochs=1, repeats=3, matmul_size=512, parallel_samples=16)
 
 
 @dataclass(frozen=True)
@@ -40,14 +95,18 @@ class Workload:
     infer_batch: int
 
 
-def workload(model: str) -> Workload:
-    """The standard workload of ``model`` (smaller in fast mode)."""
-    if model == "unet":  # scans: 5 channels, inference on one 640x480 scan as in the seed table
-        return Workload("unet", config.choose(full=(256, 256, 5), fast=(64, 64, 5)), config.choose(full=64, fast=8),
-                        batch=config.choose(full=4, fast=4), epochs=config.choose(full=3, fast=1), infer_batch=1)
+def workload(model: str, sizes: Sizes = FULL) -> Workload:
+    """The standard workload of ``model`` at ``sizes``: the U-Net on scans of 5 channels with batches of 4,
+    inferring on one whole scan as in the seed table; PointNet on clouds with batches of 32.
+
+    Raises:
+        ValueError: If ``model`` is not one of ``MODELS``.
+    """
+    if model == "unet":
+        return Workload("unet", sizes.unet_input, sizes.unet_samples, batch=4, epochs=sizes.epochs, infer_batch=1)
     if model == "pointnet":
-        return Workload("pointnet", config.choose(full=(1024, 3), fast=(128, 3)), config.choose(full=512, fast=32),
-                        batch=32, epochs=config.choose(full=3, fast=1), infer_batch=32)
+        return Workload("pointnet", (sizes.pointnet_points, 3), sizes.pointnet_samples, batch=32, epochs=sizes.epochs,
+                        infer_batch=32)
     raise ValueError(f"unknown model {model!r}: choose one of {MODELS}")
 
 
@@ -61,9 +120,10 @@ def missing_backend(backend: str) -> str | None:
 
 
 def _build(spec: Workload):
-    from pcfilter_lib.models.pointnet import build_pointnet
-    from pcfilter_lib.models.unet import build_unet
-    from pcfilter_lib.nn import losses
+    # The models and losses import Keras: only a process that trains loads them.
+    from pcfilter_lib.models.pointnet import build_pointnet  # Keras
+    from pcfilter_lib.models.unet import build_unet  # Keras
+    from pcfilter_lib.nn import losses  # Keras
 
     if spec.model == "unet":
         return build_unet(input_channels=spec.shape[-1]), losses.BinaryFocalLoss(0.25, 2.0)
@@ -81,55 +141,59 @@ def _data(spec: Workload, rng: np.random.Generator):
 
 def api() -> str:
     """How the current Keras backend reaches its device: "CUDA" on an NVIDIA GPU, else "CPU"."""
-    import keras
+    import keras  # already loaded by the training before it
 
     backend = keras.backend.backend()
     if backend == "jax":
-        import jax
+        import jax  # only the backend in use is asked
 
         return "CUDA" if jax.default_backend() == "gpu" else "CPU"
     if backend == "torch":
-        import torch
+        import torch  # only the backend in use is asked
 
         return "CUDA" if torch.cuda.is_available() else "CPU"
-    import tensorflow as tf
+    import tensorflow as tf  # only the backend in use is asked
 
     return "CUDA" if tf.config.list_physical_devices("GPU") else "CPU"
 
 
-def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float32", seed: int = 0) -> dict:
-    """Train ``model`` on its workload and time training and inference; one result row."""
-    import keras
+def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float32", seed: int = 0,
+        sizes: Sizes = FULL) -> dict:
+    """Train ``model`` on its workload and time training and inference; one result row.
 
-    from pcfilter_lib.bench import timing as bench
+    ``train_s`` is the wall-clock time of the ``fit`` call of ``sizes.epochs`` epochs, after one warm-up
+    epoch on one batch has compiled the step.
+    """
+    import keras  # the backend of this process starts here, not when the module is imported
 
-    spec = workload(model)
+    from pcfilter_lib.nn.fit import fit  # imports Keras too
+
+    spec = workload(model, sizes)
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_dtype_policy(dtype_policy)
     try:
         net, loss = _build(spec)
         net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
         x, y = _data(spec, np.random.default_rng(seed))
-        net.fit(x[: spec.batch], y[: spec.batch], batch_size=spec.batch, epochs=1, verbose=0)  # compile, warm up
-        start = time.perf_counter()
-        history = net.fit(x, y, batch_size=spec.batch, epochs=spec.epochs, verbose=0)
-        train_seconds = time.perf_counter() - start
+        fit(net, (x[: spec.batch], y[: spec.batch]), epochs=1, batch_size=spec.batch)  # compile, warm up
+        trained = fit(net, (x, y), epochs=spec.epochs, batch_size=spec.batch)
         if spec.model == "unet":
-            probe = np.random.default_rng(seed + 1).normal(size=(spec.infer_batch, *config.choose(
-                full=(480, 640), fast=(96, 128)), spec.shape[-1])).astype("float32")
+            probe = np.random.default_rng(seed + 1).normal(
+                size=(spec.infer_batch, *sizes.unet_scan, spec.shape[-1])).astype("float32")
         else:
             probe = x[: spec.infer_batch]
-        infer = bench.time_call(lambda: net.predict_on_batch(probe), repeats=config.choose(full=10, fast=3))
+        infer = bench.time_call(lambda: net.predict_on_batch(probe), repeats=sizes.repeats)
         flops_per_sample = bench.model_flops(net, spec.shape)
         infer_flops = bench.model_flops(net, probe.shape[1:]) * spec.infer_batch
-        peak = bench.matmul_gflops(config.choose(full=2048, fast=512), repeats=config.choose(full=10, fast=3))
+        peak = bench.matmul_gflops(sizes.matmul_size, repeats=sizes.repeats)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+    train_seconds = trained.seconds
     train_gflops = 3 * flops_per_sample * spec.samples * spec.epochs / train_seconds / 1e9
     return {
         **{k: v for k, v in asdict(spec).items() if k != "shape"}, "shape": list(spec.shape),
         "backend": keras.backend.backend(), "api": api(), "jit_compile": str(jit_compile), "dtype_policy": dtype_policy,
-        "train_s": train_seconds, "final_loss": float(history.history["loss"][-1]),
+        "train_s": train_seconds, "final_loss": trained.history["loss"][-1],
         "inference_s": infer.median, "inference_shape": list(probe.shape),
         "train_gflops": train_gflops, "inference_gflops": infer_flops / infer.median / 1e9,
         "matmul_gflops": peak, "train_fraction_of_peak": train_gflops / peak,
@@ -137,19 +201,23 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
     }
 
 
+def _worker(*args: str, timeout: float, env: dict | None = None):
+    """``python -m pcfilter_lib.bench_worker ARGS`` in a fresh process; its completed process."""
+    import subprocess  # only the callers that start a worker need it
+
+    command = [sys.executable, "-m", "pcfilter_lib.bench_worker", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float32",
-                      timeout: float = 1800) -> dict:
+                      timeout: float = 1800, sizes: Sizes = FULL) -> dict:
     """``run`` under another Keras backend, in a fresh process; a missing backend gives a row with
     ``skipped`` (a reason) instead of an error."""
     reason = missing_backend(backend)
     if reason:
         return {"model": model, "backend": backend, "skipped": reason}
-    import subprocess
-
-    command = [sys.executable, "-m", "pcfilter_lib.bench.workloads", "--model", model,
-               "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy]
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    result = _worker("--model", model, "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy,
+                     "--sizes", sizes.to_json(), timeout=timeout, env={**os.environ, "KERAS_BACKEND": backend})
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         return {"model": model, "backend": backend, "skipped": f"failed: {last}"}
@@ -157,20 +225,16 @@ def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto"
 
 
 def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", "dtype_policy": "float32"},),
-            progress: bool = True) -> list[dict]:
-    """Every (backend, model, setting) combination, each in its own process, with the device report
-    and the time of measurement in every row."""
-    from datetime import datetime
-
-    from tqdm import tqdm
-
-    from pcfilter_lib.bench import timing as bench
+            progress: bool = True, sizes: Sizes = FULL) -> list[dict]:
+    """Every (backend, model, setting) combination at ``sizes``, each in its own process, with the device
+    report and the time of measurement in every row."""
+    from tqdm import tqdm  # a bar over the runs, only here
 
     device = bench.device_report()
     jobs = [(b, m, s) for b in backends for m in models for s in settings]
     rows = []
     for backend, model, setting in tqdm(jobs, desc="benchmarks", unit="run", disable=not progress):
-        row = run_in_subprocess(backend, model, **setting)
+        row = run_in_subprocess(backend, model, **setting, sizes=sizes)
         rows.append({**row, **setting, "device": device,
                      "measured": datetime.now(UTC).isoformat(timespec="seconds")})
     return rows
@@ -201,10 +265,6 @@ def format_table(rows: list[dict]) -> str:
 
 def append_results(path: str | os.PathLike, rows: list[dict]) -> list[dict]:
     """Add ``rows`` to the JSON list in ``path`` (rows from other machines stay) and return all rows."""
-    from pathlib import Path
-
-    from pcfilter_lib.io.files import atomic_write_text
-
     path = Path(path)
     existing = []
     if path.exists():
@@ -219,21 +279,21 @@ def append_results(path: str | os.PathLike, rows: list[dict]) -> list[dict]:
     return everything
 
 
-def data_parallel(epochs: int = 2, batch: int = 8) -> dict:
+def data_parallel(epochs: int = 2, batch: int = 8, sizes: Sizes = FULL) -> dict:
     """Train a small U-Net on one device and with ``MirroredStrategy`` over two (the GPUs if there
-    are two, else the CPU split into two logical devices), from the same initial weights. Must run
-    in a fresh process: see ``data_parallel_in_subprocess``."""
-    import keras
-    import tensorflow as tf
+    are two, else the CPU split into two logical devices), from the same initial weights, on
+    ``sizes.parallel_samples`` scratch images. Must run in a fresh process: see ``data_parallel_in_subprocess``."""
+    import keras  # the worker process has split the CPU before this first import
+    import tensorflow as tf  # MirroredStrategy is TensorFlow's
 
-    from pcfilter_lib.data.synthetic2d import make_scratches
-    from pcfilter_lib.models.unet import build_unet
-    from pcfilter_lib.nn import fit as training
-    from pcfilter_lib.nn import losses
+    # The training stack imports Keras, so it comes after the split too.
+    from pcfilter_lib.models.unet import build_unet  # Keras
+    from pcfilter_lib.nn import fit as training  # Keras
+    from pcfilter_lib.nn import losses  # Keras
 
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus if len(gpus) >= 2 else tf.config.list_logical_devices("CPU"))][:2]
-    data = make_scratches(config.choose(full=64, fast=16), 32, seed=0)
+    data = make_scratches(sizes.parallel_samples, 32, seed=0)
 
     def build():
         keras.utils.set_random_seed(0)
@@ -250,38 +310,13 @@ def data_parallel(epochs: int = 2, batch: int = 8) -> dict:
     return result
 
 
-def data_parallel_in_subprocess(epochs: int = 2, timeout: float = 900) -> dict:
-    """``data_parallel`` in a fresh process (the CPU can be split only before TensorFlow starts)."""
-    import subprocess
+def data_parallel_in_subprocess(epochs: int = 2, timeout: float = 900, sizes: Sizes = FULL) -> dict:
+    """``data_parallel`` in a fresh process (the CPU can be split only before TensorFlow starts).
 
-    command = [sys.executable, "-m", "pcfilter_lib.bench.workloads", "--data-parallel", "--epochs", str(epochs)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    Raises:
+        RuntimeError: If the worker process fails (with the end of its error output).
+    """
+    result = _worker("--data-parallel", "--epochs", str(epochs), "--sizes", sizes.to_json(), timeout=timeout)
     if result.returncode != 0:
         raise RuntimeError(f"the data-parallel run failed: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Time one workload under the Keras backend of this process "
-                                                 "(set KERAS_BACKEND); prints one JSON row.")
-    parser.add_argument("--model", choices=MODELS, default="unet")
-    parser.add_argument("--data-parallel", action="store_true",
-                        help="instead: compare one device with MirroredStrategy over two (prints JSON)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the data-parallel comparison")
-    parser.add_argument("--jit-compile", default="auto", help="auto, True or False (XLA compilation)")
-    parser.add_argument("--dtype-policy", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
-    args = parser.parse_args(argv)
-    from pcfilter_lib import runtime
-
-    if args.data_parallel:
-        runtime.setup(seed=0, cpu_devices=2)
-        print(json.dumps(data_parallel(args.epochs)))
-        return 0
-    runtime.setup(seed=0)
-    jit = {"true": True, "false": False}.get(args.jit_compile.lower(), "auto")
-    print(json.dumps(run(args.model, jit, args.dtype_policy)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,6 @@ outlier removal are tuned on the same validation clouds at each density.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.clouds import scan_cloud
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import losses, metrics
+from pcfilter_lib.nn.fit import fit
+from pcfilter_lib.recipes.unet_filter import TrainedFilter
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
@@ -40,13 +41,12 @@ GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3
 
 def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequence[Mapping], feature_set: str,
                        epochs: int, batch_size: int = 32, learning_rate: float = 2e-3, seed: int = 0,
-                       alpha: float = 0.25, gamma: float = 2.0, progress: bool = False) -> dict:
+                       alpha: float = 0.25, gamma: float = 2.0, progress: bool = False) -> TrainedFilter:
     """Train a point filter on patches (``training_patches``) with the focal loss and Adam (cosine
     decay to 5%), then choose its threshold on ``val_clouds``.
 
-    Returns {"filter" (a PointFilter), "history", "seconds", "threshold"}."""
-    from pcfilter_lib.nn import losses
-
+    Returns a ``TrainedFilter``: the ``TrainResult`` of ``nn.fit.fit`` (model, history per epoch,
+    seconds) with the ``PointFilter`` at the chosen threshold, the threshold sweep and the settings."""
     keras.utils.set_random_seed(seed)
     x = select_features(inputs, feature_set)
     model = build_pointnet_segmentation(1, NETWORK["patch_size"], width=NETWORK["width"], dropout=NETWORK["dropout"],
@@ -56,16 +56,14 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
                                                                                          alpha=0.05)),
                   loss=losses.BinaryFocalLoss(alpha=alpha, gamma=gamma),
                   weighted_metrics=metrics.segmentation_metrics())
-    from pcfilter_lib.nn.callbacks import _EpochBar
-
-    start = time.perf_counter()
-    history = model.fit(x, labels, sample_weight=np.ones(labels.shape, np.float32), batch_size=batch_size,
-                        epochs=epochs, shuffle=True, verbose=0, callbacks=[_EpochBar(epochs)] if progress else [])
-    seconds = time.perf_counter() - start
+    run = fit(model, (x, labels, np.ones(labels.shape, np.float32)), epochs=epochs, batch_size=batch_size,
+              progress=progress)
     point_filter = filters.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"])
-    point_filter.threshold = choose_threshold(point_filter, val_clouds)[0]
-    return {"filter": point_filter, "threshold": point_filter.threshold, "seconds": seconds,
-            "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+    point_filter.threshold, sweep = choose_threshold(point_filter, val_clouds)
+    settings = {"feature_set": feature_set, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "seed": seed, "loss": {"name": "focal", "alpha": alpha, "gamma": gamma}, **NETWORK}
+    return TrainedFilter(**vars(run), filter=point_filter, threshold=point_filter.threshold, sweep=sweep,
+                         settings=settings)
 
 
 def reference_settings() -> dict:
@@ -117,16 +115,16 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     subset = np.sort(np.random.default_rng(seed).permutation(len(inputs))[:share])
     for feature_set in point_features.FEATURE_SETS:
         run = train_point_filter(inputs[subset], labels[subset], val[1.0], feature_set, s["compare_epochs"], **common)
-        result = evaluate_filter(run["filter"], val[1.0])
+        result = evaluate_filter(run.filter, val[1.0])
         ablation[feature_set] = {"channels": len(point_features.FEATURE_SETS[feature_set]),
-                                 "threshold": run["threshold"], "seconds": round(run["seconds"], 1),
+                                 "threshold": run.threshold, "seconds": round(run.seconds, 1),
                                  "validation": _rounded(result)}
         if progress:
             print(f"features {feature_set}: validation mean IoU {result['mean_iou']:.4f}", flush=True)
     winner = max(ablation, key=lambda name: ablation[name]["validation"]["mean_iou"])
 
     final = train_point_filter(inputs, labels, val[1.0], winner, epochs, **common)
-    point_filter = final["filter"]
+    point_filter = final.filter
     densities = {}
     for fraction in FRACTIONS:
         tuned = tune_baselines(val[fraction], GRIDS)
@@ -148,7 +146,7 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
     return {
         "model": path.name,
         "load_with": "pcfilter_lib.filters.point_filter(path)",
-        "threshold": final["threshold"],
+        "threshold": final.threshold,
         "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
                  "seed": manifest.get("seed"), "manifest_sha256": sha256(folder / "manifest.json"),
                  "scans": {"train": len(train_files), "val": len(val_files), "test": len(test_files)},
@@ -159,8 +157,8 @@ def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: 
                      "epochs": epochs, "seed": seed, **{k: v for k, v in s.items() if k != "epochs"}},
         "parameters": int(point_filter.model.count_params()),
         "file_bytes": path.stat().st_size,
-        "training_seconds": round(final["seconds"], 1),
-        "history": final["history"],
+        "training_seconds": round(final.seconds, 1),
+        "history": final.history,
         "ablation": ablation,
         "densities": densities,
         "test": densities["1.0"]["test"][point_filter.name],

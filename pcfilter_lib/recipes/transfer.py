@@ -3,72 +3,49 @@
 The workflow of the chapter: split the classes into a pretraining group and a new group, pretrain
 on the first, save the model, load it again, freeze the feature extractor, replace the head for
 the new classes, fine-tune the head alone, and optionally everything at a lower learning rate.
-Every training run records its wall-clock time per epoch, so accuracy can be plotted against time.
+Every training run goes through ``nn.fit.fit`` and records its wall-clock time per epoch in its
+``TrainResult``, so accuracy can be plotted against time.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pcfilter_lib import config
 from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.models import pointnet
+from pcfilter_lib.nn.fit import TrainResult, fit
 
 
-def experiment_settings() -> dict:
-    """Sizes of the chapter's PointNet experiments by mode: points per cloud, network width, epochs
-    from scratch and for a new head, batch size, and meshes per class (None: all)."""
-    return config.choose(
-        full={"num_points": 512, "width": 0.25, "epochs": 25, "head_epochs": 8, "batch_size": 32,
-              "limit_per_class": None},
-        fast={"num_points": 256, "width": 0.125, "epochs": 2, "head_epochs": 2, "batch_size": 16,
-              "limit_per_class": 12},
-    )
+@dataclass(frozen=True)
+class ExperimentSettings:
+    """Sizes of the chapter's PointNet experiments; the caller picks ``FULL`` or ``FAST`` (e.g. with
+    ``config.choose(full=transfer.FULL, fast=transfer.FAST)``).
+
+    Attributes:
+        num_points: Points sampled per cloud.
+        width: PointNet's channel multiplier (1.0 is the paper's network).
+        epochs: Epochs of a training from scratch.
+        head_epochs: Epochs of training a new head.
+        batch_size: Clouds per step.
+        limit_per_class: Meshes read per class (None: all).
+    """
+
+    num_points: int
+    width: float
+    epochs: int
+    head_epochs: int
+    batch_size: int
+    limit_per_class: int | None
 
 
-@dataclass
-class TrainingRun:
-    """What one ``fit`` did: Keras history per epoch, and the cumulative wall-clock seconds at each epoch end."""
-
-    history: dict[str, list[float]]
-    elapsed: list[float] = field(default_factory=list)
-
-    @property
-    def seconds(self) -> float:
-        return self.elapsed[-1] if self.elapsed else 0.0
-
-
-class _Clock(keras.callbacks.Callback):
-    """Records the wall-clock time at each epoch end; with ``progress`` also shows a tqdm bar of epochs."""
-
-    def __init__(self, epochs: int, progress: bool = False):
-        super().__init__()
-        self.elapsed: list[float] = []
-        self.bar = None
-        if progress:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=epochs, desc="training", unit="epoch")
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.elapsed.append(time.perf_counter() - self.start)
-        if self.bar is not None:
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in (logs or {}).items() if "acc" in k})
-            self.bar.update()
-
-    def on_train_end(self, logs=None):
-        if self.bar is not None:
-            self.bar.close()
+FULL = ExperimentSettings(num_points=512, width=0.25, epochs=25, head_epochs=8, batch_size=32, limit_per_class=None)
+FAST = ExperimentSettings(num_points=256, width=0.125, epochs=2, head_epochs=2, batch_size=16, limit_per_class=12)
 
 
 def split_classes(classes, new: int | list[str] = 5) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -91,17 +68,27 @@ def compile_classifier(model: keras.Model, learning_rate: float = 1e-3, steps: i
 
 def train(model: keras.Model, train_set: Clouds, val_set: Clouds | None = None, epochs: int = 20,
           batch_size: int = 32, learning_rate: float = 1e-3, augment: bool = True, seed: int = 0,
-          progress: bool = False) -> TrainingRun:
+          progress: bool = False) -> TrainResult:
     """Compile and fit ``model`` on ``train_set`` with augmentation, validating on ``val_set`` every epoch.
 
-    The learning rate decays on a cosine to zero over the run; ``progress`` shows a bar of epochs.
+    Args:
+        model: A PointNet classifier (or any model on (B, N, 3) clouds with softmax outputs).
+        train_set: The training clouds and their integer labels.
+        val_set: Clouds scored after every epoch (``val_loss``, ``val_accuracy``); None or empty for none.
+        epochs: Passes over ``train_set``; the learning rate decays on a cosine to zero over them.
+        batch_size: Clouds per step.
+        learning_rate: Adam's initial step size.
+        augment: Rotate, scale and jitter the training clouds (``PointCloudDataset``).
+        seed: Seed of the batch order and augmentation.
+        progress: Show a bar over the epochs.
+
+    Returns:
+        The ``TrainResult`` (history, seconds in all and per epoch).
     """
     data = PointCloudDataset(train_set, batch_size, shuffle=True, augment=augment, seed=seed)
     val = PointCloudDataset(val_set, batch_size, shuffle=False) if val_set is not None and len(val_set) else None
     compile_classifier(model, learning_rate, steps=epochs * len(data))
-    clock = _Clock(epochs, progress)
-    history = model.fit(data, validation_data=val, epochs=epochs, verbose=0, callbacks=[clock])
-    return TrainingRun({k: [float(v) for v in vs] for k, vs in history.history.items()}, clock.elapsed)
+    return fit(model, data, validation=val, epochs=epochs, progress=progress)
 
 
 def predict(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndarray:
@@ -159,7 +146,7 @@ def set_trainable(model: keras.Model, trainable: bool, keep_batchnorm_frozen: bo
 
 def fine_tune(model: keras.Model, train_set: Clouds, val_set: Clouds | None, head_epochs: int,
               full_epochs: int = 0, learning_rate: float = 1e-3, full_learning_rate: float = 1e-4,
-              seed: int = 0) -> list[TrainingRun]:
+              seed: int = 0) -> list[TrainResult]:
     """Train the head of a ``replace_head`` model, then (``full_epochs`` > 0) everything at a lower rate."""
     runs = [train(model, train_set, val_set, head_epochs, learning_rate=learning_rate, seed=seed)]
     if full_epochs:
@@ -178,8 +165,8 @@ class TransferResult:
     scratch_seconds: float
     transfer_accuracy: float
     transfer_seconds: float
-    scratch_run: TrainingRun
-    transfer_run: TrainingRun
+    scratch_run: TrainResult
+    transfer_run: TrainResult
 
 
 def compare_transfer(pretrained: str | os.PathLike, train_set: Clouds, val_set: Clouds, test_set: Clouds,

@@ -11,8 +11,8 @@ threshold choice and testing use whole scans.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -20,13 +20,14 @@ import numpy as np
 
 from pcfilter_lib.data.crops import CropSequence, load_examples
 from pcfilter_lib.filters import baselines
+from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
 from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import metrics
-from pcfilter_lib.nn.callbacks import _EpochBar
+from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import make_loss
 
 # The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the five
@@ -34,16 +35,33 @@ from pcfilter_lib.nn.losses import make_loss
 UNET = {"input_channels": 6, "depth": 4, "filters": (8, 16, 32, 48, 64)}
 
 
+@dataclass(kw_only=True)
+class TrainedFilter(TrainResult):
+    """The ``TrainResult`` of a filter recipe (U-Net or point filter), plus the filter it made.
+
+    Attributes:
+        filter: The trained network as a filter, with the chosen threshold.
+        threshold: The keep-probability threshold chosen on the validation data.
+        sweep: The validation scores at every candidate threshold (``choose_threshold``).
+        settings: The recipe's settings, as a model card records them.
+    """
+
+    filter: Filter
+    threshold: float
+    sweep: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+
 def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss: str = "focal", epochs: int = 10,
                  crop: int = 128, crops: int = 2048, batch_size: int = 16, learning_rate: float = 2e-3,
                  alpha: float = 0.25, gamma: float = 2.0, seed: int = 0, examples: Sequence[tuple] | None = None,
-                 jit_compile: bool | str = "auto", progress: bool = False, verbose: int = 0) -> dict:
+                 jit_compile: bool | str = "auto", progress: bool = False, verbose: int = 0) -> TrainedFilter:
     """Train a U-Net filter (``UNET``) on crops of ``train_files`` with the named ``loss`` and Adam
     (learning rate decayed by cosine to 5% over the run), then choose its threshold on ``val_scans``.
     ``jit_compile=False`` skips XLA: slower steps, but no compile time (for short runs).
 
-    Returns {"model", "filter" (a UNetFilter with the chosen threshold), "threshold", "sweep",
-    "history" (loss per epoch), "seconds", "settings"}.
+    Returns a ``TrainedFilter``: the ``TrainResult`` of ``nn.fit.fit`` (model, history per epoch,
+    seconds) with the ``UNetFilter`` at the chosen threshold, the threshold sweep and the settings.
     """
     keras.utils.set_random_seed(seed)
     if examples is None:
@@ -58,18 +76,14 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
         labels = np.concatenate([y[..., 0][w > 0] for _, y, w in batches])
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(loss, labels, alpha, gamma),
                   weighted_metrics=metrics.segmentation_metrics(), jit_compile=jit_compile)
-    callbacks = [_EpochBar(epochs)] if progress else []
-    start = time.perf_counter()
-    history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=callbacks)
-    seconds = time.perf_counter() - start
+    run = fit(model, data, epochs=epochs, verbose=verbose, progress=progress)
     threshold, sweep = choose_threshold(UNetFilter("unet", model), val_scans)
     settings = {"loss": loss, "epochs": epochs, "crop": crop, "crops_per_epoch": crops, "batch_size": batch_size,
                 "learning_rate": learning_rate, "seed": seed, "unet": {**UNET, "filters": list(UNET["filters"])}}
     if loss == "focal":
         settings.update(alpha=alpha, gamma=gamma)
-    return {"model": model, "filter": UNetFilter("unet", model=model, threshold=threshold), "threshold": threshold,
-            "sweep": sweep, "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-            "seconds": seconds, "settings": settings}
+    return TrainedFilter(**vars(run), filter=UNetFilter("unet", model=model, threshold=threshold), threshold=threshold,
+                         sweep=sweep, settings=settings)
 
 
 # The reference filter -----------------------------------------------------------------------------
@@ -124,9 +138,9 @@ def train_reference_filter(out: str | os.PathLike, seed: int = 0, epochs: int | 
     comparison = {}
     for loss in losses_to_compare:
         run = train_filter(train_files, val_scans, loss, s["compare_epochs"], crops=s["compare_crops"], **common)
-        val = evaluate_filter(run["filter"], val_scans)
-        comparison[loss] = {"threshold": run["threshold"], "seconds": round(run["seconds"], 1),
-                            "history": run["history"], "validation": _rounded(val)}
+        val = evaluate_filter(run.filter, val_scans)
+        comparison[loss] = {"threshold": run.threshold, "seconds": round(run.seconds, 1),
+                            "history": run.history, "validation": _rounded(val)}
         if progress:
             print(f"loss {loss}: validation mean IoU {val['mean_iou']:.4f} at threshold {run['threshold']}", flush=True)
     winner = max(comparison, key=lambda name: comparison[name]["validation"]["mean_iou"])
@@ -134,29 +148,29 @@ def train_reference_filter(out: str | os.PathLike, seed: int = 0, epochs: int | 
     final = train_filter(train_files, val_scans, winner, epochs, crops=s["crops"], **common)
     tuned = tune_baselines(val_scans)
     test_scans = [load_scan(f, arrays=()) for f in test_files]
-    filters = [final["filter"]] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in baselines.METHODS]
+    filters = [final.filter] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in baselines.METHODS]
     test = evaluate_all(filters, test_scans)
-    validation = evaluate_filter(final["filter"], val_scans)
+    validation = evaluate_filter(final.filter, val_scans)
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "unet_filter.keras"
-    atomic_write_with(path, final["model"].save)
+    atomic_write_with(path, final.model.save)
     manifest = read_manifest(folder) or {}
     return {
         "model": path.name,
         "load_with": "import pcfilter_lib.nn.losses, pcfilter_lib.nn.metrics; keras.models.load_model(path)",
-        "threshold": final["threshold"],
-        "loss": {"name": winner, **{k: v for k, v in final["settings"].items() if k in ("alpha", "gamma")}},
+        "threshold": final.threshold,
+        "loss": {"name": winner, **{k: v for k, v in final.settings.items() if k in ("alpha", "gamma")}},
         "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
                  "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
                  "manifest_sha256": sha256(folder / "manifest.json"),
                  "scans": {"train": len(train_files), "val": len(val_files), "test": len(test_files)}},
-        "settings": {**final["settings"], "compare_epochs": s["compare_epochs"], "compare_crops": s["compare_crops"]},
-        "parameters": int(final["model"].count_params()),
+        "settings": {**final.settings, "compare_epochs": s["compare_epochs"], "compare_crops": s["compare_crops"]},
+        "parameters": int(final.model.count_params()),
         "file_bytes": path.stat().st_size,
-        "training_seconds": round(final["seconds"], 1),
-        "history": final["history"],
+        "training_seconds": round(final.seconds, 1),
+        "history": final.history,
         "loss_comparison": comparison,
         "validation": _rounded(validation),
         "baselines": {m: {"params": tuned[m]["params"], "validation": _rounded(tuned[m]["validation"]),
