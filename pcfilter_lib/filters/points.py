@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,16 @@ from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 
 SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
 
+# How the decision threshold is chosen (``point_filter(threshold_rule=...)``), both on simulated
+# validation clouds only: "card" is the model card's (the best mean IoU among thresholds keeping at
+# least 99.5% of the true points); "balanced" is the best balanced accuracy, which removes more
+# artefacts for a few more true points. ``benchmarks/threshold_rule.py`` measured the candidates
+# (and per-cloud calibrations, which did worse) on those clouds; tests check ``BALANCED_THRESHOLD``
+# against its results. A threshold given explicitly overrides the rule ("given").
+THRESHOLD_RULES = ("card", "balanced", "given")
+BALANCED_THRESHOLD = 0.8  # of the shipped model, from benchmarks/results/threshold_rule.json
+
+
 
 @dataclass
 class PointFilter:
@@ -56,6 +66,7 @@ class PointFilter:
     ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
     ``keep_mask(scan)`` on the scan-like dicts of ``io.scan`` and ``io.organised`` (the measured
     points only, ignoring the grid), as every filter of ``filters.base.Filter`` does.
+    ``threshold_rule`` (one of ``THRESHOLD_RULES``) records which rule chose ``threshold``.
     """
 
     model: object
@@ -65,9 +76,12 @@ class PointFilter:
     neighbours: int = NEIGHBOURS
     name: str = "pointnet_filter"
     batch_size: int = 128
+    threshold_rule: str = "card"
 
     def __post_init__(self):
         self.threshold = check_threshold(self.threshold)
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"unknown threshold rule {self.threshold_rule!r}: choose one of {THRESHOLD_RULES}")
         if self.feature_set not in FEATURE_SETS:
             raise ValueError(f"unknown feature set {self.feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
         channels = len(FEATURE_SETS[self.feature_set])
@@ -139,7 +153,34 @@ def wrap_point_model(model, path: Path, threshold: float | None = None) -> Point
                        neighbours=settings.get("neighbours", NEIGHBOURS), name=Path(path).stem)
 
 
-def point_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> PointFilter:
-    """The point filter saved at ``path`` (default: the shipped one); see ``wrap_point_model``."""
+def point_filter(path: str | os.PathLike | None = None, threshold: float | None = None,
+                 threshold_rule: str = "card") -> PointFilter:
+    """The point filter saved at ``path`` (default: the shipped one); see ``wrap_point_model``.
+
+    Args:
+        path: a ``.keras`` file of a point filter.
+        threshold: keep a point when P(keep) >= this; overrides ``threshold_rule``.
+        threshold_rule: "card" (the model card's threshold) or "balanced" (the best balanced
+            accuracy on simulated validation clouds, ``BALANCED_THRESHOLD``; known for the shipped
+            model, or for a model whose card records ``details["balanced_threshold"]``).
+
+    Raises:
+        ValueError: an unknown rule, or "balanced" for a model that records no such threshold.
+    """
+    if threshold_rule not in THRESHOLD_RULES[:2]:
+        raise ValueError(f"unknown threshold rule {threshold_rule!r}: choose one of {THRESHOLD_RULES[:2]}, or give "
+                         "a threshold")
     path = Path(SHIPPED_POINT_MODEL if path is None else path)
-    return wrap_point_model(load_model_file(path, SHIPPED_POINT_MODEL, "pointfilter"), path, threshold)
+    loaded = wrap_point_model(load_model_file(path, SHIPPED_POINT_MODEL, "pointfilter"), path, threshold)
+    if threshold is not None:
+        return replace(loaded, threshold_rule="given")
+    if threshold_rule == "balanced":
+        card = read_model_card(path)
+        recorded = card.details.get("balanced_threshold") if card else None
+        shipped = path.resolve() == SHIPPED_POINT_MODEL.resolve()
+        if recorded is None and not shipped:
+            raise ValueError(f"{path}: its model card records no balanced_threshold; choose one on simulated "
+                             "validation clouds (benchmarks/threshold_rule.py) or give --threshold")
+        return replace(loaded, threshold=recorded if recorded is not None else BALANCED_THRESHOLD,
+                       threshold_rule="balanced")
+    return loaded
