@@ -58,7 +58,6 @@ THRESHOLD_RULES = ("card", "balanced", "given")
 BALANCED_THRESHOLD = 0.8  # of the shipped model, from benchmarks/results/threshold_rule.json
 
 
-
 @dataclass
 class PointFilter:
     """A trained point filter: the Keras model, its decision threshold and the settings it was trained with.
