@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.labels import ARTEFACT
@@ -30,8 +31,6 @@ def training_patches(clouds: Sequence[Mapping], patches_per_cloud: int, patch_si
         ``(inputs, labels)``: (M, P, 27) float32 inputs of the feature set "both" (coordinates,
         then ``STATISTICS``) and (M, P, 1) float32 labels, 1 keep and 0 artefact.
     """
-    from tqdm.auto import tqdm
-
     rng = np.random.default_rng(seed)
     inputs, labels = [], []
     for i, cloud in enumerate(tqdm(clouds, desc="point features", unit="cloud", disable=not progress)):

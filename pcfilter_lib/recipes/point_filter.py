@@ -12,8 +12,11 @@ outlier removal are tuned on the same validation clouds at each density.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,14 +24,19 @@ import numpy as np
 
 from pcfilter_lib import filters
 from pcfilter_lib.data.patches import select_features, training_patches
+from pcfilter_lib.data.scans import split_files
 from pcfilter_lib.filters.baselines import BaselineFilter
-from pcfilter_lib.filters.evaluation import evaluate_filter
+from pcfilter_lib.filters.evaluation import evaluate_filter, tune_baselines
 from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.clouds import scan_cloud
+from pcfilter_lib.io.files import atomic_write_with
+from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 from pcfilter_lib.nn import losses, metrics
 from pcfilter_lib.nn.fit import fit
+from pcfilter_lib.recipes.common import SCANS_FAST, SCANS_FULL, ScanSet, ensure_scans, environment, provenance, rounded
 from pcfilter_lib.recipes.unet_filter import TrainedFilter
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
@@ -66,100 +74,135 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
                          settings=settings)
 
 
-def reference_settings() -> dict:
-    """Sizes of the reference run by mode: scans used, patches per cloud, the share of patches and the
-    epochs of the ablation's short runs, epochs of the final run."""
-    from pcfilter_lib import config
+@dataclass(frozen=True)
+class PointFilterRecipe:
+    """Sizes of the point filter's reference run.
 
-    return config.choose(
-        full={"train_scans": 80, "patches_per_cloud": 160, "compare_share": 0.4, "compare_epochs": 3, "epochs": 32,
-              "batch_size": 32, "learning_rate": 2e-3},
-        fast={"train_scans": 8, "patches_per_cloud": 16, "compare_share": 1.0, "compare_epochs": 1, "epochs": 2,
-              "batch_size": 32, "learning_rate": 2e-3})
-
-
-def train_reference_point_filter(out: str | os.PathLike, seed: int = 0, epochs: int | None = None,
-                                 progress: bool = True) -> dict:
-    """Train the shipped point filter and return its manifest (without the command line).
-
-    1. Features and patches of the training scans' points at each density of ``FRACTIONS``.
-    2. Ablation: a short run per feature set on a share of the patches; the best validation mean IoU
-       (full density) wins.
-    3. The winner trained in full; threshold chosen on the validation clouds.
-    4. SOR and ROR tuned on the validation clouds at each density; all measured on the test clouds.
-    5. Saved as ``out/pointnet_filter.keras``.
+    Attributes:
+        scans: the simulated scans whose points it learns from.
+        train_scans: how many of the training scans are used.
+        patches_per_cloud: training patches drawn from each cloud (each scan at each density).
+        compare_share: share of the patches the ablation's short runs see.
+        compare_epochs: epochs of each short run of the ablation.
+        epochs: epochs of the final run.
+        batch_size: patches per step.
+        learning_rate: Adam's initial step size (cosine decay to 5%).
     """
-    from pcfilter_lib.data.scans import split_files
-    from pcfilter_lib.filters.evaluation import tune_baselines
-    from pcfilter_lib.io.files import atomic_write_with, read_manifest, sha256
-    from pcfilter_lib.io.scan import load_scan
-    from pcfilter_lib.recipes.unet_filter import _rounded, default_scans
 
-    s = reference_settings()
-    epochs = epochs or s["epochs"]
-    folder = default_scans(progress)
-    train_files = split_files(folder, "train")[:s["train_scans"]]
-    val_files, test_files = split_files(folder, "val"), split_files(folder, "test")
-    train_clouds = [scan_cloud(load_scan(f, arrays=()), fraction, seed=seed + i)
-                    for i, f in enumerate(train_files) for fraction in FRACTIONS]
-    inputs, labels = training_patches(train_clouds, s["patches_per_cloud"], NETWORK["patch_size"], seed=seed,
-                                      progress=progress)
-    val_scans = [load_scan(f, arrays=()) for f in val_files]
-    test_scans = [load_scan(f, arrays=()) for f in test_files]
-    val = {f: [scan_cloud(scan, f, seed=seed + i) for i, scan in enumerate(val_scans)] for f in FRACTIONS}
-    test = {f: [scan_cloud(scan, f, seed=seed + i) for i, scan in enumerate(test_scans)] for f in FRACTIONS}
-    common = dict(batch_size=s["batch_size"], learning_rate=s["learning_rate"], seed=seed, progress=progress)
+    scans: ScanSet
+    train_scans: int
+    patches_per_cloud: int
+    compare_share: float
+    compare_epochs: int
+    epochs: int
+    batch_size: int = 32
+    learning_rate: float = 2e-3
 
-    ablation = {}
-    share = int(len(inputs) * s["compare_share"])  # the short runs see a random share of the patches
+
+FULL = PointFilterRecipe(SCANS_FULL, train_scans=80, patches_per_cloud=160, compare_share=0.4, compare_epochs=3,
+                         epochs=32)
+FAST = PointFilterRecipe(SCANS_FAST, train_scans=8, patches_per_cloud=16, compare_share=1.0, compare_epochs=1,
+                         epochs=2)
+
+
+def clouds_at_densities(scans: Sequence[Mapping], seed: int = 0) -> dict[float, list[dict]]:
+    """The measured points of each scan as a cloud at each density of ``FRACTIONS`` (thinned at random)."""
+    return {f: [scan_cloud(scan, f, seed=seed + i) for i, scan in enumerate(scans)] for f in FRACTIONS}
+
+
+def feature_ablation(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequence[Mapping],
+                     settings: PointFilterRecipe, seed: int = 0, progress: bool = False) -> dict[str, dict]:
+    """A short run per feature set of ``point_features.FEATURE_SETS`` on a random share of the patches.
+
+    Returns:
+        {feature set: {"channels", "threshold", "seconds", "validation"}}; the winner is the set with
+        the best validation mean IoU.
+    """
+    share = int(len(inputs) * settings.compare_share)
     subset = np.sort(np.random.default_rng(seed).permutation(len(inputs))[:share])
+    ablation = {}
     for feature_set in point_features.FEATURE_SETS:
-        run = train_point_filter(inputs[subset], labels[subset], val[1.0], feature_set, s["compare_epochs"], **common)
-        result = evaluate_filter(run.filter, val[1.0])
+        run = train_point_filter(inputs[subset], labels[subset], val_clouds, feature_set, settings.compare_epochs,
+                                 batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
+                                 progress=progress)
+        result = evaluate_filter(run.filter, val_clouds)
         ablation[feature_set] = {"channels": len(point_features.FEATURE_SETS[feature_set]),
                                  "threshold": run.threshold, "seconds": round(run.seconds, 1),
-                                 "validation": _rounded(result)}
+                                 "validation": rounded(result)}
         if progress:
             print(f"features {feature_set}: validation mean IoU {result['mean_iou']:.4f}", flush=True)
-    winner = max(ablation, key=lambda name: ablation[name]["validation"]["mean_iou"])
+    return ablation
 
-    final = train_point_filter(inputs, labels, val[1.0], winner, epochs, **common)
-    point_filter = final.filter
+
+def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[float, list],
+                         progress: bool = False) -> dict[str, dict]:
+    """SOR and ROR tuned on the validation clouds at each density, then every filter on the test clouds.
+
+    Returns:
+        {"1.0": {"baselines": {method: {"params", "validation"}}, "test": {filter: metrics}}, ...}.
+    """
     densities = {}
     for fraction in FRACTIONS:
         tuned = tune_baselines(val[fraction], GRIDS)
-        filters = [point_filter] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in GRIDS]
+        candidates = [point_filter] + [BaselineFilter(m, m, tuned[m]["params"]) for m in GRIDS]
         densities[str(fraction)] = {
-            "baselines": {m: {"params": tuned[m]["params"], "validation": _rounded(tuned[m]["validation"])}
+            "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"])}
                           for m in GRIDS},
-            "test": {f.name: _rounded(evaluate_filter(f, test[fraction])) for f in filters}}
+            "test": {f.name: rounded(evaluate_filter(f, test[fraction])) for f in candidates}}
         if progress:
             row = densities[str(fraction)]["test"]
             print(f"{fraction:.0%} of the points: " + ", ".join(f"{k} {v['mean_iou']:.4f}" for k, v in row.items()),
                   flush=True)
+    return densities
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "pointnet_filter.keras"
-    atomic_write_with(path, point_filter.model.save)
-    manifest = read_manifest(folder) or {}
-    return {
-        "model": path.name,
-        "load_with": "pcfilter_lib.filters.point_filter(path)",
-        "threshold": final.threshold,
-        "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
-                 "seed": manifest.get("seed"), "manifest_sha256": sha256(folder / "manifest.json"),
-                 "scans": {"train": len(train_files), "val": len(val_files), "test": len(test_files)},
-                 "fractions": list(FRACTIONS), "training_patches": int(len(inputs))},
-        "settings": {"feature_set": winner, "patch_size": NETWORK["patch_size"],
-                     "neighbours": point_features.NEIGHBOURS, "width": NETWORK["width"],
-                     "dropout": NETWORK["dropout"], "loss": {"name": "focal", "alpha": 0.25, "gamma": 2.0},
-                     "epochs": epochs, "seed": seed, **{k: v for k, v in s.items() if k != "epochs"}},
-        "parameters": int(point_filter.model.count_params()),
-        "file_bytes": path.stat().st_size,
-        "training_seconds": round(final.seconds, 1),
-        "history": final.history,
-        "ablation": ablation,
-        "densities": densities,
-        "test": densities["1.0"]["test"][point_filter.name],
-    }
+
+def train_reference_point_filter(out: str | os.PathLike, data_dir: str | os.PathLike,
+                                 settings: PointFilterRecipe = FULL, seed: int = 0,
+                                 progress: bool = True) -> ModelCard:
+    """Train the shipped point filter and save ``out/pointnet_filter.keras``.
+
+    1. Features and patches of the training scans' points at each density of ``FRACTIONS``.
+    2. Ablation: a short run per feature set; the best validation mean IoU (full density) wins.
+    3. The winner trained in full; threshold chosen on the validation clouds.
+    4. SOR and ROR tuned on the validation clouds at each density; all measured on the test clouds.
+
+    Args:
+        out: the output folder (created if needed).
+        data_dir: the data folder holding (or receiving) the simulated scans.
+        settings: ``FULL`` or ``FAST``, or any ``PointFilterRecipe``.
+        seed: seed of the thinning, the patches and the weights.
+        progress: show progress bars and a line per stage.
+
+    Returns:
+        the model card (its ``command`` is left for the caller to fill in).
+    """
+    start = time.perf_counter()
+    folder = ensure_scans(data_dir, settings.scans, progress)
+    train_files = split_files(folder, "train")[:settings.train_scans]
+    val_files, test_files = split_files(folder, "val"), split_files(folder, "test")
+    train_clouds = [scan_cloud(load_scan(f, arrays=()), fraction, seed=seed + i)
+                    for i, f in enumerate(train_files) for fraction in FRACTIONS]
+    inputs, labels = training_patches(train_clouds, settings.patches_per_cloud, NETWORK["patch_size"], seed=seed,
+                                      progress=progress)
+    val = clouds_at_densities([load_scan(f, arrays=()) for f in val_files], seed)
+    test = clouds_at_densities([load_scan(f, arrays=()) for f in test_files], seed)
+    ablation = feature_ablation(inputs, labels, val[1.0], settings, seed, progress)
+    winner = max(ablation, key=lambda name: ablation[name]["validation"]["mean_iou"])
+    final = train_point_filter(inputs, labels, val[1.0], winner, settings.epochs, batch_size=settings.batch_size,
+                               learning_rate=settings.learning_rate, seed=seed, progress=progress)
+    densities = compare_at_densities(final.filter, val, test, progress)
+    path = Path(out) / "pointnet_filter.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_with(path, final.model.save)
+    return ModelCard(
+        model=path.name, target="pointfilter", load_with="pcfilter_lib.filters.point_filter(path)",
+        data=provenance(folder, scans={"train": len(train_files), "val": len(val_files), "test": len(test_files)},
+                        fractions=list(FRACTIONS), training_patches=int(len(inputs))),
+        settings={"feature_set": winner, "patch_size": NETWORK["patch_size"], "neighbours": point_features.NEIGHBOURS,
+                  "width": NETWORK["width"], "dropout": NETWORK["dropout"],
+                  "loss": {"name": "focal", "alpha": 0.25, "gamma": 2.0}, "seed": seed,
+                  **dataclasses.asdict(settings)},
+        test=densities["1.0"]["test"][final.filter.name], validation=ablation[winner]["validation"],
+        threshold=final.threshold, parameters=int(final.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(final.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
+        history=final.history, environment=environment(), details={"ablation": ablation, "densities": densities})

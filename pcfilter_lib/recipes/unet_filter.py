@@ -10,7 +10,9 @@ threshold choice and testing use whole scans.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +21,21 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data.crops import CropSequence, load_examples
+from pcfilter_lib.data.scans import split_files
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
 from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.filters.unet import UNetFilter
+from pcfilter_lib.io.files import atomic_write_with
+from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import metrics
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import make_loss
+from pcfilter_lib.recipes.common import SCANS_FAST, SCANS_FULL, ScanSet, ensure_scans, environment, provenance, rounded
 
 # The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the five
 # channels of the original work plus the 0/1 validity channel.
@@ -89,99 +96,104 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
 # The reference filter -----------------------------------------------------------------------------
 
 
-def default_scans(progress: bool = True) -> Path:
-    """The default simulated dataset, made (or resumed) if needed: ``scans`` in the data folder with 100
-    scans of 640x480 (``scans_fast``: 24 of 160x120 in fast mode), seed 0, split 0.8/0.1/0.1."""
-    from pcfilter_lib import config
-    from pcfilter_lib.simulate import dataset
-    from pcfilter_lib.simulate.scanner import ScannerConfig
+@dataclass(frozen=True)
+class UNetRecipe:
+    """Sizes of the U-Net filter's reference run.
 
-    n, (width, height), name = config.choose(full=(100, (640, 480), "scans"), fast=(24, (160, 120), "scans_fast"))
-    folder = config.data_dir() / name
-    dataset.write_dataset(folder, n, 0, ScannerConfig(width=width, height=height), progress=progress)
-    return folder
+    Attributes:
+        scans: the simulated scans it learns from.
+        compare_epochs: epochs of each short run of the loss comparison.
+        compare_crops: crops per epoch in the loss comparison.
+        epochs: epochs of the final run.
+        crops: crops per epoch of the final run.
+        crop: side of a square training crop in pixels.
+        batch_size: crops per step.
+        learning_rate: Adam's initial step size (cosine decay to 5%).
+        losses: the losses compared; the best on validation scans trains the final run.
+    """
+
+    scans: ScanSet
+    compare_epochs: int
+    compare_crops: int
+    epochs: int
+    crops: int
+    crop: int
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    losses: tuple[str, ...] = ("focal", "weighted_bce")
 
 
-def reference_settings() -> dict:
-    """Sizes of the reference run by mode (``config.choose``): the short loss comparison and the final run."""
-    from pcfilter_lib import config
-
-    return config.choose(
-        full={"compare_epochs": 4, "compare_crops": 1024, "epochs": 12, "crops": 2048, "crop": 128,
-              "batch_size": 16, "learning_rate": 2e-3},
-        fast={"compare_epochs": 1, "compare_crops": 64, "epochs": 2, "crops": 128, "crop": 64,
-              "batch_size": 16, "learning_rate": 2e-3})
+FULL = UNetRecipe(SCANS_FULL, compare_epochs=4, compare_crops=1024, epochs=12, crops=2048, crop=128)
+FAST = UNetRecipe(SCANS_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=64)
 
 
-def train_reference_filter(out: str | os.PathLike, seed: int = 0, epochs: int | None = None,
-                           losses_to_compare: Sequence[str] = ("focal", "weighted_bce"), progress: bool = True) -> dict:
-    """Train the shipped U-Net filter and return its manifest (without the command line).
+def compare_losses(train_files: Sequence[Path], val_scans: Sequence[Mapping], settings: UNetRecipe,
+                   examples: Sequence[tuple], seed: int = 0, progress: bool = False) -> dict[str, dict]:
+    """A short run per loss of ``settings.losses``, each scored on the validation scans.
 
-    1. Compare ``losses_to_compare`` in short runs; the one with the best validation mean IoU wins.
+    Returns:
+        {loss: {"threshold", "seconds", "history", "validation"}}; the winner is the loss with the
+        best validation mean IoU.
+    """
+    comparison = {}
+    for loss in settings.losses:
+        run = train_filter(train_files, val_scans, loss, settings.compare_epochs, crop=settings.crop,
+                           crops=settings.compare_crops, batch_size=settings.batch_size,
+                           learning_rate=settings.learning_rate, seed=seed, examples=examples, progress=progress)
+        val = evaluate_filter(run.filter, val_scans)
+        comparison[loss] = {"threshold": run.threshold, "seconds": round(run.seconds, 1), "history": run.history,
+                            "validation": rounded(val)}
+        if progress:
+            print(f"loss {loss}: validation mean IoU {val['mean_iou']:.4f} at threshold {run.threshold}", flush=True)
+    return comparison
+
+
+def train_reference_filter(out: str | os.PathLike, data_dir: str | os.PathLike, settings: UNetRecipe = FULL,
+                           seed: int = 0, progress: bool = True) -> ModelCard:
+    """Train the shipped U-Net filter and save ``out/unet_filter.keras``.
+
+    1. Compare ``settings.losses`` in short runs; the best validation mean IoU wins.
     2. Train the final network with the winner; choose its threshold on the validation scans.
     3. Tune the three baselines on the validation scans (grid search).
-    4. Measure all four filters on the test scans; save ``out/unet_filter.keras``.
-    """
-    from pcfilter_lib.data.scans import split_files
-    from pcfilter_lib.io.files import atomic_write_with, read_manifest, sha256
-    from pcfilter_lib.io.scan import load_scan
+    4. Measure all four filters on the test scans.
 
-    s = reference_settings()
-    epochs = epochs or s["epochs"]
-    folder = default_scans(progress)
+    Args:
+        out: the output folder (created if needed).
+        data_dir: the data folder holding (or receiving) the simulated scans.
+        settings: ``FULL`` or ``FAST``, or any ``UNetRecipe``.
+        seed: seed of the weights and of the crops.
+        progress: show progress bars and a line per stage.
+
+    Returns:
+        the model card (its ``command`` is left for the caller to fill in).
+    """
+    start = time.perf_counter()
+    folder = ensure_scans(data_dir, settings.scans, progress)
     train_files, val_files, test_files = (split_files(folder, split) for split in ("train", "val", "test"))
     val_scans = [load_scan(f, arrays=()) for f in val_files]
     examples = load_examples(train_files, progress=progress)
-    common = dict(crop=s["crop"], batch_size=s["batch_size"], learning_rate=s["learning_rate"], seed=seed,
-                  examples=examples, progress=progress)
-
-    comparison = {}
-    for loss in losses_to_compare:
-        run = train_filter(train_files, val_scans, loss, s["compare_epochs"], crops=s["compare_crops"], **common)
-        val = evaluate_filter(run.filter, val_scans)
-        comparison[loss] = {"threshold": run.threshold, "seconds": round(run.seconds, 1),
-                            "history": run.history, "validation": _rounded(val)}
-        if progress:
-            print(f"loss {loss}: validation mean IoU {val['mean_iou']:.4f} at threshold {run['threshold']}", flush=True)
+    comparison = compare_losses(train_files, val_scans, settings, examples, seed, progress)
     winner = max(comparison, key=lambda name: comparison[name]["validation"]["mean_iou"])
-
-    final = train_filter(train_files, val_scans, winner, epochs, crops=s["crops"], **common)
+    final = train_filter(train_files, val_scans, winner, settings.epochs, crop=settings.crop, crops=settings.crops,
+                         batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
+                         examples=examples, progress=progress)
     tuned = tune_baselines(val_scans)
     test_scans = [load_scan(f, arrays=()) for f in test_files]
-    filters = [final.filter] + [BaselineFilter(m, method=m, params=tuned[m]["params"]) for m in baselines.METHODS]
-    test = evaluate_all(filters, test_scans)
-    validation = evaluate_filter(final.filter, val_scans)
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "unet_filter.keras"
+    candidates = [final.filter] + [BaselineFilter(m, m, tuned[m]["params"]) for m in baselines.METHODS]
+    test = evaluate_all(candidates, test_scans)
+    path = Path(out) / "unet_filter.keras"
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_with(path, final.model.save)
-    manifest = read_manifest(folder) or {}
-    return {
-        "model": path.name,
-        "load_with": "import pcfilter_lib.nn.losses, pcfilter_lib.nn.metrics; keras.models.load_model(path)",
-        "threshold": final.threshold,
-        "loss": {"name": winner, **{k: v for k, v in final.settings.items() if k in ("alpha", "gamma")}},
-        "data": {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
-                 "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
-                 "manifest_sha256": sha256(folder / "manifest.json"),
-                 "scans": {"train": len(train_files), "val": len(val_files), "test": len(test_files)}},
-        "settings": {**final.settings, "compare_epochs": s["compare_epochs"], "compare_crops": s["compare_crops"]},
-        "parameters": int(final.model.count_params()),
-        "file_bytes": path.stat().st_size,
-        "training_seconds": round(final.seconds, 1),
-        "history": final.history,
-        "loss_comparison": comparison,
-        "validation": _rounded(validation),
-        "baselines": {m: {"params": tuned[m]["params"], "validation": _rounded(tuned[m]["validation"]),
-                          "test": _rounded(test[m])} for m in baselines.METHODS},
-        "test": _rounded(test["unet"]),
-    }
-
-
-def _rounded(values):
-    if isinstance(values, dict):
-        return {k: _rounded(v) for k, v in values.items()}
-    if isinstance(values, float):
-        return round(values, 6)
-    return values
+    loss = {"name": winner, **{k: v for k, v in final.settings.items() if k in ("alpha", "gamma")}}
+    return ModelCard(
+        model=path.name, target="unet", load_with="pcfilter_lib.filters.unet_filter(path)",
+        data=provenance(folder, scans={"train": len(train_files), "val": len(val_files), "test": len(test_files)}),
+        settings={**final.settings, "compare_epochs": settings.compare_epochs,
+                  "compare_crops": settings.compare_crops, "scans": dataclasses.asdict(settings.scans)},
+        test=rounded(test["unet"]), validation=rounded(evaluate_filter(final.filter, val_scans)),
+        threshold=final.threshold, parameters=int(final.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(final.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
+        history=final.history, environment=environment(),
+        details={"loss": loss, "loss_comparison": comparison,
+                 "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"]),
+                                   "test": rounded(test[m])} for m in baselines.METHODS}})

@@ -1,0 +1,82 @@
+"""What the reference recipes share: the default simulated scan set they learn from, the
+provenance of a data folder, the software environment, and numbers rounded for a model card."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from pcfilter_lib.io.files import read_manifest, sha256
+from pcfilter_lib.simulate import dataset
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+
+@dataclass(frozen=True)
+class ScanSet:
+    """A simulated data set of scans: its folder name in the data folder, size and seed.
+
+    Attributes:
+        folder: the folder's name inside the data folder.
+        scans: how many scans (split 0.8 / 0.1 / 0.1 into train, val and test).
+        width: image width in pixels.
+        height: image height in pixels.
+        seed: the simulator's seed.
+    """
+
+    folder: str
+    scans: int
+    width: int
+    height: int
+    seed: int = 0
+
+
+SCANS_FULL = ScanSet("scans", 100, 640, 480)
+SCANS_FAST = ScanSet("scans_fast", 24, 160, 120)
+
+
+def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, progress: bool = True) -> Path:
+    """The folder of ``scan_set`` inside ``data_dir``, simulated (or resumed) if needed.
+
+    Args:
+        data_dir: the data folder (``pcfilter_lib.config.data_dir()``).
+        scan_set: which scans (``SCANS_FULL`` or ``SCANS_FAST``).
+        progress: show a progress bar while simulating.
+
+    Returns:
+        the folder, holding ``manifest.json`` and ``train``, ``val`` and ``test`` scans.
+    """
+    folder = Path(data_dir) / scan_set.folder
+    dataset.write_dataset(folder, scan_set.scans, scan_set.seed,
+                          ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress)
+    return folder
+
+
+def provenance(folder: str | os.PathLike, **sizes) -> dict:
+    """Where a data set came from, for a model card: generator, version, seed, parameters and the
+    sha256 of its manifest, plus ``sizes`` (e.g. the number of scans per split)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder) or {}
+    has_manifest = (folder / "manifest.json").is_file()
+    return {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
+            "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
+            "manifest_sha256": sha256(folder / "manifest.json") if has_manifest else None, **sizes}
+
+
+def environment() -> dict:
+    """Python, TensorFlow, Keras and NumPy versions and the machine, for a model card."""
+    versions = {name: metadata.version(name) for name in ("tensorflow", "keras", "numpy")}
+    return {"python": platform.python_version(), "machine": platform.machine(), **versions}
+
+
+def rounded(values, digits: int = 6):
+    """``values`` with every float rounded to ``digits`` (dicts and lists are walked)."""
+    if isinstance(values, dict):
+        return {k: rounded(v, digits) for k, v in values.items()}
+    if isinstance(values, list | tuple):
+        return [rounded(v, digits) for v in values]
+    if isinstance(values, float):
+        return round(values, digits)
+    return values
