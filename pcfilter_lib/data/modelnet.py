@@ -29,7 +29,18 @@ CACHE_VERSION = "1"
 
 
 def list_classes(root: str | os.PathLike) -> list[str]:
-    """Class names: the sorted sub-folders of ``root`` (files such as README and hidden folders are ignored)."""
+    """The class names of a ModelNet folder.
+
+    Args:
+        root: a folder laid out as ``<root>/<class>/{train,test}/*.off``.
+
+    Returns:
+        The sorted names of its sub-folders; files (such as a README) and hidden folders are left out.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+        ValueError: it holds no class folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no ModelNet folder at {root}; generate one with `pcfilter modelnet --synthetic`")
@@ -41,7 +52,21 @@ def list_classes(root: str | os.PathLike) -> list[str]:
 
 def list_files(root: str | os.PathLike, split: str, limit_per_class: int | None = None
                ) -> tuple[list[Path], np.ndarray, list[str]]:
-    """Mesh files of one split, sorted by class then name: (paths, labels (N,) int32, classes)."""
+    """The mesh files of one split, sorted by class then name.
+
+    Args:
+        root: the ModelNet folder.
+        split: "train" or "test".
+        limit_per_class: keep only the first files of each class (for quick runs); None keeps all.
+
+    Returns:
+        ``(paths, labels, classes)``: N file paths, their (N,) int32 class indices and the class
+        names.
+
+    Raises:
+        ValueError: the split is unknown or holds no mesh.
+        FileNotFoundError: ``root`` is not a folder.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = Path(root)
@@ -60,8 +85,15 @@ def list_files(root: str | os.PathLike, split: str, limit_per_class: int | None 
 
 @dataclass(frozen=True)
 class Clouds:
-    """Labelled point clouds: points (N, P, 3) float32 on the unit sphere, labels (N,) int32,
-    optional normals (N, P, 3), the class names, and the source name of each cloud."""
+    """Labelled point clouds sampled from meshes.
+
+    Attributes:
+        points: (N, P, 3) float32, each cloud normalised to the unit sphere.
+        labels: (N,) int32 class indices.
+        classes: the class names.
+        names: the source name of each cloud.
+        normals: (N, P, 3) float32 unit normals, or None.
+    """
 
     points: np.ndarray
     labels: np.ndarray
@@ -73,12 +105,14 @@ class Clouds:
         return len(self.labels)
 
     def take(self, indices) -> Clouds:
+        """The clouds at ``indices`` (any integer sequence), with the same class names."""
         indices = np.asarray(indices, dtype=np.int64)
         return replace(self, points=self.points[indices], labels=self.labels[indices],
                        names=tuple(self.names[i] for i in indices),
                        normals=None if self.normals is None else self.normals[indices])
 
     def counts(self) -> dict[str, int]:
+        """The number of clouds of each class, keyed by name."""
         return {name: int((self.labels == k).sum()) for k, name in enumerate(self.classes)}
 
 
@@ -91,7 +125,18 @@ def _sample_file(path: Path, num_points: int, seed, normals: bool):
 
 
 def sample_files(paths, num_points: int = 1024, seed: int = 0, normals: bool = False, progress: bool = False):
-    """Parse and sample every mesh: points (N, P, 3) and normals (or None). Mesh i uses seed (seed, i)."""
+    """Parse and sample every mesh, each normalised to the unit sphere.
+
+    Args:
+        paths: N OFF files.
+        num_points: P, the points per cloud.
+        seed: mesh i is sampled with the seed (seed, i), whatever the other files.
+        normals: also return the normals of the sampled points.
+        progress: show a progress bar.
+
+    Returns:
+        ``(points, normals)``: (N, P, 3) float32, and (N, P, 3) float32 or None.
+    """
     iterator = paths
     if progress:
         from tqdm import tqdm
@@ -152,9 +197,20 @@ def load_split(root: str | os.PathLike, split: str, num_points: int = 1024, seed
 
 
 def split_validation(clouds: Clouds, fraction: float = 0.1, seed: int = 0) -> tuple[Clouds, Clouds]:
-    """Carve a validation set out of a training set, per class, with a fixed seed: (train, validation).
+    """Carve a validation set out of a training set, per class, with a fixed seed.
 
     Use it on the training split only; the test split stays untouched until the final evaluation.
+
+    Args:
+        clouds: the training clouds.
+        fraction: the share of each class held out (at least one cloud of a class with two or more).
+        seed: the seed of the draw.
+
+    Returns:
+        ``(train, validation)``.
+
+    Raises:
+        ValueError: ``fraction`` is not strictly between 0 and 1.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
@@ -170,7 +226,19 @@ def split_validation(clouds: Clouds, fraction: float = 0.1, seed: int = 0) -> tu
 
 
 def take_fraction(clouds: Clouds, fraction: float, seed: int = 0) -> Clouds:
-    """A class-stratified random subset with ``fraction`` of each class (at least one cloud per class)."""
+    """A class-stratified random subset, to train on less data.
+
+    Args:
+        clouds: the clouds.
+        fraction: the share of each class to keep (at least one cloud per class).
+        seed: the seed of the draw.
+
+    Returns:
+        The subset, in the original order.
+
+    Raises:
+        ValueError: ``fraction`` is not in (0, 1].
+    """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
@@ -183,7 +251,18 @@ def take_fraction(clouds: Clouds, fraction: float, seed: int = 0) -> Clouds:
 
 
 def select_classes(clouds: Clouds, classes) -> Clouds:
-    """Only the clouds of ``classes``, relabelled 0..len(classes)-1 in the given order."""
+    """The clouds of some classes only, relabelled, as transfer learning needs them.
+
+    Args:
+        clouds: the clouds.
+        classes: the class names to keep; their order gives the new labels 0..len(classes)-1.
+
+    Returns:
+        The subset with the new labels and class names.
+
+    Raises:
+        ValueError: a class is not in the data set.
+    """
     classes = tuple(classes)
     missing = [c for c in classes if c not in clouds.classes]
     if missing:
@@ -198,8 +277,19 @@ def select_classes(clouds: Clouds, classes) -> Clouds:
 
 def augment(points: np.ndarray, rng: np.random.Generator, jitter: float = 0.01, clip: float = 0.05,
             scale: tuple[float, float] = (0.8, 1.25)) -> np.ndarray:
-    """Augment a batch (B, P, 3): a random rotation about the up (z) axis, a random scale per
-    cloud, clipped Gaussian jitter per point and a random point order."""
+    """Augment a batch of clouds: a random rotation about the up (z) axis, a random scale per
+    cloud, clipped Gaussian jitter per point and a random point order.
+
+    Args:
+        points: (B, P, 3) clouds.
+        rng: the generator of the draws.
+        jitter: the standard deviation of the jitter, in the clouds' units.
+        clip: the largest jitter.
+        scale: the range of the scale factors.
+
+    Returns:
+        (B, P, 3) float32 augmented clouds.
+    """
     b, p, _ = points.shape
     angle = rng.uniform(0, 2 * np.pi, size=b)
     c, s = np.cos(angle), np.sin(angle)
@@ -275,7 +365,18 @@ class MeshFileDataset(keras.utils.PyDataset):
 
 def make_tf_dataset(clouds: Clouds, batch_size: int = 32, shuffle: bool = True, augment: bool = False,
                     seed: int = 0):
-    """The same batches as a ``tf.data`` pipeline, with the augmentation done by TensorFlow ops."""
+    """The batches of ``PointCloudDataset`` as a ``tf.data`` pipeline, augmented by TensorFlow ops.
+
+    Args:
+        clouds: the clouds.
+        batch_size: clouds per batch.
+        shuffle: a new order every epoch.
+        augment: rotate about the up axis, scale, jitter and shuffle the points.
+        seed: the seed of the shuffling.
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(points (B, P, 3), labels (B,))``, prefetched.
+    """
     import tensorflow as tf
 
     data = tf.data.Dataset.from_tensor_slices((clouds.points, clouds.labels))
