@@ -92,21 +92,6 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
     return 2 * n**3 / timing.median / 1e9
 
 
-def numpy_matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """The same measurement through NumPy's BLAS, for code that runs outside TensorFlow.
-
-    Args:
-        n: the side of the square float32 matrices.
-        repeats: timed products.
-
-    Returns:
-        GFLOP/s, counting 2 n ** 3 operations per product.
-    """
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(n, n)).astype(np.float32), rng.normal(size=(n, n)).astype(np.float32)
-    return 2 * n**3 / time_call(lambda: a @ b, repeats=repeats).median / 1e9
-
-
 def model_flops(model, input_shape) -> int:
     """Forward-pass FLOPs of one input of ``input_shape`` (e.g. (H, W, C) or (N, 3)) through
     ``model``'s Conv1D, Conv2D, Conv2DTranspose and Dense layers, counted from their shapes (a
