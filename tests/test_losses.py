@@ -96,3 +96,11 @@ def test_class_balanced_weights_equalise_the_classes():
     keep, artefact = losses.class_balanced_weights(labels)
     assert keep * 90 == pytest.approx(artefact * 10)
     assert (keep * 90 + artefact * 10) / 100 == pytest.approx(1.0)
+
+
+def test_soft_jaccard_and_dice_determine_each_other():
+    y, p, w = batch((4, 16, 16))
+    for classes in ("keep", "artefact"):
+        dice = 1 - float(losses.SoftDiceLoss(classes, smooth=0)(y, p, w))
+        jaccard = 1 - float(losses.SoftJaccardLoss(classes, smooth=0)(y, p, w))
+        assert jaccard == pytest.approx(dice / (2 - dice), rel=1e-5)
