@@ -34,6 +34,13 @@ def knn(features, k: int):
 
     Each point is its own nearest neighbour (distance 0), as in the authors' code, so the edge to
     itself carries x_i alone.
+
+    Args:
+        features: points (B, N, C) in any feature space (coordinates for the spatial graph).
+        k: neighbours per point, at most N.
+
+    Returns:
+        int32 indices (B, N, k) into the N points.
     """
     features = ops.stop_gradient(features)
     return ops.top_k(-pairwise_sq_distances(features, features), k)[1]
@@ -107,15 +114,31 @@ def _ch(filters: int, width: float) -> int:
 
 
 def build_dgcnn(num_classes: int = 10, num_points: int | None = 1024, channels: int = 3, k: int = 20,
-                width: float = 0.5, dynamic: bool = True, momentum: float = 0.9, dropout: float = 0.5,
+                width: float = 0.25, dynamic: bool = True, momentum: float = 0.9, dropout: float = 0.5,
                 name: str = "dgcnn") -> keras.Model:
     """DGCNN classifier: clouds (B, N, channels) -> class probabilities (B, num_classes).
 
-    Four EdgeConv layers (the paper's 64, 64, 128, 256 channels scaled by ``width``; the default
-    0.5 keeps it small for a laptop CPU), each on the previous one's output; their outputs are
-    concatenated (features of every scale), lifted by a shared layer to the embedding, pooled by
-    max and by mean over the points, and classified by two dense layers with dropout.
+    Four EdgeConv layers, each on the previous one's output (the paper's 64, 64, 128, 256
+    channels scaled by ``width``); their outputs are concatenated (features of every scale),
+    lifted by a shared layer to the embedding, pooled by max and by mean over the points, and
+    classified by two dense layers with dropout. The default width 0.25 gives about as many
+    weights as the small PointNet and PointNet++, so that an epoch of ModelNet10 at 512 points
+    takes minutes on two CPU cores.
     ``dynamic=False`` computes every layer's kNN from the coordinates (the first three channels).
+
+    Args:
+        num_classes: number of classes.
+        num_points: points per cloud N, or None for any number (at least k).
+        channels: 3 for coordinates alone, more for extra per-point features.
+        k: neighbours per point (20 in the paper).
+        width: scale of every layer's width (1.0: the paper's).
+        dynamic: recompute the graph in each layer's feature space (False: the spatial graph).
+        momentum: batch-normalisation momentum (Keras convention).
+        dropout: dropout rate in the head.
+        name: the model's name.
+
+    Returns:
+        An uncompiled ``keras.Model``.
 
     Raises:
         ValueError: if width, k or channels are out of range.

@@ -75,7 +75,19 @@ def farthest_point_sample(points, num_samples: int):
     The first pick is point 0 (as in the authors' code, so the result is deterministic); each next
     pick is the point whose distance to the nearest pick so far is largest. O(S N) per cloud, in
     ``ops.fori_loop`` so that a compiled graph holds one step rather than S copies of it.
+
+    Args:
+        points: coordinates (B, N, 3).
+        num_samples: S, at most N.
+
+    Returns:
+        int32 indices (B, S) into the N points, in the order picked.
+
+    Raises:
+        ValueError: if N is known and smaller than S.
     """
+    if points.shape[1] is not None and num_samples > points.shape[1]:
+        raise ValueError(f"cannot pick {num_samples} of {points.shape[1]} points: lower num_samples")
     points = ops.stop_gradient(ops.cast(points, "float32"))
     batch = ops.shape(points)[0]
     slots = ops.arange(num_samples, dtype="int32")[None, :]
@@ -98,7 +110,16 @@ def ball_query(points, centroids, radius: float, num_neighbors: int):
     As in the authors' code: the first K such points in index order (not the nearest K), and
     fewer than K are padded by repeating the first, which leaves the max over the group unchanged.
     A centroid with no point in reach (impossible when centroids are points of the cloud) gets
-    its nearest point. K must not exceed N.
+    its nearest point.
+
+    Args:
+        points: coordinates (B, N, 3).
+        centroids: ball centres (B, S, 3), in the same units.
+        radius: ball radius, in the points' units.
+        num_neighbors: K, at most N.
+
+    Returns:
+        int32 indices (B, S, K) into the N points.
     """
     d2 = pairwise_sq_distances(ops.stop_gradient(centroids), ops.stop_gradient(points))  # (B, S, N)
     n = ops.shape(points)[1]
@@ -112,10 +133,18 @@ def ball_query(points, centroids, radius: float, num_neighbors: int):
 
 
 def group(xyz, features, centroids, indices):
-    """Neighbourhoods (B, S, K, 3 + C): neighbour coordinates minus their centroid, then features.
+    """Neighbourhoods of the centroids: neighbour coordinates minus their centroid, then features.
 
-    ``xyz`` (B, N, 3), ``features`` (B, N, C) or None, ``centroids`` (B, S, 3), ``indices`` (B, S, K).
     Relative coordinates make each group's PointNet see local shape, not position.
+
+    Args:
+        xyz: coordinates (B, N, 3).
+        features: per-point features (B, N, C), or None for coordinates alone.
+        centroids: group centres (B, S, 3).
+        indices: members of each group (B, S, K), as ``ball_query`` gives them.
+
+    Returns:
+        (B, S, K, 3 + C) (or (B, S, K, 3) without features).
     """
     local = gather_points(xyz, indices) - centroids[:, :, None, :]
     if features is None:
@@ -127,7 +156,16 @@ def three_nn_interpolate(xyz, sparse_xyz, sparse_features, num_neighbors: int = 
     """Features at ``xyz`` (B, N, 3) interpolated from ``sparse_features`` (B, S, C) at ``sparse_xyz``.
 
     Inverse squared distance weights over the ``num_neighbors`` nearest sparse points (fewer if
-    S is smaller), normalised to sum to one: -> (B, N, C).
+    S is smaller), normalised to sum to one; a point on a sparse point gets its features.
+
+    Args:
+        xyz: where to interpolate (B, N, 3).
+        sparse_xyz: where the features are known (B, S, 3).
+        sparse_features: the known features (B, S, C).
+        num_neighbors: how many nearest sparse points to blend (3 in the paper).
+
+    Returns:
+        Interpolated features (B, N, C).
     """
     k = min(int(num_neighbors), int(sparse_xyz.shape[1]))
     neg_d2, indices = ops.top_k(-pairwise_sq_distances(xyz, sparse_xyz), k)
@@ -359,6 +397,21 @@ def build_pointnet2(num_classes: int = 10, num_points: int | None = 1024, channe
     ``levels`` replaces the paper's radii, neighbour counts and MLPs: one dict per level with keys
     ``radius``, ``num_neighbors`` and ``mlp``, in the form ``SetAbstraction`` takes.
 
+    Args:
+        num_classes: number of classes.
+        num_points: points per cloud N, or None for any number (at least ``samples[0]``).
+        channels: 3 for coordinates alone, more for extra per-point features.
+        msg: multi-scale grouping instead of single-scale.
+        width: scale of every MLP width (1.0: the paper's).
+        samples: centroids per set abstraction level, decreasing.
+        momentum: batch-normalisation momentum (Keras convention).
+        dropout: dropout rate in the head.
+        levels: radii, neighbour counts and MLPs per level (default: the paper's).
+        name: the model's name.
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
     Raises:
         ValueError: if width, channels or samples are out of range.
     """
@@ -386,7 +439,11 @@ def build_pointnet2_segmentation(num_parts: int, num_points: int | None = None, 
     input, whose extra channels are the last skip link), a shared layer with dropout and a
     per-point score. ``num_parts=1`` gives one sigmoid probability per point, more a softmax.
     The radii are in the cloud's units: scale ``levels`` to the data (the defaults suit clouds
-    normalised to the unit sphere).
+    normalised to the unit sphere). The arguments are those of ``build_pointnet2``, with
+    ``num_parts`` for ``num_classes``.
+
+    Returns:
+        An uncompiled ``keras.Model``.
 
     Raises:
         ValueError: if width, channels or samples are out of range.

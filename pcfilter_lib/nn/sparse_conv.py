@@ -152,8 +152,17 @@ def output_sites(x: SparseVoxels, kernel_size: int = 3, kind: str = "submanifold
 
 
 def build_rulebook(x: SparseVoxels, out_coords: np.ndarray, kernel_size: int = 3) -> Rulebook:
-    """The rulebook of a convolution from the sites of ``x`` to ``out_coords`` (M', 3): for every
-    output site and kernel offset d, one hash look-up of the site + d among the input sites."""
+    """The rulebook of a convolution from the sites of ``x`` to ``out_coords``: for every output site
+    and kernel offset d, one hash look-up of the site + d among the input sites.
+
+    Args:
+        x: the input sites, with their hash map.
+        out_coords: the output sites (M', 3).
+        kernel_size: odd kernel size k.
+
+    Returns:
+        A ``Rulebook`` of one rule per (output site, offset) whose input site is active.
+    """
     inputs, outputs, offsets = [], [], []
     rows = np.arange(len(out_coords))
     for o, d in enumerate(kernel_offsets(kernel_size)):
@@ -180,6 +189,16 @@ def apply_rulebook(features, rulebook: Rulebook, kernel, num_outputs: int, bias=
     rules times that offset's (C_in, C_out) matrix, added into their output rows -> (M', C_out).
 
     Each output row appears at most once per offset, so a plain indexed add is exact.
+
+    Args:
+        features: input features (M, C_in).
+        rulebook: the rules from input rows to output rows.
+        kernel: weights (k, k, k, C_in, C_out), laid out as a Keras ``Conv3D`` kernel.
+        num_outputs: M', the number of output sites.
+        bias: (C_out,) added at every output site, or None.
+
+    Returns:
+        Output features (M', C_out) float32.
     """
     features = np.asarray(features, np.float32)
     kernel = _check_kernel(kernel, features.shape[1])
@@ -251,6 +270,14 @@ def run_layers(x: SparseVoxels, kernels: Sequence, kind: str = "submanifold") ->
     With ``kind="submanifold"`` the site count stays that of ``x`` and the layers share one rulebook
     (while the kernel size stays); with ``"sparse"`` the sites grow layer after layer and each layer
     needs a new, longer rulebook: the argument for submanifold convolutions.
+
+    Args:
+        x: the input sites and features.
+        kernels: one (k, k, k, C_in, C_out) kernel per layer, each C_in the previous C_out.
+        kind: "submanifold" or "sparse".
+
+    Returns:
+        One dict per layer: ``layer`` (from 1), ``sites``, ``rules`` and ``memory`` (bytes).
     """
     rows, rulebook = [], None
     for i, kernel in enumerate(kernels):
@@ -264,7 +291,11 @@ def run_layers(x: SparseVoxels, kernels: Sequence, kind: str = "submanifold") ->
 
 def active_site_counts(x: SparseVoxels, layers: int = 3, kernel_size: int = 3) -> dict[str, list[int]]:
     """Active sites after each of ``layers`` stacked convolutions, submanifold and ordinary sparse,
-    computed by building each layer's output sites (no features needed)."""
+    computed by building each layer's output sites (no features needed).
+
+    Returns:
+        ``{"submanifold": [...], "sparse": [...]}``, one count per layer.
+    """
     counts = {}
     for kind in KINDS:
         sites, counts[kind] = x, []
