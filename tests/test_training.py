@@ -99,6 +99,8 @@ def test_bad_arguments_are_refused_before_training():
         training.fit(model, (x, y), epochs=1, progress=True, verbose=1)
     with pytest.raises(TypeError, match="keras.callbacks.Callback"):
         training.fit(model, (x, y), epochs=1, callbacks=[print])
+    with pytest.raises(TypeError, match="must be a keras.Model"):
+        training.fit(lambda: model, (x, y), epochs=1)
     assert model.optimizer.iterations.numpy() == 0  # nothing trained
 
 

@@ -102,10 +102,10 @@ def fit(model: keras.Model, train, *, epochs: int, validation=None, test=None, b
     Raises:
         ValueError: If the model is not compiled, ``epochs`` < 1, data are malformed or of unequal lengths,
             ``batch_size`` is given with a dataset, or both ``progress`` and ``verbose`` are asked for.
-        TypeError: If a callback is not a ``keras.callbacks.Callback``.
+        TypeError: If ``model`` is not a Keras model or a callback not a ``keras.callbacks.Callback``.
     """
     if not isinstance(model, keras.Model):
-        raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     if not getattr(model, "compiled", False):
         raise ValueError(f"model {model.name!r} is not compiled: call model.compile(optimizer, loss) before fit")
     if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
@@ -132,6 +132,8 @@ def fit(model: keras.Model, train, *, epochs: int, validation=None, test=None, b
     else:
         inputs = dict(x=train)
     start = time.perf_counter()
+    if isinstance(validation, list):  # Keras reads only a tuple as (x, y[, sample_weight])
+        validation = tuple(validation)
     history = model.fit(**inputs, validation_data=validation, epochs=int(epochs), verbose=verbose, shuffle=shuffle,
                         callbacks=[timer, *callbacks])
     seconds = time.perf_counter() - start
