@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcfilter_lib.nn import convmath
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -83,7 +85,7 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
     Returns:
         GFLOP/s, counting 2 n ** 3 operations per product.
     """
-    import keras
+    import keras  # deferred: timing helpers that measure plain Python start no deep-learning backend
 
     a = keras.random.normal((n, n), dtype=dtype, seed=1)
     b = keras.random.normal((n, n), dtype=dtype, seed=2)
@@ -108,9 +110,7 @@ def model_flops(model, input_shape) -> int:
     Returns:
         The FLOPs of one forward pass.
     """
-    import keras
-
-    from pcfilter_lib.nn import convmath
+    import keras  # deferred: timing helpers that measure plain Python start no deep-learning backend
 
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
     counted = [layer for layer in model.layers if isinstance(layer, kinds)]
@@ -158,6 +158,7 @@ def device_report() -> dict[str, object]:
         ``cpu``, ``cores``, ``gpus`` (their names), the ``tensorflow`` and ``keras`` versions, the
         ``keras_backend``, and the ``cuda`` and ``cudnn`` versions TensorFlow was built with.
     """
+    # deferred: timing helpers that measure plain Python start no deep-learning backend
     import keras
     import tensorflow as tf
 

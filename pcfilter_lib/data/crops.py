@@ -104,6 +104,6 @@ def load_examples(files: Sequence[str | os.PathLike], validity: bool = True, pro
     Returns:
         One unpadded ``(x, y, weight)`` per file (``data.scans.load_example``).
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # only for the optional progress bar
 
     return [load_example(f, validity) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]

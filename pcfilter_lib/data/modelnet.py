@@ -139,7 +139,7 @@ def sample_files(paths, num_points: int = 1024, seed: int = 0, normals: bool = F
     """
     iterator = paths
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # only for the optional progress bar
 
         iterator = tqdm(paths, desc="sampling meshes", unit="mesh")
     points = np.empty((len(paths), num_points, 3), dtype=np.float32)

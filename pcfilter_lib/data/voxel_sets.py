@@ -10,11 +10,12 @@ import numpy as np
 
 from pcfilter_lib.geometry.views import render_depth_views
 from pcfilter_lib.geometry.voxels import check_grid, grid_around, memory_report, voxelize_mesh
+from pcfilter_lib.io.off import read_off
 
 
 def _iterate(items, progress: bool, desc: str):
     if progress:
-        from tqdm import tqdm
+        from tqdm import tqdm  # only for the optional progress bar
 
         return tqdm(items, desc=desc, unit="mesh")
     return items
@@ -37,8 +38,6 @@ def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: in
     Raises:
         ValueError: the grids would not fit in memory.
     """
-    from pcfilter_lib.io.off import read_off
-
     paths = list(paths)
     check_grid((len(paths) * resolution, resolution, resolution), 1)
     grids = np.zeros((len(paths), resolution, resolution, resolution), dtype=bool)
@@ -62,8 +61,6 @@ def render_files(paths, n_views: int = 12, size: int = 32, elevation: float = 30
     Returns:
         (N, V, size, size) float32 nearness images, 1 nearest and 0 for a miss.
     """
-    from pcfilter_lib.io.off import read_off
-
     paths = list(paths)
     images = np.zeros((len(paths), n_views, size, size), dtype=np.float32)
     for i, path in enumerate(_iterate(paths, progress, f"rendering {n_views} views")):
