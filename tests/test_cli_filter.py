@@ -175,3 +175,35 @@ def test_evaluate_reads_pointcleannet_pairs(tmp_path):
     assert text.returncode == 0 and "2 point clouds (.xyz + .outliers)" in text.stdout
     morph = run("evaluate", "--data", tmp_path, "--method", "morph")
     assert morph.returncode == 1 and "unorganised" in morph.stderr
+
+
+def test_evaluate_per_file_prints_one_row_per_cloud_that_add_up_to_the_pooled_result(dataset, tmp_path):
+    from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
+
+    rng = np.random.default_rng(1)
+    for name, specks in (("few", 2), ("many", 40)):
+        plane = np.c_[rng.random((500, 2)), np.zeros(500)]
+        write_xyz(tmp_path / f"{name}.xyz", np.r_[plane, rng.random((specks, 3)) + [0, 0, 0.5]])
+        (tmp_path / f"{name}.outliers").write_text("0\n" * 500 + "1\n" * specks)
+    text = run("evaluate", "--data", tmp_path, "--method", "sor", "--per-file")
+    assert text.returncode == 0, text.stderr
+    rows = [line.split() for line in text.stdout.splitlines() if line.startswith(("few.xyz", "many.xyz"))]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("few.xyz", "500", "2"), ("many.xyz", "500", "40")]
+    report = json.loads(run("evaluate", "--data", tmp_path, "--method", "sor", "--per-file", "--json").stdout)
+    sor = filters.baseline_filter("sor")
+    for row in report["files"]:
+        points, outlier = read_pointcleannet(tmp_path / row["file"])
+        alone = filters.evaluate_filter(sor, [cloud_scan(points, label=~outlier)])
+        assert {k: row[k] for k in ("tp", "fn", "fp", "tn")} == {k: alone[k] for k in ("tp", "fn", "fp", "tn")}
+    pooled = json.loads(run("evaluate", "--data", tmp_path, "--method", "sor", "--json").stdout)
+    for key in ("tp", "fn", "fp", "tn", "mean_iou", "balanced_accuracy"):
+        assert report[key] == pytest.approx(pooled[key])
+
+    scans = json.loads(run("evaluate", "--data", dataset, "--split", "val", "--method", "morph", "--per-file",
+                           "--json").stdout)
+    whole = json.loads(run("evaluate", "--data", dataset, "--split", "val", "--method", "morph", "--json").stdout)
+    assert [row["file"] for row in scans["files"]] == [p.name for p in sorted((dataset / "val").glob("*.npz"))]
+    assert scans["mean_iou"] == pytest.approx(whole["mean_iou"])
+    for kind, row in whole["kinds"].items():
+        assert scans["kinds"][kind]["points"] == row["points"]
+        assert scans["kinds"][kind]["removed"] == pytest.approx(row["removed"])
