@@ -46,7 +46,7 @@ FP_MLPS = ((256, 256), (256, 128), (128, 128, 128))  # from the coarsest level t
 def pairwise_sq_distances(a, b):
     """Squared Euclidean distances between two sets of points: (B, N, C), (B, M, C) -> (B, N, M).
 
-    Written as |a|^2 - 2 a.b + |b|^2 (one matrix product instead of a (B, N, M, C) difference);
+    Written as ``|a|^2 - 2 a.b + |b|^2`` (one matrix product instead of a (B, N, M, C) difference);
     rounding can make it slightly negative, so it is clipped at zero.
     """
     aa = ops.sum(ops.square(a), axis=-1)[:, :, None]
