@@ -343,3 +343,19 @@ def voxel_iou(truth: np.ndarray, probability: np.ndarray, thresholds: Sequence[f
     occupied = np.where(truth.astype(bool), KEEP, ARTEFACT).astype(np.uint8)  # occupied voxels are the positives
     sweep = threshold_sweep(occupied, probability, thresholds=list(thresholds))
     return {float(t): float(iou) for t, iou in zip(sweep["threshold"], sweep["iou_keep"], strict=True)}
+
+
+def class_confusion(labels, predicted, classes: int) -> np.ndarray:
+    """The confusion matrix of a classifier.
+
+    Args:
+        labels: (N,) true class indices.
+        predicted: (N,) predicted class indices.
+        classes: the number of classes.
+
+    Returns:
+        (classes, classes) int counts: row = true class, column = predicted class.
+    """
+    confusion = np.zeros((classes, classes), dtype=int)
+    np.add.at(confusion, (np.asarray(labels), np.asarray(predicted)), 1)
+    return confusion

@@ -19,6 +19,7 @@ import numpy as np
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.io.model_cards import ModelCard
 from pcfilter_lib.models import pointnet
+from pcfilter_lib.nn import metrics
 from pcfilter_lib.recipes import transfer
 from pcfilter_lib.recipes.common import environment, provenance, rounded
 
@@ -55,13 +56,6 @@ FULL = PointNetRecipe("full", epochs=25)
 FAST = PointNetRecipe("fast", epochs=2)
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
-    """(classes, classes) int counts: row = true class, column = predicted class."""
-    confusion = np.zeros((classes, classes), dtype=int)
-    np.add.at(confusion, (np.asarray(labels), np.asarray(predicted)), 1)
-    return confusion
-
-
 def train_reference_pointnet(out: str | os.PathLike, data_dir: str | os.PathLike, settings: PointNetRecipe = FULL,
                              seed: int = 0, progress: bool = True) -> ModelCard:
     """Train PointNet on all ten classes and save ``out/pointnet_modelnet10.keras``.
@@ -91,7 +85,7 @@ def train_reference_pointnet(out: str | os.PathLike, data_dir: str | os.PathLike
     run = transfer.train(model, train_set, val_set, s.epochs, s.batch_size, s.learning_rate, seed=seed,
                          progress=progress)
     predicted = transfer.predict(model, test)
-    confusion = confusion_matrix(test.labels, predicted, len(test.classes))
+    confusion = metrics.class_confusion(test.labels, predicted, len(test.classes))
     path = transfer.save_model(model, Path(out) / "pointnet_modelnet10.keras")
     per_class = {c: float(confusion[k, k] / max(1, confusion[k].sum())) for k, c in enumerate(test.classes)}
     return ModelCard(
