@@ -1,0 +1,190 @@
+"""RAdam, Lookahead and Ranger: the update rules against NumPy references, training, saving, JAX."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcfilter_lib import runtime
+
+runtime.setup(seed=0)
+
+import keras
+
+from pcfilter_lib.nn.optimizers import LookaheadAdam, RAdam, Ranger, make_optimizer
+
+TARGET = np.array([1.0, -2.0, 3.0, 0.5])
+CURVATURE = np.array([1.0, 0.5, 2.0, 4.0])
+
+
+def _gradient(w):
+    """Gradient of sum(CURVATURE * (w - TARGET)^2): a tiny problem with one minimum at TARGET."""
+    return 2 * CURVATURE * (w - TARGET)
+
+
+def reference(steps, lr, inner="radam", b1=0.9, b2=0.999, eps=1e-8, threshold=5.0, k=None, alpha=0.5):
+    """The published update rules in NumPy (float64): RAdam (Liu et al. 2020, Algorithm 2 with the
+    authors' threshold) or Keras' Adam, optionally inside Lookahead (Zhang et al. 2019, Algorithm 1).
+    Returns the weights after each step and which steps were rectified."""
+    w = np.zeros_like(TARGET)
+    m, v, slow = np.zeros_like(w), np.zeros_like(w), w.copy()
+    rho_inf = 2 / (1 - b2) - 1
+    trajectory, rectified = [], []
+    for t in range(1, steps + 1):
+        g = _gradient(w)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        if inner == "adam":
+            w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        else:
+            m_hat = m / (1 - b1**t)
+            rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
+            rectified.append(rho > threshold)
+            if rho > threshold:
+                r = np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+                w = w - lr * r * m_hat / (np.sqrt(v / (1 - b2**t)) + eps)
+            else:
+                w = w - lr * m_hat
+        if k and t % k == 0:  # k fast steps, then the slow weights move alpha of the way
+            slow = slow + alpha * (w - slow)
+            w = slow.copy()
+        trajectory.append(w.copy())
+    return np.array(trajectory), np.array(rectified)
+
+
+def run(optimizer, steps):
+    """Apply ``optimizer`` to the tiny problem, one gradient at a time; the weights after each step."""
+    variable = keras.Variable(np.zeros_like(TARGET, dtype=np.float32))
+    trajectory = []
+    for _ in range(steps):
+        gradient = _gradient(keras.ops.convert_to_numpy(variable).astype(np.float64)).astype(np.float32)
+        optimizer.apply([gradient], [variable])
+        trajectory.append(keras.ops.convert_to_numpy(variable).copy())
+    return np.array(trajectory)
+
+
+def test_radam_follows_its_update_rule_through_both_phases():
+    expected, rectified = reference(12, 0.1)
+    assert not rectified[0] and rectified[-1]  # momentum steps first, rectified Adam steps later
+    np.testing.assert_allclose(run(RAdam(0.1), 12), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_ranger_follows_lookahead_around_radam():
+    expected, _ = reference(10, 0.1, k=3, alpha=0.5)
+    np.testing.assert_allclose(run(Ranger(0.1, sync_period=3, slow_step_size=0.5), 10), expected, rtol=1e-4,
+                               atol=1e-5)
+    # Without the synchronisations it would be plain RAdam, which ends elsewhere.
+    assert not np.allclose(reference(10, 0.1)[0][-1], expected[-1], atol=1e-3)
+
+
+def test_lookahead_adam_follows_lookahead_around_keras_adam():
+    expected, _ = reference(9, 0.05, inner="adam", eps=1e-7, k=4, alpha=0.3)
+    np.testing.assert_allclose(run(LookaheadAdam(0.05, sync_period=4, slow_step_size=0.3), 9), expected,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_lookahead_with_alpha_one_is_its_inner_optimizer():
+    np.testing.assert_allclose(run(Ranger(0.1, sync_period=2, slow_step_size=1.0), 8), run(RAdam(0.1), 8), atol=1e-6)
+
+
+def _regression(seed=0, n=256):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, (x @ np.array([[1.0], [-2.0], [0.5], [3.0]]) + 0.3).astype(np.float32)
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+
+
+@pytest.mark.parametrize("name", ["radam", "ranger", "lookahead_adam"])
+def test_optimizers_reduce_a_simple_loss_in_fit(name):
+    x, y = _regression()
+    model = _model()
+    model.compile(make_optimizer(name, 0.1), "mse")
+    # 240 steps: RAdam's rectification keeps its steps small for a few hundred (about 1 / (1 - beta_2))
+    # steps, and Lookahead pulls the weights half way back every 6, so Ranger is the slowest of the three.
+    history = model.fit(x, y, batch_size=32, epochs=30, verbose=0).history["loss"]
+    assert history[-1] < 0.1 * history[0]
+
+
+def test_fit_synchronises_fast_and_slow_weights_every_k_steps():
+    x, y = _regression()
+    model = _model()
+    optimizer = Ranger(0.02, sync_period=4)
+    model.compile(optimizer, "mse")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # 8 steps: the last one synchronised
+    for variable in model.trainable_variables:
+        slow = optimizer._slow_weights[optimizer._get_variable_index(variable)]
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(slow), keras.ops.convert_to_numpy(variable))
+    model.fit(x[:32 * 3], y[:32 * 3], batch_size=32, epochs=1, verbose=0)  # 3 more: mid-cycle, they differ
+    assert any(not np.array_equal(keras.ops.convert_to_numpy(optimizer._slow_weights[i]), keras.ops.convert_to_numpy(v))
+               for i, v in enumerate(model.trainable_variables))
+
+
+def test_a_model_compiled_with_ranger_saves_and_loads(tmp_path):
+    x, y = _regression()
+    model = _model()
+    model.compile(Ranger(0.01, sync_period=5, slow_step_size=0.4), "mse")
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, Ranger)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    for a, b in zip(loaded.optimizer.variables, model.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    # Training goes on from the same state: both take the same next steps.
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="rectify_threshold"):
+        RAdam(rectify_threshold=4.0)
+    with pytest.raises(ValueError, match="sync_period"):
+        Ranger(sync_period=0)
+    with pytest.raises(ValueError, match="slow_step_size"):
+        Ranger(slow_step_size=0.0)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("sgd")
+
+
+JAX_SCRIPT = textwrap.dedent("""
+    import numpy as np, keras
+    from pcfilter_lib.nn.activations import DropBlock, Mish
+    from pcfilter_lib.nn.optimizers import Ranger
+    assert keras.backend.backend() == "jax"
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8, 8, 2)).astype("float32")
+    y = x.mean(axis=(1, 2, 3))[:, None].astype("float32")
+    inputs = keras.Input((8, 8, 2))
+    h = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    h = DropBlock(0.1, 2)(h)
+    h = Mish()(h)
+    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inputs, outputs)
+    optimizer = Ranger(0.01, sync_period=4)
+    model.compile(optimizer, "mse")
+    loss = model.fit(x, y, batch_size=16, epochs=6, verbose=0).history["loss"]  # 24 steps
+    assert np.isfinite(loss).all() and loss[-1] < loss[0], loss
+    for v in model.trainable_variables:
+        slow = optimizer._slow_weights[optimizer._get_variable_index(v)]
+        np.testing.assert_array_equal(np.asarray(slow), np.asarray(v))
+    print("ok")
+""")
+
+
+def test_the_layers_and_ranger_run_on_the_jax_backend():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
