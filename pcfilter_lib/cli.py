@@ -1,19 +1,145 @@
 """The ``pcfilter`` command line.
 
-Each command lives in a small ``_cmd_*`` function that parses nothing itself and imports heavy
-libraries (TensorFlow, Open3D) only when it runs, so ``pcfilter --help`` stays instant. Bad input
-ends with a one-line reason on stderr and a non-zero exit status.
+Each command lives in a small ``_cmd_*`` function. Before any work, before a folder is created or
+TensorFlow starts, it checks everything that can be checked: option values and ranges, that inputs
+are regular files, that output folders are writable, and a model's kind from its model card.
+Bad input ends with one line on stderr naming the option or file and what to do, and exit status 1
+(2 for a command line that cannot be parsed at all). Ctrl-C ends with one line and status 130, and
+no output file is left half-written. TensorFlow and Open3D are imported only after
+``runtime.setup`` has muted their start-up logs, so ``pcfilter --help`` stays instant and stderr
+holds nothing but the tool's own lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import platform
+import re
+import signal
 import sys
+import warnings
 from importlib import metadata
+from pathlib import Path
 
-from pcfilter_lib import __version__, config
+from pcfilter_lib import __version__, config, runtime
+from pcfilter_lib.io.files import check_input_file, check_output_file, read_manifest
+from pcfilter_lib.io.model_cards import read_model_card
+
+# NumPy and the modules that use it (the readers, the writers, the workloads) take half a second to
+# import; they are imported inside the commands, once main() handles Ctrl-C, so that an interrupt
+# while the command line starts gives its one line, not a traceback.
+
+SHIPPED_NAMES = ("unet", "points")  # --model names of the shipped U-Net and point filter
+METHODS = ("sor", "ror", "morph")
+OUTPUT_SUFFIXES = (".ply", ".pcd")
+MODEL_SUFFIXES = (".keras", ".h5")  # what keras.models.load_model reads
+# Options whose value may start with '-' followed by a digit ('--size -160x120'): argparse would take
+# the value for an option and say only "expected one argument"; joined as '--size=-160x120', the
+# value reaches the checks below, which say what is wrong with it.
+VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-parts", "--threshold")
+
+
+class _Interrupts:
+    """Ctrl-C, noted as well as raised: TensorFlow sometimes catches the KeyboardInterrupt and raises
+    another error instead, or none, so the note is checked before anything is written."""
+
+    seen = False
+
+    @classmethod
+    def handle(cls, signum, frame) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise KeyboardInterrupt if Ctrl-C came, even if some library swallowed it."""
+        if cls.seen:
+            raise KeyboardInterrupt
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line, without terminal colour codes (Open3D colours its errors)."""
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error)
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
+    if not text and isinstance(error, MemoryError):
+        return "out of memory; try a smaller input or close other programs"
+    return text or type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks made before any work
+
+
+def _option_range(option: str, value, low=None, high=None, what: str = "a number") -> None:
+    """A ValueError naming ``option`` unless ``low <= value <= high`` (either bound may be None)."""
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"between {low} and {high}" if low is not None and high is not None
+                  else f">= {low}" if low is not None else f"<= {high}")
+        raise ValueError(f"{option} must be {what} {bounds}, got {value}")
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--size must be two positive whole numbers WIDTHxHEIGHT like 640x480, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(part) for part in text.split("/"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise ValueError(f"--split must be three non-negative fractions train/val/test summing to 1, like "
+                         f"0.8/0.1/0.1; got {text!r}")
+    return parts
+
+
+def _check_threshold(args: argparse.Namespace) -> None:
+    if args.threshold is None:
+        return
+    if args.method:
+        raise ValueError("--threshold applies to a model; the baselines (--method) give a yes/no answer")
+    if not (math.isfinite(args.threshold) and 0 < args.threshold < 1):
+        raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """A ``--model`` file must be a Keras file whose model card (if any) records a filter's threshold."""
+    if args.method or args.model is None or args.model in SHIPPED_NAMES:
+        return
+    path = check_input_file(args.model, "--model")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ValueError(f"--model {path} is not a Keras model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
+                         f"model file or one of {', '.join(SHIPPED_NAMES)}")
+    card = read_model_card(path)
+    if card is not None and card.threshold is None:
+        raise ValueError(f"--model {path} is a '{card.target}' model (its model card records no decision threshold), "
+                         f"not an artefact filter; give a filter model or one of {', '.join(SHIPPED_NAMES)}")
+
+
+def _check_outputs(source: Path, targets: list[Path]) -> None:
+    """Outputs are .ply or .pcd files in writable folders, never the input, and two outputs differ."""
+    for target in targets:
+        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+            raise ValueError(f"{target} is the input file; choose another output name (the input is never "
+                             "overwritten)")
+        if target.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise ValueError(f"{target}: outputs are written as .ply (points) or .pcd (organised grid)")
+        check_output_file(target)
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        raise ValueError("-o and --removed name the same file")
+
+
+# ---------------------------------------------------------------------------------------------
+# The commands
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -26,10 +152,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             report[package] = "not installed"
     report.update(config.describe())
     if not args.no_devices:
-        from pcfilter_lib import runtime
-
         runtime.setup(seed=None)
-        import tensorflow as tf
+        import tensorflow as tf  # after runtime.setup, which imports it with its start-up logs muted
 
         report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
     if args.json:
@@ -41,165 +165,177 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x480 (WIDTHxHEIGHT), got {text!r}") from None
-    return width, height
-
-
-def _parse_split(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(part) for part in text.split("/"))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"split must look like 0.8/0.1/0.1 (train/val/test), got {text!r}")
-    return parts
-
-
 def _cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate a dataset of structured-light scans of bins of parts."""
-    from pcfilter_lib.simulate import dataset
+    from pcfilter_lib.simulate import dataset  # imports Open3D: only when simulating
     from pcfilter_lib.simulate.scanner import ScannerConfig
 
-    width, height = args.size or config.choose(full=(640, 480), fast=(160, 120))
+    width, height = _parse_size(args.size) if args.size else config.choose(full=(640, 480), fast=(160, 120))
+    split = _parse_split(args.split)
+    _option_range("--n", args.n, 1, dataset.MAX_SCANS, "a whole number")
+    _option_range("--seed", args.seed, 0, what="a whole number")
+    _option_range("--min-parts", args.min_parts, 0, args.max_parts, "a whole number")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
     scanner = ScannerConfig(width=width, height=height)
-    stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=args.split,
-                                  n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or ())
+    stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
+                                  n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
+                                  progress=sys.stderr.isatty())
     print(f"{len(stats)} scans of {width}x{height} in {args.out}")
     print(dataset.summarise(stats))
     return 0
 
 
-SHIPPED_NAMES = ("unet", "points")
-
-
 def _make_filter(args: argparse.Namespace, organised: bool = True):
-    """The filter asked for: ``--method`` (a baseline with its tuned parameters) or ``--model`` (a
-    file, or ``unet`` / ``points`` for the shipped filters; by default the U-Net for organised input
-    and the point filter for unorganised clouds), with its manifest's threshold unless ``--threshold``."""
-    from pcfilter_lib import filters
+    """The filter asked for: ``--method`` (a baseline with its tuned parameters, lengths scaled to the
+    input's point spacing) or ``--model`` (a file, or ``SHIPPED_NAMES`` for the shipped filters; by
+    default the U-Net for organised input and the point filter for unorganised clouds), with its
+    model card's threshold unless ``--threshold``. Imports the filters, hence Keras: call it after
+    ``runtime.setup``."""
+    from pcfilter_lib import filters  # imports Keras: after runtime.setup
 
     if args.method:
-        if args.threshold is not None:
-            raise ValueError("--threshold applies to a model; the baselines give a yes/no answer")
-        if args.method == "morph" and not organised:
-            raise ValueError("--method morph works on the pixel grid of an organised scan; this input is an "
-                             "unorganised cloud (use the point filter, or --method sor / ror)")
         return filters.baseline_filter(args.method)
     if args.model == "points":
         return filters.point_filter(None, args.threshold)
     if args.model == "unet":
-        if not organised:
-            raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
         return filters.unet_filter(None, args.threshold)
-    return filters.load_filter(args.model, args.threshold, organised)
+    scan_filter = filters.load_filter(args.model, args.threshold, organised)
+    shape = (scan_filter.model.input_shape, scan_filter.model.output_shape)
+    if len(shape[1]) != len(shape[0]) or shape[1][-1] != 1:
+        raise ValueError(f"--model {args.model} gives {shape[1]} for input {shape[0]}: it is no artefact filter, "
+                         "which gives one P(keep) per point or pixel")
+    return scan_filter
 
 
-def _read_filter_input(path):
+def _read_filter_input(path: Path) -> dict:
     """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
+    from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud  # NumPy: see the note at the top
+    from pcfilter_lib.io.scan import load_scan
+
     if path.suffix.lower() == ".npz":
-        from pcfilter_lib.io.scan import load_scan
-
         return {**load_scan(path, arrays=()), "organised": True}
-    from pcfilter_lib.io.organised import read_cloud
-
+    if path.suffix.lower() not in CLOUD_SUFFIXES:
+        raise ValueError(f"{path}: cannot read {path.suffix!r} files; give a scan .npz or a cloud "
+                         f"({', '.join(CLOUD_SUFFIXES)})")
     return read_cloud(path)
+
+
+def _check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> None:
+    """Refuse, before TensorFlow starts, what the chosen filter cannot do with this input."""
+    from pcfilter_lib.geometry.point_features import MIN_POINTS  # NumPy: see the note at the top
+
+    organised, n = scan["organised"], int(scan["valid"].sum())
+    if args.method == "morph" and not organised:
+        raise ValueError("--method morph works on the pixel grid of an organised scan; this input is an "
+                         "unorganised cloud (use the point filter, or --method sor / ror)")
+    if args.model == "unet" and not organised:
+        raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
+    learned_unet = args.method is None and args.model != "points" and organised
+    if learned_unet and scan["intensity"] is None:
+        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one, or use --model points "
+                         "or --method")
+    if args.method is None and not organised and n < MIN_POINTS:
+        raise ValueError(f"{source}: the cloud holds {n} point{'s' * (n != 1)} with finite coordinates; the point "
+                         f"filter needs at least {MIN_POINTS} to compare each point with its neighbours")
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
     """Remove artefacts from one scan or cloud and write the kept (and removed) points."""
-    from pathlib import Path
+    from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT  # NumPy: see the note at the top
+    from pcfilter_lib.io.organised import write_filtered
 
-    import numpy as np
-
-    from pcfilter_lib.io import organised
-
-    source = Path(args.input)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist")
+    source = check_input_file(args.input, "input")
     targets = [Path(p) for p in (args.output, args.removed) if p]
-    for target in targets:
-        if target.resolve() == source.resolve():
-            raise ValueError(f"{target} is the input file; choose another output name (the input is never overwritten)")
-        if target.suffix.lower() not in (".ply", ".pcd"):
-            raise ValueError(f"{target}: outputs are written as .ply (points) or .pcd (organised grid)")
-    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
-        raise ValueError("-o and --removed name the same file")
+    _check_outputs(source, targets)
+    _check_threshold(args)
+    _check_model(args)
     scan = _read_filter_input(source)
-    learned_unet = args.method is None and args.model != "points" and scan["organised"]
-    if learned_unet and scan["intensity"] is None:
-        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one, or use --model points "
-                         "or --method")
-    from pcfilter_lib import runtime
-
+    _check_filter_fits(args, source, scan)
     runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
     scan_filter = _make_filter(args, scan["organised"])
-    keep = scan_filter.keep_mask(scan)
-    valid = np.asarray(scan["valid"], bool)
+    with warnings.catch_warnings():  # points far out (1e30) overflow their float32 features: they are removed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keep = scan_filter.keep_mask(scan)
+    valid = scan["valid"]
     removed = valid & ~keep
-    for target, mask in zip(targets, (keep, removed), strict=False):
-        if target.suffix.lower() == ".pcd" and scan["organised"]:
-            organised.write_organised(target, scan["xyz"], scan["intensity"], keep=mask)
-        else:
-            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[mask]
-            organised.write_points(target, np.asarray(scan["xyz"])[mask], intensity)
     n = int(valid.sum())
+    _Interrupts.check()
+    if not keep.any() and not args.allow_empty:
+        raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
+                         "filter (or its --threshold), or pass --allow-empty to write the empty result")
+    write_filtered(targets, scan, [keep, removed])
     print(f"{scan_filter.name}: kept {int(keep.sum())} of {n} points, removed {int(removed.sum())} "
           f"({removed.sum() / n:.2%}); wrote {', '.join(map(str, targets))}")
-    if not scan["organised"] and n < valid.size:
-        print(f"dropped {valid.size - n} points with NaN or infinite coordinates (written to neither file)")
+    far = int(scan.get("far", 0))
+    if not scan["organised"] and n + far < valid.size:
+        print(f"dropped {valid.size - n - far} points with NaN or infinite coordinates (written to neither file)")
+    if far:
+        print(f"dropped {far} points with coordinates beyond ±{COORDINATE_LIMIT:.1e}, too far to measure distances "
+              "(written to neither file)")
     return 0
 
 
 def _evaluation_data(args: argparse.Namespace):
     """(description, scans or clouds, organised) for ``evaluate``: a split of a scan dataset, or a
-    folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier)."""
-    from pathlib import Path
-
-    from pcfilter_lib.io.files import read_manifest
-
+    folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier), read now so that a bad
+    file is reported before TensorFlow starts."""
     folder = Path(args.data)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder")
-    if read_manifest(folder) is not None:
-        from pcfilter_lib import filters
+        raise FileNotFoundError(f"--data {folder} is not a folder")
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        if not any(name.startswith(f"{args.split}/") for name in manifest["files"]):
+            raise ValueError(f"{folder} holds no {args.split} scans; choose another --split")
+        runtime.setup(seed=None)  # data.scans imports Keras
+        from pcfilter_lib import filters  # imports Keras: after runtime.setup
         from pcfilter_lib.data.scans import split_files
 
         files = split_files(folder, args.split)
-        return f"{len(files)} {args.split} scans of {folder}", filters.iter_scans(files), True
+        named = ({**scan, "name": file.name} for file, scan in zip(files, filters.iter_scans(files), strict=True))
+        return f"{len(files)} {args.split} scans of {folder}", named, True
     pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
     if not pairs:
         raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
                                 "simulate') nor name.xyz + name.outliers pairs (PointCleanNet layout)")
-    from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
+    from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet  # NumPy: see the note at the top
 
-    def clouds():
-        for path in pairs:
-            points, outlier = read_pointcleannet(path)
-            yield cloud_scan(points, label=~outlier)
+    clouds = []
+    for path in pairs:
+        points, outlier = read_pointcleannet(path)
+        clouds.append({**cloud_scan(points, label=~outlier), "name": path.name})
+    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False
 
-    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds(), False
+
+def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
+    """Each file measured alone, its row printed at once; the pooled counts from the rows."""
+    from pcfilter_lib import filters  # imports Keras: after runtime.setup
+
+    rows = []
+    if not args.json:
+        print(f"{'file':<28} {'points':>9} {'outliers':>9} {'mean IoU':>9} {'bal. acc.':>9} {'keep-rec.':>9} "
+              f"{'outl. rec.':>10}")
+    for scan in scans:
+        row = {"file": scan["name"], **filters.evaluate_filter(scan_filter, [scan])}
+        rows.append(row)
+        if not args.json:
+            print(f"{row['file']:<28} {row['tp'] + row['fn']:>9} {row['fp'] + row['tn']:>9} "
+                  f"{row['mean_iou']:>9.4f} {row['balanced_accuracy']:>9.4f} {row['recall']:>9.4f} "
+                  f"{row['tnr']:>10.4f}", flush=True)
+    counts = {key: sum(row[key] for row in rows) for key in ("tp", "fn", "fp", "tn")}
+    kinds = {}
+    for kind in rows[0]["kinds"]:
+        points = sum(row["kinds"][kind]["points"] for row in rows)
+        removed = sum(row["kinds"][kind]["points"] * (row["kinds"][kind]["removed"] or 0) for row in rows)
+        kinds[kind] = {"points": points, "removed": removed / points if points else None}
+    from pcfilter_lib.nn.metrics import confusion_metrics  # Keras: after runtime.setup
+
+    return {"filter": scan_filter.name, "scans": len(rows), **counts, **confusion_metrics(**counts),
+            "kinds": kinds, "files": rows}
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    """Measure a filter on one split of a scan dataset or on a folder of labelled clouds."""
-    from pcfilter_lib import runtime
-
-    what, scans, organised = _evaluation_data(args)  # a quick answer before TensorFlow starts
-    runtime.setup(seed=None)
-    from pcfilter_lib import filters
-
-    scan_filter = _make_filter(args, organised)
-    result = filters.evaluate_filter(scan_filter, scans, progress=not args.json)
-    params = getattr(scan_filter, "params", None)
-    result.update(split=args.split if organised else None, data=str(args.data),
-                  threshold=scan_filter.threshold if args.method is None else None, params=params or None)
-    if args.json:
-        print(json.dumps(result))
-        return 0
+def _print_evaluation(result: dict, what: str, scan_filter, args: argparse.Namespace) -> None:
+    params = result["params"]
     print(f"{result['filter']} on {what}"
           + (f" (threshold {scan_filter.threshold:g})" if args.method is None else f" ({params})"))
     print(f"  confusion (1 = keep): TP {result['tp']}  FN {result['fn']}  FP {result['fp']}  TN {result['tn']}")
@@ -209,6 +345,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for kind, row in result["kinds"].items():
         removed = "no points" if row["removed"] is None else f"{row['removed']:.4f} removed"
         print(f"  artefact kind {kind:<18} {row['points']:>9} points, {removed}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a filter on one split of a scan dataset or on a folder of labelled clouds."""
+    _check_threshold(args)
+    _check_model(args)
+    what, scans, organised = _evaluation_data(args)
+    if args.method == "morph" and not organised:
+        raise ValueError("--method morph works on the pixel grid of an organised scan; these are unorganised "
+                         "clouds (use the point filter, or --method sor / ror)")
+    if args.model == "unet" and not organised:
+        raise ValueError("the U-Net filter needs organised scans; these are unorganised clouds")
+    runtime.setup(seed=None)
+    from pcfilter_lib import filters  # imports Keras: after runtime.setup
+
+    scan_filter = _make_filter(args, organised)
+    if args.per_file:
+        result = _evaluate_per_file(scan_filter, scans, args)
+    else:
+        result = filters.evaluate_filter(scan_filter, scans, progress=not args.json and sys.stderr.isatty())
+    _Interrupts.check()
+    result.update(split=args.split if organised else None, data=str(args.data),
+                  threshold=scan_filter.threshold if args.method is None else None,
+                  params=getattr(scan_filter, "params", None) or None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_evaluation(result, what, scan_filter, args)
     return 0
 
 
@@ -217,24 +381,27 @@ def _cmd_modelnet(args: argparse.Namespace) -> int:
     if not args.synthetic:
         raise ValueError("only --synthetic is available here; the real archive comes from "
                          "data_scripts/download_modelnet10.py")
-    from pcfilter_lib.data import procedural_modelnet
+    _option_range("--seed", args.seed, 0, what="a whole number")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
+    from pcfilter_lib.data import procedural_modelnet  # NumPy: see the note at the top
 
-    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet)
+    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+                                       counts=config.choose(full=procedural_modelnet.FULL_COUNTS,
+                                                            fast=procedural_modelnet.FAST_COUNTS))
     print(f"procedural ModelNet10 in {out}")
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Time the standard workloads per backend and add the rows to the results file."""
-    from pathlib import Path
-
-    from pcfilter_lib import runtime
-
-    runtime.setup(seed=None)
-    from pcfilter_lib.bench import workloads
-
     out = Path(args.out) if args.out else config.data_dir() / "bench" / "results.json"
-    rows = workloads.collect(args.backends, args.models, progress=not args.json,
+    if args.out:
+        check_output_file(out, "--out")
+    runtime.setup(seed=None)
+    from pcfilter_lib.bench import workloads  # its workloads import Keras: after runtime.setup
+
+    rows = workloads.collect(args.backends, args.models, progress=not args.json and sys.stderr.isatty(),
                              sizes=config.choose(full=workloads.FULL, fast=workloads.FAST))
     workloads.append_results(out, rows)
     if args.json:
@@ -245,17 +412,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pcfilter",
-        description="Deep learning on point clouds and structured-light scans: "
-        "simulate scans, train and apply artefact filters, run the book's experiments.",
-        epilog="Run 'pcfilter COMMAND --help' for the options of one command. "
-        "PCFILTER_FAST=1 makes every run small; PCFILTER_DATA sets the data folder.",
-    )
-    parser.add_argument("--version", action="version", version=f"pcfilter {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+# ---------------------------------------------------------------------------------------------
+# The parser
 
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the reason and where to read the options."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def _add_info(commands) -> None:
     info = commands.add_parser(
         "info", help="show versions, settings and accelerators",
         description="Show package versions, the data folder, fast mode and the GPUs TensorFlow sees.")
@@ -263,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-devices", action="store_true", help="skip the (slower) TensorFlow device query")
     info.set_defaults(run=_cmd_info)
 
+
+def _add_simulate(commands) -> None:
     simulate = commands.add_parser(
         "simulate", help="simulate a dataset of structured-light scans",
         description="Simulate scans of bins of parts with a structured-light scanner model (shadows, "
@@ -270,11 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a manifest.json. A stopped run resumes when started again with the same options.")
     simulate.add_argument("--out", required=True,
                           help="dataset folder (created; resumed if made with the same options)")
-    simulate.add_argument("--n", type=int, required=True, help="number of scans")
+    simulate.add_argument("--n", type=int, required=True, help="number of scans (at most 100000)")
     simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    simulate.add_argument("--size", type=_parse_size, metavar="WxH",
+    simulate.add_argument("--size", metavar="WxH",
                           help="scan size in pixels (default 640x480, 160x120 with PCFILTER_FAST=1)")
-    simulate.add_argument("--split", type=_parse_split, default=(0.8, 0.1, 0.1), metavar="TRAIN/VAL/TEST",
+    simulate.add_argument("--split", default="0.8/0.1/0.1", metavar="TRAIN/VAL/TEST",
                           help="fractions of scans per split (default 0.8/0.1/0.1)")
     simulate.add_argument("--min-parts", type=int, default=3, help="fewest parts per bin (default 3)")
     simulate.add_argument("--max-parts", type=int, default=15, help="most parts per bin (default 15)")
@@ -282,18 +452,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a mesh file (ply, obj, stl, off) to add to the parts library; repeatable")
     simulate.set_defaults(run=_cmd_simulate)
 
-    methods = ("sor", "ror", "morph")
 
-    def add_filter_choice(command):
-        choice = command.add_mutually_exclusive_group()
-        choice.add_argument("--model", metavar="M",
-                            help="a filter .keras file, or 'unet' / 'points' for the shipped U-Net / point filter "
-                            "(default: the U-Net for scans and organised clouds, the point filter for others)")
-        choice.add_argument("--method", choices=methods,
-                            help="a classical filter instead, with the parameters tuned on validation scans")
-        command.add_argument("--threshold", type=float, metavar="T",
-                             help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
+def _add_filter_choice(command) -> None:
+    choice = command.add_mutually_exclusive_group()
+    choice.add_argument("--model", metavar="M",
+                        help="a filter .keras file, or 'unet' / 'points' for the shipped U-Net / point filter "
+                        "(default: the U-Net for scans and organised clouds, the point filter for others)")
+    choice.add_argument("--method", choices=METHODS,
+                        help="a classical filter instead, with the parameters tuned on validation scans (its "
+                        "lengths scaled to the input's point spacing)")
+    command.add_argument("--threshold", type=float, metavar="T",
+                         help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
 
+
+def _add_filter(commands) -> None:
     filter_ = commands.add_parser(
         "filter", help="remove artefacts from a scan or a point cloud",
         description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, or .pts / .xyzn / "
@@ -301,14 +473,19 @@ def build_parser() -> argparse.ArgumentParser:
         "'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point) goes through the U-Net; "
         "an unorganised cloud goes through the point filter, which needs only x y z. Points with NaN or infinite "
         "coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT ending in .pcd keeps "
-        "an organised grid, with NaN where a point was removed. A file too large to filter in the available "
-        "memory is refused before it is read.")
+        "an organised grid, with NaN where a point was removed; coordinates keep the input's precision. A file "
+        "too large to filter in the available memory is refused before it is read. A filter that removes every "
+        "point writes nothing and fails, unless --allow-empty.")
     filter_.add_argument("input", metavar="IN", help="scan .npz or point cloud file (never overwritten)")
     filter_.add_argument("-o", "--output", required=True, metavar="OUT", help="kept points (.ply or .pcd)")
     filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply or .pcd)")
-    add_filter_choice(filter_)
+    filter_.add_argument("--allow-empty", action="store_true",
+                         help="write the outputs even when the filter removes every point")
+    _add_filter_choice(filter_)
     filter_.set_defaults(run=_cmd_filter)
 
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="measure a filter on a scan dataset or labelled clouds",
         description="Measure a filter on one split of a scan dataset (made by 'pcfilter simulate'), or on a folder "
@@ -320,13 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"),
                           help="split of a scan dataset (default: test)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    add_filter_choice(evaluate)
+    evaluate.add_argument("--per-file", action="store_true",
+                          help="also measure each scan or cloud on its own: one row per file (with --json: 'files')")
+    _add_filter_choice(evaluate)
     evaluate.set_defaults(run=_cmd_evaluate)
+
+
+def _add_modelnet(commands) -> None:
     modelnet = commands.add_parser(
         "modelnet", help="write the procedural ModelNet10 stand-in",
         description="Write a procedural ModelNet10-style data set: the ten ModelNet10 classes as .off meshes in "
         "the real layout OUT/<class>/{train,test}/<class>_NNNN.off with a manifest.json; 3991 training and "
-        "908 test meshes (a few per class with PCFILTER_FAST=1). An interrupted run resumes.")
+        "908 test meshes (a few per class with PCFILTER_FAST=1). An interrupted run resumes; files that are "
+        "missing or differ from the manifest are written again.")
     modelnet.add_argument("--synthetic", action="store_true", required=True,
                           help="generate the procedural stand-in (required: nothing is downloaded)")
     modelnet.add_argument("--out", required=True, help="output folder (new, or one this command wrote)")
@@ -334,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     modelnet.add_argument("--quiet", action="store_true", help="no progress bar")
     modelnet.set_defaults(run=_cmd_modelnet)
 
-    from pcfilter_lib.bench.workloads import BACKENDS, MODELS
+
+def _add_bench(commands) -> None:
+    from pcfilter_lib.bench.workloads import BACKENDS, MODELS  # NumPy: see the note at the top
 
     bench = commands.add_parser(
         "bench", help="time the U-Net filter and PointNet on this machine, per Keras backend",
@@ -348,23 +533,67 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the new rows as JSON")
     bench.add_argument("--out", help="results file (default: DATA/bench/results.json, see PCFILTER_DATA)")
     bench.set_defaults(run=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pcfilter`` parser with its commands (info, simulate, filter, evaluate, modelnet, bench)."""
+    parser = _Parser(
+        prog="pcfilter",
+        description="Deep learning on point clouds and structured-light scans: "
+        "simulate scans, train and apply artefact filters, run the book's experiments.",
+        epilog="Run 'pcfilter COMMAND --help' for the options of one command. "
+        "PCFILTER_FAST=1 makes every run small; PCFILTER_DATA sets the data folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"pcfilter {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_info, _add_simulate, _add_filter, _add_evaluate, _add_modelnet, _add_bench):
+        add(commands)
     return parser
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--size -160x120`` as ``--size=-160x120`` for the ``VALUE_OPTIONS``."""
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in VALUE_OPTIONS and i + 1 < len(argv) and re.match(r"-[\d.]", argv[i + 1]):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
+    """Run one ``pcfilter`` command; returns the exit status (0 done, 1 refused or failed, 2 a command
+    line that cannot be parsed, 130 interrupted)."""
+    command = "pcfilter"
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:  # a SIGINT ignored by the caller stays ignored
+        signal.signal(signal.SIGINT, _Interrupts.handle)
+    _Interrupts.seen = False
     try:
+        parser = build_parser()
+        args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        command = f"pcfilter {args.command}"
         return args.run(args)
-    except (ValueError, OSError, MemoryError) as error:
-        print(f"pcfilter {args.command}: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
-        print(f"pcfilter {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted; no output file was left half-written", file=sys.stderr)
         return 130
+    except Exception as error:
+        if _Interrupts.seen:  # Ctrl-C that a library turned into another error
+            print(f"{command}: interrupted; no output file was left half-written", file=sys.stderr)
+            return 130
+        if not isinstance(error, ValueError | OSError | MemoryError | RuntimeError):
+            raise  # a bug: its traceback is what a report needs
+        print(f"{command}: {_one_line(error)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ TensorFlow writes start-up notes (oneDNN, missing CUDA drivers) straight to file
 below Python, so notebooks would show them as error output in every chapter; Open3D announces its
 web visualiser on descriptor 1 when it finds Jupyter. ``setup`` imports both with those descriptors
 pointed at a temporary file, and replays what was written there
-only if the import fails, so a real problem is never hidden. It also sets ``TF_CPP_MIN_LOG_LEVEL``
+only if the import fails, so a real problem is never hidden (not when the user interrupts it:
+Ctrl-C during the start-up leaves stderr to the caller's own one-line message). It also sets ``TF_CPP_MIN_LOG_LEVEL``
 to 3 (unless already set): the C++ runtime then keeps quiet about graph-optimiser fallbacks (such
 as "remapper failed" on LeakyReLU fusion); real failures still raise Python exceptions.
 """
@@ -23,10 +24,17 @@ _ready = False
 def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
     """Import TensorFlow and Keras quietly (once) and seed Python, NumPy and Keras.
 
-    Call it at the top of a notebook or script, before ``import keras``. ``seed=None`` leaves the
-    random generators alone. ``cpu_devices=2`` splits the CPU into two logical devices, so that
-    data-parallel training (``tf.distribute.MirroredStrategy``) can be tried without a second GPU;
-    it only takes effect in the first call of a process.
+    Call it at the top of a notebook or script, before ``import keras``.
+
+    Args:
+        seed: the seed of Python's, NumPy's and Keras's generators; None leaves them alone.
+        cpu_devices: 2 splits the CPU into two logical devices, so that data-parallel training
+            (``tf.distribute.MirroredStrategy``) can be tried without a second GPU; it only takes
+            effect in the first call of a process.
+
+    Raises:
+        ValueError: ``cpu_devices`` < 1.
+        KeyboardInterrupt: Ctrl-C during the import (nothing is replayed on stderr then).
     """
     global _ready
     if cpu_devices < 1:
@@ -36,7 +44,7 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
         _quiet_import(cpu_devices)
         _ready = True
     if seed is not None:
-        import keras
+        import keras  # imported by _quiet_import above; here only to reach it
 
         keras.utils.set_random_seed(seed)
 
@@ -49,7 +57,7 @@ def _quiet_import(cpu_devices: int) -> None:
     with tempfile.TemporaryFile(mode="w+b") as sink, contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
-        try:
+        try:  # the point of this module: the heavy imports happen here, with the logs redirected
             import keras  # noqa: F401
             import open3d  # noqa: F401
             import tensorflow as tf
@@ -61,6 +69,8 @@ def _quiet_import(cpu_devices: int) -> None:
             # The first operation initialises the devices, which logs once more.
             tf.config.list_physical_devices("GPU")
             tf.constant(0.0).numpy()
+        except KeyboardInterrupt:
+            raise  # the user stopped the start-up: nothing went wrong that the logs would explain
         except BaseException:
             os.dup2(saved[1], 2)
             sink.seek(0)

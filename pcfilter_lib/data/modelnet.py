@@ -20,7 +20,7 @@ import numpy as np
 from pcfilter_lib import config
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.geometry.sampling import normalize_unit_sphere, sample_surface
-from pcfilter_lib.io.files import atomic_write_with, prepare_folder, record_file, sha256
+from pcfilter_lib.io.files import atomic_write_with, prepare_folder, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 
 SPLITS = ("train", "test")
@@ -183,7 +183,7 @@ def load_split(root: str | os.PathLike, split: str, num_points: int = 1024, seed
                                        "parameters": {**parameters, "split": split}})
     target = folder / f"{split}.npz"
     names = [p.relative_to(root).as_posix() for p in paths]
-    if target.name not in manifest["files"] or sha256(target) != manifest["files"][target.name]:
+    if target.name not in manifest["files"] or verify_folder(folder, manifest):  # missing or changed: sample again
         points, all_normals = sample_files(paths, num_points, seed, normals, progress)
         arrays = {"points": points, "labels": labels, "names": np.asarray(names)}
         if normals:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from pcfilter_lib import config
-from pcfilter_lib.io.files import atomic_write_text, prepare_folder, sha256, write_manifest
+from pcfilter_lib.io.files import atomic_write_text, prepare_folder, sha256, verify_folder, write_manifest
 from pcfilter_lib.io.off import format_off
 
 GENERATOR = "pcfilter.procedural_modelnet"
@@ -371,6 +372,8 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
     anything else is refused. Returns ``out``.
     """
     counts = counts or config.choose(full=FULL_COUNTS, fast=FAST_COUNTS)
+    if int(seed) < 0:
+        raise ValueError(f"the seed must be a whole number >= 0, got {seed}")
     unknown = set(counts) - set(CLASSES)
     if unknown:
         raise ValueError(f"unknown classes {sorted(unknown)}; the classes are {', '.join(CLASSES)}")
@@ -378,17 +381,14 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
     recipe = {"generator": GENERATOR, "version": VERSION, "seed": int(seed),
               "parameters": {"counts": {k: list(v) for k, v in sorted(counts.items())}}}
     manifest = prepare_folder(out, recipe)
+    damaged = set(verify_folder(out, manifest))  # a resumed run makes missing or changed files again
     jobs = [(name, split, i) for name in sorted(counts)
             for split, n in zip(("train", "test"), counts[name], strict=True) for i in range(n)]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), desc="procedural ModelNet10", unit="mesh")
+    bar = tqdm(total=len(jobs), desc="procedural ModelNet10", unit="mesh") if progress else None
     pending = 0
     for name, split, i in jobs:
         rel = f"{name}/{split}/{name}_{i + 1:04d}.off"
-        if rel not in manifest["files"] or not (out / rel).exists():
+        if rel not in manifest["files"] or rel in damaged:
             vertices, faces = make_shape(name, shape_seed(seed, name, split, i))
             atomic_write_text(out / rel, format_off(vertices, faces))
             manifest["files"][rel] = sha256(out / rel)

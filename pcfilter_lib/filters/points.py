@@ -103,7 +103,7 @@ class PointFilter:
         coordinates, which are never kept."""
         points, finite = finite_points(points)
         hood = neighbourhoods(points[finite], self.neighbours)
-        patches = seed_patches(hood, self.patch_size)
+        patches = pad_patches(seed_patches(hood, self.patch_size), self.model.input_shape[1])
         inputs = patch_inputs(hood, patches, self.feature_set)
         prob = np.zeros(len(points), np.float32)
         prob[finite] = combine(patches, self.predict_patches(inputs), len(hood.points))
@@ -128,6 +128,26 @@ class PointFilter:
     __call__ = keep_mask
 
 
+def pad_patches(patches: np.ndarray, size: int | None) -> np.ndarray:
+    """Patches of a cloud smaller than the network's fixed patch size, filled up to ``size`` points.
+
+    A cloud of N < P points (down to ``geometry.point_features.MIN_POINTS``) gives patches of N
+    points; each is filled by repeating its points in order. PointNet pools the patch with a
+    maximum, which a repeated point does not change, so every point gets the prediction it would
+    get in a patch of its own size; ``combine`` then averages equal values.
+
+    Args:
+        patches: (M, N) point indices from ``seed_patches``.
+        size: the model's points per patch, or None when it takes any number.
+
+    Returns:
+        (M, size) indices (``patches`` itself when it is already that wide or ``size`` is None).
+    """
+    if size is None or patches.shape[1] >= size:
+        return patches
+    return np.tile(patches, (1, -(-size // patches.shape[1])))[:, :size]
+
+
 def wrap_point_model(model, path: Path, threshold: float | None = None) -> PointFilter:
     """A loaded point-filter model with the threshold, feature set and patch size of its model card
     (``threshold`` overrides the recorded one; without a card the feature set follows from the
@@ -141,13 +161,15 @@ def wrap_point_model(model, path: Path, threshold: float | None = None) -> Point
 
     if len(model.input_shape) != 3:
         raise ValueError(f"{path}: a point filter takes (B, P, F) input, this model takes {model.input_shape}")
-    manifest = read_model_card(path)
-    settings = manifest.get("settings", {})
+    card = read_model_card(path)
+    settings = card.settings if card else {}
+    if threshold is None:
+        threshold = card.threshold if card and card.threshold is not None else 0.5
     if not getattr(model, "compiled", False):  # inference only: XLA where the backend has it (a third faster on CPU)
         model.compile(jit_compile=keras.backend.backend() in ("tensorflow", "jax"))
     by_channels = {len(columns): name for name, columns in FEATURE_SETS.items()}
     feature_set = settings.get("feature_set") or by_channels.get(int(model.input_shape[-1]), "both")
-    return PointFilter(model, threshold=manifest.get("threshold", 0.5) if threshold is None else threshold,
+    return PointFilter(model, threshold=threshold,
                        feature_set=feature_set, patch_size=settings.get("patch_size", 256),
                        neighbours=settings.get("neighbours", NEIGHBOURS), name=Path(path).stem)
 

@@ -14,8 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcfilter_lib.geometry.points import check_points
+
 NEIGHBOURS = 16  # k of the local statistics
 MIN_POINTS = 4  # fewer points carry no neighbourhood to judge them by
+# The largest coordinate magnitude whose distances can be measured: beyond it the squared distance
+# between two points (three squared differences of up to twice the magnitude) overflows double precision.
+COORDINATE_LIMIT = float(np.sqrt(np.finfo(np.float64).max / 12))
 OWN = ("nearest", "fourth", "kth", "mean_distance", "within_2s", "within_4s", "centroid_offset", "plane_distance",
        "spread", "linearity", "planarity", "scattering")
 STATISTICS = OWN + tuple(f"around_{name}" for name in OWN)  # a point's own, then its neighbours' mean
@@ -37,8 +42,6 @@ def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
         ValueError: from ``geometry.points.check_points``, when the array is not (N, 3) or has no
             finite point at all.
     """
-    from pcfilter_lib.geometry.points import check_points
-
     points = np.asarray(points, dtype=np.float64)
     finite = np.isfinite(points).all(axis=-1) if points.ndim == 2 else np.ones(len(points), bool)
     check_points(points[finite], "the cloud's points with finite coordinates")
@@ -50,7 +53,7 @@ class Neighbourhoods:
     """The cloud centred and divided by its spacing, with its neighbour search and k nearest neighbours.
 
     Attributes:
-        points: (N, 3) float64, in units of the spacing, centred on the mean.
+        points: (N, 3) float64, in units of the spacing, centred on the median.
         spacing: the median distance from a point to its nearest neighbour, in the cloud's units.
         search: Open3D's ``NearestNeighborSearch`` over the centred points in the cloud's units
             (query with points times ``spacing``).
@@ -58,7 +61,7 @@ class Neighbourhoods:
         indices: (N, k) int64 indices of those neighbours.
     """
 
-    points: np.ndarray  # (N, 3) float64, in units of the spacing, centred on the mean
+    points: np.ndarray  # (N, 3) float64, in units of the spacing, centred on the median
     spacing: float  # in the cloud's own units
     search: object  # Open3D NearestNeighborSearch over the centred points (cloud units): query points * spacing
     distances: np.ndarray  # (N, k) to the k nearest other points, ascending, in spacing units
@@ -74,7 +77,7 @@ class Neighbourhoods:
         Returns:
             (M, k) int64 indices into ``points``, nearest first.
         """
-        import open3d as o3d
+        import open3d as o3d  # deferred: the command line imports this module before it needs Open3D
 
         found, _ = self.search.knn_search(o3d.core.Tensor(np.ascontiguousarray(queries * self.spacing)), k)
         return found.numpy().astype(np.int64)
@@ -99,21 +102,62 @@ def neighbourhoods(points, k: int = NEIGHBOURS) -> Neighbourhoods:
     if n < MIN_POINTS:
         raise ValueError(f"the cloud holds {n} point{'s' * (n != 1)}; the point filter needs at least "
                          f"{MIN_POINTS} to compare each point with its neighbours")
-    import open3d as o3d
-
     k = min(k, n - 1)
-    centred = points - points.mean(axis=0)
-    cloud = o3d.core.Tensor(centred)
+    # The median, not the mean: a few points far away (1e30) must not swamp the others' precision.
+    centred = _centred(points)
+    search, (found, squared) = _knn(centred, k + 1)
+    indices, distances = found[:, 1:].astype(np.int64), np.sqrt(squared[:, 1:])
+    spacing = _median_spacing(distances[:, 0])
+    return Neighbourhoods(centred / spacing, spacing, search, distances / spacing, indices)
+
+
+def _centred(points: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 points less their median, checked to lie within ``COORDINATE_LIMIT``."""
+    centred = points - np.median(points, axis=0)
+    if np.abs(centred).max() > COORDINATE_LIMIT:
+        raise ValueError(f"the cloud spans more than ±{COORDINATE_LIMIT:.1e}: distances between its points overflow; "
+                         "drop the points that lie that far away")
+    return centred
+
+
+def _knn(centred: np.ndarray, k: int):
+    """Open3D's neighbour search over ``centred`` and each point's k nearest (itself included):
+    (search, (indices (N, k), squared distances (N, k)))."""
+    import open3d as o3d  # deferred: the command line imports this module before it needs Open3D
+
+    cloud = o3d.core.Tensor(np.ascontiguousarray(centred))
     search = o3d.core.nns.NearestNeighborSearch(cloud)  # multi-threaded; faster than scipy's cKDTree here
     search.knn_index()
-    found, squared = search.knn_search(cloud, k + 1)
-    indices, distances = found.numpy()[:, 1:].astype(np.int64), np.sqrt(squared.numpy()[:, 1:])
-    nearest = distances[:, 0]
+    found, squared = search.knn_search(cloud, k)
+    return search, (found.numpy(), squared.numpy().astype(np.float64))
+
+
+def _median_spacing(nearest: np.ndarray) -> float:
+    """The median of the positive nearest-neighbour distances: coincident points have no spacing."""
     positive = nearest[nearest > 0]
     if positive.size == 0:
         raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
-    spacing = float(np.median(positive))
-    return Neighbourhoods(centred / spacing, spacing, search, distances / spacing, indices)
+    return float(np.median(positive))
+
+
+def point_spacing(points) -> float:
+    """A cloud's point spacing as ``neighbourhoods`` measures it, without the rest of its work.
+
+    Args:
+        points: a finite (N, 3) cloud, N >= 2, in any unit.
+
+    Returns:
+        the median distance from a point to its nearest other point (coincident points left out),
+        in the cloud's unit: the unit in which the baselines measure lengths on clouds.
+
+    Raises:
+        ValueError: fewer than two points, or every point coincides with another.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if len(points) < 2:
+        raise ValueError(f"the cloud holds {len(points)} point(s); a spacing needs at least 2")
+    _, (_, squared) = _knn(_centred(points), 2)
+    return _median_spacing(np.sqrt(squared[:, 1]))
 
 
 def _eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,14 +265,21 @@ def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: 
     covered = np.zeros(n, bool)
     patches = []
     candidates = np.arange(n)
-    while candidates.size:
+    # Each round covers at least its seeds, so at most N rounds; the bound guards the loop regardless.
+    for _ in range(n + 1):
+        if not candidates.size:
+            return np.concatenate(patches)
         count = max(int(np.ceil(overlap * candidates.size / size)), min(candidates.size, 16))
         seeds = rng.choice(candidates, size=min(count, candidates.size), replace=False)
         members = hood.nearest(hood.points[seeds], size)
+        # Among more than P coincident points the search may return others than the seed: the seed
+        # then takes the place of the farthest member, so that every round covers its seeds.
+        missing = ~(members == seeds[:, None]).any(axis=1)
+        members[missing, -1] = seeds[missing]
         patches.append(members)
         covered[members.ravel()] = True
         candidates = np.flatnonzero(~covered)
-    return np.concatenate(patches)
+    raise RuntimeError(f"seed_patches did not cover the cloud's {n} points in {n} rounds")
 
 
 def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:

@@ -9,12 +9,18 @@
 Only pixels with a point (label 0 or 1) are written, in row-major pixel order. ``cloud_scan`` and
 ``scan_cloud`` go the other way: a bare (N, 3) cloud as a 1 x N scan-like dict, which the filters
 and ``filtering.evaluate_filter`` read.
+
+Every PLY file pcfilter writes gets its header from ``ply_header`` (``write_ply_rows``), and every
+PLY it reads goes through ``read_ply_header``. A file that cannot be read raises ``CloudError``
+(a ValueError) naming the file and what is wrong with it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +32,12 @@ from pcfilter_lib.labels import KIND_COLOURS, LABEL_COLOURS
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
               "char": "i1", "int8": "i1", "ushort": "<u2", "uint16": "<u2", "short": "<i2", "int16": "<i2",
               "uint": "<u4", "uint32": "<u4", "int": "<i4", "int32": "<i4"}
+# The name written for each NumPy type (the first of its names above).
+_PLY_NAMES = {np.dtype(t).str: name for name, t in reversed(_PLY_TYPES.items())}
+
+
+class CloudError(ValueError):
+    """A point-cloud file (PLY, PCD, xyz, PointCleanNet pair) that cannot be read; the message names it."""
 
 
 def scan_points(scan: dict) -> dict[str, np.ndarray]:
@@ -79,55 +91,162 @@ def write_ply(path: str | os.PathLike, scan: dict, colour_by: str = "label") -> 
     for i, channel in enumerate(("red", "green", "blue")):
         rows[channel] = colours[:, i]
     rows["label"], rows["kind"], rows["intensity"] = points["label"], points["kind"], points["intensity"]
-    header = ["ply", "format binary_little_endian 1.0", "comment pcfilter scan: label 1 true, 0 artefact",
-              f"element vertex {len(rows)}", "property float x", "property float y", "property float z",
-              "property uchar red", "property uchar green", "property uchar blue", "property uchar label",
-              "property uchar kind", "property float intensity", "end_header"]
-    atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + rows.tobytes())
+    return write_ply_rows(path, rows, comments=["pcfilter scan: label 1 true, 0 artefact"])
+
+
+def ply_header(count: int, record: np.dtype, comments: Sequence[str] = (), obj_info: Sequence[str] = ()) -> bytes:
+    """The header of a binary little-endian PLY file whose ``count`` vertices are rows of ``record``.
+
+    Args:
+        count: the number of vertices.
+        record: a structured dtype; each field becomes a vertex property of its type (float32 ->
+            ``float``, float64 -> ``double``, uint8 -> ``uchar``...), in order.
+        comments: ``comment`` lines.
+        obj_info: ``obj_info`` lines, e.g. ``"width 640"`` for an organised grid.
+
+    Returns:
+        the ASCII header, ``end_header`` and its line end included.
+
+    Raises:
+        ValueError: a field has a type PLY cannot hold.
+    """
+    lines = ["ply", "format binary_little_endian 1.0", *(f"comment {c}" for c in comments),
+             *(f"obj_info {o}" for o in obj_info), f"element vertex {count}"]
+    for name in record.names:
+        kind = record.fields[name][0].newbyteorder("<").str
+        if kind not in _PLY_NAMES:
+            raise ValueError(f"PLY has no type for field {name!r} of dtype {record.fields[name][0]}")
+        lines.append(f"property {_PLY_NAMES[kind]} {name}")
+    return ("\n".join([*lines, "end_header"]) + "\n").encode("ascii")
+
+
+def write_ply_rows(path: str | os.PathLike, rows: np.ndarray, comments: Sequence[str] = (),
+                   obj_info: Sequence[str] = ()) -> int:
+    """Write a structured array of vertices as a binary little-endian ``.ply`` (atomically); returns
+    the number of vertices. The header comes from ``ply_header``."""
+    rows = np.ascontiguousarray(rows, rows.dtype.newbyteorder("<"))
+    atomic_write_bytes(path, ply_header(len(rows), rows.dtype, comments, obj_info) + rows.tobytes())
     return len(rows)
 
 
+@dataclass
+class PlyHeader:
+    """What the header of a PLY file says about its vertices.
+
+    Attributes:
+        format: ``ascii`` or ``binary_little_endian``.
+        count: the number of vertices.
+        record: one vertex as a structured dtype (little endian).
+        obj_info: the ``obj_info`` (or ``comment``) ``width`` / ``height`` entries, as whole numbers.
+        start: the byte offset at which the vertex data begins.
+    """
+
+    format: str
+    count: int
+    record: np.dtype
+    obj_info: dict[str, int]
+    start: int
+
+
+def _whole(path, line: str, text: str) -> int:
+    """``text`` as a whole number >= 0, or a CloudError naming the file and the line."""
+    if not text.isdigit():
+        raise CloudError(f"{path}: {line.strip()!r}: {text!r} is not a whole number >= 0; the header is damaged")
+    return int(text)
+
+
+def read_ply_header(path: str | os.PathLike, data: bytes) -> PlyHeader:
+    """Parse the header of the PLY file ``path`` whose bytes are ``data``.
+
+    Raises:
+        CloudError: it is not a PLY file, its header is cut short or damaged (a count that is not a
+            whole number, an unknown type, a list property), or it has no vertices with properties.
+    """
+    if not data.startswith(b"ply"):
+        raise CloudError(f"{path} is not a PLY file (it does not start with 'ply')")
+    end = data.find(b"end_header")
+    if end < 0:
+        raise CloudError(f"{path} is not a complete PLY file: its header has no end_header line")
+    line_end = data.find(b"\n", end)
+    if line_end < 0 or data[end + len(b"end_header"):line_end].strip():
+        raise CloudError(f"{path}: 'end_header' is not followed by a line end; the file is cut short or damaged")
+    fmt, count, element, fields, obj_info = None, None, None, [], {}
+    for line in data[:end].decode("ascii", errors="replace").splitlines()[1:]:
+        words = line.split()
+        if words[:1] == ["format"]:
+            fmt = words[1] if len(words) > 1 else ""
+        elif words[:1] == ["element"]:
+            if len(words) != 3:
+                raise CloudError(f"{path}: {line.strip()!r} must read 'element NAME COUNT'")
+            element = words[1]
+            if element == "vertex":
+                count = _whole(path, line, words[2])
+            elif count is None:
+                raise CloudError(f"{path}: elements before 'vertex' are not supported")
+        elif words[:1] == ["property"] and element == "vertex":
+            if len(words) != 3 or words[1] not in _PLY_TYPES:
+                raise CloudError(f"{path}: vertex property {' '.join(words[1:])!r} is not supported "
+                                 f"(use one of {', '.join(sorted(_PLY_TYPES))})")
+            if words[2] in (name for name, _ in fields):
+                raise CloudError(f"{path}: vertex property {words[2]!r} is declared twice")
+            fields.append((words[2], _PLY_TYPES[words[1]]))
+        elif len(words) == 3 and words[1] in ("width", "height") and words[0] in ("obj_info", "comment"):
+            if words[0] == "obj_info" or words[2].isdigit():
+                obj_info[words[1]] = _whole(path, line, words[2])
+    if fmt not in ("binary_little_endian", "ascii"):
+        raise CloudError(f"{path}: PLY format {fmt!r} is not supported (use binary_little_endian or ascii)")
+    if count is None or not fields:
+        raise CloudError(f"{path}: no vertex element with properties in the header")
+    return PlyHeader(fmt, count, np.dtype(fields), obj_info, line_end + 1)
+
+
 def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every vertex property of a ``.ply`` (binary little endian or ascii) as arrays, e.g. x, y, z, label."""
+    """Every vertex property of a ``.ply`` (binary little endian or ascii) as arrays, e.g. x, y, z, label.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CloudError: the header is damaged (``read_ply_header``) or the vertex data is shorter than
+            the header says or not numbers.
+    """
+    return read_ply_file(path)[0]
+
+
+def read_ply_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], PlyHeader]:
+    """``read_ply`` and the file's header (for its ``obj_info`` grid size), from one reading."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud {path} does not exist")
     data = path.read_bytes()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise ValueError(f"{path} is not a PLY file (no 'ply' magic or no end_header)")
-    lines = data[:end].decode("ascii", errors="replace").splitlines()
-    body = data[data.index(b"\n", end) + 1:]
-    fmt = next((line.split()[1] for line in lines if line.startswith("format")), None)
-    if fmt not in ("binary_little_endian", "ascii"):
-        raise ValueError(f"{path}: PLY format {fmt!r} is not supported (use binary_little_endian or ascii)")
-    fields, count, element = [], 0, None
-    for line in lines:
-        words = line.split()
-        if words[:1] == ["element"]:
-            element = words[1]
-            if element == "vertex":
-                count = int(words[2])
-            elif not fields:
-                raise ValueError(f"{path}: elements before 'vertex' are not supported")
-        elif words[:1] == ["property"] and element == "vertex":
-            if words[1] == "list" or words[1] not in _PLY_TYPES:
-                raise ValueError(f"{path}: vertex property {' '.join(words[1:])!r} is not supported")
-            fields.append((words[2], _PLY_TYPES[words[1]]))
-    if not fields:
-        raise ValueError(f"{path}: no vertex element")
-    record = np.dtype(fields)
+    header = read_ply_header(path, data)
+    count, record = header.count, header.record
+    short = CloudError(f"{path}: the vertex data is shorter than the header says ({count} vertices)")
+    if header.format == "binary_little_endian":
+        if len(data) - header.start < count * record.itemsize:
+            raise short
+        rows = np.frombuffer(data, record, count=count, offset=header.start)
+    else:
+        lines = data[header.start:].decode("ascii", errors="replace").splitlines()[:count]
+        if len(lines) < count:
+            raise short
+        table = read_table(path, lines, len(record.names))
+        rows = np.empty(count, record)
+        for i, name in enumerate(record.names):
+            rows[name] = table[:, i]
+    return {name: np.array(rows[name]) for name in record.names}, header
+
+
+def read_table(path, lines: Sequence[str], columns: int) -> np.ndarray:
+    """(len(lines), columns) float64 numbers from text lines of ``columns`` numbers each."""
+    if not lines:
+        return np.zeros((0, columns))
     try:
-        if fmt == "ascii":
-            table = np.loadtxt(body.decode().splitlines()[:count], ndmin=2)
-            rows = np.empty(count, record)
-            for i, (name, _) in enumerate(fields):
-                rows[name] = table[:, i]
-        else:
-            rows = np.frombuffer(body, record, count=count)
+        table = np.loadtxt(lines, dtype=np.float64, ndmin=2, comments=None)
     except ValueError as error:
-        raise ValueError(f"{path}: the vertex data is shorter than the header says ({count} vertices)") from error
-    return {name: np.array(rows[name]) for name, _ in fields}
+        raise CloudError(f"{path}: the point data is not rows of numbers ({error})") from error
+    if table.shape != (len(lines), columns):
+        raise CloudError(f"{path}: expected {len(lines)} rows of {columns} numbers as the header says, found "
+                         f"{table.shape[0]} rows of {table.shape[1]}")
+    return table
 
 
 def write_pointcleannet(stem: str | os.PathLike, scan: dict) -> tuple[Path, Path]:
@@ -152,14 +271,16 @@ def read_pointcleannet(stem: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist (a PointCleanNet pair needs both .xyz and .outliers)")
     try:
-        xyz = np.loadtxt(xyz_path, dtype=np.float32, ndmin=2)
-        flags = np.loadtxt(outliers_path, dtype=np.float64, ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy warns about an empty file; the checks below say what is wrong
+            xyz = np.loadtxt(xyz_path, dtype=np.float32, ndmin=2)
+            flags = np.loadtxt(outliers_path, dtype=np.float64, ndmin=1)
     except ValueError as error:
-        raise ValueError(f"{stem}: not a PointCleanNet pair ({error})") from error
+        raise CloudError(f"{stem}: not a PointCleanNet pair ({error})") from error
     if xyz.size and xyz.shape[1] != 3:
-        raise ValueError(f"{xyz_path}: each line must hold x y z, found {xyz.shape[1]} numbers")
+        raise CloudError(f"{xyz_path}: each line must hold x y z, found {xyz.shape[1]} numbers")
     if len(xyz) != len(flags):
-        raise ValueError(f"{stem}: {len(xyz)} points but {len(flags)} outlier flags; the two files must match")
+        raise CloudError(f"{stem}: {len(xyz)} points but {len(flags)} outlier flags; the two files must match")
     if not np.isin(flags, (0, 1)).all():
-        raise ValueError(f"{outliers_path}: flags must be 0 or 1")
+        raise CloudError(f"{outliers_path}: flags must be 0 or 1")
     return xyz.reshape(-1, 3), flags.astype(bool)

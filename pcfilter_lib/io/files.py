@@ -15,28 +15,57 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 MANIFEST = "manifest.json"
+
+
+def new_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0o666 less the process's umask (``mkstemp`` gives 0o600).
+
+    Python before 3.13 can only read the umask by setting it, so it is set and put back at once.
+    """
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
 
-    The temporary name keeps the suffix of ``path`` (libraries such as NumPy and Keras look at it).
-    On any error the temporary file is removed and ``path`` is left as it was.
+    The temporary name keeps the suffix of ``path`` (libraries such as NumPy and Keras look at it),
+    and the file gets the mode of a new file under the user's umask. On any error the temporary
+    file is removed and ``path`` is left as it was.
+
+    Raises:
+        OSError: the folder cannot be created or written; its ``filename`` is ``path``, not the
+            temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as error:
+        _raise_naming(error, path)
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            os.chmod(tmp, new_file_mode())
+            os.replace(tmp, path)
+        except OSError as error:
+            _raise_naming(error, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _raise_naming(error: OSError, path: Path) -> NoReturn:
+    """Raise ``error`` again (errno, reason) naming the file meant to be written, not the temporary one."""
+    if error.errno is None or error.strerror is None:
+        raise error
+    raise type(error)(error.errno, error.strerror, str(path)) from error
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -68,9 +97,13 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); delete the folder to regenerate it") from error
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
+        raise ValueError(f"{path} is not a pcfilter manifest (a JSON object whose 'files' maps names to sha256); "
+                         "delete the folder to regenerate it")
+    return manifest
 
 
 def write_manifest(folder: str | os.PathLike, manifest: dict) -> None:
@@ -113,11 +146,78 @@ def record_file(folder: str | os.PathLike, manifest: dict, name: str) -> None:
     write_manifest(folder, manifest)
 
 
-def verify_folder(folder: str | os.PathLike) -> list[str]:
-    """Names of the files whose checksum differs from the manifest, or that are missing."""
+def verify_folder(folder: str | os.PathLike, manifest: dict | None = None) -> list[str]:
+    """Names of the files of the manifest that are missing or whose sha256 differs from it.
+
+    Args:
+        folder: a folder written by a generator (``prepare_folder``, ``record_file``).
+        manifest: its manifest, if already read; by default ``folder``'s ``manifest.json``.
+
+    Returns:
+        the damaged or missing names, in manifest order; a resumed run makes those again.
+
+    Raises:
+        ValueError: the folder has no manifest.
+    """
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = read_manifest(folder) if manifest is None else manifest
     if manifest is None:
         raise ValueError(f"{folder} has no {MANIFEST}: it was not written by pcfilter")
     return [name for name, digest in manifest.get("files", {}).items()
-            if not (folder / name).exists() or sha256(folder / name) != digest]
+            if not (folder / name).is_file() or sha256(folder / name) != digest]
+
+
+def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
+    """``path`` if it is a regular file that can be read.
+
+    Args:
+        path: the file named by the user.
+        what: what the file is for, as the message should say it (e.g. ``"--model"``).
+
+    Raises:
+        FileNotFoundError: nothing is there.
+        IsADirectoryError: it is a folder.
+        PermissionError: it cannot be read.
+        ValueError: it is something else (a device, a pipe, a socket).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist; check the path")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; name a file in it")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device, pipe or socket); name a file")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{what} {path} cannot be read (permission denied)")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` if a file can be written there: its folder exists and is writable and it is no folder.
+
+    Called before any work, so that a run never ends by failing to write its result.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        NotADirectoryError: what should be its folder is a file.
+        IsADirectoryError: ``path`` is a folder.
+        PermissionError: no file can be made in the folder (permissions, a read-only file system).
+        ValueError: ``path`` is a device, pipe or socket.
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; name a file to write")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file; name a file to write")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {what} {path}: the folder {folder} does not exist; create it first")
+    try:  # a file made and removed at once: what the writer will do, on any file system and as any user
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pcfilter-check."):
+            pass
+    except OSError as error:
+        raise PermissionError(f"cannot write {what} {path}: the folder {folder} is not writable "
+                              f"({error.strerror or error}); choose another") from error
+    return path

@@ -22,11 +22,14 @@ refuses, with a clear message, a file whose filtering would not fit in the avail
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.io.clouds import read_ply
+from pcfilter_lib.geometry.normals import estimate_normals
+from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT
+from pcfilter_lib.io.clouds import CloudError, read_ply_file, read_table, write_ply_rows
 from pcfilter_lib.io.files import atomic_write_bytes
 from pcfilter_lib.memory import available_memory
 
@@ -40,10 +43,8 @@ _PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2",
               ("I", 2): "<i2", ("I", 4): "<i4"}
 
 
-def read_pcd(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, int]:
-    """Fields of a ``.pcd`` file (ascii or binary) as flat arrays, and its WIDTH and HEIGHT."""
-    path = Path(path)
-    data = path.read_bytes()
+def _pcd_header(path: Path, data: bytes) -> tuple[dict[str, list[str]], int]:
+    """The header lines of a PCD file as {KEY: values} and the byte offset of its data."""
     header, offset = {}, 0
     while offset < len(data):
         end = data.find(b"\n", offset)
@@ -57,52 +58,78 @@ def read_pcd(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, int]:
         if key.upper() == "DATA":
             break
     if "DATA" not in header or "FIELDS" not in header:
-        raise ValueError(f"{path} is not a PCD file (no FIELDS or DATA line in its header)")
-    fields, n = header["FIELDS"], int(header.get("POINTS", [0])[0])
-    width, height = int(header.get("WIDTH", [n])[0]), int(header.get("HEIGHT", [1])[0])
-    sizes = [int(v) for v in header.get("SIZE", ["4"] * len(fields))]
+        raise CloudError(f"{path} is not a PCD file (no FIELDS or DATA line in its header)")
+    if len(header["DATA"]) != 1:
+        raise CloudError(f"{path}: the DATA line must name the data mode (ascii or binary), found "
+                         f"{' '.join(header['DATA'])!r}")
+    return header, offset
+
+
+def _pcd_layout(path: Path, header: dict[str, list[str]]) -> tuple[np.dtype, list[int], int, int, int]:
+    """(record dtype, COUNT per field, POINTS, WIDTH, HEIGHT) of a PCD header, checked."""
+    fields = header["FIELDS"]
+
+    def whole(key: str, default: list[str]) -> list[int]:
+        values = header.get(key, default)
+        if len(values) != len(default) or not all(v.isdigit() for v in values):
+            raise CloudError(f"{path}: {key} {' '.join(values)!r} must be {len(default)} whole number"
+                             f"{'s' * (len(default) > 1)} >= 0")
+        return [int(v) for v in values]
+
+    sizes, counts = whole("SIZE", ["4"] * len(fields)), whole("COUNT", ["1"] * len(fields))
     types = header.get("TYPE", ["F"] * len(fields))
-    counts = [int(v) for v in header.get("COUNT", ["1"] * len(fields))]
-    mode = header["DATA"][0].lower()
+    width = whole("WIDTH", ["1"])[0] if "WIDTH" in header else None
+    height = whole("HEIGHT", ["1"])[0]
+    n = whole("POINTS", ["0"])[0] if "POINTS" in header else (width or 0) * height
+    width = n if width is None else width
+    if len(types) != len(fields) or len(set(fields)) != len(fields) or 0 in counts:
+        raise CloudError(f"{path}: FIELDS, SIZE, TYPE and COUNT must list one entry per field, each field once")
     try:
         dtype = np.dtype([(f, _PCD_TYPES[(t, s)], (c,)) for f, t, s, c in zip(fields, types, sizes, counts,
                                                                                 strict=True)])
     except (KeyError, ValueError) as error:
-        raise ValueError(f"{path}: unsupported PCD field layout {fields} {types} {sizes}") from error
+        raise CloudError(f"{path}: unsupported PCD field layout {fields} {types} {sizes}") from error
+    return dtype, counts, n, width, height
+
+
+def read_pcd(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, int]:
+    """Fields of a ``.pcd`` file (ascii or binary) as flat arrays, and its WIDTH and HEIGHT.
+
+    Raises:
+        CloudError: the header is damaged, the data mode is not ascii or binary, or the data is
+            shorter than its POINTS or not numbers.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    header, offset = _pcd_header(path, data)
+    dtype, counts, n, width, height = _pcd_layout(path, header)
+    mode = header["DATA"][0].lower()
     body = data[offset:]
     if mode == "binary":
         if len(body) < n * dtype.itemsize:
-            raise ValueError(f"{path}: the binary data is shorter than its {n} points")
+            raise CloudError(f"{path}: the binary data is shorter than its {n} points")
         rows = np.frombuffer(body, dtype, count=n)
     elif mode == "ascii":
-        table = np.loadtxt(body.decode().splitlines()[:n], ndmin=2, dtype=np.float64)
-        if table.shape != (n, sum(counts)):
-            raise ValueError(f"{path}: expected {n} rows of {sum(counts)} numbers, got {table.shape}")
+        lines = body.decode("ascii", errors="replace").splitlines()[:n]
+        if len(lines) < n:
+            raise CloudError(f"{path}: the ascii data holds {len(lines)} lines, fewer than its {n} points")
+        table = read_table(path, lines, sum(counts))
         rows = np.empty(n, dtype)
         column = 0
-        for f, c in zip(fields, counts, strict=True):
+        for f, c in zip(dtype.names, counts, strict=True):
             rows[f] = table[:, column:column + c]
             column += c
     else:
-        raise ValueError(f"{path}: PCD data mode {mode!r} is not supported (save it as ascii or binary)")
-    return {f: np.array(rows[f][:, 0] if c == 1 else rows[f]) for f, c in zip(fields, counts, strict=True)}, \
-        width, height
-
-
-def _ply_grid(path: Path) -> tuple[int, int] | None:
-    data = path.read_bytes()[:4096]
-    header = data[:data.find(b"end_header")].decode("ascii", errors="replace").splitlines()
-    sizes = {}
-    for line in header:
-        words = line.split()
-        if len(words) == 3 and words[0] in ("obj_info", "comment") and words[1] in ("width", "height"):
-            sizes[words[1]] = int(words[2])
-    return (sizes["width"], sizes["height"]) if len(sizes) == 2 else None
+        raise CloudError(f"{path}: PCD data mode {mode!r} is not supported (save it as ascii or binary)")
+    fields = {f: np.array(rows[f][:, 0] if c == 1 else rows[f]) for f, c in zip(dtype.names, counts, strict=True)}
+    return fields, width, height
 
 
 def estimate_points(path: str | os.PathLike) -> int:
     """The number of points in a cloud file, from its header (``.ply``, ``.pcd``) or, for text
-    formats, from its size and the length of its first lines; read without loading the file."""
+    formats, from its size and the length of its first lines; read without loading the file. A
+    header that declares more points than the file has bytes is not believed (the reader then says
+    that the data is short)."""
     path = Path(path)
     with open(path, "rb") as file:
         head = file.read(65536)
@@ -110,9 +137,9 @@ def estimate_points(path: str | os.PathLike) -> int:
     for line in head.split(b"\n")[:200]:
         words = line.decode("ascii", errors="replace").split()
         if words[:2] == ["element", "vertex"] and len(words) == 3 and words[2].isdigit():
-            return int(words[2])
+            return min(int(words[2]), size)
         if words[:1] == ["POINTS"] and len(words) == 2 and words[1].isdigit():
-            return int(words[1])
+            return min(int(words[1]), size)
     lines = [line for line in head.split(b"\n")[:-1] if line.strip()]
     if not lines:
         return 0 if size == 0 else size // 12
@@ -133,125 +160,189 @@ def check_fits(path: str | os.PathLike, bytes_per_point: int = BYTES_PER_POINT, 
 
 
 def read_xyz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """x, y, z arrays from a text file with one point per line (``x y z`` and optionally more columns,
-    which are ignored; blank lines and lines starting with # are skipped)."""
+    """x, y, z arrays (float64) from a text file with one point per line (``x y z`` and optionally more
+    columns, which are ignored; blank lines and lines starting with # are skipped).
+
+    Raises:
+        CloudError: a line is not numbers, or lines hold fewer than three numbers.
+    """
     path = Path(path)
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2, comments="#")
-    except ValueError as error:
-        raise ValueError(f"{path} is not a text cloud of 'x y z' lines ({error})") from error
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy warns about an empty file; read_cloud says it holds no points
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2, comments="#")
+    except ValueError as error:  # UnicodeDecodeError included
+        raise CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})") from error
     if table.size == 0:
         return {axis: np.zeros(0) for axis in "xyz"}
     if table.shape[1] < 3:
-        raise ValueError(f"{path}: each line must start with x y z, found {table.shape[1]} numbers per line")
+        raise CloudError(f"{path}: each line must start with x y z, found {table.shape[1]} numbers per line")
     return {axis: table[:, i] for i, axis in enumerate("xyz")}
 
 
 def _read_open3d(path: Path) -> dict[str, np.ndarray]:
-    import open3d as o3d
+    import open3d as o3d  # deferred: only the formats that need Open3D pay for importing it
 
-    cloud = o3d.io.read_point_cloud(str(path))
+    with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):  # no reader warnings on stderr
+        cloud = o3d.io.read_point_cloud(str(path))
     points = np.asarray(cloud.points)
     if len(points) == 0:
-        raise ValueError(f"Open3D read no points from {path}; is it a point cloud file?")
+        raise CloudError(f"Open3D read no points from {path}; is it a point cloud file?")
     fields = {axis: points[:, i] for i, axis in enumerate("xyz")}
     if cloud.has_normals():
         fields.update({f"normal_{axis}": np.asarray(cloud.normals)[:, i] for i, axis in enumerate("xyz")})
     return fields
 
 
-def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
-    """A cloud file (``CLOUD_SUFFIXES``) as a scan-like dict: ``xyz`` (H, W, 3) with NaN where there is
-    no point, ``valid`` (H, W), ``intensity`` (H, W) or None, ``normals`` (H, W, 3) or None, and
-    ``organised`` (False for an unorganised cloud, which comes as a 1 x N grid). Points with NaN or
-    infinite coordinates count as missing (``valid`` False). Files too large to filter in
-    ``available`` bytes of memory are refused before reading (``check_fits``)."""
-    from pcfilter_lib.geometry.normals import estimate_normals
+def _read_fields(path: Path, suffix: str) -> tuple[dict[str, np.ndarray], int, int, bool]:
+    """(fields, width, height, organised) of a cloud file of a supported ``suffix``."""
+    if suffix == ".pcd":
+        fields, width, height = read_pcd(path)
+        return fields, width, height, height > 1
+    if suffix == ".ply":
+        fields, header = read_ply_file(path)
+        grid = header.obj_info
+        if len(grid) == 2:
+            return fields, grid["width"], grid["height"], True
+        return fields, header.count, 1, False
+    fields = read_xyz(path) if suffix == ".xyz" else _read_open3d(path)
+    return fields, len(fields.get("x", ())), 1, False
 
+
+def usable_points(xyz: np.ndarray) -> tuple[np.ndarray, int]:
+    """(..., 3) coordinates -> (...) bool mask of points that can be filtered, and how many finite
+    points were left out for lying beyond ``COORDINATE_LIMIT`` (their distances overflow)."""
+    finite = np.isfinite(xyz).all(-1)
+    if float(np.finfo(xyz.dtype).max) <= COORDINATE_LIMIT:  # single precision never reaches the limit
+        return finite, 0
+    near = (np.abs(np.where(finite[..., None], xyz, 0)) <= COORDINATE_LIMIT).all(-1)
+    return finite & near, int((finite & ~near).sum())
+
+
+def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
+    """A cloud file (``CLOUD_SUFFIXES``) as a scan-like dict.
+
+    Args:
+        path: the file.
+        available: bytes of memory filtering may use (default: what the system has available now);
+            files too large are refused before reading (``check_fits``).
+
+    Returns:
+        ``xyz`` (H, W, 3) with NaN where there is no point, in the file's precision (float64 stays
+        float64: site or map coordinates lie far from the origin); ``valid`` (H, W); ``intensity``
+        (H, W) or None; ``normals`` (H, W, 3) or None; ``organised`` (False for an unorganised
+        cloud, which comes as a 1 x N grid); ``far``, the number of points dropped for coordinates
+        beyond ``COORDINATE_LIMIT``. Points with NaN or infinite coordinates count as missing.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CloudError: the file cannot be read, holds no points or no point with usable coordinates.
+        MemoryError: filtering it would need more memory than is available.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud {path} does not exist")
     suffix = path.suffix.lower()
     if suffix not in CLOUD_SUFFIXES:
-        raise ValueError(f"{path}: cannot read {suffix!r} clouds; use a scan .npz or one of "
+        raise CloudError(f"{path}: cannot read {suffix!r} clouds; use a scan .npz or one of "
                          f"{', '.join(CLOUD_SUFFIXES)}")
     check_fits(path, available=available)
-    organised = False
-    if suffix == ".pcd":
-        fields, width, height = read_pcd(path)
-        organised = height > 1
-    elif suffix == ".ply":
-        fields = read_ply(path)
-        grid = _ply_grid(path)
-        organised = grid is not None
-        width, height = grid if organised else (len(next(iter(fields.values()))), 1)
-    else:
-        fields = read_xyz(path) if suffix == ".xyz" else _read_open3d(path)
-        width, height = len(fields["x"]), 1
+    fields, width, height, organised = _read_fields(path, suffix)
     if not {"x", "y", "z"} <= set(fields):
-        raise ValueError(f"{path}: the points need x, y and z fields, found {sorted(fields)}")
+        raise CloudError(f"{path}: the points need x, y and z fields, found {sorted(fields)}")
     n = len(fields["x"])
     if n == 0:
-        raise ValueError(f"{path}: the cloud holds no points")
+        raise CloudError(f"{path}: the cloud holds no points")
     if width * height != n:
-        raise ValueError(f"{path}: width {width} x height {height} does not match its {n} points")
+        raise CloudError(f"{path}: width {width} x height {height} does not match its {n} points")
     shape = (height, width)
-    # Unorganised clouds keep double precision: exports in site or map coordinates lie far from the origin.
-    xyz = np.stack([fields[a] for a in "xyz"], -1).astype(np.float32 if organised else np.float64).reshape(*shape, 3)
-    valid = np.isfinite(xyz).all(-1)
+    precision = np.result_type(np.float32, *(fields[a].dtype for a in "xyz"))
+    xyz = np.stack([fields[a] for a in "xyz"], -1).astype(precision).reshape(*shape, 3)
+    valid, far = usable_points(xyz)
     if not valid.any():
-        raise ValueError(f"{path}: no point has finite coordinates (all NaN or infinite); there is nothing to filter")
+        raise CloudError(f"{path}: no point has finite coordinates (all NaN, infinite or beyond "
+                         f"±{COORDINATE_LIMIT:.1e}); there is nothing to filter")
+    xyz = np.where(valid[..., None], xyz, np.nan)
     intensity = fields.get("intensity")
     intensity = None if intensity is None else np.asarray(intensity, np.float32).reshape(shape)
     names = next((n3 for n3 in (("normal_x", "normal_y", "normal_z"), ("nx", "ny", "nz")) if set(n3) <= set(fields)),
                  None)
-    normals = (np.stack([fields[a] for a in names], -1).astype(np.float32).reshape(*shape, 3) if names else
-               estimate_normals(np.where(valid[..., None], xyz, np.nan)) if organised else None)
-    return {"xyz": np.where(valid[..., None], xyz, np.nan), "valid": valid, "intensity": intensity,
-            "normals": normals, "organised": organised}
+    with np.errstate(all="ignore"):  # huge coordinates give no normal (NaN), not warnings
+        normals = (np.stack([fields[a] for a in names], -1).astype(np.float32).reshape(*shape, 3) if names else
+                   estimate_normals(xyz) if organised else None)
+    return {"xyz": xyz, "valid": valid, "intensity": intensity, "normals": normals, "organised": organised,
+            "far": far}
+
+
+def _precision(xyz) -> np.dtype:
+    """float64 for double-precision coordinates, else float32: outputs keep the input's precision."""
+    return np.dtype(np.float64 if np.asarray(xyz).dtype == np.float64 else np.float32)
 
 
 def write_organised(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | None = None,
                     keep: np.ndarray | None = None) -> int:
     """Write an (H, W, 3) grid as an organised cloud (``.pcd`` binary or ``.ply`` binary with
-    ``obj_info width/height``): pixels without a point, or outside ``keep``, become NaN. Returns
-    the number of points written (finite ones)."""
+    ``obj_info width/height``): pixels without a point, or outside ``keep``, become NaN. Coordinates
+    are written in double precision when ``xyz`` is float64, else single. Returns the number of
+    points written (finite ones)."""
     path = Path(path)
-    xyz = np.asarray(xyz, np.float32)
+    precision = _precision(xyz)
+    xyz = np.asarray(xyz, precision)
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise ValueError(f"{path}: xyz must have shape (H, W, 3), got {xyz.shape}")
     height, width = xyz.shape[:2]
     finite = np.isfinite(xyz).all(-1) & (np.ones(xyz.shape[:2], bool) if keep is None else np.asarray(keep, bool))
     xyz = np.where(finite[..., None], xyz, np.nan).reshape(-1, 3)
     value = np.zeros(width * height, np.float32) if intensity is None else np.asarray(intensity, np.float32).ravel()
-    rows = np.empty(width * height, [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+    coordinate = precision.newbyteorder("<").str
+    rows = np.empty(width * height, [("x", coordinate), ("y", coordinate), ("z", coordinate), ("intensity", "<f4")])
     rows["x"], rows["y"], rows["z"], rows["intensity"] = xyz[:, 0], xyz[:, 1], xyz[:, 2], value
     if path.suffix.lower() == ".pcd":
-        header = ["# .PCD v0.7 - pcfilter organised scan", "VERSION 0.7", "FIELDS x y z intensity", "SIZE 4 4 4 4",
-                  "TYPE F F F F", "COUNT 1 1 1 1", f"WIDTH {width}", f"HEIGHT {height}", "VIEWPOINT 0 0 0 1 0 0 0",
-                  f"POINTS {width * height}", "DATA binary"]
+        size = precision.itemsize
+        header = ["# .PCD v0.7 - pcfilter organised scan", "VERSION 0.7", "FIELDS x y z intensity",
+                  f"SIZE {size} {size} {size} 4", "TYPE F F F F", "COUNT 1 1 1 1", f"WIDTH {width}",
+                  f"HEIGHT {height}", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {width * height}", "DATA binary"]
+        atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + rows.tobytes())
     elif path.suffix.lower() == ".ply":
-        header = ["ply", "format binary_little_endian 1.0", "comment pcfilter organised scan, NaN = no point",
-                  f"obj_info width {width}", f"obj_info height {height}", f"element vertex {width * height}",
-                  "property float x", "property float y", "property float z", "property float intensity",
-                  "end_header"]
+        write_ply_rows(path, rows, comments=["pcfilter organised scan, NaN = no point"],
+                       obj_info=[f"width {width}", f"height {height}"])
     else:
         raise ValueError(f"{path}: organised clouds are written as .pcd or .ply, not {path.suffix!r}")
-    atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + rows.tobytes())
     return int(finite.sum())
 
 
 def write_points(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | None = None) -> int:
-    """Write (N, 3) points (and intensities) as an unorganised binary ``.ply`` or ``.pcd``. Returns N."""
-    xyz = np.asarray(xyz, np.float32).reshape(1, -1, 3)
+    """Write (N, 3) points (and intensities) as an unorganised binary ``.ply`` or ``.pcd``, in double
+    precision when ``xyz`` is float64, else single. Returns N."""
+    precision = _precision(xyz)
+    xyz = np.asarray(xyz, precision).reshape(1, -1, 3)
     value = None if intensity is None else np.asarray(intensity, np.float32).reshape(1, -1)
     path = Path(path)
     if path.suffix.lower() == ".ply":  # one row: no obj_info grid lines, so it reads back as unorganised
-        rows = np.empty(xyz.shape[1], [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")])
+        coordinate = precision.newbyteorder("<").str
+        rows = np.empty(xyz.shape[1], [("x", coordinate), ("y", coordinate), ("z", coordinate), ("intensity", "<f4")])
         rows["x"], rows["y"], rows["z"] = xyz[0, :, 0], xyz[0, :, 1], xyz[0, :, 2]
         rows["intensity"] = 0 if value is None else value[0]
-        header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(rows)}", "property float x",
-                  "property float y", "property float z", "property float intensity", "end_header"]
-        atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + rows.tobytes())
-        return len(rows)
+        return write_ply_rows(path, rows)
     return write_organised(path, xyz, value)
+
+
+def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.ndarray]) -> None:
+    """Write the points of ``scan`` selected by each mask to the path beside it (what a filter kept,
+    what it removed), in the input's precision.
+
+    Args:
+        paths: ``.ply`` or ``.pcd`` files, one per mask (extra masks are ignored).
+        scan: a scan-like dict (``read_cloud``, ``io.scan.load_scan``) with ``xyz``, ``intensity``
+            (or None) and ``organised``.
+        masks: (H, W) bool arrays over the scan's grid.
+
+    A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False); every other path
+    gets the selected points as an unorganised cloud.
+    """
+    for path, mask in zip(paths, masks, strict=False):
+        if Path(path).suffix.lower() == ".pcd" and scan["organised"]:
+            write_organised(path, scan["xyz"], scan["intensity"], keep=mask)
+        else:
+            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[mask]
+            write_points(path, np.asarray(scan["xyz"])[mask], intensity)

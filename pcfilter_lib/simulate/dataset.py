@@ -12,16 +12,20 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from pcfilter_lib.io.files import prepare_folder, record_file, sha256
+from pcfilter_lib.io.files import check_input_file, prepare_folder, record_file, verify_folder
+from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES
 from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
-from pcfilter_lib.simulate.scene import make_scene
+from pcfilter_lib.simulate.scene import make_scene, read_part_file
 
 GENERATOR = "pcfilter.simulate"
 VERSION = "2"  # bump whenever the same seed and parameters would give different bytes
 SPLITS = ("train", "val", "test")
+NAME_DIGITS = 5  # scan_NNNNN.npz: the names sort in scan order
+MAX_SCANS = 10 ** NAME_DIGITS  # more would need longer names, which would sort out of order
 
 
 def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mesh_files=()) -> dict:
@@ -45,11 +49,18 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
 
 
 def split_sizes(n: int, split: tuple[float, float, float]) -> dict[str, int]:
-    """Scans per split for ``n`` scans and fractions ``split`` (train, val, test) summing to 1."""
-    if n < 1:
-        raise ValueError(f"the number of scans must be at least 1, got {n}")
-    if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
-        raise ValueError(f"split must be three non-negative fractions summing to 1 (train/val/test), got {split}")
+    """Scans per split for ``n`` scans and fractions ``split`` (train, val, test) summing to 1.
+
+    Raises:
+        ValueError: ``n`` is not in 1..``MAX_SCANS``, or ``split`` is not three finite, non-negative
+            fractions summing to 1.
+    """
+    if not 1 <= n <= MAX_SCANS:
+        raise ValueError(f"the number of scans must lie in 1..{MAX_SCANS}, got {n} (scan files are numbered "
+                         f"with {NAME_DIGITS} digits; make several datasets for more)")
+    if len(split) != 3 or not np.isfinite(split).all() or min(split) < 0 or abs(sum(split) - 1) > 1e-6:
+        raise ValueError(f"split must be three finite, non-negative fractions summing to 1 (train/val/test), "
+                         f"got {'/'.join(map(str, split))}")
     val, test = round(n * split[1]), round(n * split[2])
     return {"train": n - val - test, "val": val, "test": test}
 
@@ -59,7 +70,7 @@ def scan_names(n: int, split=(0.8, 0.1, 0.1)) -> list[str]:
     then val, then test."""
     sizes = split_sizes(n, split)
     splits = [name for name in SPLITS for _ in range(sizes[name])]
-    return [f"{name}/scan_{i:05d}.npz" for i, name in enumerate(splits)]
+    return [f"{name}/scan_{i:0{NAME_DIGITS}d}.npz" for i, name in enumerate(splits)]
 
 
 def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=()) -> dict:
@@ -78,25 +89,47 @@ def scan_stats(label: np.ndarray, kind: np.ndarray) -> dict:
             "by_kind": {KIND_NAMES[code]: int((artefact == code).sum()) for code in ARTEFACT_KINDS}}
 
 
+def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=()) -> None:
+    """Check a dataset request before anything is written.
+
+    Raises:
+        ValueError: ``n`` or ``split`` is out of range (``split_sizes``), ``n_parts`` is not a range
+            0 <= low <= high, or a mesh file holds no usable triangle mesh (``io.off.OffError`` for
+            a damaged ``.off`` file, with its line).
+        FileNotFoundError, IsADirectoryError, PermissionError: a mesh file cannot be read.
+    """
+    split_sizes(n, split)
+    if not 0 <= n_parts[0] <= n_parts[1]:
+        raise ValueError(f"parts per bin must be a range with 0 <= fewest <= most, got {n_parts[0]}..{n_parts[1]}")
+    for path in mesh_files:
+        path = check_input_file(path, "mesh file")
+        try:
+            read_part_file(path)
+        except (MemoryError, RuntimeError) as error:  # Open3D's reader on a damaged file (std::bad_alloc)
+            if path.suffix.lower() == ".off":
+                read_off(path)  # the strict reader says which line is wrong
+            raise ValueError(f"cannot read a triangle mesh from {path} ({error}); give a ply, obj, stl or off file "
+                             "with faces") from error
+
+
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
                   n_parts=(3, 15), mesh_files=(), progress: bool = True) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
-    Resumes a folder made with the same recipe (finished files are checked and kept), refuses one
-    holding anything else, and writes each file atomically. Returns ``scan_stats`` per scan.
+    Checks the request first (``check_request``), so that a refused one leaves no folder behind.
+    Resumes a folder made with the same recipe: finished files whose sha256 matches the manifest
+    are kept, missing or damaged ones are made again. Refuses a folder holding anything else, and
+    writes each file atomically. Returns ``scan_stats`` per scan.
     """
-    from tqdm.auto import tqdm
-
-    for path in mesh_files:  # fail before writing anything
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"mesh file {path} does not exist")
+    check_request(n, split, n_parts, mesh_files)
     out = Path(out)
     names = scan_names(n, split)
     manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files))
+    damaged = set(verify_folder(out, manifest))
     stats = []
     for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", disable=not progress)):
         path = out / name
-        if name in manifest["files"] and path.is_file() and sha256(path) == manifest["files"][name]:
+        if name in manifest["files"] and name not in damaged:
             scan = load_scan(path, arrays=())
         else:
             scan = make_scan(seed, index, config, n_parts, mesh_files)

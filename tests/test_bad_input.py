@@ -1,0 +1,407 @@
+"""Bad input, tried as a new user would: one row per failing case of issue #16.
+
+Every row runs the ``pcfilter`` command line in a fresh process on input made for it in an empty
+folder, and checks the exit status; on failure, that stderr is one line starting with the command's
+name and saying what the row expects; on success, that stderr is empty. It also checks that no file
+was written or damaged: a refused command leaves its folder byte for byte as it was, a finished one
+adds only its outputs; and, where the row says so, that TensorFlow never started (everything that
+can be checked is checked before it). A few cases need a signal or a library call: they follow the
+table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcfilter_lib import runtime
+
+runtime.setup(seed=0)  # this file also loads the point filter in-process
+
+from pcfilter_lib import filters
+from pcfilter_lib.cli import _one_line
+from pcfilter_lib.geometry.point_features import combine, neighbourhoods, patch_inputs, seed_patches
+from pcfilter_lib.io.files import verify_folder
+from pcfilter_lib.io.model_cards import WEIGHTS
+from pcfilter_lib.io.organised import read_cloud
+from pcfilter_lib.io.scan import load_scan, save_scan
+from pcfilter_lib.simulate.dataset import make_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+# Runs the command line as the console script does, then notes whether TensorFlow was imported.
+RUNNER = ("import sys\nfrom pcfilter_lib.cli import main\ncode = main(sys.argv[2:])\n"
+          "open(sys.argv[1], 'w').write(str(int('tensorflow' in sys.modules)))\nsys.exit(code)\n")
+TIMEOUT = 300  # the hang of case 1 ran for 600 s before it was killed; a normal run takes seconds
+SPACING = 0.002  # of the test clouds, metres
+
+
+def write_xyz(path: Path, points) -> Path:
+    path.write_text("".join(f"{x:.17g} {y:.17g} {z:.17g}\n" for x, y, z in np.asarray(points, float).tolist()))
+    return path
+
+
+def plane(n_side: int = 65, seed: int = 0) -> np.ndarray:
+    """A slightly noisy square grid of n_side^2 points SPACING apart at z = 1 m, and one stray point."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side)), -1).reshape(-1, 2) * SPACING
+    points = np.c_[grid, 1 + 1e-4 * rng.standard_normal(len(grid))]
+    return np.r_[points, [[n_side * SPACING / 2, n_side * SPACING / 2, 1.2]]]
+
+
+CLOUD = plane()[:4201]  # 4,201 points, as in the issue
+
+
+def ply_text(count: str, rows: str = "", end: str = "end_header\n") -> str:
+    return (f"ply\nformat ascii 1.0\nelement vertex {count}\nproperty float x\nproperty float y\nproperty float z\n"
+            f"{end}{rows}")
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def kept(folder: Path, name: str = "out.ply") -> np.ndarray:
+    cloud = read_cloud(folder / name)
+    return cloud["xyz"][cloud["valid"]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: how to make it, what the command line must answer, what must be true after.
+
+    Attributes:
+        name: the issue's case number and what is tried.
+        make: writes the input into an empty folder and returns the command line (after ``pcfilter``).
+        code: the exit status.
+        says: a piece of the one stderr line (failure) or of stdout (success).
+        outputs: files a successful run may add (relative paths); a failed run adds none.
+        check: more checks of a successful result, given the folder.
+        tensorflow: whether a refusal may come after TensorFlow started (False: it was checked before).
+        repairs: the row resumes a damaged folder, so files that were there may change.
+    """
+
+    name: str
+    make: Callable[[Path], list[str]]
+    code: int
+    says: str
+    outputs: tuple[str, ...] = ()
+    check: Callable[[Path], None] | None = None
+    tensorflow: bool = False
+    repairs: bool = False
+
+
+def _hang(folder):
+    write_xyz(folder / "c.xyz", np.r_[CLOUD, np.zeros((500, 3))])  # how many scanners mark a missing point
+    return ["filter", "c.xyz", "-o", "out.ply"]
+
+
+def _minus_one(folder):
+    (folder / "c.ply").write_bytes(ply_text("-1").encode() + b"\x03\x00\x00\x00" * 30)
+    return ["filter", "c.ply", "-o", "out.ply"]
+
+
+def _small(n):
+    def make(folder):
+        write_xyz(folder / "c.xyz", CLOUD[:n])
+        return ["filter", "c.xyz", "-o", "out.ply"]
+    return make
+
+
+def _far(folder):
+    write_xyz(folder / "c.xyz", CLOUD + [1e6, 2e6, 0])  # 1,000 km away, as in map projections
+    return ["filter", "c.xyz", "-o", "out.ply", "--method", "sor"]
+
+
+def _same_points_as_input(folder):
+    source, out = np.loadtxt(folder / "c.xyz"), kept(folder)
+    assert out.dtype == np.float64 and len(out) > 0.9 * len(source)
+    assert set(map(tuple, out.tolist())) <= set(map(tuple, source.tolist()))  # each kept point exactly as given
+
+
+def _scan_160(folder):
+    save_scan(folder / "scan.npz", make_scan(3, 0, ScannerConfig(width=160, height=120)))
+    return ["filter", "scan.npz", "-o", "out.ply", "--method", "ror"]
+
+
+def _ror_on(points):
+    def make(folder):
+        write_xyz(folder / "c.xyz", points)
+        return ["filter", "c.xyz", "-o", "out.ply", "--method", "ror"]
+    return make
+
+
+def _keeps_most(folder):
+    assert len(kept(folder)) > 0.9 * len(np.loadtxt(folder / "c.xyz"))
+
+
+def _scan_keeps_most(folder):
+    assert len(kept(folder)) > 0.8 * load_scan(folder / "scan.npz", arrays=())["valid"].sum()
+
+
+TETRAHEDRON = np.array([[0, 0, 0], [1, 0, 0], [0.5, 0.866, 0], [0.5, 0.289, 0.816]]) * SPACING
+
+
+def _empty(allow):
+    def make(folder):
+        write_xyz(folder / "c.xyz", TETRAHEDRON)  # every point has 3 neighbours; ROR asks for 4
+        return ["filter", "c.xyz", "-o", "out.ply", "--method", "ror"] + (["--allow-empty"] if allow else [])
+    return make
+
+
+def _truncated_modelnet(folder):
+    subprocess.run(_command(folder, ["modelnet", "--synthetic", "--out", "mn", "--quiet"]), check=True,
+                   cwd=folder, env=_env(), capture_output=True)
+    damaged = sorted((folder / "mn").rglob("*.off"))[5]
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    return ["modelnet", "--synthetic", "--out", "mn", "--quiet"]
+
+
+def _truncated_dataset(folder):
+    subprocess.run(_command(folder, ["simulate", "--out", "ds", "--n", "2", "--size", "48x32"]), check=True,
+                   cwd=folder, env=_env(), capture_output=True)
+    damaged = sorted((folder / "ds").rglob("*.npz"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    return ["simulate", "--out", "ds", "--n", "2", "--size", "48x32"]
+
+
+def _restored(name):
+    def check(folder):
+        assert verify_folder(folder / name) == []
+    return check
+
+
+def _text_file(name, text, command):
+    def make(folder):
+        (folder / name).write_text(text)
+        return command
+    return make
+
+
+def _dataset(folder):
+    subprocess.run(_command(folder, ["simulate", "--out", "ds", "--n", "3", "--size", "48x32", "--split",
+                                     "0.34/0.33/0.33"]), check=True, cwd=folder, env=_env(), capture_output=True)
+    return ["evaluate", "--data", "ds", "--split", "test"]
+
+
+def _far_points(value):
+    def make(folder):
+        points = CLOUD.copy()
+        points[:5] = value
+        write_xyz(folder / "c.xyz", points)
+        return ["filter", "c.xyz", "-o", "out.ply"]
+    return make
+
+
+def _far_points_removed(folder):
+    assert len(kept(folder)) and np.abs(kept(folder)).max() < 1e3
+
+
+def _model_copy(folder):
+    shutil.copy(WEIGHTS / "pointnet_modelnet10.keras", folder / "classifier.keras")  # no model card beside it
+    write_xyz(folder / "c.xyz", CLOUD)
+    return ["filter", "c.xyz", "-o", "out.ply", "--model", "classifier.keras"]
+
+
+def _pair(folder):
+    write_xyz(folder / "a.xyz", CLOUD)
+    (folder / "a.outliers").write_text("0\n" * 10)
+    return ["evaluate", "--data", ".", "--method", "sor"]
+
+
+CASES = [
+    Case("1 hang: 500 coincident points", _hang, 0, "kept", ("out.ply",)),
+    Case("1 hang: element vertex -1", _minus_one, 1, "'-1' is not a whole number >= 0"),
+    Case("2 a cloud of 100 points", _small(100), 0, "kept", ("out.ply",)),
+    Case("2 a cloud of 4 points, the minimum", _small(4), 0, "of 4 points", ("out.ply",)),
+    Case("2 a cloud of 3 points", _small(3), 1, "needs at least 4"),
+    Case("3 a cloud 1,000 km away keeps double precision", _far, 0, "kept", ("out.ply",), _same_points_as_input),
+    Case("4 ror on a 160x120 scan", _scan_160, 0, "ror: kept", ("out.ply",), _scan_keeps_most),
+    Case("4 ror on a thinned cloud", _ror_on(CLOUD[::4]), 0, "ror: kept", ("out.ply",), _keeps_most),
+    Case("4 ror on a cloud in millimetres", _ror_on(CLOUD * 1000), 0, "ror: kept", ("out.ply",), _keeps_most),
+    Case("4 a filter that removes every point", _empty(False), 1, "removed all 4 points", tensorflow=True),
+    Case("4 ... unless asked", _empty(True), 0, "kept 0 of 4", ("out.ply",)),
+    Case("5 --split nan/0.5/0.5", lambda f: ["simulate", "--out", "ds", "--n", "4", "--split", "nan/0.5/0.5"], 1,
+         "--split must be three non-negative fractions"),
+    Case("6 modelnet resumes a damaged file", _truncated_modelnet, 0, "procedural ModelNet10 in mn",
+         check=_restored("mn"), repairs=True),
+    Case("6 simulate resumes a damaged file", _truncated_dataset, 0, "2 scans of 48x32", check=_restored("ds"),
+         repairs=True),
+    Case("7 ascii PLY with 0 vertices", _text_file("c.ply", ply_text("0"), ["filter", "c.ply", "-o", "out.ply"]),
+         1, "c.ply: the cloud holds no points"),
+    Case("7 PLY rows of 2 values", _text_file("c.ply", ply_text("2", "1 2\n3 4\n"), ["filter", "c.ply", "-o", "o.ply"]),
+         1, "expected 2 rows of 3 numbers"),
+    Case("7 PCD DATA line without a value",
+         _text_file("c.pcd", "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 1\nHEIGHT 1\nPOINTS 1\nDATA\n",
+                    ["filter", "c.pcd", "-o", "out.ply"]), 1, "c.pcd: the DATA line must name the data mode"),
+    Case("7 coordinates of 1e300", _far_points(1e300), 0, "dropped 5 points with coordinates beyond", ("out.ply",),
+         _far_points_removed),
+    Case("7 manifest.json holds a JSON list", _text_file("manifest.json", "[1, 2]", ["evaluate", "--data", "."]), 1,
+         "manifest.json is not a pcfilter manifest"),
+    Case("7 an OFF mesh of 37 bytes declaring 2e9 vertices",
+         _text_file("m.off", "OFF\n2000000000 1 0\n0 0 0\n3 0 1 2\n   \n",
+                    ["simulate", "--out", "ds", "--n", "1", "--mesh", "m.off"]), 1,
+         "m.off, line 2: the header declares 2000000000 vertices, more than a file of 37 bytes can hold"),
+    Case("8 a refused --mesh leaves no folder",
+         _text_file("m.obj", "not a mesh\n", ["simulate", "--out", "ds", "--n", "2", "--mesh", "m.obj"]), 1,
+         "cannot read a triangle mesh from m.obj"),
+    Case("8 parts out of order leave no folder",
+         lambda f: ["simulate", "--out", "ds", "--n", "2", "--min-parts", "9", "--max-parts", "3"], 1,
+         "--min-parts must be a whole number between 0 and 3"),
+    Case("9 evaluate on a scan dataset: no TensorFlow lines", _dataset, 0, "unet_filter on 1 test scans"),
+    Case("11 a folder as input", lambda f: ["filter", ".", "-o", "out.ply"], 1, "input . is a folder"),
+    Case("11 /dev/null as input", lambda f: ["filter", "/dev/null", "-o", "out.ply"], 1,
+         "/dev/null is not a regular file"),
+    Case("11 a folder as --model", _text_file("c.xyz", "0 0 0\n", ["filter", "c.xyz", "-o", "o.ply", "--model", "."]),
+         1, "--model . is a folder"),
+    Case("12 five points at 1e30", _far_points(1e30), 0, "kept", ("out.ply",), _far_points_removed),
+    Case("13 element vertex lots", _text_file("c.ply", ply_text("lots"), ["filter", "c.ply", "-o", "out.ply"]), 1,
+         "c.ply: 'element vertex lots': 'lots' is not a whole number"),
+    Case("13 no line end after end_header",
+         _text_file("c.ply", ply_text("1", end="end_header"), ["filter", "c.ply", "-o", "out.ply"]), 1,
+         "c.ply: 'end_header' is not followed by a line end"),
+    Case("14 --n 100000000000", lambda f: ["simulate", "--out", "ds", "--n", "100000000000"], 1,
+         "--n must be a whole number between 1 and 100000"),
+    Case("15 modelnet --seed -5", lambda f: ["modelnet", "--synthetic", "--out", "mn", "--seed", "-5"], 1,
+         "--seed must be a whole number >= 0, got -5"),
+    Case("15 simulate --size -160x120", lambda f: ["simulate", "--out", "ds", "--n", "2", "--size", "-160x120"], 1,
+         "--size must be two positive whole numbers"),
+    Case("16 the ModelNet classifier as --model",
+         _text_file("c.xyz", "0 0 0\n", ["filter", "c.xyz", "-o", "o.ply", "--model",
+                                         str(WEIGHTS / "pointnet_modelnet10.keras")]), 1,
+         "is a 'pointnet' model (its model card records no decision threshold), not an artefact filter"),
+    Case("16 ... without its model card", _model_copy, 1, "it is no artefact filter", tensorflow=True),
+    Case("17 an output folder that cannot be written",
+         _text_file("c.xyz", "0 0 0\n1 0 0\n0 1 0\n1 1 0\n", ["filter", "c.xyz", "-o", "/proc/out.ply"]), 1,
+         "cannot write output /proc/out.ply: the folder /proc is not writable"),
+    Case("17 an output folder that does not exist",
+         _text_file("c.xyz", "0 0 0\n", ["filter", "c.xyz", "-o", "no/out.ply"]), 1, "the folder no does not exist"),
+    Case("17 --threshold 1.5", _text_file("c.xyz", "0 0 0\n", ["filter", "c.xyz", "-o", "o.ply", "--threshold", "1.5"]),
+         1, "--threshold must lie strictly between 0 and 1, got 1.5"),
+    Case("18 an empty .xyz", _text_file("c.xyz", "", ["filter", "c.xyz", "-o", "out.ply"]), 1,
+         "c.xyz: the cloud holds no points"),
+    Case("18 evaluate: a broken pair, before any progress", _pair, 1, "10 outlier flags"),
+]
+
+
+def _env() -> dict[str, str]:
+    """The environment of a user who has set nothing: TensorFlow's log level is left to pcfilter."""
+    return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
+
+
+def _command(folder: Path, argv: list[str], flag: Path | None = None) -> list[str]:
+    return [sys.executable, "-c", RUNNER, str(flag or os.devnull), *argv]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input(case, tmp_path):
+    folder, flag = tmp_path / "case", tmp_path / "tensorflow"
+    folder.mkdir()
+    argv = case.make(folder)
+    before = snapshot(folder)
+    result = subprocess.run(_command(folder, argv, flag), cwd=folder, env=_env(), capture_output=True, text=True,
+                            timeout=TIMEOUT)
+    assert result.returncode == case.code, result.stderr[-3000:]
+    after = snapshot(folder)
+    if case.code:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"pcfilter {argv[0]}: "), result.stderr
+        assert case.says in result.stderr, result.stderr
+        assert after == before  # nothing written, nothing damaged
+    else:
+        assert result.stderr == "" and case.says in result.stdout, result.stderr[-3000:]
+        if not case.repairs:  # the input is untouched and only the outputs are new
+            assert {name: after[name] for name in before} == before
+            assert set(after) - set(before) == set(case.outputs)
+        if case.check is not None:
+            case.check(folder)
+    if case.code and not case.tensorflow:  # refused before the start-up of TensorFlow, seconds long
+        assert flag.read_text() == "0", "TensorFlow started before the input was checked"
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    """Case 19: files get the mode the user's umask gives, not mkstemp's 0600."""
+    write_xyz(tmp_path / "c.xyz", CLOUD)
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        result = subprocess.run(_command(tmp_path, ["filter", "c.xyz", "-o", f"out{umask}.ply", "--method", "sor"]),
+                                cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT, umask=umask)
+        assert result.returncode == 0, result.stderr
+        assert stat.S_IMODE((tmp_path / f"out{umask}.ply").stat().st_mode) == mode
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_folder_is_refused_before_the_work(tmp_path):
+    """Case 17 with permissions (as root, the /proc row of the table covers it)."""
+    write_xyz(tmp_path / "c.xyz", CLOUD)
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    result = subprocess.run(_command(tmp_path, ["filter", "c.xyz", "-o", "ro/out.ply"]), cwd=tmp_path, env=_env(),
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 1 and "the folder ro is not writable" in result.stderr
+    assert not list((tmp_path / "ro").iterdir())
+
+
+@pytest.mark.parametrize("when", ["start-up", "filtering"])
+def test_ctrl_c_gives_one_line_and_no_output(tmp_path, when):
+    """Cases 7, 9 and 10: Ctrl-C while TensorFlow starts or while the filter runs ends with one line,
+    status 130 and no output file, never with a traceback, replayed logs or a finished run."""
+    write_xyz(tmp_path / "c.xyz", plane(150))  # 22,501 points: a few seconds of filtering
+    marker = tmp_path / "started"
+    # The command line runs with a probe that marks when TensorFlow is imported, so that the signal
+    # is sent at a known stage instead of after a guessed delay.
+    probe = ("import sys, pathlib\nimport pcfilter_lib.runtime as runtime\nsetup = runtime.setup\n"
+             f"stage = {when!r}\n"
+             "def marked(*a, **k):\n"
+             "    if stage == 'start-up': pathlib.Path(sys.argv[1]).touch()\n"
+             "    setup(*a, **k)\n"
+             "    if stage == 'filtering': pathlib.Path(sys.argv[1]).touch()\n"
+             "runtime.setup = marked\n" + RUNNER.replace("open(sys.argv[1], 'w')", "open(sys.argv[1], 'a')"))
+    process = subprocess.Popen([sys.executable, "-c", probe, str(marker), "filter", "c.xyz", "-o", "out.ply"],
+                               cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside TensorFlow's import, or inside the filtering
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr == "pcfilter filter: interrupted; no output file was left half-written\n"
+    assert not (tmp_path / "out.ply").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_small_clouds_are_padded_without_changing_predictions():
+    """Case 2: a patch of N < P points is filled up to P by repeating its points; PointNet's max pool
+    does not see the repeats, so any order of repeats gives the same probabilities."""
+    point_filter = filters.point_filter()
+    points = CLOUD[:100]
+    prob = point_filter.keep_probability_points(points)
+    hood = neighbourhoods(points, point_filter.neighbours)
+    patches = seed_patches(hood, point_filter.patch_size)
+    size = point_filter.model.input_shape[1]
+    reversed_repeats = np.concatenate([patches, np.tile(patches[:, ::-1], (1, size))], axis=1)[:, :size]
+    other = point_filter.predict_patches(patch_inputs(hood, reversed_repeats, point_filter.feature_set))
+    np.testing.assert_allclose(combine(reversed_repeats, other, len(points)), prob, atol=1e-5)
+
+
+def test_an_empty_error_message_still_says_what_happened():
+    """Case 14: running out of memory gave the blank line 'pcfilter simulate: '."""
+    assert _one_line(MemoryError()).startswith("out of memory")
+    assert _one_line(RuntimeError("\x1b[1;31m[Open3D Error] bad\n\x1b[0;m")) == "[Open3D Error] bad"
+
+
+def test_every_case_of_the_issue_has_a_row():
+    """Each of the 19 numbered cases has a row of the table or a test of its own (10 and 19 above)."""
+    numbers = {int(case.name.split()[0]) for case in CASES} | {10, 19}
+    assert numbers == set(range(1, 20)), sorted(set(range(1, 20)) - numbers)
