@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from pcfilter_lib.recipes import transfer
 
     s = config.choose(full=transfer.FULL, fast=transfer.FAST)
-    root, kind = modelnet.ensure_dataset(progress=True)
+    root, kind = modelnet.ensure_dataset(config.data_dir(), config.choose(full="full", fast="fast"), progress=True)
     train_all = modelnet.load_split(root, "train", s.num_points, limit_per_class=s.limit_per_class)
     test = modelnet.load_split(root, "test", s.num_points, limit_per_class=s.limit_per_class)
     train, val = modelnet.split_validation(train_all, 0.1, seed=args.seed)

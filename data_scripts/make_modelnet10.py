@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     try:
-        out = procedural_modelnet.generate(args.out, seed=args.seed, progress=True)
+        out = procedural_modelnet.generate(args.out, seed=args.seed, progress=True, counts=config.choose(
+            full=procedural_modelnet.FULL_COUNTS, fast=procedural_modelnet.FAST_COUNTS))
     except (ValueError, OSError) as error:
         print(f"make_modelnet10: {error}", file=sys.stderr)
         return 1

@@ -196,14 +196,6 @@ def test_pydataset_batches_epochs_and_seeds():
         modelnet.PointCloudDataset(clouds, num_points=65)
 
 
-def test_tf_data_pipeline():
-    clouds = _clouds(points=64)
-    data = modelnet.make_tf_dataset(clouds, batch_size=16, augment=True)
-    batches = list(data.as_numpy_iterator())
-    assert [b[0].shape for b in batches] == [(16, 64, 3), (14, 64, 3)]
-    assert sorted(np.concatenate([b[1] for b in batches]).tolist()) == sorted(clouds.labels.tolist())
-
-
 def test_mesh_file_dataset_matches_the_cache_layout(procedural):
     paths, labels, _ = modelnet.list_files(procedural, "test", limit_per_class=1)
     data = modelnet.MeshFileDataset(paths, labels, batch_size=4, num_points=32)

@@ -17,7 +17,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib import config
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.geometry.sampling import normalize_unit_sphere, sample_surface
 from pcfilter_lib.io.files import atomic_write_with, prepare_folder, record_file, verify_folder
@@ -153,7 +152,7 @@ def sample_files(paths, num_points: int = 1024, seed: int = 0, normals: bool = F
 
 def _cache_folder(root: Path, parameters: dict, cache_dir: Path | None) -> Path:
     key = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:16]
-    return (cache_dir or config.data_dir() / "cache") / f"{root.name}-{key}"
+    return (cache_dir or root.parent / "cache") / f"{root.name}-{key}"
 
 
 def _fingerprint(paths: list[Path], root: Path) -> str:
@@ -172,6 +171,7 @@ def load_split(root: str | os.PathLike, split: str, num_points: int = 1024, seed
     The cache is one ``<split>.npz`` per split in a folder named after the source data and the
     sampling parameters, with a manifest (generator, version, seed, parameters, sha256 per file).
     A changed data set or other parameters give another folder, so stale clouds are never reused.
+    ``cache_dir`` holds those folders; by default it is ``cache`` beside ``root``.
     """
     root = Path(root).resolve()
     paths, labels, classes = list_files(root, split, limit_per_class)
@@ -363,39 +363,6 @@ class MeshFileDataset(keras.utils.PyDataset):
         return points, self.labels[list(chosen)]
 
 
-def make_tf_dataset(clouds: Clouds, batch_size: int = 32, shuffle: bool = True, augment: bool = False,
-                    seed: int = 0):
-    """The batches of ``PointCloudDataset`` as a ``tf.data`` pipeline, augmented by TensorFlow ops.
-
-    Args:
-        clouds: the clouds.
-        batch_size: clouds per batch.
-        shuffle: a new order every epoch.
-        augment: rotate about the up axis, scale, jitter and shuffle the points.
-        seed: the seed of the shuffling.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(points (B, P, 3), labels (B,))``, prefetched.
-    """
-    import tensorflow as tf
-
-    data = tf.data.Dataset.from_tensor_slices((clouds.points, clouds.labels))
-    if shuffle:
-        data = data.shuffle(len(clouds), seed=seed, reshuffle_each_iteration=True)
-
-    def _augment(points, label):
-        angle = tf.random.uniform((), 0, 2 * np.pi)
-        c, s = tf.cos(angle), tf.sin(angle)
-        rotation = tf.stack([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-        points = tf.matmul(points, rotation, transpose_b=True) * tf.random.uniform((), 0.8, 1.25)
-        points += tf.clip_by_value(tf.random.normal(tf.shape(points), stddev=0.01), -0.05, 0.05)
-        return tf.random.shuffle(points), label
-
-    if augment:
-        data = data.map(_augment, num_parallel_calls=tf.data.AUTOTUNE)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 def is_modelnet_folder(root: Path) -> bool:
     try:
         return any((root / c / "train").is_dir() for c in list_classes(root))
@@ -403,12 +370,25 @@ def is_modelnet_folder(root: Path) -> bool:
         return False
 
 
-def ensure_dataset(seed: int = 0, progress: bool = False) -> tuple[Path, str]:
-    """The ModelNet10 folder to use: (root, "real") if ``<data folder>/ModelNet10`` holds the real
-    data set, otherwise (root, "procedural") after generating the procedural stand-in in the data
-    folder (full or fast size by mode; resumed if it exists)."""
-    real = config.data_dir() / "ModelNet10"
+def ensure_dataset(data_dir: str | os.PathLike, size: str = "full", seed: int = 0,
+                   progress: bool = False) -> tuple[Path, str]:
+    """The ModelNet10 folder to use.
+
+    Args:
+        data_dir: the folder of generated and downloaded data (``pcfilter_lib.config.data_dir()``).
+        size: ``"full"`` or ``"fast"``: the size of the procedural stand-in, if it is needed.
+        seed: the procedural generator's seed.
+        progress: show a progress bar while generating.
+
+    Returns:
+        (root, "real") if ``data_dir/ModelNet10`` holds the real data set, otherwise (root,
+        "procedural") after generating (or resuming) the procedural stand-in in ``data_dir``.
+    """
+    if size not in procedural_modelnet.FOLDERS:
+        raise ValueError(f"size must be one of {sorted(procedural_modelnet.FOLDERS)}, got {size!r}")
+    real = Path(data_dir) / "ModelNet10"
     if is_modelnet_folder(real):
         return real, "real"
-    name = config.choose(full="modelnet10_procedural", fast="modelnet10_procedural_fast")
-    return procedural_modelnet.generate(config.data_dir() / name, seed=seed, progress=progress), "procedural"
+    counts = procedural_modelnet.FULL_COUNTS if size == "full" else procedural_modelnet.FAST_COUNTS
+    root = Path(data_dir) / procedural_modelnet.FOLDERS[size]
+    return procedural_modelnet.generate(root, seed=seed, counts=counts, progress=progress), "procedural"

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib import config
 from pcfilter_lib.io.files import atomic_write_text, prepare_folder, sha256, verify_folder, write_manifest
 from pcfilter_lib.io.off import format_off
 
@@ -30,6 +29,7 @@ FULL_COUNTS = {"bathtub": (106, 50), "bed": (515, 100), "chair": (889, 100), "de
                "dresser": (200, 86), "monitor": (465, 100), "night_stand": (200, 86), "sofa": (680, 100),
                "table": (392, 100), "toilet": (344, 100)}
 FAST_COUNTS = {name: (12, 4) for name in CLASSES}
+FOLDERS = {"full": "modelnet10_procedural", "fast": "modelnet10_procedural_fast"}  # default folder of each size
 
 
 class _Mesh:
@@ -367,11 +367,11 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
              progress: bool = False) -> Path:
     """Write the procedural data set into ``out`` (created if needed) and return it.
 
-    ``counts`` maps class -> (train, test) meshes; by default the full counts (3991 / 908) or, in
-    fast mode, a few per class. A folder written with the same recipe is resumed; one holding
+    ``counts`` maps class -> (train, test) meshes; by default the full counts (3991 / 908);
+    ``FAST_COUNTS`` gives a few per class. A folder written with the same recipe is resumed; one holding
     anything else is refused. Returns ``out``.
     """
-    counts = counts or config.choose(full=FULL_COUNTS, fast=FAST_COUNTS)
+    counts = FULL_COUNTS if counts is None else counts
     if int(seed) < 0:
         raise ValueError(f"the seed must be a whole number >= 0, got {seed}")
     unknown = set(counts) - set(CLASSES)
