@@ -94,12 +94,12 @@ def test_evaluation_counts_every_labelled_point_and_each_kind():
         filters.evaluate_filter(sor, [])
 
 
-def test_saved_filter_loads_with_the_threshold_of_its_manifest(tmp_path):
+def test_saved_filter_loads_with_the_threshold_of_its_card(tmp_path):
     model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))
     path = tmp_path / "f.keras"
     model.save(path)
-    assert filters.unet_filter(path).threshold == 0.5  # no manifest
-    (tmp_path / "f.json").write_text(json.dumps({"threshold": 0.3}))
+    assert filters.unet_filter(path).threshold == 0.5  # no card
+    model_cards.ModelCard("f.keras", "unet", "", {}, {}, {}, threshold=0.3).write(tmp_path / "f.json")
     loaded = filters.unet_filter(path)
     assert loaded.threshold == 0.3 and loaded.validity
     assert filters.unet_filter(path, threshold=0.7).threshold == 0.7
@@ -110,6 +110,9 @@ def test_saved_filter_loads_with_the_threshold_of_its_manifest(tmp_path):
     (tmp_path / "bad.keras").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a loadable Keras model"):
         filters.unet_filter(tmp_path / "bad.keras")
+    (tmp_path / "f.json").write_text(json.dumps({"threshold": 0.3}))  # not a card
+    with pytest.raises(ValueError, match="lacks the fields"):
+        filters.unet_filter(path)
 
 
 def test_crops_are_reproducible_and_centre_on_artefacts():
@@ -189,16 +192,16 @@ def test_shipped_filter_is_small_loads_alone_and_records_how_it_was_made():
     model = keras.models.load_model(filters.SHIPPED_MODEL)
     assert 1e5 <= model.count_params() <= 2.4e5
     manifest = model_cards.read_model_card(filters.SHIPPED_MODEL)
-    assert 0 < manifest["threshold"] < 1
-    assert manifest["parameters"] == model.count_params()
-    assert manifest["data"]["generator"] == "pcfilter.simulate" and manifest["data"]["seed"] == 0
+    assert 0 < manifest.threshold < 1
+    assert manifest.parameters == model.count_params()
+    assert manifest.data["generator"] == "pcfilter.simulate" and manifest.data["seed"] == 0
     from pcfilter_lib.simulate.dataset import VERSION
 
-    assert manifest["data"]["version"] == VERSION, "retrain the filter: the simulator has changed since"
-    assert manifest["command"].startswith("python data_scripts/train_reference_models.py --target unet")
-    assert set(manifest["baselines"]) == set(baselines.METHODS)
+    assert manifest.data["version"] == VERSION, "retrain the filter: the simulator has changed since"
+    assert manifest.command.startswith("python data_scripts/train_reference_models.py --target unet")
+    assert set(manifest.details["baselines"]) == set(baselines.METHODS)
     for name in ("mean_iou", "balanced_accuracy", "recall"):
-        assert 0 <= manifest["test"][name] <= 1
+        assert 0 <= manifest.test[name] <= 1
 
 
 @needs_weights

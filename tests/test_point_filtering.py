@@ -142,12 +142,12 @@ def test_shipped_point_filter_records_how_it_was_made():
     manifest = model_cards.read_model_card(filters.SHIPPED_POINT_MODEL)
     from pcfilter_lib.simulate.dataset import VERSION
 
-    assert manifest["data"]["version"] == VERSION, "retrain the point filter: the simulator has changed since"
-    assert manifest["command"].startswith("python data_scripts/train_reference_models.py --target pointfilter")
-    assert manifest["settings"]["feature_set"] in point_features.FEATURE_SETS
-    assert set(manifest["ablation"]) == set(point_features.FEATURE_SETS)
-    assert set(manifest["densities"]) == {str(f) for f in point_recipe.FRACTIONS}
-    assert manifest["file_bytes"] == filters.SHIPPED_POINT_MODEL.stat().st_size
+    assert manifest.data["version"] == VERSION, "retrain the point filter: the simulator has changed since"
+    assert manifest.command.startswith("python data_scripts/train_reference_models.py --target pointfilter")
+    assert manifest.settings["feature_set"] in point_features.FEATURE_SETS
+    assert set(manifest.details["ablation"]) == set(point_features.FEATURE_SETS)
+    assert set(manifest.details["densities"]) == {str(f) for f in point_recipe.FRACTIONS}
+    assert manifest.file_bytes == filters.SHIPPED_POINT_MODEL.stat().st_size
 
 
 @needs_weights
@@ -166,7 +166,7 @@ def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
 def test_shipped_point_filter_beats_the_tuned_baselines_on_fixed_clouds(test_clouds):
     manifest = model_cards.read_model_card(filters.SHIPPED_POINT_MODEL)
     learned = filters.evaluate_filter(filters.point_filter(), test_clouds)
-    for method, row in manifest["densities"]["1.0"]["baselines"].items():
+    for method, row in manifest.details["densities"]["1.0"]["baselines"].items():
         baseline = filters.evaluate_filter(filters.baseline_filter(method, row["params"]), test_clouds)
         assert learned["mean_iou"] > baseline["mean_iou"], (method, learned["mean_iou"], baseline["mean_iou"])
     assert learned["recall"] > 0.98
