@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +102,12 @@ def test_refuses_other_data_and_bad_requests(scanned, tmp_path):
         scanned_modelnet.load_split(tmp_path / "absent", "train")
     with pytest.raises(ValueError, match="split"):
         scanned_modelnet.list_files(scanned, "val")
+    with pytest.raises(ValueError, match="size must be one of"):
+        scanned_modelnet.ensure_dataset(tmp_path, "huge")
+    # The default folder of a size is generated with that size's counts: a smaller set there is refused.
+    shutil.copytree(scanned, tmp_path / "data" / scanned_modelnet.FOLDERS["fast"])
+    with pytest.raises(ValueError, match="already holds other data"):
+        scanned_modelnet.ensure_dataset(tmp_path / "data", "fast", seed=3)
 
 
 def test_a_killed_run_resumes_to_the_same_bytes_with_any_number_of_workers(scanned, tmp_path):

@@ -283,6 +283,29 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
     return out
 
 
+def ensure_dataset(data_dir: str | os.PathLike, size: str = "full", seed: int = 0, workers: int | None = None,
+                   progress: bool = False) -> Path:
+    """The scanned set in its default folder of ``data_dir``, generated (or resumed) if needed.
+
+    Args:
+        data_dir: the folder of generated data (``pcfilter_lib.config.data_dir()``).
+        size: ``"full"`` (``procedural_modelnet.FULL_COUNTS``) or ``"fast"`` (``FAST_COUNTS``).
+        seed: the generator's seed.
+        workers: scanning processes (default: one per CPU core).
+        progress: show a progress bar while generating.
+
+    Returns:
+        ``data_dir / FOLDERS[size]``.
+
+    Raises:
+        ValueError: an unknown size, or the folder holds other data.
+    """
+    if size not in FOLDERS:
+        raise ValueError(f"size must be one of {sorted(FOLDERS)}, got {size!r}")
+    counts = procedural_modelnet.FULL_COUNTS if size == "full" else procedural_modelnet.FAST_COUNTS
+    return generate(Path(data_dir) / FOLDERS[size], seed=seed, counts=counts, workers=workers, progress=progress)
+
+
 def list_files(root: str | os.PathLike, split: str, limit_per_class: int | None = None
                ) -> tuple[list[Path], np.ndarray, list[str]]:
     """Files of one split, sorted by class then name: (paths, labels (N,) int32, classes).
