@@ -44,7 +44,9 @@ VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-par
 
 class _Interrupts:
     """Ctrl-C, noted as well as raised: TensorFlow sometimes catches the KeyboardInterrupt and raises
-    another error instead, or none, so the note is checked before anything is written."""
+    another error instead, or none, so the note is checked before anything is written. An interrupt
+    that lands in a garbage-collection callback (JAX has one) cannot propagate; Python would print it
+    as "Exception ignored", so ``unraisable`` keeps it quiet: the note stops the run instead."""
 
     seen = False
 
@@ -52,6 +54,11 @@ class _Interrupts:
     def handle(cls, signum, frame) -> None:
         cls.seen = True
         raise KeyboardInterrupt
+
+    @staticmethod
+    def unraisable(report) -> None:
+        if not issubclass(report.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(report)
 
     @classmethod
     def check(cls) -> None:
@@ -568,9 +575,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one ``pcfilter`` command; returns the exit status (0 done, 1 refused or failed, 2 a command
     line that cannot be parsed, 130 interrupted)."""
     command = "pcfilter"
-    previous = signal.getsignal(signal.SIGINT)
+    previous, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
     if previous is signal.default_int_handler:  # a SIGINT ignored by the caller stays ignored
         signal.signal(signal.SIGINT, _Interrupts.handle)
+    sys.unraisablehook = _Interrupts.unraisable
     _Interrupts.seen = False
     try:
         parser = build_parser()
@@ -592,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: {_one_line(error)}", file=sys.stderr)
         return 1
     finally:
+        sys.unraisablehook = hook
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous)
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 _ready = False
 
@@ -34,19 +36,44 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
 
     Raises:
         ValueError: ``cpu_devices`` < 1.
-        KeyboardInterrupt: Ctrl-C during the import (nothing is replayed on stderr then).
+        KeyboardInterrupt: Ctrl-C during the import, delivered once the import is complete
+            (nothing is replayed on stderr then).
     """
     global _ready
     if cpu_devices < 1:
         raise ValueError(f"cpu_devices must be >= 1, got {cpu_devices}")
     if not _ready:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        _quiet_import(cpu_devices)
+        with _interrupts_held():
+            _quiet_import(cpu_devices)
         _ready = True
     if seed is not None:
         import keras  # imported by _quiet_import above; here only to reach it
 
         keras.utils.set_random_seed(seed)
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C (SIGINT) back while the block runs and deliver it when the block ends.
+
+    A KeyboardInterrupt in the middle of TensorFlow's import leaves it half imported, and what it
+    logged so far is replayed as if the import had failed. Held back, Ctrl-C reaches the handler in
+    force (KeyboardInterrupt by default) a few seconds later, once the import is complete. Only the
+    main thread handles signals; elsewhere, or with SIGINT ignored, the block just runs.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    noted = []
+    signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if noted:
+            previous(signal.SIGINT, None)
 
 
 def _quiet_import(cpu_devices: int) -> None:
