@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +98,70 @@ def test_every_family_varies():
     for name in procedural_modelnet.CLASSES:
         sizes = {len(procedural_modelnet.make_shape(name, seed)[0]) for seed in range(30)}
         assert len(sizes) > 1, f"{name}: every shape has the same number of vertices"
+
+
+def test_full_counts_are_the_real_class_sizes():
+    # ModelNet10's own split: 3991 training and 908 test meshes, from 106 bathtubs to 889 chairs.
+    assert tuple(map(sum, zip(*procedural_modelnet.FULL_COUNTS.values(), strict=True))) == (3991, 908)
+    assert procedural_modelnet.FULL_COUNTS["bathtub"] == (106, 50)
+    assert procedural_modelnet.FULL_COUNTS["chair"] == (889, 100)
+    assert procedural_modelnet.FULL_COUNTS["night_stand"] == procedural_modelnet.FULL_COUNTS["desk"] == (200, 86)
+
+
+def _proportions(name: str, n: int = 150) -> np.ndarray:
+    """log(width / height) and log(depth / height) of the bounding boxes of n shapes (n, 2)."""
+    extents = np.array([np.ptp(procedural_modelnet.make_shape(name, seed)[0], axis=0) for seed in range(n)])
+    return np.log(extents[:, :2] / extents[:, 2:])
+
+
+def _shared(a: np.ndarray, b: np.ndarray, bins: int = 8) -> float:
+    """The share of two 2-D distributions that lies in common cells of one grid (0 apart, 1 alike)."""
+    grid = list(zip(np.minimum(a.min(0), b.min(0)), np.maximum(a.max(0), b.max(0)), strict=True))
+    ha, hb = (np.histogram2d(x[:, 0], x[:, 1], bins=bins, range=grid)[0] / len(x) for x in (a, b))
+    return float(np.minimum(ha, hb).sum())
+
+
+def test_families_overlap_where_the_modelnet_classes_do():
+    p = {name: _proportions(name) for name in ("desk", "table", "night_stand", "dresser", "sofa", "bed", "toilet",
+                                               "monitor")}
+    assert _shared(p["desk"], p["table"]) > 0.3
+    assert _shared(p["night_stand"], p["dresser"]) > 0.2
+    assert _shared(p["sofa"], p["bed"]) > 0.1
+    assert _shared(p["toilet"], p["monitor"]) < 0.1  # classes that real ModelNet keeps apart stay apart
+
+
+def test_an_old_generator_version_is_refused_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(procedural_modelnet, "VERSION", "2")
+    old = procedural_modelnet.generate(tmp_path / "pm", seed=0, counts={"chair": (1, 1)})
+    monkeypatch.undo()
+    assert procedural_modelnet.VERSION != "2"
+    before = (old / "manifest.json").read_bytes()
+    with pytest.raises(ValueError, match=r"holds other data \(pcfilter.procedural_modelnet 2\).*delete this one"):
+        procedural_modelnet.generate(old, seed=0, counts={"chair": (1, 1)})
+    assert (old / "manifest.json").read_bytes() == before
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(tmp_path):
+    counts = {name: (30, 10) for name in procedural_modelnet.CLASSES}
+    out = tmp_path / "killed"
+    code = ("from pcfilter_lib.data import procedural_modelnet as p\n"
+            f"p.generate({str(out)!r}, seed=1, counts={counts!r})\n")
+    process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("*.off"))) < 60 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    made = len(list(out.rglob("[!.]*.off")))
+    assert 0 < made < 400, f"the run was not interrupted mid-way ({made} files): {process.stderr.read()!r}"
+    procedural_modelnet.generate(out, seed=1, counts=counts)
+    reference = procedural_modelnet.generate(tmp_path / "reference", seed=1, counts=counts)
+
+    def meshes(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("[!.]*.off"))}
+
+    assert meshes(out) == meshes(reference) and len(meshes(out)) == 400
+    assert verify_folder(out) == []
 
 
 def test_classes_ignore_files_and_hidden_folders(procedural, tmp_path):
