@@ -124,7 +124,7 @@ def _images(n=2, seed=0):
 def test_shapes_read_like_the_thesis_figure(model):
     assert model.output_shape == (None, 32, 32, 32, 1)
     for i in (1, 2, 3):
-        assert model.get_layer(f"level{i}_volume").output.shape == (None, 4, 4, 4, 32)
+        assert model.get_layer(f"level{i}_volume").output.shape == (None, 2, 2, 2, 64)
         assert model.get_layer(f"decoder{i}_volume").output.shape == (None, 32, 32, 32, 1)
     assert model.get_layer("context_weights").output.shape == (None, 32, 32, 32, 3)
     assert model.get_layer("refiner_down3").output.shape == (None, 4, 4, 4, 32)
@@ -157,7 +157,9 @@ def test_the_ablation_switches():
     probe = keras.Model(plain.input, [plain.get_layer(f"decoder{i}_volume").output for i in (1, 2, 3)])
     np.testing.assert_allclose(plain.predict(images, verbose=0), np.mean(probe.predict(images, verbose=0), axis=0),
                                atol=1e-6)
-    for bad in (dict(image_size=48), dict(activation="elu"), dict(regulariser="l2")):
+    assert yovo.build_yovo(decoder_channels=(16, 8, 4)).get_layer("level1_volume").output.shape == (None, 4, 4, 4, 64)
+    for bad in (dict(image_size=48), dict(activation="elu"), dict(regulariser="l2"), dict(decoder_channels=(8,)),
+                dict(decoder_channels=(8, 4))):
         with pytest.raises(ValueError):
             yovo.build_yovo(**bad)
 

@@ -6,10 +6,12 @@ top to bottom like its figure:
 1. **Encoder**: a MobileNetV2-style backbone of inverted-residual blocks (1x1 expansion, 3x3
    depthwise convolution, linear 1x1 projection, a shortcut when the shape allows), then three
    *levels* taken from its last three stages (FPN-like: fine, middle and coarse features). Each
-   level brings its map to 4x4 with two 3x3 convolutions, each followed by DropBlock (or dropout)
-   and the activation, and a 1x1 convolution whose channels become the depth axis of a 4^3 volume.
-2. **Decoder** (one per level): ``Conv3DTranspose`` layers with stride 2 take the volume from 4^3
-   to 32^3; a 1x1x1 convolution with a sigmoid gives occupancy probabilities. The features of the
+   level brings its map to 2x2 with two 3x3 convolutions, each followed by DropBlock (or dropout)
+   and the activation, and a 1x1 convolution whose channels become the depth axis of a 2^3 volume
+   (as in the thesis and Pix2Vox: on so coarse a grid the first transposed convolution mixes
+   every part of the picture into every voxel).
+2. **Decoder** (one per level): four ``Conv3DTranspose`` layers with stride 2 take the volume from
+   2^3 to 32^3; a 1x1x1 convolution with a sigmoid gives occupancy probabilities. The features of the
    last transposed convolution, with the volume appended, are the level's *context*.
 3. **Context aggregator**: a small 3D CNN (shared by the levels) scores every voxel of every
    context; a softmax over the levels turns the scores into weights, per voxel,
@@ -25,8 +27,8 @@ top to bottom like its figure:
 
 Differences from the thesis, all for a network that trains on two CPU cores in minutes: 64x64
 images instead of 224x224, a backbone of four small stages instead of 14 MobileNetV2 blocks, levels
-of 32 rather than 256 channels, a 4^3 rather than 2^3 starting volume, one learning rate for all
-parts. The thesis used ReLU6 in the backbone, ELU in the levels and Mish elsewhere; here the
+of 32 rather than 256 channels, decoders of (32, 16, 8, 4) rather than (512, 128, 32, 8) channels,
+one learning rate for all parts. The thesis used ReLU6 in the backbone, ELU in the levels and Mish elsewhere; here the
 backbone keeps ReLU6 and ``activation`` chooses Mish or ReLU everywhere else, and ``regulariser``
 chooses DropBlock or plain dropout in the levels, for the ablations.
 """
@@ -41,7 +43,6 @@ from pcfilter_lib.nn import metrics
 from pcfilter_lib.nn.activations import ACTIVATIONS, DropBlock, make_activation
 
 GRID = 32  # side of the output occupancy grid, voxels
-START = 4  # side of the volume each level is reshaped into, before the decoder
 REGULARISERS = ("dropblock", "dropout", "none")
 # MobileNetV2 stages as (expansion t, output channels c, blocks n, stride s of the first block).
 BACKBONE = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2))
@@ -102,27 +103,27 @@ def regularise(x, regulariser: str, rate: float, block_size: int, name: str):
     return x
 
 
-def level(x, channels: int, depth_channels: int, activation: str, regulariser: str, rate: float,
+def level(x, start: int, channels: int, depth_channels: int, activation: str, regulariser: str, rate: float,
           block_size: int, momentum: float, name: str):
-    """One abstraction level: a backbone map -> a (4, 4, 4, depth_channels) volume. Two 3x3
-    convolutions (stride 2 while the map is wider than 4, then an average pool if still wider),
-    each with batch norm, the regulariser and the activation; then a 1x1 convolution to
-    4 * depth_channels channels with Mish or ReLU, reshaped so that channels become depth."""
+    """One abstraction level: a backbone map -> a (start, start, start, depth_channels) volume. Two
+    3x3 convolutions (stride 2 while the map is wider than ``start``, then an average pool if still
+    wider), each with batch norm, the regulariser and the activation; then a 1x1 convolution to
+    start * depth_channels channels with the activation, reshaped so that channels become depth."""
     for i in range(2):
-        stride = 2 if x.shape[1] > START else 1
+        stride = 2 if x.shape[1] > start else 1
         x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
         x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{i + 1}")(x)
         x = regularise(x, regulariser, rate, block_size, f"{name}_{i + 1}")
         x = make_activation(activation, f"{name}_act{i + 1}")(x)
-    if x.shape[1] > START:
-        x = layers.AveragePooling2D(x.shape[1] // START, name=f"{name}_pool")(x)
-    x = layers.Conv2D(START * depth_channels, 1, name=f"{name}_to_volume")(x)
+    if x.shape[1] > start:
+        x = layers.AveragePooling2D(x.shape[1] // start, name=f"{name}_pool")(x)
+    x = layers.Conv2D(start * depth_channels, 1, name=f"{name}_to_volume")(x)
     x = make_activation(activation, f"{name}_act3")(x)
-    return layers.Reshape((START, START, START, depth_channels), name=f"{name}_volume")(x)
+    return layers.Reshape((start, start, start, depth_channels), name=f"{name}_volume")(x)
 
 
 def decoder(x, channels: tuple[int, ...], activation: str, momentum: float, name: str):
-    """Transposed 3D convolutions (kernel 4, stride 2) from 4^3 to 32^3, each followed by the
+    """Transposed 3D convolutions (kernel 4, stride 2) up to 32^3, each followed by the
     activation (and batch norm, except at 32^3 where it would cost more than the convolution on a
     CPU), then a 1x1x1 convolution with a sigmoid. Returns the occupancy probabilities
     (B, 32, 32, 32, 1) and the context (the last features with the volume appended)."""
@@ -140,7 +141,7 @@ def decoder(x, channels: tuple[int, ...], activation: str, momentum: float, name
 def context_aggregator(volumes: list, contexts: list, channels: int, activation: str):
     """Merge the decoded volumes by per-voxel softmax weights over the levels' scores. One scoring
     network, shared by the levels, reads each voxel's context (two 1x1x1 convolutions: the context
-    features already mix a neighbourhood through the decoder's 4^3 kernels). The weights are the
+    features already mix a neighbourhood through the decoder's 4x4x4 kernels). The weights are the
     output of the layer named ``context_weights``, (B, 32, 32, 32, T): the levels are the last axis."""
     hidden = layers.Conv3D(channels, 1, name="aggregator_hidden")
     act = make_activation(activation, "aggregator_act")
@@ -176,8 +177,8 @@ def refiner(volume, channels: tuple[int, int, int], hidden: int, dropout: float,
     return layers.Average(name="voxels")([volume, x])
 
 
-def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 32, depth_channels: int = 32,
-               decoder_channels: tuple[int, int, int] = (16, 8, 4), use_aggregator: bool = True,
+def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 32, depth_channels: int = 64,
+               decoder_channels: tuple[int, ...] = (32, 16, 8, 4), use_aggregator: bool = True,
                use_refiner: bool = True, activation: str = "mish", regulariser: str = "dropblock",
                drop_rate: float = 0.05, block_size: int = 2, aggregator_channels: int = 4,
                refiner_channels: tuple[int, int, int] = (8, 16, 32),
@@ -190,8 +191,9 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
         image_size: S, a power of two from 64 up.
         width: multiplier of the backbone's channels.
         level_channels: channels of the levels' 3x3 convolutions.
-        depth_channels: channels of each level's 4^3 starting volume.
-        decoder_channels: channels of the three transposed convolutions (8^3, 16^3, 32^3).
+        depth_channels: channels of each level's starting volume.
+        decoder_channels: channels of the transposed convolutions, one per doubling; four start
+            the decoders at 2^3, three at 4^3, two at 8^3.
         use_aggregator: merge the levels with the context aggregator (False: average them).
         use_refiner: apply the 3D U-Net refiner.
         activation: "mish" or "relu", everywhere but the backbone (ReLU6) and the sigmoids.
@@ -206,8 +208,9 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
         name: the model's name.
 
     Raises:
-        ValueError: for an image size that is not a power of two of at least 64, or an unknown
-            activation or regulariser.
+        ValueError: for an image size that is not a power of two of at least 64, an unknown
+            activation or regulariser, or decoders that would start on a grid wider than the
+            coarsest image map (image_size / 16).
     """
     if image_size < 64 or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two of at least 64, got {image_size}")
@@ -215,13 +218,18 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
         raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
     if regulariser not in REGULARISERS:
         raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}")
-    if len(decoder_channels) != 3 or START * 2 ** len(decoder_channels) != GRID:
-        raise ValueError(f"decoder_channels needs three entries (4^3 -> 32^3), got {decoder_channels}")
+    if not 2 <= len(decoder_channels) <= 4:
+        raise ValueError(f"decoder_channels needs 2 to 4 entries (one per doubling up to 32^3), got "
+                         f"{decoder_channels}")
+    start = GRID // 2 ** len(decoder_channels)
+    if start > image_size // 16:
+        raise ValueError(f"{len(decoder_channels)} decoder layers start at {start}^3, more than the {image_size // 16} "
+                         f"pixels of the coarsest map of a {image_size}-pixel image; give more decoder channels")
     image = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1 / 255, name="rescale")(image)
 
     features = backbone(x, width, momentum)
-    starts = [level(f, level_channels, depth_channels, activation, regulariser, drop_rate, block_size, momentum,
+    starts = [level(f, start, level_channels, depth_channels, activation, regulariser, drop_rate, block_size, momentum,
                     f"level{i + 1}") for i, f in enumerate(features)]
     decoded = [decoder(s, decoder_channels, activation, momentum, f"decoder{i + 1}") for i, s in enumerate(starts)]
     volumes, contexts = [v for v, _ in decoded], [c for _, c in decoded]
