@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from pcfilter_lib.io.files import check_input_file, prepare_folder, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
-from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES
+from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES
 from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
 from pcfilter_lib.simulate.scene import make_scene, read_part_file
 
@@ -40,7 +40,7 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
         "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index,
         "frame": "camera (OpenCV axes), metres; pose maps camera to world; mesh_vertices are in the world frame",
         "kinds": {str(code): name for code, name in KIND_NAMES.items()},
-        "labels": {"1": "true geometry", "0": "artefact", "255": "no point"},
+        "labels": {str(code): name for code, name in LABEL_NAMES.items()},
         "label_tolerance_m": f"{label_tolerance(0, config.noise_1m):g} + 3 * {config.noise_1m:g} * z^2",
         "scanner": config.to_dict(),
         "scene": scene.description,
