@@ -13,12 +13,14 @@ runtime.setup(seed=0)
 import keras
 import tensorflow as tf
 
+from pcfilter_lib.data import surface_patches
 from pcfilter_lib.data.surface_patches import (
     expected_spacing,
     farthest_point_indices,
     normalise_patches,
     upsampling_patches,
 )
+from pcfilter_lib.geometry.sampling import triangle_areas
 from pcfilter_lib.models import punet
 from pcfilter_lib.nn import losses, point_ops
 
@@ -136,9 +138,29 @@ def test_normalise_patches_inverts():
 def test_training_patches_refuse_impossible_settings():
     with pytest.raises(ValueError, match="no mesh holds a patch"):
         upsampling_patches([_square(0.1)], 4, 0.01, patch_points=256, ratio=4)
-    with pytest.raises(ValueError, match="choose a larger spacing"):
-        upsampling_patches([_square(100.0)], 4, 1e-5)
     assert expected_spacing(4 * 256) == pytest.approx(np.sqrt(np.pi / 1024))
+
+
+def test_only_the_surface_near_a_patch_is_sampled_at_the_asked_spacing():
+    # A 100 x 100 square at spacing 1e-3 would need 2e10 points; one patch needs a few thousand.
+    spacing, n, r = 1e-3, 64, 4
+    inputs, targets = upsampling_patches([_square(100.0)], 3, spacing, patch_points=n, ratio=r, seed=0)
+    assert targets.shape == (3, r * n, 3)
+    vertices, triangles = _square(100.0)
+    local = surface_patches._sample_box(vertices, triangles, vertices[triangles].min(1), vertices[triangles].max(1),
+                                        np.array([10.0, 10.0, -1.0]), np.array([10.05, 10.02, 1.0]),
+                                        2 / spacing**2, np.random.default_rng(0))
+    assert abs(len(local) - 0.05 * 0.02 * 2 / spacing**2) <= 1  # the box's area times the density
+    assert np.all((local[:, 0] >= 10) & (local[:, 0] <= 10.05) & (local[:, 1] >= 10) & (local[:, 1] <= 10.02))
+
+
+def test_clip_to_box_keeps_the_part_of_a_triangle_inside():
+    triangle = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    polygon = surface_patches.clip_to_box(triangle, np.array([1.0, 1.0, -1.0]), np.array([5.0, 5.0, 1.0]))
+    # What is left is the triangle (1, 1), (3, 1), (1, 3): area 2.
+    fan = np.array([[0, j, j + 1] for j in range(1, len(polygon) - 1)])
+    assert triangle_areas(polygon, fan).sum() == pytest.approx(2.0)
+    assert len(surface_patches.clip_to_box(triangle, np.array([5.0, 5.0, -1.0]), np.array([6.0, 6.0, 1.0]))) == 0
 
 
 @pytest.fixture(scope="module")

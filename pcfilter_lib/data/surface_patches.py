@@ -19,12 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from pcfilter_lib.geometry.points import check_mesh
 from pcfilter_lib.geometry.sampling import sample_surface, triangle_areas
-
-MAX_MESH_POINTS = 20_000_000  # refuse to sample more than this from one mesh (about 0.5 GB of points)
 
 
 def farthest_point_indices(points, n: int, start: int = 0) -> np.ndarray:
@@ -84,9 +81,54 @@ def expected_spacing(n_points: int, area: float = np.pi) -> float:
     return float(np.sqrt(area / n_points))
 
 
+def clip_to_box(corners: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The part of a triangle (3, 3) inside the axis-aligned box [lo, hi]: a convex polygon (k, 3),
+    k = 0 when they do not meet (Sutherland-Hodgman clipping against the six faces)."""
+    polygon = np.asarray(corners, dtype=np.float64)
+    for axis in range(3):
+        for bound, sign in ((lo[axis], 1.0), (hi[axis], -1.0)):
+            if len(polygon) == 0:
+                return polygon
+            inside = sign * (polygon[:, axis] - bound)  # >= 0 inside this face's half-space
+            kept = []
+            for i in range(len(polygon)):
+                a, b, da, db = polygon[i], polygon[(i + 1) % len(polygon)], inside[i], inside[(i + 1) % len(polygon)]
+                if da >= 0:
+                    kept.append(a)
+                if (da >= 0) != (db >= 0):
+                    kept.append(a + (b - a) * (da / (da - db)))
+            polygon = np.array(kept).reshape(-1, 3)
+    return polygon
+
+
+def _sample_box(vertices, triangles, low, high, lo, hi, density, rng) -> np.ndarray:
+    """Points drawn uniformly, ``density`` per unit area, from the part of a mesh inside [lo, hi].
+    ``low`` and ``high`` (T, 3) are the triangles' bounding boxes."""
+    near = np.flatnonzero(np.all(low <= hi, axis=1) & np.all(high >= lo, axis=1))
+    whole = np.all(low[near] >= lo, axis=1) & np.all(high[near] <= hi, axis=1)
+    pieces = [vertices[triangles[near[whole]]]]  # triangles inside the box, as they are
+    for t in near[~whole]:  # triangles across its faces, clipped and split into fans
+        polygon = clip_to_box(vertices[triangles[t]], lo, hi)
+        if len(polygon) >= 3:
+            pieces.append(np.stack([np.repeat(polygon[:1], len(polygon) - 2, 0), polygon[1:-1], polygon[2:]], 1))
+    corners = np.concatenate(pieces).reshape(-1, 3)
+    if len(corners) == 0:
+        return corners
+    local = np.arange(len(corners)).reshape(-1, 3)
+    count = int(np.ceil(triangle_areas(corners, local).sum() * density))
+    if count == 0:
+        return np.zeros((0, 3))
+    return sample_surface(corners, local, count, seed=rng).astype(np.float64)
+
+
 def upsampling_patches(meshes: Sequence[tuple[np.ndarray, np.ndarray]], n_patches: int, spacing: float,
                        patch_points: int = 256, ratio: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Normalised training pairs for an upsampling network.
+
+    Each patch centre is drawn uniformly from the surfaces (by area). Only the surface inside a box
+    around it is sampled, so the spacing may be far finer than a whole scene could be sampled at:
+    the box holds about three times the points a patch needs on a flat surface and grows until it
+    holds them all.
 
     Args:
         meshes: (vertices (V, 3), triangles (T, 3)) of the true surfaces, e.g. the ``mesh_vertices``
@@ -104,8 +146,7 @@ def upsampling_patches(meshes: Sequence[tuple[np.ndarray, np.ndarray]], n_patche
         input (``normalise_patches``).
 
     Raises:
-        ValueError: for bad sizes, a spacing so small that a mesh would need more than
-            ``MAX_MESH_POINTS`` points, or meshes too small to hold one target patch.
+        ValueError: for bad sizes, or meshes too small to hold one target patch at this spacing.
     """
     if n_patches < 1 or patch_points < 1 or ratio < 2:
         raise ValueError(f"need n_patches >= 1, patch_points >= 1 and ratio >= 2, got {n_patches}, "
@@ -115,30 +156,39 @@ def upsampling_patches(meshes: Sequence[tuple[np.ndarray, np.ndarray]], n_patche
     meshes = [check_mesh(v, t) for v, t in meshes]
     if not meshes:
         raise ValueError("no meshes to sample patches from")
+    density = 2 / spacing**2  # points per unit area: twice the target density, thinned below
+    needed = 2 * ratio * patch_points
     areas = np.array([triangle_areas(v, t).sum() for v, t in meshes])
-    dense = np.ceil(2 * areas / spacing**2).astype(np.int64)  # twice the target density, thinned below
-    target_points = ratio * patch_points
-    if dense.max() > MAX_MESH_POINTS:
-        raise ValueError(f"spacing {spacing:g} would need {int(dense.max()):,} points on a mesh of area "
-                         f"{areas[dense.argmax()]:g}; choose a larger spacing (or smaller meshes)")
-    usable = dense >= 2 * target_points
+    usable = areas * density >= needed
     if not usable.any():
-        raise ValueError(f"at spacing {spacing:g} no mesh holds a patch of {target_points} points; "
+        raise ValueError(f"at spacing {spacing:g} no mesh holds a patch of {ratio * patch_points} points; "
                          "choose a smaller spacing or fewer points per patch")
+    # Half the side of a box that holds `needed` points on a flat surface, with a margin.
+    half = 1.5 * np.sqrt(needed / (np.pi * density))
     rng = np.random.default_rng(seed)
     share = np.where(usable, areas, 0.0)
     per_mesh = rng.multinomial(n_patches, share / share.sum())
-    inputs, targets = [], []
+    candidates, pick_rngs = [], []
     for m, ((vertices, triangles), count) in enumerate(zip(meshes, per_mesh, strict=True)):
         if count == 0:
             continue
         mesh_rng = np.random.default_rng([seed, m])
-        cloud = sample_surface(vertices, triangles, int(dense[m]), seed=mesh_rng).astype(np.float64)
-        _, near = cKDTree(cloud).query(cloud[mesh_rng.integers(len(cloud), size=count)], k=2 * target_points)
-        candidates = cloud[near.reshape(count, -1)]  # the nearest first: FPS starts at the centre
-        chosen = np.take_along_axis(candidates, farthest_point_indices(candidates, target_points)[..., None], axis=1)
-        for target in chosen:
-            inputs.append(target[mesh_rng.choice(target_points, patch_points, replace=False)])
-            targets.append(target)
-    normalised, normalised_targets, _, _ = normalise_patches(np.stack(inputs), np.stack(targets))
+        corners = vertices[triangles]
+        low, high = corners.min(axis=1), corners.max(axis=1)
+        extent = float(np.max(vertices.max(0) - vertices.min(0)))
+        for centre in sample_surface(vertices, triangles, int(count), seed=mesh_rng).astype(np.float64):
+            size = half
+            while True:
+                cloud = _sample_box(vertices, triangles, low, high, centre - size, centre + size, density, mesh_rng)
+                if len(cloud) >= needed or size > extent:
+                    break
+                size *= 1.5
+            order = np.argsort(np.sum((cloud - centre) ** 2, axis=1), kind="stable")[:needed]
+            candidates.append(cloud[order])  # the nearest first: farthest point sampling starts there
+            pick_rngs.append(mesh_rng)
+    targets = np.take_along_axis(np.stack(candidates),
+                                 farthest_point_indices(np.stack(candidates), ratio * patch_points)[..., None], axis=1)
+    inputs = np.stack([t[r.choice(len(t), patch_points, replace=False)] for t, r in zip(targets, pick_rngs,
+                                                                                          strict=True)])
+    normalised, normalised_targets, _, _ = normalise_patches(inputs, targets)
     return normalised, normalised_targets

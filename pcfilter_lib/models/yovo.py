@@ -28,9 +28,9 @@ top to bottom like its figure:
 Differences from the thesis, all for a network that trains on two CPU cores in minutes: 64x64
 images instead of 224x224, a backbone of four small stages instead of 14 MobileNetV2 blocks, levels
 of 32 rather than 256 channels, decoders of (32, 16, 8, 4) rather than (512, 128, 32, 8) channels,
-one learning rate for all parts. The thesis used ReLU6 in the backbone, ELU in the levels and Mish elsewhere; here the
-backbone keeps ReLU6 and ``activation`` chooses Mish or ReLU everywhere else, and ``regulariser``
-chooses DropBlock or plain dropout in the levels, for the ablations.
+one learning rate for all parts. The thesis used ReLU6 in the backbone, ELU in the levels and Mish
+elsewhere; here the backbone keeps ReLU6 and ``activation`` chooses Mish or ReLU everywhere else,
+and ``regulariser`` chooses DropBlock or plain dropout in the levels, for the ablations.
 """
 
 from __future__ import annotations
