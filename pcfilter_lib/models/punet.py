@@ -180,13 +180,15 @@ def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int =
     """Upsample a whole cloud (P, 3) with a trained PU-Net: P * r points (float64, same unit).
 
     The cloud is covered by patches of the model's N points around centres picked by farthest
-    point sampling (about ``overlap`` * P / N of them, more if a point is left uncovered). Each
-    patch is normalised (``normalise_patches``), upsampled and put back. Every input point takes
-    its r output points from the patch in which it lies nearest the centre, where the network saw
-    the most context, so each point contributes exactly r points.
+    point sampling (about ``overlap`` * P / N of them; points left in no patch, such as isolated
+    strays, get centres of their own). Each patch is normalised (``normalise_patches``), upsampled
+    and put back. Every input point takes its r output points from the patch in which it lies
+    nearest the centre, where the network saw the most context, so each point contributes exactly
+    r points.
 
     Raises:
-        ValueError: for a cloud of fewer points than a patch, or ``overlap`` below 1.
+        ValueError: for a cloud of fewer points than a patch, ``overlap`` below 1, or more than N
+            coinciding points (which no patch can hold together).
     """
     points = check_points(points)
     n = model.input_shape[1]
@@ -197,19 +199,24 @@ def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int =
     if overlap < 1:
         raise ValueError(f"overlap must be at least 1, got {overlap}")
     tree = cKDTree(points)
-    centres = list(farthest_point_indices(points, min(len(points), math.ceil(overlap * len(points) / n))))
-    while True:
+    centres = farthest_point_indices(points, min(len(points), math.ceil(overlap * len(points) / n)))
+    for attempt in range(3):
         distance, members = tree.query(points[centres], k=n)
         members, distance = members.reshape(len(centres), n), distance.reshape(len(centres), n)
         # For each point: the patch in which it lies nearest the centre.
         order = np.lexsort((distance.ravel(), members.ravel()))
         ids = members.ravel()[order]
         first = np.r_[True, ids[1:] != ids[:-1]]
-        covered = np.zeros(len(points), bool)
-        covered[ids[first]] = True
-        if covered.all():
+        uncovered = np.setdiff1d(np.arange(len(points)), ids[first])
+        if len(uncovered) == 0:
             break
-        centres.append(int(np.flatnonzero(~covered)[0]))
+        if attempt == 2:
+            raise ValueError(f"{len(uncovered)} points fall in no patch, as happens when more than {n} points "
+                             "coincide; remove duplicate points first")
+        # Points in no patch (isolated ones): spread new centres over them, then make each its own centre.
+        extra = uncovered if attempt else uncovered[farthest_point_indices(
+            points[uncovered], min(len(uncovered), math.ceil(overlap * len(uncovered) / n)))]
+        centres = np.concatenate([centres, extra])
     owner = np.divmod(order[first], n)  # (patch, position) of each point, in point order
     inputs, _, shift, scale = normalise_patches(points[members])
     outputs = model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float64)
