@@ -72,7 +72,8 @@ def list_files(root: str | os.PathLike, split: str, limit_per_class: int | None 
     classes = list_classes(root)
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted((root / name / split).glob("*.off"))
+        # Names starting with a dot are temporary files of an interrupted write, never meshes.
+        files = sorted(p for p in (root / name / split).glob("*.off") if not p.name.startswith("."))
         if limit_per_class is not None:
             files = files[:limit_per_class]
         paths += files
