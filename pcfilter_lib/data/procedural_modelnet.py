@@ -872,8 +872,9 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
     """Write the procedural data set into ``out`` (created if needed) and return it.
 
     ``counts`` maps class -> (train, test) meshes; by default the full counts (3991 / 908);
-    ``FAST_COUNTS`` gives a few per class. A folder written with the same recipe is resumed; one holding
-    anything else is refused. Returns ``out``.
+    ``FAST_COUNTS`` gives a few per class. A folder written with the same recipe is resumed (files
+    missing or whose sha256 differs from the manifest are made again); one holding anything else is
+    refused. Returns ``out``.
     """
     counts = FULL_COUNTS if counts is None else counts
     if int(seed) < 0:
