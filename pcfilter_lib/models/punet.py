@@ -25,14 +25,12 @@ regressed offset, which a small network learns much faster than absolute positio
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import layers, ops
-from scipy.spatial import cKDTree
 
-from pcfilter_lib.data.surface_patches import farthest_point_indices, normalise_patches
+from pcfilter_lib.data.surface_patches import normalise_patches
+from pcfilter_lib.geometry.point_features import neighbourhoods, seed_patches
 from pcfilter_lib.geometry.points import check_points
 from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, nearest
 
@@ -176,19 +174,26 @@ def build_punet(patch_points: int = 256, ratio: int = 4, neighbours: int = 16,
     return keras.Model(xyz, coordinates, name=name)
 
 
-def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int = 32) -> np.ndarray:
+def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int = 32, seed: int = 0) -> np.ndarray:
     """Upsample a whole cloud (P, 3) with a trained PU-Net: P * r points (float64, same unit).
 
-    The cloud is covered by patches of the model's N points around centres picked by farthest
-    point sampling (about ``overlap`` * P / N of them; points left in no patch, such as isolated
-    strays, get centres of their own). Each patch is normalised (``normalise_patches``), upsampled
-    and put back. Every input point takes its r output points from the patch in which it lies
-    nearest the centre, where the network saw the most context, so each point contributes exactly
-    r points.
+    The cloud is covered by patches of the model's N points, each a random centre's N nearest
+    neighbours (``geometry.point_features.seed_patches``: random centres follow the cloud's density,
+    so dense and sparse parts are covered alike; about ``overlap`` patches hold each point, and
+    points left out get centres of their own). Each patch is normalised (``normalise_patches``),
+    upsampled and put back. Every input point takes its r output points from the patch in which it
+    is nearest the centre, where the network saw the most context around it, so each point
+    contributes exactly r points.
+
+    Args:
+        points: the cloud (P, 3), P >= N, finite.
+        model: a trained PU-Net (``build_punet``): (B, N, 3) -> (B, r * N, 3).
+        overlap: how many patches hold each point on average in the first round.
+        batch_size: patches per forward pass.
+        seed: seed of the random choice of patch centres.
 
     Raises:
-        ValueError: for a cloud of fewer points than a patch, ``overlap`` below 1, or more than N
-            coinciding points (which no patch can hold together).
+        ValueError: for a cloud of fewer points than a patch or ``overlap`` below 1.
     """
     points = check_points(points)
     n = model.input_shape[1]
@@ -198,27 +203,18 @@ def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int =
                          "upsample a denser cloud or train a model on smaller patches")
     if overlap < 1:
         raise ValueError(f"overlap must be at least 1, got {overlap}")
-    tree = cKDTree(points)
-    centres = farthest_point_indices(points, min(len(points), math.ceil(overlap * len(points) / n)))
-    for attempt in range(3):
-        distance, members = tree.query(points[centres], k=n)
-        members, distance = members.reshape(len(centres), n), distance.reshape(len(centres), n)
-        # For each point: the patch in which it lies nearest the centre.
-        order = np.lexsort((distance.ravel(), members.ravel()))
-        ids = members.ravel()[order]
-        first = np.r_[True, ids[1:] != ids[:-1]]
-        uncovered = np.setdiff1d(np.arange(len(points)), ids[first])
-        if len(uncovered) == 0:
-            break
-        if attempt == 2:
-            raise ValueError(f"{len(uncovered)} points fall in no patch, as happens when more than {n} points "
-                             "coincide; remove duplicate points first")
-        # Points in no patch (isolated ones): spread new centres over them, then make each its own centre.
-        extra = uncovered if attempt else uncovered[farthest_point_indices(
-            points[uncovered], min(len(uncovered), math.ceil(overlap * len(uncovered) / n)))]
-        centres = np.concatenate([centres, extra])
+    patches = seed_patches(neighbourhoods(points, k=1), n, seed=seed, overlap=overlap)  # (S, N), nearest first
+    rank = np.broadcast_to(np.arange(n), patches.shape)
+    order = np.lexsort((rank.ravel(), patches.ravel()))  # by point, then by its place in the patch
+    ids = patches.ravel()[order]
+    first = np.r_[True, ids[1:] != ids[:-1]]
     owner = np.divmod(order[first], n)  # (patch, position) of each point, in point order
-    inputs, _, shift, scale = normalise_patches(points[members])
-    outputs = model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float64)
-    outputs = outputs.reshape(len(centres), ratio, n, 3) * scale[:, :, None] + shift[:, :, None]
+    # A patch of coinciding points has no shape to normalise or upsample: its points stay where they are.
+    clouds = points[patches]
+    flat = np.ptp(clouds, axis=1).max(axis=1) == 0
+    outputs = np.repeat(clouds[:, None], ratio, axis=1)  # (S, r, N, 3)
+    if not flat.all():
+        inputs, _, shift, scale = normalise_patches(clouds[~flat])
+        predicted = model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float64)
+        outputs[~flat] = predicted.reshape(-1, ratio, n, 3) * scale[:, :, None] + shift[:, :, None]
     return outputs[owner[0], :, owner[1]].reshape(-1, 3)
