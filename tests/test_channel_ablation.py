@@ -1,7 +1,6 @@
 """The U-Net filter's channel ablation (``filters.evaluation.channel_ablation``) and the table of
 filter results (``viz.filter_table``), on a toy scan and U-Net-shaped models that read one channel."""
 
-import numpy as np
 import pytest
 
 from pcfilter_lib import runtime
@@ -9,31 +8,11 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 import keras
+from test_filtering import toy_scan  # the same small scan as the filter interface's tests
 
 from pcfilter_lib import filters, viz
 from pcfilter_lib.data.scans import CHANNELS, scan_inputs
 from pcfilter_lib.filters.evaluation import channel_ablation
-
-
-def toy_scan(h=24, w=32, seed=0):
-    """A tilted plane with ghost points in front of it (label 0, kind 2) and a hole without points."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    xyz = np.stack([xx * 0.002, yy * 0.002, 1.0 + 0.001 * xx], axis=-1).astype(np.float32)
-    label = np.ones((h, w), np.uint8)
-    kind = np.zeros((h, w), np.uint8)
-    ghosts = rng.choice(h * w, size=20, replace=False)
-    xyz.reshape(-1, 3)[ghosts, 2] -= rng.uniform(0.05, 0.2, size=20)
-    label.reshape(-1)[ghosts], kind.reshape(-1)[ghosts] = 0, 2
-    valid = np.ones((h, w), bool)
-    valid[:6, :8] = False
-    xyz[~valid] = np.nan
-    label[~valid], kind[~valid] = 255, 0
-    normals = np.zeros((h, w, 3), np.float32)
-    normals[..., 2] = -1
-    normals[~valid] = np.nan
-    intensity = np.where(valid, rng.uniform(0.2, 0.8, (h, w)), 0).astype(np.float32)
-    return {"xyz": xyz, "valid": valid, "label": label, "kind": kind, "normals": normals, "intensity": intensity}
 
 
 def reads(channel: int, channels: int = 6) -> keras.Model:
@@ -48,7 +27,7 @@ def counts(result: dict) -> tuple[int, int, int, int]:
 
 @pytest.mark.parametrize("channels", [6, 5])
 def test_a_channel_is_replaced_by_its_mean_over_the_points_and_only_that_channel(channels):
-    scan = toy_scan()
+    scan = toy_scan(24, 32)
     depth = CHANNELS.index("depth")
     mean = float(scan_inputs(scan)[..., depth][scan["valid"]].mean())
     n_true, n_artefact = int((scan["label"] == 1).sum()), int((scan["label"] == 0).sum())
@@ -66,7 +45,7 @@ def test_a_channel_is_replaced_by_its_mean_over_the_points_and_only_that_channel
 
 
 def test_without_the_validity_channel_the_holes_no_longer_show():
-    scan = toy_scan()
+    scan = toy_scan(24, 32)
     inputs = keras.Input((None, None, 6))
     near_hole = keras.layers.AveragePooling2D(3, strides=1, padding="same")(inputs[..., 5:6])
     unet = filters.UNetFilter("validity", keras.Model(inputs, near_hole), threshold=0.95)
@@ -76,7 +55,7 @@ def test_without_the_validity_channel_the_holes_no_longer_show():
 
 
 def test_filter_table_has_a_row_per_filter_and_a_dash_where_a_kind_is_missing():
-    scan = toy_scan()
+    scan = toy_scan(24, 32)
     keep_all = filters.UNetFilter("all", reads(CHANNELS.index("valid")))
     results = {"all": filters.evaluate_filter(keep_all, [scan]),
                "no kinds": filters.evaluate_filter(keep_all, [{k: v for k, v in scan.items() if k != "kind"}])}
