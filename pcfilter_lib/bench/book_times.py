@@ -1,0 +1,108 @@
+"""The book's measured chapter run times, for the sentence at the top of each chapter.
+
+``benchmarks/book_times.py`` executes every chapter and records, in
+``benchmarks/results/book_times.json``, one row per chapter run: a mapping with at least
+
+- ``chapter``: the notebook's name without folder and suffix, e.g. ``"02_3d_representations"``;
+- ``size``: ``"full"`` or ``"fast"`` (``mode`` is read as well);
+- ``seconds``: the wall time of executing the notebook;
+- ``cpu_cores``: the CPU cores the run had;
+- ``gpu``: the GPU's name, or null / empty for a CPU-only run.
+
+The file is either a list of such rows or a mapping with a ``rows`` list. Later rows replace
+earlier ones of the same chapter, size and device. Nothing here times anything: a chapter only
+quotes what the benchmark measured, and says so when it has not been measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+RESULTS = Path("benchmarks") / "results" / "book_times.json"
+"""Where the benchmark writes the times, relative to the checkout."""
+
+
+def find_results(start: str | os.PathLike | None = None) -> Path | None:
+    """The times file of the checkout that holds ``start`` (default: the working folder), or None.
+
+    Walks up from ``start`` to the first folder with a ``pyproject.toml`` (the checkout; a chapter
+    runs in ``book/``) and returns its ``benchmarks/results/book_times.json`` if that file exists.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            path = folder / RESULTS
+            return path if path.is_file() else None
+    return None
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a times file (see the module docstring for the format).
+
+    Raises:
+        ValueError: the file is not JSON, or holds neither a list of rows nor a mapping with one.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); run benchmarks/book_times.py again") from error
+    rows = data.get("rows") if isinstance(data, Mapping) else data
+    if not isinstance(rows, Sequence) or isinstance(rows, str) or not all(isinstance(r, Mapping) for r in rows):
+        raise ValueError(f"{path} holds no list of rows; run benchmarks/book_times.py again")
+    return [dict(r) for r in rows]
+
+
+def full_size_times(rows: Sequence[Mapping], chapter: str) -> dict[str, dict]:
+    """The latest full-size run of ``chapter`` per device: ``{"cpu": row, "gpu": row}``, either key absent
+    when there is no such run; a CPU-only run on two cores is preferred to one on other core counts."""
+    found: dict[str, dict] = {}
+    for row in rows:
+        size = row.get("size", row.get("mode"))
+        if row.get("chapter") != chapter or size != "full" or not isinstance(row.get("seconds"), int | float):
+            continue
+        device = "gpu" if row.get("gpu") else "cpu"
+        # Of several CPU-only runs, one on two cores (the book's budget) wins over other core counts.
+        if device == "cpu" and "cpu" in found and found["cpu"].get("cpu_cores") == 2 != row.get("cpu_cores"):
+            continue
+        found[device] = dict(row)
+    return found
+
+
+def format_duration(seconds: float) -> str:
+    """``"45 s"`` below two minutes, ``"7.9 min"`` above."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> str:
+    """One sentence on how long ``chapter`` takes at full size, as the times file records it.
+
+    Args:
+        chapter: the notebook's name without folder and suffix.
+        path: the times file; None looks for it with ``find_results``. A file that does not exist
+            means that nothing has been measured yet.
+
+    Returns:
+        e.g. "At full size it took 7.9 min on 2 CPU cores and 2.1 min on a machine with a GPU
+        (NVIDIA H100) (measured by `benchmarks/book_times.py`)." or, without a measurement, a
+        sentence saying so.
+    """
+    path = find_results() if path is None else Path(path)
+    times = full_size_times(read_rows(path), chapter) if path is not None and path.is_file() else {}
+    if not times:
+        return ("Its full-size run time has not been measured yet "
+                "(`benchmarks/book_times.py` measures it).")
+    parts = []
+    if "cpu" in times:
+        cores = times["cpu"].get("cpu_cores")
+        where = f"{cores} CPU cores" if cores else "a CPU"
+        parts.append(f"{format_duration(times['cpu']['seconds'])} on {where}")
+    if "gpu" in times:
+        parts.append(f"{format_duration(times['gpu']['seconds'])} on a machine with a GPU "
+                     f"({times['gpu']['gpu']})")
+    missing = "" if "cpu" in times else "; it has not been measured on a CPU yet"
+    return (f"At full size it took {' and '.join(parts)} "
+            f"(measured by `benchmarks/book_times.py`){missing}.")

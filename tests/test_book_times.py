@@ -1,0 +1,51 @@
+"""The chapters' run-time sentence quotes the measured times, and says when there are none."""
+
+import json
+
+import pytest
+
+from pcfilter_lib.bench import book_times
+
+
+def write(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_sentence_quotes_the_latest_full_size_runs_per_device(tmp_path):
+    rows = [{"chapter": "02_x", "size": "full", "seconds": 900.0, "cpu_cores": 2, "gpu": None},
+            {"chapter": "02_x", "size": "full", "seconds": 474.0, "cpu_cores": 2, "gpu": None},
+            {"chapter": "02_x", "size": "fast", "seconds": 60.0, "cpu_cores": 2, "gpu": None},
+            {"chapter": "02_x", "size": "full", "seconds": 95.0, "cpu_cores": 16, "gpu": "NVIDIA H100"},
+            {"chapter": "03_y", "size": "full", "seconds": 30.0, "cpu_cores": 2, "gpu": None},
+            {"chapter": "02_x", "size": "full", "seconds": 200.0, "cpu_cores": 16, "gpu": ""}]
+    sentence = book_times.run_time_sentence("02_x", write(tmp_path / "t.json", {"rows": rows}))
+    assert sentence.startswith("At full size it took 7.9 min on 2 CPU cores and 95 s")
+    assert "NVIDIA H100" in sentence
+    gpu_only = book_times.run_time_sentence("02_x", write(tmp_path / "g.json", rows[3:4]))
+    assert "not been measured on a CPU yet" in gpu_only
+
+
+@pytest.mark.parametrize("rows", [[], [{"chapter": "02_x", "size": "fast", "seconds": 60.0}]])
+def test_sentence_says_when_nothing_was_measured(tmp_path, rows):
+    for path in (tmp_path / "missing.json", write(tmp_path / "t.json", rows)):
+        assert "not been measured yet" in book_times.run_time_sentence("02_x", path)
+
+
+def test_damaged_file_is_refused_with_its_name(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="t.json"):
+        book_times.run_time_sentence("02_x", path)
+    with pytest.raises(ValueError, match="no list of rows"):
+        book_times.run_time_sentence("02_x", write(path, {"rows": 3}))
+
+
+def test_find_results_looks_in_the_checkout_above(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "book").mkdir()
+    assert book_times.find_results(tmp_path / "book") is None
+    results = tmp_path / book_times.RESULTS
+    results.parent.mkdir(parents=True)
+    write(results, [])
+    assert book_times.find_results(tmp_path / "book") == results
