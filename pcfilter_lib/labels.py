@@ -14,15 +14,15 @@ ARTEFACT, KEEP, NO_POINT = 0, 1, 255
 LABEL_VALUES = (ARTEFACT, KEEP, NO_POINT)
 LABEL_NAMES = {KEEP: "true geometry", ARTEFACT: "artefact", NO_POINT: "no point"}
 
-KIND_NONE, KIND_SHADOW, KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DARK = range(6)
+KIND_NONE, KIND_SHADOW, KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DARK, KIND_DECODING = range(7)
 KIND_NAMES = {KIND_NONE: "none", KIND_SHADOW: "shadow", KIND_INTERREFLECTION: "interreflection",
-              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark"}
-ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR)  # the causes of label ARTEFACT
+              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark", KIND_DECODING: "decoding"}
+ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DECODING)  # the causes of label ARTEFACT
 
 # Colours (8-bit RGB) for drawings and coloured cloud files.
 LABEL_COLOURS = {KEEP: (170, 170, 170), ARTEFACT: (220, 30, 30)}  # true geometry grey, artefact red
 KIND_COLOURS = np.array([(170, 170, 170), (60, 60, 200), (220, 30, 30), (240, 160, 0), (160, 40, 200),
-                         (40, 160, 60)], np.uint8)  # by kind code, KIND_NONE first
+                         (40, 160, 60), (0, 170, 200)], np.uint8)  # by kind code, KIND_NONE first
 
 
 def hex_colour(rgb) -> str:

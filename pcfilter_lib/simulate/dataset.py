@@ -18,26 +18,44 @@ from pcfilter_lib.io.files import check_input_file, prepare_folder, record_file,
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES
+from pcfilter_lib.simulate.families import FAMILIES, draw_scanner, make_family_scene
 from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
-from pcfilter_lib.simulate.scene import make_scene, read_part_file
+from pcfilter_lib.simulate.scene import read_part_file
 
 GENERATOR = "pcfilter.simulate"
-VERSION = "2"  # bump whenever the same seed and parameters would give different bytes
+VERSION = "3"  # bump whenever the same seed and parameters would give different bytes
+BINS_ONLY = {"bin": 1.0}
 SPLITS = ("train", "val", "test")
 NAME_DIGITS = 5  # scan_NNNNN.npz: the names sort in scan order
 MAX_SCANS = 10 ** NAME_DIGITS  # more would need longer names, which would sort out of order
 
 
-def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mesh_files=()) -> dict:
-    """Scene and scan number ``index`` of the dataset with ``seed``: the arrays of a scan file, the
-    scene's triangles and a ``meta`` dict (generator, seed, scanner and scene parameters, codes)."""
+def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mesh_files=(), families=BINS_ONLY,
+              randomise: bool = False) -> dict:
+    """Scene and scan number ``index`` of the dataset with ``seed``.
+
+    Args:
+        seed: the dataset's seed.
+        index: the scan's number.
+        config: the scanner (with ``randomise``, the base whose artefact switches and radiometry are kept).
+        n_parts: (fewest, most) parts per bin.
+        mesh_files: the user's part meshes, for bins.
+        families: {scene family: share} (``families.FAMILIES``); each scan draws its family.
+        randomise: draw the scanner per scan (``families.draw_scanner``).
+
+    Returns:
+        The arrays of a scan file, the scene's triangles and a ``meta`` dict (generator, seed, family,
+        scanner and scene parameters, codes).
+    """
     rng = np.random.default_rng([seed, index])
-    scene = make_scene(rng, n_parts=n_parts, mesh_files=mesh_files)
+    family = "bin" if dict(families) == BINS_ONLY else str(rng.choice(list(families), p=_shares(families)))
+    scene = make_family_scene(family, rng, n_parts=n_parts, mesh_files=mesh_files)
+    config = draw_scanner(family, rng, config) if randomise else config
     scan = simulate_scan(scene, config, rng)
     vertices, triangles, surface = scene.merged()
     scan.update(mesh_vertices=vertices, mesh_triangles=triangles, mesh_surface=surface)
     scan["meta"] = {
-        "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index,
+        "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index, "family": family,
         "frame": "camera (OpenCV axes), metres; pose maps camera to world; mesh_vertices are in the world frame",
         "kinds": {str(code): name for code, name in KIND_NAMES.items()},
         "labels": {str(code): name for code, name in LABEL_NAMES.items()},
@@ -46,6 +64,11 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
         "scene": scene.description,
     }
     return scan
+
+
+def _shares(families) -> list[float]:
+    total = sum(families.values())
+    return [share / total for share in families.values()]
 
 
 def split_sizes(n: int, split: tuple[float, float, float]) -> dict[str, int]:
@@ -73,13 +96,14 @@ def scan_names(n: int, split=(0.8, 0.1, 0.1)) -> list[str]:
     return [f"{name}/scan_{i:0{NAME_DIGITS}d}.npz" for i, name in enumerate(splits)]
 
 
-def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=()) -> dict:
+def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
+           families=BINS_ONLY, randomise: bool = False) -> dict:
     """What decides the content of a dataset (compared with an existing folder's manifest)."""
     meshes = [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
               for p in mesh_files]
     return {"generator": GENERATOR, "version": VERSION, "seed": seed,
             "parameters": {"n": n, "split": list(split), "n_parts": list(n_parts), "mesh_files": meshes,
-                           "scanner": config.to_dict()}}
+                           "scanner": config.to_dict(), "families": dict(families), "randomise": randomise}}
 
 
 def scan_stats(label: np.ndarray, kind: np.ndarray) -> dict:
@@ -89,16 +113,20 @@ def scan_stats(label: np.ndarray, kind: np.ndarray) -> dict:
             "by_kind": {KIND_NAMES[code]: int((artefact == code).sum()) for code in ARTEFACT_KINDS}}
 
 
-def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=()) -> None:
+def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(), families=BINS_ONLY) -> None:
     """Check a dataset request before anything is written.
 
     Raises:
         ValueError: ``n`` or ``split`` is out of range (``split_sizes``), ``n_parts`` is not a range
-            0 <= low <= high, or a mesh file holds no usable triangle mesh (``io.off.OffError`` for
-            a damaged ``.off`` file, with its line).
+            0 <= low <= high, a family is unknown or the shares are not positive, or a mesh file
+            holds no usable triangle mesh (``io.off.OffError`` for a damaged ``.off`` file, with its line).
         FileNotFoundError, IsADirectoryError, PermissionError: a mesh file cannot be read.
     """
     split_sizes(n, split)
+    unknown = set(families) - set(FAMILIES)
+    if unknown or not families or min(families.values()) < 0 or sum(families.values()) <= 0:
+        raise ValueError(f"scene families must map some of {FAMILIES} to non-negative shares with a positive sum, "
+                         f"got {dict(families)}")
     if not 0 <= n_parts[0] <= n_parts[1]:
         raise ValueError(f"parts per bin must be a range with 0 <= fewest <= most, got {n_parts[0]}..{n_parts[1]}")
     for path in mesh_files:
@@ -113,18 +141,20 @@ def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=())
 
 
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
-                  n_parts=(3, 15), mesh_files=(), progress: bool = True) -> list[dict]:
+                  n_parts=(3, 15), mesh_files=(), progress: bool = True, families=BINS_ONLY,
+                  randomise: bool = False) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
     Checks the request first (``check_request``), so that a refused one leaves no folder behind.
     Resumes a folder made with the same recipe: finished files whose sha256 matches the manifest
     are kept, missing or damaged ones are made again. Refuses a folder holding anything else, and
-    writes each file atomically. Returns ``scan_stats`` per scan.
+    writes each file atomically. ``families`` and ``randomise`` are as in ``make_scan``. Returns
+    ``scan_stats`` per scan.
     """
-    check_request(n, split, n_parts, mesh_files)
+    check_request(n, split, n_parts, mesh_files, families)
     out = Path(out)
     names = scan_names(n, split)
-    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files))
+    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise))
     damaged = set(verify_folder(out, manifest))
     stats = []
     for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", disable=not progress)):
@@ -132,7 +162,7 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
         if name in manifest["files"] and name not in damaged:
             scan = load_scan(path, arrays=())
         else:
-            scan = make_scan(seed, index, config, n_parts, mesh_files)
+            scan = make_scan(seed, index, config, n_parts, mesh_files, families, randomise)
             try:
                 save_scan(path, scan)
             except OSError as error:

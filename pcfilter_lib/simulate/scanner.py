@@ -23,6 +23,12 @@ kind  name                cause
                           shifted by blooming, a false depth (label 0)
 5     dark                p is lit but reflects too little coded light (dark or grazing): no point
                           (label 255)
+6     decoding            the stripe code is too faint against the sensor's noise and the phase is
+                          unwrapped into the wrong period: the column is one ``stripe_period`` off,
+                          an isolated point far from the surface (label 0). Light that scatters
+                          inside the material (``Material.subsurface``: fruit, wax) loses the pattern
+                          and adds only noise, so translucent and dark or grazing surfaces err most
+                          (Gupta et al. 2013; Zhang 2018 reviews phase unwrapping)
 ====  ==================  =======================================================================
 
 Labels: 1 when the measured point lies within ``label_tolerance(z)`` = 1 mm + 3 sigma(z) of the
@@ -43,13 +49,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import open3d as o3d
-from scipy import ndimage
+from scipy import ndimage, special
 
 from pcfilter_lib.geometry.normals import estimate_normals
 from pcfilter_lib.labels import (
     ARTEFACT,
     KEEP,
     KIND_DARK,
+    KIND_DECODING,
     KIND_INTERREFLECTION,
     KIND_MIXED,
     KIND_NONE,
@@ -59,7 +66,7 @@ from pcfilter_lib.labels import (
 )
 from pcfilter_lib.simulate.scene import NO_SURFACE, Scene
 
-EFFECTS = ("shadow", "interreflection", "mixed", "specular", "noise")
+EFFECTS = ("shadow", "interreflection", "mixed", "specular", "decoding", "noise")
 _EPS = 2e-4  # offset of secondary ray origins from the surface (m)
 
 
@@ -98,6 +105,9 @@ class ScannerConfig:
     blooming_radius: int = 2  # saturation spreads this many pixels around a highlight
     specular_dropout: float = 0.6  # share of saturated pixels that give no point
     blooming_columns: tuple[float, float] = (3.0, 25.0)  # column error range of the others
+    phase_steps: int = 4  # shifted images of the finest pattern; the phase is averaged over them
+    pattern_noise: float = 0.03  # frame-to-frame fluctuation of the projected light, share of the signal
+    unwrap_tolerance: float = 0.25  # phase error (share of a period) beyond which unwrapping fails
     effects: tuple[str, ...] = EFFECTS
 
     def __post_init__(self):
@@ -432,7 +442,7 @@ def rig_for(config: ScannerConfig) -> Rig:
 
 # Each stage that draws random numbers has its own generator, seeded from the scan's ``rng``, so that
 # switching one effect off leaves the others' draws unchanged.
-STREAMS = ("interreflection", "specular", "mixed", "noise", "intensity")
+STREAMS = ("interreflection", "specular", "mixed", "noise", "intensity", "decoding")
 
 
 @dataclass
@@ -454,6 +464,7 @@ class _Light:
     """Coded light reaching the camera from each hit pixel's point p (radiance (P,) and column (P,))."""
 
     direct: np.ndarray  # the projector's own light at p
+    direct_coded: np.ndarray  # the part of it that still carries the stripes (not scattered inside p)
     direct_column: np.ndarray  # the projector column lighting p
     lit: np.ndarray  # bool: p faces the projector, inside its image and (with shadows) unblocked
     indirect: np.ndarray  # light of a second surface q reflected by p
@@ -485,19 +496,36 @@ def _primary_hits(rig: Rig, rc: o3d.t.geometry.RaycastingScene, table: np.ndarra
                  np.take(table, surface, axis=0))
 
 
+def stripe_contrast(rig: Rig, hits: _Hits, to_light: np.ndarray) -> np.ndarray:
+    """How much of the finest stripes' contrast survives in each pixel (P,), 0-1.
+
+    A pixel integrates the pattern over its footprint on the surface; seen at a grazing angle, the
+    footprint stretches and may cover a whole stripe period in the projector's image, which averages
+    the stripes away: the contrast is |sinc(w / period)| for a footprint w projector pixels wide
+    (w grows as 1 / cos of the camera's incidence angle)."""
+    c = rig.config
+    cos_camera = np.maximum(-_dot(hits.normals, hits.dirs), np.float32(1e-3))
+    cos_projector = np.abs(_dot(hits.normals, to_light))
+    to_projector = np.sqrt(np.sum(np.square(rig.projector_origin - hits.points), axis=1))
+    footprint = hits.t / np.float32(c.focal * c.width) / cos_camera  # metres on the surface
+    width = footprint * cos_projector * np.float32(rig.Kp[0, 0]) / to_projector  # projector pixels
+    return np.abs(np.sinc(width / np.float32(c.stripe_period))).astype(np.float32)
+
+
 def _coded_light(rig: Rig, rc, table: np.ndarray, hits: _Hits, config: ScannerConfig,
                  rng: np.random.Generator) -> _Light:
     """The projector's direct light at each p (none where p is in shadow) and, with the
     ``interreflection`` effect, the light of a second surface that p reflects to the camera."""
     irradiance, to_light, column, lit = projector_light(rig, rc, hits.points, hits.normals,
                                                         "shadow" in config.effects)
-    direct, _ = direct_radiance(hits.material, irradiance, to_light, hits.normals, -hits.dirs)
+    direct, specular = direct_radiance(hits.material, irradiance, to_light, hits.normals, -hits.dirs)
+    direct_coded = (direct - (direct - specular) * hits.material[:, 3]) * stripe_contrast(rig, hits, to_light)
     if "interreflection" in config.effects:
         indirect, indirect_column = interreflection(rig, rc, table, hits.material, hits.points, hits.normals,
                                                     hits.dirs, config, rng)
     else:
         indirect, indirect_column = np.zeros_like(direct), np.full_like(direct, np.nan)
-    return _Light(direct, column, lit, indirect, indirect_column)
+    return _Light(direct, direct_coded, column, lit, indirect, indirect_column)
 
 
 def _decode(hits: _Hits, light: _Light, config: ScannerConfig) -> _Decoded:
@@ -516,6 +544,45 @@ def _decode(hits: _Hits, light: _Light, config: ScannerConfig) -> _Decoded:
     kind[conflict] = KIND_INTERREFLECTION
     measured &= ~conflict
     return _Decoded(kind, column, measured, signal, direct_signal)
+
+
+def unwrap_error_probability(coded: np.ndarray, signal: np.ndarray, config: ScannerConfig) -> np.ndarray:
+    """Probability that a pixel's phase is unwrapped into the wrong stripe period.
+
+    With ``phase_steps`` N shifted images of amplitude A (the coded signal) and noise sigma (the
+    sensor's read and shot noise, and the projector's frame-to-frame ``pattern_noise``, all of the
+    whole signal), the phase error is about Gaussian with
+    sigma_phi = sqrt(2 / N) sigma / A radians; unwrapping fails when it exceeds
+    ``unwrap_tolerance`` of a period.
+
+    Args:
+        coded: (P,) sensor signal of the stripes' amplitude (0-1).
+        signal: (P,) the whole sensor signal, coded or not (0-1).
+        config: the scanner.
+
+    Returns:
+        (P,) probabilities.
+    """
+    sigma = np.sqrt(config.read_noise**2 + config.shot_noise**2 * signal + (config.pattern_noise * signal) ** 2)
+    with np.errstate(divide="ignore"):
+        sigma_phi = np.sqrt(2 / config.phase_steps) * sigma / coded
+    limit = 2 * np.pi * config.unwrap_tolerance
+    return special.erfc(limit / (np.sqrt(2) * sigma_phi)).astype(np.float32)
+
+
+def _unwrap(decoded: _Decoded, light: _Light, config: ScannerConfig, rng: np.random.Generator) -> None:
+    """With the ``decoding`` effect, pixels that decoded the direct code may unwrap the phase into a
+    neighbouring period (``unwrap_error_probability``): their column moves by one ``stripe_period``
+    either way and their kind becomes ``KIND_DECODING``. Updates ``decoded`` in place."""
+    if "decoding" not in config.effects:
+        return
+    candidates = np.flatnonzero(decoded.measured & (decoded.kind == KIND_NONE))
+    p = unwrap_error_probability(config.gain * light.direct_coded[candidates], decoded.signal[candidates], config)
+    draw = rng.random(len(candidates))
+    wrong = candidates[draw < p]
+    sign = np.where(rng.random(len(wrong)) < 0.5, np.float32(-1), np.float32(1))
+    decoded.column[wrong] += sign * np.float32(config.stripe_period)
+    decoded.kind[wrong] = KIND_DECODING
 
 
 def _saturate(decoded: _Decoded, hits: _Hits, config: ScannerConfig, rng: np.random.Generator) -> None:
@@ -630,7 +697,8 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     """Scan ``scene`` once with the scanner ``config``.
 
     The stages run in this order: primary rays find the point p each pixel sees; the projector's
-    direct light and inter-reflections reach it; the decoder picks a code; specular highlights
+    direct light and inter-reflections reach it; the decoder picks a code and unwraps its phase
+    (sometimes into the wrong period); specular highlights
     saturate; mixed pixels blend depths at discontinuities; depths are triangulated with noise;
     points are labelled against p. The same ``rng`` state gives the same scan, byte for byte.
 
@@ -651,6 +719,7 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     hits = _primary_hits(rig, rc, table)
     light = _coded_light(rig, rc, table, hits, config, streams["interreflection"])
     decoded = _decode(hits, light, config)
+    _unwrap(decoded, light, config, streams["decoding"])
     _saturate(decoded, hits, config, streams["specular"])
     mixed = _mix(rig, rc, table, hits, decoded, config, streams["mixed"])
     s = _distances(rig, hits, decoded, mixed, config, streams["noise"])

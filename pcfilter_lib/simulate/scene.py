@@ -26,18 +26,23 @@ BIN_HEIGHT = 0.20  # wall height above the floor (m)
 BIN_WALL = 0.015  # wall and floor thickness (m)
 TABLE_SIZE = (1.6, 1.2)
 PART_TYPES = ("cylinder", "tube", "box", "bracket", "gear", "nut", "sphere", "torus")
+# Parts of the other scene families (``simulate.families``): heat sinks, pin headers, connectors, fruit.
+FAMILY_PART_TYPES = ("fins", "pins", "connector", "blob")
 CONTACT_GAP = 2e-4  # gap left between a dropped part and its support (m)
 
 
 @dataclass(frozen=True)
 class Material:
-    """Reflectance of a surface: diffuse ``albedo`` (0-1), ``specular`` share (0-1) and the
-    ``roughness`` of the specular lobe (its angular width, radians)."""
+    """Reflectance of a surface: diffuse ``albedo`` (0-1), ``specular`` share (0-1), the
+    ``roughness`` of the specular lobe (its angular width, radians) and the ``subsurface`` share of
+    the diffuse light that leaves the surface after scattering inside it (0-1; fruit, wax, skin), which
+    carries no stripe pattern."""
 
     name: str
     albedo: float
     specular: float
     roughness: float
+    subsurface: float = 0.0
 
 
 # name: (probability, albedo range, specular range, roughness range). Shiny metals have a narrow,
@@ -58,7 +63,7 @@ BIN_MATERIALS = {
 TABLE_MATERIAL = Material("table", 0.3, 0.03, 0.5)
 
 
-def _draw_material(rng: np.random.Generator, palette: dict) -> Material:
+def draw_material(rng: np.random.Generator, palette: dict) -> Material:
     names = list(palette)
     name = names[rng.choice(len(names), p=[palette[n][0] for n in names])]
     _, (a0, a1), (s0, s1), (r0, r1) = palette[name]
@@ -154,12 +159,54 @@ def part_mesh(kind: str, params: dict) -> tuple[np.ndarray, np.ndarray]:
         v, f = _from_legacy(o3d.geometry.TriangleMesh.create_sphere(p["radius"], resolution=20))
     elif kind == "torus":
         v, f = _from_legacy(o3d.geometry.TriangleMesh.create_torus(p["radius"], p["tube"], 40, 16))
+    elif kind in FAMILY_PART_TYPES:
+        v, f = _family_part(kind, p)
     elif kind == "mesh":
         v, f = read_part_file(p["path"], p.get("sha256"))
         v = v * p["scale"]
     else:
-        raise ValueError(f"unknown part type {kind!r}; choose one of {PART_TYPES + ('mesh',)}")
+        raise ValueError(f"unknown part type {kind!r}; choose one of {PART_TYPES + FAMILY_PART_TYPES + ('mesh',)}")
     v = v - (v.min(0) + v.max(0)) / 2
+    return v, f
+
+
+def _comb(base: tuple[float, float, float], count: int, tooth: tuple[float, float, float], pitch: float):
+    """A base plate (x, y, z sizes) with ``count`` teeth (x, y, z sizes) standing on it in a row along
+    x, ``pitch`` apart and centred: a heat sink's fins or a row of pins."""
+    lx, ly, lz = base
+    tx, ty, tz = tooth
+    meshes = [_box((-lx / 2, -ly / 2, 0.0), (lx / 2, ly / 2, lz))] if lz > 0 else []
+    for i in range(count):
+        x = (i - (count - 1) / 2) * pitch
+        meshes.append(_box((x - tx / 2, -ty / 2, lz), (x + tx / 2, ty / 2, lz + tz)))
+    return _merge(meshes)
+
+
+def _family_part(kind: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Triangles of the parts of boards and fruit scenes (``FAMILY_PART_TYPES``)."""
+    if kind == "fins":  # parallel plates on a base: the near-mirror gaps of a heat sink
+        pitch = p["fin_thickness"] + p["gap"]
+        return _comb((p["count"] * pitch, p["length"], p["base"]), p["count"],
+                     (p["fin_thickness"], p["length"], p["height"]), pitch)
+    if kind == "pins":  # a header: rows of thin square pins on a plastic strip
+        rows = [_comb((p["count"] * p["pitch"], p["pitch"], p["base"] if r == 0 else 0.0), p["count"],
+                      (p["size"], p["size"], p["height"] + (p["base"] if r else 0.0)), p["pitch"])
+                for r in range(p["rows"])]
+        rows = [(v + [0.0, (r - (p["rows"] - 1) / 2) * p["pitch"], 0.0], f) for r, (v, f) in enumerate(rows)]
+        return _merge(rows)
+    if kind == "connector":  # an open shell: floor and four walls
+        lx, ly, h, w = p["length"], p["width"], p["height"], p["wall"]
+        return _merge([_box((-lx / 2, -ly / 2, 0), (lx / 2, ly / 2, w)),
+                       _box((-lx / 2, -ly / 2, w), (-lx / 2 + w, ly / 2, h)),
+                       _box((lx / 2 - w, -ly / 2, w), (lx / 2, ly / 2, h)),
+                       _box((-lx / 2 + w, -ly / 2, w), (lx / 2 - w, -ly / 2 + w, h)),
+                       _box((-lx / 2 + w, ly / 2 - w, w), (lx / 2 - w, ly / 2, h))])
+    # blob: a sphere with smooth bumps (fruit); each bump (direction, amplitude) scales the radius
+    v, f = _from_legacy(o3d.geometry.TriangleMesh.create_sphere(1.0, resolution=24))
+    scale = np.ones(len(v))
+    for *direction, amplitude in p["bumps"]:
+        scale += amplitude * np.exp(4.0 * (v @ np.asarray(direction) - 1.0))
+    v = v * (p["radius"] * scale)[:, None] * [1.0, 1.0, p["squash"]]
     return v, f
 
 
@@ -361,12 +408,12 @@ class Scene:
         """The materials as an array, for vectorised shading.
 
         Returns:
-            (S, 3) float32: albedo, specular share and roughness of each surface id.
+            (S, 4) float32: albedo, specular share, roughness and subsurface share of each surface id.
         """
-        return np.array([[m.albedo, m.specular, m.roughness] for m in self.materials], np.float32)
+        return np.array([[m.albedo, m.specular, m.roughness, m.subsurface] for m in self.materials], np.float32)
 
 
-def _place(entry: dict) -> tuple[np.ndarray, np.ndarray]:
+def place_part(entry: dict) -> tuple[np.ndarray, np.ndarray]:
     v, f = part_mesh(entry["type"], entry["params"])
     return v @ np.asarray(entry["rotation"]).T + np.asarray(entry["translation"]), f
 
@@ -415,7 +462,7 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
         v, _ = read_part_file(path)
         files.append({"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
                       "extent": float(np.ptp(v, axis=0).max())})
-    bin_material = _draw_material(rng, BIN_MATERIALS)
+    bin_material = draw_material(rng, BIN_MATERIALS)
     meshes = [table_mesh(), bin_mesh()]
     materials = [TABLE_MATERIAL, bin_material]
     support_points = meshes[1][0]
@@ -432,10 +479,10 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
         start = np.r_[xy, top + half[2] + 0.01]
         fall = drop(v + start, f, meshes[1:], support_points, rng)
         translation = start - np.array([0.0, 0.0, fall - CONTACT_GAP])
-        material = _draw_material(rng, PART_MATERIALS)
+        material = draw_material(rng, PART_MATERIALS)
         entry = {"type": kind, "params": params, "rotation": rotation.tolist(), "translation": translation.tolist(),
                  "material": material.__dict__}
-        placed = _place(entry)
+        placed = place_part(entry)
         meshes.append(placed)
         materials.append(material)
         support_points = np.r_[support_points, contact_points(*placed, 400, rng)]
@@ -460,8 +507,10 @@ def scene_from_description(description: dict) -> Scene:
         ValueError: the description is missing a key or malformed.
     """
     try:
-        meshes = [table_mesh(), bin_mesh()] + [_place(entry) for entry in description["parts"]]
-        materials = [Material(**description["table"]["material"]), Material(**description["bin"]["material"])]
+        holder = description.get("support") or description["bin"]  # a board or plate, or the bin
+        meshes = [table_mesh(), place_part(holder) if "support" in description else bin_mesh()]
+        meshes += [place_part(entry) for entry in description["parts"]]
+        materials = [Material(**description["table"]["material"]), Material(**holder["material"])]
         materials += [Material(**entry["material"]) for entry in description["parts"]]
     except (KeyError, TypeError) as error:
         raise ValueError(f"not a scene description: {error!r} is missing or malformed") from error
