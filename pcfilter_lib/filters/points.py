@@ -38,8 +38,11 @@ from pcfilter_lib.filters.base import check_threshold, load_model_file
 from pcfilter_lib.geometry.point_features import (
     FEATURE_SETS,
     NEIGHBOURS,
+    STATISTICS,
+    Neighbourhoods,
     combine,
     finite_points,
+    local_statistics,
     neighbourhoods,
     patch_inputs,
     seed_patches,
@@ -90,23 +93,35 @@ class PointFilter:
 
     def predict_patches(self, inputs: np.ndarray) -> np.ndarray:
         """(M, P, F) inputs -> (M, P) P(keep), in batches of ``batch_size`` patches."""
-        out = []
-        for i in range(0, len(inputs), self.batch_size):
-            batch = inputs[i:i + self.batch_size]
-            if len(batch) < self.batch_size and len(inputs) > self.batch_size:  # one shape: no retracing
+        return np.concatenate(list(self._predict_batches(len(inputs), lambda rows: inputs[rows])))
+
+    def _predict_batches(self, count: int, batch_inputs):
+        """P(keep) of ``count`` patches, batch after batch: ``batch_inputs(slice)`` gives the (B, P, F)
+        inputs of those patches, made only when needed so that memory holds one batch at a time."""
+        for i in range(0, count, self.batch_size):
+            batch = batch_inputs(slice(i, i + self.batch_size))
+            if len(batch) < self.batch_size and count > self.batch_size:  # one shape: no retracing
                 batch = np.concatenate([batch, np.zeros((self.batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
-            out.append(np.asarray(self.model.predict_on_batch(batch))[:len(inputs) - i, :, 0])
-        return np.concatenate(out)
+            yield np.asarray(self.model.predict_on_batch(batch))[:count - i, :, 0]
+
+    def hood_probability(self, hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
+        """(N,) float32 P(keep) of the points of ``hood`` from the network's predictions on ``patches``
+        (from ``seed_patches``): the mean over the patches that hold each point, 0 for a point in
+        none. The inputs are made one batch of patches at a time."""
+        patches = pad_patches(patches, self.model.input_shape[1])
+        columns = FEATURE_SETS[self.feature_set]
+        statistics = local_statistics(hood) if set(STATISTICS) & set(columns) else None
+        predictions = self._predict_batches(
+            len(patches), lambda rows: patch_inputs(hood, patches[rows], self.feature_set, statistics))
+        return combine(patches, np.concatenate(list(predictions)), len(hood.points))
 
     def keep_probability_points(self, points) -> np.ndarray:
         """(N,) float32 P(keep) of each point of an (N, 3) cloud; 0 for points with NaN or infinite
         coordinates, which are never kept."""
         points, finite = finite_points(points)
         hood = neighbourhoods(points[finite], self.neighbours)
-        patches = pad_patches(seed_patches(hood, self.patch_size), self.model.input_shape[1])
-        inputs = patch_inputs(hood, patches, self.feature_set)
         prob = np.zeros(len(points), np.float32)
-        prob[finite] = combine(patches, self.predict_patches(inputs), len(hood.points))
+        prob[finite] = self.hood_probability(hood, seed_patches(hood, self.patch_size))
         return prob
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:

@@ -83,12 +83,14 @@ class Neighbourhoods:
         return found.numpy().astype(np.int64)
 
 
-def neighbourhoods(points, k: int = NEIGHBOURS) -> Neighbourhoods:
+def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None) -> Neighbourhoods:
     """Measure a cloud's spacing and find every point's k nearest neighbours.
 
     Args:
         points: a finite (N, 3) cloud in any unit, N >= ``MIN_POINTS``.
         k: neighbours per point (at most N - 1 are used).
+        spacing: the unit of length to use instead of this cloud's own spacing (a tile of a larger
+            cloud is measured in the spacing of the whole cloud).
 
     Returns:
         The ``Neighbourhoods`` of the cloud; lengths in them are in units of its spacing.
@@ -107,7 +109,7 @@ def neighbourhoods(points, k: int = NEIGHBOURS) -> Neighbourhoods:
     centred = _centred(points)
     search, (found, squared) = _knn(centred, k + 1)
     indices, distances = found[:, 1:].astype(np.int64), np.sqrt(squared[:, 1:])
-    spacing = _median_spacing(distances[:, 0])
+    spacing = _median_spacing(distances[:, 0]) if spacing is None else float(spacing)
     return Neighbourhoods(centred / spacing, spacing, search, distances / spacing, indices)
 
 
@@ -171,7 +173,9 @@ def _symmetric_eigen(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     (N, 3) of many symmetric 3x3 matrices given by their entries ``c["xx"], c["xy"], ...``.
 
     The closed form (trigonometric solution of the characteristic cubic) is several times faster
-    than a batched ``eigh`` for hundreds of thousands of neighbourhoods."""
+    than a batched ``eigh`` for hundreds of thousands of neighbourhoods. The eigenvector is the
+    longest of the cross products of the rows of A - smallest * I, each normal to the smallest's
+    plane; it is worked out one component at a time, with no (N, 3, 3) temporaries."""
     xx, yy, zz, xy, xz, yz = (c[key] for key in ("xx", "yy", "zz", "xy", "xz", "yz"))
     q = (xx + yy + zz) / 3
     off = xy ** 2 + xz ** 2 + yz ** 2
@@ -183,15 +187,35 @@ def _symmetric_eigen(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     largest = q + 2 * p * np.cos(phi)
     smallest = q + 2 * p * np.cos(phi + 2 * np.pi / 3)
     values = np.stack([largest, 3 * q - largest - smallest, smallest], axis=1)
-    rows = np.stack([np.stack([xx - smallest, xy, xz], 1), np.stack([xy, yy - smallest, yz], 1),
-                     np.stack([xz, yz, zz - smallest], 1)], axis=1)  # (N, 3, 3): A - smallest * I
-    crosses = np.stack([np.cross(rows[:, 0], rows[:, 1]), np.cross(rows[:, 0], rows[:, 2]),
-                        np.cross(rows[:, 1], rows[:, 2])], axis=1)  # each is normal to the smallest's plane
-    norms = np.linalg.norm(crosses, axis=2)
-    best = np.argmax(norms, axis=1)
-    arange = np.arange(len(best))
-    normal = crosses[arange, best] / np.maximum(norms[arange, best], 1e-30)[:, None]
+    rows = ((xx - smallest, xy, xz), (xy, yy - smallest, yz), (xz, yz, zz - smallest))  # A - smallest * I
+    crosses = [_cross(rows[0], rows[1]), _cross(rows[0], rows[2]), _cross(rows[1], rows[2])]
+    # |v|^2 summed in the order of NumPy's reduction in np.linalg.norm, so the normal is bit for bit the same.
+    norms = [np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]) for v in crosses]
+    best = np.where(norms[1] > norms[0], 1, 0)  # argmax: the first of equal norms wins
+    best = np.where(norms[2] > np.where(best == 1, norms[1], norms[0]), 2, best)
+    length = np.maximum(np.choose(best, norms), 1e-30)
+    normal = np.stack([np.choose(best, [v[i] for v in crosses]) / length for i in range(3)], axis=1)
     return np.clip(values, 0, None), normal
+
+
+def _cross(u, v) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cross product of two fields of 3-vectors given as three (N,) components each."""
+    return u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]
+
+
+def _neighbour_offsets(hood: Neighbourhoods) -> np.ndarray:
+    """(3, N, k) float32: each coordinate of the offsets from every point to its k neighbours."""
+    coordinates = np.ascontiguousarray(hood.points.T, dtype=np.float32)  # (3, N)
+    return np.stack([np.take(axis, hood.indices) - axis[:, None] for axis in coordinates])
+
+
+def _neighbour_sum(values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """(N, C) sum over each point's k neighbours (``indices`` (N, k)) of ``values`` (N, C), added
+    one neighbour after the other, the order in which the features were defined."""
+    total = np.zeros_like(values)
+    for j in range(indices.shape[1]):
+        total += np.take(values, indices[:, j], axis=0)
+    return total
 
 
 def local_statistics(hood: Neighbourhoods) -> np.ndarray:
@@ -219,28 +243,33 @@ def local_statistics(hood: Neighbourhoods) -> np.ndarray:
         (N, 24) float32, the columns in the order of ``STATISTICS``. None of them changes when the
         cloud is moved, turned or scaled.
     """
-    d, p = hood.distances, hood.points
+    d, indices = hood.distances, hood.indices
     k = d.shape[1]
-    p32 = p.astype(np.float32)
-    offset = p32[hood.indices] - p32[:, None]  # (N, k, 3), from the point to its neighbours
-    mean = offset.mean(axis=1)  # the centroid, seen from the point
-    axes = np.ascontiguousarray(offset.transpose(2, 0, 1))  # (3, N, k)
+    axes = _neighbour_offsets(hood)  # (3, N, k), from the point to its neighbours
+    mean = np.empty((len(d), 3), np.float32)  # the centroid, seen from the point
+    for i, axis in enumerate(axes):
+        total = axis[:, 0].copy()
+        for j in range(1, k):  # one neighbour after the other, as the mean over them was defined
+            total += axis[:, j]
+        mean[:, i] = total / k
     entries = {key: np.einsum("nk,nk->n", axes[i], axes[j]) / k - mean[:, i] * mean[:, j]
                for key, (i, j) in {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "xz": (0, 2),
                                    "yz": (1, 2)}.items()}
+    del axes
     values, normal = _symmetric_eigen(entries)
     largest = np.maximum(values[:, 0], 1e-12)
     plane = np.abs(np.einsum("ni,ni->n", mean, normal))
     columns = [np.log1p(c) for c in (d[:, 0], d[:, min(3, k - 1)], d[:, -1], d.mean(axis=1))]
-    columns += [(d <= 2).mean(axis=1), (d <= 4).mean(axis=1)]
+    columns += [np.count_nonzero(d <= 2, axis=1) / k, np.count_nonzero(d <= 4, axis=1) / k]
     columns += [np.log1p(np.linalg.norm(mean, axis=1)), np.log1p(plane), np.log1p(np.sqrt(values.sum(1)))]
     columns += [(values[:, 0] - values[:, 1]) / largest, (values[:, 1] - values[:, 2]) / largest,
                 values[:, 2] / largest]
-    own = np.stack(columns, axis=1).astype(np.float32)
-    around = np.zeros_like(own)
-    for j in range(k):  # the neighbours' mean, one column of neighbours at a time (little memory)
-        around += own[hood.indices[:, j]]
-    return np.concatenate([own, around / k], axis=1)
+    out = np.empty((len(d), 2 * len(columns)), np.float32)
+    for i, column in enumerate(columns):
+        out[:, i] = column
+    own = out[:, :len(columns)]
+    out[:, len(columns):] = _neighbour_sum(own, indices) / k  # the neighbours' mean
+    return out
 
 
 def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: float = 1.0) -> np.ndarray:
