@@ -1,8 +1,9 @@
 """Simulated against real artefacts: the statistics of ``geometry.outlier_statistics`` side by side.
 
-For each labelled real scan (PointCleanNet pairs in ``--data``) and for simulated scans of today's
-simulator (``pcfilter_lib.simulate``, 640x480, one scan per seed of ``--seeds``; label-0 points are
-the false ones), it measures the share of false points, their clusters (false points within 2 point
+For each labelled real scan (PointCleanNet pairs in ``--data``) and for simulated scans of each scene
+family (``pcfilter_lib.simulate.families``: bins with the fixed 640x480 scanner, circuit boards and
+fruit with scanners drawn per scan; one scan per seed of ``--seeds``; label-0 points are the false
+ones), it measures the share of false points, their clusters (false points within 2 point
 spacings linked), their distance to the nearest true point and their local density against that of
 true points (neighbours within 4 spacings), every length in the cloud's own point spacing. The
 simulated scans are also split by artefact kind (each kind alone with the true points), so that one
@@ -31,6 +32,7 @@ from pcfilter_lib.io.clouds import read_pointcleannet, scan_cloud
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
 from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan
+from pcfilter_lib.simulate.families import FAMILIES
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 COLUMNS = (("points", "points", "{:,.0f}"), ("outlier %", "outlier_fraction", "{:.2%}"),
@@ -78,27 +80,32 @@ def main(argv=None) -> int:
         points, outlier = read_pointcleannet(path)
         real.append({"cloud": path.stem, "source": "real", **outlier_statistics(points, outlier)})
 
-    simulated, kinds = [], {KIND_NAMES[code]: [] for code in ARTEFACT_KINDS}
-    for seed in args.seeds:
-        cloud = scan_cloud(make_scan(seed, 0, ScannerConfig(width=width, height=height)))
-        points, label, kind = cloud["xyz"][0], cloud["label"][0], cloud["kind"][0]
-        artefact = label == ARTEFACT
-        simulated.append({"cloud": f"simulated seed {seed}", "source": "simulated",
-                          **outlier_statistics(points, artefact)})
-        for code in ARTEFACT_KINDS:
-            alone = ~artefact | (kind == code)  # the true points and this kind's false points only
-            if (artefact & (kind == code)).sum():
-                kinds[KIND_NAMES[code]].append(outlier_statistics(points[alone], artefact[alone]))
-        print(f"seed {seed}: {int(artefact.sum())} of {len(points)} points false "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+    simulated, kinds = {family: [] for family in FAMILIES}, {KIND_NAMES[code]: [] for code in ARTEFACT_KINDS}
+    for family in FAMILIES:
+        for seed in args.seeds:
+            scan = make_scan(seed, 0, ScannerConfig(width=width, height=height), families={family: 1.0},
+                             randomise=family != "bin")
+            cloud = scan_cloud(scan)
+            points, label, kind = cloud["xyz"][0], cloud["label"][0], cloud["kind"][0]
+            artefact = label == ARTEFACT
+            simulated[family].append({"cloud": f"simulated {family}, seed {seed}", "source": "simulated",
+                                      "scanner": scan["meta"]["scanner"], **outlier_statistics(points, artefact)})
+            for code in ARTEFACT_KINDS:
+                alone = ~artefact | (kind == code)  # the true points and this kind's false points only
+                if (artefact & (kind == code)).sum():
+                    kinds[KIND_NAMES[code]].append(outlier_statistics(points[alone], artefact[alone]))
+            print(f"{family} seed {seed}: {int(artefact.sum())} of {len(points)} points false "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
 
-    rows = real + [{"cloud": "mean of real scans", **mean_row(real)}] * bool(real) + simulated
-    rows.append({"cloud": f"mean of {len(simulated)} simulated scans", **mean_row(simulated)})
+    rows = real + [{"cloud": "mean of real scans", **mean_row(real)}] * bool(real)
+    for family, found in simulated.items():
+        rows += found + [{"cloud": f"mean of {len(found)} simulated {family} scans", **mean_row(found)}]
     rows += [{"cloud": f"simulated, {name} only (mean of {len(found)})", **mean_row(found)}
              for name, found in kinds.items() if found]
     header = "| cloud | " + " | ".join(name for name, _, _ in COLUMNS) + " |"
     lines = [f"Artefact statistics of labelled clouds: real scans from {args.data.name}/, simulated scans "
-             f"({GENERATOR} {VERSION}, {width}x{height}, seeds {args.seeds}, label 0 = false). Lengths in point "
+             f"({GENERATOR} {VERSION}, bins at {width}x{height}, boards and fruit with scanners drawn per scan, "
+             f"seeds {args.seeds}, label 0 = false). Lengths in point "
              f"spacings (median nearest-neighbour distance); clusters link false points within {LINK:g} spacings; "
              f"density = neighbours within {RADIUS:g} spacings. Means are over clouds.", "",
              header, "|---" * (len(COLUMNS) + 1) + "|"]

@@ -24,6 +24,9 @@ class ScanSet:
         width: image width in pixels.
         height: image height in pixels.
         seed: the simulator's seed.
+        families: (scene family, share) pairs (``simulate.families.FAMILIES``).
+        randomise: draw the scanner per scan (``simulate.families.draw_scanner``; its image sizes are
+            scaled by ``width`` / 640).
     """
 
     folder: str
@@ -31,10 +34,16 @@ class ScanSet:
     width: int
     height: int
     seed: int = 0
+    families: tuple[tuple[str, float], ...] = (("bin", 1.0),)
+    randomise: bool = False
 
 
 SCANS_FULL = ScanSet("scans", 100, 640, 480)
 SCANS_FAST = ScanSet("scans_fast", 24, 160, 120)
+# Bins, circuit boards and fruit, each scan with its own scanner: what the point filter learns from.
+MIXED = (("bin", 0.4), ("board", 0.35), ("fruit", 0.25))
+SCANS_MIXED_FULL = ScanSet("scans_mixed", 150, 640, 480, seed=1, families=MIXED, randomise=True)
+SCANS_MIXED_FAST = ScanSet("scans_mixed_fast", 24, 160, 120, seed=1, families=MIXED, randomise=True)
 
 
 def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, progress: bool = True) -> Path:
@@ -50,7 +59,8 @@ def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, pr
     """
     folder = Path(data_dir) / scan_set.folder
     dataset.write_dataset(folder, scan_set.scans, scan_set.seed,
-                          ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress)
+                          ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress,
+                          families=dict(scan_set.families), randomise=scan_set.randomise)
     return folder
 
 

@@ -188,7 +188,8 @@ SIZES = ((320, 240), (480, 360), (640, 480), (800, 600), (1024, 768))
 
 
 def draw_scanner(family: str, rng: np.random.Generator, base: ScannerConfig | None = None) -> ScannerConfig:
-    """A scanner drawn at random for one scan of ``family``: image size (one of ``SIZES``), working
+    """A scanner drawn at random for one scan of ``family``: image size (one of ``SIZES``, scaled by
+    ``base.width`` / 640, so that a small base scanner draws small images), working
     distance (``DISTANCES``), baseline (0.2-0.4 of the distance, within 0.08-0.4 m), focal length,
     depth noise, finest pattern period and pattern noise; the decoder's depth range and the exposure follow the
     distance.
@@ -202,8 +203,8 @@ def draw_scanner(family: str, rng: np.random.Generator, base: ScannerConfig | No
     Returns:
         The ``ScannerConfig``.
     """
-    width, height = SIZES[rng.integers(len(SIZES))]
     base = base or ScannerConfig()
+    width, height = (max(8, round(side * base.width / 640)) for side in SIZES[rng.integers(len(SIZES))])
     distance = float(rng.uniform(*DISTANCES[family]))
     return replace(base, width=int(width), height=int(height), distance=distance,
                    baseline=float(np.clip(distance * rng.uniform(0.2, 0.4), 0.08, 0.4)),
