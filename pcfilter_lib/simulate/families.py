@@ -82,7 +82,9 @@ def _support(size: tuple[float, float], material: Material) -> dict:
 
 def _free_spot(half: np.ndarray, room: np.ndarray, taken: list[np.ndarray], rng: np.random.Generator):
     """A centre (x, y) on the support for a footprint of half-size ``half`` that overlaps none of the
-    ``taken`` rectangles (x0, y0, x1, y1), or None after 30 tries."""
+    ``taken`` rectangles (x0, y0, x1, y1), or None after 30 tries (at once when it is larger than the support)."""
+    if np.any(half >= room):
+        return None
     for _ in range(30):
         xy = rng.uniform(-room + half, room - half)
         box = np.r_[xy - half, xy + half]
