@@ -1,0 +1,271 @@
+"""The point filter on a cloud of any size, in tiles, in bounded memory.
+
+A cloud larger than one tile is cut by a grid over its two widest axes into cells of about
+``tile_points`` points, kept on disk in one file per cell. Each cell is filtered with a halo: the
+points of the neighbouring cells within a margin around it. The margin starts at ``MARGIN`` point
+spacings and grows by what is missing until every neighbourhood the cell's decisions read is complete: the k
+nearest neighbours of every point of every patch and of their neighbours, and the whole patch of
+every seed, lie inside the loaded region (checked from the distances, not assumed). So a point's
+features are those of the whole cloud, bit for bit; only the random choice of patch centres differs
+from the in-memory filter, which changes the decisions of a few points in 100 000 (the same as
+another seed of the in-memory filter; ``tests/test_tiles.py`` measures it).
+
+Lengths are measured in the spacing of the whole cloud (the median distance from a point to its
+nearest neighbour), found in a first pass over the tiles. A cloud of at most one tile goes through
+``PointFilter.keep_probability_points`` unchanged. Memory holds one tile with its halo, the
+(N,) float32 probabilities and the (N,) nearest distances of the first pass; the points stay on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
+
+TILE_POINTS = 250_000  # points per tile: with its halo and the network, a few hundred MB
+MARGIN = 32  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
+_RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
+
+
+@dataclass
+class TileGrid:
+    """Square cells over two axes of a cloud's bounding box (the third is never cut).
+
+    Attributes:
+        low, high: (3,) the bounding box of the cloud's finite points.
+        axes: the two axes cut, widest first.
+        size: the side of a cell.
+        shape: cells along each of the two axes.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    axes: tuple[int, int]
+    size: float
+    shape: tuple[int, int]
+
+    @classmethod
+    def cover(cls, low: np.ndarray, high: np.ndarray, count: int, tile_points: int) -> TileGrid:
+        """The grid of about ``count / tile_points`` cells over a box holding ``count`` points."""
+        extent = np.maximum(high - low, 0)
+        axes = tuple(int(a) for a in np.argsort(-extent, kind="stable")[:2])
+        share = min(tile_points / max(count, 1), 1.0)  # of the cloud in one cell
+        # Square cells over the area, or slices along the widest axis of a cloud that is a line.
+        size = max(math.sqrt(extent[axes[0]] * extent[axes[1]] * share), extent[axes[0]] * share)
+        if not size > 0:  # every point in one place: one cell
+            return cls(np.asarray(low, float), np.asarray(high, float), axes, 1.0, (1, 1))
+        shape = tuple(max(1, math.ceil(extent[a] / size)) for a in axes)
+        return cls(np.asarray(low, float), np.asarray(high, float), axes, size, shape)
+
+    def cells(self, xyz: np.ndarray) -> np.ndarray:
+        """(N,) int64 cell of each point (row-major over the two axes)."""
+        ij = [np.clip(((xyz[:, a] - self.low[a]) // self.size).astype(np.int64), 0, n - 1)
+              for a, n in zip(self.axes, self.shape, strict=True)]
+        return ij[0] * self.shape[1] + ij[1]
+
+    def box(self, cell: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """The (2,) low and high corners of a cell grown by ``margin`` on each side."""
+        ij = np.array(divmod(cell, self.shape[1]), float)
+        low = self.low[list(self.axes)] + ij * self.size - margin
+        return low, low + self.size + 2 * margin
+
+    def around(self, cell: int, margin: float) -> list[int]:
+        """The cells that meet the cell grown by ``margin``."""
+        i, j = divmod(cell, self.shape[1])
+        reach = math.ceil(margin / self.size) if margin > 0 else 0
+        return [a * self.shape[1] + b for a in range(max(0, i - reach), min(self.shape[0], i + reach + 1))
+                for b in range(max(0, j - reach), min(self.shape[1], j + reach + 1))]
+
+    def room(self, xyz: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """(N,) distance from each point to the nearest side of the box [low, high] beyond which the
+        cloud has points (infinite where the box holds the whole cloud)."""
+        room = np.full(len(xyz), np.inf)
+        for k, a in enumerate(self.axes):
+            if low[k] > self.low[a]:
+                room = np.minimum(room, xyz[:, a] - low[k])
+            if high[k] < self.high[a]:
+                room = np.minimum(room, high[k] - xyz[:, a])
+        return room
+
+
+class TileStore:
+    """A cloud's finite points, with their index in the cloud, in one file per cell of a grid."""
+
+    def __init__(self, folder: Path, grid: TileGrid):
+        self.folder, self.grid = Path(folder), grid
+        self.counts = np.zeros(grid.shape[0] * grid.shape[1], np.int64)
+
+    def add(self, xyz: np.ndarray, index: np.ndarray) -> None:
+        """Append points (float64 (n, 3)) and their indices to their cells' files."""
+        cells = self.grid.cells(xyz)
+        order = np.argsort(cells, kind="stable")
+        rows = np.empty(len(xyz), _RECORD)
+        rows["xyz"], rows["index"] = xyz[order], index[order]
+        found, starts = np.unique(cells[order], return_index=True)
+        for cell, start, end in zip(found, starts, [*starts[1:], len(rows)], strict=True):
+            with open(self.folder / f"{cell}.bin", "ab") as file:
+                rows[start:end].tofile(file)
+            self.counts[cell] += end - start
+
+    def load(self, cell: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The cell's points and those of its neighbours within ``margin``: (xyz (n, 3), index (n,),
+        core (n,) bool, room (n,), the distance to the side of the loaded region, see ``TileGrid.room``)."""
+        low, high = self.grid.box(cell, margin)
+        parts, core = [], []
+        for other in self.grid.around(cell, margin):
+            if not self.counts[other]:
+                continue
+            rows = np.fromfile(self.folder / f"{other}.bin", _RECORD)
+            if other != cell:
+                inside = np.ones(len(rows), bool)
+                for k, a in enumerate(self.grid.axes):
+                    inside &= (rows["xyz"][:, a] >= low[k]) & (rows["xyz"][:, a] <= high[k])
+                rows = rows[inside]
+            parts.append(rows)
+            core.append(np.full(len(rows), other == cell))
+        rows, core = np.concatenate(parts), np.concatenate(core)
+        return rows["xyz"], rows["index"], core, self.grid.room(rows["xyz"], low, high)
+
+
+def _nearest_distances(xyz: np.ndarray) -> np.ndarray:
+    """(n,) distance from each point to its nearest other point."""
+    import open3d as o3d  # deferred: only the tiled filter needs it here
+
+    centred = np.ascontiguousarray(xyz - np.median(xyz, axis=0))
+    search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(centred))
+    search.knn_index()
+    _, squared = search.knn_search(o3d.core.Tensor(centred), 2)
+    return np.sqrt(squared.numpy()[:, 1].astype(np.float64))
+
+
+def core_patches(hood: Neighbourhoods, patch_size: int, core: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``geometry.point_features.seed_patches`` with seeds drawn from the ``core`` points only,
+    until every core point is in a patch (members may lie anywhere in ``hood``); returns the (M, P)
+    patches and their (M,) seeds. With every point in the core and ``rng = default_rng(0)`` the
+    patches are those of ``seed_patches``."""
+    n = len(hood.points)
+    size = min(patch_size, n)
+    covered = np.zeros(n, bool)
+    patches, chosen = [], []
+    candidates = np.flatnonzero(core)
+    for _ in range(n + 1):
+        if not candidates.size:
+            return np.concatenate(patches), np.concatenate(chosen)
+        count = max(int(np.ceil(candidates.size / size)), min(candidates.size, 16))
+        seeds = rng.choice(candidates, size=min(count, candidates.size), replace=False)
+        members = hood.nearest(hood.points[seeds], size)
+        missing = ~(members == seeds[:, None]).any(axis=1)
+        members[missing, -1] = seeds[missing]
+        patches.append(members)
+        chosen.append(seeds)
+        covered[members.ravel()] = True
+        candidates = np.flatnonzero(core & ~covered)
+    raise RuntimeError(f"core_patches did not cover the tile's {int(core.sum())} points")
+
+
+def _shortfall(hood: Neighbourhoods, patches: np.ndarray, seeds: np.ndarray, room: np.ndarray) -> float:
+    """How much wider (in the cloud's units) the halo must grow for the tile's decisions to read only
+    complete neighbourhoods; 0 when they do. Complete: every patch lies within its seed's ``room``, and
+    every member of a patch and every neighbour of a member has its k nearest neighbours within its
+    room (``TileStore.load``)."""
+    room = room / hood.spacing  # hood's lengths are in spacings
+    members = np.unique(patches)
+    needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
+    short = float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
+    reach = np.linalg.norm(hood.points[patches] - hood.points[seeds][:, None], axis=2).max(axis=1)
+    return max(short, float(np.max(reach - room[seeds], initial=0.0))) * hood.spacing
+
+
+def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarray]], tile_points: int = TILE_POINTS,
+                           folder: str | Path | None = None,
+                           progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """P(keep) of every point of a cloud read in chunks, filtered tile by tile.
+
+    Args:
+        point_filter: a ``filters.points.PointFilter``.
+        chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays
+            of coordinates, in the cloud's order; NaN or infinite rows are allowed.
+        tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
+        folder: where the cells' files go (a temporary folder, removed at the end, by default).
+        progress: called with the number of points each finished tile held.
+
+    Returns:
+        (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
+
+    Raises:
+        ValueError: the cloud has fewer than ``MIN_POINTS`` finite points.
+    """
+    count, low, high = 0, np.full(3, np.inf), np.full(3, -np.inf)
+    finite_count = 0
+    for chunk in chunks():
+        xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
+        finite = np.isfinite(xyz).all(axis=1)
+        if finite.any():
+            low, high = np.minimum(low, xyz[finite].min(0)), np.maximum(high, xyz[finite].max(0))
+        count, finite_count = count + len(xyz), finite_count + int(finite.sum())
+    if finite_count < MIN_POINTS or finite_count <= tile_points:
+        points = np.concatenate([np.asarray(c).reshape(-1, 3) for c in chunks()]) if count else np.zeros((0, 3))
+        prob = point_filter.keep_probability_points(points)
+        if progress:
+            progress(count)
+        return prob
+    with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
+        store = TileStore(Path(tmp), TileGrid.cover(low, high, finite_count, tile_points))
+        start = 0
+        for chunk in chunks():
+            xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
+            finite = np.isfinite(xyz).all(axis=1)
+            store.add(xyz[finite], start + np.flatnonzero(finite))
+            start += len(xyz)
+        spacing = _cloud_spacing(store)
+        prob = np.zeros(count, np.float32)
+        for cell in np.flatnonzero(store.counts):
+            index, values = _filter_cell(point_filter, store, int(cell), spacing)
+            prob[index] = values
+            if progress:
+                progress(int(store.counts[cell]))
+        if progress and count > finite_count:
+            progress(count - finite_count)
+        return prob
+
+
+def _cloud_spacing(store: TileStore) -> float:
+    """The whole cloud's spacing: the median of the positive nearest distances of all its points."""
+    nearest = np.empty(int(store.counts.sum()))
+    filled = 0
+    for cell in np.flatnonzero(store.counts):
+        margin = store.grid.size / 8
+        while True:
+            xyz, _, core, room = store.load(int(cell), margin)
+            found = _nearest_distances(xyz)
+            if (found[core] <= room[core]).all() or np.isinf(room).all():
+                break
+            margin *= 2
+        nearest[filled:filled + core.sum()] = found[core]
+        filled += core.sum()
+    positive = nearest[nearest > 0]
+    if not positive.size:
+        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
+    return float(np.median(positive))
+
+
+def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices in the cloud, P(keep)) of one cell's points, from the cell with a halo wide enough
+    that every neighbourhood they read is complete."""
+    margin = MARGIN * spacing
+    while True:
+        xyz, index, core, room = store.load(cell, margin)
+        hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing)
+        patches, seeds = core_patches(hood, point_filter.patch_size, core, np.random.default_rng([0, cell]))
+        short = 0.0 if np.isinf(room).all() else _shortfall(hood, patches, seeds, room)
+        if short <= 0:
+            break
+        margin += 1.25 * short + spacing  # the patches are drawn again, from the same seed
+    return index[core], point_filter.hood_probability(hood, patches)[core]
