@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.geometry.points import check_points
-from pcfilter_lib.io.files import atomic_write_bytes, atomic_write_text
+from pcfilter_lib.io.files import atomic_path, atomic_write_bytes, atomic_write_text
 from pcfilter_lib.labels import KIND_COLOURS, LABEL_COLOURS
 
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
@@ -284,3 +284,157 @@ def read_pointcleannet(stem: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     if not np.isin(flags, (0, 1)).all():
         raise CloudError(f"{outliers_path}: flags must be 0 or 1")
     return xyz.reshape(-1, 3), flags.astype(bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming: clouds larger than memory, read and written in chunks
+
+CHUNK_POINTS = 1 << 20  # points per chunk read or written
+STREAM_SUFFIXES = (".ply", ".xyz")  # unorganised clouds that can be read in chunks
+WRITE_SUFFIXES = (".ply", ".pcd", ".xyz")  # what CloudWriter writes
+
+
+@dataclass
+class CloudStream:
+    """An unorganised cloud file read chunk by chunk: a binary little-endian ``.ply`` without an
+    organised grid, or an ``.xyz`` text file (``x y z`` first on each line; blank and ``#`` lines
+    skipped). ``open_stream`` checks the header; ``chunks`` reads the file again each time.
+
+    Attributes:
+        path: the file.
+        header: the PLY header, or None for ``.xyz``.
+        precision: float64 when the file holds double-precision coordinates, else float32.
+    """
+
+    path: Path
+    header: PlyHeader | None
+    precision: np.dtype
+
+    def chunks(self, size: int = CHUNK_POINTS):
+        """Yield dicts ``xyz`` ((n, 3), in ``precision``) and ``intensity`` ((n,) float32 or None)."""
+        if self.header is None:
+            yield from self._xyz_chunks(size)
+            return
+        record, count = self.header.record, self.header.count
+        with open(self.path, "rb") as file:
+            file.seek(self.header.start)
+            for start in range(0, count, size):
+                rows = np.fromfile(file, record, count=min(size, count - start))
+                if len(rows) < min(size, count - start):
+                    raise CloudError(f"{self.path}: the vertex data is shorter than the header says ({count} vertices)")
+                xyz = np.stack([rows[a] for a in "xyz"], -1).astype(self.precision)
+                intensity = rows["intensity"].astype(np.float32) if "intensity" in record.names else None
+                yield {"xyz": xyz, "intensity": intensity}
+
+    def _xyz_chunks(self, size: int):
+        with open(self.path, "rb") as file:
+            while lines := [line for line in (file.readline() for _ in range(size)) if line]:
+                table = _xyz_table(self.path, lines)
+                if len(table):
+                    yield {"xyz": table[:, :3], "intensity": None}
+                if len(lines) < size:
+                    return
+
+    def points(self, size: int = CHUNK_POINTS):
+        """Yield the coordinates only, chunk by chunk (for ``filters.tiles``)."""
+        for chunk in self.chunks(size):
+            yield chunk["xyz"]
+
+
+def _xyz_table(path, lines: list[bytes]) -> np.ndarray:
+    """(n, >= 3) float64 numbers of ``x y z ...`` text lines (blank and # lines skipped)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an all-blank chunk: no rows, said below
+            table = np.loadtxt([line.decode("ascii") for line in lines], dtype=np.float64, ndmin=2, comments="#")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})") from error
+    if table.size and table.shape[1] < 3:
+        raise CloudError(f"{path}: each line must start with x y z, found {table.shape[1]} numbers per line")
+    return table.reshape(-1, max(table.shape[1], 3)) if table.size else np.zeros((0, 3))
+
+
+def open_stream(path: str | os.PathLike) -> CloudStream | None:
+    """A ``CloudStream`` for an unorganised binary ``.ply`` or an ``.xyz`` file; None for any other
+    file (organised, ascii PLY, another format), which is read whole.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CloudError: a PLY header is damaged or lacks x, y or z.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"point cloud {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".xyz":
+        return CloudStream(path, None, np.dtype(np.float64))
+    if suffix != ".ply":
+        return None
+    with open(path, "rb") as file:
+        head = file.read(1 << 16)
+    header = read_ply_header(path, head)
+    if header.format != "binary_little_endian" or len(header.obj_info) == 2:
+        return None
+    if not {"x", "y", "z"} <= set(header.record.names):
+        raise CloudError(f"{path}: the points need x, y and z fields, found {sorted(header.record.names)}")
+    double = any(header.record.fields[a][0] == np.float64 for a in "xyz")
+    return CloudStream(path, header, np.dtype(np.float64 if double else np.float32))
+
+
+class CloudWriter:
+    """Write an unorganised cloud chunk by chunk to ``.ply`` (binary), ``.pcd`` (binary) or ``.xyz``,
+    atomically: the file appears under its name only when ``close`` is reached without error.
+
+    ``count`` points must be written in all, each with x y z (in ``precision``) and, for PLY and
+    PCD, ``intensity`` (0 where none) and the scalar properties named in ``scalars`` (float32), e.g.
+    ``keep_probability``. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, count: int, precision=np.float32, scalars: Sequence[str] = ()):
+        self.path, self.count, self.written = Path(path), int(count), 0
+        self.suffix = self.path.suffix.lower()
+        if self.suffix not in WRITE_SUFFIXES:
+            raise ValueError(f"{self.path}: clouds are written as {', '.join(WRITE_SUFFIXES)}, not {self.suffix!r}")
+        coordinate = np.dtype(precision).newbyteorder("<").str
+        self.record = np.dtype([(a, coordinate) for a in "xyz"] + [("intensity", "<f4")]
+                               + [(name, "<f4") for name in scalars])
+        self.format = "%.17g" if np.dtype(precision) == np.float64 else "%.9g"
+
+    def __enter__(self) -> CloudWriter:
+        self._atomic = atomic_path(self.path)
+        self._file = open(self._atomic.__enter__(), "wb")  # noqa: SIM115  (closed in __exit__)
+        if self.suffix == ".ply":
+            self._file.write(ply_header(self.count, self.record, comments=["pcfilter filtered cloud"]))
+        elif self.suffix == ".pcd":
+            fields = self.record.names
+            header = ["# .PCD v0.7 - pcfilter filtered cloud", "VERSION 0.7", f"FIELDS {' '.join(fields)}",
+                      "SIZE " + " ".join(str(self.record.fields[f][0].itemsize) for f in fields),
+                      "TYPE " + " ".join("F" for _ in fields), "COUNT " + " ".join("1" for _ in fields),
+                      f"WIDTH {self.count}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {self.count}",
+                      "DATA binary"]
+            self._file.write(("\n".join(header) + "\n").encode("ascii"))
+        return self
+
+    def write(self, xyz: np.ndarray, intensity: np.ndarray | None = None, **scalars: np.ndarray) -> None:
+        """Append points: (n, 3) coordinates, (n,) intensities, and (n,) values of each scalar."""
+        xyz = np.asarray(xyz).reshape(-1, 3)
+        if self.suffix == ".xyz":
+            np.savetxt(self._file, xyz, fmt=self.format)
+        else:
+            rows = np.zeros(len(xyz), self.record)
+            for i, axis in enumerate("xyz"):
+                rows[axis] = xyz[:, i]
+            if intensity is not None:
+                rows["intensity"] = intensity
+            for name, values in scalars.items():
+                rows[name] = values
+            self._file.write(rows.tobytes())
+        self.written += len(xyz)
+
+    def __exit__(self, kind, error, trace) -> bool:
+        self._file.close()
+        if error is None and self.written != self.count:  # a bug in the caller: no file under the name
+            problem = RuntimeError(f"{self.path}: {self.written} points written, the header says {self.count}")
+            self._atomic.__exit__(RuntimeError, problem, None)
+            raise problem
+        return bool(self._atomic.__exit__(kind, error, trace))
