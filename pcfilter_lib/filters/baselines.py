@@ -176,7 +176,8 @@ def tuned_params(method: str, model_path: str | os.PathLike = WEIGHTS / "unet_fi
 
 
 def tuned_spacing(model_path: str | os.PathLike = WEIGHTS / "unet_filter.keras") -> float:
-    """The point spacing (m) of the scans on which ``tuned_params`` were chosen.
+    """The point spacing (m) of the scans on which ``tuned_params`` were chosen; 1.0 when the card says
+    its baselines' lengths are in point spacings.
 
     It is the pixel footprint at the scanner's working distance, distance / (focal x width), of the
     scanner recorded in the model card (the simulator's default scanner without a card); the median
@@ -184,6 +185,8 @@ def tuned_spacing(model_path: str | os.PathLike = WEIGHTS / "unet_filter.keras")
     640x480, 4.22 against 4.31 mm at 160x120).
     """
     card = read_model_card(model_path)
+    if card and card.details.get("baseline_lengths") == "point spacings":  # tuned on clouds of many scanners
+        return 1.0
     recorded = card.data.get("parameters", {}).get("scanner", {}) if card else {}
     default = ScannerConfig()
     distance, focal, width = (recorded.get(key, getattr(default, key)) for key in ("distance", "focal", "width"))

@@ -54,9 +54,18 @@ from pcfilter_lib.recipes.unet_filter import TrainedFilter
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
 NETWORK = {"width": 0.1875, "dropout": 0.1, "patch_size": 256}
-# Open3D baselines tuned for unorganised clouds at each density; radii in metres, as for the scans.
+# Open3D baselines tuned for unorganised clouds at each density. The scans come from many scanners, so
+# the ROR radius is tuned in units of each cloud's own point spacing (``in_spacings``).
 GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
-         "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [0.002, 0.003, 0.005, 0.008, 0.012]}}
+         "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]}}
+
+
+def in_spacings(cloud: Mapping) -> dict:
+    """The cloud with its coordinates divided by its own point spacing (median nearest-neighbour
+    distance), so that lengths tuned on it are in spacings."""
+    xyz = np.asarray(cloud["xyz"])
+    valid = np.asarray(cloud["valid"], bool)
+    return {**cloud, "xyz": xyz / point_features.point_spacing(xyz[valid])}
 
 
 def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequence[Mapping], feature_set: str,
@@ -148,15 +157,16 @@ def feature_ablation(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequenc
 
 def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[float, list],
                          progress: bool = False) -> dict[str, dict]:
-    """SOR and ROR tuned on the validation clouds at each density, then every filter on the test clouds.
+    """SOR and ROR tuned on the validation clouds at each density (ROR's radius in point spacings), then
+    every filter on the test clouds.
 
     Returns:
         {"1.0": {"baselines": {method: {"params", "validation"}}, "test": {filter: metrics}}, ...}.
     """
     densities = {}
     for fraction in FRACTIONS:
-        tuned = tune_baselines(val[fraction], GRIDS)
-        candidates = [point_filter] + [BaselineFilter(m, m, tuned[m]["params"]) for m in GRIDS]
+        tuned = tune_baselines([in_spacings(c) for c in val[fraction]], GRIDS)
+        candidates = [point_filter] + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0) for m in GRIDS]
         densities[str(fraction)] = {
             "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"])}
                           for m in GRIDS},
@@ -217,4 +227,5 @@ def train_reference_point_filter(out: str | os.PathLike, data_dir: str | os.Path
         test=densities["1.0"]["test"][final.filter.name], validation=ablation[winner]["validation"],
         threshold=final.threshold, parameters=int(final.model.count_params()), file_bytes=path.stat().st_size,
         training_seconds=round(final.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
-        history=final.history, environment=environment(), details={"ablation": ablation, "densities": densities})
+        history=final.history, environment=environment(),
+        details={"ablation": ablation, "densities": densities, "baseline_lengths": "point spacings"})
