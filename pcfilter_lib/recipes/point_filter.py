@@ -228,4 +228,16 @@ def train_reference_point_filter(out: str | os.PathLike, data_dir: str | os.Path
         threshold=final.threshold, parameters=int(final.model.count_params()), file_bytes=path.stat().st_size,
         training_seconds=round(final.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
         history=final.history, environment=environment(),
-        details={"ablation": ablation, "densities": densities, "baseline_lengths": "point spacings"})
+        details={"ablation": ablation, "densities": densities, "baseline_lengths": "point spacings",
+                 **threshold_rules(final.sweep)})
+
+
+def threshold_rules(sweep: Mapping) -> dict:
+    """What a model card records of the validation sweep behind its threshold rules: the sweep itself
+    (threshold, balanced accuracy, mean IoU, keep-recall) and ``balanced_threshold``, the threshold with
+    the best balanced accuracy (``filters.point_filter(threshold_rule="balanced")``)."""
+    keys = {"threshold": "threshold", "balanced_accuracy": "balanced_accuracy", "mean_iou": "mean_iou",
+            "keep_recall": "recall"}
+    table = {name: [round(float(v), 6) for v in sweep[key]] for name, key in keys.items()}
+    best = int(np.argmax(sweep["balanced_accuracy"]))
+    return {"threshold_sweep": table, "balanced_threshold": float(sweep["threshold"][best])}
