@@ -34,7 +34,7 @@ from pcfilter_lib.io.model_cards import read_model_card
 
 SHIPPED_NAMES = ("unet", "points")  # --model names of the shipped U-Net and point filter
 METHODS = ("sor", "ror", "morph")
-OUTPUT_SUFFIXES = (".ply", ".pcd")
+OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz")
 MODEL_SUFFIXES = (".keras", ".h5")  # what keras.models.load_model reads
 # Options whose value may start with '-' followed by a digit ('--size -160x120'): argparse would take
 # the value for an option and say only "expected one argument"; joined as '--size=-160x120', the
@@ -139,10 +139,11 @@ def _check_outputs(source: Path, targets: list[Path]) -> None:
             raise ValueError(f"{target} is the input file; choose another output name (the input is never "
                              "overwritten)")
         if target.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ValueError(f"{target}: outputs are written as .ply (points) or .pcd (organised grid)")
+            raise ValueError(f"{target}: outputs are written as .ply or .xyz (points) or .pcd (points or an "
+                             "organised grid)")
         check_output_file(target)
-    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
-        raise ValueError("-o and --removed name the same file")
+    if len({target.resolve() for target in targets}) < len(targets):
+        raise ValueError("-o, --removed and --scores must name different files")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,33 +248,109 @@ def _check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> No
                          f"filter needs at least {MIN_POINTS} to compare each point with its neighbours")
 
 
-def _cmd_filter(args: argparse.Namespace) -> int:
-    """Remove artefacts from one scan or cloud and write the kept (and removed) points."""
-    from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT  # NumPy: see the note at the top
-    from pcfilter_lib.io.organised import write_filtered
+class _Progress:
+    """Points filtered so far, on stderr: a tqdm bar (points/s, time left) on a terminal, otherwise
+    the same line at most every ``every`` seconds while work remains (none for a short run); nothing with
+    ``--quiet``."""
 
-    source = check_input_file(args.input, "input")
-    targets = [Path(p) for p in (args.output, args.removed) if p]
-    _check_outputs(source, targets)
+    def __init__(self, total: int, quiet: bool, name: str, every: float = 5.0):
+        import time
+
+        from tqdm import tqdm
+
+        self.total, self.done, self.name, self.every, self.clock = total, 0, name, every, time.monotonic
+        self.start = self.last = self.clock()
+        self.meter = tqdm.format_meter
+        self.bar = None
+        self.quiet = quiet
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, unit="pt", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+
+    def __call__(self, points: int) -> None:
+        _Interrupts.check()
+        self.done += points
+        if self.bar is not None:
+            self.bar.update(points)
+        elif not self.quiet and self.done < self.total and self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            line = self.meter(self.done, self.total, self.last - self.start, prefix=self.name, unit="pt",
+                              unit_scale=True)
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _filter_targets(args: argparse.Namespace) -> list[Path]:
+    return [Path(p) for p in (args.output, args.removed, args.scores) if p]
+
+
+def _check_filter_options(args: argparse.Namespace, source: Path) -> None:
+    """The options of ``filter`` that need no reading of the input."""
+    _check_outputs(source, _filter_targets(args))
+    if args.scores and Path(args.scores).suffix.lower() != ".ply":
+        raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property; "
+                         "name a .ply file")
+    _option_range("--jobs", args.jobs, 1, 256, "a whole number")
+    _option_range("--tile-points", args.tile_points, 1000, what="a whole number")
     _check_threshold(args)
     _check_model(args)
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    """Remove artefacts from one scan or cloud (or each file of a folder) and write the kept (and removed)
+    points, and optionally every point with its keep probability."""
+    from pcfilter_lib.io.clouds import open_stream  # NumPy: see the note at the top
+
+    if Path(args.input).is_dir():
+        return _filter_folder(args)
+    source = check_input_file(args.input, "input")
+    _check_filter_options(args, source)
+    stream = open_stream(source) if args.method is None and args.model != "unet" else None
+    if stream is not None:
+        return _filter_stream(args, source, stream)
+    return _filter_in_memory(args, source)
+
+
+def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
+    """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
+    import numpy as np  # see the note at the top
+
+    from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT
+    from pcfilter_lib.io.clouds import CloudWriter
+    from pcfilter_lib.io.organised import write_filtered
+
     scan = _read_filter_input(source)
     _check_filter_fits(args, source, scan)
     runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
     scan_filter = _make_filter(args, scan["organised"])
+    valid = scan["valid"]
+    n = int(valid.sum())
+    progress = _Progress(n, args.quiet, scan_filter.name)
     with warnings.catch_warnings():  # points far out (1e30) overflow their float32 features: they are removed
         warnings.simplefilter("ignore", RuntimeWarning)
-        keep = scan_filter.keep_mask(scan)
-    valid = scan["valid"]
+        prob = scan_filter.keep_probability(scan)
+    progress(n)
+    progress.close()
+    keep = (prob >= scan_filter.threshold) & valid
     removed = valid & ~keep
-    n = int(valid.sum())
     _Interrupts.check()
     if not keep.any() and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
                          "filter (or its --threshold), or pass --allow-empty to write the empty result")
-    write_filtered(targets, scan, [keep, removed])
-    print(f"{scan_filter.name}: kept {int(keep.sum())} of {n} points, removed {int(removed.sum())} "
-          f"({removed.sum() / n:.2%}); wrote {', '.join(map(str, targets))}")
+    for path, mask in ((args.output, keep), (args.removed, removed)):
+        if path and Path(path).suffix.lower() == ".xyz":  # text: the points only
+            with CloudWriter(path, int(mask.sum()), np.asarray(scan["xyz"]).dtype) as writer:
+                writer.write(np.asarray(scan["xyz"])[mask])
+        elif path:
+            write_filtered([path], scan, [mask])
+    if args.scores:
+        xyz = np.asarray(scan["xyz"])[valid]
+        with CloudWriter(args.scores, n, xyz.dtype, scalars=["keep_probability"]) as writer:
+            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[valid]
+            writer.write(xyz, intensity, keep_probability=prob[valid])
+    _report(scan_filter.name, int(keep.sum()), n, args)
     far = int(scan.get("far", 0))
     if not scan["organised"] and n + far < valid.size:
         print(f"dropped {valid.size - n - far} points with NaN or infinite coordinates (written to neither file)")
@@ -281,6 +358,153 @@ def _cmd_filter(args: argparse.Namespace) -> int:
         print(f"dropped {far} points with coordinates beyond ±{COORDINATE_LIMIT:.1e}, too far to measure distances "
               "(written to neither file)")
     return 0
+
+
+def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
+    removed = n - kept
+    print(f"{name}: kept {kept} of {n} points, removed {removed} ({removed / max(n, 1):.2%}); wrote "
+          f"{', '.join(map(str, _filter_targets(args)))}")
+
+
+def _scan_stream(stream) -> tuple[int, int]:
+    """(points, finite points) of a streamed cloud, read once before TensorFlow starts, so that an
+    unreadable or empty file is reported first."""
+    import numpy as np  # see the note at the top
+
+    from pcfilter_lib.geometry.point_features import MIN_POINTS
+    from pcfilter_lib.io.clouds import CloudError
+
+    total = finite = 0
+    for xyz in stream.points():
+        total += len(xyz)
+        finite += int(np.isfinite(xyz).all(axis=1).sum())
+    if total == 0:
+        raise CloudError(f"{stream.path}: the cloud holds no points")
+    if finite == 0:
+        raise CloudError(f"{stream.path}: no point has finite coordinates (all NaN or infinite); there is nothing "
+                         "to filter")
+    if finite < MIN_POINTS:
+        raise ValueError(f"{stream.path}: the cloud holds {finite} point{'s' * (finite != 1)} with finite "
+                         f"coordinates; the point filter needs at least {MIN_POINTS} to compare each point with its "
+                         "neighbours")
+    return total, finite
+
+
+def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
+    """``filter`` with the point filter on an unorganised .ply or .xyz, in tiles and in chunks: memory
+    stays bounded whatever the cloud's size."""
+
+
+    total, finite = _scan_stream(stream)
+    runtime.setup(seed=None)
+    from pcfilter_lib.filters.points import PointFilter
+    from pcfilter_lib.filters.tiles import tiled_keep_probability
+
+    scan_filter = _make_filter(args, organised=False)
+    if not isinstance(scan_filter, PointFilter):
+        return _filter_in_memory(args, source)
+    progress = _Progress(total, args.quiet, scan_filter.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prob = tiled_keep_probability(scan_filter, stream.points, args.tile_points, progress=progress)
+    progress.close()
+    _Interrupts.check()
+    keep = prob >= scan_filter.threshold
+    kept = int(keep.sum())
+    if not kept and not args.allow_empty:
+        raise ValueError(f"{scan_filter.name} removed all {finite} points of {source}, so nothing was written; check "
+                         "the filter (or its --threshold), or pass --allow-empty to write the empty result")
+    _write_stream(args, stream, prob, keep, finite)
+    _report(scan_filter.name, kept, finite, args)
+    if finite < total:
+        print(f"dropped {total - finite} points with NaN or infinite coordinates (written to neither file)")
+    return 0
+
+
+def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> None:
+    """Write the kept, removed and scored points of a streamed cloud, reading it once more."""
+    import contextlib
+
+    import numpy as np  # see the note at the top
+
+    from pcfilter_lib.io.clouds import CloudWriter
+
+    kept = int(keep.sum())
+    with contextlib.ExitStack() as files:
+        outputs = [(files.enter_context(CloudWriter(path, count, stream.precision)), select)
+                   for path, count, select in ((args.output, kept, "kept"), (args.removed, finite - kept, "removed"))
+                   if path]
+        scores = (files.enter_context(CloudWriter(args.scores, len(prob), stream.precision, ["keep_probability"]))
+                  if args.scores else None)
+        start = 0
+        for chunk in stream.chunks():
+            xyz, intensity = chunk["xyz"], chunk["intensity"]
+            part, mine = prob[start:start + len(xyz)], keep[start:start + len(xyz)]
+            finite_rows = np.isfinite(xyz).all(axis=1)
+            for writer, select in outputs:
+                rows = mine if select == "kept" else finite_rows & ~mine
+                writer.write(xyz[rows], None if intensity is None else intensity[rows])
+            if scores is not None:
+                scores.write(xyz, intensity, keep_probability=part)
+            start += len(xyz)
+            _Interrupts.check()
+
+
+def _folder_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) of each cloud or scan in the folder ``args.input``; outputs go to the folder
+    ``-o`` in the input's own format where it can be written, else .ply."""
+    from pcfilter_lib.io.organised import CLOUD_SUFFIXES  # see the note at the top
+
+    folder, out = Path(args.input), Path(args.output)
+    if args.removed or args.scores:
+        raise ValueError("--removed and --scores name one file; with a folder of inputs give only -o FOLDER")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
+    if out.resolve() == folder.resolve():
+        raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
+    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*CLOUD_SUFFIXES, ".npz"))
+    if not inputs:
+        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+    _option_range("--jobs", args.jobs, 1, 256, "a whole number")
+    _check_threshold(args)
+    _check_model(args)
+    suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in (*CLOUD_SUFFIXES, ".npz")}
+    return [(p, out / (p.stem + suffix[p.suffix.lower()])) for p in inputs]
+
+
+def _filter_folder(args: argparse.Namespace) -> int:
+    """``filter`` on every file of a folder, ``--jobs`` at a time, each in its own process; a file that
+    fails is reported and skipped. Exit status 1 when any failed."""
+    import subprocess  # see the note at the top
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = _folder_jobs(args)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    options = [*(["--model", args.model] if args.model else []), *(["--method", args.method] if args.method else []),
+               *(["--threshold", str(args.threshold)] if args.threshold is not None else []),
+               *(["--allow-empty"] if args.allow_empty else []), "--tile-points", str(args.tile_points), "--quiet"]
+
+    def one(job):
+        source, target = job
+        command = [sys.executable, "-m", "pcfilter_lib.cli", "filter", str(source), "-o", str(target), *options]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+                              if args.jobs > 1 else None)
+        return source, done
+
+    failed = 0
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for source, done in pool.map(one, jobs):
+            if done.returncode == 0:
+                print(f"{source.name}: {done.stdout.strip().splitlines()[0]}")
+            else:
+                failed += 1
+                reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"status {done.returncode}"
+                print(f"{source.name}: skipped: {reason}")
+            if done.returncode == 130:
+                raise KeyboardInterrupt
+    print(f"{len(jobs) - failed} of {len(jobs)} files filtered into {args.output}"
+          + (f"; {failed} skipped (see above)" if failed else ""))
+    return 1 if failed else 0
 
 
 def _evaluation_data(args: argparse.Namespace):
@@ -483,11 +707,20 @@ def _add_filter(commands) -> None:
         "an organised grid, with NaN where a point was removed; coordinates keep the input's precision. A file "
         "too large to filter in the available memory is refused before it is read. A filter that removes every "
         "point writes nothing and fails, unless --allow-empty.")
-    filter_.add_argument("input", metavar="IN", help="scan .npz or point cloud file (never overwritten)")
-    filter_.add_argument("-o", "--output", required=True, metavar="OUT", help="kept points (.ply or .pcd)")
-    filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply or .pcd)")
+    filter_.add_argument("input", metavar="IN",
+                         help="scan .npz, point cloud file, or a folder of them (never overwritten)")
+    filter_.add_argument("-o", "--output", required=True, metavar="OUT",
+                         help="kept points (.ply, .pcd or .xyz); with a folder IN, the output folder")
+    filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply, .pcd or .xyz)")
+    filter_.add_argument("--scores", metavar="S.ply",
+                         help="also write every point with its keep probability (PLY scalar 'keep_probability')")
     filter_.add_argument("--allow-empty", action="store_true",
                          help="write the outputs even when the filter removes every point")
+    filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    filter_.add_argument("--jobs", type=int, default=1, metavar="N",
+                         help="with a folder IN: files filtered at once, each in its own process (default 1)")
+    filter_.add_argument("--tile-points", type=int, default=250_000, metavar="T",
+                         help="points per tile of a large unorganised cloud (default 250000; memory grows with it)")
     _add_filter_choice(filter_)
     filter_.set_defaults(run=_cmd_filter)
 
