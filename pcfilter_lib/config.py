@@ -59,6 +59,16 @@ def data_dir() -> Path:
     return Path(cache) / "pcfilter"
 
 
+def show_progress() -> bool:
+    """Whether a chapter's long cells should draw progress bars.
+
+    True in a kernel that a Jupyter server started for a person (JupyterLab and Notebook set
+    ``JPY_SESSION_NAME`` for it); False when a book build or a benchmark executes the notebook, so
+    that the built pages hold no progress widgets, whose scripts would be fetched from the internet.
+    """
+    return bool(os.environ.get("JPY_SESSION_NAME", "").strip())
+
+
 def describe() -> dict[str, str]:
     """The settings in force, as strings, for reports and ``pcfilter info``."""
     return {"fast_mode": str(fast_mode()), "data_dir": str(data_dir())}

@@ -43,3 +43,10 @@ def test_nothing_else_reads_the_variables():
     reads = re.compile(r"(environ|getenv)[^\n]*PCFILTER_")
     readers = [p.name for p in package.rglob("*.py") if reads.search(p.read_text())]
     assert readers == ["config.py"]
+
+
+def test_progress_bars_only_in_a_jupyter_server_session(monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert not config.show_progress()  # a book build or benchmark: nbclient sets nothing
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/student/book/02_3d_representations.ipynb")
+    assert config.show_progress()
