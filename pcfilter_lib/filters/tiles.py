@@ -244,7 +244,10 @@ def _cloud_spacing(store: TileStore) -> float:
         margin = store.grid.size / 8
         while True:
             xyz, _, core, room = store.load(int(cell), margin)
-            found = _nearest_distances(xyz)
+            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
+                margin *= 2
+                continue
+            found = _nearest_distances(xyz) if len(xyz) > 1 else np.full(len(xyz), np.inf)
             if (found[core] <= room[core]).all() or np.isinf(room).all():
                 break
             margin *= 2
@@ -262,6 +265,9 @@ def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float) -> t
     margin = MARGIN * spacing
     while True:
         xyz, index, core, room = store.load(cell, margin)
+        if len(xyz) <= point_filter.neighbours and not np.isinf(room).all():  # too few to judge: look farther
+            margin *= 2
+            continue
         hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing)
         patches, seeds = core_patches(hood, point_filter.patch_size, core, np.random.default_rng([0, cell]))
         short = 0.0 if np.isinf(room).all() else _shortfall(hood, patches, seeds, room)
