@@ -109,6 +109,21 @@ def _parse_split(text: str) -> tuple[float, float, float]:
     return parts
 
 
+def _parse_families(text: str) -> dict[str, float]:
+    """``bin=0.4,board=0.35,fruit=0.25`` (or ``board``, one family alone) as {family: share}."""
+    families = {}
+    for item in text.split(","):
+        name, _, share = item.strip().partition("=")
+        try:
+            families[name] = float(share) if share else 1.0
+        except ValueError:
+            families[name] = math.nan
+    if not all(math.isfinite(v) and v >= 0 for v in families.values()) or sum(families.values()) <= 0:
+        raise ValueError(f"--families must be family=share pairs with non-negative shares, like "
+                         f"bin=0.4,board=0.35,fruit=0.25; got {text!r}")
+    return families
+
+
 def _check_threshold(args: argparse.Namespace) -> None:
     if args.threshold is None:
         return
@@ -174,12 +189,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    """Simulate a dataset of structured-light scans of bins of parts."""
+    """Simulate a dataset of structured-light scans of bins of parts, circuit boards or fruit."""
     from pcfilter_lib.simulate import dataset  # imports Open3D: only when simulating
     from pcfilter_lib.simulate.scanner import ScannerConfig
 
     width, height = _parse_size(args.size) if args.size else config.choose(full=(640, 480), fast=(160, 120))
     split = _parse_split(args.split)
+    families = _parse_families(args.families)
     _option_range("--n", args.n, 1, dataset.MAX_SCANS, "a whole number")
     _option_range("--seed", args.seed, 0, what="a whole number")
     _option_range("--min-parts", args.min_parts, 0, args.max_parts, "a whole number")
@@ -188,8 +204,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     scanner = ScannerConfig(width=width, height=height)
     stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
                                   n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
-                                  progress=sys.stderr.isatty())
-    print(f"{len(stats)} scans of {width}x{height} in {args.out}")
+                                  progress=sys.stderr.isatty(), families=families, randomise=args.random_scanner)
+    sizes = "scanners drawn per scan" if args.random_scanner else f"{width}x{height}"
+    print(f"{len(stats)} scans ({', '.join(families)}; {sizes}) in {args.out}")
     print(dataset.summarise(stats))
     return 0
 
@@ -666,9 +683,10 @@ def _add_info(commands) -> None:
 def _add_simulate(commands) -> None:
     simulate = commands.add_parser(
         "simulate", help="simulate a dataset of structured-light scans",
-        description="Simulate scans of bins of parts with a structured-light scanner model (shadows, "
-        "inter-reflections, mixed pixels, specular saturation, depth noise) into OUT/{train,val,test}/ with "
-        "a manifest.json. A stopped run resumes when started again with the same options.")
+        description="Simulate scans of bins of parts, circuit boards or fruit with a structured-light scanner "
+        "model (shadows, inter-reflections, mixed pixels, specular saturation, phase-unwrapping errors, depth "
+        "noise) into OUT/{train,val,test}/ with a manifest.json. A stopped run resumes when started again with "
+        "the same options.")
     simulate.add_argument("--out", required=True,
                           help="dataset folder (created; resumed if made with the same options)")
     simulate.add_argument("--n", type=int, required=True, help="number of scans (at most 100000)")
@@ -680,7 +698,13 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--min-parts", type=int, default=3, help="fewest parts per bin (default 3)")
     simulate.add_argument("--max-parts", type=int, default=15, help="most parts per bin (default 15)")
     simulate.add_argument("--mesh", action="append", metavar="FILE",
-                          help="a mesh file (ply, obj, stl, off) to add to the parts library; repeatable")
+                          help="a mesh file (ply, obj, stl, off) to add to the parts library of bins; repeatable")
+    simulate.add_argument("--families", default="bin", metavar="NAME=SHARE,...",
+                          help="scene families and their shares: bin, board (circuit boards with heat sinks), "
+                          "fruit (translucent fruit on a plate); e.g. bin=0.4,board=0.35,fruit=0.25 (default bin)")
+    simulate.add_argument("--random-scanner", action="store_true",
+                          help="draw the scanner per scan (image size scaled from --size, baseline, distance, "
+                          "noise, pattern period), recorded in each scan")
     simulate.set_defaults(run=_cmd_simulate)
 
 

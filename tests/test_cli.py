@@ -72,3 +72,19 @@ def test_bench_adds_rows_to_the_results_file(tmp_path):
     assert "not installed" in rows[1].get("skipped", "") or rows[1]["train_s"] > 0
     stored = json.loads(out.read_text())
     assert len(stored) == 3 and stored[0]["from"] == "another machine"
+
+
+def test_simulate_mixes_scene_families_with_scanners_drawn_per_scan(tmp_path):
+    out = tmp_path / "mixed"
+    result = run("simulate", "--out", str(out), "--n", "3", "--size", "64x48", "--split", "1/0/0",
+                 "--families", "board=1,fruit=1", "--random-scanner")
+    assert result.returncode == 0, result.stderr
+    assert "board, fruit" in result.stdout and "decoding" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["families"] == {"board": 1.0, "fruit": 1.0}
+    assert manifest["parameters"]["randomise"] is True
+    bad = run("simulate", "--out", str(tmp_path / "bad"), "--n", "2", "--families", "moon=1")
+    assert bad.returncode == 1 and "scene families" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    shares = run("simulate", "--out", str(tmp_path / "bad"), "--n", "2", "--families", "bin=x")
+    assert shares.returncode == 1 and "--families must be" in shares.stderr
