@@ -15,11 +15,13 @@ BROWSER_DEBS := chromium
 .PHONY: help book test setup clean
 
 help:
-	@echo "make book   set up, build the book, print the path of its index.html"
+	@echo "make book   set up, say which chapters the build executes and how long that took when measured,"
+	@echo "            build the book (unchanged chapters come from the execution cache), print its index.html"
 	@echo "make test   set up, then run the unit, notebook (nbval) and browser tests in fast mode"
 	@echo "make clean  remove the book build and caches (keeps .venv and data/)"
 
 book: setup
+	@$(BIN)/python book/_ext/execution.py
 	$(BIN)/jupyter-book build book/
 	@echo "Open the book: $(CURDIR)/_build/html/index.html"
 

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+import execution  # the book's local Sphinx extensions
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
@@ -67,11 +70,17 @@ def browser():
         browser.close()
 
 
-def _figures_in_executed_notebook(built_book: Path, stem: str) -> int:
-    notebook = json.loads((built_book / "jupyter_execute" / f"{stem}.ipynb").read_text())
+def _figures_in_executed_notebook(notebook: Path) -> int:
+    """The figures among the outputs of the fast build's execution of ``notebook``, from its cache (the
+    copy that myst-nb writes to jupyter_execute/ lacks the outputs when they came from the cache)."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache = get_cache(execution.cache_folder(ROOT, "fast"))
+    _, executed = cache.merge_match_into_notebook(nbformat.read(notebook, as_version=4))
     return sum(
         1
-        for cell in notebook["cells"] if cell["cell_type"] == "code"
+        for cell in executed.cells if cell.cell_type == "code"
         for output in cell.get("outputs", [])
         if any(mime in output.get("data", {}) for mime in FIGURE_MIME_TYPES)
     )
@@ -106,7 +115,7 @@ def test_every_chapter_page_renders(built_book, server, browser, notebooks):
         body = page.locator("article").inner_text()
         assert "Traceback (most recent call last)" not in body, f"{notebook.stem}: a traceback is shown"
 
-        expected = _figures_in_executed_notebook(built_book, notebook.stem)
+        expected = _figures_in_executed_notebook(notebook)
         assert expected > 0, f"{notebook.stem}: the executed notebook made no figure"
         images = page.locator(".cell_output img")
         plots = page.locator(".cell_output .plotly-graph-div")
@@ -128,3 +137,16 @@ def test_intro_and_references_pages(built_book, server, browser):
     page.goto(f"{server}/references.html", wait_until="load")
     assert page.locator(".citation, dl.citation > dt, div.citation").count() > 0, "the bibliography is empty"
     page.close()
+
+
+def test_the_execution_cache_sees_code_not_comments_and_keeps_variants_apart(monkeypatch):
+    code = "def f(x):\n    return x + 1\n"
+    assert execution._code_only(code) == execution._code_only('def f(x):\n    """Add one."""\n    return x + 1  # +1\n')
+    assert execution._code_only(code) != execution._code_only(code.replace("+ 1", "+ 2"))
+    folders = {}
+    for value in ("1", "0"):
+        monkeypatch.setenv("PCFILTER_FAST", value)
+        folders[value] = execution.cache_folder(ROOT)
+    assert folders["1"].name.startswith("fast-") and folders["0"].name.startswith("full-")
+    assert folders["1"].parent == folders["0"].parent and folders["1"].name[5:] == folders["0"].name[5:]
+    assert execution.cache_folder(ROOT, "fast") == folders["1"]
