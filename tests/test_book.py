@@ -1,6 +1,6 @@
 """The book as a reader sees it: built with `jupyter-book build -W` in fast mode, then opened in a
-real headless Chromium. Every chapter page must load with its title, show no error output, and
-show every figure its executed notebook produced."""
+real headless Chromium. Every chapter page must load with its title, show no error or stderr output,
+and show every figure its executed notebook produced."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import execution  # the book's local Sphinx extensions
+import quiet_outputs
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -27,6 +29,8 @@ FIGURE_MIME_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/vn
 # page, so the second copy fails to redeclare a constant. It only concerns live code cells (thebe),
 # which this book does not use.
 KNOWN_SCRIPT_ERRORS = {"Identifier 'THEBE_JS_URL' has already been declared"}
+# myst-nb writes what a cell printed on stderr into a block with these classes.
+STDERR_BLOCK = re.compile(r'class="[^"]*\boutput stderr\b')
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +132,16 @@ def test_every_chapter_page_renders(built_book, server, browser, notebooks):
     assert missing == [], f"files of the book that did not load: {missing}"
 
 
+def _pages(built_book: Path) -> list[Path]:
+    return sorted(p for p in (built_book / "html").glob("*.html") if p.name not in ("genindex.html", "search.html"))
+
+
+def test_no_page_shows_stderr_output(built_book):
+    # TensorFlow's C++ logs, Python warnings and progress bars written to stderr would all land here.
+    shown = {page.name: len(STDERR_BLOCK.findall(page.read_text())) for page in _pages(built_book)}
+    assert {name: n for name, n in shown.items() if n} == {}, "pages with stderr output blocks"
+
+
 def test_intro_and_references_pages(built_book, server, browser):
     page = browser.new_page()
     page.goto(f"{server}/index.html")
@@ -150,3 +164,11 @@ def test_the_execution_cache_sees_code_not_comments_and_keeps_variants_apart(mon
     assert folders["1"].name.startswith("fast-") and folders["0"].name.startswith("full-")
     assert folders["1"].parent == folders["0"].parent and folders["1"].name[5:] == folders["0"].name[5:]
     assert execution.cache_folder(ROOT, "fast") == folders["1"]
+
+
+def test_only_progress_bars_are_left_out_of_stderr():
+    assert quiet_outputs.is_progress("\rsimulating scans:  50%|#####     | 4/8 [00:02<00:02, 1.9scan/s]\n")
+    assert quiet_outputs.is_progress("training: 100%|##| 5/5 [00:03<00:00, 1.6epoch/s, loss=0.31]")
+    assert quiet_outputs.is_progress("patches: 7it [00:01, 5.02it/s]")
+    assert not quiet_outputs.is_progress("x: 50%|#| 1/2 [00:01<00:01, 1.0s/it]\nUserWarning: a real problem")
+    assert not quiet_outputs.is_progress("E0000 00:00:1795365341.638509  24745 meta_optimizer.cc:967] remapper failed")
