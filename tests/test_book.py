@@ -1,6 +1,7 @@
 """The book as a reader sees it: built with `jupyter-book build -W` in fast mode, then opened in a
-real headless Chromium. Every chapter page must load with its title, show no error or stderr output,
-and show every figure its executed notebook produced."""
+real headless Chromium that may fetch nothing but the book itself. Every chapter page must load with
+its title, show no error or stderr output, show every figure its executed notebook produced, and
+typeset its formulas with the MathJax the book ships."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ FIGURE_MIME_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/vn
 # page, so the second copy fails to redeclare a constant. It only concerns live code cells (thebe),
 # which this book does not use.
 KNOWN_SCRIPT_ERRORS = {"Identifier 'THEBE_JS_URL' has already been declared"}
+# A laptop's window.
+VIEWPORT = {"width": 1440, "height": 900}
 # myst-nb writes what a cell printed on stderr into a block with these classes.
 STDERR_BLOCK = re.compile(r'class="[^"]*\boutput stderr\b')
+# TeX delimiters that MathJax replaces when it typesets; left in the text, a formula was not rendered.
+RAW_TEX = ("\\(", "\\[", "$$")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +79,27 @@ def browser():
         browser.close()
 
 
+@pytest.fixture
+def offline_page(browser, server):
+    """A page that may load the book's own files only: every other request is refused and recorded
+    in ``page.outside``, as a reader without a network would see it."""
+    context = browser.new_context(viewport=VIEWPORT)
+    outside: list[str] = []
+
+    def route(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.outside = outside
+    yield page
+    context.close()
+
+
 def _figures_in_executed_notebook(notebook: Path) -> int:
     """The figures among the outputs of the fast build's execution of ``notebook``, from its cache (the
     copy that myst-nb writes to jupyter_execute/ lacks the outputs when they came from the cache)."""
@@ -95,12 +121,12 @@ def _title(notebook: Path) -> str:
     return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
 
 
-def test_every_chapter_page_renders(built_book, server, browser, notebooks):
+def test_every_chapter_page_renders(built_book, server, offline_page, notebooks):
     chapters = [nb for nb in notebooks if nb.stem != "intro"]
     assert chapters, "the table of contents lists no chapter notebook"
-    page = browser.new_page()
-    # Scripts that crash, and the book's own files that fail to load, are errors. Files from the
-    # internet (MathJax from its CDN) cannot load on an offline machine and are left out.
+    page = offline_page
+    # Scripts that crash, and the book's own files that fail to load, are errors; so is any request
+    # outside the book (the page must work offline).
     script_errors: list[str] = []
     missing: list[str] = []
     page.on("pageerror", lambda error: str(error) in KNOWN_SCRIPT_ERRORS or script_errors.append(str(error)))
@@ -127,9 +153,9 @@ def test_every_chapter_page_renders(built_book, server, browser, notebooks):
         for n in range(images.count()):
             loaded = images.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")
             assert loaded, f"{notebook.stem}: figure {n} did not load"
-    page.close()
     assert script_errors == [], f"script errors in the browser: {script_errors}"
     assert missing == [], f"files of the book that did not load: {missing}"
+    assert page.outside == [], f"requests outside the book: {sorted(set(page.outside))}"
 
 
 def _pages(built_book: Path) -> list[Path]:
@@ -142,15 +168,43 @@ def test_no_page_shows_stderr_output(built_book):
     assert {name: n for name, n in shown.items() if n} == {}, "pages with stderr output blocks"
 
 
-def test_intro_and_references_pages(built_book, server, browser):
-    page = browser.new_page()
+# The text a reader sees, without code and without the typeset formulas themselves.
+PROSE_TEXT = """() => {
+    const article = document.querySelector("article").cloneNode(true);
+    article.querySelectorAll("pre, code, mjx-container, script").forEach(e => e.remove());
+    return article.textContent;
+}"""
+
+
+def test_formulas_are_typeset_offline(built_book, server, offline_page):
+    page = offline_page
+    with_math = [p.name for p in _pages(built_book) if 'class="math notranslate' in p.read_text()]
+    assert with_math, "no page of the book has a formula: has Sphinx changed its math markup?"
+    for name in with_math:
+        page.goto(f"{server}/{name}", wait_until="load")
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        page.evaluate("() => MathJax.startup.promise")
+        scripts = page.evaluate("() => [...document.scripts].filter(s => /mathjax/i.test(s.src)).map(s => s.src)")
+        assert len(scripts) == 1, f"{name}: MathJax should load once, from the book; scripts: {scripts}"
+        assert scripts[0].startswith(server), f"{name}: MathJax comes from {scripts[0]}"
+        formulas = page.locator(".math")
+        typeset = page.locator(".math mjx-container")
+        assert typeset.count() == formulas.count() > 0, f"{name}: {typeset.count()} of {formulas.count()} typeset"
+        text = page.evaluate(PROSE_TEXT)
+        raw = [mark for mark in RAW_TEX if mark in text]
+        assert raw == [], f"{name}: raw TeX left in the text ({raw}): {text[text.find(raw[0]) - 80:][:200]!r}"
+    assert page.outside == [], f"requests outside the book: {sorted(set(page.outside))}"
+
+
+def test_intro_and_references_pages(built_book, server, offline_page):
+    page = offline_page
     page.goto(f"{server}/index.html")
     page.wait_for_url("**/intro.html")  # index.html redirects to the root page
     assert "pcfilter" in page.title()
     assert page.locator("nav a", has_text="Convolution math").count() > 0
     page.goto(f"{server}/references.html", wait_until="load")
     assert page.locator(".citation, dl.citation > dt, div.citation").count() > 0, "the bibliography is empty"
-    page.close()
+    assert page.outside == [], f"requests outside the book: {sorted(set(page.outside))}"
 
 
 def test_the_execution_cache_sees_code_not_comments_and_keeps_variants_apart(monkeypatch):

@@ -372,13 +372,24 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
 def setup_plotly() -> None:
     """Make ``fig.show()`` work in notebooks and in the built book without a network.
 
-    The renderer "plotly_mimetype+notebook" puts two representations into each output: the Plotly
-    JSON (for JupyterLab) and HTML with a ``plotly-graph-div``; the first figure of a notebook also
-    carries plotly.js itself, inline, so the book's pages need no CDN. Jupyter Book shows the HTML.
+    The renderer "plotly_mimetype+book" puts two representations into each output: the Plotly
+    JSON (for JupyterLab) and HTML with a ``plotly-graph-div``; the output of this call carries
+    plotly.js itself, inline, so the book's pages need no CDN. Jupyter Book shows the HTML. Plotly's
+    own "notebook" renderer would also load MathJax from a CDN with every figure; the book serves its
+    MathJax itself, once per page, so "book" is that renderer with MathJax left out.
     """
     import plotly.io as pio  # Plotly is heavy: loaded only when asked for
+    from plotly.io.base_renderers import NotebookRenderer
 
-    pio.renderers.default = "plotly_mimetype+notebook"
+    class BookRenderer(NotebookRenderer):
+        def to_mimebundle(self, fig_dict):
+            html = pio.to_html(fig_dict, config=self.config, auto_play=self.auto_play, include_plotlyjs=False,
+                               include_mathjax=False, full_html=False, animation_opts=self.animation_opts,
+                               default_width="100%", default_height=525, validate=False)
+            return {"text/html": html}
+
+    pio.renderers["book"] = BookRenderer()
+    pio.renderers.default = "plotly_mimetype+book"
 
 
 def show_clouds(clouds: Mapping[str, np.ndarray], ncols: int = 5, size: float = 2.4, point_size: float = 1.0):
