@@ -1,7 +1,7 @@
 """The book as a reader sees it: built with `jupyter-book build -W` in fast mode, then opened in a
 real headless Chromium that may fetch nothing but the book itself. Every chapter page must load with
-its title, show no error or stderr output, show every figure its executed notebook produced, and
-typeset its formulas with the MathJax the book ships."""
+its title, show no error or stderr output, show every figure its executed notebook produced, fit its
+code into the page's column, and typeset its formulas with the MathJax the book ships."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ FIGURE_MIME_TYPES = ("image/png", "image/jpeg", "image/svg+xml", "application/vn
 # page, so the second copy fails to redeclare a constant. It only concerns live code cells (thebe),
 # which this book does not use.
 KNOWN_SCRIPT_ERRORS = {"Identifier 'THEBE_JS_URL' has already been declared"}
-# A laptop's window.
+# A laptop's window (1440 x 900), wide enough for the book theme's column to reach its full width, which
+# holds 88 characters of code (the notebooks' line length, book/ruff.toml). Narrower windows narrow the column.
 VIEWPORT = {"width": 1440, "height": 900}
 # myst-nb writes what a cell printed on stderr into a block with these classes.
 STDERR_BLOCK = re.compile(r'class="[^"]*\boutput stderr\b')
@@ -166,6 +167,26 @@ def test_no_page_shows_stderr_output(built_book):
     # TensorFlow's C++ logs, Python warnings and progress bars written to stderr would all land here.
     shown = {page.name: len(STDERR_BLOCK.findall(page.read_text())) for page in _pages(built_book)}
     assert {name: n for name, n in shown.items() if n} == {}, "pages with stderr output blocks"
+
+
+# The longest line of each code cell whose text is wider than the box around it (the reader would have to
+# scroll sideways). textContent, not innerText: a cell in a closed dropdown (a solution) has no rendered text.
+OVERFLOWING_CODE = """() => [...document.querySelectorAll("div.cell_input pre")]
+    .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+    .map(pre => pre.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), ""))"""
+
+
+def test_code_cells_fit_the_column(built_book, server, offline_page, notebooks):
+    page = offline_page
+    too_wide = {}
+    for notebook in notebooks:
+        page.goto(f"{server}/{notebook.stem}.html", wait_until="load")
+        assert page.locator("div.cell_input pre").count() > 0, \
+            f"{notebook.stem}: no code cell found (has myst-nb changed its markup?)"
+        longest = page.evaluate(OVERFLOWING_CODE)
+        if longest:
+            too_wide[notebook.stem] = f"{len(longest)} cells, e.g. {longest[0]!r}"
+    assert too_wide == {}, f"code wider than the page's column at {VIEWPORT['width']} px: {too_wide}"
 
 
 # The text a reader sees, without code and without the typeset formulas themselves.

@@ -12,3 +12,13 @@ def test_ruff_check_is_clean():
     result = subprocess.run([str(ruff), "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+def test_notebook_code_is_checked_at_88_characters(notebooks):
+    # book/ruff.toml narrows the line length for the notebooks, so that their code fits the book's page.
+    ruff = Path(sys.executable).with_name("ruff")
+    for notebook in notebooks:
+        result = subprocess.run([str(ruff), "check", "--show-settings", str(notebook)], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "linter.line_length = 88\n" in result.stdout, f"{notebook.name} is not checked at 88 characters"
