@@ -181,12 +181,14 @@ def plan(root: Path) -> str:
         lines.append(f"No {label} build has been timed on a CPU-only machine yet "
                      f"(python benchmarks/book_times.py{' --fast' if which == 'fast' else ''} measures it).")
         return "\n".join(lines)
-    cores = sorted({str(times[stem].get("cpu_cores", "?")) for stem in measured})
-    first = sum(times[stem]["seconds"] for stem in measured)
-    gaps = "" if len(measured) == len(notebooks) else f" ({len(notebooks) - len(measured)} not measured yet)"
-    lines.append(f"A first {label} build executes its notebooks in {_duration(first)}{gaps} on "
-                 f"{' or '.join(cores)} CPU cores, as benchmarks/book_times.py measured; "
-                 "Sphinx's own work comes on top.")
+    cores = " or ".join(sorted({str(times[stem].get("cpu_cores", "?")) for stem in measured}))
+    first = _duration(sum(times[stem]["seconds"] for stem in measured))
+    if len(measured) == len(notebooks):
+        lines.append(f"A first {label} build executes its notebooks in {first} on {cores} CPU cores, "
+                     "as benchmarks/book_times.py measured; Sphinx's own work comes on top.")
+    else:
+        lines.append(f"Only {len(measured)} of its {len(notebooks)} notebooks have been timed for a {label} build: "
+                     f"{first} on {cores} CPU cores (benchmarks/book_times.py); the others are not measured yet.")
     if todo and len(todo) < len(notebooks):
         now = sum(times[stem]["seconds"] for stem in todo if stem in times)
         lines.append(f"The notebooks to execute now took {_duration(now)} of that.")
