@@ -146,12 +146,15 @@ def set_trainable(model: keras.Model, trainable: bool, keep_batchnorm_frozen: bo
 
 def fine_tune(model: keras.Model, train_set: Clouds, val_set: Clouds | None, head_epochs: int,
               full_epochs: int = 0, learning_rate: float = 1e-3, full_learning_rate: float = 1e-4,
-              seed: int = 0) -> list[TrainResult]:
-    """Train the head of a ``replace_head`` model, then (``full_epochs`` > 0) everything at a lower rate."""
-    runs = [train(model, train_set, val_set, head_epochs, learning_rate=learning_rate, seed=seed)]
+              seed: int = 0, progress: bool = False) -> list[TrainResult]:
+    """Train the head of a ``replace_head`` model, then (``full_epochs`` > 0) everything at a lower rate;
+    ``progress`` shows a bar over the epochs of each."""
+    runs = [train(model, train_set, val_set, head_epochs, learning_rate=learning_rate, seed=seed,
+                  progress=progress)]
     if full_epochs:
         set_trainable(model, True)
-        runs.append(train(model, train_set, val_set, full_epochs, learning_rate=full_learning_rate, seed=seed + 1))
+        runs.append(train(model, train_set, val_set, full_epochs, learning_rate=full_learning_rate, seed=seed + 1,
+                          progress=progress))
     return runs
 
 
@@ -171,11 +174,12 @@ class TransferResult:
 
 def compare_transfer(pretrained: str | os.PathLike, train_set: Clouds, val_set: Clouds, test_set: Clouds,
                      new_classes, fractions=(0.1, 0.25, 1.0), scratch_epochs: int = 20, head_epochs: int = 5,
-                     build=None, seed: int = 0, progress=None) -> list[TransferResult]:
+                     build=None, seed: int = 0, progress=None, bars: bool = False) -> list[TransferResult]:
     """For each fraction of the new classes' training data: train a fresh PointNet (``build(num_classes)``)
     from scratch, and a new head on the frozen pretrained feature extractor; test both.
 
-    ``progress`` (e.g. ``print``) is called with a line after each fraction.
+    ``progress`` (e.g. ``print``) is called with a line after each fraction; ``bars`` shows a progress
+    bar over the epochs of every training run.
     """
     new_train, new_val, new_test = (select_classes(c, new_classes) for c in (train_set, val_set, test_set))
     build = build or (lambda n: pointnet.build_pointnet(n))
@@ -184,10 +188,10 @@ def compare_transfer(pretrained: str | os.PathLike, train_set: Clouds, val_set: 
         subset = take_fraction(new_train, fraction, seed=seed)
         keras.utils.set_random_seed(seed)
         scratch = build(len(new_classes))
-        scratch_run = train(scratch, subset, new_val, scratch_epochs, seed=seed)
+        scratch_run = train(scratch, subset, new_val, scratch_epochs, seed=seed, progress=bars)
         keras.utils.set_random_seed(seed)
         model = replace_head(load_model(pretrained), len(new_classes))
-        head_run = fine_tune(model, subset, new_val, head_epochs, seed=seed)[0]
+        head_run = fine_tune(model, subset, new_val, head_epochs, seed=seed, progress=bars)[0]
         result = TransferResult(fraction, len(subset), accuracy(scratch, new_test), scratch_run.seconds,
                                 accuracy(model, new_test), head_run.seconds, scratch_run, head_run)
         results.append(result)
