@@ -85,7 +85,7 @@ def large_cloud(scan_points: np.ndarray, points: int, seed: int = 0) -> np.ndarr
 
 def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
     """Seconds of each stage of the point filter on ``cloud`` (one run after a warm-up)."""
-    from pcfilter_lib.filters.points import pad_patches
+    from pcfilter_lib.filters.points import cover_patches, pad_patches
     from pcfilter_lib.geometry import point_features as pf
 
     point_filter.keep_probability_points(cloud)
@@ -101,7 +101,8 @@ def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
     lap("neighbour search")
     statistics = pf.local_statistics(hood)
     lap("features")
-    patches = pad_patches(pf.seed_patches(hood, point_filter.patch_size), point_filter.model.input_shape[1])
+    patches = cover_patches(hood, np.flatnonzero(finite), point_filter.patch_size).patches
+    patches = pad_patches(patches, point_filter.model.input_shape[1])
     lap("patches")
     inputs = pf.patch_inputs(hood, patches, point_filter.feature_set, statistics)
     lap("patch inputs")

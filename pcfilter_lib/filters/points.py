@@ -22,11 +22,14 @@ The U-Net filter needs a pixel grid; this one needs only points (N, 3). It works
 coordinates only (what a plain PointNet sees), statistics only, or both. ``PointFilter`` wraps a
 trained model with its threshold and settings and offers the ``keep_probability`` / ``keep_mask``
 interface of ``filters.base.Filter``, so ``filters.evaluation.evaluate_filter`` and the command line
-use every filter alike. Steps 1-3 live in ``geometry.point_features``.
+use every filter alike. Steps 1-3 live in ``geometry.point_features``, except the choice of the
+patches the filter reads (``cover_patches``), made so that a tile of a larger cloud gets the
+whole cloud's (``filters.tiles``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -45,7 +48,6 @@ from pcfilter_lib.geometry.point_features import (
     local_statistics,
     neighbourhoods,
     patch_inputs,
-    seed_patches,
 )
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 
@@ -106,7 +108,7 @@ class PointFilter:
 
     def hood_probability(self, hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
         """(N,) float32 P(keep) of the points of ``hood`` from the network's predictions on ``patches``
-        (from ``seed_patches``): the mean over the patches that hold each point, 0 for a point in
+        (from ``cover_patches``): the mean over the patches that hold each point, 0 for a point in
         none. The inputs are made one batch of patches at a time."""
         patches = pad_patches(patches, self.model.input_shape[1])
         columns = FEATURE_SETS[self.feature_set]
@@ -121,7 +123,7 @@ class PointFilter:
         points, finite = finite_points(points)
         hood = neighbourhoods(points[finite], self.neighbours)
         prob = np.zeros(len(points), np.float32)
-        prob[finite] = self.hood_probability(hood, seed_patches(hood, self.patch_size))
+        prob[finite] = self.hood_probability(hood, cover_patches(hood, np.flatnonzero(finite), self.patch_size).patches)
         return prob
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:
@@ -143,6 +145,97 @@ class PointFilter:
     __call__ = keep_mask
 
 
+# The patches the filter reads (``cover_patches``): in round r every point that no patch holds yet becomes
+# a patch's seed with probability min(1, PATCH_GROWTH ** r / P), drawn from a hash of its index in the
+# cloud. Unlike ``geometry.point_features.seed_patches`` (the training patches, whose rounds draw from the
+# whole cloud), whether a point is a seed depends only on the points near it, so that a tile of a larger
+# cloud gets the patches of the whole cloud (``filters.tiles``). A growth of 1.5 gives about 2.7 patches per
+# point on a 640x480 scan (2.4 for seed_patches) in 15 rounds.
+PATCH_GROWTH = 1.5
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def patch_draw(index: np.ndarray, round_: int) -> np.ndarray:
+    """(n,) float64 in [0, 1): a fixed pseudo-random number per point index and round (SplitMix64)."""
+    x = np.asarray(index, np.int64).astype(np.uint64) * _MIX[0] + np.uint64((round_ + 1) * int(_MIX[2]) % 2 ** 64)
+    for shift, factor in ((30, _MIX[1]), (27, _MIX[2])):
+        x ^= x >> np.uint64(shift)
+        x *= factor
+    x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+@dataclass
+class Cover:
+    """The patches of ``cover_patches``.
+
+    Attributes:
+        patches: (M, P) point indices, nearest to the seed first.
+        seeds: (M,) the seed of each patch.
+        exact: (N,) True where the patches that hold the point are those of the whole cloud.
+        reach: the farthest a complete patch's member lies from its seed along the axes, in spacings.
+    """
+
+    patches: np.ndarray
+    seeds: np.ndarray
+    exact: np.ndarray
+    reach: float
+
+
+def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int, room: np.ndarray | None = None,
+                  reach: float = 0.0, axes: Sequence[int] = (0, 1, 2)) -> Cover:
+    """Cover a cloud, or a part of one, with patches whose seeds depend only on the points near them.
+
+    In round r = 0, 1, ... each point that no patch holds yet becomes a seed when ``patch_draw(index,
+    r)`` < min(1, PATCH_GROWTH ** r / P); a seed's patch is its P nearest points. On a part of a cloud
+    (``room`` given: each point's distance to the edge of the part along ``axes``, beyond which the
+    cloud goes on) the rounds also track which points certainly have the whole cloud's patches: not a
+    point within ``reach`` of the edge (a seed outside might reach it), nor the members of a patch that
+    crosses the edge, nor those of a seed whose own coverage is uncertain.
+
+    Args:
+        hood: the ``Neighbourhoods`` of the points.
+        index: (N,) each point's index in the whole cloud (what the draws depend on).
+        patch_size: P; at most N.
+        room: (N,) distance to the part's edge in spacings; None for a whole cloud.
+        reach: the farthest a seed outside the part may reach along ``axes``, in spacings.
+        axes: the axes along which ``room`` and ``reach`` are measured.
+
+    Returns:
+        The ``Cover``; on a whole cloud every point is exact.
+    """
+    n = len(hood.points)
+    size = min(patch_size, n)
+    room = np.full(n, np.inf) if room is None else np.asarray(room, float)
+    covered = np.zeros(n, bool)  # by a patch made here
+    sure = np.zeros(n, bool)  # by a patch the whole cloud has too
+    exact = room >= reach
+    patches, seeds, seen, rate = [], [], 0.0, 0.0
+    for r in itertools.count():
+        if covered.all() and (rate >= 1 or (sure | exact).all()):
+            break
+        rate = min(1.0, PATCH_GROWTH ** r / size)
+        candidates = np.flatnonzero(~covered | ~(sure | exact))  # may be uncovered in the whole cloud
+        drawn = candidates[patch_draw(index[candidates], r) < rate]
+        if not drawn.size:
+            continue
+        members = hood.nearest(hood.points[drawn], size)
+        # Among more than P coincident points the search may return others than the seed: the seed
+        # then takes the place of the farthest member, so that every round covers its seeds.
+        missing = ~(members == drawn[:, None]).any(axis=1)
+        members[missing, -1] = drawn[missing]
+        offsets = hood.points[members] - hood.points[drawn][:, None]  # (m, P, 3)
+        complete = np.linalg.norm(offsets, axis=2).max(axis=1) <= room[drawn]  # no point beyond the edge is nearer
+        certain, seed = exact[drawn], ~covered[drawn]
+        seen = max(seen, float(np.abs(offsets[complete][..., list(axes)]).max(initial=0.0)))
+        exact[members[~(complete & certain)].ravel()] = False
+        sure[members[complete & certain & seed].ravel()] = True
+        covered[members[seed].ravel()] = True
+        patches.append(members[seed])
+        seeds.append(drawn[seed])
+    return Cover(np.concatenate(patches), np.concatenate(seeds), exact, seen)
+
+
 def pad_patches(patches: np.ndarray, size: int | None) -> np.ndarray:
     """Patches of a cloud smaller than the network's fixed patch size, filled up to ``size`` points.
 
@@ -152,7 +245,7 @@ def pad_patches(patches: np.ndarray, size: int | None) -> np.ndarray:
     get in a patch of its own size; ``combine`` then averages equal values.
 
     Args:
-        patches: (M, N) point indices from ``seed_patches``.
+        patches: (M, N) point indices from ``cover_patches``.
         size: the model's points per patch, or None when it takes any number.
 
     Returns:

@@ -3,17 +3,26 @@
 A cloud larger than one tile is cut by a grid over its two widest axes into cells of about
 ``tile_points`` points, kept on disk in one file per cell. Each cell is filtered with a halo: the
 points of the neighbouring cells within a margin around it. The margin starts at ``MARGIN`` point
-spacings and grows by what is missing until every neighbourhood the cell's decisions read is complete: the k
-nearest neighbours of every point of every patch and of their neighbours, and the whole patch of
-every seed, lie inside the loaded region (checked from the distances, not assumed). So a point's
-features are those of the whole cloud, bit for bit; only the random choice of patch centres differs
-from the in-memory filter, which changes the decisions of a few points in 100 000 (the same as
-another seed of the in-memory filter; ``tests/test_tiles.py`` measures it).
+spacings and grows until everything the cell's decisions read is that of the whole cloud, checked
+from the distances, not assumed:
+
+* the patches that hold each of the cell's points (``filters.points.cover_patches`` draws the seeds
+  from a hash of each point's index in the cloud, round by round, so that whether a point is a seed
+  depends only on the points near it; the rounds track which points certainly get the whole cloud's
+  patches);
+* the k nearest neighbours of every member of those patches and of the members' neighbours (the
+  features), which must lie inside the loaded region.
 
 Lengths are measured in the spacing of the whole cloud (the median distance from a point to its
-nearest neighbour), found in a first pass over the tiles. A cloud of at most one tile goes through
-``PointFilter.keep_probability_points`` unchanged. Memory holds one tile with its halo, the
-(N,) float32 probabilities and the (N,) nearest distances of the first pass; the points stay on disk.
+nearest neighbour) and coordinates centred on the whole cloud's median, both found in passes over the
+cells before the filtering, so that a tile's coordinates round as the whole cloud's do and its
+features are those of the whole cloud; ``tests/test_tiles.py`` checks the features and the decisions.
+The one thing that may differ is a seed beyond a tile's halo whose patch reaches farther into the
+tile than any patch the tile holds (a lone point far from everything), which the halo cannot see.
+
+A cloud of at most one tile goes through ``PointFilter.keep_probability_points`` unchanged. Memory
+holds one tile with its halo, the (N,) float32 probabilities and the (N,) nearest distances of the
+spacing pass; the points stay on disk.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pcfilter_lib.filters.points import Cover, cover_patches
 from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
 
 TILE_POINTS = 250_000  # points per tile: with its halo and the network, a few hundred MB
 MARGIN = 32  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
+SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 
 
@@ -130,57 +141,69 @@ class TileStore:
             parts.append(rows)
             core.append(np.full(len(rows), other == cell))
         rows, core = np.concatenate(parts), np.concatenate(core)
+        order = np.argsort(rows["index"], kind="stable")  # the cloud's order, as in the in-memory filter
+        rows, core = rows[order], core[order]
         return rows["xyz"], rows["index"], core, self.grid.room(rows["xyz"], low, high)
 
+    def column(self, axis: int) -> Iterable[np.ndarray]:
+        """One coordinate of every stored point, cell after cell."""
+        for cell in np.flatnonzero(self.counts):
+            yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"][:, axis]
 
-def _nearest_distances(xyz: np.ndarray) -> np.ndarray:
-    """(n,) distance from each point to its nearest other point."""
+
+def _nearest_distances(xyz: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(n,) distance from each point to its nearest other point (coordinates less ``centre``, as the
+    in-memory filter centres them, so that the distances are its own)."""
     import open3d as o3d  # deferred: only the tiled filter needs it here
 
-    centred = np.ascontiguousarray(xyz - np.median(xyz, axis=0))
+    centred = np.ascontiguousarray(xyz - centre)
     search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(centred))
     search.knn_index()
     _, squared = search.knn_search(o3d.core.Tensor(centred), 2)
     return np.sqrt(squared.numpy()[:, 1].astype(np.float64))
 
 
-def core_patches(hood: Neighbourhoods, patch_size: int, core: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``geometry.point_features.seed_patches`` with seeds drawn from the ``core`` points only,
-    until every core point is in a patch (members may lie anywhere in ``hood``); returns the (M, P)
-    patches and their (M,) seeds. With every point in the core and ``rng = default_rng(0)`` the
-    patches are those of ``seed_patches``."""
-    n = len(hood.points)
-    size = min(patch_size, n)
-    covered = np.zeros(n, bool)
-    patches, chosen = [], []
-    candidates = np.flatnonzero(core)
-    for _ in range(n + 1):
-        if not candidates.size:
-            return np.concatenate(patches), np.concatenate(chosen)
-        count = max(int(np.ceil(candidates.size / size)), min(candidates.size, 16))
-        seeds = rng.choice(candidates, size=min(count, candidates.size), replace=False)
-        members = hood.nearest(hood.points[seeds], size)
-        missing = ~(members == seeds[:, None]).any(axis=1)
-        members[missing, -1] = seeds[missing]
-        patches.append(members)
-        chosen.append(seeds)
-        covered[members.ravel()] = True
-        candidates = np.flatnonzero(core & ~covered)
-    raise RuntimeError(f"core_patches did not cover the tile's {int(core.sum())} points")
+def _kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
+    """The value of rank ``rank`` (0 first) among all the values in [low, high] read from ``values()``,
+    found exactly in a few passes: each narrows the range to the one of 1024 bins that holds the rank,
+    until the range holds at most ``SELECT_LIMIT`` values, which are then sorted."""
+    below = 0  # values under low
+    while low < high:
+        inside = [v[(v >= low) & (v <= high)] for v in values()]
+        count = sum(len(v) for v in inside)
+        if count <= SELECT_LIMIT:
+            return float(np.partition(np.concatenate(inside), rank - below)[rank - below])
+        edges = np.linspace(low, high, 1025)
+        counts = sum(np.bincount(np.clip(np.searchsorted(edges, v, "right") - 1, 0, 1023), minlength=1024)
+                     for v in inside)
+        del inside
+        b = int(np.searchsorted(np.cumsum(counts), rank - below, "right"))
+        below += int(counts[:b].sum())
+        low, high = float(edges[b]), (high if b == 1023 else float(np.nextafter(edges[b + 1], -np.inf)))
+    return low
 
 
-def _shortfall(hood: Neighbourhoods, patches: np.ndarray, seeds: np.ndarray, room: np.ndarray) -> float:
-    """How much wider (in the cloud's units) the halo must grow for the tile's decisions to read only
-    complete neighbourhoods; 0 when they do. Complete: every patch lies within its seed's ``room``, and
-    every member of a patch and every neighbour of a member has its k nearest neighbours within its
-    room (``TileStore.load``)."""
-    room = room / hood.spacing  # hood's lengths are in spacings
-    members = np.unique(patches)
+def _cloud_centre(store: TileStore, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """(3,) the median of the stored points, bit for bit ``np.median(points, axis=0)``."""
+    n = int(store.counts.sum())
+    centre = np.empty(3)
+    for axis in range(3):
+        middle = [_kth_smallest(lambda a=axis: store.column(a), rank, low[axis], high[axis])
+                  for rank in sorted({(n - 1) // 2, n // 2})]
+        centre[axis] = np.mean(np.array(middle, np.float64))  # as np.median takes the middle two
+    return centre
+
+
+def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.ndarray) -> float:
+    """How much wider (in spacings) the halo must grow for the tile's decisions to be the whole cloud's;
+    0 when they are. They are when every core point has the whole cloud's patches (``cover.exact``) and
+    every member of those patches and every neighbour of a member has its k nearest neighbours within
+    its ``room`` (in spacings: the distance to the edge of the loaded region)."""
+    if not cover.exact[core].all():
+        return cover.reach / 2 + 1
+    members = np.unique(cover.patches[core[cover.patches].any(axis=1)])
     needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
-    short = float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
-    reach = np.linalg.norm(hood.points[patches] - hood.points[seeds][:, None], axis=2).max(axis=1)
-    return max(short, float(np.max(reach - room[seeds], initial=0.0))) * hood.spacing
+    return float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
 
 
 def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarray]], tile_points: int = TILE_POINTS,
@@ -224,10 +247,11 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
             finite = np.isfinite(xyz).all(axis=1)
             store.add(xyz[finite], start + np.flatnonzero(finite))
             start += len(xyz)
-        spacing = _cloud_spacing(store)
-        prob = np.zeros(count, np.float32)
+        centre = _cloud_centre(store, low, high)
+        spacing = _cloud_spacing(store, centre)
+        prob, reach = np.zeros(count, np.float32), 0.0
         for cell in np.flatnonzero(store.counts):
-            index, values = _filter_cell(point_filter, store, int(cell), spacing)
+            index, values, reach = _filter_cell(point_filter, store, int(cell), spacing, centre, reach)
             prob[index] = values
             if progress:
                 progress(int(store.counts[cell]))
@@ -236,7 +260,7 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
         return prob
 
 
-def _cloud_spacing(store: TileStore) -> float:
+def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
     """The whole cloud's spacing: the median of the positive nearest distances of all its points."""
     nearest = np.empty(int(store.counts.sum()))
     filled = 0
@@ -247,7 +271,7 @@ def _cloud_spacing(store: TileStore) -> float:
             if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
                 margin *= 2
                 continue
-            found = _nearest_distances(xyz) if len(xyz) > 1 else np.full(len(xyz), np.inf)
+            found = _nearest_distances(xyz, centre) if len(xyz) > 1 else np.full(len(xyz), np.inf)
             if (found[core] <= room[core]).all() or np.isinf(room).all():
                 break
             margin *= 2
@@ -259,19 +283,28 @@ def _cloud_spacing(store: TileStore) -> float:
     return float(np.median(positive))
 
 
-def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices in the cloud, P(keep)) of one cell's points, from the cell with a halo wide enough
-    that every neighbourhood they read is complete."""
-    margin = MARGIN * spacing
+def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float, centre: np.ndarray,
+                 reach: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """(indices in the cloud, P(keep), reach) of one cell's points, from the cell with a halo wide enough
+    that everything they read is the whole cloud's (``_shortfall``). ``reach`` (in spacings) is the
+    farthest a patch reaches from its seed along the grid's axes in the cells done before; the one
+    returned includes this cell's."""
+    margin = max(MARGIN, 1.5 * reach + 4) * spacing  # a seed outside reaches up to ``reach`` into the halo
     while True:
         xyz, index, core, room = store.load(cell, margin)
         if len(xyz) <= point_filter.neighbours and not np.isinf(room).all():  # too few to judge: look farther
             margin *= 2
             continue
-        hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing)
-        patches, seeds = core_patches(hood, point_filter.patch_size, core, np.random.default_rng([0, cell]))
-        short = 0.0 if np.isinf(room).all() else _shortfall(hood, patches, seeds, room)
+        hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing, centre=centre)
+        room = room / spacing  # hood's lengths are in spacings
+        cover = cover_patches(hood, index, point_filter.patch_size, room, reach, store.grid.axes)
+        if cover.reach > reach:  # a patch reaches farther than assumed: so might one beyond the halo
+            reach = cover.reach
+            margin = max(margin, (1.5 * reach + 4) * spacing)
+            continue
+        short = 0.0 if np.isinf(room).all() else _shortfall(hood, cover, core, room)
         if short <= 0:
             break
-        margin += 1.25 * short + spacing  # the patches are drawn again, from the same seed
-    return index[core], point_filter.hood_probability(hood, patches)[core]
+        margin += max(1.25 * short + 1, margin / spacing / 2) * spacing
+    holding = cover.patches[core[cover.patches].any(axis=1)]  # the patches the cell's points read
+    return index[core], point_filter.hood_probability(hood, holding)[core], reach

@@ -83,7 +83,8 @@ class Neighbourhoods:
         return found.numpy().astype(np.int64)
 
 
-def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None) -> Neighbourhoods:
+def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None,
+                   centre: np.ndarray | None = None) -> Neighbourhoods:
     """Measure a cloud's spacing and find every point's k nearest neighbours.
 
     Args:
@@ -91,6 +92,8 @@ def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None) ->
         k: neighbours per point (at most N - 1 are used).
         spacing: the unit of length to use instead of this cloud's own spacing (a tile of a larger
             cloud is measured in the spacing of the whole cloud).
+        centre: (3,) the point to centre on instead of this cloud's median (a tile is centred on the
+            whole cloud's, so that its coordinates, and the features made from them, round alike).
 
     Returns:
         The ``Neighbourhoods`` of the cloud; lengths in them are in units of its spacing.
@@ -106,16 +109,16 @@ def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None) ->
                          f"{MIN_POINTS} to compare each point with its neighbours")
     k = min(k, n - 1)
     # The median, not the mean: a few points far away (1e30) must not swamp the others' precision.
-    centred = _centred(points)
+    centred = _centred(points, centre)
     search, (found, squared) = _knn(centred, k + 1)
     indices, distances = found[:, 1:].astype(np.int64), np.sqrt(squared[:, 1:])
     spacing = _median_spacing(distances[:, 0]) if spacing is None else float(spacing)
     return Neighbourhoods(centred / spacing, spacing, search, distances / spacing, indices)
 
 
-def _centred(points: np.ndarray) -> np.ndarray:
-    """(N, 3) float64 points less their median, checked to lie within ``COORDINATE_LIMIT``."""
-    centred = points - np.median(points, axis=0)
+def _centred(points: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) float64 points less their median (or ``centre``), checked to lie within ``COORDINATE_LIMIT``."""
+    centred = points - (np.median(points, axis=0) if centre is None else np.asarray(centre, np.float64))
     if np.abs(centred).max() > COORDINATE_LIMIT:
         raise ValueError(f"the cloud spans more than ±{COORDINATE_LIMIT:.1e}: distances between its points overflow; "
                          "drop the points that lie that far away")
