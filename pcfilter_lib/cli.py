@@ -205,8 +205,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
                                   n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
                                   progress=sys.stderr.isatty(), families=families, randomise=args.random_scanner)
-    sizes = "scanners drawn per scan" if args.random_scanner else f"{width}x{height}"
-    print(f"{len(stats)} scans ({', '.join(families)}; {sizes}) in {args.out}")
+    what = f"({', '.join(families)}; a scanner drawn per scan)" if args.random_scanner else \
+        f"of {width}x{height} ({', '.join(families)})"
+    print(f"{len(stats)} scans {what} in {args.out}")
     print(dataset.summarise(stats))
     return 0
 

@@ -208,3 +208,26 @@ def test_loader_errors(folder, tmp_path):
         scans.ScanSequence([tmp_path / "nope.npz"])
     with pytest.raises(ValueError, match="at least one scan file"):
         scans.scan_dataset([])
+
+
+def test_a_managed_folder_of_another_version_is_made_again(folder, tmp_path):
+    import shutil
+
+    old = tmp_path / "managed"
+    shutil.copytree(folder, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["version"] = "0"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    dataset.write_dataset(old, 5, seed=7, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6), progress=False,
+                          replace=True)
+    assert read_manifest(old)["version"] == dataset.VERSION
+    assert read_manifest(old)["files"] == read_manifest(folder)["files"]
+    # a file the manifest does not list is the user's: nothing is deleted, the folder is refused
+    (old / "notes.txt").write_text("mine")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["version"] = "0"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="already holds other data"):
+        dataset.write_dataset(old, 5, seed=7, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6),
+                              progress=False, replace=True)
+    assert (old / "notes.txt").read_text() == "mine" and (old / "train").is_dir()

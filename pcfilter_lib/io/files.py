@@ -118,17 +118,22 @@ def same_recipe(manifest: dict | None, recipe: dict) -> bool:
     return manifest is not None and all(manifest.get(key) == value for key, value in recipe.items())
 
 
-def prepare_folder(folder: str | os.PathLike, recipe: dict) -> dict:
+def prepare_folder(folder: str | os.PathLike, recipe: dict, replace: bool = False) -> dict:
     """Get ``folder`` ready for a generator run and return its manifest.
 
     A missing or empty folder gets a new manifest for ``recipe``. A folder written for the same
-    recipe is resumed: its manifest is returned with the files already made. A folder holding
-    anything else is refused with a ValueError, so files from two versions are never mixed.
+    recipe is resumed: its manifest is returned with the files already made. With ``replace`` (for
+    the data folders the library manages itself), a folder written by the same generator for another
+    version or recipe, holding nothing but its manifest's files, is emptied and made again. Any other
+    folder holding anything is refused with a ValueError, so files from two versions are never mixed
+    and nothing of the user's is deleted.
     """
     folder = Path(folder)
     manifest = read_manifest(folder) if folder.exists() else None
     if same_recipe(manifest, recipe):
         return manifest
+    if replace and manifest and manifest.get("generator") == recipe.get("generator"):
+        _remove_generated(folder, manifest)
     if folder.exists() and any(p.name != MANIFEST for p in folder.iterdir()):
         found = f"{manifest.get('generator')} {manifest.get('version')}" if manifest else "files without a manifest"
         raise ValueError(
@@ -138,6 +143,20 @@ def prepare_folder(folder: str | os.PathLike, recipe: dict) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     write_manifest(folder, manifest)
     return manifest
+
+
+def _remove_generated(folder: Path, manifest: dict) -> None:
+    """Delete the files a manifest lists, then the manifest and the folders left empty, when the folder
+    holds nothing else (otherwise leave it all in place)."""
+    listed = {folder / name for name in manifest.get("files", {})} | {folder / MANIFEST}
+    present = {p for p in folder.rglob("*") if p.is_file()}
+    if not present <= listed:
+        return
+    for path in present:
+        path.unlink()
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def record_file(folder: str | os.PathLike, manifest: dict, name: str) -> None:

@@ -47,7 +47,8 @@ SCANS_MIXED_FAST = ScanSet("scans_mixed_fast", 24, 160, 120, seed=1, families=MI
 
 
 def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, progress: bool = True) -> Path:
-    """The folder of ``scan_set`` inside ``data_dir``, simulated (or resumed) if needed.
+    """The folder of ``scan_set`` inside ``data_dir``, simulated (or resumed) if needed; a folder left by
+    another simulator version is made again.
 
     Args:
         data_dir: the data folder (``pcfilter_lib.config.data_dir()``).
@@ -60,7 +61,7 @@ def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, pr
     folder = Path(data_dir) / scan_set.folder
     dataset.write_dataset(folder, scan_set.scans, scan_set.seed,
                           ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress,
-                          families=dict(scan_set.families), randomise=scan_set.randomise)
+                          families=dict(scan_set.families), randomise=scan_set.randomise, replace=True)
     return folder
 
 

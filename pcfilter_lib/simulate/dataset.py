@@ -142,19 +142,20 @@ def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
 
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
                   n_parts=(3, 15), mesh_files=(), progress: bool = True, families=BINS_ONLY,
-                  randomise: bool = False) -> list[dict]:
+                  randomise: bool = False, replace: bool = False) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
     Checks the request first (``check_request``), so that a refused one leaves no folder behind.
     Resumes a folder made with the same recipe: finished files whose sha256 matches the manifest
     are kept, missing or damaged ones are made again. Refuses a folder holding anything else, and
-    writes each file atomically. ``families`` and ``randomise`` are as in ``make_scan``. Returns
-    ``scan_stats`` per scan.
+    writes each file atomically. With ``replace`` (folders the library manages), a folder of another
+    version or recipe of this generator is made again instead (``io.files.prepare_folder``).
+    ``families`` and ``randomise`` are as in ``make_scan``. Returns ``scan_stats`` per scan.
     """
     check_request(n, split, n_parts, mesh_files, families)
     out = Path(out)
     names = scan_names(n, split)
-    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise))
+    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise), replace)
     damaged = set(verify_folder(out, manifest))
     stats = []
     for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", disable=not progress)):

@@ -501,8 +501,8 @@ def stripe_contrast(rig: Rig, hits: _Hits, to_light: np.ndarray) -> np.ndarray:
 
     A pixel integrates the pattern over its footprint on the surface; seen at a grazing angle, the
     footprint stretches and may cover a whole stripe period in the projector's image, which averages
-    the stripes away: the contrast is |sinc(w / period)| for a footprint w projector pixels wide
-    (w grows as 1 / cos of the camera's incidence angle)."""
+    the stripes away: the contrast is the absolute value of sinc(w / period) for a footprint w
+    projector pixels wide (w grows as 1 / cos of the camera's incidence angle)."""
     c = rig.config
     cos_camera = np.maximum(-_dot(hits.normals, hits.dirs), np.float32(1e-3))
     cos_projector = np.abs(_dot(hits.normals, to_light))
