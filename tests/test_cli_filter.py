@@ -17,8 +17,8 @@ from pcfilter_lib.io.scan import load_scan
 PCFILTER = Path(sys.executable).with_name("pcfilter")
 
 
-def run(*args, data=None):
-    env = {**os.environ, "PCFILTER_FAST": "1"}
+def run(*args, data=None, env=None):
+    env = {**os.environ, "PCFILTER_FAST": "1", **(env or {})}
     if data is not None:
         env["PCFILTER_DATA"] = str(data)
     return subprocess.run([str(PCFILTER), *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
@@ -209,3 +209,95 @@ def test_evaluate_per_file_prints_one_row_per_cloud_that_add_up_to_the_pooled_re
     for kind, row in whole["kinds"].items():
         assert scans["kinds"][kind]["points"] == row["points"]
         assert scans["kinds"][kind]["removed"] == pytest.approx(row["removed"])
+
+
+# The point filter on large clouds: tiles, streaming, scores, folders, determinism, interruption
+
+
+def small_cloud(dataset, points=2500):
+    """A test scan's measured points as an (N, 3) float64 cloud of ``points`` points, one of them NaN."""
+    scan = load_scan(next((dataset / "test").glob("*.npz")), arrays=())
+    cloud = scan["xyz"][scan["valid"]].astype(float)[:points]
+    cloud[4] = np.nan
+    return cloud
+
+
+@needs_point_filter
+def test_scores_and_xyz_output_in_tiles_are_the_same_bytes_whatever_the_threads(dataset, tmp_path):
+    """--scores is read back by Open3D, -o .xyz keeps the input's format, and two runs in tiles (so the
+    halo logic runs) with one and with two threads write byte-identical files."""
+    import open3d as o3d
+
+    from pcfilter_lib.io.model_cards import read_model_card
+
+    cloud = small_cloud(dataset)
+    source = tmp_path / "cloud.xyz"
+    source.write_text("".join(f"{x:.17g} {y:.17g} {z:.17g}\n" for x, y, z in cloud.tolist()))
+    names = ("kept.xyz", "removed.ply", "scores.ply")
+    for threads in ("1", "2"):
+        (tmp_path / threads).mkdir()
+        result = run("filter", source, "-o", tmp_path / threads / names[0], "--removed", tmp_path / threads / names[1],
+                     "--scores", tmp_path / threads / names[2], "--tile-points", 1000, "--quiet",
+                     env={"OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads})
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+    for name in names:
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes(), name
+
+    scores = o3d.t.io.read_point_cloud(str(tmp_path / "1" / "scores.ply"))
+    prob = scores.point["keep_probability"].numpy().ravel()
+    np.testing.assert_array_equal(scores.point.positions.numpy(), cloud.astype(np.float64))
+    assert len(prob) == len(cloud) and prob[4] == 0 and ((prob >= 0) & (prob <= 1)).all() and prob.std() > 0
+    keep = prob >= read_model_card(filters.SHIPPED_POINT_MODEL).threshold
+    kept = np.loadtxt(tmp_path / "1" / "kept.xyz", ndmin=2)
+    np.testing.assert_array_equal(kept, cloud[keep])  # .xyz text in full double precision
+    removed = read_cloud(tmp_path / "1" / "removed.ply")
+    assert int(removed["valid"].sum()) == len(cloud) - 1 - keep.sum()
+
+
+@needs_point_filter
+def test_a_folder_is_filtered_in_parallel_jobs_and_a_bad_file_is_skipped(dataset, tmp_path):
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    cloud = small_cloud(dataset, 1500)
+    write_xyz(folder / "a.xyz", cloud)
+    write_points(folder / "b.ply", cloud[np.isfinite(cloud).all(1)])
+    (folder / "c.xyz").write_text("1 2 3\nfour five six\n")
+    result = run("filter", folder, "-o", out, "--jobs", 2)
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("a.xyz: pointnet_filter: kept") and lines[1].startswith("b.ply: pointnet_filter: kept")
+    assert lines[2].startswith("c.xyz: skipped:") and "is not a text cloud" in lines[2]
+    assert lines[3] == f"2 of 3 files filtered into {out}; 1 skipped (see above)"
+    assert sorted(p.name for p in out.iterdir()) == ["a.xyz", "b.ply"]
+    assert 0 < len(np.loadtxt(out / "a.xyz", ndmin=2)) < len(cloud) - 1
+    assert 0 < int(read_cloud(out / "b.ply")["valid"].sum()) < len(cloud) - 1
+
+
+INTERRUPT_WHILE_WRITING = """
+import os, signal, sys
+from pcfilter_lib.cli import main
+from pcfilter_lib.io import clouds
+write = clouds.CloudWriter.write
+def write_then_interrupt(self, *args, **kwargs):
+    write(self, *args, **kwargs)
+    self._file.flush()
+    open(sys.argv[1], "w").write(str(os.path.getsize(self._file.name)))  # the partial file, on disk
+    os.kill(os.getpid(), signal.SIGINT)
+clouds.CloudWriter.write = write_then_interrupt
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@needs_point_filter
+def test_ctrl_c_while_a_streamed_cloud_is_written_leaves_no_file(dataset, tmp_path):
+    source = write_xyz(tmp_path / "cloud.xyz", small_cloud(dataset, 1500))
+    marker = tmp_path / "written"
+    result = subprocess.run([sys.executable, "-c", INTERRUPT_WHILE_WRITING, str(marker), "filter", source,
+                             "-o", tmp_path / "out.ply", "--scores", tmp_path / "scores.ply", "--quiet"],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "PCFILTER_FAST": "1"},
+                            cwd=tmp_path)
+    assert int(marker.read_text()) > 0  # the first chunk was on disk when Ctrl-C came
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "pcfilter filter: interrupted; no output file was left half-written\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.xyz", "written"]
