@@ -1,7 +1,11 @@
-"""Project-wide pytest set-up: which notebooks nbval runs, and hypothesis profiles."""
+"""Project-wide pytest set-up: which notebooks nbval runs, how their outputs reach the book's browser
+test, and hypothesis profiles."""
 
 from __future__ import annotations
 
+import copy
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,177 @@ def pytest_ignore_collect(collection_path: Path, config):
     if collection_path.suffix == ".ipynb":
         return collection_path.resolve() not in {p.resolve() for p in toc_notebooks()}
     return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Each notebook is executed once per run. nbval executes it cell by cell (every notebook must run);
+# the kernel's messages for each cell are kept and turned into the notebook's outputs by nbclient's
+# own message handling, the way the book build records them, and the executed notebook goes into
+# the book's execution cache (book/_ext/execution.py). The browser test (tests/test_book.py) runs
+# after the notebooks and builds the book from that cache, so the build executes nothing again; a
+# notebook that failed under nbval fails the browser test too.
+
+BOOK_TESTS = "test_book.py"
+
+
+class NotebookRuns:
+    """What nbval did with each notebook: ``stored[path]`` is the cache record (primary key, code hash)
+    of a notebook whose every cell passed, ``failed[path]`` says why another one was not stored."""
+
+    def __init__(self):
+        self.stored: dict[Path, tuple[int, str]] = {}
+        self.failed: dict[Path, str] = {}
+        self.variant: str | None = None
+        self.cells: list = []  # nbval's items (one per code cell) of this run
+        self._messages: dict[object, list[dict]] = {}  # cell item -> iopub messages read while it ran
+        self._outcomes: dict[str, str] = {}  # node id -> "passed", "failed" or "skipped"
+        self._seconds: dict[str, float] = {}
+        self._language: dict[object, dict] = {}  # nbval collector -> its kernel's language_info
+        self._running = None
+
+    # -- nbval's side ----------------------------------------------------------------------------
+
+    def watch(self, notebook_file) -> None:
+        """Keep every kernel message nbval reads for a cell of ``notebook_file`` (an nbval collector)."""
+        read = notebook_file.get_kernel_message
+
+        def get_kernel_message(*args, **kwargs):
+            message = read(*args, **kwargs)
+            if self._running is not None:
+                self._messages.setdefault(self._running, []).append(message)
+            return message
+
+        notebook_file.get_kernel_message = get_kernel_message
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):
+        # The kernel starts with the first cell; like the book build's kernels (book/_ext/quiet_outputs.py)
+        # it inherits TF_CPP_MIN_LOG_LEVEL=3 unless the variable is set already.
+        if not _is_cell(item) or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+            return (yield)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        try:
+            return (yield)
+        finally:
+            del os.environ["TF_CPP_MIN_LOG_LEVEL"]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        if _is_cell(item) and item.parent not in self._language:
+            # What nbclient writes into an executed notebook's metadata (the book's code highlighting
+            # follows its pygments_lexer); asked before the first cell runs, when no request is pending.
+            reply = item.parent.kernel.kc.kernel_info(reply=True, timeout=60)
+            self._language[item.parent] = reply["content"]["language_info"]
+        self._running = item if _is_cell(item) else None
+        try:
+            return (yield)
+        finally:
+            self._running = None
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self._seconds[report.nodeid] = report.duration
+        if report.when == "call" or report.outcome != "passed":  # a failed teardown fails the cell too
+            self._outcomes[report.nodeid] = report.outcome
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        result = yield
+        if _is_cell(item) and (nextitem is None or nextitem.parent is not item.parent):
+            self._finish(item.parent)
+        return result
+
+    # -- the notebook, executed -------------------------------------------------------------------
+
+    def _finish(self, notebook_file) -> None:
+        path = Path(notebook_file.path).resolve()
+        cells = [item for item in self.cells if item.parent is notebook_file]
+        outcomes = [self._outcomes.get(item.nodeid, "not run") for item in cells]
+        messages = {item.cell_num: self._messages.pop(item, []) for item in cells}
+        code_cells = sum(cell.cell_type == "code" for cell in notebook_file.nb.cells)
+        if len(cells) != code_cells or any(outcome != "passed" for outcome in outcomes):
+            bad = [f"{item.name} {outcome}" for item, outcome in zip(cells, outcomes, strict=True)
+                   if outcome != "passed"]
+            self.failed[path] = ", ".join(bad) or f"{len(cells)} of its {code_cells} code cells ran"
+            return
+        import execution  # book/_ext, put on sys.path by pytest_configure
+
+        seconds = sum(self._seconds.get(item.nodeid, 0.0) for item in cells)
+        try:
+            executed = executed_notebook(notebook_file.nb, messages)
+            executed.metadata["language_info"] = self._language.pop(notebook_file)
+            self.stored[path] = execution.store(ROOT, path, executed, seconds)
+        except Exception as error:  # reported by the browser test, which needs these outputs
+            self.failed[path] = f"its outputs could not be stored in the execution cache: {error!r}"
+            return
+        self.variant = execution.variant()
+
+
+def _is_cell(item) -> bool:
+    return type(item).__name__ == "IPyNbCell"
+
+
+def executed_notebook(notebook, messages: dict[int, list[dict]]):
+    """A copy of ``notebook`` with the outputs that the kernel's ``messages`` (per code cell number)
+    describe, recorded by nbclient as the book build records them (stream, display, clear_output and
+    display updates, widget state)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionComplete
+
+    executed = copy.deepcopy(notebook)
+    client = NotebookClient(executed, record_timing=False)  # the build's settings (jupyter-cache)
+    client.widget_registry = {}  # no live kernel behind this client to sync Output widgets with
+    code = [(index, cell) for index, cell in enumerate(executed.cells) if cell.cell_type == "code"]
+    for number, (index, cell) in enumerate(code):
+        cell.outputs = []
+        cell.execution_count = None
+        client.clear_before_next_output = False
+        request = _request_id(messages.get(number, []), cell.source)
+        for message in messages.get(number, []):
+            if message["parent_header"].get("msg_id") != request:
+                continue
+            try:
+                client.process_message(message, cell, index)
+            except CellExecutionComplete:
+                break
+        # nbval executes without storing history, so the kernel's counter stays put; a build that
+        # executes the notebook numbers its cells 1, 2, ... (jupyter-cache checks this sequence).
+        cell.execution_count = number + 1
+        for output in cell.outputs:
+            if output.output_type == "execute_result":
+                output.execution_count = number + 1
+    client.set_widgets_metadata()
+    nbformat.validate(executed)
+    return executed
+
+
+def _request_id(messages: list[dict], source: str) -> str | None:
+    """The id of the execute request of the cell whose code is ``source``, from its execute_input message."""
+    for message in messages:
+        if message["msg_type"] == "execute_input" and message["content"].get("code") == source:
+            return message["parent_header"].get("msg_id")
+    return None
+
+
+_runs = NotebookRuns()
+
+
+def pytest_configure(config):
+    sys.path.insert(0, str(BOOK / "_ext"))
+    config.pluginmanager.register(_runs, "pcfilter-notebook-runs")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the browser test of the book after the notebooks, whose outputs it builds the book from."""
+    book_tests = [item for item in items if item.path.name == BOOK_TESTS and item.path.parent.name == "tests"]
+    items[:] = [item for item in items if item not in book_tests] + book_tests
+    _runs.cells = [item for item in items if _is_cell(item)]
+    for notebook_file in {id(item.parent): item.parent for item in _runs.cells}.values():
+        _runs.watch(notebook_file)
+
+
+@pytest.fixture(scope="session")
+def notebook_runs() -> NotebookRuns:
+    """The notebooks that nbval executed in this run and stored in the book's execution cache."""
+    return _runs

@@ -40,8 +40,16 @@ RAW_TEX = ("\\(", "\\[", "$$")
 
 
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory) -> Path:
-    """Build the whole book once, warnings as errors, into a temporary folder."""
+def built_book(tmp_path_factory, notebook_runs) -> Path:
+    """Build the whole book once, warnings as errors, into a temporary folder.
+
+    In a run that also executes the notebooks (``make test``), nbval has executed them before this
+    file runs and the root conftest.py has put their outputs into the execution cache: the build
+    renders them from there and executes none of them again. A notebook that failed under nbval
+    fails the build at once."""
+    if notebook_runs.failed:
+        pytest.fail("the book is not built from notebooks that failed under nbval: " + "; ".join(
+            f"{path.name} ({why})" for path, why in notebook_runs.failed.items()))
     out = tmp_path_factory.mktemp("book")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
@@ -49,7 +57,31 @@ def built_book(tmp_path_factory) -> Path:
         cwd=ROOT, env={**os.environ, "PCFILTER_FAST": "1"}, capture_output=True, text=True, timeout=3600,
     )
     assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-8000:]}\n{result.stderr[-8000:]}"
+    if notebook_runs.variant == "fast":
+        again = _executed_again(notebook_runs.stored, result.stdout)
+        assert again == [], f"the build executed again what nbval had executed: {again}\n{result.stdout[-8000:]}"
     return out / "_build"
+
+
+def _executed_again(stored: dict[Path, tuple[int, str]], log: str) -> list[str]:
+    """The notebooks that nbval executed and stored in the fast cache (``stored``: path -> record key and
+    code hash) but that the build executed once more, although their code has not changed since."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache = get_cache(execution.cache_folder(ROOT, "fast"))
+    executing = {line.split(":")[0].strip() for line in log.splitlines() if "Executing notebook" in line}
+    again = []
+    for path, (key, code_hash) in stored.items():
+        if cache.create_hashed_notebook(nbformat.read(path, as_version=4))[1] != code_hash:
+            continue  # edited since nbval ran it: executing it again is right
+        try:
+            same = cache.match_cache_notebook(nbformat.read(path, as_version=4)).pk == key
+        except KeyError:
+            same = False
+        if not same or any(path.stem in name for name in executing):
+            again.append(path.name)
+    return again
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -140,6 +140,32 @@ def cached(folder: Path, notebooks: list[Path]) -> set[str]:
     return found
 
 
+def store(root: Path, notebook: Path, executed, seconds: float) -> tuple[int, str]:
+    """Put an execution of ``notebook`` made outside the build into the cache of the current variant.
+
+    The next build then renders the notebook from these outputs instead of executing it, exactly as
+    if it had executed the notebook itself: ``make test`` executes every notebook once, under nbval,
+    and builds the book for the browser test from those outputs (see the root conftest.py).
+
+    Args:
+        root: the folder that holds book/.
+        notebook: the notebook's file; its code cells must be those that were executed.
+        executed: the executed notebook (an ``nbformat`` v4 node), outputs and execution counts filled in.
+        seconds: how long the execution took (shown in the build's execution statistics).
+
+    Returns:
+        The cache record's primary key and the hash that identifies the notebook's code in the cache.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    cache = get_cache(cache_folder(root))
+    record = cache.cache_notebook_bundle(
+        CacheBundleIn(executed, str(notebook.resolve()), data={"execution_seconds": seconds}),
+        check_validity=False, overwrite=True)
+    return record.pk, record.hashkey
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
