@@ -75,21 +75,26 @@ def library_edges() -> dict[str, set[str]]:
     return edges
 
 
+@pytest.fixture(scope="module")
+def edges() -> dict[str, set[str]]:
+    """The library's import graph, read once for all the tests of this file (it parses every module)."""
+    return library_edges()
+
+
 def test_every_module_belongs_to_a_stage_or_the_entry_level():
     for mod in modules():
         assert mod == "" or stage(mod) in STAGES + ENTRY, f"pcfilter_lib.{mod} is in no stage of the layout"
 
 
 @pytest.mark.parametrize("mod", sorted(m for m in modules() if m and stage(m) not in ENTRY))
-def test_stages_import_only_their_own_stage_and_those_beneath(mod):
+def test_stages_import_only_their_own_stage_and_those_beneath(mod, edges):
     allowed = set(STAGES[:STAGES.index(stage(mod)) + 1])
-    for target in library_edges()[mod]:
+    for target in edges[mod]:
         assert stage(target) in allowed, (f"pcfilter_lib.{mod} imports pcfilter_lib.{target}, a higher stage "
                                           f"({stage(target)}) or the entry level")
 
 
-def test_the_library_has_no_import_cycle():
-    edges = library_edges()
+def test_the_library_has_no_import_cycle(edges):
     state: dict[str, int] = {}
     path: list[str] = []
 
