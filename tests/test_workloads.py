@@ -2,6 +2,7 @@
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -30,8 +31,18 @@ def test_sizes_reach_the_worker_intact_and_shape_the_workloads():
 
 
 @pytest.fixture(scope="module")
-def unet_rows():
-    return {backend: workloads.run_in_subprocess(backend, "unet", sizes=workloads.FAST) for backend in INSTALLED}
+def rows():
+    """The rows of the workloads this file checks: the U-Net on every installed backend and PointNet on
+    TensorFlow, each in its own process as ``collect`` runs them, the processes side by side."""
+    jobs = [(backend, "unet") for backend in INSTALLED] + [("tensorflow", "pointnet")]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {job: pool.submit(workloads.run_in_subprocess, *job, sizes=workloads.FAST) for job in jobs}
+    return {job: future.result() for job, future in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def unet_rows(rows):
+    return {backend: row for (backend, model), row in rows.items() if model == "unet"}
 
 
 def test_every_installed_backend_runs_the_unet_workload(unet_rows):
@@ -49,8 +60,8 @@ def test_backends_reach_comparable_losses(unet_rows):
     assert all(abs(math.log(loss / reference)) < math.log(2) for loss in losses.values()), losses
 
 
-def test_pointnet_workload_runs():
-    row = workloads.run_in_subprocess("tensorflow", "pointnet", sizes=workloads.FAST)
+def test_pointnet_workload_runs(rows):
+    row = rows["tensorflow", "pointnet"]
     assert "skipped" not in row, row
     assert row["model"] == "pointnet" and math.isfinite(row["final_loss"])
 
