@@ -65,7 +65,7 @@ def test_a_tile_with_its_halo_has_the_features_of_the_whole_cloud(cloud, tmp_pat
     centre = tiles._cloud_centre(store, finite.min(0), finite.max(0))
     assert centre.tolist() == np.median(finite, axis=0).tolist()
     assert tiles._cloud_spacing(store, centre) == hood.spacing
-    index, values, _ = tiles._filter_cell(_StatisticsOnly(), store, cell, hood.spacing, centre)
+    index, values = tiles._filter_cell(_StatisticsOnly(), store, cell, hood.spacing, centre)
     assert len(index) == store.counts[cell] and len(index) < len(finite) / 2
     np.testing.assert_allclose(values, whole[index], rtol=1e-5, atol=1e-6)
 
@@ -76,7 +76,7 @@ class _StatisticsOnly:
 
     neighbours, patch_size = point_features.NEIGHBOURS, 256
 
-    def hood_probability(self, hood, patches):
+    def hood_probability(self, hood, patches, held=None):
         return point_features.local_statistics(hood)
 
 
@@ -105,6 +105,8 @@ def test_patches_cover_every_point_from_draws_that_follow_each_point():
     # the same points under other indices get other seeds
     assert not np.array_equal(filters.points.cover_patches(hood, index + 1, 64).seeds, cover.seeds)
     # on a part of the cloud, the points near its edge are not known to have the whole cloud's patches
-    room = 40 - points[:, 0]
-    part = filters.points.cover_patches(hood, index, 64, room=room / hood.spacing, reach=cover.reach, axes=(0,))
-    assert not part.exact[room < 1].any() and part.exact[room > 30].all()
+    distance = np.linalg.norm(hood.points[cover.patches] - hood.points[cover.seeds][:, None], axis=2)
+    assert (cover.held == (distance <= filters.points.HOLD)).all()
+    room = (40 - points[:, 0]) / hood.spacing
+    part = filters.points.cover_patches(hood, index, 64, room=room)
+    assert not part.exact[room < filters.points.HOLD].any() and part.exact[room > 3 * filters.points.HOLD].all()

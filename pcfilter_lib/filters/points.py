@@ -106,16 +106,20 @@ class PointFilter:
                 batch = np.concatenate([batch, np.zeros((self.batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
             yield np.asarray(self.model.predict_on_batch(batch))[:count - i, :, 0]
 
-    def hood_probability(self, hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
+    def hood_probability(self, hood: Neighbourhoods, patches: np.ndarray, held: np.ndarray | None = None) -> np.ndarray:
         """(N,) float32 P(keep) of the points of ``hood`` from the network's predictions on ``patches``
-        (from ``cover_patches``): the mean over the patches that hold each point, 0 for a point in
-        none. The inputs are made one batch of patches at a time."""
+        (from ``cover_patches``): the mean over the patches that hold each point (all members, or those
+        where ``held`` is True), 0 for a point in none. The inputs are made one batch of patches at a time."""
+        size = patches.shape[1]
         patches = pad_patches(patches, self.model.input_shape[1])
         columns = FEATURE_SETS[self.feature_set]
         statistics = local_statistics(hood) if set(STATISTICS) & set(columns) else None
-        predictions = self._predict_batches(
-            len(patches), lambda rows: patch_inputs(hood, patches[rows], self.feature_set, statistics))
-        return combine(patches, np.concatenate(list(predictions)), len(hood.points))
+        predictions = np.concatenate(list(self._predict_batches(
+            len(patches), lambda rows: patch_inputs(hood, patches[rows], self.feature_set, statistics))))
+        if held is None:
+            return combine(patches, predictions, len(hood.points))
+        patches, predictions = patches[:, :size], predictions[:, :size]  # the padding repeats the first members
+        return combine(patches[held], predictions[held], len(hood.points))
 
     def keep_probability_points(self, points) -> np.ndarray:
         """(N,) float32 P(keep) of each point of an (N, 3) cloud; 0 for points with NaN or infinite
@@ -123,7 +127,8 @@ class PointFilter:
         points, finite = finite_points(points)
         hood = neighbourhoods(points[finite], self.neighbours)
         prob = np.zeros(len(points), np.float32)
-        prob[finite] = self.hood_probability(hood, cover_patches(hood, np.flatnonzero(finite), self.patch_size).patches)
+        cover = cover_patches(hood, np.flatnonzero(finite), self.patch_size)
+        prob[finite] = self.hood_probability(hood, cover.patches, cover.held)
         return prob
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:
@@ -150,8 +155,12 @@ class PointFilter:
 # cloud. Unlike ``geometry.point_features.seed_patches`` (the training patches, whose rounds draw from the
 # whole cloud), whether a point is a seed depends only on the points near it, so that a tile of a larger
 # cloud gets the patches of the whole cloud (``filters.tiles``). A growth of 1.5 gives about 2.7 patches per
-# point on a 640x480 scan (2.4 for seed_patches) in 15 rounds.
+# point on a 640x480 scan (2.4 for seed_patches) in 15 rounds. A patch is always the seed's P nearest points
+# (what the network was trained on), but it holds, for covering and for the mean of the predictions, only
+# its members within HOLD spacings of the seed: a lone point far from the rest reaches out hundreds of
+# spacings, and a tile would otherwise need a halo that wide.
 PATCH_GROWTH = 1.5
+HOLD = 24.0  # in spacings; a patch of 256 points on a surface of the median density spans about 10
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -171,35 +180,33 @@ class Cover:
 
     Attributes:
         patches: (M, P) point indices, nearest to the seed first.
+        held: (M, P) True for the members within ``HOLD`` of the seed, whose predictions count.
         seeds: (M,) the seed of each patch.
         exact: (N,) True where the patches that hold the point are those of the whole cloud.
-        reach: the farthest a complete patch's member lies from its seed along the axes, in spacings.
     """
 
     patches: np.ndarray
+    held: np.ndarray
     seeds: np.ndarray
     exact: np.ndarray
-    reach: float
 
 
-def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int, room: np.ndarray | None = None,
-                  reach: float = 0.0, axes: Sequence[int] = (0, 1, 2)) -> Cover:
+def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
+                  room: np.ndarray | None = None) -> Cover:
     """Cover a cloud, or a part of one, with patches whose seeds depend only on the points near them.
 
     In round r = 0, 1, ... each point that no patch holds yet becomes a seed when ``patch_draw(index,
-    r)`` < min(1, PATCH_GROWTH ** r / P); a seed's patch is its P nearest points. On a part of a cloud
-    (``room`` given: each point's distance to the edge of the part along ``axes``, beyond which the
-    cloud goes on) the rounds also track which points certainly have the whole cloud's patches: not a
-    point within ``reach`` of the edge (a seed outside might reach it), nor the members of a patch that
-    crosses the edge, nor those of a seed whose own coverage is uncertain.
+    r)`` < min(1, PATCH_GROWTH ** r / P); a seed's patch is its P nearest points, of which those within
+    ``HOLD`` of it are held. On a part of a cloud (``room`` given: each point's distance to the edge of
+    the part, beyond which the cloud goes on) the rounds also track which points certainly have the
+    whole cloud's patches: not a point within ``HOLD`` of the edge (a seed outside might hold it), nor
+    the members of a patch that crosses the edge, nor those of a seed whose own coverage is uncertain.
 
     Args:
         hood: the ``Neighbourhoods`` of the points.
         index: (N,) each point's index in the whole cloud (what the draws depend on).
         patch_size: P; at most N.
         room: (N,) distance to the part's edge in spacings; None for a whole cloud.
-        reach: the farthest a seed outside the part may reach along ``axes``, in spacings.
-        axes: the axes along which ``room`` and ``reach`` are measured.
 
     Returns:
         The ``Cover``; on a whole cloud every point is exact.
@@ -209,8 +216,8 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int, room
     room = np.full(n, np.inf) if room is None else np.asarray(room, float)
     covered = np.zeros(n, bool)  # by a patch made here
     sure = np.zeros(n, bool)  # by a patch the whole cloud has too
-    exact = room >= reach
-    patches, seeds, seen, rate = [], [], 0.0, 0.0
+    exact = room >= HOLD
+    patches, held, seeds, rate = [], [], [], 0.0
     for r in itertools.count():
         if covered.all() and (rate >= 1 or (sure | exact).all()):
             break
@@ -224,16 +231,17 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int, room
         # then takes the place of the farthest member, so that every round covers its seeds.
         missing = ~(members == drawn[:, None]).any(axis=1)
         members[missing, -1] = drawn[missing]
-        offsets = hood.points[members] - hood.points[drawn][:, None]  # (m, P, 3)
-        complete = np.linalg.norm(offsets, axis=2).max(axis=1) <= room[drawn]  # no point beyond the edge is nearer
-        certain, seed = exact[drawn], ~covered[drawn]
-        seen = max(seen, float(np.abs(offsets[complete][..., list(axes)]).max(initial=0.0)))
-        exact[members[~(complete & certain)].ravel()] = False
-        sure[members[complete & certain & seed].ravel()] = True
-        covered[members[seed].ravel()] = True
+        distance = np.linalg.norm(hood.points[members] - hood.points[drawn][:, None], axis=2)  # (m, P)
+        near = distance <= HOLD
+        complete = distance.max(axis=1) <= room[drawn]  # no point beyond the edge is nearer than a member
+        certain, seed = exact[drawn] & complete, ~covered[drawn]
+        exact[members[~certain][near[~certain]]] = False
+        sure[members[certain & seed][near[certain & seed]]] = True
+        covered[members[seed][near[seed]]] = True
         patches.append(members[seed])
+        held.append(near[seed])
         seeds.append(drawn[seed])
-    return Cover(np.concatenate(patches), np.concatenate(seeds), exact, seen)
+    return Cover(np.concatenate(patches), np.concatenate(held), np.concatenate(seeds), exact)
 
 
 def pad_patches(patches: np.ndarray, size: int | None) -> np.ndarray:

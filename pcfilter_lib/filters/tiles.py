@@ -17,8 +17,8 @@ Lengths are measured in the spacing of the whole cloud (the median distance from
 nearest neighbour) and coordinates centred on the whole cloud's median, both found in passes over the
 cells before the filtering, so that a tile's coordinates round as the whole cloud's do and its
 features are those of the whole cloud; ``tests/test_tiles.py`` checks the features and the decisions.
-The one thing that may differ is a seed beyond a tile's halo whose patch reaches farther into the
-tile than any patch the tile holds (a lone point far from everything), which the halo cannot see.
+A patch holds only its members within ``filters.points.HOLD`` spacings of its seed, so a seed
+beyond that distance from a tile's point never changes it, however far its patch reaches.
 
 A cloud of at most one tile goes through ``PointFilter.keep_probability_points`` unchanged. Memory
 holds one tile with its halo, the (N,) float32 probabilities and the (N,) nearest distances of the
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.filters.points import Cover, cover_patches
+from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
 from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
 
 TILE_POINTS = 250_000  # points per tile: with its halo and the network, a few hundred MB
-MARGIN = 32  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
+MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
 SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 
@@ -200,8 +200,8 @@ def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.nd
     every member of those patches and every neighbour of a member has its k nearest neighbours within
     its ``room`` (in spacings: the distance to the edge of the loaded region)."""
     if not cover.exact[core].all():
-        return cover.reach / 2 + 1
-    members = np.unique(cover.patches[core[cover.patches].any(axis=1)])
+        return HOLD / 2
+    members = np.unique(cover.patches[(core[cover.patches] & cover.held).any(axis=1)])
     needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
     return float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
 
@@ -249,9 +249,9 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
             start += len(xyz)
         centre = _cloud_centre(store, low, high)
         spacing = _cloud_spacing(store, centre)
-        prob, reach = np.zeros(count, np.float32), 0.0
+        prob = np.zeros(count, np.float32)
         for cell in np.flatnonzero(store.counts):
-            index, values, reach = _filter_cell(point_filter, store, int(cell), spacing, centre, reach)
+            index, values = _filter_cell(point_filter, store, int(cell), spacing, centre)
             prob[index] = values
             if progress:
                 progress(int(store.counts[cell]))
@@ -283,13 +283,11 @@ def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
     return float(np.median(positive))
 
 
-def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float, centre: np.ndarray,
-                 reach: float = 0.0) -> tuple[np.ndarray, np.ndarray, float]:
-    """(indices in the cloud, P(keep), reach) of one cell's points, from the cell with a halo wide enough
-    that everything they read is the whole cloud's (``_shortfall``). ``reach`` (in spacings) is the
-    farthest a patch reaches from its seed along the grid's axes in the cells done before; the one
-    returned includes this cell's."""
-    margin = max(MARGIN, 1.5 * reach + 4) * spacing  # a seed outside reaches up to ``reach`` into the halo
+def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,
+                 centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indices in the cloud, P(keep)) of one cell's points, from the cell with a halo wide enough
+    that everything they read is the whole cloud's (``_shortfall``)."""
+    margin = MARGIN * spacing
     while True:
         xyz, index, core, room = store.load(cell, margin)
         if len(xyz) <= point_filter.neighbours and not np.isinf(room).all():  # too few to judge: look farther
@@ -297,14 +295,10 @@ def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float, cent
             continue
         hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing, centre=centre)
         room = room / spacing  # hood's lengths are in spacings
-        cover = cover_patches(hood, index, point_filter.patch_size, room, reach, store.grid.axes)
-        if cover.reach > reach:  # a patch reaches farther than assumed: so might one beyond the halo
-            reach = cover.reach
-            margin = max(margin, (1.5 * reach + 4) * spacing)
-            continue
+        cover = cover_patches(hood, index, point_filter.patch_size, room)
         short = 0.0 if np.isinf(room).all() else _shortfall(hood, cover, core, room)
         if short <= 0:
             break
-        margin += max(1.25 * short + 1, margin / spacing / 2) * spacing
-    holding = cover.patches[core[cover.patches].any(axis=1)]  # the patches the cell's points read
-    return index[core], point_filter.hood_probability(hood, holding)[core], reach
+        margin = max(margin + (1.25 * short + 1) * spacing, 1.5 * margin)  # few retries: each redoes the tile
+    reading = (core[cover.patches] & cover.held).any(axis=1)  # the patches the cell's points read
+    return index[core], point_filter.hood_probability(hood, cover.patches[reading], cover.held[reading])[core]
