@@ -70,6 +70,7 @@ class NotebookRuns:
         self.stored: dict[Path, tuple[int, str]] = {}
         self.failed: dict[Path, str] = {}
         self.variant: str | None = None
+        self.cache: Path | None = None  # the execution cache they went into (one per run)
         self.cells: list = []  # nbval's items (one per code cell) of this run
         self._messages: dict[object, list[dict]] = {}  # cell item -> iopub messages read while it ran
         self._outcomes: dict[str, str] = {}  # node id -> "passed", "failed" or "skipped"
@@ -148,7 +149,8 @@ class NotebookRuns:
         try:
             executed = executed_notebook(notebook_file.nb, messages)
             executed.metadata["language_info"] = self._language.pop(notebook_file)
-            self.stored[path] = execution.store(ROOT, path, executed, seconds)
+            self.cache = self.cache or execution.cache_folder(ROOT)
+            self.stored[path] = execution.store(self.cache, path, executed, seconds)
         except Exception as error:  # reported by the browser test, which needs these outputs
             self.failed[path] = f"its outputs could not be stored in the execution cache: {error!r}"
             return

@@ -40,7 +40,15 @@ RAW_TEX = ("\\(", "\\[", "$$")
 
 
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory, notebook_runs) -> Path:
+def execution_cache(notebook_runs) -> Path:
+    """The fast variant's execution cache that the build reads: the one this run's nbval filled, if it did."""
+    if notebook_runs.variant == "fast" and notebook_runs.cache:
+        return notebook_runs.cache
+    return execution.cache_folder(ROOT, "fast")
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory, notebook_runs, execution_cache) -> Path:
     """Build the whole book once, warnings as errors, into a temporary folder.
 
     In a run that also executes the notebooks (``make test``), nbval has executed them before this
@@ -54,22 +62,23 @@ def built_book(tmp_path_factory, notebook_runs) -> Path:
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
         [str(jupyter_book), "build", "book/", "--path-output", str(out), "-W", "--keep-going"],
-        cwd=ROOT, env={**os.environ, "PCFILTER_FAST": "1"}, capture_output=True, text=True, timeout=3600,
+        cwd=ROOT, env={**os.environ, "PCFILTER_FAST": "1", "PCFILTER_EXECUTION_CACHE": str(execution_cache)},
+        capture_output=True, text=True, timeout=3600,
     )
     assert result.returncode == 0, f"jupyter-book build failed:\n{result.stdout[-8000:]}\n{result.stderr[-8000:]}"
     if notebook_runs.variant == "fast":
-        again = _executed_again(notebook_runs.stored, result.stdout)
+        again = _executed_again(execution_cache, notebook_runs.stored, result.stdout)
         assert again == [], f"the build executed again what nbval had executed: {again}\n{result.stdout[-8000:]}"
     return out / "_build"
 
 
-def _executed_again(stored: dict[Path, tuple[int, str]], log: str) -> list[str]:
-    """The notebooks that nbval executed and stored in the fast cache (``stored``: path -> record key and
-    code hash) but that the build executed once more, although their code has not changed since."""
+def _executed_again(folder: Path, stored: dict[Path, tuple[int, str]], log: str) -> list[str]:
+    """The notebooks that nbval executed and stored in the cache ``folder`` (``stored``: path -> record key
+    and code hash) but that the build executed once more, although their code has not changed since."""
     import nbformat
     from jupyter_cache import get_cache
 
-    cache = get_cache(execution.cache_folder(ROOT, "fast"))
+    cache = get_cache(folder)
     executing = {line.split(":")[0].strip() for line in log.splitlines() if "Executing notebook" in line}
     again = []
     for path, (key, code_hash) in stored.items():
@@ -133,13 +142,13 @@ def offline_page(browser, server):
     context.close()
 
 
-def _figures_in_executed_notebook(notebook: Path) -> int:
+def _figures_in_executed_notebook(notebook: Path, folder: Path) -> int:
     """The figures among the outputs of the fast build's execution of ``notebook``, from its cache (the
     copy that myst-nb writes to jupyter_execute/ lacks the outputs when they came from the cache)."""
     import nbformat
     from jupyter_cache import get_cache
 
-    cache = get_cache(execution.cache_folder(ROOT, "fast"))
+    cache = get_cache(folder)
     _, executed = cache.merge_match_into_notebook(nbformat.read(notebook, as_version=4))
     return sum(
         1
@@ -154,7 +163,7 @@ def _title(notebook: Path) -> str:
     return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
 
 
-def test_every_chapter_page_renders(built_book, server, offline_page, notebooks):
+def test_every_chapter_page_renders(built_book, server, offline_page, notebooks, execution_cache):
     chapters = [nb for nb in notebooks if nb.stem != "intro"]
     assert chapters, "the table of contents lists no chapter notebook"
     page = offline_page
@@ -178,7 +187,7 @@ def test_every_chapter_page_renders(built_book, server, offline_page, notebooks)
         body = page.locator("article").inner_text()
         assert "Traceback (most recent call last)" not in body, f"{notebook.stem}: a traceback is shown"
 
-        expected = _figures_in_executed_notebook(notebook)
+        expected = _figures_in_executed_notebook(notebook, execution_cache)
         assert expected > 0, f"{notebook.stem}: the executed notebook made no figure"
         images = page.locator(".cell_output img")
         plots = page.locator(".cell_output .plotly-graph-div")

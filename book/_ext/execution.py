@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import sys
@@ -140,15 +141,15 @@ def cached(folder: Path, notebooks: list[Path]) -> set[str]:
     return found
 
 
-def store(root: Path, notebook: Path, executed, seconds: float) -> tuple[int, str]:
-    """Put an execution of ``notebook`` made outside the build into the cache of the current variant.
+def store(folder: Path, notebook: Path, executed, seconds: float) -> tuple[int, str]:
+    """Put an execution of ``notebook`` made outside the build into the execution cache ``folder``.
 
     The next build then renders the notebook from these outputs instead of executing it, exactly as
     if it had executed the notebook itself: ``make test`` executes every notebook once, under nbval,
     and builds the book for the browser test from those outputs (see the root conftest.py).
 
     Args:
-        root: the folder that holds book/.
+        folder: the cache, normally ``cache_folder(root)``.
         notebook: the notebook's file; its code cells must be those that were executed.
         executed: the executed notebook (an ``nbformat`` v4 node), outputs and execution counts filled in.
         seconds: how long the execution took (shown in the build's execution statistics).
@@ -159,7 +160,7 @@ def store(root: Path, notebook: Path, executed, seconds: float) -> tuple[int, st
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
-    cache = get_cache(cache_folder(root))
+    cache = get_cache(folder)
     record = cache.cache_notebook_bundle(
         CacheBundleIn(executed, str(notebook.resolve()), data={"execution_seconds": seconds}),
         check_validity=False, overwrite=True)
@@ -223,7 +224,9 @@ def plan(root: Path) -> str:
 
 def _choose_cache(app, config) -> None:
     root = Path(app.srcdir).resolve().parent
-    folder = cache_folder(root)
+    # PCFILTER_EXECUTION_CACHE names the folder instead: the browser test builds from the cache its
+    # own nbval run filled, even if the library was edited meanwhile.
+    folder = Path(os.environ.get("PCFILTER_EXECUTION_CACHE") or cache_folder(root))
     config.nb_execution_cache_path = str(folder)
     removed = prune(folder)
     from sphinx.util import logging
