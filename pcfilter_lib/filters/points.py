@@ -183,12 +183,16 @@ class Cover:
         held: (M, P) True for the members within ``HOLD`` of the seed, whose predictions count.
         seeds: (M,) the seed of each patch.
         exact: (N,) True where the patches that hold the point are those of the whole cloud.
+        wide: (K,) the seeds whose patches cross the part's edge (their P nearest points may lie beyond).
+        radius: (K,) the distance from each of those seeds to its farthest member, in spacings.
     """
 
     patches: np.ndarray
     held: np.ndarray
     seeds: np.ndarray
     exact: np.ndarray
+    wide: np.ndarray
+    radius: np.ndarray
 
 
 def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
@@ -217,7 +221,7 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
     covered = np.zeros(n, bool)  # by a patch made here
     sure = np.zeros(n, bool)  # by a patch the whole cloud has too
     exact = room >= HOLD
-    patches, held, seeds, rate = [], [], [], 0.0
+    patches, held, seeds, wide, radius, rate = [], [], [], [], [], 0.0
     for r in itertools.count():
         if covered.all() and (rate >= 1 or (sure | exact).all()):
             break
@@ -233,7 +237,10 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
         members[missing, -1] = drawn[missing]
         distance = np.linalg.norm(hood.points[members] - hood.points[drawn][:, None], axis=2)  # (m, P)
         near = distance <= HOLD
-        complete = distance.max(axis=1) <= room[drawn]  # no point beyond the edge is nearer than a member
+        farthest = distance.max(axis=1)
+        complete = farthest <= room[drawn]  # no point beyond the edge is nearer than a member
+        wide.append(drawn[~complete])
+        radius.append(farthest[~complete])
         certain, seed = exact[drawn] & complete, ~covered[drawn]
         exact[members[~certain][near[~certain]]] = False
         sure[members[certain & seed][near[certain & seed]]] = True
@@ -241,7 +248,8 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
         patches.append(members[seed])
         held.append(near[seed])
         seeds.append(drawn[seed])
-    return Cover(np.concatenate(patches), np.concatenate(held), np.concatenate(seeds), exact)
+    return Cover(np.concatenate(patches), np.concatenate(held), np.concatenate(seeds), exact,
+                 np.concatenate(wide or [np.zeros(0, np.int64)]), np.concatenate(radius or [np.zeros(0)]))
 
 
 def pad_patches(patches: np.ndarray, size: int | None) -> np.ndarray:

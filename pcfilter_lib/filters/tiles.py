@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +86,12 @@ class TileGrid:
         low = self.low[list(self.axes)] + ij * self.size - margin
         return low, low + self.size + 2 * margin
 
+    def meeting(self, low: np.ndarray, high: np.ndarray) -> list[int]:
+        """The cells that meet the box [low, high] (corners on the two axes)."""
+        first = np.clip(((low - self.low[list(self.axes)]) // self.size).astype(int), 0, np.array(self.shape) - 1)
+        last = np.clip(((high - self.low[list(self.axes)]) // self.size).astype(int), 0, np.array(self.shape) - 1)
+        return [a * self.shape[1] + b for a in range(first[0], last[0] + 1) for b in range(first[1], last[1] + 1)]
+
     def around(self, cell: int, margin: float) -> list[int]:
         """The cells that meet the cell grown by ``margin``."""
         i, j = divmod(cell, self.shape[1])
@@ -95,7 +101,7 @@ class TileGrid:
 
     def room(self, xyz: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """(N,) distance from each point to the nearest side of the box [low, high] beyond which the
-        cloud has points (infinite where the box holds the whole cloud)."""
+        cloud has points (infinite where the box holds the whole cloud; negative outside the box)."""
         room = np.full(len(xyz), np.inf)
         for k, a in enumerate(self.axes):
             if low[k] > self.low[a]:
@@ -124,26 +130,33 @@ class TileStore:
                 rows[start:end].tofile(file)
             self.counts[cell] += end - start
 
-    def load(self, cell: int, margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The cell's points and those of its neighbours within ``margin``: (xyz (n, 3), index (n,),
-        core (n,) bool, room (n,), the distance to the side of the loaded region, see ``TileGrid.room``)."""
-        low, high = self.grid.box(cell, margin)
+    def load(self, cell: int, margin: float, extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The cell's points and those of other cells within ``margin`` of it or inside one of the
+        ``extra`` boxes ((2,) low and high corners on the grid's axes): (xyz (n, 3), index (n,), core (n,)
+        bool, room (n,): how far each point is inside the loaded region, see ``TileGrid.room``)."""
+        boxes = [self.grid.box(cell, margin), *extra]
+        others = sorted(set(self.grid.around(cell, margin)).union(*(self.grid.meeting(*b) for b in extra)))
         parts, core = [], []
-        for other in self.grid.around(cell, margin):
+        for other in others:
             if not self.counts[other]:
                 continue
             rows = np.fromfile(self.folder / f"{other}.bin", _RECORD)
             if other != cell:
-                inside = np.ones(len(rows), bool)
-                for k, a in enumerate(self.grid.axes):
-                    inside &= (rows["xyz"][:, a] >= low[k]) & (rows["xyz"][:, a] <= high[k])
+                inside = np.zeros(len(rows), bool)
+                for low, high in boxes:
+                    inside |= np.all([(rows["xyz"][:, a] >= low[k]) & (rows["xyz"][:, a] <= high[k])
+                                      for k, a in enumerate(self.grid.axes)], axis=0)
                 rows = rows[inside]
             parts.append(rows)
             core.append(np.full(len(rows), other == cell))
         rows, core = np.concatenate(parts), np.concatenate(core)
         order = np.argsort(rows["index"], kind="stable")  # the cloud's order, as in the in-memory filter
         rows, core = rows[order], core[order]
-        return rows["xyz"], rows["index"], core, self.grid.room(rows["xyz"], low, high)
+        # Inside the union of boxes, a point is as far from everything not loaded as it is from the sides
+        # of the box it is deepest in.
+        room = np.max([self.grid.room(rows["xyz"], low, high) for low, high in boxes], axis=0)
+        return rows["xyz"], rows["index"], core, room
 
     def column(self, axis: int) -> Iterable[np.ndarray]:
         """One coordinate of every stored point, cell after cell."""
@@ -286,17 +299,27 @@ def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
 def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,
                  centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indices in the cloud, P(keep)) of one cell's points, from the cell with a halo wide enough
-    that everything they read is the whole cloud's (``_shortfall``)."""
-    margin = MARGIN * spacing
+    that everything they read is the whole cloud's (``_shortfall``). A patch that crosses the halo's
+    edge (a lone point's reaches far) gets a box of its own instead of a wider halo all round."""
+    margin, extra, axes = MARGIN * spacing, {}, list(store.grid.axes)
     while True:
-        xyz, index, core, room = store.load(cell, margin)
+        xyz, index, core, room = store.load(cell, margin, list(extra.values()))
         if len(xyz) <= point_filter.neighbours and not np.isinf(room).all():  # too few to judge: look farther
             margin *= 2
             continue
         hood = neighbourhoods(xyz, point_filter.neighbours, spacing=spacing, centre=centre)
         room = room / spacing  # hood's lengths are in spacings
         cover = cover_patches(hood, index, point_filter.patch_size, room)
-        short = 0.0 if np.isinf(room).all() else _shortfall(hood, cover, core, room)
+        if np.isinf(room).all():
+            break
+        lone = cover.radius > 4 * HOLD  # far wider than a patch on a surface: a box, not a wider halo all round
+        wide = {int(index[s]): (xyz[s, axes] - h, xyz[s, axes] + h) for s, h in
+                zip(cover.wide[lone], (1.25 * cover.radius[lone] + HOLD) * spacing, strict=True)
+                if int(index[s]) not in extra}
+        if wide and not cover.exact[core].all():
+            extra.update(wide)
+            continue
+        short = _shortfall(hood, cover, core, room)
         if short <= 0:
             break
         margin = max(margin + (1.25 * short + 1) * spacing, 1.5 * margin)  # few retries: each redoes the tile
