@@ -311,7 +311,8 @@ def _check_filter_options(args: argparse.Namespace, source: Path) -> None:
         raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property; "
                          "name a .ply file")
     _option_range("--jobs", args.jobs, 1, 256, "a whole number")
-    _option_range("--tile-points", args.tile_points, 1000, what="a whole number")
+    if args.tile_points is not None:
+        _option_range("--tile-points", args.tile_points, 1000, what="a whole number")
     _check_threshold(args)
     _check_model(args)
 
@@ -416,7 +417,7 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     total, finite = _scan_stream(stream)
     runtime.setup(seed=None)
     from pcfilter_lib.filters.points import PointFilter
-    from pcfilter_lib.filters.tiles import tiled_keep_probability
+    from pcfilter_lib.filters.tiles import TILE_POINTS, tiled_keep_probability
 
     scan_filter = _make_filter(args, organised=False)
     if not isinstance(scan_filter, PointFilter):
@@ -424,7 +425,7 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     progress = _Progress(total, args.quiet, scan_filter.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        prob = tiled_keep_probability(scan_filter, stream.points, args.tile_points, progress=progress)
+        prob = tiled_keep_probability(scan_filter, stream.points, args.tile_points or TILE_POINTS, progress=progress)
     progress.close()
     _Interrupts.check()
     keep = prob >= scan_filter.threshold
@@ -500,7 +501,8 @@ def _filter_folder(args: argparse.Namespace) -> int:
     Path(args.output).mkdir(parents=True, exist_ok=True)
     options = [*(["--model", args.model] if args.model else []), *(["--method", args.method] if args.method else []),
                *(["--threshold", str(args.threshold)] if args.threshold is not None else []),
-               *(["--allow-empty"] if args.allow_empty else []), "--tile-points", str(args.tile_points), "--quiet"]
+               *(["--allow-empty"] if args.allow_empty else []),
+               *(["--tile-points", str(args.tile_points)] if args.tile_points else []), "--quiet"]
 
     def one(job):
         source, target = job
@@ -744,8 +746,9 @@ def _add_filter(commands) -> None:
     filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
     filter_.add_argument("--jobs", type=int, default=1, metavar="N",
                          help="with a folder IN: files filtered at once, each in its own process (default 1)")
-    filter_.add_argument("--tile-points", type=int, default=250_000, metavar="T",
-                         help="points per tile of a large unorganised cloud (default 250000; memory grows with it)")
+    filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
+                         help="points per tile of a large unorganised cloud (default: filters.tiles.TILE_POINTS; "
+                         "memory grows with it)")
     _add_filter_choice(filter_)
     filter_.set_defaults(run=_cmd_filter)
 

@@ -38,7 +38,7 @@ import numpy as np
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
 from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
 
-TILE_POINTS = 250_000  # points per tile: with its halo and the network, a few hundred MB
+TILE_POINTS = 250_000  # points per tile: smaller ones redo more halo work (100 000: several times slower on 1M)
 MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
 SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
@@ -155,7 +155,9 @@ class TileStore:
         rows, core = rows[order], core[order]
         # Inside the union of boxes, a point is as far from everything not loaded as it is from the sides
         # of the box it is deepest in.
-        room = np.max([self.grid.room(rows["xyz"], low, high) for low, high in boxes], axis=0)
+        room = self.grid.room(rows["xyz"], *boxes[0])
+        for low, high in boxes[1:]:
+            np.maximum(room, self.grid.room(rows["xyz"], low, high), out=room)
         return rows["xyz"], rows["index"], core, room
 
     def column(self, axis: int) -> Iterable[np.ndarray]:
@@ -178,18 +180,18 @@ def _nearest_distances(xyz: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 def _kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
     """The value of rank ``rank`` (0 first) among all the values in [low, high] read from ``values()``,
-    found exactly in a few passes: each narrows the range to the one of 1024 bins that holds the rank,
-    until the range holds at most ``SELECT_LIMIT`` values, which are then sorted."""
+    found exactly in a few passes: each counts the values in 1024 bins and narrows the range to the
+    bin that holds the rank, until the range holds at most ``SELECT_LIMIT`` values, which are sorted."""
     below = 0  # values under low
     while low < high:
-        inside = [v[(v >= low) & (v <= high)] for v in values()]
-        count = sum(len(v) for v in inside)
-        if count <= SELECT_LIMIT:
-            return float(np.partition(np.concatenate(inside), rank - below)[rank - below])
         edges = np.linspace(low, high, 1025)
-        counts = sum(np.bincount(np.clip(np.searchsorted(edges, v, "right") - 1, 0, 1023), minlength=1024)
-                     for v in inside)
-        del inside
+        counts = np.zeros(1024, np.int64)
+        for v in values():
+            v = v[(v >= low) & (v <= high)]
+            counts += np.bincount(np.clip(np.searchsorted(edges, v, "right") - 1, 0, 1023), minlength=1024)
+        if counts.sum() <= SELECT_LIMIT:
+            inside = np.concatenate([v[(v >= low) & (v <= high)] for v in values()])
+            return float(np.partition(inside, rank - below)[rank - below])
         b = int(np.searchsorted(np.cumsum(counts), rank - below, "right"))
         below += int(counts[:b].sum())
         low, high = float(edges[b]), (high if b == 1023 else float(np.nextafter(edges[b + 1], -np.inf)))
@@ -312,7 +314,10 @@ def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,
         cover = cover_patches(hood, index, point_filter.patch_size, room)
         if np.isinf(room).all():
             break
-        lone = cover.radius > 4 * HOLD  # far wider than a patch on a surface: a box, not a wider halo all round
+        # A patch far wider than one on a surface, whose seed may hold the cell's points: a box of its own.
+        low, high = store.grid.box(cell, HOLD * spacing)
+        near = np.all((xyz[cover.wide][:, axes] >= low) & (xyz[cover.wide][:, axes] <= high), axis=1)
+        lone = (cover.radius > 4 * HOLD) & near
         wide = {int(index[s]): (xyz[s, axes] - h, xyz[s, axes] + h) for s, h in
                 zip(cover.wide[lone], (1.25 * cover.radius[lone] + HOLD) * spacing, strict=True)
                 if int(index[s]) not in extra}
