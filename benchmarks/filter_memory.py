@@ -1,0 +1,110 @@
+"""Peak resident memory of ``pcfilter filter`` (the point filter, in tiles) on large clouds.
+
+For each size it builds a cloud as ``benchmarks/filter_speed.py`` does (simulated 640x480 scans laid
+side by side on a grid, each turned and jittered), writes it as a binary ``.ply`` (float32 x y z and
+intensity), then runs ``pcfilter filter CLOUD.ply -o KEPT.ply --quiet`` in its own process and reads
+that process's peak resident set size from the kernel (``os.wait4``: ``ru_maxrss``). The cloud is
+built in this process, which has ended its work before the filter starts, so only the filter's own
+memory is measured. Prints and writes the peak memory, bytes per point and wall time of each size.
+Target: under 1.5 GB at every size.
+
+    python benchmarks/filter_memory.py [--sizes 2e6 2e7] [--tile-points 250000] [--out DIR] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np
+
+LIMIT_BYTES = 1.5e9  # the target peak, whatever the cloud's size
+
+
+def write_large_cloud(path: Path, points: int) -> int:
+    """Write a ``points``-point cloud built by ``filter_speed.large_cloud`` as a binary .ply."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from filter_speed import large_cloud, load_or_simulate
+
+    from pcfilter_lib.io.clouds import CloudWriter
+
+    scan = load_or_simulate(None)
+    cloud = large_cloud(np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)], points)
+    with CloudWriter(path, len(cloud), np.float32) as writer:
+        for start in range(0, len(cloud), 1 << 20):
+            writer.write(cloud[start:start + (1 << 20)])
+    return len(cloud)
+
+
+def peak_memory(command: list[str]) -> tuple[int, float, str]:
+    """(peak resident bytes, wall seconds, last output line) of ``command`` run in its own process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {output[-2000:]}")
+    return usage.ru_maxrss * 1024, wall, output.strip().splitlines()[-1]  # ru_maxrss is in KiB on Linux
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=float, nargs="+", default=[2e6, 2e7], help="cloud sizes in points")
+    parser.add_argument("--tile-points", type=int, default=None, help="default: the library's")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="folder for filter_memory.json/.md")
+    parser.add_argument("--work", type=Path, default=None, help="folder for the clouds (default: a temporary one)")
+    args = parser.parse_args(argv)
+
+    from pcfilter_lib.filters.tiles import TILE_POINTS
+
+    args.tile_points = args.tile_points or TILE_POINTS
+    pcfilter = Path(sys.executable).with_name("pcfilter")
+    results_path = args.out / "filter_memory.json"
+    rows = json.loads(results_path.read_text())["sizes"] if results_path.is_file() else []
+    with tempfile.TemporaryDirectory(dir=args.work, prefix="pcfilter-memory-") as work:
+        for size in (int(s) for s in args.sizes):
+            cloud, kept = Path(work) / f"cloud_{size}.ply", Path(work) / f"kept_{size}.ply"
+            points = write_large_cloud(cloud, size)
+            peak, wall, summary = peak_memory([str(pcfilter), "filter", str(cloud), "-o", str(kept), "--quiet",
+                                               "--tile-points", str(args.tile_points)])
+            row = {"points": points, "peak_rss_bytes": peak, "bytes_per_point": peak / points, "wall_s": wall,
+                   "file_bytes": cloud.stat().st_size, "tile_points": args.tile_points, "summary": summary}
+            print(f"{points:>12,} points: peak RSS {peak / 1e9:.2f} GB ({peak / points:,.0f} bytes/point), "
+                  f"{wall:,.0f} s wall ({'meets' if peak < LIMIT_BYTES else 'misses'} < 1.5 GB)", flush=True)
+            rows = [r for r in rows if (r["points"], r["tile_points"]) != (points, args.tile_points)] + [row]
+            cloud.unlink()
+            kept.unlink()
+    rows.sort(key=lambda r: (r["tile_points"], r["points"]))
+    from pcfilter_lib.bench import timing as bench
+    from pcfilter_lib.io.files import atomic_write_text
+
+    device = bench.device_report()
+    table = "\n".join([
+        f"`pcfilter filter` (the point filter in tiles) on binary .ply clouds; CPU {device['cpu']} "
+        f"({device['cores']} cores). Peak resident memory of the filtering process (ru_maxrss).", "",
+        "| points | tile points | peak RSS | bytes per point | wall time | target < 1.5 GB |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['points']:,} | {r['tile_points']:,} | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
+          f"{r['bytes_per_point']:,.0f} | {r['wall_s']:,.0f} s | "
+          f"{'meets' if r['peak_rss_bytes'] < LIMIT_BYTES else 'misses'} |" for r in rows)])
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "filter_memory.md", table + "\n")
+    atomic_write_text(results_path, json.dumps({"device": device, "limit_bytes": LIMIT_BYTES, "sizes": rows},
+                                               indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
