@@ -53,14 +53,12 @@ from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 
 SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
 
-# How the decision threshold is chosen (``point_filter(threshold_rule=...)``), both on simulated
-# validation clouds only: "card" is the model card's (the best mean IoU among thresholds keeping at
-# least 99.5% of the true points); "balanced" is the best balanced accuracy, which removes more
-# artefacts for a few more true points. ``benchmarks/threshold_rule.py`` measured the candidates
-# (and per-cloud calibrations, which did worse) on those clouds; tests check ``BALANCED_THRESHOLD``
-# against its results. A threshold given explicitly overrides the rule ("given").
+# How the decision threshold is chosen (``point_filter(threshold_rule=...)``), both by the recipe that
+# trained the model, on its simulated validation clouds only (``recipes.point_filter``): "card" is the
+# model card's threshold (the best mean IoU among thresholds keeping at least 99.5% of the true points);
+# "balanced" is the card's ``details["balanced_threshold"]``, the best balanced accuracy, which removes
+# more artefacts for a few more true points. A threshold given explicitly overrides the rule ("given").
 THRESHOLD_RULES = ("card", "balanced", "given")
-BALANCED_THRESHOLD = 0.8  # of the shipped model, from benchmarks/results/threshold_rule.json
 
 
 @dataclass
@@ -306,8 +304,7 @@ def point_filter(path: str | os.PathLike | None = None, threshold: float | None 
         path: a ``.keras`` file of a point filter.
         threshold: keep a point when P(keep) >= this; overrides ``threshold_rule``.
         threshold_rule: "card" (the model card's threshold) or "balanced" (the best balanced
-            accuracy on simulated validation clouds, ``BALANCED_THRESHOLD``; known for the shipped
-            model, or for a model whose card records ``details["balanced_threshold"]``).
+            accuracy on the simulated validation clouds, the card's ``details["balanced_threshold"]``).
 
     Raises:
         ValueError: an unknown rule, or "balanced" for a model that records no such threshold.
@@ -322,10 +319,8 @@ def point_filter(path: str | os.PathLike | None = None, threshold: float | None 
     if threshold_rule == "balanced":
         card = read_model_card(path)
         recorded = card.details.get("balanced_threshold") if card else None
-        shipped = path.resolve() == SHIPPED_POINT_MODEL.resolve()
-        if recorded is None and not shipped:
-            raise ValueError(f"{path}: its model card records no balanced_threshold; choose one on simulated "
-                             "validation clouds (benchmarks/threshold_rule.py) or give --threshold")
-        return replace(loaded, threshold=recorded if recorded is not None else BALANCED_THRESHOLD,
-                       threshold_rule="balanced")
+        if recorded is None:
+            raise ValueError(f"{path}: its model card records no balanced_threshold; train it with "
+                             "data_scripts/train_reference_models.py --target pointfilter, or give --threshold")
+        return replace(loaded, threshold=float(recorded), threshold_rule="balanced")
     return loaded
