@@ -13,6 +13,7 @@ holds nothing but the tool's own lines.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,9 @@ import platform
 import re
 import signal
 import sys
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -272,9 +275,7 @@ class _Progress:
     ``--quiet``."""
 
     def __init__(self, total: int, quiet: bool, name: str, every: float = 5.0):
-        import time
-
-        from tqdm import tqdm
+        from tqdm import tqdm  # see the note at the top
 
         self.total, self.done, self.name, self.every, self.clock = total, 0, name, every, time.monotonic
         self.start = self.last = self.clock()
@@ -442,8 +443,6 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
 
 def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> None:
     """Write the kept, removed and scored points of a streamed cloud, reading it once more."""
-    import contextlib
-
     import numpy as np  # see the note at the top
 
     from pcfilter_lib.io.clouds import CloudWriter
@@ -495,7 +494,6 @@ def _filter_folder(args: argparse.Namespace) -> int:
     """``filter`` on every file of a folder, ``--jobs`` at a time, each in its own process; a file that
     fails is reported and skipped. Exit status 1 when any failed."""
     import subprocess  # see the note at the top
-    from concurrent.futures import ThreadPoolExecutor
 
     jobs = _folder_jobs(args)
     Path(args.output).mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,8 @@ def test_filter_table_has_a_row_per_filter_and_a_dash_where_a_kind_is_missing():
                "no kinds": filters.evaluate_filter(keep_all, [{k: v for k, v in scan.items() if k != "kind"}])}
     table = viz.filter_table(results)
     assert table.header[:6] == ["filter", "mean IoU", "bal. acc.", "F1", "keep-recall", "FOR"]
-    assert table.header[6:] == ["interref.", "mixed", "specular"]
+    assert table.header[6:] == ["interref.", "mixed", "specular", "decoding"]
     assert [row[0] for row in table.rows] == ["all", "no kinds"]
-    assert table.rows[0][5:] == [f"{results['all']['false_omission_rate']:.4f}", "0.000", "–", "–"]
-    assert table.rows[1][6:] == ["–", "–", "–"]
+    assert table.rows[0][5:] == [f"{results['all']['false_omission_rate']:.4f}", "0.000", "–", "–", "–"]
+    assert table.rows[1][6:] == ["–", "–", "–", "–"]
     assert "<td>interref.</td>" not in table._repr_html_() and "<th>interref.</th>" in table._repr_html_()

@@ -19,8 +19,10 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "nn", "models", "filters", "recipes",
           "bench", "viz")
 ENTRY = ("config", "runtime", "cli", "bench_worker")
-# Third-party modules heavy enough that a module may import them inside a function on purpose.
-DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess"}
+# Third-party modules heavy enough that a module may import them inside a function on purpose (NumPy: the
+# command line answers --help and refuses bad options without loading it).
+DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess",
+              "numpy"}
 
 
 def modules() -> dict[str, Path]:
