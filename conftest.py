@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent
@@ -23,19 +22,9 @@ settings.load_profile("pcfilter")
 
 def toc_notebooks() -> list[Path]:
     """The notebooks listed in book/_toc.yml, in book order."""
-    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
-    entries = [toc["root"]]
+    import execution  # book/_ext, put on sys.path by pytest_configure
 
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    return [BOOK / f"{entry}.ipynb" for entry in entries if (BOOK / f"{entry}.ipynb").exists()]
+    return execution.toc_notebooks(BOOK)
 
 
 @pytest.fixture(scope="session")
