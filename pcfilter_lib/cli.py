@@ -386,18 +386,20 @@ def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
           f"{', '.join(map(str, _filter_targets(args)))}")
 
 
-def _scan_stream(stream) -> tuple[int, int]:
-    """(points, finite points) of a streamed cloud, read once before TensorFlow starts, so that an
-    unreadable or empty file is reported first."""
+def _scan_stream(stream) -> tuple[int, int, int]:
+    """(points, finite points, points beyond ``COORDINATE_LIMIT``) of a streamed cloud, read once before
+    TensorFlow starts, so that an unreadable or empty file is reported first."""
     import numpy as np  # see the note at the top
 
-    from pcfilter_lib.geometry.point_features import MIN_POINTS
+    from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
     from pcfilter_lib.io.clouds import CloudError
 
-    total = finite = 0
+    total = finite = far = 0
     for xyz in stream.points():
         total += len(xyz)
-        finite += int(np.isfinite(xyz).all(axis=1).sum())
+        usable = np.isfinite(xyz).all(axis=1)
+        finite += int(usable.sum())
+        far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
     if total == 0:
         raise CloudError(f"{stream.path}: the cloud holds no points")
     if finite == 0:
@@ -407,15 +409,16 @@ def _scan_stream(stream) -> tuple[int, int]:
         raise ValueError(f"{stream.path}: the cloud holds {finite} point{'s' * (finite != 1)} with finite "
                          f"coordinates; the point filter needs at least {MIN_POINTS} to compare each point with its "
                          "neighbours")
-    return total, finite
+    return total, finite, far
 
 
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     """``filter`` with the point filter on an unorganised .ply or .xyz, in tiles and in chunks: memory
-    stays bounded whatever the cloud's size."""
-
-
-    total, finite = _scan_stream(stream)
+    stays bounded whatever the cloud's size. A cloud with points too far away to measure distances goes
+    through the in-memory path, which drops them and says so."""
+    total, finite, far = _scan_stream(stream)
+    if far:
+        return _filter_in_memory(args, source)
     runtime.setup(seed=None)
     from pcfilter_lib.filters.points import PointFilter
     from pcfilter_lib.filters.tiles import TILE_POINTS, tiled_keep_probability
