@@ -23,7 +23,17 @@ from dataclasses import replace
 import numpy as np
 
 from pcfilter_lib.simulate.scanner import ScannerConfig
-from pcfilter_lib.simulate.scene import Material, Scene, draw_material, make_scene, part_mesh, place_part, table_mesh
+from pcfilter_lib.simulate.scene import (
+    TABLE_MATERIAL,
+    Material,
+    Scene,
+    axis_rotation,
+    draw_material,
+    make_scene,
+    part_mesh,
+    place_part,
+    table_mesh,
+)
 
 FAMILIES = ("bin", "board", "fruit")
 SUPPORT_DEPTH = 0.015  # the board's fixture or the fruit's plate: its top at z = 0, as the bin floor
@@ -111,10 +121,7 @@ def _tilt(entries: list[dict], rng: np.random.Generator) -> None:
     """Turn the entries (the support first, then its parts) about a random horizontal axis through the
     origin by up to ``BOARD_TILT`` degrees, then lift them clear of the table. Updates them in place."""
     axis = np.r_[rng.normal(size=2), 0.0]
-    axis /= np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    angle = np.radians(rng.uniform(0, BOARD_TILT))
-    turn = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    turn = axis_rotation(axis, np.radians(rng.uniform(0, BOARD_TILT)))
     lift = max(0.0, -SUPPORT_DEPTH - (place_part(entries[0])[0] @ turn.T)[:, 2].min())
     for entry in entries:
         entry["rotation"] = (turn @ np.asarray(entry["rotation"])).tolist()
@@ -122,7 +129,7 @@ def _tilt(entries: list[dict], rng: np.random.Generator) -> None:
 
 
 def _assemble(support: dict, parts: list[dict], family: str) -> Scene:
-    table = Material("table", 0.3, 0.03, 0.5)
+    table = TABLE_MATERIAL
     meshes = [table_mesh(), place_part(support)] + [place_part(entry) for entry in parts]
     materials = [table, Material(**support["material"])] + [Material(**entry["material"]) for entry in parts]
     description = {"family": family, "table": {"material": table.__dict__}, "support": support, "parts": parts}

@@ -314,7 +314,7 @@ def table_mesh() -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # Placement: random resting poses by dropping parts into the bin.
 
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+def axis_rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     axis = axis / np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
@@ -322,13 +322,13 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
 
 def _resting_rotation(rng: np.random.Generator) -> np.ndarray:
     """One of the six 'face down' orientations, a random turn about z and a small random tilt."""
-    faces = [np.eye(3), _rotation(np.array([1.0, 0, 0]), np.pi / 2), _rotation(np.array([1.0, 0, 0]), np.pi),
-             _rotation(np.array([1.0, 0, 0]), -np.pi / 2), _rotation(np.array([0, 1.0, 0]), np.pi / 2),
-             _rotation(np.array([0, 1.0, 0]), -np.pi / 2)]
+    faces = [np.eye(3), axis_rotation(np.array([1.0, 0, 0]), np.pi / 2), axis_rotation(np.array([1.0, 0, 0]), np.pi),
+             axis_rotation(np.array([1.0, 0, 0]), -np.pi / 2), axis_rotation(np.array([0, 1.0, 0]), np.pi / 2),
+             axis_rotation(np.array([0, 1.0, 0]), -np.pi / 2)]
     down = faces[rng.integers(6)]
-    yaw = _rotation(np.array([0, 0, 1.0]), rng.uniform(0, 2 * np.pi))
+    yaw = axis_rotation(np.array([0, 0, 1.0]), rng.uniform(0, 2 * np.pi))
     tilt_axis = np.r_[rng.normal(size=2), 0.0]
-    tilt = _rotation(tilt_axis, rng.normal(0, np.radians(6)))
+    tilt = axis_rotation(tilt_axis, rng.normal(0, np.radians(6)))
     return tilt @ yaw @ down
 
 
