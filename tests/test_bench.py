@@ -63,7 +63,7 @@ def test_filter_speed_benchmark_runs_and_reports_its_ratios(tmp_path):
     save_scan(tmp_path / "scan.npz", make_scan(3, 0, ScannerConfig(width=160, height=120)))
     root = Path(__file__).parent.parent
     command = [sys.executable, str(root / "benchmarks/filter_speed.py"), "--scan", str(tmp_path / "scan.npz"),
-               "--repeats", "1", "--out", str(tmp_path)]
+               "--repeats", "1", "--sizes", "30000", "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "PCFILTER_FAST": "1"})
     assert result.returncode == 0, result.stderr
@@ -71,3 +71,4 @@ def test_filter_speed_benchmark_runs_and_reports_its_ratios(tmp_path):
     report = json.loads((tmp_path / "filter_speed.json").read_text())
     assert report["point_filter_points_per_s"] > 0 and report["ratio_point_filter_over_sor"] > 0
     assert report["scan"] == {"width": 160, "height": 120, "points": report["scan"]["points"]}
+    assert [row["points"] for row in report["sizes"]] == [report["scan"]["points"], 30000]
