@@ -101,7 +101,7 @@ def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
     lap("neighbour search")
     statistics = pf.local_statistics(hood)
     lap("features")
-    patches = cover_patches(hood, np.flatnonzero(finite), point_filter.patch_size).patches
+    patches = cover_patches(hood, np.arange(len(hood.points)), point_filter.patch_size).patches
     patches = pad_patches(patches, point_filter.model.input_shape[1])
     lap("patches")
     inputs = pf.patch_inputs(hood, patches, point_filter.feature_set, statistics)

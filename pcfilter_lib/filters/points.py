@@ -125,7 +125,7 @@ class PointFilter:
         points, finite = finite_points(points)
         hood = neighbourhoods(points[finite], self.neighbours)
         prob = np.zeros(len(points), np.float32)
-        cover = cover_patches(hood, np.flatnonzero(finite), self.patch_size)
+        cover = cover_patches(hood, np.arange(len(hood.points)), self.patch_size)  # seeds: rank among finite
         prob[finite] = self.hood_probability(hood, cover.patches, cover.held)
         return prob
 
@@ -206,7 +206,8 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
 
     Args:
         hood: the ``Neighbourhoods`` of the points.
-        index: (N,) each point's index in the whole cloud (what the draws depend on).
+        index: (N,) each point's index among the whole cloud's finite points (what the draws depend on,
+                so that NaN rows, which the filter drops, change nothing).
         patch_size: P; at most N.
         room: (N,) distance to the part's edge in spacings; None for a whole cloud.
 

@@ -7,9 +7,9 @@ spacings and grows until everything the cell's decisions read is that of the who
 from the distances, not assumed:
 
 * the patches that hold each of the cell's points (``filters.points.cover_patches`` draws the seeds
-  from a hash of each point's index in the cloud, round by round, so that whether a point is a seed
-  depends only on the points near it; the rounds track which points certainly get the whole cloud's
-  patches);
+  from a hash of each point's index among the cloud's finite points, round by round, so that whether
+  a point is a seed depends only on the points near it; the rounds track which points certainly get
+  the whole cloud's patches);
 * the k nearest neighbours of every member of those patches and of the members' neighbours (the
   features), which must lie inside the loaded region.
 
@@ -112,7 +112,7 @@ class TileGrid:
 
 
 class TileStore:
-    """A cloud's finite points, with their index in the cloud, in one file per cell of a grid."""
+    """A cloud's finite points, with their index among the finite ones, in one file per cell of a grid."""
 
     def __init__(self, folder: Path, grid: TileGrid):
         self.folder, self.grid = Path(folder), grid
@@ -256,22 +256,26 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
         return prob
     with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
         store = TileStore(Path(tmp), TileGrid.cover(low, high, finite_count, tile_points))
-        start = 0
+        # Points are numbered among the finite ones, as in memory: the patch seeds hash these numbers.
+        start, finite_rows = 0, []
         for chunk in chunks():
             xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
             finite = np.isfinite(xyz).all(axis=1)
-            store.add(xyz[finite], start + np.flatnonzero(finite))
-            start += len(xyz)
+            store.add(xyz[finite], start + np.arange(int(finite.sum())))
+            start += int(finite.sum())
+            finite_rows.append(finite)
         centre = _cloud_centre(store, low, high)
         spacing = _cloud_spacing(store, centre)
-        prob = np.zeros(count, np.float32)
+        finite_prob = np.zeros(finite_count, np.float32)
         for cell in np.flatnonzero(store.counts):
             index, values = _filter_cell(point_filter, store, int(cell), spacing, centre)
-            prob[index] = values
+            finite_prob[index] = values
             if progress:
                 progress(int(store.counts[cell]))
         if progress and count > finite_count:
             progress(count - finite_count)
+        prob = np.zeros(count, np.float32)
+        prob[np.concatenate(finite_rows)] = finite_prob
         return prob
 
 
@@ -300,8 +304,8 @@ def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
 
 def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,
                  centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(indices in the cloud, P(keep)) of one cell's points, from the cell with a halo wide enough
-    that everything they read is the whole cloud's (``_shortfall``). A patch that crosses the halo's
+    """(indices among the finite points, P(keep)) of one cell's points, from the cell with a halo wide
+    enough that everything they read is the whole cloud's (``_shortfall``). A patch that crosses the halo's
     edge (a lone point's reaches far) gets a box of its own instead of a wider halo all round."""
     margin, extra, axes = MARGIN * spacing, {}, list(store.grid.axes)
     while True:
