@@ -8,9 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pcfilter-installed
 
-# Open3D links libusb, libGL, libEGL and libgomp; the browser test drives Debian's Chromium.
+# Open3D links libusb, libGL, libEGL and libgomp; the browser test drives Debian's Chromium, with
+# the monospace font the book's code cells name (without one, code falls back to a wider sans font).
 OPEN3D_DEBS := libusb-1.0-0 libgl1 libegl1 libgomp1
-BROWSER_DEBS := chromium
+BROWSER_DEBS := chromium fonts-dejavu-core
 
 .PHONY: help book test setup clean
 
