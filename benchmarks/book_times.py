@@ -7,8 +7,12 @@ into benchmarks/results/book_times.json, replacing earlier rows of the same chap
 ``make book`` quotes the CPU-only rows before it starts, and each chapter quotes its own.
 
     python benchmarks/book_times.py [--fast] [--chapters 03_segmentation ...] [--results FILE]
+    python benchmarks/book_times.py --from-build [--fast]
 
-A full-size run takes as long as a first full-size build of the book.
+A full-size run takes as long as a first full-size build of the book. ``--from-build`` executes
+nothing: it records the seconds that the last ``make book`` (or ``PCFILTER_FAST=1 make book``) spent
+executing each chapter, as the book's execution cache (jupyter-cache) stored them, so that one
+full-size build gives both the book and its times.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
 from pcfilter_lib import runtime
+from pcfilter_lib.bench import book_times
 from pcfilter_lib.bench import timing as bench
 from pcfilter_lib.io.files import atomic_write_text
 
@@ -67,7 +72,8 @@ def table(rows: list[dict]) -> str:
     for row in sorted(rows, key=lambda r: (r.get("gpu") or "", r["cpu_cores"], r["size"], r["chapter"])):
         device = row.get("gpu") or f"{row.get('cpu', 'CPU')}, {row['cpu_cores']} cores, no GPU"
         lines.append(f"| {row['chapter']} | {row['size']} | {row['seconds']:.0f} | {row['seconds'] / 60:.1f} "
-                     f"| {device} | {row.get('load_average', '')} | {row['measured'][:10]} |")
+                     f"| {device} | {'' if row.get('load_average') is None else row['load_average']} "
+                     f"| {row['measured'][:10]} |")
     return "\n".join(lines)
 
 
@@ -77,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--chapters", nargs="+", help="notebook names without .ipynb (default: the whole book)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "book_times.json")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may take")
+    parser.add_argument("--from-build", action="store_true",
+                        help="execute nothing: record what the last `make book` of this size took per chapter")
     args = parser.parse_args(argv)
 
     notebooks = toc_notebooks(ROOT / "book")
@@ -95,18 +103,30 @@ def main(argv=None) -> int:
     runtime.setup(seed=None)  # for the device report: which CPU and GPU the times were measured on
     device = bench.device_report()
     gpu = ", ".join(device["gpus"]) or None
+    built = {}
+    if args.from_build:
+        from execution import cache_folder
+
+        built = book_times.cached_execution_seconds(notebooks, cache_folder(ROOT, size))
+    if args.from_build and len(built) < len(notebooks):
+        missing = [nb.stem for nb in notebooks if nb.stem not in built]
+        print(f"the execution cache holds no {size}-size run of {', '.join(missing)} with the current code: "
+              f"build the book first ({'PCFILTER_FAST=1 ' if args.fast else ''}make book)", file=sys.stderr)
+        return 1
     rows = []
-    for notebook in tqdm(notebooks, desc=f"{size} chapters", unit="chapter"):
+    for notebook in tqdm(notebooks, desc=f"{size} chapters", unit="chapter", disable=args.from_build):
         try:
-            seconds = execute(notebook, args.timeout)
+            seconds, when = built[notebook.stem] if args.from_build else (execute(notebook, args.timeout), None)
         except CellExecutionError as error:
             print(f"{notebook.name} failed, nothing recorded for it:\n{str(error)[-3000:]}", file=sys.stderr)
             return 1
         rows.append({"chapter": notebook.stem, "size": size, "seconds": round(seconds, 1),
                      "cpu_cores": device["cores"], "cpu": device["cpu"], "gpu": gpu,
-                     "tensorflow": device["tensorflow"], "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "tensorflow": device["tensorflow"],
+                     "measured": (when or datetime.now(UTC)).isoformat(timespec="seconds"),
+                     "source": "book build" if args.from_build else "book_times.py",
                      # other work on the machine slows a chapter down: the 15-minute load average at its end
-                     "load_average": round(os.getloadavg()[2], 2)})
+                     "load_average": None if args.from_build else round(os.getloadavg()[2], 2)})
         # written after every chapter, so that an interrupted run keeps the chapters it finished
         everything = merge(old, rows)
         args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -49,3 +49,22 @@ def test_find_results_looks_in_the_checkout_above(tmp_path):
     results.parent.mkdir(parents=True)
     write(results, [])
     assert book_times.find_results(tmp_path / "book") == results
+
+
+def test_execution_times_are_read_from_the_books_cache(tmp_path):
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.executors import load_executor
+
+    notebook = tmp_path / "07_z.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(0.5)")]),
+                   notebook)
+    assert book_times.cached_execution_seconds([notebook], tmp_path / "cache") == {}
+    cache = get_cache(tmp_path / "cache")
+    cache.add_nb_to_project(str(notebook))
+    load_executor("local-serial", cache).run_and_cache()
+    seconds, when = book_times.cached_execution_seconds([notebook], tmp_path / "cache")["07_z"]
+    assert 0.5 <= seconds < 60 and when.tzinfo is not None
+    # a notebook whose code changed since the build has no time yet
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), notebook)
+    assert book_times.cached_execution_seconds([notebook], tmp_path / "cache") == {}

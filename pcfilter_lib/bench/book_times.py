@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path("benchmarks") / "results" / "book_times.json"
@@ -106,3 +107,32 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
     missing = "" if "cpu" in times else "; it has not been measured on a CPU yet"
     return (f"At full size it took {' and '.join(parts)} "
             f"(measured by `benchmarks/book_times.py`){missing}.")
+
+
+def cached_execution_seconds(notebooks: Sequence[str | os.PathLike], cache: str | os.PathLike
+                             ) -> dict[str, tuple[float, datetime]]:
+    """What executing each notebook took when the book was built, as its execution cache stored it.
+
+    Args:
+        notebooks: the notebook files.
+        cache: a jupyter-cache folder of the book (``book/_ext/execution.py`` names it per size).
+
+    Returns:
+        ``{stem: (seconds, when, in UTC)}`` for each notebook whose current code cells match an
+        executed notebook in the cache; a notebook changed since its last build is left out.
+    """
+    import nbformat
+    from jupyter_cache import get_cache
+
+    if not (Path(cache) / "global.db").exists():
+        return {}
+    store, found = get_cache(cache), {}
+    for notebook in map(Path, notebooks):
+        try:
+            record = store.match_cache_notebook(nbformat.read(notebook, as_version=4))
+        except KeyError:
+            continue
+        if "execution_seconds" in (record.data or {}):
+            when = record.created  # stored in UTC without a time zone
+            found[notebook.stem] = float(record.data["execution_seconds"]), when.replace(tzinfo=when.tzinfo or UTC)
+    return found
