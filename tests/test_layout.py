@@ -22,7 +22,8 @@ ENTRY = ("config", "runtime", "cli", "bench_worker")
 # Third-party modules heavy enough that a module may import them inside a function on purpose (NumPy: the
 # command line answers --help and refuses bad options without loading it).
 DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess",
-              "numpy"}
+              "numpy",
+              "nbformat", "jupyter_cache"}  # installed with the book's extra only
 
 
 def modules() -> dict[str, Path]:

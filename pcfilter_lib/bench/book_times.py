@@ -121,6 +121,7 @@ def cached_execution_seconds(notebooks: Sequence[str | os.PathLike], cache: str 
         ``{stem: (seconds, when, in UTC)}`` for each notebook whose current code cells match an
         executed notebook in the cache; a notebook changed since its last build is left out.
     """
+    # the book's extra, not the library's: imported only when a build's times are read
     import nbformat
     from jupyter_cache import get_cache
 
