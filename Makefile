@@ -18,7 +18,8 @@ BROWSER_DEBS := chromium fonts-dejavu-core
 help:
 	@echo "make book   set up, say which chapters the build executes and how long that took when measured,"
 	@echo "            build the book (unchanged chapters come from the execution cache), print its index.html"
-	@echo "make test   set up, then run the unit, notebook (nbval) and browser tests in fast mode"
+	@echo "make test   set up, then run the unit and notebook (nbval) tests in two processes, then the"
+	@echo "            browser test of the book built from the notebooks' outputs, all in fast mode"
 	@echo "make clean  remove the book build and caches (keeps .venv and data/)"
 
 book: setup
@@ -26,9 +27,15 @@ book: setup
 	$(BIN)/jupyter-book build book/
 	@echo "Open the book: $(CURDIR)/_build/html/index.html"
 
+# The notebooks (longest first) and the unit tests share two worker processes, one test file or
+# notebook each at a time; the browser test then builds the book from the notebooks' outputs. Both
+# runs always happen, and make fails if either did.
 test: setup
 	@$(call ensure_debs,$(BROWSER_DEBS))
-	PCFILTER_FAST=1 $(BIN)/python -m pytest
+	PCFILTER_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile book tests --ignore=tests/test_book.py; \
+	status=$$?; \
+	PCFILTER_FAST=1 $(BIN)/python -m pytest tests/test_book.py || status=1; \
+	exit $$status
 
 setup: $(STAMP)
 	@$(call ensure_debs,$(OPEN3D_DEBS))

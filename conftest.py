@@ -49,6 +49,7 @@ def pytest_ignore_collect(collection_path: Path, config):
 # notebook that failed under nbval fails the browser test too.
 
 BOOK_TESTS = "test_book.py"
+FAILED = "failed-under-nbval"  # in the execution cache: one file per notebook that failed, with why
 
 
 class NotebookRuns:
@@ -127,23 +128,65 @@ class NotebookRuns:
         outcomes = [self._outcomes.get(item.nodeid, "not run") for item in cells]
         messages = {item.cell_num: self._messages.pop(item, []) for item in cells}
         code_cells = sum(cell.cell_type == "code" for cell in notebook_file.nb.cells)
+        import execution  # book/_ext, put on sys.path by pytest_configure
+
+        self.cache = self.cache or execution.cache_folder(ROOT)
         if len(cells) != code_cells or any(outcome != "passed" for outcome in outcomes):
             bad = [f"{item.name} {outcome}" for item, outcome in zip(cells, outcomes, strict=True)
                    if outcome != "passed"]
-            self.failed[path] = ", ".join(bad) or f"{len(cells)} of its {code_cells} code cells ran"
+            self._fail(path, notebook_file.nb, ", ".join(bad) or f"{len(cells)} of its {code_cells} code cells ran")
             return
-        import execution  # book/_ext, put on sys.path by pytest_configure
-
         seconds = sum(self._seconds.get(item.nodeid, 0.0) for item in cells)
         try:
             executed = executed_notebook(notebook_file.nb, messages)
             executed.metadata["language_info"] = self._language.pop(notebook_file)
-            self.cache = self.cache or execution.cache_folder(ROOT)
             self.stored[path] = execution.store(self.cache, path, executed, seconds)
         except Exception as error:  # reported by the browser test, which needs these outputs
-            self.failed[path] = f"its outputs could not be stored in the execution cache: {error!r}"
+            self._fail(path, notebook_file.nb, f"its outputs could not be stored in the execution cache: {error!r}")
             return
+        (self.cache / FAILED / f"{path.stem}.json").unlink(missing_ok=True)
         self.variant = execution.variant()
+
+    # -- across runs: `make test` runs the browser test in a run of its own, after the notebooks' --------
+
+    def _fail(self, path: Path, notebook, why: str) -> None:
+        """Note the failure here and in the cache, with the code it concerns, for a later run's browser test."""
+        import json
+
+        from jupyter_cache import get_cache
+
+        self.failed[path] = why
+        _, code = get_cache(self.cache).create_hashed_notebook(notebook)
+        (self.cache / FAILED).mkdir(parents=True, exist_ok=True)
+        (self.cache / FAILED / f"{path.stem}.json").write_text(json.dumps({"code": code, "why": why}))
+
+    def recall(self, notebooks: list[Path]) -> None:
+        """What the last run that executed ``notebooks`` under nbval left for the current code: the
+        ones whose outputs are in the execution cache, and the ones that failed (before any was
+        executed again, a failure fails the browser test at once, as in a single run)."""
+        import json
+
+        import execution
+        import nbformat
+        from jupyter_cache import get_cache
+
+        folder = execution.cache_folder(ROOT)
+        if not (folder / "global.db").exists():
+            return
+        cache = get_cache(folder)
+        for path in (p.resolve() for p in notebooks):
+            notebook = nbformat.read(path, as_version=4)
+            try:
+                record = cache.match_cache_notebook(notebook)
+            except KeyError:
+                failure = folder / FAILED / f"{path.stem}.json"
+                if failure.exists():
+                    noted = json.loads(failure.read_text())
+                    if noted["code"] == cache.create_hashed_notebook(notebook)[1]:
+                        self.failed[path] = noted["why"]
+                continue
+            self.stored[path] = record.pk, record.hashkey
+        self.cache, self.variant = folder, execution.variant()
 
 
 def _is_cell(item) -> bool:
@@ -211,6 +254,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 @pytest.fixture(scope="session")
-def notebook_runs() -> NotebookRuns:
-    """The notebooks that nbval executed in this run and stored in the book's execution cache."""
+def notebook_runs(notebooks) -> NotebookRuns:
+    """The notebooks that nbval executed and stored in the book's execution cache: in this run or,
+    when this run executes none (``make test`` runs the browser test after a parallel run of the
+    notebooks and unit tests), in the last run that did, for the current code."""
+    if not _runs.cells:
+        _runs.recall(notebooks)
     return _runs
