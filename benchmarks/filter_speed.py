@@ -102,9 +102,10 @@ def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
     statistics = pf.local_statistics(hood)
     lap("features")
     patches = cover_patches(hood, np.arange(len(hood.points)), point_filter.patch_size).patches
+    members = patches.shape[1]
     patches = pad_patches(patches, point_filter.model.input_shape[1])
     lap("patches")
-    inputs = pf.patch_inputs(hood, patches, point_filter.feature_set, statistics)
+    inputs = pf.patch_inputs(hood, patches, point_filter.feature_set, statistics, members)
     lap("patch inputs")
     predictions = point_filter.predict_patches(inputs)
     lap("network")

@@ -113,7 +113,7 @@ class PointFilter:
         columns = FEATURE_SETS[self.feature_set]
         statistics = local_statistics(hood) if set(STATISTICS) & set(columns) else None
         predictions = np.concatenate(list(self._predict_batches(
-            len(patches), lambda rows: patch_inputs(hood, patches[rows], self.feature_set, statistics))))
+            len(patches), lambda rows: patch_inputs(hood, patches[rows], self.feature_set, statistics, size))))
         if held is None:
             return combine(patches, predictions, len(hood.points))
         patches, predictions = patches[:, :size], predictions[:, :size]  # the padding repeats the first members

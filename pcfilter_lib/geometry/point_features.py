@@ -314,7 +314,7 @@ def seed_patches(hood: Neighbourhoods, patch_size: int, seed: int = 0, overlap: 
     raise RuntimeError(f"seed_patches did not cover the cloud's {n} points in {n} rounds")
 
 
-def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
+def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray, members: int | None = None) -> np.ndarray:
     """Each patch's points in the patch's own PCA frame, so that moving or turning the cloud changes
     nothing.
 
@@ -324,21 +324,27 @@ def patch_coordinates(hood: Neighbourhoods, patches: np.ndarray) -> np.ndarray:
     Args:
         hood: the cloud's ``Neighbourhoods``.
         patches: (M, P) point indices from ``seed_patches``.
+        members: the patch's own points are its first ``members`` columns and the rest repeat them
+            (``filters.points.pad_patches``); the frame comes from those alone, so that padding
+            changes no coordinate. None: all P.
 
     Returns:
         (M, P, 3) float32 coordinates in spacing units, centred on each patch's mean.
     """
     xyz = hood.points[patches]  # (M, P, 3)
-    centred = xyz - xyz.mean(axis=1, keepdims=True)
-    covariance = np.einsum("mpi,mpj->mij", centred, centred) / patches.shape[1]
+    own = xyz[:, :members]
+    centred = xyz - own.mean(axis=1, keepdims=True)
+    own_centred = centred[:, :members]
+    covariance = np.einsum("mpi,mpj->mij", own_centred, own_centred) / own.shape[1]
     _, vectors = _eigen(covariance)
     local = np.einsum("mpi,mij->mpj", centred, vectors)
-    sign = np.where(np.sum(local ** 3, axis=1, keepdims=True) < 0, -1.0, 1.0)  # third moment >= 0 on every axis
+    # third moment >= 0 on every axis
+    sign = np.where(np.sum(local[:, :members] ** 3, axis=1, keepdims=True) < 0, -1.0, 1.0)
     return (local * sign).astype(np.float32)
 
 
 def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
-                 statistics: np.ndarray | None = None) -> np.ndarray:
+                 statistics: np.ndarray | None = None, members: int | None = None) -> np.ndarray:
     """The network input of each patch.
 
     Args:
@@ -347,6 +353,7 @@ def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
         feature_set: "coordinates" (PCA-frame coordinates, clipped to +-50 spacings and divided by
             8), "statistics" (``local_statistics``) or "both" (coordinates first).
         statistics: the cloud's ``local_statistics``, if already computed.
+        members: for padded patches, the number of their own points (``patch_coordinates``).
 
     Returns:
         (M, P, F) float32 with F = 3, 24 or 27 (``len(FEATURE_SETS[feature_set])``).
@@ -358,7 +365,7 @@ def patch_inputs(hood: Neighbourhoods, patches: np.ndarray, feature_set: str,
         raise ValueError(f"unknown feature set {feature_set!r}: choose one of {sorted(FEATURE_SETS)}")
     parts = []
     if feature_set in ("coordinates", "both"):
-        parts.append(np.clip(patch_coordinates(hood, patches), -50, 50) / 8.0)
+        parts.append(np.clip(patch_coordinates(hood, patches, members), -50, 50) / 8.0)
     if feature_set in ("statistics", "both"):
         statistics = local_statistics(hood) if statistics is None else statistics
         parts.append(statistics[patches])
