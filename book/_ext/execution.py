@@ -205,8 +205,9 @@ def plan(root: Path) -> str:
     times = measured_times(root / TIMES, which)
     measured = [nb.stem for nb in notebooks if nb.stem in times]
     if not measured:
-        lines.append(f"No {label} build has been timed on a CPU-only machine yet "
-                     f"(python benchmarks/book_times.py{' --fast' if which == 'fast' else ''} measures it).")
+        fast = " --fast" if which == "fast" else ""
+        lines.append(f"No {label} build has been timed on a CPU-only machine yet (after this build, "
+                     f"python benchmarks/book_times.py --from-build{fast} records how long each chapter took).")
         return "\n".join(lines)
     cores = " or ".join(sorted({str(times[stem].get("cpu_cores", "?")) for stem in measured}))
     first = _duration(sum(times[stem]["seconds"] for stem in measured))
