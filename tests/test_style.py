@@ -22,3 +22,14 @@ def test_notebook_code_is_checked_at_88_characters(notebooks):
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert "linter.line_length = 88\n" in result.stdout, f"{notebook.name} is not checked at 88 characters"
+
+
+def test_notebooks_are_valid_nbformat_with_cell_ids(notebooks):
+    # Cells without ids are valid only by nbformat's silent repair, which warns on every read and
+    # becomes an error in a future nbformat.
+    import nbformat
+
+    for notebook in notebooks:
+        nb = nbformat.reads(notebook.read_text(), as_version=nbformat.NO_CONVERT)
+        assert all("id" in cell for cell in nb.cells), f"{notebook.name}: cells without an id"
+        nbformat.validate(nb)
