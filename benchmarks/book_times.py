@@ -12,7 +12,9 @@ into benchmarks/results/book_times.json, replacing earlier rows of the same chap
 A full-size run takes as long as a first full-size build of the book. ``--from-build`` executes
 nothing: it records the seconds that the last ``make book`` (or ``PCFILTER_FAST=1 make book``) spent
 executing each chapter, as the book's execution cache (jupyter-cache) stored them, so that one
-full-size build gives both the book and its times.
+full-size build gives both the book and its times. The fast cache also holds what ``make test``'s
+nbval runs took, two processes sharing the cores, so ``--from-build --fast`` after ``make test``
+records slower times than a build alone; time the fast variant with ``--fast`` instead.
 """
 
 from __future__ import annotations
