@@ -17,7 +17,9 @@ runtime.setup(seed=0)
 
 import keras
 
+from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.models import pointnet
+from pcfilter_lib.recipes.pointnet import build_from_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "pcfilter_lib" / "weights" / "pointnet_modelnet10.keras"
@@ -122,6 +124,9 @@ def test_shipped_model_loads_alone_and_matches_its_manifest(tmp_path):
     # trained at full size: on the full procedural set (older cards say so with fast_mode)
     assert manifest["settings"].get("modelnet", "full") == "full" and not manifest["settings"].get("fast_mode")
     assert manifest["test"]["accuracy"] >= 0.8
+    # learnt from the procedural set the generator makes today
+    assert manifest["data"]["generator"] == procedural_modelnet.GENERATOR
+    assert manifest["data"]["version"] == procedural_modelnet.VERSION
     # A fresh interpreter that imports only the model module loads it and classifies the fast
     # procedural test set (the first meshes of the full set, with the same sampling).
     script = (
@@ -153,3 +158,41 @@ def test_trains_under_mixed_precision():
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert np.isfinite(float(np.ravel(loss)[0]))
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="the reference PointNet has not been trained yet")
+def test_build_from_weights_rebuilds_the_shipped_network_from_its_card(tmp_path):
+    fresh, saved = build_from_weights(SHIPPED), keras.models.load_model(SHIPPED)
+    assert fresh is not build_from_weights(SHIPPED) and fresh.count_params() == saved.count_params()
+    x = _cloud(512, seed=4)  # the saved network was built for 512 points
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fresh(x, training=False)),
+                               keras.ops.convert_to_numpy(saved(x, training=False)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="no saved PointNet"):
+        build_from_weights(tmp_path / "absent.keras")
+    alone = tmp_path / "alone.keras"
+    alone.write_bytes(SHIPPED.read_bytes())
+    with pytest.raises(FileNotFoundError, match="no model card alone.json"):
+        build_from_weights(alone)
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    card["settings"]["width"] = 0.5  # a card that describes another network
+    alone.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="do not fit the PointNet its card describes"):
+        build_from_weights(alone)
+
+
+def test_head_regularizer_adds_its_penalty_to_the_loss_and_survives_saving(tmp_path):
+    keras.utils.set_random_seed(0)
+    plain = pointnet.build_head(32, 4, width=0.125, dropout=0.0)
+    keras.utils.set_random_seed(0)
+    alpha = 1e-2
+    l1 = pointnet.build_head(32, 4, width=0.125, dropout=0.0, regularizer=keras.regularizers.L1(alpha))
+    assert not plain.losses
+    dense = [layer for layer in l1.layers if isinstance(layer, keras.layers.Dense)]
+    assert len(dense) == 3 and all(layer.kernel_regularizer is not None for layer in dense)
+    expected = alpha * sum(float(np.abs(layer.kernel.numpy()).sum()) for layer in dense)
+    l1(np.zeros((2, 32), np.float32))
+    assert float(sum(keras.ops.convert_to_numpy(loss) for loss in l1.losses)) == pytest.approx(expected, rel=1e-5)
+    model = pointnet.build_pointnet(3, width=0.125, head_regularizer=keras.regularizers.L2(1e-3))
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    assert again.get_layer("head_fc0_dense").kernel_regularizer.get_config() == {"l2": 1e-3}

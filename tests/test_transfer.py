@@ -1,7 +1,9 @@
-"""Transfer learning: class groups, freezing, a new head, fine-tuning and the data-fraction experiment."""
+"""Transfer learning: freezing, a new head, fine-tuning, weights loaded into a fresh network, the strategy
+experiment, global features, and their table and plots."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ runtime.setup(seed=0)
 
 import keras
 
+from pcfilter_lib import viz
 from pcfilter_lib.data.modelnet import Clouds, select_classes
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.nn.fit import TrainResult
@@ -38,19 +41,11 @@ def _build(n):
 
 
 def test_the_presets_shrink_the_experiment_in_fast_mode():
-    fields = ("num_points", "epochs", "head_epochs", "batch_size")
+    fields = ("num_points", "epochs", "head_epochs", "tune_epochs", "batch_size")
     assert all(getattr(transfer.FAST, f) < getattr(transfer.FULL, f) for f in fields)
     assert transfer.FULL.limit_per_class is None and transfer.FAST.limit_per_class > 0
     with pytest.raises(AttributeError):
         transfer.FULL.epochs = 1  # frozen: a run cannot change the shared preset
-
-
-def test_split_classes():
-    assert transfer.split_classes(CLASSES, 2) == (("a", "b"), ("c", "d"))
-    assert transfer.split_classes(CLASSES, ["a"]) == (("b", "c", "d"), ("a",))
-    for bad in (["z"], list(CLASSES), []):
-        with pytest.raises(ValueError):
-            transfer.split_classes(CLASSES, bad)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +58,10 @@ def pretrained(tmp_path_factory):
     return transfer.save_model(model, tmp_path_factory.mktemp("w") / "pre.keras")
 
 
+def _pretrained_copy(path):
+    return lambda: transfer.load_model(path)
+
+
 def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrained):
     model = transfer.replace_head(transfer.load_model(pretrained), 3)
     assert model.output_shape == (None, 3)
@@ -70,19 +69,18 @@ def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrain
     trainable = {w.path for w in model.trainable_weights}
     assert trainable and all(path.startswith("new_head") for path in trainable)
     extractor = [w.numpy().copy() for w in pointnet.feature_extractor(model).weights]
-    runs = transfer.fine_tune(model, select_classes(_clouds(4), new), select_classes(_clouds(2, seed=1), new),
-                              head_epochs=1)
-    assert len(runs) == 1 and "val_accuracy" in runs[0].history
+    run = transfer.train(model, select_classes(_clouds(4), new), select_classes(_clouds(2, seed=1), new), epochs=1)
+    assert "val_accuracy" in run.history
     for before, after in zip(extractor, pointnet.feature_extractor(model).weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
 
 
-def test_full_fine_tuning_changes_weights_but_keeps_batchnorm_statistics(pretrained):
+def test_unfreezing_trains_every_layer_but_keeps_batchnorm_statistics(pretrained):
     model = transfer.replace_head(transfer.load_model(pretrained), 4)
+    transfer.set_trainable(model, True)
     conv = model.get_layer("mlp1_0_conv").kernel.numpy().copy()
     bn = model.get_layer("mlp1_0_bn").moving_mean.numpy().copy()
-    runs = transfer.fine_tune(model, _clouds(4), None, head_epochs=1, full_epochs=1)
-    assert len(runs) == 2 and [r.epochs for r in runs] == [1, 1]
+    transfer.train(model, _clouds(4), None, epochs=1, learning_rate=1e-4)
     assert not np.array_equal(conv, model.get_layer("mlp1_0_conv").kernel.numpy())
     np.testing.assert_array_equal(bn, model.get_layer("mlp1_0_bn").moving_mean.numpy())
 
@@ -92,15 +90,52 @@ def test_load_model_errors(tmp_path):
         transfer.load_model(tmp_path / "absent.keras")
 
 
-def test_compare_transfer_reports_every_fraction(pretrained):
+def test_load_weights_into_a_fresh_network_gives_the_saved_predictions(pretrained):
+    saved = transfer.load_model(pretrained)
+    fresh = _build(len(CLASSES))
+    fresh.load_weights(pretrained)
+    clouds = _clouds(2, seed=3).points
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fresh(clouds, training=False)),
+                               keras.ops.convert_to_numpy(saved(clouds, training=False)), rtol=1e-5, atol=1e-6)
+
+
+def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
     data = _clouds(8)
     lines = []
-    results = transfer.compare_transfer(pretrained, data, _clouds(2, seed=1), _clouds(3, seed=2), ("c", "d"),
-                                        fractions=(0.25, 1.0), scratch_epochs=1, head_epochs=1, build=_build,
-                                        progress=lines.append)
-    assert [r.fraction for r in results] == [0.25, 1.0] and [r.train_size for r in results] == [4, 16]
+    results = transfer.compare_strategies(_pretrained_copy(pretrained), data, _clouds(2, seed=1),
+                                          _clouds(3, seed=2), fractions=(0.25, 1.0), scratch_epochs=1,
+                                          head_epochs=1, tune_epochs=1, batch_size=8, build=_build,
+                                          progress=lines.append)
+    assert [(r.fraction, r.strategy) for r in results] == [(f, s) for f in (0.25, 1.0) for s in transfer.STRATEGIES]
+    assert [r.train_size for r in results] == [8] * 3 + [32] * 3
     for r in results:
-        assert 0 <= r.scratch_accuracy <= 1 and 0 <= r.transfer_accuracy <= 1
-        assert r.scratch_seconds > 0 and r.transfer_seconds > 0
-        assert r.scratch_seconds == r.scratch_run.seconds and r.transfer_run.epochs == 1
-    assert len(lines) == 2 and "new head" in lines[0]
+        assert 0 <= r.accuracy <= 1 and r.seconds > 0
+        assert r.seconds == pytest.approx(sum(run.seconds for run in r.runs))
+    tuned = [r for r in results if r.strategy == "fine-tuned"]
+    assert all(len(r.runs) == 2 and r.runs[1].epochs == 1 for r in tuned)
+    assert len(lines) == 2 and all(s in lines[0] for s in transfer.STRATEGIES)
+    table = viz.strategy_table(results)
+    assert table.header == ["data", "clouds"] + [f"{s} {u}" for s in transfer.STRATEGIES
+                                                 for u in ("accuracy", "seconds")]
+    assert [row[:2] for row in table.rows] == [["25%", "8"], ["100%", "32"]]
+    assert table.rows[1][2] == f"{results[3].accuracy:.3f}" and str(table).startswith("| data |")
+    fig = viz.plot_strategies(results)
+    assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 2, 2]
+    plt.close(fig)
+
+
+def test_global_features_are_the_extractors_outputs(pretrained):
+    model = transfer.load_model(pretrained)
+    clouds = _clouds(3, seed=5)
+    features = transfer.global_features(model, clouds, batch_size=5)
+    expected = keras.ops.convert_to_numpy(pointnet.feature_extractor(model)(clouds.points, training=False))
+    assert features.shape == (len(clouds), model.get_layer(pointnet.GLOBAL_FEATURE).output.shape[-1])
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_histograms_count_the_weights_near_zero():
+    kernels = {"sparse": np.r_[np.zeros(90), np.ones(10)], "dense": np.linspace(-1, 1, 100)}
+    fig = viz.plot_weight_histograms(kernels, near_zero=1e-3)
+    assert [ax.get_title().splitlines() for ax in fig.axes] == [["sparse", "90% within 0.001 of 0"],
+                                                               ["dense", "0% within 0.001 of 0"]]
+    plt.close(fig)

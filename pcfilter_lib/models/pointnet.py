@@ -71,7 +71,7 @@ def conv_bn(x, filters: int, name: str, momentum: float):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def dense_bn(x, units: int, name: str, momentum: float):
+def dense_bn(x, units: int, name: str, momentum: float, regularizer=None):
     """A dense layer without bias, batch norm and ReLU, for the T-Nets and the classification head.
 
     Args:
@@ -79,11 +79,12 @@ def dense_bn(x, units: int, name: str, momentum: float):
         units: output features.
         name: prefix of the layers' names.
         momentum: batch-normalisation momentum.
+        regularizer: penalty on the dense layer's kernel (``keras.regularizers.L1(...)``, ``L2``), or None.
 
     Returns:
         (B, units) features.
     """
-    x = layers.Dense(units, use_bias=False, name=f"{name}_dense")(x)
+    x = layers.Dense(units, use_bias=False, kernel_regularizer=regularizer, name=f"{name}_dense")(x)
     x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
@@ -147,7 +148,7 @@ def point_features(inputs, width: float, momentum: float, reg_weight: float, tra
 
 
 def classification_head(features, num_classes: int, width: float = 1.0, momentum: float = 0.9,
-                        dropout: float = 0.3, prefix: str = "head"):
+                        dropout: float = 0.3, prefix: str = "head", regularizer=None):
     """The classifier on top of the global feature: two dense layers with dropout, then softmax.
 
     Args:
@@ -157,19 +158,45 @@ def classification_head(features, num_classes: int, width: float = 1.0, momentum
         momentum: batch-normalisation momentum.
         dropout: dropout rate after each dense layer.
         prefix: prefix of the layers' names; transfer learning gives a new head a new one.
+        regularizer: penalty on every dense kernel of the head, the term alpha * Omega(w) added to
+            the loss (``keras.regularizers.L2(alpha)``: alpha times the sum of the squared weights;
+            ``L1(alpha)``: alpha times the sum of their absolute values), or None.
 
     Returns:
         Class probabilities, (B, num_classes).
     """
     x = features
     for i, units in enumerate((512, 256)):
-        x = dense_bn(x, _ch(units, width), f"{prefix}_fc{i}", momentum)
+        x = dense_bn(x, _ch(units, width), f"{prefix}_fc{i}", momentum, regularizer)
         x = layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
-    return layers.Dense(num_classes, activation="softmax", name=f"{prefix}_scores")(x)
+    return layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer,
+                        name=f"{prefix}_scores")(x)
+
+
+def build_head(feature_dim: int, num_classes: int, width: float = 1.0, momentum: float = 0.9,
+               dropout: float = 0.3, regularizer=None, name: str = "head") -> keras.Model:
+    """PointNet's classification head alone, as a model on global features (B, feature_dim).
+
+    Trained on features computed once by a frozen extractor (``feature_extractor``), it learns in
+    seconds what a new head on the whole network learns in minutes: the extractor's forward pass is
+    not repeated every epoch (and the clouds are not augmented).
+
+    Args:
+        feature_dim: F, the global feature's length (1024 * width of the extractor).
+        num_classes, width, momentum, dropout, regularizer: as ``classification_head``.
+        name: the model's name.
+
+    Returns:
+        A functional ``keras.Model`` from (B, F) to class probabilities (B, num_classes).
+    """
+    inputs = keras.Input((feature_dim,), name="global_feature")
+    return keras.Model(inputs, classification_head(inputs, num_classes, width, momentum, dropout,
+                                                   regularizer=regularizer), name=name)
 
 
 def build_pointnet(num_classes: int = 10, num_points: int | None = None, width: float = 1.0, momentum: float = 0.9,
-                   dropout: float = 0.3, reg_weight: float = 1e-3, name: str = "pointnet") -> keras.Model:
+                   dropout: float = 0.3, reg_weight: float = 1e-3, head_regularizer=None,
+                   name: str = "pointnet") -> keras.Model:
     """PointNet classifier: clouds (B, N, 3) -> class probabilities (B, num_classes).
 
     Args:
@@ -181,6 +208,7 @@ def build_pointnet(num_classes: int = 10, num_points: int | None = None, width: 
             which the running statistics are those of the last training batch only.
         dropout: dropout rate in the classification head.
         reg_weight: weight of the T-Nets' orthogonality penalty.
+        head_regularizer: penalty on the head's dense kernels (``classification_head``), or None.
         name: the model's name.
 
     Returns:
@@ -197,7 +225,8 @@ def build_pointnet(num_classes: int = 10, num_points: int | None = None, width: 
     inputs = keras.Input((num_points, 3), name="points")
     _, x = point_features(inputs, width, momentum, reg_weight)
     x = layers.GlobalMaxPooling1D(name=GLOBAL_FEATURE)(x)
-    return keras.Model(inputs, classification_head(x, num_classes, width, momentum, dropout), name=name)
+    return keras.Model(inputs, classification_head(x, num_classes, width, momentum, dropout,
+                                                   regularizer=head_regularizer), name=name)
 
 
 @keras.saving.register_keras_serializable(package="pcfilter")

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import modelnet
-from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, read_model_card
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.nn import metrics
 from pcfilter_lib.recipes import transfer
@@ -54,6 +54,36 @@ class PointNetRecipe:
 # A quarter-width network on 512 points trains on two CPU cores in about ten minutes.
 FULL = PointNetRecipe("full", epochs=25)
 FAST = PointNetRecipe("fast", epochs=2)
+SHIPPED = WEIGHTS / "pointnet_modelnet10.keras"
+
+
+def build_from_weights(path: str | os.PathLike = SHIPPED) -> keras.Model:
+    """A freshly built PointNet with the weights of a saved reference model loaded into it.
+
+    The network is built by ``pointnet.build_pointnet`` with the settings and classes of the model
+    card beside ``path`` (the recipe's defaults where a setting is missing), then ``load_weights``
+    copies the saved weights in: the lab's way of starting from a pretrained model. Each call
+    returns a new, independent model.
+
+    Raises:
+        FileNotFoundError: no model file, or no model card beside it.
+        ValueError: the saved weights do not fit the network the card describes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved PointNet at {path}")
+    card = read_model_card(path)
+    if card is None:
+        raise FileNotFoundError(f"no model card {card_path(path).name} beside {path}: it says how to build the "
+                                "network the weights belong to")
+    s = {**dataclasses.asdict(FULL), **card.settings}
+    model = pointnet.build_pointnet(len(card.data["classes"]), width=s["width"], momentum=s["momentum"],
+                                    dropout=s["dropout"], name=Path(card.model).stem)
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        raise ValueError(f"the weights in {path} do not fit the PointNet its card describes ({error})") from error
+    return model
 
 
 def train_reference_pointnet(out: str | os.PathLike, data_dir: str | os.PathLike, settings: PointNetRecipe = FULL,

@@ -1,22 +1,24 @@
 """Training and transfer learning for PointNet classifiers.
 
-The workflow of the chapter: split the classes into a pretraining group and a new group, pretrain
-on the first, save the model, load it again, freeze the feature extractor, replace the head for
-the new classes, fine-tune the head alone, and optionally everything at a lower learning rate.
-Every training run goes through ``nn.fit.fit`` and records its wall-clock time per epoch in its
-``TrainResult``, so accuracy can be plotted against time.
+The workflow of the chapter: take a classifier pretrained on one task (the shipped PointNet, on
+complete clouds sampled from meshes), freeze its feature extractor, put a fresh head on it for the
+new task (clouds as a scanner sees them), train the head alone, and then everything at a lower
+learning rate; and compare with a network trained from scratch on the same data. Every training
+run goes through ``nn.fit.fit`` and records its wall-clock time per epoch in its ``TrainResult``,
+so accuracy can be plotted against time.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
+from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, take_fraction
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.nn.fit import TrainResult, fit
@@ -31,7 +33,8 @@ class ExperimentSettings:
         num_points: Points sampled per cloud.
         width: PointNet's channel multiplier (1.0 is the paper's network).
         epochs: Epochs of a training from scratch.
-        head_epochs: Epochs of training a new head.
+        head_epochs: Epochs of training a new head on a frozen extractor.
+        tune_epochs: Epochs of fine-tuning every layer after the new head.
         batch_size: Clouds per step.
         limit_per_class: Meshes read per class (None: all).
     """
@@ -40,22 +43,15 @@ class ExperimentSettings:
     width: float
     epochs: int
     head_epochs: int
+    tune_epochs: int
     batch_size: int
     limit_per_class: int | None
 
 
-FULL = ExperimentSettings(num_points=512, width=0.25, epochs=25, head_epochs=8, batch_size=32, limit_per_class=None)
-FAST = ExperimentSettings(num_points=256, width=0.125, epochs=2, head_epochs=2, batch_size=16, limit_per_class=12)
-
-
-def split_classes(classes, new: int | list[str] = 5) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(pretraining classes, new classes): by default the last five of the sorted names are new."""
-    classes = tuple(classes)
-    new_classes = tuple(classes[-new:]) if isinstance(new, int) else tuple(new)
-    unknown = [c for c in new_classes if c not in classes]
-    if unknown or not new_classes or len(new_classes) >= len(classes):
-        raise ValueError(f"new classes {new_classes} must be a proper, non-empty subset of {classes}")
-    return tuple(c for c in classes if c not in new_classes), new_classes
+FULL = ExperimentSettings(num_points=512, width=0.25, epochs=25, head_epochs=8, tune_epochs=8, batch_size=32,
+                          limit_per_class=None)
+FAST = ExperimentSettings(num_points=256, width=0.125, epochs=2, head_epochs=2, tune_epochs=1, batch_size=16,
+                          limit_per_class=12)
 
 
 def compile_classifier(model: keras.Model, learning_rate: float = 1e-3, steps: int | None = None) -> keras.Model:
@@ -91,19 +87,35 @@ def train(model: keras.Model, train_set: Clouds, val_set: Clouds | None = None, 
     return fit(model, data, validation=val, epochs=epochs, progress=progress)
 
 
-def predict(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndarray:
-    """Predicted class index per cloud (N,).
+def _outputs(model: keras.Model, clouds: Clouds, batch_size: int) -> np.ndarray:
+    """``model``'s outputs for every cloud, batch by batch in inference mode.
 
-    Calls the model batch by batch in inference mode rather than ``model.predict``, which would
-    compile a new graph function for every model an experiment builds.
+    Calls the model directly rather than ``model.predict``, which would compile a new graph function
+    for every model an experiment builds.
     """
     batches = PointCloudDataset(clouds, batch_size, shuffle=False)
-    scores = [keras.ops.convert_to_numpy(model(batches[i][0], training=False)) for i in range(len(batches))]
-    return np.argmax(np.concatenate(scores), axis=1)
+    return np.concatenate([keras.ops.convert_to_numpy(model(batches[i][0], training=False))
+                           for i in range(len(batches))])
+
+
+def predict(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndarray:
+    """Predicted class index per cloud (N,)."""
+    return np.argmax(_outputs(model, clouds, batch_size), axis=1)
 
 
 def accuracy(model: keras.Model, clouds: Clouds) -> float:
     return float(np.mean(predict(model, clouds) == clouds.labels))
+
+
+def global_features(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndarray:
+    """The global feature (N, F) of every cloud under ``model``'s feature extractor, in inference mode.
+
+    Args:
+        model: a PointNet classifier (its layers up to the global feature are used).
+        clouds: the clouds.
+        batch_size: clouds per forward pass.
+    """
+    return _outputs(pointnet.feature_extractor(model), clouds, batch_size)
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
@@ -144,59 +156,84 @@ def set_trainable(model: keras.Model, trainable: bool, keep_batchnorm_frozen: bo
         layer.trainable = trainable and not (keep_batchnorm_frozen and is_bn)
 
 
-def fine_tune(model: keras.Model, train_set: Clouds, val_set: Clouds | None, head_epochs: int,
-              full_epochs: int = 0, learning_rate: float = 1e-3, full_learning_rate: float = 1e-4,
-              seed: int = 0, progress: bool = False) -> list[TrainResult]:
-    """Train the head of a ``replace_head`` model, then (``full_epochs`` > 0) everything at a lower rate;
-    ``progress`` shows a bar over the epochs of each."""
-    runs = [train(model, train_set, val_set, head_epochs, learning_rate=learning_rate, seed=seed,
-                  progress=progress)]
-    if full_epochs:
-        set_trainable(model, True)
-        runs.append(train(model, train_set, val_set, full_epochs, learning_rate=full_learning_rate, seed=seed + 1,
-                          progress=progress))
-    return runs
+STRATEGIES = ("new head", "fine-tuned", "from scratch")
 
 
 @dataclass
-class TransferResult:
-    """One data fraction of the transfer experiment: accuracies on the test set and the training seconds."""
+class StrategyResult:
+    """One strategy at one data fraction of ``compare_strategies``.
+
+    Attributes:
+        fraction: The share of the training data used.
+        train_size: Clouds trained on.
+        strategy: One of ``STRATEGIES``.
+        accuracy: Accuracy on the test set.
+        seconds: Training seconds; a fine-tuned model's include its new head's.
+        runs: The ``TrainResult`` of each training phase (two for "fine-tuned").
+    """
 
     fraction: float
     train_size: int
-    scratch_accuracy: float
-    scratch_seconds: float
-    transfer_accuracy: float
-    transfer_seconds: float
-    scratch_run: TrainResult
-    transfer_run: TrainResult
+    strategy: str
+    accuracy: float
+    seconds: float
+    runs: list[TrainResult]
 
 
-def compare_transfer(pretrained: str | os.PathLike, train_set: Clouds, val_set: Clouds, test_set: Clouds,
-                     new_classes, fractions=(0.1, 0.25, 1.0), scratch_epochs: int = 20, head_epochs: int = 5,
-                     build=None, seed: int = 0, progress=None, bars: bool = False) -> list[TransferResult]:
-    """For each fraction of the new classes' training data: train a fresh PointNet (``build(num_classes)``)
-    from scratch, and a new head on the frozen pretrained feature extractor; test both.
+def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds, val_set: Clouds | None,
+                       test_set: Clouds, fractions=(0.1, 0.25, 1.0), scratch_epochs: int = 20,
+                       head_epochs: int = 5, tune_epochs: int = 5, tune_learning_rate: float = 1e-4,
+                       batch_size: int = 32, build: Callable[[int], keras.Model] | None = None, seed: int = 0,
+                       progress: Callable[[str], object] | None = None, bars: bool = False) -> list[StrategyResult]:
+    """Three ways to learn ``train_set``'s classes, for each share of its training clouds.
 
-    ``progress`` (e.g. ``print``) is called with a line after each fraction; ``bars`` shows a progress
-    bar over the epochs of every training run.
+    - "new head": the pretrained feature extractor, frozen, under a fresh head; the head alone trains
+      for ``head_epochs`` (feature-representation transfer);
+    - "fine-tuned": that model trained on for ``tune_epochs`` with every layer but batch norm
+      unfrozen, at ``tune_learning_rate`` (parameter transfer);
+    - "from scratch": a fresh network (``build(num_classes)``) for ``scratch_epochs``.
+
+    Args:
+        pretrained: Returns a fresh copy of the pretrained classifier at every call (the new head
+            shares the copy's layers, and fine-tuning changes them).
+        train_set: The task's training clouds; each fraction is a class-stratified subset of them.
+        val_set: Clouds scored after every epoch (None: none).
+        test_set: The clouds every model is scored on, once.
+        fractions: Shares of ``train_set`` to train on, in (0, 1].
+        scratch_epochs, head_epochs, tune_epochs: Epochs of each phase.
+        tune_learning_rate: Adam's step size while fine-tuning (low, to keep the pretrained features).
+        batch_size: Clouds per step.
+        build: Makes the network trained from scratch (default: a full-width PointNet).
+        seed: Seed of the subsets, the weights and the batch order.
+        progress: Called with a line after each fraction (e.g. ``print``).
+        bars: Show a bar over the epochs of every training run.
+
+    Returns:
+        One ``StrategyResult`` per fraction and strategy, fraction by fraction in ``STRATEGIES`` order.
     """
-    new_train, new_val, new_test = (select_classes(c, new_classes) for c in (train_set, val_set, test_set))
+    num_classes = len(train_set.classes)
     build = build or (lambda n: pointnet.build_pointnet(n))
     results = []
     for fraction in fractions:
-        subset = take_fraction(new_train, fraction, seed=seed)
+        subset = take_fraction(train_set, fraction, seed=seed)
         keras.utils.set_random_seed(seed)
-        scratch = build(len(new_classes))
-        scratch_run = train(scratch, subset, new_val, scratch_epochs, seed=seed, progress=bars)
+        model = replace_head(pretrained(), num_classes)
+        head = train(model, subset, val_set, head_epochs, batch_size, seed=seed, progress=bars)
+        head_accuracy = accuracy(model, test_set)
+        set_trainable(model, True)
+        tune = train(model, subset, val_set, tune_epochs, batch_size, tune_learning_rate, seed=seed + 1,
+                     progress=bars)
+        tuned_accuracy = accuracy(model, test_set)
         keras.utils.set_random_seed(seed)
-        model = replace_head(load_model(pretrained), len(new_classes))
-        head_run = fine_tune(model, subset, new_val, head_epochs, seed=seed, progress=bars)[0]
-        result = TransferResult(fraction, len(subset), accuracy(scratch, new_test), scratch_run.seconds,
-                                accuracy(model, new_test), head_run.seconds, scratch_run, head_run)
-        results.append(result)
+        scratch = build(num_classes)
+        scratch_run = train(scratch, subset, val_set, scratch_epochs, batch_size, seed=seed, progress=bars)
+        row = [StrategyResult(fraction, len(subset), "new head", head_accuracy, head.seconds, [head]),
+               StrategyResult(fraction, len(subset), "fine-tuned", tuned_accuracy, head.seconds + tune.seconds,
+                              [head, tune]),
+               StrategyResult(fraction, len(subset), "from scratch", accuracy(scratch, test_set),
+                              scratch_run.seconds, [scratch_run])]
+        results += row
         if progress:
-            progress(f"{fraction:.0%} of the data ({len(subset)} clouds): from scratch {result.scratch_accuracy:.3f} "
-                     f"in {result.scratch_seconds:.0f} s, new head {result.transfer_accuracy:.3f} "
-                     f"in {result.transfer_seconds:.0f} s")
+            progress(f"{fraction:.0%} of the data ({len(subset)} clouds): " + ", ".join(
+                f"{r.strategy} {r.accuracy:.3f} in {r.seconds:.0f} s" for r in row))
     return results

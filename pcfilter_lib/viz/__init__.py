@@ -453,6 +453,34 @@ def plot_training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     return fig
 
 
+def plot_weight_histograms(kernels: Mapping[str, np.ndarray], near_zero: float = 1e-3, bins: int = 81,
+                           size: float = 3.0):
+    """Histograms of weight values side by side, one panel per model, on a logarithmic count axis.
+
+    Args:
+        kernels: name -> the weights (any shape; flattened).
+        near_zero: weights with ``|w| < near_zero`` are counted in each panel's title.
+        bins: bins over the range of all kernels together.
+        size: height of a panel in inches.
+
+    Returns:
+        The matplotlib figure.
+    """
+    values = {name: np.ravel(np.asarray(kernel)) for name, kernel in kernels.items()}
+    reach = max(float(np.abs(v).max()) for v in values.values()) or 1.0
+    edges = np.linspace(-reach, reach, bins + 1)
+    fig, axes = plt.subplots(1, len(values), figsize=(size * len(values), size), sharey=True,
+                             layout="constrained", squeeze=False)
+    for ax, (name, v) in zip(axes[0], values.items(), strict=True):
+        ax.hist(v, bins=edges, color="#4c72b0")
+        ax.set_yscale("log")
+        ax.set_title(f"{name}\n{np.mean(np.abs(v) < near_zero):.0%} within {near_zero:g} of 0", fontsize=9)
+        ax.set_xlabel("weight")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("weights")
+    return fig
+
+
 def plot_class_confusion(confusion: np.ndarray, classes: Sequence[str], ax=None, title: str | None = None):
     """A multi-class confusion matrix: true classes in rows, predicted classes in columns.
 
@@ -508,40 +536,59 @@ def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = "
     return fig
 
 
-def plot_transfer(fractions, scratch_accuracy, scratch_seconds, transfer_accuracy, transfer_seconds,
-                  labels=("from scratch", "new head on frozen features")):
-    """Transfer learning against training from scratch: accuracy by data share and by training time.
+def _by_strategy(results) -> dict[str, list]:
+    """``transfer.StrategyResult`` rows grouped by strategy, in the order they first appear."""
+    groups: dict[str, list] = {}
+    for r in results:
+        groups.setdefault(r.strategy, []).append(r)
+    return groups
+
+
+def plot_strategies(results):
+    """Transfer strategies side by side: test accuracy by share of the training data, and by training time.
 
     Args:
-        fractions: the shares of the training data, in (0, 1].
-        scratch_accuracy: test accuracy from scratch at each share.
-        scratch_seconds: training seconds from scratch at each share.
-        transfer_accuracy: test accuracy of the new head at each share.
-        transfer_seconds: training seconds of the new head at each share.
-        labels: the legend's names of the two runs.
+        results: the ``transfer.StrategyResult`` rows of ``transfer.compare_strategies``.
 
     Returns:
         The matplotlib figure.
     """
     fig, (data_ax, time_ax) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
-    percent = 100 * np.asarray(fractions)
-    for acc, sec, label, marker in ((scratch_accuracy, scratch_seconds, labels[0], "o"),
-                                    (transfer_accuracy, transfer_seconds, labels[1], "s")):
-        data_ax.plot(percent, acc, marker + "-", label=label)
-        time_ax.plot(sec, acc, marker, markersize=8, label=label)
-        for p, s, a in zip(percent, sec, acc, strict=True):
-            time_ax.annotate(f"{p:.0f}%", (s, a), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    data_ax.set(xscale="log", xlabel="share of the new classes' training data (%)", ylabel="test accuracy",
-                ylim=(0, 1.02))
+    for (strategy, rows), marker in zip(_by_strategy(results).items(), "sD^o", strict=False):
+        percent = [100 * r.fraction for r in rows]
+        accuracy = [r.accuracy for r in rows]
+        data_ax.plot(percent, accuracy, marker + "-", label=strategy)
+        time_ax.plot([r.seconds for r in rows], accuracy, marker, markersize=8, label=strategy)
+        for p, r in zip(percent, rows, strict=True):
+            time_ax.annotate(f"{p:.0f}%", (r.seconds, r.accuracy), textcoords="offset points", xytext=(5, 4),
+                             fontsize=8)
+    percent = sorted({100 * r.fraction for r in results})
+    data_ax.set(xscale="log", xlabel="share of the training data (%)", ylabel="test accuracy", ylim=(0, 1.02))
     data_ax.set_xticks(percent, [f"{p:.0f}" for p in percent])
-    time_ax.set(xlabel="training time (s)", ylabel="test accuracy", ylim=(0, 1.02))
+    time_ax.set(xscale="log", xlabel="training time (s)", ylabel="test accuracy", ylim=(0, 1.02))
     for ax in (data_ax, time_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
 
 
-# 3D representations (Plotly traces and figures) -----------------------------------------------------
+def strategy_table(results) -> Table:
+    """One row per share of the data: each strategy's test accuracy and training seconds.
+
+    Args:
+        results: the ``transfer.StrategyResult`` rows of ``transfer.compare_strategies``.
+
+    Returns:
+        A ``Table`` (its Markdown is also what ``str`` gives, for scripts).
+    """
+    groups = _by_strategy(results)
+    header = ["data", "clouds"] + [f"{name} {unit}" for name in groups for unit in ("accuracy", "seconds")]
+    rows = []
+    for fraction in sorted({r.fraction for r in results}):
+        cells = [next(r for r in group if r.fraction == fraction) for group in groups.values()]
+        rows.append([f"{fraction:.0%}", cells[0].train_size]
+                    + [x for r in cells for x in (f"{r.accuracy:.3f}", f"{r.seconds:.0f}")])
+    return Table(header, rows)
 
 
 def cloud_trace(points: np.ndarray, max_points: int = 3000, colour: str | np.ndarray = "#1f77b4", size: float = 2.0,
@@ -713,6 +760,8 @@ class Table:
     def _repr_markdown_(self) -> str:
         lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
+
+    __str__ = _repr_markdown_
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{escape(h)}</th>" for h in self.header)
