@@ -6,7 +6,7 @@ into benchmarks/results/book_times.json, replacing earlier rows of the same chap
 (rows from other machines are kept); the table of all rows is written beside it as markdown.
 ``make book`` quotes the CPU-only rows before it starts, and each chapter quotes its own.
 
-    python benchmarks/book_times.py [--fast] [--chapters 03_segmentation ...] [--results FILE]
+    python benchmarks/book_times.py [--fast] [--chapters 03_segmentation ...] [--results FILE] [--keep DIR]
     python benchmarks/book_times.py --from-build [--fast]
 
 A full-size run takes as long as a first full-size build of the book. ``--from-build`` executes
@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT / "book" / "_ext"))
 from execution import toc_notebooks  # the book's own reading of its table of contents
 
 
-def execute(notebook: Path, timeout: int) -> float:
-    """Execute ``notebook`` in a fresh kernel, in its own folder (outputs are not saved).
+def execute(notebook: Path, timeout: int, keep: Path | None = None) -> float:
+    """Execute ``notebook`` in a fresh kernel, in its own folder; with ``keep``, the executed notebook
+    (outputs included) is written into that folder under its own name.
 
     Returns:
         The wall-clock seconds from the kernel's start to the end of the last cell.
@@ -56,7 +57,11 @@ def execute(notebook: Path, timeout: int) -> float:
                             resources={"metadata": {"path": str(notebook.parent)}})
     start = time.perf_counter()
     client.execute()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, keep / notebook.name)
+    return seconds
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -85,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--chapters", nargs="+", help="notebook names without .ipynb (default: the whole book)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "book_times.json")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may take")
+    parser.add_argument("--keep", type=Path, help="write each executed notebook, with its outputs, into this folder")
     parser.add_argument("--from-build", action="store_true",
                         help="execute nothing: record what the last `make book` of this size took per chapter")
     args = parser.parse_args(argv)
@@ -118,7 +124,8 @@ def main(argv=None) -> int:
     rows = []
     for notebook in tqdm(notebooks, desc=f"{size} chapters", unit="chapter", disable=args.from_build):
         try:
-            seconds, when = built[notebook.stem] if args.from_build else (execute(notebook, args.timeout), None)
+            seconds, when = (built[notebook.stem] if args.from_build
+                             else (execute(notebook, args.timeout, args.keep), None))
         except CellExecutionError as error:
             print(f"{notebook.name} failed, nothing recorded for it:\n{str(error)[-3000:]}", file=sys.stderr)
             return 1

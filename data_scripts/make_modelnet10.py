@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from pcfilter_lib import config
@@ -26,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=default, help=f"output folder (default: {default})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     try:
         out = procedural_modelnet.generate(args.out, seed=args.seed, progress=True, counts=config.choose(
             full=procedural_modelnet.FULL_COUNTS, fast=procedural_modelnet.FAST_COUNTS))
     except (ValueError, OSError) as error:
         print(f"make_modelnet10: {error}", file=sys.stderr)
         return 1
-    print(f"procedural ModelNet10 in {out}")
+    print(f"procedural ModelNet10 in {out} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
