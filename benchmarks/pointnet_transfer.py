@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                           scratch_epochs=s.epochs, head_epochs=s.head_epochs,
                                           tune_epochs=s.tune_epochs, batch_size=s.batch_size, build=build,
                                           seed=args.seed, progress=lambda line: print(line, flush=True))
-    table = strategy_table(results)
+    table = str(strategy_table(results))
     report = {"pretrained": SHIPPED.name, "data": root.name, "fast_mode": config.fast_mode(),
               "settings": asdict(s), "rows": [{"fraction": r.fraction, "train_clouds": r.train_size,
                                                 "strategy": r.strategy, "accuracy": round(r.accuracy, 4),
