@@ -59,11 +59,11 @@ def pretrained(tmp_path_factory):
 
 
 def _pretrained_copy(path):
-    return lambda: transfer.load_model(path)
+    return lambda: keras.models.load_model(path)
 
 
 def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrained):
-    model = transfer.replace_head(transfer.load_model(pretrained), 3)
+    model = transfer.replace_head(keras.models.load_model(pretrained), 3)
     assert model.output_shape == (None, 3)
     new = ("b", "c", "d")
     trainable = {w.path for w in model.trainable_weights}
@@ -76,7 +76,7 @@ def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrain
 
 
 def test_unfreezing_trains_every_layer_but_keeps_batchnorm_statistics(pretrained):
-    model = transfer.replace_head(transfer.load_model(pretrained), 4)
+    model = transfer.replace_head(keras.models.load_model(pretrained), 4)
     transfer.set_trainable(model, True)
     conv = model.get_layer("mlp1_0_conv").kernel.numpy().copy()
     bn = model.get_layer("mlp1_0_bn").moving_mean.numpy().copy()
@@ -85,13 +85,8 @@ def test_unfreezing_trains_every_layer_but_keeps_batchnorm_statistics(pretrained
     np.testing.assert_array_equal(bn, model.get_layer("mlp1_0_bn").moving_mean.numpy())
 
 
-def test_load_model_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no saved model"):
-        transfer.load_model(tmp_path / "absent.keras")
-
-
 def test_load_weights_into_a_fresh_network_gives_the_saved_predictions(pretrained):
-    saved = transfer.load_model(pretrained)
+    saved = keras.models.load_model(pretrained)
     fresh = _build(len(CLASSES))
     fresh.load_weights(pretrained)
     clouds = _clouds(2, seed=3).points
@@ -125,7 +120,7 @@ def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
 
 
 def test_global_features_are_the_extractors_outputs(pretrained):
-    model = transfer.load_model(pretrained)
+    model = keras.models.load_model(pretrained)
     clouds = _clouds(3, seed=5)
     features = transfer.global_features(model, clouds, batch_size=5)
     expected = keras.ops.convert_to_numpy(pointnet.feature_extractor(model)(clouds.points, training=False))

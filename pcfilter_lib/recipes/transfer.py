@@ -125,13 +125,6 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved model at {path}")
-    return keras.models.load_model(path)
-
-
 def replace_head(model: keras.Model, num_classes: int, freeze_features: bool = True, dropout: float = 0.3,
                  name: str | None = None) -> keras.Model:
     """A new classifier: ``model``'s feature extractor (frozen by default) and a fresh head for ``num_classes``.
