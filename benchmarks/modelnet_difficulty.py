@@ -34,12 +34,12 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def shipped_recipe() -> tuple[dict, int]:
     """The shipped PointNet's settings and its epochs at the current size, from its recipe
-    (``pcfilter_lib.recipes.pointnet``), so that this benchmark always measures the same recipe."""
+    (``pcfilter_lib.recipes.classifiers``), so that this benchmark always measures the same recipe."""
     import dataclasses
 
-    from pcfilter_lib.recipes import pointnet
+    from pcfilter_lib.recipes import classifiers
 
-    settings = dataclasses.asdict(config.choose(full=pointnet.FULL, fast=pointnet.FAST))
+    settings = dataclasses.asdict(config.choose(full=classifiers.FULL, fast=classifiers.FAST)["pointnet"])
     return settings, int(settings["epochs"])
 
 

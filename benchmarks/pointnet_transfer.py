@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from pcfilter_lib.io.model_cards import read_model_card
     from pcfilter_lib.models import pointnet
     from pcfilter_lib.recipes import transfer
-    from pcfilter_lib.recipes.pointnet import SHIPPED, build_from_weights
+    from pcfilter_lib.recipes.classifiers import SHIPPED, build_from_weights
     from pcfilter_lib.viz import strategy_table
 
     s = config.choose(full=transfer.FULL, fast=transfer.FAST)
@@ -46,17 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     train_all = scanned_modelnet.load_split(root, "train", s.num_points, limit_per_class=s.limit_per_class)
     test = scanned_modelnet.load_split(root, "test", s.num_points, limit_per_class=s.limit_per_class)
     train, val = modelnet.split_validation(train_all, 0.1, seed=args.seed)
-    width = read_model_card(SHIPPED).settings["width"]
+    shipped = SHIPPED["pointnet"]
+    width = read_model_card(shipped).settings["width"]
 
     def build(n):  # the pretrained network's architecture, from random weights
         return pointnet.build_pointnet(n, width=width)
 
-    results = transfer.compare_strategies(lambda: build_from_weights(SHIPPED), train, val, test,
+    results = transfer.compare_strategies(lambda: build_from_weights(shipped), train, val, test,
                                           scratch_epochs=s.epochs, head_epochs=s.head_epochs,
                                           tune_epochs=s.tune_epochs, batch_size=s.batch_size, build=build,
                                           seed=args.seed, progress=lambda line: print(line, flush=True))
     table = str(strategy_table(results))
-    report = {"pretrained": SHIPPED.name, "data": root.name, "fast_mode": config.fast_mode(),
+    report = {"pretrained": shipped.name, "data": root.name, "fast_mode": config.fast_mode(),
               "settings": asdict(s), "rows": [{"fraction": r.fraction, "train_clouds": r.train_size,
                                                 "strategy": r.strategy, "accuracy": round(r.accuracy, 4),
                                                 "seconds": round(r.seconds, 1)} for r in results]}

@@ -1,6 +1,8 @@
 """Train the reference models shipped in pcfilter_lib/weights/, reproducibly, and record how.
 
     python data_scripts/train_reference_models.py --target pointnet
+    python data_scripts/train_reference_models.py --target pointnet2
+    python data_scripts/train_reference_models.py --target dgcnn
     python data_scripts/train_reference_models.py --target unet
     python data_scripts/train_reference_models.py --target pointfilter
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
@@ -8,9 +10,10 @@
 Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` and its model card
 `<name>.json` beside it (`pcfilter_lib.io.model_cards.ModelCard`): the data it was trained on
 (generator, version, seed and the sha256 of the data set's manifest), the exact command, the
-settings, the validation and test metrics, the time it took and the model's size. PointNet learns
-ModelNet10 from the data folder: the real data set if `<data folder>/ModelNet10` exists, otherwise
-the procedural stand-in (generated if missing). The U-Net and the point filter learn from the
+settings, the validation and test metrics, the time it took and the model's size. The three
+classifiers (PointNet, PointNet++, DGCNN) learn ModelNet10 with one recipe from the data folder:
+the real data set if `<data folder>/ModelNet10` exists, otherwise the procedural stand-in
+(generated if missing). The U-Net and the point filter learn from the
 default simulated scans (made if missing). This script reads the mode (`PCFILTER_FAST`) and hands
 each recipe its `FULL` or `FAST` settings; in fast mode the default output is
 `<data folder>/weights_fast`, so a quick trial never replaces the shipped weights.
@@ -26,20 +29,20 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import WEIGHTS
 
-TARGETS = ("pointnet", "unet", "pointfilter")
+TARGETS = ("pointnet", "pointnet2", "dgcnn", "unet", "pointfilter")
 
 
 def train(target: str, out: Path, seed: int):
     """Run the recipe of ``target`` at the size the mode asks for; return its model card."""
     # The recipes import Keras: only after runtime.setup has muted TensorFlow's start-up logs.
-    from pcfilter_lib.recipes import point_filter, pointnet, unet_filter
+    from pcfilter_lib.recipes import classifiers, point_filter, unet_filter
 
-    recipe = {"pointnet": (pointnet, pointnet.train_reference_pointnet),
-              "unet": (unet_filter, unet_filter.train_reference_filter),
-              "pointfilter": (point_filter, point_filter.train_reference_point_filter)}[target]
-    module, run = recipe
-    settings = config.choose(full=module.FULL, fast=module.FAST)
-    return run(out, config.data_dir(), settings, seed=seed)
+    if target in classifiers.ARCHITECTURES:
+        settings = config.choose(full=classifiers.FULL, fast=classifiers.FAST)[target]
+        return classifiers.train_reference_classifier(out, config.data_dir(), settings, seed=seed)
+    module, run = {"unet": (unet_filter, unet_filter.train_reference_filter),
+                   "pointfilter": (point_filter, point_filter.train_reference_point_filter)}[target]
+    return run(out, config.data_dir(), config.choose(full=module.FULL, fast=module.FAST), seed=seed)
 
 
 def main(argv: list[str] | None = None) -> int:

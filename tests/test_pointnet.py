@@ -19,7 +19,6 @@ import keras
 
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.models import pointnet
-from pcfilter_lib.recipes.pointnet import build_from_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "pcfilter_lib" / "weights" / "pointnet_modelnet10.keras"
@@ -158,26 +157,6 @@ def test_trains_under_mixed_precision():
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     assert np.isfinite(float(np.ravel(loss)[0]))
-
-
-@pytest.mark.skipif(not SHIPPED.exists(), reason="the reference PointNet has not been trained yet")
-def test_build_from_weights_rebuilds_the_shipped_network_from_its_card(tmp_path):
-    fresh, saved = build_from_weights(SHIPPED), keras.models.load_model(SHIPPED)
-    assert fresh is not build_from_weights(SHIPPED) and fresh.count_params() == saved.count_params()
-    x = _cloud(512, seed=4)  # the saved network was built for 512 points
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(fresh(x, training=False)),
-                               keras.ops.convert_to_numpy(saved(x, training=False)), rtol=1e-5, atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="no saved PointNet"):
-        build_from_weights(tmp_path / "absent.keras")
-    alone = tmp_path / "alone.keras"
-    alone.write_bytes(SHIPPED.read_bytes())
-    with pytest.raises(FileNotFoundError, match="no model card alone.json"):
-        build_from_weights(alone)
-    card = json.loads(SHIPPED.with_suffix(".json").read_text())
-    card["settings"]["width"] = 0.5  # a card that describes another network
-    alone.with_suffix(".json").write_text(json.dumps(card))
-    with pytest.raises(ValueError, match="do not fit the PointNet its card describes"):
-        build_from_weights(alone)
 
 
 def test_head_regularizer_adds_its_penalty_to_the_loss_and_survives_saving(tmp_path):

@@ -96,7 +96,9 @@ def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
     # Keras is imported here, not at the top, so that the command line starts fast.
     import keras
 
-    import pcfilter_lib.models.pointnet  # noqa: F401  (registers the custom objects load_model needs)
+    import pcfilter_lib.models.dgcnn  # noqa: F401  (registers the custom objects load_model needs)
+    import pcfilter_lib.models.pointnet  # noqa: F401
+    import pcfilter_lib.models.pointnet2  # noqa: F401
     import pcfilter_lib.nn.losses  # noqa: F401
     import pcfilter_lib.nn.metrics  # noqa: F401
 
