@@ -246,6 +246,29 @@ def test_augmentation_rotates_about_up_scales_and_shuffles():
     assert not np.allclose(out[0, :, 2], cloud[0, :, 2] * scale.mean(), atol=1e-5)  # order shuffled
 
 
+def test_thinning_unevenly_shifts_the_density_as_the_weights_say():
+    rng = np.random.default_rng(0)
+    sphere = rng.normal(size=(6, 20_000, 3))
+    sphere /= np.linalg.norm(sphere, axis=-1, keepdims=True)  # uniform on the unit sphere
+    for strength in (0.0, 1.0, 3.0):
+        kept = modelnet.thin_unevenly(sphere, 500, strength, seed=1)
+        assert kept.shape == (6, 500, 3) and kept.dtype == np.float32
+        # Weights exp(s x.d) on the sphere put the centroid at |c| = coth(s) - 1/s (0 for s = 0).
+        expected = 0.0 if strength == 0 else 1 / np.tanh(strength) - 1 / strength
+        assert np.allclose(np.linalg.norm(kept.mean(axis=1), axis=1), expected, atol=0.08)
+    for cloud, subset in zip(sphere, modelnet.thin_unevenly(sphere, 500, 2.0, seed=1), strict=True):
+        rows = {tuple(p) for p in cloud.astype(np.float32)}
+        assert len({tuple(p) for p in subset}) == 500 and all(tuple(p) in rows for p in subset)
+    np.testing.assert_array_equal(modelnet.thin_unevenly(sphere, 50, 2.0, seed=4),
+                                  modelnet.thin_unevenly(sphere, 50, 2.0, seed=4))
+    with pytest.raises(ValueError, match="num_points must lie in"):
+        modelnet.thin_unevenly(sphere, 20_001, 1.0)
+    with pytest.raises(ValueError, match="strength"):
+        modelnet.thin_unevenly(sphere, 10, -1.0)
+    with pytest.raises(ValueError, match="clouds, points, 3"):
+        modelnet.thin_unevenly(sphere[0], 10, 1.0)
+
+
 def test_pydataset_batches_epochs_and_seeds():
     clouds = _clouds(points=64)
     data = modelnet.PointCloudDataset(clouds, batch_size=8, augment=True, num_points=32, seed=0)

@@ -10,7 +10,7 @@ from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses
-from pcfilter_lib.nn.callbacks import EpochTimer
+from pcfilter_lib.nn.callbacks import EpochTimer, SoftThreshold
 
 
 def _classifier(compiled: bool = True) -> keras.Model:
@@ -69,6 +69,24 @@ def test_the_bar_is_quiet_without_progress_and_shows_the_loss_with_it(capsys):
                  desc="demo")
     err = capsys.readouterr().err
     assert "demo" in err and "2/2" in err and "loss=" in err and "val_accuracy=" in err
+
+
+def test_soft_threshold_sets_weights_exactly_to_zero_and_keeps_the_rest_clear_of_it():
+    x, y = _data(96)
+    x = np.concatenate([x, np.random.default_rng(5).normal(size=(96, 12)).astype("float32")], axis=1)  # noise
+    kernels = {}
+    for tau in (0.0, 2e-3):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                                  keras.layers.Dense(3, activation="softmax", name="out")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=20, batch_size=16, verbose=0, callbacks=[SoftThreshold(tau, layers=["hidden"])])
+        kernels[tau] = (model.get_layer("hidden").kernel.numpy(), model.get_layer("out").kernel.numpy())
+    hidden, out = kernels[2e-3]
+    assert np.mean(hidden == 0) > 0.2 and np.all(kernels[0.0][0] != 0)
+    assert np.all(out != 0)  # only the named layer is thresholded
+    with pytest.raises(ValueError, match="tau must be"):
+        SoftThreshold(-1.0)
 
 
 def test_epoch_timer_counts_epochs_even_when_silent():

@@ -303,6 +303,43 @@ def augment(points: np.ndarray, rng: np.random.Generator, jitter: float = 0.01, 
     return np.take_along_axis(out, order[..., None], axis=1).astype(np.float32)
 
 
+def thin_unevenly(points: np.ndarray, num_points: int, strength: float, seed: int = 0) -> np.ndarray:
+    """Subsample every cloud so that its density falls off along a random direction.
+
+    Point ``x`` of a cloud is kept with weight ``exp(strength * x . d)`` for a direction ``d``
+    drawn per cloud, and ``num_points`` distinct points are drawn by those weights (the Gumbel
+    top-k trick). For clouds in the unit sphere the density at one end of the cloud is about
+    ``exp(2 * strength)`` times that at the other; ``strength=0`` draws a uniform subset. This is
+    the uneven sampling of a real scanner (near surfaces dense, far ones sparse) that PointNet's
+    single global max pool is said to handle badly and PointNet++'s local groups to handle well.
+
+    Args:
+        points: (N, Q, 3) clouds, normalised to the unit sphere.
+        num_points: points kept per cloud, at most Q.
+        strength: how steeply the density falls off, >= 0.
+        seed: seed of the directions and the draws.
+
+    Returns:
+        (N, num_points, 3) float32, the kept points of each cloud in random order.
+
+    Raises:
+        ValueError: on a malformed array, a strength < 0 or more points asked for than there are.
+    """
+    points = np.asarray(points)
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be (clouds, points, 3), got shape {points.shape}")
+    if not 0 < num_points <= points.shape[1]:
+        raise ValueError(f"num_points must lie in [1, {points.shape[1]}] (the points per cloud), got {num_points}")
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a finite number >= 0, got {strength}")
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=(len(points), 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    keys = strength * np.einsum("nqi,ni->nq", points, direction) + rng.gumbel(size=points.shape[:2])
+    kept = np.argpartition(-keys, num_points - 1, axis=1)[:, :num_points]
+    return np.take_along_axis(points, kept[..., None], axis=1).astype(np.float32)
+
+
 class PointCloudDataset(keras.utils.PyDataset):
     """Batches (points (B, P, 3), labels (B,)) from in-memory clouds, reshuffled every epoch.
 

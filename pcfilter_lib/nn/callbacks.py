@@ -1,8 +1,10 @@
-"""The one progress and timing callback of every training in the library and the book.
+"""Callbacks of the library's trainings.
 
-``EpochTimer`` is tqdm's own Keras callback (``tqdm.keras.TqdmCallback``, which works with Keras 3)
-restricted to its bar over epochs, plus a clock: it records the wall-clock seconds of every epoch,
-and the bar, when shown, carries the loss and the main metrics of the epoch in its postfix.
+``EpochTimer``, the progress and timing callback of every training in the library and the book, is
+tqdm's own Keras callback (``tqdm.keras.TqdmCallback``, which works with Keras 3) restricted to its
+bar over epochs, plus a clock: it records the wall-clock seconds of every epoch, and the bar, when
+shown, carries the loss and the main metrics of the epoch in its postfix. ``SoftThreshold`` is the
+proximal step of an L1 penalty, which sets weights exactly to zero.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import keras
 from tqdm.keras import TqdmCallback
 
 # Logs shown in the bar's postfix when an epoch holds them; the other metrics would make it too long.
@@ -44,3 +47,40 @@ class EpochTimer(TqdmCallback):
         logs = logs or {}
         self.epoch_bar.set_postfix({k: f"{float(logs[k]):.4g}" for k in self.shown if k in logs}, refresh=False)
         self.epoch_bar.update()
+
+
+class SoftThreshold(keras.callbacks.Callback):
+    """L1 by proximal steps: after every training step, ``w <- sign(w) * max(|w| - tau, 0)`` on kernels.
+
+    A gradient step on the penalty ``alpha * |w|`` moves every weight by the same amount towards
+    zero, so a weight the loss does not need hops across zero and back and almost never rests on
+    it. The proximal gradient method instead takes the step on the loss alone and then applies the
+    proximal operator of the penalty, the soft threshold, which sets every weight within ``tau`` of
+    zero exactly to zero; for plain gradient descent with step size ``eta``, ``tau = eta * alpha``.
+    A weight stays at zero until the loss's gradient pushes it out by more than ``tau`` per step.
+
+    Args:
+        tau: the threshold per step, >= 0.
+        layers: names of the layers whose ``kernel`` is thresholded (None: every ``Dense`` layer).
+    """
+
+    def __init__(self, tau: float, layers: Sequence[str] | None = None):
+        super().__init__()
+        if not tau >= 0:
+            raise ValueError(f"tau must be a number >= 0, got {tau}")
+        self.tau = float(tau)
+        self.layer_names = None if layers is None else tuple(layers)
+        self._kernels: list = []
+
+    def on_train_begin(self, logs=None):
+        if self.layer_names is None:
+            chosen = [layer for layer in self.model.layers if isinstance(layer, keras.layers.Dense)]
+        else:
+            chosen = [self.model.get_layer(name) for name in self.layer_names]
+        self._kernels = [layer.kernel for layer in chosen]
+        if not self._kernels:
+            raise ValueError(f"model {self.model.name!r} has no Dense layer to threshold")
+
+    def on_train_batch_end(self, batch, logs=None):
+        for kernel in self._kernels:
+            kernel.assign(keras.ops.sign(kernel) * keras.ops.maximum(keras.ops.abs(kernel) - self.tau, 0.0))
