@@ -126,6 +126,17 @@ def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
         filters.PointFilter(point_filter.model, feature_set="both")
 
 
+def test_pointnet2_is_the_other_network_a_point_filter_can_train(tmp_path):
+    clouds = [cloud_scan(*surface_with_specks(seed=s)) for s in range(3)]
+    inputs, labels = patches.training_patches(clouds[:2], 8, 256)
+    run = point_recipe.train_point_filter(inputs, labels, clouds[2:], "both", epochs=1, network="pointnet2")
+    assert run.filter.name == run.model.name == "pointnet2_filter" and run.settings["network"] == "pointnet2"
+    assert run.model.output_shape == (None, 256, 1) and 0 < run.threshold < 1
+    assert filters.evaluate_filter(run.filter, clouds[2:])["scans"] == 1
+    with pytest.raises(ValueError, match="unknown network 'dgcnn'"):
+        point_recipe.build_network("dgcnn", 27)
+
+
 # The shipped filter
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import ModelCard
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
+from pcfilter_lib.models.pointnet2 import build_pointnet2_segmentation
 from pcfilter_lib.nn import losses, metrics
 from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.recipes.common import (
@@ -54,6 +55,12 @@ from pcfilter_lib.recipes.unet_filter import TrainedFilter
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
 NETWORK = {"width": 0.1875, "dropout": 0.1, "patch_size": 256}
+NETWORKS = ("pointnet", "pointnet2")
+# PointNet++ on a patch: 64 then 16 centroids. A patch's coordinates are in point spacings divided
+# by 8 (``point_features.patch_inputs``), so the radii are 2 and 4 spacings.
+POINTNET2 = {"width": 0.25, "samples": (64, 16),
+             "levels": ({"radius": 0.25, "num_neighbors": 16, "mlp": (64, 64, 128)},
+                        {"radius": 0.5, "num_neighbors": 32, "mlp": (128, 128, 256)})}
 # Open3D baselines tuned for unorganised clouds at each density. The scans come from many scanners, so
 # the ROR radius is tuned in units of each cloud's own point spacing (``in_spacings``).
 GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
@@ -68,18 +75,31 @@ def in_spacings(cloud: Mapping) -> dict:
     return {**cloud, "xyz": xyz / point_features.point_spacing(xyz[valid])}
 
 
+def build_network(network: str, channels: int) -> keras.Model:
+    """The point filter's network on patches of ``NETWORK["patch_size"]`` points with ``channels``
+    features: "pointnet" (the shipped kind, ``NETWORK``) or "pointnet2" (``POINTNET2``)."""
+    if network == "pointnet2":
+        return build_pointnet2_segmentation(1, NETWORK["patch_size"], channels=channels, dropout=NETWORK["dropout"],
+                                            name="pointnet2_filter", **POINTNET2)
+    if network != "pointnet":
+        raise ValueError(f"unknown network {network!r}: choose one of {', '.join(NETWORKS)}")
+    return build_pointnet_segmentation(1, NETWORK["patch_size"], width=NETWORK["width"], dropout=NETWORK["dropout"],
+                                       channels=channels, transforms=False, name="pointnet_filter")
+
+
 def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequence[Mapping], feature_set: str,
                        epochs: int, batch_size: int = 32, learning_rate: float = 2e-3, seed: int = 0,
-                       alpha: float = 0.25, gamma: float = 2.0, progress: bool = False) -> TrainedFilter:
+                       alpha: float = 0.25, gamma: float = 2.0, network: str = "pointnet",
+                       progress: bool = False) -> TrainedFilter:
     """Train a point filter on patches (``training_patches``) with the focal loss and Adam (cosine
     decay to 5%), then choose its threshold on ``val_clouds``.
 
-    Returns a ``TrainedFilter``: the ``TrainResult`` of ``nn.fit.fit`` (model, history per epoch,
-    seconds) with the ``PointFilter`` at the chosen threshold, the threshold sweep and the settings."""
+    ``network`` picks the network (``build_network``). Returns a ``TrainedFilter``: the
+    ``TrainResult`` of ``nn.fit.fit`` (model, history per epoch, seconds) with the ``PointFilter`` at
+    the chosen threshold, the threshold sweep and the settings."""
     keras.utils.set_random_seed(seed)
     x = select_features(inputs, feature_set)
-    model = build_pointnet_segmentation(1, NETWORK["patch_size"], width=NETWORK["width"], dropout=NETWORK["dropout"],
-                                        channels=x.shape[-1], transforms=False, name="pointnet_filter")
+    model = build_network(network, x.shape[-1])
     steps = epochs * int(np.ceil(len(x) / batch_size))
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps,
                                                                                          alpha=0.05)),
@@ -87,10 +107,12 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
                   weighted_metrics=metrics.segmentation_metrics())
     run = fit(model, (x, labels, np.ones(labels.shape, np.float32)), epochs=epochs, batch_size=batch_size,
               progress=progress)
-    point_filter = filters.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"])
+    point_filter = filters.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"],
+                                       name=model.name)
     point_filter.threshold, sweep = choose_threshold(point_filter, val_clouds)
     settings = {"feature_set": feature_set, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "seed": seed, "loss": {"name": "focal", "alpha": alpha, "gamma": gamma}, **NETWORK}
+                "seed": seed, "loss": {"name": "focal", "alpha": alpha, "gamma": gamma}, "network": network,
+                **(NETWORK if network == "pointnet" else {**NETWORK, **POINTNET2})}
     return TrainedFilter(**vars(run), filter=point_filter, threshold=point_filter.threshold, sweep=sweep,
                          settings=settings)
 
@@ -158,7 +180,8 @@ def feature_ablation(inputs: np.ndarray, labels: np.ndarray, val_clouds: Sequenc
 def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[float, list],
                          progress: bool = False) -> dict[str, dict]:
     """SOR and ROR tuned on the validation clouds at each density (ROR's radius in point spacings), then
-    every filter on the test clouds.
+    every filter on the test clouds. ``point_filter`` is one learned filter or a list of them (each
+    needs its own ``name``).
 
     Returns:
         {"1.0": {"baselines": {method: {"params", "validation"}}, "test": {filter: metrics}}, ...}.
@@ -166,7 +189,8 @@ def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[
     densities = {}
     for fraction in FRACTIONS:
         tuned = tune_baselines([in_spacings(c) for c in val[fraction]], GRIDS)
-        candidates = [point_filter] + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0) for m in GRIDS]
+        learned = list(point_filter) if isinstance(point_filter, Sequence) else [point_filter]
+        candidates = learned + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0) for m in GRIDS]
         densities[str(fraction)] = {
             "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"])}
                           for m in GRIDS},
@@ -176,6 +200,45 @@ def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[
             print(f"{fraction:.0%} of the points: " + ", ".join(f"{k} {v['mean_iou']:.4f}" for k, v in row.items()),
                   flush=True)
     return densities
+
+
+@dataclass(frozen=True)
+class PatchData:
+    """What the point filter learns from and is measured on (``prepare_data``).
+
+    Attributes:
+        folder: the simulated scans' folder.
+        train_files, val_files, test_files: the scan files of each split used.
+        inputs: (M, P, 27) training patches of the feature set "both".
+        labels: (M, P, 1) their labels, 1 keep and 0 artefact.
+        val: the validation scans' clouds at each density of ``FRACTIONS``.
+        test: the test scans' clouds at each density.
+    """
+
+    folder: Path
+    train_files: list
+    val_files: list
+    test_files: list
+    inputs: np.ndarray
+    labels: np.ndarray
+    val: dict
+    test: dict
+
+
+def prepare_data(data_dir: str | os.PathLike, settings: PointFilterRecipe = FULL, seed: int = 0,
+                 progress: bool = False) -> PatchData:
+    """The recipe's scans (made if missing), the training patches of their points at every density
+    and the validation and test clouds."""
+    folder = ensure_scans(data_dir, settings.scans, progress)
+    train_files = split_files(folder, "train")[:settings.train_scans]
+    val_files, test_files = split_files(folder, "val"), split_files(folder, "test")
+    train_clouds = [scan_cloud(load_scan(f, arrays=()), fraction, seed=seed + i)
+                    for i, f in enumerate(train_files) for fraction in FRACTIONS]
+    inputs, labels = training_patches(train_clouds, settings.patches_per_cloud, NETWORK["patch_size"], seed=seed,
+                                      progress=progress)
+    val = clouds_at_densities([load_scan(f, arrays=()) for f in val_files], seed)
+    test = clouds_at_densities([load_scan(f, arrays=()) for f in test_files], seed)
+    return PatchData(Path(folder), train_files, val_files, test_files, inputs, labels, val, test)
 
 
 def train_reference_point_filter(out: str | os.PathLike, data_dir: str | os.PathLike,
@@ -199,15 +262,9 @@ def train_reference_point_filter(out: str | os.PathLike, data_dir: str | os.Path
         the model card (its ``command`` is left for the caller to fill in).
     """
     start = time.perf_counter()
-    folder = ensure_scans(data_dir, settings.scans, progress)
-    train_files = split_files(folder, "train")[:settings.train_scans]
-    val_files, test_files = split_files(folder, "val"), split_files(folder, "test")
-    train_clouds = [scan_cloud(load_scan(f, arrays=()), fraction, seed=seed + i)
-                    for i, f in enumerate(train_files) for fraction in FRACTIONS]
-    inputs, labels = training_patches(train_clouds, settings.patches_per_cloud, NETWORK["patch_size"], seed=seed,
-                                      progress=progress)
-    val = clouds_at_densities([load_scan(f, arrays=()) for f in val_files], seed)
-    test = clouds_at_densities([load_scan(f, arrays=()) for f in test_files], seed)
+    data = prepare_data(data_dir, settings, seed, progress)
+    folder, inputs, labels, val, test = data.folder, data.inputs, data.labels, data.val, data.test
+    train_files, val_files, test_files = data.train_files, data.val_files, data.test_files
     ablation = feature_ablation(inputs, labels, val[1.0], settings, seed, progress)
     winner = max(ablation, key=lambda name: ablation[name]["validation"]["mean_iou"])
     final = train_point_filter(inputs, labels, val[1.0], winner, settings.epochs, batch_size=settings.batch_size,
