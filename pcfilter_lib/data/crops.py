@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from pcfilter_lib.data.scans import augment_example, load_example
+from pcfilter_lib.data.scans import CHANNELS, augment_example, load_example
 
 
 class CropSequence(keras.utils.PyDataset):
@@ -93,12 +93,13 @@ class CropSequence(keras.utils.PyDataset):
         self.epoch += 1
 
 
-def load_examples(files: Sequence[str | os.PathLike], validity: bool = True, progress: bool = False) -> list[tuple]:
+def load_examples(files: Sequence[str | os.PathLike], channels: Sequence[str] = CHANNELS,
+                  progress: bool = False) -> list[tuple]:
     """Load the training examples of many scan files into memory.
 
     Args:
         files: scan ``.npz`` files.
-        validity: add the validity channel.
+        channels: the input channels (``data.scans.scan_inputs``).
         progress: show a progress bar.
 
     Returns:
@@ -106,4 +107,4 @@ def load_examples(files: Sequence[str | os.PathLike], validity: bool = True, pro
     """
     from tqdm.auto import tqdm  # only for the optional progress bar
 
-    return [load_example(f, validity) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]
+    return [load_example(f, channels) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]

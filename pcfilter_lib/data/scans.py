@@ -4,7 +4,9 @@
 * ``x`` (B, H', W', C) float32: the channels of the original work, intensity, depth, nx, ny, nz,
   then (with ``validity``) a 0/1 channel marking pixels with a point. Intensity and depth are
   min-max normalised over the scan's points to [0, 1]; normals are mapped from [-1, 1] to [0, 1];
-  every channel is 0 where there is no point.
+  every channel is 0 where there is no point. ``scan_inputs`` also gives the ``GEOMETRIC`` channels,
+  which hold no absolute depth and measure lengths in local point spacings, for filters that must
+  work on any scanner.
 * ``y`` (B, H', W', 1) float32: the keep mask, 1 for true geometry, 0 for artefacts (and no point).
 * ``sample_weight`` (B, H', W') float32: 1 where there is a point, 0 elsewhere and on the padding.
 
@@ -25,11 +27,28 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from pcfilter_lib.geometry.pixel_neighbourhoods import STATISTICS, pixel_statistics
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import KEEP, NO_POINT
 
-CHANNELS = ("intensity", "depth", "nx", "ny", "nz", "valid")
+CHANNELS = ("intensity", "depth", "nx", "ny", "nz", "valid")  # the original work's five, then validity
+# Channels that mean the same on any scanner: no absolute depth, lengths in local point spacings.
+GEOMETRIC = ("intensity", "nx", "ny", "nz", "valid", *STATISTICS)
+CHANNEL_SETS = {"original": CHANNELS, "geometric": GEOMETRIC}
+
+
+def channels_for(count: int) -> tuple[str, ...]:
+    """The channels a U-Net with ``count`` input channels reads: 5 or 6 the original ones (without or
+    with validity), 9 ``GEOMETRIC``.
+
+    Raises:
+        ValueError: no channel set has that many channels.
+    """
+    known = {5: CHANNELS[:5], 6: CHANNELS, len(GEOMETRIC): GEOMETRIC}
+    if count not in known:
+        raise ValueError(f"a scan filter reads 5, 6 or {len(GEOMETRIC)} input channels, not {count}")
+    return known[count]
 
 
 def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
@@ -59,33 +78,45 @@ def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
 
 
 def _min_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    lo, hi = values[valid].min(), values[valid].max()
+    lo, hi = values.min(where=valid, initial=np.inf), values.max(where=valid, initial=-np.inf)
     return np.where(valid, (values - lo) / (hi - lo) if hi > lo else 0.5, 0.0)
 
 
-def scan_inputs(scan: dict, validity: bool = True) -> np.ndarray:
-    """The U-Net's input channels of a scan, in the order of ``CHANNELS``.
+def scan_inputs(scan: dict, channels: Sequence[str] = CHANNELS) -> np.ndarray:
+    """The U-Net's input channels of a scan.
 
     Args:
         scan: a scan dict with ``valid``, ``intensity``, ``xyz`` and ``normals``.
-        validity: add the sixth, 0/1 validity channel.
+        channels: the channel names, in order (``CHANNELS``, ``CHANNELS[:5]`` or ``GEOMETRIC``).
 
     Returns:
-        (H, W, 6) float32, or (H, W, 5) without ``validity``: intensity and depth min-max scaled to
-        [0, 1] over the scan's points, the normal mapped from [-1, 1] to [0, 1], and 0 wherever
-        there is no point.
+        (H, W, len(channels)) float32, 0 wherever there is no point: intensity and depth min-max
+        scaled to [0, 1] over the scan's points, the normal mapped from [-1, 1] to [0, 1], validity
+        0/1, and the neighbourhood statistics of ``geometry.pixel_neighbourhoods``.
+
+    Raises:
+        ValueError: an unknown channel name.
     """
+    unknown = sorted(set(channels) - set(CHANNELS) - set(GEOMETRIC))
+    if unknown:
+        raise ValueError(f"unknown input channels {unknown}; known: {sorted(set(CHANNELS + GEOMETRIC))}")
     valid = np.asarray(scan["valid"], bool)
-    h, w = valid.shape
-    x = np.zeros((h, w, 6 if validity else 5), np.float32)
+    x = np.zeros((*valid.shape, len(channels)), np.float32)
     if not valid.any():
         return x
-    x[..., 0] = _min_max(np.asarray(scan["intensity"], np.float32), valid)
-    x[..., 1] = _min_max(np.asarray(scan["xyz"], np.float32)[..., 2], valid)
+    statistics = pixel_statistics(scan["xyz"], valid) if set(channels) & set(STATISTICS) else None
     normals = np.nan_to_num(np.asarray(scan["normals"], np.float32))  # a point without neighbours: (0, 0, 0)
-    x[..., 2:5] = np.where(valid[..., None], (normals + 1) / 2, 0.0)
-    if validity:
-        x[..., 5] = valid
+    for i, name in enumerate(channels):
+        if name == "intensity":
+            x[..., i] = _min_max(np.asarray(scan["intensity"], np.float32), valid)
+        elif name == "depth":
+            x[..., i] = _min_max(np.asarray(scan["xyz"], np.float32)[..., 2], valid)
+        elif name in ("nx", "ny", "nz"):
+            x[..., i] = np.where(valid, (normals[..., "xyz".index(name[1])] + 1) / 2, 0.0)
+        elif name == "valid":
+            x[..., i] = valid
+        else:
+            x[..., i] = statistics[..., STATISTICS.index(name)]
     return x
 
 
@@ -103,18 +134,18 @@ def scan_targets(scan: dict) -> tuple[np.ndarray, np.ndarray]:
     return (label == KEEP).astype(np.float32)[..., None], (label != NO_POINT).astype(np.float32)
 
 
-def load_example(path, validity: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_example(path, channels: Sequence[str] = CHANNELS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training example, read from a scan file.
 
     Args:
         path: a scan ``.npz``.
-        validity: add the validity channel to ``x``.
+        channels: the input channels (``scan_inputs``).
 
     Returns:
         ``(x, y, weight)`` unpadded: ``scan_inputs`` and ``scan_targets`` of the scan.
     """
     scan = load_scan(path, arrays=())
-    return (scan_inputs(scan, validity), *scan_targets(scan))
+    return (scan_inputs(scan, channels), *scan_targets(scan))
 
 
 def augment_example(x, y, w, rng: np.random.Generator, jitter: float = 0.15):
@@ -196,7 +227,7 @@ def make_batch(files: Sequence[Path], picked: Sequence[int], multiple: int, augm
     """
     examples = []
     for i in picked:
-        example = load_example(files[i], validity)
+        example = load_example(files[i], CHANNELS if validity else CHANNELS[:5])
         if augment:
             example = augment_example(*example, np.random.default_rng([seed, epoch, int(i)]))
         examples.append(example)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.data.scans import crop_to, pad_to_multiple, scan_inputs
+from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, channels_for, crop_to, pad_to_multiple, scan_inputs
 from pcfilter_lib.filters.base import check_threshold, load_model_file
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.models.unet import multiple_of
@@ -30,7 +30,7 @@ class UNetFilter:
 
     Args:
         name: a short name for tables and progress bars.
-        model: a Keras segmentation model from (B, H, W, 5 or 6) channels (``data.scans.scan_inputs``)
+        model: a Keras segmentation model from (B, H, W, 5, 6 or 9) channels (``data.scans.channels_for``)
             to P(keep) (B, H, W, 1).
         threshold: P(keep) at or above which a point is kept, strictly between 0 and 1.
 
@@ -46,9 +46,14 @@ class UNetFilter:
         self.threshold = check_threshold(self.threshold)
 
     @property
+    def channels(self) -> tuple[str, ...]:
+        """The input channels the model reads (``data.scans.channels_for``)."""
+        return channels_for(int(self.model.input_shape[-1]))
+
+    @property
     def validity(self) -> bool:
-        """Whether the model reads the sixth, 0/1 validity channel."""
-        return int(self.model.input_shape[-1]) == 6
+        """Whether the model reads the 0/1 validity channel."""
+        return "valid" in self.channels
 
     def keep_probability(self, scan: Mapping) -> np.ndarray:
         """The network's probability that each point is true geometry.
@@ -70,7 +75,7 @@ class UNetFilter:
         Returns:
             One (H, W) float32 array per scan.
         """
-        return predict_keep(self.model, scans, self.validity)
+        return predict_keep(self.model, scans, self.channels)
 
     def keep_mask(self, scan: Mapping) -> np.ndarray:
         """The filter's decision for each point.
@@ -86,13 +91,14 @@ class UNetFilter:
     __call__ = keep_mask
 
 
-def predict_keep(model, scans: Sequence[Mapping], validity: bool = True, batch_size: int = 4) -> list[np.ndarray]:
+def predict_keep(model, scans: Sequence[Mapping], channels: Sequence[str] = CHANNELS,
+                 batch_size: int = 4) -> list[np.ndarray]:
     """P(keep) of each scan from a U-Net.
 
     Args:
-        model: a Keras U-Net taking (B, H, W, 5 or 6) channels.
+        model: a Keras U-Net taking (B, H, W, C) channels.
         scans: scan dicts; scans of one size are batched together.
-        validity: whether the model reads the 0/1 validity channel.
+        channels: the C channels it reads (``data.scans.scan_inputs``).
         batch_size: scans per network call.
 
     Returns:
@@ -107,7 +113,7 @@ def predict_keep(model, scans: Sequence[Mapping], validity: bool = True, batch_s
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            padded = [pad_to_multiple(scan_inputs(scans[i], validity), multiple)[0] for i in chunk]
+            padded = [pad_to_multiple(scan_inputs(scans[i], channels), multiple)[0] for i in chunk]
             prob = np.asarray(model.predict_on_batch(np.stack(padded)))
             for i, p in zip(chunk, prob, strict=True):
                 p = crop_to(p, np.shape(scans[i]["valid"]))[..., 0]
@@ -127,10 +133,12 @@ def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
         The ``UNetFilter``.
 
     Raises:
-        ValueError: the model does not take (B, H, W, 5 or 6) input.
+        ValueError: the model does not take (B, H, W, 5, 6 or 9) input.
     """
-    if len(model.input_shape) != 4 or model.input_shape[-1] not in (5, 6):
-        raise ValueError(f"{path}: a scan filter takes (B, H, W, 5 or 6) input, this model takes {model.input_shape}")
+    counts = (5, 6, len(GEOMETRIC))
+    if len(model.input_shape) != 4 or model.input_shape[-1] not in counts:
+        raise ValueError(f"{path}: a scan filter takes (B, H, W, C) input with C one of {counts}, "
+                         f"this model takes {model.input_shape}")
     if threshold is None:
         card = read_model_card(path)
         threshold = card.threshold if card and card.threshold is not None else 0.5
@@ -149,7 +157,7 @@ def unet_filter(path: str | os.PathLike | None = None, threshold: float | None =
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: it is not a loadable Keras model, or not a U-Net of 5 or 6 input channels.
+        ValueError: it is not a loadable Keras model, or not a U-Net of 5, 6 or 9 input channels.
     """
     path = Path(SHIPPED_MODEL if path is None else path)
     return wrap_unet(load_model_file(path, SHIPPED_MODEL, "unet"), path, threshold)

@@ -1,0 +1,86 @@
+"""Neighbourhood statistics over an organised scan's pixel grid, in local point spacings: what they
+say about a plane, an isolated point and a mixed pixel, and that no scanner constant changes them."""
+
+import numpy as np
+import pytest
+
+from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, channels_for, scan_inputs
+from pcfilter_lib.geometry.pixel_neighbourhoods import SCALE, STATISTICS, angular_pitch, pixel_statistics
+
+
+def plane(h=48, w=64, pitch=0.002, depth=1.0, tilt=0.3):
+    """An organised scan of a plane seen by a pinhole camera with ``pitch`` radians per pixel."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([(u - w / 2) * pitch, (v - h / 2) * pitch, np.ones_like(u)], axis=-1)
+    z = depth / (1 - tilt * rays[..., 0])  # the plane z = depth + tilt * x, intersected by each ray
+    return rays * z[..., None], np.ones((h, w), bool)
+
+
+def channel(stats, name):
+    return stats[..., STATISTICS.index(name)]
+
+
+def test_a_plane_is_continuous_and_an_isolated_point_and_a_mixed_pixel_stand_out():
+    xyz, valid = plane()
+    xyz[20, 30] *= 1.2  # an isolated point far behind the plane
+    xyz[10, 10] = 0.5 * (xyz[10, 10] + 1.1 * xyz[10, 10])  # halfway towards a surface 10% deeper
+    stats = pixel_statistics(xyz, valid)
+    surface = np.ones(valid.shape, bool)
+    surface[8:13, 8:13] = surface[18:23, 28:33] = False
+    surface[:2] = surface[-2:] = surface[:, :2] = surface[:, -2:] = False
+    assert np.allclose(channel(stats, "gap")[surface], np.log1p(1.0) / SCALE, atol=0.02)
+    assert np.all(channel(stats, "support")[surface] == 1.0) and np.all(channel(stats, "holes")[surface] == 0)
+    assert np.abs(channel(stats, "step")[surface]).max() < 0.1
+    for pixel in ((20, 30), (10, 10)):
+        assert channel(stats, "gap")[pixel] > 0.5 and channel(stats, "support")[pixel] == 0
+        assert channel(stats, "step")[pixel] > 0.5  # deeper than its neighbours
+
+
+def test_no_scanner_constant_changes_the_statistics():
+    xyz, valid = plane(pitch=0.002, depth=1.0)
+    reference = pixel_statistics(xyz, valid)
+    np.testing.assert_allclose(pixel_statistics(1000 * xyz, valid), reference, atol=1e-4)  # millimetres
+    far, _ = plane(pitch=0.002, depth=2.5)
+    np.testing.assert_allclose(pixel_statistics(far, valid), reference, atol=0.02)
+    coarse, coarse_valid = plane(h=24, w=32, pitch=0.004)  # half the resolution, the same view
+    assert angular_pitch(coarse, coarse_valid) == pytest.approx(2 * angular_pitch(xyz, valid), rel=0.05)
+    np.testing.assert_allclose(pixel_statistics(coarse, coarse_valid)[4:-4, 4:-4].mean(axis=(0, 1)),
+                               reference[4:-4, 4:-4].mean(axis=(0, 1)), atol=0.02)
+
+
+def test_holes_are_counted_and_pixels_without_points_are_zero():
+    xyz, valid = plane()
+    valid[:, 32:] = False
+    xyz[~valid] = np.nan  # what a scanner leaves where it measured nothing
+    stats = pixel_statistics(xyz, valid)
+    assert np.all(stats[~valid] == 0) and np.isfinite(stats).all()
+    assert channel(stats, "holes")[20, 31] == pytest.approx(10 / 24)  # two columns of five missing
+    assert channel(stats, "holes")[20, 10] == 0
+
+
+def test_scans_without_neighbouring_points_and_bad_shapes():
+    xyz, valid = plane(8, 8)
+    checker = (np.add.outer(np.arange(8), np.arange(8)) % 4 == 0)
+    stats = pixel_statistics(xyz, checker)  # no two points side by side: no pitch to measure
+    assert np.all(channel(stats, "gap")[checker] == 1) and np.all(stats[~checker] == 0)
+    assert np.all(pixel_statistics(xyz, np.zeros((8, 8), bool)) == 0)
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        pixel_statistics(xyz[..., :2], valid)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        pixel_statistics(xyz, valid[:4])
+
+
+def test_scan_inputs_give_any_channel_set_and_the_model_size_names_it():
+    xyz, valid = plane(16, 20)
+    valid[0, 0] = False
+    scan = {"xyz": xyz, "valid": valid, "intensity": np.random.default_rng(0).random(valid.shape),
+            "normals": np.broadcast_to([0.0, 0.0, -1.0], xyz.shape)}
+    x = scan_inputs(scan, GEOMETRIC)
+    assert x.shape == (16, 20, len(GEOMETRIC)) and x.dtype == np.float32 and np.all(x[0, 0] == 0)
+    np.testing.assert_array_equal(x[..., 1:5], scan_inputs(scan, CHANNELS)[..., 2:6])  # normals and validity
+    np.testing.assert_array_equal(x[..., 5:], pixel_statistics(xyz, valid))
+    assert channels_for(5) == CHANNELS[:5] and channels_for(6) == CHANNELS and channels_for(9) == GEOMETRIC
+    with pytest.raises(ValueError, match="5, 6 or 9"):
+        channels_for(7)
+    with pytest.raises(ValueError, match="unknown input channels"):
+        scan_inputs(scan, ("intensity", "colour"))
