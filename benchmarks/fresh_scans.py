@@ -35,7 +35,7 @@ runtime.setup(seed=0)
 from tqdm.auto import tqdm
 
 from pcfilter_lib.bench import timing as bench
-from pcfilter_lib.filters.evaluation import evaluate_filter
+from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
 from pcfilter_lib.filters.labelled_clouds import reference_filters
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL
 from pcfilter_lib.io.clouds import scan_cloud
@@ -71,13 +71,7 @@ def main(argv=None) -> int:
     lines = [f"Fresh simulated scans ({GENERATOR} {VERSION}, dataset seed {args.seed}, {args.scans} per set), "
              f"as unorganised clouds; point filter {args.model.name}. Pooled over each set's clouds; "
              "label 1 = keep.", "",
-             "| scans | filter | mean IoU | balanced accuracy | keep-recall | removed per kind |",
-             "|---|---|---|---|---|---|"]
-    for name, rows in results.items():
-        for filter_name, r in rows.items():
-            kinds = ", ".join(f"{k} {v['removed']:.0%}" for k, v in r["kinds"].items() if v["points"])
-            lines.append(f"| {name} | {filter_name} | {r['mean_iou']:.4f} | {r['balanced_accuracy']:.4f} | "
-                         f"{r['recall']:.4f} | {kinds} |")
+             *sets_table(results)]
     lines += ["", f"Measured {datetime.date.today()}, {time.perf_counter() - start:.0f} s."]
     text = "\n".join(lines)
     print(text)

@@ -11,8 +11,8 @@ import keras
 from test_filtering import toy_scan  # the same small scan as the filter interface's tests
 
 from pcfilter_lib import filters, viz
-from pcfilter_lib.data.scans import CHANNELS, scan_inputs
-from pcfilter_lib.filters.evaluation import channel_ablation
+from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, scan_inputs
+from pcfilter_lib.filters.evaluation import channel_ablation, sets_table
 
 
 def reads(channel: int, channels: int = 6) -> keras.Model:
@@ -66,3 +66,30 @@ def test_filter_table_has_a_row_per_filter_and_a_dash_where_a_kind_is_missing():
     assert table.rows[0][5:] == [f"{results['all']['false_omission_rate']:.4f}", "0.000", "–", "–", "–"]
     assert table.rows[1][6:] == ["–", "–", "–", "–"]
     assert "<td>interref.</td>" not in table._repr_html_() and "<th>interref.</th>" in table._repr_html_()
+
+
+def test_a_geometric_filter_is_ablated_channel_by_channel_in_its_own_order():
+    scan = toy_scan(24, 32)
+    gap = GEOMETRIC.index("gap")
+    unet = filters.UNetFilter("gap", reads(gap, len(GEOMETRIC)), threshold=0.5)
+    assert unet.channels == GEOMETRIC and unet.validity
+    result = channel_ablation(unet, [scan])
+    assert list(result) == ["none", *GEOMETRIC]
+    mean = float(scan_inputs(scan, GEOMETRIC)[..., gap][scan["valid"]].mean())
+    points = int(scan["valid"].sum())
+    kept = result["gap"]["tp"] + result["gap"]["fp"]
+    assert kept == (points if mean >= 0.5 else 0)  # every point gets the channel's mean
+    for name in GEOMETRIC:
+        if name != "gap":
+            assert counts(result[name]) == counts(result["none"]), name
+
+
+def test_the_benchmarks_table_has_a_line_per_set_and_filter():
+    scan = toy_scan(24, 32)
+    keep_all = filters.UNetFilter("all", reads(CHANNELS.index("valid")))
+    result = filters.evaluate_filter(keep_all, [scan])
+    lines = sets_table({"set a": {"all": result}, "set b": {"all": result, "again": result}})
+    assert lines[0].startswith("| scans | filter | mean IoU") and len(lines) == 5
+    assert lines[2] == (f"| set a | all | {result['mean_iou']:.4f} | {result['balanced_accuracy']:.4f} | "
+                        f"{result['recall']:.4f} | interreflection 0% |")  # the toy scan's only kind, kept
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["all", "all", "again"]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.data.scans import CHANNELS
+from pcfilter_lib.data.scans import channels_for
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.filters.unet import UNetFilter
@@ -72,15 +72,18 @@ class _ChannelReplaced:
     def __init__(self, model, channel: int):
         self.model, self.channel = model, channel
         self.input_shape, self.layers = model.input_shape, model.layers
+        self.names = channels_for(int(model.input_shape[-1]))
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
         x = np.array(x, dtype=np.float32)  # a copy: (B, H, W, C) channels of data.scans.scan_inputs
-        if self.channel == CHANNELS.index("valid"):
+        if self.names[self.channel] == "valid":
             x[..., self.channel] = 1.0  # every pixel claims a point
         else:
             # A pixel holds a point where its validity channel is 1, or (five channels) where its normal
             # channels are not all 0: (n + 1) / 2 of a unit normal never is.
-            points = x[..., 5] > 0.5 if x.shape[-1] == 6 else (x[..., 2:5] > 0).any(axis=-1)
+            normal = [self.names.index(n) for n in ("nx", "ny", "nz")]
+            points = (x[..., self.names.index("valid")] > 0.5 if "valid" in self.names
+                      else (x[..., normal] > 0).any(axis=-1))
             for image, mask in zip(x, points, strict=True):
                 if mask.any():
                     image[..., self.channel] = np.where(mask, image[..., self.channel][mask].mean(), 0.0)
@@ -97,16 +100,16 @@ def channel_ablation(unet: UNetFilter, scans: Sequence[Mapping], progress: bool 
     The filter keeps its threshold.
 
     Args:
-        unet: the filter to probe (5 or 6 input channels, ``data.scans.CHANNELS``).
+        unet: the filter to probe (its channels: ``data.scans.channels_for``).
         scans: labelled scan dicts, as for ``evaluate_filter``.
         progress: show a progress bar per evaluation.
 
     Returns:
         ``{"none": ..., channel name: ...}``: the ``evaluate_filter`` result with every channel
-        intact, then one per channel the model reads, in the order of ``data.scans.CHANNELS``.
+        intact, then one per channel the model reads, in the model's order.
     """
     results = {"none": evaluate_filter(unet, scans, progress)}
-    for channel, name in enumerate(CHANNELS[:int(unet.model.input_shape[-1])]):
+    for channel, name in enumerate(unet.channels):
         ablated = UNetFilter(f"{unet.name} without {name}", _ChannelReplaced(unet.model, channel), unet.threshold)
         results[name] = evaluate_filter(ablated, scans, progress)
     return results
@@ -160,3 +163,23 @@ def evaluate_all(filters: Sequence[Filter], scans: Sequence[Mapping]) -> dict[st
         filter name -> its ``evaluate_filter`` result.
     """
     return {f.name: evaluate_filter(f, scans) for f in filters}
+
+
+def sets_table(results: Mapping[str, Mapping[str, dict]]) -> list[str]:
+    """The markdown lines of a table of filters on several sets of scans, as the benchmarks print it.
+
+    Args:
+        results: set name -> filter name -> its ``evaluate_filter`` result.
+
+    Returns:
+        The header, its rule and one line per set and filter: mean IoU, balanced accuracy,
+        keep-recall and the share of each artefact kind present that was removed.
+    """
+    lines = ["| scans | filter | mean IoU | balanced accuracy | keep-recall | removed per kind |",
+             "|---|---|---|---|---|---|"]
+    for name, rows in results.items():
+        for filter_name, r in rows.items():
+            kinds = ", ".join(f"{k} {v['removed']:.0%}" for k, v in r["kinds"].items() if v["points"])
+            lines.append(f"| {name} | {filter_name} | {r['mean_iou']:.4f} | {r['balanced_accuracy']:.4f} | "
+                         f"{r['recall']:.4f} | {kinds} |")
+    return lines
