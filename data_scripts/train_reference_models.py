@@ -6,6 +6,7 @@
     python data_scripts/train_reference_models.py --target unet
     python data_scripts/train_reference_models.py --target pointfilter
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
+    python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
 Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` and its model card
 `<name>.json` beside it (`pcfilter_lib.io.model_cards.ModelCard`): the data it was trained on
@@ -13,9 +14,9 @@ Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` 
 settings, the validation and test metrics, the time it took and the model's size. The three
 classifiers (PointNet, PointNet++, DGCNN) learn ModelNet10 with one recipe from the data folder:
 the real data set if `<data folder>/ModelNet10` exists, otherwise the procedural stand-in
-(generated if missing). The U-Net and the point filter learn from the
-default simulated scans (made if missing). This script reads the mode (`PCFILTER_FAST`) and hands
-each recipe its `FULL` or `FAST` settings; in fast mode the default output is
+(generated if missing). The U-Net and the point filter learn from the mixed simulated scans:
+bins, boards and fruit, each scan with its own scanner (made if missing). This script reads the
+mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in fast mode the default output is
 `<data folder>/weights_fast`, so a quick trial never replaces the shipped weights.
 """
 
@@ -32,17 +33,21 @@ from pcfilter_lib.io.model_cards import WEIGHTS
 TARGETS = ("pointnet", "pointnet2", "dgcnn", "unet", "pointfilter")
 
 
-def train(target: str, out: Path, seed: int):
-    """Run the recipe of ``target`` at the size the mode asks for; return its model card."""
+def train(target: str, out: Path, seed: int, channels: str | None = None):
+    """Run the recipe of ``target`` at the size the mode asks for; return its model card. ``channels``
+    picks the U-Net's input channel set (its recipe's own by default)."""
     # The recipes import Keras: only after runtime.setup has muted TensorFlow's start-up logs.
     from pcfilter_lib.recipes import classifiers, point_filter, unet_filter
 
     if target in classifiers.ARCHITECTURES:
         settings = config.choose(full=classifiers.FULL, fast=classifiers.FAST)[target]
         return classifiers.train_reference_classifier(out, config.data_dir(), settings, seed=seed)
-    module, run = {"unet": (unet_filter, unet_filter.train_reference_filter),
-                   "pointfilter": (point_filter, point_filter.train_reference_point_filter)}[target]
-    return run(out, config.data_dir(), config.choose(full=module.FULL, fast=module.FAST), seed=seed)
+    if target == "unet":
+        return unet_filter.train_reference_filter(out, config.data_dir(),
+                                                  config.choose(full=unet_filter.FULL, fast=unet_filter.FAST),
+                                                  seed=seed, channels=channels or unet_filter.UNET["channels"])
+    settings = config.choose(full=point_filter.FULL, fast=point_filter.FAST)
+    return point_filter.train_reference_point_filter(out, config.data_dir(), settings, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     default = config.choose(full=WEIGHTS, fast=config.data_dir() / "weights_fast")
     parser.add_argument("--out", type=Path, default=default, help=f"output folder (default: {default})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--channels", choices=("geometric", "original"),
+                        help="the U-Net's input channels (default: geometric); 'original' trains the ablation, "
+                             "best with its own --out")
     args = parser.parse_args(argv)
+    if args.channels and args.target != "unet":
+        parser.error("--channels applies to --target unet only")
     runtime.setup(seed=args.seed)
     try:
-        card = train(args.target, args.out, args.seed)
+        card = train(args.target, args.out, args.seed, args.channels)
     except (ValueError, OSError) as error:
         print(f"train_reference_models: {error}", file=sys.stderr)
         return 1

@@ -153,12 +153,17 @@ def _scan_keeps_most(folder):
     assert len(kept(folder)) > 0.8 * load_scan(folder / "scan.npz", arrays=())["valid"].sum()
 
 
-TETRAHEDRON = np.array([[0, 0, 0], [1, 0, 0], [0.5, 0.866, 0], [0.5, 0.289, 0.816]]) * SPACING
+def _clusters() -> np.ndarray:
+    """Four points in tight clusters of ROR's tuned ``nb_points`` (at most 4), the clusters 100
+    spacings apart: every point has fewer neighbours than ROR asks for (if it asks for 2 or more)."""
+    size = max(1, min(4, int(filters.tuned_params("ror")["nb_points"])))
+    offsets = np.array([[0, 0, 0], [1, 0, 0], [0.5, 0.866, 0], [0.5, 0.289, 0.816]])
+    return np.array([offsets[i % size] + [100.0 * (i // size), 0, 0] for i in range(4)]) * SPACING
 
 
 def _empty(allow):
     def make(folder):
-        write_xyz(folder / "c.xyz", TETRAHEDRON)  # every point has 3 neighbours; ROR asks for 4
+        write_xyz(folder / "c.xyz", _clusters())
         return ["filter", "c.xyz", "-o", "out.ply", "--method", "ror"] + (["--allow-empty"] if allow else [])
     return make
 

@@ -1,15 +1,22 @@
-"""What the reference recipes share: the default simulated scan set they learn from, the
-provenance of a data folder, the software environment, and numbers rounded for a model card."""
+"""What the reference recipes share: the default simulated scan sets they learn from, the
+provenance of a data folder, the software environment, numbers rounded for a model card, the
+baselines' grids in point spacings, and the result of training a filter."""
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
+from pcfilter_lib.filters.base import Filter
+from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.files import read_manifest, sha256
+from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
@@ -91,3 +98,34 @@ def rounded(values, digits: int = 6):
     if isinstance(values, float):
         return round(values, digits)
     return values
+
+
+# Open3D baselines tuned on scans or clouds from many scanners: the ROR radius is tuned in units of
+# each cloud's own point spacing (``in_spacings``).
+SPACING_GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
+         "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]}}
+
+
+def in_spacings(cloud: Mapping) -> dict:
+    """The cloud with its coordinates divided by its own point spacing (median nearest-neighbour
+    distance), so that lengths tuned on it are in spacings."""
+    xyz = np.asarray(cloud["xyz"])
+    valid = np.asarray(cloud["valid"], bool)
+    return {**cloud, "xyz": xyz / point_features.point_spacing(xyz[valid])}
+
+
+@dataclass(kw_only=True)
+class TrainedFilter(TrainResult):
+    """The ``TrainResult`` of a filter recipe (U-Net or point filter), plus the filter it made.
+
+    Attributes:
+        filter: The trained network as a filter, with the chosen threshold.
+        threshold: The keep-probability threshold chosen on the validation data.
+        sweep: The validation scores at every candidate threshold (``choose_threshold``).
+        settings: The recipe's settings, as a model card records them.
+    """
+
+    filter: Filter
+    threshold: float
+    sweep: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)

@@ -44,13 +44,15 @@ from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.recipes.common import (
     SCANS_MIXED_FAST,
     SCANS_MIXED_FULL,
+    SPACING_GRIDS,
     ScanSet,
+    TrainedFilter,
     ensure_scans,
     environment,
+    in_spacings,
     provenance,
     rounded,
 )
-from pcfilter_lib.recipes.unet_filter import TrainedFilter
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.
@@ -61,20 +63,6 @@ NETWORKS = ("pointnet", "pointnet2")
 POINTNET2 = {"width": 0.25, "samples": (64, 16),
              "levels": ({"radius": 0.25, "num_neighbors": 16, "mlp": (64, 64, 128)},
                         {"radius": 0.5, "num_neighbors": 32, "mlp": (128, 128, 256)})}
-# Open3D baselines tuned for unorganised clouds at each density. The scans come from many scanners, so
-# the ROR radius is tuned in units of each cloud's own point spacing (``in_spacings``).
-GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
-         "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]}}
-
-
-def in_spacings(cloud: Mapping) -> dict:
-    """The cloud with its coordinates divided by its own point spacing (median nearest-neighbour
-    distance), so that lengths tuned on it are in spacings."""
-    xyz = np.asarray(cloud["xyz"])
-    valid = np.asarray(cloud["valid"], bool)
-    return {**cloud, "xyz": xyz / point_features.point_spacing(xyz[valid])}
-
-
 def build_network(network: str, channels: int) -> keras.Model:
     """The point filter's network on patches of ``NETWORK["patch_size"]`` points with ``channels``
     features: "pointnet" (the shipped kind, ``NETWORK``) or "pointnet2" (``POINTNET2``)."""
@@ -188,12 +176,13 @@ def compare_at_densities(point_filter, val: Mapping[float, list], test: Mapping[
     """
     densities = {}
     for fraction in FRACTIONS:
-        tuned = tune_baselines([in_spacings(c) for c in val[fraction]], GRIDS)
+        tuned = tune_baselines([in_spacings(c) for c in val[fraction]], SPACING_GRIDS)
         learned = list(point_filter) if isinstance(point_filter, Sequence) else [point_filter]
-        candidates = learned + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0) for m in GRIDS]
+        candidates = learned + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0)
+                                 for m in SPACING_GRIDS]
         densities[str(fraction)] = {
             "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"])}
-                          for m in GRIDS},
+                          for m in SPACING_GRIDS},
             "test": {f.name: rounded(evaluate_filter(f, test[fraction])) for f in candidates}}
         if progress:
             row = densities[str(fraction)]["test"]

@@ -14,16 +14,15 @@ import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from pcfilter_lib.data.crops import CropSequence, load_examples
-from pcfilter_lib.data.scans import split_files
+from pcfilter_lib.data.scans import CHANNEL_SETS, split_files
 from pcfilter_lib.filters import baselines
-from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
 from pcfilter_lib.filters.thresholds import choose_threshold
@@ -33,49 +32,50 @@ from pcfilter_lib.io.model_cards import ModelCard
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import metrics
-from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.nn.losses import make_loss
-from pcfilter_lib.recipes.common import SCANS_FAST, SCANS_FULL, ScanSet, ensure_scans, environment, provenance, rounded
+from pcfilter_lib.recipes.common import (
+    SCANS_MIXED_FAST,
+    SCANS_MIXED_FULL,
+    SPACING_GRIDS,
+    ScanSet,
+    TrainedFilter,
+    ensure_scans,
+    environment,
+    in_spacings,
+    provenance,
+    rounded,
+)
 
-# The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the five
-# channels of the original work plus the 0/1 validity channel.
-UNET = {"input_channels": 6, "depth": 4, "filters": (8, 16, 32, 48, 64)}
-
-
-@dataclass(kw_only=True)
-class TrainedFilter(TrainResult):
-    """The ``TrainResult`` of a filter recipe (U-Net or point filter), plus the filter it made.
-
-    Attributes:
-        filter: The trained network as a filter, with the chosen threshold.
-        threshold: The keep-probability threshold chosen on the validation data.
-        sweep: The validation scores at every candidate threshold (``choose_threshold``).
-        settings: The recipe's settings, as a model card records them.
-    """
-
-    filter: Filter
-    threshold: float
-    sweep: dict = field(default_factory=dict)
-    settings: dict = field(default_factory=dict)
+# The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the channels
+# that mean the same on any scanner (``data.scans.GEOMETRIC``): no absolute depth, lengths in local
+# point spacings. "original" (the 2020 work's five channels and validity) is the ablation.
+UNET = {"channels": "geometric", "depth": 4, "filters": (8, 16, 32, 48, 64)}
+# Classical baselines tuned beside it: SOR and ROR as for the point filter (ROR's radius in point
+# spacings, since every scan has its own scanner), and the morphology of the 2020 work.
+BASELINE_GRIDS = {**SPACING_GRIDS, "morph": baselines.GRIDS["morph"]}
 
 
 def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss: str = "focal", epochs: int = 10,
                  crop: int = 128, crops: int = 2048, batch_size: int = 16, learning_rate: float = 2e-3,
                  alpha: float = 0.25, gamma: float = 2.0, seed: int = 0, examples: Sequence[tuple] | None = None,
-                 jit_compile: bool | str = "auto", progress: bool = False, verbose: int = 0) -> TrainedFilter:
+                 jit_compile: bool | str = "auto", progress: bool = False, verbose: int = 0,
+                 channels: str = UNET["channels"]) -> TrainedFilter:
     """Train a U-Net filter (``UNET``) on crops of ``train_files`` with the named ``loss`` and Adam
     (learning rate decayed by cosine to 5% over the run), then choose its threshold on ``val_scans``.
     ``jit_compile=False`` skips XLA: slower steps, but no compile time (for short runs).
+    ``channels`` names the input channel set (``data.scans.CHANNEL_SETS``); ``examples``, when given,
+    must hold those channels.
 
     Returns a ``TrainedFilter``: the ``TrainResult`` of ``nn.fit.fit`` (model, history per epoch,
     seconds) with the ``UNetFilter`` at the chosen threshold, the threshold sweep and the settings.
     """
     keras.utils.set_random_seed(seed)
+    names = CHANNEL_SETS[channels]
     if examples is None:
-        examples = load_examples(train_files, validity=UNET["input_channels"] == 6, progress=progress)
+        examples = load_examples(train_files, names, progress=progress)
     data = CropSequence(examples, size=crop, crops=crops, batch_size=batch_size, seed=seed)
-    model = build_unet(input_channels=UNET["input_channels"], depth=UNET["depth"], filters=UNET["filters"],
-                       name="unet_filter")
+    model = build_unet(input_channels=len(names), depth=UNET["depth"], filters=UNET["filters"], name="unet_filter")
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * len(data), alpha=0.05)
     labels = None
     if loss == "weighted_bce":  # class frequencies as the network sees them: in the crops
@@ -86,7 +86,8 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
     run = fit(model, data, epochs=epochs, verbose=verbose, progress=progress)
     threshold, sweep = choose_threshold(UNetFilter("unet", model), val_scans)
     settings = {"loss": loss, "epochs": epochs, "crop": crop, "crops_per_epoch": crops, "batch_size": batch_size,
-                "learning_rate": learning_rate, "seed": seed, "unet": {**UNET, "filters": list(UNET["filters"])}}
+                "learning_rate": learning_rate, "seed": seed,
+                "unet": {**UNET, "channels": channels, "input_channels": list(names), "filters": list(UNET["filters"])}}
     if loss == "focal":
         settings.update(alpha=alpha, gamma=gamma)
     return TrainedFilter(**vars(run), filter=UNetFilter("unet", model=model, threshold=threshold), threshold=threshold,
@@ -123,13 +124,17 @@ class UNetRecipe:
     losses: tuple[str, ...] = ("focal", "weighted_bce")
 
 
-FULL = UNetRecipe(SCANS_FULL, compare_epochs=4, compare_crops=1024, epochs=12, crops=2048, crop=128)
-FAST = UNetRecipe(SCANS_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=64)
+# The mixed scans of the point filter: bins, boards and fruit, each scan with its own scanner. Fast
+# scans are a quarter of the size, down to 80x60 pixels, hence the smaller crops.
+FULL = UNetRecipe(SCANS_MIXED_FULL, compare_epochs=4, compare_crops=1024, epochs=24, crops=2048, crop=128)
+FAST = UNetRecipe(SCANS_MIXED_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=48)
 
 
 def compare_losses(train_files: Sequence[Path], val_scans: Sequence[Mapping], settings: UNetRecipe,
-                   examples: Sequence[tuple], seed: int = 0, progress: bool = False) -> dict[str, dict]:
-    """A short run per loss of ``settings.losses``, each scored on the validation scans.
+                   examples: Sequence[tuple], seed: int = 0, progress: bool = False,
+                   channels: str = UNET["channels"]) -> dict[str, dict]:
+    """A short run per loss of ``settings.losses``, each scored on the validation scans; ``examples``
+    hold the ``channels`` set.
 
     Returns:
         {loss: {"threshold", "seconds", "history", "validation"}}; the winner is the loss with the
@@ -139,7 +144,8 @@ def compare_losses(train_files: Sequence[Path], val_scans: Sequence[Mapping], se
     for loss in settings.losses:
         run = train_filter(train_files, val_scans, loss, settings.compare_epochs, crop=settings.crop,
                            crops=settings.compare_crops, batch_size=settings.batch_size,
-                           learning_rate=settings.learning_rate, seed=seed, examples=examples, progress=progress)
+                           learning_rate=settings.learning_rate, seed=seed, examples=examples, progress=progress,
+                           channels=channels)
         val = evaluate_filter(run.filter, val_scans)
         comparison[loss] = {"threshold": run.threshold, "seconds": round(run.seconds, 1), "history": run.history,
                             "validation": rounded(val)}
@@ -149,12 +155,12 @@ def compare_losses(train_files: Sequence[Path], val_scans: Sequence[Mapping], se
 
 
 def train_reference_filter(out: str | os.PathLike, data_dir: str | os.PathLike, settings: UNetRecipe = FULL,
-                           seed: int = 0, progress: bool = True) -> ModelCard:
+                           seed: int = 0, progress: bool = True, channels: str = UNET["channels"]) -> ModelCard:
     """Train the shipped U-Net filter and save ``out/unet_filter.keras``.
 
     1. Compare ``settings.losses`` in short runs; the best validation mean IoU wins.
     2. Train the final network with the winner; choose its threshold on the validation scans.
-    3. Tune the three baselines on the validation scans (grid search).
+    3. Tune the three baselines on the validation scans (grid search, lengths in point spacings).
     4. Measure all four filters on the test scans.
 
     Args:
@@ -163,23 +169,27 @@ def train_reference_filter(out: str | os.PathLike, data_dir: str | os.PathLike, 
         settings: ``FULL`` or ``FAST``, or any ``UNetRecipe``.
         seed: seed of the weights and of the crops.
         progress: show progress bars and a line per stage.
+        channels: the input channel set (``data.scans.CHANNEL_SETS``); "original" trains the ablation.
 
     Returns:
         the model card (its ``command`` is left for the caller to fill in).
     """
+    if channels not in CHANNEL_SETS:
+        raise ValueError(f"unknown channel set {channels!r}: choose one of {sorted(CHANNEL_SETS)}")
     start = time.perf_counter()
     folder = ensure_scans(data_dir, settings.scans, progress)
     train_files, val_files, test_files = (split_files(folder, split) for split in ("train", "val", "test"))
     val_scans = [load_scan(f, arrays=()) for f in val_files]
-    examples = load_examples(train_files, progress=progress)
-    comparison = compare_losses(train_files, val_scans, settings, examples, seed, progress)
+    examples = load_examples(train_files, CHANNEL_SETS[channels], progress=progress)
+    comparison = compare_losses(train_files, val_scans, settings, examples, seed, progress, channels)
     winner = max(comparison, key=lambda name: comparison[name]["validation"]["mean_iou"])
     final = train_filter(train_files, val_scans, winner, settings.epochs, crop=settings.crop, crops=settings.crops,
                          batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
-                         examples=examples, progress=progress)
-    tuned = tune_baselines(val_scans)
+                         examples=examples, progress=progress, channels=channels)
+    tuned = tune_baselines([in_spacings(scan) for scan in val_scans], BASELINE_GRIDS)
     test_scans = [load_scan(f, arrays=()) for f in test_files]
-    candidates = [final.filter] + [BaselineFilter(m, m, tuned[m]["params"]) for m in baselines.METHODS]
+    candidates = [final.filter] + [BaselineFilter(m, m, tuned[m]["params"], reference_spacing=1.0)
+                                   for m in BASELINE_GRIDS]
     test = evaluate_all(candidates, test_scans)
     path = Path(out) / "unet_filter.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +204,6 @@ def train_reference_filter(out: str | os.PathLike, data_dir: str | os.PathLike, 
         threshold=final.threshold, parameters=int(final.model.count_params()), file_bytes=path.stat().st_size,
         training_seconds=round(final.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
         history=final.history, environment=environment(),
-        details={"loss": loss, "loss_comparison": comparison,
+        details={"loss": loss, "loss_comparison": comparison, "baseline_lengths": "point spacings",
                  "baselines": {m: {"params": tuned[m]["params"], "validation": rounded(tuned[m]["validation"]),
-                                   "test": rounded(test[m])} for m in baselines.METHODS}})
+                                   "test": rounded(test[m])} for m in BASELINE_GRIDS}})
