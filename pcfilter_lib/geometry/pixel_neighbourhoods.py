@@ -69,10 +69,14 @@ def _median_of_present(values: list[np.ndarray], present: list[np.ndarray]) -> n
     """The element-wise median of up to 8 arrays, each element taking only the ``present`` ones; NaN
     where none is. A sorting network of ``np.minimum`` and ``np.maximum`` (missing values sort last as
     +inf) then a per-element pick of the middle: far faster than ``np.nanmedian`` over a stacked axis."""
-    v = [np.where(p, x, np.float32(np.inf)) for x, p in zip(values, present, strict=True)]
+    ordered = np.empty((len(values), *np.shape(values[0])), np.float32)
+    for row, x, p in zip(ordered, values, present, strict=True):
+        np.copyto(row, np.float32(np.inf))
+        np.copyto(row, x, where=p)
     for i, j in _SORT8:
-        v[i], v[j] = np.minimum(v[i], v[j]), np.maximum(v[i], v[j])
-    ordered = np.stack(v)
+        low = np.minimum(ordered[i], ordered[j])
+        np.maximum(ordered[i], ordered[j], out=ordered[j])
+        ordered[i] = low
     count = sum(p.astype(np.intp) for p in present)
     low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
     high = np.take_along_axis(ordered, np.minimum(count // 2, 7)[None], axis=0)[0]
@@ -120,15 +124,22 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
     spacing = np.where(valid, planes[2] * np.float32(pitch), np.float32(1.0))
     spacing_squared = spacing * spacing
     nearest = np.full((h, w), np.inf, np.float32)  # squared distance to the nearest 3x3 neighbour
-    support = np.zeros((h, w), np.float32)
+    support = np.zeros((h, w), np.uint8)
     half = [(dy, dx) for dy in range(0, r + 1) for dx in range(-r, r + 1) if dy > 0 or dx > 0]
+    # The support radius squared, per squared pixel offset: one array for each of the few offsets' lengths.
+    reach = {d: np.float32(SUPPORT * SUPPORT * d) * spacing_squared for d in {dy * dy + dx * dx for dy, dx in half}}
     for dy, dx in half:
         a, b = _pair(dy, dx, h, w)
         both = valid[a] & valid[b]
-        squared = sum((plane[a] - plane[b]) ** 2 for plane in planes)
-        limit = np.float32(SUPPORT * SUPPORT * (dy * dy + dx * dx))
-        support[a] += both & (squared <= limit * spacing_squared[a])
-        support[b] += both & (squared <= limit * spacing_squared[b])
+        difference = planes[0][a] - planes[0][b]
+        squared = difference * difference
+        for plane in planes[1:]:
+            np.subtract(plane[a], plane[b], out=difference)
+            difference *= difference
+            squared += difference
+        within = reach[dy * dy + dx * dx]
+        support[a] += both & (squared <= within[a])
+        support[b] += both & (squared <= within[b])
         if max(abs(dy), abs(dx)) == 1:
             squared = np.where(both, squared, np.float32(np.inf))
             np.minimum(nearest[a], squared, out=nearest[a])
@@ -142,7 +153,7 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
     n = (2 * r + 1) ** 2 - 1
     out[..., 0] = np.clip(np.sign(step) * np.log1p(np.abs(step)) / SCALE, -1, 1)
     out[..., 1] = np.where(np.isfinite(nearest), np.minimum(np.log1p(np.sqrt(nearest) / spacing) / SCALE, 1), 1.0)
-    out[..., 2] = support / n
+    out[..., 2] = support / np.float32(n)
     out[..., 3] = (n - (_box_count(valid, r) - valid)) / n
     out[~valid] = 0.0
     return out
