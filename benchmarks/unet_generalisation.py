@@ -59,11 +59,10 @@ def filters_of(model: Path, also: dict[str, Path]) -> list:
     card = read_model_card(model)
     if card is None or "baselines" not in card.details:
         raise SystemExit(f"unet_generalisation: {model} has no model card with tuned baselines beside it")
-    spacing = 1.0 if card.details.get("baseline_lengths") == "point spacings" else None
-    if spacing is None:
+    if card.details.get("baseline_lengths") != "point spacings":
         raise SystemExit(f"unet_generalisation: the baselines of {model}'s card are not in point spacings; "
                          "retrain it with data_scripts/train_reference_models.py --target unet")
-    classical = [BaselineFilter(m, m, card.details["baselines"][m]["params"], reference_spacing=spacing)
+    classical = [BaselineFilter(m, m, card.details["baselines"][m]["params"], reference_spacing=1.0)
                  for m in CLASSICAL]
     learned = unet_filter(model)
     learned.name = "U-Net"

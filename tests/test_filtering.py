@@ -240,3 +240,15 @@ def test_shipped_filter_learnt_from_the_current_simulator():
 
     manifest = model_cards.read_model_card(filters.SHIPPED_MODEL)
     assert manifest.data["version"] == VERSION, "retrain the filter: the simulator has changed since"
+
+
+def test_a_model_of_an_unknown_channel_count_is_refused_by_name(tmp_path):
+    from pcfilter_lib.filters.unet import wrap_unet
+
+    inputs = keras.Input((None, None, 7))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    with pytest.raises(ValueError, match=r"odd\.keras: a scan filter reads 5, 6 or 9 input channels, not 7"):
+        wrap_unet(model, tmp_path / "odd.keras")
+    vector = keras.Input((9,))
+    with pytest.raises(ValueError, match=r"takes \(B, H, W, C\) input"):
+        wrap_unet(keras.Model(vector, keras.layers.Dense(1)(vector)), tmp_path / "flat.keras")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, channels_for, crop_to, pad_to_multiple, scan_inputs
+from pcfilter_lib.data.scans import CHANNELS, channels_for, crop_to, pad_to_multiple, scan_inputs
 from pcfilter_lib.filters.base import check_threshold, load_model_file
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.models.unet import multiple_of
@@ -135,10 +135,12 @@ def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:
     Raises:
         ValueError: the model does not take (B, H, W, 5, 6 or 9) input.
     """
-    counts = (5, 6, len(GEOMETRIC))
-    if len(model.input_shape) != 4 or model.input_shape[-1] not in counts:
-        raise ValueError(f"{path}: a scan filter takes (B, H, W, C) input with C one of {counts}, "
-                         f"this model takes {model.input_shape}")
+    if len(model.input_shape) != 4:
+        raise ValueError(f"{path}: a scan filter takes (B, H, W, C) input, this model takes {model.input_shape}")
+    try:
+        channels_for(int(model.input_shape[-1]))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}; this model takes {model.input_shape}") from None
     if threshold is None:
         card = read_model_card(path)
         threshold = card.threshold if card and card.threshold is not None else 0.5

@@ -103,7 +103,7 @@ def rounded(values, digits: int = 6):
 # Open3D baselines tuned on scans or clouds from many scanners: the ROR radius is tuned in units of
 # each cloud's own point spacing (``in_spacings``).
 SPACING_GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40], "std_ratio": [0.5, 1.0, 2.0, 3.0]},
-         "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]}}
+                 "ror": {"nb_points": [1, 2, 4, 8, 16], "radius": [1.5, 2.0, 3.0, 4.0, 6.0, 8.0]}}
 
 
 def in_spacings(cloud: Mapping) -> dict:
