@@ -5,6 +5,8 @@
     python data_scripts/train_reference_models.py --target dgcnn
     python data_scripts/train_reference_models.py --target unet
     python data_scripts/train_reference_models.py --target pointfilter
+    python data_scripts/train_reference_models.py --target punet
+    python data_scripts/train_reference_models.py --target yovo
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -15,7 +17,11 @@ settings, the validation and test metrics, the time it took and the model's size
 classifiers (PointNet, PointNet++, DGCNN) learn ModelNet10 with one recipe from the data folder:
 the real data set if `<data folder>/ModelNet10` exists, otherwise the procedural stand-in
 (generated if missing). The U-Net and the point filter learn from the mixed simulated scans:
-bins, boards and fruit, each scan with its own scanner (made if missing). This script reads the
+bins, boards and fruit, each scan with its own scanner (made if missing). The PU-Net upsampler
+learns from patches of the true surfaces of bins, boards and fruit, at the point density of the
+default 640x480 scanner's scans (made if missing). YOVO learns to turn one image of a procedural
+ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing). This
+script reads the
 mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in fast mode the default output is
 `<data folder>/weights_fast`, so a quick trial never replaces the shipped weights.
 """
@@ -30,14 +36,14 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import WEIGHTS
 
-TARGETS = ("pointnet", "pointnet2", "dgcnn", "unet", "pointfilter")
+TARGETS = ("pointnet", "pointnet2", "dgcnn", "unet", "pointfilter", "punet", "yovo")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
     """Run the recipe of ``target`` at the size the mode asks for; return its model card. ``channels``
     picks the U-Net's input channel set (its recipe's own by default)."""
     # The recipes import Keras: only after runtime.setup has muted TensorFlow's start-up logs.
-    from pcfilter_lib.recipes import classifiers, point_filter, unet_filter
+    from pcfilter_lib.recipes import classifiers, image_to_voxels, point_filter, unet_filter, upsampling
 
     if target in classifiers.ARCHITECTURES:
         settings = config.choose(full=classifiers.FULL, fast=classifiers.FAST)[target]
@@ -46,6 +52,12 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         return unet_filter.train_reference_filter(out, config.data_dir(),
                                                   config.choose(full=unet_filter.FULL, fast=unet_filter.FAST),
                                                   seed=seed, channels=channels or unet_filter.UNET["channels"])
+    if target == "yovo":
+        settings = config.choose(full=image_to_voxels.FULL, fast=image_to_voxels.FAST)
+        return image_to_voxels.train_reference_yovo(out, config.data_dir(), settings, seed=seed)
+    if target == "punet":
+        settings = config.choose(full=upsampling.FULL, fast=upsampling.FAST)
+        return upsampling.train_reference_upsampler(out, config.data_dir(), settings, seed=seed)
     settings = config.choose(full=point_filter.FULL, fast=point_filter.FAST)
     return point_filter.train_reference_point_filter(out, config.data_dir(), settings, seed=seed)
 
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     card.command = "python data_scripts/train_reference_models.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                 else argv)
     path = card.write(args.out / Path(card.model).with_suffix(".json"))
-    score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou") if k in card.test)
+    score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou", "chamfer") if k in card.test)
     print(f"{args.target}: test {score}; {card.training_seconds:.0f} s of training; wrote {args.out / card.model} "
           f"and {path.name}")
     return 0

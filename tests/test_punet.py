@@ -217,3 +217,40 @@ def test_upsample_gives_each_point_r_points_from_the_patch_it_is_most_central_in
     assert np.isfinite(out).all() and np.abs(out - crowded[:, None]).max() < 1.0
     with pytest.raises(ValueError, match="fewer than the model's patch"):
         punet.upsample(cloud[:10], small)
+
+
+def test_fast_recipe_writes_a_loadable_upsampler_with_a_card(tmp_path):
+    from pcfilter_lib.io.model_cards import read_model_card
+    from pcfilter_lib.recipes import upsampling
+
+    card = upsampling.train_reference_upsampler(tmp_path / "out", tmp_path / "data", upsampling.FAST, progress=False)
+    path = tmp_path / "out" / card.model
+    card.write(path.with_suffix(".json"))
+    again = read_model_card(path)
+    assert again.target == "punet" and again.file_bytes == path.stat().st_size
+    assert again.data["scans"]["train"] > 0 and again.settings["ratio"] == upsampling.FAST.ratio
+    # The measured spacing is that of a 640x480 scan at about a metre: near a millimetre.
+    assert 5e-4 < again.settings["spacing_m"] < 2e-3
+    for split in (again.validation, again.test):
+        assert 0 < split["chamfer"] and 0 < split["chamfer_repeated_input"]
+        assert split["chamfer_ratio"] == pytest.approx(split["chamfer"] / split["chamfer_repeated_input"], rel=1e-4)
+    model = punet.load_upsampler(path)
+    n = upsampling.FAST.patch_points
+    assert model.input_shape == (None, n, 3) and model.output_shape == (None, upsampling.FAST.ratio * n, 3)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        punet.load_upsampler(tmp_path / "none.keras")
+    (tmp_path / "bad.keras").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="cannot load"):
+        punet.load_upsampler(tmp_path / "bad.keras")
+
+
+@pytest.mark.skipif(not punet.SHIPPED_UPSAMPLER.is_file(), reason="the shipped PU-Net is missing")
+def test_shipped_upsampler_beats_repeating_its_input_and_was_trained_on_the_current_simulator():
+    from pcfilter_lib.io.model_cards import read_model_card
+    from pcfilter_lib.simulate.dataset import VERSION
+
+    card = read_model_card(punet.SHIPPED_UPSAMPLER)
+    assert card.data["version"] == VERSION, "retrain the PU-Net: the simulator has changed since"
+    assert card.test["chamfer"] < card.test["chamfer_repeated_input"]
+    model = punet.load_upsampler()
+    assert model.output_shape[1] == card.settings["ratio"] * model.input_shape[1]

@@ -99,6 +99,7 @@ def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
     import pcfilter_lib.models.dgcnn  # noqa: F401  (registers the custom objects load_model needs)
     import pcfilter_lib.models.pointnet  # noqa: F401
     import pcfilter_lib.models.pointnet2  # noqa: F401
+    import pcfilter_lib.models.punet  # noqa: F401
     import pcfilter_lib.nn.losses  # noqa: F401
     import pcfilter_lib.nn.metrics  # noqa: F401
 

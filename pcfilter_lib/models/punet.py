@@ -20,10 +20,14 @@ channels), and by default a *residual* output: each output point is its input po
 regressed offset, which a small network learns much faster than absolute positions (set
 ``residual=False`` for the paper's absolute coordinates). Train it with ``losses.UpsamplingLoss``
 (Chamfer distance plus repulsion) on ``data.surface_patches.upsampling_patches``.
-``upsample`` runs a trained network over a whole cloud, patch by patch.
+``upsample`` runs a trained network over a whole cloud, patch by patch; ``load_upsampler`` loads
+the shipped one (``SHIPPED_UPSAMPLER``, trained by ``recipes.upsampling``).
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -32,7 +36,10 @@ from keras import layers, ops
 from pcfilter_lib.data.surface_patches import normalise_patches
 from pcfilter_lib.geometry.point_features import neighbourhoods, seed_patches
 from pcfilter_lib.geometry.points import check_points
+from pcfilter_lib.io.model_cards import WEIGHTS
 from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, nearest
+
+SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"  # x4, trained at a 640x480 scan's density
 
 
 @keras.saving.register_keras_serializable(package="pcfilter")
@@ -218,3 +225,28 @@ def upsample(points, model: keras.Model, overlap: float = 2.0, batch_size: int =
         predicted = model.predict(inputs, batch_size=batch_size, verbose=0).astype(np.float64)
         outputs[~flat] = predicted.reshape(-1, ratio, n, 3) * scale[:, :, None] + shift[:, :, None]
     return outputs[owner[0], :, owner[1]].reshape(-1, 3)
+
+
+def load_upsampler(path: str | os.PathLike | None = None) -> keras.Model:
+    """A trained PU-Net for ``upsample``: the file at ``path``, or the shipped one (``SHIPPED_UPSAMPLER``).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: Keras cannot read it, or it is no upsampler ((B, N, 3) -> (B, r * N, 3)).
+    """
+    path = Path(SHIPPED_UPSAMPLER if path is None else path)
+    if not path.is_file():
+        hint = ("train it with 'python data_scripts/train_reference_models.py --target punet'"
+                if path == SHIPPED_UPSAMPLER else "check the path")
+        raise FileNotFoundError(f"upsampling model {path} does not exist; {hint}")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many kinds for a damaged or foreign file
+        raise ValueError(f"cannot load {path} as a Keras model ({error}); give a PU-Net .keras file") from error
+    shapes = model.input_shape, model.output_shape
+    if not (isinstance(shapes[0], tuple) and len(shapes[0]) == 3 and shapes[0][-1] == 3 and len(shapes[1]) == 3
+            and shapes[1][-1] == 3 and shapes[0][1] and shapes[1][1] % shapes[0][1] == 0
+            and shapes[1][1] > shapes[0][1]):
+        raise ValueError(f"{path} maps {shapes[0]} to {shapes[1]}; an upsampler maps patches (B, N, 3) to "
+                         "(B, r * N, 3)")
+    return model
