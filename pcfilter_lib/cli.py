@@ -42,7 +42,8 @@ MODEL_SUFFIXES = (".keras", ".h5")  # what keras.models.load_model reads
 # Options whose value may start with '-' followed by a digit ('--size -160x120'): argparse would take
 # the value for an option and say only "expected one argument"; joined as '--size=-160x120', the
 # value reaches the checks below, which say what is wrong with it.
-VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-parts", "--threshold")
+VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-parts", "--threshold", "--upsample",
+                 "--depth", "--jobs")
 
 
 class _Interrupts:
@@ -528,6 +529,211 @@ def _filter_folder(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------------------------------------
+# reconstruct: filter, optionally upsample, then Poisson
+
+
+MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl")  # what Open3D writes a triangle mesh as
+UPSAMPLE_MAX = 64
+TRIM_SPACINGS = 4.0  # mesh vertices farther than this many point spacings from every point are removed
+
+
+def _upsample_passes(factor: int) -> int:
+    """How many passes of the shipped upsampler give ``--upsample factor`` (0 for 1): the factor must
+    be a power of the upsampler's own ratio, read from its model card before TensorFlow starts."""
+    from pcfilter_lib.io.model_cards import WEIGHTS
+
+    if factor == 1:
+        return 0
+    _option_range("--upsample", factor, 1, UPSAMPLE_MAX, "a whole number")
+    shipped = WEIGHTS / "punet_upsampling.keras"
+    card = read_model_card(shipped) if shipped.is_file() else None
+    if card is None:
+        raise FileNotFoundError(f"the shipped upsampler {shipped} (or its model card) is missing; train it with "
+                                "'python data_scripts/train_reference_models.py --target punet'")
+    ratio = int(card.settings["ratio"])
+    powers = [ratio**k for k in range(1, 8) if ratio**k <= UPSAMPLE_MAX]
+    if factor not in powers:
+        raise ValueError(f"--upsample must be 1 or a power of the upsampler's ratio {ratio} "
+                         f"({', '.join(map(str, powers))}), got {factor}")
+    return round(math.log(factor, ratio))
+
+
+def _check_reconstruct_options(args: argparse.Namespace) -> int:
+    """Options that need no reading of the input; returns the number of upsampling passes."""
+    _option_range("--depth", args.depth, 4, 12, "a whole number")
+    _option_range("--jobs", args.jobs, 1, 256, "a whole number")
+    _check_threshold(args)
+    _check_model(args)
+    return _upsample_passes(args.upsample)
+
+
+def _check_mesh_output(source: Path, target: Path) -> None:
+    if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+        raise ValueError(f"{target} is the input file; choose another output name (the input is never overwritten)")
+    if target.suffix.lower() not in MESH_SUFFIXES:
+        raise ValueError(f"-o {target}: the mesh is written as {', '.join(MESH_SUFFIXES)}; name a file with one of "
+                         "these endings")
+    check_output_file(target, "-o")
+
+
+def _stage(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(f"pcfilter reconstruct: {text}", file=sys.stderr, flush=True)
+
+
+def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan: dict, scan_filter,
+                      upsampler, passes: int) -> str:
+    """Filter, upsample ``passes`` times and Poisson-reconstruct one read input; write the mesh to
+    ``target`` atomically and return the line that reports it."""
+    import numpy as np  # see the note at the top
+    import open3d as o3d  # after runtime.setup, like TensorFlow
+
+    from pcfilter_lib.geometry.normals import estimate_cloud_normals
+    from pcfilter_lib.geometry.point_features import point_spacing
+    from pcfilter_lib.geometry.reconstruction import reconstruct
+    from pcfilter_lib.io.files import atomic_write_with
+    from pcfilter_lib.models.punet import upsample
+
+    valid = scan["valid"]
+    n = int(valid.sum())
+    _stage(args, f"{source.name}: filtering {n:,} points with {scan_filter.name}")
+    with warnings.catch_warnings():  # far points overflow their float32 features; they are removed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        keep = (scan_filter.keep_probability(scan) >= scan_filter.threshold) & valid
+    _Interrupts.check()
+    points = np.asarray(scan["xyz"], np.float64)[keep]
+    if len(points) < 100:
+        raise ValueError(f"{source}: {scan_filter.name} kept {len(points)} of {n} points; Poisson reconstruction "
+                         "needs at least 100")
+    normals = None if scan.get("normals") is None else np.asarray(scan["normals"], np.float64)[keep]
+    trim = TRIM_SPACINGS * point_spacing(points)  # of the filtered points, before any upsampling
+    for i in range(passes):
+        patch = upsampler.input_shape[1]
+        if len(points) < patch:
+            raise ValueError(f"{source}: {len(points)} points are left after filtering, fewer than the upsampler's "
+                             f"patch of {patch}; reconstruct without --upsample")
+        _stage(args, f"{source.name}: upsampling {len(points):,} points (pass {i + 1} of {passes})")
+        points, normals = upsample(points, upsampler), None
+        _Interrupts.check()
+    if normals is None or not np.isfinite(normals).all(axis=1).any():
+        _stage(args, f"{source.name}: estimating the normals of {len(points):,} points")
+        normals = estimate_cloud_normals(points)
+    _stage(args, f"{source.name}: Poisson reconstruction of {len(points):,} points at depth {args.depth}")
+    mesh = reconstruct(points, normals, args.depth, trim_distance=trim)
+    _Interrupts.check()
+    if target.suffix.lower() == ".stl":
+        mesh.compute_triangle_normals()  # STL stores one normal per triangle
+
+    def write(tmp: Path) -> None:
+        if not o3d.io.write_triangle_mesh(str(tmp), mesh):
+            raise OSError(f"Open3D could not write the mesh to {target}")
+
+    atomic_write_with(target, write)
+    what = f"kept {int(keep.sum())} of {n} points" + (f", upsampled x{args.upsample} to {len(points)}"
+                                                      if passes else "")
+    return (f"{scan_filter.name}: {what}; mesh of {len(mesh.vertices)} vertices and {len(mesh.triangles)} "
+            f"triangles; wrote {target}")
+
+
+def _reconstruct_setup(args: argparse.Namespace, passes: int, organised: bool):
+    """The filter and the upsampler (None without --upsample); starts TensorFlow."""
+    runtime.setup(seed=None)
+    from pcfilter_lib.models.punet import load_upsampler  # imports Keras: after runtime.setup
+
+    return _make_filter(args, organised), load_upsampler() if passes else None
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Filter a scan or cloud (or each of a folder), optionally upsample it with the shipped PU-Net,
+    and write the Poisson surface of what is left."""
+    passes = _check_reconstruct_options(args)
+    if Path(args.input).is_dir():
+        return _reconstruct_folder(args, passes)
+    source = check_input_file(args.input, "input")
+    target = Path(args.output)
+    _check_mesh_output(source, target)
+    scan = _read_filter_input(source)
+    _check_filter_fits(args, source, scan)
+    scan_filter, upsampler = _reconstruct_setup(args, passes, scan["organised"])
+    print(_reconstruct_file(args, source, target, scan, scan_filter, upsampler, passes))
+    return 0
+
+
+def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
+    """``reconstruct`` on every scan or cloud of a folder into the folder ``-o`` (one ``.ply`` mesh per
+    input, named after it). With ``--jobs 1`` in this process, TensorFlow started once; otherwise ``--jobs``
+    processes at a time. A file that fails is reported and skipped; exit status 1 when any failed."""
+    import subprocess  # see the note at the top
+
+    from tqdm import tqdm  # see the note at the top
+
+    from pcfilter_lib.io.organised import CLOUD_SUFFIXES
+
+    folder, out = Path(args.input), Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
+    if out.resolve() == folder.resolve():
+        raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
+    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*CLOUD_SUFFIXES, ".npz"))
+    if not inputs:
+        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [p.stem for p in inputs]  # a.npz and a.ply would both make a.ply: keep their whole names
+    jobs = [(p, out / f"{p.stem if stems.count(p.stem) == 1 else p.name}.ply") for p in inputs]
+    bar = tqdm(total=len(jobs), unit="file", desc="reconstructing", file=sys.stderr, leave=False,
+               disable=args.quiet or not sys.stderr.isatty())
+    failed = 0
+
+    def report(source: Path, line: str | None, reason: str | None) -> None:
+        nonlocal failed
+        failed += reason is not None
+        tqdm.write(f"{source.name}: {line if reason is None else 'skipped: ' + reason}", file=sys.stdout)
+        bar.update(1)
+
+    if args.jobs == 1:
+        quiet, args.quiet = args.quiet, True  # the bar stands for the stage lines
+        setups = {}
+        for source, target in jobs:
+            try:
+                scan = _read_filter_input(source)
+                _check_filter_fits(args, source, scan)
+                if scan["organised"] not in setups:
+                    setups[scan["organised"]] = _reconstruct_setup(args, passes, scan["organised"])
+                line = _reconstruct_file(args, source, target, scan, *setups[scan["organised"]], passes)
+                report(source, line, None)
+            except (ValueError, OSError, MemoryError, RuntimeError) as error:
+                if _Interrupts.seen:
+                    raise KeyboardInterrupt from error
+                report(source, None, _one_line(error))
+        args.quiet = quiet
+    else:
+        options = [*(["--model", args.model] if args.model else []),
+                   *(["--method", args.method] if args.method else []),
+                   *(["--threshold", str(args.threshold)] if args.threshold is not None else []),
+                   "--upsample", str(args.upsample), "--depth", str(args.depth), "--quiet"]
+
+        def one(job):
+            source, target = job
+            command = [sys.executable, "-m", "pcfilter_lib.cli", "reconstruct", str(source), "-o", str(target),
+                       *options]
+            return source, subprocess.run(command, capture_output=True, text=True,
+                                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for source, done in pool.map(one, jobs):
+                if done.returncode == 130:
+                    raise KeyboardInterrupt
+                stderr = done.stderr.strip()
+                reason = None if done.returncode == 0 else (stderr.splitlines()[-1].removeprefix(
+                    "pcfilter reconstruct: ") if stderr else f"status {done.returncode}")
+                report(source, done.stdout.strip().splitlines()[-1] if reason is None else None, reason)
+    bar.close()
+    print(f"{len(jobs) - failed} of {len(jobs)} files reconstructed into {out}"
+          + (f"; {failed} skipped (see above)" if failed else ""))
+    return 1 if failed else 0
+
+
 def _evaluation_data(args: argparse.Namespace):
     """(description, scans or clouds, organised) for ``evaluate``: a split of a scan dataset, or a
     folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier), read now so that a bad
@@ -754,6 +960,37 @@ def _add_filter(commands) -> None:
     filter_.set_defaults(run=_cmd_filter)
 
 
+def _add_reconstruct(commands) -> None:
+    reconstruct = commands.add_parser(
+        "reconstruct", help="filter a scan or cloud, optionally upsample it, and write its Poisson surface",
+        description="Remove artefacts from a scan (.npz) or point cloud as 'pcfilter filter' does (the U-Net for "
+        "organised input, the point filter for unorganised clouds, or --model / --method), optionally upsample "
+        "what is left with the shipped PU-Net (--upsample 4 or 16: one or two passes of the x4 network, trained "
+        "at the density of a 640x480 scan), and write the Poisson surface (Kazhdan et al. 2006, Open3D) trimmed "
+        "where it strays from the points (vertices of low point density, and those more than four point spacings "
+        "of the filtered points from every point). A scan brings its normals; a cloud's normals, and those of upsampled "
+        "points, are estimated from 16 neighbours and turned towards the origin, where a scan's (and most "
+        "scanner exports') camera sits. With a folder IN, each scan or cloud becomes OUT/<name>.ply; a file "
+        "that fails is reported and skipped.")
+    reconstruct.add_argument("input", metavar="IN", help="scan .npz, point cloud file, or a folder of them")
+    reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
+                             help=f"the mesh ({', '.join(MESH_SUFFIXES)}); with a folder IN, the output folder")
+    reconstruct.add_argument("--upsample", type=int, default=1, metavar="R",
+                             help="upsample the filtered points R times with the shipped PU-Net before "
+                             "reconstructing: 1 (none, the default), 4 or 16; on two CPU cores a pass takes "
+                             "roughly a second per 20,000 input points, and x16 turns a 640x480 scan into "
+                             "millions of points")
+    reconstruct.add_argument("--depth", type=int, default=8, metavar="D",
+                             help="depth of Poisson's octree, 4 to 12: the surface is resolved on 2^D cells a "
+                             "side over the points' bounding box (default 8)")
+    reconstruct.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    reconstruct.add_argument("--jobs", type=int, default=1, metavar="N",
+                             help="with a folder IN: files reconstructed at once, each in its own process "
+                             "(default 1: one after another in this process)")
+    _add_filter_choice(reconstruct)
+    reconstruct.set_defaults(run=_cmd_reconstruct)
+
+
 def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="measure a filter on a scan dataset or labelled clouds",
@@ -805,7 +1042,8 @@ def _add_bench(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``pcfilter`` parser with its commands (info, simulate, filter, evaluate, modelnet, bench)."""
+    """The ``pcfilter`` parser with its commands (info, simulate, filter, reconstruct, evaluate, modelnet,
+    bench)."""
     parser = _Parser(
         prog="pcfilter",
         description="Deep learning on point clouds and structured-light scans: "
@@ -815,7 +1053,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pcfilter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_info, _add_simulate, _add_filter, _add_evaluate, _add_modelnet, _add_bench):
+    for add in (_add_info, _add_simulate, _add_filter, _add_reconstruct, _add_evaluate, _add_modelnet, _add_bench):
         add(commands)
     return parser
 

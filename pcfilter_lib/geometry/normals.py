@@ -1,4 +1,5 @@
-"""Surface normals of an organised cloud from its pixel grid.
+"""Surface normals: of an organised cloud from its pixel grid (``estimate_normals``), and of any
+cloud from its nearest neighbours (``estimate_cloud_normals``, Open3D).
 """
 
 from __future__ import annotations
@@ -43,3 +44,35 @@ def estimate_normals(xyz: np.ndarray, step: int = 1) -> np.ndarray:
         n /= towards
     n[:, missing] = np.nan
     return np.ascontiguousarray(np.moveaxis(n, 0, -1), dtype=np.float32)
+
+
+def estimate_cloud_normals(points: np.ndarray, neighbours: int = 16, viewpoint=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """Unit normals of an unorganised cloud: the direction of least spread of each point's
+    ``neighbours`` nearest points (Open3D's PCA estimate), turned towards ``viewpoint``.
+
+    Poisson reconstruction needs normals that agree in sign; a scanner's points are seen from its
+    camera, so turning every normal towards the camera (the origin of a scan's camera frame) gives
+    them one consistent side.
+
+    Args:
+        points: (N, 3) finite points, N >= 3.
+        neighbours: points per neighbourhood (at least 3).
+        viewpoint: (3,) where the points were seen from, in their unit and frame.
+
+    Returns:
+        (N, 3) float64 unit normals.
+
+    Raises:
+        ValueError: too few points or neighbours, or points that are not finite.
+    """
+    import open3d as o3d  # deferred: Open3D takes a second to import
+
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or len(points) < 3 or not np.isfinite(points).all():
+        raise ValueError(f"normals need a finite (N, 3) cloud of at least 3 points, got shape {points.shape}")
+    if neighbours < 3:
+        raise ValueError(f"a normal needs at least 3 neighbours, got {neighbours}")
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(min(neighbours, len(points))))
+    cloud.orient_normals_towards_camera_location(np.asarray(viewpoint, np.float64))
+    return np.asarray(cloud.normals)

@@ -41,7 +41,8 @@ def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
     return camera, np.asarray(scan["mesh_triangles"], np.int64)
 
 
-def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_quantile: float = 0.05):
+def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_quantile: float = 0.05,
+                trim_distance: float | None = None):
     """Poisson surface reconstruction of oriented points, trimmed where it invented surface.
 
     Args:
@@ -51,6 +52,9 @@ def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_qu
             side over the points' bounding box.
         trim_quantile: vertices whose point density is below this quantile of all densities
             (surface far from any point, such as the skirt around a scan) are removed.
+        trim_distance: if given, vertices farther than this from every point are removed too, in
+            the unit of ``points``. The density rule is relative: a dense, even cloud (an upsampled
+            one) can leave a sheet of invented surface above the quantile; a distance cannot.
 
     Returns:
         The trimmed ``o3d.geometry.TriangleMesh``, in the unit of ``points``.
@@ -67,7 +71,11 @@ def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_qu
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh, density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth)
     density = np.asarray(density)
-    mesh.remove_vertices_by_mask(density < np.quantile(density, trim_quantile))
+    remove = density < np.quantile(density, trim_quantile)
+    if trim_distance is not None:
+        vertices = o3d.geometry.PointCloud(mesh.vertices)
+        remove |= np.asarray(vertices.compute_point_cloud_distance(cloud)) > trim_distance
+    mesh.remove_vertices_by_mask(remove)
     return mesh
 
 
@@ -86,6 +94,32 @@ def distance_to_mesh(query: np.ndarray, vertices: np.ndarray, triangles: np.ndar
     return scene.compute_distance(o3d.core.Tensor(np.asarray(query, np.float32))).numpy()
 
 
+def measure(points: np.ndarray, normals: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
+            depth: int = 8, trim_distance: float | None = None) -> dict:
+    """Poisson-reconstruct oriented points (``reconstruct``) and measure the mesh against a true one.
+
+    Args:
+        points: (N, 3) points, in the unit of ``vertices`` (metres for scans).
+        normals: (N, 3) their normals.
+        vertices: (V, 3) the true mesh's vertices.
+        triangles: (T, 3) its triangles.
+        depth: Poisson's octree depth.
+        trim_distance: ``reconstruct``'s distance rule (None: the density rule alone).
+
+    Returns:
+        the ``mesh``, the number of input ``points`` and mesh ``vertices``, the ``distances`` (V,) of
+        the mesh's vertices to the true surface in the input unit, and their ``mean_mm``, ``p95_mm``
+        and ``max_mm`` (the input unit times 1000: millimetres for metres).
+
+    Raises:
+        ValueError: fewer than 100 points have usable normals.
+    """
+    mesh = reconstruct(points, normals, depth, trim_distance=trim_distance)
+    d = distance_to_mesh(np.asarray(mesh.vertices), vertices, triangles)
+    return {"mesh": mesh, "points": len(points), "vertices": len(d), "mean_mm": float(d.mean() * 1e3),
+            "p95_mm": float(np.quantile(d, 0.95) * 1e3), "max_mm": float(d.max() * 1e3), "distances": d}
+
+
 def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:
     """What filtering buys downstream: Poisson meshes of a scan's points before and after filtering,
     measured against the true surface.
@@ -98,9 +132,9 @@ def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:
 
     Returns:
         For "raw" (every measured point), "filtered" (the points ``keep`` keeps) and "clean" (the
-        true points at their true positions, the best any filter could give): the ``mesh``, the
-        number of input ``points`` and mesh ``vertices``, the ``distances`` (V,) of the vertices to
-        the true mesh in metres, and their ``mean_mm``, ``p95_mm`` and ``max_mm`` in millimetres.
+        true points at their true positions, the best any filter could give): what ``measure``
+        gives (the mesh, its vertices' distances to the true mesh in metres, their mean, 95th
+        percentile and maximum in millimetres).
 
     Raises:
         ValueError: the scan lacks ``clean_xyz`` or its mesh, or a point set is too small.
@@ -114,10 +148,5 @@ def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:
             "filtered": (xyz[valid & keep], normals[valid & keep]),
             "clean": (np.asarray(scan["clean_xyz"])[true_points], normals[true_points])}
     vertices, triangles = true_mesh(scan)
-    out = {}
-    for name, (points, point_normals) in sets.items():
-        mesh = reconstruct(points, point_normals, depth)
-        d = distance_to_mesh(np.asarray(mesh.vertices), vertices, triangles)
-        out[name] = {"mesh": mesh, "points": len(points), "vertices": len(d), "mean_mm": float(d.mean() * 1e3),
-                     "p95_mm": float(np.quantile(d, 0.95) * 1e3), "max_mm": float(d.max() * 1e3), "distances": d}
-    return out
+    return {name: measure(points, point_normals, vertices, triangles, depth)
+            for name, (points, point_normals) in sets.items()}
