@@ -534,7 +534,7 @@ def _filter_folder(args: argparse.Namespace) -> int:
 
 
 MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl")  # what Open3D writes a triangle mesh as
-UPSAMPLE_MAX = 64
+UPSAMPLE_MAX = 16  # x64 of a scan would be tens of millions of points
 TRIM_SPACINGS = 4.0  # mesh vertices farther than this many point spacings from every point are removed
 
 
@@ -967,11 +967,11 @@ def _add_reconstruct(commands) -> None:
         "organised input, the point filter for unorganised clouds, or --model / --method), optionally upsample "
         "what is left with the shipped PU-Net (--upsample 4 or 16: one or two passes of the x4 network, trained "
         "at the density of a 640x480 scan), and write the Poisson surface (Kazhdan et al. 2006, Open3D) trimmed "
-        "where it strays from the points (vertices of low point density, and those more than four point spacings "
-        "of the filtered points from every point). A scan brings its normals; a cloud's normals, and those of upsampled "
-        "points, are estimated from 16 neighbours and turned towards the origin, where a scan's (and most "
-        "scanner exports') camera sits. With a folder IN, each scan or cloud becomes OUT/<name>.ply; a file "
-        "that fails is reported and skipped.")
+        "where it strays from the points (vertices of low point density, and those more than four point "
+        "spacings of the filtered points from every point). A scan brings its normals; a cloud's normals, and "
+        "those of upsampled points, are estimated from 16 neighbours and turned towards the origin, where a "
+        "scan's (and most scanner exports') camera sits. With a folder IN, each scan or cloud becomes "
+        "OUT/<name>.ply; a file that fails is reported and skipped.")
     reconstruct.add_argument("input", metavar="IN", help="scan .npz, point cloud file, or a folder of them")
     reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
                              help=f"the mesh ({', '.join(MESH_SUFFIXES)}); with a folder IN, the output folder")
