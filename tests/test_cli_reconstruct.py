@@ -109,3 +109,23 @@ def test_a_folder_gives_one_mesh_per_input_and_skips_a_bad_file(scans, tmp_path,
         assert np.median(_distances(out / f"{scan.stem}.ply", scan)) < 3e-3
     assert cli.main(["reconstruct", str(folder), "-o", str(folder)]) == 1
     assert "another folder" in capsys.readouterr().err
+
+
+def test_a_folder_in_parallel_processes_reports_the_same_way(scans, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / scans[0].name).write_bytes(scans[0].read_bytes())
+    (folder / "empty.ply").write_bytes(b"")
+    out = tmp_path / "meshes"
+    done = subprocess.run([sys.executable, "-m", "pcfilter_lib.cli", "reconstruct", str(folder), "-o", str(out),
+                           "--method", "sor", "--depth", "6", "--jobs", "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert [p.name for p in out.iterdir()] == [f"{scans[0].stem}.ply"]
+    assert any(line.startswith("empty.ply: skipped:") for line in lines)
+    assert any(line.startswith(f"{scans[0].name}: sor: kept") for line in lines)
+    assert lines[-1].startswith(f"1 of 2 files reconstructed into {out}")
