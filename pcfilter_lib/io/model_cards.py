@@ -18,6 +18,9 @@ from pathlib import Path
 from pcfilter_lib.io.files import atomic_write_text
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped models and their cards
+# The shipped PU-Net (``models.punet.load_upsampler``), named here so that the command line can read
+# its card before Keras starts.
+SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
 
 
 @dataclass
