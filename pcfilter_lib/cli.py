@@ -472,6 +472,21 @@ def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> 
             _Interrupts.check()
 
 
+def _folder_inputs(folder: Path, out: Path) -> list[Path]:
+    """The scans and clouds of the input folder, in name order, once the output folder ``out`` is
+    known to be a folder (or new) and not the input folder."""
+    from pcfilter_lib.io.organised import CLOUD_SUFFIXES  # see the note at the top
+
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
+    if out.resolve() == folder.resolve():
+        raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
+    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*CLOUD_SUFFIXES, ".npz"))
+    if not inputs:
+        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+    return inputs
+
+
 def _folder_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) of each cloud or scan in the folder ``args.input``; outputs go to the folder
     ``-o`` in the input's own format where it can be written, else .ply."""
@@ -480,13 +495,7 @@ def _folder_jobs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     folder, out = Path(args.input), Path(args.output)
     if args.removed or args.scores:
         raise ValueError("--removed and --scores name one file; with a folder of inputs give only -o FOLDER")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
-    if out.resolve() == folder.resolve():
-        raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
-    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*CLOUD_SUFFIXES, ".npz"))
-    if not inputs:
-        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+    inputs = _folder_inputs(folder, out)
     _option_range("--jobs", args.jobs, 1, 256, "a whole number")
     _check_threshold(args)
     _check_model(args)
@@ -665,16 +674,8 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
 
     from tqdm import tqdm  # see the note at the top
 
-    from pcfilter_lib.io.organised import CLOUD_SUFFIXES
-
     folder, out = Path(args.input), Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
-    if out.resolve() == folder.resolve():
-        raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
-    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (*CLOUD_SUFFIXES, ".npz"))
-    if not inputs:
-        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+    inputs = _folder_inputs(folder, out)
     out.mkdir(parents=True, exist_ok=True)
     stems = [p.stem for p in inputs]  # a.npz and a.ply would both make a.ply: keep their whole names
     jobs = [(p, out / f"{p.stem if stems.count(p.stem) == 1 else p.name}.ply") for p in inputs]
