@@ -104,3 +104,20 @@ def test_sweep_agrees_with_single_evaluations_and_picks_the_best():
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same shape"):
         metrics.confusion_counts(np.ones((2, 3)), np.ones((3, 2)))
+
+
+def test_voxel_iou_per_shape_scores_each_grid_on_its_own():
+    rng = np.random.default_rng(0)
+    truth = rng.random((4, 6, 6, 6)) < 0.3
+    probability = rng.random((4, 6, 6, 6))
+    truth[3], probability[3] = False, 0.0  # nothing to find and nothing found: a perfect score
+    per_shape = metrics.voxel_iou_per_shape(truth, probability, (0.3, 0.6))
+    assert per_shape.shape == (4, 2)
+    for n in range(3):
+        expected = metrics.voxel_iou(truth[n], probability[n], (0.3, 0.6))
+        np.testing.assert_allclose(per_shape[n], [expected[0.3], expected[0.6]])
+    np.testing.assert_array_equal(per_shape[3], [1.0, 1.0])
+    np.testing.assert_array_equal(metrics.voxel_iou_per_shape(truth[..., None], probability[..., None]),
+                                  metrics.voxel_iou_per_shape(truth, probability))
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.voxel_iou_per_shape(truth, probability[:2])

@@ -17,7 +17,7 @@ runtime.setup(seed=0)
 
 import keras
 
-from pcfilter_lib.nn.optimizers import LookaheadAdam, RAdam, Ranger, make_optimizer
+from pcfilter_lib.nn.optimizers import LookaheadAdam, RAdam, Ranger, make_optimizer, rectification
 
 TARGET = np.array([1.0, -2.0, 3.0, 0.5])
 CURVATURE = np.array([1.0, 0.5, 2.0, 4.0])
@@ -188,3 +188,19 @@ def test_the_layers_and_ranger_run_on_the_jax_backend():
     result = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, timeout=300)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_rectification_is_the_share_of_adams_step_that_radam_takes():
+    # The values the module docstring quotes.
+    np.testing.assert_allclose(rectification([60, 300, 1000]), [0.16, 0.37, 0.65], atol=0.01)
+    np.testing.assert_allclose(rectification([60, 300], beta_2=0.99), [0.5, 0.92], atol=0.01)
+    assert np.all(rectification([1, 2, 3, 4, 5]) == 0)  # plain momentum steps first
+    # With one constant gradient Adam's normalised step is 1, so RAdam moves by lr * r_t.
+    variable = keras.Variable(np.zeros(1, np.float32))
+    optimizer, before = RAdam(learning_rate=1.0, beta_2=0.99), []
+    for _ in range(40):
+        before.append(float(variable.numpy()[0]))
+        optimizer.apply([np.ones(1, np.float32)], [variable])
+    steps = -np.diff([*before, float(variable.numpy()[0])])
+    rectified = rectification(np.arange(1, 41), beta_2=0.99) > 0
+    np.testing.assert_allclose(steps[rectified], rectification(np.arange(1, 41), beta_2=0.99)[rectified], rtol=1e-4)

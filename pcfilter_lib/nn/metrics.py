@@ -359,3 +359,33 @@ def class_confusion(labels, predicted, classes: int) -> np.ndarray:
     confusion = np.zeros((classes, classes), dtype=int)
     np.add.at(confusion, (np.asarray(labels), np.asarray(predicted)), 1)
     return confusion
+
+
+def voxel_iou_per_shape(truth: np.ndarray, probability: np.ndarray,
+                        thresholds: Sequence[float] = (0.2, 0.3, 0.4, 0.5)) -> np.ndarray:
+    """The 3D IoU of every shape of a batch at each threshold: what single-view reconstruction
+    papers average over a test set (each object counts once, whatever its volume).
+
+    Args:
+        truth: (N, X, Y, Z) or (N, X, Y, Z, 1) bool occupancy.
+        probability: predicted occupancy probabilities of the same shape.
+        thresholds: the T thresholds; a voxel is predicted occupied where ``probability >= t``.
+
+    Returns:
+        (N, T) float64 IoU; a shape whose truth and prediction are both empty scores 1.0.
+
+    Raises:
+        ValueError: the arrays differ in shape or hold no shape axis.
+    """
+    truth, probability = np.asarray(truth, bool), np.asarray(probability)
+    if truth.shape != probability.shape or truth.ndim < 2:
+        raise ValueError(f"truth {truth.shape} and probability {probability.shape} must have the same shape, "
+                         "(N, X, Y, Z) with one grid per shape")
+    truth, probability = truth.reshape(len(truth), -1), probability.reshape(len(probability), -1)
+    out = np.empty((len(truth), len(thresholds)))
+    for k, t in enumerate(thresholds):
+        predicted = probability >= t
+        inter = np.count_nonzero(predicted & truth, axis=1)
+        union = np.count_nonzero(predicted | truth, axis=1)
+        out[:, k] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    return out

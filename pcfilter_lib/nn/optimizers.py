@@ -38,7 +38,21 @@ stateless training step sees them like Adam's moments.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
+
+
+def rectification(steps, beta_2: float = 0.999, rectify_threshold: float = 5.0) -> np.ndarray:
+    """RAdam's rectification term r_t at each step t = 1, 2, ... (see the module docstring): the
+    share of Adam's adaptive step that RAdam takes. 0 while rho_t <= ``rectify_threshold`` (RAdam
+    then takes plain momentum steps), rising towards 1."""
+    t = np.asarray(steps, np.float64)
+    rho_inf = 2.0 / (1.0 - beta_2) - 1.0
+    power = beta_2 ** t
+    rho = rho_inf - 2.0 * t * power / (1.0 - power)
+    safe = np.maximum(rho, 4.0 + 1e-3)
+    r = np.sqrt((safe - 4.0) * (safe - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe))
+    return np.where(rho > rectify_threshold, r, 0.0)
 
 
 @keras.saving.register_keras_serializable(package="pcfilter")
@@ -176,8 +190,9 @@ class LookaheadAdam(_Lookahead, keras.optimizers.Adam):
 OPTIMIZERS = ("adam", "radam", "lookahead_adam", "ranger")
 
 
-def make_optimizer(name: str, learning_rate=1e-3) -> keras.optimizers.Optimizer:
-    """A fresh optimizer by name (``OPTIMIZERS``) with the given learning rate and the defaults above.
+def make_optimizer(name: str, learning_rate=1e-3, **kwargs) -> keras.optimizers.Optimizer:
+    """A fresh optimizer by name (``OPTIMIZERS``) with the given learning rate; ``kwargs`` (``beta_2``,
+    ``sync_period``...) override the defaults above.
 
     Raises:
         ValueError: for an unknown name.
@@ -185,4 +200,4 @@ def make_optimizer(name: str, learning_rate=1e-3) -> keras.optimizers.Optimizer:
     makers = {"adam": keras.optimizers.Adam, "radam": RAdam, "lookahead_adam": LookaheadAdam, "ranger": Ranger}
     if name not in makers:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    return makers[name](learning_rate=learning_rate)
+    return makers[name](learning_rate=learning_rate, **kwargs)
