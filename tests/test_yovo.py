@@ -92,6 +92,10 @@ def test_the_sequence_serves_every_example_once_per_epoch_in_a_new_order(dataset
     assert sorted(first) == sorted(second) == list(range(6)) and first != second
     with pytest.raises(IndexError):
         sequence[2]
+    whole = image_voxels.ImageVoxelSequence(split, batch_size=4, seed=1, whole_batches=True)
+    assert len(whole) == 1 and len(whole[0][0]) == 4  # the two examples left over wait for another epoch
+    with pytest.raises(ValueError, match="whole batch"):
+        image_voxels.ImageVoxelSequence(split, batch_size=8, whole_batches=True)
 
 
 def test_rendered_images_are_upright():
@@ -178,3 +182,23 @@ def test_trains_a_step_predicts_deterministically_and_saves(model, tmp_path):
     loaded = keras.models.load_model(tmp_path / "yovo.keras")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), first, atol=1e-6)
     assert isinstance(loaded.optimizer, Ranger)
+
+
+def test_every_output_starts_at_the_prior_occupancy():
+    images = _images(seed=4)
+    model = yovo.build_yovo(prior=0.12, use_aggregator=False)
+    probe = keras.Model(model.input, [model.get_layer(f"decoder{i}_volume").output for i in (1, 2, 3)]
+                        + [model.get_layer("refiner_out").output])
+    # Untrained, every sigmoid reads its bias, logit(prior), plus what the weights add to it.
+    for volume in probe.predict(images, verbose=0):
+        assert abs(float(np.median(volume)) - 0.12) < 0.06
+    with pytest.raises(ValueError, match="prior"):
+        yovo.build_yovo(prior=1.0)
+
+
+def test_parameters_by_part_add_up_and_follow_the_figure(model):
+    parts = yovo.parameters_by_part(model)
+    assert list(parts) == ["encoder", "levels", "decoders", "context aggregator", "refiner"]
+    assert sum(parts.values()) == model.count_params()
+    plain = yovo.parameters_by_part(yovo.build_yovo(use_aggregator=False, use_refiner=False))
+    assert list(plain) == ["encoder", "levels", "decoders"]

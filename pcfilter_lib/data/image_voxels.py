@@ -252,17 +252,26 @@ def load_split(folder: str | os.PathLike, split: str, verify: bool = True) -> Im
 class ImageVoxelSequence(keras.utils.PyDataset):
     """Batches (images (B, S, S, 3) float32 with values 0-255, voxels (B, G, G, G, 1) float32 0/1) of
     an ``ImageVoxels`` split. With ``shuffle`` the order changes every epoch, drawn from
-    (``seed``, epoch), so a run is reproducible."""
+    (``seed``, epoch), so a run is reproducible. With ``whole_batches`` the last, smaller batch is
+    left out: a batch of another size makes TensorFlow trace the training step a second time,
+    which for a short run costs more than the examples are worth (shuffled, the examples left out
+    change every epoch)."""
 
-    def __init__(self, data: ImageVoxels, batch_size: int = 16, shuffle: bool = True, seed: int = 0, **kwargs):
+    def __init__(self, data: ImageVoxels, batch_size: int = 16, shuffle: bool = True, seed: int = 0,
+                 whole_batches: bool = False, **kwargs):
         super().__init__(**kwargs)
         if len(data) == 0:
             raise ValueError("the split holds no examples")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if whole_batches and len(data) < batch_size:
+            raise ValueError(f"the split holds {len(data)} examples, fewer than one whole batch of {batch_size}")
         self.data, self.batch_size, self.shuffle, self.seed, self.epoch = data, batch_size, shuffle, seed, 0
+        self.whole_batches = whole_batches
 
     def __len__(self) -> int:
+        if self.whole_batches:
+            return len(self.data) // self.batch_size
         return math.ceil(len(self.data) / self.batch_size)
 
     def order(self) -> np.ndarray:

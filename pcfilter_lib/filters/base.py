@@ -100,6 +100,7 @@ def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
     import pcfilter_lib.models.pointnet  # noqa: F401
     import pcfilter_lib.models.pointnet2  # noqa: F401
     import pcfilter_lib.models.punet  # noqa: F401
+    import pcfilter_lib.models.yovo  # noqa: F401
     import pcfilter_lib.nn.losses  # noqa: F401
     import pcfilter_lib.nn.metrics  # noqa: F401
 

@@ -122,7 +122,7 @@ def level(x, start: int, channels: int, depth_channels: int, activation: str, re
     return layers.Reshape((start, start, start, depth_channels), name=f"{name}_volume")(x)
 
 
-def decoder(x, channels: tuple[int, ...], activation: str, momentum: float, name: str):
+def decoder(x, channels: tuple[int, ...], activation: str, momentum: float, name: str, bias: float = 0.0):
     """Transposed 3D convolutions (kernel 4, stride 2) up to 32^3, each followed by the
     activation (and batch norm, except at 32^3 where it would cost more than the convolution on a
     CPU), then a 1x1x1 convolution with a sigmoid. Returns the occupancy probabilities
@@ -133,7 +133,8 @@ def decoder(x, channels: tuple[int, ...], activation: str, momentum: float, name
         if not last:
             x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn{i + 1}")(x)
         x = make_activation(activation, f"{name}_act{i + 1}")(x)
-    volume = layers.Conv3D(1, 1, activation="sigmoid", name=f"{name}_volume")(x)
+    volume = layers.Conv3D(1, 1, activation="sigmoid", bias_initializer=keras.initializers.Constant(bias),
+                           name=f"{name}_volume")(x)
     context = layers.Concatenate(name=f"{name}_context")([x, volume])
     return volume, context
 
@@ -152,7 +153,7 @@ def context_aggregator(volumes: list, contexts: list, channels: int, activation:
 
 
 def refiner(volume, channels: tuple[int, int, int], hidden: int, dropout: float, activation: str,
-            momentum: float):
+            momentum: float, bias: float = 0.0):
     """The 3D U-Net refiner: (B, 32, 32, 32, 1) -> the mean of its input and its own sigmoid output."""
     skips, x = [], volume
     for i, c in enumerate(channels):
@@ -173,7 +174,8 @@ def refiner(volume, channels: tuple[int, int, int], hidden: int, dropout: float,
         x = layers.BatchNormalization(momentum=momentum, name=f"refiner_up_bn{i + 1}")(x)
         x = make_activation(activation, f"refiner_up_act{i + 1}")(x)
         x = layers.Add(name=f"refiner_skip{i + 1}")([skips[-2 - i], x])
-    x = layers.Conv3DTranspose(1, 4, strides=2, padding="same", activation="sigmoid", name="refiner_out")(x)
+    x = layers.Conv3DTranspose(1, 4, strides=2, padding="same", activation="sigmoid",
+                               bias_initializer=keras.initializers.Constant(bias), name="refiner_out")(x)
     return layers.Average(name="voxels")([volume, x])
 
 
@@ -183,7 +185,7 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
                drop_rate: float = 0.05, block_size: int = 2, aggregator_channels: int = 4,
                refiner_channels: tuple[int, int, int] = (8, 16, 32),
                refiner_hidden: int = 128, refiner_dropout: float = 0.1, momentum: float = 0.9,
-               name: str = "yovo") -> keras.Model:
+               prior: float = 0.5, name: str = "yovo") -> keras.Model:
     """The YOVO network: colour images (B, S, S, 3), values 0-255 -> occupancy probabilities
     (B, 32, 32, 32, 1), indexed [x, y, z] in the shape's own frame (z up).
 
@@ -205,6 +207,9 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
         refiner_hidden: units of the refiner's first two dense layers.
         refiner_dropout: dropout after them (the thesis: 0.1).
         momentum: batch-norm momentum; 0.9 lets the running statistics follow a short training.
+        prior: the occupancy every sigmoid output starts at (its bias is the logit of ``prior``).
+            The share of occupied voxels in the training grids spares the first epochs the work of
+            learning that most voxels are empty.
         name: the model's name.
 
     Raises:
@@ -218,6 +223,8 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
         raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
     if regulariser not in REGULARISERS:
         raise ValueError(f"unknown regulariser {regulariser!r}; choose one of {REGULARISERS}")
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"prior must be an occupancy strictly between 0 and 1, got {prior}")
     if not 2 <= len(decoder_channels) <= 4:
         raise ValueError(f"decoder_channels needs 2 to 4 entries (one per doubling up to 32^3), got "
                          f"{decoder_channels}")
@@ -231,17 +238,34 @@ def build_yovo(image_size: int = 64, width: float = 1.0, level_channels: int = 3
     features = backbone(x, width, momentum)
     starts = [level(f, start, level_channels, depth_channels, activation, regulariser, drop_rate, block_size, momentum,
                     f"level{i + 1}") for i, f in enumerate(features)]
-    decoded = [decoder(s, decoder_channels, activation, momentum, f"decoder{i + 1}") for i, s in enumerate(starts)]
+    bias = float(np.log(prior / (1.0 - prior)))
+    decoded = [decoder(s, decoder_channels, activation, momentum, f"decoder{i + 1}", bias)
+               for i, s in enumerate(starts)]
     volumes, contexts = [v for v, _ in decoded], [c for _, c in decoded]
     if use_aggregator:
         merged = context_aggregator(volumes, contexts, aggregator_channels, activation)
     else:
         merged = layers.Average(name="merged_volume")(volumes)
     if use_refiner:
-        out = refiner(merged, refiner_channels, refiner_hidden, refiner_dropout, activation, momentum)
+        out = refiner(merged, refiner_channels, refiner_hidden, refiner_dropout, activation, momentum, bias)
     else:
         out = layers.Identity(name="voxels")(merged)
     return keras.Model(image, out, name=name)
+
+
+PARTS = {"stem": "encoder", "stage": "encoder", "level": "levels", "decoder": "decoders",
+         "aggregator": "context aggregator", "refiner": "refiner"}
+
+
+def parameters_by_part(model: keras.Model) -> dict[str, int]:
+    """The weights of a YOVO network by part (encoder, levels, decoders, context aggregator,
+    refiner), in the order of the thesis' figure; parts the network lacks are left out."""
+    counts = dict.fromkeys(dict.fromkeys(PARTS.values()), 0)
+    for layer in model.layers:
+        part = next((p for prefix, p in PARTS.items() if layer.name.startswith(prefix)), None)
+        if part is not None:
+            counts[part] += sum(int(np.prod(w.shape)) for w in layer.weights)
+    return {part: n for part, n in counts.items() if n}
 
 
 def voxel_metrics(thresholds=(0.3, 0.5)) -> list:
@@ -249,11 +273,14 @@ def voxel_metrics(thresholds=(0.3, 0.5)) -> list:
     return [metrics.ConfusionMetric("iou_keep", t, name=f"iou_{t:g}") for t in thresholds]
 
 
-def compile_yovo(model: keras.Model, optimizer: keras.optimizers.Optimizer, **kwargs) -> keras.Model:
+def compile_yovo(model: keras.Model, optimizer: keras.optimizers.Optimizer, thresholds=(0.3, 0.5),
+                 **kwargs) -> keras.Model:
     """Compile with the voxel-wise binary cross-entropy of the thesis (the mean over all voxels of
-    -[y ln p + (1 - y) ln(1 - p)]) and ``voxel_metrics``; ``kwargs`` go to ``compile`` (e.g.
-    ``run_eagerly``). Returns the model."""
-    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(), metrics=voxel_metrics(), **kwargs)
+    -[y ln p + (1 - y) ln(1 - p)]) and ``voxel_metrics`` at ``thresholds`` (none for an empty
+    tuple: they cost time in every step); ``kwargs`` go to ``compile`` (e.g. ``run_eagerly``).
+    Returns the model."""
+    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy(),
+                  metrics=voxel_metrics(thresholds) if thresholds else None, **kwargs)
     return model
 
 
