@@ -19,7 +19,7 @@ from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 
 EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
-         "punet_upsampling")
+         "punet_upsampling", "yovo_modelnet10")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,0 +1,287 @@
+"""One image to voxels (chapter 7): the YOVO reference run, its evaluation and its ablations.
+
+* ``VoxelRecipe`` with ``FULL`` and ``FAST``: the data set (images of the procedural ModelNet10
+  shapes paired with their 32^3 grids, ``data.image_voxels``), the network's settings, the optimiser
+  and the epochs.
+* ``train_reference_yovo`` trains the shipped network (``weights/yovo_modelnet10.keras``) and writes
+  its model card, with the threshold chosen on the validation images.
+* ``iou_by_class`` scores a network on a split: the mean 3D IoU per shape, per class and threshold.
+* ``part_outputs`` reads a trained network's intermediate volumes (each level's decoder alone, their
+  plain average, the aggregator's merge, the refined output), so that what each part adds can be
+  measured on the network as it was trained.
+* ``ablate`` trains variants (ReLU for Mish, dropout for DropBlock, Adam for Ranger, no aggregator,
+  no refiner) with one budget and scores them the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pcfilter_lib.data import image_voxels
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.models import yovo
+from pcfilter_lib.nn import metrics, optimizers
+from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.recipes.common import environment, provenance, rounded
+
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the thesis' IoU thresholds
+SHIPPED = WEIGHTS / "yovo_modelnet10.keras"
+
+
+@dataclass(frozen=True)
+class VoxelRecipe:
+    """How the image-to-voxels network is trained.
+
+    Attributes:
+        name: "full" or "fast" (or your own).
+        folder: the data set's folder inside the data folder.
+        counts: examples per split.
+        data_seed: the seed the data set is drawn from.
+        image_size: image side, pixels.
+        epochs: passes over the training images.
+        batch_size: images per step.
+        learning_rate: the optimiser's step size.
+        optimizer: a name of ``nn.optimizers.OPTIMIZERS``.
+        beta_2: decay of the optimiser's running mean of squared gradients. 0.99 instead of
+            Adam's 0.999 shortens RAdam's warm-up to a few hundred steps, which suits short runs.
+        model: keyword arguments of ``models.yovo.build_yovo`` (activation, regulariser, ...).
+        whole_batches: train on whole batches only (``ImageVoxelSequence``), so that the training
+            step is traced once: the saving that matters in a short run.
+        track_iou: compute the IoU at 0.3 and 0.5 in every training step (and log it per epoch);
+            a short run spares itself the cost and scores the network afterwards.
+    """
+
+    name: str
+    folder: str
+    counts: dict
+    data_seed: int = 0
+    image_size: int = 64
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    optimizer: str = "ranger"
+    beta_2: float = 0.99
+    model: dict = field(default_factory=dict)
+    whole_batches: bool = False
+    track_iou: bool = True
+
+
+FULL = VoxelRecipe("full", "image_voxels", {"train": 6000, "val": 500, "test": 1000}, epochs=12)
+FAST = VoxelRecipe("fast", "image_voxels_fast", {"train": 200, "val": 50, "test": 100}, epochs=2)
+# Chapter 7's own set and ablation budget. Example i of a split depends on the seed alone, so the
+# chapter's test images are the first of the reference set's (and its training images the first
+# of the reference network's).
+CHAPTER_FULL = VoxelRecipe("chapter", "image_voxels_chapter", {"train": 1200, "val": 300, "test": 500}, epochs=3,
+                           whole_batches=True, track_iou=False)
+CHAPTER_FAST = dataclasses.replace(FAST, epochs=1, whole_batches=True, track_iou=False)
+
+# The ablation: each variant changes one thing of the reference network; the same network from
+# another seed shows how far two runs differ by chance alone.
+VARIANTS = {
+    "YOVO (Mish, DropBlock, Ranger)": {},
+    "the same, another seed": {"seed": 1},
+    "ReLU instead of Mish": {"model": {"activation": "relu"}},
+    "dropout instead of DropBlock": {"model": {"regulariser": "dropout"}},
+    "Adam instead of Ranger": {"optimizer": "adam"},
+    "no context aggregator": {"model": {"use_aggregator": False}},
+    "no refiner": {"model": {"use_refiner": False}},
+}
+
+
+def ensure_dataset(data_dir: str | os.PathLike, recipe: VoxelRecipe = FULL, progress: bool = False) -> Path:
+    """The recipe's data set inside ``data_dir``, written (or finished) if needed."""
+    return image_voxels.write_dataset(Path(data_dir) / recipe.folder, recipe.counts, seed=recipe.data_seed,
+                                      image_size=recipe.image_size, progress=progress)
+
+
+def make_optimizer(recipe: VoxelRecipe) -> keras.optimizers.Optimizer:
+    """The recipe's optimiser, with its learning rate and ``beta_2``."""
+    return optimizers.make_optimizer(recipe.optimizer, recipe.learning_rate, beta_2=recipe.beta_2)
+
+
+def build(recipe: VoxelRecipe, prior: float, seed: int = 0) -> keras.Model:
+    """A compiled YOVO network of the recipe, its outputs starting at occupancy ``prior``."""
+    keras.utils.set_random_seed(seed)
+    model = yovo.build_yovo(image_size=recipe.image_size, prior=prior, **recipe.model)
+    return yovo.compile_yovo(model, make_optimizer(recipe), thresholds=(0.3, 0.5) if recipe.track_iou else ())
+
+
+def train(recipe: VoxelRecipe, train_set: image_voxels.ImageVoxels, val_set: image_voxels.ImageVoxels | None = None,
+          seed: int = 0, progress: bool = False, desc: str = "YOVO") -> TrainResult:
+    """Build and train the recipe's network on ``train_set`` (scored on ``val_set`` after each epoch).
+    The sigmoid outputs start at the training grids' share of occupied voxels."""
+    model = build(recipe, float(train_set.voxels.mean()), seed)
+    batches = image_voxels.ImageVoxelSequence(train_set, recipe.batch_size, seed=seed,
+                                              whole_batches=recipe.whole_batches)
+    validation = None if val_set is None else image_voxels.ImageVoxelSequence(val_set, recipe.batch_size,
+                                                                               shuffle=False)
+    return fit(model, batches, epochs=recipe.epochs, validation=validation, progress=progress, desc=desc)
+
+
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """Occupancy probabilities (N, 32, 32, 32) for images (N, S, S, 3) uint8."""
+    return model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)[..., 0]
+
+
+def iou_by_class(probability: np.ndarray, data: image_voxels.ImageVoxels,
+                 thresholds=THRESHOLDS) -> dict:
+    """Mean 3D IoU of the shapes of ``data`` at each threshold: per class and over all shapes.
+
+    Args:
+        probability: (N, 32, 32, 32) predicted occupancy for ``data``'s images.
+        data: the split, with its true grids and labels.
+        thresholds: the thresholds t (occupied where probability >= t).
+
+    Returns:
+        ``thresholds``, ``per_shape`` (N, T), ``per_class`` {class: [T means]} and ``mean`` [T means
+        over all shapes].
+    """
+    per_shape = metrics.voxel_iou_per_shape(data.voxels, probability, thresholds)
+    per_class = {c: per_shape[data.labels == k].mean(axis=0).tolist() for k, c in enumerate(data.classes)
+                 if np.any(data.labels == k)}
+    return {"thresholds": list(thresholds), "per_shape": per_shape, "per_class": per_class,
+            "mean": per_shape.mean(axis=0).tolist()}
+
+
+def choose_threshold(scores: dict) -> float:
+    """The threshold with the best mean IoU in ``iou_by_class`` scores of validation data."""
+    return float(scores["thresholds"][int(np.argmax(scores["mean"]))])
+
+
+def part_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """The volumes a trained YOVO network (with aggregator and refiner) builds on the way, each
+    (N, 32, 32, 32): every level's decoder alone ("level 1" is the finest image features), the
+    plain mean of the levels (no aggregator, no refiner), the aggregator's merge (no refiner) and
+    the final output.
+
+    Raises:
+        ValueError: the network lacks the aggregator or the refiner.
+    """
+    names = {layer.name for layer in model.layers}
+    if not {"context_weights", "refiner_out"} <= names:
+        raise ValueError(f"model {model.name!r} needs its context aggregator and refiner to be taken apart")
+    levels = sorted(n for n in names if n.startswith("decoder") and n.endswith("_volume"))
+    outputs = [model.get_layer(n).output for n in levels] + [model.get_layer("merged_volume").output,
+                                                             model.output]
+    probe = keras.Model(model.input, outputs)
+    volumes = [v[..., 0] for v in probe.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)]
+    out = {f"level {k + 1} alone": v for k, v in enumerate(volumes[:len(levels)])}
+    out["mean of the levels"] = np.mean(volumes[:len(levels)], axis=0)
+    out["aggregated"] = volumes[-2]
+    out["aggregated and refined"] = volumes[-1]
+    return out
+
+
+def level_weights(model: keras.Model, data: image_voxels.ImageVoxels, chunk: int = 128) -> np.ndarray:
+    """How much each level supplies to the merged volume: the aggregator's weight of every level,
+    averaged over each shape's truly occupied voxels, (N, T) rows summing to 1 (``chunk`` images
+    at a time, to bound the memory of the weights)."""
+    out = []
+    for start in range(0, len(data), chunk):
+        weights = yovo.context_weights(model, data.images[start:start + chunk].astype(np.float32))
+        occupied = data.voxels[start:start + chunk, ..., None]
+        out.append((weights * occupied).sum(axis=(1, 2, 3)) / np.maximum(occupied.sum(axis=(1, 2, 3)), 1))
+    return np.concatenate(out)
+
+
+@dataclass
+class VariantResult:
+    """One network of an ablation: what changed, how it trained and how it scores.
+
+    Attributes:
+        name: the variant's name.
+        parameters: the number of weights.
+        seconds: training time.
+        history: per-epoch logs (``loss``, and ``iou_0.3``... if the recipe tracks them).
+        threshold: chosen on the validation images.
+        validation_iou: mean IoU on the validation images at each of ``THRESHOLDS``.
+        test_iou: mean IoU on the test images at ``threshold``.
+    """
+
+    name: str
+    parameters: int
+    seconds: float
+    history: dict
+    threshold: float
+    validation_iou: list
+    test_iou: float
+
+
+def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = VARIANTS, seed: int = 0,
+           progress: bool = False) -> list[VariantResult]:
+    """Train each variant (changes to ``recipe``: ``optimizer``, ``model`` keywords..., or another
+    ``seed``) on the same images for the same epochs, from ``seed`` unless it names its own; choose
+    its threshold on ``val_set`` and score it on ``test_set`` (both once, after training)."""
+    results = []
+    for name, changes in variants.items():
+        changes = dict(changes)
+        run_seed = changes.pop("seed", seed)
+        variant = dataclasses.replace(recipe, **{**changes, "model": {**recipe.model, **changes.get("model", {})}})
+        run = train(variant, train_set, seed=run_seed, progress=progress, desc=name)
+        validation = iou_by_class(predict(run.model, val_set.images), val_set)
+        threshold = choose_threshold(validation)
+        test = iou_by_class(predict(run.model, test_set.images), test_set, [threshold])
+        results.append(VariantResult(name, int(run.model.count_params()), run.seconds, run.history, threshold,
+                                     validation["mean"], test["mean"][0]))
+    return results
+
+
+def save_for_inference(model: keras.Model, path: str | os.PathLike) -> Path:
+    """Save ``model``'s architecture and weights without its optimizer: Ranger keeps two moments
+    and a slow copy of every weight, which would make the file four times larger and serve no
+    one who uses the network. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bare = model.__class__.from_config(model.get_config())
+    bare.set_weights(model.get_weights())
+    bare.save(path)
+    return path
+
+
+def train_reference_yovo(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: VoxelRecipe = FULL,
+                         seed: int = 0, progress: bool = True) -> ModelCard:
+    """Train the reference network and save ``out/yovo_modelnet10.keras``.
+
+    Args:
+        out: the output folder (created if needed).
+        data_dir: the data folder holding (or receiving) the recipe's image/voxel set.
+        recipe: ``FULL``, ``FAST`` or any ``VoxelRecipe``.
+        seed: seed of the weights and the batch order.
+        progress: show progress bars.
+
+    Returns:
+        the model card (its ``command`` is left for the caller to fill in).
+    """
+    start = time.perf_counter()
+    folder = ensure_dataset(data_dir, recipe, progress)
+    train_set, val_set, test_set = (image_voxels.load_split(folder, s) for s in image_voxels.SPLITS)
+    if progress:
+        print(f"training YOVO on {len(train_set)} images, validating on {len(val_set)}, {recipe.epochs} epochs",
+              flush=True)
+    run = train(recipe, train_set, val_set, seed=seed, progress=progress)
+    validation = iou_by_class(predict(run.model, val_set.images), val_set)
+    threshold = choose_threshold(validation)
+    test = iou_by_class(predict(run.model, test_set.images), test_set)
+    path = save_for_inference(run.model, Path(out) / SHIPPED.name)
+    k = test["thresholds"].index(threshold)
+    return ModelCard(
+        model=path.name, target="yovo",
+        load_with="import pcfilter_lib.models.yovo; keras.models.load_model(path)",
+        data=provenance(folder, train=len(train_set), validation=len(val_set), test=len(test_set),
+                        classes=list(train_set.classes)),
+        settings={**dataclasses.asdict(recipe), "seed": seed},
+        test=rounded({"mean_iou": test["mean"][k], "mean_iou_by_threshold": dict(zip(map(str, THRESHOLDS),
+                                                                                    test["mean"], strict=True)),
+                      "per_class_iou": {c: v[k] for c, v in test["per_class"].items()}}, 4),
+        validation=rounded({"mean_iou_by_threshold": dict(zip(map(str, THRESHOLDS), validation["mean"],
+                                                              strict=True))}, 4),
+        threshold=threshold, parameters=int(run.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - start, 1),
+        history=rounded(run.history, 4), environment=environment())

@@ -1,0 +1,68 @@
+"""Chapter 7's recipe: the reference run and its model card, scoring per shape and class, the
+intermediate volumes of a trained network and the aggregator's share per level."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pcfilter_lib import runtime
+
+runtime.setup(seed=0)
+
+import keras
+
+from pcfilter_lib.data import image_voxels
+from pcfilter_lib.models import yovo
+from pcfilter_lib.recipes import image_to_voxels as i2v
+
+TINY = dataclasses.replace(i2v.FAST, name="tiny", folder="tiny", counts={"train": 8, "val": 4, "test": 6}, epochs=1,
+                           batch_size=4, whole_batches=True, track_iou=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("i2v")
+    card = i2v.train_reference_yovo(root / "weights", root / "data", TINY, progress=False)
+    return root, card
+
+
+def test_the_reference_run_saves_a_network_and_its_card(reference):
+    root, card = reference
+    model = keras.models.load_model(root / "weights" / card.model)
+    assert model.output_shape == (None, 32, 32, 32, 1) and card.parameters == model.count_params()
+    assert card.target == "yovo" and card.threshold in i2v.THRESHOLDS
+    assert card.data["generator"] == image_voxels.GENERATOR and card.data["train"] == 8
+    assert set(card.test["mean_iou_by_threshold"]) == {str(t) for t in i2v.THRESHOLDS}
+    assert 0 <= card.test["mean_iou"] <= 1 and len(card.history["loss"]) == 1
+    assert i2v.VoxelRecipe(**{k: v for k, v in card.settings.items() if k != "seed"}) == TINY
+
+
+def test_scores_are_means_over_shapes_per_class_and_threshold(tmp_path):
+    data = image_voxels.load_split(image_voxels.write_dataset(tmp_path, {"test": 4}, seed=3), "test")
+    perfect = i2v.iou_by_class(data.voxels.astype(np.float32), data)
+    assert perfect["mean"] == [1.0] * 4 and all(v == [1.0] * 4 for v in perfect["per_class"].values())
+    assert set(perfect["per_class"]) == {data.classes[k] for k in data.labels}
+    # Half-confident everywhere: empty at thresholds above 0.5, everything at or below.
+    half = i2v.iou_by_class(np.full(data.voxels.shape, 0.45), data, (0.3, 0.5))
+    np.testing.assert_allclose(half["per_shape"][:, 0], data.voxels.mean(axis=(1, 2, 3)))
+    np.testing.assert_array_equal(half["per_shape"][:, 1], 0.0)
+    assert i2v.choose_threshold(half) == 0.3
+
+
+def test_the_parts_of_a_network_and_the_aggregators_shares(tmp_path):
+    data = image_voxels.load_split(image_voxels.write_dataset(tmp_path, {"test": 3}, seed=4), "test")
+    model = yovo.build_yovo(prior=0.15)
+    parts = i2v.part_outputs(model, data.images)
+    assert list(parts) == ["level 1 alone", "level 2 alone", "level 3 alone", "mean of the levels", "aggregated",
+                           "aggregated and refined"]
+    assert all(v.shape == (3, 32, 32, 32) for v in parts.values())
+    np.testing.assert_allclose(parts["mean of the levels"],
+                               np.mean([parts[f"level {k} alone"] for k in (1, 2, 3)], axis=0), atol=1e-6)
+    shares = i2v.level_weights(model, data, chunk=2)
+    assert shares.shape == (3, 3)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-4)  # float32 sums of 32^3 weights
+    with pytest.raises(ValueError, match="aggregator and refiner"):
+        i2v.part_outputs(yovo.build_yovo(use_refiner=False), data.images)
