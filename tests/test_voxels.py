@@ -306,6 +306,19 @@ def test_voxel_trace_draws_faces_or_separate_cubes():
         viz.voxel_trace(np.ones((4, 4, 4), bool), gap=0.1, max_voxels=10)
 
 
+def test_a_picture_stands_flat_beside_the_3d_panels():
+    from pcfilter_lib import viz
+
+    occupancy = np.zeros((4, 4, 4), bool)
+    occupancy[1, 1, 1:3] = True
+    picture = np.zeros((8, 8, 3), np.uint8)
+    fig = viz.figure_3d({"input": picture, "predicted": [viz.voxel_trace(occupancy)],
+                         "truth": [viz.voxel_trace(occupancy)]})
+    assert [trace.type for trace in fig.data] == ["image", "mesh3d", "mesh3d"]
+    assert fig.data[1].scene == "scene" and fig.data[2].scene == "scene2"  # the scenes count on from 1
+    assert fig.layout.scene2.camera.up.z == 1 and fig.layout.xaxis.visible is False
+
+
 def test_table_shows_as_markdown_and_html():
     from pcfilter_lib import viz
 

@@ -683,26 +683,35 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
     return mesh_trace(corners.reshape(-1, 3), triangles, colour, name, opacity)
 
 
-def figure_3d(panels: Mapping[str, Sequence], height: int = 420):
+def figure_3d(panels: Mapping[str, Sequence | np.ndarray], height: int = 420):
     """One Plotly figure with a 3D scene per panel, side by side, z up.
 
     Args:
-        panels: title -> the traces of that panel (``cloud_trace``, ``mesh_trace``, ``voxel_trace``).
+        panels: title -> the traces of that panel (``cloud_trace``, ``mesh_trace``, ``voxel_trace``),
+            or an (H, W, 3) uint8 picture, drawn flat beside the scenes (the input of a network
+            whose 3D output the other panels show).
         height: the figure's height, in pixels.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
-    from plotly.subplots import make_subplots  # Plotly is heavy: loaded by the figures that need it
+    import plotly.graph_objects as go  # Plotly is heavy: loaded by the figures that need it
+    from plotly.subplots import make_subplots
 
     titles = list(panels)
-    fig = make_subplots(rows=1, cols=len(titles), specs=[[{"type": "scene"}] * len(titles)], subplot_titles=titles,
-                        horizontal_spacing=0.01)
-    for col, title in enumerate(titles, start=1):
+    pictures = [isinstance(panels[t], np.ndarray) for t in titles]
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.01,
+                        specs=[[{"type": "xy"} if p else {"type": "scene"} for p in pictures]])
+    for col, (title, picture) in enumerate(zip(titles, pictures, strict=True), start=1):
+        if picture:
+            fig.add_trace(go.Image(z=panels[title], hoverinfo="skip"), row=1, col=col)
+            fig.update_xaxes(visible=False, row=1, col=col)
+            fig.update_yaxes(visible=False, scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+            continue
         for trace in panels[title]:
             fig.add_trace(trace, row=1, col=col)
     hidden = dict(showticklabels=False, title="", showbackground=False)
-    for n in range(1, len(titles) + 1):
+    for n in range(1, pictures.count(False) + 1):
         fig.layout[f"scene{'' if n == 1 else n}"].update(
             aspectmode="data", xaxis=hidden, yaxis=hidden, zaxis=hidden,
             camera=dict(eye=dict(x=1.4, y=-1.4, z=0.9), up=dict(x=0, y=0, z=1)))
