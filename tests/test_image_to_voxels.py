@@ -4,6 +4,7 @@ intermediate volumes of a trained network and the aggregator's share per level."
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ def test_the_reference_run_saves_a_network_and_its_card(reference):
     root, card = reference
     model = keras.models.load_model(root / "weights" / card.model)
     assert model.output_shape == (None, 32, 32, 32, 1) and card.parameters == model.count_params()
+    assert not model.compiled  # saved for inference: no optimizer state
+    with zipfile.ZipFile(root / "weights" / card.model) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
     assert card.target == "yovo" and card.threshold in i2v.THRESHOLDS
     assert card.data["generator"] == image_voxels.GENERATOR and card.data["train"] == 8
     assert set(card.test["mean_iou_by_threshold"]) == {str(t) for t in i2v.THRESHOLDS}
