@@ -260,7 +260,7 @@ PARTS = {"stem": "encoder", "stage": "encoder", "level": "levels", "decoder": "d
 def parameters_by_part(model: keras.Model) -> dict[str, int]:
     """The weights of a YOVO network by part (encoder, levels, decoders, context aggregator,
     refiner), in the order of the thesis' figure; parts the network lacks are left out."""
-    counts = dict.fromkeys(dict.fromkeys(PARTS.values()), 0)
+    counts = dict.fromkeys(PARTS.values(), 0)  # one entry a part, in the figure's order
     for layer in model.layers:
         part = next((p for prefix, p in PARTS.items() if layer.name.startswith(prefix)), None)
         if part is not None:
