@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, channels_for, scan_inputs
-from pcfilter_lib.geometry.pixel_neighbourhoods import SCALE, STATISTICS, angular_pitch, pixel_statistics
+from pcfilter_lib.geometry.pixel_neighbourhoods import (
+    RADIUS,
+    SCALE,
+    STATISTICS,
+    SUPPORT,
+    angular_pitch,
+    pixel_statistics,
+)
 
 
 def plane(h=48, w=64, pitch=0.002, depth=1.0, tilt=0.3):
@@ -34,6 +41,42 @@ def test_a_plane_is_continuous_and_an_isolated_point_and_a_mixed_pixel_stand_out
     for pixel in ((20, 30), (10, 10)):
         assert channel(stats, "gap")[pixel] > 0.5 and channel(stats, "support")[pixel] == 0
         assert channel(stats, "step")[pixel] > 0.5  # deeper than its neighbours
+
+
+def reference_statistics(xyz, valid):
+    """The four channels from their definitions, pixel by pixel, in float64."""
+    pitch = angular_pitch(xyz, valid)
+    h, w = valid.shape
+    out = np.zeros((h, w, 4))
+    squash = lambda length: np.sign(length) * np.log1p(np.abs(length)) / SCALE  # noqa: E731
+    for y, x in zip(*np.nonzero(valid), strict=True):
+        spacing = xyz[y, x, 2] * pitch
+        near, depths, support, there = [], [], 0, 0
+        for dy in range(-RADIUS, RADIUS + 1):
+            for dx in range(-RADIUS, RADIUS + 1):
+                v, u = y + dy, x + dx
+                if (dy, dx) == (0, 0) or not (0 <= v < h and 0 <= u < w and valid[v, u]):
+                    continue
+                there += 1
+                distance = np.linalg.norm(xyz[v, u].astype(np.float64) - xyz[y, x])
+                support += distance <= SUPPORT * np.hypot(dy, dx) * spacing
+                if max(abs(dy), abs(dx)) == 1:
+                    near.append(distance)
+                    depths.append(xyz[v, u, 2])
+        step = (xyz[y, x, 2] - np.median(depths)) / spacing if depths else 0.0
+        gap = min(squash(min(near) / spacing), 1.0) if near else 1.0
+        out[y, x] = np.clip(squash(step), -1, 1), gap, support / 24, (24 - there) / 24
+    return out
+
+
+def test_the_compiled_statistics_follow_their_definitions():
+    rng = np.random.default_rng(3)
+    xyz, valid = plane(21, 27)
+    xyz += rng.normal(0, 0.002, xyz.shape)  # rough, with ghosts, mixed pixels and holes
+    xyz[rng.random(valid.shape) < 0.1] *= rng.uniform(0.8, 1.3)
+    valid &= rng.random(valid.shape) > 0.15
+    xyz[~valid] = np.nan
+    np.testing.assert_allclose(pixel_statistics(xyz, valid), reference_statistics(xyz, valid), atol=1e-5)
 
 
 def test_no_scanner_constant_changes_the_statistics():

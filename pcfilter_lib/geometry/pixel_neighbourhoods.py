@@ -19,6 +19,8 @@ large ``gap`` and little ``support``; a ghost floating before a surface has a la
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 STATISTICS = ("step", "gap", "support", "holes")
@@ -63,44 +65,74 @@ def _pitch(xyz: np.ndarray, valid: np.ndarray) -> float:
 # Batcher's odd-even merge network: 19 compare-exchanges sort 8 values, element by element.
 _SORT8 = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (1, 2), (5, 6), (0, 4), (3, 7), (1, 5),
           (2, 6), (1, 4), (3, 6), (2, 4), (3, 5), (3, 4))
+BUCKET = 32  # scans are padded (with pixels without a point) to multiples of this: fewer shapes to compile
 
 
-def _median_of_present(values: list[np.ndarray], present: list[np.ndarray]) -> np.ndarray:
-    """The element-wise median of up to 8 arrays, each element taking only the ``present`` ones; NaN
-    where none is. A sorting network of ``np.minimum`` and ``np.maximum`` (missing values sort last as
-    +inf) then a per-element pick of the middle: far faster than ``np.nanmedian`` over a stacked axis."""
-    ordered = np.empty((len(values), *np.shape(values[0])), np.float32)
-    for row, x, p in zip(ordered, values, present, strict=True):
-        np.copyto(row, np.float32(np.inf))
-        np.copyto(row, x, where=p)
-    for i, j in _SORT8:
-        low = np.minimum(ordered[i], ordered[j])
-        np.maximum(ordered[i], ordered[j], out=ordered[j])
-        ordered[i] = low
-    count = sum(p.astype(np.intp) for p in present)
-    low = np.take_along_axis(ordered, (np.maximum(count - 1, 0) // 2)[None], axis=0)[0]
-    high = np.take_along_axis(ordered, np.minimum(count // 2, 7)[None], axis=0)[0]
-    return np.where(count > 0, (low + high) / 2, np.float32(np.nan))
+def _statistics(xyz, valid, pitch):
+    """``pixel_statistics`` in ``keras.ops`` for a checked scan (points zeroed where not valid) and its
+    pitch: two dozen shifted copies of the image and element-wise arithmetic, which a compiler fuses
+    into a few passes over the pixels."""
+    from keras import ops  # deferred: importing Keras starts the backend
+
+    r, n = RADIUS, (2 * RADIUS + 1) ** 2 - 1
+    h, w = valid.shape
+    depth = xyz[..., 2]
+    spacing = ops.where(valid, depth * pitch, 1.0)
+    reach = SUPPORT * SUPPORT * spacing * spacing  # per squared pixel of offset
+    points, present = ops.pad(xyz, ((r, r), (r, r), (0, 0))), ops.pad(valid, ((r, r), (r, r)))
+    support, count = ops.zeros_like(depth), ops.zeros_like(depth)
+    nearest = ops.full_like(depth, np.inf)  # squared distance to the nearest 3x3 neighbour
+    ring, ring_present = [], []  # the 3x3 neighbours' depths (+inf where none) and presence
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy == dx == 0:
+                continue
+            other, there = points[r + dy:r + dy + h, r + dx:r + dx + w], present[r + dy:r + dy + h, r + dx:r + dx + w]
+            both = valid & there
+            squared = ops.sum(ops.square(xyz - other), axis=-1)
+            support = support + ops.cast(both & (squared <= (dy * dy + dx * dx) * reach), "float32")
+            count = count + ops.cast(there, "float32")
+            if max(abs(dy), abs(dx)) == 1:
+                nearest = ops.minimum(nearest, ops.where(both, squared, np.inf))
+                ring.append(ops.where(there, other[..., 2], np.inf))
+                ring_present.append(there)
+    for i, j in _SORT8:  # missing depths sort last as +inf
+        ring[i], ring[j] = ops.minimum(ring[i], ring[j]), ops.maximum(ring[i], ring[j])
+    k = sum(ops.cast(p, "int32") for p in ring_present)
+    ring = ops.stack(ring)
+    low = ops.take_along_axis(ring, (ops.maximum(k - 1, 0) // 2)[None], axis=0)[0]
+    high = ops.take_along_axis(ring, ops.minimum(k // 2, 7)[None], axis=0)[0]
+    step = ops.where(k > 0, (depth - (low + high) / 2) / spacing, 0.0)
+    gap = ops.where(ops.isfinite(nearest), ops.minimum(ops.log1p(ops.sqrt(nearest) / spacing) / SCALE, 1.0), 1.0)
+    out = ops.stack([ops.clip(ops.sign(step) * ops.log1p(ops.abs(step)) / SCALE, -1.0, 1.0), gap,
+                     support / n, (n - count) / n], axis=-1)
+    return ops.where(valid[..., None], out, 0.0)
 
 
-def _pair(dy: int, dx: int, h: int, w: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-    """The slices of the pixels p and of their neighbours p + (dy, dx) that both lie in the image."""
-    return ((slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))),
-            (slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))))
+@functools.cache
+def _compiled():
+    """``_statistics`` compiled for the Keras backend in use (XLA on TensorFlow and JAX), traced once
+    per padded image size; left as it is on other backends."""
+    import keras  # deferred: importing Keras starts the backend
 
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # deferred: the backend's own compiler
 
-def _box_count(mask: np.ndarray, r: int) -> np.ndarray:
-    """How many pixels of ``mask`` lie in the (2r + 1)-wide window around each pixel (outside: none)."""
-    padded = np.pad(mask.astype(np.int32), ((r + 1, r), (r + 1, r))).cumsum(axis=0).cumsum(axis=1)
-    k = 2 * r + 1
-    return padded[k:, k:] - padded[:-k, k:] - padded[k:, :-k] + padded[:-k, :-k]
+        return tf.function(_statistics, jit_compile=True, autograph=False)
+    if backend == "jax":
+        import jax  # deferred: the backend's own compiler
+
+        return jax.jit(_statistics)
+    return _statistics
 
 
 def pixel_statistics(xyz, valid) -> np.ndarray:
     """The channels of ``STATISTICS`` for every pixel of an organised scan.
 
-    Each pair of neighbouring pixels is measured once and counted for both of its pixels, and
-    distances are compared squared, so that a 640x480 scan takes a few tens of milliseconds.
+    The pitch is a NumPy median; the rest runs compiled (``_compiled``) on the scan padded to
+    multiples of ``BUCKET``, so that a 640x480 scan takes a few milliseconds once its size has been
+    compiled (about a second, once per padded size and process).
 
     Args:
         xyz: (H, W, 3) points in the camera frame (depth along +z); ignored where not ``valid``.
@@ -114,46 +146,12 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
     """
     xyz, valid = _check(xyz, valid)
     h, w = valid.shape
-    out = np.zeros((h, w, len(STATISTICS)), np.float32)
     pitch = _pitch(xyz, valid)
     if not np.isfinite(pitch) or pitch <= 0:  # no point has a neighbour: each is as isolated as can be
+        out = np.zeros((h, w, len(STATISTICS)), np.float32)
         out[..., 1] = out[..., 3] = valid
         return out
-    r = RADIUS
-    planes = [np.where(valid, xyz[..., k], 0.0).astype(np.float32) for k in range(3)]
-    spacing = np.where(valid, planes[2] * np.float32(pitch), np.float32(1.0))
-    spacing_squared = spacing * spacing
-    nearest = np.full((h, w), np.inf, np.float32)  # squared distance to the nearest 3x3 neighbour
-    support = np.zeros((h, w), np.uint8)
-    half = [(dy, dx) for dy in range(0, r + 1) for dx in range(-r, r + 1) if dy > 0 or dx > 0]
-    # The support radius squared, per squared pixel offset: one array for each of the few offsets' lengths.
-    reach = {d: np.float32(SUPPORT * SUPPORT * d) * spacing_squared for d in {dy * dy + dx * dx for dy, dx in half}}
-    for dy, dx in half:
-        a, b = _pair(dy, dx, h, w)
-        both = valid[a] & valid[b]
-        difference = planes[0][a] - planes[0][b]
-        squared = difference * difference
-        for plane in planes[1:]:
-            np.subtract(plane[a], plane[b], out=difference)
-            difference *= difference
-            squared += difference
-        within = reach[dy * dy + dx * dx]
-        support[a] += both & (squared <= within[a])
-        support[b] += both & (squared <= within[b])
-        if max(abs(dy), abs(dx)) == 1:
-            squared = np.where(both, squared, np.float32(np.inf))
-            np.minimum(nearest[a], squared, out=nearest[a])
-            np.minimum(nearest[b], squared, out=nearest[b])
-    # The median depth of the 3x3 neighbours that hold a point.
-    depth, present = np.pad(planes[2], 1), np.pad(valid, 1)
-    windows = [(slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
-               for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
-    median = _median_of_present([depth[s] for s in windows], [present[s] for s in windows])
-    step = np.nan_to_num((planes[2] - median) / spacing, nan=0.0)
-    n = (2 * r + 1) ** 2 - 1
-    out[..., 0] = np.clip(np.sign(step) * np.log1p(np.abs(step)) / SCALE, -1, 1)
-    out[..., 1] = np.where(np.isfinite(nearest), np.minimum(np.log1p(np.sqrt(nearest) / spacing) / SCALE, 1), 1.0)
-    out[..., 2] = support / np.float32(n)
-    out[..., 3] = (n - (_box_count(valid, r) - valid)) / n
-    out[~valid] = 0.0
-    return out
+    pad = ((0, -h % BUCKET), (0, -w % BUCKET))  # after the image: a pixel without a point, like outside it
+    points = np.pad(np.where(valid[..., None], xyz, np.float32(0)), (*pad, (0, 0)))
+    out = _compiled()(points, np.pad(valid, pad), np.float32(pitch))
+    return np.asarray(out)[:h, :w]
