@@ -110,16 +110,18 @@ def _statistics(xyz, valid, pitch):
 
 
 @functools.cache
-def _compiled():
-    """``_statistics`` compiled for the Keras backend in use (XLA on TensorFlow and JAX), traced once
-    per padded image size; left as it is on other backends."""
+def _compiled(shape: tuple[int, int]):
+    """``_statistics`` compiled for padded scans of one ``shape`` with the Keras backend in use (XLA
+    on TensorFlow and JAX); left as it is on other backends. On TensorFlow each shape gets its own
+    concrete function, traced once, which TensorFlow does not count as retracing."""
     import keras  # deferred: importing Keras starts the backend
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf  # deferred: the backend's own compiler
 
-        return tf.function(_statistics, jit_compile=True, autograph=False)
+        specs = (tf.TensorSpec((*shape, 3), tf.float32), tf.TensorSpec(shape, tf.bool), tf.TensorSpec((), tf.float32))
+        return tf.function(_statistics, jit_compile=True, autograph=False).get_concrete_function(*specs)
     if backend == "jax":
         import jax  # deferred: the backend's own compiler
 
@@ -153,5 +155,5 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
         return out
     pad = ((0, -h % BUCKET), (0, -w % BUCKET))  # after the image: a pixel without a point, like outside it
     points = np.pad(np.where(valid[..., None], xyz, np.float32(0)), (*pad, (0, 0)))
-    out = _compiled()(points, np.pad(valid, pad), np.float32(pitch))
+    out = _compiled(points.shape[:2])(points, np.pad(valid, pad), np.float32(pitch))
     return np.asarray(out)[:h, :w]
