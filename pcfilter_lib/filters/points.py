@@ -159,6 +159,7 @@ class PointFilter:
 # spacings, and a tile would otherwise need a halo that wide.
 PATCH_GROWTH = 1.5
 HOLD = 24.0  # in spacings; a patch of 256 points on a surface of the median density spans about 10
+SEED_CHUNK = 4096  # seeds whose patches are gathered at once (a round at rate 1 may draw a whole tile's halo)
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -227,26 +228,30 @@ def cover_patches(hood: Neighbourhoods, index: np.ndarray, patch_size: int,
         rate = min(1.0, PATCH_GROWTH ** r / size)
         candidates = np.flatnonzero(~covered | ~(sure | exact))  # may be uncovered in the whole cloud
         drawn = candidates[patch_draw(index[candidates], r) < rate]
-        if not drawn.size:
-            continue
-        members = hood.nearest(hood.points[drawn], size)
-        # Among more than P coincident points the search may return others than the seed: the seed
-        # then takes the place of the farthest member, so that every round covers its seeds.
-        missing = ~(members == drawn[:, None]).any(axis=1)
-        members[missing, -1] = drawn[missing]
-        distance = np.linalg.norm(hood.points[members] - hood.points[drawn][:, None], axis=2)  # (m, P)
-        near = distance <= HOLD
-        farthest = distance.max(axis=1)
-        complete = farthest <= room[drawn]  # no point beyond the edge is nearer than a member
-        wide.append(drawn[~complete])
-        radius.append(farthest[~complete])
-        certain, seed = exact[drawn] & complete, ~covered[drawn]
-        exact[members[~certain][near[~certain]]] = False
-        sure[members[certain & seed][near[certain & seed]]] = True
-        covered[members[seed][near[seed]]] = True
-        patches.append(members[seed])
-        held.append(near[seed])
-        seeds.append(drawn[seed])
+        # Read before the round's updates, which only ever set flags: the round's seeds then go in
+        # chunks of SEED_CHUNK with the same result, and memory holds one chunk's patches at a time.
+        was_exact, is_seed = exact[drawn], ~covered[drawn]
+        for start in range(0, drawn.size, SEED_CHUNK):
+            part = slice(start, start + SEED_CHUNK)
+            chunk = drawn[part]
+            members = hood.nearest(hood.points[chunk], size)
+            # Among more than P coincident points the search may return others than the seed: the seed
+            # then takes the place of the farthest member, so that every round covers its seeds.
+            missing = ~(members == chunk[:, None]).any(axis=1)
+            members[missing, -1] = chunk[missing]
+            distance = np.linalg.norm(hood.points[members] - hood.points[chunk][:, None], axis=2)  # (m, P)
+            near = distance <= HOLD
+            farthest = distance.max(axis=1)
+            complete = farthest <= room[chunk]  # no point beyond the edge is nearer than a member
+            wide.append(chunk[~complete])
+            radius.append(farthest[~complete])
+            certain, seed = was_exact[part] & complete, is_seed[part]
+            exact[members[~certain][near[~certain]]] = False
+            sure[members[certain & seed][near[certain & seed]]] = True
+            covered[members[seed][near[seed]]] = True
+            patches.append(members[seed])
+            held.append(near[seed])
+            seeds.append(chunk[seed])
     return Cover(np.concatenate(patches), np.concatenate(held), np.concatenate(seeds), exact,
                  np.concatenate(wide or [np.zeros(0, np.int64)]), np.concatenate(radius or [np.zeros(0)]))
 
