@@ -60,9 +60,11 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
                  crop: int = 128, crops: int = 2048, batch_size: int = 16, learning_rate: float = 2e-3,
                  alpha: float = 0.25, gamma: float = 2.0, seed: int = 0, examples: Sequence[tuple] | None = None,
                  jit_compile: bool | str = "auto", progress: bool = False, verbose: int = 0,
-                 channels: str = UNET["channels"]) -> TrainedFilter:
+                 channels: str = UNET["channels"], clipnorm: float | None = 1.0) -> TrainedFilter:
     """Train a U-Net filter (``UNET``) on crops of ``train_files`` with the named ``loss`` and Adam
-    (learning rate decayed by cosine to 5% over the run), then choose its threshold on ``val_scans``.
+    (learning rate decayed by cosine to 5% over the run; each step's gradient clipped to norm
+    ``clipnorm``, without which long runs at this rate can blow up after a few epochs), then choose
+    its threshold on ``val_scans``.
     ``jit_compile=False`` skips XLA: slower steps, but no compile time (for short runs).
     ``channels`` names the input channel set (``data.scans.CHANNEL_SETS``); ``examples``, when given,
     must hold those channels.
@@ -81,12 +83,13 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
     if loss == "weighted_bce":  # class frequencies as the network sees them: in the crops
         batches = [data[i] for i in range(min(len(data), 8))]
         labels = np.concatenate([y[..., 0][w > 0] for _, y, w in batches])
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(loss, labels, alpha, gamma),
-                  weighted_metrics=metrics.segmentation_metrics(), jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=clipnorm),
+                  loss=make_loss(loss, labels, alpha, gamma), weighted_metrics=metrics.segmentation_metrics(),
+                  jit_compile=jit_compile)
     run = fit(model, data, epochs=epochs, verbose=verbose, progress=progress)
     threshold, sweep = choose_threshold(UNetFilter("unet", model), val_scans)
     settings = {"loss": loss, "epochs": epochs, "crop": crop, "crops_per_epoch": crops, "batch_size": batch_size,
-                "learning_rate": learning_rate, "seed": seed,
+                "learning_rate": learning_rate, "clipnorm": clipnorm, "seed": seed,
                 "unet": {**UNET, "channels": channels, "input_channels": list(names), "filters": list(UNET["filters"])}}
     if loss == "focal":
         settings.update(alpha=alpha, gamma=gamma)
@@ -126,7 +129,8 @@ class UNetRecipe:
 
 # The mixed scans of the point filter: bins, boards and fruit, each scan with its own scanner. Fast
 # scans are a quarter of the size, down to 80x60 pixels, hence the smaller crops.
-FULL = UNetRecipe(SCANS_MIXED_FULL, compare_epochs=4, compare_crops=1024, epochs=24, crops=2048, crop=128)
+FULL = UNetRecipe(SCANS_MIXED_FULL, compare_epochs=4, compare_crops=1024, epochs=64, crops=2048, crop=128,
+                  learning_rate=1e-3)
 FAST = UNetRecipe(SCANS_MIXED_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=48)
 
 
