@@ -133,8 +133,8 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
     """The channels of ``STATISTICS`` for every pixel of an organised scan.
 
     The pitch is a NumPy median; the rest runs compiled (``_compiled``) on the scan padded to
-    multiples of ``BUCKET``, so that a 640x480 scan takes a few milliseconds once its size has been
-    compiled (about a second, once per padded size and process).
+    multiples of ``BUCKET``: about 15 ms for a 640x480 scan on two CPU cores once its size has been
+    compiled (0.5-1.5 s, once per padded size and process).
 
     Args:
         xyz: (H, W, 3) points in the camera frame (depth along +z); ignored where not ``valid``.
