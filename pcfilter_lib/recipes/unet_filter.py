@@ -36,7 +36,7 @@ from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.nn.losses import make_loss
 from pcfilter_lib.recipes.common import (
     SCANS_MIXED_FAST,
-    SCANS_MIXED_FULL,
+    SCANS_MIXED_LARGE,
     SPACING_GRIDS,
     ScanSet,
     TrainedFilter,
@@ -127,9 +127,9 @@ class UNetRecipe:
     losses: tuple[str, ...] = ("focal", "weighted_bce")
 
 
-# The mixed scans of the point filter: bins, boards and fruit, each scan with its own scanner. Fast
-# scans are a quarter of the size, down to 80x60 pixels, hence the smaller crops.
-FULL = UNetRecipe(SCANS_MIXED_FULL, compare_epochs=4, compare_crops=1024, epochs=64, crops=2048, crop=128,
+# Bins, boards and fruit, each scan with its own scanner: the point filter's mixed scans, continued to
+# 400. Fast scans are a quarter of the size, down to 80x60 pixels, hence the smaller crops.
+FULL = UNetRecipe(SCANS_MIXED_LARGE, compare_epochs=4, compare_crops=1024, epochs=64, crops=2048, crop=128,
                   learning_rate=1e-3)
 FAST = UNetRecipe(SCANS_MIXED_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=48)
 
