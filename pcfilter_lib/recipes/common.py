@@ -51,8 +51,7 @@ SCANS_FAST = ScanSet("scans_fast", 24, 160, 120)
 MIXED = (("bin", 0.4), ("board", 0.35), ("fruit", 0.25))
 SCANS_MIXED_FULL = ScanSet("scans_mixed", 150, 640, 480, seed=1, families=MIXED, randomise=True)
 SCANS_MIXED_FAST = ScanSet("scans_mixed_fast", 24, 160, 120, seed=1, families=MIXED, randomise=True)
-# The same draws, continued to 400 scans (the first 150 are those above): the U-Net's data. It trains on
-# crops, so more scans cost it no training time, only more kinds of scene and scanner.
+# The same draws continued to 400 scans (the first 150 are those above): the U-Net's data.
 SCANS_MIXED_LARGE = ScanSet("scans_mixed_400", 400, 640, 480, seed=1, families=MIXED, randomise=True)
 
 

@@ -128,7 +128,8 @@ class UNetRecipe:
 
 
 # Bins, boards and fruit, each scan with its own scanner: the point filter's mixed scans, continued to
-# 400. Fast scans are a quarter of the size, down to 80x60 pixels, hence the smaller crops.
+# 400; training on crops, more scans cost no time, only show more scenes and scanners. Fast scans are
+# a quarter of the size, down to 80x60 pixels, hence the smaller crops.
 FULL = UNetRecipe(SCANS_MIXED_LARGE, compare_epochs=4, compare_crops=1024, epochs=64, crops=2048, crop=128,
                   learning_rate=1e-3)
 FAST = UNetRecipe(SCANS_MIXED_FAST, compare_epochs=1, compare_crops=64, epochs=2, crops=128, crop=48)
