@@ -14,7 +14,7 @@ mean IoU, balanced accuracy, keep-recall and the share of each artefact kind rem
 U-Net's targets: mean IoU >= 0.90, at least 0.10 above the best classical filter, keep-recall >= 0.995,
 and at least 80% of mixed pixels removed. JSON and markdown go to ``--out``.
 
-    python benchmarks/unet_generalisation.py [--scans 10] [--seed 2027] [--model FILE.keras]
+    python benchmarks/unet_generalisation.py [--scans 30] [--seed 2027] [--model FILE.keras]
         [--also NAME=OTHER.keras ...] [--out DIR]
 """
 
@@ -96,7 +96,9 @@ def targets(rows: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scans", type=int, default=config.choose(full=10, fast=2), help="scans per set")
+    # 30 scans a set: adding 20 scans to the first 10 moved the U-Net's margin over the best
+    # classical filter by up to 0.017 (seed 2027), as much as some of the gaps it is judged by.
+    parser.add_argument("--scans", type=int, default=config.choose(full=30, fast=2), help="scans per set")
     parser.add_argument("--seed", type=int, default=2027, help="dataset seed of the fresh scans")
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL, help="the U-Net filter's .keras file")
     parser.add_argument("--also", type=named_model, action="append", default=[], metavar="NAME=FILE.keras",
