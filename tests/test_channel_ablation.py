@@ -89,7 +89,10 @@ def test_the_benchmarks_table_has_a_line_per_set_and_filter():
     keep_all = filters.UNetFilter("all", reads(CHANNELS.index("valid")))
     result = filters.evaluate_filter(keep_all, [scan])
     lines = sets_table({"set a": {"all": result}, "set b": {"all": result, "again": result}})
+    ghosts = int(((scan["kind"] == 2) & scan["valid"]).sum())  # the toy scan's only kind, under 100 points
     assert lines[0].startswith("| scans | filter | mean IoU") and len(lines) == 5
     assert lines[2] == (f"| set a | all | {result['mean_iou']:.4f} | {result['balanced_accuracy']:.4f} | "
-                        f"{result['recall']:.4f} | interreflection 0% |")  # the toy scan's only kind, kept
+                        f"{result['recall']:.4f} | interreflection 0 of {ghosts} |")  # all kept: counts, not 0%
     assert [line.split(" | ")[1] for line in lines[2:]] == ["all", "all", "again"]
+    many = {**result, "kinds": {"mixed": {"points": 400, "removed": 0.855}, "specular": {"points": 0, "removed": None}}}
+    assert sets_table({"set": {"f": many}})[2].endswith("| mixed 86% |")  # a share from 100 points, no empty kinds

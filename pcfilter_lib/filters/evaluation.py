@@ -165,6 +165,13 @@ def evaluate_all(filters: Sequence[Filter], scans: Sequence[Mapping]) -> dict[st
     return {f.name: evaluate_filter(f, scans) for f in filters}
 
 
+def _removed(kind: Mapping) -> str:
+    """How much of one artefact kind a filter removed: a share, or the counts below 100 points."""
+    if kind["points"] < 100:
+        return f"{round(kind['removed'] * kind['points'])} of {kind['points']}"
+    return f"{kind['removed']:.0%}"
+
+
 def sets_table(results: Mapping[str, Mapping[str, dict]]) -> list[str]:
     """The markdown lines of a table of filters on several sets of scans, as the benchmarks print it.
 
@@ -173,13 +180,15 @@ def sets_table(results: Mapping[str, Mapping[str, dict]]) -> list[str]:
 
     Returns:
         The header, its rule and one line per set and filter: mean IoU, balanced accuracy,
-        keep-recall and the share of each artefact kind present that was removed.
+        keep-recall and the share of each artefact kind present that was removed; a kind of fewer
+        than 100 points shows its counts instead ("decoding 5 of 7"), since a share of a handful of
+        points says little.
     """
     lines = ["| scans | filter | mean IoU | balanced accuracy | keep-recall | removed per kind |",
              "|---|---|---|---|---|---|"]
     for name, rows in results.items():
         for filter_name, r in rows.items():
-            kinds = ", ".join(f"{k} {v['removed']:.0%}" for k, v in r["kinds"].items() if v["points"])
+            kinds = ", ".join(f"{k} {_removed(v)}" for k, v in r["kinds"].items() if v["points"])
             lines.append(f"| {name} | {filter_name} | {r['mean_iou']:.4f} | {r['balanced_accuracy']:.4f} | "
                          f"{r['recall']:.4f} | {kinds} |")
     return lines
