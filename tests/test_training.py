@@ -4,6 +4,7 @@ classifier loops built on it, on one device and data-parallel over two CPU devic
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pcfilter_lib.bench import workloads
 from pcfilter_lib.data.synthetic2d import make_scratches
@@ -38,20 +39,41 @@ def test_fit_records_one_history_entry_and_one_time_per_epoch():
     assert set(result.test) == {"loss", "accuracy"} and 0 <= result.test["accuracy"] <= 1
 
 
+class _Batches(keras.utils.PyDataset):  # the kind of input the recipes pass
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x) // 8
+
+    def __getitem__(self, i):
+        return self.x[8 * i: 8 * i + 8], self.y[8 * i: 8 * i + 8]
+
+
+@pytest.mark.parametrize("kind", ["arrays", "PyDataset", "tf.data"])
+def test_fit_traces_the_training_step_once(kind):
+    # Keras calls train_step only while tracing it. Metric, loss or optimizer variables created
+    # inside the first trace would make TensorFlow trace the step a second time.
+    x, y = _data()
+    train = {"arrays": (x, y), "PyDataset": _Batches(x, y),
+             "tf.data": tf.data.Dataset.from_tensor_slices((x, y)).batch(8)}[kind]
+    model, traces = _classifier(), []
+    step = model.train_step
+
+    def counted(data):
+        traces.append(data)
+        return step(data)
+
+    model.train_step = counted
+    result = training.fit(model, train, epochs=2, batch_size=8 if kind == "arrays" else None,
+                          shuffle=kind != "tf.data")  # a tf.data dataset shuffles itself
+    assert len(traces) == 1 and result.epochs == 2 and model.optimizer.built
+
+
 def test_fit_takes_a_dataset_and_sample_weights():
     x, y = _data()
-
-    class Batches(keras.utils.PyDataset):  # the kind of input the recipes pass
-        def __init__(self):
-            super().__init__()
-
-        def __len__(self):
-            return 6
-
-        def __getitem__(self, i):
-            return x[8 * i: 8 * i + 8], y[8 * i: 8 * i + 8]
-
-    assert training.fit(_classifier(), Batches(), epochs=2).epochs == 2
+    assert training.fit(_classifier(), _Batches(x, y), epochs=2).epochs == 2
     weighted = training.fit(_classifier(), (x, y, np.ones(len(y), "float32")), epochs=1, batch_size=16)
     assert len(weighted.history["loss"]) == 1
 

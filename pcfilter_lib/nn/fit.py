@@ -76,17 +76,32 @@ def _unpack(data, name: str) -> tuple | None:
     return x, y, weight
 
 
-def _build_optimizer(model: keras.Model) -> None:
-    """Create the optimizer's variables before the first step. Without a distribution strategy,
-    Keras' TensorFlow trainer creates them inside the first traced step, and TensorFlow then traces
-    the whole step a second time. With many weights the trace is the costly part of the first step
-    (measured for chapter 7's YOVO with Ranger on two cores: 34 s with two traces, 14 s with one)."""
-    optimizer = model.optimizer
-    if optimizer is None or optimizer.built or not model.built:
-        return
+def _batch_spec(train, arrays: tuple | None):
+    """Something with the shapes and dtypes of a training batch, for ``_build_state``: the arrays
+    themselves, a ``PyDataset``'s first batch (read by index, which leaves its order alone), a
+    ``tf.data`` dataset's element spec; None for other inputs (generators)."""
+    if arrays is not None:
+        return arrays
+    if isinstance(train, keras.utils.PyDataset):
+        batch = train[0]
+        return tuple(batch) if isinstance(batch, list) else batch
+    return getattr(train, "element_spec", None)
+
+
+def _build_state(model: keras.Model, batch) -> None:
+    """Create the variables of a training step before the first one: the compiled metrics' and
+    loss's, and the optimizer's. Without a distribution strategy, Keras' TensorFlow trainer creates
+    them inside the first traced step, and TensorFlow then traces the whole step a second time. With
+    many weights the trace is the costly part of the first step (measured for chapter 7's YOVO with
+    Ranger on two cores: 34 s with two traces, 14 s with one). Keras' own symbolic build, which it
+    runs before ``fit`` under a distribution strategy, does it from the batch's shapes alone."""
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend only
+    symbolic_build = getattr(model, "_symbolic_build", None)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        optimizer.build(model.trainable_variables)
+        if symbolic_build is not None and batch is not None:
+            symbolic_build(data_batch=batch)
+        elif model.optimizer is not None and not model.optimizer.built and model.built:
+            model.optimizer.build(model.trainable_variables)
 
 
 def fit(model: keras.Model, train, *, epochs: int, validation=None, test=None, batch_size: int | None = None,
@@ -145,7 +160,7 @@ def fit(model: keras.Model, train, *, epochs: int, validation=None, test=None, b
     else:
         inputs = dict(x=train)
     start = time.perf_counter()
-    _build_optimizer(model)
+    _build_state(model, _batch_spec(train, arrays))
     if isinstance(validation, list):  # Keras reads only a tuple as (x, y[, sample_weight])
         validation = tuple(validation)
     history = model.fit(**inputs, validation_data=validation, epochs=int(epochs), verbose=verbose, shuffle=shuffle,
