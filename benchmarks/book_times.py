@@ -33,8 +33,8 @@ from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
 from pcfilter_lib import runtime
-from pcfilter_lib.bench import book_times
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import book_times
+from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     size = "fast" if args.fast else "full"
     os.environ["PCFILTER_FAST"] = "1" if args.fast else "0"  # the kernels inherit it
     runtime.setup(seed=None)  # for the device report: which CPU and GPU the times were measured on
-    device = bench.device_report()
+    device = clock.device_report()
     gpu = ", ".join(device["gpus"]) or None
     built = {}
     if args.from_build:

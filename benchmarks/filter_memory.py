@@ -87,10 +87,10 @@ def main(argv=None) -> int:
             cloud.unlink()
             kept.unlink()
     rows.sort(key=lambda r: (r["tile_points"], r["points"]))
-    from pcfilter_lib.bench import timing as bench
+    from pcfilter_lib.timing import clock
     from pcfilter_lib.io.files import atomic_write_text
 
-    device = bench.device_report()
+    device = clock.device_report()
     table = "\n".join([
         f"`pcfilter filter` (the point filter in tiles) on binary .ply clouds; CPU {device['cpu']} "
         f"({device['cores']} cores). Peak resident memory of the filtering process (ru_maxrss).", "",

@@ -38,7 +38,7 @@ runtime.setup(seed=0)
 import numpy as np
 
 from pcfilter_lib import filters
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
 
 
@@ -128,8 +128,8 @@ def size_rows(point_filter, sor, cloud: np.ndarray, sizes: list[int], repeats: i
             return (big[i:i + 1_000_000] for i in range(0, len(big), 1_000_000))
 
         runs = repeats if size == len(cloud) else 1
-        t_sor = bench.time_call(lambda scan=scan: sor.keep_mask(scan), repeats=runs, warmup=0).median
-        t_points = bench.time_call(lambda chunks=chunks: tiled_keep_probability(point_filter, chunks),
+        t_sor = clock.time_call(lambda scan=scan: sor.keep_mask(scan), repeats=runs, warmup=0).median
+        t_points = clock.time_call(lambda chunks=chunks: tiled_keep_probability(point_filter, chunks),
                                    repeats=runs, warmup=0).median
         rows.append({"points": len(big), "sor_s": t_sor, "point_filter_s": t_points,
                      "point_filter_points_per_s": len(big) / t_points, "sor_points_per_s": len(big) / t_sor,
@@ -157,16 +157,16 @@ def main(argv=None) -> int:
     sor = filters.baseline_filter("sor")
     cloud = np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)]
     points = len(cloud)
-    t_unet = bench.time_call(lambda: unet.keep_mask(scan), repeats=args.repeats, warmup=2)
-    t_points = bench.time_call(lambda: points_filter.keep_probability_points(cloud) >= points_filter.threshold,
+    t_unet = clock.time_call(lambda: unet.keep_mask(scan), repeats=args.repeats, warmup=2)
+    t_points = clock.time_call(lambda: points_filter.keep_probability_points(cloud) >= points_filter.threshold,
                                repeats=args.repeats, warmup=2)
-    t_sor = bench.time_call(lambda: sor.keep_mask(scan), repeats=args.repeats, warmup=1)
+    t_sor = clock.time_call(lambda: sor.keep_mask(scan), repeats=args.repeats, warmup=1)
     ratio, point_ratio = t_unet.median / t_sor.median, t_points.median / t_sor.median
     stages = stage_profile(points_filter, cloud)
     sizes = size_rows(points_filter, filters.baseline_filter("sor", {"nb_neighbors": 20, "std_ratio": 2.0}), cloud,
                       [int(s) for s in args.sizes], max(1, min(args.repeats, 3)))
     rate = points / t_points.median
-    device = bench.device_report()
+    device = clock.device_report()
     h, w = scan["valid"].shape
 
     def row(name, t):

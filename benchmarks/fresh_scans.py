@@ -34,7 +34,7 @@ runtime.setup(seed=0)
 
 from tqdm.auto import tqdm
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
 from pcfilter_lib.filters.labelled_clouds import reference_filters
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "fresh_scans.md", text + "\n")
     atomic_write_text(args.out / "fresh_scans.json", json.dumps(
-        {"date": str(datetime.date.today()), "device": bench.device_report(), "seed": args.seed,
+        {"date": str(datetime.date.today()), "device": clock.device_report(), "seed": args.seed,
          "scans_per_set": args.scans, "model": args.model.name, "simulator": {"generator": GENERATOR,
                                                                               "version": VERSION},
          "results": results}, indent=1, default=float) + "\n")

@@ -40,7 +40,7 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.labelled_clouds import (
     SCORES,
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "realscan_quality.md", text + "\n")
     atomic_write_text(args.out / "realscan_quality.json", json.dumps(
-        {"date": str(datetime.date.today()), "device": bench.device_report(), "data": args.data.name,
+        {"date": str(datetime.date.today()), "device": clock.device_report(), "data": args.data.name,
          "clouds": clouds, "point_filter": {"model": args.model.name, "card_threshold": candidates[0][2].threshold,
                                             "balanced_threshold": candidates[1][2].threshold},
          "oracle_grids": ORACLE_GRIDS, "rows": rows}, indent=1, default=float) + "\n")

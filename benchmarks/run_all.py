@@ -20,7 +20,7 @@ runtime.setup(seed=0)
 
 import tensorflow as tf
 
-from pcfilter_lib.bench import workloads
+from pcfilter_lib.timing import workloads
 from pcfilter_lib.io.files import atomic_write_text
 
 

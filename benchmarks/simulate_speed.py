@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.simulate.dataset import make_scan
@@ -49,14 +49,14 @@ def main(argv=None) -> int:
         scene = make_scene(rng)
         built = time.perf_counter()
         # The same estimator for both sides on a shared machine: the fastest of a few repeats.
-        scan = bench.time_call(lambda scene=scene, i=i: simulate_scan(scene, config, np.random.default_rng(i)),
+        scan = clock.time_call(lambda scene=scene, i=i: simulate_scan(scene, config, np.random.default_rng(i)),
                                repeats=args.repeats, warmup=0)
         caster = scene.raycasting()
-        bare = bench.time_call(lambda caster=caster: caster.cast_rays(rays)["t_hit"].numpy(),
+        bare = clock.time_call(lambda caster=caster: caster.cast_rays(rays)["t_hit"].numpy(),
                                repeats=args.repeats, warmup=1)
         rows.append({"parts": scene.n_parts, "scene_s": built - start, "scan_s": scan.low, "bare_cast_s": bare.low})
-    write = bench.time_call(lambda: scan_bytes(make_scan(args.seed, 0, config)), repeats=2, warmup=0)
-    make = bench.time_call(lambda: make_scan(args.seed, 0, config), repeats=2, warmup=0)
+    write = clock.time_call(lambda: scan_bytes(make_scan(args.seed, 0, config)), repeats=2, warmup=0)
+    make = clock.time_call(lambda: make_scan(args.seed, 0, config), repeats=2, warmup=0)
 
     def median(key):
         return statistics.median(r[key] for r in rows)

@@ -35,7 +35,7 @@ runtime.setup(seed=0)
 
 from tqdm.auto import tqdm
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.filters import point_filter, unet_filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "unet_generalisation.md", text + "\n")
     atomic_write_text(args.out / "unet_generalisation.json", json.dumps(
-        {"date": str(datetime.date.today()), "device": bench.device_report(), "seed": args.seed,
+        {"date": str(datetime.date.today()), "device": clock.device_report(), "seed": args.seed,
          "scans_per_set": args.scans, "model": args.model.name, "also": {k: v.name for k, v in also.items()},
          "fast_mode": config.fast_mode(),
          "simulator": {"generator": GENERATOR, "version": VERSION}, "results": results, "targets": checks},

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import losses
@@ -34,10 +34,10 @@ def measure(size: int, batch: int, repeats: int) -> dict:
     x = rng.normal(size=(batch, size, size, 5)).astype("float32")
     y = (rng.random((batch, size, size)) > 0.1).astype("float32")
     w = np.ones_like(y)
-    train = bench.time_call(lambda: model.train_on_batch(x, y, sample_weight=w), repeats=repeats, warmup=2)
+    train = clock.time_call(lambda: model.train_on_batch(x, y, sample_weight=w), repeats=repeats, warmup=2)
     predict = tf.function(lambda t: model(t, training=False), jit_compile=False)
-    infer = bench.time_call(lambda: predict(x), repeats=repeats, warmup=2, sync=lambda r: r.numpy())
-    flops = bench.model_flops(model, (size, size, 5)) * batch
+    infer = clock.time_call(lambda: predict(x), repeats=repeats, warmup=2, sync=lambda r: r.numpy())
+    flops = clock.model_flops(model, (size, size, 5)) * batch
     return {"size": size, "batch": batch, "train_step_s": train.median, "inference_s": infer.median,
             "forward_gflop": flops / 1e9, "inference_gflops": flops / infer.median / 1e9,
             "train_gflops": 3 * flops / train.median / 1e9}
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     if any(s % 16 for s in args.sizes):
         parser.error("sizes must be multiples of 16 (the U-Net has four pooling levels)")
 
-    peak = bench.matmul_gflops(2048, repeats=args.repeats)
+    peak = clock.matmul_gflops(2048, repeats=args.repeats)
     rows = [measure(size, batch, args.repeats) for size in args.sizes for batch in args.batches]
     for row in rows:
         row["inference_fraction_of_matmul"] = row["inference_gflops"] / peak
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
 
     header = ("| input | batch | train step | inference | forward GFLOP | inference GFLOP/s | train GFLOP/s "
               "| inference / matmul | train / matmul |")
-    device = bench.device_report()
+    device = clock.device_report()
     where = ", ".join(device["gpus"]) or f"{device['cpu']} ({device['cores']} cores, CPU only)"
     lines = [f"Device: {where}; TensorFlow {device['tensorflow']}, Keras {device['keras']}. "
              f"float32 matmul (2048^2) measured at {peak:.1f} GFLOP/s in this run.", "", header,

@@ -20,7 +20,19 @@ import sys
 import tempfile
 import threading
 
+from pcfilter_lib import CPU_ALLOCATOR_VARIABLE
+
 _ready = False
+
+
+def cpu_allocator() -> str:
+    """Which CPU allocator TensorFlow uses (or will use) in this process: "bfc (pooling)" or "default".
+
+    ``pcfilter_lib`` sets ``TF_CPU_ALLOCATOR_USE_BFC=true`` when it is imported unless the variable is
+    set already; TensorFlow reads it when it creates its CPU allocator, at its first operation.
+    """
+    raw = os.environ.get(CPU_ALLOCATOR_VARIABLE, "").strip().lower()
+    return "bfc (pooling)" if raw in {"1", "true"} else "default"
 
 
 def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pcfilter_lib.bench import book_times
+from pcfilter_lib.timing import book_times
 
 
 def write(path, data):

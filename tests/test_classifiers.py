@@ -15,7 +15,7 @@ runtime.setup(seed=0)
 
 import keras
 
-from pcfilter_lib.bench import classifier_speed
+from pcfilter_lib.timing import classifier_speed
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.data.modelnet import Clouds
 from pcfilter_lib.recipes import classifiers, transfer

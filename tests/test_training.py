@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcfilter_lib.bench import workloads
+from pcfilter_lib.timing import workloads
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training

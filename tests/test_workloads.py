@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pcfilter_lib.bench import workloads
+from pcfilter_lib.timing import workloads
 
 INSTALLED = [b for b in workloads.BACKENDS if workloads.missing_backend(b) is None]
 

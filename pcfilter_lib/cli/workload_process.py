@@ -1,10 +1,10 @@
 """The worker process of the benchmark workloads: times one workload under this process's Keras
-backend and prints one JSON row (``bench.workloads.collect`` starts one per row, because the backend
+backend and prints one JSON row (``timing.workloads.collect`` starts one per row, because the backend
 of a process cannot change once Keras is imported, and the CPU can be split into logical devices only
 before TensorFlow starts).
 
-    KERAS_BACKEND=jax python -m pcfilter_lib.bench_worker --model unet
-    python -m pcfilter_lib.bench_worker --data-parallel --epochs 2
+    KERAS_BACKEND=jax python -m pcfilter_lib.cli.workload_process --model unet
+    python -m pcfilter_lib.cli.workload_process --data-parallel --epochs 2
 
 ``--sizes`` takes the JSON of ``workloads.Sizes``; without it the sizes follow the mode
 (``PCFILTER_FAST``).
@@ -16,7 +16,7 @@ import argparse
 import json
 
 from pcfilter_lib import config, runtime
-from pcfilter_lib.bench import workloads
+from pcfilter_lib.timing import workloads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the data-parallel comparison")
     parser.add_argument("--jit-compile", default="auto", help="auto, True or False (XLA compilation)")
     parser.add_argument("--dtype-policy", default="float32", help="float32, mixed_float16 or mixed_bfloat16")
-    parser.add_argument("--sizes", help="workload sizes as JSON (bench.workloads.Sizes; default: by mode)")
+    parser.add_argument("--sizes", help="workload sizes as JSON (timing.workloads.Sizes; default: by mode)")
     args = parser.parse_args(argv)
     if args.sizes:
         sizes = workloads.Sizes.from_json(args.sizes)

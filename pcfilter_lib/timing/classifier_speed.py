@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import keras
 
-from pcfilter_lib.bench import timing
+from pcfilter_lib.timing import clock
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.recipes import classifiers, transfer
 
@@ -36,7 +36,7 @@ def measure_speed(model: keras.Model, settings: classifiers.ClassifierRecipe, cl
 
     The training step runs on a fresh copy built from ``settings`` (so ``model`` is not changed),
     compiled as the recipe compiles it; both are timed after untimed warm-up calls, as the median
-    of ``repeats`` (``timing.time_call``).
+    of ``repeats`` (``clock.time_call``).
 
     Raises:
         ValueError: fewer clouds than ``batch_size``.
@@ -44,8 +44,8 @@ def measure_speed(model: keras.Model, settings: classifiers.ClassifierRecipe, cl
     if len(clouds) < batch_size:
         raise ValueError(f"timing needs a batch of {batch_size} clouds, got {len(clouds)}")
     x, y = clouds.points[:batch_size], clouds.labels[:batch_size]
-    infer = timing.time_call(lambda: model(x, training=False), repeats=repeats, sync=keras.ops.convert_to_numpy)
+    infer = clock.time_call(lambda: model(x, training=False), repeats=repeats, sync=keras.ops.convert_to_numpy)
     fresh = transfer.compile_classifier(classifiers.build_classifier(settings, len(clouds.classes), x.shape[1]),
                                         settings.learning_rate)
-    step = timing.time_call(lambda: fresh.train_on_batch(x, y), repeats=repeats)
+    step = clock.time_call(lambda: fresh.train_on_batch(x, y), repeats=repeats)
     return Speed(per_cloud=infer.median / batch_size, per_step=step.median, batch_size=batch_size)

@@ -178,6 +178,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             report[package] = "not installed"
     report.update(config.describe())
+    report["cpu_allocator"] = runtime.cpu_allocator()
     if not args.no_devices:
         runtime.setup(seed=None)
         import tensorflow as tf  # after runtime.setup, which imports it with its start-up logs muted
@@ -855,7 +856,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         check_output_file(out, "--out")
     runtime.setup(seed=None)
-    from pcfilter_lib.bench import workloads  # its workloads import Keras: after runtime.setup
+    from pcfilter_lib.timing import workloads  # its workloads import Keras: after runtime.setup
 
     rows = workloads.collect(args.backends, args.models, progress=not args.json and sys.stderr.isatty(),
                              sizes=config.choose(full=workloads.FULL, fast=workloads.FAST))
@@ -1023,7 +1024,7 @@ def _add_modelnet(commands) -> None:
 
 
 def _add_bench(commands) -> None:
-    from pcfilter_lib.bench.workloads import BACKENDS, MODELS  # NumPy: see the note at the top
+    from pcfilter_lib.timing.workloads import BACKENDS, MODELS  # NumPy: see the note at the top
 
     bench = commands.add_parser(
         "bench", help="time the U-Net filter and PointNet on this machine, per Keras backend",

@@ -4,10 +4,10 @@ Each workload uses fixed random data (seeded) of fixed size (``Sizes``: ``FULL``
 ``FAST`` for quick checks; the caller picks), so rows measured on different machines, backends or
 settings compare like with like, as the seed report's GPU table did. Everything here is written
 against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, JAX and PyTorch backends;
-``collect`` runs each workload in a fresh process (``pcfilter_lib.bench_worker``) with
+``collect`` runs each workload in a fresh process (``pcfilter_lib.cli.workload_process``) with
 ``KERAS_BACKEND`` set, since the backend of a process cannot change once Keras is imported:
 
-    KERAS_BACKEND=jax python -m pcfilter_lib.bench_worker --model unet
+    KERAS_BACKEND=jax python -m pcfilter_lib.cli.workload_process --model unet
 
 Keras is imported inside the functions that train, so that reading ``BACKENDS`` or collecting rows
 never starts a deep-learning backend in the calling process.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.bench import timing as bench
+from pcfilter_lib.timing import clock
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.io.files import atomic_write_text
 
@@ -176,16 +177,18 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
         net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
         x, y = _data(spec, np.random.default_rng(seed))
         fit(net, (x[: spec.batch], y[: spec.batch]), epochs=1, batch_size=spec.batch)  # compile, warm up
+        before = resource.getrusage(resource.RUSAGE_SELF)
         trained = fit(net, (x, y), epochs=spec.epochs, batch_size=spec.batch)
+        after = resource.getrusage(resource.RUSAGE_SELF)
         if spec.model == "unet":
             probe = np.random.default_rng(seed + 1).normal(
                 size=(spec.infer_batch, *sizes.unet_scan, spec.shape[-1])).astype("float32")
         else:
             probe = x[: spec.infer_batch]
-        infer = bench.time_call(lambda: net.predict_on_batch(probe), repeats=sizes.repeats)
-        flops_per_sample = bench.model_flops(net, spec.shape)
-        infer_flops = bench.model_flops(net, probe.shape[1:]) * spec.infer_batch
-        peak = bench.matmul_gflops(sizes.matmul_size, repeats=sizes.repeats)
+        infer = clock.time_call(lambda: net.predict_on_batch(probe), repeats=sizes.repeats)
+        flops_per_sample = clock.model_flops(net, spec.shape)
+        infer_flops = clock.model_flops(net, probe.shape[1:]) * spec.infer_batch
+        peak = clock.matmul_gflops(sizes.matmul_size, repeats=sizes.repeats)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     train_seconds = trained.seconds
@@ -193,7 +196,9 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
     return {
         **{k: v for k, v in asdict(spec).items() if k != "shape"}, "shape": list(spec.shape),
         "backend": keras.backend.backend(), "api": api(), "jit_compile": str(jit_compile), "dtype_policy": dtype_policy,
-        "train_s": train_seconds, "final_loss": trained.history["loss"][-1],
+        "train_s": train_seconds, "train_user_s": after.ru_utime - before.ru_utime,
+        "train_system_s": after.ru_stime - before.ru_stime, "cpu_allocator": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
+        "final_loss": trained.history["loss"][-1],
         "inference_s": infer.median, "inference_shape": list(probe.shape),
         "train_gflops": train_gflops, "inference_gflops": infer_flops / infer.median / 1e9,
         "matmul_gflops": peak, "train_fraction_of_peak": train_gflops / peak,
@@ -202,22 +207,23 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
 
 
 def _worker(*args: str, timeout: float, env: dict | None = None):
-    """``python -m pcfilter_lib.bench_worker ARGS`` in a fresh process; its completed process."""
+    """``python -m pcfilter_lib.cli.workload_process ARGS`` in a fresh process; its completed process."""
     import subprocess  # only the callers that start a worker need it
 
-    command = [sys.executable, "-m", "pcfilter_lib.bench_worker", *args]
+    command = [sys.executable, "-m", "pcfilter_lib.cli.workload_process", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float32",
-                      timeout: float = 1800, sizes: Sizes = FULL) -> dict:
+                      timeout: float = 1800, sizes: Sizes = FULL, env: dict | None = None) -> dict:
     """``run`` under another Keras backend, in a fresh process; a missing backend gives a row with
-    ``skipped`` (a reason) instead of an error."""
+    ``skipped`` (a reason) instead of an error. ``env`` adds variables to the worker's environment
+    (e.g. ``TF_CPU_ALLOCATOR_USE_BFC``)."""
     reason = missing_backend(backend)
     if reason:
         return {"model": model, "backend": backend, "skipped": reason}
     result = _worker("--model", model, "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy,
-                     "--sizes", sizes.to_json(), timeout=timeout, env={**os.environ, "KERAS_BACKEND": backend})
+                     "--sizes", sizes.to_json(), timeout=timeout, env={**os.environ, **(env or {}), "KERAS_BACKEND": backend})
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         return {"model": model, "backend": backend, "skipped": f"failed: {last}"}
@@ -230,7 +236,7 @@ def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", 
     report and the time of measurement in every row."""
     from tqdm import tqdm  # a bar over the runs, only here
 
-    device = bench.device_report()
+    device = clock.device_report()
     jobs = [(b, m, s) for b in backends for m in models for s in settings]
     rows = []
     for backend, model, setting in tqdm(jobs, desc="benchmarks", unit="run", disable=not progress):
