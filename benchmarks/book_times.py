@@ -33,9 +33,8 @@ from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
 from pcfilter_lib import runtime
-from pcfilter_lib.timing import book_times
-from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import book_times, clock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "book" / "_ext"))

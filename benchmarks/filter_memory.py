@@ -87,8 +87,8 @@ def main(argv=None) -> int:
             cloud.unlink()
             kept.unlink()
     rows.sort(key=lambda r: (r["tile_points"], r["points"]))
-    from pcfilter_lib.timing import clock
     from pcfilter_lib.io.files import atomic_write_text
+    from pcfilter_lib.timing import clock
 
     device = clock.device_report()
     table = "\n".join([

@@ -38,8 +38,8 @@ runtime.setup(seed=0)
 import numpy as np
 
 from pcfilter_lib import filters
-from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import clock
 
 
 def load_or_simulate(path: Path | None) -> dict:

@@ -34,7 +34,6 @@ runtime.setup(seed=0)
 
 from tqdm.auto import tqdm
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
 from pcfilter_lib.filters.labelled_clouds import reference_filters
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL
@@ -42,6 +41,7 @@ from pcfilter_lib.io.clouds import scan_cloud
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
+from pcfilter_lib.timing import clock
 
 # name: (families, randomise)
 SETS = {"bins, 640x480": ({"bin": 1.0}, False), "boards, drawn scanners": ({"board": 1.0}, True),

@@ -40,7 +40,6 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.labelled_clouds import (
     SCORES,
@@ -54,6 +53,7 @@ from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL
 from pcfilter_lib.geometry.point_features import neighbourhoods
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import clock
 
 # The oracles' grids; the ROR radius in point spacings.
 ORACLE_GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40, 80], "std_ratio": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0]},

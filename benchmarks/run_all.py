@@ -20,8 +20,8 @@ runtime.setup(seed=0)
 
 import tensorflow as tf
 
-from pcfilter_lib.timing import workloads
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import workloads
 
 
 def main(argv=None) -> int:

@@ -17,8 +17,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pcfilter_lib.bench import timing, workloads
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import clock, workloads
 
 SETTINGS = {"default": "false", "bfc": "true"}
 

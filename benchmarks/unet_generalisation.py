@@ -35,7 +35,6 @@ runtime.setup(seed=0)
 
 from tqdm.auto import tqdm
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.filters import point_filter, unet_filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
@@ -44,6 +43,7 @@ from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.io.model_cards import read_model_card
 from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
+from pcfilter_lib.timing import clock
 
 MIXED = {"bin": 0.4, "board": 0.35, "fruit": 0.25}
 # name: (width, height, families, randomise)

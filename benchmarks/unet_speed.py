@@ -21,10 +21,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import losses
+from pcfilter_lib.timing import clock
 
 
 def measure(size: int, batch: int, repeats: int) -> dict:

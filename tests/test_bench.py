@@ -5,8 +5,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.nn import convmath
+from pcfilter_lib.timing import clock
 
 
 def test_time_call_counts_calls_and_orders_statistics():

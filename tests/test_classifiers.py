@@ -15,10 +15,10 @@ runtime.setup(seed=0)
 
 import keras
 
-from pcfilter_lib.timing import classifier_speed
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.data.modelnet import Clouds
 from pcfilter_lib.recipes import classifiers, transfer
+from pcfilter_lib.timing import classifier_speed
 
 
 def _clouds(n=24, points=64, classes=3, seed=0) -> Clouds:

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pcfilter_lib.timing import workloads
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses
 from pcfilter_lib.nn.callbacks import EpochTimer, SoftThreshold
+from pcfilter_lib.timing import workloads
 
 
 def _classifier(compiled: bool = True) -> keras.Model:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import keras
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.recipes import classifiers, transfer
+from pcfilter_lib.timing import clock
 
 
 @dataclass(frozen=True)

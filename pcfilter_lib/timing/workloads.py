@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.timing import clock
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.timing import clock
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("unet", "pointnet")
@@ -223,7 +223,8 @@ def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto"
     if reason:
         return {"model": model, "backend": backend, "skipped": reason}
     result = _worker("--model", model, "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy,
-                     "--sizes", sizes.to_json(), timeout=timeout, env={**os.environ, **(env or {}), "KERAS_BACKEND": backend})
+                     "--sizes", sizes.to_json(), timeout=timeout,
+                     env={**os.environ, **(env or {}), "KERAS_BACKEND": backend})
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         return {"model": model, "backend": backend, "skipped": f"failed: {last}"}
