@@ -24,10 +24,11 @@ SETTINGS = {"default": "false", "bfc": "true"}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | allocator | train wall (s) | user CPU (s) | system CPU (s) |", "|---|---|---|---|---|"]
+    lines = ["| model | allocator | train wall (s) | user CPU (s) | system CPU (s) | peak resident (MB) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['allocator']} | {r['train_s']:.1f} | {r['train_user_s']:.1f} "
-                     f"| {r['train_system_s']:.1f} |")
+                     f"| {r['train_system_s']:.1f} | {r['peak_rss_mb']:.0f} |")
     lines += ["", "| model | wall default / bfc | user default / bfc | system default / bfc |", "|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in rows):
         d, b = ({r["allocator"]: r for r in rows if r["model"] == model}[k] for k in SETTINGS)
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
                 raise SystemExit(f"{model} with the {name} allocator: {row['skipped']}")
             rows.append({"allocator": name, **row})
             print(f"{model:9s} {name:8s} wall {row['train_s']:7.1f} s  user {row['train_user_s']:7.1f} s  "
-                  f"system {row['train_system_s']:7.1f} s", flush=True)
+                  f"system {row['train_system_s']:7.1f} s  peak {row['peak_rss_mb']:6.0f} MB", flush=True)
     text = table(rows)
     print(text)
     report = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "device": clock.device_report(),
