@@ -34,9 +34,9 @@ import sys
 from pathlib import Path
 
 from pcfilter_lib import config, runtime
-from pcfilter_lib.io.model_cards import WEIGHTS
+from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS
 
-TARGETS = ("pointnet", "pointnet2", "dgcnn", "unet", "pointfilter", "punet", "yovo")
+TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet, pointnet2, dgcnn, unet, pointfilter, punet, yovo
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):

@@ -1,10 +1,15 @@
 """Every shipped model still loads and gives the predictions it gave when it was trained, on a small
-fixed input: a guard against a refactoring that changes a layer's name, registration or maths.
+fixed input: a guard against a refactoring that changes a layer's name, registration or maths. Each
+loads with plain ``keras.models.load_model`` after ``import pcfilter_lib.models`` alone, in a fresh
+process, while ``import pcfilter_lib`` alone starts neither Keras nor TensorFlow.
 
 ``tests/data/shipped_model_outputs.npz`` holds, for each model, two random inputs and the outputs the
 shipped ``.keras`` file gave for them when it was recorded (``<name>_input``, ``<name>_output``).
 """
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +19,10 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
-from pcfilter_lib.filters.base import load_model_file
-from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS, check_model_file, read_model_card, retrain_hint
+from pcfilter_lib.models.saved import load_saved_model
+
+LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 
 EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
@@ -25,7 +32,7 @@ NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_mod
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_model_gives_its_recorded_predictions(name):
     path = WEIGHTS / f"{name}.keras"
-    model = load_model_file(path, path, name)
+    model = load_saved_model(path)
     x, expected = EXPECTED[f"{name}_input"], EXPECTED[f"{name}_output"]
     np.testing.assert_allclose(np.asarray(model.predict_on_batch(x)), expected, rtol=1e-4, atol=1e-5)
 
@@ -35,3 +42,60 @@ def test_every_shipped_model_has_a_card(name):
     card = read_model_card(WEIGHTS / f"{name}.keras")
     assert card.model == f"{name}.keras" and card.target and card.command and card.data and card.test
     assert card.file_bytes == (WEIGHTS / f"{name}.keras").stat().st_size
+
+
+def _run(script: str) -> str:
+    """The standard output of ``script`` run by a fresh interpreter in the repository's root, so that it
+    imports this checkout's ``pcfilter_lib`` (it fails the test if the script fails)."""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=LIB.parent, env={"PATH": "", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_every_shipped_file_loads_after_importing_the_models_package_alone():
+    files = sorted(WEIGHTS.glob("*.keras"))
+    assert {f.name for f in files} == set(SHIPPED_TARGETS)
+    script = ("import sys, keras\n"
+              "import pcfilter_lib.models\n"
+              "for path in sys.argv[1:]:\n"
+              "    model = keras.models.load_model(path)\n"
+              "    print(model.name, model.count_params())\n")
+    script = script.replace("sys.argv[1:]", repr([str(f) for f in files]))
+    lines = _run(script).splitlines()
+    assert len(lines) == len(files) and all(int(line.split()[-1]) > 0 for line in lines)
+
+
+def _registering_modules() -> set[str]:
+    """The library modules that register a class or function with Keras (read from their source)."""
+    found = set()
+    for path in LIB.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        if any("register_keras_serializable" in ast.unparse(d) for node in ast.walk(tree)
+               if isinstance(node, ast.ClassDef | ast.FunctionDef) for d in node.decorator_list):
+            found.add(".".join(("pcfilter_lib", *path.relative_to(LIB).with_suffix("").parts)))
+    return found
+
+
+def test_the_models_package_imports_every_module_that_registers_with_keras():
+    registering = _registering_modules()
+    assert {"pcfilter_lib.models.dgcnn", "pcfilter_lib.nn.losses"} <= registering
+    imported = set(_run("import sys, pcfilter_lib.models\nprint(*sys.modules)").split())
+    assert registering <= imported, f"add {sorted(registering - imported)} to pcfilter_lib/models/__init__.py"
+
+
+def test_importing_the_package_starts_neither_keras_nor_tensorflow():
+    loaded = set(_run("import sys, pcfilter_lib\nprint(*sys.modules)").split())
+    assert "pcfilter_lib" in loaded and not loaded & {"keras", "tensorflow", "jax", "torch"}
+
+
+def test_a_missing_shipped_model_names_the_command_that_retrains_it(tmp_path):
+    assert retrain_hint(WEIGHTS / "punet_upsampling.keras") == (
+        "train it with 'python data_scripts/train_reference_models.py --target punet'")
+    assert retrain_hint(tmp_path / "punet_upsampling.keras") == "check the path"  # not the shipped one
+    with pytest.raises(FileNotFoundError, match=r"upsampling model .*none.keras does not exist; check the path"):
+        load_saved_model(tmp_path / "none.keras", "upsampling model")
+    assert check_model_file(WEIGHTS / "unet_filter.keras") == WEIGHTS / "unet_filter.keras"
+    (tmp_path / "bad.keras").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="bad.keras is not a loadable Keras model"):
+        load_saved_model(tmp_path / "bad.keras")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pcfilter_lib import __version__, config, runtime
 from pcfilter_lib.io.files import check_input_file, check_output_file, read_manifest
-from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER, read_model_card
+from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER, check_model_file, read_model_card, retrain_hint
 
 # NumPy and the modules that use it (the readers, the writers, the workloads) take half a second to
 # import; they are imported inside the commands, once main() handles Ctrl-C, so that an interrupt
@@ -554,10 +554,10 @@ def _upsample_passes(factor: int) -> int:
     if factor == 1:
         return 0
     _option_range("--upsample", factor, 1, UPSAMPLE_MAX, "a whole number")
-    card = read_model_card(SHIPPED_UPSAMPLER) if SHIPPED_UPSAMPLER.is_file() else None
+    card = read_model_card(check_model_file(SHIPPED_UPSAMPLER, "the shipped upsampler"))
     if card is None:
-        raise FileNotFoundError(f"the shipped upsampler {SHIPPED_UPSAMPLER} (or its model card) is missing; train "
-                                "it with 'python data_scripts/train_reference_models.py --target punet'")
+        raise FileNotFoundError(f"the model card of the shipped upsampler {SHIPPED_UPSAMPLER} is missing; "
+                                f"{retrain_hint(SHIPPED_UPSAMPLER)}")
     ratio = int(card.settings["ratio"])
     powers = [ratio**k for k in range(1, 8) if ratio**k <= UPSAMPLE_MAX]
     if factor not in powers:

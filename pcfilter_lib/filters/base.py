@@ -8,9 +8,7 @@ threshold, an (H, W) bool keep mask: True where the scan has a point and the fil
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -75,41 +73,3 @@ def check_threshold(threshold: float) -> float:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the decision threshold must lie strictly between 0 and 1, got {threshold}")
     return threshold
-
-
-def load_model_file(path: str | os.PathLike, shipped: Path, target: str):
-    """The Keras model saved at ``path``, loaded for inference.
-
-    Args:
-        path: the ``.keras`` file.
-        shipped: the shipped model of this kind, named in the advice when it is missing.
-        target: the ``train_reference_models.py --target`` that retrains it.
-
-    Returns:
-        The ``keras.Model``, uncompiled; the library's custom layers, losses and metrics are
-        registered first, so no ``custom_objects`` are needed.
-
-    Raises:
-        FileNotFoundError: ``path`` is not a file.
-        ValueError: Keras cannot load it.
-    """
-    # Keras is imported here, not at the top, so that the command line starts fast.
-    import keras
-
-    import pcfilter_lib.models.dgcnn  # noqa: F401  (registers the custom objects load_model needs)
-    import pcfilter_lib.models.pointnet  # noqa: F401
-    import pcfilter_lib.models.pointnet2  # noqa: F401
-    import pcfilter_lib.models.punet  # noqa: F401
-    import pcfilter_lib.models.yovo  # noqa: F401
-    import pcfilter_lib.nn.losses  # noqa: F401
-    import pcfilter_lib.nn.metrics  # noqa: F401
-
-    path = Path(path)
-    if not path.is_file():
-        hint = (f"train it with 'python data_scripts/train_reference_models.py --target {target}'"
-                if path == shipped else "check the path")
-        raise FileNotFoundError(f"model file {path} does not exist; {hint}")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except (ValueError, OSError, TypeError) as error:
-        raise ValueError(f"{path} is not a loadable Keras model ({error})") from error

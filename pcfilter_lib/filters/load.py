@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pcfilter_lib.filters.base import load_model_file
 from pcfilter_lib.filters.points import point_filter, wrap_point_model
-from pcfilter_lib.filters.unet import SHIPPED_MODEL, unet_filter, wrap_unet
+from pcfilter_lib.filters.unet import unet_filter, wrap_unet
+from pcfilter_lib.models.saved import load_saved_model
 
 
 def load_filter(path: str | os.PathLike | None = None, threshold: float | None = None, organised: bool = True):
@@ -28,7 +28,7 @@ def load_filter(path: str | os.PathLike | None = None, threshold: float | None =
     if path is None:
         return unet_filter(None, threshold) if organised else point_filter(None, threshold)
     path = Path(path)
-    model = load_model_file(path, SHIPPED_MODEL, "unet")
+    model = load_saved_model(path)
     if len(model.input_shape) == 3:
         return wrap_point_model(model, path, threshold)
     if not organised:

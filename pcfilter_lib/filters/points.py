@@ -35,9 +35,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from pcfilter_lib.filters.base import check_threshold, load_model_file
+from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.geometry.point_features import (
     FEATURE_SETS,
     NEIGHBOURS,
@@ -50,6 +51,7 @@ from pcfilter_lib.geometry.point_features import (
     patch_inputs,
 )
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.models.saved import load_saved_model
 
 SHIPPED_POINT_MODEL = WEIGHTS / "pointnet_filter.keras"
 
@@ -284,9 +286,6 @@ def wrap_point_model(model, path: Path, threshold: float | None = None) -> Point
     Raises:
         ValueError: the model does not take (B, P, F) input.
     """
-    # Keras is imported here, not at the top, so that the command line starts fast.
-    import keras
-
     if len(model.input_shape) != 3:
         raise ValueError(f"{path}: a point filter takes (B, P, F) input, this model takes {model.input_shape}")
     card = read_model_card(path)
@@ -319,7 +318,7 @@ def point_filter(path: str | os.PathLike | None = None, threshold: float | None 
         raise ValueError(f"unknown threshold rule {threshold_rule!r}: choose one of {THRESHOLD_RULES[:2]}, or give "
                          "a threshold")
     path = Path(SHIPPED_POINT_MODEL if path is None else path)
-    loaded = wrap_point_model(load_model_file(path, SHIPPED_POINT_MODEL, "pointfilter"), path, threshold)
+    loaded = wrap_point_model(load_saved_model(path), path, threshold)
     if threshold is not None:
         return replace(loaded, threshold_rule="given")
     if threshold_rule == "balanced":

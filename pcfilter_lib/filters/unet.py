@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.data.scans import CHANNELS, channels_for, crop_to, pad_to_multiple, scan_inputs
-from pcfilter_lib.filters.base import check_threshold, load_model_file
+from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.models.unet import multiple_of
 
 SHIPPED_MODEL = WEIGHTS / "unet_filter.keras"
@@ -162,4 +163,4 @@ def unet_filter(path: str | os.PathLike | None = None, threshold: float | None =
         ValueError: it is not a loadable Keras model, or not a U-Net of 5, 6 or 9 input channels.
     """
     path = Path(SHIPPED_MODEL if path is None else path)
-    return wrap_unet(load_model_file(path, SHIPPED_MODEL, "unet"), path, threshold)
+    return wrap_unet(load_saved_model(path), path, threshold)

@@ -321,11 +321,6 @@ class View:
     intrinsics: np.ndarray
     pose: np.ndarray
 
-    @classmethod
-    def from_scan(cls, scan) -> View:
-        """The view of a scan dict (``xyz``, ``intrinsics`` and ``pose``, as ``io.scan`` loads them)."""
-        return cls(np.asarray(scan["xyz"]), np.asarray(scan["intrinsics"], np.float64), np.asarray(scan["pose"], float))
-
     def depth(self) -> np.ndarray:
         """Depth z (H, W) float32 in the camera frame, 0 where there is no point."""
         return np.nan_to_num(self.xyz[..., 2], nan=0.0).astype(np.float32)

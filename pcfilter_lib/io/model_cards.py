@@ -5,6 +5,9 @@ fields for every model: where its data came from, the command and settings that 
 metrics on validation and test data, how long training took and how large the model is. Whatever
 belongs to one recipe only (a loss comparison, a feature ablation, tuned baselines) goes in
 ``details``.
+
+``check_model_file`` reports a missing model file, naming the command that retrains a shipped one,
+before Keras starts; ``models.saved.load_saved_model`` loads the file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,11 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped mode
 # The shipped PU-Net (``models.punet.load_upsampler``), named here so that the command line can read
 # its card before Keras starts.
 SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
+# Each shipped model file and the ``data_scripts/train_reference_models.py --target`` that (re)trains it.
+SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet10.keras": "pointnet2",
+                   "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
+                   "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
+                   "yovo_modelnet10.keras": "yovo"}
 
 
 @dataclass
@@ -111,3 +119,29 @@ def read_model_card(model_path: str | os.PathLike) -> ModelCard | None:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); retrain or restore the model's card") from error
     return ModelCard.from_dict(data, str(path))
+
+
+def retrain_hint(model_path: str | os.PathLike) -> str:
+    """What to do about a missing model file: for a shipped one (a ``SHIPPED_TARGETS`` file in
+    ``WEIGHTS``), the command that trains it again; for any other, "check the path"."""
+    path = Path(model_path)
+    target = SHIPPED_TARGETS.get(path.name) if path.resolve().parent == WEIGHTS else None
+    if target is None:
+        return "check the path"
+    return f"train it with 'python data_scripts/train_reference_models.py --target {target}'"
+
+
+def check_model_file(model_path: str | os.PathLike, what: str = "model file") -> Path:
+    """``model_path`` as a Path if it is a file; read before Keras starts, so a missing model is reported at once.
+
+    Args:
+        model_path: a ``.keras`` file.
+        what: what the file is, as the message should say it (e.g. ``"upsampling model"``).
+
+    Raises:
+        FileNotFoundError: it is not a file; the message says how to retrain a shipped model (``retrain_hint``).
+    """
+    path = Path(model_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; {retrain_hint(path)}")
+    return path

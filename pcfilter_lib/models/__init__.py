@@ -1,1 +1,14 @@
-"""Neural network models, built with the Keras functional API and keras.ops."""
+"""Neural network models, built with the Keras functional API and keras.ops.
+
+Importing this package imports every library module that registers custom objects with Keras, so
+that ``keras.models.load_model(path)`` reads any model pcfilter saved (the shipped ones in
+``pcfilter_lib/weights/`` among them) after ``import pcfilter_lib.models`` alone. A new module with a
+``keras.saving.register_keras_serializable`` class belongs on the lists below
+(``tests/test_shipped_models.py`` checks that it is). ``saved.load_saved_model`` is the library's
+loader of model files.
+"""
+
+from pcfilter_lib.models import dgcnn, mvcnn, pointnet, pointnet2, punet, saved, unet, voxnet, yovo
+from pcfilter_lib.nn import activations, losses, metrics, optimizers  # noqa: F401  (for their registrations)
+
+__all__ = ["dgcnn", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "unet", "voxnet", "yovo"]

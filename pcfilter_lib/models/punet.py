@@ -37,6 +37,7 @@ from pcfilter_lib.data.surface_patches import normalise_patches
 from pcfilter_lib.geometry.point_features import neighbourhoods, seed_patches
 from pcfilter_lib.geometry.points import check_points
 from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER  # x4, trained at a 640x480 scan's density
+from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, nearest
 
 
@@ -233,14 +234,7 @@ def load_upsampler(path: str | os.PathLike | None = None) -> keras.Model:
         ValueError: Keras cannot read it, or it is no upsampler ((B, N, 3) -> (B, r * N, 3)).
     """
     path = Path(SHIPPED_UPSAMPLER if path is None else path)
-    if not path.is_file():
-        hint = ("train it with 'python data_scripts/train_reference_models.py --target punet'"
-                if path == SHIPPED_UPSAMPLER else "check the path")
-        raise FileNotFoundError(f"upsampling model {path} does not exist; {hint}")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:  # Keras raises many kinds for a damaged or foreign file
-        raise ValueError(f"cannot load {path} as a Keras model ({error}); give a PU-Net .keras file") from error
+    model = load_saved_model(path, "upsampling model")
     shapes = model.input_shape, model.output_shape
     if not (isinstance(shapes[0], tuple) and len(shapes[0]) == 3 and shapes[0][-1] == 3 and len(shapes[1]) == 3
             and shapes[1][-1] == 3 and shapes[0][1] and shapes[1][1] % shapes[0][1] == 0

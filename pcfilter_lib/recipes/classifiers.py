@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import modelnet
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, read_model_card
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, check_model_file, read_model_card
 from pcfilter_lib.models import dgcnn, pointnet, pointnet2
 from pcfilter_lib.nn import metrics
 from pcfilter_lib.recipes import transfer
@@ -132,9 +132,7 @@ def build_from_weights(path: str | os.PathLike = SHIPPED["pointnet"]) -> keras.M
         ValueError: the card names an unknown architecture, or the saved weights do not fit the
             network it describes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved classifier at {path}")
+    path = check_model_file(path, "saved classifier")
     settings = card_recipe(path)
     card = read_model_card(path)
     model = build_classifier(settings, len(card.data["classes"]), name=Path(card.model).stem)
