@@ -1,5 +1,6 @@
-"""DGCNN: kNN and EdgeConv against a plain NumPy reference, the dynamic and the fixed graph, the model
-(build, one training step, save and load, order of the points), and the same numbers under JAX."""
+"""DGCNN: EdgeConv against a plain NumPy reference (the kNN is tested in test_point_ops), the dynamic and
+the fixed graph, the model (build, one training step, save and load, order of the points), and the same
+numbers under JAX."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 import keras
+from test_point_ops import nearest_reference
 
 from pcfilter_lib.models import dgcnn
 
@@ -31,14 +33,10 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-def knn_reference(features, k):
-    d2 = np.sum((features[:, None] - features[None]) ** 2, axis=-1)
-    return np.argsort(d2, axis=1)[:, :k]
-
-
 def edgeconv_reference(layer, x, graph=None):
     """max over j in kNN(i) of MLP([x_i, x_j - x_i]) with inference-mode batch norm, one cloud (N, C)."""
-    neighbours = knn_reference(x if graph is None else graph, layer.k)
+    graph = x if graph is None else graph
+    neighbours = nearest_reference(graph, graph, layer.k)
     edges = np.concatenate([np.repeat(x[:, None], layer.k, axis=1), x[neighbours] - x[:, None]], axis=-1)
     kernels = [_np(layer.kernel)] + [_np(d.kernel) for d in layer.dense]
     h = edges
@@ -56,15 +54,6 @@ def randomise_batch_norm(layer, seed=0):
             n = sub.gamma.shape[0]
             sub.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
                              rng.uniform(0.5, 2, n)])
-
-
-def test_knn_matches_the_reference_and_starts_with_the_point_itself():
-    x = _points(n=30, c=5)
-    got = _np(dgcnn.knn(x, 6))
-    assert got.shape == (2, 30, 6)
-    for b in range(2):
-        np.testing.assert_array_equal(got[b], knn_reference(x[b], 6))
-    np.testing.assert_array_equal(got[..., 0], np.broadcast_to(np.arange(30), (2, 30)))
 
 
 @pytest.mark.parametrize("filters", [16, (12, 8)])
@@ -140,7 +129,6 @@ def test_jax_backend_gives_the_same_numbers(tmp_path):
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
         "print(json.dumps({'backend': keras.backend.backend(),\n"
-        "    'knn': keras.ops.convert_to_numpy(dgcnn.knn(x, 5)).tolist(),\n"
         "    'pred': model.predict(x, verbose=0).tolist()}))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
@@ -148,5 +136,4 @@ def test_jax_backend_gives_the_same_numbers(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax"
-    np.testing.assert_array_equal(out["knn"], _np(dgcnn.knn(x, 5)))
     np.testing.assert_allclose(out["pred"], _np(model(x, training=False)), rtol=1e-4, atol=1e-5)

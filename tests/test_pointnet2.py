@@ -1,5 +1,5 @@
-"""PointNet++: each operation and layer against a plain NumPy reference, the models (build, one training
-step, save and load), and the same numbers on the JAX backend."""
+"""PointNet++: each layer against a plain NumPy reference (the operations are tested in test_point_ops),
+the models (build, one training step, save and load), and the same numbers on the JAX backend."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 import keras
+from test_point_ops import ball_query_reference, fps_reference, interpolate_reference
 
 from pcfilter_lib.models import pointnet2
 
@@ -33,25 +34,7 @@ def _np(x):
     return keras.ops.convert_to_numpy(x)
 
 
-# NumPy references ---------------------------------------------------------------------------------
-
-
-def fps_reference(points, s):
-    picked, nearest = [0], np.full(len(points), np.inf)
-    for _ in range(s - 1):
-        nearest = np.minimum(nearest, np.sum((points - points[picked[-1]]) ** 2, axis=1))
-        picked.append(int(np.argmax(nearest)))
-    return np.array(picked)
-
-
-def ball_query_reference(points, centroids, radius, k):
-    out = np.empty((len(centroids), k), int)
-    for s, c in enumerate(centroids):
-        d2 = np.sum((points - c) ** 2, axis=1)
-        inside = np.flatnonzero(d2 <= radius**2)[:k]
-        inside = inside if len(inside) else np.array([np.argmin(d2)])
-        out[s] = np.concatenate([inside, np.full(k - len(inside), inside[0])])
-    return out
+# NumPy references (the operations' come from test_point_ops) -------------------------------------
 
 
 def shared_mlp_reference(x, mlp):
@@ -62,16 +45,6 @@ def shared_mlp_reference(x, mlp):
     return x
 
 
-def interpolate_reference(xyz, sparse_xyz, sparse_features, k=3):
-    out = np.empty((len(xyz), sparse_features.shape[1]))
-    for i, p in enumerate(xyz):
-        d2 = np.sum((sparse_xyz - p) ** 2, axis=1)
-        near = np.argsort(d2)[:k]
-        w = 1 / np.maximum(d2[near], 1e-10)
-        out[i] = (w / w.sum()) @ sparse_features[near]
-    return out
-
-
 def randomise_batch_norm(layer, seed=0):
     """Give every batch normalisation of ``layer`` non-trivial statistics and scales."""
     rng = np.random.default_rng(seed)
@@ -80,58 +53,6 @@ def randomise_batch_norm(layer, seed=0):
             n = sub.gamma.shape[0]
             sub.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
                              rng.uniform(0.5, 2, n)])
-
-
-# Operations -------------------------------------------------------------------------------------
-
-
-def test_farthest_point_sampling_matches_the_reference_and_spreads_out():
-    x = _points(n=60)
-    picked = _np(pointnet2.farthest_point_sample(x, 12))
-    assert picked.shape == (2, 12) and picked.dtype == np.int32
-    for b in range(2):
-        np.testing.assert_array_equal(picked[b], fps_reference(x[b], 12))
-    # A cluster of 50 points at one corner and 10 spread out: sampling picks the spread ones.
-    rng = np.random.default_rng(1)
-    cloud = np.concatenate([rng.normal(0, 0.01, (50, 3)), rng.uniform(-1, 1, (10, 3))]).astype(np.float32)
-    from_cluster = np.sum(_np(pointnet2.farthest_point_sample(cloud[None], 8))[0] < 50)
-    assert from_cluster <= 2  # the first pick and at most one more
-
-
-def test_ball_query_takes_the_first_points_in_reach_and_pads_with_the_first():
-    x = _points(n=50)
-    centroids = x[:, [3, 17, 30]]
-    centroids[1, 2] = 5.0  # out of reach of every point: falls back to the nearest
-    for radius, k in ((0.3, 4), (0.6, 8), (3.5, 50)):
-        got = _np(pointnet2.ball_query(x, centroids, radius, k))
-        for b in range(2):
-            d2 = np.sum((x[b][None] - centroids[b][:, None]) ** 2, axis=-1)
-            assert np.min(np.abs(d2 - radius**2)) > 1e-5  # no point on the sphere: float order cannot matter
-            np.testing.assert_array_equal(got[b], ball_query_reference(x[b], centroids[b], radius, k))
-    assert np.all(got[1, 2] == got[1, 2, 0])
-
-
-def test_grouping_gives_relative_coordinates_then_features():
-    xyz, features = _points(n=30), _points(n=30, c=5, seed=1)
-    centroids = xyz[:, :4]
-    indices = _np(pointnet2.ball_query(xyz, centroids, 0.8, 6))
-    got = _np(pointnet2.group(xyz, features, centroids, indices))
-    assert got.shape == (2, 4, 6, 8)
-    for b in range(2):
-        expected = np.concatenate([xyz[b][indices[b]] - centroids[b][:, None], features[b][indices[b]]], axis=-1)
-        np.testing.assert_allclose(got[b], expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(_np(pointnet2.group(xyz, None, centroids, indices)), got[..., :3], atol=1e-6)
-
-
-def test_three_nn_interpolation_matches_the_reference_and_reproduces_sampled_points():
-    xyz, sparse_xyz, sparse_features = _points(n=25), _points(n=7, seed=1), _points(n=7, c=4, seed=2)
-    got = _np(pointnet2.three_nn_interpolate(xyz, sparse_xyz, sparse_features))
-    for b in range(2):
-        np.testing.assert_allclose(got[b], interpolate_reference(xyz[b], sparse_xyz[b], sparse_features[b]),
-                                   rtol=1e-4, atol=1e-5)
-    # At the sparse points themselves the interpolation returns their own features.
-    at_samples = _np(pointnet2.three_nn_interpolate(sparse_xyz, sparse_xyz, sparse_features))
-    np.testing.assert_allclose(at_samples, sparse_features, rtol=1e-3, atol=1e-4)
 
 
 # Layers -----------------------------------------------------------------------------------------
@@ -179,9 +100,6 @@ def test_feature_propagation_matches_the_reference():
     for b in range(2):
         x = np.concatenate([skip[b], interpolate_reference(xyz[b], sparse_xyz[b], sparse_features[b])], axis=-1)
         np.testing.assert_allclose(got[b], shared_mlp_reference(x, layer.shared), rtol=1e-4, atol=1e-5)
-    # From one sparse point (the global feature) every point gets that feature.
-    one = _np(pointnet2.three_nn_interpolate(xyz, sparse_xyz[:, :1], sparse_features[:, :1]))
-    np.testing.assert_allclose(one, np.broadcast_to(sparse_features[:, :1], one.shape), rtol=1e-6)
 
 
 def test_layers_reject_bad_settings():
@@ -247,7 +165,8 @@ def test_default_models_are_small_and_msg_is_wider():
 
 
 def test_jax_backend_gives_the_same_numbers(tmp_path):
-    """The same file, loaded under JAX, predicts what TensorFlow predicts; FPS and ball query agree."""
+    """The same file, loaded under JAX, predicts what TensorFlow predicts (test_point_ops compares the
+    operations)."""
     keras.utils.set_random_seed(1)
     model = _tiny_classifier()
     x = _points(b=3, n=32, seed=9)
@@ -259,8 +178,6 @@ def test_jax_backend_gives_the_same_numbers(tmp_path):
         f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
         f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
         "print(json.dumps({'backend': keras.backend.backend(),\n"
-        "    'fps': keras.ops.convert_to_numpy(pointnet2.farthest_point_sample(x, 9)).tolist(),\n"
-        "    'ball': keras.ops.convert_to_numpy(pointnet2.ball_query(x, x[:, :5], 0.7, 6)).tolist(),\n"
         "    'pred': model.predict(x, verbose=0).tolist()}))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
@@ -268,6 +185,4 @@ def test_jax_backend_gives_the_same_numbers(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax"
-    np.testing.assert_array_equal(out["fps"], _np(pointnet2.farthest_point_sample(x, 9)))
-    np.testing.assert_array_equal(out["ball"], _np(pointnet2.ball_query(x, x[:, :5], 0.7, 6)))
     np.testing.assert_allclose(out["pred"], _predict(model, x), rtol=1e-4, atol=1e-5)

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
+from pcfilter_lib.geometry.neighbours import nearest_neighbours
 from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
 
 TILE_POINTS = 250_000  # points per tile: smaller ones redo more halo work (100 000: several times slower on 1M)
@@ -166,18 +167,6 @@ class TileStore:
             yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"][:, axis]
 
 
-def _nearest_distances(xyz: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """(n,) distance from each point to its nearest other point (coordinates less ``centre``, as the
-    in-memory filter centres them, so that the distances are its own)."""
-    import open3d as o3d  # deferred: only the tiled filter needs it here
-
-    centred = np.ascontiguousarray(xyz - centre)
-    search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(centred))
-    search.knn_index()
-    _, squared = search.knn_search(o3d.core.Tensor(centred), 2)
-    return np.sqrt(squared.numpy()[:, 1].astype(np.float64))
-
-
 def _kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
     """The value of rank ``rank`` (0 first) among all the values in [low, high] read from ``values()``,
     found exactly in a few passes: each counts the values in 1024 bins and narrows the range to the
@@ -290,7 +279,8 @@ def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
             if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
                 margin *= 2
                 continue
-            found = _nearest_distances(xyz, centre) if len(xyz) > 1 else np.full(len(xyz), np.inf)
+            # Centred as the in-memory filter centres the cloud, so that the distances are its own.
+            found = nearest_neighbours(xyz - centre, 2)[1][:, 1] if len(xyz) > 1 else np.full(len(xyz), np.inf)
             if (found[core] <= room[core]).all() or np.isinf(room).all():
                 break
             margin *= 2

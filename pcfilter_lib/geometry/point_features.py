@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours
 from pcfilter_lib.geometry.points import check_points
 
 NEIGHBOURS = 16  # k of the local statistics
@@ -55,15 +56,15 @@ class Neighbourhoods:
     Attributes:
         points: (N, 3) float64, in units of the spacing, centred on the median.
         spacing: the median distance from a point to its nearest neighbour, in the cloud's units.
-        search: Open3D's ``NearestNeighborSearch`` over the centred points in the cloud's units
-            (query with points times ``spacing``).
+        search: the ``NeighbourIndex`` of the centred points in the cloud's units (query with points
+            times ``spacing``).
         distances: (N, k) distances to the k nearest other points, ascending, in spacing units.
         indices: (N, k) int64 indices of those neighbours.
     """
 
     points: np.ndarray  # (N, 3) float64, in units of the spacing, centred on the median
     spacing: float  # in the cloud's own units
-    search: object  # Open3D NearestNeighborSearch over the centred points (cloud units): query points * spacing
+    search: NeighbourIndex  # over the centred points (cloud units): query points * spacing
     distances: np.ndarray  # (N, k) to the k nearest other points, ascending, in spacing units
     indices: np.ndarray  # (N, k)
 
@@ -77,10 +78,7 @@ class Neighbourhoods:
         Returns:
             (M, k) int64 indices into ``points``, nearest first.
         """
-        import open3d as o3d  # deferred: the command line imports this module before it needs Open3D
-
-        found, _ = self.search.knn_search(o3d.core.Tensor(np.ascontiguousarray(queries * self.spacing)), k)
-        return found.numpy().astype(np.int64)
+        return self.search.query(queries * self.spacing, k)[0]
 
 
 def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None,
@@ -110,8 +108,9 @@ def neighbourhoods(points, k: int = NEIGHBOURS, spacing: float | None = None,
     k = min(k, n - 1)
     # The median, not the mean: a few points far away (1e30) must not swamp the others' precision.
     centred = _centred(points, centre)
-    search, (found, squared) = _knn(centred, k + 1)
-    indices, distances = found[:, 1:].astype(np.int64), np.sqrt(squared[:, 1:])
+    search = NeighbourIndex(centred)
+    found, distances = search.query(centred, k + 1)  # each point itself (usually) first
+    indices, distances = np.ascontiguousarray(found[:, 1:]), distances[:, 1:]
     spacing = _median_spacing(distances[:, 0]) if spacing is None else float(spacing)
     return Neighbourhoods(centred / spacing, spacing, search, distances / spacing, indices)
 
@@ -123,18 +122,6 @@ def _centred(points: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray
         raise ValueError(f"the cloud spans more than ±{COORDINATE_LIMIT:.1e}: distances between its points overflow; "
                          "drop the points that lie that far away")
     return centred
-
-
-def _knn(centred: np.ndarray, k: int):
-    """Open3D's neighbour search over ``centred`` and each point's k nearest (itself included):
-    (search, (indices (N, k), squared distances (N, k)))."""
-    import open3d as o3d  # deferred: the command line imports this module before it needs Open3D
-
-    cloud = o3d.core.Tensor(np.ascontiguousarray(centred))
-    search = o3d.core.nns.NearestNeighborSearch(cloud)  # multi-threaded; faster than scipy's cKDTree here
-    search.knn_index()
-    found, squared = search.knn_search(cloud, k)
-    return search, (found.numpy(), squared.numpy().astype(np.float64))
 
 
 def _median_spacing(nearest: np.ndarray) -> float:
@@ -161,8 +148,8 @@ def point_spacing(points) -> float:
     points = np.asarray(points, dtype=np.float64)
     if len(points) < 2:
         raise ValueError(f"the cloud holds {len(points)} point(s); a spacing needs at least 2")
-    _, (_, squared) = _knn(_centred(points), 2)
-    return _median_spacing(np.sqrt(squared[:, 1]))
+    _, distances = nearest_neighbours(_centred(points), 2)
+    return _median_spacing(distances[:, 1])
 
 
 def _eigen(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

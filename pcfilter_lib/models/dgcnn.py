@@ -22,28 +22,12 @@ from collections.abc import Sequence
 import keras
 from keras import layers, ops
 
-from pcfilter_lib.models.pointnet2 import gather_points, pairwise_sq_distances
+from pcfilter_lib.nn.point_ops import gather, nearest
+from pcfilter_lib.nn.widths import scaled_channels
 
 EDGE_WIDTHS = (64, 64, 128, 256)  # the paper's four EdgeConv layers for classification
 EMBEDDING = 1024
 HEAD = (512, 256)
-
-
-def knn(features, k: int):
-    """Indices (B, N, k) of the k nearest points of each point in ``features`` (B, N, C), nearest first.
-
-    Each point is its own nearest neighbour (distance 0), as in the authors' code, so the edge to
-    itself carries x_i alone.
-
-    Args:
-        features: points (B, N, C) in any feature space (coordinates for the spatial graph).
-        k: neighbours per point, at most N.
-
-    Returns:
-        int32 indices (B, N, k) into the N points.
-    """
-    features = ops.stop_gradient(features)
-    return ops.top_k(-pairwise_sq_distances(features, features), k)[1]
 
 
 @keras.saving.register_keras_serializable(package="pcfilter")
@@ -88,12 +72,13 @@ class EdgeConv(layers.Layer):
 
     def call(self, inputs, training=None):
         x, graph = (inputs[0], inputs[1]) if isinstance(inputs, (list, tuple)) else (inputs, inputs)
-        neighbours = knn(graph, self.k)  # (B, N, k)
+        # (B, N, k), each point its own nearest (distance 0, as in the authors' code): that edge carries x_i alone
+        neighbours, _ = nearest(ops.stop_gradient(graph), ops.stop_gradient(graph), self.k)
         c = x.shape[-1]
         kernel = ops.cast(self.kernel, x.dtype)
         to_neighbour = ops.matmul(x, kernel[c:])  # x_j W_2, gathered per edge below
         to_centre = ops.matmul(x, kernel[:c]) - to_neighbour  # x_i (W_1 - W_2)
-        h = to_centre[:, :, None, :] + gather_points(to_neighbour, neighbours)  # (B, N, k, F)
+        h = to_centre[:, :, None, :] + gather(to_neighbour, neighbours)  # (B, N, k, F)
         h = ops.leaky_relu(self.norm[0](h, training=training), self.negative_slope)
         for dense, norm in zip(self.dense, self.norm[1:], strict=True):
             h = ops.leaky_relu(norm(dense(h), training=training), self.negative_slope)
@@ -107,10 +92,6 @@ class EdgeConv(layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": list(self.filters), "k": self.k, "momentum": self.momentum,
                 "negative_slope": self.negative_slope}
-
-
-def _ch(filters: int, width: float) -> int:
-    return max(8, int(round(filters * width)))
 
 
 def build_dgcnn(num_classes: int = 10, num_points: int | None = 1024, channels: int = 3, k: int = 20,
@@ -153,16 +134,16 @@ def build_dgcnn(num_classes: int = 10, num_points: int | None = 1024, channels: 
     xyz = inputs[..., :3]
     x, scales = inputs, []
     for i, filters in enumerate(EDGE_WIDTHS):
-        x = EdgeConv(_ch(filters, width), k, momentum, name=f"edgeconv{i}")(x if dynamic else [x, xyz])
+        x = EdgeConv(scaled_channels(filters, width), k, momentum, name=f"edgeconv{i}")(x if dynamic else [x, xyz])
         scales.append(x)
     x = layers.Concatenate(name="multi_scale")(scales)
-    x = layers.Dense(_ch(EMBEDDING, width), use_bias=False, name="embedding_dense")(x)
+    x = layers.Dense(scaled_channels(EMBEDDING, width), use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x)
     x = layers.LeakyReLU(0.2, name="embedding_relu")(x)
     x = layers.Concatenate(name="global_feature")([layers.GlobalMaxPooling1D(name="max_pool")(x),
                                                    layers.GlobalAveragePooling1D(name="mean_pool")(x)])
     for i, units in enumerate(HEAD):
-        x = layers.Dense(_ch(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
+        x = layers.Dense(scaled_channels(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
         x = layers.BatchNormalization(momentum=momentum, name=f"head_fc{i}_bn")(x)
         x = layers.LeakyReLU(0.2, name=f"head_fc{i}_relu")(x)
         x = layers.Dropout(dropout, name=f"head_dropout{i}")(x)

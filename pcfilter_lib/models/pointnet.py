@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from pcfilter_lib.nn.widths import scaled_channels
+
 GLOBAL_FEATURE = "global_feature"
 POINT_FEATURES = "point_features"
 
@@ -48,10 +50,6 @@ class OrthogonalRegularizer(keras.regularizers.Regularizer):
 
     def get_config(self):
         return {"num_features": self.num_features, "weight": self.weight}
-
-
-def _ch(filters: int, width: float) -> int:
-    return max(8, int(round(filters * width)))
 
 
 def conv_bn(x, filters: int, name: str, momentum: float):
@@ -108,10 +106,10 @@ def tnet(x, k: int, name: str, width: float, momentum: float, reg_weight: float)
     """
     t = x
     for i, filters in enumerate((64, 128, 1024)):
-        t = conv_bn(t, _ch(filters, width), f"{name}_mlp{i}", momentum)
+        t = conv_bn(t, scaled_channels(filters, width), f"{name}_mlp{i}", momentum)
     t = layers.GlobalMaxPooling1D(name=f"{name}_pool")(t)
     for i, units in enumerate((512, 256)):
-        t = dense_bn(t, _ch(units, width), f"{name}_fc{i}", momentum)
+        t = dense_bn(t, scaled_channels(units, width), f"{name}_fc{i}", momentum)
     t = layers.Dense(k * k, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(np.eye(k).ravel()),
                      activity_regularizer=OrthogonalRegularizer(k, reg_weight), name=f"{name}_matrix")(t)
     t = layers.Reshape((k, k), name=f"{name}_reshape")(t)
@@ -136,12 +134,12 @@ def point_features(inputs, width: float, momentum: float, reg_weight: float, tra
         point features that the max pool summarises, (B, N, 1024w).
     """
     x = tnet(inputs, int(inputs.shape[-1]), "input_tnet", width, momentum, reg_weight) if transforms else inputs
-    x = conv_bn(x, _ch(64, width), "mlp1_0", momentum)
-    x = conv_bn(x, _ch(64, width), "mlp1_1", momentum)
-    local = tnet(x, _ch(64, width), "feature_tnet", width, momentum, reg_weight) if transforms else x
-    x = conv_bn(local, _ch(64, width), "mlp2_0", momentum)
-    x = conv_bn(x, _ch(128, width), "mlp2_1", momentum)
-    x = layers.Conv1D(_ch(1024, width), 1, use_bias=False, name="mlp2_2_conv")(x)
+    x = conv_bn(x, scaled_channels(64, width), "mlp1_0", momentum)
+    x = conv_bn(x, scaled_channels(64, width), "mlp1_1", momentum)
+    local = tnet(x, scaled_channels(64, width), "feature_tnet", width, momentum, reg_weight) if transforms else x
+    x = conv_bn(local, scaled_channels(64, width), "mlp2_0", momentum)
+    x = conv_bn(x, scaled_channels(128, width), "mlp2_1", momentum)
+    x = layers.Conv1D(scaled_channels(1024, width), 1, use_bias=False, name="mlp2_2_conv")(x)
     x = layers.BatchNormalization(momentum=momentum, name="mlp2_2_bn")(x)
     x = layers.Activation("relu", name=POINT_FEATURES)(x)
     return local, x
@@ -167,7 +165,7 @@ def classification_head(features, num_classes: int, width: float = 1.0, momentum
     """
     x = features
     for i, units in enumerate((512, 256)):
-        x = dense_bn(x, _ch(units, width), f"{prefix}_fc{i}", momentum, regularizer)
+        x = dense_bn(x, scaled_channels(units, width), f"{prefix}_fc{i}", momentum, regularizer)
         x = layers.Dropout(dropout, name=f"{prefix}_dropout{i}")(x)
     return layers.Dense(num_classes, activation="softmax", kernel_regularizer=regularizer,
                         name=f"{prefix}_scores")(x)
@@ -272,14 +270,14 @@ def build_pointnet_segmentation(num_parts: int, num_points: int | None = None, w
     inputs = keras.Input((num_points, channels), name="points")
     local, x = point_features(inputs, width, momentum, reg_weight, transforms)
     global_feature = layers.GlobalMaxPooling1D(keepdims=True, name=GLOBAL_FEATURE)(x)
-    first = _ch(512, width)
+    first = scaled_channels(512, width)
     from_local = layers.Conv1D(first, 1, use_bias=False, name="seg_mlp0_local")(local)
     from_global = layers.Conv1D(first, 1, use_bias=False, name="seg_mlp0_global")(global_feature)  # (B, 1, F)
     x = layers.Add(name="seg_mlp0_conv")([from_local, TileToPoints(name="tile_global")([local, from_global])])
     x = layers.BatchNormalization(momentum=momentum, name="seg_mlp0_bn")(x)
     x = layers.Activation("relu", name="seg_mlp0_relu")(x)
     for i, filters in enumerate((256, 128), start=1):
-        x = conv_bn(x, _ch(filters, width), f"seg_mlp{i}", momentum)
+        x = conv_bn(x, scaled_channels(filters, width), f"seg_mlp{i}", momentum)
     x = layers.Dropout(dropout, name="seg_dropout")(x)
     activation = "sigmoid" if num_parts == 1 else "softmax"
     outputs = layers.Conv1D(num_parts, 1, activation=activation, name="seg_scores", dtype="float32")(x)

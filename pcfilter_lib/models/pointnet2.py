@@ -16,8 +16,9 @@ features back up: each point of the denser level interpolates the features of it
 points of the sparser level (weights 1 / squared distance), concatenates its own features from
 the way down (a skip link, as in a U-Net) and runs a shared MLP.
 
-Everything is written in ``keras.ops``, so the layers run on the TensorFlow, JAX and PyTorch
-backends; every layer is registered, so ``keras.models.load_model`` needs no ``custom_objects``.
+The operations (sampling, ball query, grouping, interpolation) are those of ``nn.point_ops``, in
+``keras.ops``, so the layers run on the TensorFlow, JAX and PyTorch backends; every layer is
+registered, so ``keras.models.load_model`` needs no ``custom_objects``.
 Coordinates are (B, N, 3) float32, features (B, N, C); indices are int32.
 """
 
@@ -27,6 +28,9 @@ from collections.abc import Sequence
 
 import keras
 from keras import layers, ops
+
+from pcfilter_lib.nn.point_ops import ball_query, farthest_point_sample, gather, group, interpolate
+from pcfilter_lib.nn.widths import scaled_channels
 
 # The paper's widths for ModelNet40 with 1024 points; the builders scale them by ``width``.
 SSG_LEVELS = ({"radius": 0.2, "num_neighbors": 32, "mlp": (64, 64, 128)},
@@ -38,141 +42,6 @@ MSG_LEVELS = ({"radius": (0.1, 0.2, 0.4), "num_neighbors": (16, 32, 128),
 GLOBAL_MLP = (256, 512, 1024)
 HEAD = (512, 256)
 FP_MLPS = ((256, 256), (256, 128), (128, 128, 128))  # from the coarsest level to the input points
-
-
-# Operations ---------------------------------------------------------------------------------------
-
-
-def pairwise_sq_distances(a, b):
-    """Squared Euclidean distances between two sets of points: (B, N, C), (B, M, C) -> (B, N, M).
-
-    Written as ``|a|^2 - 2 a.b + |b|^2`` (one matrix product instead of a (B, N, M, C) difference);
-    rounding can make it slightly negative, so it is clipped at zero.
-    """
-    aa = ops.sum(ops.square(a), axis=-1)[:, :, None]
-    bb = ops.sum(ops.square(b), axis=-1)[:, None, :]
-    return ops.maximum(aa - 2.0 * ops.matmul(a, ops.transpose(b, (0, 2, 1))) + bb, 0.0)
-
-
-def gather_points(values, indices):
-    """Rows of ``values`` (B, N, C) picked per cloud by ``indices`` (B, ...) int -> (B, ..., C).
-
-    The batch is flattened into one table of B * N rows and each cloud's indices are offset by
-    b * N, so one ``ops.take`` serves every backend.
-    """
-    indices = ops.cast(indices, "int32")
-    batch, n = ops.shape(values)[0], ops.shape(values)[1]
-    offsets = ops.reshape(ops.arange(batch, dtype="int32") * ops.cast(n, "int32"),
-                          (-1,) + (1,) * (len(indices.shape) - 1))
-    flat = ops.reshape(values, (-1, values.shape[-1]))
-    picked = ops.take(flat, ops.reshape(indices + offsets, (-1,)), axis=0)
-    return ops.reshape(picked, (*ops.shape(indices), values.shape[-1]))
-
-
-def farthest_point_sample(points, num_samples: int):
-    """Indices (B, S) of ``num_samples`` points of each cloud (B, N, 3), picked farthest first.
-
-    The first pick is point 0 (as in the authors' code, so the result is deterministic); each next
-    pick is the point whose distance to the nearest pick so far is largest. O(S N) per cloud, in
-    ``ops.fori_loop`` so that a compiled graph holds one step rather than S copies of it.
-
-    Args:
-        points: coordinates (B, N, 3).
-        num_samples: S, at most N.
-
-    Returns:
-        int32 indices (B, S) into the N points, in the order picked.
-
-    Raises:
-        ValueError: if N is known and smaller than S.
-    """
-    if points.shape[1] is not None and num_samples > points.shape[1]:
-        raise ValueError(f"cannot pick {num_samples} of {points.shape[1]} points: lower num_samples")
-    points = ops.stop_gradient(ops.cast(points, "float32"))
-    batch = ops.shape(points)[0]
-    slots = ops.arange(num_samples, dtype="int32")[None, :]
-
-    def step(i, state):
-        picked, nearest, last = state
-        picked = ops.where(slots == i, last[:, None], picked)
-        centre = gather_points(points, last[:, None])  # (B, 1, 3)
-        nearest = ops.minimum(nearest, ops.sum(ops.square(points - centre), axis=-1))
-        return picked, nearest, ops.cast(ops.argmax(nearest, axis=-1), "int32")
-
-    start = (ops.zeros((batch, num_samples), "int32"), ops.full(ops.shape(points)[:2], float("inf")),
-             ops.zeros((batch,), "int32"))
-    return ops.fori_loop(0, num_samples, step, start)[0]
-
-
-def ball_query(points, centroids, radius: float, num_neighbors: int):
-    """Indices (B, S, K) of up to K points of ``points`` (B, N, 3) within ``radius`` of each centroid.
-
-    As in the authors' code: the first K such points in index order (not the nearest K), and
-    fewer than K are padded by repeating the first, which leaves the max over the group unchanged.
-    A centroid with no point in reach (impossible when centroids are points of the cloud) gets
-    its nearest point.
-
-    Args:
-        points: coordinates (B, N, 3).
-        centroids: ball centres (B, S, 3), in the same units.
-        radius: ball radius, in the points' units.
-        num_neighbors: K, at most N.
-
-    Returns:
-        int32 indices (B, S, K) into the N points.
-    """
-    d2 = pairwise_sq_distances(ops.stop_gradient(centroids), ops.stop_gradient(points))  # (B, S, N)
-    n = ops.shape(points)[1]
-    order = ops.cast(ops.arange(n), "float32")  # exact as float below 2^24 points
-    outside = ops.cast(n, "float32")
-    in_ball = ops.where(d2 <= radius * radius, order[None, None, :], outside)
-    first = ops.cast(-ops.top_k(-in_ball, num_neighbors)[0], "int32")  # smallest K indices, ascending
-    empty = first == ops.cast(n, "int32")
-    lead = ops.where(empty[..., :1], ops.cast(ops.argmin(d2, axis=-1), "int32")[..., None], first[..., :1])
-    return ops.where(empty, lead, first)
-
-
-def group(xyz, features, centroids, indices):
-    """Neighbourhoods of the centroids: neighbour coordinates minus their centroid, then features.
-
-    Relative coordinates make each group's PointNet see local shape, not position.
-
-    Args:
-        xyz: coordinates (B, N, 3).
-        features: per-point features (B, N, C), or None for coordinates alone.
-        centroids: group centres (B, S, 3).
-        indices: members of each group (B, S, K), as ``ball_query`` gives them.
-
-    Returns:
-        (B, S, K, 3 + C) (or (B, S, K, 3) without features).
-    """
-    local = gather_points(xyz, indices) - centroids[:, :, None, :]
-    if features is None:
-        return local
-    return ops.concatenate([local, ops.cast(gather_points(features, indices), local.dtype)], axis=-1)
-
-
-def three_nn_interpolate(xyz, sparse_xyz, sparse_features, num_neighbors: int = 3):
-    """Features at ``xyz`` (B, N, 3) interpolated from ``sparse_features`` (B, S, C) at ``sparse_xyz``.
-
-    Inverse squared distance weights over the ``num_neighbors`` nearest sparse points (fewer if
-    S is smaller), normalised to sum to one; a point on a sparse point gets its features.
-
-    Args:
-        xyz: where to interpolate (B, N, 3).
-        sparse_xyz: where the features are known (B, S, 3).
-        sparse_features: the known features (B, S, C).
-        num_neighbors: how many nearest sparse points to blend (3 in the paper).
-
-    Returns:
-        Interpolated features (B, N, C).
-    """
-    k = min(int(num_neighbors), int(sparse_xyz.shape[1]))
-    neg_d2, indices = ops.top_k(-pairwise_sq_distances(xyz, sparse_xyz), k)
-    weights = 1.0 / ops.maximum(-neg_d2, 1e-10)
-    weights = weights / ops.sum(weights, axis=-1, keepdims=True)
-    neighbours = ops.cast(gather_points(sparse_features, indices), weights.dtype)  # (B, N, k, C)
-    return ops.sum(neighbours * weights[..., None], axis=2)
 
 
 # Layers -------------------------------------------------------------------------------------------
@@ -278,7 +147,7 @@ class SetAbstraction(layers.Layer):
             grouped = xyz if features is None else ops.concatenate([xyz, ops.cast(features, xyz.dtype)], axis=-1)
             out = ops.max(self.scales[0](grouped[:, None], training=training), axis=2)
             return [ops.zeros_like(xyz[:, :1]), out]
-        centroids = gather_points(xyz, farthest_point_sample(xyz, self.num_samples))
+        centroids = gather(xyz, farthest_point_sample(xyz, self.num_samples))
         outputs = []
         n = xyz.shape[1]
         for radius, k, scale in zip(self.radius, self.num_neighbors, self.scales, strict=True):
@@ -324,7 +193,7 @@ class FeaturePropagation(layers.Layer):
 
     def call(self, inputs, training=None):
         xyz, sparse_xyz, sparse_features, skip = _split(inputs, 4, "FeaturePropagation")
-        x = three_nn_interpolate(xyz, sparse_xyz, sparse_features, self.num_neighbors)
+        x = interpolate(xyz, sparse_xyz, sparse_features, self.num_neighbors)
         if skip is not None:
             x = ops.concatenate([ops.cast(skip, x.dtype), x], axis=-1)
         return self.shared(x, training=training)
@@ -341,13 +210,9 @@ class FeaturePropagation(layers.Layer):
 # Models -------------------------------------------------------------------------------------------
 
 
-def _ch(filters: int, width: float) -> int:
-    return max(8, int(round(filters * width)))
-
-
 def _scaled(mlp, width: float):
     if isinstance(mlp[0], (int, float)):
-        return tuple(_ch(w, width) for w in mlp)
+        return tuple(scaled_channels(w, width) for w in mlp)
     return tuple(_scaled(m, width) for m in mlp)
 
 
@@ -420,7 +285,7 @@ def build_pointnet2(num_classes: int = 10, num_points: int | None = 1024, channe
     inputs, xyz, features = _inputs(num_points, channels)
     x = layers.Flatten(name="global_feature")(_encoder(xyz, features, samples, levels, width, momentum)[-1][1])
     for i, units in enumerate(HEAD):
-        x = layers.Dense(_ch(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
+        x = layers.Dense(scaled_channels(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
         x = layers.BatchNormalization(momentum=momentum, name=f"head_fc{i}_bn")(x)
         x = layers.Activation("relu", name=f"head_fc{i}_relu")(x)
         x = layers.Dropout(dropout, name=f"head_dropout{i}")(x)
@@ -459,7 +324,7 @@ def build_pointnet2_segmentation(num_parts: int, num_points: int | None = None, 
         (dense_xyz, skip), (sparse_xyz, _) = encoded[i - 1], encoded[i]
         fp = FeaturePropagation(_scaled(mlp, width), momentum=momentum, name=f"fp{i}")
         x = fp([dense_xyz, sparse_xyz, x] + ([skip] if skip is not None else []))
-    x = layers.Dense(_ch(128, width), use_bias=False, name="seg_fc_dense")(x)
+    x = layers.Dense(scaled_channels(128, width), use_bias=False, name="seg_fc_dense")(x)
     x = layers.BatchNormalization(momentum=momentum, name="seg_fc_bn")(x)
     x = layers.Activation("relu", name="seg_fc_relu")(x)
     x = layers.Dropout(dropout, name="seg_dropout")(x)

@@ -38,7 +38,7 @@ from pcfilter_lib.geometry.point_features import neighbourhoods, seed_patches
 from pcfilter_lib.geometry.points import check_points
 from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER  # x4, trained at a 640x480 scan's density
 from pcfilter_lib.models.saved import load_saved_model
-from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, nearest
+from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, group, interpolate, nearest
 
 
 @keras.saving.register_keras_serializable(package="pcfilter")
@@ -76,10 +76,7 @@ class GroupNeighbours(layers.Layer):
     def call(self, inputs):
         xyz, centres, *features = inputs
         indices, _ = nearest(centres, xyz, self.k)
-        grouped = gather(xyz, indices) - centres[:, :, None, :]
-        if features:
-            grouped = ops.concatenate([grouped, gather(features[0], indices)], axis=-1)
-        return grouped
+        return group(xyz, features[0] if features else None, centres, indices)
 
     def compute_output_shape(self, input_shapes):
         channels = 3 + (input_shapes[2][-1] if len(input_shapes) > 2 else 0)
@@ -103,14 +100,12 @@ class NeighbourMax(layers.Layer):
 @keras.saving.register_keras_serializable(package="pcfilter")
 class Interpolate(layers.Layer):
     """Feature propagation: ``[xyz (B, N, 3), centres (B, M, 3), features (B, M, C)]`` -> (B, N, C),
-    each point's feature the inverse-distance weighted mean of its 3 nearest centres' features."""
+    each point's feature the mean of its 3 nearest centres' features weighted by 1 / (distance + 1e-8)
+    (the inverse distance, not PointNet++'s inverse squared distance: the shipped model learnt with it)."""
 
     def call(self, inputs):
         xyz, centres, features = inputs
-        indices, squared = nearest(xyz, centres, 3)
-        weights = 1.0 / (ops.sqrt(squared) + 1e-8)
-        weights = weights / ops.sum(weights, axis=-1, keepdims=True)
-        return ops.sum(gather(features, indices) * weights[..., None], axis=2)
+        return interpolate(xyz, centres, features, 3, power=1, epsilon=1e-8)
 
     def compute_output_shape(self, input_shapes):
         return (input_shapes[0][0], input_shapes[0][1], input_shapes[2][-1])

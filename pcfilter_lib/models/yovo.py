@@ -41,6 +41,7 @@ from keras import layers, ops
 
 from pcfilter_lib.nn import metrics
 from pcfilter_lib.nn.activations import ACTIVATIONS, DropBlock, make_activation
+from pcfilter_lib.nn.widths import scaled_channels
 
 GRID = 32  # side of the output occupancy grid, voxels
 REGULARISERS = ("dropblock", "dropout", "none")
@@ -82,13 +83,13 @@ def inverted_residual(x, filters: int, stride: int, expansion: int, momentum: fl
 def backbone(image, width: float, momentum: float) -> list:
     """The inverted-residual encoder: (B, S, S, 3) images -> the outputs of its last three stages
     (S/4, S/8 and S/16 pixels wide). ``width`` scales every stage's channels."""
-    x = layers.Conv2D(max(8, round(16 * width)), 3, strides=2, padding="same", use_bias=False, name="stem")(image)
+    x = layers.Conv2D(scaled_channels(16, width), 3, strides=2, padding="same", use_bias=False, name="stem")(image)
     x = layers.BatchNormalization(momentum=momentum, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu6")(x)
     outputs = []
     for s, (t, c, n, stride) in enumerate(BACKBONE):
         for b in range(n):
-            x = inverted_residual(x, max(8, round(c * width)), stride if b == 0 else 1, t, momentum,
+            x = inverted_residual(x, scaled_channels(c, width), stride if b == 0 else 1, t, momentum,
                                   f"stage{s + 1}_block{b + 1}")
         outputs.append(x)
     return outputs[-3:]

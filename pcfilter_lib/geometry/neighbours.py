@@ -1,0 +1,103 @@
+"""The k nearest neighbours in a cloud, NumPy arrays in and out: the one neighbour search behind the
+point filter's features (``geometry.point_features``) and the tiled filter (``filters.tiles``).
+
+``NeighbourIndex`` builds a KD-tree over a cloud once and answers any number of queries;
+``nearest_neighbours`` does both for one query. The search is Open3D's ``NearestNeighborSearch``
+(nanoflann's KD-tree, queried on every core), in float64. Speed, one million points, k = 17 (16
+neighbours and the point itself), build and query, best of three interleaved runs on two shared
+cores: Open3D took 10.5 s of CPU (a uniform cube) and 8.5 s (a noisy surface), SciPy's ``cKDTree``
+with ``workers=-1`` 9.7 s and 7.6 s, about a tenth less; their wall-clock times (15 to 27 s each on
+that busy machine) varied more than they differed.
+Open3D stays because the filter's features, spacing and decisions were made with its distances:
+``cKDTree``'s differ in the last bits and would change them. The build is under a tenth of the
+time; the query grows with k.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class NeighbourIndex:
+    """A KD-tree over a cloud, built once, to find the k nearest of its points to any query points.
+
+    Args:
+        points: (N, 3) finite coordinates in any unit, N >= 1.
+
+    Attributes:
+        points: the (N, 3) float64 coordinates searched.
+
+    Raises:
+        ValueError: ``points`` is not a non-empty (N, 3) array.
+    """
+
+    def __init__(self, points):
+        import open3d as o3d  # deferred: the command line imports this module before it needs Open3D
+
+        self.points = _coordinates(points, "points")
+        if not len(self.points):
+            raise ValueError("cannot search an empty cloud for neighbours")
+        self._search = o3d.core.nns.NearestNeighborSearch(o3d.core.Tensor(self.points))
+        self._search.knn_index()
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def query(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest of the indexed points to each query point, nearest first.
+
+        A query point that is one of the indexed points usually finds itself first (at distance 0;
+        among coincident points, any of them may come first).
+
+        Args:
+            queries: (M, 3) points, in the unit of the indexed ones.
+            k: neighbours per query point, 1 <= k <= N.
+
+        Returns:
+            ``(indices, distances)``: (M, k) int64 indices into the indexed points and (M, k)
+            float64 distances to them, ascending, in the points' unit.
+
+        Raises:
+            ValueError: ``queries`` is not (M, 3), or ``k`` is out of range.
+        """
+        queries = _coordinates(queries, "queries")
+        if not 1 <= k <= len(self.points):
+            raise ValueError(f"cannot find {k} nearest of {len(self.points)} points: k must lie in "
+                             f"[1, {len(self.points)}]")
+        if not len(queries):
+            return np.zeros((0, k), np.int64), np.zeros((0, k))
+        found, squared = self._search.knn_search(queries, k)
+        return found.numpy().astype(np.int64, copy=False), np.sqrt(squared.numpy())
+
+
+def nearest_neighbours(points, k: int, queries=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest points of a cloud to each of its own points (or to each query point).
+
+    Each point of the cloud is usually its own nearest (distance 0): ask for k + 1 and drop the
+    first column for the k nearest *other* points. Build a ``NeighbourIndex`` instead to query one
+    cloud more than once.
+
+    Args:
+        points: (N, 3) finite coordinates in any unit.
+        k: neighbours per point, 1 <= k <= N.
+        queries: (M, 3) points to find neighbours of, or None for the cloud's own points.
+
+    Returns:
+        ``(indices, distances)``: (N, k) or (M, k) int64 indices into ``points`` and float64
+        distances, ascending, in the points' unit.
+
+    Raises:
+        ValueError: for arrays that are not (N, 3) or a ``k`` out of range.
+    """
+    index = NeighbourIndex(points)
+    return index.query(index.points if queries is None else queries, k)
+
+
+def _coordinates(points, name: str) -> np.ndarray:
+    """``points`` as a C-contiguous, finite (N, 3) float64 array, or a one-line ValueError."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{name} must be an (N, 3) array of coordinates, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{name} hold NaN or infinite coordinates; drop those points first")
+    return points

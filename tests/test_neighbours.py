@@ -1,0 +1,53 @@
+"""The NumPy k-nearest-neighbour search (``geometry.neighbours``) against brute force."""
+
+import numpy as np
+import pytest
+
+from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours
+
+
+def brute_force(points, queries, k):
+    d = np.linalg.norm(queries[:, None] - points[None], axis=-1)
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d, order, 1)
+
+
+def test_every_point_finds_itself_then_its_nearest_as_brute_force_does():
+    points = np.random.default_rng(0).normal(size=(500, 3)) * [10, 1, 0.1] + 1e3
+    indices, distances = nearest_neighbours(points, 17)
+    expected, expected_distances = brute_force(points, points, 17)
+    assert indices.dtype == np.int64 and distances.dtype == np.float64 and indices.shape == (500, 17)
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(500))
+
+
+def test_an_index_answers_query_points_and_every_k():
+    rng = np.random.default_rng(1)
+    points, queries = rng.uniform(size=(300, 3)), rng.uniform(-0.2, 1.2, size=(40, 3))
+    index = NeighbourIndex(points)
+    assert len(index) == 300
+    for k in (1, 5, 300):
+        indices, distances = index.query(queries, k)
+        expected, expected_distances = brute_force(points, queries, k)
+        np.testing.assert_array_equal(indices, expected)
+        np.testing.assert_allclose(distances, expected_distances, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(nearest_neighbours(points, 5, queries)[0], index.query(queries, 5)[0])
+    empty = index.query(np.zeros((0, 3)), 4)
+    assert empty[0].shape == empty[1].shape == (0, 4)
+
+
+def test_bad_input_gets_a_one_line_reason():
+    points = np.random.default_rng(2).uniform(size=(10, 3))
+    with pytest.raises(ValueError, match="k must lie in"):
+        nearest_neighbours(points, 11)
+    with pytest.raises(ValueError, match="k must lie in"):
+        nearest_neighbours(points, 0)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        nearest_neighbours(points[:, :2], 2)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        NeighbourIndex(points).query(points[0], 2)
+    with pytest.raises(ValueError, match="NaN"):
+        nearest_neighbours(np.r_[points, [[np.nan, 0, 0]]], 2)
+    with pytest.raises(ValueError, match="empty"):
+        NeighbourIndex(np.zeros((0, 3)))
