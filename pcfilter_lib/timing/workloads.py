@@ -9,8 +9,9 @@ against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, JAX and 
 
     KERAS_BACKEND=jax python -m pcfilter_lib.cli.workload_process --model unet
 
-Keras is imported inside the functions that train, so that reading ``BACKENDS`` or collecting rows
-never starts a deep-learning backend in the calling process.
+This module only describes the workloads and runs them in worker processes, so reading ``BACKENDS`` or
+collecting rows never starts a deep-learning backend in the calling process; the training itself is in
+``timing.training_runs``, which the worker imports.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import resource
+import subprocess
 import sys
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
+from tqdm.auto import tqdm
 
-from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.timing import clock
 
@@ -120,97 +120,8 @@ def missing_backend(backend: str) -> str | None:
     return None
 
 
-def _build(spec: Workload):
-    # The models and losses import Keras: only a process that trains loads them.
-    from pcfilter_lib.models.pointnet import build_pointnet  # Keras
-    from pcfilter_lib.models.unet import build_unet  # Keras
-    from pcfilter_lib.nn import losses  # Keras
-
-    if spec.model == "unet":
-        return build_unet(input_channels=spec.shape[-1]), losses.BinaryFocalLoss(0.25, 2.0)
-    return build_pointnet(num_classes=10, num_points=spec.shape[0]), "sparse_categorical_crossentropy"
-
-
-def _data(spec: Workload, rng: np.random.Generator):
-    x = rng.normal(size=(spec.samples, *spec.shape)).astype("float32")
-    if spec.model == "unet":
-        y = (rng.random((spec.samples, *spec.shape[:2])) > 0.05).astype("float32")
-    else:
-        y = rng.integers(0, 10, spec.samples).astype("int32")
-    return x, y
-
-
-def api() -> str:
-    """How the current Keras backend reaches its device: "CUDA" on an NVIDIA GPU, else "CPU"."""
-    import keras  # already loaded by the training before it
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax  # only the backend in use is asked
-
-        return "CUDA" if jax.default_backend() == "gpu" else "CPU"
-    if backend == "torch":
-        import torch  # only the backend in use is asked
-
-        return "CUDA" if torch.cuda.is_available() else "CPU"
-    import tensorflow as tf  # only the backend in use is asked
-
-    return "CUDA" if tf.config.list_physical_devices("GPU") else "CPU"
-
-
-def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float32", seed: int = 0,
-        sizes: Sizes = FULL) -> dict:
-    """Train ``model`` on its workload and time training and inference; one result row.
-
-    ``train_s`` is the wall-clock time of the ``fit`` call of ``sizes.epochs`` epochs, after one warm-up
-    epoch on one batch has compiled the step.
-    """
-    import keras  # the backend of this process starts here, not when the module is imported
-
-    from pcfilter_lib.nn.fit import fit  # imports Keras too
-
-    spec = workload(model, sizes)
-    keras.utils.set_random_seed(seed)
-    keras.mixed_precision.set_dtype_policy(dtype_policy)
-    try:
-        net, loss = _build(spec)
-        net.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
-        x, y = _data(spec, np.random.default_rng(seed))
-        fit(net, (x[: spec.batch], y[: spec.batch]), epochs=1, batch_size=spec.batch)  # compile, warm up
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        trained = fit(net, (x, y), epochs=spec.epochs, batch_size=spec.batch)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        if spec.model == "unet":
-            probe = np.random.default_rng(seed + 1).normal(
-                size=(spec.infer_batch, *sizes.unet_scan, spec.shape[-1])).astype("float32")
-        else:
-            probe = x[: spec.infer_batch]
-        infer = clock.time_call(lambda: net.predict_on_batch(probe), repeats=sizes.repeats)
-        flops_per_sample = clock.model_flops(net, spec.shape)
-        infer_flops = clock.model_flops(net, probe.shape[1:]) * spec.infer_batch
-        peak = clock.matmul_gflops(sizes.matmul_size, repeats=sizes.repeats)
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    train_seconds = trained.seconds
-    train_gflops = 3 * flops_per_sample * spec.samples * spec.epochs / train_seconds / 1e9
-    return {
-        **{k: v for k, v in asdict(spec).items() if k != "shape"}, "shape": list(spec.shape),
-        "backend": keras.backend.backend(), "api": api(), "jit_compile": str(jit_compile), "dtype_policy": dtype_policy,
-        "train_s": train_seconds, "train_user_s": after.ru_utime - before.ru_utime,
-        "train_system_s": after.ru_stime - before.ru_stime, "peak_rss_mb": after.ru_maxrss / 1024,
-        "cpu_allocator": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
-        "final_loss": trained.history["loss"][-1],
-        "inference_s": infer.median, "inference_shape": list(probe.shape),
-        "train_gflops": train_gflops, "inference_gflops": infer_flops / infer.median / 1e9,
-        "matmul_gflops": peak, "train_fraction_of_peak": train_gflops / peak,
-        "inference_fraction_of_peak": infer_flops / infer.median / 1e9 / peak,
-    }
-
-
 def _worker(*args: str, timeout: float, env: dict | None = None):
     """``python -m pcfilter_lib.cli.workload_process ARGS`` in a fresh process; its completed process."""
-    import subprocess  # only the callers that start a worker need it
-
     command = [sys.executable, "-m", "pcfilter_lib.cli.workload_process", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -236,8 +147,6 @@ def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", 
             progress: bool = True, sizes: Sizes = FULL) -> list[dict]:
     """Every (backend, model, setting) combination at ``sizes``, each in its own process, with the device
     report and the time of measurement in every row."""
-    from tqdm import tqdm  # a bar over the runs, only here
-
     device = clock.device_report()
     jobs = [(b, m, s) for b in backends for m in models for s in settings]
     rows = []
@@ -285,37 +194,6 @@ def append_results(path: str | os.PathLike, rows: list[dict]) -> list[dict]:
     everything = existing + rows
     atomic_write_text(path, json.dumps(everything, indent=1) + "\n")
     return everything
-
-
-def data_parallel(epochs: int = 2, batch: int = 8, sizes: Sizes = FULL) -> dict:
-    """Train a small U-Net on one device and with ``MirroredStrategy`` over two (the GPUs if there
-    are two, else the CPU split into two logical devices), from the same initial weights, on
-    ``sizes.parallel_samples`` scratch images. Must run in a fresh process: see ``data_parallel_in_subprocess``."""
-    import keras  # the worker process has split the CPU before this first import
-    import tensorflow as tf  # MirroredStrategy is TensorFlow's
-
-    # The training stack imports Keras, so it comes after the split too.
-    from pcfilter_lib.models.unet import build_unet  # Keras
-    from pcfilter_lib.nn import fit as training  # Keras
-    from pcfilter_lib.nn import losses  # Keras
-
-    gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in (gpus if len(gpus) >= 2 else tf.config.list_logical_devices("CPU"))][:2]
-    data = make_scratches(sizes.parallel_samples, 32, seed=0)
-
-    def build():
-        keras.utils.set_random_seed(0)
-        return build_unet(input_channels=2, depth=2, filters=(8, 16, 16))
-
-    result = {"devices": devices}
-    for name, strategy in (("one", None), ("mirrored", tf.distribute.MirroredStrategy(devices))):
-        run = training.train_segmentation(build, losses.BinaryFocalLoss(0.25, 2.0),
-                                          (data.images, data.labels, data.weights), epochs=epochs, batch_size=batch,
-                                          strategy=strategy)
-        result[name] = run.history["loss"]
-        result[f"{name}_s"] = run.seconds
-    result["replicas"] = strategy.num_replicas_in_sync
-    return result
 
 
 def data_parallel_in_subprocess(epochs: int = 2, timeout: float = 900, sizes: Sizes = FULL) -> dict:
