@@ -31,7 +31,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)  # this file also loads the point filter in-process
 
 from pcfilter_lib import filters
-from pcfilter_lib.cli import _one_line
+from pcfilter_lib.cli.app import one_line
 from pcfilter_lib.filters.points import cover_patches
 from pcfilter_lib.geometry.point_features import combine, neighbourhoods, patch_inputs
 from pcfilter_lib.io.files import verify_folder
@@ -408,8 +408,8 @@ def test_small_clouds_are_padded_without_changing_predictions():
 
 def test_an_empty_error_message_still_says_what_happened():
     """Case 14: running out of memory gave the blank line 'pcfilter simulate: '."""
-    assert _one_line(MemoryError()).startswith("out of memory")
-    assert _one_line(RuntimeError("\x1b[1;31m[Open3D Error] bad\n\x1b[0;m")) == "[Open3D Error] bad"
+    assert one_line(MemoryError()).startswith("out of memory")
+    assert one_line(RuntimeError("\x1b[1;31m[Open3D Error] bad\n\x1b[0;m")) == "[Open3D Error] bad"
 
 
 def test_every_case_of_the_issue_has_a_row():

@@ -88,3 +88,26 @@ def test_simulate_mixes_scene_families_with_scanners_drawn_per_scan(tmp_path):
     assert not (tmp_path / "bad").exists()
     shares = run("simulate", "--out", str(tmp_path / "bad"), "--n", "2", "--families", "bin=x")
     assert shares.returncode == 1 and "--families must be" in shares.stderr
+
+
+def test_a_commands_options_are_forwarded_to_its_workers_as_parsed():
+    """What a folder's worker processes get (``cli.options.option_line``) parses back to the same values."""
+    from pcfilter_lib.cli.app import build_parser
+    from pcfilter_lib.cli.folders import PER_FILE
+    from pcfilter_lib.cli.options import option_line
+
+    parser = build_parser()
+    for argv in (["filter", "in", "-o", "out", "--jobs", "2", "--method", "sor", "--allow-empty", "--tile-points",
+                  "5000"],
+                 ["filter", "in", "-o", "out", "--model", "m.keras", "--threshold", "0.35", "--quiet"],
+                 ["reconstruct", "in", "-o", "out", "--upsample", "4", "--depth", "7", "--model=-m.keras"],
+                 ["simulate", "--out", "x", "--n", "3", "--size=-3x4", "--mesh", "a.stl", "--mesh", "b.stl"],
+                 ["bench", "--backends", "jax", "torch", "--json"]):
+        args = parser.parse_args(argv)
+        line = option_line(args, parser.commands[args.command], leave_out=PER_FILE)
+        per_file = ["in", "-o", "out"] if args.command in ("filter", "reconstruct") else []
+        again = parser.parse_args([args.command, *per_file, *line])
+        assert {k: v for k, v in vars(again).items() if k not in PER_FILE} == \
+            {k: v for k, v in vars(args).items() if k not in PER_FILE}, argv
+    args = parser.parse_args(["filter", "in", "-o", "out", "--method", "sor", "--jobs", "3"])
+    assert option_line(args, parser.commands["filter"], leave_out=PER_FILE) == ["--method=sor"]

@@ -8,6 +8,9 @@ dependency, marked by a comment on the line or the line above.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +22,9 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "nn", "models", "filters", "recipes",
           "timing", "viz")
 ENTRY = ("config", "runtime", "cli")
-# Third-party modules heavy enough that a module may import them inside a function on purpose (NumPy: the
-# command line answers --help and refuses bad options without loading it).
+# Third-party modules heavy enough that a module may import them inside a function on purpose. NumPy is not
+# one: the command line keeps it out of --help by loading a command's module only when the command runs.
 DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess",
-              "numpy",
               "nbformat", "jupyter_cache"}  # installed with the book's extra only
 
 
@@ -130,3 +132,36 @@ def test_imports_inside_functions_defer_a_heavy_dependency_and_say_so():
                 assert top in DEFERRABLE, f"{where}: import {name} inside a function; import it at the top instead"
             # a library module imported late must be one that pulls a heavy dependency with it
             assert stage(mod) in ENTRY or said, f"{where}: say in a comment why {name} is imported inside a function"
+
+
+# Runs pcfilter with the arguments given, then prints which heavy and which command modules it loaded.
+LOADED = """
+import json, sys
+from pcfilter_lib.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("numpy", "tensorflow", "keras", "open3d")
+                        or m.startswith("pcfilter_lib.cli."))))
+"""
+
+
+def test_the_command_line_loads_a_commands_module_only_when_the_command_runs():
+    from pcfilter_lib.cli.app import build_parser
+
+    commands = sorted(build_parser().commands)
+    for command in commands:
+        tree = ast.parse((LIB / "cli" / f"{command}.py").read_text())
+        assert any(isinstance(node, ast.FunctionDef) and node.name == "run" for node in tree.body), command
+
+    def loaded(*argv):
+        done = subprocess.run([sys.executable, "-c", LOADED, *argv], capture_output=True, text=True, timeout=120)
+        return set(json.loads(done.stdout.splitlines()[-1]))
+
+    light = {"pcfilter_lib.cli.app", "pcfilter_lib.cli.options"}
+    assert loaded("--help") == light  # no NumPy, no TensorFlow, no command's module
+    assert loaded("filter", "in.ply", "-o", "out.ply", "--method", "median") == light  # refused by the parser
+    info = loaded("info", "--no-devices")
+    assert {m for m in info if m.removeprefix("pcfilter_lib.cli.") in commands} == {"pcfilter_lib.cli.info"}
+    assert "tensorflow" not in info

@@ -2,17 +2,38 @@
 baselines, all behind the ``base.Filter`` interface; their evaluation and threshold choice.
 
 The names below are the stage's public face, so that a notebook can write ``filters.unet_filter()``.
+They are loaded when first used, not when the package is imported: most filters import Keras, and
+the command line reads ``filters.methods`` (the classical filters' names and defaults) while it
+parses its options, before TensorFlow may start.
 """
 
-from pcfilter_lib.filters.base import Filter, check_threshold
-from pcfilter_lib.filters.baselines import BaselineFilter, baseline_filter, tuned_params
-from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, iter_scans, tune_baselines
-from pcfilter_lib.filters.load import load_filter
-from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL, PointFilter, point_filter
-from pcfilter_lib.filters.thresholds import choose_threshold
-from pcfilter_lib.filters.unet import SHIPPED_MODEL, UNetFilter, predict_keep, unet_filter
+import importlib
+from pathlib import Path
 
-__all__ = ["SHIPPED_MODEL", "SHIPPED_POINT_MODEL", "BaselineFilter", "Filter", "PointFilter", "UNetFilter",
-           "baseline_filter", "check_threshold", "choose_threshold", "evaluate_all", "evaluate_filter",
-           "iter_scans", "load_filter", "point_filter", "predict_keep", "tune_baselines", "tuned_params",
-           "unet_filter"]
+# Each public name and the module of this stage that defines it.
+_PUBLIC = {
+    "Filter": "base", "check_threshold": "base",
+    "BaselineFilter": "baselines", "baseline_filter": "baselines", "tuned_params": "baselines",
+    "evaluate_all": "evaluation", "evaluate_filter": "evaluation", "iter_scans": "evaluation",
+    "tune_baselines": "evaluation",
+    "load_filter": "load",
+    "SHIPPED_POINT_MODEL": "points", "PointFilter": "points", "point_filter": "points",
+    "choose_threshold": "thresholds",
+    "SHIPPED_MODEL": "unet", "UNetFilter": "unet", "predict_keep": "unet", "unet_filter": "unet",
+}
+__all__ = sorted(_PUBLIC, key=lambda name: (not name.isupper(), not name[0].isupper(), name))
+
+
+def __getattr__(name: str):
+    """A public name (imported from its module on first use) or a module of this stage."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
+    if (Path(__file__).parent / f"{name}.py").is_file():
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

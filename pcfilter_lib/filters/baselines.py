@@ -9,7 +9,8 @@
   validity mask, which removes thin structures and isolated specks in the image grid.
 
 Each returns an (H, W) bool mask, True where a measured point is kept. ``tune`` picks a method's
-parameters by grid search on validation scans.
+parameters by grid search on validation scans. The names, default parameters and grids live in
+``filters.methods`` (light enough for the command line's parser) and are re-exported here.
 
 Lengths and point spacing: the ROR radius is a length, tuned in metres on scans of one scanner.
 A ``BaselineFilter`` with a ``reference_spacing`` (what ``baseline_filter`` gives for the tuned
@@ -31,19 +32,11 @@ import open3d as o3d
 from scipy import ndimage
 
 from pcfilter_lib.filters.base import check_threshold
+from pcfilter_lib.filters.methods import DEFAULTS, GRIDS, LENGTHS, METHODS
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.nn import metrics
 from pcfilter_lib.simulate.scanner import ScannerConfig
-
-METHODS = ("sor", "ror", "morph")
-DEFAULTS = {"sor": {"nb_neighbors": 20, "std_ratio": 2.0},
-            "ror": {"nb_points": 8, "radius": 0.005},
-            "morph": {"erosion": 5, "dilation": 7}}
-GRIDS = {"sor": {"nb_neighbors": [10, 20, 40], "std_ratio": [0.5, 1.0, 2.0]},
-         "ror": {"nb_points": [4, 8, 16], "radius": [0.003, 0.005, 0.008]},
-         "morph": {"erosion": [3, 5, 7], "dilation": [3, 5, 7, 9]}}
-LENGTHS = {"sor": (), "ror": ("radius",), "morph": ()}  # the parameters that are lengths (scaled with spacing)
 
 
 def _measured(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -64,19 +57,22 @@ def _open3d_keep(scan: Mapping, remove) -> np.ndarray:
     return keep
 
 
-def statistical_outlier_removal(scan: Mapping, nb_neighbors: int = 20, std_ratio: float = 2.0) -> np.ndarray:
+def statistical_outlier_removal(scan: Mapping, nb_neighbors: int = DEFAULTS["sor"]["nb_neighbors"],
+                                std_ratio: float = DEFAULTS["sor"]["std_ratio"]) -> np.ndarray:
     if nb_neighbors < 1 or std_ratio <= 0:
         raise ValueError(f"sor needs nb_neighbors >= 1 and std_ratio > 0, got {nb_neighbors}, {std_ratio}")
     return _open3d_keep(scan, lambda c: c.remove_statistical_outlier(int(nb_neighbors), float(std_ratio)))
 
 
-def radius_outlier_removal(scan: Mapping, nb_points: int = 8, radius: float = 0.005) -> np.ndarray:
+def radius_outlier_removal(scan: Mapping, nb_points: int = DEFAULTS["ror"]["nb_points"],
+                           radius: float = DEFAULTS["ror"]["radius"]) -> np.ndarray:
     if nb_points < 1 or radius <= 0:
         raise ValueError(f"ror needs nb_points >= 1 and radius > 0 (metres), got {nb_points}, {radius}")
     return _open3d_keep(scan, lambda c: c.remove_radius_outlier(int(nb_points), float(radius)))
 
 
-def morphological(scan: Mapping, erosion: int = 5, dilation: int = 7) -> np.ndarray:
+def morphological(scan: Mapping, erosion: int = DEFAULTS["morph"]["erosion"],
+                  dilation: int = DEFAULTS["morph"]["dilation"]) -> np.ndarray:
     if erosion < 1 or dilation < 1:
         raise ValueError(f"morph needs positive structuring element sizes, got {erosion}, {dilation}")
     valid, _ = _measured(scan)

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.filters.baselines import BaselineFilter, tuned_spacing
+from pcfilter_lib.filters.methods import DEFAULTS
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL, PointFilter, point_filter
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.model_cards import read_model_card
 from pcfilter_lib.nn import metrics
 
-OPEN3D_SOR = {"nb_neighbors": 20, "std_ratio": 2.0}  # the values Open3D's tutorials use
 SCORES = ("balanced_accuracy", "mean_iou", "keep_recall", "outlier_recall", "roc_auc")
 
 
@@ -66,8 +66,8 @@ def reference_filters(model: str | os.PathLike = SHIPPED_POINT_MODEL) -> list[tu
 
     Returns:
         The point filter at its card's threshold and at its balanced threshold, SOR and ROR tuned on
-        its simulated validation clouds (ROR scaled to each cloud's spacing), and SOR with
-        ``OPEN3D_SOR``.
+        its simulated validation clouds (ROR scaled to each cloud's spacing), and SOR with its
+        defaults, the values of Open3D's tutorials (``methods.DEFAULTS``).
     """
     learned = point_filter(model)
     balanced = point_filter(model, threshold_rule="balanced")
@@ -80,7 +80,7 @@ def reference_filters(model: str | os.PathLike = SHIPPED_POINT_MODEL) -> list[tu
             ("SOR, tuned", _setting(tuned["sor"]), BaselineFilter("sor", "sor", tuned["sor"])),
             ("ROR, tuned", _setting(in_spacings, spacings=True),
              BaselineFilter("ror", "ror", tuned["ror"], reference_spacing=reference)),
-            ("SOR, Open3D defaults", _setting(OPEN3D_SOR), BaselineFilter("sor", "sor", OPEN3D_SOR))]
+            ("SOR, Open3D defaults", _setting(DEFAULTS["sor"]), BaselineFilter("sor", "sor", dict(DEFAULTS["sor"])))]
 
 
 def compare_on_clouds(paths: Sequence[str | os.PathLike], candidates: Sequence[tuple[str, str, object]]) -> list[dict]:

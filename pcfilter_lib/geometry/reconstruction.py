@@ -17,6 +17,8 @@ import open3d as o3d
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.labels import KEEP
 
+MIN_POINTS = 100  # oriented points Poisson reconstruction is given at least
+
 
 def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """The simulated scene's true surface in the scan's camera frame.
@@ -64,8 +66,9 @@ def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_qu
     """
     points, normals = np.asarray(points, np.float64), np.asarray(normals, np.float64)
     finite = np.isfinite(points).all(1) & np.isfinite(normals).all(1) & (np.abs(normals).sum(1) > 0)
-    if finite.sum() < 100:
-        raise ValueError(f"Poisson reconstruction needs at least 100 points with normals, got {int(finite.sum())}")
+    if finite.sum() < MIN_POINTS:
+        raise ValueError(f"Poisson reconstruction needs at least {MIN_POINTS} points with normals, got "
+                         f"{int(finite.sum())}")
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[finite]))
     cloud.normals = o3d.utility.Vector3dVector(normals[finite])
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
@@ -94,6 +97,24 @@ def distance_to_mesh(query: np.ndarray, vertices: np.ndarray, triangles: np.ndar
     return scene.compute_distance(o3d.core.Tensor(np.asarray(query, np.float32))).numpy()
 
 
+def measure_mesh(mesh, vertices: np.ndarray, triangles: np.ndarray) -> dict:
+    """How far a reconstructed mesh lies from a true one.
+
+    Args:
+        mesh: the reconstructed ``o3d.geometry.TriangleMesh``, in the unit of ``vertices``.
+        vertices: (V, 3) the true mesh's vertices (metres for scans).
+        triangles: (T, 3) its triangles.
+
+    Returns:
+        the ``mesh``, its number of ``vertices``, the ``distances`` (vertices,) of its vertices to the
+        true surface in the input unit, and their ``mean_mm``, ``p95_mm`` and ``max_mm`` (the input
+        unit times 1000: millimetres for metres).
+    """
+    d = distance_to_mesh(np.asarray(mesh.vertices), vertices, triangles)
+    return {"mesh": mesh, "vertices": len(d), "mean_mm": float(d.mean() * 1e3),
+            "p95_mm": float(np.quantile(d, 0.95) * 1e3), "max_mm": float(d.max() * 1e3), "distances": d}
+
+
 def measure(points: np.ndarray, normals: np.ndarray, vertices: np.ndarray, triangles: np.ndarray,
             depth: int = 8, trim_distance: float | None = None) -> dict:
     """Poisson-reconstruct oriented points (``reconstruct``) and measure the mesh against a true one.
@@ -107,17 +128,13 @@ def measure(points: np.ndarray, normals: np.ndarray, vertices: np.ndarray, trian
         trim_distance: ``reconstruct``'s distance rule (None: the density rule alone).
 
     Returns:
-        the ``mesh``, the number of input ``points`` and mesh ``vertices``, the ``distances`` (V,) of
-        the mesh's vertices to the true surface in the input unit, and their ``mean_mm``, ``p95_mm``
-        and ``max_mm`` (the input unit times 1000: millimetres for metres).
+        what ``measure_mesh`` gives, and the number of input ``points``.
 
     Raises:
         ValueError: fewer than 100 points have usable normals.
     """
     mesh = reconstruct(points, normals, depth, trim_distance=trim_distance)
-    d = distance_to_mesh(np.asarray(mesh.vertices), vertices, triangles)
-    return {"mesh": mesh, "points": len(points), "vertices": len(d), "mean_mm": float(d.mean() * 1e3),
-            "p95_mm": float(np.quantile(d, 0.95) * 1e3), "max_mm": float(d.max() * 1e3), "distances": d}
+    return {"points": len(points), **measure_mesh(mesh, vertices, triangles)}
 
 
 def compare(scan: Mapping, keep: np.ndarray, depth: int = 8) -> dict[str, dict]:

@@ -29,9 +29,7 @@ from tqdm.auto import tqdm
 
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.timing import clock
-
-BACKENDS = ("tensorflow", "jax", "torch")
-MODELS = ("unet", "pointnet")
+from pcfilter_lib.timing.names import BACKENDS, MODELS
 
 
 @dataclass(frozen=True)

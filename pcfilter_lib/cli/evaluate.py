@@ -1,0 +1,109 @@
+"""``pcfilter evaluate``: measure a filter on one split of a scan dataset, or on a folder of labelled
+clouds in the PointCleanNet layout (name.xyz + name.outliers, 1 = outlier)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
+from pcfilter_lib.cli.app import Interrupts
+from pcfilter_lib.cli.inputs import make_filter
+from pcfilter_lib.cli.options import check_model, check_threshold
+from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
+from pcfilter_lib.io.files import read_manifest
+
+
+def _evaluation_data(args: argparse.Namespace):
+    """(description, scans or clouds, organised) for ``evaluate``: a split of a scan dataset, or a
+    folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier), read now so that a bad
+    file is reported before TensorFlow starts."""
+    folder = Path(args.data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--data {folder} is not a folder")
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        if not any(name.startswith(f"{args.split}/") for name in manifest["files"]):
+            raise ValueError(f"{folder} holds no {args.split} scans; choose another --split")
+        runtime.setup(seed=None)  # data.scans imports Keras
+        from pcfilter_lib.data.scans import split_files  # imports Keras: after runtime.setup
+
+        files = split_files(folder, args.split)
+        named = ({**scan, "name": file.name} for file, scan in zip(files, filters.iter_scans(files), strict=True))
+        return f"{len(files)} {args.split} scans of {folder}", named, True
+    pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
+    if not pairs:
+        raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
+                                "simulate') nor name.xyz + name.outliers pairs (PointCleanNet layout)")
+    clouds = []
+    for path in pairs:
+        points, outlier = read_pointcleannet(path)
+        clouds.append({**cloud_scan(points, label=~outlier), "name": path.name})
+    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False
+
+
+def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
+    """Each file measured alone, its row printed at once; the pooled counts from the rows."""
+    from pcfilter_lib.nn.metrics import confusion_metrics  # imports Keras: after runtime.setup
+
+    rows = []
+    if not args.json:
+        print(f"{'file':<28} {'points':>9} {'outliers':>9} {'mean IoU':>9} {'bal. acc.':>9} {'keep-rec.':>9} "
+              f"{'outl. rec.':>10}")
+    for scan in scans:
+        row = {"file": scan["name"], **filters.evaluate_filter(scan_filter, [scan])}
+        rows.append(row)
+        if not args.json:
+            print(f"{row['file']:<28} {row['tp'] + row['fn']:>9} {row['fp'] + row['tn']:>9} "
+                  f"{row['mean_iou']:>9.4f} {row['balanced_accuracy']:>9.4f} {row['recall']:>9.4f} "
+                  f"{row['tnr']:>10.4f}", flush=True)
+    counts = {key: sum(row[key] for row in rows) for key in ("tp", "fn", "fp", "tn")}
+    kinds = {}
+    for kind in rows[0]["kinds"]:
+        points = sum(row["kinds"][kind]["points"] for row in rows)
+        removed = sum(row["kinds"][kind]["points"] * (row["kinds"][kind]["removed"] or 0) for row in rows)
+        kinds[kind] = {"points": points, "removed": removed / points if points else None}
+    return {"filter": scan_filter.name, "scans": len(rows), **counts, **confusion_metrics(**counts),
+            "kinds": kinds, "files": rows}
+
+
+def _print_evaluation(result: dict, what: str, scan_filter, args: argparse.Namespace) -> None:
+    params = result["params"]
+    print(f"{result['filter']} on {what}"
+          + (f" (threshold {scan_filter.threshold:g})" if args.method is None else f" ({params})"))
+    print(f"  confusion (1 = keep): TP {result['tp']}  FN {result['fn']}  FP {result['fp']}  TN {result['tn']}")
+    for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "false_omission_rate", "iou_keep", "iou_artefact"):
+        label = {"recall": "keep-recall (true points kept)"}.get(name, name.replace("_", " "))
+        print(f"  {label:<32} {result[name]:.4f}")
+    for kind, row in result["kinds"].items():
+        removed = "no points" if row["removed"] is None else f"{row['removed']:.4f} removed"
+        print(f"  artefact kind {kind:<18} {row['points']:>9} points, {removed}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure a filter on one split of a scan dataset or on a folder of labelled clouds."""
+    check_threshold(args)
+    check_model(args)
+    what, scans, organised = _evaluation_data(args)
+    if args.method == "morph" and not organised:
+        raise ValueError("--method morph works on the pixel grid of an organised scan; these are unorganised "
+                         "clouds (use the point filter, or --method sor / ror)")
+    if args.model == "unet" and not organised:
+        raise ValueError("the U-Net filter needs organised scans; these are unorganised clouds")
+    runtime.setup(seed=None)
+    scan_filter = make_filter(args, organised)
+    if args.per_file:
+        result = _evaluate_per_file(scan_filter, scans, args)
+    else:
+        result = filters.evaluate_filter(scan_filter, scans, progress=not args.json and sys.stderr.isatty())
+    Interrupts.check()
+    result.update(split=args.split if organised else None, data=str(args.data),
+                  threshold=scan_filter.threshold if args.method is None else None,
+                  params=getattr(scan_filter, "params", None) or None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_evaluation(result, what, scan_filter, args)
+    return 0

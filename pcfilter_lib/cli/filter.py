@@ -1,0 +1,255 @@
+"""``pcfilter filter``: remove artefacts from a scan or cloud, or from each file of a folder.
+
+A scan, an organised cloud or a baseline's input is read whole; an unorganised .ply or .xyz for the
+point filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A folder's
+files are filtered in worker processes (``folders.run_in_workers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pcfilter_lib import runtime
+from pcfilter_lib.cli.app import Interrupts
+from pcfilter_lib.cli.folders import INPUT_SUFFIXES, folder_inputs, run_in_workers
+from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
+from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
+from pcfilter_lib.filters.points import PointFilter
+from pcfilter_lib.filters.tiles import TILE_POINTS, tiled_keep_probability
+from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
+from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
+from pcfilter_lib.io.files import check_input_file, check_output_file
+from pcfilter_lib.io.organised import write_filtered
+
+OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz")
+
+
+class Progress:
+    """Points filtered so far, on stderr: a tqdm bar (points/s, time left) on a terminal, otherwise
+    the same line at most every ``every`` seconds while work remains (none for a short run); nothing with
+    ``--quiet``."""
+
+    def __init__(self, total: int, quiet: bool, name: str, every: float = 5.0):
+        self.total, self.done, self.name, self.every, self.clock = total, 0, name, every, time.monotonic
+        self.start = self.last = self.clock()
+        self.meter = tqdm.format_meter
+        self.bar = None
+        self.quiet = quiet
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, unit="pt", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+
+    def __call__(self, points: int) -> None:
+        Interrupts.check()
+        self.done += points
+        if self.bar is not None:
+            self.bar.update(points)
+        elif not self.quiet and self.done < self.total and self.clock() - self.last >= self.every:
+            self.last = self.clock()
+            line = self.meter(self.done, self.total, self.last - self.start, prefix=self.name, unit="pt",
+                              unit_scale=True)
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _targets(args: argparse.Namespace) -> list[Path]:
+    return [Path(p) for p in (args.output, args.removed, args.scores) if p]
+
+
+def _check_outputs(source: Path, targets: list[Path]) -> None:
+    """Outputs are .ply or .pcd files in writable folders, never the input, and two outputs differ."""
+    for target in targets:
+        if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
+            raise ValueError(f"{target} is the input file; choose another output name (the input is never "
+                             "overwritten)")
+        if target.suffix.lower() not in OUTPUT_SUFFIXES:
+            raise ValueError(f"{target}: outputs are written as .ply or .xyz (points) or .pcd (points or an "
+                             "organised grid)")
+        check_output_file(target)
+    if len({target.resolve() for target in targets}) < len(targets):
+        raise ValueError("-o, --removed and --scores must name different files")
+
+
+def _check_options(args: argparse.Namespace, source: Path) -> None:
+    """The options of ``filter`` that need no reading of the input."""
+    _check_outputs(source, _targets(args))
+    if args.scores and Path(args.scores).suffix.lower() != ".ply":
+        raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property; "
+                         "name a .ply file")
+    check_jobs(args)
+    if args.tile_points is not None:
+        option_range("--tile-points", args.tile_points, 1000, what="a whole number")
+    check_threshold(args)
+    check_model(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Remove artefacts from one scan or cloud (or each file of a folder) and write the kept (and removed)
+    points, and optionally every point with its keep probability."""
+    if Path(args.input).is_dir():
+        return _filter_folder(args)
+    source = check_input_file(args.input, "input")
+    _check_options(args, source)
+    stream = open_stream(source) if args.method is None and args.model != "unet" else None
+    if stream is not None:
+        return _filter_stream(args, source, stream)
+    return _filter_in_memory(args, source)
+
+
+def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
+    """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
+    scan = read_filter_input(source)
+    check_filter_fits(args, source, scan)
+    runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
+    scan_filter = make_filter(args, scan["organised"])
+    valid = scan["valid"]
+    n = int(valid.sum())
+    progress = Progress(n, args.quiet, scan_filter.name)
+    with warnings.catch_warnings():  # points far out (1e30) overflow their float32 features: they are removed
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prob = scan_filter.keep_probability(scan)
+    progress(n)
+    progress.close()
+    keep = (prob >= scan_filter.threshold) & valid
+    removed = valid & ~keep
+    Interrupts.check()
+    if not keep.any() and not args.allow_empty:
+        raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
+                         "filter (or its --threshold), or pass --allow-empty to write the empty result")
+    for path, mask in ((args.output, keep), (args.removed, removed)):
+        if path and Path(path).suffix.lower() == ".xyz":  # text: the points only
+            with CloudWriter(path, int(mask.sum()), np.asarray(scan["xyz"]).dtype) as writer:
+                writer.write(np.asarray(scan["xyz"])[mask])
+        elif path:
+            write_filtered([path], scan, [mask])
+    if args.scores:
+        xyz = np.asarray(scan["xyz"])[valid]
+        with CloudWriter(args.scores, n, xyz.dtype, scalars=["keep_probability"]) as writer:
+            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[valid]
+            writer.write(xyz, intensity, keep_probability=prob[valid])
+    _report(scan_filter.name, int(keep.sum()), n, args)
+    far = int(scan.get("far", 0))
+    if not scan["organised"] and n + far < valid.size:
+        print(f"dropped {valid.size - n - far} points with NaN or infinite coordinates (written to neither file)")
+    if far:
+        print(f"dropped {far} points with coordinates beyond ±{COORDINATE_LIMIT:.1e}, too far to measure distances "
+              "(written to neither file)")
+    return 0
+
+
+def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
+    removed = n - kept
+    print(f"{name}: kept {kept} of {n} points, removed {removed} ({removed / max(n, 1):.2%}); wrote "
+          f"{', '.join(map(str, _targets(args)))}")
+
+
+def _scan_stream(stream) -> tuple[int, int, int]:
+    """(points, finite points, points beyond ``COORDINATE_LIMIT``) of a streamed cloud, read once before
+    TensorFlow starts, so that an unreadable or empty file is reported first."""
+    total = finite = far = 0
+    for xyz in stream.points():
+        total += len(xyz)
+        usable = np.isfinite(xyz).all(axis=1)
+        finite += int(usable.sum())
+        far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
+    if total == 0:
+        raise CloudError(f"{stream.path}: the cloud holds no points")
+    if finite == 0:
+        raise CloudError(f"{stream.path}: no point has finite coordinates (all NaN or infinite); there is nothing "
+                         "to filter")
+    if finite < MIN_POINTS:
+        raise ValueError(f"{stream.path}: the cloud holds {finite} point{'s' * (finite != 1)} with finite "
+                         f"coordinates; the point filter needs at least {MIN_POINTS} to compare each point with its "
+                         "neighbours")
+    return total, finite, far
+
+
+def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
+    """``filter`` with the point filter on an unorganised .ply or .xyz, in tiles and in chunks: memory
+    stays bounded whatever the cloud's size. A cloud with points too far away to measure distances goes
+    through the in-memory path, which drops them and says so."""
+    total, finite, far = _scan_stream(stream)
+    if far:
+        return _filter_in_memory(args, source)
+    runtime.setup(seed=None)
+    scan_filter = make_filter(args, organised=False)
+    if not isinstance(scan_filter, PointFilter):
+        return _filter_in_memory(args, source)
+    progress = Progress(total, args.quiet, scan_filter.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        prob = tiled_keep_probability(scan_filter, stream.points, args.tile_points or TILE_POINTS, progress=progress)
+    progress.close()
+    Interrupts.check()
+    keep = prob >= scan_filter.threshold
+    kept = int(keep.sum())
+    if not kept and not args.allow_empty:
+        raise ValueError(f"{scan_filter.name} removed all {finite} points of {source}, so nothing was written; check "
+                         "the filter (or its --threshold), or pass --allow-empty to write the empty result")
+    _write_stream(args, stream, prob, keep, finite)
+    _report(scan_filter.name, kept, finite, args)
+    if finite < total:
+        print(f"dropped {total - finite} points with NaN or infinite coordinates (written to neither file)")
+    return 0
+
+
+def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> None:
+    """Write the kept, removed and scored points of a streamed cloud, reading it once more."""
+    kept = int(keep.sum())
+    with contextlib.ExitStack() as files:
+        outputs = [(files.enter_context(CloudWriter(path, count, stream.precision)), select)
+                   for path, count, select in ((args.output, kept, "kept"), (args.removed, finite - kept, "removed"))
+                   if path]
+        scores = (files.enter_context(CloudWriter(args.scores, len(prob), stream.precision, ["keep_probability"]))
+                  if args.scores else None)
+        start = 0
+        for chunk in stream.chunks():
+            xyz, intensity = chunk["xyz"], chunk["intensity"]
+            part, mine = prob[start:start + len(xyz)], keep[start:start + len(xyz)]
+            finite_rows = np.isfinite(xyz).all(axis=1)
+            for writer, select in outputs:
+                rows = mine if select == "kept" else finite_rows & ~mine
+                writer.write(xyz[rows], None if intensity is None else intensity[rows])
+            if scores is not None:
+                scores.write(xyz, intensity, keep_probability=part)
+            start += len(xyz)
+            Interrupts.check()
+
+
+def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) of each cloud or scan in the folder ``args.input``; outputs go to the folder
+    ``-o`` in the input's own format where it can be written, else .ply."""
+    folder, out = Path(args.input), Path(args.output)
+    if args.removed or args.scores:
+        raise ValueError("--removed and --scores name one file; with a folder of inputs give only -o FOLDER")
+    inputs = folder_inputs(folder, out)
+    check_jobs(args)
+    check_threshold(args)
+    check_model(args)
+    suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in INPUT_SUFFIXES}
+    return [(p, out / (p.stem + suffix[p.suffix.lower()])) for p in inputs]
+
+
+def _filter_folder(args: argparse.Namespace) -> int:
+    """``filter`` on every file of a folder, ``--jobs`` at a time, each in its own process; a file that
+    fails is reported and skipped. Exit status 1 when any failed."""
+    files = _folder_files(args)
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for source, line, reason in run_in_workers(args, files):
+        failed += reason is not None
+        print(f"{source.name}: {line if reason is None else 'skipped: ' + reason}")
+    print(f"{len(files) - failed} of {len(files)} files filtered into {args.output}"
+          + (f"; {failed} skipped (see above)" if failed else ""))
+    return 1 if failed else 0

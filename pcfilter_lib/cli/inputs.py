@@ -1,0 +1,59 @@
+"""What filter and reconstruct read and filter with: a scan or cloud as a scan-like dict, the checks
+that the chosen filter can work on it (made before TensorFlow starts), and the filter itself."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pcfilter_lib import filters  # its names load Keras when first used, after runtime.setup
+from pcfilter_lib.geometry.point_features import MIN_POINTS
+from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud
+from pcfilter_lib.io.scan import load_scan
+
+
+def read_filter_input(path: Path) -> dict:
+    """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
+    if path.suffix.lower() == ".npz":
+        return {**load_scan(path, arrays=()), "organised": True}
+    if path.suffix.lower() not in CLOUD_SUFFIXES:
+        raise ValueError(f"{path}: cannot read {path.suffix!r} files; give a scan .npz or a cloud "
+                         f"({', '.join(CLOUD_SUFFIXES)})")
+    return read_cloud(path)
+
+
+def check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> None:
+    """Refuse, before TensorFlow starts, what the chosen filter cannot do with this input."""
+    organised, n = scan["organised"], int(scan["valid"].sum())
+    if args.method == "morph" and not organised:
+        raise ValueError("--method morph works on the pixel grid of an organised scan; this input is an "
+                         "unorganised cloud (use the point filter, or --method sor / ror)")
+    if args.model == "unet" and not organised:
+        raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
+    learned_unet = args.method is None and args.model != "points" and organised
+    if learned_unet and scan["intensity"] is None:
+        raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one, or use --model points "
+                         "or --method")
+    if args.method is None and not organised and n < MIN_POINTS:
+        raise ValueError(f"{source}: the cloud holds {n} point{'s' * (n != 1)} with finite coordinates; the point "
+                         f"filter needs at least {MIN_POINTS} to compare each point with its neighbours")
+
+
+def make_filter(args: argparse.Namespace, organised: bool = True):
+    """The filter asked for: ``--method`` (a baseline with its tuned parameters, lengths scaled to the
+    input's point spacing) or ``--model`` (a file, or ``options.SHIPPED_NAMES`` for the shipped
+    filters; by default the U-Net for organised input and the point filter for unorganised clouds),
+    with its model card's threshold unless ``--threshold``. Loads Keras: call it after
+    ``runtime.setup``."""
+    if args.method:
+        return filters.baseline_filter(args.method)
+    if args.model == "points":
+        return filters.point_filter(None, args.threshold)
+    if args.model == "unet":
+        return filters.unet_filter(None, args.threshold)
+    scan_filter = filters.load_filter(args.model, args.threshold, organised)
+    shape = (scan_filter.model.input_shape, scan_filter.model.output_shape)
+    if len(shape[1]) != len(shape[0]) or shape[1][-1] != 1:
+        raise ValueError(f"--model {args.model} gives {shape[1]} for input {shape[0]}: it is no artefact filter, "
+                         "which gives one P(keep) per point or pixel")
+    return scan_filter

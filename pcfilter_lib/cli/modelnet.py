@@ -1,0 +1,26 @@
+"""``pcfilter modelnet``: the procedural ModelNet10 stand-in, in the real layout of .off meshes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pcfilter_lib import config
+from pcfilter_lib.cli.options import option_range
+from pcfilter_lib.data import procedural_modelnet
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the procedural ModelNet10 stand-in (the real layout of .off meshes) into a folder."""
+    if not args.synthetic:
+        raise ValueError("only --synthetic is available here; the real archive comes from "
+                         "data_scripts/download_modelnet10.py")
+    option_range("--seed", args.seed, 0, what="a whole number")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
+    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+                                       counts=config.choose(full=procedural_modelnet.FULL_COUNTS,
+                                                            fast=procedural_modelnet.FAST_COUNTS))
+    print(f"procedural ModelNet10 in {out}")
+    return 0

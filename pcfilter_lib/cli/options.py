@@ -1,0 +1,99 @@
+"""The options and checks that several commands share, and a command's options written back as a
+command line for a worker process. Light (no NumPy): the parser reads it before any command's
+module loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from pcfilter_lib.filters.methods import METHODS
+from pcfilter_lib.io.files import check_input_file
+from pcfilter_lib.io.model_cards import read_model_card
+
+SHIPPED_NAMES = ("unet", "points")  # --model names of the shipped U-Net and point filter
+MODEL_SUFFIXES = (".keras", ".h5")  # what keras.models.load_model reads
+MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl")  # what Open3D writes a triangle mesh as
+MAX_JOBS = 256  # --jobs: worker processes at once
+
+
+def add_filter_choice(command: argparse.ArgumentParser) -> None:
+    """``--model`` or ``--method``, and ``--threshold``: the filter of filter, reconstruct and evaluate."""
+    choice = command.add_mutually_exclusive_group()
+    choice.add_argument("--model", metavar="M",
+                        help="a filter .keras file, or 'unet' / 'points' for the shipped U-Net / point filter "
+                        "(default: the U-Net for scans and organised clouds, the point filter for others)")
+    choice.add_argument("--method", choices=METHODS,
+                        help="a classical filter instead, with the parameters tuned on validation scans (its "
+                        "lengths scaled to the input's point spacing)")
+    command.add_argument("--threshold", type=float, metavar="T",
+                         help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
+
+
+def option_range(option: str, value, low=None, high=None, what: str = "a number") -> None:
+    """A ValueError naming ``option`` unless ``low <= value <= high`` (either bound may be None)."""
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = (f"between {low} and {high}" if low is not None and high is not None
+                  else f">= {low}" if low is not None else f"<= {high}")
+        raise ValueError(f"{option} must be {what} {bounds}, got {value}")
+
+
+def check_jobs(args: argparse.Namespace) -> None:
+    option_range("--jobs", args.jobs, 1, MAX_JOBS, "a whole number")
+
+
+def check_threshold(args: argparse.Namespace) -> None:
+    if args.threshold is None:
+        return
+    if args.method:
+        raise ValueError("--threshold applies to a model; the baselines (--method) give a yes/no answer")
+    if not (math.isfinite(args.threshold) and 0 < args.threshold < 1):
+        raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+
+
+def check_model(args: argparse.Namespace) -> None:
+    """A ``--model`` file must be a Keras file whose model card (if any) records a filter's threshold."""
+    if args.method or args.model is None or args.model in SHIPPED_NAMES:
+        return
+    path = check_input_file(args.model, "--model")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ValueError(f"--model {path} is not a Keras model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
+                         f"model file or one of {', '.join(SHIPPED_NAMES)}")
+    card = read_model_card(path)
+    if card is not None and card.threshold is None:
+        raise ValueError(f"--model {path} is a '{card.target}' model (its model card records no decision threshold), "
+                         f"not an artefact filter; give a filter model or one of {', '.join(SHIPPED_NAMES)}")
+
+
+def option_line(args: argparse.Namespace, parser: argparse.ArgumentParser, leave_out=()) -> list[str]:
+    """The options of ``args`` as arguments that ``parser`` reads back into the same values: each
+    option whose value differs from its default, in the parser's order, as ``--name=value`` (so that
+    a value starting with '-' stays a value); positional arguments and the destinations in
+    ``leave_out`` are left out.
+
+    Args:
+        args: what ``parser`` parsed.
+        parser: the parser of one command.
+        leave_out: destinations (``args`` attribute names) to leave out.
+
+    Returns:
+        The arguments, such as ``['--method=sor', '--depth=7', '--allow-empty']``.
+    """
+    line = []
+    for action in parser._actions:  # argparse has no public list of a parser's options
+        if not action.option_strings or action.dest in leave_out or action.default == argparse.SUPPRESS:
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = max(action.option_strings, key=len)  # the long form
+        if action.nargs == 0:  # a flag: store_true and the like
+            line.append(flag)
+        elif action.nargs in ("+", "*"):
+            line += [flag, *map(str, value)]
+        elif isinstance(value, list):  # action="append": the option once per value
+            line += [f"{flag}={item}" for item in value]
+        else:
+            line.append(f"{flag}={value}")
+    return line

@@ -1,0 +1,67 @@
+"""``pcfilter simulate``: a dataset of structured-light scans of bins of parts, circuit boards or fruit."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from pcfilter_lib import config
+from pcfilter_lib.cli.options import option_range
+from pcfilter_lib.simulate import dataset
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"--size must be two positive whole numbers WIDTHxHEIGHT like 640x480, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(part) for part in text.split("/"))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(math.isfinite(p) and p >= 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise ValueError(f"--split must be three non-negative fractions train/val/test summing to 1, like "
+                         f"0.8/0.1/0.1; got {text!r}")
+    return parts
+
+
+def parse_families(text: str) -> dict[str, float]:
+    """``bin=0.4,board=0.35,fruit=0.25`` (or ``board``, one family alone) as {family: share}."""
+    families = {}
+    for item in text.split(","):
+        name, _, share = item.strip().partition("=")
+        try:
+            families[name] = float(share) if share else 1.0
+        except ValueError:
+            families[name] = math.nan
+    if not all(math.isfinite(v) and v >= 0 for v in families.values()) or sum(families.values()) <= 0:
+        raise ValueError(f"--families must be family=share pairs with non-negative shares, like "
+                         f"bin=0.4,board=0.35,fruit=0.25; got {text!r}")
+    return families
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate a dataset of structured-light scans of bins of parts, circuit boards or fruit."""
+    width, height = parse_size(args.size) if args.size else config.choose(full=(640, 480), fast=(160, 120))
+    split = parse_split(args.split)
+    families = parse_families(args.families)
+    option_range("--n", args.n, 1, dataset.MAX_SCANS, "a whole number")
+    option_range("--seed", args.seed, 0, what="a whole number")
+    option_range("--min-parts", args.min_parts, 0, args.max_parts, "a whole number")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
+    scanner = ScannerConfig(width=width, height=height)
+    stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
+                                  n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
+                                  progress=sys.stderr.isatty(), families=families, randomise=args.random_scanner)
+    what = f"({', '.join(families)}; a scanner drawn per scan)" if args.random_scanner else \
+        f"of {width}x{height} ({', '.join(families)})"
+    print(f"{len(stats)} scans {what} in {args.out}")
+    print(dataset.summarise(stats))
+    return 0

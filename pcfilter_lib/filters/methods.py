@@ -1,0 +1,19 @@
+"""The classical filters' names and parameters: plain constants, light enough for the command line's
+parser to read without NumPy, Open3D or Keras (``baselines`` runs the filters).
+
+- ``METHODS``: the classical filters, by the names ``pcfilter --method`` takes.
+- ``DEFAULTS``: each method's parameters when none are tuned or given. SOR's are the values of
+  Open3D's tutorials (20 neighbours, 2 standard deviations); ROR's radius is in metres; morph's
+  structuring elements are in pixels.
+- ``GRIDS``: the values ``baselines.tune`` tries on validation scans.
+- ``LENGTHS``: the parameters that are lengths, scaled with a cloud's point spacing.
+"""
+
+METHODS = ("sor", "ror", "morph")
+DEFAULTS = {"sor": {"nb_neighbors": 20, "std_ratio": 2.0},
+            "ror": {"nb_points": 8, "radius": 0.005},
+            "morph": {"erosion": 5, "dilation": 7}}
+GRIDS = {"sor": {"nb_neighbors": [10, 20, 40], "std_ratio": [0.5, 1.0, 2.0]},
+         "ror": {"nb_points": [4, 8, 16], "radius": [0.003, 0.005, 0.008]},
+         "morph": {"erosion": [3, 5, 7], "dilation": [3, 5, 7, 9]}}
+LENGTHS = {"sor": (), "ror": ("radius",), "morph": ()}  # the parameters that are lengths (scaled with spacing)
