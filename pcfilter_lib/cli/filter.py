@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pcfilter_lib import runtime
+from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.folders import INPUT_SUFFIXES, folder_inputs, run_in_workers
 from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
 from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
-from pcfilter_lib.filters.points import PointFilter
-from pcfilter_lib.filters.tiles import TILE_POINTS, tiled_keep_probability
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file
@@ -184,12 +182,14 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         return _filter_in_memory(args, source)
     runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)
-    if not isinstance(scan_filter, PointFilter):
+    if not isinstance(scan_filter, filters.PointFilter):
         return _filter_in_memory(args, source)
     progress = Progress(total, args.quiet, scan_filter.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        prob = tiled_keep_probability(scan_filter, stream.points, args.tile_points or TILE_POINTS, progress=progress)
+        tiles = filters.tiles
+        prob = tiles.tiled_keep_probability(scan_filter, stream.points, args.tile_points or tiles.TILE_POINTS,
+                                            progress=progress)
     progress.close()
     Interrupts.check()
     keep = prob >= scan_filter.threshold
