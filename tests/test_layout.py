@@ -24,8 +24,10 @@ STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "nn", "model
 ENTRY = ("config", "runtime", "cli")
 # Third-party modules heavy enough that a module may import them inside a function on purpose. NumPy is not
 # one: the command line keeps it out of --help by loading a command's module only when the command runs.
-DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch", "tqdm", "scipy", "subprocess",
+DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch",
               "nbformat", "jupyter_cache"}  # installed with the book's extra only
+MAX_DEFERRED = 30  # imports inside functions in the whole package: each one a start-up cost put off on purpose
+ROOT_MODULES = 5  # at most this many modules (besides __init__) at the package's root
 
 
 def modules() -> dict[str, Path]:
@@ -165,3 +167,13 @@ def test_the_command_line_loads_a_commands_module_only_when_the_command_runs():
     info = loaded("info", "--no-devices")
     assert {m for m in info if m.removeprefix("pcfilter_lib.cli.") in commands} == {"pcfilter_lib.cli.info"}
     assert "tensorflow" not in info
+
+
+def test_deferred_imports_stay_few():
+    deferred = [(path, node.lineno) for path in modules().values() for node, _, inside in imports(path) if inside]
+    assert len(deferred) <= MAX_DEFERRED, f"{len(deferred)} imports inside functions, at most {MAX_DEFERRED}"
+
+
+def test_the_package_root_holds_few_modules():
+    root = sorted(p.stem for p in LIB.glob("*.py") if p.stem != "__init__")
+    assert len(root) <= ROOT_MODULES, f"pcfilter_lib/ holds {root}: move a module into the stage it belongs to"

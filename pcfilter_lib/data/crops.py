@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from pcfilter_lib.data.scans import CHANNELS, augment_example, load_example
 
@@ -105,6 +106,5 @@ def load_examples(files: Sequence[str | os.PathLike], channels: Sequence[str] = 
     Returns:
         One unpadded ``(x, y, weight)`` per file (``data.scans.load_example``).
     """
-    from tqdm.auto import tqdm  # only for the optional progress bar
 
     return [load_example(f, channels) for f in tqdm(files, desc="loading scans", unit="scan", disable=not progress)]

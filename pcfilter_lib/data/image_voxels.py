@@ -29,6 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import open3d as o3d
+from tqdm.auto import tqdm
 
 from pcfilter_lib.data.procedural_modelnet import CLASSES, make_shape
 from pcfilter_lib.geometry.points import check_mesh
@@ -153,7 +154,6 @@ def write_dataset(out: str | os.PathLike, counts: dict[str, int], seed: int = 0,
         ValueError: for an unknown split or class, a negative count, or a folder that holds other
             data (delete it or choose another one).
     """
-    from tqdm.auto import tqdm  # only for the progress bar
 
     unknown = set(counts) - set(SPLITS)
     if unknown or any(int(c) < 0 for c in counts.values()):

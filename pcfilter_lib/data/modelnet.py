@@ -16,6 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.geometry.sampling import normalize_unit_sphere, sample_surface
@@ -139,7 +140,6 @@ def sample_files(paths, num_points: int = 1024, seed: int = 0, normals: bool = F
     """
     iterator = paths
     if progress:
-        from tqdm import tqdm  # only for the optional progress bar
 
         iterator = tqdm(paths, desc="sampling meshes", unit="mesh")
     points = np.empty((len(paths), num_points, 3), dtype=np.float32)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from pcfilter_lib.geometry.views import render_depth_views
 from pcfilter_lib.geometry.voxels import check_grid, grid_around, memory_report, voxelize_mesh
@@ -15,7 +16,6 @@ from pcfilter_lib.io.off import read_off
 
 def _iterate(items, progress: bool, desc: str):
     if progress:
-        from tqdm import tqdm  # only for the optional progress bar
 
         return tqdm(items, desc=desc, unit="mesh")
     return items

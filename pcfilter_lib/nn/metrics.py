@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 from keras import ops
+from scipy.stats import rankdata
 
 from pcfilter_lib.labels import ARTEFACT, KEEP
 
@@ -235,7 +236,6 @@ def roc_auc(y_true, score, mask=None) -> float:
     Raises:
         ValueError: the selected points lack one of the two classes (the AUC is then undefined).
     """
-    from scipy.stats import rankdata  # deferred: only this function needs SciPy
 
     truth, score = _selected(y_true, score, mask)
     positives, negatives = int(truth.sum()), int((~truth).sum())
