@@ -35,7 +35,7 @@ def cpu_allocator() -> str:
     return "bfc (pooling)" if raw in {"1", "true"} else "default"
 
 
-def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
+def setup(seed: int | None = 0, cpu_devices: int = 1) -> str:
     """Import TensorFlow and Keras quietly (once) and seed Python, NumPy and Keras.
 
     Call it at the top of a notebook or script, before ``import keras``.
@@ -45,6 +45,10 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
         cpu_devices: 2 splits the CPU into two logical devices, so that data-parallel training
             (``tf.distribute.MirroredStrategy``) can be tried without a second GPU; it only takes
             effect in the first call of a process.
+
+    Returns:
+        The stack in force, for a chapter's or a script's first line of output, e.g.
+        "Keras 3.6.0 on the tensorflow backend".
 
     Raises:
         ValueError: ``cpu_devices`` < 1.
@@ -59,10 +63,11 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> None:
         with _interrupts_held():
             _quiet_import(cpu_devices)
         _ready = True
-    if seed is not None:
-        import keras  # imported by _quiet_import above; here only to reach it
+    import keras  # imported by _quiet_import above; here only to reach it
 
+    if seed is not None:
         keras.utils.set_random_seed(seed)
+    return f"Keras {keras.__version__} on the {keras.backend.backend()} backend"
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
 """What the built pages leave out of the executed notebooks: TensorFlow's C++ log and progress bars.
 
 * The kernels that execute the chapters inherit ``TF_CPP_MIN_LOG_LEVEL=3`` from the build (unless it
-  is set already), as ``pcfilter_lib.runtime.setup`` sets it in every chapter's first cell: the C++
-  runtime then keeps its graph-optimiser notes (such as grappler's "remapper failed" on a fused
-  LeakyReLU, a known TensorFlow limitation that only skips the fusion) off stderr, even in a process
-  that imports TensorFlow before ``runtime.setup``. Real failures still raise Python exceptions.
+  is set already), as ``pcfilter_lib.runtime.setup`` sets it (through ``book.start``, every
+  chapter's first line): the C++ runtime then keeps its graph-optimiser notes (such as grappler's
+  "remapper failed" on a fused LeakyReLU, a known TensorFlow limitation that only skips the fusion)
+  off stderr, even in a process that imports TensorFlow before ``runtime.setup``. Real failures
+  still raise Python exceptions.
 * A chapter run in JupyterLab shows tqdm bars over its long loops. Written to stderr (plain
   ``tqdm``), a bar leaves one frozen block per refresh on the page; those blocks are removed, and
   only those: a block with any other line stays, so a real warning shows (and fails the browser

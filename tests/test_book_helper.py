@@ -1,0 +1,83 @@
+"""pcfilter_lib.book: a chapter's one-call start and the gluing of several values in one call, as the
+book's build reads them (myst_nb's glue: a display whose mime types carry the papermill prefix)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from traitlets.config import Config
+
+from pcfilter_lib import book
+
+PREFIX = "application/papermill.record/"
+
+
+@pytest.fixture
+def shell():
+    """An IPython shell, so that display() publishes bundles (outside one it only prints)."""
+    settings = Config()
+    settings.HistoryManager.hist_file = ":memory:"
+    yield InteractiveShell.instance(config=settings)
+    InteractiveShell.clear_instance()
+
+
+def glued(outputs) -> dict[str, str]:
+    """{name: text/plain value} of the glue records among captured display outputs; each record must
+    be hidden (display=False: every mime type prefixed)."""
+    found = {}
+    for output in outputs:
+        record = output.metadata["scrapbook"]
+        assert record["mime_prefix"] == PREFIX
+        assert all(mime.startswith(PREFIX) for mime in output.data)
+        found[record["name"]] = output.data[PREFIX + "text/plain"]
+    return found
+
+
+def test_glue_records_every_value_under_its_name(shell):
+    with capture_output() as captured:
+        book.glue(ratio_low=1.75, count=3, verdict="closer to", **{"span_32": 19})
+    assert glued(captured.outputs) == {"ratio_low": "1.75", "count": "3", "verdict": "'closer to'",
+                                       "span_32": "19"}
+    assert captured.stdout == ""  # nothing shows in the cell
+
+
+def test_glue_stores_numpy_scalars_as_python_numbers(shell):
+    # The prose formats them, {glue:text}`share:.1%`, which needs "0.25", not "np.float64(0.25)".
+    with capture_output() as captured:
+        book.glue(share=np.float64(0.25), sites=np.int64(7), flag=np.bool_(True))
+    assert glued(captured.outputs) == {"share": "0.25", "sites": "7", "flag": "True"}
+
+
+def test_start_sets_up_prints_glues_the_run_time_and_answers_progress(shell, monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setenv("PCFILTER_FAST", "1")
+    with capture_output() as captured:
+        progress = book.start("02_3d_representations", seed=3)
+    assert progress is False
+    line = captured.stdout.strip()
+    assert line.startswith("Keras 3.") and line.endswith("backend; fast mode: True"), line
+    sentence = glued(captured.outputs)["chapter_run_time"]
+    assert "full-size run time has not been measured" in sentence or "At full size it took" in sentence
+    drawn = np.random.random(3)
+    np.random.seed(3)  # what start seeded NumPy's global generator with
+    np.testing.assert_array_equal(drawn, np.random.random(3))
+    monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")  # a kernel JupyterLab started
+    with capture_output():
+        assert book.start("02_3d_representations") is True
+
+
+@pytest.mark.parametrize("name", ["", "book/02_3d_representations", "02_3d_representations.ipynb"])
+def test_start_refuses_a_path_or_a_file_name(name):
+    with pytest.raises(ValueError, match="without folder and suffix"):
+        book.start(name)
+
+
+def test_importing_the_helper_loads_no_deep_learning_stack():
+    # start() must be the first to import TensorFlow, so that runtime.setup keeps its logs quiet.
+    code = ("import sys; import pcfilter_lib.book; "
+            "print(sorted({'keras', 'tensorflow', 'open3d'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
