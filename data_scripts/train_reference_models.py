@@ -5,25 +5,27 @@
     python data_scripts/train_reference_models.py --target dgcnn
     python data_scripts/train_reference_models.py --target unet
     python data_scripts/train_reference_models.py --target pointfilter
+    python data_scripts/train_reference_models.py --target neighbourfilter
     python data_scripts/train_reference_models.py --target punet
     python data_scripts/train_reference_models.py --target yovo
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
-Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` and its model card
-`<name>.json` beside it (`pcfilter_lib.io.model_cards.ModelCard`): the data it was trained on
-(generator, version, seed and the sha256 of the data set's manifest), the exact command, the
-settings, the validation and test metrics, the time it took and the model's size. The three
-classifiers (PointNet, PointNet++, DGCNN) learn ModelNet10 with one recipe from the data folder:
-the real data set if `<data folder>/ModelNet10` exists, otherwise the procedural stand-in
-(generated if missing). The U-Net and the point filter learn from the mixed simulated scans:
-bins, boards and fruit, each scan with its own scanner (made if missing). The PU-Net upsampler
-learns from patches of the true surfaces of bins, boards and fruit, at the point density of the
-default 640x480 scanner's scans (made if missing). YOVO learns to turn one image of a procedural
-ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing). This
-script reads the
-mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in fast mode the default output is
-`<data folder>/weights_fast`, so a quick trial never replaces the shipped weights.
+Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` (the neighbour filter:
+`<name>.npz`, its network in NumPy) and its model card `<name>.json` beside it
+(`pcfilter_lib.io.model_cards.ModelCard`): the data it was trained on (generator, version, seed and
+the sha256 of the data set's manifest), the exact command, the settings, the validation and test
+metrics, the time it took and the model's size. The three classifiers (PointNet, PointNet++, DGCNN)
+learn ModelNet10 with one recipe from the data folder: the real data set if `<data
+folder>/ModelNet10` exists, otherwise the procedural stand-in (generated if missing). The U-Net and
+the point filter learn from the mixed simulated scans: bins, boards and fruit, each scan with its own
+scanner (made if missing); the neighbour filter from those and a second mixed set at 320x240. The
+PU-Net upsampler learns from patches of the true surfaces of bins, boards and fruit, at the point
+density of the default 640x480 scanner's scans (made if missing). YOVO learns to turn one image of a
+procedural ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing).
+This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
+fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
+shipped weights.
 """
 
 from __future__ import annotations
@@ -36,14 +38,21 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS
 
-TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet, pointnet2, dgcnn, unet, pointfilter, punet, yovo
+TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet, pointnet2, dgcnn, unet, pointfilter, punet, yovo, neighbourfilter
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
     """Run the recipe of ``target`` at the size the mode asks for; return its model card. ``channels``
     picks the U-Net's input channel set (its recipe's own by default)."""
     # The recipes import Keras: only after runtime.setup has muted TensorFlow's start-up logs.
-    from pcfilter_lib.recipes import classifiers, image_to_voxels, point_filter, unet_filter, upsampling
+    from pcfilter_lib.recipes import (
+        classifiers,
+        image_to_voxels,
+        neighbour_filter,
+        point_filter,
+        unet_filter,
+        upsampling,
+    )
 
     if target in classifiers.ARCHITECTURES:
         settings = config.choose(full=classifiers.FULL, fast=classifiers.FAST)[target]
@@ -55,6 +64,9 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
     if target == "yovo":
         settings = config.choose(full=image_to_voxels.FULL, fast=image_to_voxels.FAST)
         return image_to_voxels.train_reference_yovo(out, config.data_dir(), settings, seed=seed)
+    if target == "neighbourfilter":
+        settings = config.choose(full=neighbour_filter.FULL, fast=neighbour_filter.FAST)
+        return neighbour_filter.train_reference_neighbour_filter(out, config.data_dir(), settings, seed=seed)
     if target == "punet":
         settings = config.choose(full=upsampling.FULL, fast=upsampling.FAST)
         return upsampling.train_reference_upsampler(out, config.data_dir(), settings, seed=seed)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours
+from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours, nearest_neighbours_float32
 
 
 def brute_force(points, queries, k):
@@ -51,3 +51,37 @@ def test_bad_input_gets_a_one_line_reason():
         nearest_neighbours(np.r_[points, [[np.nan, 0, 0]]], 2)
     with pytest.raises(ValueError, match="empty"):
         NeighbourIndex(np.zeros((0, 3)))
+
+
+def test_the_float32_search_finds_what_brute_force_finds():
+    rng = np.random.default_rng(3)
+    points = (rng.normal(size=(400, 3)) * [10, 1, 0.1]).astype(np.float32)
+    indices, distances = nearest_neighbours_float32(points, 13)
+    expected, expected_distances = brute_force(points.astype(np.float64), points.astype(np.float64), 13)
+    assert indices.dtype == np.uint32 and distances.dtype == np.float32 and indices.shape == (400, 13)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(400))
+    # each neighbour lies at the distance reported (neighbours nearly as far may come in either order)
+    true = np.linalg.norm(points[indices].astype(np.float64) - points[:, None], axis=-1)
+    np.testing.assert_allclose(true, distances, rtol=1e-5, atol=1e-5)
+    assert (indices == expected).mean() > 0.99
+    queries = rng.uniform(-3, 3, size=(50, 3))
+    found, found_distances = nearest_neighbours_float32(points, 1, queries)
+    nearest, nearest_distances = brute_force(points.astype(np.float64), queries, 1)
+    assert found.shape == (50, 1)
+    np.testing.assert_array_equal(found, nearest)
+    np.testing.assert_allclose(found_distances, nearest_distances, rtol=1e-5)
+
+
+def test_the_float32_search_refuses_bad_input_in_one_line():
+    points = np.random.default_rng(4).uniform(size=(10, 3))
+    with pytest.raises(ValueError, match="k must lie in"):
+        nearest_neighbours_float32(points, 11)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        nearest_neighbours_float32(points[:, :2], 2)
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        nearest_neighbours_float32(np.r_[points, [[1e39, 0, 0]]], 2)
+    with pytest.raises(ValueError, match="NaN"):
+        nearest_neighbours_float32(points, 2, queries=[[np.nan, 0, 0]])
+    with pytest.raises(ValueError, match="k must lie in"):
+        nearest_neighbours_float32(np.zeros((0, 3)), 1)

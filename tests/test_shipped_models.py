@@ -55,7 +55,7 @@ def _run(script: str) -> str:
 
 def test_every_shipped_file_loads_after_importing_the_models_package_alone():
     files = sorted(WEIGHTS.glob("*.keras"))
-    assert {f.name for f in files} == set(SHIPPED_TARGETS)
+    assert {f.name for f in files} == {name for name in SHIPPED_TARGETS if name.endswith(".keras")}
     script = ("import sys, keras\n"
               "import pcfilter_lib.models\n"
               "for path in sys.argv[1:]:\n"

@@ -1,5 +1,5 @@
-"""Artefact filters: the U-Net for organised scans, the point filter for any cloud and the classical
-baselines, all behind the ``base.Filter`` interface; their evaluation and threshold choice.
+"""Artefact filters: the U-Net for organised scans, the point and neighbour filters for any cloud and
+the classical baselines, all behind the ``base.Filter`` interface; their evaluation and threshold choice.
 
 The names below are the stage's public face, so that a notebook can write ``filters.unet_filter()``.
 They are loaded when first used, not when the package is imported: most filters import Keras, and
@@ -12,11 +12,13 @@ from pathlib import Path
 
 # Each public name and the module of this stage that defines it.
 _PUBLIC = {
-    "Filter": "base", "check_threshold": "base",
+    "CloudFilter": "base", "Filter": "base", "check_threshold": "base",
     "BaselineFilter": "baselines", "baseline_filter": "baselines", "tuned_params": "baselines",
     "evaluate_all": "evaluation", "evaluate_filter": "evaluation", "iter_scans": "evaluation",
     "tune_baselines": "evaluation",
     "load_filter": "load",
+    "SHIPPED_NEIGHBOUR_MODEL": "neighbours", "DenseNetwork": "neighbours", "NeighbourFilter": "neighbours",
+    "neighbour_filter": "neighbours",
     "SHIPPED_POINT_MODEL": "points", "PointFilter": "points", "point_filter": "points",
     "choose_threshold": "thresholds",
     "SHIPPED_MODEL": "unet", "UNetFilter": "unet", "predict_keep": "unet", "unet_filter": "unet",

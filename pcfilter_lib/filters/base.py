@@ -73,3 +73,39 @@ def check_threshold(threshold: float) -> float:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"the decision threshold must lie strictly between 0 and 1, got {threshold}")
     return threshold
+
+
+class CloudFilter:
+    """The ``Filter`` methods of a filter that judges points alone, whatever grid they came on.
+
+    A subclass gives ``keep_probability_points`` ((N, 3) points -> (N,) P(keep)) and a ``threshold``;
+    this class applies them to the measured points of scan-like dicts (``io.scan``, ``io.organised``),
+    ignoring the grid.
+    """
+
+    threshold: float
+
+    def keep_probability_points(self, points) -> np.ndarray:
+        """(N,) float32 P(keep) of each point of an (N, 3) cloud."""
+        raise NotImplementedError
+
+    def keep_probability(self, scan: Mapping) -> np.ndarray:
+        """P(keep) on the scan's grid (H, W); 0 where there is no point."""
+        valid = np.asarray(scan["valid"], bool)
+        prob = np.zeros(valid.shape, np.float32)
+        prob[valid] = self.keep_probability_points(np.asarray(scan["xyz"])[valid])
+        return prob
+
+    def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
+        """``keep_probability`` of each scan."""
+        return [self.keep_probability(scan) for scan in scans]
+
+    def keep_mask(self, scan: Mapping) -> np.ndarray:
+        """(H, W) bool: True where the scan has a point and the filter keeps it."""
+        valid = np.asarray(scan["valid"], bool)
+        return (self.keep_probability(scan) >= self.threshold) & valid
+
+    def __call__(self, scan: Mapping) -> np.ndarray:
+        """The same as ``keep_mask``."""
+        return self.keep_mask(scan)
+

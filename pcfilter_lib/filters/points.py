@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from pcfilter_lib.filters.base import check_threshold
+from pcfilter_lib.filters.base import CloudFilter, check_threshold
 from pcfilter_lib.geometry.point_features import (
     FEATURE_SETS,
     NEIGHBOURS,
@@ -64,7 +63,7 @@ THRESHOLD_RULES = ("card", "balanced", "given")
 
 
 @dataclass
-class PointFilter:
+class PointFilter(CloudFilter):
     """A trained point filter: the Keras model, its decision threshold and the settings it was trained with.
 
     ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
@@ -131,23 +130,6 @@ class PointFilter:
         prob[finite] = self.hood_probability(hood, cover.patches, cover.held)
         return prob
 
-    def keep_probability(self, scan: Mapping) -> np.ndarray:
-        """P(keep) on the scan's grid (H, W); 0 where there is no point."""
-        valid = np.asarray(scan["valid"], bool)
-        prob = np.zeros(valid.shape, np.float32)
-        prob[valid] = self.keep_probability_points(np.asarray(scan["xyz"])[valid])
-        return prob
-
-    def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
-        """``keep_probability`` of each scan."""
-        return [self.keep_probability(scan) for scan in scans]
-
-    def keep_mask(self, scan: Mapping) -> np.ndarray:
-        """(H, W) bool: True where the scan has a point and the filter keeps it."""
-        valid = np.asarray(scan["valid"], bool)
-        return (self.keep_probability(scan) >= self.threshold) & valid
-
-    __call__ = keep_mask
 
 
 # The patches the filter reads (``cover_patches``): in round r every point that no patch holds yet becomes

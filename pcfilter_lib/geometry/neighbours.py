@@ -11,11 +11,18 @@ that busy machine) varied more than they differed.
 Open3D stays because the filter's features, spacing and decisions were made with its distances:
 ``cKDTree``'s differ in the last bits and would change them. The build is under a tenth of the
 time; the query grows with k.
+
+``nearest_neighbours_float32`` is the search of the neighbour filter (``filters.neighbour_filter``),
+whose features are float32 anyway: pykdtree's KD-tree on float32 coordinates, queried on every core
+with OpenMP. On a 1.09-million-point cloud of four scans it built in 0.05 s and answered k = 13 in
+1.1-1.3 s, where Open3D's float64 search took about twice as long and SciPy's ``cKDTree`` with two
+workers about four times.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from pykdtree.kdtree import KDTree
 
 
 class NeighbourIndex:
@@ -93,11 +100,43 @@ def nearest_neighbours(points, k: int, queries=None) -> tuple[np.ndarray, np.nda
     return index.query(index.points if queries is None else queries, k)
 
 
-def _coordinates(points, name: str) -> np.ndarray:
-    """``points`` as a C-contiguous, finite (N, 3) float64 array, or a one-line ValueError."""
-    points = np.ascontiguousarray(points, dtype=np.float64)
+def nearest_neighbours_float32(points, k: int, queries=None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest points of a cloud to each of its own points (or to each query point), in float32.
+
+    The same answer as ``nearest_neighbours`` up to float32 rounding: distances and the order of
+    neighbours at nearly equal distances may differ in the last bits. Float32 keeps about seven
+    digits, so centre a cloud that lies far from the origin first (a cloud a thousand spacings from
+    its centre keeps its offsets to a ten-thousandth of a spacing).
+
+    Args:
+        points: (N, 3) finite coordinates in any unit, N >= 1.
+        k: neighbours per point, 1 <= k <= N.
+        queries: (M, 3) points to find neighbours of, or None for the cloud's own points (each then
+            usually finds itself first, at distance 0).
+
+    Returns:
+        ``(indices, distances)``: (N, k) or (M, k) uint32 indices into ``points`` (half the memory
+        of int64) and float32 distances, ascending, in the points' unit.
+
+    Raises:
+        ValueError: for arrays that are not (N, 3), coordinates that are not finite in float32, or a
+            ``k`` out of range.
+    """
+    points = _coordinates(points, "points", np.float32)
+    if not 1 <= k <= len(points):
+        raise ValueError(f"cannot find {k} nearest of {len(points)} points: k must lie in [1, {len(points)}]")
+    queries = points if queries is None else _coordinates(queries, "queries", np.float32)
+    distances, indices = KDTree(points).query(queries, k)
+    return indices.reshape(len(queries), k), distances.reshape(len(queries), k)
+
+
+def _coordinates(points, name: str, dtype=np.float64) -> np.ndarray:
+    """``points`` as a C-contiguous, finite (N, 3) array of ``dtype``, or a one-line ValueError."""
+    with np.errstate(over="ignore"):  # a coordinate beyond float32's range becomes infinite, reported below
+        points = np.ascontiguousarray(points, dtype=dtype)
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"{name} must be an (N, 3) array of coordinates, got shape {points.shape}")
     if not np.isfinite(points).all():
-        raise ValueError(f"{name} hold NaN or infinite coordinates; drop those points first")
+        beyond = f" or beyond {np.dtype(dtype).name}'s range" if dtype != np.float64 else ""
+        raise ValueError(f"{name} hold NaN or infinite coordinates{beyond}; drop those points first")
     return points

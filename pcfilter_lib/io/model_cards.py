@@ -1,10 +1,10 @@
 """Model files and their model cards.
 
-Every shipped ``.keras`` file has a card beside it (``name.keras`` -> ``name.json``) with the same
-fields for every model: where its data came from, the command and settings that trained it, its
-metrics on validation and test data, how long training took and how large the model is. Whatever
-belongs to one recipe only (a loss comparison, a feature ablation, tuned baselines) goes in
-``details``.
+Every shipped model file (``.keras``, or ``.npz`` for a network run in NumPy) has a card beside it
+(``name.keras`` -> ``name.json``) with the same fields for every model: where its data came from, the
+command and settings that trained it, its metrics on validation and test data, how long training took
+and how large the model is. Whatever belongs to one recipe only (a loss comparison, a feature
+ablation, tuned baselines) goes in ``details``.
 
 ``check_model_file`` reports a missing model file, naming the command that retrains a shipped one,
 before Keras starts; ``models.saved.load_saved_model`` loads the file.
@@ -28,7 +28,7 @@ SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
 SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet10.keras": "pointnet2",
                    "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
                    "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
-                   "yovo_modelnet10.keras": "yovo"}
+                   "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter"}
 
 
 @dataclass

@@ -53,6 +53,9 @@ SCANS_MIXED_FULL = ScanSet("scans_mixed", 150, 640, 480, seed=1, families=MIXED,
 SCANS_MIXED_FAST = ScanSet("scans_mixed_fast", 24, 160, 120, seed=1, families=MIXED, randomise=True)
 # The same draws continued to 400 scans (the first 150 are those above): the U-Net's data.
 SCANS_MIXED_LARGE = ScanSet("scans_mixed_400", 400, 640, 480, seed=1, families=MIXED, randomise=True)
+# The same mix at a quarter of the pixels, from another seed: the neighbour filter learns from both sizes.
+SCANS_MIXED_SMALL = ScanSet("scans_mixed_320", 100, 320, 240, seed=4, families=MIXED, randomise=True)
+SCANS_MIXED_SMALL_FAST = ScanSet("scans_mixed_small_fast", 12, 80, 60, seed=4, families=MIXED, randomise=True)
 
 
 def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, progress: bool = True) -> Path:

@@ -1,0 +1,224 @@
+"""The neighbour filter: its fast statistics against the point filter's definitions, the NumPy network
+against Keras, no TensorFlow at run time, invariance to units and placement, bad input, the recipe
+end to end, and the shipped weights."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from pcfilter_lib import runtime
+
+runtime.setup(seed=0)
+
+from pcfilter_lib import filters
+from pcfilter_lib.filters.neighbours import SHIPPED_NEIGHBOUR_MODEL, DenseNetwork, NeighbourFilter, neighbour_filter
+from pcfilter_lib.geometry import neighbour_statistics, point_features
+from pcfilter_lib.io import model_cards
+from pcfilter_lib.io.clouds import cloud_scan, scan_cloud
+from pcfilter_lib.recipes import neighbour_filter as recipe
+from pcfilter_lib.recipes.common import MIXED, ScanSet
+from pcfilter_lib.simulate.dataset import make_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_weights = pytest.mark.skipif(not SHIPPED_NEIGHBOUR_MODEL.is_file(),
+                                   reason="pcfilter_lib/weights/neighbour_filter.npz is missing; train it with "
+                                          "data_scripts/train_reference_models.py --target neighbourfilter")
+
+
+def surface_with_specks(n=3000, specks=40, seed=0):
+    """A wavy sheet sampled at random, with a few points floating in front of it (label 0)."""
+    rng = np.random.default_rng(seed)
+    uv = rng.random((n, 2))
+    sheet = np.c_[uv, 0.05 * np.sin(6 * uv[:, 0])]
+    floating = np.c_[rng.random((specks, 2)), 0.05 + 0.1 * rng.random(specks)]
+    return np.r_[sheet, floating], np.r_[np.ones(n, np.uint8), np.zeros(specks, np.uint8)]
+
+
+def moved(points, scale=1.0, seed=1):
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    return scale * points @ rotation.T + np.array([12.0, -3.0, 40.0]) * scale
+
+
+def random_filter(seed=0, threshold=0.5) -> NeighbourFilter:
+    """A neighbour filter with an untrained network (for tests that need no trained weights)."""
+    rng = np.random.default_rng(seed)
+    widths = (len(neighbour_statistics.FEATURES), 8, 1)
+    network = DenseNetwork(rng.normal(size=widths[0]), rng.uniform(0.5, 2, widths[0]),
+                           [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:])],
+                           [rng.normal(size=b) * 0.1 for b in widths[1:]])
+    return NeighbourFilter(network, threshold=threshold)
+
+
+@pytest.fixture(scope="module")
+def scan_clouds():
+    """Two small simulated scans (160x120, drawn scanners) as labelled clouds."""
+    scans = [make_scan(2024, i, ScannerConfig(width=160, height=120), families=dict(MIXED), randomise=True)
+             for i in range(2)]
+    return [scan_cloud(scan) for scan in scans]
+
+
+def test_the_fast_statistics_are_the_point_filters_on_the_same_neighbours():
+    points, label = surface_with_specks()
+    features, searched = neighbour_statistics.neighbour_features(points * 3.7 + 100)
+    assert features.shape == (len(points), 24) and features.dtype == np.float32 and searched.all()
+    assert neighbour_statistics.FEATURES == point_features.STATISTICS
+    statistics = neighbour_statistics.neighbour_statistics(points, threads=1, chunk=500)  # many blocks, one thread
+    np.testing.assert_allclose(statistics.map(lambda f: f, chunk=700), features, atol=1e-4)
+    indices = statistics.indices[:, 1:].astype(np.int64)
+    centred = points - np.median(points, axis=0)
+    distances = np.linalg.norm(centred[indices] - centred[:, None], axis=-1)
+    spacing = statistics.spacing
+    hood = point_features.Neighbourhoods(centred / spacing, spacing, None, distances / spacing, indices)
+    expected = point_features.local_statistics(hood)
+    plane = [point_features.STATISTICS.index(n) for n in ("plane_distance", "around_plane_distance")]
+    others = np.setdiff1d(np.arange(24), plane)
+    np.testing.assert_allclose(features[:, others], expected[:, others], atol=2e-4)
+    # the normal of a nearly linear neighbourhood is ill-defined in float32: compare the plane distance in bulk
+    assert np.quantile(np.abs(features[:, plane] - expected[:, plane]), 0.99) < 1e-3
+    within = features[:, point_features.STATISTICS.index("within_2s")]
+    assert within[label == 1].mean() > 3 * within[label == 0].mean()
+
+
+def test_the_features_ignore_units_and_placement():
+    points, _ = surface_with_specks()
+    reference, _ = neighbour_statistics.neighbour_features(points)
+    for other in (points * 1000, moved(points), moved(points, scale=1e-3, seed=5)):
+        features, _ = neighbour_statistics.neighbour_features(other)
+        np.testing.assert_allclose(features, reference, atol=2e-3)
+
+
+def test_far_points_are_capped_or_never_searched():
+    points, _ = surface_with_specks()
+    far = np.r_[points, [[1e6, 0, 0], [1e30, -1e30, 0]]]
+    statistics = neighbour_statistics.neighbour_statistics(far)
+    assert statistics.searched.tolist() == [True] * (len(points) + 1) + [False]
+    features = statistics.map(lambda f: f)
+    lengths = [point_features.STATISTICS.index(n) for n in ("nearest", "kth", "mean_distance", "spread")]
+    assert np.isfinite(features).all()
+    np.testing.assert_allclose(features[-1, lengths[:3]], np.log1p(neighbour_statistics.CAP), rtol=1e-6)
+    prob = random_filter().keep_probability_points(far)
+    assert prob[-1] == 0 and np.isfinite(prob).all()
+
+
+def test_the_numpy_network_gives_the_keras_models_probabilities(scan_clouds):
+    cloud = scan_clouds[0]
+    features, labels = recipe.cloud_samples(cloud, 10**9, np.random.default_rng(0))
+    settings = recipe.NeighbourFilterRecipe((), samples_per_cloud=0, epochs=2, batch_size=256)
+    run = recipe.train_neighbour_filter(features, labels, scan_clouds[1:], settings)
+    keras_prob = np.asarray(run.model.predict(features, batch_size=4096, verbose=0))[:, 0]
+    assert keras_prob.std() > 0.01  # trained, not constant
+    np.testing.assert_allclose(run.filter.network(features), keras_prob, atol=1e-4)
+    valid = cloud["valid"][0]
+    np.testing.assert_allclose(run.filter.keep_probability_points(cloud["xyz"][0][valid]), keras_prob, atol=1e-4)
+    assert 0 < run.threshold < 1 and run.filter.threshold == run.threshold
+    assert run.model.name == "neighbour_filter" and run.settings["loss"]["name"] == "focal"
+
+
+def test_a_saved_filter_loads_with_the_same_network_and_settings(tmp_path):
+    saved = random_filter(threshold=0.37)
+    path = saved.save(tmp_path / "nf.npz")
+    loaded = neighbour_filter(path)
+    assert (loaded.threshold, loaded.neighbours, loaded.name) == (0.37, neighbour_statistics.NEIGHBOURS, "nf")
+    assert neighbour_filter(path, threshold=0.6).threshold == 0.6
+    points, _ = surface_with_specks()
+    np.testing.assert_array_equal(loaded.keep_probability_points(points), saved.keep_probability_points(points))
+    assert isinstance(loaded, filters.NeighbourFilter) and isinstance(loaded, filters.Filter)
+
+
+def test_running_the_filter_imports_neither_tensorflow_nor_keras(tmp_path):
+    path = SHIPPED_NEIGHBOUR_MODEL if SHIPPED_NEIGHBOUR_MODEL.is_file() else random_filter().save(tmp_path / "nf.npz")
+    script = (
+        "import sys\nimport numpy as np\n"
+        "from pcfilter_lib import filters\n"
+        f"f = filters.neighbour_filter({str(path)!r})\n"
+        "xyz = np.random.default_rng(0).random((2000, 3))\n"
+        "scan = {'xyz': xyz[None], 'valid': np.ones((1, 2000), bool)}\n"
+        "assert f.keep_mask(scan).shape == (1, 2000)\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'jax', 'torch'})\n"
+        "print('loaded:', loaded)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "loaded: []"
+
+
+def test_bad_input_gets_a_one_line_reason(tmp_path):
+    nf = random_filter()
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        nf.keep_probability_points(np.zeros((10, 2)))
+    for n in (1, 3):
+        with pytest.raises(ValueError, match=f"holds {n} point.*at least {point_features.MIN_POINTS}"):
+            nf.keep_probability_points(np.random.default_rng(0).random((n, 3)))
+    with pytest.raises(ValueError, match="with finite coordinates: there are no points"):
+        nf.keep_probability_points(np.full((5, 3), np.nan))
+    with pytest.raises(ValueError, match="coincides"):
+        nf.keep_probability_points(np.ones((10, 3)))
+    with_nan = np.r_[surface_with_specks()[0], [[np.nan, 0, 0], [0, np.inf, 0]]]
+    prob = nf.keep_probability_points(with_nan)
+    assert prob.shape == (len(with_nan),) and (prob[-2:] == 0).all() and (prob[:-2] > 0).all()
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        NeighbourFilter(nf.network, threshold=1.0)
+    with pytest.raises(ValueError, match="reads 3 features"):
+        NeighbourFilter(DenseNetwork(np.zeros(3), np.ones(3), [np.ones((3, 1))], [np.zeros(1)]))
+    with pytest.raises(ValueError, match="layer 1 of the network"):
+        DenseNetwork(np.zeros(3), np.ones(3), [np.ones((3, 4)), np.ones((5, 1))], [np.zeros(4), np.zeros(1)])
+    with pytest.raises(ValueError, match="positive scales"):
+        DenseNetwork(np.zeros(3), np.zeros(3), [np.ones((3, 1))], [np.zeros(1)])
+    with pytest.raises(FileNotFoundError, match="check the path"):
+        neighbour_filter(tmp_path / "missing.npz")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="is not a neighbour filter"):
+        neighbour_filter(tmp_path / "bad.npz")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not a neighbour filter file of this version"):
+        neighbour_filter(tmp_path / "other.npz")
+
+
+def test_the_recipe_runs_end_to_end_in_fast_mode(tmp_path):
+    tiny = recipe.NeighbourFilterRecipe(
+        (ScanSet("tiny_a", 10, 80, 60, seed=7, families=MIXED, randomise=True),
+         ScanSet("tiny_b", 10, 64, 48, seed=8, families=MIXED, randomise=True)), samples_per_cloud=300, epochs=1)
+    card = recipe.train_reference_neighbour_filter(tmp_path / "out", tmp_path / "data", tiny, progress=False)
+    path = tmp_path / "out" / card.model
+    assert card.model == "neighbour_filter.npz" and card.target == "neighbourfilter" and path.is_file()
+    assert card.file_bytes == path.stat().st_size and 0 < card.threshold < 1
+    assert [s["folder"] for s in card.data["sets"]] == ["tiny_a", "tiny_b"]
+    assert card.data["sets"][0]["scans"] == {"train": 8, "val": 1, "test": 1}
+    assert set(card.details["sets"]["tiny_b"]) == {"1.0", "0.5", "0.25"}
+    assert 0 <= card.test["mean_iou"] <= 1 and card.training_seconds > 0 and len(card.history["loss"]) == 1
+    assert neighbour_filter(path).threshold == card.threshold
+    card.write(path.with_suffix(".json"))
+    assert model_cards.read_model_card(path).details["threshold_sweep"]["threshold"][0] == 0.02
+
+
+@needs_weights
+def test_the_shipped_filter_records_how_it_was_made():
+    card = model_cards.read_model_card(SHIPPED_NEIGHBOUR_MODEL)
+    from pcfilter_lib.simulate.dataset import VERSION
+
+    assert all(s["version"] == VERSION for s in card.data["sets"]), "retrain: the simulator has changed since"
+    assert card.command.startswith("python data_scripts/train_reference_models.py --target neighbourfilter")
+    assert card.file_bytes == SHIPPED_NEIGHBOUR_MODEL.stat().st_size < 100_000
+    assert neighbour_filter().threshold == card.threshold and card.settings["features"] == list(
+        neighbour_statistics.FEATURES)
+    assert card.test["mean_iou"] > 0.9 and card.training_seconds < 30 * 60
+
+
+@needs_weights
+def test_the_shipped_filter_ignores_units_and_placement(scan_clouds):
+    nf = neighbour_filter()
+    cloud = scan_clouds[1]
+    points, label = cloud["xyz"][0].astype(np.float64), cloud["label"]
+    reference = nf.keep_probability_points(points)
+    for other in (points * 1000, moved(points), moved(points, 1e-3, seed=5)):
+        prob = nf.keep_probability_points(other)
+        assert np.abs(prob - reference).max() < 0.02
+        assert ((prob >= nf.threshold) == (reference >= nf.threshold)).mean() > 0.999
+    far = nf.keep_probability_points(np.r_[points, [[1e3, 0, 0], [1e30, 0, 0]]])
+    assert (far[-2:] < nf.threshold).all()
+    result = filters.evaluate_filter(nf, [cloud_scan(points, label[0])])
+    assert result["recall"] > 0.98
