@@ -1,7 +1,7 @@
 """How the filters do on real labelled scans: the point filter against SOR and ROR.
 
 For every PointCleanNet pair in ``--data`` (``name.xyz`` + ``name.outliers``, 1 = outlier) it prints,
-per scan and as the mean over scans, balanced accuracy, mean IoU (``nn.metrics.confusion_metrics``,
+per scan and as the mean over scans, balanced accuracy, mean IoU (``nn.scores.confusion_metrics``,
 label 1 = keep), keep-recall, outlier recall and, for the point filter, the ROC AUC of its score
 (how well it ranks, whatever the threshold) for:
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pcfilter_lib.labels import NO_POINT
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import metrics, scores
 
 # The confusion matrix of the original project's slides and the values derived from it.
 SLIDES = dict(tp=18508, fn=53, fp=112, tn=166)
@@ -16,30 +16,30 @@ SLIDES_VALUES = dict(accuracy=0.991, recall=0.997, precision=0.994, tnr=0.597, b
 
 
 def test_reproduces_the_slides_to_three_decimals():
-    values = metrics.confusion_metrics(**SLIDES)
-    assert set(values) == set(metrics.NAMES)
+    values = scores.confusion_metrics(**SLIDES)
+    assert set(values) == set(scores.NAMES)
     for name, expected in SLIDES_VALUES.items():
         assert round(values[name], 3) == expected, name
 
 
 @given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 def test_never_nan_and_within_zero_and_one(tp, fn, fp, tn):
-    values = metrics.confusion_metrics(tp, fn, fp, tn)
+    values = scores.confusion_metrics(tp, fn, fp, tn)
     assert all(0.0 <= v <= 1.0 for v in values.values()), values
 
 
 def test_degenerate_cases_are_defined():
-    empty = metrics.confusion_metrics(0, 0, 0, 0)
+    empty = scores.confusion_metrics(0, 0, 0, 0)
     assert empty["mean_iou"] == 1.0 and empty["false_omission_rate"] == 0.0
-    no_artefacts = metrics.confusion_metrics(tp=90, fn=10, fp=0, tn=0)
+    no_artefacts = scores.confusion_metrics(tp=90, fn=10, fp=0, tn=0)
     assert no_artefacts["balanced_accuracy"] == pytest.approx(0.9)  # the recall alone, not (0.9 + 1) / 2
     assert no_artefacts["tnr"] == 1.0
     # The 10 pixels wrongly removed make the artefact class appear in the prediction: its IoU is 0.
     assert no_artefacts["mean_iou"] == pytest.approx((0.9 + 0.0) / 2)
-    perfect_without_artefacts = metrics.confusion_metrics(tp=100, fn=0, fp=0, tn=0)
+    perfect_without_artefacts = scores.confusion_metrics(tp=100, fn=0, fp=0, tn=0)
     assert perfect_without_artefacts["mean_iou"] == 1.0 and perfect_without_artefacts["balanced_accuracy"] == 1.0
     with pytest.raises(ValueError, match="non-negative"):
-        metrics.confusion_metrics(-1, 0, 0, 0)
+        scores.confusion_metrics(-1, 0, 0, 0)
 
 
 def data(seed=0, n=10):
@@ -50,10 +50,10 @@ def data(seed=0, n=10):
     return y, p, w
 
 
-@pytest.mark.parametrize("name", metrics.NAMES)
+@pytest.mark.parametrize("name", scores.NAMES)
 def test_streaming_equals_one_shot_whatever_the_batching(name):
     y, p, w = data()
-    expected = metrics.evaluate_masks(y, p, w > 0)[name]
+    expected = scores.evaluate_masks(y, p, w > 0)[name]
     for batch in (1, 3, 10):
         metric = metrics.ConfusionMetric(name)
         for start in range(0, len(y), batch):
@@ -68,7 +68,7 @@ def test_streaming_metric_in_fit_and_evaluate_respects_masks(tmp_path):
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
     model.compile("adam", loss="binary_crossentropy", weighted_metrics=metrics.segmentation_metrics(0.4))
     result = model.evaluate(p, y[..., None], sample_weight=w, batch_size=3, verbose=0, return_dict=True)
-    expected = metrics.evaluate_masks(y, model.predict(p, verbose=0), w > 0, threshold=0.4)
+    expected = scores.evaluate_masks(y, model.predict(p, verbose=0), w > 0, threshold=0.4)
     assert result["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
     model.save(tmp_path / "m.keras")
     keras.models.load_model(tmp_path / "m.keras")
@@ -77,33 +77,33 @@ def test_streaming_metric_in_fit_and_evaluate_respects_masks(tmp_path):
 def test_labels_other_than_0_and_1_are_ignored():
     y, p, w = data(2)
     as_scan = np.where(w > 0, y, NO_POINT)
-    assert metrics.confusion_counts(as_scan, p) == metrics.confusion_counts(y, p, w > 0)
+    assert scores.confusion_counts(as_scan, p) == scores.confusion_counts(y, p, w > 0)
     metric = metrics.ConfusionMetric("f1")
     metric.update_state(as_scan, p)
-    assert float(metric.result()) == pytest.approx(metrics.evaluate_masks(y, p, w > 0)["f1"], abs=1e-6)
+    assert float(metric.result()) == pytest.approx(scores.evaluate_masks(y, p, w > 0)["f1"], abs=1e-6)
 
 
 def test_sweep_agrees_with_single_evaluations_and_picks_the_best():
     y, p, w = data(3)
-    sweep = metrics.threshold_sweep(y, p, w > 0)
+    sweep = scores.threshold_sweep(y, p, w > 0)
     assert len(sweep["threshold"]) == 19
     for i in (0, 6, 18):
-        single = metrics.evaluate_masks(y, p, w > 0, threshold=sweep["threshold"][i])
+        single = scores.evaluate_masks(y, p, w > 0, threshold=sweep["threshold"][i])
         for name in ("tp", "fn", "fp", "tn", "mean_iou", "f1"):
             assert sweep[name][i] == pytest.approx(single[name])
-    best = metrics.best_threshold(sweep, "mean_iou")
+    best = scores.best_threshold(sweep, "mean_iou")
     assert sweep["mean_iou"][list(sweep["threshold"]).index(best)] == sweep["mean_iou"].max()
-    limited = metrics.best_threshold(sweep, "mean_iou", low=0.2, high=0.5)
+    limited = scores.best_threshold(sweep, "mean_iou", low=0.2, high=0.5)
     assert 0.2 <= limited <= 0.5
     with pytest.raises(ValueError, match="no threshold"):
-        metrics.best_threshold(sweep, low=2.0, high=3.0)
+        scores.best_threshold(sweep, low=2.0, high=3.0)
     with pytest.raises(ValueError, match="metric must be one of"):
-        metrics.best_threshold(sweep, "iou")
+        scores.best_threshold(sweep, "iou")
 
 
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same shape"):
-        metrics.confusion_counts(np.ones((2, 3)), np.ones((3, 2)))
+        scores.confusion_counts(np.ones((2, 3)), np.ones((3, 2)))
 
 
 def test_voxel_iou_per_shape_scores_each_grid_on_its_own():
@@ -111,13 +111,13 @@ def test_voxel_iou_per_shape_scores_each_grid_on_its_own():
     truth = rng.random((4, 6, 6, 6)) < 0.3
     probability = rng.random((4, 6, 6, 6))
     truth[3], probability[3] = False, 0.0  # nothing to find and nothing found: a perfect score
-    per_shape = metrics.voxel_iou_per_shape(truth, probability, (0.3, 0.6))
+    per_shape = scores.voxel_iou_per_shape(truth, probability, (0.3, 0.6))
     assert per_shape.shape == (4, 2)
     for n in range(3):
-        expected = metrics.voxel_iou(truth[n], probability[n], (0.3, 0.6))
+        expected = scores.voxel_iou(truth[n], probability[n], (0.3, 0.6))
         np.testing.assert_allclose(per_shape[n], [expected[0.3], expected[0.6]])
     np.testing.assert_array_equal(per_shape[3], [1.0, 1.0])
-    np.testing.assert_array_equal(metrics.voxel_iou_per_shape(truth[..., None], probability[..., None]),
-                                  metrics.voxel_iou_per_shape(truth, probability))
+    np.testing.assert_array_equal(scores.voxel_iou_per_shape(truth[..., None], probability[..., None]),
+                                  scores.voxel_iou_per_shape(truth, probability))
     with pytest.raises(ValueError, match="same shape"):
-        metrics.voxel_iou_per_shape(truth, probability[:2])
+        scores.voxel_iou_per_shape(truth, probability[:2])

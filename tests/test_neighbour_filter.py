@@ -49,7 +49,7 @@ def random_filter(seed=0, threshold=0.5) -> NeighbourFilter:
     rng = np.random.default_rng(seed)
     widths = (len(neighbour_statistics.FEATURES), 8, 1)
     network = DenseNetwork(rng.normal(size=widths[0]), rng.uniform(0.5, 2, widths[0]),
-                           [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:])],
+                           [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:], strict=False)],
                            [rng.normal(size=b) * 0.1 for b in widths[1:]])
     return NeighbourFilter(network, threshold=threshold)
 

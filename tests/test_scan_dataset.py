@@ -118,7 +118,7 @@ def test_cli_simulate(tmp_path, capsys):
 # Loaders -------------------------------------------------------------------------------------
 
 def test_pydataset_batches(folder):
-    train = scans.split_files(folder, "train")
+    train = dataset.split_files(folder, "train")
     assert len(train) == 3
     sequence = scans.ScanSequence(train, batch_size=2, multiple=16)
     assert len(sequence) == 2
@@ -139,7 +139,7 @@ def test_pydataset_batches(folder):
 
 
 def test_augmentation_moves_inputs_targets_and_weights_together(folder):
-    train = scans.split_files(folder, "train")
+    train = dataset.split_files(folder, "train")
     plain = scans.ScanSequence(train, batch_size=1, multiple=16)
     augmented = scans.ScanSequence(train, batch_size=1, multiple=16, augment=True, seed=5)
     moves = set()
@@ -171,7 +171,7 @@ def test_a_keras_model_trains_on_both_pipelines(folder):
     from pcfilter_lib import runtime
 
     runtime.setup(seed=0)
-    train = scans.split_files(folder, "train")
+    train = dataset.split_files(folder, "train")
     inputs = keras.Input((None, None, 6))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
     model.compile(optimizer="adam", loss="binary_crossentropy")
@@ -187,7 +187,7 @@ def test_tf_data_gives_the_same_batches(folder):
     from pcfilter_lib import runtime
 
     runtime.setup(seed=0)
-    train = scans.split_files(folder, "train")
+    train = dataset.split_files(folder, "train")
     kwargs = dict(batch_size=2, multiple=16, augment=True, shuffle=True, seed=3)
     sequence = scans.ScanSequence(train, **kwargs)
     batches = list(scans.scan_dataset(train, epochs=2, **kwargs))
@@ -201,9 +201,9 @@ def test_tf_data_gives_the_same_batches(folder):
 
 def test_loader_errors(folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
-        scans.split_files(tmp_path, "train")
+        dataset.split_files(tmp_path, "train")
     with pytest.raises(ValueError, match="no finished scans in split 'holdout'"):
-        scans.split_files(folder, "holdout")
+        dataset.split_files(folder, "holdout")
     with pytest.raises(FileNotFoundError, match="scan files missing"):
         scans.ScanSequence([tmp_path / "nope.npz"])
     with pytest.raises(ValueError, match="at least one scan file"):

@@ -12,7 +12,7 @@ from pcfilter_lib.data.procedural_modelnet import make_shape
 from pcfilter_lib.geometry import voxels as vx
 from pcfilter_lib.geometry.views import render_depth_views
 from pcfilter_lib.io.off import format_off, read_off
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import scores
 from pcfilter_lib.simulate import objects
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "modelnet10"
@@ -213,7 +213,7 @@ def test_simulated_scans_of_an_object_carve_and_fuse(tmp_path):
     # carved, but most unmeasured surface voxels stay unknown.
     assert (ternary[surface & ~occupied] == vx.FREE).mean() < 0.25
     tsdf, weight = vx.fuse_tsdf(views, grid, truncation=2.0)
-    iou = metrics.voxel_iou(surface, vx.surface_probability(tsdf, weight), (0.2, 0.5))
+    iou = scores.voxel_iou(surface, vx.surface_probability(tsdf, weight), (0.2, 0.5))
     assert 0.2 < iou[0.5] <= 1
 
 
@@ -223,10 +223,10 @@ def test_voxel_iou_counts():
     probability = np.zeros((4, 4, 4), np.float32)
     probability[:3] = 0.3  # 48 voxels at 0.3, of which 32 true
     probability[0] = 0.6  # 16 at 0.6
-    iou = metrics.voxel_iou(truth, probability, (0.2, 0.5, 0.7))
+    iou = scores.voxel_iou(truth, probability, (0.2, 0.5, 0.7))
     assert iou == {0.2: pytest.approx(32 / 48), 0.5: pytest.approx(16 / 32), 0.7: 0.0}
     with pytest.raises(ValueError, match="same shape"):
-        metrics.voxel_iou(truth, probability[:2])
+        scores.voxel_iou(truth, probability[:2])
 
 
 def test_octree_levels_and_memory():

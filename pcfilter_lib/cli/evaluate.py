@@ -10,10 +10,12 @@ from pathlib import Path
 
 from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
-from pcfilter_lib.cli.inputs import make_filter
+from pcfilter_lib.cli.inputs import make_filter, needs_keras
 from pcfilter_lib.cli.options import check_model, check_threshold
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.files import read_manifest
+from pcfilter_lib.nn.scores import confusion_metrics
+from pcfilter_lib.simulate.dataset import split_files
 
 
 def _evaluation_data(args: argparse.Namespace):
@@ -27,9 +29,6 @@ def _evaluation_data(args: argparse.Namespace):
     if manifest is not None:
         if not any(name.startswith(f"{args.split}/") for name in manifest["files"]):
             raise ValueError(f"{folder} holds no {args.split} scans; choose another --split")
-        runtime.setup(seed=None)  # data.scans imports Keras
-        from pcfilter_lib.data.scans import split_files  # imports Keras: after runtime.setup
-
         files = split_files(folder, args.split)
         named = ({**scan, "name": file.name} for file, scan in zip(files, filters.iter_scans(files), strict=True))
         return f"{len(files)} {args.split} scans of {folder}", named, True
@@ -46,7 +45,6 @@ def _evaluation_data(args: argparse.Namespace):
 
 def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
     """Each file measured alone, its row printed at once; the pooled counts from the rows."""
-    from pcfilter_lib.nn.metrics import confusion_metrics  # imports Keras: after runtime.setup
 
     rows = []
     if not args.json:
@@ -92,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                          "clouds (use the point filter, or --method sor / ror)")
     if args.model == "unet" and not organised:
         raise ValueError("the U-Net filter needs organised scans; these are unorganised clouds")
-    runtime.setup(seed=None)
+    if needs_keras(args, organised):
+        runtime.setup(seed=None)  # keep TensorFlow's start-up logs off stderr
     scan_filter = make_filter(args, organised)
     if args.per_file:
         result = _evaluate_per_file(scan_filter, scans, args)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.folders import INPUT_SUFFIXES, folder_inputs, run_in_workers
-from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
+from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, needs_keras, read_filter_input
 from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
@@ -109,7 +109,8 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
     scan = read_filter_input(source)
     check_filter_fits(args, source, scan)
-    runtime.setup(seed=None)  # the filters import Keras; keep TensorFlow's start-up logs off stderr
+    if needs_keras(args, scan["organised"]):
+        runtime.setup(seed=None)  # keep TensorFlow's start-up logs off stderr
     scan_filter = make_filter(args, scan["organised"])
     valid = scan["valid"]
     n = int(valid.sum())
@@ -179,6 +180,8 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     through the in-memory path, which drops them and says so."""
     total, finite, far = _scan_stream(stream)
     if far:
+        return _filter_in_memory(args, source)
+    if not needs_keras(args, organised=False):
         return _filter_in_memory(args, source)
     runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)

@@ -30,7 +30,7 @@ def check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> Non
                          "unorganised cloud (use the point filter, or --method sor / ror)")
     if args.model == "unet" and not organised:
         raise ValueError("the U-Net filter needs an organised scan; this input is an unorganised cloud")
-    learned_unet = args.method is None and args.model != "points" and organised
+    learned_unet = args.method is None and args.model in (None, "unet") and organised
     if learned_unet and scan["intensity"] is None:
         raise ValueError(f"{source} has no intensity field, which the U-Net reads; add one, or use --model points "
                          "or --method")
@@ -39,11 +39,19 @@ def check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> Non
                          f"filter needs at least {MIN_POINTS} to compare each point with its neighbours")
 
 
+def needs_keras(args: argparse.Namespace, organised: bool) -> bool:
+    """Whether the filter asked for runs in Keras (call ``runtime.setup`` first) or without it: the
+    classical methods and the neighbour filter (shipped, or an ``.npz`` file) need no TensorFlow."""
+    if args.method or args.model == "neighbours":
+        return False
+    return not (args.model or "").lower().endswith(".npz")
+
+
 def make_filter(args: argparse.Namespace, organised: bool = True):
     """The filter asked for: ``--method`` (a baseline with its tuned parameters, lengths scaled to the
     input's point spacing) or ``--model`` (a file, or ``options.SHIPPED_NAMES`` for the shipped
     filters; by default the U-Net for organised input and the point filter for unorganised clouds),
-    with its model card's threshold unless ``--threshold``. Loads Keras: call it after
+    with its model card's threshold unless ``--threshold``. Where ``needs_keras``, call it after
     ``runtime.setup``."""
     if args.method:
         return filters.baseline_filter(args.method)
@@ -51,6 +59,8 @@ def make_filter(args: argparse.Namespace, organised: bool = True):
         return filters.point_filter(None, args.threshold)
     if args.model == "unet":
         return filters.unet_filter(None, args.threshold)
+    if not needs_keras(args, organised):
+        return filters.neighbour_filter(None if args.model == "neighbours" else args.model, args.threshold)
     scan_filter = filters.load_filter(args.model, args.threshold, organised)
     shape = (scan_filter.model.input_shape, scan_filter.model.output_shape)
     if len(shape[1]) != len(shape[0]) or shape[1][-1] != 1:

@@ -12,8 +12,8 @@ from pcfilter_lib.filters.methods import METHODS
 from pcfilter_lib.io.files import check_input_file
 from pcfilter_lib.io.model_cards import read_model_card
 
-SHIPPED_NAMES = ("unet", "points")  # --model names of the shipped U-Net and point filter
-MODEL_SUFFIXES = (".keras", ".h5")  # what keras.models.load_model reads
+SHIPPED_NAMES = ("unet", "points", "neighbours")  # --model names of the shipped U-Net, point and neighbour filters
+MODEL_SUFFIXES = (".keras", ".h5", ".npz")  # Keras files, and the neighbour filter's NumPy file
 MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl")  # what Open3D writes a triangle mesh as
 MAX_JOBS = 256  # --jobs: worker processes at once
 
@@ -22,7 +22,8 @@ def add_filter_choice(command: argparse.ArgumentParser) -> None:
     """``--model`` or ``--method``, and ``--threshold``: the filter of filter, reconstruct and evaluate."""
     choice = command.add_mutually_exclusive_group()
     choice.add_argument("--model", metavar="M",
-                        help="a filter .keras file, or 'unet' / 'points' for the shipped U-Net / point filter "
+                        help="a filter .keras (or neighbour filter .npz) file, or 'unet' / 'points' / 'neighbours' for "
+                        "the shipped U-Net / point filter / neighbour filter, which runs without TensorFlow "
                         "(default: the U-Net for scans and organised clouds, the point filter for others)")
     choice.add_argument("--method", choices=METHODS,
                         help="a classical filter instead, with the parameters tuned on validation scans (its "
@@ -58,7 +59,7 @@ def check_model(args: argparse.Namespace) -> None:
         return
     path = check_input_file(args.model, "--model")
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ValueError(f"--model {path} is not a Keras model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
+        raise ValueError(f"--model {path} is not a filter model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
                          f"model file or one of {', '.join(SHIPPED_NAMES)}")
     card = read_model_card(path)
     if card is not None and card.threshold is None:

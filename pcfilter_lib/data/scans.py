@@ -28,7 +28,6 @@ import keras
 import numpy as np
 
 from pcfilter_lib.geometry.pixel_neighbourhoods import STATISTICS, pixel_statistics
-from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import KEEP, NO_POINT
 
@@ -49,32 +48,6 @@ def channels_for(count: int) -> tuple[str, ...]:
     if count not in known:
         raise ValueError(f"a scan filter reads 5, 6 or {len(GEOMETRIC)} input channels, not {count}")
     return known[count]
-
-
-def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
-    """The scan files of one split of a dataset folder, as its manifest lists them.
-
-    Only files the manifest records are returned, so a half-written dataset never mixes in.
-
-    Args:
-        folder: a dataset made by ``simulate.dataset.write_dataset`` (``pcfilter simulate``).
-        split: "train", "val" or "test".
-
-    Returns:
-        The sorted paths of the split's ``.npz`` files.
-
-    Raises:
-        FileNotFoundError: the folder has no ``manifest.json``.
-        ValueError: the split holds no finished scan.
-    """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise FileNotFoundError(f"{folder} has no manifest.json; make the dataset with 'pcfilter simulate' first")
-    files = sorted(folder / name for name in manifest.get("files", {}) if name.startswith(f"{split}/"))
-    if not files:
-        raise ValueError(f"{folder} holds no finished scans in split {split!r}")
-    return files
 
 
 def _min_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.filters.methods import DEFAULTS, GRIDS, LENGTHS, METHODS
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import scores
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 
@@ -97,9 +97,9 @@ def evaluate(scans: Iterable[Mapping], method: str, **params) -> dict[str, float
     totals = np.zeros(4, np.int64)
     for scan in scans:
         keep = keep_mask(scan, method, **params)
-        totals += metrics.confusion_counts(scan["label"], keep.astype(np.float32), threshold=0.5)
+        totals += scores.confusion_counts(scan["label"], keep.astype(np.float32), threshold=0.5)
     return {"tp": int(totals[0]), "fn": int(totals[1]), "fp": int(totals[2]), "tn": int(totals[3]),
-            **metrics.confusion_metrics(*totals)}
+            **scores.confusion_metrics(*totals)}
 
 
 def tune(scans: Sequence[Mapping], method: str, grid: Mapping[str, Sequence] | None = None,

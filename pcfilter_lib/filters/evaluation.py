@@ -10,13 +10,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.data.scans import channels_for
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.base import Filter
-from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import scores
 
 
 def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool = False) -> dict:
@@ -28,7 +26,7 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
         progress: show a progress bar.
 
     Returns:
-        tp, fn, fp, tn, every ``nn.metrics.NAMES`` value, the number of scans, and ``kinds``: for
+        tp, fn, fp, tn, every ``nn.scores.NAMES`` value, the number of scans, and ``kinds``: for
         each artefact kind its point count and the fraction removed (the recall of that kind; empty
         when the scans carry no ``kind``).
 
@@ -43,7 +41,7 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
     for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", disable=not progress):
         keep = scan_filter.keep_mask(scan)
         label = np.asarray(scan["label"])
-        totals += metrics.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
+        totals += scores.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
         n += 1
         if scan.get("kind") is None:  # e.g. PointCleanNet pairs: outlier or not, no kinds
             continue
@@ -59,60 +57,7 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
                                 "removed": float(kind_removed[k] / kind_total[k]) if kind_total[k] else None}
              for k, code in enumerate(ARTEFACT_KINDS)} if has_kinds else {}
     return {"filter": scan_filter.name, "scans": n, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            **metrics.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
-
-
-class _ChannelReplaced:
-    """A U-Net's model with one input channel replaced by a constant before every prediction.
-
-    It offers what ``filters.unet.predict_keep`` uses of a Keras model (``input_shape``, ``layers``
-    and ``predict_on_batch``), so the ablated filter runs the same code as the filter itself.
-    """
-
-    def __init__(self, model, channel: int):
-        self.model, self.channel = model, channel
-        self.input_shape, self.layers = model.input_shape, model.layers
-        self.names = channels_for(int(model.input_shape[-1]))
-
-    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        x = np.array(x, dtype=np.float32)  # a copy: (B, H, W, C) channels of data.scans.scan_inputs
-        if self.names[self.channel] == "valid":
-            x[..., self.channel] = 1.0  # every pixel claims a point
-        else:
-            # A pixel holds a point where its validity channel is 1, or (five channels) where its normal
-            # channels are not all 0: (n + 1) / 2 of a unit normal never is.
-            normal = [self.names.index(n) for n in ("nx", "ny", "nz")]
-            points = (x[..., self.names.index("valid")] > 0.5 if "valid" in self.names
-                      else (x[..., normal] > 0).any(axis=-1))
-            for image, mask in zip(x, points, strict=True):
-                if mask.any():
-                    image[..., self.channel] = np.where(mask, image[..., self.channel][mask].mean(), 0.0)
-        return self.model.predict_on_batch(x)
-
-
-def channel_ablation(unet: UNetFilter, scans: Sequence[Mapping], progress: bool = False) -> dict[str, dict]:
-    """How much a U-Net filter relies on each input channel: its metrics with one channel at a time
-    carrying no information.
-
-    A value channel (intensity, depth, a normal component) is replaced, scan by scan, by its mean
-    over the scan's points; pixels without a point keep 0, as in training. The validity channel,
-    which is 1 on every point anyway, is set to 1 on every pixel, so the holes no longer show in it.
-    The filter keeps its threshold.
-
-    Args:
-        unet: the filter to probe (its channels: ``data.scans.channels_for``).
-        scans: labelled scan dicts, as for ``evaluate_filter``.
-        progress: show a progress bar per evaluation.
-
-    Returns:
-        ``{"none": ..., channel name: ...}``: the ``evaluate_filter`` result with every channel
-        intact, then one per channel the model reads, in the model's order.
-    """
-    results = {"none": evaluate_filter(unet, scans, progress)}
-    for channel, name in enumerate(unet.channels):
-        ablated = UNetFilter(f"{unet.name} without {name}", _ChannelReplaced(unet.model, channel), unet.threshold)
-        results[name] = evaluate_filter(ablated, scans, progress)
-    return results
+            **scores.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
 
 
 def iter_scans(files: Iterable[str | os.PathLike], arrays: tuple[str, ...] = ()):

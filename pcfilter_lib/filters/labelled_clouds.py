@@ -21,7 +21,7 @@ from pcfilter_lib.filters.methods import DEFAULTS
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL, PointFilter, point_filter
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.model_cards import read_model_card
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import scores
 
 SCORES = ("balanced_accuracy", "mean_iou", "keep_recall", "outlier_recall", "roc_auc")
 
@@ -47,8 +47,8 @@ def cloud_scores(label: np.ndarray, keep: np.ndarray, prob: np.ndarray | None = 
     Returns:
         ``SCORES`` (``roc_auc`` None without ``prob`` or with one class only) and the confusion counts.
     """
-    values = metrics.evaluate_masks(label, keep.astype(np.float32))
-    auc = metrics.roc_auc(label, prob) if prob is not None and 0 < label.sum() < label.size else None
+    values = scores.evaluate_masks(label, keep.astype(np.float32))
+    auc = scores.roc_auc(label, prob) if prob is not None and 0 < label.sum() < label.size else None
     return {"balanced_accuracy": values["balanced_accuracy"], "mean_iou": values["mean_iou"],
             "keep_recall": values["recall"], "outlier_recall": values["tnr"], "roc_auc": auc,
             "tp": values["tp"], "fn": values["fn"], "fp": values["fp"], "tn": values["tn"]}

@@ -22,7 +22,7 @@ import numpy as np
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, check_model_file, read_model_card
 from pcfilter_lib.models import dgcnn, pointnet, pointnet2
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import scores
 from pcfilter_lib.recipes import transfer
 from pcfilter_lib.recipes.common import environment, provenance, rounded
 
@@ -173,7 +173,7 @@ def train_reference_classifier(out: str | os.PathLike, data_dir: str | os.PathLi
     run = transfer.train(model, train_set, val_set, s.epochs, s.batch_size, s.learning_rate, seed=seed,
                          progress=progress)
     predicted = transfer.predict(model, test)
-    confusion = metrics.class_confusion(test.labels, predicted, len(test.classes))
+    confusion = scores.class_confusion(test.labels, predicted, len(test.classes))
     path = transfer.save_model(model, Path(out) / f"{s.architecture}_modelnet10.keras")
     per_class = {c: float(confusion[k, k] / max(1, confusion[k].sum())) for k, c in enumerate(test.classes)}
     return ModelCard(

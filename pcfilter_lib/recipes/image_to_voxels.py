@@ -29,7 +29,7 @@ from pcfilter_lib.data import image_voxels
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import yovo
-from pcfilter_lib.nn import metrics, optimizers
+from pcfilter_lib.nn import optimizers, scores
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.recipes.common import environment, provenance, rounded
 
@@ -149,7 +149,7 @@ def iou_by_class(probability: np.ndarray, data: image_voxels.ImageVoxels,
         ``thresholds``, ``per_shape`` (N, T), ``per_class`` {class: [T means]} and ``mean`` [T means
         over all shapes].
     """
-    per_shape = metrics.voxel_iou_per_shape(data.voxels, probability, thresholds)
+    per_shape = scores.voxel_iou_per_shape(data.voxels, probability, thresholds)
     per_class = {c: per_shape[data.labels == k].mean(axis=0).tolist() for k, c in enumerate(data.classes)
                  if np.any(data.labels == k)}
     return {"thresholds": list(thresholds), "per_shape": per_shape, "per_class": per_class,

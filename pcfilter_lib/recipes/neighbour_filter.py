@@ -30,7 +30,6 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.data.scans import split_files
 from pcfilter_lib.filters.evaluation import evaluate_filter
 from pcfilter_lib.filters.neighbours import DenseNetwork, NeighbourFilter
 from pcfilter_lib.filters.thresholds import choose_threshold
@@ -54,6 +53,7 @@ from pcfilter_lib.recipes.common import (
     rounded,
 )
 from pcfilter_lib.recipes.point_filter import FRACTIONS, clouds_at_densities, threshold_rules
+from pcfilter_lib.simulate.dataset import split_files
 
 HIDDEN = (32, 32)  # widths of the ReLU layers
 LOSS = {"name": "focal", "alpha": 0.25, "gamma": 2.0}

@@ -28,7 +28,6 @@ import numpy as np
 
 from pcfilter_lib import filters
 from pcfilter_lib.data.patches import select_features, training_patches
-from pcfilter_lib.data.scans import split_files
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_filter, tune_baselines
 from pcfilter_lib.filters.thresholds import choose_threshold
@@ -53,6 +52,7 @@ from pcfilter_lib.recipes.common import (
     provenance,
     rounded,
 )
+from pcfilter_lib.simulate.dataset import split_files
 
 FRACTIONS = (1.0, 0.5, 0.25)  # densities trained on and tested at
 # The shipped network: PointNet segmentation at width 0.1875, without T-Nets, on patches of 256 points.

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data.crops import CropSequence, load_examples
-from pcfilter_lib.data.scans import CHANNEL_SETS, split_files
+from pcfilter_lib.data.scans import CHANNEL_SETS
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
@@ -46,6 +46,7 @@ from pcfilter_lib.recipes.common import (
     provenance,
     rounded,
 )
+from pcfilter_lib.simulate.dataset import split_files
 
 # The shipped filter: the original network (8-16-32-48-64 filters, four levels) reading the channels
 # that mean the same on any scanner (``data.scans.GEOMETRIC``): no absolute depth, lengths in local

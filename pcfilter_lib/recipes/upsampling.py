@@ -25,7 +25,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib.data.scans import split_files
 from pcfilter_lib.data.surface_patches import expected_spacing, upsampling_patches
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.files import atomic_write_with
@@ -36,6 +35,7 @@ from pcfilter_lib.models.punet import SHIPPED_UPSAMPLER, build_punet
 from pcfilter_lib.nn import losses
 from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.recipes.common import MIXED, ScanSet, ensure_scans, environment, provenance, rounded
+from pcfilter_lib.simulate.dataset import split_files
 
 # Scenes of the three families under the default 640x480 scanner: the density the upsampler meets.
 SCANS_UPSAMPLING_FULL = ScanSet("scans_upsampling", 40, 640, 480, seed=3, families=MIXED)

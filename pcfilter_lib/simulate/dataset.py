@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.io.files import check_input_file, prepare_folder, record_file, verify_folder
+from pcfilter_lib.io.files import check_input_file, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES
@@ -104,6 +104,32 @@ def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_pa
     return {"generator": GENERATOR, "version": VERSION, "seed": seed,
             "parameters": {"n": n, "split": list(split), "n_parts": list(n_parts), "mesh_files": meshes,
                            "scanner": config.to_dict(), "families": dict(families), "randomise": randomise}}
+
+
+def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
+    """The scan files of one split of a dataset folder, as its manifest lists them.
+
+    Only files the manifest records are returned, so a half-written dataset never mixes in.
+
+    Args:
+        folder: a dataset made by ``simulate.dataset.write_dataset`` (``pcfilter simulate``).
+        split: "train", "val" or "test".
+
+    Returns:
+        The sorted paths of the split's ``.npz`` files.
+
+    Raises:
+        FileNotFoundError: the folder has no ``manifest.json``.
+        ValueError: the split holds no finished scan.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"{folder} has no manifest.json; make the dataset with 'pcfilter simulate' first")
+    files = sorted(folder / name for name in manifest.get("files", {}) if name.startswith(f"{split}/"))
+    if not files:
+        raise ValueError(f"{folder} holds no finished scans in split {split!r}")
+    return files
 
 
 def scan_stats(label: np.ndarray, kind: np.ndarray) -> dict:

@@ -72,7 +72,7 @@ def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] =
     """Metrics of a threshold sweep against the threshold, with the chosen one marked.
 
     Args:
-        sweep: the result of ``nn.metrics.threshold_sweep``.
+        sweep: the result of ``nn.scores.threshold_sweep``.
         names: the metrics to draw.
         chosen: a threshold to mark with a dotted line.
         ax: the matplotlib axes to draw into; None makes a new figure.
