@@ -301,3 +301,30 @@ def test_ctrl_c_while_a_streamed_cloud_is_written_leaves_no_file(dataset, tmp_pa
     assert result.returncode == 130, result.stderr
     assert result.stderr == "pcfilter filter: interrupted; no output file was left half-written\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.xyz", "written"]
+
+
+# What a process loaded, printed by a command run in the same interpreter as the console script.
+RUN_AND_LIST = ("import sys; from pcfilter_lib.cli import main; status = main(sys.argv[1:]); "
+                "print('LOADED', *sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)); "
+                "sys.exit(status)")
+
+
+@pytest.mark.skipif(not filters.SHIPPED_NEIGHBOUR_MODEL.is_file(), reason="the shipped neighbour filter is missing")
+def test_the_neighbour_filter_and_the_classical_methods_never_start_tensorflow(dataset, tmp_path):
+    rng = np.random.default_rng(2)
+    plane = np.c_[rng.random((3000, 2)), 0.002 * rng.random(3000)]
+    write_xyz(tmp_path / "a.xyz", np.r_[plane, rng.random((30, 3)) + [0, 0, 0.3]])
+    (tmp_path / "a.outliers").write_text("0\n" * 3000 + "1\n" * 30)
+    scan_path = next((dataset / "test").glob("*.npz"))
+    commands = [("filter", tmp_path / "a.xyz", "-o", tmp_path / "n.ply", "--model", "neighbours"),
+                ("filter", tmp_path / "a.xyz", "-o", tmp_path / "s.ply", "--method", "sor"),
+                ("filter", scan_path, "-o", tmp_path / "r.ply", "--method", "ror"),
+                ("filter", scan_path, "-o", tmp_path / "m.ply", "--model", "neighbours"),
+                ("evaluate", "--data", tmp_path, "--model", "neighbours", "--json"),
+                ("evaluate", "--data", dataset, "--split", "test", "--method", "sor", "--json")]
+    for command in commands:
+        result = subprocess.run([sys.executable, "-c", RUN_AND_LIST, *map(str, command)], capture_output=True,
+                                text=True, timeout=300, env={**os.environ, "PCFILTER_FAST": "1"})
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout.splitlines()[-1] == "LOADED", (command, result.stdout.splitlines()[-1])
+        assert result.stderr == "", (command, result.stderr)
