@@ -13,16 +13,16 @@ Open3D stays because the filter's features, spacing and decisions were made with
 time; the query grows with k.
 
 ``nearest_neighbours_float32`` is the search of the neighbour filter (``filters.neighbour_filter``),
-whose features are float32 anyway: pykdtree's KD-tree on float32 coordinates, queried on every core
-with OpenMP. On a 1.09-million-point cloud of four scans it built in 0.05 s and answered k = 13 in
-1.1-1.3 s, where Open3D's float64 search took about twice as long and SciPy's ``cKDTree`` with two
-workers about four times.
+whose features are float32 anyway: SciPy's ``cKDTree`` queried on every core, its answer kept as
+float32 distances and uint32 indices. pykdtree's float32 tree answered k = 13 on a 1.09-million-point
+cloud about twice as fast, but its wheel brings a second OpenMP runtime into processes that load
+Open3D's, and a chapter's kernel that had loaded both crashed once inside Open3D; one runtime per process is safer.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from pykdtree.kdtree import KDTree
+from scipy.spatial import cKDTree
 
 
 class NeighbourIndex:
@@ -126,8 +126,9 @@ def nearest_neighbours_float32(points, k: int, queries=None) -> tuple[np.ndarray
     if not 1 <= k <= len(points):
         raise ValueError(f"cannot find {k} nearest of {len(points)} points: k must lie in [1, {len(points)}]")
     queries = points if queries is None else _coordinates(queries, "queries", np.float32)
-    distances, indices = KDTree(points).query(queries, k)
-    return indices.reshape(len(queries), k), distances.reshape(len(queries), k)
+    distances, indices = cKDTree(points).query(queries, k, workers=-1)
+    shape = (len(queries), k)
+    return indices.reshape(shape).astype(np.uint32), distances.reshape(shape).astype(np.float32)
 
 
 def _coordinates(points, name: str, dtype=np.float64) -> np.ndarray:
