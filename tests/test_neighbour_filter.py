@@ -211,8 +211,9 @@ def test_the_shipped_filter_records_how_it_was_made():
     assert all(s["version"] == VERSION for s in card.data["sets"]), "retrain: the simulator has changed since"
     assert card.command.startswith("python data_scripts/train_reference_models.py --target neighbourfilter")
     assert card.file_bytes == SHIPPED_NEIGHBOUR_MODEL.stat().st_size < 100_000
-    assert neighbour_filter().threshold == card.threshold and card.settings["features"] == list(
-        neighbour_statistics.FEATURES)
+    shipped = neighbour_filter()
+    assert shipped.threshold == card.threshold and len(shipped.networks) == card.settings["stages"]
+    assert card.settings["inputs"] == [list(stage_inputs(s, shipped.probability_hops)) for s in (0, 1)]
     assert card.test["mean_iou"] > 0.9 and card.training_seconds < 30 * 60
 
 
