@@ -14,9 +14,9 @@ time; the query grows with k.
 
 ``nearest_neighbours_float32`` is the search of the neighbour filter (``filters.neighbour_filter``),
 whose features are float32 anyway: pykdtree's KD-tree on float32 coordinates, queried on every core
-with OpenMP. On a 1.09-million-point cloud of four scans it built in 0.05 s and answered k = 13 in
-1.1-1.3 s, where Open3D's float64 search took about twice as long and SciPy's ``cKDTree`` with two
-workers about four times.
+with OpenMP. On a 1.09-million-point cloud of four simulated scans, k = 13, build and query, in one
+run on two cores: 0.7 s, against 1.2 s for Open3D's float64 search and 1.3 s for SciPy's
+``cKDTree`` with two workers.
 """
 
 from __future__ import annotations
