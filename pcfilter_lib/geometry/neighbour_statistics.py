@@ -6,8 +6,9 @@ Each point gets the twelve statistics of ``point_features.OWN`` over its k neare
 shape of their spread), as ``point_features.local_statistics`` defines them for the patch filter, and
 then their mean over its neighbours (``around_*``, the columns ``point_features.STATISTICS`` adds),
 over the neighbours' neighbours (``around2_*``) and over theirs (``around3_*``): ``FEATURES``, 48
-columns, which see a few hundred points around each point, all from the one search. What differs from
-the patch filter's features is how they are computed, for millions of points:
+columns, which reach about six spacings (a hundred-odd points of a surface) from each point, all from
+the one search. What differs from the patch filter's features is how they are computed, for millions
+of points:
 
 * one float32 search (``neighbours.nearest_neighbours_float32``), k = ``NEIGHBOURS`` = 12;
 * every neighbourhood mean as a sparse product: the k neighbours of a block of m points form an
@@ -20,8 +21,8 @@ the patch filter's features is how they are computed, for millions of points:
 
 Lengths are in units of the cloud's spacing (the median distance from a point to its nearest other
 point, coincident points left out) and capped at ``CAP`` spacings: a point that far from its
-neighbours is far, however far, so a point at 1e30 gets the statistics of one at 256 spacings, which
-the filter learned to remove. Nothing changes when the cloud is moved, turned or scaled, up to float32
+neighbours is far, however far, so a point a million spacings away gets the statistics of one at 256
+spacings, which the filter learned to remove. Nothing changes when the cloud is moved, turned or scaled, up to float32
 rounding. A point more than ``REACH`` times the cloud's radius (the median distance from the median)
 from its median is not searched at all (float32 cannot measure distances between such points).
 """
@@ -113,8 +114,8 @@ class NeighbourStatistics:
         return self.hop_means(self.own)
 
 
-def gather(columns: list[np.ndarray], rows: slice) -> np.ndarray:
-    """(m, C) float32: the ``rows`` of several (M, c) arrays side by side."""
+def gather(columns: list[np.ndarray], rows: slice | np.ndarray) -> np.ndarray:
+    """(m, C) float32: the ``rows`` (a slice or indices) of several (M, c) arrays side by side."""
     return np.concatenate([column[rows] for column in columns], axis=1)
 
 
