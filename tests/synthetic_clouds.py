@@ -1,4 +1,4 @@
-"""Small labelled clouds that the point filters' tests share."""
+"""Small synthetic clouds shared by the tests of the point and neighbour filters."""
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -14,5 +14,6 @@ def surface_with_specks(n=3000, specks=40, seed=0):
 
 
 def moved(points, scale=1.0, seed=1):
+    """``points`` turned at random (from ``seed``), scaled by ``scale`` and moved."""
     rotation = Rotation.random(random_state=seed).as_matrix()
     return scale * points @ rotation.T + np.array([12.0, -3.0, 40.0]) * scale

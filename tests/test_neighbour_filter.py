@@ -15,7 +15,14 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 from pcfilter_lib import filters
-from pcfilter_lib.filters.neighbours import SHIPPED_NEIGHBOUR_MODEL, DenseNetwork, NeighbourFilter, neighbour_filter
+from pcfilter_lib.filters.neighbours import (
+    SHIPPED_NEIGHBOUR_MODEL,
+    DenseNetwork,
+    NeighbourFilter,
+    neighbour_filter,
+    stage_columns,
+    stage_inputs,
+)
 from pcfilter_lib.geometry import neighbour_statistics, point_features
 from pcfilter_lib.io import model_cards
 from pcfilter_lib.io.clouds import cloud_scan, scan_cloud
@@ -30,14 +37,17 @@ needs_weights = pytest.mark.skipif(not SHIPPED_NEIGHBOUR_MODEL.is_file(),
                                           "data_scripts/train_reference_models.py --target neighbourfilter")
 
 
+def random_network(inputs, rng) -> DenseNetwork:
+    widths = (inputs, 8, 1)
+    return DenseNetwork(rng.normal(size=inputs), rng.uniform(0.5, 2, inputs),
+                        [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:], strict=True)],
+                        [rng.normal(size=b) * 0.1 for b in widths[1:]])
+
+
 def random_filter(seed=0, threshold=0.5) -> NeighbourFilter:
-    """A neighbour filter with an untrained network (for tests that need no trained weights)."""
+    """A two-stage neighbour filter with untrained networks (for tests that need no trained weights)."""
     rng = np.random.default_rng(seed)
-    widths = (len(neighbour_statistics.FEATURES), 8, 1)
-    network = DenseNetwork(rng.normal(size=widths[0]), rng.uniform(0.5, 2, widths[0]),
-                           [rng.normal(size=(a, b)) / np.sqrt(a) for a, b in zip(widths, widths[1:], strict=False)],
-                           [rng.normal(size=b) * 0.1 for b in widths[1:]])
-    return NeighbourFilter(network, threshold=threshold)
+    return NeighbourFilter([random_network(len(stage_inputs(s)), rng) for s in (0, 1)], threshold=threshold)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +61,16 @@ def scan_clouds():
 def test_the_fast_statistics_are_the_point_filters_on_the_same_neighbours():
     points, label = surface_with_specks()
     features, searched = neighbour_statistics.neighbour_features(points * 3.7 + 100)
-    assert features.shape == (len(points), 24) and features.dtype == np.float32 and searched.all()
-    assert neighbour_statistics.FEATURES == point_features.STATISTICS
+    assert features.shape == (len(points), 48) and features.dtype == np.float32 and searched.all()
+    assert neighbour_statistics.FEATURES[:24] == point_features.STATISTICS
     statistics = neighbour_statistics.neighbour_statistics(points, threads=1, chunk=500)  # many blocks, one thread
-    np.testing.assert_allclose(statistics.map(lambda f: f, chunk=700), features, atol=1e-4)
-    indices = statistics.indices[:, 1:].astype(np.int64)
+    columns = statistics.features()
+    np.testing.assert_allclose(neighbour_statistics.gather(columns, slice(None)), features, atol=1e-4)
+    indices = statistics.neighbours().astype(np.int64)
+    assert indices.shape == (len(points), neighbour_statistics.NEIGHBOURS)
+    for hop in (1, 2, 3):  # each hop: the mean of the hop before over the k neighbours
+        np.testing.assert_allclose(columns[hop], columns[hop - 1][indices].mean(axis=1), rtol=1e-5, atol=1e-6)
+    features = features[:, :24]
     centred = points - np.median(points, axis=0)
     distances = np.linalg.norm(centred[indices] - centred[:, None], axis=-1)
     spacing = statistics.spacing
@@ -81,9 +96,8 @@ def test_the_features_ignore_units_and_placement():
 def test_far_points_are_capped_or_never_searched():
     points, _ = surface_with_specks()
     far = np.r_[points, [[1e6, 0, 0], [1e30, -1e30, 0]]]
-    statistics = neighbour_statistics.neighbour_statistics(far)
-    assert statistics.searched.tolist() == [True] * (len(points) + 1) + [False]
-    features = statistics.map(lambda f: f)
+    features, searched = neighbour_statistics.neighbour_features(far)
+    assert searched.tolist() == [True] * (len(points) + 1) + [False]
     lengths = [point_features.STATISTICS.index(n) for n in ("nearest", "kth", "mean_distance", "spread")]
     assert np.isfinite(features).all()
     np.testing.assert_allclose(features[-1, lengths[:3]], np.log1p(neighbour_statistics.CAP), rtol=1e-6)
@@ -91,18 +105,22 @@ def test_far_points_are_capped_or_never_searched():
     assert prob[-1] == 0 and np.isfinite(prob).all()
 
 
-def test_the_numpy_network_gives_the_keras_models_probabilities(scan_clouds):
+def test_the_numpy_networks_give_the_keras_models_probabilities(scan_clouds):
     cloud = scan_clouds[0]
-    features, labels = recipe.cloud_samples(cloud, 10**9, np.random.default_rng(0))
-    settings = recipe.NeighbourFilterRecipe((), samples_per_cloud=0, epochs=2, batch_size=256)
-    run = recipe.train_neighbour_filter(features, labels, scan_clouds[1:], settings)
-    keras_prob = np.asarray(run.model.predict(features, batch_size=4096, verbose=0))[:, 0]
-    assert keras_prob.std() > 0.01  # trained, not constant
-    np.testing.assert_allclose(run.filter.network(features), keras_prob, atol=1e-4)
-    valid = cloud["valid"][0]
-    np.testing.assert_allclose(run.filter.keep_probability_points(cloud["xyz"][0][valid]), keras_prob, atol=1e-4)
+    settings = recipe.NeighbourFilterRecipe((), samples_per_cloud=10**9, epochs=2, batch_size=256)
+    run = recipe.train_neighbour_filter(lambda: [cloud], scan_clouds[1:], settings)
+    assert len(run.runs) == len(run.filter.networks) == 2 and run.samples == cloud["valid"].sum()
+    points = cloud["xyz"][0][cloud["valid"][0]]
+    statistics = neighbour_statistics.neighbour_statistics(points)
+    features = neighbour_statistics.gather(stage_columns(statistics, []), slice(None))
+    first = np.asarray(run.runs[0].model.predict(features, batch_size=4096, verbose=0))
+    assert first.std() > 0.01  # trained, not constant
+    np.testing.assert_allclose(run.filter.networks[0](features), first[:, 0], atol=1e-4)
+    second_inputs = np.concatenate([features, *statistics.hop_means(first, run.filter.probability_hops)], axis=1)
+    second = np.asarray(run.runs[1].model.predict(second_inputs, batch_size=4096, verbose=0))[:, 0]
+    np.testing.assert_allclose(run.filter.keep_probability_points(points), second, atol=1e-4)
     assert 0 < run.threshold < 1 and run.filter.threshold == run.threshold
-    assert run.model.name == "neighbour_filter" and run.settings["loss"]["name"] == "focal"
+    assert run.runs[1].model.name == "neighbour_filter" and run.settings["loss"]["name"] == "focal"
 
 
 def test_a_saved_filter_loads_with_the_same_network_and_settings(tmp_path):
@@ -147,9 +165,11 @@ def test_bad_input_gets_a_one_line_reason(tmp_path):
     prob = nf.keep_probability_points(with_nan)
     assert prob.shape == (len(with_nan),) and (prob[-2:] == 0).all() and (prob[:-2] > 0).all()
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        NeighbourFilter(nf.network, threshold=1.0)
-    with pytest.raises(ValueError, match="reads 3 features"):
-        NeighbourFilter(DenseNetwork(np.zeros(3), np.ones(3), [np.ones((3, 1))], [np.zeros(1)]))
+        NeighbourFilter(nf.networks, threshold=1.0)
+    with pytest.raises(ValueError, match="stage 0 reads 3 inputs"):
+        NeighbourFilter([DenseNetwork(np.zeros(3), np.ones(3), [np.ones((3, 1))], [np.zeros(1)])])
+    with pytest.raises(ValueError, match="stage 1 reads 48 inputs"):
+        NeighbourFilter([nf.networks[0], nf.networks[0]])
     with pytest.raises(ValueError, match="layer 1 of the network"):
         DenseNetwork(np.zeros(3), np.ones(3), [np.ones((3, 4)), np.ones((5, 1))], [np.zeros(4), np.zeros(1)])
     with pytest.raises(ValueError, match="positive scales"):
@@ -168,6 +188,7 @@ def test_the_recipe_runs_end_to_end_in_fast_mode(tmp_path):
     tiny = recipe.NeighbourFilterRecipe(
         (ScanSet("tiny_a", 10, 80, 60, seed=7, families=MIXED, randomise=True),
          ScanSet("tiny_b", 10, 64, 48, seed=8, families=MIXED, randomise=True)), samples_per_cloud=300, epochs=1)
+    assert recipe.FAST.stages == recipe.FULL.stages == tiny.stages == 2
     card = recipe.train_reference_neighbour_filter(tmp_path / "out", tmp_path / "data", tiny, progress=False)
     path = tmp_path / "out" / card.model
     assert card.model == "neighbour_filter.npz" and card.target == "neighbourfilter" and path.is_file()
@@ -176,6 +197,7 @@ def test_the_recipe_runs_end_to_end_in_fast_mode(tmp_path):
     assert card.data["sets"][0]["scans"] == {"train": 8, "val": 1, "test": 1}
     assert set(card.details["sets"]["tiny_b"]) == {"1.0", "0.5", "0.25"}
     assert 0 <= card.test["mean_iou"] <= 1 and card.training_seconds > 0 and len(card.history["loss"]) == 1
+    assert [len(names) for names in card.settings["inputs"]] == [48, 53] and len(card.details["stage_seconds"]) == 2
     assert neighbour_filter(path).threshold == card.threshold
     card.write(path.with_suffix(".json"))
     assert model_cards.read_model_card(path).details["threshold_sweep"]["threshold"][0] == 0.02
@@ -189,8 +211,9 @@ def test_the_shipped_filter_records_how_it_was_made():
     assert all(s["version"] == VERSION for s in card.data["sets"]), "retrain: the simulator has changed since"
     assert card.command.startswith("python data_scripts/train_reference_models.py --target neighbourfilter")
     assert card.file_bytes == SHIPPED_NEIGHBOUR_MODEL.stat().st_size < 100_000
-    assert neighbour_filter().threshold == card.threshold and card.settings["features"] == list(
-        neighbour_statistics.FEATURES)
+    shipped = neighbour_filter()
+    assert shipped.threshold == card.threshold and len(shipped.networks) == card.settings["stages"]
+    assert card.settings["inputs"] == [list(stage_inputs(s, shipped.probability_hops)) for s in (0, 1)]
     assert card.test["mean_iou"] > 0.9 and card.training_seconds < 30 * 60
 
 

@@ -1,46 +1,93 @@
 """The neighbour filter: one k-nearest-neighbour search per point, the statistics of what it sees, and
-a small dense network giving P(keep), all in NumPy.
+small dense networks giving P(keep), all in NumPy.
 
 1. **Search.** Each point's k = 12 nearest neighbours, in one float32 KD-tree query.
-2. **Features.** The 24 statistics of ``geometry.neighbour_statistics`` (distances, shares within
-   2 and 4 spacings, distance to the neighbours' centroid and plane, the shape of their spread, and
-   the mean of these over the neighbours), every length in the cloud's own point spacing, so that
-   units and placement change nothing.
-3. **Network.** ``DenseNetwork``: the features standardised, two dense layers with ReLU and one
-   sigmoid unit, trained in Keras by ``recipes.neighbour_filter`` and run here as plain matrix
-   products, so the filter needs neither TensorFlow nor Keras.
+2. **Features.** The 48 statistics of ``geometry.neighbour_statistics.FEATURES``: distances, shares
+   within 2 and 4 spacings, distance to the neighbours' centroid and plane, the shape of their spread,
+   and the mean of these over 1, 2 and 3 hops of neighbours; every length in the cloud's own point
+   spacing, so that units and placement change nothing.
+3. **Networks, in stages.** ``DenseNetwork``: the inputs standardised, two dense layers with ReLU and
+   one sigmoid unit. The first stage reads the features; each later stage reads them and the previous
+   stage's P(keep) with its mean over 1 to ``PROBABILITY_HOPS`` hops of neighbours
+   (``stage_columns``), so that a point's decision can lean on what the first stage thought of the
+   points around it: a whole sheet of ghost points, or a lone stray one. The last stage's output is
+   the filter's P(keep). The networks are trained in Keras by ``recipes.neighbour_filter`` and run
+   here as plain matrix products, so the filter needs neither TensorFlow nor Keras.
 
-The network and its settings travel in one ``.npz`` file (``SHIPPED_NEIGHBOUR_MODEL`` and its model
-card beside it), read by ``neighbour_filter`` and written by ``NeighbourFilter.save``:
+The networks and settings travel in one ``.npz`` file (``SHIPPED_NEIGHBOUR_MODEL`` and its model card
+beside it), read by ``neighbour_filter`` and written by ``NeighbourFilter.save``:
 
 * ``format``: ``FORMAT``; ``features``: the feature names, in order (``FEATURES``); ``neighbours``: k;
-  ``threshold``: the decision threshold;
-* ``mean``, ``scale``: (F,) the standardisation, (x - mean) / scale;
-* ``kernel_0``, ``bias_0``, ... ``kernel_L``, ``bias_L``: the dense layers, (F_in, F_out) and
-  (F_out,); ReLU after every layer but the last, a sigmoid after the last (F_out = 1).
+  ``probability_hops``: the hops of a stage's P(keep) the next stage reads; ``threshold``: the
+  decision threshold; ``stages``: S;
+* for each stage s = 0 .. S - 1: ``stage{s}_mean``, ``stage{s}_scale``: (F,) the standardisation,
+  (x - mean) / scale; ``stage{s}_kernel_0``, ``stage{s}_bias_0``, ... the dense layers, (F_in, F_out)
+  and (F_out,), ReLU after every layer but the last, a sigmoid after the last (F_out = 1).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pcfilter_lib.filters.base import CloudFilter, check_threshold
-from pcfilter_lib.geometry.neighbour_statistics import CHUNK, FEATURES, NEIGHBOURS, THREADS, neighbour_statistics
+from pcfilter_lib.geometry.neighbour_statistics import (
+    CHUNK,
+    FEATURES,
+    NEIGHBOURS,
+    THREADS,
+    NeighbourStatistics,
+    neighbour_statistics,
+)
 from pcfilter_lib.geometry.point_features import finite_points
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import WEIGHTS, check_model_file
 
 SHIPPED_NEIGHBOUR_MODEL = WEIGHTS / "neighbour_filter.npz"
-FORMAT = "pcfilter neighbour filter 1"
+FORMAT = "pcfilter neighbour filter 2"
+PROBABILITY_HOPS = 4  # a later stage reads the previous stage's P(keep) and its means over 1 to 4 hops
+
+
+def stage_inputs(stage: int, probability_hops: int = PROBABILITY_HOPS) -> tuple[str, ...]:
+    """The names of the inputs of network ``stage`` (0 is the first)."""
+    if stage == 0:
+        return FEATURES
+    return FEATURES + tuple(f"around{hop if hop > 1 else ''}_keep" if hop else "keep"
+                            for hop in range(probability_hops + 1))
+
+
+def stage_columns(statistics: NeighbourStatistics, networks: Sequence[DenseNetwork],
+                  probability_hops: int = PROBABILITY_HOPS) -> list[np.ndarray]:
+    """The inputs of the stage that follows ``networks``, as groups of columns (``neighbour_statistics.gather``
+    puts rows of them side by side).
+
+    Args:
+        statistics: the cloud's ``NeighbourStatistics``.
+        networks: the stages before (none for the first stage's inputs).
+        probability_hops: the hops of a stage's P(keep) the next one reads.
+
+    Returns:
+        (M, c) float32 arrays whose columns, side by side, are ``stage_inputs(len(networks))``.
+    """
+    features = statistics.features()
+    columns = features
+    for network in networks:
+        prob = statistics.map(lambda rows, network=network, columns=columns: network([c[rows] for c in columns]))
+        columns = features + [np.concatenate(statistics.hop_means(prob[:, None], probability_hops), axis=1)]
+    return columns
 
 
 @dataclass
 class DenseNetwork:
     """A per-point network of dense layers, in NumPy: standardise, ReLU layers, one sigmoid unit.
+
+    The standardisation is folded into the first layer's weights once, so a call costs only the
+    matrix products (on a million points, the subtraction and division alone took as long as the
+    first two layers).
 
     Attributes:
         mean: (F,) float32 subtracted from each feature.
@@ -74,56 +121,75 @@ class DenseNetwork:
             width = kernel.shape[1]
         if width != 1:
             raise ValueError(f"the network's last layer must give one output, not {width}")
+        kernel = self.kernels[0].astype(np.float64) / self.scale[:, None]
+        self._first = (kernel.astype(np.float32),
+                       (self.biases[0] - self.mean.astype(np.float64) @ kernel).astype(np.float32))
 
     @property
     def features(self) -> int:
         """F, the number of inputs."""
         return len(self.mean)
 
-    def __call__(self, features: np.ndarray) -> np.ndarray:
+    def __call__(self, inputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """P(keep) of each row.
 
         Args:
-            features: (m, F) float32.
+            inputs: (m, F) float32, or (m, c) arrays whose columns side by side are the F inputs
+                (each is multiplied by its rows of the first layer's weights: nothing is copied).
 
         Returns:
             (m,) float32 in [0, 1].
+
+        Raises:
+            ValueError: the inputs do not have F columns.
         """
-        x = (np.asarray(features, np.float32) - self.mean) / self.scale
-        for kernel, bias in zip(self.kernels[:-1], self.biases[:-1], strict=True):
+        kernel, bias = self._first
+        x, start = None, 0
+        for group in [inputs] if isinstance(inputs, np.ndarray) else inputs:
+            part = np.asarray(group, np.float32) @ kernel[start:start + group.shape[1]]
+            x, start = part if x is None else np.add(x, part, out=x), start + group.shape[1]
+        if start != self.features:
+            raise ValueError(f"the network reads {self.features} inputs per point, got {start}")
+        x += bias
+        for kernel, bias in zip(self.kernels[1:], self.biases[1:], strict=True):
+            np.maximum(x, 0, out=x)
             x = x @ kernel
             x += bias
-            np.maximum(x, 0, out=x)
-        z = (x @ self.kernels[-1])[:, 0] + self.biases[-1][0]
-        return 0.5 + 0.5 * np.tanh(0.5 * z)  # the sigmoid, without overflow for large |z|
+        return 0.5 + 0.5 * np.tanh(0.5 * x[:, 0])  # the sigmoid, without overflow for large |z|
 
 
 @dataclass
 class NeighbourFilter(CloudFilter):
-    """A trained neighbour filter: its network, decision threshold and number of neighbours.
+    """A trained neighbour filter: its networks (stages), decision threshold and number of neighbours.
 
     ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
     ``keep_mask(scan)`` on the scan-like dicts of ``io.scan`` and ``io.organised`` (``base.CloudFilter``).
 
     Raises:
-        ValueError: the threshold is not strictly between 0 and 1, k is below 1, or the network does
-            not read the features of ``FEATURES``.
+        ValueError: the threshold is not strictly between 0 and 1, k is below 1, or a network does not
+            read the inputs of its stage (``stage_inputs``).
     """
 
-    network: DenseNetwork
+    networks: list[DenseNetwork]
     threshold: float = 0.5
     neighbours: int = NEIGHBOURS
+    probability_hops: int = PROBABILITY_HOPS
     name: str = "neighbour_filter"
     threads: int = THREADS
     chunk: int = CHUNK
 
     def __post_init__(self):
         self.threshold = check_threshold(self.threshold)
+        self.networks = list(self.networks)
         if int(self.neighbours) < 1:
             raise ValueError(f"the neighbour filter needs at least 1 neighbour per point, got {self.neighbours}")
-        if self.network.features != len(FEATURES):
-            raise ValueError(f"the network reads {self.network.features} features per point; the neighbour filter "
-                             f"computes {len(FEATURES)}")
+        if not self.networks:
+            raise ValueError("the neighbour filter needs at least one network")
+        for stage, network in enumerate(self.networks):
+            wanted = len(stage_inputs(stage, self.probability_hops))
+            if network.features != wanted:
+                raise ValueError(f"the network of stage {stage} reads {network.features} inputs per point; that stage "
+                                 f"has {wanted}")
 
     def keep_probability_points(self, points) -> np.ndarray:
         """P(keep) of each point of a cloud.
@@ -141,8 +207,11 @@ class NeighbourFilter(CloudFilter):
         """
         points, finite = finite_points(points)
         statistics = neighbour_statistics(points[finite], self.neighbours, self.chunk, self.threads)
+        columns = stage_columns(statistics, self.networks[:-1], self.probability_hops)
         prob = np.zeros(len(points), np.float32)
-        prob[np.flatnonzero(finite)[statistics.searched]] = statistics.map(self.network, self.chunk)
+        last = self.networks[-1]
+        searched = np.flatnonzero(finite)[statistics.searched]
+        prob[searched] = statistics.map(lambda rows: last([column[rows] for column in columns]))
         return prob
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -152,9 +221,12 @@ class NeighbourFilter(CloudFilter):
             the path.
         """
         arrays = {"format": np.array(FORMAT), "features": np.array(FEATURES), "neighbours": np.array(self.neighbours),
-                  "threshold": np.array(self.threshold), "mean": self.network.mean, "scale": self.network.scale}
-        for i, (kernel, bias) in enumerate(zip(self.network.kernels, self.network.biases, strict=True)):
-            arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = kernel, bias
+                  "probability_hops": np.array(self.probability_hops), "threshold": np.array(self.threshold),
+                  "stages": np.array(len(self.networks))}
+        for stage, network in enumerate(self.networks):
+            arrays[f"stage{stage}_mean"], arrays[f"stage{stage}_scale"] = network.mean, network.scale
+            for i, (kernel, bias) in enumerate(zip(network.kernels, network.biases, strict=True)):
+                arrays[f"stage{stage}_kernel_{i}"], arrays[f"stage{stage}_bias_{i}"] = kernel, bias
         path = Path(path)
         atomic_write_with(path, lambda tmp: np.savez(tmp, **arrays))
         return path
@@ -180,13 +252,22 @@ def neighbour_filter(path: str | os.PathLike | None = None, threshold: float | N
         raise ValueError(f"{path} is not a neighbour filter (.npz): {error}") from error
     if str(arrays.get("format", "")) != FORMAT:
         raise ValueError(f"{path} is not a neighbour filter file of this version ({FORMAT!r})")
-    if missing := sorted({"features", "neighbours", "threshold", "mean", "scale", "kernel_0", "bias_0"} - set(arrays)):
+    needed = {"features", "neighbours", "probability_hops", "threshold", "stages"}
+    if missing := sorted(needed - set(arrays)):
         raise ValueError(f"{path} lacks the arrays {missing} of a neighbour filter")
     if tuple(str(name) for name in arrays["features"]) != FEATURES:
         raise ValueError(f"{path} reads the features {list(arrays['features'])}; this version computes "
                          f"{list(FEATURES)}: retrain the filter")
-    layers = next(i for i in range(len(arrays) + 1) if f"kernel_{i}" not in arrays or f"bias_{i}" not in arrays)
-    network = DenseNetwork(arrays["mean"], arrays["scale"], [arrays[f"kernel_{i}"] for i in range(layers)],
-                           [arrays[f"bias_{i}"] for i in range(layers)])
-    return NeighbourFilter(network, threshold=float(arrays["threshold"]) if threshold is None else threshold,
-                           neighbours=int(arrays["neighbours"]), name=path.stem)
+    networks = []
+    for stage in range(int(arrays["stages"])):
+        key = f"stage{stage}_"
+        layers = next(i for i in range(len(arrays) + 1)
+                      if f"{key}kernel_{i}" not in arrays or f"{key}bias_{i}" not in arrays)
+        if f"{key}mean" not in arrays or f"{key}scale" not in arrays or not layers:
+            raise ValueError(f"{path} lacks the network of stage {stage}")
+        networks.append(DenseNetwork(arrays[f"{key}mean"], arrays[f"{key}scale"],
+                                     [arrays[f"{key}kernel_{i}"] for i in range(layers)],
+                                     [arrays[f"{key}bias_{i}"] for i in range(layers)]))
+    return NeighbourFilter(networks, threshold=float(arrays["threshold"]) if threshold is None else threshold,
+                           neighbours=int(arrays["neighbours"]), probability_hops=int(arrays["probability_hops"]),
+                           name=path.stem)
