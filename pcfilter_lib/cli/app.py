@@ -183,6 +183,31 @@ def _add_evaluate(commands) -> None:
     add_filter_choice(evaluate)
 
 
+def _add_finetune(commands) -> None:
+    finetune = commands.add_parser(
+        "finetune", help="fine-tune the neighbour filter on your own labelled clouds",
+        description="Fine-tune the neighbour filter on labelled clouds of your own scanner: PointCleanNet pairs "
+        "(name.xyz + name.outliers, 1 = outlier), .ply files with a per-point 'label' (1 true, 0 artefact) or "
+        "'outlier' property, or pcfilter scans (.npz). A block of each cloud (the far end of its longest axis) is "
+        "held out: the filter trains on the rest, its threshold is chosen on the blocks, and it is measured "
+        "there before and after. Writes MODEL (.npz) and its model card (.json) beside it; 'pcfilter filter "
+        "--model MODEL' and 'pcfilter evaluate --model MODEL' run it without TensorFlow.")
+    finetune.add_argument("--data", required=True, metavar="DIR", help="folder of labelled clouds")
+    finetune.add_argument("--out", required=True, metavar="MODEL", help="the fine-tuned filter to write (.npz)")
+    finetune.add_argument("--model", metavar="M",
+                          help="neighbour filter (.npz) to start from (default: the shipped one)")
+    finetune.add_argument("--holdout", type=float, default=0.2, metavar="SHARE",
+                          help="share of each cloud held out to choose the threshold, 0.05 to 0.5 (default 0.2)")
+    finetune.add_argument("--epochs", type=int, default=40, metavar="E",
+                          help="passes over the training points per stage, 1 to 1000 (default 40)")
+    finetune.add_argument("--min-keep", type=float, default=0.0, metavar="R",
+                          help="the threshold must keep at least this share of the held-out true points, 0 to "
+                          "0.999 (default 0: the best mean IoU)")
+    finetune.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    finetune.add_argument("--overwrite", action="store_true", help="replace MODEL and its card if they exist")
+    finetune.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
 def _add_modelnet(commands) -> None:
     modelnet = commands.add_parser(
         "modelnet", help="write the procedural ModelNet10 stand-in",
@@ -212,8 +237,8 @@ def _add_bench(commands) -> None:
 
 
 def build_parser() -> Parser:
-    """The ``pcfilter`` parser with its commands (info, simulate, filter, reconstruct, evaluate, modelnet,
-    bench)."""
+    """The ``pcfilter`` parser with its commands (info, simulate, filter, reconstruct, evaluate, finetune,
+    modelnet, bench)."""
     parser = Parser(
         prog="pcfilter",
         description="Deep learning on point clouds and structured-light scans: "
@@ -223,7 +248,8 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"pcfilter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for add in (_add_info, _add_simulate, _add_filter, _add_reconstruct, _add_evaluate, _add_modelnet, _add_bench):
+    for add in (_add_info, _add_simulate, _add_filter, _add_reconstruct, _add_evaluate, _add_finetune, _add_modelnet,
+                _add_bench):
         add(commands)
     parser.commands = commands.choices
     return parser

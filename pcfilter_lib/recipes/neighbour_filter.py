@@ -114,6 +114,17 @@ def export_network(model: keras.Model) -> DenseNetwork:
     return DenseNetwork(mean, scale, list(kernels), list(biases))
 
 
+def import_network(network: DenseNetwork) -> keras.Model:
+    """The Keras form of a NumPy ``DenseNetwork`` (``build_network`` with its weights), to train further;
+    ``export_network`` gives it back."""
+    model = build_network(network.mean, network.scale.astype(np.float64) ** 2,
+                          [kernel.shape[1] for kernel in network.kernels[:-1]])
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for layer, kernel, bias in zip(dense, network.kernels, network.biases, strict=True):
+        layer.set_weights([kernel, bias])
+    return model
+
+
 @dataclass(frozen=True)
 class NeighbourFilterRecipe:
     """Sizes of the neighbour filter's reference run.
