@@ -28,6 +28,7 @@ beside it), read by ``neighbour_filter`` and written by ``NeighbourFilter.save``
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +231,36 @@ class NeighbourFilter(CloudFilter):
         path = Path(path)
         atomic_write_with(path, lambda tmp: np.savez(tmp, **arrays))
         return path
+
+
+def stage_seconds(scan_filter: NeighbourFilter, points) -> dict[str, float]:
+    """Where the neighbour filter's time goes on a cloud: seconds of each step, run once.
+
+    Steps: ``search`` (the KD-tree and the k nearest neighbours of every point), ``statistics``
+    (each neighbourhood's own statistics), ``features`` (their means over 1 to 3 hops), ``stages``
+    (every network but the last, with the hop means of their P(keep)), ``last network``.
+
+    Args:
+        scan_filter: a ``NeighbourFilter``.
+        points: a finite (N, 3) cloud.
+
+    Returns:
+        the seconds of each step, in order, and ``total``.
+    """
+    times: dict[str, float] = {}
+    statistics = neighbour_statistics(points, scan_filter.neighbours, scan_filter.chunk, scan_filter.threads, times)
+    for name, step in (("features", statistics.features),
+                       ("stages", lambda: stage_columns(statistics, scan_filter.networks[:-1],
+                                                        scan_filter.probability_hops))):
+        start = time.perf_counter()
+        result = step()
+        times[name] = time.perf_counter() - start
+    last = scan_filter.networks[-1]
+    start = time.perf_counter()
+    statistics.map(lambda rows: last([column[rows] for column in result]))
+    times["last network"] = time.perf_counter() - start
+    times["total"] = sum(times.values())
+    return times
 
 
 def neighbour_filter(path: str | os.PathLike | None = None, threshold: float | None = None) -> NeighbourFilter:
