@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -44,17 +43,21 @@ def write_large_cloud(path: Path, points: int) -> int:
     return len(cloud)
 
 
+# A small process runs the command and reports its peak: a child forked straight from this one would
+# count this process's own pages (the kernel keeps the high-water mark across exec).
+LAUNCH = ("import json, resource, subprocess, sys, time; start = time.perf_counter(); "
+          "done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+          "print(json.dumps([done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+          "time.perf_counter() - start, done.stdout + done.stderr]))")
+
+
 def peak_memory(command: list[str]) -> tuple[int, float, str]:
     """(peak resident bytes, wall seconds, last output line) of ``command`` run in its own process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {output[-2000:]}")
-    return usage.ru_maxrss * 1024, wall, output.strip().splitlines()[-1]  # ru_maxrss is in KiB on Linux
+    launched = subprocess.run([sys.executable, "-c", LAUNCH, *command], capture_output=True, text=True, check=True)
+    status, peak_kib, wall, output = json.loads(launched.stdout)
+    if status != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({status}): {output[-2000:]}")
+    return peak_kib * 1024, wall, output.strip().splitlines()[-1]  # ru_maxrss is in KiB on Linux
 
 
 def main(argv=None) -> int:

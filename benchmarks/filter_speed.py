@@ -16,7 +16,16 @@ filter (``filters.tiles``, tiles of 250 000 points) run one after the other in t
 point filter's time on the scan is also split into its stages (neighbour search, features, patches,
 network, combining).
 
+With ``--command-line SIZE ...`` it times instead what a user runs: ``pcfilter filter CLOUD.xyz -o
+KEPT.ply`` with the neighbour filter and with ``--method sor`` (and the point filter up to
+``--points-up-to`` points), each in its own process, one after the other and ``--repeats`` times in
+turn, on ``.xyz`` clouds made by ``large_cloud``; reading, filtering and writing included. Prints
+each one's median wall time, points per second, peak resident memory and its ratio to SOR in the same
+run, and the neighbour filter's profile on the first size (``filters.neighbours.stage_seconds``).
+Target: the neighbour filter at most 1.0x SOR at every size. Writes filter_speed_command_line.json/.md.
+
     python benchmarks/filter_speed.py [--scan FILE.npz] [--repeats 5] [--sizes 2e6 1e7] [--out DIR]
+    python benchmarks/filter_speed.py --command-line 268e3 1e6 1e7 [--repeats 3] [--points-up-to 3e5]
 
 Without ``--scan`` it simulates one 640x480 scan (seed 0, scan 0 of the default recipe).
 """
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -140,8 +151,75 @@ def size_rows(point_filter, sor, cloud: np.ndarray, sizes: list[int], repeats: i
     return rows
 
 
+COMMANDS = {"neighbour filter": ["--model", "neighbours"], "SOR": ["--method", "sor"],
+            "point filter": ["--model", "points"]}
+
+
+def command_line_rows(sizes: list[int], repeats: int, points_up_to: int, work: Path) -> tuple[list[dict], dict]:
+    """Wall time and peak memory of ``pcfilter filter`` with each filter on ``.xyz`` clouds of ``sizes``
+    points, interleaved, ``repeats`` times; and the neighbour filter's stages on the first cloud."""
+    from filter_memory import peak_memory
+
+    from pcfilter_lib.filters.neighbours import neighbour_filter, stage_seconds
+    from pcfilter_lib.io.clouds import CloudWriter
+
+    pcfilter = str(Path(sys.executable).with_name("pcfilter"))
+    scan = load_or_simulate(None)
+    scan_points = np.asarray(scan["xyz"], np.float64)[np.asarray(scan["valid"], bool)]
+    rows, profile = [], {}
+    for size in sizes:
+        cloud = scan_points[:size] if size <= len(scan_points) else large_cloud(scan_points, size)
+        path, kept = work / f"cloud_{size}.xyz", work / "kept.ply"
+        with CloudWriter(path, len(cloud), np.float64) as writer:
+            for start in range(0, len(cloud), 1 << 20):
+                writer.write(cloud[start:start + (1 << 20)])
+        if not profile:
+            profile = {"points": len(cloud), **stage_seconds(neighbour_filter(), cloud)}
+        names = [n for n in COMMANDS if n != "point filter" or len(cloud) <= points_up_to]
+        runs = {name: [] for name in names}
+        for _ in range(repeats):
+            for name in names:
+                runs[name].append(peak_memory([pcfilter, "filter", str(path), "-o", str(kept), "--quiet",
+                                               *COMMANDS[name]]))
+                kept.unlink()
+        row = {"points": len(cloud), "file_bytes": path.stat().st_size}
+        for name, results in runs.items():
+            wall = float(np.median([w for _, w, _ in results]))
+            row[name] = {"wall_s": wall, "points_per_s": len(cloud) / wall,
+                         "peak_rss_bytes": max(p for p, _, _ in results), "walls_s": [w for _, w, _ in results]}
+        for name in runs:
+            row[name]["ratio_to_sor"] = row[name]["wall_s"] / row["SOR"]["wall_s"]
+        rows.append(row)
+        print(f"{len(cloud):>11,} points: " + "; ".join(
+            f"{name} {row[name]['wall_s']:.2f} s ({row[name]['ratio_to_sor']:.2f}x SOR, "
+            f"{row[name]['peak_rss_bytes'] / 1e9:.2f} GB)" for name in runs), flush=True)
+        path.unlink()
+    return rows, profile
+
+
+def command_line_table(rows: list[dict], profile: dict, device: dict) -> str:
+    lines = [f"`pcfilter filter CLOUD.xyz -o KEPT.ply` in its own process (reading, filtering, writing); CPU "
+             f"{device['cpu']} ({device['cores']} cores); median of {len(rows[0]['SOR']['walls_s'])} runs, the "
+             "filters in turn. SOR: Open3D, 20 neighbours, std ratio 2.0. Peak: resident memory (ru_maxrss).", "",
+             "| points | filter | wall time | points/s | peak memory | ratio to SOR |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for name in (n for n in COMMANDS if n in row):
+            r = row[name]
+            lines.append(f"| {row['points']:,} | {name} | {r['wall_s']:.2f} s | {r['points_per_s']:,.0f} | "
+                         f"{r['peak_rss_bytes'] / 1e9:.2f} GB | {r['ratio_to_sor']:.2f} |")
+    total = profile["total"]
+    lines += ["", f"Neighbour filter on {profile['points']:,} points, in one process (no reading or writing): "
+              + ", ".join(f"{k} {v:.2f} s ({v / total:.0%})" for k, v in profile.items()
+                          if k not in ("points", "total")) + f"; total {total:.2f} s."]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--command-line", type=float, nargs="+", metavar="SIZE",
+                        help="time pcfilter filter on .xyz clouds of these sizes instead (see above)")
+    parser.add_argument("--points-up-to", type=float, default=3e5,
+                        help="with --command-line: the point filter too, on clouds up to this size")
     parser.add_argument("--scan", type=Path, help="a scan .npz (default: simulate one 640x480 scan)")
     parser.add_argument("--model", type=Path, default=None, help="U-Net filter (default: the shipped one)")
     parser.add_argument("--point-model", type=Path, default=None, help="point filter (default: the shipped one)")
@@ -150,6 +228,18 @@ def main(argv=None) -> int:
                         help="larger cloud sizes in points (default 2e6 1e7; none: the scan only)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="folder for filter_speed.json/.md")
     args = parser.parse_args(argv)
+    if args.command_line:
+        with tempfile.TemporaryDirectory(prefix="pcfilter-speed-") as work:
+            rows, profile = command_line_rows([int(s) for s in args.command_line], args.repeats,
+                                              int(args.points_up_to), Path(work))
+        device = clock.device_report()
+        table = command_line_table(rows, profile, device)
+        print(table)
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / "filter_speed_command_line.md", table + "\n")
+        atomic_write_text(args.out / "filter_speed_command_line.json", json.dumps(
+            {"device": device, "repeats": args.repeats, "sizes": rows, "profile_s": profile}, indent=2) + "\n")
+        return 0
 
     scan = load_or_simulate(args.scan)
     unet = filters.unet_filter(args.model)

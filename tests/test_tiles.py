@@ -13,7 +13,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 from pcfilter_lib import filters
-from pcfilter_lib.filters import tiles
+from pcfilter_lib.filters import tile_store, tiles
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.simulate.dataset import make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
@@ -57,12 +57,12 @@ def test_a_tile_with_its_halo_has_the_features_of_the_whole_cloud(cloud, tmp_pat
     finite = cloud[np.isfinite(cloud).all(1)]
     hood = point_features.neighbourhoods(finite)
     whole = point_features.local_statistics(hood)
-    grid = tiles.TileGrid.cover(finite.min(0), finite.max(0), len(finite), 3000)
-    store = tiles.TileStore(tmp_path, grid)
+    grid = tile_store.TileGrid.cover(finite.min(0), finite.max(0), len(finite), 3000)
+    store = tile_store.TileStore(tmp_path, grid)
     store.add(finite, np.arange(len(finite)))
     assert store.counts.sum() == len(finite) and (store.counts > 0).sum() > 4
     cell = int(np.argmax(store.counts))
-    centre = tiles._cloud_centre(store, finite.min(0), finite.max(0))
+    centre = tile_store.cloud_centre(store, finite.min(0), finite.max(0))
     assert centre.tolist() == np.median(finite, axis=0).tolist()
     assert tiles._cloud_spacing(store, centre) == hood.spacing
     index, values = tiles._filter_cell(_StatisticsOnly(), store, cell, hood.spacing, centre)
@@ -81,15 +81,15 @@ class _StatisticsOnly:
 
 
 def test_the_median_is_found_exactly_in_passes_over_the_cells(tmp_path, monkeypatch):
-    monkeypatch.setattr(tiles, "SELECT_LIMIT", 50)  # many narrowing passes on a small cloud
+    monkeypatch.setattr(tile_store, "SELECT_LIMIT", 50)  # many narrowing passes on a small cloud
     rng = np.random.default_rng(1)
     for points in (rng.normal(size=(1001, 3)) * [1, 1e-9, 1e6], np.round(rng.normal(size=(2000, 3)), 1)):
         points[7] = [1e30, -1e30, 0]  # one point very far away
-        grid = tiles.TileGrid.cover(points.min(0), points.max(0), len(points), 300)
-        store = tiles.TileStore(tmp_path / str(len(points)), grid)
+        grid = tile_store.TileGrid.cover(points.min(0), points.max(0), len(points), 300)
+        store = tile_store.TileStore(tmp_path / str(len(points)), grid)
         store.folder.mkdir()
         store.add(points, np.arange(len(points)))
-        centre = tiles._cloud_centre(store, points.min(0), points.max(0))
+        centre = tile_store.cloud_centre(store, points.min(0), points.max(0))
         assert centre.tolist() == np.median(points, axis=0).tolist()
 
 
@@ -110,3 +110,20 @@ def test_patches_cover_every_point_from_draws_that_follow_each_point():
     room = (40 - points[:, 0]) / hood.spacing
     part = filters.points.cover_patches(hood, index, 64, room=room)
     assert not part.exact[room < filters.points.HOLD].any() and part.exact[room > 3 * filters.points.HOLD].all()
+
+
+@pytest.mark.skipif(not filters.SHIPPED_NEIGHBOUR_MODEL.is_file(), reason="the shipped neighbour filter is missing")
+def test_the_neighbour_filter_in_tiles_gives_the_whole_cloud_s_probabilities_bit_for_bit(cloud):
+    from pcfilter_lib.filters.neighbour_tiles import tiled_neighbour_probability
+
+    scan_filter = filters.neighbour_filter()
+    finite = cloud[np.isfinite(cloud).all(1)]
+    width = np.ptp(finite, axis=0).max()
+    lone = np.median(finite, axis=0) + [[0.1 * width, 0, 0.15 * width], [-0.2 * width, 0.05 * width, 0.1 * width]]
+    points = np.concatenate([cloud, lone])  # two specks high above: their neighbours lie in other tiles
+    whole = scan_filter.keep_probability_points(points)
+    cells = []
+    tiled = tiled_neighbour_probability(scan_filter, chunks_of(points), tile_points=3000, progress=cells.append)
+    assert len(cells) >= 5 and sum(cells) == len(points)
+    np.testing.assert_array_equal(tiled, whole)
+    assert tiled[[5, 500]].tolist() == [0, 0] and (tiled[-2:] < scan_filter.threshold).all()

@@ -131,8 +131,8 @@ def _add_filter(commands) -> None:
     filter_.add_argument("--jobs", type=int, default=1, metavar="N",
                          help="with a folder IN: files filtered at once, each in its own process (default 1)")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
-                         help="points per tile of a large unorganised cloud (default: filters.tiles.TILE_POINTS; "
-                         "memory grows with it)")
+                         help="points per tile of a large unorganised cloud (default: the filter's own, "
+                         "TILE_POINTS of filters.tiles or filters.neighbour_tiles; memory grows with it)")
     add_filter_choice(filter_)
 
 

@@ -1,7 +1,7 @@
 """``pcfilter filter``: remove artefacts from a scan or cloud, or from each file of a folder.
 
 A scan, an organised cloud or a baseline's input is read whole; an unorganised .ply or .xyz for the
-point filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A folder's
+point or neighbour filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A folder's
 files are filtered in worker processes (``folders.run_in_workers``).
 """
 
@@ -23,6 +23,8 @@ from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.folders import INPUT_SUFFIXES, folder_inputs, run_in_workers
 from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, needs_keras, read_filter_input
 from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
+from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_neighbour_probability
+from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file
@@ -181,18 +183,19 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     total, finite, far = _scan_stream(stream)
     if far:
         return _filter_in_memory(args, source)
-    if not needs_keras(args, organised=False):
-        return _filter_in_memory(args, source)
-    runtime.setup(seed=None)
+    if needs_keras(args, organised=False):
+        runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)
-    if not isinstance(scan_filter, filters.PointFilter):
+    if isinstance(scan_filter, NeighbourFilter):  # NumPy only: filters.tiles would load Keras
+        tiled, tile_points = tiled_neighbour_probability, NEIGHBOUR_TILE_POINTS
+    elif needs_keras(args, organised=False) and isinstance(scan_filter, filters.PointFilter):
+        tiled, tile_points = filters.tiles.tiled_keep_probability, filters.tiles.TILE_POINTS
+    else:
         return _filter_in_memory(args, source)
     progress = Progress(total, args.quiet, scan_filter.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        tiles = filters.tiles
-        prob = tiles.tiled_keep_probability(scan_filter, stream.points, args.tile_points or tiles.TILE_POINTS,
-                                            progress=progress)
+        prob = tiled(scan_filter, stream.points, args.tile_points or tile_points, progress=progress)
     progress.close()
     Interrupts.check()
     keep = prob >= scan_filter.threshold

@@ -39,8 +39,10 @@ from pcfilter_lib.filters.base import CloudFilter, check_threshold
 from pcfilter_lib.geometry.neighbour_statistics import (
     CHUNK,
     FEATURES,
+    HOPS,
     NEIGHBOURS,
     THREADS,
+    CloudFrame,
     NeighbourStatistics,
     neighbour_statistics,
 )
@@ -207,13 +209,29 @@ class NeighbourFilter(CloudFilter):
                 points are finite, or they all coincide.
         """
         points, finite = finite_points(points)
-        statistics = neighbour_statistics(points[finite], self.neighbours, self.chunk, self.threads)
-        columns = stage_columns(statistics, self.networks[:-1], self.probability_hops)
+        searched_prob, statistics = self.region_probability(points[finite])
         prob = np.zeros(len(points), np.float32)
-        last = self.networks[-1]
-        searched = np.flatnonzero(finite)[statistics.searched]
-        prob[searched] = statistics.map(lambda rows: last([column[rows] for column in columns]))
+        prob[np.flatnonzero(finite)[statistics.searched]] = searched_prob
         return prob
+
+    def region_probability(self, points: np.ndarray, frame: CloudFrame | None = None
+                           ) -> tuple[np.ndarray, NeighbourStatistics]:
+        """P(keep) of the searched points of a finite cloud, or of a part of one measured in the
+        whole cloud's ``frame`` (``filters.tiles``), and the statistics they came from.
+
+        Returns:
+            ``(prob, statistics)``: (M,) float32 P(keep) of the points ``statistics.searched`` marks.
+        """
+        statistics = neighbour_statistics(points, self.neighbours, self.chunk, self.threads, frame=frame)
+        columns = stage_columns(statistics, self.networks[:-1], self.probability_hops)
+        last = self.networks[-1]
+        return statistics.map(lambda rows: last([column[rows] for column in columns])), statistics
+
+    @property
+    def reach_hops(self) -> int:
+        """How many hops of neighbours a point's P(keep) reads: the features reach ``HOPS`` hops, and
+        each later stage reads the P(keep) of the stage before over ``probability_hops`` more."""
+        return HOPS + (len(self.networks) - 1) * self.probability_hops
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the filter to an ``.npz`` file in the layout this module describes (atomically).

@@ -1,6 +1,6 @@
 """The point filter on a cloud of any size, in tiles, in bounded memory.
 
-A cloud larger than one tile is cut by a grid over its two widest axes into cells of about
+A cloud larger than one tile is cut by a grid over its two widest axes (``filters.tile_store``) into cells of about
 ``tile_points`` points, kept on disk in one file per cell. Each cell is filtered with a halo: the
 points of the neighbouring cells within a margin around it. The margin starts at ``MARGIN`` point
 spacings and grows until everything the cell's decisions read is that of the whole cloud, checked
@@ -27,187 +27,20 @@ spacing pass; the points stay on disk.
 
 from __future__ import annotations
 
-import math
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
+from pcfilter_lib.filters.tile_store import TileStore, tiled_probability
 from pcfilter_lib.geometry.neighbours import nearest_neighbours
-from pcfilter_lib.geometry.point_features import MIN_POINTS, Neighbourhoods, neighbourhoods
+from pcfilter_lib.geometry.point_features import Neighbourhoods, neighbourhoods
 
 TILE_POINTS = 250_000  # points per tile: smaller ones redo more halo work (100 000: several times slower on 1M)
 MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
-SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
-_RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 
 
-@dataclass
-class TileGrid:
-    """Square cells over two axes of a cloud's bounding box (the third is never cut).
-
-    Attributes:
-        low, high: (3,) the bounding box of the cloud's finite points.
-        axes: the two axes cut, widest first.
-        size: the side of a cell.
-        shape: cells along each of the two axes.
-    """
-
-    low: np.ndarray
-    high: np.ndarray
-    axes: tuple[int, int]
-    size: float
-    shape: tuple[int, int]
-
-    @classmethod
-    def cover(cls, low: np.ndarray, high: np.ndarray, count: int, tile_points: int) -> TileGrid:
-        """The grid of about ``count / tile_points`` cells over a box holding ``count`` points."""
-        extent = np.maximum(high - low, 0)
-        axes = tuple(int(a) for a in np.argsort(-extent, kind="stable")[:2])
-        share = min(tile_points / max(count, 1), 1.0)  # of the cloud in one cell
-        # Square cells over the area, or slices along the widest axis of a cloud that is a line.
-        size = max(math.sqrt(extent[axes[0]] * extent[axes[1]] * share), extent[axes[0]] * share)
-        if not size > 0:  # every point in one place: one cell
-            return cls(np.asarray(low, float), np.asarray(high, float), axes, 1.0, (1, 1))
-        shape = tuple(max(1, math.ceil(extent[a] / size)) for a in axes)
-        return cls(np.asarray(low, float), np.asarray(high, float), axes, size, shape)
-
-    def cells(self, xyz: np.ndarray) -> np.ndarray:
-        """(N,) int64 cell of each point (row-major over the two axes)."""
-        ij = [np.clip(((xyz[:, a] - self.low[a]) // self.size).astype(np.int64), 0, n - 1)
-              for a, n in zip(self.axes, self.shape, strict=True)]
-        return ij[0] * self.shape[1] + ij[1]
-
-    def box(self, cell: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
-        """The (2,) low and high corners of a cell grown by ``margin`` on each side."""
-        ij = np.array(divmod(cell, self.shape[1]), float)
-        low = self.low[list(self.axes)] + ij * self.size - margin
-        return low, low + self.size + 2 * margin
-
-    def meeting(self, low: np.ndarray, high: np.ndarray) -> list[int]:
-        """The cells that meet the box [low, high] (corners on the two axes)."""
-        first = np.clip(((low - self.low[list(self.axes)]) // self.size).astype(int), 0, np.array(self.shape) - 1)
-        last = np.clip(((high - self.low[list(self.axes)]) // self.size).astype(int), 0, np.array(self.shape) - 1)
-        return [a * self.shape[1] + b for a in range(first[0], last[0] + 1) for b in range(first[1], last[1] + 1)]
-
-    def around(self, cell: int, margin: float) -> list[int]:
-        """The cells that meet the cell grown by ``margin``."""
-        i, j = divmod(cell, self.shape[1])
-        reach = math.ceil(margin / self.size) if margin > 0 else 0
-        return [a * self.shape[1] + b for a in range(max(0, i - reach), min(self.shape[0], i + reach + 1))
-                for b in range(max(0, j - reach), min(self.shape[1], j + reach + 1))]
-
-    def room(self, xyz: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """(N,) distance from each point to the nearest side of the box [low, high] beyond which the
-        cloud has points (infinite where the box holds the whole cloud; negative outside the box)."""
-        room = np.full(len(xyz), np.inf)
-        for k, a in enumerate(self.axes):
-            if low[k] > self.low[a]:
-                room = np.minimum(room, xyz[:, a] - low[k])
-            if high[k] < self.high[a]:
-                room = np.minimum(room, high[k] - xyz[:, a])
-        return room
-
-
-class TileStore:
-    """A cloud's finite points, with their index among the finite ones, in one file per cell of a grid."""
-
-    def __init__(self, folder: Path, grid: TileGrid):
-        self.folder, self.grid = Path(folder), grid
-        self.counts = np.zeros(grid.shape[0] * grid.shape[1], np.int64)
-
-    def add(self, xyz: np.ndarray, index: np.ndarray) -> None:
-        """Append points (float64 (n, 3)) and their indices to their cells' files."""
-        cells = self.grid.cells(xyz)
-        order = np.argsort(cells, kind="stable")
-        rows = np.empty(len(xyz), _RECORD)
-        rows["xyz"], rows["index"] = xyz[order], index[order]
-        found, starts = np.unique(cells[order], return_index=True)
-        for cell, start, end in zip(found, starts, [*starts[1:], len(rows)], strict=True):
-            with open(self.folder / f"{cell}.bin", "ab") as file:
-                rows[start:end].tofile(file)
-            self.counts[cell] += end - start
-
-    def load(self, cell: int, margin: float, extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The cell's points and those of other cells within ``margin`` of it or inside one of the
-        ``extra`` boxes ((2,) low and high corners on the grid's axes): (xyz (n, 3), index (n,), core (n,)
-        bool, room (n,): how far each point is inside the loaded region, see ``TileGrid.room``)."""
-        boxes = [self.grid.box(cell, margin), *extra]
-        others = sorted(set(self.grid.around(cell, margin)).union(*(self.grid.meeting(*b) for b in extra)))
-        parts, core = [], []
-        for other in others:
-            if not self.counts[other]:
-                continue
-            rows = np.fromfile(self.folder / f"{other}.bin", _RECORD)
-            if other != cell:
-                inside = np.zeros(len(rows), bool)
-                for low, high in boxes:
-                    inside |= np.all([(rows["xyz"][:, a] >= low[k]) & (rows["xyz"][:, a] <= high[k])
-                                      for k, a in enumerate(self.grid.axes)], axis=0)
-                rows = rows[inside]
-            parts.append(rows)
-            core.append(np.full(len(rows), other == cell))
-        rows, core = np.concatenate(parts), np.concatenate(core)
-        order = np.argsort(rows["index"], kind="stable")  # the cloud's order, as in the in-memory filter
-        rows, core = rows[order], core[order]
-        # Inside the union of boxes, a point is as far from everything not loaded as it is from the sides
-        # of the box it is deepest in.
-        room = self.grid.room(rows["xyz"], *boxes[0])
-        for low, high in boxes[1:]:
-            np.maximum(room, self.grid.room(rows["xyz"], low, high), out=room)
-        return rows["xyz"], rows["index"], core, room
-
-    def column(self, axis: int) -> Iterable[np.ndarray]:
-        """One coordinate of every stored point, cell after cell."""
-        for cell in np.flatnonzero(self.counts):
-            yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"][:, axis]
-
-
-def _kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
-    """The value of rank ``rank`` (0 first) among all the values in [low, high] read from ``values()``,
-    found exactly in a few passes: each counts the values in 1024 bins and narrows the range to the
-    bin that holds the rank, until the range holds at most ``SELECT_LIMIT`` values, which are sorted."""
-    below = 0  # values under low
-    while low < high:
-        edges = np.linspace(low, high, 1025)
-        counts = np.zeros(1024, np.int64)
-        for v in values():
-            v = v[(v >= low) & (v <= high)]
-            counts += np.bincount(np.clip(np.searchsorted(edges, v, "right") - 1, 0, 1023), minlength=1024)
-        if counts.sum() <= SELECT_LIMIT:
-            inside = np.concatenate([v[(v >= low) & (v <= high)] for v in values()])
-            return float(np.partition(inside, rank - below)[rank - below])
-        b = int(np.searchsorted(np.cumsum(counts), rank - below, "right"))
-        below += int(counts[:b].sum())
-        low, high = float(edges[b]), (high if b == 1023 else float(np.nextafter(edges[b + 1], -np.inf)))
-    return low
-
-
-def _cloud_centre(store: TileStore, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """(3,) the median of the stored points, bit for bit ``np.median(points, axis=0)``."""
-    n = int(store.counts.sum())
-    centre = np.empty(3)
-    for axis in range(3):
-        middle = [_kth_smallest(lambda a=axis: store.column(a), rank, low[axis], high[axis])
-                  for rank in sorted({(n - 1) // 2, n // 2})]
-        centre[axis] = np.mean(np.array(middle, np.float64))  # as np.median takes the middle two
-    return centre
-
-
-def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.ndarray) -> float:
-    """How much wider (in spacings) the halo must grow for the tile's decisions to be the whole cloud's;
-    0 when they are. They are when every core point has the whole cloud's patches (``cover.exact``) and
-    every member of those patches and every neighbour of a member has its k nearest neighbours within
-    its ``room`` (in spacings: the distance to the edge of the loaded region)."""
-    if not cover.exact[core].all():
-        return HOLD / 2
-    members = np.unique(cover.patches[(core[cover.patches] & cover.held).any(axis=1)])
-    needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
-    return float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
 
 
 def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarray]], tile_points: int = TILE_POINTS,
@@ -229,43 +62,23 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
     Raises:
         ValueError: the cloud has fewer than ``MIN_POINTS`` finite points.
     """
-    count, low, high = 0, np.full(3, np.inf), np.full(3, -np.inf)
-    finite_count = 0
-    for chunk in chunks():
-        xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
-        finite = np.isfinite(xyz).all(axis=1)
-        if finite.any():
-            low, high = np.minimum(low, xyz[finite].min(0)), np.maximum(high, xyz[finite].max(0))
-        count, finite_count = count + len(xyz), finite_count + int(finite.sum())
-    if finite_count < MIN_POINTS or finite_count <= tile_points:
-        points = np.concatenate([np.asarray(c).reshape(-1, 3) for c in chunks()]) if count else np.zeros((0, 3))
-        prob = point_filter.keep_probability_points(points)
-        if progress:
-            progress(count)
-        return prob
-    with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
-        store = TileStore(Path(tmp), TileGrid.cover(low, high, finite_count, tile_points))
-        # Points are numbered among the finite ones, as in memory: the patch seeds hash these numbers.
-        start, finite_rows = 0, []
-        for chunk in chunks():
-            xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
-            finite = np.isfinite(xyz).all(axis=1)
-            store.add(xyz[finite], start + np.arange(int(finite.sum())))
-            start += int(finite.sum())
-            finite_rows.append(finite)
-        centre = _cloud_centre(store, low, high)
-        spacing = _cloud_spacing(store, centre)
-        finite_prob = np.zeros(finite_count, np.float32)
-        for cell in np.flatnonzero(store.counts):
-            index, values = _filter_cell(point_filter, store, int(cell), spacing, centre)
-            finite_prob[index] = values
-            if progress:
-                progress(int(store.counts[cell]))
-        if progress and count > finite_count:
-            progress(count - finite_count)
-        prob = np.zeros(count, np.float32)
-        prob[np.concatenate(finite_rows)] = finite_prob
-        return prob
+    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
+        spacing = _cloud_spacing(store, centre)  # the patch seeds hash the points' indices among the finite ones
+        return lambda cell: _filter_cell(point_filter, store, cell, spacing, centre)
+
+    return tiled_probability(point_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress)
+
+
+def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.ndarray) -> float:
+    """How much wider (in spacings) the halo must grow for the tile's decisions to be the whole cloud's;
+    0 when they are. They are when every core point has the whole cloud's patches (``cover.exact``) and
+    every member of those patches and every neighbour of a member has its k nearest neighbours within
+    its ``room`` (in spacings: the distance to the edge of the loaded region)."""
+    if not cover.exact[core].all():
+        return HOLD / 2
+    members = np.unique(cover.patches[(core[cover.patches] & cover.held).any(axis=1)])
+    needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
+    return float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
 
 
 def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
@@ -324,3 +137,5 @@ def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,
         margin = max(margin + (1.25 * short + 1) * spacing, 1.5 * margin)  # few retries: each redoes the tile
     reading = (core[cover.patches] & cover.held).any(axis=1)  # the patches the cell's points read
     return index[core], point_filter.hood_probability(hood, cover.patches[reading], cover.held[reading])[core]
+
+

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+QUERY_BLOCK = 1 << 18  # query points per call of the float32 search
+
 
 class NeighbourIndex:
     """A KD-tree over a cloud, built once, to find the k nearest of its points to any query points.
@@ -126,18 +128,17 @@ def nearest_neighbours_float32(points, k: int, queries=None) -> tuple[np.ndarray
     if not 1 <= k <= len(points):
         raise ValueError(f"cannot find {k} nearest of {len(points)} points: k must lie in [1, {len(points)}]")
     tree = cKDTree(points)
-    if queries is None:
-        # The cloud's own points are asked in the tree's leaf order: neighbouring queries then walk
-        # the same branches while they are in cache (1.8 times faster on a shuffled cloud).
-        order = tree.indices
-        distances, indices = tree.query(points[order], k, workers=-1)
-        found, lengths = np.empty((len(points), k), np.uint32), np.empty((len(points), k), np.float32)
-        found[order], lengths[order] = indices.reshape(-1, k), distances.reshape(-1, k)
-        return found, lengths
-    queries = _coordinates(queries, "queries", np.float32)
-    distances, indices = tree.query(queries, k, workers=-1)
-    shape = (len(queries), k)
-    return indices.reshape(shape).astype(np.uint32), distances.reshape(shape).astype(np.float32)
+    own = queries is None
+    queries = points if own else _coordinates(queries, "queries", np.float32)
+    # The cloud's own points are asked in the tree's leaf order: neighbouring queries then walk the
+    # same branches while they are in cache (1.8 times faster on a shuffled cloud).
+    order = tree.indices if own else np.arange(len(queries))
+    found, lengths = np.empty((len(queries), k), np.uint32), np.empty((len(queries), k), np.float32)
+    for start in range(0, len(queries), QUERY_BLOCK):  # SciPy answers in float64 and int64: a block at a time
+        rows = order[start:start + QUERY_BLOCK]
+        distances, indices = tree.query(queries[rows], k, workers=-1)
+        found[rows], lengths[rows] = indices.reshape(-1, k), distances.reshape(-1, k)
+    return found, lengths
 
 
 def _coordinates(points, name: str, dtype=np.float64) -> np.ndarray:

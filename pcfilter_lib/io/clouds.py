@@ -17,6 +17,7 @@ PLY it reads goes through ``read_ply_header``. A file that cannot be read raises
 
 from __future__ import annotations
 
+import itertools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -328,7 +329,7 @@ class CloudStream:
 
     def _xyz_chunks(self, size: int):
         with open(self.path, "rb") as file:
-            while lines := [line for line in (file.readline() for _ in range(size)) if line]:
+            while lines := list(itertools.islice(file, size)):  # stops at the end, however large size is
                 table = _xyz_table(self.path, lines)
                 if len(table):
                     yield {"xyz": table[:, :3], "intensity": None}

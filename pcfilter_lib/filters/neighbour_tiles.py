@@ -1,0 +1,116 @@
+"""The neighbour filter on a cloud of any size, in tiles, in bounded memory.
+
+A point's P(keep) reads the k nearest neighbours of every point within ``NeighbourFilter.reach_hops``
+hops of it (7 for the shipped filter: three hops of features, then four of the first stage's
+P(keep)). A tile (``filters.tile_store``) is filtered with a halo that starts at
+``NEIGHBOUR_MARGIN`` spacings and grows until every point within that many hops of the tile's own
+points finds its k nearest inside the loaded region (its distance to the region's edge exceeds its
+k-th distance), checked from the distances, not assumed. The points are measured in the whole
+cloud's ``CloudFrame`` (its exact median, a power-of-two scale and its spacing, found in passes over
+the cells), so a tile's statistics are the whole cloud's bit for bit and so are its decisions;
+``tests/test_tiles.py`` checks them. A few lone points whose neighbours lie far away get a box of
+their own in the halo instead of a wider halo all round.
+
+Nothing here imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from pcfilter_lib.filters.neighbours import NeighbourFilter
+from pcfilter_lib.filters.tile_store import TileStore, tiled_probability
+from pcfilter_lib.geometry.neighbour_statistics import CloudFrame
+from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
+from pcfilter_lib.geometry.point_features import _median_spacing
+
+NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.2 GB each with its halo (0.4 kB a point)
+NEIGHBOUR_MARGIN = 24  # the first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
+LONE_BOXES = 64  # at most this many points get a box of their own instead of a wider halo all round
+
+
+def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
+                                tile_points: int = NEIGHBOUR_TILE_POINTS, folder: str | Path | None = None,
+                                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """P(keep) of every point of a cloud read in chunks, filtered tile by tile; the same as
+    ``scan_filter.keep_probability_points`` on the whole cloud.
+
+    Args:
+        scan_filter: a ``NeighbourFilter``.
+        chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays of
+            coordinates, in the cloud's order; NaN or infinite rows are allowed.
+        tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
+        folder: where the cells' files go (a temporary folder by default).
+        progress: called with the number of points each finished tile held.
+
+    Returns:
+        (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
+    """
+    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
+        frame = _neighbour_frame(store, centre, low, high)
+        return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame)
+
+    return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress)
+
+
+def _neighbour_frame(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray) -> CloudFrame:
+    """The whole cloud's ``CloudFrame``: its median, a power-of-two scale and its spacing measured as
+    ``neighbour_statistics`` measures it (the median positive float32 nearest distance), cell by cell."""
+    extent = float(np.max(np.abs(np.r_[low - centre, high - centre])))
+    scale = 2.0 ** round(math.log2(extent)) if extent > 0 else 1.0
+    nearest = np.empty(int(store.counts.sum()), np.float32)
+    filled = 0
+    for cell in np.flatnonzero(store.counts):
+        margin = store.grid.size / 8
+        while True:
+            xyz, _, core, room = store.load(int(cell), margin)
+            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
+                margin *= 2
+                continue
+            scaled = ((xyz - centre) / scale).astype(np.float32)
+            found = (nearest_neighbours_float32(scaled, 2)[1][:, 1] if len(xyz) > 1
+                     else np.full(len(xyz), np.inf, np.float32))
+            if (found[core] * scale < room[core]).all() or np.isinf(room).all():
+                break
+            margin *= 2
+        nearest[filled:filled + core.sum()] = found[core]
+        filled += core.sum()
+    return CloudFrame(centre, scale, _median_spacing(nearest) * scale)
+
+
+def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell: int,
+                           frame: CloudFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(indices among the finite points, P(keep)) of one cell's points, from the cell with a halo wide
+    enough that every point within ``reach_hops`` hops of them has its k nearest neighbours inside the
+    loaded region (its ``room`` exceeds its k-th distance). A few lone points whose neighbours lie far
+    get a box of their own; otherwise the halo grows."""
+    margin, extra, axes = NEIGHBOUR_MARGIN * frame.spacing, {}, list(store.grid.axes)
+    while True:
+        xyz, index, core, room = store.load(cell, margin, list(extra.values()))
+        everything = np.isinf(room).all()
+        if len(xyz) <= scan_filter.neighbours and not everything:  # too few to judge: look farther
+            margin *= 2
+            continue
+        prob, statistics = scan_filter.region_probability(xyz, frame)
+        if everything:
+            break
+        read = core.copy()
+        neighbours = statistics.neighbours()
+        for _ in range(scan_filter.reach_hops):
+            read[neighbours[read].ravel()] = True
+        short = read & (statistics.farthest >= room)
+        if not short.any():
+            break
+        lone = short & (statistics.farthest > 4 * margin)
+        if 0 < lone.sum() <= LONE_BOXES and lone.sum() < short.sum() + 1 and not (short & ~lone).any():
+            extra.update({int(index[p]): (xyz[p, axes] - 1.25 * statistics.farthest[p],
+                                          xyz[p, axes] + 1.25 * statistics.farthest[p])
+                          for p in np.flatnonzero(lone) if int(index[p]) not in extra})
+            continue
+        gap = float(np.max(statistics.farthest[short & ~lone] - room[short & ~lone], initial=0.0))
+        margin = max(margin + 1.25 * gap + frame.spacing, 1.5 * margin)  # few retries: each redoes the tile
+    return index[core], prob[core]
