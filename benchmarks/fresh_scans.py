@@ -1,20 +1,22 @@
-"""The point filter and the classical filters on fresh simulated scans: seeds no model was trained,
-tuned or thresholded on.
+"""Every filter on fresh simulated scans: seeds no model was trained, tuned or thresholded on, with the
+spread over seeds.
 
-Three sets of ``--scans`` scans each, from the dataset seed ``--seed`` (the shipped models' data sets
+Four sets of ``--scans`` scans for each dataset seed of ``--seeds`` (the shipped models' data sets
 use seeds 0 and 1):
 
-- **bins** as in the U-Net's data set: bins of parts, the fixed 640x480 scanner;
+- **bins** as in the U-Net's data set: bins of parts, the fixed 640x480 scanner, and the same at 320x240;
 - **boards**: circuit boards, each scan with its own scanner (``simulate.families.draw_scanner``);
 - **fruit**: fruit on a plate, each scan with its own scanner.
 
-Each scan becomes an unorganised cloud of its measured points. The filters are those of the real-scan
-comparison (``filters.labelled_clouds.reference_filters``): the point filter at its card's and at its
-balanced threshold, SOR and ROR with the parameters tuned on its validation clouds, and SOR with
-Open3D's defaults. Prints, per set, the pooled mean IoU, balanced accuracy, keep-recall and the
-share of each artefact kind removed; JSON and markdown go to ``--out``.
+Each scan becomes an unorganised cloud of its measured points. The filters: the neighbour filter at
+its card's threshold, those of the real-scan comparison (``filters.labelled_clouds.reference_filters``:
+the point filter at its card's and at its balanced threshold, SOR and ROR with the parameters tuned
+on its validation clouds, SOR with Open3D's defaults), and the U-Net on the organised scans themselves.
+Prints, per set and filter, the mean IoU pooled over each seed's scans, then its mean, standard
+deviation and range over the seeds, and the balanced accuracy and keep-recall averaged over seeds;
+JSON (every seed's full results) and markdown go to ``--out``, the JSON after each seed.
 
-    python benchmarks/fresh_scans.py [--scans 10] [--seed 2026] [--model FILE.keras] [--out benchmarks/results]
+    python benchmarks/fresh_scans.py [--scans 20] [--seeds 2026 4242 7777] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from pcfilter_lib import config, runtime
 
 runtime.setup(seed=0)
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
+from pcfilter_lib import filters
+from pcfilter_lib.filters.evaluation import evaluate_filter
 from pcfilter_lib.filters.labelled_clouds import reference_filters
 from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL
 from pcfilter_lib.io.clouds import scan_cloud
@@ -43,15 +47,49 @@ from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
 from pcfilter_lib.timing import clock
 
-# name: (families, randomise)
-SETS = {"bins, 640x480": ({"bin": 1.0}, False), "boards, drawn scanners": ({"board": 1.0}, True),
-        "fruit, drawn scanners": ({"fruit": 1.0}, True)}
+# name: (families, randomise, base image size)
+SETS = {"bins, 640x480": ({"bin": 1.0}, False, (640, 480)), "bins, 320x240": ({"bin": 1.0}, False, (320, 240)),
+        "boards, drawn scanners": ({"board": 1.0}, True, (640, 480)),
+        "fruit, drawn scanners": ({"fruit": 1.0}, True, (640, 480))}
+UNET = "U-Net (organised scans)"
+
+
+def seed_results(seed: int, scans: int, candidates: list) -> dict:
+    """set name -> filter name -> ``evaluate_filter`` result, for the scans of one dataset seed."""
+    unet = filters.unet_filter()
+    results = {}
+    for name, (families, randomise, (width, height)) in SETS.items():
+        made = [make_scan(seed, i, ScannerConfig(width=width, height=height), families=families, randomise=randomise)
+                for i in tqdm(range(scans), desc=f"seed {seed}, {name}", unit="scan")]
+        clouds = [scan_cloud(scan) for scan in made]
+        results[name] = {f"{filter_name} ({setting})": evaluate_filter(candidate, clouds)
+                         for filter_name, setting, candidate in candidates}
+        results[name][UNET] = evaluate_filter(unet, made)
+    return results
+
+
+def summary_table(per_seed: dict) -> list[str]:
+    """Markdown rows: per set and filter, the mean IoU of each seed and its mean, spread and range."""
+    seeds = list(per_seed)
+    lines = ["| scans | filter | mean IoU per seed | mean | std | min - max | balanced accuracy | keep-recall |",
+             "|---|---|---|---|---|---|---|---|"]
+    first = per_seed[seeds[0]]
+    for name in first:
+        for filter_name in first[name]:
+            rows = [per_seed[seed][name][filter_name] for seed in seeds]
+            iou = np.array([r["mean_iou"] for r in rows])
+            lines.append(f"| {name} | {filter_name} | {' / '.join(f'{v:.3f}' for v in iou)} | {iou.mean():.4f} | "
+                         f"{iou.std():.4f} | {iou.min():.3f} - {iou.max():.3f} | "
+                         f"{np.mean([r['balanced_accuracy'] for r in rows]):.4f} | "
+                         f"{np.mean([r['recall'] for r in rows]):.4f} |")
+    return lines
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scans", type=int, default=config.choose(full=10, fast=2), help="scans per set")
-    parser.add_argument("--seed", type=int, default=2026, help="dataset seed of the fresh scans")
+    parser.add_argument("--scans", type=int, default=config.choose(full=20, fast=2), help="scans per set and seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2026, 4242, 7777],
+                        help="dataset seeds of the fresh scans (default 2026 4242 7777)")
     parser.add_argument("--model", type=Path, default=SHIPPED_POINT_MODEL, help="the point filter's .keras file")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -59,29 +97,30 @@ def main(argv=None) -> int:
         raise SystemExit("fresh_scans: --scans must be at least 1")
     if not args.model.is_file():
         raise SystemExit(f"fresh_scans: no model file {args.model}")
+    if set(args.seeds) & {0, 1}:
+        raise SystemExit("fresh_scans: seeds 0 and 1 made the shipped models' data; choose others")
     start = time.perf_counter()
-    candidates = reference_filters(args.model)
-    scanner = ScannerConfig(width=640, height=480)
-    results = {}
-    for name, (families, randomise) in SETS.items():
-        clouds = [scan_cloud(make_scan(args.seed, i, scanner, families=families, randomise=randomise))
-                  for i in tqdm(range(args.scans), desc=name, unit="scan")]
-        results[name] = {f"{filter_name} ({setting})": evaluate_filter(candidate, clouds)
-                         for filter_name, setting, candidate in candidates}
-    lines = [f"Fresh simulated scans ({GENERATOR} {VERSION}, dataset seed {args.seed}, {args.scans} per set), "
-             f"as unorganised clouds; point filter {args.model.name}. Pooled over each set's clouds; "
-             "label 1 = keep.", "",
-             *sets_table(results)]
+    neighbours = filters.neighbour_filter()
+    candidates = [("neighbour filter", f"threshold {neighbours.threshold:g} (card)", neighbours),
+                  *reference_filters(args.model)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    per_seed = {}
+    for seed in args.seeds:
+        per_seed[seed] = seed_results(seed, args.scans, candidates)
+        atomic_write_text(args.out / "fresh_scans.json", json.dumps(
+            {"date": str(datetime.date.today()), "device": clock.device_report(), "seeds": list(per_seed),
+             "scans_per_set": args.scans, "model": args.model.name, "simulator": {"generator": GENERATOR,
+                                                                                  "version": VERSION},
+             "results": {str(k): v for k, v in per_seed.items()}}, indent=1, default=float) + "\n")
+    lines = [f"Fresh simulated scans ({GENERATOR} {VERSION}, dataset seeds {', '.join(map(str, args.seeds))}, "
+             f"{args.scans} per set and seed), as unorganised clouds (the U-Net: the organised scans); point filter "
+             f"{args.model.name}, neighbour filter {filters.SHIPPED_NEIGHBOUR_MODEL.name}. Mean IoU pooled over each "
+             "seed's scans of a set; mean, standard deviation and range over the seeds; label 1 = keep.", "",
+             *summary_table(per_seed)]
     lines += ["", f"Measured {datetime.date.today()}, {time.perf_counter() - start:.0f} s."]
     text = "\n".join(lines)
     print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "fresh_scans.md", text + "\n")
-    atomic_write_text(args.out / "fresh_scans.json", json.dumps(
-        {"date": str(datetime.date.today()), "device": clock.device_report(), "seed": args.seed,
-         "scans_per_set": args.scans, "model": args.model.name, "simulator": {"generator": GENERATOR,
-                                                                              "version": VERSION},
-         "results": results}, indent=1, default=float) + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from pcfilter_lib.filters.baselines import BaselineFilter, tuned_spacing
 from pcfilter_lib.filters.methods import DEFAULTS
-from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL, PointFilter, point_filter
+from pcfilter_lib.filters.points import SHIPPED_POINT_MODEL, point_filter
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.model_cards import read_model_card
 from pcfilter_lib.nn import scores
@@ -88,8 +88,8 @@ def compare_on_clouds(paths: Sequence[str | os.PathLike], candidates: Sequence[t
 
     Args:
         paths: PointCleanNet pairs (``labelled_pairs``).
-        candidates: (name, setting, filter) triples (``reference_filters``); a ``PointFilter``'s keep
-            probability also gives the ROC AUC.
+        candidates: (name, setting, filter) triples (``reference_filters``); a learned filter's keep
+            probability (``keep_probability_points``) also gives the ROC AUC.
 
     Returns:
         One row per cloud and filter: ``scan``, ``filter``, ``setting`` and ``cloud_scores``.
@@ -101,8 +101,8 @@ def compare_on_clouds(paths: Sequence[str | os.PathLike], candidates: Sequence[t
         cloud = cloud_scan(points, label=label)
         probabilities = {}
         for name, setting, candidate in candidates:
-            if isinstance(candidate, PointFilter):
-                model_key = id(candidate.model)
+            if hasattr(candidate, "keep_probability_points"):  # a learned filter: its P(keep) gives the ROC AUC
+                model_key = id(getattr(candidate, "model", candidate))  # thresholds of one model share it
                 if model_key not in probabilities:
                     probabilities[model_key] = candidate.keep_probability_points(points)
                 prob = probabilities[model_key]
