@@ -25,6 +25,7 @@ from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, needs_keras,
 from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
 from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_neighbour_probability
 from pcfilter_lib.filters.neighbours import NeighbourFilter
+from pcfilter_lib.filters.tile_store import TILE_POINTS
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file
@@ -155,15 +156,20 @@ def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
           f"{', '.join(map(str, _targets(args)))}")
 
 
-def _scan_stream(stream) -> tuple[int, int, int]:
-    """(points, finite points, points beyond ``COORDINATE_LIMIT``) of a streamed cloud, read once before
-    TensorFlow starts, so that an unreadable or empty file is reported first."""
+def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict] | None]:
+    """(points, finite points, points beyond ``COORDINATE_LIMIT``, the chunks) of a streamed cloud, read
+    once before TensorFlow starts, so that an unreadable or empty file is reported first. The chunks
+    are kept when the cloud has at most ``keep_up_to`` points (one tile: reading it again would cost
+    more than keeping it), else None."""
     total = finite = far = 0
-    for xyz in stream.points():
+    kept: list[dict] | None = []
+    for chunk in stream.chunks():
+        xyz = chunk["xyz"]
         total += len(xyz)
         usable = np.isfinite(xyz).all(axis=1)
         finite += int(usable.sum())
         far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
+        kept = kept + [chunk] if kept is not None and total <= keep_up_to else None
     if total == 0:
         raise CloudError(f"{stream.path}: the cloud holds no points")
     if finite == 0:
@@ -173,29 +179,33 @@ def _scan_stream(stream) -> tuple[int, int, int]:
         raise ValueError(f"{stream.path}: the cloud holds {finite} point{'s' * (finite != 1)} with finite "
                          f"coordinates; the point filter needs at least {MIN_POINTS} to compare each point with its "
                          "neighbours")
-    return total, finite, far
+    return total, finite, far, kept
 
 
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     """``filter`` with the point filter on an unorganised .ply or .xyz, in tiles and in chunks: memory
     stays bounded whatever the cloud's size. A cloud with points too far away to measure distances goes
     through the in-memory path, which drops them and says so."""
-    total, finite, far = _scan_stream(stream)
+    keras = needs_keras(args, organised=False)
+    if keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
+        tiled, tile_points = None, args.tile_points or TILE_POINTS
+    else:  # the neighbour filter, or a classical method (read whole below)
+        tiled, tile_points = tiled_neighbour_probability, args.tile_points or NEIGHBOUR_TILE_POINTS
+    total, finite, far, kept_chunks = _scan_stream(stream, tile_points)
     if far:
         return _filter_in_memory(args, source)
-    if needs_keras(args, organised=False):
+    if keras:
         runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)
-    if isinstance(scan_filter, NeighbourFilter):  # NumPy only: filters.tiles would load Keras
-        tiled, tile_points = tiled_neighbour_probability, NEIGHBOUR_TILE_POINTS
-    elif needs_keras(args, organised=False) and isinstance(scan_filter, filters.PointFilter):
-        tiled, tile_points = filters.tiles.tiled_keep_probability, filters.tiles.TILE_POINTS
-    else:
+    if keras and isinstance(scan_filter, filters.PointFilter):
+        tiled = filters.tiles.tiled_keep_probability
+    elif not isinstance(scan_filter, NeighbourFilter):
         return _filter_in_memory(args, source)
+    chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)
     progress = Progress(total, args.quiet, scan_filter.name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        prob = tiled(scan_filter, stream.points, args.tile_points or tile_points, progress=progress)
+        prob = tiled(scan_filter, lambda: (chunk["xyz"] for chunk in chunks()), tile_points, progress=progress)
     progress.close()
     Interrupts.check()
     keep = prob >= scan_filter.threshold
@@ -203,15 +213,15 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     if not kept and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {finite} points of {source}, so nothing was written; check "
                          "the filter (or its --threshold), or pass --allow-empty to write the empty result")
-    _write_stream(args, stream, prob, keep, finite)
+    _write_stream(args, stream, prob, keep, finite, chunks)
     _report(scan_filter.name, kept, finite, args)
     if finite < total:
         print(f"dropped {total - finite} points with NaN or infinite coordinates (written to neither file)")
     return 0
 
 
-def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> None:
-    """Write the kept, removed and scored points of a streamed cloud, reading it once more."""
+def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chunks) -> None:
+    """Write the kept, removed and scored points of a streamed cloud, reading it once more (``chunks()``)."""
     kept = int(keep.sum())
     with contextlib.ExitStack() as files:
         outputs = [(files.enter_context(CloudWriter(path, count, stream.precision)), select)
@@ -220,7 +230,7 @@ def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int) -> 
         scores = (files.enter_context(CloudWriter(args.scores, len(prob), stream.precision, ["keep_probability"]))
                   if args.scores else None)
         start = 0
-        for chunk in stream.chunks():
+        for chunk in chunks():
             xyz, intensity = chunk["xyz"], chunk["intensity"]
             part, mine = prob[start:start + len(xyz)], keep[start:start + len(xyz)]
             finite_rows = np.isfinite(xyz).all(axis=1)

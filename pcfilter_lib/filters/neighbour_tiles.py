@@ -8,8 +8,13 @@ points finds its k nearest inside the loaded region (its distance to the region'
 k-th distance), checked from the distances, not assumed. The points are measured in the whole
 cloud's ``CloudFrame`` (its exact median, a power-of-two scale and its spacing, found in passes over
 the cells), so a tile's statistics are the whole cloud's bit for bit and so are its decisions;
-``tests/test_tiles.py`` checks them. A few lone points whose neighbours lie far away get a box of
-their own in the halo instead of a wider halo all round.
+``tests/test_tiles.py`` checks them. Points whose neighbours lie farther than the halo is wide get
+a box of their own in the halo instead of a wider halo all round.
+
+Seven hops reach far where a scan is sparse (far background, grazing surfaces: tens of median
+spacings between neighbours), so on simulated bins the halo of a tile often grows to hold as many
+points as the tile itself, after a few retries that each redo the tile. Clouds of at most
+``NEIGHBOUR_TILE_POINTS`` points are filtered in one pass.
 
 Nothing here imports TensorFlow or Keras.
 """
@@ -28,9 +33,9 @@ from pcfilter_lib.geometry.neighbour_statistics import CloudFrame
 from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 from pcfilter_lib.geometry.point_features import _median_spacing
 
-NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.2 GB each with its halo (0.4 kB a point)
+NEIGHBOUR_TILE_POINTS = 1_000_000  # points per tile, about 0.4 kB each: the halo often holds as many again
 NEIGHBOUR_MARGIN = 24  # the first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
-LONE_BOXES = 64  # at most this many points get a box of their own instead of a wider halo all round
+LONE_BOXES = 1024  # at most this many points of a tile get a box of their own instead of a wider halo
 
 
 def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
@@ -105,12 +110,14 @@ def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell:
         short = read & (statistics.farthest >= room)
         if not short.any():
             break
-        lone = short & (statistics.farthest > 4 * margin)
-        if 0 < lone.sum() <= LONE_BOXES and lone.sum() < short.sum() + 1 and not (short & ~lone).any():
+        # A point whose neighbours lie farther than the halo is wide gets a box of its own.
+        lone = short & (statistics.farthest > 2 * margin)
+        new = [p for p in np.flatnonzero(lone) if int(index[p]) not in extra]
+        if 0 < len(new) <= LONE_BOXES - len(extra):
             extra.update({int(index[p]): (xyz[p, axes] - 1.25 * statistics.farthest[p],
-                                          xyz[p, axes] + 1.25 * statistics.farthest[p])
-                          for p in np.flatnonzero(lone) if int(index[p]) not in extra})
-            continue
-        gap = float(np.max(statistics.farthest[short & ~lone] - room[short & ~lone], initial=0.0))
-        margin = max(margin + 1.25 * gap + frame.spacing, 1.5 * margin)  # few retries: each redoes the tile
+                                          xyz[p, axes] + 1.25 * statistics.farthest[p]) for p in new})
+        rest = short & ~lone if 0 < len(new) <= LONE_BOXES or not new else short
+        if rest.any() or not new:
+            gap = float(np.max(statistics.farthest[rest] - room[rest], initial=0.0))
+            margin = max(margin + 1.25 * gap + frame.spacing, 2 * margin)  # few retries: each redoes the tile
     return index[core], prob[core]

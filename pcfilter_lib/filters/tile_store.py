@@ -22,6 +22,7 @@ import numpy as np
 
 from pcfilter_lib.geometry.point_features import MIN_POINTS
 
+TILE_POINTS = 250_000  # the point filter's tiles: smaller ones redo more halo work (100 000: much slower on 1M)
 SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 

@@ -33,11 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
-from pcfilter_lib.filters.tile_store import TileStore, tiled_probability
+from pcfilter_lib.filters.tile_store import TILE_POINTS, TileStore, tiled_probability
 from pcfilter_lib.geometry.neighbours import nearest_neighbours
 from pcfilter_lib.geometry.point_features import Neighbourhoods, neighbourhoods
 
-TILE_POINTS = 250_000  # points per tile: smaller ones redo more halo work (100 000: several times slower on 1M)
 MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
 
 
