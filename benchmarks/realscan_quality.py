@@ -90,7 +90,7 @@ def finetune_rows(name: str, points, outlier, settings: FinetuneSettings | None 
     """The shipped neighbour filter fine-tuned on each half of a scan and scored on the other half,
     beside the shipped filter on the same half."""
     settings = settings or FinetuneSettings()
-    axis = int(points.ptp(axis=0).argmax())
+    axis = int(np.ptp(points, axis=0).argmax())
     upper = points[:, axis] > np.median(points[:, axis])
     if min(int((outlier & half).sum()) for half in (upper, ~upper)) < FINETUNE_MIN_ARTEFACTS:
         return []
