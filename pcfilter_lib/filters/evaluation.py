@@ -134,6 +134,7 @@ def sets_table(results: Mapping[str, Mapping[str, dict]]) -> list[str]:
     for name, rows in results.items():
         for filter_name, r in rows.items():
             kinds = ", ".join(f"{k} {_removed(v)}" for k, v in r["kinds"].items() if v["points"])
-            lines.append(f"| {name} | {filter_name} | {r['mean_iou']:.4f} | {r['balanced_accuracy']:.4f} | "
-                         f"{r['recall']:.4f} | {kinds} |")
+            metrics = " | ".join("n/a" if r[key] is None or np.isnan(r[key]) else f"{r[key]:.4f}"
+                                 for key in ("mean_iou", "balanced_accuracy", "recall"))  # n/a: undefined
+            lines.append(f"| {name} | {filter_name} | {metrics} | {kinds} |")
     return lines
