@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.inputs import make_filter, needs_keras
-from pcfilter_lib.cli.options import check_model, check_threshold
+from pcfilter_lib.cli.options import LOG_PROGRESS, check_model, check_threshold, progress_bar
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.nn.scores import confusion_metrics, defined_or_none, undefined, why_undefined
@@ -108,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.per_file:
         result = _evaluate_per_file(scan_filter, scans, args)
     else:
-        result = filters.evaluate_filter(scan_filter, scans, progress=not args.json and sys.stderr.isatty())
+        result = filters.evaluate_filter(scan_filter, scans, progress=LOG_PROGRESS if args.json else progress_bar())
     Interrupts.check()
     result.update(split=args.split if organised else None, data=str(args.data),
                   threshold=scan_filter.threshold if args.method is None else None,
