@@ -351,6 +351,15 @@ def _scaled_scan(scale, points=None):
     return make
 
 
+def _far_dataset(folder):
+    """A scan dataset whose test scan lies 1e30 times too far out."""
+    argv = _dataset(folder)
+    path = next((folder / "ds" / "test").glob("*.npz"))
+    scan = load_scan(path)
+    save_scan(path, {**scan, "xyz": scan["xyz"] * np.float32(1e30)})
+    return [*argv, "--method", "sor"]
+
+
 def _float32_ply(folder):
     write_points(folder / "c.ply", CLOUD.astype(np.float32))
     return ["filter", "c.ply", "-o", "out.ply"]
@@ -409,6 +418,7 @@ SECOND_ROUND = [
     Case("3 a scan times 1e30", _scaled_scan(1e30), 1, "every point lies beyond ±5.3e+18"),
     Case("3 a scan with three points times 1e25", _scaled_scan(1e25, 3), 0,
          "dropped 3 points with coordinates beyond ±5.3e+18", ("out.ply",)),
+    Case("3 evaluate on a dataset with a scan times 1e30", _far_dataset, 1, "points lie beyond ±5.3e+18"),
     Case("4 a float32 binary PLY: no NumPy warning", _float32_ply, 0, "pointnet_filter: kept", ("out.ply",)),
     Case("5 every label an outlier (JSON)", _all_outliers("--json"), 0, '"recall": null', avoids='"recall": 1.0'),
     Case("5 every label an outlier (table)", _all_outliers(), 0, "keep-recall (true points kept)   n/a"),

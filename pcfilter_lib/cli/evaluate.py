@@ -8,10 +8,13 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.inputs import make_filter, needs_keras
 from pcfilter_lib.cli.options import LOG_PROGRESS, check_model, check_threshold, progress_bar
+from pcfilter_lib.geometry.point_features import FLOAT32_COORDINATE_LIMIT
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.nn.scores import confusion_metrics, defined_or_none, undefined, why_undefined
@@ -30,7 +33,8 @@ def _evaluation_data(args: argparse.Namespace):
         if not any(name.startswith(f"{args.split}/") for name in manifest["files"]):
             raise ValueError(f"{folder} holds no {args.split} scans; choose another --split")
         files = split_files(folder, args.split)
-        named = ({**scan, "name": file.name} for file, scan in zip(files, filters.iter_scans(files), strict=True))
+        named = ({**_within_reach(file, scan), "name": file.name}
+                 for file, scan in zip(files, filters.iter_scans(files), strict=True))
         return f"{len(files)} {args.split} scans of {folder}", named, True
     pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
     if not pairs:
@@ -41,6 +45,16 @@ def _evaluation_data(args: argparse.Namespace):
         points, outlier = read_pointcleannet(path)
         clouds.append({**cloud_scan(points, label=~outlier), "name": path.name})
     return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False
+
+
+def _within_reach(path: Path, scan: dict) -> dict:
+    """``scan``, refused if a point lies beyond ``FLOAT32_COORDINATE_LIMIT``, where the U-Net's
+    single-precision features overflow: its labels count every point, so none can be dropped."""
+    xyz = np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)]
+    if xyz.size and float(np.abs(xyz.astype(np.float64)).max()) > FLOAT32_COORDINATE_LIMIT:
+        raise ValueError(f"{path}: points lie beyond ±{FLOAT32_COORDINATE_LIMIT:.1e}, too far from the origin to "
+                         "measure distances between scan points in single precision; give the coordinates in metres")
+    return scan
 
 
 def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
