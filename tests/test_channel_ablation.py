@@ -1,6 +1,7 @@
 """The U-Net filter's channel ablation (``filters.unet.channel_ablation``) and the table of
 filter results (``viz.filter_table``), on a toy scan and U-Net-shaped models that read one channel."""
 
+import numpy as np
 import pytest
 
 from pcfilter_lib import runtime
@@ -64,7 +65,8 @@ def test_filter_table_has_a_row_per_filter_and_a_dash_where_a_kind_is_missing():
     assert table.header[:6] == ["filter", "mean IoU", "bal. acc.", "F1", "keep-recall", "FOR"]
     assert table.header[6:] == ["interref.", "mixed", "specular", "decoding"]
     assert [row[0] for row in table.rows] == ["all", "no kinds"]
-    assert table.rows[0][5:] == [f"{results['all']['false_omission_rate']:.4f}", "0.000", "–", "–", "–"]
+    assert np.isnan(results["all"]["false_omission_rate"])  # nothing removed: 0 / 0
+    assert table.rows[0][5:] == ["n/a", "0.000", "–", "–", "–"]
     assert table.rows[1][6:] == ["–", "–", "–", "–"]
     assert "<td>interref.</td>" not in table._repr_html_() and "<th>interref.</th>" in table._repr_html_()
 

@@ -72,10 +72,13 @@ def test_filter_refuses_to_overwrite_its_input_and_explains_unusable_files(datas
     result = run("filter", cloud, "-o", tmp_path / "out.ply", "--model", "unet")
     assert result.returncode == 1 and "needs an organised scan" in result.stderr
     assert run("filter", cloud, "-o", tmp_path / "out.ply", "--method", "ror").returncode == 0
+    result = run("filter", cloud, "-o", tmp_path / "out.ply", "--method", "ror")  # now there: not replaced
+    assert result.returncode == 1 and "out.ply already exists" in result.stderr and "--overwrite" in result.stderr
+    assert run("filter", cloud, "-o", tmp_path / "out.ply", "--method", "ror", "--overwrite").returncode == 0
 
     broken = tmp_path / "broken.npz"
     broken.write_bytes(b"PK not really")
-    result = run("filter", broken, "-o", tmp_path / "out.ply", "--method", "sor")
+    result = run("filter", broken, "-o", tmp_path / "out2.ply", "--method", "sor")
     assert result.returncode == 1 and "not a readable scan" in result.stderr
     result = run("filter", scan_path, "-o", tmp_path / "out.txt", "--method", "sor")
     assert result.returncode == 1 and "outputs are written as .ply or .xyz" in result.stderr

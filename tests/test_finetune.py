@@ -109,7 +109,7 @@ def test_finetune_writes_a_filter_that_filter_and_evaluate_run_without_tensorflo
     tuned = neighbour_filter(out)
     assert tuned.threshold == pytest.approx(card["threshold"])
     again = run("finetune", "--data", data, "--out", out, "--epochs", 1, "--quiet")
-    assert again.returncode == 1 and "exists" in again.stderr and "--overwrite" in again.stderr
+    assert again.returncode == 1 and "already exists" in again.stderr and "--overwrite" in again.stderr
     listing = ("import sys; from pcfilter_lib.cli import main; status = main(sys.argv[1:]); "
                "print('LOADED', *sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)); sys.exit(status)")
     for command in (("filter", data / "sheet0.xyz", "-o", tmp_path / "kept.ply", "--model", out, "--quiet"),

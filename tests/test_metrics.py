@@ -22,24 +22,60 @@ def test_reproduces_the_slides_to_three_decimals():
         assert round(values[name], 3) == expected, name
 
 
+# The denominator of each rate from (tp, fn, fp, tn): the rate is undefined (NaN) exactly where it is 0.
+DENOMINATORS = {"accuracy": lambda tp, fn, fp, tn: tp + fn + fp + tn,
+                "balanced_accuracy": lambda tp, fn, fp, tn: tp + fn + fp + tn,
+                "precision": lambda tp, fn, fp, tn: tp + fp,
+                "recall": lambda tp, fn, fp, tn: tp + fn,
+                "tnr": lambda tp, fn, fp, tn: tn + fp,
+                "f1": lambda tp, fn, fp, tn: 2 * tp + fp + fn,
+                "false_omission_rate": lambda tp, fn, fp, tn: fn + tn,
+                "iou_keep": lambda tp, fn, fp, tn: tp + fp + fn,
+                "iou_artefact": lambda tp, fn, fp, tn: tn + fp + fn,
+                "mean_iou": lambda tp, fn, fp, tn: tp + fn + fp + tn}
+
+
 @given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
-def test_never_nan_and_within_zero_and_one(tp, fn, fp, tn):
+def test_within_zero_and_one_and_nan_exactly_where_undefined(tp, fn, fp, tn):
     values = scores.confusion_metrics(tp, fn, fp, tn)
-    assert all(0.0 <= v <= 1.0 for v in values.values()), values
+    for name, value in values.items():
+        if DENOMINATORS[name](tp, fn, fp, tn) == 0:
+            assert np.isnan(value), (name, values)
+        else:
+            assert 0.0 <= value <= 1.0, (name, values)
+    assert scores.undefined(values) == [name for name in scores.NAMES if np.isnan(values[name])]
 
 
-def test_degenerate_cases_are_defined():
+def test_undefined_cases_are_nan_never_a_perfect_score():
     empty = scores.confusion_metrics(0, 0, 0, 0)
-    assert empty["mean_iou"] == 1.0 and empty["false_omission_rate"] == 0.0
+    assert all(np.isnan(v) for v in empty.values())
     no_artefacts = scores.confusion_metrics(tp=90, fn=10, fp=0, tn=0)
     assert no_artefacts["balanced_accuracy"] == pytest.approx(0.9)  # the recall alone, not (0.9 + 1) / 2
-    assert no_artefacts["tnr"] == 1.0
+    assert np.isnan(no_artefacts["tnr"])
     # The 10 pixels wrongly removed make the artefact class appear in the prediction: its IoU is 0.
     assert no_artefacts["mean_iou"] == pytest.approx((0.9 + 0.0) / 2)
     perfect_without_artefacts = scores.confusion_metrics(tp=100, fn=0, fp=0, tn=0)
     assert perfect_without_artefacts["mean_iou"] == 1.0 and perfect_without_artefacts["balanced_accuracy"] == 1.0
+    assert np.isnan(perfect_without_artefacts["false_omission_rate"])  # nothing removed: 0 / 0, not 0
+    # Every point an outlier (label 0): the keep-recall is 0 / 0, not 1.0, and the summary is the TNR alone.
+    all_outliers = {"tp": 0, "fn": 0, "fp": 290, "tn": 10}
+    values = {**all_outliers, **scores.confusion_metrics(**all_outliers)}
+    assert np.isnan(values["recall"]) and values["balanced_accuracy"] == pytest.approx(10 / 300)
+    assert scores.defined_or_none(values)["recall"] is None and scores.defined_or_none(values)["tnr"] == values["tnr"]
+    assert scores.why_undefined(values).startswith("recall undefined: the data hold no true points")
+    assert scores.why_undefined({**SLIDES, **scores.confusion_metrics(**SLIDES)}) is None
     with pytest.raises(ValueError, match="non-negative"):
         scores.confusion_metrics(-1, 0, 0, 0)
+
+
+def test_an_undefined_value_is_never_the_best_threshold():
+    y = np.array([1, 1, 1, 0, 0])
+    p = np.array([0.3, 0.4, 0.45, 0.1, 0.2])[..., None]
+    sweep = scores.threshold_sweep(y, p, thresholds=[0.15, 0.35, 0.9])
+    assert np.isnan(sweep["precision"][2])  # nothing kept at 0.9: the precision is 0 / 0
+    assert scores.best_threshold(sweep, "precision") == 0.35
+    with pytest.raises(ValueError, match="undefined at every threshold"):
+        scores.best_threshold(sweep, "precision", low=0.8)
 
 
 def data(seed=0, n=10):
@@ -110,13 +146,13 @@ def test_voxel_iou_per_shape_scores_each_grid_on_its_own():
     rng = np.random.default_rng(0)
     truth = rng.random((4, 6, 6, 6)) < 0.3
     probability = rng.random((4, 6, 6, 6))
-    truth[3], probability[3] = False, 0.0  # nothing to find and nothing found: a perfect score
+    truth[3], probability[3] = False, 0.0  # nothing to find and nothing found: 0 / 0, undefined
     per_shape = scores.voxel_iou_per_shape(truth, probability, (0.3, 0.6))
     assert per_shape.shape == (4, 2)
     for n in range(3):
         expected = scores.voxel_iou(truth[n], probability[n], (0.3, 0.6))
         np.testing.assert_allclose(per_shape[n], [expected[0.3], expected[0.6]])
-    np.testing.assert_array_equal(per_shape[3], [1.0, 1.0])
+    assert np.isnan(per_shape[3]).all()
     np.testing.assert_array_equal(scores.voxel_iou_per_shape(truth[..., None], probability[..., None]),
                                   scores.voxel_iou_per_shape(truth, probability))
     with pytest.raises(ValueError, match="same shape"):

@@ -15,14 +15,23 @@ import signal
 import sys
 
 from pcfilter_lib import __version__
-from pcfilter_lib.cli.options import MESH_SUFFIXES, add_filter_choice
+from pcfilter_lib.cli.options import (
+    MAX_JOBS,
+    MAX_PARTS,
+    MAX_SEED,
+    MAX_TILE_POINTS,
+    MESH_SUFFIXES,
+    MIN_TILE_POINTS,
+    add_filter_choice,
+    add_overwrite,
+)
 from pcfilter_lib.timing.names import BACKENDS, MODELS
 
 # Options whose value may start with '-' followed by a digit ('--size -160x120'): argparse would take
 # the value for an option and say only "expected one argument"; joined as '--size=-160x120', the
 # value reaches the commands' checks, which say what is wrong with it.
 VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-parts", "--threshold", "--upsample",
-                 "--depth", "--jobs")
+                 "--depth", "--jobs", "--tile-points")
 
 
 class Interrupts:
@@ -89,14 +98,17 @@ def _add_simulate(commands) -> None:
         "the same options.")
     simulate.add_argument("--out", required=True,
                           help="dataset folder (created; resumed if made with the same options)")
-    simulate.add_argument("--n", type=int, required=True, help="number of scans (at most 100000)")
-    simulate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    simulate.add_argument("--n", type=int, required=True, help="number of scans, 1 to 100000")
+    simulate.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
     simulate.add_argument("--size", metavar="WxH",
-                          help="scan size in pixels (default 640x480, 160x120 with PCFILTER_FAST=1)")
+                          help="scan size in pixels, each side 8 to 8192 (default 640x480, 160x120 with "
+                          "PCFILTER_FAST=1)")
     simulate.add_argument("--split", default="0.8/0.1/0.1", metavar="TRAIN/VAL/TEST",
                           help="fractions of scans per split (default 0.8/0.1/0.1)")
-    simulate.add_argument("--min-parts", type=int, default=3, help="fewest parts per bin (default 3)")
-    simulate.add_argument("--max-parts", type=int, default=15, help="most parts per bin (default 15)")
+    simulate.add_argument("--min-parts", type=int, default=3,
+                          help="fewest parts per bin, 0 to --max-parts (default 3)")
+    simulate.add_argument("--max-parts", type=int, default=15,
+                          help=f"most parts per bin, 0 to {MAX_PARTS} and at least --min-parts (default 15)")
     simulate.add_argument("--mesh", action="append", metavar="FILE",
                           help="a mesh file (ply, obj, stl, off) to add to the parts library of bins; repeatable")
     simulate.add_argument("--families", default="bin", metavar="NAME=SHARE,...",
@@ -117,7 +129,8 @@ def _add_filter(commands) -> None:
         "coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT ending in .pcd keeps "
         "an organised grid, with NaN where a point was removed; coordinates keep the input's precision. A file "
         "too large to filter in the available memory is refused before it is read. A filter that removes every "
-        "point writes nothing and fails, unless --allow-empty.")
+        "point writes nothing and fails, unless --allow-empty. An output that already exists is refused before any "
+        "work unless --overwrite; IN is never replaced.")
     filter_.add_argument("input", metavar="IN",
                          help="scan .npz, point cloud file, or a folder of them (never overwritten)")
     filter_.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -127,12 +140,15 @@ def _add_filter(commands) -> None:
                          help="also write every point with its keep probability (PLY scalar 'keep_probability')")
     filter_.add_argument("--allow-empty", action="store_true",
                          help="write the outputs even when the filter removes every point")
+    add_overwrite(filter_)
     filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
     filter_.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help="with a folder IN: files filtered at once, each in its own process (default 1)")
+                         help=f"with a folder IN: files filtered at once, each in its own process, 1 to "
+                         f"{MAX_JOBS} (default 1)")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
-                         help="points per tile of a large unorganised cloud (default: the filter's own, "
-                         "TILE_POINTS of filters.tiles or filters.neighbour_tiles; memory grows with it)")
+                         help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
+                         f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store or "
+                         "filters.neighbour_tiles; memory grows with it)")
     add_filter_choice(filter_)
 
 
@@ -147,7 +163,8 @@ def _add_reconstruct(commands) -> None:
         "spacings of the filtered points from every point). A scan brings its normals; a cloud's normals, and "
         "those of upsampled points, are estimated from 16 neighbours and turned towards the origin, where a "
         "scan's (and most scanner exports') camera sits. With a folder IN, each scan or cloud becomes "
-        "OUT/<name>.ply; a file that fails is reported and skipped.")
+        "OUT/<name>.ply; a file that fails is reported and skipped. A mesh that already exists is refused before any "
+        "work unless --overwrite.")
     reconstruct.add_argument("input", metavar="IN", help="scan .npz, point cloud file, or a folder of them")
     reconstruct.add_argument("-o", "--output", required=True, metavar="OUT",
                              help=f"the mesh ({', '.join(MESH_SUFFIXES)}); with a folder IN, the output folder")
@@ -159,10 +176,11 @@ def _add_reconstruct(commands) -> None:
     reconstruct.add_argument("--depth", type=int, default=8, metavar="D",
                              help="depth of Poisson's octree, 4 to 12: the surface is resolved on 2^D cells a "
                              "side over the points' bounding box (default 8)")
+    add_overwrite(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="no progress on stderr")
     reconstruct.add_argument("--jobs", type=int, default=1, metavar="N",
-                             help="with a folder IN: files reconstructed at once, each in its own process "
-                             "(default 1: one after another in this process)")
+                             help=f"with a folder IN: files reconstructed at once, each in its own process, 1 to "
+                             f"{MAX_JOBS} (default 1: one after another in this process)")
     add_filter_choice(reconstruct)
 
 
@@ -203,8 +221,8 @@ def _add_finetune(commands) -> None:
     finetune.add_argument("--min-keep", type=float, default=0.0, metavar="R",
                           help="the threshold must keep at least this share of the held-out true points, 0 to "
                           "0.999 (default 0: the best mean IoU)")
-    finetune.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    finetune.add_argument("--overwrite", action="store_true", help="replace MODEL and its card if they exist")
+    finetune.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
+    add_overwrite(finetune)
     finetune.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -218,7 +236,7 @@ def _add_modelnet(commands) -> None:
     modelnet.add_argument("--synthetic", action="store_true", required=True,
                           help="generate the procedural stand-in (required: nothing is downloaded)")
     modelnet.add_argument("--out", required=True, help="output folder (new, or one this command wrote)")
-    modelnet.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    modelnet.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
     modelnet.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from pcfilter_lib import config, runtime
+from pcfilter_lib.cli.options import LOG_PROGRESS, progress_bar
 from pcfilter_lib.io.files import check_output_file
 from pcfilter_lib.timing import workloads
 
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_output_file(out, "--out")
     runtime.setup(seed=None)
-    rows = workloads.collect(args.backends, args.models, progress=not args.json and sys.stderr.isatty(),
+    rows = workloads.collect(args.backends, args.models, progress=LOG_PROGRESS if args.json else progress_bar(),
                              sizes=config.choose(full=workloads.FULL, fast=workloads.FAST))
     workloads.append_results(out, rows)
     if args.json:

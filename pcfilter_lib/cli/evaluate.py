@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import math
 from pathlib import Path
+
+import numpy as np
 
 from pcfilter_lib import filters, runtime  # filters' names load Keras when first used, after runtime.setup
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.inputs import make_filter, needs_keras
-from pcfilter_lib.cli.options import check_model, check_threshold
+from pcfilter_lib.cli.options import LOG_PROGRESS, check_model, check_threshold, progress_bar
+from pcfilter_lib.geometry.point_features import FLOAT32_COORDINATE_LIMIT
 from pcfilter_lib.io.clouds import cloud_scan, read_pointcleannet
 from pcfilter_lib.io.files import read_manifest
-from pcfilter_lib.nn.scores import confusion_metrics
+from pcfilter_lib.nn.scores import confusion_metrics, defined_or_none, undefined, why_undefined
 from pcfilter_lib.simulate.dataset import split_files
 
 
@@ -30,7 +33,8 @@ def _evaluation_data(args: argparse.Namespace):
         if not any(name.startswith(f"{args.split}/") for name in manifest["files"]):
             raise ValueError(f"{folder} holds no {args.split} scans; choose another --split")
         files = split_files(folder, args.split)
-        named = ({**scan, "name": file.name} for file, scan in zip(files, filters.iter_scans(files), strict=True))
+        named = ({**_within_reach(file, scan), "name": file.name}
+                 for file, scan in zip(files, filters.iter_scans(files), strict=True))
         return f"{len(files)} {args.split} scans of {folder}", named, True
     pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
     if not pairs:
@@ -41,6 +45,16 @@ def _evaluation_data(args: argparse.Namespace):
         points, outlier = read_pointcleannet(path)
         clouds.append({**cloud_scan(points, label=~outlier), "name": path.name})
     return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False
+
+
+def _within_reach(path: Path, scan: dict) -> dict:
+    """``scan``, refused if a point lies beyond ``FLOAT32_COORDINATE_LIMIT``, where the U-Net's
+    single-precision features overflow: its labels count every point, so none can be dropped."""
+    xyz = np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)]
+    if xyz.size and float(np.abs(xyz.astype(np.float64)).max()) > FLOAT32_COORDINATE_LIMIT:
+        raise ValueError(f"{path}: points lie beyond ±{FLOAT32_COORDINATE_LIMIT:.1e}, too far from the origin to "
+                         "measure distances between scan points in single precision; give the coordinates in metres")
+    return scan
 
 
 def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
@@ -55,8 +69,12 @@ def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
         rows.append(row)
         if not args.json:
             print(f"{row['file']:<28} {row['tp'] + row['fn']:>9} {row['fp'] + row['tn']:>9} "
-                  f"{row['mean_iou']:>9.4f} {row['balanced_accuracy']:>9.4f} {row['recall']:>9.4f} "
-                  f"{row['tnr']:>10.4f}", flush=True)
+                  f"{_value(row['mean_iou']):>9} {_value(row['balanced_accuracy']):>9} {_value(row['recall']):>9} "
+                  f"{_value(row['tnr']):>10}", flush=True)
+    vague = sum(bool(undefined(row)) for row in rows)
+    if vague and not args.json:
+        print(f"n/a: undefined on that file ({vague} of {len(rows)}): it holds no true points or no outliers, or the "
+              "filter kept or removed nothing there, so the rate is 0 / 0")
     counts = {key: sum(row[key] for row in rows) for key in ("tp", "fn", "fp", "tn")}
     kinds = {}
     for kind in rows[0]["kinds"]:
@@ -67,6 +85,11 @@ def _evaluate_per_file(scan_filter, scans, args: argparse.Namespace) -> dict:
             "kinds": kinds, "files": rows}
 
 
+def _value(metric: float) -> str:
+    """A metric for a table: four decimals, or n/a where the data leave it undefined (NaN)."""
+    return "n/a" if math.isnan(metric) else f"{metric:.4f}"
+
+
 def _print_evaluation(result: dict, what: str, scan_filter, args: argparse.Namespace) -> None:
     params = result["params"]
     print(f"{result['filter']} on {what}"
@@ -74,10 +97,12 @@ def _print_evaluation(result: dict, what: str, scan_filter, args: argparse.Names
     print(f"  confusion (1 = keep): TP {result['tp']}  FN {result['fn']}  FP {result['fp']}  TN {result['tn']}")
     for name in ("mean_iou", "balanced_accuracy", "f1", "recall", "false_omission_rate", "iou_keep", "iou_artefact"):
         label = {"recall": "keep-recall (true points kept)"}.get(name, name.replace("_", " "))
-        print(f"  {label:<32} {result[name]:.4f}")
+        print(f"  {label:<32} {_value(result[name])}")
     for kind, row in result["kinds"].items():
         removed = "no points" if row["removed"] is None else f"{row['removed']:.4f} removed"
         print(f"  artefact kind {kind:<18} {row['points']:>9} points, {removed}")
+    if result["note"]:
+        print(f"  note: {result['note']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,13 +121,15 @@ def run(args: argparse.Namespace) -> int:
     if args.per_file:
         result = _evaluate_per_file(scan_filter, scans, args)
     else:
-        result = filters.evaluate_filter(scan_filter, scans, progress=not args.json and sys.stderr.isatty())
+        result = filters.evaluate_filter(scan_filter, scans, progress=LOG_PROGRESS if args.json else progress_bar())
     Interrupts.check()
     result.update(split=args.split if organised else None, data=str(args.data),
                   threshold=scan_filter.threshold if args.method is None else None,
                   params=getattr(scan_filter, "params", None) or None)
+    result["note"] = why_undefined(result, {"recall": "keep-recall", "tnr": "outlier recall (tnr)"})
     if args.json:
-        print(json.dumps(result))
+        files = {"files": [defined_or_none(row) for row in result["files"]]} if "files" in result else {}
+        print(json.dumps({**defined_or_none(result), **files}))
     else:
         _print_evaluation(result, what, scan_filter, args)
     return 0

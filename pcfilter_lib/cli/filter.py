@@ -22,13 +22,22 @@ from pcfilter_lib import filters, runtime  # filters' names load Keras when firs
 from pcfilter_lib.cli.app import Interrupts
 from pcfilter_lib.cli.folders import INPUT_SUFFIXES, folder_inputs, run_in_workers
 from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, needs_keras, read_filter_input
-from pcfilter_lib.cli.options import check_jobs, check_model, check_threshold, option_range
+from pcfilter_lib.cli.options import (
+    MAX_TILE_POINTS,
+    MIN_TILE_POINTS,
+    check_jobs,
+    check_model,
+    check_new_folder_outputs,
+    check_new_outputs,
+    check_threshold,
+    option_range,
+)
 from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_neighbour_probability
 from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
-from pcfilter_lib.io.files import check_input_file, check_output_file
+from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.organised import write_filtered
 
 OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz")
@@ -65,11 +74,19 @@ class Progress:
 
 
 def _targets(args: argparse.Namespace) -> list[Path]:
-    return [Path(p) for p in (args.output, args.removed, args.scores) if p]
+    return [path for _, path in _named_targets(args)]
 
 
-def _check_outputs(source: Path, targets: list[Path]) -> None:
-    """Outputs are .ply or .pcd files in writable folders, never the input, and two outputs differ."""
+def _named_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(option, path) of each output asked for."""
+    return [(option, Path(p)) for option, p in (("-o", args.output), ("--removed", args.removed),
+                                                ("--scores", args.scores)) if p]
+
+
+def _check_outputs(source: Path, outputs: list[tuple[str, Path]], overwrite: bool) -> None:
+    """Outputs are .ply, .xyz or .pcd files in writable folders, never the input, new unless
+    ``overwrite``, and two outputs differ."""
+    targets = [target for _, target in outputs]
     for target in targets:
         if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
             raise ValueError(f"{target} is the input file; choose another output name (the input is never "
@@ -80,17 +97,18 @@ def _check_outputs(source: Path, targets: list[Path]) -> None:
         check_output_file(target)
     if len({target.resolve() for target in targets}) < len(targets):
         raise ValueError("-o, --removed and --scores must name different files")
+    check_new_outputs(outputs, overwrite)
 
 
 def _check_options(args: argparse.Namespace, source: Path) -> None:
     """The options of ``filter`` that need no reading of the input."""
-    _check_outputs(source, _targets(args))
+    _check_outputs(source, _named_targets(args), args.overwrite)
     if args.scores and Path(args.scores).suffix.lower() != ".ply":
         raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property; "
                          "name a .ply file")
     check_jobs(args)
     if args.tile_points is not None:
-        option_range("--tile-points", args.tile_points, 1000, what="a whole number")
+        option_range("--tile-points", args.tile_points, MIN_TILE_POINTS, MAX_TILE_POINTS, "a whole number")
     check_threshold(args)
     check_model(args)
 
@@ -145,7 +163,7 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     if not scan["organised"] and n + far < valid.size:
         print(f"dropped {valid.size - n - far} points with NaN or infinite coordinates (written to neither file)")
     if far:
-        print(f"dropped {far} points with coordinates beyond ±{COORDINATE_LIMIT:.1e}, too far to measure distances "
+        print(f"dropped {far} points with coordinates beyond ±{scan['far_limit']:.1e}, too far to measure distances "
               "(written to neither file)")
     return 0
 
@@ -168,8 +186,10 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
         total += len(xyz)
         usable = np.isfinite(xyz).all(axis=1)
         finite += int(usable.sum())
-        far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
-        kept = kept + [chunk] if kept is not None and total <= keep_up_to else None
+        if float(np.finfo(xyz.dtype).max) > COORDINATE_LIMIT:  # single precision never reaches it
+            far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
+        if kept is not None:
+            kept = kept + [chunk] if total <= keep_up_to else None
     if total == 0:
         raise CloudError(f"{stream.path}: the cloud holds no points")
     if finite == 0:
@@ -253,8 +273,14 @@ def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     check_jobs(args)
     check_threshold(args)
     check_model(args)
+    check_output_folder(out, "-o")
     suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in INPUT_SUFFIXES}
-    return [(p, out / (p.stem + suffix[p.suffix.lower()])) for p in inputs]
+    names = [p.stem + suffix[p.suffix.lower()] for p in inputs]
+    # a.npz and a.ply would both make a.ply: such inputs keep their whole names (a.npz.ply)
+    files = [(p, out / (name if names.count(name) == 1 else p.name + suffix[p.suffix.lower()]))
+             for p, name in zip(inputs, names, strict=True)]
+    check_new_folder_outputs(out, [target for _, target in files], args.overwrite)
+    return files
 
 
 def _filter_folder(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pcfilter_lib import runtime
 from pcfilter_lib.cli.app import Interrupts
-from pcfilter_lib.cli.options import option_range
+from pcfilter_lib.cli.options import MAX_SEED, check_new_outputs, option_range
 from pcfilter_lib.filters.neighbours import neighbour_filter
 from pcfilter_lib.io.files import check_output_file
 from pcfilter_lib.io.labelled import check_both_classes, read_labelled_folder
@@ -26,14 +26,14 @@ def _check_options(args: argparse.Namespace) -> tuple[Path, Path]:
     option_range("--holdout", args.holdout, 0.05, 0.5)
     option_range("--epochs", args.epochs, 1, 1000, "a whole number")
     option_range("--min-keep", args.min_keep, 0.0, 0.999)
+    option_range("--seed", args.seed, 0, MAX_SEED, "a whole number")
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
         raise ValueError(f"--out {out} must end in .npz (a neighbour filter file)")
     card = card_path(out)
     for path in (out, card):
         check_output_file(path, "--out")
-        if path.exists() and not args.overwrite:
-            raise FileExistsError(f"{path} exists; choose another --out or add --overwrite to replace it")
+    check_new_outputs([("--out", out), ("--out's model card", card)], args.overwrite)
     data = Path(args.data).resolve()
     if out.resolve().parent == data or card.resolve().parent == data:
         raise ValueError(f"--out {out} lies in the --data folder {args.data}; write the model elsewhere")

@@ -6,20 +6,37 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from pcfilter_lib import filters  # its names load Keras when first used, after runtime.setup
-from pcfilter_lib.geometry.point_features import MIN_POINTS
-from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud
+from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, FLOAT32_COORDINATE_LIMIT, MIN_POINTS
+from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud, usable_points
 from pcfilter_lib.io.scan import load_scan
 
 
 def read_filter_input(path: Path) -> dict:
-    """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict."""
+    """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict whose
+    ``far`` points (left out, as NaN) lay beyond ``far_limit``: ``COORDINATE_LIMIT`` for unorganised
+    clouds, whose filters measure distances in double precision, and ``FLOAT32_COORDINATE_LIMIT``
+    for scans and organised clouds, whose U-Net features are single precision (a scan scaled by 1e30
+    would otherwise be filtered wrongly without a word)."""
     if path.suffix.lower() == ".npz":
-        return {**load_scan(path, arrays=()), "organised": True}
-    if path.suffix.lower() not in CLOUD_SUFFIXES:
+        scan = {**load_scan(path, arrays=()), "organised": True, "far": 0}
+    elif path.suffix.lower() not in CLOUD_SUFFIXES:
         raise ValueError(f"{path}: cannot read {path.suffix!r} files; give a scan .npz or a cloud "
                          f"({', '.join(CLOUD_SUFFIXES)})")
-    return read_cloud(path)
+    else:
+        scan = read_cloud(path)
+    if not scan["organised"]:
+        return {**scan, "far_limit": COORDINATE_LIMIT}
+    xyz = np.asarray(scan["xyz"])
+    valid, far = usable_points(xyz, FLOAT32_COORDINATE_LIMIT)
+    if not valid.any():
+        raise ValueError(f"{path}: every point lies beyond ±{FLOAT32_COORDINATE_LIMIT:.1e}, too far from the origin to "
+                         "measure distances between scan points in single precision; give the coordinates in metres")
+    if far:
+        scan = {**scan, "xyz": np.where(valid[..., None], xyz, np.nan), "valid": valid}
+    return {**scan, "far": int(scan.get("far", 0)) + far, "far_limit": FLOAT32_COORDINATE_LIMIT}
 
 
 def check_filter_fits(args: argparse.Namespace, source: Path, scan: dict) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from pcfilter_lib import config
-from pcfilter_lib.cli.options import option_range
+from pcfilter_lib.cli.options import MAX_SEED, option_range, progress_bar
 from pcfilter_lib.data import procedural_modelnet
+from pcfilter_lib.io.files import check_output_folder
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,10 +15,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.synthetic:
         raise ValueError("only --synthetic is available here; the real archive comes from "
                          "data_scripts/download_modelnet10.py")
-    option_range("--seed", args.seed, 0, what="a whole number")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
-    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet and sys.stderr.isatty(),
+    option_range("--seed", args.seed, 0, MAX_SEED, "a whole number")
+    check_output_folder(args.out, "--out")
+    out = procedural_modelnet.generate(args.out, seed=args.seed, progress=not args.quiet and progress_bar(),
                                        counts=config.choose(full=procedural_modelnet.FULL_COUNTS,
                                                             fast=procedural_modelnet.FAST_COUNTS))
     print(f"procedural ModelNet10 in {out}")

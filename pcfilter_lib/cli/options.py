@@ -7,15 +7,30 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 
 from pcfilter_lib.filters.methods import METHODS
-from pcfilter_lib.io.files import check_input_file
+from pcfilter_lib.io.files import check_input_file, is_hdf5_file, is_zip_file
 from pcfilter_lib.io.model_cards import read_model_card
 
 SHIPPED_NAMES = ("unet", "points", "neighbours")  # --model names of the shipped U-Net, point and neighbour filters
 MODEL_SUFFIXES = (".keras", ".h5", ".npz")  # Keras files, and the neighbour filter's NumPy file
 MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl")  # what Open3D writes a triangle mesh as
 MAX_JOBS = 256  # --jobs: worker processes at once
+MAX_SEED = 2**32 - 1  # --seed of simulate and modelnet
+MAX_PARTS = 200  # --max-parts: a scan of a bin of 200 parts takes seconds, of 100,000 hours
+MIN_TILE_POINTS, MAX_TILE_POINTS = 1000, 5_000_000  # --tile-points: halo work grows below, memory above
+
+
+# Progress in a log (stderr not a terminal): nothing for a run shorter than 30 s, then a line every 30 s.
+LOG_PROGRESS = {"delay": 30.0, "mininterval": 30.0}
+
+
+def progress_bar() -> bool | dict:
+    """A command's progress setting (tqdm): a live bar on a terminal, ``LOG_PROGRESS`` in a log, so
+    that no long run goes without a word."""
+    return True if sys.stderr.isatty() else dict(LOG_PROGRESS)
 
 
 def add_filter_choice(command: argparse.ArgumentParser) -> None:
@@ -29,7 +44,38 @@ def add_filter_choice(command: argparse.ArgumentParser) -> None:
                         help="a classical filter instead, with the parameters tuned on validation scans (its "
                         "lengths scaled to the input's point spacing)")
     command.add_argument("--threshold", type=float, metavar="T",
-                         help="keep a point when P(keep) >= T (default: the threshold in the model's manifest)")
+                         help="keep a point when P(keep) >= T, 0 < T < 1 (default: the threshold in the model's "
+                         "manifest)")
+
+
+def add_overwrite(command: argparse.ArgumentParser) -> None:
+    """``--overwrite``: without it, an output file that already exists is refused before any work."""
+    command.add_argument("--overwrite", action="store_true",
+                         help="replace output files that already exist (atomically; the input is never replaced); "
+                         "without it an existing output is refused before any work starts")
+
+
+def check_new_outputs(outputs, overwrite: bool) -> None:
+    """A FileExistsError naming the first existing output of ``outputs``, (option, path) pairs, unless
+    ``overwrite``: no file the user did not name for replacing is ever replaced."""
+    if overwrite:
+        return
+    for option, path in outputs:
+        if os.path.lexists(path):  # a dangling link too: the write would replace it
+            raise FileExistsError(f"{option} {path} already exists; choose another name, or pass --overwrite to "
+                                  "replace it")
+
+
+def check_new_folder_outputs(out, targets, overwrite: bool) -> None:
+    """A FileExistsError unless none of ``targets``, the files a folder run would write into ``out``,
+    exists yet (or ``overwrite``); it names up to three of them."""
+    if overwrite:
+        return
+    existing = [path.name for path in targets if os.path.lexists(path)]
+    if existing:
+        shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FileExistsError(f"-o {out} already holds {len(existing)} of the {len(targets)} files this run would "
+                              f"write ({shown}); choose another folder, or pass --overwrite to replace them")
 
 
 def option_range(option: str, value, low=None, high=None, what: str = "a number") -> None:
@@ -58,9 +104,15 @@ def check_model(args: argparse.Namespace) -> None:
     if args.method or args.model is None or args.model in SHIPPED_NAMES:
         return
     path = check_input_file(args.model, "--model")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
         raise ValueError(f"--model {path} is not a filter model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
                          f"model file or one of {', '.join(SHIPPED_NAMES)}")
+    kind = {".keras": "a Keras model archive (a zip file)", ".h5": "a Keras HDF5 model file",
+            ".npz": "a neighbour filter (a NumPy .npz zip archive)"}[suffix]
+    if not (is_hdf5_file(path) if suffix == ".h5" else is_zip_file(path)):
+        raise ValueError(f"--model {path} is not {kind}: its first bytes say it is some other file; give a filter "
+                         f"saved by Keras or NeighbourFilter.save, or one of {', '.join(SHIPPED_NAMES)}")
     card = read_model_card(path)
     if card is not None and card.threshold is None:
         raise ValueError(f"--model {path} is a '{card.target}' model (its model card records no decision threshold), "

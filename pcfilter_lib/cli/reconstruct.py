@@ -16,8 +16,16 @@ from pcfilter_lib import runtime
 from pcfilter_lib.cli.app import Interrupts, one_line
 from pcfilter_lib.cli.folders import folder_inputs, run_in_workers
 from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
-from pcfilter_lib.cli.options import MESH_SUFFIXES, check_jobs, check_model, check_threshold, option_range
-from pcfilter_lib.io.files import check_input_file, check_output_file
+from pcfilter_lib.cli.options import (
+    MESH_SUFFIXES,
+    check_jobs,
+    check_model,
+    check_new_folder_outputs,
+    check_new_outputs,
+    check_threshold,
+    option_range,
+)
+from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER, check_model_file, read_model_card, retrain_hint
 
 UPSAMPLE_MAX = 16  # x64 of a scan would be tens of millions of points
@@ -50,13 +58,14 @@ def _check_options(args: argparse.Namespace) -> int:
     return _upsample_passes(args.upsample)
 
 
-def _check_mesh_output(source: Path, target: Path) -> None:
+def _check_mesh_output(source: Path, target: Path, overwrite: bool) -> None:
     if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
         raise ValueError(f"{target} is the input file; choose another output name (the input is never overwritten)")
     if target.suffix.lower() not in MESH_SUFFIXES:
         raise ValueError(f"-o {target}: the mesh is written as {', '.join(MESH_SUFFIXES)}; name a file with one of "
                          "these endings")
     check_output_file(target, "-o")
+    check_new_outputs([("-o", target)], overwrite)
 
 
 def _stage(args: argparse.Namespace, text: str) -> None:
@@ -94,6 +103,8 @@ def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan
     surface.write_mesh(target, made.mesh)
     points = len(made.clouds[-1])
     what = f"kept {kept} of {n} points" + (f", upsampled x{args.upsample} to {points}" if passes else "")
+    if scan.get("far"):
+        what += f" (dropped {scan['far']} beyond ±{scan['far_limit']:.1e}, too far to measure distances)"
     return (f"{scan_filter.name}: {what}; mesh of {len(made.mesh.vertices)} vertices and "
             f"{len(made.mesh.triangles)} triangles; wrote {target}")
 
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         return _reconstruct_folder(args, passes)
     source = check_input_file(args.input, "input")
     target = Path(args.output)
-    _check_mesh_output(source, target)
+    _check_mesh_output(source, target, args.overwrite)
     scan = read_filter_input(source)
     check_filter_fits(args, source, scan)
     scan_filter, upsampler = _setup(args, passes, scan["organised"])
@@ -129,9 +140,11 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
     exit status 1 when any failed."""
     folder, out = Path(args.input), Path(args.output)
     inputs = folder_inputs(folder, out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, "-o")
     stems = [p.stem for p in inputs]  # a.npz and a.ply would both make a.ply: keep their whole names
     files = [(p, out / f"{p.stem if stems.count(p.stem) == 1 else p.name}.ply") for p in inputs]
+    check_new_folder_outputs(out, [target for _, target in files], args.overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(files), unit="file", desc="reconstructing", file=sys.stderr, leave=False,
                disable=args.quiet or not sys.stderr.isatty())
     failed = 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 
 from pcfilter_lib import config
-from pcfilter_lib.cli.options import option_range
+from pcfilter_lib.cli.options import MAX_PARTS, MAX_SEED, option_range, progress_bar
+from pcfilter_lib.io.files import check_output_folder
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
@@ -40,9 +39,12 @@ def parse_families(text: str) -> dict[str, float]:
             families[name] = float(share) if share else 1.0
         except ValueError:
             families[name] = math.nan
-    if not all(math.isfinite(v) and v >= 0 for v in families.values()) or sum(families.values()) <= 0:
+    if not all(math.isfinite(v) and v >= 0 for v in families.values()):
         raise ValueError(f"--families must be family=share pairs with non-negative shares, like "
                          f"bin=0.4,board=0.35,fruit=0.25; got {text!r}")
+    if sum(families.values()) <= 0:
+        raise ValueError(f"--families {text!r}: the shares add up to 0, so no family could be drawn; give at least "
+                         "one family a share above 0, like bin=1")
     return families
 
 
@@ -52,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
     split = parse_split(args.split)
     families = parse_families(args.families)
     option_range("--n", args.n, 1, dataset.MAX_SCANS, "a whole number")
-    option_range("--seed", args.seed, 0, what="a whole number")
+    option_range("--seed", args.seed, 0, MAX_SEED, "a whole number")
+    option_range("--max-parts", args.max_parts, 0, MAX_PARTS, "a whole number")
     option_range("--min-parts", args.min_parts, 0, args.max_parts, "a whole number")
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise NotADirectoryError(f"--out {args.out} is a file; name a folder")
+    check_output_folder(args.out, "--out")
     scanner = ScannerConfig(width=width, height=height)
     stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
                                   n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
-                                  progress=sys.stderr.isatty(), families=families, randomise=args.random_scanner)
+                                  progress=progress_bar(), families=families, randomise=args.random_scanner)
     what = f"({', '.join(families)}; a scanner drawn per scan)" if args.random_scanner else \
         f"of {width}x{height} ({', '.join(families)})"
     print(f"{len(stats)} scans {what} in {args.out}")

@@ -21,7 +21,7 @@ is depth, z is up (as in ModelNet).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -868,13 +868,14 @@ def shape_seed(seed: int, name: str, split: str, index: int) -> np.random.SeedSe
 
 
 def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, int]] | None = None,
-             progress: bool = False) -> Path:
+             progress: bool | Mapping = False) -> Path:
     """Write the procedural data set into ``out`` (created if needed) and return it.
 
     ``counts`` maps class -> (train, test) meshes; by default the full counts (3991 / 908);
     ``FAST_COUNTS`` gives a few per class. A folder written with the same recipe is resumed (files
     missing or whose sha256 differs from the manifest are made again); one holding anything else is
-    refused. Returns ``out``.
+    refused. ``progress`` shows a bar, or is a mapping of tqdm settings for it (such as a ``delay``).
+    Returns ``out``.
     """
     counts = FULL_COUNTS if counts is None else counts
     if int(seed) < 0:
@@ -889,7 +890,8 @@ def generate(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int,
     damaged = set(verify_folder(out, manifest))  # a resumed run makes missing or changed files again
     jobs = [(name, split, i) for name in sorted(counts)
             for split, n in zip(("train", "test"), counts[name], strict=True) for i in range(n)]
-    bar = tqdm(total=len(jobs), desc="procedural ModelNet10", unit="mesh") if progress else None
+    settings = dict(progress) if isinstance(progress, Mapping) else {}
+    bar = tqdm(total=len(jobs), desc="procedural ModelNet10", unit="mesh", **settings) if progress else None
     pending = 0
     for name, split, i in jobs:
         rel = f"{name}/{split}/{name}_{i + 1:04d}.off"

@@ -17,13 +17,13 @@ from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
 from pcfilter_lib.nn import scores
 
 
-def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool = False) -> dict:
+def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool | Mapping = False) -> dict:
     """Metrics of a filter pooled over labelled scans.
 
     Args:
         scan_filter: any ``filters.base.Filter``.
         scans: scan dicts with ``label`` (and ``kind`` where known).
-        progress: show a progress bar.
+        progress: show a progress bar, or a mapping of tqdm settings for it (such as a ``delay``).
 
     Returns:
         tp, fn, fp, tn, every ``nn.scores.NAMES`` value, the number of scans, and ``kinds``: for
@@ -38,7 +38,8 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
     kind_total = np.zeros(len(ARTEFACT_KINDS), np.int64)
     kind_removed = np.zeros(len(ARTEFACT_KINDS), np.int64)
     n = 0
-    for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", disable=not progress):
+    bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
+    for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", **bar):
         keep = scan_filter.keep_mask(scan)
         label = np.asarray(scan["label"])
         totals += scores.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
@@ -134,6 +135,7 @@ def sets_table(results: Mapping[str, Mapping[str, dict]]) -> list[str]:
     for name, rows in results.items():
         for filter_name, r in rows.items():
             kinds = ", ".join(f"{k} {_removed(v)}" for k, v in r["kinds"].items() if v["points"])
-            lines.append(f"| {name} | {filter_name} | {r['mean_iou']:.4f} | {r['balanced_accuracy']:.4f} | "
-                         f"{r['recall']:.4f} | {kinds} |")
+            metrics = " | ".join("n/a" if r[key] is None or np.isnan(r[key]) else f"{r[key]:.4f}"
+                                 for key in ("mean_iou", "balanced_accuracy", "recall"))  # n/a: undefined
+            lines.append(f"| {name} | {filter_name} | {metrics} | {kinds} |")
     return lines

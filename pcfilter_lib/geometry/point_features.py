@@ -22,6 +22,8 @@ MIN_POINTS = 4  # fewer points carry no neighbourhood to judge them by
 # The largest coordinate magnitude whose distances can be measured: beyond it the squared distance
 # between two points (three squared differences of up to twice the magnitude) overflows double precision.
 COORDINATE_LIMIT = float(np.sqrt(np.finfo(np.float64).max / 12))
+# The same in single precision, in which the U-Net's pixel features are computed (about 5.3e18).
+FLOAT32_COORDINATE_LIMIT = float(np.sqrt(np.finfo(np.float32).max / 12))
 OWN = ("nearest", "fourth", "kth", "mean_distance", "within_2s", "within_4s", "centroid_offset", "plane_distance",
        "spread", "linearity", "planarity", "scattering")
 STATISTICS = OWN + tuple(f"around_{name}" for name in OWN)  # a point's own, then its neighbours' mean

@@ -186,6 +186,22 @@ def verify_folder(folder: str | os.PathLike, manifest: dict | None = None) -> li
             if not (folder / name).is_file() or sha256(folder / name) != digest]
 
 
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first bytes (the second: an empty one)
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def is_zip_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts as a zip archive does (.npz and .keras files are zip archives)."""
+    with open(path, "rb") as handle:
+        return handle.read(4) in ZIP_MAGIC
+
+
+def is_hdf5_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the HDF5 signature (Keras' legacy .h5 files)."""
+    with open(path, "rb") as handle:
+        return handle.read(8) == HDF5_MAGIC
+
+
 def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
     """``path`` if it is a regular file that can be read.
 
@@ -233,10 +249,41 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
         raise NotADirectoryError(f"cannot write {what} {path}: {folder} is a file, not a folder")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {what} {path}: the folder {folder} does not exist; create it first")
-    try:  # a file made and removed at once: what the writer will do, on any file system and as any user
+    _check_writable(folder, f"cannot write {what} {path}: the folder {folder}")
+    return path
+
+
+def _check_writable(folder: Path, naming: str) -> None:
+    """A PermissionError starting with ``naming`` unless a file can be made in ``folder``: one is made
+    and removed at once, which is what the writer will do, on any file system and as any user."""
+    try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".pcfilter-check."):
             pass
     except OSError as error:
-        raise PermissionError(f"cannot write {what} {path}: the folder {folder} is not writable "
-                              f"({error.strerror or error}); choose another") from error
+        raise PermissionError(f"{naming} is not writable ({error.strerror or error}); choose another") from error
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` if files can be written in it: a writable folder, or a new one whose nearest existing
+    parent folder is writable (it is created later, with its parents).
+
+    Called before any work, so that a run over many inputs never finds out at its first write.
+
+    Raises:
+        NotADirectoryError: ``path``, or a parent of it, is a file.
+        PermissionError: no file can be made in the folder, or it cannot be created.
+        ValueError: ``path`` is a device, pipe or socket.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        if path.is_file():
+            raise NotADirectoryError(f"{what} {path} is a file; name a folder")
+        raise ValueError(f"{what} {path} is not a folder (a device, pipe or socket); name a folder")
+    if path.is_dir():
+        _check_writable(path, f"cannot write into {what} {path}: the folder {path}")
+        return path
+    parent = next(folder for folder in path.parents if folder.exists())  # '.' or '/' at the latest
+    if not parent.is_dir():
+        raise NotADirectoryError(f"cannot create {what} {path}: {parent} is a file, not a folder")
+    _check_writable(parent, f"cannot create {what} {path}: the folder {parent}")
     return path

@@ -209,13 +209,14 @@ def _read_fields(path: Path, suffix: str) -> tuple[dict[str, np.ndarray], int, i
     return fields, len(fields.get("x", ())), 1, False
 
 
-def usable_points(xyz: np.ndarray) -> tuple[np.ndarray, int]:
+def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT) -> tuple[np.ndarray, int]:
     """(..., 3) coordinates -> (...) bool mask of points that can be filtered, and how many finite
-    points were left out for lying beyond ``COORDINATE_LIMIT`` (their distances overflow)."""
+    points were left out for lying beyond ``limit`` (their distances overflow: ``COORDINATE_LIMIT``
+    in double precision, ``FLOAT32_COORDINATE_LIMIT`` for filters that compute in single precision)."""
     finite = np.isfinite(xyz).all(-1)
-    if float(np.finfo(xyz.dtype).max) <= COORDINATE_LIMIT:  # single precision never reaches the limit
+    if float(np.finfo(xyz.dtype).max) <= limit:  # such values never reach the limit
         return finite, 0
-    near = (np.abs(np.where(finite[..., None], xyz, 0)) <= COORDINATE_LIMIT).all(-1)
+    near = (np.abs(np.where(finite[..., None], xyz, 0)) <= np.asarray(limit, xyz.dtype)).all(-1)  # it fits
     return finite & near, int((finite & ~near).sum())
 
 

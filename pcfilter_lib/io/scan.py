@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.io.files import atomic_write_bytes
+from pcfilter_lib.io.files import atomic_write_bytes, is_zip_file
 from pcfilter_lib.labels import LABEL_VALUES
 
 REQUIRED = ("xyz", "intensity", "normals", "valid", "label", "kind", "intrinsics", "pose", "meta")
@@ -69,12 +69,18 @@ def load_scan(path: str | os.PathLike, arrays: tuple[str, ...] | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scan file {path} does not exist")
+    unreadable = f"{path} is not a readable scan .npz file"
+    remedy = "give a scan written by 'pcfilter simulate' or pcfilter_lib.io.scan.save_scan"
+    if not is_zip_file(path):  # NumPy would try it as a pickle and advise loading it unsafely
+        raise ValueError(f"{unreadable}: it is not a zip archive of NumPy arrays; {remedy}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = archive.files if arrays is None else [k for k in archive.files if k in REQUIRED or k in arrays]
             scan = {name: archive[name] for name in names}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise ValueError(f"{path} is not a readable scan .npz file ({error}); regenerate it") from error
+        reason = ("it holds Python objects, which are never loaded from a file because loading them can run code"
+                  if "pickle" in str(error) else f"its archive cannot be read ({str(error).rstrip('.; ')})")
+        raise ValueError(f"{unreadable}: {reason}; {remedy}") from error
     validate_scan(scan, str(path))
     scan["meta"] = json.loads(str(scan["meta"]))
     return scan

@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from pcfilter_lib.io.files import is_zip_file
 from pcfilter_lib.io.model_cards import check_model_file
 
 
@@ -32,7 +33,11 @@ def load_saved_model(path: str | os.PathLike, what: str = "model file") -> keras
         ValueError: Keras cannot load it.
     """
     path = check_model_file(path, what)
+    if path.suffix.lower() == ".keras" and not is_zip_file(path):  # Keras would say "File not found"
+        raise ValueError(f"{path} is not a loadable Keras model: a .keras file is a zip archive and this one is "
+                         "not; give a model saved with model.save")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds for a damaged or foreign file
-        raise ValueError(f"{path} is not a loadable Keras model ({error})") from error
+        raise ValueError(f"{path} is not a loadable Keras model (Keras: {str(error).rstrip('.; ')}); give a model "
+                         "saved with model.save") from error

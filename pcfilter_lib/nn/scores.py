@@ -5,12 +5,13 @@ This module imports no Keras, so the command line and the filters score clouds w
 TensorFlow. One formula table, ``_ratios``, serves both the one-shot ``confusion_metrics`` here and
 the streaming Keras metrics of ``nn.metrics``, so the two cannot disagree.
 
-Degenerate cases are defined, never NaN: a *success rate* (accuracy, precision, recall, TNR, F1,
-IoU) whose denominator is zero has nothing to get wrong and is 1.0; the *error rate*
-``false_omission_rate`` is then 0.0. ``balanced_accuracy`` and ``mean_iou`` average over the classes
-that occur (in the truth for balanced accuracy, in truth or prediction for IoU), so a scan without
-artefacts is not flattered by a vacuous perfect score for the absent class; with no pixels at all
-both are 1.0.
+A rate whose denominator is zero is undefined on the data, and is NaN, never a vacuous 1.0 (or
+0.0): the recall of true points on a cloud without true points, the precision of a filter that kept
+nothing, the false omission rate of one that removed nothing. ``balanced_accuracy`` and ``mean_iou``
+average over the classes that occur (in the truth for balanced accuracy, in truth or prediction for
+IoU), so a scan without artefacts is judged by its true points alone rather than flattered by a
+perfect score for the absent class; with no points at all they are NaN too. ``undefined`` lists the
+NaN values of a result, and ``defined_or_none`` turns them into None (``null`` in JSON).
 """
 
 from __future__ import annotations
@@ -29,25 +30,27 @@ NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "tnr", "f1", "f
 def _ratios(tp, fn, fp, tn, xp):
     """Every metric from the four counts, with ``xp`` NumPy or ``keras.ops`` (float64 counts)."""
 
-    def rate(numerator, denominator, empty):
+    def rate(numerator, denominator):
         safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
-        return xp.where(denominator > 0, numerator / safe, xp.ones_like(denominator) * empty)
+        return xp.where(denominator > 0, numerator / safe, xp.ones_like(denominator) * float("nan"))
 
     def mean_present(a, b, a_present, b_present):
+        """The mean of the values of the classes present; a class's value is defined when it is."""
         a_present, b_present = xp.cast(a_present, "float64"), xp.cast(b_present, "float64")
         count = a_present + b_present
-        return xp.where(count > 0, (a * a_present + b * b_present) / xp.where(count > 0, count, 1.0), 1.0)
+        total = xp.where(a_present > 0, a, 0.0) + xp.where(b_present > 0, b, 0.0)
+        return xp.where(count > 0, total / xp.where(count > 0, count, 1.0), float("nan"))
 
-    recall, tnr = rate(tp, tp + fn, 1.0), rate(tn, tn + fp, 1.0)
-    iou_keep, iou_artefact = rate(tp, tp + fp + fn, 1.0), rate(tn, tn + fp + fn, 1.0)
+    recall, tnr = rate(tp, tp + fn), rate(tn, tn + fp)
+    iou_keep, iou_artefact = rate(tp, tp + fp + fn), rate(tn, tn + fp + fn)
     return {
-        "accuracy": rate(tp + tn, tp + tn + fp + fn, 1.0),
+        "accuracy": rate(tp + tn, tp + tn + fp + fn),
         "balanced_accuracy": mean_present(recall, tnr, tp + fn > 0, tn + fp > 0),
-        "precision": rate(tp, tp + fp, 1.0),
+        "precision": rate(tp, tp + fp),
         "recall": recall,
         "tnr": tnr,
-        "f1": rate(2 * tp, 2 * tp + fp + fn, 1.0),
-        "false_omission_rate": rate(fn, fn + tn, 0.0),
+        "f1": rate(2 * tp, 2 * tp + fp + fn),
+        "false_omission_rate": rate(fn, fn + tn),
         "iou_keep": iou_keep,
         "iou_artefact": iou_artefact,
         "mean_iou": mean_present(iou_keep, iou_artefact, tp + fp + fn > 0, tn + fp + fn > 0),
@@ -77,7 +80,7 @@ def confusion_metrics(tp, fn, fp, tn) -> dict[str, float]:
     Returns:
         Accuracy, balanced accuracy, precision, recall (the share of true points kept), TNR (the
         share of artefacts removed), F1, false omission rate, the IoU of each class and mean IoU,
-        as floats keyed by name. The module notes give the values of degenerate cases.
+        as floats keyed by name; NaN where the data leave one undefined (see the module notes).
 
     Raises:
         ValueError: a count is negative or not finite.
@@ -86,6 +89,32 @@ def confusion_metrics(tp, fn, fp, tn) -> dict[str, float]:
     if any(c < 0 or not np.isfinite(c) for c in counts):
         raise ValueError(f"counts must be finite and non-negative, got tp={tp}, fn={fn}, fp={fp}, tn={tn}")
     return {name: float(value) for name, value in _ratios(*counts, _NumpyOps).items()}
+
+
+def undefined(result: dict) -> list[str]:
+    """The names of ``NAMES`` whose value in ``result`` is NaN: undefined on the data (a class
+    without points, or a filter that kept or removed nothing)."""
+    return [name for name in NAMES if name in result and result[name] is not None and np.isnan(result[name])]
+
+
+def defined_or_none(result: dict) -> dict:
+    """``result`` with each NaN metric of ``NAMES`` as None, which JSON writes as ``null``."""
+    return {key: None if key in NAMES and value is not None and np.isnan(value) else value
+            for key, value in result.items()}
+
+
+def why_undefined(result: dict, labels: dict[str, str] | None = None) -> str | None:
+    """One line saying which metrics of ``result`` (with its counts tp, fn, fp, tn) are undefined
+    and why, or None when all are defined; ``labels`` renames metrics as a table shows them."""
+    names = [(labels or {}).get(name, name) for name in undefined(result)]
+    if not names:
+        return None
+    tp, fn, fp, tn = (result[key] for key in ("tp", "fn", "fp", "tn"))
+    causes = [text for present, text in ((tp + fn > 0, "no true points"), (fp + tn > 0, "no artefacts"),
+                                         (tp + fp > 0, "nothing kept"), (fn + tn > 0, "nothing removed"))
+              if not present]
+    return (f"{', '.join(names)} undefined: the data hold {' and '.join(causes)} (0 / 0), so "
+            "given as n/a (null in JSON), not as a score")
 
 
 def _selected(y_true, y_prob, mask):
@@ -188,7 +217,10 @@ def best_threshold(sweep: dict[str, np.ndarray], metric: str = "mean_iou", low: 
     inside = (t >= low) & (t <= high)
     if not inside.any():
         raise ValueError(f"no threshold of the sweep lies in [{low}, {high}]")
-    scores = np.where(inside, sweep[metric], -np.inf)
+    values = np.asarray(sweep[metric], np.float64)
+    scores = np.where(inside & ~np.isnan(values), values, -np.inf)  # an undefined value is never the best
+    if not np.isfinite(scores.max()):
+        raise ValueError(f"{metric} is undefined at every threshold in [{low}, {high}] (a class without points)")
     best = np.flatnonzero(scores == scores.max())
     return float(t[best[np.argmin(np.abs(t[best] - 0.5))]])
 
@@ -298,7 +330,8 @@ def voxel_iou_per_shape(truth: np.ndarray, probability: np.ndarray,
         thresholds: the T thresholds; a voxel is predicted occupied where ``probability >= t``.
 
     Returns:
-        (N, T) float64 IoU; a shape whose truth and prediction are both empty scores 1.0.
+        (N, T) float64 IoU; NaN for a shape whose truth and prediction are both empty (0 / 0:
+        undefined, not a perfect score).
 
     Raises:
         ValueError: the arrays differ in shape or hold no shape axis.
@@ -313,5 +346,5 @@ def voxel_iou_per_shape(truth: np.ndarray, probability: np.ndarray,
         predicted = probability >= t
         inter = np.count_nonzero(predicted & truth, axis=1)
         union = np.count_nonzero(predicted | truth, axis=1)
-        out[:, k] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+        out[:, k] = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
     return out

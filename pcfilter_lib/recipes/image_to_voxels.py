@@ -147,13 +147,14 @@ def iou_by_class(probability: np.ndarray, data: image_voxels.ImageVoxels,
 
     Returns:
         ``thresholds``, ``per_shape`` (N, T), ``per_class`` {class: [T means]} and ``mean`` [T means
-        over all shapes].
+        over all shapes]; the means leave out shapes whose IoU is undefined (empty truth and
+        prediction, NaN).
     """
     per_shape = scores.voxel_iou_per_shape(data.voxels, probability, thresholds)
-    per_class = {c: per_shape[data.labels == k].mean(axis=0).tolist() for k, c in enumerate(data.classes)
+    per_class = {c: np.nanmean(per_shape[data.labels == k], axis=0).tolist() for k, c in enumerate(data.classes)
                  if np.any(data.labels == k)}
     return {"thresholds": list(thresholds), "per_shape": per_shape, "per_class": per_class,
-            "mean": per_shape.mean(axis=0).tolist()}
+            "mean": np.nanmean(per_shape, axis=0).tolist()}
 
 
 def choose_threshold(scores: dict) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -167,7 +168,7 @@ def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
 
 
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
-                  n_parts=(3, 15), mesh_files=(), progress: bool = True, families=BINS_ONLY,
+                  n_parts=(3, 15), mesh_files=(), progress: bool | Mapping = True, families=BINS_ONLY,
                   randomise: bool = False, replace: bool = False) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
@@ -176,7 +177,8 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
     are kept, missing or damaged ones are made again. Refuses a folder holding anything else, and
     writes each file atomically. With ``replace`` (folders the library manages), a folder of another
     version or recipe of this generator is made again instead (``io.files.prepare_folder``).
-    ``families`` and ``randomise`` are as in ``make_scan``. Returns ``scan_stats`` per scan.
+    ``families`` and ``randomise`` are as in ``make_scan``. ``progress`` shows a bar, or is a mapping
+    of tqdm settings for it (such as a ``delay`` before it first shows). Returns ``scan_stats`` per scan.
     """
     check_request(n, split, n_parts, mesh_files, families)
     out = Path(out)
@@ -184,7 +186,8 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
     manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise), replace)
     damaged = set(verify_folder(out, manifest))
     stats = []
-    for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", disable=not progress)):
+    bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
+    for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", **bar)):
         path = out / name
         if name in manifest["files"] and name not in damaged:
             scan = load_scan(path, arrays=())

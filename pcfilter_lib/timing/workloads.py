@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,13 +143,15 @@ def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto"
 
 
 def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", "dtype_policy": "float32"},),
-            progress: bool = True, sizes: Sizes = FULL) -> list[dict]:
+            progress: bool | Mapping = True, sizes: Sizes = FULL) -> list[dict]:
     """Every (backend, model, setting) combination at ``sizes``, each in its own process, with the device
-    report and the time of measurement in every row."""
+    report and the time of measurement in every row. ``progress`` shows a bar, or is a mapping of tqdm
+    settings for it (such as a ``delay`` before it first shows)."""
     device = clock.device_report()
     jobs = [(b, m, s) for b in backends for m in models for s in settings]
     rows = []
-    for backend, model, setting in tqdm(jobs, desc="benchmarks", unit="run", disable=not progress):
+    bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
+    for backend, model, setting in tqdm(jobs, desc="benchmarks", unit="run", **bar):
         row = run_in_subprocess(backend, model, **setting, sizes=sizes)
         rows.append({**row, **setting, "device": device,
                      "measured": datetime.now(UTC).isoformat(timespec="seconds")})

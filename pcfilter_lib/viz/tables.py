@@ -48,6 +48,12 @@ FILTER_METRICS = {"mean_iou": "mean IoU", "balanced_accuracy": "bal. acc.", "f1"
                   "false_omission_rate": "FOR"}
 
 
+def metric_cell(value, digits: int = 4) -> str:
+    """A metric for a table: ``digits`` decimals, or "n/a" where it is undefined on the data (NaN,
+    or None as JSON stores it)."""
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
 def filter_table(results: Mapping[str, Mapping], kinds: Sequence[int] = ARTEFACT_KINDS) -> Table:
     """One row per filter: the pooled metrics of ``filters.evaluate_filter`` and the share of each
     artefact kind it removed.
@@ -58,15 +64,16 @@ def filter_table(results: Mapping[str, Mapping], kinds: Sequence[int] = ARTEFACT
         kinds: the artefact kind codes (``labels.ARTEFACT_KINDS``) to give a column each.
 
     Returns:
-        A ``Table`` with the metrics to 4 decimals and the removed shares to 3; "–" where the
-        scans held no point of a kind, or carried no kinds at all (unorganised clouds without them).
+        A ``Table`` with the metrics to 4 decimals ("n/a" where the data leave one undefined) and
+        the removed shares to 3; "–" where the scans held no point of a kind, or carried no kinds at
+        all (unorganised clouds without them).
     """
     names = [KIND_NAMES[code] for code in kinds]
     header = ["filter", *FILTER_METRICS.values()] + [name if len(name) <= 8 else f"{name[:8]}." for name in names]
     rows = []
     for name, result in results.items():
         removed = [result.get("kinds", {}).get(kind, {}).get("removed") for kind in names]
-        rows.append([name] + [f"{result[key]:.4f}" for key in FILTER_METRICS]
+        rows.append([name] + [metric_cell(result[key]) for key in FILTER_METRICS]
                     + ["–" if share is None else f"{share:.3f}" for share in removed])
     return Table(header, rows)
 
