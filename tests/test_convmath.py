@@ -149,3 +149,76 @@ def test_parameter_and_flop_counts(size, k, c_in, c_out):
     out = size - k + 1
     assert convmath.conv2d_flops((out, out), k, c_in, c_out) == 2 * matrix.nnz
     assert convmath.dense_flops(size * size * c_in, c_out) == 2 * size * size * c_in * c_out
+
+
+def depthwise_kernel(k, c_in, multiplier=1):
+    """A (k, k, c_in, c_in * m) kernel of ones that reads channel c only into its own m outputs:
+    a depthwise convolution written as an ordinary one."""
+    kernel = np.zeros((k, k, c_in, c_in * multiplier))
+    for c in range(c_in):
+        kernel[:, :, c, c * multiplier:(c + 1) * multiplier] = 1.0
+    return kernel
+
+
+def multiplications(kernel, input_shape):
+    """Multiplications of a 'valid' convolution, counted as the non-zero entries of its matrix."""
+    matrix = convmath.conv2d_matrix(kernel, input_shape, sparse=True)
+    matrix.eliminate_zeros()
+    return matrix.nnz
+
+
+def test_the_theses_separable_example_counts_1152_against_192_plus_288():
+    # A 5x5x3 input, 2x2 kernels, six output channels: a 4x4x6 output.
+    plain = convmath.conv2d_multiplications(4, 2, 3, 6)
+    depthwise, pointwise = convmath.separable_conv2d_multiplications(4, 2, 3, 6)
+    assert (plain, depthwise, pointwise) == (1152, 192, 288)
+    assert plain == multiplications(np.ones((2, 2, 3, 6)), (5, 5, 3))
+    assert depthwise == multiplications(depthwise_kernel(2, 3), (5, 5, 3))
+    assert pointwise == multiplications(np.ones((1, 1, 3, 6)), (4, 4, 3))
+
+
+@pytest.mark.parametrize(("k", "c_in", "c_out", "m", "size"), [(3, 3, 6, 1, 9), (2, 4, 5, 2, 7), (5, 1, 8, 3, 11)])
+def test_separable_counts_match_keras_and_the_matrices(k, c_in, c_out, m, size):
+    layer = keras.layers.SeparableConv2D(c_out, k, depth_multiplier=m)
+    model = keras.Sequential([keras.Input((size, size, c_in)), layer])
+    assert model.count_params() == convmath.separable_conv2d_params(k, c_in, c_out, m)
+    assert convmath.separable_conv2d_params(k, c_in, c_out, m, bias=False) == model.count_params() - c_out
+    out = size - k + 1
+    depthwise, pointwise = convmath.separable_conv2d_multiplications(out, k, c_in, c_out, m)
+    assert depthwise == multiplications(depthwise_kernel(k, c_in, m), (size, size, c_in))
+    assert pointwise == multiplications(np.ones((1, 1, c_in * m, c_out)), (out, out, c_in * m))
+
+
+@pytest.mark.parametrize(("channels", "reduced", "k"), [(64, 16, 3), (8, 2, 3), (12, 4, 5)])
+def test_bottleneck_count_matches_a_keras_block(channels, reduced, k):
+    x = keras.Input((10, 10, channels))
+    h = keras.layers.Conv2D(reduced, 1, activation="relu")(x)
+    h = keras.layers.Conv2D(reduced, k, padding="same", activation="relu")(h)
+    h = keras.layers.Conv2D(channels, 1)(h)
+    block = keras.Model(x, keras.layers.Add()([x, h]))
+    assert block.count_params() == convmath.bottleneck_params(channels, reduced, k)
+
+
+def keras_causal_field(kernel_size, dilations, length=40):
+    """The receptive field of the last output of a stack of causal Conv1D layers, measured: with
+    kernels of ones, the inputs that reach it are the impulses with a non-zero response there."""
+    model = keras.Sequential([keras.Input((length, 1))] + [
+        keras.layers.Conv1D(1, kernel_size, padding="causal", dilation_rate=d, use_bias=False,
+                            kernel_initializer="ones") for d in dilations])
+    impulses = np.eye(length, dtype="float32")[..., None]  # impulse j in batch row j
+    response = keras.ops.convert_to_numpy(model(impulses))[:, -1, 0]
+    return int(np.count_nonzero(response))
+
+
+@pytest.mark.parametrize(("k", "dilations"), [(2, (1, 2, 4, 8)), (3, (1, 2, 4)), (2, (1, 1, 1))])
+def test_causal_receptive_fields_match_keras(k, dilations):
+    fields = convmath.causal_receptive_fields(k, dilations)
+    assert fields == [keras_causal_field(k, dilations[:n + 1]) for n in range(len(dilations))]
+
+
+def test_wavenet_fields_double_and_bad_counts_are_refused():
+    assert convmath.causal_receptive_fields(2, [2 ** n for n in range(5)]) == [2, 4, 8, 16, 32]
+    with pytest.raises(ValueError, match="dilation must be positive"):
+        convmath.causal_receptive_fields(2, [1, 0])
+    with pytest.raises(ValueError, match="depth_multiplier must be positive"):
+        convmath.separable_conv2d_params(3, 4, 4, depth_multiplier=0)

@@ -134,3 +134,21 @@ def test_weight_histograms_count_the_weights_near_zero():
     assert [ax.get_title().splitlines() for ax in fig.axes] == [["sparse", "90% within 0.001 of 0"],
                                                                ["dense", "0% within 0.001 of 0"]]
     plt.close(fig)
+
+
+def test_new_classes_pretrains_on_some_classes_and_learns_the_others_three_ways():
+    result = transfer.new_classes(_clouds(6), _clouds(2, seed=1), _clouds(3, seed=2), ("a", "b"), ("c", "d"),
+                                  build=_build, epochs=1, head_epochs=1, tune_epochs=1, batch_size=8)
+    assert result.old_classes == ("a", "b") and result.new_classes == ("c", "d")
+    assert 0 <= result.pretrain_accuracy <= 1 and result.pretrain_seconds > 0
+    assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
+    assert all(r.train_size == 12 and 0 <= r.accuracy <= 1 for r in result.results)
+    # The test clouds of the new classes only: accuracy is a multiple of 1/6.
+    assert all(abs(r.accuracy * 6 - round(r.accuracy * 6)) < 1e-9 for r in result.results)
+
+
+@pytest.mark.parametrize(("old", "new"), [(("a", "b"), ("b", "c")), ((), ("c",))])
+def test_new_classes_refuses_overlapping_or_empty_class_sets(old, new):
+    with pytest.raises(ValueError, match="non-empty and disjoint"):
+        transfer.new_classes(_clouds(2), None, _clouds(2), old, new, build=_build, epochs=1, head_epochs=1,
+                             tune_epochs=1)

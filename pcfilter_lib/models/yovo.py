@@ -28,8 +28,11 @@ top to bottom like its figure:
 Differences from the thesis, all for a network that trains on two CPU cores in minutes: 64x64
 images instead of 224x224, a backbone of four small stages instead of 14 MobileNetV2 blocks, levels
 of 32 rather than 256 channels, decoders of (32, 16, 8, 4) rather than (512, 128, 32, 8) channels,
-one learning rate for all parts. The thesis used ReLU6 in the backbone, ELU in the levels and Mish
-elsewhere; here the backbone keeps ReLU6 and ``activation`` chooses Mish or ReLU everywhere else,
+one learning rate for all parts, levels that end at 2x2 rather than in the thesis' (8, 8, 256) maps,
+and a refiner whose output is averaged with its input (Pix2Vox's code does this; in the thesis the
+refiner's sigmoid output is the volume). The thesis used ReLU6 in the backbone, DropBlock and ELU
+after the first two convolutions of each level, Mish after the third and Mish in the decoders and
+the refiner; here the backbone keeps ReLU6 and ``activation`` chooses Mish or ReLU everywhere else,
 and ``regulariser`` chooses DropBlock or plain dropout in the levels, for the ablations.
 """
 

@@ -6,6 +6,10 @@ new task (clouds as a scanner sees them), train the head alone, and then everyth
 learning rate; and compare with a network trained from scratch on the same data. Every training
 run goes through ``nn.fit.fit`` and records its wall-clock time per epoch in its ``TrainResult``,
 so accuracy can be plotted against time.
+
+``new_classes`` runs the practical of the PointNet lab this follows: pretrain on some classes,
+then learn *other* classes with a new head on the frozen extractor, by fine-tuning, and from
+scratch.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, take_fraction
+from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.nn.fit import TrainResult, fit
@@ -253,3 +257,70 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
             progress(f"{fraction:.0%} of the data ({len(subset)} clouds): " + ", ".join(
                 f"{r.strategy} {r.accuracy:.3f} in {r.seconds:.0f} s" for r in row))
     return results
+
+
+@dataclass
+class NewClassesResult:
+    """What ``new_classes`` measured.
+
+    Attributes:
+        old_classes: The classes the network was pretrained on.
+        new_classes: The classes it then learned.
+        pretrain_accuracy: The pretrained network's test accuracy on the old classes.
+        pretrain_seconds: Its training time.
+        results: ``compare_strategies``' results on the new classes, one fraction.
+    """
+
+    old_classes: tuple[str, ...]
+    new_classes: tuple[str, ...]
+    pretrain_accuracy: float
+    pretrain_seconds: float
+    results: list[StrategyResult]
+
+
+def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old_classes, new_classes,
+                build: Callable[[int], keras.Model], epochs: int, head_epochs: int, tune_epochs: int,
+                batch_size: int = 32, fraction: float = 1.0, seed: int = 0,
+                bars: bool = False) -> NewClassesResult:
+    """Retraining with new classes: pretrain ``build(len(old_classes))`` on the old classes for
+    ``epochs``, then learn the new classes three ways (``compare_strategies``: a new head on the
+    frozen extractor, that model fine-tuned, and ``build(len(new_classes))`` from scratch for
+    ``epochs``), each scored on the new classes' test clouds.
+
+    Args:
+        train_set, val_set, test_set: Clouds of all the classes (``val_set`` may be None).
+        old_classes: The pretraining classes.
+        new_classes: The classes learned afterwards; none of them may be an old one.
+        build: Makes a fresh classifier for a number of classes.
+        epochs: Epochs of the pretraining and of the training from scratch.
+        head_epochs, tune_epochs: Epochs of the new head and of fine-tuning.
+        batch_size: Clouds per step.
+        fraction: Share of the new classes' training clouds to learn from, in (0, 1].
+        seed: Seed of the weights, the batch order and the subset.
+        bars: Show a bar over the epochs of every training run.
+
+    Returns:
+        The ``NewClassesResult``.
+
+    Raises:
+        ValueError: the two sets of classes overlap or one is empty (before any training).
+    """
+    old_classes, new_classes = tuple(old_classes), tuple(new_classes)
+    if not old_classes or not new_classes or set(old_classes) & set(new_classes):
+        raise ValueError(f"old and new classes must be non-empty and disjoint, got {old_classes} and {new_classes}")
+    parts = {name: [select_classes(c, classes) if c is not None else None for c in (train_set, val_set, test_set)]
+             for name, classes in (("old", old_classes), ("new", new_classes))}
+    keras.utils.set_random_seed(seed)
+    pretrained = build(len(old_classes))
+    run = train(pretrained, *parts["old"][:2], epochs, batch_size, seed=seed, progress=bars)
+    weights = pretrained.get_weights()
+
+    def fresh_copy() -> keras.Model:
+        copy = build(len(old_classes))
+        copy.set_weights(weights)
+        return copy
+
+    results = compare_strategies(fresh_copy, *parts["new"], fractions=(fraction,), scratch_epochs=epochs,
+                                 head_epochs=head_epochs, tune_epochs=tune_epochs, batch_size=batch_size,
+                                 build=build, seed=seed, bars=bars)
+    return NewClassesResult(old_classes, new_classes, accuracy(pretrained, parts["old"][2]), run.seconds, results)
