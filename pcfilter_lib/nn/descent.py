@@ -195,6 +195,13 @@ def _start(w0, steps: int) -> np.ndarray:
     return w
 
 
+def _keras():
+    """Keras, imported on first use."""
+    import keras  # only the checks against Keras need it: the rules themselves are NumPy
+
+    return keras
+
+
 def keras_optimizer(rule: Rule):
     """The ``keras.optimizers`` object that takes the same steps as ``rule`` (a fresh one).
 
@@ -202,7 +209,7 @@ def keras_optimizer(rule: Rule):
     because Keras sums the gradients where the thesis averages them; RMSProp and Adam map
     parameter for parameter.
     """
-    import keras  # only the check against Keras needs it: the rules themselves are NumPy
+    keras = _keras()
 
     if isinstance(rule, GradientDescent):
         return keras.optimizers.SGD(learning_rate=rule.lr)
@@ -222,7 +229,7 @@ def keras_path(optimizer, gradient: Gradient, w0, steps: int) -> np.ndarray:
     Returns:
         A ``(steps + 1, len(w0))`` float64 array, as ``path``.
     """
-    import keras  # only the check against Keras needs it: the rules themselves are NumPy
+    keras = _keras()
 
     w = _start(w0, steps)
     variable = keras.Variable(w, dtype="float64")
