@@ -12,6 +12,7 @@ from pathlib import Path
 import laspy
 import numpy as np
 import pytest
+from laspy.vlrs.vlrlist import VLRList
 
 from pcfilter_lib.cli import main
 from pcfilter_lib.io import lidar
@@ -34,7 +35,7 @@ def cloud(n_side: int = 40, outliers: int = 25, seed: int = 0) -> np.ndarray:
 
 def make_las(path: Path, version: str, point_format: int, seed: int = 0) -> laspy.LasData:
     """A LAS/LAZ file (by ``path``'s suffix) of ``cloud()`` with every attribute of its point format drawn
-    at random, two extra-bytes dimensions, and a VLR; returns what was written."""
+    at random, two extra-bytes dimensions, a VLR and, in LAS 1.4, an EVLR; returns what was written."""
     rng = np.random.default_rng(seed)
     header = laspy.LasHeader(version=version, point_format=point_format)
     header.scales, header.offsets = SCALES, OFFSETS
@@ -59,6 +60,8 @@ def make_las(path: Path, version: str, point_format: int, seed: int = 0) -> lasp
         las.red, las.green, las.blue = (rng.integers(0, 65536, n) for _ in range(3))
     las.reflectance = rng.standard_normal(n).astype(np.float32)
     las.echo_width = rng.integers(0, 65536, n)
+    if version == "1.4":
+        las.evlrs = VLRList([laspy.VLR("pcfilter_test", 43, "an EVLR", b"after the points")])
     las.write(path)
     return laspy.read(path)
 
@@ -93,6 +96,9 @@ def same_header(source: laspy.LasData, out: laspy.LasData) -> None:
     assert (out.header.scales == source.header.scales).all() and (out.header.offsets == source.header.offsets).all()
     mine = [(v.user_id, v.record_id, v.record_data) for v in out.header.vlrs if v.user_id == "pcfilter_test"]
     assert mine == [("pcfilter_test", 42, b"kept as it was")]
+    evlrs = [(v.user_id, v.record_id, v.record_data) for v in out.header.evlrs or []]
+    assert evlrs == [(v.user_id, v.record_id, v.record_data) for v in source.header.evlrs or []]
+    assert len(evlrs) == (str(source.header.version) == "1.4")
 
 
 FORMATS = [("1.2", 1, ".las"), ("1.2", 3, ".laz"), ("1.4", 6, ".laz"), ("1.4", 7, ".las")]
@@ -179,6 +185,22 @@ def test_las_to_ply_and_ply_to_laz_round_trip_within_the_scale(tmp_path, capsys)
             capsys=capsys)
     again = read_ply(tmp_path / "again.ply")
     assert set(again["intensity"].tolist()) <= set(intensity.tolist())
+
+
+def test_a_classical_method_on_a_ply_writes_las_with_classify_and_scores(tmp_path, capsys):
+    xyz = cloud(seed=5)
+    write_points(tmp_path / "c.ply", xyz)  # read whole for sor: the in-memory path
+    filter_(tmp_path / "c.ply", "-o", tmp_path / "kept.ply", "--method", "sor", capsys=capsys)
+    said = filter_(tmp_path / "c.ply", "-o", tmp_path / "all.laz", "--scores", tmp_path / "scores.las", "--method",
+                   "sor", "--classify", capsys=capsys)
+    every, scores = laspy.read(tmp_path / "all.laz"), laspy.read(tmp_path / "scores.las")
+    kept = read_ply(tmp_path / "kept.ply")
+    noise = np.asarray(every.classification) == NOISE_CLASS
+    assert len(every.points) == len(scores.points) == len(xyz) and (~noise).sum() == len(kept["x"])
+    assert f"classified {noise.sum()} as noise" in said
+    assert np.abs(np.asarray(every.x)[~noise] - kept["x"]).max() <= every.header.scales[0] / 2 * (1 + 1e-6)
+    assert ((np.asarray(scores.keep_probability) < 0.5) == noise).all()  # sor's P(keep) is 0 or 1
+    assert np.array_equal(np.asarray(scores.ply_intensity), np.zeros(len(xyz), np.float32))  # the PLY's, all 0
 
 
 def test_xyz_in_and_las_out_with_classify(tmp_path, capsys):
