@@ -200,15 +200,18 @@ def _lidar_header(stream, xyz: np.ndarray | None, intensity: bool, scalars=()):
     extent; ``io.lidar.lidar_header``)."""
     if isinstance(stream, LidarStream):
         return lidar_header(stream.header, scalars=scalars)
-    finite = xyz[np.isfinite(xyz).all(axis=1)] if xyz is not None and len(xyz) else np.zeros((1, 3))
+    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    finite = xyz[np.isfinite(xyz).all(axis=1)]
+    if not len(finite):  # nothing to write (--allow-empty): any scales will do
+        finite = np.zeros((1, 3))
     return lidar_header(None, (finite.min(axis=0), finite.max(axis=0)), intensity, scalars)
 
 
 def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
     removed = n - kept
-    what = f"classified {removed} as noise (ASPRS class {NOISE_CLASS})" if args.classify else f"removed {removed}"
-    print(f"{name}: kept {kept} of {n} points, {what} ({removed / max(n, 1):.2%}); wrote "
-          f"{', '.join(map(str, _targets(args)))}")
+    share = f"{removed} ({removed / max(n, 1):.2%})"
+    what = f"classified {share} as noise (ASPRS class {NOISE_CLASS})" if args.classify else f"removed {share}"
+    print(f"{name}: kept {kept} of {n} points, {what}; wrote {', '.join(map(str, _targets(args)))}")
 
 
 def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict] | None, np.ndarray]:
