@@ -104,25 +104,29 @@ def same_header(source: laspy.LasData, out: laspy.LasData) -> None:
 FORMATS = [("1.2", 1, ".las"), ("1.2", 3, ".laz"), ("1.4", 6, ".laz"), ("1.4", 7, ".las")]
 
 
+METHODS = {"sor": ("--method", "sor"), "neighbour_filter": ("--model", "neighbours")}
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("version", "point_format", "suffix"), FORMATS,
                          ids=[f"las{v}-format{f}{s}" for v, f, s in FORMATS])
-def test_sor_keeps_every_attribute_and_classify_marks_exactly_the_removed_points(version, point_format, suffix,
-                                                                                 tmp_path, capsys):
+def test_kept_points_keep_every_attribute_and_classify_marks_exactly_the_removed_points(
+        version, point_format, suffix, method, tmp_path, capsys):
     source = make_las(tmp_path / f"in{suffix}", version, point_format)
     out_suffix = ".las" if suffix == ".laz" else ".laz"  # LAS to LAZ and back: each way once
     said = filter_(tmp_path / f"in{suffix}", "-o", tmp_path / f"kept{out_suffix}", "--removed",
-                   tmp_path / f"removed{out_suffix}", "--method", "sor", capsys=capsys)
+                   tmp_path / f"removed{out_suffix}", *METHODS[method], capsys=capsys)
     kept, removed = laspy.read(tmp_path / f"kept{out_suffix}"), laspy.read(tmp_path / f"removed{out_suffix}")
     keep = kept_mask(source, kept)
     assert (rows_of(removed) == rows_of(source)[~keep]).all()  # the rest, bit for bit, in order
     assert 0 < (~keep).sum() < 0.1 * len(keep) and (~keep[-25:]).sum() >= 15  # mostly the stray points go
-    assert f"sor: kept {keep.sum()} of {len(keep)} points, removed {(~keep).sum()}" in said
+    assert f"{method}: kept {keep.sum()} of {len(keep)} points, removed {(~keep).sum()}" in said
     for out in (kept, removed):
         same_header(source, out)
     assert kept.header.point_count == keep.sum()
     assert np.allclose(kept.header.mins, [kept.x.min(), kept.y.min(), kept.z.min()])
 
-    said = filter_(tmp_path / f"in{suffix}", "-o", tmp_path / f"all{out_suffix}", "--method", "sor", "--classify",
+    said = filter_(tmp_path / f"in{suffix}", "-o", tmp_path / f"all{out_suffix}", *METHODS[method], "--classify",
                    capsys=capsys)
     assert f"classified {(~keep).sum()} (" in said and "as noise (ASPRS class 7)" in said
     every = laspy.read(tmp_path / f"all{out_suffix}")
@@ -259,3 +263,20 @@ def test_a_las_file_that_is_not_whole_is_refused_on_opening(tmp_path):
     (tmp_path / "text.las").write_text("1 2 3\n")
     with pytest.raises(ValueError, match="is not a LAS file"):
         open_lidar(tmp_path / "text.las")
+
+
+def test_a_folder_of_las_and_laz_files_keeps_their_formats_and_classify_refuses_other_formats(tmp_path, capsys):
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    sources = {"a.las": make_las(folder / "a.las", "1.4", 6), "b.laz": make_las(folder / "b.laz", "1.2", 1, seed=1)}
+    said = filter_(folder, "-o", tmp_path / "out", "--model", "neighbours", "--classify", capsys=capsys)
+    assert "2 of 2 files filtered" in said
+    for name, source in sources.items():
+        out = laspy.read(tmp_path / "out" / name)  # the input's own format, LAZ compressed
+        assert out.header.are_points_compressed == name.endswith(".laz")
+        same_header(source, out)
+        assert len(out.points) == len(source.points) and 0 < (np.asarray(out.classification) == NOISE_CLASS).sum()
+    write_points(folder / "c.ply", cloud())
+    assert main(["filter", str(folder), "-o", str(tmp_path / "out2"), "--classify", "--quiet"]) == 1
+    assert "--classify marks noise in LAS files" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
