@@ -1,6 +1,8 @@
 """Bad input, tried as a new user would: one row per failing case of two rounds of trials (``CASES``,
 the first, and ``SECOND_ROUND``: outputs that already exist, unbounded options, far scans, undefined
-metrics, unwritable output folders and misleading messages).
+metrics, unwritable output folders and misleading messages), then ``LAS_CASES``: LAS/LAZ files cut
+short, of an unknown point format, not LAS at all or empty, and ``--classify`` where LAS cannot be
+written.
 
 Every row runs the ``pcfilter`` command line in a fresh process on input made for it in an empty
 folder, and checks the exit status; on failure, that stderr is one line starting with the command's
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import laspy
 import numpy as np
 import pytest
 
@@ -388,6 +391,45 @@ def _replaced_on_purpose(folder):
     assert len(kept(folder)) > 0.9 * len(CLOUD)  # out.ply now holds the kept points
 
 
+def _lidar(name, damage=None, points=CLOUD, argv=("-o", "out.las", "--model", "neighbours")):
+    """A LAS 1.4 point format 6 file (LAZ by its name) of ``points``, then ``damage(path)``."""
+    def make(folder):
+        header = laspy.LasHeader(version="1.4", point_format=6)
+        header.scales, header.offsets = [1e-4] * 3, [0, 0, 0]
+        las = laspy.LasData(header)
+        las.x, las.y, las.z = points[:, 0], points[:, 1], points[:, 2]
+        las.write(folder / name)
+        if damage is not None:
+            damage(folder / name)
+        return ["filter", name, *argv]
+    return make
+
+
+def _cut(size):
+    def damage(path):
+        path.write_bytes(path.read_bytes()[:size])
+    return damage
+
+
+def _point_format(value):
+    def damage(path):
+        data = bytearray(path.read_bytes())
+        data[104] = value  # the point data record format
+        path.write_bytes(bytes(data))
+    return damage
+
+
+def _laz_damaged_inside(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = b"\xff" * 64  # the chunk table at the end is whole
+    path.write_bytes(bytes(data))
+
+
+def _laz_middle_cut(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
 SECOND_ROUND = [
     Case("1 parts per bin beyond the bound", lambda f: ["simulate", "--out", "sim", "--n", "1", "--min-parts",
                                                           "100000", "--max-parts", "100000"], 1,
@@ -438,6 +480,30 @@ SECOND_ROUND = [
 ]
 
 
+# LiDAR files: each check of io.lidar.open_lidar, the refusals of --classify and of the U-Net, and a good file.
+LAS_CASES = [
+    Case("a LAS file", _lidar("c.las"), 0, "neighbour_filter: kept", ("out.las",)),
+    Case("a LAS file cut short", _lidar("c.las", _cut(-1000)), 1,
+         "c.las: the point data is shorter than the header says (4167 of 4201 points); the file is cut short"),
+    Case("a LAZ file cut short", _lidar("c.laz", _laz_middle_cut, argv=("-o", "out.laz")), 1,
+         "c.laz: the LAZ file is cut short"),
+    Case("a LAZ file damaged inside, before TensorFlow", _lidar("c.laz", _laz_damaged_inside, argv=("-o", "out.ply")),
+         1, "c.laz: its point data cannot be read"),
+    Case("a LAS file with a header only", _lidar("c.las", _cut(375), argv=("-o", "out.ply")), 1,
+         "c.las: the point data is shorter than the header says (0 of 4201 points)"),
+    Case("an unknown LAS point format", _lidar("c.las", _point_format(11), argv=("-o", "out.ply")), 1,
+         "c.las: point format 11 is not one LAS defines (0 to 10)"),
+    Case("a .las that is no LAS file", _text_file("c.las", "0 0 0\n1 1 1\n", ["filter", "c.las", "-o", "o.ply"]), 1,
+         "c.las is not a LAS file (it does not start with 'LASF')"),
+    Case("a LAS file of no points", _lidar("c.las", points=CLOUD[:0], argv=("-o", "out.ply")), 1,
+         "c.las: the LAS file holds no points"),
+    Case("--classify into a .ply", _lidar("c.las", argv=("-o", "out.ply", "--classify")), 1,
+         "--classify writes every point with the removed ones as ASPRS class 7 (noise), which only LAS can hold"),
+    Case("the U-Net on a LAS file", _lidar("c.las", argv=("-o", "out.ply", "--model", "unet")), 1,
+         "the U-Net needs the pixel grid of an organised scan"),
+]
+
+
 def _env() -> dict[str, str]:
     """The environment of a user who has set nothing: TensorFlow's log level is left to pcfilter."""
     return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
@@ -447,7 +513,8 @@ def _command(folder: Path, argv: list[str], flag: Path | None = None) -> list[st
     return [sys.executable, "-c", RUNNER, str(flag or os.devnull), *argv]
 
 
-@pytest.mark.parametrize("case", CASES + SECOND_ROUND, ids=[case.name for case in CASES + SECOND_ROUND])
+@pytest.mark.parametrize("case", CASES + SECOND_ROUND + LAS_CASES,
+                         ids=[case.name for case in CASES + SECOND_ROUND + LAS_CASES])
 def test_bad_input(case, tmp_path):
     folder, flag = tmp_path / "case", tmp_path / "tensorflow"
     folder.mkdir()

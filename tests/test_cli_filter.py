@@ -81,7 +81,7 @@ def test_filter_refuses_to_overwrite_its_input_and_explains_unusable_files(datas
     result = run("filter", broken, "-o", tmp_path / "out2.ply", "--method", "sor")
     assert result.returncode == 1 and "not a readable scan" in result.stderr
     result = run("filter", scan_path, "-o", tmp_path / "out.txt", "--method", "sor")
-    assert result.returncode == 1 and "outputs are written as .ply or .xyz" in result.stderr
+    assert result.returncode == 1 and "outputs are written as .ply, .xyz, .las or .laz" in result.stderr
 
 
 def test_evaluate_json_matches_the_library(dataset):

@@ -122,22 +122,32 @@ def _add_simulate(commands) -> None:
 def _add_filter(commands) -> None:
     filter_ = commands.add_parser(
         "filter", help="remove artefacts from a scan or a point cloud",
-        description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, or .pts / .xyzn / "
-        ".xyzrgb through Open3D). Organised input (a scan, a .pcd with HEIGHT > 1, or a .ply whose header has "
-        "'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point) goes through the U-Net; "
-        "an unorganised cloud goes through the point filter, which needs only x y z. Points with NaN or infinite "
-        "coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT ending in .pcd keeps "
-        "an organised grid, with NaN where a point was removed; coordinates keep the input's precision. A file "
-        "too large to filter in the available memory is refused before it is read. A filter that removes every "
-        "point writes nothing and fails, unless --allow-empty. An output that already exists is refused before any "
-        "work unless --overwrite; IN is never replaced.")
+        description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, LiDAR .las / .laz, "
+        "or .pts / .xyzn / .xyzrgb through Open3D). Organised input (a scan, a .pcd with HEIGHT > 1, or a .ply "
+        "whose header has 'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point) goes "
+        "through the U-Net; an unorganised cloud goes through the point filter, which needs only x y z. Points "
+        "with NaN or infinite coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT "
+        "ending in .pcd keeps an organised grid, with NaN where a point was removed; coordinates keep the input's "
+        "precision. A .las or .laz IN is read and written in chunks, and a .las / .laz OUT keeps every attribute "
+        "of its points (intensity, returns, classification, GPS time, colour, extra bytes) and the input's point "
+        "format, version, scales and offsets; a cloud of another format written as LAS gets LAS 1.4 point format "
+        "6 with scales and offsets chosen from its extent (0.1 mm or finer for clouds in metres up to 100 km "
+        "wide). A file too large to filter in the available memory is refused before it is read. A filter that "
+        "removes every point writes nothing and fails, unless --allow-empty. An output that already exists is "
+        "refused before any work unless --overwrite; IN is never replaced.")
     filter_.add_argument("input", metavar="IN",
                          help="scan .npz, point cloud file, or a folder of them (never overwritten)")
     filter_.add_argument("-o", "--output", required=True, metavar="OUT",
-                         help="kept points (.ply, .pcd or .xyz); with a folder IN, the output folder")
-    filter_.add_argument("--removed", metavar="R", help="also write the removed points here (.ply, .pcd or .xyz)")
-    filter_.add_argument("--scores", metavar="S.ply",
-                         help="also write every point with its keep probability (PLY scalar 'keep_probability')")
+                         help="kept points (.ply, .pcd, .xyz, .las or .laz); with a folder IN, the output folder")
+    filter_.add_argument("--removed", metavar="R",
+                         help="also write the removed points here (.ply, .pcd, .xyz, .las or .laz)")
+    filter_.add_argument("--scores", metavar="S",
+                         help="also write every point with its keep probability (.ply: scalar 'keep_probability'; "
+                         ".las / .laz: a float32 extra-bytes dimension 'keep_probability')")
+    filter_.add_argument("--classify", action="store_true",
+                         help="with a .las or .laz OUT: write every point, the removed ones with classification 7 "
+                         "(ASPRS low point / noise), as PDAL's outlier filter does, instead of dropping them; the "
+                         "other points keep their class")
     filter_.add_argument("--allow-empty", action="store_true",
                          help="write the outputs even when the filter removes every point")
     add_overwrite(filter_)

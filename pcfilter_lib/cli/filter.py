@@ -1,8 +1,10 @@
 """``pcfilter filter``: remove artefacts from a scan or cloud, or from each file of a folder.
 
 A scan, an organised cloud or a baseline's input is read whole; an unorganised .ply or .xyz for the
-point or neighbour filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A folder's
-files are filtered in worker processes (``folders.run_in_workers``).
+point or neighbour filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A LAS or
+LAZ file (``io.lidar``) is always streamed, and its kept points are written with every attribute they had;
+``--classify`` writes every point instead, the removed ones as ASPRS class 7 (noise). A folder's files are
+filtered in worker processes (``folders.run_in_workers``).
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_ne
 from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
-from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
+from pcfilter_lib.io.clouds import CloudError, CloudWriter, cloud_scan, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
-from pcfilter_lib.io.organised import write_filtered
+from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, lidar_header
+from pcfilter_lib.io.organised import BYTES_PER_POINT, write_filtered
+from pcfilter_lib.memory import available_memory
 
-OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz")
+OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES)
 
 
 class Progress:
@@ -83,8 +87,12 @@ def _named_targets(args: argparse.Namespace) -> list[tuple[str, Path]]:
                                                 ("--scores", args.scores)) if p]
 
 
+def _is_lidar(path) -> bool:
+    return Path(path).suffix.lower() in LIDAR_SUFFIXES
+
+
 def _check_outputs(source: Path, outputs: list[tuple[str, Path]], overwrite: bool) -> None:
-    """Outputs are .ply, .xyz or .pcd files in writable folders, never the input, new unless
+    """Outputs are .ply, .xyz, .pcd, .las or .laz files in writable folders, never the input, new unless
     ``overwrite``, and two outputs differ."""
     targets = [target for _, target in outputs]
     for target in targets:
@@ -92,8 +100,8 @@ def _check_outputs(source: Path, outputs: list[tuple[str, Path]], overwrite: boo
             raise ValueError(f"{target} is the input file; choose another output name (the input is never "
                              "overwritten)")
         if target.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ValueError(f"{target}: outputs are written as .ply or .xyz (points) or .pcd (points or an "
-                             "organised grid)")
+            raise ValueError(f"{target}: outputs are written as .ply, .xyz, .las or .laz (points) or .pcd (points "
+                             "or an organised grid)")
         check_output_file(target)
     if len({target.resolve() for target in targets}) < len(targets):
         raise ValueError("-o, --removed and --scores must name different files")
@@ -103,9 +111,16 @@ def _check_outputs(source: Path, outputs: list[tuple[str, Path]], overwrite: boo
 def _check_options(args: argparse.Namespace, source: Path) -> None:
     """The options of ``filter`` that need no reading of the input."""
     _check_outputs(source, _named_targets(args), args.overwrite)
-    if args.scores and Path(args.scores).suffix.lower() != ".ply":
-        raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property; "
-                         "name a .ply file")
+    if args.scores and Path(args.scores).suffix.lower() not in (".ply", *LIDAR_SUFFIXES):
+        raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property "
+                         "or a LAS extra-bytes dimension; name a .ply, .las or .laz file")
+    if args.classify and not _is_lidar(args.output):
+        raise ValueError(f"--classify writes every point with the removed ones as ASPRS class {NOISE_CLASS} (noise), "
+                         f"which only LAS can hold; name a .las or .laz file with -o, not {args.output}")
+    if _is_lidar(source) and (args.model == "unet" or args.method == "morph"):
+        raise ValueError(f"{source} is a LAS/LAZ file, an unorganised cloud; "
+                         f"{'the U-Net' if args.model == 'unet' else '--method morph'} needs the pixel grid of an "
+                         "organised scan (use the point filter, --model neighbours, or --method sor / ror)")
     check_jobs(args)
     if args.tile_points is not None:
         option_range("--tile-points", args.tile_points, MIN_TILE_POINTS, MAX_TILE_POINTS, "a whole number")
@@ -120,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         return _filter_folder(args)
     source = check_input_file(args.input, "input")
     _check_options(args, source)
-    stream = open_stream(source) if args.method is None and args.model != "unet" else None
+    streamed = _is_lidar(source) or (args.method is None and args.model != "unet")  # LAS/LAZ: always
+    stream = open_stream(source) if streamed else None
     if stream is not None:
         return _filter_stream(args, source, stream)
     return _filter_in_memory(args, source)
@@ -147,17 +163,27 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     if not keep.any() and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
                          "filter (or its --threshold), or pass --allow-empty to write the empty result")
-    for path, mask in ((args.output, keep), (args.removed, removed)):
-        if path and Path(path).suffix.lower() == ".xyz":  # text: the points only
-            with CloudWriter(path, int(mask.sum()), np.asarray(scan["xyz"]).dtype) as writer:
-                writer.write(np.asarray(scan["xyz"])[mask])
+    xyz = np.asarray(scan["xyz"])
+    intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"]).reshape(-1)
+    flat = xyz.reshape(-1, 3)
+    for path, mask in ((args.output, valid if args.classify else keep), (args.removed, removed)):
+        rows = mask.reshape(-1)
+        if path and _is_lidar(path):  # kept points with their intensity; removed ones as noise with --classify
+            header = _lidar_header(None, flat[valid.reshape(-1)], intensity is not None)
+            with CloudWriter(path, int(rows.sum()), xyz.dtype, header=header) as writer:
+                noise = removed.reshape(-1)[rows] if args.classify and path == args.output else None
+                writer.write(flat[rows], None if intensity is None else intensity[rows], noise=noise)
+        elif path and Path(path).suffix.lower() == ".xyz":  # text: the points only
+            with CloudWriter(path, int(mask.sum()), xyz.dtype) as writer:
+                writer.write(xyz[mask])
         elif path:
             write_filtered([path], scan, [mask])
     if args.scores:
-        xyz = np.asarray(scan["xyz"])[valid]
-        with CloudWriter(args.scores, n, xyz.dtype, scalars=["keep_probability"]) as writer:
-            intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[valid]
-            writer.write(xyz, intensity, keep_probability=prob[valid])
+        scalars = ["keep_probability"]
+        header = _lidar_header(None, xyz[valid], intensity is not None, scalars) if _is_lidar(args.scores) else None
+        with CloudWriter(args.scores, n, xyz.dtype, scalars=scalars, header=header) as writer:
+            writer.write(xyz[valid], None if intensity is None else intensity[valid.reshape(-1)],
+                         keep_probability=prob[valid])
     _report(scan_filter.name, int(keep.sum()), n, args)
     far = int(scan.get("far", 0))
     if not scan["organised"] and n + far < valid.size:
@@ -168,24 +194,42 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     return 0
 
 
+def _lidar_header(stream, xyz: np.ndarray | None, intensity: bool, scalars=()):
+    """The header of a LAS/LAZ output: the input's own for a LAS/LAZ ``stream``, else one whose scales
+    and offsets fit the extent of the finite points of ``xyz`` (the points, or the two corners of their
+    extent; ``io.lidar.lidar_header``)."""
+    if isinstance(stream, LidarStream):
+        return lidar_header(stream.header, scalars=scalars)
+    xyz = np.asarray(xyz, np.float64).reshape(-1, 3)
+    finite = xyz[np.isfinite(xyz).all(axis=1)]
+    if not len(finite):  # nothing to write (--allow-empty): any scales will do
+        finite = np.zeros((1, 3))
+    return lidar_header(None, (finite.min(axis=0), finite.max(axis=0)), intensity, scalars)
+
+
 def _report(name: str, kept: int, n: int, args: argparse.Namespace) -> None:
     removed = n - kept
-    print(f"{name}: kept {kept} of {n} points, removed {removed} ({removed / max(n, 1):.2%}); wrote "
-          f"{', '.join(map(str, _targets(args)))}")
+    share = f"{removed} ({removed / max(n, 1):.2%})"
+    what = f"classified {share} as noise (ASPRS class {NOISE_CLASS})" if args.classify else f"removed {share}"
+    print(f"{name}: kept {kept} of {n} points, {what}; wrote {', '.join(map(str, _targets(args)))}")
 
 
-def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict] | None]:
-    """(points, finite points, points beyond ``COORDINATE_LIMIT``, the chunks) of a streamed cloud, read
-    once before TensorFlow starts, so that an unreadable or empty file is reported first. The chunks
-    are kept when the cloud has at most ``keep_up_to`` points (one tile: reading it again would cost
-    more than keeping it), else None."""
+def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict] | None, np.ndarray]:
+    """(points, finite points, points beyond ``COORDINATE_LIMIT``, the chunks, the (2, 3) extent of the
+    finite points) of a streamed cloud, read once before TensorFlow starts, so that an unreadable or
+    empty file is reported first. The chunks are kept when the cloud has at most ``keep_up_to`` points
+    (one tile: reading it again would cost more than keeping it), else None."""
     total = finite = far = 0
     kept: list[dict] | None = []
+    extent = np.array([[np.inf] * 3, [-np.inf] * 3])
     for chunk in stream.chunks():
         xyz = chunk["xyz"]
         total += len(xyz)
         usable = np.isfinite(xyz).all(axis=1)
         finite += int(usable.sum())
+        if usable.any():
+            extent = np.stack([np.minimum(extent[0], xyz[usable].min(axis=0)),
+                               np.maximum(extent[1], xyz[usable].max(axis=0))])
         if float(np.finfo(xyz.dtype).max) > COORDINATE_LIMIT:  # single precision never reaches it
             far += int((np.abs(xyz[usable]) > COORDINATE_LIMIT).any(axis=1).sum())
         if kept is not None:
@@ -199,19 +243,40 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
         raise ValueError(f"{stream.path}: the cloud holds {finite} point{'s' * (finite != 1)} with finite "
                          f"coordinates; the point filter needs at least {MIN_POINTS} to compare each point with its "
                          "neighbours")
-    return total, finite, far, kept
+    return total, finite, far, kept, extent
+
+
+def _whole_probability(scan_filter, points, tile_points: int, progress) -> np.ndarray:
+    """P(keep) of a classical method, which reads the whole cloud: the chunks of ``points()`` joined."""
+    xyz = np.concatenate(list(points()))
+    prob = np.asarray(scan_filter.keep_probability(cloud_scan(xyz))).reshape(-1)
+    progress(len(xyz))
+    return prob
+
+
+def _check_whole_fits(source: Path, total: int) -> None:
+    """A MemoryError, before the reading, when a classical method's whole cloud would not fit."""
+    need, available = total * BYTES_PER_POINT, available_memory()
+    if need > available:
+        raise MemoryError(f"{source} holds {total / 1e6:.1f} million points; a classical method reads them all and "
+                          f"needs about {need / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB are available. Use "
+                          "the point filter or --model neighbours, which work in tiles, or cut the cloud into parts")
 
 
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
-    """``filter`` with the point filter on an unorganised .ply or .xyz, in tiles and in chunks: memory
-    stays bounded whatever the cloud's size. A cloud with points too far away to measure distances goes
-    through the in-memory path, which drops them and says so."""
+    """``filter`` with the point filter on an unorganised .ply or .xyz, or any filter on a LAS/LAZ file,
+    in tiles and in chunks: memory stays bounded whatever the cloud's size (a classical method reads a
+    LAS cloud whole, as it reads other clouds). A .ply or .xyz cloud with points too far away to measure
+    distances goes through the in-memory path, which drops them and says so; a LAS cloud is refused."""
     keras = needs_keras(args, organised=False)
     if keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
         tiled, tile_points = None, args.tile_points or TILE_POINTS
     else:  # the neighbour filter, or a classical method (read whole below)
         tiled, tile_points = tiled_neighbour_probability, args.tile_points or NEIGHBOUR_TILE_POINTS
-    total, finite, far, kept_chunks = _scan_stream(stream, tile_points)
+    total, finite, far, kept_chunks, extent = _scan_stream(stream, tile_points)
+    if far and isinstance(stream, LidarStream):
+        raise CloudError(f"{source}: {far} points lie beyond ±{COORDINATE_LIMIT:.1e}, too far from the origin to "
+                         "measure distances; the header's scales or offsets are damaged: export the file again")
     if far:
         return _filter_in_memory(args, source)
     if keras:
@@ -219,6 +284,9 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     scan_filter = make_filter(args, organised=False)
     if keras and isinstance(scan_filter, filters.PointFilter):
         tiled = filters.tiles.tiled_keep_probability
+    elif isinstance(stream, LidarStream) and not isinstance(scan_filter, NeighbourFilter):
+        _check_whole_fits(source, total)
+        tiled = _whole_probability
     elif not isinstance(scan_filter, NeighbourFilter):
         return _filter_in_memory(args, source)
     chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)
@@ -233,48 +301,78 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     if not kept and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {finite} points of {source}, so nothing was written; check "
                          "the filter (or its --threshold), or pass --allow-empty to write the empty result")
-    _write_stream(args, stream, prob, keep, finite, chunks)
+    _write_stream(args, stream, prob, keep, finite, chunks, extent)
     _report(scan_filter.name, kept, finite, args)
     if finite < total:
         print(f"dropped {total - finite} points with NaN or infinite coordinates (written to neither file)")
     return 0
 
 
-def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chunks) -> None:
-    """Write the kept, removed and scored points of a streamed cloud, reading it once more (``chunks()``)."""
+def _stream_writer(path, count: int, stream, extent, scalars=()) -> CloudWriter:
+    """A ``CloudWriter`` for an output of a streamed cloud; a LAS/LAZ output gets ``_lidar_header``."""
+    header = None
+    if _is_lidar(path):
+        intensity = isinstance(stream, LidarStream) or (stream.header is not None
+                                                        and "intensity" in stream.header.record.names)
+        header = _lidar_header(stream, extent, intensity, scalars)
+    return CloudWriter(path, count, stream.precision, scalars, header=header)
+
+
+def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chunks, extent) -> None:
+    """Write the kept (with ``--classify``, every finite point, the removed ones as noise), removed and
+    scored points of a streamed cloud, reading it once more (``chunks()``). A LAS/LAZ input's records
+    go to LAS/LAZ outputs as they are; scores in a LAS file cover the finite points only (LAS has no NaN)."""
     kept = int(keep.sum())
+    selects = (("kept" if not args.classify else "all", args.output, finite if args.classify else kept),
+               ("removed", args.removed, finite - kept))
     with contextlib.ExitStack() as files:
-        outputs = [(files.enter_context(CloudWriter(path, count, stream.precision)), select)
-                   for path, count, select in ((args.output, kept, "kept"), (args.removed, finite - kept, "removed"))
-                   if path]
-        scores = (files.enter_context(CloudWriter(args.scores, len(prob), stream.precision, ["keep_probability"]))
-                  if args.scores else None)
+        outputs = [(files.enter_context(_stream_writer(path, count, stream, extent)), select, path == args.output)
+                   for select, path, count in selects if path]
+        scores = None
+        if args.scores:
+            finite_scores = _is_lidar(args.scores)
+            scores = files.enter_context(_stream_writer(args.scores, finite if finite_scores else len(prob), stream,
+                                                        extent, ["keep_probability"]))
         start = 0
         for chunk in chunks():
-            xyz, intensity = chunk["xyz"], chunk["intensity"]
+            xyz = chunk["xyz"]
             part, mine = prob[start:start + len(xyz)], keep[start:start + len(xyz)]
             finite_rows = np.isfinite(xyz).all(axis=1)
-            for writer, select in outputs:
-                rows = mine if select == "kept" else finite_rows & ~mine
-                writer.write(xyz[rows], None if intensity is None else intensity[rows])
+            for writer, select, main in outputs:
+                rows = {"kept": mine, "all": finite_rows, "removed": finite_rows & ~mine}[select]
+                noise = (~mine)[rows] if main and args.classify else None
+                _write_rows(writer, chunk, rows, noise=noise)
             if scores is not None:
-                scores.write(xyz, intensity, keep_probability=part)
+                rows = finite_rows if finite_scores else np.ones(len(xyz), bool)
+                _write_rows(scores, chunk, rows, keep_probability=part[rows])
             start += len(xyz)
             Interrupts.check()
 
 
+def _write_rows(writer: CloudWriter, chunk: dict, rows: np.ndarray, noise=None, **scalars) -> None:
+    """Write the ``rows`` of a chunk: their LAS records too when the input and the output are LAS/LAZ."""
+    intensity, records = chunk["intensity"], chunk.get("records")
+    records = records[rows] if records is not None and writer.header is not None else None
+    writer.write(chunk["xyz"][rows], None if intensity is None else intensity[rows], records=records, noise=noise,
+                 **scalars)
+
+
 def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
-    """(input, output) of each cloud or scan in the folder ``args.input``; outputs go to the folder
-    ``-o`` in the input's own format where it can be written, else .ply."""
+    """(input, output) of each cloud or scan in the folder ``args.input`` (LAS/LAZ files too); outputs go
+    to the folder ``-o`` in the input's own format where it can be written, else .ply."""
     folder, out = Path(args.input), Path(args.output)
     if args.removed or args.scores:
         raise ValueError("--removed and --scores name one file; with a folder of inputs give only -o FOLDER")
-    inputs = folder_inputs(folder, out)
+    suffixes = (*INPUT_SUFFIXES, *LIDAR_SUFFIXES)
+    inputs = folder_inputs(folder, out, suffixes)
+    if args.classify and not all(_is_lidar(p) for p in inputs):
+        raise ValueError(f"--classify marks noise in LAS files, and {folder} holds files of other formats, which "
+                         "are written in their own format; filter the .las / .laz files in a folder of their own")
     check_jobs(args)
     check_threshold(args)
     check_model(args)
     check_output_folder(out, "-o")
-    suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in INPUT_SUFFIXES}
+    suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in suffixes}
     names = [p.stem + suffix[p.suffix.lower()] for p in inputs]
     # a.npz and a.ply would both make a.ply: such inputs keep their whole names (a.npz.ply)
     files = [(p, out / (name if names.count(name) == 1 else p.name + suffix[p.suffix.lower()]))

@@ -20,16 +20,17 @@ INPUT_SUFFIXES = (*CLOUD_SUFFIXES, ".npz")
 PER_FILE = ("input", "output", "jobs", "quiet")
 
 
-def folder_inputs(folder: Path, out: Path) -> list[Path]:
-    """The scans and clouds of the input folder, in name order, once the output folder ``out`` is
-    known to be a folder (or new) and not the input folder."""
+def folder_inputs(folder: Path, out: Path, suffixes: tuple[str, ...] = INPUT_SUFFIXES) -> list[Path]:
+    """The scans and clouds of the input folder (files ending in one of ``suffixes``), in name order,
+    once the output folder ``out`` is known to be a folder (or new) and not the input folder."""
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
     if out.resolve() == folder.resolve():
         raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
-    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
     if not inputs:
-        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({', '.join(CLOUD_SUFFIXES)}) files")
+        clouds = ", ".join(s for s in suffixes if s != ".npz")
+        raise ValueError(f"{folder} holds no scan (.npz) or cloud ({clouds}) files")
     return inputs
 
 

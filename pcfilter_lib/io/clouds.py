@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.geometry.points import check_points
-from pcfilter_lib.io.files import atomic_path, atomic_write_bytes, atomic_write_text
+from pcfilter_lib.io.files import CloudError, atomic_path, atomic_write_bytes, atomic_write_text
+from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, LidarStream, LidarWriter, open_lidar
 from pcfilter_lib.labels import KIND_COLOURS, LABEL_COLOURS
 
 _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8", "uchar": "u1", "uint8": "u1",
@@ -35,10 +36,6 @@ _PLY_TYPES = {"float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8
               "uint": "<u4", "uint32": "<u4", "int": "<i4", "int32": "<i4"}
 # The name written for each NumPy type (the first of its names above).
 _PLY_NAMES = {np.dtype(t).str: name for name, t in reversed(_PLY_TYPES.items())}
-
-
-class CloudError(ValueError):
-    """A point-cloud file (PLY, PCD, xyz, PointCleanNet pair) that cannot be read; the message names it."""
 
 
 def scan_points(scan: dict) -> dict[str, np.ndarray]:
@@ -291,8 +288,8 @@ def read_pointcleannet(stem: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
 # Streaming: clouds larger than memory, read and written in chunks
 
 CHUNK_POINTS = 1 << 20  # points per chunk read or written
-STREAM_SUFFIXES = (".ply", ".xyz")  # unorganised clouds that can be read in chunks
-WRITE_SUFFIXES = (".ply", ".pcd", ".xyz")  # what CloudWriter writes
+STREAM_SUFFIXES = (".ply", ".xyz", *LIDAR_SUFFIXES)  # unorganised clouds that can be read in chunks
+WRITE_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES)  # what CloudWriter writes
 
 
 @dataclass
@@ -355,18 +352,21 @@ def _xyz_table(path, lines: list[bytes]) -> np.ndarray:
     return table.reshape(-1, max(table.shape[1], 3)) if table.size else np.zeros((0, 3))
 
 
-def open_stream(path: str | os.PathLike) -> CloudStream | None:
-    """A ``CloudStream`` for an unorganised binary ``.ply`` or an ``.xyz`` file; None for any other
-    file (organised, ascii PLY, another format), which is read whole.
+def open_stream(path: str | os.PathLike) -> CloudStream | LidarStream | None:
+    """A ``CloudStream`` for an unorganised binary ``.ply`` or an ``.xyz`` file, a ``LidarStream``
+    (``io.lidar``, whose chunks also carry the LAS records) for a ``.las`` or ``.laz`` file; None for
+    any other file (organised, ascii PLY, another format), which is read whole.
 
     Raises:
         FileNotFoundError: there is no such file.
-        CloudError: a PLY header is damaged or lacks x, y or z.
+        CloudError: a PLY header is damaged or lacks x, y or z; a LAS file fails ``open_lidar``'s checks.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix in LIDAR_SUFFIXES:
+        return open_lidar(path)
     if suffix == ".xyz":
         return CloudStream(path, None, np.dtype(np.float64))
     if suffix != ".ply":
@@ -383,19 +383,26 @@ def open_stream(path: str | os.PathLike) -> CloudStream | None:
 
 
 class CloudWriter:
-    """Write an unorganised cloud chunk by chunk to ``.ply`` (binary), ``.pcd`` (binary) or ``.xyz``,
-    atomically: the file appears under its name only when ``close`` is reached without error.
+    """Write an unorganised cloud chunk by chunk to ``.ply`` (binary), ``.pcd`` (binary), ``.xyz``,
+    ``.las`` or ``.laz``, atomically: the file appears under its name only when ``close`` is reached
+    without error.
 
     ``count`` points must be written in all, each with x y z (in ``precision``) and, for PLY and
     PCD, ``intensity`` (0 where none) and the scalar properties named in ``scalars`` (float32), e.g.
-    ``keep_probability``. Use as a context manager.
+    ``keep_probability``. LAS and LAZ are written by ``io.lidar.LidarWriter`` under ``header``
+    (``io.lidar.lidar_header``, which holds the scalars as extra-bytes dimensions). Use as a context
+    manager.
     """
 
-    def __init__(self, path: str | os.PathLike, count: int, precision=np.float32, scalars: Sequence[str] = ()):
+    def __init__(self, path: str | os.PathLike, count: int, precision=np.float32, scalars: Sequence[str] = (),
+                 header=None):
         self.path, self.count, self.written = Path(path), int(count), 0
         self.suffix = self.path.suffix.lower()
         if self.suffix not in WRITE_SUFFIXES:
             raise ValueError(f"{self.path}: clouds are written as {', '.join(WRITE_SUFFIXES)}, not {self.suffix!r}")
+        if (self.suffix in LIDAR_SUFFIXES) != (header is not None):
+            raise ValueError(f"{self.path}: a LAS header is given for, and only for, a .las or .laz file")
+        self.header, self._lidar = header, None
         coordinate = np.dtype(precision).newbyteorder("<").str
         self.record = np.dtype([(a, coordinate) for a in "xyz"] + [("intensity", "<f4")]
                                + [(name, "<f4") for name in scalars])
@@ -414,12 +421,21 @@ class CloudWriter:
                       f"WIDTH {self.count}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {self.count}",
                       "DATA binary"]
             self._file.write(("\n".join(header) + "\n").encode("ascii"))
+        elif self.suffix in LIDAR_SUFFIXES:
+            self._lidar = LidarWriter(self._file, self.header, compress=self.suffix == ".laz")
         return self
 
-    def write(self, xyz: np.ndarray, intensity: np.ndarray | None = None, **scalars: np.ndarray) -> None:
-        """Append points: (n, 3) coordinates, (n,) intensities, and (n,) values of each scalar."""
+    def write(self, xyz: np.ndarray, intensity: np.ndarray | None = None, records=None, noise=None,
+              **scalars: np.ndarray) -> None:
+        """Append points: (n, 3) coordinates, (n,) intensities, and (n,) values of each scalar. For
+        LAS and LAZ, also the points' LAS ``records`` (written bit for bit, from a LAS input) and
+        ``noise``, the points classified as noise (see ``io.lidar.LidarWriter.write``)."""
         xyz = np.asarray(xyz).reshape(-1, 3)
-        if self.suffix == ".xyz":
+        if self._lidar is not None:
+            self._lidar.write(xyz, intensity, records, noise, **scalars)
+        elif records is not None or noise is not None:
+            raise ValueError(f"{self.path}: LAS records and noise classes are written to .las or .laz files only")
+        elif self.suffix == ".xyz":
             np.savetxt(self._file, xyz, fmt=self.format)
         else:
             rows = np.zeros(len(xyz), self.record)
@@ -433,6 +449,13 @@ class CloudWriter:
         self.written += len(xyz)
 
     def __exit__(self, kind, error, trace) -> bool:
+        if self._lidar is not None and error is None:
+            try:
+                self._lidar.close()  # the final header; after an error the file is dropped anyway
+            except BaseException as problem:
+                self._file.close()
+                self._atomic.__exit__(type(problem), problem, problem.__traceback__)
+                raise
         self._file.close()
         if error is None and self.written != self.count:  # a bug in the caller: no file under the name
             problem = RuntimeError(f"{self.path}: {self.written} points written, the header says {self.count}")

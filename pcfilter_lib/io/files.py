@@ -20,6 +20,11 @@ from typing import Any, NoReturn
 MANIFEST = "manifest.json"
 
 
+class CloudError(ValueError):
+    """A point-cloud file (PLY, PCD, xyz, LAS/LAZ, PointCleanNet pair) that cannot be read; the message
+    names it. Defined here, beneath every reader of ``pcfilter_lib.io``, so that each can raise it."""
+
+
 def new_file_mode() -> int:
     """The mode ``open`` gives a new file: 0o666 less the process's umask (``mkstemp`` gives 0o600).
 
