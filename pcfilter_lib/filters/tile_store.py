@@ -239,7 +239,8 @@ def cloud_bounds(chunks: Callable[[], Iterable[np.ndarray]]) -> tuple[int, int, 
     return count, finite_count, low, high
 
 
-def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]], grid: TileGrid) -> tuple[TileStore, np.ndarray]:
+def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]],
+                grid: TileGrid) -> tuple[TileStore, np.ndarray]:
     """A ``TileStore`` in ``folder`` of the cloud's finite points, numbered among the finite ones as in
     memory, and the (N,) bool rows of the cloud that are finite."""
     store, start, finite_rows = TileStore(folder, grid), 0, []

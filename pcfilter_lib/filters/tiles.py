@@ -35,7 +35,6 @@ import numpy as np
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
 from pcfilter_lib.filters.tile_store import TILE_POINTS, TileStore, tiled_probability
 from pcfilter_lib.filters.tile_store import cloud_spacing as _cloud_spacing
-from pcfilter_lib.geometry.neighbours import nearest_neighbours
 from pcfilter_lib.geometry.point_features import Neighbourhoods, neighbourhoods
 
 MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
