@@ -55,8 +55,8 @@ from pcfilter_lib.filters.tile_store import (
     store_cloud,
 )
 
-CLASSICAL_TILE_POINTS = 1_000_000  # points per tile of SOR and ROR (about 0.3 kB each while filtered)
-LONE_BOXES = 1024  # at most this many points of a tile get a box of their own instead of a wider halo
+CLASSICAL_TILE_POINTS = 250_000  # points per tile of SOR and ROR (larger ones: sparse points widen the halo more)
+LONE_BOXES = 64  # at most this many points of a tile get a box of their own instead of a wider halo
 QUERY_ROWS = 1 << 16  # points whose k nearest are sought at once (k x 16 bytes each)
 SAFETY = 1e-9  # relative: a distance this much beyond the edge of the loaded region is still within it
 CHUNK = 1 << 20  # per-point means summed at once
@@ -123,47 +123,51 @@ def sor_tile(store: TileStore, cell: int, nb_neighbors: int) -> tuple[np.ndarray
     """Step 1 of Open3D's ``remove_statistical_outlier`` for one cell's points: each one's mean distance to
     its ``nb_neighbors`` nearest points (itself included), bit for bit Open3D's on the whole cloud.
 
-    The halo starts at ``_first_sor_margin`` and grows until each of the cell's points has its k-th
-    distance inside the loaded region (its ``room``); a point whose k-th distance exceeds twice the
-    halo (a sparse region) gets a box of its own, up to ``LONE_BOXES`` of them.
+    The halo starts at ``_first_sor_margin``. A point is done when its k-th distance lies inside the
+    loaded region (within its ``room``): its k nearest there are its k nearest in the whole cloud.
+    Until every point is done the halo grows and only the points not yet done are sought again; a
+    point whose neighbours lie beyond a quarter of a cell (a sparse region) gets a box of its own
+    instead, up to ``LONE_BOXES`` of them.
 
     Returns:
         (indices among the cloud's finite points, (n,) float64 mean distances) of the cell's points.
     """
     k = min(int(nb_neighbors), int(store.counts.sum()))  # nanoflann finds at most every point
     margin, extra, axes = _first_sor_margin(store, cell, k), {}, list(store.grid.axes)
+    n = int(store.counts[cell])
+    kth, means, done = np.full(n, np.inf), np.empty(n), np.zeros(n, bool)  # the cell's points, in index order
     while True:
         xyz, index, core, room = store.load(cell, margin, list(extra.values()))
         everything = bool(np.isinf(room).all())
         if len(xyz) < k and not everything:  # too few to judge: look farther
             margin *= 2
             continue
-        tree, query = cKDTree(xyz), np.flatnonzero(core)
-        kth, means = np.empty(len(query)), np.empty(len(query))
-        for start in range(0, len(query), QUERY_ROWS):
-            rows = query[start:start + QUERY_ROWS]
-            distance, neighbours = tree.query(xyz[rows], k, workers=-1)
-            distance, neighbours = distance.reshape(len(rows), k), neighbours.reshape(len(rows), k)
-            kth[start:start + len(rows)] = distance[:, -1]
-            means[start:start + len(rows)] = open3d_mean_distances(xyz, neighbours, rows)
+        tree, query = cKDTree(xyz, balanced_tree=False, compact_nodes=False), np.flatnonzero(core)
+        pending = np.flatnonzero(~done)
+        for start in range(0, len(pending), QUERY_ROWS):
+            mine = pending[start:start + QUERY_ROWS]
+            distance, neighbours = tree.query(xyz[query[mine]], k, workers=-1)
+            kth[mine] = distance.reshape(len(mine), k)[:, -1]
+            means[mine] = open3d_mean_distances(xyz, neighbours.reshape(len(mine), k), query[mine])
         if everything:
             break
-        short = ~(kth * (1 + SAFETY) < room[core])
-        if not short.any():
+        done |= kth * (1 + SAFETY) < room[query]
+        if done.all():
             break
-        # A point whose neighbours lie farther than the halo is wide gets a box of its own; the k-th
-        # distance found so far is at least the true one, so the box holds the true k nearest.
-        lone = short & (kth > 2 * margin)
-        new = [p for p in np.flatnonzero(lone) if int(index[query[p]]) not in extra]
-        rest = short.copy()
+        # The halo grows to hold the k nearest of the points not done (the k-th distance found so far is
+        # at least the true one), up to a quarter of a cell; a point whose neighbours lie farther gets a
+        # box of its own (each box costs a pass over the loaded points, so only a few).
+        short = ~done
+        wanted = margin + 1.25 * (kth - room[query]) + _slack(store)
+        cap = max(2 * margin, store.grid.size / 4)
+        new = [p for p in np.flatnonzero(short & (wanted > cap)) if int(index[query[p]]) not in extra]
         if 0 < len(new) <= LONE_BOXES - len(extra):
             extra.update({int(index[query[p]]): (xyz[query[p], axes] - 1.25 * kth[p] - _slack(store),
                                                   xyz[query[p], axes] + 1.25 * kth[p] + _slack(store))
                           for p in new})
-            rest[new] = False
-        if rest.any():
-            gap = float(np.max(kth[rest] - room[core][rest], initial=0.0))
-            margin = max(margin + 1.25 * gap + _slack(store), 2 * margin)
+            short[new] = False
+        if short.any():
+            margin = max(float(np.max(wanted[short])), 2 * margin)
     return index[core], means
 
 
