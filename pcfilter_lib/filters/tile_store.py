@@ -4,10 +4,11 @@
 ``tile_points`` points; ``TileStore`` keeps each cell's finite points (with their index among the
 cloud's finite points) in a file of its own and loads a cell with the points of its neighbours
 within a margin: its halo. How wide the halo must be is the filter's business (``filters.tiles``
-for the point filter, ``filters.neighbour_tiles`` for the neighbour filter); ``tiled_probability``
-is what they share: the passes over the chunks, the store, the cloud's exact median
-(``cloud_centre``), and the cells filtered one after the other. Memory holds one tile with its halo
-and a few numbers per point; the points stay on disk.
+for the point filter, ``filters.neighbour_tiles`` for the neighbour filter, ``filters.classical_tiles``
+for SOR and ROR); ``tiled_probability`` is what the learned filters share: the passes over the chunks
+(``cloud_bounds``), the store (``store_cloud``), the cloud's exact median (``cloud_centre``), and the
+cells filtered one after the other. ``cloud_spacing`` measures the whole cloud's point spacing cell
+by cell. Memory holds one tile with its halo and a few numbers per point; the points stay on disk.
 """
 
 from __future__ import annotations
