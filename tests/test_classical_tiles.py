@@ -158,8 +158,12 @@ def test_only_sor_and_ror_run_in_tiles():
         classical_tiles.tiled_classical_keep(baselines.BaselineFilter("morph", "morph"), chunks_of(np.zeros((9, 3))))
 
 
-@pytest.mark.parametrize("suffix", [".xyz", ".ply"])
-def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(suffix, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("suffix, parts, options", [
+    (".xyz", ("kept.ply", "removed.xyz", "scores.ply"), []),
+    (".ply", ("kept.pcd", "removed.ply", "scores.ply"), []),
+    (".ply", ("kept.las", "removed.laz", "scores.las"), ["--classify"])])
+def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(suffix, parts, options, tmp_path, capsys,
+                                                                      monkeypatch):
     calls, tiled = [], classical_tiles.tiled_classical_keep
     monkeypatch.setattr(classical_tiles, "tiled_classical_keep", lambda *a, **k: calls.append(1) or tiled(*a, **k))
     cloud = awkward_cloud(5)
@@ -170,13 +174,20 @@ def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(suffix, 
         outputs, lines = [], []
         for name, tile in (("whole", []), ("tiled", ["--tile-points", "1000"])):
             calls.clear()
-            parts = ("kept.ply", "removed.xyz", "scores.ply") if suffix == ".xyz" else ("kept.pcd", "removed.ply",
-                                                                                         "scores.ply")
             out = [tmp_path / f"{method}_{name}_{part}" for part in parts]
             assert cli.main(["filter", str(tmp_path / f"cloud{suffix}"), "-o", str(out[0]), "--removed", str(out[1]),
-                             "--scores", str(out[2]), "--method", method, "--quiet", *tile]) == 0
+                             "--scores", str(out[2]), "--method", method, "--quiet", *tile, *options]) == 0
             assert len(calls) == (name == "tiled")  # the one-pass run reads the cloud whole, as before
             outputs.append([path.read_bytes() for path in out])
             lines.append(capsys.readouterr().out.replace(f"_{name}_", "_"))
         assert outputs[0] == outputs[1] and lines[0] == lines[1]
         assert f"{method}: kept" in lines[0] and "dropped 2 points with NaN" in lines[0]
+    if parts[0].endswith(".las"):  # a LAS input is always streamed: in tiles, or whole when it fits one tile
+        source, outputs = tmp_path / "sor_whole_kept.las", []
+        calls.clear()
+        for tile in ("1000", "5000000"):
+            out = tmp_path / f"again_{tile}.laz"
+            assert cli.main(["filter", str(source), "-o", str(out), "--method", "sor", "--quiet", "--tile-points",
+                             tile]) == 0
+            outputs.append(out.read_bytes())
+        assert outputs[0] == outputs[1] and len(calls) == 2
