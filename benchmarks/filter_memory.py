@@ -1,4 +1,4 @@
-"""Peak resident memory of ``pcfilter filter`` (the neighbour or point filter, in tiles) on large clouds.
+"""Peak resident memory of ``pcfilter filter`` (the neighbour or point filter, SOR or ROR, in tiles) on large clouds.
 
 For each size it builds a cloud as ``benchmarks/filter_speed.py`` does (simulated 640x480 scans laid
 side by side on a grid, each turned and jittered), writes it as a binary ``.ply`` (float32 x y z and
@@ -6,10 +6,14 @@ intensity), then runs ``pcfilter filter CLOUD.ply -o KEPT.ply --quiet --model MO
 process, started by a small launcher process that reads its peak resident set size from the kernel
 (``ru_maxrss`` of its children), so only the filter's own memory is measured. Prints and writes the
 peak memory, bytes per point and wall time of each size. Targets, at every size: the neighbour
-filter under 0.8 GB, the point filter under 1.5 GB.
+filter, SOR and ROR under 0.8 GB, the point filter under 1.5 GB.
 
-    python benchmarks/filter_memory.py [--model neighbours|points] [--sizes 2e6 2e7] [--tile-points T]
-        [--out DIR] [--work DIR]
+``--method sor`` (or ``ror``) runs the classical filter instead (``filters.classical_tiles``); with
+``--tile-points 5000000`` a cloud of up to 5 million points is filtered in one pass, in memory, as
+before the tiles, for comparison.
+
+    python benchmarks/filter_memory.py [--model neighbours|points | --method sor|ror] [--sizes 2e6 2e7]
+        [--tile-points T] [--out DIR] [--work DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np
 
-LIMITS = {"neighbours": 0.8e9, "points": 1.5e9}  # the target peak of each filter, whatever the cloud's size
+# the target peak of each filter, whatever the cloud's size
+LIMITS = {"neighbours": 0.8e9, "points": 1.5e9, "sor": 0.8e9, "ror": 0.8e9}
 
 
 def write_large_cloud(path: Path, points: int) -> int:
@@ -63,7 +68,9 @@ def peak_memory(command: list[str]) -> tuple[int, float, str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=sorted(LIMITS), default="neighbours", help="the filter (default neighbours)")
+    parser.add_argument("--model", choices=["neighbours", "points"], default="neighbours",
+                        help="the filter (default neighbours)")
+    parser.add_argument("--method", choices=["sor", "ror"], default=None, help="a classical filter instead of --model")
     parser.add_argument("--sizes", type=float, nargs="+", default=[2e6, 2e7], help="cloud sizes in points")
     parser.add_argument("--tile-points", type=int, default=None, help="default: the library's")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
@@ -71,12 +78,14 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="folder for the clouds (default: a temporary one)")
     args = parser.parse_args(argv)
 
+    name, option = (args.method, ["--method", args.method]) if args.method else (args.model, ["--model", args.model])
     if args.tile_points is None:
+        from pcfilter_lib.filters.classical_tiles import CLASSICAL_TILE_POINTS
         from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS
-        from pcfilter_lib.filters.tiles import TILE_POINTS
+        from pcfilter_lib.filters.tile_store import TILE_POINTS
 
-        args.tile_points = NEIGHBOUR_TILE_POINTS if args.model == "neighbours" else TILE_POINTS
-    limit = LIMITS[args.model]
+        args.tile_points = {"neighbours": NEIGHBOUR_TILE_POINTS, "points": TILE_POINTS}.get(name, CLASSICAL_TILE_POINTS)
+    limit = LIMITS[name]
     pcfilter = Path(sys.executable).with_name("pcfilter")
     results_path = args.out / "filter_memory.json"
     rows = json.loads(results_path.read_text())["sizes"] if results_path.is_file() else []
@@ -85,14 +94,14 @@ def main(argv=None) -> int:
             cloud, kept = Path(work) / f"cloud_{size}.ply", Path(work) / f"kept_{size}.ply"
             points = write_large_cloud(cloud, size)
             peak, wall, summary = peak_memory([str(pcfilter), "filter", str(cloud), "-o", str(kept), "--quiet",
-                                               "--model", args.model, "--tile-points", str(args.tile_points)])
-            row = {"model": args.model, "points": points, "peak_rss_bytes": peak, "bytes_per_point": peak / points,
+                                               *option, "--tile-points", str(args.tile_points)])
+            row = {"model": name, "points": points, "peak_rss_bytes": peak, "bytes_per_point": peak / points,
                    "wall_s": wall,
                    "file_bytes": cloud.stat().st_size, "tile_points": args.tile_points,
                    "summary": summary.split("; wrote")[0]}  # the output's temporary path says nothing
             print(f"{points:>12,} points: peak RSS {peak / 1e9:.2f} GB ({peak / points:,.0f} bytes/point), "
                   f"{wall:,.0f} s wall ({'meets' if peak < limit else 'misses'} < {limit / 1e9:.1f} GB)", flush=True)
-            key = (args.model, points, args.tile_points)
+            key = (name, points, args.tile_points)
             rows = [r for r in rows if (r.get("model", "points"), r["points"], r["tile_points"]) != key] + [row]
             cloud.unlink()
             kept.unlink()
@@ -104,7 +113,8 @@ def main(argv=None) -> int:
 
     device = clock.device_report()
     table = "\n".join([
-        f"`pcfilter filter --model MODEL` (in tiles) on binary .ply clouds; CPU {device['cpu']} "
+        f"`pcfilter filter --model MODEL` or `--method METHOD` (in tiles; SOR or ROR on a cloud of at most one "
+        f"tile: in one pass, in memory) on binary .ply clouds; CPU {device['cpu']} "
         f"({device['cores']} cores). Peak resident memory of the filtering process (ru_maxrss).", "",
         "| model | points | tile points | peak RSS | bytes per point | wall time | target |",
         "|---|---|---|---|---|---|---|",

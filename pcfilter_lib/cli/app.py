@@ -157,8 +157,8 @@ def _add_filter(commands) -> None:
                          f"{MAX_JOBS} (default 1)")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
-                         f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store or "
-                         "filters.neighbour_tiles; memory grows with it)")
+                         f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "
+                         "filters.neighbour_tiles or filters.classical_tiles; memory grows with it)")
     add_filter_choice(filter_)
 
 

@@ -1,10 +1,11 @@
 """``pcfilter filter``: remove artefacts from a scan or cloud, or from each file of a folder.
 
-A scan, an organised cloud or a baseline's input is read whole; an unorganised .ply or .xyz for the
-point or neighbour filter is streamed in tiles and chunks, so memory stays bounded whatever its size. A LAS or
-LAZ file (``io.lidar``) is always streamed, and its kept points are written with every attribute they had;
-``--classify`` writes every point instead, the removed ones as ASPRS class 7 (noise). A folder's files are
-filtered in worker processes (``folders.run_in_workers``).
+A scan or an organised cloud is read whole; an unorganised .ply or .xyz for the point or neighbour
+filter, or for SOR or ROR when it is larger than one tile, is streamed in tiles and chunks, so memory
+stays bounded whatever its size. A LAS or LAZ file (``io.lidar``) is always streamed, and its kept
+points are written with every attribute they had; ``--classify`` writes every point instead, the
+removed ones as ASPRS class 7 (noise). A folder's files are filtered in worker processes
+(``folders.run_in_workers``).
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from pcfilter_lib.cli.options import (
     check_threshold,
     option_range,
 )
+from pcfilter_lib.filters.methods import TILED_METHODS
 from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_neighbour_probability
 from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
-from pcfilter_lib.io.clouds import CloudError, CloudWriter, cloud_scan, open_stream
+from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, lidar_header
-from pcfilter_lib.io.organised import BYTES_PER_POINT, write_filtered
-from pcfilter_lib.memory import available_memory
+from pcfilter_lib.io.organised import write_filtered
 
 OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES)
 
@@ -137,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args, source)
     streamed = _is_lidar(source) or (args.method is None and args.model != "unet")  # LAS/LAZ: always
     stream = open_stream(source) if streamed else None
+    if stream is None and args.method in TILED_METHODS:  # SOR and ROR go in tiles on a cloud larger than one tile
+        with contextlib.suppress(CloudError):  # a damaged file is reported as the in-memory reading reports it
+            stream = open_stream(source)
     if stream is not None:
         return _filter_stream(args, source, stream)
     return _filter_in_memory(args, source)
@@ -246,48 +250,37 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
     return total, finite, far, kept, extent
 
 
-def _whole_probability(scan_filter, points, tile_points: int, progress) -> np.ndarray:
-    """P(keep) of a classical method, which reads the whole cloud: the chunks of ``points()`` joined."""
-    xyz = np.concatenate(list(points()))
-    prob = np.asarray(scan_filter.keep_probability(cloud_scan(xyz))).reshape(-1)
-    progress(len(xyz))
-    return prob
-
-
-def _check_whole_fits(source: Path, total: int) -> None:
-    """A MemoryError, before the reading, when a classical method's whole cloud would not fit."""
-    need, available = total * BYTES_PER_POINT, available_memory()
-    if need > available:
-        raise MemoryError(f"{source} holds {total / 1e6:.1f} million points; a classical method reads them all and "
-                          f"needs about {need / 1e9:.1f} GB of memory, {available / 1e9:.1f} GB are available. Use "
-                          "the point filter or --model neighbours, which work in tiles, or cut the cloud into parts")
-
-
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
-    """``filter`` with the point filter on an unorganised .ply or .xyz, or any filter on a LAS/LAZ file,
-    in tiles and in chunks: memory stays bounded whatever the cloud's size (a classical method reads a
-    LAS cloud whole, as it reads other clouds). A .ply or .xyz cloud with points too far away to measure
-    distances goes through the in-memory path, which drops them and says so; a LAS cloud is refused."""
-    keras = needs_keras(args, organised=False)
-    if keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
+    """``filter`` with the point or neighbour filter on an unorganised .ply or .xyz, SOR or ROR on one larger
+    than a tile, or any filter on a LAS/LAZ file, in tiles and in chunks: memory stays bounded whatever the
+    cloud's size (SOR and ROR read a cloud of at most one tile whole). A .ply or .xyz cloud with points too
+    far away to measure distances goes through the in-memory path, which drops them and says so; a LAS
+    cloud is refused."""
+    keras, lidar = needs_keras(args, organised=False), isinstance(stream, LidarStream)
+    if args.method:  # SOR or ROR, in tiles of filters.classical_tiles (which loads Open3D)
+        tiled = filters.classical_tiles.tiled_classical_keep
+        tile_points = args.tile_points or filters.classical_tiles.CLASSICAL_TILE_POINTS
+    elif keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
         tiled, tile_points = None, args.tile_points or TILE_POINTS
-    else:  # the neighbour filter, or a classical method (read whole below)
+    else:  # the neighbour filter
         tiled, tile_points = tiled_neighbour_probability, args.tile_points or NEIGHBOUR_TILE_POINTS
-    total, finite, far, kept_chunks, extent = _scan_stream(stream, tile_points)
-    if far and isinstance(stream, LidarStream):
+    try:
+        total, finite, far, kept_chunks, extent = _scan_stream(stream, 0 if args.method else tile_points)
+    except (CloudError, ValueError):
+        if not args.method or lidar:
+            raise
+        return _filter_in_memory(args, source)  # SOR and ROR report a file they cannot stream as before
+    if far and lidar:
         raise CloudError(f"{source}: {far} points lie beyond ±{COORDINATE_LIMIT:.1e}, too far from the origin to "
                          "measure distances; the header's scales or offsets are damaged: export the file again")
-    if far:
+    if far or (args.method and not lidar and finite <= tile_points):  # SOR, ROR: one tile is read whole, as before
         return _filter_in_memory(args, source)
     if keras:
         runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)
     if keras and isinstance(scan_filter, filters.PointFilter):
         tiled = filters.tiles.tiled_keep_probability
-    elif isinstance(stream, LidarStream) and not isinstance(scan_filter, NeighbourFilter):
-        _check_whole_fits(source, total)
-        tiled = _whole_probability
-    elif not isinstance(scan_filter, NeighbourFilter):
+    elif not isinstance(scan_filter, NeighbourFilter) and not args.method:
         return _filter_in_memory(args, source)
     chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)
     progress = Progress(total, args.quiet, scan_filter.name)
@@ -301,36 +294,43 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     if not kept and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {finite} points of {source}, so nothing was written; check "
                          "the filter (or its --threshold), or pass --allow-empty to write the empty result")
-    _write_stream(args, stream, prob, keep, finite, chunks, extent)
+    _write_stream(args, stream, prob, keep, finite, chunks, extent, as_read_whole=bool(args.method) and not lidar)
     _report(scan_filter.name, kept, finite, args)
     if finite < total:
         print(f"dropped {total - finite} points with NaN or infinite coordinates (written to neither file)")
     return 0
 
 
-def _stream_writer(path, count: int, stream, extent, scalars=()) -> CloudWriter:
-    """A ``CloudWriter`` for an output of a streamed cloud; a LAS/LAZ output gets ``_lidar_header``."""
+def _stream_writer(path, count: int, stream, extent, scalars=(), as_read_whole: bool = False) -> CloudWriter:
+    """A ``CloudWriter`` for an output of a streamed cloud; a LAS/LAZ output gets ``_lidar_header``.
+    ``as_read_whole``: the header ``_filter_in_memory`` writes for kept and removed points (that of
+    ``io.organised.write_points``)."""
     header = None
     if _is_lidar(path):
         intensity = isinstance(stream, LidarStream) or (stream.header is not None
                                                         and "intensity" in stream.header.record.names)
         header = _lidar_header(stream, extent, intensity, scalars)
-    return CloudWriter(path, count, stream.precision, scalars, header=header)
+    notes = {".ply": None, ".pcd": "pcfilter organised scan"} if as_read_whole and not scalars else {}
+    return CloudWriter(path, count, stream.precision, scalars, header=header,
+                       comment=notes.get(Path(path).suffix.lower(), "pcfilter filtered cloud"))
 
 
-def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chunks, extent) -> None:
+def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chunks, extent,
+                  as_read_whole: bool = False) -> None:
     """Write the kept (with ``--classify``, every finite point, the removed ones as noise), removed and
     scored points of a streamed cloud, reading it once more (``chunks()``). A LAS/LAZ input's records
-    go to LAS/LAZ outputs as they are; scores in a LAS file cover the finite points only (LAS has no NaN)."""
+    go to LAS/LAZ outputs as they are; scores in a LAS file cover the finite points only (LAS has no NaN).
+    ``as_read_whole``: the same files, byte for byte, as ``_filter_in_memory`` writes (its headers,
+    scores of the finite points only)."""
     kept = int(keep.sum())
     selects = (("kept" if not args.classify else "all", args.output, finite if args.classify else kept),
                ("removed", args.removed, finite - kept))
     with contextlib.ExitStack() as files:
-        outputs = [(files.enter_context(_stream_writer(path, count, stream, extent)), select, path == args.output)
-                   for select, path, count in selects if path]
+        outputs = [(files.enter_context(_stream_writer(path, count, stream, extent, as_read_whole=as_read_whole)),
+                    select, path == args.output) for select, path, count in selects if path]
         scores = None
         if args.scores:
-            finite_scores = _is_lidar(args.scores)
+            finite_scores = _is_lidar(args.scores) or as_read_whole
             scores = files.enter_context(_stream_writer(args.scores, finite if finite_scores else len(prob), stream,
                                                         extent, ["keep_probability"]))
         start = 0

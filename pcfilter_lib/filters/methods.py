@@ -7,6 +7,7 @@ parser to read without NumPy, Open3D or Keras (``baselines`` runs the filters).
   structuring elements are in pixels.
 - ``GRIDS``: the values ``baselines.tune`` tries on validation scans.
 - ``LENGTHS``: the parameters that are lengths, scaled with a cloud's point spacing.
+- ``TILED_METHODS``: the methods that run in tiles on a large cloud (``filters.classical_tiles``).
 """
 
 METHODS = ("sor", "ror", "morph")
@@ -17,3 +18,4 @@ GRIDS = {"sor": {"nb_neighbors": [10, 20, 40], "std_ratio": [0.5, 1.0, 2.0]},
          "ror": {"nb_points": [4, 8, 16], "radius": [0.003, 0.005, 0.008]},
          "morph": {"erosion": [3, 5, 7], "dilation": [3, 5, 7, 9]}}
 LENGTHS = {"sor": (), "ror": ("radius",), "morph": ()}  # the parameters that are lengths (scaled with spacing)
+TILED_METHODS = ("sor", "ror")  # in tiles on a cloud larger than one tile, deciding as on the whole cloud

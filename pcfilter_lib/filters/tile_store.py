@@ -4,10 +4,11 @@
 ``tile_points`` points; ``TileStore`` keeps each cell's finite points (with their index among the
 cloud's finite points) in a file of its own and loads a cell with the points of its neighbours
 within a margin: its halo. How wide the halo must be is the filter's business (``filters.tiles``
-for the point filter, ``filters.neighbour_tiles`` for the neighbour filter); ``tiled_probability``
-is what they share: the passes over the chunks, the store, the cloud's exact median
-(``cloud_centre``), and the cells filtered one after the other. Memory holds one tile with its halo
-and a few numbers per point; the points stay on disk.
+for the point filter, ``filters.neighbour_tiles`` for the neighbour filter, ``filters.classical_tiles``
+for SOR and ROR); ``tiled_probability`` is what the learned filters share: the passes over the chunks
+(``cloud_bounds``), the store (``store_cloud``), the cloud's exact median (``cloud_centre``), and the
+cells filtered one after the other. ``cloud_spacing`` measures the whole cloud's point spacing cell
+by cell. Memory holds one tile with its halo and a few numbers per point; the points stay on disk.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcfilter_lib.geometry.neighbours import nearest_neighbours
 from pcfilter_lib.geometry.point_features import MIN_POINTS
 
 TILE_POINTS = 250_000  # the point filter's tiles: smaller ones redo more halo work (100 000: much slower on 1M)
@@ -202,14 +204,7 @@ def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
     """
-    count, low, high = 0, np.full(3, np.inf), np.full(3, -np.inf)
-    finite_count = 0
-    for chunk in chunks():
-        xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
-        finite = np.isfinite(xyz).all(axis=1)
-        if finite.any():
-            low, high = np.minimum(low, xyz[finite].min(0)), np.maximum(high, xyz[finite].max(0))
-        count, finite_count = count + len(xyz), finite_count + int(finite.sum())
+    count, finite_count, low, high = cloud_bounds(chunks)
     if finite_count < MIN_POINTS or finite_count <= tile_points:
         points = np.concatenate([np.asarray(c).reshape(-1, 3) for c in chunks()]) if count else np.zeros((0, 3))
         prob = one_pass(points)
@@ -217,15 +212,7 @@ def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters
             progress(count)
         return prob
     with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
-        store = TileStore(Path(tmp), TileGrid.cover(low, high, finite_count, tile_points))
-        # Points are numbered among the finite ones, as in memory.
-        start, finite_rows = 0, []
-        for chunk in chunks():
-            xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
-            finite = np.isfinite(xyz).all(axis=1)
-            store.add(xyz[finite], start + np.arange(int(finite.sum())))
-            start += int(finite.sum())
-            finite_rows.append(finite)
+        store, finite = store_cloud(Path(tmp), chunks, TileGrid.cover(low, high, finite_count, tile_points))
         filter_cell = cell_filters(store, cloud_centre(store, low, high), low, high)
         finite_prob = np.zeros(finite_count, np.float32)
         for cell in np.flatnonzero(store.counts):
@@ -236,5 +223,57 @@ def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters
         if progress and count > finite_count:
             progress(count - finite_count)
         prob = np.zeros(count, np.float32)
-        prob[np.concatenate(finite_rows)] = finite_prob
+        prob[finite] = finite_prob
         return prob
+
+
+def cloud_bounds(chunks: Callable[[], Iterable[np.ndarray]]) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(points, finite points, (3,) low and high corners of the finite points' bounding box) of a cloud
+    read once in chunks (see ``tiled_probability``)."""
+    count, finite_count, low, high = 0, 0, np.full(3, np.inf), np.full(3, -np.inf)
+    for chunk in chunks():
+        xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
+        finite = np.isfinite(xyz).all(axis=1)
+        if finite.any():
+            low, high = np.minimum(low, xyz[finite].min(0)), np.maximum(high, xyz[finite].max(0))
+        count, finite_count = count + len(xyz), finite_count + int(finite.sum())
+    return count, finite_count, low, high
+
+
+def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]],
+                grid: TileGrid) -> tuple[TileStore, np.ndarray]:
+    """A ``TileStore`` in ``folder`` of the cloud's finite points, numbered among the finite ones as in
+    memory, and the (N,) bool rows of the cloud that are finite."""
+    store, start, finite_rows = TileStore(folder, grid), 0, []
+    for chunk in chunks():
+        xyz = np.asarray(chunk, np.float64).reshape(-1, 3)
+        finite = np.isfinite(xyz).all(axis=1)
+        store.add(xyz[finite], start + np.arange(int(finite.sum())))
+        start += int(finite.sum())
+        finite_rows.append(finite)
+    return store, np.concatenate(finite_rows) if finite_rows else np.zeros(0, bool)
+
+
+def cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
+    """The whole cloud's spacing, bit for bit ``geometry.point_features.point_spacing``: the median of
+    the positive nearest distances of all its points, measured about ``centre`` (the cloud's median)."""
+    nearest = np.empty(int(store.counts.sum()))
+    filled = 0
+    for cell in np.flatnonzero(store.counts):
+        margin = store.grid.size / 8
+        while True:
+            xyz, _, core, room = store.load(int(cell), margin)
+            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
+                margin *= 2
+                continue
+            # Centred as the in-memory filter centres the cloud, so that the distances are its own.
+            found = nearest_neighbours(xyz - centre, 2)[1][:, 1] if len(xyz) > 1 else np.full(len(xyz), np.inf)
+            if (found[core] <= room[core]).all() or np.isinf(room).all():
+                break
+            margin *= 2
+        nearest[filled:filled + core.sum()] = found[core]
+        filled += core.sum()
+    positive = nearest[nearest > 0]
+    if not positive.size:
+        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
+    return float(np.median(positive))

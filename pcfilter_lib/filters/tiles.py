@@ -34,7 +34,7 @@ import numpy as np
 
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
 from pcfilter_lib.filters.tile_store import TILE_POINTS, TileStore, tiled_probability
-from pcfilter_lib.geometry.neighbours import nearest_neighbours
+from pcfilter_lib.filters.tile_store import cloud_spacing as _cloud_spacing
 from pcfilter_lib.geometry.point_features import Neighbourhoods, neighbourhoods
 
 MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points spans about 20 on a surface)
@@ -78,30 +78,6 @@ def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.nd
     members = np.unique(cover.patches[(core[cover.patches] & cover.held).any(axis=1)])
     needed = np.unique(np.concatenate([members, hood.indices[members].ravel()]))
     return float(np.max(hood.distances[needed, -1] - room[needed], initial=0.0))
-
-
-def _cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
-    """The whole cloud's spacing: the median of the positive nearest distances of all its points."""
-    nearest = np.empty(int(store.counts.sum()))
-    filled = 0
-    for cell in np.flatnonzero(store.counts):
-        margin = store.grid.size / 8
-        while True:
-            xyz, _, core, room = store.load(int(cell), margin)
-            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
-                margin *= 2
-                continue
-            # Centred as the in-memory filter centres the cloud, so that the distances are its own.
-            found = nearest_neighbours(xyz - centre, 2)[1][:, 1] if len(xyz) > 1 else np.full(len(xyz), np.inf)
-            if (found[core] <= room[core]).all() or np.isinf(room).all():
-                break
-            margin *= 2
-        nearest[filled:filled + core.sum()] = found[core]
-        filled += core.sum()
-    positive = nearest[nearest > 0]
-    if not positive.size:
-        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
-    return float(np.median(positive))
 
 
 def _filter_cell(point_filter, store: TileStore, cell: int, spacing: float,

@@ -390,13 +390,14 @@ class CloudWriter:
     ``count`` points must be written in all, each with x y z (in ``precision``) and, for PLY and
     PCD, ``intensity`` (0 where none) and the scalar properties named in ``scalars`` (float32), e.g.
     ``keep_probability``. LAS and LAZ are written by ``io.lidar.LidarWriter`` under ``header``
-    (``io.lidar.lidar_header``, which holds the scalars as extra-bytes dimensions). Use as a context
-    manager.
+    (``io.lidar.lidar_header``, which holds the scalars as extra-bytes dimensions). ``comment`` is
+    the PLY and PCD header's note (None: none in a PLY header, none after the PCD version line). Use
+    as a context manager.
     """
 
     def __init__(self, path: str | os.PathLike, count: int, precision=np.float32, scalars: Sequence[str] = (),
-                 header=None):
-        self.path, self.count, self.written = Path(path), int(count), 0
+                 header=None, comment: str | None = "pcfilter filtered cloud"):
+        self.path, self.count, self.written, self.comment = Path(path), int(count), 0, comment
         self.suffix = self.path.suffix.lower()
         if self.suffix not in WRITE_SUFFIXES:
             raise ValueError(f"{self.path}: clouds are written as {', '.join(WRITE_SUFFIXES)}, not {self.suffix!r}")
@@ -412,10 +413,11 @@ class CloudWriter:
         self._atomic = atomic_path(self.path)
         self._file = open(self._atomic.__enter__(), "wb")  # noqa: SIM115  (closed in __exit__)
         if self.suffix == ".ply":
-            self._file.write(ply_header(self.count, self.record, comments=["pcfilter filtered cloud"]))
+            self._file.write(ply_header(self.count, self.record, comments=[self.comment] if self.comment else []))
         elif self.suffix == ".pcd":
             fields = self.record.names
-            header = ["# .PCD v0.7 - pcfilter filtered cloud", "VERSION 0.7", f"FIELDS {' '.join(fields)}",
+            header = ["# .PCD v0.7" + (f" - {self.comment}" if self.comment else ""), "VERSION 0.7",
+                      f"FIELDS {' '.join(fields)}",
                       "SIZE " + " ".join(str(self.record.fields[f][0].itemsize) for f in fields),
                       "TYPE " + " ".join("F" for _ in fields), "COUNT " + " ".join("1" for _ in fields),
                       f"WIDTH {self.count}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {self.count}",
