@@ -158,7 +158,8 @@ def _add_filter(commands) -> None:
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
                          f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "
-                         "filters.neighbour_tiles or filters.classical_tiles; memory grows with it)")
+                         "filters.neighbour_tiles or filters.classical_tiles; memory grows with it); SOR and ROR "
+                         "go in tiles only on clouds of more than CLASSICAL_WHOLE_POINTS points unless it is given")
     add_filter_choice(filter_)
 
 
