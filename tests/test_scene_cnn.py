@@ -88,12 +88,17 @@ def test_a_short_training_lowers_the_loss():
     scores = seg.segmentation_scores(lambda s: scene_cnn.predict_scene(result.model, s), features, labels)
     assert set(scores["iou"]) == {"background", "cylinder", "box"}
     assert 0 <= scores["mean_iou"] <= 1 and scores["seconds_per_scene"] > 0
+    assert scores["part_iou"] >= max(scores["iou"]["cylinder"], scores["iou"]["box"]) - 1e-9
 
 
 def test_class_iou_and_weights():
     confusion = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
     iou = seg.class_iou(confusion)
     assert np.allclose(iou[:2], [5 / 8, 3 / 6]) and np.isnan(iou[2])
+    truth = np.array([0, 3, 3, 4, 4, 0])[None, None, None]  # one scene of six voxels, two part types
+    predicted = np.eye(seg.CLASSES)[[0, 4, 3, 4, 0, 3]][None, None, None]  # types swapped, one part missed
+    scores = seg.segmentation_scores(lambda s: predicted[0], truth[..., None].repeat(3, -1).astype(float), truth)
+    assert np.isclose(scores["part_iou"], 3 / 5) and np.isclose(scores["iou"]["cylinder"], 1 / 3)
     weights = inverse_frequency_weights(np.array([0] * 90 + [1] * 10), 3)
     assert weights[2] == 0 and weights[1] > weights[0] > 0
     loss = ClassWeightedCrossentropy([1.0, 0.0])

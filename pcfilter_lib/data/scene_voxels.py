@@ -262,7 +262,7 @@ def _check_grids(features: np.ndarray, labels: np.ndarray) -> None:
 
 
 def random_chunks(features: np.ndarray, labels: np.ndarray, size: int, count: int, rng: np.random.Generator,
-                  surface_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                  part_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Random cubic chunks of scenes, to train a fully convolutional network that then runs on whole scenes.
 
     Args:
@@ -271,8 +271,8 @@ def random_chunks(features: np.ndarray, labels: np.ndarray, size: int, count: in
         size: S, the chunk's side, at most the grid's smallest side.
         count: chunks to cut.
         rng: where the scenes and corners are drawn from.
-        surface_share: share of chunks centred on a labelled (non-background) voxel, so that chunks of
-            empty air do not dominate.
+        part_share: share of chunks centred on a voxel of a part (a class above the support), so that
+            chunks of empty air, table and bin do not drown the parts.
 
     Returns:
         ``(x, y)``: (count, S, S, S, C) float32 and (count, S, S, S) uint8.
@@ -284,10 +284,11 @@ def random_chunks(features: np.ndarray, labels: np.ndarray, size: int, count: in
         raise ValueError(f"chunks need 1 <= size <= {shape.min()} and count >= 1, got size {size}, count {count}")
     x = np.empty((count, size, size, size, features.shape[-1]), np.float32)
     y = np.empty((count, size, size, size), np.uint8)
+    parts_of = [np.argwhere(labels[n] > SEMANTIC_SUPPORT) for n in range(len(labels))]
     for c in range(count):
         n = int(rng.integers(len(features)))
-        surface = np.argwhere(labels[n] != SEMANTIC_BACKGROUND) if rng.random() < surface_share else ()
-        centre = surface[rng.integers(len(surface))] if len(surface) else rng.integers(0, shape)
+        parts = parts_of[n] if rng.random() < part_share else ()
+        centre = parts[rng.integers(len(parts))] if len(parts) else rng.integers(0, shape)
         lo = np.clip(centre - size // 2, 0, shape - size)
         window = (n, *(slice(a, a + size) for a in lo))
         x[c], y[c] = features[window], labels[window]
@@ -321,7 +322,7 @@ def column_windows(features: np.ndarray, context: int) -> np.ndarray:
 
 
 def random_columns(features: np.ndarray, labels: np.ndarray, context: int, count: int, rng: np.random.Generator,
-                   surface_share: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+                   part_share: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """Random column chunks: each the context around one column and the labels of that column.
 
     Args:
@@ -330,7 +331,7 @@ def random_columns(features: np.ndarray, labels: np.ndarray, context: int, count
         context: odd side of the chunk across the column, voxels.
         count: chunks.
         rng: the draws.
-        surface_share: share of columns chosen among those holding a part (class above the support).
+        part_share: share of columns chosen among those holding a part (class above the support).
 
     Returns:
         ``(x, y)``: (count, context, context, Z, C) float32 and (count, Z) uint8.
@@ -345,7 +346,7 @@ def random_columns(features: np.ndarray, labels: np.ndarray, context: int, count
     with_parts = [np.argwhere((labels[n] > SEMANTIC_SUPPORT).any(axis=-1)) for n in range(len(labels))]
     for c in range(count):
         n = int(rng.integers(len(features)))
-        if rng.random() < surface_share and len(with_parts[n]):
+        if rng.random() < part_share and len(with_parts[n]):
             i, j = with_parts[n][rng.integers(len(with_parts[n]))]
         else:
             i, j = rng.integers(nx), rng.integers(ny)

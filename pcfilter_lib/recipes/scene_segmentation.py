@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import scene_voxels
-from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES
+from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
@@ -59,6 +59,8 @@ class SceneRecipe:
         chunks: cubic chunks cut for the U-Net.
         batch_size: chunks per step.
         learning_rate: Adam's step size.
+        weight_power: class weights are (median frequency / frequency) ** weight_power
+            (``nn.losses.inverse_frequency_weights``): 0 weighs every voxel alike, 1 every class alike.
     """
 
     name: str
@@ -79,6 +81,7 @@ class SceneRecipe:
     chunks: int = 256
     batch_size: int = 16
     learning_rate: float = 2e-3
+    weight_power: float = 0.5
 
     def scanner(self) -> ScannerConfig:
         """The scanner of every scan."""
@@ -106,9 +109,9 @@ def load_features(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np
     return scene_voxels.scene_features(grids["tsdf"], grids["state"]), grids["labels"]
 
 
-def _compile(model: keras.Model, labels: np.ndarray, learning_rate: float) -> keras.Model:
-    weights = inverse_frequency_weights(labels, CLASSES)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=ClassWeightedCrossentropy(weights))
+def _compile(model: keras.Model, labels: np.ndarray, recipe: SceneRecipe) -> keras.Model:
+    weights = inverse_frequency_weights(labels, CLASSES, power=recipe.weight_power)
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=ClassWeightedCrossentropy(weights))
     return model
 
 
@@ -129,7 +132,7 @@ def train_column_network(features: np.ndarray, labels: np.ndarray, recipe: Scene
     x, y = scene_voxels.random_columns(features, labels, recipe.context, recipe.columns,
                                        np.random.default_rng([seed, 1]))
     model = scene_cnn.build_column_cnn(features.shape[3], recipe.context, CLASSES, filters=recipe.column_filters)
-    _compile(model, y, recipe.learning_rate)
+    _compile(model, y, recipe)
     return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="column network")
 
 
@@ -148,7 +151,7 @@ def train_scene_unet(features: np.ndarray, labels: np.ndarray, recipe: SceneReci
     keras.utils.set_random_seed(seed)
     x, y = scene_voxels.random_chunks(features, labels, recipe.chunk, recipe.chunks, np.random.default_rng([seed, 2]))
     model = scene_cnn.build_scene_unet(CLASSES, filters=recipe.unet_filters)
-    _compile(model, y, recipe.learning_rate)
+    _compile(model, y, recipe)
     return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="scene U-Net")
 
 
@@ -173,7 +176,8 @@ def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: n
 
     Returns:
         ``iou`` {class name: IoU} for the classes present in the labels, ``mean_iou`` over the present
-        classes other than background, ``accuracy`` over the voxels of the surface classes,
+        classes other than background, ``part_iou`` of the voxels of any part whatever its type (does
+        the network find the parts at all?), ``accuracy`` over the voxels of the surface classes,
         ``seconds_per_scene`` (median) and ``confusion`` (K, K) counts.
     """
     if len(features) == 0:
@@ -189,8 +193,12 @@ def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: n
     present = [c for c in range(CLASSES) if confusion[c].sum() > 0]
     surface = [c for c in present if c != SEMANTIC_BACKGROUND]
     on_surface = confusion[surface].sum()
+    part = np.arange(CLASSES) > SEMANTIC_SUPPORT
+    part_hits = confusion[np.ix_(part, part)].sum()
+    part_union = confusion[part].sum() + confusion[:, part].sum() - part_hits
     return {"iou": {SEMANTIC_NAMES[c]: float(iou[c]) for c in present},
             "mean_iou": float(np.mean(iou[surface])) if surface else float("nan"),
+            "part_iou": float(part_hits / part_union) if part_union else float("nan"),
             "accuracy": float(confusion[surface, surface].sum() / on_surface) if on_surface else float("nan"),
             "seconds_per_scene": float(np.median(seconds)), "confusion": confusion.tolist()}
 
