@@ -121,3 +121,16 @@ def test_bad_input():
         scene_cnn.predict_columns(model, np.zeros((4, 4, 6, 3), np.float32))
     with pytest.raises(ValueError, match="at least one scene"):
         seg.segmentation_scores(lambda s: s, np.zeros((0, 2, 2, 2, 3)), np.zeros((0, 2, 2, 2)))
+
+
+def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
+    recipe = seg.SceneRecipe("tiny", "scenes", n_scenes=3, resolution=16, n_views=1, scan_size=(32, 24),
+                             n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,
+                             unet_filters=(4, 8), epochs=1, columns=16, chunks=8, batch_size=8)
+    report = seg.run_scene_segmentation(recipe, tmp_path)
+    assert report["scenes"] == {"train": 2, "test": 1}
+    for name in ("column", "unet"):
+        assert {"background", "table", "support"} <= set(report[name]["iou"])
+        assert report[name]["seconds_per_scene"] > 0 and report[name]["parameters"] > 0
+        assert np.isfinite(report[name]["final_loss"])
+    assert (tmp_path / "scenes" / "manifest.json").is_file()
