@@ -86,6 +86,8 @@ def test_resuming_an_interrupted_run_gives_the_same_files(tmp_path, monkeypatch)
     assert read_manifest(tmp_path / "resumed") == read_manifest(whole)
     for name in read_manifest(whole)["files"]:
         assert (whole / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+    with pytest.raises(ValueError, match="holds no scenes"):
+        sv.load_scene_grids(whole, "val")
     test = sv.load_scene_grids(whole, "test")
     assert test["tsdf"].shape == (2, 16, 16, 16) and test["tsdf"].dtype == np.float32
 

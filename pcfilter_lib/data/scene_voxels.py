@@ -222,8 +222,11 @@ def load_scene_grids(folder: str | os.PathLike, split: str, verify: bool = True)
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     parameters = manifest["parameters"]
     names = [name for name in scene_names(parameters["n"], parameters["split"]) if name.startswith(f"{split}/")]
+    if not names:
+        raise ValueError(f"{folder}: split {split!r} holds no scenes (the set was made with train/val/test shares "
+                         f"{parameters['split']}); choose another split or make a set with scenes in this one")
     missing = [name for name in names if name not in manifest["files"]]
-    if not names or missing:
+    if missing:
         raise ValueError(f"{folder}: split {split!r} holds {len(names) - len(missing)} of its {len(names)} scenes; "
                          "run write_scene_grids again with the same arguments to finish it")
     if verify:
