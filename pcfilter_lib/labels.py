@@ -4,6 +4,11 @@ Every point or pixel of a labelled scan carries a **label** (``KEEP`` = true geo
 = a false measurement, ``NO_POINT`` = the pixel measured nothing) and an artefact **kind**, the
 physical cause of an artefact or of a missing point (``pcfilter_lib.simulate.scanner`` explains
 each). Label 1 = keep follows the seed slides: binary cross-entropy with y = 1 for true geometry.
+
+Scans simulated with semantic labels, and voxel grids of scenes, also carry a **semantic class** per
+pixel or voxel: what the surface there is (the table, the bin or other support, or the type of the
+part), ``SEMANTIC_BACKGROUND`` where there is no surface (a pixel whose ray meets nothing, an empty
+voxel).
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ KIND_NAMES = {KIND_NONE: "none", KIND_SHADOW: "shadow", KIND_INTERREFLECTION: "i
               KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark", KIND_DECODING: "decoding"}
 ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DECODING)  # the causes of label ARTEFACT
 
+# Semantic classes: background, the table, the support (bin, board or plate), then one per part type, in the
+# order of ``simulate.scene.PART_TYPES`` + ``FAMILY_PART_TYPES`` and "mesh" for a user's part file.
+SEMANTIC_NAMES = ("background", "table", "support", "cylinder", "tube", "box", "bracket", "gear", "nut", "sphere",
+                  "torus", "fins", "pins", "connector", "blob", "mesh")
+SEMANTIC_BACKGROUND, SEMANTIC_TABLE, SEMANTIC_SUPPORT = 0, 1, 2
+SEMANTIC_CODES = {name: code for code, name in enumerate(SEMANTIC_NAMES)}
+
 # Colours (8-bit RGB) for drawings and coloured cloud files.
 LABEL_COLOURS = {KEEP: (170, 170, 170), ARTEFACT: (220, 30, 30)}  # true geometry grey, artefact red
 KIND_COLOURS = np.array([(170, 170, 170), (60, 60, 200), (220, 30, 30), (240, 160, 0), (160, 40, 200),
@@ -32,3 +44,7 @@ def hex_colour(rgb) -> str:
 
 
 KIND_HEX = tuple(hex_colour(c) for c in KIND_COLOURS)
+SEMANTIC_COLOURS = np.array([(0, 0, 0), (140, 110, 80), (120, 120, 160), (31, 119, 180), (255, 127, 14),
+                             (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194),
+                             (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120), (152, 223, 138),
+                             (255, 152, 150)], np.uint8)  # by semantic class code, background first

@@ -117,6 +117,9 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--random-scanner", action="store_true",
                           help="draw the scanner per scan (image size scaled from --size, baseline, distance, "
                           "noise, pattern period), recorded in each scan")
+    simulate.add_argument("--semantic", action="store_true",
+                          help="also record the semantic class of every pixel (background, table, bin or support, "
+                          "part type) as the array 'semantic' of each scan")
 
 
 def _add_filter(commands) -> None:

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     scanner = ScannerConfig(width=width, height=height)
     stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
                                   n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
-                                  progress=progress_bar(), families=families, randomise=args.random_scanner)
+                                  progress=progress_bar(), families=families, randomise=args.random_scanner,
+                                  semantic=args.semantic)
     what = f"({', '.join(families)}; a scanner drawn per scan)" if args.random_scanner else \
         f"of {width}x{height} ({', '.join(families)})"
     print(f"{len(stats)} scans {what} in {args.out}")

@@ -19,7 +19,9 @@ meta                   () str            JSON: generator, version, seed, paramet
 Simulated scans add ``clean_xyz`` (the true surface point wherever a point was measured),
 ``surface`` (id of the surface each pixel sees, 255 = none), the projector's ``projector_intrinsics``
 and ``projector_pose``, and the scene's triangles ``mesh_vertices`` (world frame), ``mesh_triangles``
-and ``mesh_surface``. Files are written byte for byte reproducibly (fixed zip dates, fixed order).
+and ``mesh_surface``. Asked for, they add ``semantic`` (H, W) u1, the semantic class of the surface
+each pixel sees (``pcfilter_lib.labels.SEMANTIC_NAMES``, 0 = background).
+Files are written byte for byte reproducibly (fixed zip dates, fixed order).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.io.files import atomic_write_bytes, is_zip_file
-from pcfilter_lib.labels import LABEL_VALUES
+from pcfilter_lib.labels import LABEL_VALUES, SEMANTIC_NAMES
 
 REQUIRED = ("xyz", "intensity", "normals", "valid", "label", "kind", "intrinsics", "pose", "meta")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -96,7 +98,7 @@ def validate_scan(scan: dict, where: str = "scan") -> None:
         raise ValueError(f"{where}: xyz must have shape (H, W, 3), got {xyz.shape}")
     hw = xyz.shape[:2]
     expected = {"intensity": hw, "normals": (*hw, 3), "valid": hw, "label": hw, "kind": hw,
-                "intrinsics": (3, 3), "pose": (4, 4), "clean_xyz": (*hw, 3), "surface": hw}
+                "intrinsics": (3, 3), "pose": (4, 4), "clean_xyz": (*hw, 3), "surface": hw, "semantic": hw}
     for key, shape in expected.items():
         if key in scan and np.shape(scan[key]) != shape:
             raise ValueError(f"{where}: {key} must have shape {shape} to match xyz, got {np.shape(scan[key])}")
@@ -104,6 +106,11 @@ def validate_scan(scan: dict, where: str = "scan") -> None:
         if np.asarray(scan[key]).dtype.kind != kinds:
             raise ValueError(f"{where}: {key} has dtype {np.asarray(scan[key]).dtype}, expected "
                              f"{ {'f': 'float', 'b': 'bool', 'u': 'uint8'}[kinds] }")
+    if "semantic" in scan:
+        semantic = np.asarray(scan["semantic"])
+        if semantic.dtype != np.uint8 or (semantic.size and int(semantic.max()) >= len(SEMANTIC_NAMES)):
+            raise ValueError(f"{where}: semantic must be uint8 class codes 0-{len(SEMANTIC_NAMES) - 1} "
+                             f"(pcfilter_lib.labels.SEMANTIC_NAMES), got dtype {semantic.dtype}")
     valid = np.asarray(scan["valid"])
     finite = np.isfinite(xyz).all(-1)
     if not np.array_equal(valid, finite):

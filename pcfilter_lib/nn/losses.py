@@ -306,6 +306,72 @@ def make_loss(name: str, labels: np.ndarray | None = None, alpha: float = 0.25, 
     raise ValueError(f"unknown loss {name!r}: choose one of {LOSSES}")
 
 
+# Many classes: semantic segmentation of scenes ---------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class ClassWeightedCrossentropy(keras.losses.Loss):
+    """Cross-entropy over K classes with a weight per class, for scenes where empty space outnumbers
+    every object class by far: -sum_i w[y_i] log p_i[y_i] / sum_i w[y_i] over all voxels i of the batch.
+
+    Args:
+        class_weights: K non-negative weights, one per class (0 leaves a class out of the loss).
+
+    Calling it takes ``y_true`` (B, ...) integer classes (or (B, ..., 1)) and ``y_pred`` (B, ..., K)
+    softmax probabilities, and returns the scalar weighted mean.
+
+    Raises:
+        ValueError: the weights are empty, negative, not finite or all zero.
+    """
+
+    def __init__(self, class_weights, name: str = "class_weighted_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        weights = np.asarray(class_weights, np.float64).ravel()
+        if weights.size == 0 or not np.isfinite(weights).all() or weights.min() < 0 or weights.sum() <= 0:
+            raise ValueError(f"class_weights must be finite, non-negative and not all zero, got {weights.tolist()}")
+        self.class_weights = [float(w) for w in weights]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true)
+        k = len(self.class_weights)
+        if len(y_true.shape) == len(y_pred.shape):
+            y_true = ops.squeeze(y_true, axis=-1)
+        classes = ops.cast(y_true, "int32")
+        one_hot = ops.one_hot(classes, k, dtype=self.dtype)
+        weight = ops.sum(one_hot * ops.convert_to_tensor(self.class_weights, dtype=self.dtype), axis=-1)
+        if sample_weight is not None:
+            weight = weight * ops.cast(sample_weight, self.dtype)
+        log_p = ops.log(ops.clip(ops.sum(one_hot * y_pred, axis=-1), EPSILON, 1.0))
+        return _scale_for_replicas(-_weighted_mean(log_p, weight))
+
+    def call(self, y_true, y_pred):
+        return self(y_true, y_pred)
+
+    def get_config(self):
+        return {"name": self.name, "class_weights": self.class_weights}
+
+
+def inverse_frequency_weights(labels, classes: int, power: float = 0.5, ceiling: float = 50.0) -> np.ndarray:
+    """Class weights (K,) float64 from training labels: (median frequency / frequency) ** ``power`` over
+    the classes present, clipped at ``ceiling``; 0 for classes absent from ``labels``.
+
+    Raises:
+        ValueError: ``labels`` hold no sample, or a class outside 0..classes - 1.
+    """
+    labels = np.asarray(labels).ravel()
+    if labels.size == 0:
+        raise ValueError("class weights need some labels")
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(f"labels must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}")
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    present = counts > 0
+    frequency = counts / counts.sum()
+    weights = np.zeros(classes)
+    weights[present] = np.minimum((np.median(frequency[present]) / frequency[present]) ** power, ceiling)
+    return weights
+
+
 # Point sets: the losses of point-cloud upsampling (PU-Net) ----------------------------------------
 
 

@@ -5,7 +5,8 @@ The world frame has z up with the bin floor's top at z = 0; lengths are metres.
 """
 
 from pcfilter_lib.labels import KIND_NAMES
-from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_scan
-from pcfilter_lib.simulate.scene import Scene, make_scene
+from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_scan, simulate_view, viewpoint
+from pcfilter_lib.simulate.scene import Scene, make_scene, semantic_image
 
-__all__ = ["KIND_NAMES", "ScannerConfig", "Scene", "make_scene", "simulate_scan"]
+__all__ = ["KIND_NAMES", "ScannerConfig", "Scene", "make_scene", "semantic_image", "simulate_scan", "simulate_view",
+           "viewpoint"]

@@ -3,6 +3,10 @@
 Scan ``i`` of a dataset with seed ``s`` draws everything from ``np.random.default_rng([s, i])``, so
 it is the same file whether it is made in one run or in a resumed one, and the same seed and
 parameters give byte-identical files.
+
+Asked for (``semantic=True``), each scan also holds ``semantic`` (H, W) uint8, the semantic class of
+the surface each pixel sees (``labels.SEMANTIC_NAMES``), beside the artefact ``label`` and ``kind``;
+its ``meta`` then lists the class names. Without it, the files are exactly those of earlier versions.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from tqdm.auto import tqdm
 from pcfilter_lib.io.files import check_input_file, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
-from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES
+from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES, SEMANTIC_NAMES
 from pcfilter_lib.simulate.families import FAMILIES, draw_scanner, make_family_scene
 from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
-from pcfilter_lib.simulate.scene import read_part_file
+from pcfilter_lib.simulate.scene import read_part_file, semantic_image
 
 GENERATOR = "pcfilter.simulate"
 VERSION = "3"  # bump whenever the same seed and parameters would give different bytes
@@ -32,7 +36,7 @@ MAX_SCANS = 10 ** NAME_DIGITS  # more would need longer names, which would sort 
 
 
 def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mesh_files=(), families=BINS_ONLY,
-              randomise: bool = False) -> dict:
+              randomise: bool = False, semantic: bool = False) -> dict:
     """Scene and scan number ``index`` of the dataset with ``seed``.
 
     Args:
@@ -43,6 +47,7 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
         mesh_files: the user's part meshes, for bins.
         families: {scene family: share} (``families.FAMILIES``); each scan draws its family.
         randomise: draw the scanner per scan (``families.draw_scanner``).
+        semantic: add the ``semantic`` image (the class per pixel) and the class names in ``meta``.
 
     Returns:
         The arrays of a scan file, the scene's triangles and a ``meta`` dict (generator, seed, family,
@@ -55,6 +60,8 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
     scan = simulate_scan(scene, config, rng)
     vertices, triangles, surface = scene.merged()
     scan.update(mesh_vertices=vertices, mesh_triangles=triangles, mesh_surface=surface)
+    if semantic:
+        scan["semantic"] = semantic_image(scan["surface"], scene.description)
     scan["meta"] = {
         "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index, "family": family,
         "frame": "camera (OpenCV axes), metres; pose maps camera to world; mesh_vertices are in the world frame",
@@ -64,6 +71,8 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
         "scanner": config.to_dict(),
         "scene": scene.description,
     }
+    if semantic:
+        scan["meta"]["semantic_classes"] = {str(code): name for code, name in enumerate(SEMANTIC_NAMES)}
     return scan
 
 
@@ -98,13 +107,16 @@ def scan_names(n: int, split=(0.8, 0.1, 0.1)) -> list[str]:
 
 
 def recipe(n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
-           families=BINS_ONLY, randomise: bool = False) -> dict:
-    """What decides the content of a dataset (compared with an existing folder's manifest)."""
+           families=BINS_ONLY, randomise: bool = False, semantic: bool = False) -> dict:
+    """What decides the content of a dataset (compared with an existing folder's manifest). ``semantic``
+    appears among the parameters only when asked for, so folders made without it keep their manifests."""
     meshes = [{"path": str(Path(p).resolve()), "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
               for p in mesh_files]
-    return {"generator": GENERATOR, "version": VERSION, "seed": seed,
-            "parameters": {"n": n, "split": list(split), "n_parts": list(n_parts), "mesh_files": meshes,
-                           "scanner": config.to_dict(), "families": dict(families), "randomise": randomise}}
+    parameters = {"n": n, "split": list(split), "n_parts": list(n_parts), "mesh_files": meshes,
+                  "scanner": config.to_dict(), "families": dict(families), "randomise": randomise}
+    if semantic:
+        parameters["semantic"] = True
+    return {"generator": GENERATOR, "version": VERSION, "seed": seed, "parameters": parameters}
 
 
 def split_files(folder: str | os.PathLike, split: str) -> list[Path]:
@@ -169,7 +181,7 @@ def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
 
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
                   n_parts=(3, 15), mesh_files=(), progress: bool | Mapping = True, families=BINS_ONLY,
-                  randomise: bool = False, replace: bool = False) -> list[dict]:
+                  randomise: bool = False, replace: bool = False, semantic: bool = False) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
     Checks the request first (``check_request``), so that a refused one leaves no folder behind.
@@ -177,13 +189,14 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
     are kept, missing or damaged ones are made again. Refuses a folder holding anything else, and
     writes each file atomically. With ``replace`` (folders the library manages), a folder of another
     version or recipe of this generator is made again instead (``io.files.prepare_folder``).
-    ``families`` and ``randomise`` are as in ``make_scan``. ``progress`` shows a bar, or is a mapping
+    ``families``, ``randomise`` and ``semantic`` are as in ``make_scan``. ``progress`` shows a bar, or is a mapping
     of tqdm settings for it (such as a ``delay`` before it first shows). Returns ``scan_stats`` per scan.
     """
     check_request(n, split, n_parts, mesh_files, families)
     out = Path(out)
     names = scan_names(n, split)
-    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise), replace)
+    manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise, semantic),
+                              replace)
     damaged = set(verify_folder(out, manifest))
     stats = []
     bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
@@ -192,7 +205,7 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
         if name in manifest["files"] and name not in damaged:
             scan = load_scan(path, arrays=())
         else:
-            scan = make_scan(seed, index, config, n_parts, mesh_files, families, randomise)
+            scan = make_scan(seed, index, config, n_parts, mesh_files, families, randomise, semantic)
             try:
                 save_scan(path, scan)
             except OSError as error:

@@ -726,3 +726,52 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     label = _label(hits, decoded, s, config)
     intensity = _intensity_image(hits, decoded, config, streams["intensity"])
     return _scan_arrays(rig, hits, decoded, s, label, intensity, config)
+
+
+def viewpoint(azimuth: float = 0.0, tilt: float = 0.0) -> np.ndarray:
+    """A rigid motion of the whole scanner about the world origin, for scans from other viewpoints.
+
+    The scanner's own rig looks straight down at the origin from ``ScannerConfig.distance``; this motion
+    tilts it by ``tilt`` degrees about the world's y axis (towards -x for a positive tilt), then turns it
+    by ``azimuth`` degrees about the vertical axis.
+
+    Args:
+        azimuth: degrees about z.
+        tilt: degrees away from the vertical, -80 to 80.
+
+    Returns:
+        (4, 4) float64 rigid transform of world points (new = view @ old).
+
+    Raises:
+        ValueError: an angle is not finite or the tilt lies outside -80 to 80 degrees.
+    """
+    if not (np.isfinite(azimuth) and np.isfinite(tilt)) or abs(tilt) > 80:
+        raise ValueError(f"a viewpoint needs a finite azimuth and a tilt within -80..80 degrees, got {azimuth}, {tilt}")
+    a, t = np.radians(azimuth), np.radians(tilt)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    lean = np.array([[np.cos(t), 0, -np.sin(t)], [0, 1, 0], [np.sin(t), 0, np.cos(t)]])
+    view = np.eye(4)
+    view[:3, :3] = turn @ lean
+    return view
+
+
+def simulate_view(scene: Scene, config: ScannerConfig, rng: np.random.Generator, view: np.ndarray) -> dict:
+    """Scan ``scene`` with the scanner moved by ``view`` (``viewpoint``): the scene is moved by the
+    inverse motion and scanned as ``simulate_scan`` does, then the poses are given in the scene's own
+    world frame. Several views of one scene thus share one world frame (for fusion).
+
+    Args:
+        scene: the scene, in its world frame.
+        config: the scanner.
+        rng: the random generator (as for ``simulate_scan``).
+        view: (4, 4) rigid motion of the scanner (``viewpoint``).
+
+    Returns:
+        The arrays of ``simulate_scan``; ``pose`` and ``projector_pose`` map the camera and projector
+        frames to the scene's world frame.
+    """
+    view = np.asarray(view, np.float64)
+    scan = simulate_scan(scene.moved(np.linalg.inv(view)), config, rng)
+    for key in ("pose", "projector_pose"):
+        scan[key] = (view @ scan[key].astype(np.float64)).astype(np.float32)
+    return scan

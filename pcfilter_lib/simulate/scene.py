@@ -17,6 +17,7 @@ import open3d as o3d
 
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.geometry.sampling import sample_surface
+from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_CODES, SEMANTIC_SUPPORT, SEMANTIC_TABLE
 
 # Surface ids: 0 is the table, 1 the bin, 2.. the parts (as the geometry ids of the ray-casting scene);
 # NO_SURFACE marks a pixel whose ray meets none (surface ids are stored as uint8).
@@ -404,6 +405,21 @@ class Scene:
         surface = np.concatenate([np.full(len(fi), i, np.uint8) for i, (_, fi) in enumerate(self.meshes)])
         return v.astype(np.float32), f, surface
 
+    def surface_classes(self) -> np.ndarray:
+        """The semantic class of each surface id (``surface_classes``): (S,) uint8."""
+        return surface_classes(self.description)
+
+    def moved(self, transform: np.ndarray) -> Scene:
+        """The same scene with every surface moved by a rigid ``transform`` (4, 4) (new = transform @ old).
+
+        The description is kept as it is: it rebuilds the scene where it was, not where it was moved to.
+        """
+        transform = np.asarray(transform, np.float64)
+        if transform.shape != (4, 4) or not np.isfinite(transform).all():
+            raise ValueError(f"a rigid transform is a finite (4, 4) matrix, got shape {transform.shape}")
+        meshes = [(v @ transform[:3, :3].T + transform[:3, 3], f) for v, f in self.meshes]
+        return Scene(meshes, list(self.materials), self.description)
+
     def material_table(self) -> np.ndarray:
         """The materials as an array, for vectorised shading.
 
@@ -492,6 +508,57 @@ def make_scene(rng: np.random.Generator, n_parts: tuple[int, int] = (3, 15), par
                    "table": {"size": list(TABLE_SIZE), "material": TABLE_MATERIAL.__dict__},
                    "parts": parts}
     return Scene(meshes, materials, description)
+
+
+def surface_classes(description: dict) -> np.ndarray:
+    """The semantic class (``labels.SEMANTIC_NAMES``) of each surface id of a scene.
+
+    Args:
+        description: a scene description (``Scene.description``, or a scan's ``meta["scene"]``).
+
+    Returns:
+        (S,) uint8: ``SEMANTIC_TABLE`` for surface 0, ``SEMANTIC_SUPPORT`` for surface 1 (the bin,
+        board or plate), then the class of each part's type.
+
+    Raises:
+        ValueError: the description has no list of parts, or a part's type has no class.
+    """
+    parts = description.get("parts") if isinstance(description, dict) else None
+    if not isinstance(parts, list):
+        raise ValueError("not a scene description: it needs a list of 'parts' (give Scene.description or a "
+                         "scan's meta['scene'])")
+    codes = [SEMANTIC_TABLE, SEMANTIC_SUPPORT]
+    for i, entry in enumerate(parts):
+        kind = entry.get("type") if isinstance(entry, dict) else None
+        if kind not in SEMANTIC_CODES or SEMANTIC_CODES[kind] <= SEMANTIC_SUPPORT:
+            raise ValueError(f"part {i} of the scene description has type {kind!r}, which has no semantic class")
+        codes.append(SEMANTIC_CODES[kind])
+    return np.array(codes, np.uint8)
+
+
+def semantic_image(surface: np.ndarray, description: dict) -> np.ndarray:
+    """Semantic classes per pixel from the surface id each pixel sees.
+
+    Args:
+        surface: (H, W) uint8 surface ids, ``NO_SURFACE`` where the ray meets nothing (a scan's
+            ``surface`` array).
+        description: the scanned scene's description (``Scene.description``, a scan's ``meta["scene"]``).
+
+    Returns:
+        (H, W) uint8 class codes (``labels.SEMANTIC_NAMES``), ``SEMANTIC_BACKGROUND`` where no surface.
+
+    Raises:
+        ValueError: the surface ids do not belong to this scene (an id beyond its surfaces).
+    """
+    surface = np.asarray(surface)
+    classes = surface_classes(description)
+    seen = surface != NO_SURFACE
+    if seen.any() and int(surface[seen].max()) >= len(classes):
+        raise ValueError(f"surface id {int(surface[seen].max())} is not in this scene, which has {len(classes)} "
+                         "surfaces; give the description of the scene the scan was made from")
+    out = np.full(surface.shape, SEMANTIC_BACKGROUND, np.uint8)
+    out[seen] = classes[surface[seen]]
+    return out
 
 
 def scene_from_description(description: dict) -> Scene:

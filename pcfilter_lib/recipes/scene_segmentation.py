@@ -1,0 +1,225 @@
+"""3D semantic segmentation of scanned scenes: the sliding-window column network and the fully
+convolutional 3D U-Net (``models.scene_cnn``) trained briefly on the grids of ``data.scene_voxels``.
+
+* ``SceneRecipe`` with ``FULL`` and ``FAST``: the scene set (scenes, resolution, views, scanner size)
+  and each network's budget.
+* ``ensure_scene_grids`` makes (or resumes) the scene set in the data folder.
+* ``train_column_network`` and ``train_scene_unet`` train on random column chunks and random cubic
+  chunks of the training scenes, with a class-weighted cross-entropy (empty space outnumbers the
+  parts by two orders of magnitude).
+* ``segmentation_scores`` runs a network on whole test scenes and gives the IoU of every class, the
+  mean IoU over the surface classes present and the seconds per scene.
+* ``run_scene_segmentation`` does all of it for both networks and returns one report.
+
+The IoU counts every voxel of the test grids: a voxel's class is that of the true surface through it,
+and background where there is none, seen by the scanner or not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pcfilter_lib.data import scene_voxels
+from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
+from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
+from pcfilter_lib.nn.scores import class_confusion
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+CLASSES = len(SEMANTIC_NAMES)
+
+
+@dataclass(frozen=True)
+class SceneRecipe:
+    """The scene set and the training budget of both networks.
+
+    Attributes:
+        name: "full" or "fast" (or your own).
+        folder: the scene set's folder inside the data folder.
+        n_scenes: scenes in all; ``split`` shares them out (train, val, test).
+        resolution: voxels per side of a grid.
+        n_views: scans fused per scene.
+        scan_size: (width, height) of every scan, pixels.
+        n_parts: (fewest, most) parts per bin.
+        seed: the seed of the scene set and of the training draws.
+        context: side of a column's context chunk, voxels (odd; ScanNet: 31 at 62 high).
+        column_filters: channels per level of the column network.
+        chunk: side of the U-Net's training chunks, voxels.
+        unet_filters: channels per level of the U-Net.
+        epochs: passes over the chunks of each network.
+        columns: column chunks cut for the column network.
+        chunks: cubic chunks cut for the U-Net.
+        batch_size: chunks per step.
+        learning_rate: Adam's step size.
+        weight_power: class weights are (median frequency / frequency) ** weight_power
+            (``nn.losses.inverse_frequency_weights``): 0 weighs every voxel alike, 1 every class alike.
+    """
+
+    name: str
+    folder: str
+    n_scenes: int
+    resolution: int
+    n_views: int
+    scan_size: tuple[int, int]
+    n_parts: tuple[int, int] = (4, 12)
+    split: tuple[float, float, float] = (0.8, 0.0, 0.2)
+    seed: int = 0
+    context: int = 15
+    column_filters: tuple[int, ...] = (16, 32, 32)
+    chunk: int = 32
+    unet_filters: tuple[int, ...] = (8, 16, 32)
+    epochs: int = 8
+    columns: int = 2000
+    chunks: int = 256
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    weight_power: float = 0.5
+
+    def scanner(self) -> ScannerConfig:
+        """The scanner of every scan."""
+        return ScannerConfig(width=self.scan_size[0], height=self.scan_size[1])
+
+
+FULL = SceneRecipe("full", "scene_voxels", n_scenes=30, resolution=64, n_views=3, scan_size=(320, 240))
+FAST = SceneRecipe("fast", "scene_voxels_fast", n_scenes=5, resolution=32, n_views=2, scan_size=(96, 72),
+                   n_parts=(4, 8), context=7, column_filters=(8, 16, 16), chunk=16, unet_filters=(8, 16), epochs=3,
+                   columns=192, chunks=48, batch_size=16, learning_rate=3e-3)
+
+
+def ensure_scene_grids(data_dir: str | os.PathLike, recipe: SceneRecipe, progress: bool = False) -> Path:
+    """The recipe's scene set in ``data_dir``/``recipe.folder``, made or resumed as needed (a folder of
+    another recipe of the same generator is made again)."""
+    folder = Path(data_dir) / recipe.folder
+    return scene_voxels.write_scene_grids(folder, recipe.n_scenes, recipe.seed, recipe.scanner(), recipe.resolution,
+                                          recipe.n_views, recipe.split, recipe.n_parts, progress=progress,
+                                          replace=True)
+
+
+def load_features(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's network inputs (N, R, R, R, 3) float32 and labels (N, R, R, R) uint8."""
+    grids = scene_voxels.load_scene_grids(folder, split)
+    return scene_voxels.scene_features(grids["tsdf"], grids["state"]), grids["labels"]
+
+
+def _compile(model: keras.Model, labels: np.ndarray, recipe: SceneRecipe) -> keras.Model:
+    weights = inverse_frequency_weights(labels, CLASSES, power=recipe.weight_power)
+    model.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=ClassWeightedCrossentropy(weights))
+    return model
+
+
+def train_column_network(features: np.ndarray, labels: np.ndarray, recipe: SceneRecipe, seed: int = 0
+                         ) -> TrainResult:
+    """Train the sliding-window network (``models.scene_cnn.build_column_cnn``) on random column chunks.
+
+    Args:
+        features: (N, X, Y, Z, 3) training scenes' inputs.
+        labels: (N, X, Y, Z) their classes.
+        recipe: the budget and sizes.
+        seed: the chunks' and the weights' seed.
+
+    Returns:
+        The ``nn.fit.TrainResult``.
+    """
+    keras.utils.set_random_seed(seed)
+    x, y = scene_voxels.random_columns(features, labels, recipe.context, recipe.columns,
+                                       np.random.default_rng([seed, 1]))
+    model = scene_cnn.build_column_cnn(features.shape[3], recipe.context, CLASSES, filters=recipe.column_filters)
+    _compile(model, y, recipe)
+    return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="column network")
+
+
+def train_scene_unet(features: np.ndarray, labels: np.ndarray, recipe: SceneRecipe, seed: int = 0) -> TrainResult:
+    """Train the fully convolutional 3D U-Net (``models.scene_cnn.build_scene_unet``) on random cubic chunks.
+
+    Args:
+        features: (N, X, Y, Z, 3) training scenes' inputs.
+        labels: (N, X, Y, Z) their classes.
+        recipe: the budget and sizes.
+        seed: the chunks' and the weights' seed.
+
+    Returns:
+        The ``nn.fit.TrainResult``.
+    """
+    keras.utils.set_random_seed(seed)
+    x, y = scene_voxels.random_chunks(features, labels, recipe.chunk, recipe.chunks, np.random.default_rng([seed, 2]))
+    model = scene_cnn.build_scene_unet(CLASSES, filters=recipe.unet_filters)
+    _compile(model, y, recipe)
+    return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="scene U-Net")
+
+
+def class_iou(confusion: np.ndarray) -> np.ndarray:
+    """IoU of every class from a confusion matrix (rows true, columns predicted): TP / (TP + FP + FN),
+    NaN for a class neither present nor predicted."""
+    confusion = np.asarray(confusion, np.float64)
+    tp = np.diag(confusion)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarray, labels: np.ndarray
+                        ) -> dict:
+    """Score a network on whole scenes.
+
+    Args:
+        predict: one scene's (X, Y, Z, 3) input -> its (X, Y, Z, K) class probabilities.
+        features: (N, X, Y, Z, 3) test scenes.
+        labels: (N, X, Y, Z) their classes.
+
+    Returns:
+        ``iou`` {class name: IoU} for the classes present in the labels, ``mean_iou`` over the present
+        classes other than background, ``part_iou`` of the voxels of any part whatever its type (does
+        the network find the parts at all?), ``accuracy`` over the voxels of the surface classes,
+        ``seconds_per_scene`` (median) and ``confusion`` (K, K) counts.
+    """
+    if len(features) == 0:
+        raise ValueError("segmentation scores need at least one scene")
+    confusion = np.zeros((CLASSES, CLASSES), np.int64)
+    seconds = []
+    for scene, truth in zip(features, labels, strict=True):
+        start = time.perf_counter()
+        predicted = np.argmax(predict(scene), axis=-1)
+        seconds.append(time.perf_counter() - start)
+        confusion += class_confusion(truth.ravel(), predicted.ravel(), CLASSES)
+    iou = class_iou(confusion)
+    present = [c for c in range(CLASSES) if confusion[c].sum() > 0]
+    surface = [c for c in present if c != SEMANTIC_BACKGROUND]
+    on_surface = confusion[surface].sum()
+    part = np.arange(CLASSES) > SEMANTIC_SUPPORT
+    part_hits = confusion[np.ix_(part, part)].sum()
+    part_union = confusion[part].sum() + confusion[:, part].sum() - part_hits
+    return {"iou": {SEMANTIC_NAMES[c]: float(iou[c]) for c in present},
+            "mean_iou": float(np.mean(iou[surface])) if surface else float("nan"),
+            "part_iou": float(part_hits / part_union) if part_union else float("nan"),
+            "accuracy": float(confusion[surface, surface].sum() / on_surface) if on_surface else float("nan"),
+            "seconds_per_scene": float(np.median(seconds)), "confusion": confusion.tolist()}
+
+
+def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False) -> dict:
+    """Make the scene set, train both networks briefly and score them on the test scenes.
+
+    Returns:
+        ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
+        ``unet``), the ``segmentation_scores`` plus ``train_seconds``, ``final_loss``, ``first_loss``
+        and ``parameters``.
+    """
+    folder = ensure_scene_grids(data_dir, recipe, progress)
+    train_x, train_y = load_features(folder, "train")
+    test_x, test_y = load_features(folder, "test")
+    report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
+    for name, train, predict in (
+            ("column", train_column_network, scene_cnn.predict_columns),
+            ("unet", train_scene_unet, scene_cnn.predict_scene)):
+        result = train(train_x, train_y, recipe, recipe.seed)
+        scores = segmentation_scores(lambda scene, model=result.model, run=predict: run(model, scene), test_x, test_y)
+        report[name] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
+                        "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
+    return report

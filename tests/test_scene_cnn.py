@@ -1,0 +1,136 @@
+"""The scene segmentation networks: the sliding-window column network and the fully convolutional
+3D U-Net, their save / load round trip, a real training step, and the recipe's scores."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from pcfilter_lib.data.scene_voxels import column_windows
+from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
+from pcfilter_lib.recipes import scene_segmentation as seg
+
+K = scene_cnn.CLASSES
+
+
+def _scene(rng, side=(12, 10, 16)):
+    """A toy scene: free space with a few occupied boxes whose class is known."""
+    features = np.zeros((*side, 3), np.float32)
+    labels = np.zeros(side, np.uint8)
+    features[..., 1] = 1.0
+    features[..., 0] = 1.0
+    for code in (3, 5):
+        lo = rng.integers(0, np.array(side) - 4)
+        box = tuple(slice(a, a + 3) for a in lo)
+        labels[box] = code
+        features[box] = (0.0, 0.0, 1.0 if code == 3 else 0.5)
+    return features, labels
+
+
+def test_column_network_shapes_and_sliding_window():
+    model = scene_cnn.build_column_cnn(16, context=5, filters=(4, 8), hidden=16)
+    assert model.output_shape == (None, 16, K)
+    features, _ = _scene(np.random.default_rng(0))
+    probabilities = scene_cnn.predict_columns(model, features, batch_size=37)
+    assert probabilities.shape == (12, 10, 16, K)
+    assert np.allclose(probabilities.sum(-1), 1, atol=1e-5)
+    direct = model(np.ascontiguousarray(column_windows(features, 5)[7, 3][None]), training=False)
+    assert np.allclose(probabilities[7, 3], keras.ops.convert_to_numpy(direct)[0], atol=1e-5)
+
+
+def test_unet_runs_on_scenes_of_any_size():
+    model = scene_cnn.build_scene_unet(filters=(4, 8, 8))
+    for side in ((8, 8, 8), (12, 10, 16), (9, 13, 7)):
+        out = scene_cnn.predict_scene(model, np.zeros((*side, 3), np.float32))
+        assert out.shape == (*side, K)
+        assert np.allclose(out.sum(-1), 1, atol=1e-5)
+
+
+def test_save_and_load_without_importing_the_module(tmp_path):
+    model = scene_cnn.build_scene_unet(filters=(4, 8))
+    weights = inverse_frequency_weights(np.array([0, 0, 0, 3, 5]), K)
+    model.compile(optimizer="adam", loss=ClassWeightedCrossentropy(weights))
+    path = tmp_path / "unet.keras"
+    model.save(path)
+    x = np.random.default_rng(0).normal(size=(1, 6, 10, 8, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", keras.ops.convert_to_numpy(model(x)))
+    code = ("import keras, numpy as np, sys\n"
+            "import pcfilter_lib.models\n"
+            "assert 'pcfilter_lib.recipes.scene_segmentation' not in sys.modules\n"
+            f"m = keras.models.load_model({str(path)!r})\n"
+            f"x = np.load({str(tmp_path / 'x.npy')!r}); y = np.load({str(tmp_path / 'y.npy')!r})\n"
+            "assert np.allclose(keras.ops.convert_to_numpy(m(x)), y, atol=1e-6)\n"
+            "assert m.loss.class_weights[3] > 0\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    column = scene_cnn.build_column_cnn(8, context=3, filters=(4,), hidden=8)
+    column.save(tmp_path / "column.keras")
+    again = keras.models.load_model(tmp_path / "column.keras")
+    probe = np.ones((2, 3, 3, 8, 3), np.float32)
+    assert np.allclose(keras.ops.convert_to_numpy(again(probe)), keras.ops.convert_to_numpy(column(probe)))
+
+
+def test_a_short_training_lowers_the_loss():
+    rng = np.random.default_rng(1)
+    scenes = [_scene(rng) for _ in range(2)]
+    features = np.stack([s[0] for s in scenes])
+    labels = np.stack([s[1] for s in scenes])
+    recipe = seg.SceneRecipe("test", "unused", 2, 16, 1, (8, 8), context=5, column_filters=(4, 8), chunk=8,
+                             unet_filters=(4, 8), epochs=6, columns=64, chunks=16, batch_size=8, learning_rate=1e-2)
+    for train in (seg.train_column_network, seg.train_scene_unet):
+        result = train(features, labels, recipe, seed=0)
+        loss = result.history["loss"]
+        assert loss[-1] < 0.8 * loss[0], (train.__name__, loss)
+    scores = seg.segmentation_scores(lambda s: scene_cnn.predict_scene(result.model, s), features, labels)
+    assert set(scores["iou"]) == {"background", "cylinder", "box"}
+    assert 0 <= scores["mean_iou"] <= 1 and scores["seconds_per_scene"] > 0
+    assert scores["part_iou"] >= max(scores["iou"]["cylinder"], scores["iou"]["box"]) - 1e-9
+
+
+def test_class_iou_and_weights():
+    confusion = np.array([[5, 1, 0], [2, 3, 0], [0, 0, 0]])
+    iou = seg.class_iou(confusion)
+    assert np.allclose(iou[:2], [5 / 8, 3 / 6]) and np.isnan(iou[2])
+    truth = np.array([0, 3, 3, 4, 4, 0])[None, None, None]  # one scene of six voxels, two part types
+    predicted = np.eye(seg.CLASSES)[[0, 4, 3, 4, 0, 3]][None, None, None]  # types swapped, one part missed
+    scores = seg.segmentation_scores(lambda s: predicted[0], truth[..., None].repeat(3, -1).astype(float), truth)
+    assert np.isclose(scores["part_iou"], 3 / 5) and np.isclose(scores["iou"]["cylinder"], 1 / 3)
+    weights = inverse_frequency_weights(np.array([0] * 90 + [1] * 10), 3)
+    assert weights[2] == 0 and weights[1] > weights[0] > 0
+    loss = ClassWeightedCrossentropy([1.0, 0.0])
+    y_pred = np.array([[[0.9, 0.1], [0.5, 0.5]]], np.float32)
+    value = float(loss(np.array([[0, 1]]), y_pred))
+    assert np.isclose(value, -np.log(0.9), rtol=1e-5)  # the weight-0 class does not count
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="context must be odd"):
+        scene_cnn.build_column_cnn(16, context=4)
+    with pytest.raises(ValueError, match="two levels"):
+        scene_cnn.build_scene_unet(filters=(8,))
+    with pytest.raises(ValueError, match="not all zero"):
+        ClassWeightedCrossentropy([0.0, 0.0])
+    with pytest.raises(ValueError, match="must lie in 0..2"):
+        inverse_frequency_weights(np.array([0, 5]), 3)
+    model = scene_cnn.build_column_cnn(8, context=3, filters=(4,), hidden=8)
+    with pytest.raises(ValueError, match="columns of 8 voxels"):
+        scene_cnn.predict_columns(model, np.zeros((4, 4, 6, 3), np.float32))
+    with pytest.raises(ValueError, match="at least one scene"):
+        seg.segmentation_scores(lambda s: s, np.zeros((0, 2, 2, 2, 3)), np.zeros((0, 2, 2, 2)))
+
+
+def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
+    recipe = seg.SceneRecipe("tiny", "scenes", n_scenes=3, resolution=16, n_views=1, scan_size=(32, 24),
+                             n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,
+                             unet_filters=(4, 8), epochs=1, columns=16, chunks=8, batch_size=8)
+    report = seg.run_scene_segmentation(recipe, tmp_path)
+    assert report["scenes"] == {"train": 2, "test": 1}
+    for name in ("column", "unet"):
+        assert {"background", "table", "support"} <= set(report[name]["iou"])
+        assert report[name]["seconds_per_scene"] > 0 and report[name]["parameters"] > 0
+        assert np.isfinite(report[name]["final_loss"])
+    assert (tmp_path / "scenes" / "manifest.json").is_file()
