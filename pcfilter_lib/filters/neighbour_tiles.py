@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.filters.neighbours import NeighbourFilter
-from pcfilter_lib.filters.tile_store import TileStore, tiled_probability
+from pcfilter_lib.filters.tile_store import TileStore, nearest_in_cells, tiled_probability
 from pcfilter_lib.geometry.neighbour_statistics import CloudFrame
 from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 from pcfilter_lib.geometry.point_features import _median_spacing
@@ -67,23 +67,12 @@ def _neighbour_frame(store: TileStore, centre: np.ndarray, low: np.ndarray, high
     ``neighbour_statistics`` measures it (the median positive float32 nearest distance), cell by cell."""
     extent = float(np.max(np.abs(np.r_[low - centre, high - centre])))
     scale = 2.0 ** round(math.log2(extent)) if extent > 0 else 1.0
-    nearest = np.empty(int(store.counts.sum()), np.float32)
-    filled = 0
-    for cell in np.flatnonzero(store.counts):
-        margin = store.grid.size / 8
-        while True:
-            xyz, _, core, room = store.load(int(cell), margin)
-            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
-                margin *= 2
-                continue
-            scaled = ((xyz - centre) / scale).astype(np.float32)
-            found = (nearest_neighbours_float32(scaled, 2)[1][:, 1] if len(xyz) > 1
-                     else np.full(len(xyz), np.inf, np.float32))
-            if (found[core] * scale < room[core]).all() or np.isinf(room).all():
-                break
-            margin *= 2
-        nearest[filled:filled + core.sum()] = found[core]
-        filled += core.sum()
+
+    def distances(xyz):
+        found = nearest_neighbours_float32(((xyz - centre) / scale).astype(np.float32), 2)[1][:, 1]
+        return found, found * scale
+
+    nearest = nearest_in_cells(store, distances).astype(np.float32)
     return CloudFrame(centre, scale, _median_spacing(nearest) * scale)
 
 

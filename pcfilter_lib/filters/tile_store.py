@@ -254,11 +254,18 @@ def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]],
     return store, np.concatenate(finite_rows) if finite_rows else np.zeros(0, bool)
 
 
-def cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
-    """The whole cloud's spacing, bit for bit ``geometry.point_features.point_spacing``: the median of
-    the positive nearest distances of all its points, measured about ``centre`` (the cloud's median)."""
-    nearest = np.empty(int(store.counts.sum()))
-    filled = 0
+def nearest_in_cells(store: TileStore, nearest: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+                     ) -> np.ndarray:
+    """Every stored point's distance to its nearest other point, cell by cell (cells in order, each
+    cell's points in the cloud's order), each cell loaded with a halo grown until every one of its
+    points found its nearest inside the loaded region.
+
+    Args:
+        store: the cloud's cells.
+        nearest: (loaded xyz (n, 3) with n >= 2) -> (the values kept, (n,); the same distances in the
+            cloud's units, checked against the halo).
+    """
+    found_all = []
     for cell in np.flatnonzero(store.counts):
         margin = store.grid.size / 8
         while True:
@@ -266,13 +273,25 @@ def cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
             if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
                 margin *= 2
                 continue
-            # Centred as the in-memory filter centres the cloud, so that the distances are its own.
-            found = nearest_neighbours(xyz - centre, 2)[1][:, 1] if len(xyz) > 1 else np.full(len(xyz), np.inf)
-            if (found[core] <= room[core]).all() or np.isinf(room).all():
+            if len(xyz) > 1:
+                values, lengths = nearest(xyz)
+            else:
+                values = lengths = np.full(len(xyz), np.inf)
+            if (lengths[core] < room[core]).all() or np.isinf(room).all():
                 break
             margin *= 2
-        nearest[filled:filled + core.sum()] = found[core]
-        filled += core.sum()
+        found_all.append(values[core])
+    return np.concatenate(found_all) if found_all else np.zeros(0)
+
+
+def cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
+    """The whole cloud's spacing, bit for bit ``geometry.point_features.point_spacing``: the median of
+    the positive nearest distances of all its points, measured about ``centre`` (the cloud's median)."""
+    def distances(xyz):  # centred as the in-memory filter centres the cloud, so the distances are its own
+        found = nearest_neighbours(xyz - centre, 2)[1][:, 1]
+        return found, found
+
+    nearest = nearest_in_cells(store, distances)
     positive = nearest[nearest > 0]
     if not positive.size:
         raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
