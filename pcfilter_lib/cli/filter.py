@@ -253,9 +253,9 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
 
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     """``filter`` with the point or neighbour filter on an unorganised .ply or .xyz, SOR or ROR on one larger
-    than a tile, or any filter on a LAS/LAZ file, in tiles and in chunks: memory stays bounded whatever the
-    cloud's size (SOR and ROR read a cloud of at most CLASSICAL_WHOLE_POINTS whole). A .ply or .xyz cloud with points too
-    far away to measure distances goes through the in-memory path, which drops them and says so; a LAS
+    than ``CLASSICAL_WHOLE_POINTS`` (or than ``--tile-points`` when given), or any filter on a LAS/LAZ file,
+    in tiles and in chunks: memory stays bounded whatever the cloud's size. A .ply or .xyz cloud with points
+    too far away to measure distances goes through the in-memory path, which drops them and says so; a LAS
     cloud is refused."""
     keras, lidar = needs_keras(args, organised=False), isinstance(stream, LidarStream)
     whole_points = 0
