@@ -1,6 +1,7 @@
 """The scene segmentation networks: the sliding-window column network and the fully convolutional
 3D U-Net, their save / load round trip, a real training step, and the recipe's scores."""
 
+import json
 import subprocess
 import sys
 
@@ -127,8 +128,11 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
     recipe = seg.SceneRecipe("tiny", "scenes", n_scenes=3, resolution=16, n_views=1, scan_size=(32, 24),
                              n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,
                              unet_filters=(4, 8), epochs=1, columns=16, chunks=8, batch_size=8)
-    report = seg.run_scene_segmentation(recipe, tmp_path)
+    models = {}
+    report = seg.run_scene_segmentation(recipe, tmp_path, models=models)
     assert report["scenes"] == {"train": 2, "test": 1}
+    assert models["column"].name == "column_cnn" and models["unet"].name == "scene_unet"
+    json.dumps(report)  # numbers only: the networks stay out of the report
     for name in ("column", "unet"):
         assert {"background", "table", "support"} <= set(report[name]["iou"])
         assert report[name]["seconds_per_scene"] > 0 and report[name]["parameters"] > 0

@@ -203,8 +203,16 @@ def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: n
             "seconds_per_scene": float(np.median(seconds)), "confusion": confusion.tolist()}
 
 
-def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False) -> dict:
+def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
+                           models: dict | None = None) -> dict:
     """Make the scene set, train both networks briefly and score them on the test scenes.
+
+    Args:
+        recipe: the scene set and the budgets.
+        data_dir: the data folder that holds (or receives) the scene set.
+        progress: show progress bars.
+        models: a dict that receives the trained networks under ``column`` and ``unet`` (to draw their
+            predictions); the report itself holds numbers only.
 
     Returns:
         ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
@@ -219,6 +227,8 @@ def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, pro
             ("column", train_column_network, scene_cnn.predict_columns),
             ("unet", train_scene_unet, scene_cnn.predict_scene)):
         result = train(train_x, train_y, recipe, recipe.seed)
+        if models is not None:
+            models[name] = result.model
         scores = segmentation_scores(lambda scene, model=result.model, run=predict: run(model, scene), test_x, test_y)
         report[name] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
                         "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
