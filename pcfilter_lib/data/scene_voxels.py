@@ -360,7 +360,7 @@ def random_columns(features: np.ndarray, labels: np.ndarray, context: int, count
 
 def coarsen(tsdf: np.ndarray, state: np.ndarray, labels: np.ndarray, factor: int
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The same scenes at a lower resolution: blocks of ``factor``^3 voxels become one voxel.
+    """The same scenes at a lower resolution: cubes of ``factor`` voxels a side become one voxel.
 
     The TSDF is averaged over the block, the state is ``OCCUPIED`` if any voxel of the block is, else
     ``FREE`` if any is, else unknown, and the label is the most frequent surface class of the block

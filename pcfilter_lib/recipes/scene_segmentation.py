@@ -17,12 +17,10 @@ and background where there is none, seen by the scanner or not.
 
 from __future__ import annotations
 
-import dataclasses
-
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
@@ -92,7 +90,7 @@ class SceneRecipe:
 
 FULL = SceneRecipe("full", "scene_voxels", n_scenes=30, resolution=64, n_views=3, scan_size=(320, 240))
 # Chapter 8 at full size: half the column chunks of FULL, so that the chapter stays within its minutes.
-CHAPTER_FULL = dataclasses.replace(FULL, columns=1000)
+CHAPTER_FULL = replace(FULL, columns=1000)
 FAST = SceneRecipe("fast", "scene_voxels_fast", n_scenes=5, resolution=32, n_views=2, scan_size=(96, 72),
                    n_parts=(4, 8), context=7, column_filters=(8, 16, 16), chunk=16, unet_filters=(8, 16), epochs=3,
                    columns=192, chunks=48, batch_size=16, learning_rate=3e-3)

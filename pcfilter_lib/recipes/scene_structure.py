@@ -30,7 +30,7 @@ from pcfilter_lib.simulate.scene import part_mesh
 
 def unet_activation_floats(side: int, filters: Sequence[int], classes: int = CLASSES) -> int:
     """Floats the U-Net of ``models.scene_cnn.build_scene_unet`` holds in its layers' outputs for one
-    grid of ``side``^3 voxels (padded to the pooling multiple), the memory a forward pass needs at
+    grid of ``side`` voxels a side (padded to the pooling multiple), the memory a forward pass needs at
     least: per level, two convolutions on the way down, and a transposed convolution, the
     concatenation (twice the channels) and two convolutions on the way up; the output's K classes
     twice (scores and softmax)."""

@@ -326,7 +326,7 @@ def mixed_pixels(rig: Rig, scene, table: np.ndarray, pixels: np.ndarray, depth: 
     """Blended depths of pixels whose footprint straddles a depth discontinuity.
 
     Only ``pixels`` (flat indices) next to a discontinuity are super-sampled
-    (``supersample``^2 rays each); where their samples' depths disagree the decoder sees the sum of
+    (``supersample`` squared rays each); where their samples' depths disagree the decoder sees the sum of
     their coded light and, with ``mixed_probability``, returns the depth (camera z) weighted by each
     sample's coded radiance, a point between foreground and background.
     Returns (flat indices, blended depths)."""
