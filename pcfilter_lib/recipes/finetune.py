@@ -28,9 +28,9 @@ import numpy as np
 from pcfilter_lib.filters.neighbours import DenseNetwork, NeighbourFilter, stage_columns
 from pcfilter_lib.geometry.neighbour_statistics import NeighbourStatistics, gather, neighbour_statistics
 from pcfilter_lib.io.labelled import LabelledCloud, check_both_classes
-from pcfilter_lib.nn import losses, scores
-from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.neighbour_filter import LOSS, export_network, import_network
+from pcfilter_lib.nn import scores
+from pcfilter_lib.nn.fit import TrainResult
+from pcfilter_lib.recipes.neighbour_filter import export_network, fit_stage, import_network
 
 
 @dataclass(frozen=True)
@@ -178,12 +178,8 @@ def finetune_neighbour_filter(clouds: Sequence[LabelledCloud], start: NeighbourF
         samples = len(inputs)
         keras.utils.set_random_seed(settings.seed + stage)
         model = import_network(network)
-        steps = settings.epochs * int(np.ceil(len(inputs) / settings.batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=losses.BinaryFocalLoss(alpha=LOSS["alpha"], gamma=LOSS["gamma"]))
-        runs.append(fit(model, (inputs, labels), epochs=settings.epochs, batch_size=settings.batch_size,
-                        progress=progress, desc=f"fine-tuning stage {stage + 1} of {len(start.networks)}"))
+        runs.append(fit_stage(model, inputs, labels, settings.epochs, settings.batch_size, settings.learning_rate,
+                              progress=progress, desc=f"fine-tuning stage {stage + 1} of {len(start.networks)}"))
         networks.append(export_network(model))
     tuned = NeighbourFilter(networks, neighbours=start.neighbours, probability_hops=start.probability_hops,
                             name=f"{start.name}_finetuned")

@@ -114,6 +114,17 @@ def export_network(model: keras.Model) -> DenseNetwork:
     return DenseNetwork(mean, scale, list(kernels), list(biases))
 
 
+def fit_stage(model: keras.Model, inputs: np.ndarray, labels: np.ndarray, epochs: int, batch_size: int,
+              learning_rate: float, progress: bool = False, desc: str = "") -> TrainResult:
+    """Train one stage's network on its samples: Adam with a cosine-decayed step (down to 5%) and the
+    focal loss of ``LOSS``; used to train the shipped filter and to fine-tune it."""
+    steps = epochs * int(np.ceil(len(inputs) / batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=losses.BinaryFocalLoss(alpha=LOSS["alpha"], gamma=LOSS["gamma"]))
+    return fit(model, (inputs, labels), epochs=epochs, batch_size=batch_size, progress=progress, desc=desc)
+
+
 def import_network(network: DenseNetwork) -> keras.Model:
     """The Keras form of a NumPy ``DenseNetwork`` (``build_network`` with its weights), to train further;
     ``export_network`` gives it back."""
@@ -238,12 +249,8 @@ def train_neighbour_filter(clouds: Callable[[], Iterable[Mapping]], val_clouds: 
         feature_seconds += time.perf_counter() - start
         keras.utils.set_random_seed(seed + stage)
         model = build_network(inputs.mean(axis=0), inputs.var(axis=0), settings.hidden)
-        steps = settings.epochs * int(np.ceil(len(inputs) / settings.batch_size))
-        schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=losses.BinaryFocalLoss(alpha=LOSS["alpha"], gamma=LOSS["gamma"]))
-        runs.append(fit(model, (inputs, labels), epochs=settings.epochs, batch_size=settings.batch_size,
-                        progress=progress, desc=f"neighbour filter, stage {stage + 1}"))
+        runs.append(fit_stage(model, inputs, labels, settings.epochs, settings.batch_size, settings.learning_rate,
+                              progress=progress, desc=f"neighbour filter, stage {stage + 1}"))
         networks.append(export_network(model))
     neighbour_filter = NeighbourFilter(networks, neighbours=settings.neighbours,
                                        probability_hops=settings.probability_hops)
