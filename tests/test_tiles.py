@@ -147,3 +147,30 @@ def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(cloud, t
         assert done.returncode == 0, done.stderr
         outputs.append([path.read_bytes() for path in out])
     assert outputs[0] == outputs[1]
+
+
+def test_a_store_sorted_into_blocks_loads_the_points_it_loaded_before(cloud, tmp_path):
+    finite = cloud[np.isfinite(cloud).all(1)]
+    count, _, low, high = tile_store.cloud_bounds(chunks_of(finite))
+    grid = tile_store.TileGrid.cover(low, high, count, 3000)
+    whole = tile_store.TileStore(tmp_path / "whole", grid)
+    (tmp_path / "whole").mkdir()
+    whole.add(finite, np.arange(len(finite)))
+    blocked, _ = tile_store.store_cloud(tmp_path, chunks_of(finite), grid)
+    assert blocked.blocks and not whole.blocks
+    spacing = point_features.point_spacing(finite)
+    far = finite[0, list(grid.axes)]
+    for cell in np.flatnonzero(blocked.counts)[:4]:
+        for margin, extra in ((3 * spacing, []), (40 * spacing, [(far - 5 * spacing, far + 5 * spacing)])):
+            for got, expected in zip(blocked.load(int(cell), margin, extra), whole.load(int(cell), margin, extra),
+                                     strict=True):
+                np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.skipif(not filters.SHIPPED_NEIGHBOUR_MODEL.is_file(), reason="the shipped neighbour filter is missing")
+def test_the_neighbour_networks_give_a_row_the_same_bits_in_any_batch():
+    network = filters.neighbour_filter().networks[0]
+    rows = np.random.default_rng(0).normal(size=(5000, network.features)).astype(np.float32)
+    whole = network(rows)
+    for start, stop in ((0, 1), (3, 104), (999, 5000), (4095, 4999)):
+        np.testing.assert_array_equal(network(rows[start:stop]), whole[start:stop])

@@ -1,20 +1,33 @@
 """The neighbour filter on a cloud of any size, in tiles, in bounded memory.
 
-A point's P(keep) reads the k nearest neighbours of every point within ``NeighbourFilter.reach_hops``
-hops of it (7 for the shipped filter: three hops of features, then four of the first stage's
-P(keep)). A tile (``filters.tile_store``) is filtered with a halo that starts at
-``NEIGHBOUR_MARGIN`` spacings and grows until every point within that many hops of the tile's own
-points finds its k nearest inside the loaded region (its distance to the region's edge exceeds its
-k-th distance), checked from the distances, not assumed. The points are measured in the whole
-cloud's ``CloudFrame`` (its exact median, a power-of-two scale and its spacing, found in passes over
-the cells), so a tile's statistics are the whole cloud's bit for bit and so are its decisions;
-``tests/test_tiles.py`` checks them. Points whose neighbours lie farther than the halo is wide get
-a box of their own in the halo instead of a wider halo all round.
+A point's P(keep) reads the statistics of every point within ``NeighbourFilter.reach_hops`` hops of
+it (7 for the shipped filter: three hops of features, then four of the first stage's P(keep)), and
+each of those statistics reads that point's k nearest neighbours. The tiles (``filters.tile_store``)
+are filtered in two passes, so that the neighbour search, most of the filter's time, is done once per
+point, never again for a halo:
 
-Seven hops reach far where a scan is sparse (far background, grazing surfaces: tens of median
-spacings between neighbours), so on simulated bins the halo of a tile often grows to hold as many
-points as the tile itself, after a few retries that each redo the tile. Clouds of at most
-``NEIGHBOUR_TILE_POINTS`` points are filtered in one pass.
+1. **Search.** Each tile's own points find their k nearest neighbours among the tile and a thin halo
+   (a point whose k-th distance reaches past the halo is searched again, with boxes loaded around such
+   points); their indices among the cloud's points and their distances are kept on disk beside the
+   tile's points. The cloud's spacing, the median of every point's nearest distance, comes out of the
+   same pass.
+2. **Networks.** Each tile is loaded with a halo that must hold every point within ``reach_hops`` hops
+   of its own points and each of those points' neighbours: checked from the kept neighbour lists, not
+   assumed. Where it does not, boxes are added around the points whose neighbours are missing, as far
+   as their remaining hops probably reach, and the tile is loaded again (no search again). The
+   statistics, their hop means and the networks then run on those points only.
+
+The networks compute each point's P(keep) the same way whatever the tile (``DenseNetwork`` runs a
+fixed number of rows per matrix product), so the tiles give the one pass's probabilities bit for bit.
+
+On 10 million points in tiles of 500 000 (a grid of simulated scans, ``benchmarks/filter_speed.py``),
+the halos add about 5% to the points the networks see, and each tile is loaded three to four times
+in its second pass.
+
+The points are measured in the whole cloud's ``CloudFrame`` (its exact median and a power-of-two
+scale), so a tile's statistics are the whole cloud's bit for bit; ``tests/test_tiles.py`` checks the
+probabilities. Clouds of at most ``NEIGHBOUR_TILE_POINTS`` points are filtered
+in one pass.
 
 Nothing here imports TensorFlow or Keras.
 """
@@ -22,20 +35,26 @@ Nothing here imports TensorFlow or Keras.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pcfilter_lib.filters.neighbours import NeighbourFilter
-from pcfilter_lib.filters.tile_store import TileStore, nearest_in_cells, tiled_probability
-from pcfilter_lib.geometry.neighbour_statistics import CloudFrame
+from pcfilter_lib.filters.tile_store import BLOCKS, TileStore, tiled_probability
+from pcfilter_lib.geometry.neighbour_statistics import (
+    CloudFrame,
+    neighbourhood_moments,
+    statistics_from_moments,
+)
 from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 from pcfilter_lib.geometry.point_features import _median_spacing
 
-NEIGHBOUR_TILE_POINTS = 1_000_000  # points per tile, about 0.4 kB each: the halo often holds as many again
-NEIGHBOUR_MARGIN = 24  # the first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
-LONE_BOXES = 1024  # at most this many points of a tile get a box of their own instead of a wider halo
+NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.6 kB each with the halo while the networks run
+NEIGHBOUR_MARGIN = 24  # the networks' first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
+SEARCH_MARGIN = 1 / 32  # the search's first halo, in tile sides
+HOOD = "hood"  # the name of the files of each point's neighbours, beside the tiles'
 
 
 def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
@@ -49,64 +68,141 @@ def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[
         chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays of
             coordinates, in the cloud's order; NaN or infinite rows are allowed.
         tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
-        folder: where the cells' files go (a temporary folder by default).
-        progress: called with the number of points each finished tile held.
+        folder: where the tiles' files go (a temporary folder by default).
+        progress: called with a number of points as each pass over a tile finishes (half of the
+            tile's points after its search, the rest after its networks; all points in the end).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
     """
+    searched = deque()  # points already reported for each tile whose search is done, in the tiles' order
+
+    def report_search(points: int) -> None:
+        searched.append(points // 2)
+        if progress:
+            progress(points // 2)
+
+    def report_networks(points: int) -> None:  # tiled_probability reports each tile's points, in order
+        if progress:
+            progress(points - (searched.popleft() if searched else 0))
+
     def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
-        frame = _neighbour_frame(store, centre, low, high)
-        return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame)
+        frame, hood = _search_cells(store, centre, low, high, scan_filter.neighbours, report_search)
+        return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame, hood)
 
-    return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress)
+    return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder,
+                             report_networks)
 
 
-def _neighbour_frame(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray) -> CloudFrame:
-    """The whole cloud's ``CloudFrame``: its median, a power-of-two scale and its spacing measured as
-    ``neighbour_statistics`` measures it (the median positive float32 nearest distance), cell by cell."""
+def _search_cells(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, k: int,
+                  report: Callable[[int], None]) -> tuple[CloudFrame, np.dtype]:
+    """The first pass: every point's k nearest other points, kept beside each cell's points, and the
+    whole cloud's ``CloudFrame`` (its spacing as ``neighbour_statistics`` measures it: the median of the
+    positive float32 nearest distances).
+
+    Returns:
+        the frame and the dtype of the kept records (``neighbours``: indices among the cloud's finite
+        points, nearest first; ``distances``: float32, in the frame's scaled unit).
+    """
     extent = float(np.max(np.abs(np.r_[low - centre, high - centre])))
     scale = 2.0 ** round(math.log2(extent)) if extent > 0 else 1.0
+    index_type = np.int32 if store.counts.sum() < np.iinfo(np.int32).max else np.int64
+    hood = np.dtype([("neighbours", index_type, (k,)), ("distances", np.float32, (k,))])
+    nearest = []
+    for cell in np.flatnonzero(store.counts):
+        found, distances = _search_cell(store, int(cell), centre, scale, k)
+        records = np.empty(len(found), hood)
+        records["neighbours"], records["distances"] = found[:, 1:], distances[:, 1:]
+        store.attach(int(cell), HOOD, records)
+        nearest.append(distances[:, 1])
+        report(int(store.counts[cell]))
+    return CloudFrame(centre, scale, _median_spacing(np.concatenate(nearest)) * scale), hood
 
-    def distances(xyz):
-        found = nearest_neighbours_float32(((xyz - centre) / scale).astype(np.float32), 2)[1][:, 1]
-        return found, found * scale
 
-    nearest = nearest_in_cells(store, distances).astype(np.float32)
-    return CloudFrame(centre, scale, _median_spacing(nearest) * scale)
-
-
-def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell: int,
-                           frame: CloudFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(indices among the finite points, P(keep)) of one cell's points, from the cell with a halo wide
-    enough that every point within ``reach_hops`` hops of them has its k nearest neighbours inside the
-    loaded region (its ``room`` exceeds its k-th distance). A few lone points whose neighbours lie far
-    get a box of their own; otherwise the halo grows."""
-    margin, extra, axes = NEIGHBOUR_MARGIN * frame.spacing, {}, list(store.grid.axes)
+def _search_cell(store: TileStore, cell: int, centre: np.ndarray, scale: float, k: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The k + 1 nearest points (each point usually first) of every point of one cell, among the whole
+    cloud: (indices among the finite points (m, k + 1), float32 distances in the scaled unit). A point
+    whose k-th distance reaches past the loaded region is searched again with a box around it loaded."""
+    margin, extra = SEARCH_MARGIN * store.grid.size, {}
+    m = int(store.counts[cell])
+    found, lengths = np.empty((m, k + 1), np.int64), np.empty((m, k + 1), np.float32)
+    todo = np.arange(m)  # the cell's points still to search, in the cloud's order
     while True:
         xyz, index, core, room = store.load(cell, margin, list(extra.values()))
         everything = np.isinf(room).all()
-        if len(xyz) <= scan_filter.neighbours and not everything:  # too few to judge: look farther
+        if len(xyz) <= k and not everything:  # too few to search: look farther
             margin *= 2
             continue
-        prob, statistics = scan_filter.region_probability(xyz, frame)
-        if everything:
-            break
-        read = core.copy()
-        neighbours = statistics.neighbours()
-        for _ in range(scan_filter.reach_hops):
-            read[neighbours[read].ravel()] = True
-        short = read & (statistics.farthest >= room)
+        scaled = ((xyz - centre) / scale).astype(np.float32)
+        queries = np.flatnonzero(core)[todo]
+        near, far = nearest_neighbours_float32(scaled, k + 1, queries=scaled[queries])
+        farthest = far[:, -1].astype(np.float64) * scale
+        done = np.ones(len(todo), bool) if everything else farthest < room[queries]
+        found[todo[done]], lengths[todo[done]] = index[near[done]], far[done]
+        if done.all():
+            return found, lengths
+        todo, short = todo[~done], queries[~done]
+        _cover(extra, store, xyz[short], farthest[~done])
+
+
+def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell: int, frame: CloudFrame,
+                           hood: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The second pass on one cell: (indices among the finite points, P(keep)) of its points, from the
+    points within ``reach_hops`` hops of them, loaded with each of their neighbours."""
+    margin, extra = NEIGHBOUR_MARGIN * frame.spacing, {}
+    lookup = np.full(int(store.counts.sum()), -1, hood["neighbours"].base)  # from the cloud's indices to the region's
+    while True:
+        xyz, index, core, kept = store.load_attached(cell, margin, list(extra.values()), HOOD, hood)
+        lookup[index] = np.arange(len(index))
+        local = lookup[kept["neighbours"]]  # -1: not loaded
+        lookup[index] = -1
+        complete = (local >= 0).all(axis=1)
+        used, frontier = core.copy(), core & complete  # used: the points whose statistics the cell reads
+        hops_left = np.where(core, scan_filter.reach_hops, 0)  # how many hops more each used point reads
+        for hop in range(scan_filter.reach_hops - 1, -1, -1):
+            reached = np.zeros(len(index), bool)
+            reached[local[frontier].ravel()] = True
+            reached &= ~used
+            used |= reached
+            hops_left[reached] = hop
+            frontier = reached & complete
+        short = used & ~complete
         if not short.any():
             break
-        # A point whose neighbours lie farther than the halo is wide gets a box of its own.
-        lone = short & (statistics.farthest > 2 * margin)
-        new = [p for p in np.flatnonzero(lone) if int(index[p]) not in extra]
-        if 0 < len(new) <= LONE_BOXES - len(extra):
-            extra.update({int(index[p]): (xyz[p, axes] - 1.25 * statistics.farthest[p],
-                                          xyz[p, axes] + 1.25 * statistics.farthest[p]) for p in new})
-        rest = short & ~lone if 0 < len(new) <= LONE_BOXES or not new else short
-        if rest.any() or not new:
-            gap = float(np.max(statistics.farthest[rest] - room[rest], initial=0.0))
-            margin = max(margin + 1.25 * gap + frame.spacing, 2 * margin)  # few retries: each redoes the tile
-    return index[core], prob[core]
+        # Where one point's neighbours lie beyond the region, so probably do the next hops': load as far
+        # as the hops it has left reach at its own k-th distance, up to the first halo's width more.
+        farthest = kept["distances"][short, -1].astype(np.float64) * frame.scale
+        _cover(extra, store, xyz[short], farthest + np.minimum(farthest * hops_left[short], 3 * margin))
+    rows = np.flatnonzero(used)
+    renumber = np.zeros(len(index), np.int64)  # neighbours outside the used points are never read
+    renumber[rows] = np.arange(len(rows))
+    scaled = (xyz - frame.centre) / frame.scale
+    moments = neighbourhood_moments(local[rows], scaled)
+    statistics = statistics_from_moments(scaled[rows], renumber[local[rows]], kept["distances"][rows], moments,
+                                         frame.spacing / frame.scale, frame.scale, scan_filter.chunk,
+                                         scan_filter.threads)
+    prob = scan_filter.statistics_probability(statistics)
+    own = core[rows]
+    return index[rows[own]], prob[own]
+
+
+def _cover(extra: dict, store: TileStore, xyz: np.ndarray, farthest: np.ndarray) -> None:
+    """Add to ``extra`` the boxes that hold the k nearest neighbours of points whose neighbours may lie
+    beyond the loaded region (each within ``farthest`` of its point, with a quarter to spare): one box
+    per block of the grid (``tile_store.BLOCKS`` a side per cell) the points fall in, grown if it is
+    there already, so the region grows where it must and only there."""
+    axes = list(store.grid.axes)
+    planar, reach = xyz[:, axes], 1.25 * farthest[:, None]
+    side = store.grid.size / BLOCKS
+    keys = ((planar - store.grid.low[axes]) // side).astype(np.int64)
+    keys, group = np.unique(keys, axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    low = np.full((len(keys), 2), np.inf)
+    high = np.full((len(keys), 2), -np.inf)
+    np.minimum.at(low, group, planar - reach)
+    np.maximum.at(high, group, planar + reach)
+    for key, box_low, box_high in zip(map(tuple, keys), low, high, strict=True):
+        if key in extra:
+            box_low, box_high = np.minimum(extra[key][0], box_low), np.maximum(extra[key][1], box_high)
+        extra[key] = (box_low, box_high)

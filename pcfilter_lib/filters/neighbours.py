@@ -52,6 +52,7 @@ from pcfilter_lib.io.model_cards import WEIGHTS, check_model_file
 
 SHIPPED_NEIGHBOUR_MODEL = WEIGHTS / "neighbour_filter.npz"
 FORMAT = "pcfilter neighbour filter 2"
+ROWS = 2048  # rows per matrix product of the networks (see ``DenseNetwork.__call__``)
 PROBABILITY_HOPS = 4  # a later stage reads the previous stage's P(keep) and its means over 1 to 4 hops
 
 
@@ -136,6 +137,11 @@ class DenseNetwork:
     def __call__(self, inputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """P(keep) of each row.
 
+        The rows go through the layers ``ROWS`` at a time (the last block padded with zeros), so that
+        every row meets the same matrix-product kernels wherever it stands: BLAS sums a row's products
+        in an order that can depend on how many rows a call holds, and a point's P(keep) must not
+        depend on the tile it was filtered in.
+
         Args:
             inputs: (m, F) float32, or (m, c) arrays whose columns side by side are the F inputs
                 (each is multiplied by its rows of the first layer's weights: nothing is copied).
@@ -146,13 +152,26 @@ class DenseNetwork:
         Raises:
             ValueError: the inputs do not have F columns.
         """
+        groups = [inputs] if isinstance(inputs, np.ndarray) else list(inputs)
+        if sum(group.shape[1] for group in groups) != self.features:
+            raise ValueError(f"the network reads {self.features} inputs per point, got "
+                             f"{sum(group.shape[1] for group in groups)}")
+        rows = len(groups[0])
+        out = np.empty(rows, np.float32)
+        for start in range(0, rows, ROWS):
+            block = [np.asarray(group[start:start + ROWS], np.float32) for group in groups]
+            if len(block[0]) < ROWS:
+                block = [np.concatenate([b, np.zeros((ROWS - len(b), b.shape[1]), np.float32)]) for b in block]
+            out[start:start + ROWS] = self._block(block)[:rows - start]
+        return out
+
+    def _block(self, groups: list[np.ndarray]) -> np.ndarray:
+        """P(keep) of ``ROWS`` rows given as groups of columns."""
         kernel, bias = self._first
         x, start = None, 0
-        for group in [inputs] if isinstance(inputs, np.ndarray) else inputs:
-            part = np.asarray(group, np.float32) @ kernel[start:start + group.shape[1]]
+        for group in groups:
+            part = group @ kernel[start:start + group.shape[1]]
             x, start = part if x is None else np.add(x, part, out=x), start + group.shape[1]
-        if start != self.features:
-            raise ValueError(f"the network reads {self.features} inputs per point, got {start}")
         x += bias
         for kernel, bias in zip(self.kernels[1:], self.biases[1:], strict=True):
             np.maximum(x, 0, out=x)
@@ -223,9 +242,13 @@ class NeighbourFilter(CloudFilter):
             ``(prob, statistics)``: (M,) float32 P(keep) of the points ``statistics.searched`` marks.
         """
         statistics = neighbour_statistics(points, self.neighbours, self.chunk, self.threads, frame=frame)
+        return self.statistics_probability(statistics), statistics
+
+    def statistics_probability(self, statistics: NeighbourStatistics) -> np.ndarray:
+        """(M,) float32 P(keep) of the points ``statistics`` describes."""
         columns = stage_columns(statistics, self.networks[:-1], self.probability_hops)
         last = self.networks[-1]
-        return statistics.map(lambda rows: last([column[rows] for column in columns])), statistics
+        return statistics.map(lambda rows: last([column[rows] for column in columns]))
 
     @property
     def reach_hops(self) -> int:

@@ -2,13 +2,15 @@
 
 ``TileGrid`` cuts the bounding box over its two widest axes into square cells of about
 ``tile_points`` points; ``TileStore`` keeps each cell's finite points (with their index among the
-cloud's finite points) in a file of its own and loads a cell with the points of its neighbours
-within a margin: its halo. How wide the halo must be is the filter's business (``filters.tiles``
-for the point filter, ``filters.neighbour_tiles`` for the neighbour filter, ``filters.classical_tiles``
-for SOR and ROR); ``tiled_probability`` is what the learned filters share: the passes over the chunks
-(``cloud_bounds``), the store (``store_cloud``), the cloud's exact median (``cloud_centre``), and the
-cells filtered one after the other. ``cloud_spacing`` measures the whole cloud's point spacing cell
-by cell. Memory holds one tile with its halo and a few numbers per point; the points stay on disk.
+cloud's finite points) in a file of its own, sorted into ``BLOCKS`` x ``BLOCKS`` blocks, and loads a
+cell with the points of its neighbours within a margin or inside a few boxes (its halo), reading from
+each neighbouring file only the blocks the halo meets. How wide the halo must be is the filter's
+business (``filters.tiles`` for the point filter, ``filters.neighbour_tiles`` for the neighbour
+filter, ``filters.classical_tiles`` for SOR and ROR); ``tiled_probability`` is what the learned
+filters share: the passes over the chunks (``cloud_bounds``), the store (``store_cloud``), the
+cloud's exact median (``cloud_centre``), and the cells filtered one after the other.
+``cloud_spacing`` measures the whole cloud's point spacing cell by cell. Memory holds one tile with
+its halo and a few numbers per point; the points stay on disk.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from pcfilter_lib.geometry.neighbours import nearest_neighbours
 from pcfilter_lib.geometry.point_features import MIN_POINTS
 
+BLOCKS = 16  # each cell's file is sorted into BLOCKS x BLOCKS blocks, so a halo reads only the blocks it meets
 TILE_POINTS = 250_000  # the point filter's tiles: smaller ones redo more halo work (100 000: much slower on 1M)
 SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
@@ -81,13 +84,6 @@ class TileGrid:
         last = np.clip(((high - self.low[list(self.axes)]) // self.size).astype(int), 0, np.array(self.shape) - 1)
         return [a * self.shape[1] + b for a in range(first[0], last[0] + 1) for b in range(first[1], last[1] + 1)]
 
-    def around(self, cell: int, margin: float) -> list[int]:
-        """The cells that meet the cell grown by ``margin``."""
-        i, j = divmod(cell, self.shape[1])
-        reach = math.ceil(margin / self.size) if margin > 0 else 0
-        return [a * self.shape[1] + b for a in range(max(0, i - reach), min(self.shape[0], i + reach + 1))
-                for b in range(max(0, j - reach), min(self.shape[1], j + reach + 1))]
-
     def room(self, xyz: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """(N,) distance from each point to the nearest side of the box [low, high] beyond which the
         cloud has points (infinite where the box holds the whole cloud; negative outside the box)."""
@@ -106,6 +102,7 @@ class TileStore:
     def __init__(self, folder: Path, grid: TileGrid):
         self.folder, self.grid = Path(folder), grid
         self.counts = np.zeros(grid.shape[0] * grid.shape[1], np.int64)
+        self.blocks: dict[int, np.ndarray] = {}  # per cell, where each block's rows start in its file (``finish``)
 
     def add(self, xyz: np.ndarray, index: np.ndarray) -> None:
         """Append points (float64 (n, 3)) and their indices to their cells' files."""
@@ -119,40 +116,121 @@ class TileStore:
                 rows[start:end].tofile(file)
             self.counts[cell] += end - start
 
+    def finish(self) -> None:
+        """Sort each cell's file by the ``BLOCKS`` x ``BLOCKS`` blocks the cell is cut into, so that ``load``
+        reads from a neighbouring cell only the blocks its halo meets, not the whole file."""
+        for cell in np.flatnonzero(self.counts):
+            path = self.folder / f"{cell}.bin"
+            rows = np.fromfile(path, _RECORD)
+            block = self._block_of(int(cell), rows["xyz"][:, list(self.grid.axes)])
+            order = np.argsort(block, kind="stable")
+            rows[order].tofile(path)
+            self.blocks[int(cell)] = np.searchsorted(block[order], np.arange(BLOCKS * BLOCKS + 1))
+
+    def _block_of(self, cell: int, planar: np.ndarray) -> np.ndarray:
+        """(n,) the block of a cell that each of n points falls in ((n, 2) coordinates on the grid's axes),
+        clipped to the cell: it never decreases with a coordinate, so a point inside a box lies in a block
+        between those of the box's corners."""
+        origin, _ = self.grid.box(cell, 0.0)
+        side = self.grid.size / BLOCKS
+        ij = [np.clip(((planar[:, k] - origin[k]) // side).astype(np.int64), 0, BLOCKS - 1) for k in range(2)]
+        return ij[0] * BLOCKS + ij[1]
+
+    def _ranges(self, cell: int, boxes: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[tuple[int, int]]:
+        """The runs of rows of a cell's file that hold its points inside any of ``boxes`` (and a few more)."""
+        starts = self.blocks.get(cell)
+        if starts is None:  # not sorted into blocks: the whole file
+            return [(0, int(self.counts[cell]))]
+        wanted = np.zeros(BLOCKS * BLOCKS + 1, bool)
+        for low, high in boxes:
+            first, last = self._block_of(cell, np.stack([low, high]))
+            a0, c0 = divmod(int(first), BLOCKS)
+            a1, c1 = divmod(int(last), BLOCKS)
+            for a in range(a0, a1 + 1):
+                wanted[a * BLOCKS + c0:a * BLOCKS + c1 + 1] = True
+        # consecutive wanted blocks are one run of rows
+        edges = np.flatnonzero(np.diff(np.r_[False, wanted]))
+        return [(int(starts[a]), int(starts[b])) for a, b in zip(edges[::2], edges[1::2], strict=True)
+                if starts[b] > starts[a]]
+
     def load(self, cell: int, margin: float, extra: Sequence[tuple[np.ndarray, np.ndarray]] = ()
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The cell's points and those of other cells within ``margin`` of it or inside one of the
         ``extra`` boxes ((2,) low and high corners on the grid's axes): (xyz (n, 3), index (n,), core (n,)
         bool, room (n,): how far each point is inside the loaded region, see ``TileGrid.room``)."""
+        rows, core, room = self._load(cell, margin, extra)
+        return rows["xyz"], rows["index"], core, room
+
+    def attach(self, cell: int, name: str, records: np.ndarray) -> None:
+        """Keep ``records``, one per point of ``cell`` in the cloud's order (as ``load`` gives the cell's
+        own points), in a file beside the cell's, for ``load_attached``."""
+        if len(records) != self.counts[cell]:
+            raise ValueError(f"cell {cell} holds {self.counts[cell]} points; got {len(records)} records to attach")
+        order = np.argsort(np.fromfile(self.folder / f"{cell}.bin", _RECORD)["index"], kind="stable")
+        stored = np.empty_like(records)
+        stored[order] = records  # in the order of the cell's file
+        stored.tofile(self.folder / f"{cell}.{name}")
+
+    def load_attached(self, cell: int, margin: float, extra: Sequence[tuple[np.ndarray, np.ndarray]],
+                      name: str, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The points ``load`` loads, and the records ``attach`` kept under ``name`` for them, row for row:
+        (xyz, index, core, records); no room."""
+        rows, core, records = self._load(cell, margin, extra, (name, np.dtype(dtype)))
+        return rows["xyz"], rows["index"], core, records
+
+    def _load(self, cell: int, margin: float, extra: Sequence[tuple[np.ndarray, np.ndarray]],
+              attached: tuple[str, np.dtype] | None = None) -> tuple:
+        """(rows of ``_RECORD``, core, room) of ``load``, or (rows, core, attached records)."""
         boxes = [self.grid.box(cell, margin), *extra]
-        others = sorted(set(self.grid.around(cell, margin)).union(*(self.grid.meeting(*b) for b in extra)))
-        parts, core = [], []
-        for other in others:
+        meets = [set(self.grid.meeting(*box)) for box in boxes]
+        parts, core, records = [], [], []
+        for other in sorted(set().union(*meets)):
             if not self.counts[other]:
                 continue
-            rows = np.fromfile(self.folder / f"{other}.bin", _RECORD)
+            here = [box for box, cells in zip(boxes, meets, strict=True) if other in cells]
+            runs = [(0, int(self.counts[other]))] if other == cell else self._ranges(other, here)
+            rows = _read_runs(self.folder / f"{other}.bin", _RECORD, runs)
+            inside = slice(None)
             if other != cell:
                 inside = np.zeros(len(rows), bool)
-                for low, high in boxes:
-                    inside |= np.all([(rows["xyz"][:, a] >= low[k]) & (rows["xyz"][:, a] <= high[k])
-                                      for k, a in enumerate(self.grid.axes)], axis=0)
+                planar = rows["xyz"][:, list(self.grid.axes)]
+                for low, high in here:
+                    inside |= (planar >= low).all(axis=1) & (planar <= high).all(axis=1)
                 rows = rows[inside]
+            if attached is not None:
+                name, dtype = attached
+                records.append(_read_runs(self.folder / f"{other}.{name}", dtype, runs)[inside])
             parts.append(rows)
             core.append(np.full(len(rows), other == cell))
         rows, core = np.concatenate(parts), np.concatenate(core)
         order = np.argsort(rows["index"], kind="stable")  # the cloud's order, as in the in-memory filter
         rows, core = rows[order], core[order]
+        if attached is not None:
+            return rows, core, np.concatenate(records)[order]
         # Inside the union of boxes, a point is as far from everything not loaded as it is from the sides
         # of the box it is deepest in.
         room = self.grid.room(rows["xyz"], *boxes[0])
         for low, high in boxes[1:]:
             np.maximum(room, self.grid.room(rows["xyz"], low, high), out=room)
-        return rows["xyz"], rows["index"], core, room
+        return rows, core, room
 
     def column(self, axis: int) -> Iterable[np.ndarray]:
         """One coordinate of every stored point, cell after cell."""
         for cell in np.flatnonzero(self.counts):
             yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"][:, axis]
+
+
+def _read_runs(path: Path, dtype: np.dtype, runs: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The rows [start, end) of each run of a file of ``dtype`` records, one after the other."""
+    dtype = np.dtype(dtype)
+    if len(runs) == 1 and runs[0][0] == 0:
+        return np.fromfile(path, dtype, count=runs[0][1])
+    parts = []
+    with open(path, "rb") as file:
+        for start, end in runs:
+            file.seek(start * dtype.itemsize)
+            parts.append(np.fromfile(file, dtype, count=end - start))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
@@ -251,6 +329,7 @@ def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]],
         store.add(xyz[finite], start + np.arange(int(finite.sum())))
         start += int(finite.sum())
         finite_rows.append(finite)
+    store.finish()
     return store, np.concatenate(finite_rows) if finite_rows else np.zeros(0, bool)
 
 

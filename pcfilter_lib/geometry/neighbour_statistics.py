@@ -193,18 +193,15 @@ def neighbour_statistics(points, k: int = NEIGHBOURS, chunk: int = CHUNK, thread
     searched_at = time.perf_counter()
     spacing = _median_spacing(distances[:, 1]) if frame is None else frame.spacing / radius
     blocks = [slice(start, min(start + chunk, n)) for start in range(0, n, max(1, chunk))]
-    moments = np.empty((n, 3 + len(_PAIRS)))
+    moments = np.empty((n, MOMENTS))
     own = np.empty((n, len(OWN)), np.float32)
 
     def fill_moments(rows: slice) -> None:
-        block, coordinates = moments[rows], scaled[rows]
-        block[:, :3] = coordinates
-        for column, (i, j) in enumerate(_PAIRS.values(), start=3):
-            np.multiply(coordinates[:, i], coordinates[:, j], out=block[:, column])
+        point_moments(scaled[rows], out=moments[rows])
 
     def measure(rows: slice) -> sparse.csr_matrix:
         mean = _neighbourhood_mean(found[rows, 1:], n)
-        own[rows] = _own_statistics(scaled[rows], mean, distances[rows, 1:], moments, spacing)
+        own[rows] = _own_statistics(scaled[rows], mean_moments(mean, moments), distances[rows, 1:], spacing)
         return mean
 
     _run(blocks, threads, fill_moments)
@@ -251,25 +248,87 @@ def _neighbourhood_mean(indices: np.ndarray, n: int) -> sparse.csr_matrix:
 # by the entry of the covariance matrix they give.
 _PAIRS = {"xx": (0, 0), "yy": (1, 1), "zz": (2, 2), "xy": (0, 1), "xz": (0, 2), "yz": (1, 2)}
 _FIRST, _SECOND = [i for i, _ in _PAIRS.values()], [j for _, j in _PAIRS.values()]
+MOMENTS = 3 + len(_PAIRS)
 
 
-def _own_statistics(points: np.ndarray, mean: sparse.csr_matrix, distances: np.ndarray, moments: np.ndarray,
-                    spacing: float) -> np.ndarray:
+def point_moments(scaled: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(n, ``MOMENTS``) float64: x, y, z of each point and the products of two coordinates of ``_PAIRS``,
+    whose means over a neighbourhood give its centroid and covariance (``mean_moments``).
+
+    Args:
+        scaled: (n, 3) float64 coordinates, centred on the cloud's median and divided by a power of two.
+        out: where to write them, or None for a new array.
+    """
+    out = np.empty((len(scaled), MOMENTS)) if out is None else out
+    out[:, :3] = scaled
+    for column, (i, j) in enumerate(_PAIRS.values(), start=3):
+        np.multiply(scaled[:, i], scaled[:, j], out=out[:, column])
+    return out
+
+
+def mean_moments(mean: sparse.csr_matrix, moments: np.ndarray) -> np.ndarray:
+    """(m, ``MOMENTS``) float64: the ``point_moments`` averaged over each of m neighbourhoods.
+
+    Args:
+        mean: the (m, M) ``_neighbourhood_mean`` of the neighbourhoods (float32 weights 1/k).
+        moments: (M, ``MOMENTS``) the ``point_moments`` of the points its columns number.
+    """
+    # float64 weights sharing the float32 matrix's indices: the moments keep their precision
+    return sparse.csr_matrix((mean.data.astype(np.float64), mean.indices, mean.indptr), shape=mean.shape) @ moments
+
+
+def neighbourhood_moments(neighbours: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+    """(m, ``MOMENTS``) float64 the ``mean_moments`` of m points over their neighbours.
+
+    Args:
+        neighbours: (m, k) indices into ``scaled`` of each point's k nearest other points, nearest first.
+        scaled: (M, 3) float64 coordinates, centred and scaled as for the search.
+    """
+    return mean_moments(_neighbourhood_mean(neighbours, len(scaled)), point_moments(scaled))
+
+
+def statistics_from_moments(scaled: np.ndarray, neighbours: np.ndarray, distances: np.ndarray,
+                            moments: np.ndarray, spacing: float, scale: float, chunk: int = CHUNK,
+                            threads: int = THREADS) -> NeighbourStatistics:
+    """The ``NeighbourStatistics`` of points whose neighbours were searched and averaged before: what
+    ``neighbour_statistics`` computes after its search, from what the search left (``filters.neighbour_tiles``
+    keeps it on disk between its two passes over a cloud's tiles).
+
+    Args:
+        scaled: (M, 3) float64 the points, centred and divided by ``scale`` as for the search.
+        neighbours: (M, k) indices among these M points of each point's k nearest other points, nearest first.
+        distances: (M, k) float32 the distances to them, in the unit of ``scaled``.
+        moments: (M, ``MOMENTS``) float64 each point's ``mean_moments`` over its neighbours.
+        spacing: the cloud's spacing, in the unit of ``scaled``.
+        scale: the power of two the coordinates were divided by.
+        chunk, threads: as for ``neighbour_statistics``.
+    """
+    n = len(scaled)
+    blocks = [slice(start, min(start + chunk, n)) for start in range(0, n, max(1, chunk))]
+    own = np.empty((n, len(OWN)), np.float32)
+
+    def measure(rows: slice) -> sparse.csr_matrix:
+        own[rows] = _own_statistics(scaled[rows], moments[rows], distances[rows], spacing)
+        return _neighbourhood_mean(neighbours[rows], n)
+
+    means = _run(blocks, threads, measure)
+    return NeighbourStatistics(np.ones(n, bool), spacing * scale, own, means, blocks, threads,
+                               farthest=distances[:, -1].astype(np.float64) * scale)
+
+
+def _own_statistics(points: np.ndarray, mean: np.ndarray, distances: np.ndarray, spacing: float) -> np.ndarray:
     """The statistics of ``OWN`` of m points (see ``point_features.local_statistics``).
 
     Args:
-        points: (m, 3) float64 the points, centred like ``moments``.
-        mean: their (m, M) ``_neighbourhood_mean``.
+        points: (m, 3) float64 the points, centred and scaled like the moments.
+        mean: (m, ``MOMENTS``) float64 their ``mean_moments``.
         distances: (m, k) float32 the distances to their neighbours, ascending.
-        moments: (N, 9) float64 x, y, z and their products of ``_PAIRS`` of every point of the cloud.
         spacing: the cloud's spacing, in the unit of ``points``.
 
     Returns:
         (m, 12) float32.
     """
     k = distances.shape[1]
-    # float64 weights sharing the float32 matrix's indices: the moments keep their precision
-    mean = sparse.csr_matrix((mean.data.astype(np.float64), mean.indices, mean.indptr), shape=mean.shape) @ moments
     covariance = mean[:, 3:] - mean[:, _FIRST] * mean[:, _SECOND]  # (m, 6) in the order of _PAIRS
     covariance *= 1 / spacing ** 2
     np.clip(covariance, -CAP ** 2, CAP ** 2, out=covariance)
