@@ -123,7 +123,8 @@ def test_the_neighbour_filter_in_tiles_gives_the_whole_cloud_s_probabilities_bit
     points = np.concatenate([cloud, lone])  # two specks high above: their neighbours lie in other tiles
     whole = scan_filter.keep_probability_points(points)
     cells = []
-    tiled = tiled_neighbour_probability(scan_filter, chunks_of(points), tile_points=3000, progress=cells.append)
+    tiled = tiled_neighbour_probability(scan_filter, chunks_of(points), tile_points=3000, progress=cells.append,
+                                        whole_points=3000)
     assert len(cells) >= 5 and sum(cells) == len(points)
     np.testing.assert_array_equal(tiled, whole)
     assert tiled[[5, 500]].tolist() == [0, 0] and (tiled[-2:] < scan_filter.threshold).all()

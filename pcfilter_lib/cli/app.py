@@ -161,8 +161,9 @@ def _add_filter(commands) -> None:
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
                          f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "
-                         "filters.neighbour_tiles or filters.classical_tiles; memory grows with it); SOR and ROR "
-                         "go in tiles only on clouds of more than CLASSICAL_WHOLE_POINTS points unless it is given")
+                         "filters.neighbour_tiles or filters.classical_tiles; memory grows with it); SOR, ROR and "
+                         "the neighbour filter go in tiles only on clouds of more than CLASSICAL_WHOLE_POINTS or "
+                         "NEIGHBOUR_WHOLE_POINTS points unless it is given")
     add_filter_choice(filter_)
 
 

@@ -37,7 +37,11 @@ from pcfilter_lib.cli.options import (
     option_range,
 )
 from pcfilter_lib.filters.methods import TILED_METHODS
-from pcfilter_lib.filters.neighbour_tiles import NEIGHBOUR_TILE_POINTS, tiled_neighbour_probability
+from pcfilter_lib.filters.neighbour_tiles import (
+    NEIGHBOUR_TILE_POINTS,
+    NEIGHBOUR_WHOLE_POINTS,
+    tiled_neighbour_probability,
+)
 from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
@@ -266,10 +270,13 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         tiled = functools.partial(classical.tiled_classical_keep, whole_points=whole_points)
     elif keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
         tiled, tile_points = None, args.tile_points or TILE_POINTS
-    else:  # the neighbour filter
-        tiled, tile_points = tiled_neighbour_probability, args.tile_points or NEIGHBOUR_TILE_POINTS
+    else:  # the neighbour filter, in one pass up to NEIGHBOUR_WHOLE_POINTS (faster while it fits)
+        tile_points = args.tile_points or NEIGHBOUR_TILE_POINTS
+        whole_points = args.tile_points or NEIGHBOUR_WHOLE_POINTS
+        tiled = functools.partial(tiled_neighbour_probability, whole_points=whole_points)
     try:
-        total, finite, far, kept_chunks, extent = _scan_stream(stream, 0 if args.method else tile_points)
+        total, finite, far, kept_chunks, extent = _scan_stream(stream, 0 if args.method else
+                                                               max(tile_points, whole_points))
     except (CloudError, ValueError):
         if not args.method or lidar:
             raise

@@ -26,8 +26,7 @@ in its second pass.
 
 The points are measured in the whole cloud's ``CloudFrame`` (its exact median and a power-of-two
 scale), so a tile's statistics are the whole cloud's bit for bit; ``tests/test_tiles.py`` checks the
-probabilities. Clouds of at most ``NEIGHBOUR_TILE_POINTS`` points are filtered
-in one pass.
+probabilities. Clouds of at most ``NEIGHBOUR_WHOLE_POINTS`` points are filtered in one pass.
 
 Nothing here imports TensorFlow or Keras.
 """
@@ -52,6 +51,7 @@ from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 from pcfilter_lib.geometry.point_features import _median_spacing
 
 NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.6 kB each with the halo while the networks run
+NEIGHBOUR_WHOLE_POINTS = 1_000_000  # clouds up to this size go in one pass (0.55 GB; in tiles 2.6 times slower)
 NEIGHBOUR_MARGIN = 24  # the networks' first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
 SEARCH_MARGIN = 1 / 32  # the search's first halo, in tile sides
 HOOD = "hood"  # the name of the files of each point's neighbours, beside the tiles'
@@ -59,7 +59,8 @@ HOOD = "hood"  # the name of the files of each point's neighbours, beside the ti
 
 def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
                                 tile_points: int = NEIGHBOUR_TILE_POINTS, folder: str | Path | None = None,
-                                progress: Callable[[int], None] | None = None) -> np.ndarray:
+                                progress: Callable[[int], None] | None = None,
+                                whole_points: int | None = NEIGHBOUR_WHOLE_POINTS) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, filtered tile by tile; the same as
     ``scan_filter.keep_probability_points`` on the whole cloud.
 
@@ -67,10 +68,12 @@ def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[
         scan_filter: a ``NeighbourFilter``.
         chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays of
             coordinates, in the cloud's order; NaN or infinite rows are allowed.
-        tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
+        tile_points: points per tile.
         folder: where the tiles' files go (a temporary folder by default).
         progress: called with a number of points as each pass over a tile finishes (half of the
             tile's points after its search, the rest after its networks; all points in the end).
+        whole_points: a cloud of at most this many finite points is filtered in one pass (None:
+            ``tile_points``).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
@@ -91,7 +94,7 @@ def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[
         return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame, hood)
 
     return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder,
-                             report_networks)
+                             report_networks, whole_points)
 
 
 def _search_cells(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, k: int,

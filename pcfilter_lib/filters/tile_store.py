@@ -266,7 +266,8 @@ def cloud_centre(store: TileStore, low: np.ndarray, high: np.ndarray) -> np.ndar
 
 def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters: CellFilters,
                       chunks: Callable[[], Iterable[np.ndarray]], tile_points: int,
-                      folder: str | Path | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                      folder: str | Path | None = None, progress: Callable[[int], None] | None = None,
+                      whole_points: int | None = None) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, cell by cell.
 
     Args:
@@ -275,15 +276,17 @@ def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters
             one cell.
         chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays of
             coordinates, in the cloud's order; NaN or infinite rows are allowed.
-        tile_points: points per tile; a cloud of at most this many finite points goes to ``one_pass``.
+        tile_points: points per tile.
         folder: where the cells' files go (a temporary folder, removed at the end, by default).
         progress: called with the number of points each finished tile held.
+        whole_points: a cloud of at most this many finite points goes to ``one_pass`` (default
+            ``tile_points``).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
     """
     count, finite_count, low, high = cloud_bounds(chunks)
-    if finite_count < MIN_POINTS or finite_count <= tile_points:
+    if finite_count < MIN_POINTS or finite_count <= (tile_points if whole_points is None else whole_points):
         points = np.concatenate([np.asarray(c).reshape(-1, 3) for c in chunks()]) if count else np.zeros((0, 3))
         prob = one_pass(points)
         if progress:
