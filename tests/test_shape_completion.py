@@ -60,7 +60,9 @@ def test_scores_of_a_perfect_and_of_the_partial_field(grids):
     _, _, test = grids
     perfect = sc.completion_scores(test, test["target"])
     assert perfect["completed"]["l1"] == 0 and perfect["completed"]["iou"] == 1
-    assert perfect["partial"]["l1"] > 0 and 0 < perfect["partial"]["iou"] < 1
+    assert perfect["completed"]["precision"] == perfect["completed"]["recall"] == 1
+    seen = perfect["partial"]
+    assert seen["l1"] > 0 and 0 < seen["iou"] < 1 and 0 < seen["recall"] < seen["precision"] <= 1
 
 
 def test_training_save_load_and_frozen_completion_features(grids, tmp_path):

@@ -111,7 +111,9 @@ def completion_scores(partial: dict, completed: np.ndarray, within: float = 1.0)
     Returns:
         Per source (``partial``, ``completed``): ``l1`` over every voxel and ``l1_unknown`` over the
         voxels the scan never saw (truncation units; the partial field counts an unknown voxel as far,
-        distance 1) and ``iou`` (mean over the grids) of the surface voxels; plus ``known_share``.
+        distance 1), ``iou`` (mean over the grids) of the surface voxels, and over all grids together
+        ``precision`` (the share of its surface voxels on the true surface) and ``recall`` (the share
+        of the true surface voxels it has); plus ``known_share``.
     """
     target, known = partial["target"], partial["known"]
     as_field = completion_features(partial["tsdf"], known)[..., 0]
@@ -120,8 +122,11 @@ def completion_scores(partial: dict, completed: np.ndarray, within: float = 1.0)
     for name, field, surface in (("partial", as_field, surface_voxels(partial["tsdf"], within, known)),
                                  ("completed", completed, surface_voxels(completed, within))):
         error = np.abs(field - target)
+        both = float((surface & true_surface).sum())
         report[name] = {"l1": float(error.mean()), "l1_unknown": float(error[~known].mean()),
-                        "iou": float(surface_iou(surface, true_surface).mean())}
+                        "iou": float(surface_iou(surface, true_surface).mean()),
+                        "precision": both / max(float(surface.sum()), 1.0),
+                        "recall": both / max(float(true_surface.sum()), 1.0)}
     return report
 
 
