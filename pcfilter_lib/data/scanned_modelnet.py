@@ -151,6 +151,23 @@ def _compose(vertices: np.ndarray, triangles: np.ndarray, rng: np.random.Generat
     return meshes, materials, turn, (box_lo, box_hi), meta
 
 
+def _scan_until_seen(vertices: np.ndarray, triangles: np.ndarray, rng: np.random.Generator, config: ScannerConfig
+                     ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Compose and scan scenes until the box holds ``MIN_POINTS`` measured points:
+    (scan, turn, valid pixels, their points in the object's frame, indices of those in the box, meta)."""
+    for _ in range(5):
+        meshes, materials, turn, (box_lo, box_hi), meta = _compose(vertices, triangles, rng, config)
+        scan = simulate_scan(Scene([(v @ turn.T, f) for v, f in meshes], materials, {}), config, rng)
+        valid = np.isfinite(scan["xyz"]).all(-1)
+        pose = np.asarray(scan["pose"], np.float64)
+        points = (scan["xyz"][valid].astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]) @ turn  # object frame
+        chosen = np.flatnonzero(np.all((points >= box_lo) & (points <= box_hi), axis=1))
+        if len(chosen) >= MIN_POINTS:
+            return scan, turn, valid, points, chosen, meta
+    raise ValueError(f"five viewpoints in a row gave fewer than {MIN_POINTS} points of the object; "
+                     "check the scanner settings (size, depth range)")
+
+
 def scan_in_scene(vertices: np.ndarray, triangles: np.ndarray, rng: np.random.Generator,
                   config: ScannerConfig = SCANNER, max_points: int = MAX_POINTS) -> tuple[dict, dict]:
     """Stand one object on a floor, add some background, scan it once and crop a box around it.
@@ -174,18 +191,7 @@ def scan_in_scene(vertices: np.ndarray, triangles: np.ndarray, rng: np.random.Ge
     Raises:
         ValueError: five scenes in a row gave fewer than ``MIN_POINTS`` points in the box.
     """
-    for _ in range(5):
-        meshes, materials, turn, (box_lo, box_hi), meta = _compose(vertices, triangles, rng, config)
-        scan = simulate_scan(Scene([(v @ turn.T, f) for v, f in meshes], materials, {}), config, rng)
-        valid = np.isfinite(scan["xyz"]).all(-1)
-        pose = np.asarray(scan["pose"], np.float64)
-        points = (scan["xyz"][valid].astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]) @ turn  # object frame
-        chosen = np.flatnonzero(np.all((points >= box_lo) & (points <= box_hi), axis=1))
-        if len(chosen) >= MIN_POINTS:
-            break
-    else:
-        raise ValueError(f"five viewpoints in a row gave fewer than {MIN_POINTS} points of the object; "
-                         "check the scanner settings (size, depth range)")
+    scan, _, valid, points, chosen, meta = _scan_until_seen(vertices, triangles, rng, config)
     if len(chosen) > max_points:
         chosen = np.sort(rng.choice(chosen, size=max_points, replace=False))
     arrays = {"xyz": points[chosen].astype(np.float32), "label": scan["label"][valid][chosen],
@@ -200,14 +206,48 @@ def file_name(name: str, split: str, index: int) -> str:
     return f"{name}/{split}/{name}_{index + 1:04d}.npz"
 
 
-def make_file(name: str, split: str, index: int, seed: int, config: ScannerConfig = SCANNER,
-              max_points: int = MAX_POINTS) -> bytes:
-    """The bytes of one file: procedural mesh ``index`` of ``name`` / ``split`` (seed ``seed``), scanned."""
+def _object_draws(name: str, split: str, index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """Object ``index`` of a class and split in metres, and the generator that then draws its scene and scan."""
     mesh_seed = procedural_modelnet.shape_seed(seed, name, split, index)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1 + procedural_modelnet.CLASSES.index(name),
                                                         ("train", "test").index(split), index, 7]))
     size = float(rng.uniform(*OBJECT_SIZE))
     vertices, triangles = _mesh_in_metres(name, mesh_seed, size)
+    return vertices, triangles, rng
+
+
+def object_view(name: str, split: str, index: int, seed: int, config: ScannerConfig = SCANNER
+                ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The complete mesh and the whole organised scan behind one file of the set (``make_file``'s draws).
+
+    Where ``make_file`` keeps the points in a box, this keeps the scanner's image, for fusing it into
+    a grid (``data.completion_grids``).
+
+    Args:
+        name: the class.
+        split: ``"train"`` or ``"test"``.
+        index: the object's number in its class and split (from 0).
+        seed: the set's seed.
+        config: the scanner.
+
+    Returns:
+        ``(vertices, triangles, scan)``: the mesh in metres in the object's frame (its bounding box
+        centred at the origin, z up) and the arrays of ``simulate.scanner.simulate_scan`` with
+        ``pose`` mapping the camera frame to the object's frame; ``surface`` is ``OBJECT`` on the
+        object's pixels.
+    """
+    vertices, triangles, rng = _object_draws(name, split, index, seed)
+    scan, turn, *_ = _scan_until_seen(vertices, triangles, rng, config)
+    to_object = np.eye(4)
+    to_object[:3, :3] = turn.T
+    scan["pose"] = (to_object @ np.asarray(scan["pose"], np.float64)).astype(np.float32)
+    return vertices, triangles, scan
+
+
+def make_file(name: str, split: str, index: int, seed: int, config: ScannerConfig = SCANNER,
+              max_points: int = MAX_POINTS) -> bytes:
+    """The bytes of one file: procedural mesh ``index`` of ``name`` / ``split`` (seed ``seed``), scanned."""
+    vertices, triangles, rng = _object_draws(name, split, index, seed)
     arrays, meta = scan_in_scene(vertices, triangles, rng, config, max_points)
     meta = {"generator": GENERATOR, "version": VERSION, "seed": seed, "class": name, "split": split,
             "index": index, "mesh": {"generator": procedural_modelnet.GENERATOR,

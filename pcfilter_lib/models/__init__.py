@@ -8,7 +8,20 @@ that ``keras.models.load_model(path)`` reads any model pcfilter saved (the shipp
 loader of model files.
 """
 
-from pcfilter_lib.models import dgcnn, mvcnn, pointnet, pointnet2, punet, saved, scene_cnn, unet, voxnet, yovo
+from pcfilter_lib.models import (
+    completion,
+    dgcnn,
+    mvcnn,
+    pointnet,
+    pointnet2,
+    punet,
+    saved,
+    scene_cnn,
+    unet,
+    voxnet,
+    yovo,
+)
 from pcfilter_lib.nn import activations, losses, metrics, optimizers  # noqa: F401  (for their registrations)
 
-__all__ = ["dgcnn", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet", "voxnet", "yovo"]
+__all__ = ["completion", "dgcnn", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet", "voxnet",
+           "yovo"]
