@@ -21,6 +21,7 @@ Nothing here imports TensorFlow or Keras.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.filters.neighbours import NeighbourFilter
-from pcfilter_lib.filters.tile_store import TileStore, nearest_in_cells, tiled_probability
+from pcfilter_lib.filters.tile_store import CellRunner, TileStore, nearest_in_cells, serial_cells, tiled_probability
 from pcfilter_lib.geometry.neighbour_statistics import CloudFrame
 from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 from pcfilter_lib.geometry.point_features import _median_spacing
@@ -40,7 +41,8 @@ LONE_BOXES = 1024  # at most this many points of a tile get a box of their own i
 
 def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
                                 tile_points: int = NEIGHBOUR_TILE_POINTS, folder: str | Path | None = None,
-                                progress: Callable[[int], None] | None = None) -> np.ndarray:
+                                progress: Callable[[int], None] | None = None,
+                                cells: CellRunner = serial_cells) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, filtered tile by tile; the same as
     ``scan_filter.keep_probability_points`` on the whole cloud.
 
@@ -51,29 +53,35 @@ def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[
         tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
         folder: where the cells' files go (a temporary folder by default).
         progress: called with the number of points each finished tile held.
+        cells: how the tiles' tasks run (``tile_store.serial_cells``: one after the other, here).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
     """
-    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
-        frame = _neighbour_frame(store, centre, low, high)
-        return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame)
+    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, runner: CellRunner):
+        frame = _neighbour_frame(store, centre, low, high, runner)
+        return functools.partial(_filter_neighbour_cell, scan_filter, store, frame=frame)
 
-    return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress)
+    return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress,
+                             cells)
 
 
-def _neighbour_frame(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray) -> CloudFrame:
+def _neighbour_frame(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray,
+                     cells: CellRunner = serial_cells) -> CloudFrame:
     """The whole cloud's ``CloudFrame``: its median, a power-of-two scale and its spacing measured as
     ``neighbour_statistics`` measures it (the median positive float32 nearest distance), cell by cell."""
     extent = float(np.max(np.abs(np.r_[low - centre, high - centre])))
     scale = 2.0 ** round(math.log2(extent)) if extent > 0 else 1.0
 
-    def distances(xyz):
-        found = nearest_neighbours_float32(((xyz - centre) / scale).astype(np.float32), 2)[1][:, 1]
-        return found, found * scale
-
-    nearest = nearest_in_cells(store, distances).astype(np.float32)
+    nearest = nearest_in_cells(store, functools.partial(_scaled_nearest, centre, scale), cells).astype(np.float32)
     return CloudFrame(centre, scale, _median_spacing(nearest) * scale)
+
+
+def _scaled_nearest(centre: np.ndarray, scale: float, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's float32 distance to its nearest other point in the frame (centre, scale), and the
+    same in the cloud's units (``_neighbour_frame``)."""
+    found = nearest_neighbours_float32(((xyz - centre) / scale).astype(np.float32), 2)[1][:, 1]
+    return found, found * scale
 
 
 def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell: int,
