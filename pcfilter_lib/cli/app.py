@@ -156,8 +156,13 @@ def _add_filter(commands) -> None:
     add_overwrite(filter_)
     filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
     filter_.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help=f"with a folder IN: files filtered at once, each in its own process, 1 to "
-                         f"{MAX_JOBS} (default 1)")
+                         help=f"filter on a Dask cluster of N worker processes on this machine, one thread each: "
+                         f"each file of a folder IN, or each tile of a large cloud, is one task; 1 to {MAX_JOBS} "
+                         "(default 1: one process, without Dask); the outputs are the bytes one process writes")
+    filter_.add_argument("--scheduler", metavar="ADDRESS",
+                         help="filter on a running Dask cluster instead ('dask scheduler', then 'dask worker "
+                         "ADDRESS' on each machine), e.g. tcp://10.0.0.5:8786; the input, the outputs' folder "
+                         "(where the tiles' files go) and pcfilter itself must be on storage every worker sees")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
                          f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "

@@ -88,6 +88,19 @@ def option_range(option: str, value, low=None, high=None, what: str = "a number"
 
 def check_jobs(args: argparse.Namespace) -> None:
     option_range("--jobs", args.jobs, 1, MAX_JOBS, "a whole number")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is None:
+        return
+    if args.jobs > 1:
+        raise ValueError("--jobs starts a cluster on this machine and --scheduler uses a running one: give one of them")
+    if "://" not in scheduler and ":" not in scheduler:
+        raise ValueError(f"--scheduler {scheduler}: give the scheduler's address as 'dask scheduler' prints it, such "
+                         "as tcp://HOST:8786")
+
+
+def on_cluster(args: argparse.Namespace) -> bool:
+    """Whether the command runs its tasks on a Dask cluster (``--jobs`` above 1, or ``--scheduler``)."""
+    return args.jobs > 1 or bool(getattr(args, "scheduler", None))
 
 
 def check_threshold(args: argparse.Namespace) -> None:
