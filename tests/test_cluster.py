@@ -93,6 +93,17 @@ def test_two_workers_write_the_bytes_of_one_process(method, tile_points, cluster
                     "--scheduler", cluster.scheduler_address) == expected
 
 
+def test_simulate_makes_each_scan_as_a_task_with_the_bytes_of_one_process(cluster, tmp_path):
+    common = ["simulate", "--n", "3", "--size", "32x24", "--seed", "5", "--split", "0.34/0.33/0.33"]
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    assert main([*common, "--out", str(tmp_path / "many"), "--scheduler", cluster.scheduler_address]) == 0
+    made = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(made) == 4 and made == sorted(p.relative_to(tmp_path / "many")  # 3 scans and the manifest
+                                             for p in (tmp_path / "many").rglob("*") if p.is_file())
+    for name in made:
+        assert (tmp_path / "many" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
 def test_each_file_of_a_folder_is_a_task_of_jobs_workers(cloud, one_process, tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()

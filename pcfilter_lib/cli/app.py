@@ -22,6 +22,7 @@ from pcfilter_lib.cli.options import (
     MAX_TILE_POINTS,
     MESH_SUFFIXES,
     MIN_TILE_POINTS,
+    add_cluster_options,
     add_filter_choice,
     add_overwrite,
 )
@@ -120,6 +121,7 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--semantic", action="store_true",
                           help="also record the semantic class of every pixel (background, table, bin or support, "
                           "part type) as the array 'semantic' of each scan")
+    add_cluster_options(simulate, "each scan")
 
 
 def _add_filter(commands) -> None:
@@ -155,14 +157,7 @@ def _add_filter(commands) -> None:
                          help="write the outputs even when the filter removes every point")
     add_overwrite(filter_)
     filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    filter_.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help=f"filter on a Dask cluster of N worker processes on this machine, one thread each: "
-                         f"each file of a folder IN, or each tile of a large cloud, is one task; 1 to {MAX_JOBS} "
-                         "(default 1: one process, without Dask); the outputs are the bytes one process writes")
-    filter_.add_argument("--scheduler", metavar="ADDRESS",
-                         help="filter on a running Dask cluster instead ('dask scheduler', then 'dask worker "
-                         "ADDRESS' on each machine), e.g. tcp://10.0.0.5:8786; the input, the outputs' folder "
-                         "(where the tiles' files go) and pcfilter itself must be on storage every worker sees")
+    add_cluster_options(filter_, "each file of a folder IN, or each tile of a large cloud, is")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
                          f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "

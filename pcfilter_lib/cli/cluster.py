@@ -1,4 +1,4 @@
-"""``filter`` on a Dask cluster: ``--jobs N`` starts a ``LocalCluster`` of N worker processes of one
+"""``filter`` and ``simulate`` on a Dask cluster: ``--jobs N`` starts a ``LocalCluster`` of N worker processes of one
 thread each, ``--scheduler tcp://HOST:PORT`` uses a running one (``dask scheduler``, ``dask worker``).
 
 One mechanism for a folder and for one large cloud: each file of a folder, or each tile of a cloud
@@ -12,8 +12,10 @@ the scheduler runs again on another worker; a task that kills ``ALLOWED_FAILURES
 ``--jobs``; a running cluster's scheduler has its own ``distributed.scheduler.allowed-failures``) ends
 the run with one line naming ``--tile-points``.
 
-This module alone imports ``distributed``; ``filter`` loads it only for ``--jobs`` above 1 or
-``--scheduler``, so one process runs as before and ``pcfilter --help`` stays quick.
+``simulate`` makes each scan as a task that writes its file (``simulate.dataset.write_dataset``).
+
+This module alone imports ``distributed``; the commands load it (``options.cluster_tasks``) only for
+``--jobs`` above 1 or ``--scheduler``, so one process runs as before and ``pcfilter --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -66,14 +68,16 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
 class TaskCells:
     """The ``filters.tile_store.CellRunner`` of a cluster: each cell a task, results in cell order.
 
-    The client (and with ``--jobs`` the cluster) starts at the first pass over the cells, so a cloud
-    filtered in one pass never starts one; ``close`` ends them.
+    With ``--scheduler`` the client connects on entering; with ``--jobs`` the cluster starts at the first
+    pass over the cells, so that a cloud filtered in one pass never starts one. Leaving ends them.
     """
 
-    def __init__(self, args: argparse.Namespace):
-        self.args, self.client, self.stack = args, None, contextlib.ExitStack()
+    def __init__(self, args: argparse.Namespace, what: str = "tile"):
+        self.args, self.what, self.client, self.stack = args, what, None, contextlib.ExitStack()
 
     def __enter__(self) -> TaskCells:
+        if self.args.scheduler:  # a running cluster that cannot be reached is reported before any work
+            self.client = self.stack.enter_context(cluster_client(self.args))
         return self
 
     def __exit__(self, *failure) -> None:
@@ -90,7 +94,7 @@ class TaskCells:
         shared = self.client.submit(_itself, task, key=f"pcfilter-task-{run}", pure=False)
         futures = [self.client.submit(_call, shared, cell, key=f"pcfilter-{name}-{run}-{cell}", pure=False)
                    for cell in cells]
-        yield from in_order(self.client, futures, [f"tile {cell}" for cell in cells],
+        yield from in_order(self.client, futures, [f"{self.what} {cell}" for cell in cells],
                             None if done is None else lambda i: done(cells[i]))
         shared.release()
 
@@ -147,7 +151,8 @@ def run_on_cluster(args: argparse.Namespace, files: list[tuple[Path, Path]]) -> 
                                                                                   "overwrite"))
     # The outputs were checked before any work (new, or --overwrite): a task run again after its worker
     # died may find the output it had already written.
-    commands = [[args.command, str(source), "-o", str(target), *options, "--quiet", "--overwrite"]
+    where = Path.resolve if args.scheduler else Path  # a running cluster's workers may run in other folders
+    commands = [[args.command, str(where(source)), "-o", str(where(target)), *options, "--quiet", "--overwrite"]
                 for source, target in files]
     run = uuid.uuid4().hex[:12]
     with cluster_client(args) as client:

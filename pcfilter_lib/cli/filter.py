@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import os
 import sys
 import time
@@ -36,6 +35,8 @@ from pcfilter_lib.cli.options import (
     check_new_folder_outputs,
     check_new_outputs,
     check_threshold,
+    cluster_module,
+    cluster_tasks,
     on_cluster,
     option_range,
 )
@@ -254,16 +255,6 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
     return total, finite, far, kept, extent
 
 
-def _cluster():
-    """``cli.cluster``, which imports Dask's ``distributed``: loaded only for a run on a cluster."""
-    return importlib.import_module(f"{__package__}.cluster")
-
-
-def _tile_runner(args: argparse.Namespace):
-    """How the tiles run, as a context manager: one after the other here, or as tasks on a cluster."""
-    return _cluster().TaskCells(args) if on_cluster(args) else contextlib.nullcontext(serial_cells)
-
-
 def _tile_folder(args: argparse.Namespace) -> Path | None:
     """Where the tiles' files go: a temporary folder beside -o for a running cluster (whose workers must
     see it), else the system's temporary folder."""
@@ -307,10 +298,10 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         return _filter_in_memory(args, source)
     chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)
     progress = Progress(total, args.quiet, scan_filter.name)
-    with warnings.catch_warnings(), _tile_runner(args) as cells:
+    with warnings.catch_warnings(), cluster_tasks(args, "tile") as cells:
         warnings.simplefilter("ignore", RuntimeWarning)
         prob = tiled(scan_filter, lambda: (chunk["xyz"] for chunk in chunks()), tile_points, folder=_tile_folder(args),
-                     progress=progress, cells=cells)
+                     progress=progress, cells=cells or serial_cells)
     progress.close()
     Interrupts.check()
     keep = prob >= scan_filter.threshold
@@ -412,7 +403,7 @@ def _filter_folder(args: argparse.Namespace) -> int:
     files = _folder_files(args)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     failed = 0
-    runs = _cluster().run_on_cluster(args, files) if on_cluster(args) else run_in_workers(args, files)
+    runs = cluster_module().run_on_cluster(args, files) if on_cluster(args) else run_in_workers(args, files)
     for source, line, reason in runs:
         failed += reason is not None
         print(f"{source.name}: {line if reason is None else 'skipped: ' + reason}")
