@@ -16,7 +16,6 @@ import sys
 
 from pcfilter_lib import __version__
 from pcfilter_lib.cli.options import (
-    MAX_JOBS,
     MAX_PARTS,
     MAX_SEED,
     MAX_TILE_POINTS,
@@ -192,9 +191,7 @@ def _add_reconstruct(commands) -> None:
                              "side over the points' bounding box (default 8)")
     add_overwrite(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    reconstruct.add_argument("--jobs", type=int, default=1, metavar="N",
-                             help=f"with a folder IN: files reconstructed at once, each in its own process, 1 to "
-                             f"{MAX_JOBS} (default 1: one after another in this process)")
+    add_cluster_options(reconstruct, "each file of a folder IN is")
     add_filter_choice(reconstruct)
 
 
