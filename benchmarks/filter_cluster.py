@@ -9,7 +9,8 @@ side by side, written as a binary ``.ply``) and filters it in tiles of ``--tile-
 * N workers: a ``LocalCluster`` of N worker processes of one thread each (started here, before the
   clock starts, with the thread caps of ``cli.cluster.WORKER_ENV``: Open3D, BLAS and the neighbour
   filter's pools at one thread) and ``pcfilter filter ... --scheduler ADDRESS`` as the client; the
-  client's peak as above, each worker's from ``resource.getrusage`` inside it (``client.run``).
+  client's peak as above, each worker's from its ``VmHWM`` (``client.run``). The workers import the
+  filter's modules (Open3D) before the clock starts, as a long-running cluster would have.
 
 Every run's kept points are checked byte for byte against the one process's. Prints and writes
 ``benchmarks/results/filter_cluster.json`` and ``.md``.
@@ -21,6 +22,7 @@ Every run's kept points are checked byte for byte against the one process's. Pri
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -37,10 +39,18 @@ from filter_memory import peak_memory, write_large_cloud  # noqa: E402
 
 from pcfilter_lib.cli.cluster import WORKER_ENV  # noqa: E402
 
+MODULES = {"sor": "pcfilter_lib.filters.classical_tiles", "ror": "pcfilter_lib.filters.classical_tiles",
+           "neighbours": "pcfilter_lib.filters.neighbour_tiles"}  # what a worker imports for each filter
+
 
 def worker_peak() -> int:
-    """This process's peak resident bytes (run inside a worker by ``client.run``)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """This process's peak resident bytes (run inside a worker by ``client.run``): ``VmHWM``, the peak of
+    its own address space; ``ru_maxrss`` would count the pages of the process it was started from (the
+    kernel keeps that high-water mark across exec), here this one, which built the cloud."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: an upper bound
 
 
 def main(argv=None) -> int:
@@ -70,12 +80,13 @@ def main(argv=None) -> int:
             peak, wall, _ = peak_memory(command(one))
             rows.append({"filter": name, "points": points, "tile_points": args.tile_points, "workers": 0,
                          "wall_s": wall, "points_per_s": points / wall, "client_peak_bytes": peak,
-                         "worker_peak_bytes": []})
+                         "worker_peak_bytes": [], "load_average": os.getloadavg()[0]})
             print(f"{points:,} points, one process: {points / wall:,.0f} points/s, peak {peak / 1e9:.2f} GB",
                   flush=True)
             for workers in args.workers:
                 with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=logging.CRITICAL, env=WORKER_ENV) as cluster, Client(cluster) as client:
+                    client.run(importlib.import_module, MODULES[name])
                     kept = Path(work) / f"kept_{workers}.ply"
                     peak, wall, _ = peak_memory(command(kept, "--scheduler", cluster.scheduler_address))
                     peaks = sorted(client.run(worker_peak).values())
@@ -83,7 +94,8 @@ def main(argv=None) -> int:
                 kept.unlink()
                 rows.append({"filter": name, "points": points, "tile_points": args.tile_points, "workers": workers,
                              "wall_s": wall, "points_per_s": points / wall, "client_peak_bytes": peak,
-                             "worker_peak_bytes": peaks, "same_bytes": same})
+                             "worker_peak_bytes": peaks, "same_bytes": same,
+                             "load_average": os.getloadavg()[0]})
                 print(f"{points:,} points, {workers} worker(s): {points / wall:,.0f} points/s, client peak "
                       f"{peak / 1e9:.2f} GB, worker peaks {', '.join(f'{p / 1e9:.2f}' for p in peaks)} GB, "
                       f"{'the same bytes' if same else 'DIFFERENT bytes'} as one process", flush=True)
@@ -99,12 +111,14 @@ def main(argv=None) -> int:
         f"`pcfilter filter --{'model' if args.model else 'method'} {name} --tile-points T` on binary .ply clouds, "
         f"in one process and with `--scheduler` on a LocalCluster of N workers of one thread each (started "
         f"before the clock); CPU {device['cpu']} ({device['cores']} cores). Peaks: ru_maxrss of the client "
-        "process and of each worker.", "",
-        "| filter | points | tile points | workers | wall time | points/s | client peak | worker peaks |",
-        "|---|---|---|---|---|---|---|---|",
+        "process, VmHWM of each worker; the machine's load average (1 min) after each run, other work included.",
+        "",
+        "| filter | points | tile points | workers | wall time | points/s | client peak | worker peaks | load |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(f"| {r['filter']} | {r['points']:,} | {r['tile_points']:,} | {r['workers'] or 'one process'} | "
           f"{r['wall_s']:,.1f} s | {r['points_per_s']:,.0f} | {r['client_peak_bytes'] / 1e9:.2f} GB | "
-          f"{', '.join(f'{p / 1e9:.2f} GB' for p in r['worker_peak_bytes']) or '-'} |" for r in rows)])
+          f"{', '.join(f'{p / 1e9:.2f} GB' for p in r['worker_peak_bytes']) or '-'} | {r['load_average']:.1f} |"
+          for r in rows)])
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "filter_cluster.md", table + "\n")

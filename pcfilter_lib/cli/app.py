@@ -120,7 +120,7 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--semantic", action="store_true",
                           help="also record the semantic class of every pixel (background, table, bin or support, "
                           "part type) as the array 'semantic' of each scan")
-    add_cluster_options(simulate, "each scan")
+    add_cluster_options(simulate, "each scan is")
 
 
 def _add_filter(commands) -> None:

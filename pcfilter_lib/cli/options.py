@@ -106,10 +106,10 @@ def on_cluster(args: argparse.Namespace) -> bool:
 
 
 def add_cluster_options(command: argparse.ArgumentParser, what: str) -> None:
-    """``--jobs`` and ``--scheduler``: ``what`` (the command's tasks, e.g. 'each scan') run on a Dask cluster."""
+    """``--jobs`` and ``--scheduler``: the command's tasks (``what``, e.g. 'each scan is') on a Dask cluster."""
     command.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help=f"run on a Dask cluster of N worker processes on this machine, one thread each, "
-                         f"{what} one task; 1 to {MAX_JOBS} (default 1: one process, without Dask); the "
+                         help=f"run on a Dask cluster of N worker processes on this machine, one thread each "
+                         f"({what} a task); 1 to {MAX_JOBS} (default 1: one process, without Dask); the "
                          "outputs are the bytes one process writes")
     command.add_argument("--scheduler", metavar="ADDRESS",
                          help="run on a running Dask cluster instead ('dask scheduler', then 'dask worker "
