@@ -126,9 +126,9 @@ def in_order(client: Client, futures: list, names: list[str], done: Callable[[in
                 results[i] = future.result()
             except KilledWorker as error:
                 tries = getattr(error, "allowed_failures", ALLOWED_FAILURES) + 1
-                raise RuntimeError(f"{names[i]} took down each Dask worker that ran it, {tries} times (a worker out of "
-                                   "memory, most often); run again with a smaller --tile-points, or give each worker "
-                                   "more memory") from None
+                raise RuntimeError(f"{names[i]} took down every Dask worker that ran it ({tries} tr"
+                                   f"{'y' if tries == 1 else 'ies'}; a worker out of memory, most often); run again "
+                                   "with a smaller --tile-points, or give each worker more memory") from None
             future.release()
             if done:
                 done(i)
