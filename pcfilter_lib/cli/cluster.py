@@ -1,5 +1,6 @@
-"""``filter`` and ``simulate`` on a Dask cluster: ``--jobs N`` starts a ``LocalCluster`` of N worker processes of one
-thread each, ``--scheduler tcp://HOST:PORT`` uses a running one (``dask scheduler``, ``dask worker``).
+"""``filter``, ``simulate`` and ``reconstruct`` on a Dask cluster: ``--jobs N`` starts a ``LocalCluster``
+of N worker processes of one thread each, ``--scheduler tcp://HOST:PORT`` uses a running one
+(``dask scheduler``, ``dask worker``).
 
 One mechanism for a folder and for one large cloud: each file of a folder, or each tile of a cloud
 with its halo, is one task. A tile's task reads its points from the ``filters.tile_store.TileStore``
@@ -48,7 +49,11 @@ CONNECT_TIMEOUT = "20s"  # for --scheduler to answer
 def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
     """A client of the cluster ``args`` asks for: a new ``LocalCluster`` of ``args.jobs`` workers (closed
     at the end), or the running scheduler ``args.scheduler``."""
-    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, "distributed.admin.tick.limit": "1h"}
+    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, "distributed.admin.tick.limit": "1h",
+              # A worker near its memory limit is restarted (its task tried again elsewhere, then KilledWorker),
+              # never paused: a paused worker holding the last tiles would hang the run.
+              "distributed.worker.memory.pause": False, "distributed.worker.memory.spill": False,
+              "distributed.worker.memory.target": False}
     with dask.config.set(config), contextlib.ExitStack() as stack:
         if args.scheduler:
             try:
