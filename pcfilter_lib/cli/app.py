@@ -16,12 +16,12 @@ import sys
 
 from pcfilter_lib import __version__
 from pcfilter_lib.cli.options import (
-    MAX_JOBS,
     MAX_PARTS,
     MAX_SEED,
     MAX_TILE_POINTS,
     MESH_SUFFIXES,
     MIN_TILE_POINTS,
+    add_cluster_options,
     add_filter_choice,
     add_overwrite,
 )
@@ -120,6 +120,7 @@ def _add_simulate(commands) -> None:
     simulate.add_argument("--semantic", action="store_true",
                           help="also record the semantic class of every pixel (background, table, bin or support, "
                           "part type) as the array 'semantic' of each scan")
+    add_cluster_options(simulate, "each scan is")
 
 
 def _add_filter(commands) -> None:
@@ -155,9 +156,7 @@ def _add_filter(commands) -> None:
                          help="write the outputs even when the filter removes every point")
     add_overwrite(filter_)
     filter_.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    filter_.add_argument("--jobs", type=int, default=1, metavar="N",
-                         help=f"with a folder IN: files filtered at once, each in its own process, 1 to "
-                         f"{MAX_JOBS} (default 1)")
+    add_cluster_options(filter_, "each file of a folder IN, or each tile of a large cloud, is")
     filter_.add_argument("--tile-points", type=int, default=None, metavar="T",
                          help=f"points per tile of a large unorganised cloud, {MIN_TILE_POINTS} to "
                          f"{MAX_TILE_POINTS} (default: the filter's own, TILE_POINTS of filters.tile_store, "
@@ -193,9 +192,7 @@ def _add_reconstruct(commands) -> None:
                              "side over the points' bounding box (default 8)")
     add_overwrite(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    reconstruct.add_argument("--jobs", type=int, default=1, metavar="N",
-                             help=f"with a folder IN: files reconstructed at once, each in its own process, 1 to "
-                             f"{MAX_JOBS} (default 1: one after another in this process)")
+    add_cluster_options(reconstruct, "each file of a folder IN is")
     add_filter_choice(reconstruct)
 
 

@@ -5,7 +5,8 @@ filter, or for SOR or ROR when it is larger than one tile, is streamed in tiles 
 stays bounded whatever its size. A LAS or LAZ file (``io.lidar``) is always streamed, and its kept
 points are written with every attribute they had; ``--classify`` writes every point instead, the
 removed ones as ASPRS class 7 (noise). A folder's files are filtered in worker processes
-(``folders.run_in_workers``).
+(``folders.run_in_workers``). With ``--jobs`` above 1 or ``--scheduler`` the files of a folder, or the
+tiles of a cloud, are tasks on a Dask cluster (``cli.cluster``, loaded only then).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from pcfilter_lib.cli.options import (
     check_new_folder_outputs,
     check_new_outputs,
     check_threshold,
+    cluster_module,
+    cluster_tasks,
+    on_cluster,
     option_range,
 )
 from pcfilter_lib.filters.methods import TILED_METHODS
@@ -43,7 +47,7 @@ from pcfilter_lib.filters.neighbour_tiles import (
     tiled_neighbour_probability,
 )
 from pcfilter_lib.filters.neighbours import NeighbourFilter
-from pcfilter_lib.filters.tile_store import TILE_POINTS
+from pcfilter_lib.filters.tile_store import TILE_POINTS, serial_cells
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
@@ -255,6 +259,12 @@ def _scan_stream(stream, keep_up_to: int = 0) -> tuple[int, int, int, list[dict]
     return total, finite, far, kept, extent
 
 
+def _tile_folder(args: argparse.Namespace) -> Path | None:
+    """Where the tiles' files go: a temporary folder beside -o for a running cluster (whose workers must
+    see it), else the system's temporary folder."""
+    return Path(args.output).resolve().parent if getattr(args, "scheduler", None) else None
+
+
 def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
     """``filter`` with the point or neighbour filter on an unorganised .ply or .xyz, SOR or ROR on one larger
     than ``CLASSICAL_WHOLE_POINTS`` (or than ``--tile-points`` when given), or any filter on a LAS/LAZ file,
@@ -295,9 +305,10 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         return _filter_in_memory(args, source)
     chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)
     progress = Progress(total, args.quiet, scan_filter.name)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), cluster_tasks(args, "tile") as cells:
         warnings.simplefilter("ignore", RuntimeWarning)
-        prob = tiled(scan_filter, lambda: (chunk["xyz"] for chunk in chunks()), tile_points, progress=progress)
+        prob = tiled(scan_filter, lambda: (chunk["xyz"] for chunk in chunks()), tile_points, folder=_tile_folder(args),
+                     progress=progress, cells=cells or serial_cells)
     progress.close()
     Interrupts.check()
     keep = prob >= scan_filter.threshold
@@ -393,12 +404,14 @@ def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def _filter_folder(args: argparse.Namespace) -> int:
-    """``filter`` on every file of a folder, ``--jobs`` at a time, each in its own process; a file that
-    fails is reported and skipped. Exit status 1 when any failed."""
+    """``filter`` on every file of a folder, each in its own process, or each a task on a cluster
+    (``--jobs`` above 1, ``--scheduler``); a file that fails is reported and skipped. Exit status 1 when
+    any failed."""
     files = _folder_files(args)
     Path(args.output).mkdir(parents=True, exist_ok=True)
     failed = 0
-    for source, line, reason in run_in_workers(args, files):
+    runs = cluster_module().run_on_cluster(args, files) if on_cluster(args) else run_in_workers(args, files)
+    for source, line, reason in runs:
         failed += reason is not None
         print(f"{source.name}: {line if reason is None else 'skipped: ' + reason}")
     print(f"{len(files) - failed} of {len(files)} files filtered into {args.output}"

@@ -6,6 +6,8 @@ module loads.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import math
 import os
 import sys
@@ -88,6 +90,42 @@ def option_range(option: str, value, low=None, high=None, what: str = "a number"
 
 def check_jobs(args: argparse.Namespace) -> None:
     option_range("--jobs", args.jobs, 1, MAX_JOBS, "a whole number")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is None:
+        return
+    if args.jobs > 1:
+        raise ValueError("--jobs starts a cluster on this machine and --scheduler uses a running one: give one of them")
+    if "://" not in scheduler and ":" not in scheduler:
+        raise ValueError(f"--scheduler {scheduler}: give the scheduler's address as 'dask scheduler' prints it, such "
+                         "as tcp://HOST:8786")
+
+
+def on_cluster(args: argparse.Namespace) -> bool:
+    """Whether the command runs its tasks on a Dask cluster (``--jobs`` above 1, or ``--scheduler``)."""
+    return args.jobs > 1 or bool(getattr(args, "scheduler", None))
+
+
+def add_cluster_options(command: argparse.ArgumentParser, what: str) -> None:
+    """``--jobs`` and ``--scheduler``: the command's tasks (``what``, e.g. 'each scan is') on a Dask cluster."""
+    command.add_argument("--jobs", type=int, default=1, metavar="N",
+                         help=f"run on a Dask cluster of N worker processes on this machine, one thread each "
+                         f"({what} a task); 1 to {MAX_JOBS} (default 1: one process, without Dask); the "
+                         "outputs are the bytes one process writes")
+    command.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on a running Dask cluster instead ('dask scheduler', then 'dask worker "
+                         "ADDRESS' on each machine), e.g. tcp://10.0.0.5:8786; the inputs, the outputs' folder "
+                         "and pcfilter itself must be on storage every worker sees")
+
+
+def cluster_module():
+    """``cli.cluster``, which imports Dask's ``distributed``: loaded only for a run on a cluster."""
+    return importlib.import_module(f"{__package__}.cluster")
+
+
+def cluster_tasks(args: argparse.Namespace, what: str):
+    """A context manager giving the runner of a command's tasks on a cluster (``cluster.TaskCells``,
+    each task named ``what`` and its item in errors), or None for one process."""
+    return cluster_module().TaskCells(args, what) if on_cluster(args) else contextlib.nullcontext()
 
 
 def check_threshold(args: argparse.Namespace) -> None:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from pcfilter_lib import runtime
 from pcfilter_lib.cli.app import Interrupts, one_line
-from pcfilter_lib.cli.folders import folder_inputs, run_in_workers
+from pcfilter_lib.cli.folders import folder_inputs
 from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
 from pcfilter_lib.cli.options import (
     MESH_SUFFIXES,
@@ -23,6 +23,8 @@ from pcfilter_lib.cli.options import (
     check_new_folder_outputs,
     check_new_outputs,
     check_threshold,
+    cluster_module,
+    on_cluster,
     option_range,
 )
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
@@ -135,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
     """``reconstruct`` on every scan or cloud of a folder into the folder ``-o`` (one ``.ply`` mesh per
-    input, named after it). With ``--jobs 1`` in this process, TensorFlow started once; otherwise ``--jobs``
-    worker processes at a time (``folders.run_in_workers``). A file that fails is reported and skipped;
-    exit status 1 when any failed."""
+    input, named after it). With ``--jobs 1`` in this process, TensorFlow started once; otherwise each
+    file is a task on a Dask cluster (``--jobs`` workers here, or ``--scheduler``: ``cluster.run_on_cluster``).
+    A file that fails is reported and skipped; exit status 1 when any failed."""
     folder, out = Path(args.input), Path(args.output)
     inputs = folder_inputs(folder, out)
     check_output_folder(out, "-o")
@@ -155,7 +157,7 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
         tqdm.write(f"{source.name}: {line if reason is None else 'skipped: ' + reason}", file=sys.stdout)
         bar.update(1)
 
-    if args.jobs == 1:
+    if not on_cluster(args):
         quiet, args.quiet = args.quiet, True  # the bar stands for the stage lines
         setups = {}
         for source, target in files:
@@ -172,7 +174,7 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
                 report(source, None, one_line(error))
         args.quiet = quiet
     else:
-        for source, line, reason in run_in_workers(args, files):
+        for source, line, reason in cluster_module().run_on_cluster(args, files):
             report(source, line, reason)
     bar.close()
     print(f"{len(files) - failed} of {len(files)} files reconstructed into {out}"

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from pcfilter_lib import config
-from pcfilter_lib.cli.options import MAX_PARTS, MAX_SEED, option_range, progress_bar
+from pcfilter_lib.cli.options import MAX_PARTS, MAX_SEED, check_jobs, cluster_tasks, option_range, progress_bar
 from pcfilter_lib.io.files import check_output_folder
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig
@@ -57,12 +57,14 @@ def run(args: argparse.Namespace) -> int:
     option_range("--seed", args.seed, 0, MAX_SEED, "a whole number")
     option_range("--max-parts", args.max_parts, 0, MAX_PARTS, "a whole number")
     option_range("--min-parts", args.min_parts, 0, args.max_parts, "a whole number")
+    check_jobs(args)
     check_output_folder(args.out, "--out")
     scanner = ScannerConfig(width=width, height=height)
-    stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
-                                  n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
-                                  progress=progress_bar(), families=families, randomise=args.random_scanner,
-                                  semantic=args.semantic)
+    with cluster_tasks(args, "scan") as tasks:  # each scan a task on a cluster, or one after another here
+        stats = dataset.write_dataset(args.out, args.n, args.seed, scanner, split=split,
+                                      n_parts=(args.min_parts, args.max_parts), mesh_files=args.mesh or (),
+                                      progress=progress_bar(), families=families, randomise=args.random_scanner,
+                                      semantic=args.semantic, tasks=tasks or dataset.one_after_another)
     what = f"({', '.join(families)}; a scanner drawn per scan)" if args.random_scanner else \
         f"of {width}x{height} ({', '.join(families)})"
     print(f"{len(stats)} scans {what} in {args.out}")

@@ -27,14 +27,17 @@ What Open3D computes (``cpp/open3d/geometry/PointCloud.cpp``, ``KDTreeFlann.cpp`
   threshold is Open3D's bit for bit too, and ``sor_keep`` does step 4. ``tests/test_classical_tiles.py``
   checks the kept points against Open3D on whole clouds.
 
-``tiled_classical_keep`` runs them on a cloud read in chunks: the tiles one after the other (each
-``(store, cell) -> (indices among the finite points, results)``, independent of the others), the
-per-point means of SOR kept in a file (8 bytes per point, on disk) for the two ordered sums. Memory
-holds one tile with its halo and a few bytes per point.
+``tiled_classical_keep`` runs them on a cloud read in chunks: the tiles one after the other, or as tasks
+on a cluster (each ``(store, cell) -> (indices among the finite points, results)``, independent of the
+others; ``tile_store.CellRunner``), the per-point means of SOR kept in a file (8 bytes per point, on
+disk) in the cloud's order whatever order the tiles finish in, for the two ordered sums, which run
+here, after every tile: the threshold, and so every decision, is that of one pass. Memory holds one
+tile with its halo and a few bytes per point.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
 from collections.abc import Callable, Iterable
@@ -47,11 +50,13 @@ from scipy.spatial import cKDTree
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.methods import DEFAULTS, LENGTHS, TILED_METHODS
 from pcfilter_lib.filters.tile_store import (
+    CellRunner,
     TileGrid,
     TileStore,
     cloud_bounds,
     cloud_centre,
     cloud_spacing,
+    serial_cells,
     store_cloud,
 )
 
@@ -206,14 +211,15 @@ def sor_keep(means: np.ndarray, threshold: float) -> np.ndarray:
     return (means > 0) & (means < threshold)
 
 
-def tile_params(scan_filter: BaselineFilter, store: TileStore, low: np.ndarray, high: np.ndarray) -> dict:
+def tile_params(scan_filter: BaselineFilter, store: TileStore, low: np.ndarray, high: np.ndarray,
+                cells: CellRunner = serial_cells) -> dict:
     """``scan_filter.scan_params`` of the whole stored cloud: lengths scaled by its spacing, measured in
     passes over the cells, bit for bit ``point_spacing`` of the cloud in memory."""
     params, defaults = dict(scan_filter.params), DEFAULTS[scan_filter.method]
     if scan_filter.reference_spacing is None or not LENGTHS[scan_filter.method]:
         return {**defaults, **params}
     try:
-        scale = cloud_spacing(store, cloud_centre(store, low, high)) / scan_filter.reference_spacing
+        scale = cloud_spacing(store, cloud_centre(store, low, high), cells) / scan_filter.reference_spacing
     except ValueError:  # every point coincides: there is no spacing to scale by
         return {**defaults, **params}
     return {**defaults, **{k: v * scale if k in LENGTHS[scan_filter.method] else v for k, v in params.items()}}
@@ -222,7 +228,7 @@ def tile_params(scan_filter: BaselineFilter, store: TileStore, low: np.ndarray, 
 def tiled_classical_keep(scan_filter: BaselineFilter, chunks: Callable[[], Iterable[np.ndarray]],
                          tile_points: int = CLASSICAL_TILE_POINTS, folder: str | Path | None = None,
                          progress: Callable[[int], None] | None = None,
-                         whole_points: int | None = None) -> np.ndarray:
+                         whole_points: int | None = None, cells: CellRunner = serial_cells) -> np.ndarray:
     """SOR or ROR of every point of a cloud read in chunks, tile by tile: what ``scan_filter`` keeps of
     the whole cloud in memory (Open3D on all its finite points), point for point.
 
@@ -235,6 +241,7 @@ def tiled_classical_keep(scan_filter: BaselineFilter, chunks: Callable[[], Itera
         progress: called with the number of points each finished tile held.
         whole_points: a cloud of at most this many finite points is filtered at once (default
             ``tile_points``).
+        cells: how the tiles' tasks run (``tile_store.serial_cells``: one after the other, here).
 
     Returns:
         (N,) float32: 1 where a point is kept, 0 where it is removed or has NaN or infinite coordinates.
@@ -252,22 +259,19 @@ def tiled_classical_keep(scan_filter: BaselineFilter, chunks: Callable[[], Itera
         return keep.astype(np.float32)
     with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
         store, finite = store_cloud(Path(tmp), chunks, TileGrid.cover(low, high, finite_count, tile_points))
-        params = tile_params(scan_filter, store, low, high)
-        cells = [int(cell) for cell in np.flatnonzero(store.counts)]
+        params = tile_params(scan_filter, store, low, high, cells)
+        found = [int(cell) for cell in np.flatnonzero(store.counts)]
+        done = (lambda cell: progress(int(store.counts[cell]))) if progress else None
         finite_keep = np.zeros(finite_count, bool)
         if scan_filter.method == "ror":
-            for cell in cells:
-                index, keep = ror_tile(store, cell, params["nb_points"], params["radius"])
+            task = functools.partial(ror_tile, store, nb_points=params["nb_points"], radius=params["radius"])
+            for index, keep in cells(task, found, done):
                 finite_keep[index] = keep
-                if progress:
-                    progress(int(store.counts[cell]))
         else:
             means = np.lib.format.open_memmap(Path(tmp) / "means.npy", "w+", np.float64, (finite_count,))
-            for cell in cells:
-                index, values = sor_tile(store, cell, params["nb_neighbors"])
+            task = functools.partial(sor_tile, store, nb_neighbors=params["nb_neighbors"])
+            for index, values in cells(task, found, done):
                 means[index] = values
-                if progress:
-                    progress(int(store.counts[cell]))
             in_order = lambda: (means[start:start + CHUNK] for start in range(0, finite_count, CHUNK))  # noqa: E731
             threshold = sor_threshold(in_order, params["std_ratio"])
             for start in range(0, finite_count, CHUNK):

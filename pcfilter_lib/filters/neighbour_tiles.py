@@ -33,33 +33,41 @@ Nothing here imports TensorFlow or Keras.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pcfilter_lib.filters.neighbours import NeighbourFilter
-from pcfilter_lib.filters.tile_store import BLOCKS, TileStore, tiled_probability
+from pcfilter_lib.filters.tile_store import (
+    BLOCKS,
+    CellRunner,
+    TileStore,
+    kth_smallest,
+    serial_cells,
+    tiled_probability,
+)
 from pcfilter_lib.geometry.neighbour_statistics import (
     CloudFrame,
     neighbourhood_moments,
     statistics_from_moments,
 )
 from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
-from pcfilter_lib.geometry.point_features import _median_spacing
 
 NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.6 kB each with the halo while the networks run
 NEIGHBOUR_WHOLE_POINTS = 1_000_000  # clouds up to this size go in one pass (0.55 GB; in tiles 2.6 times slower)
 NEIGHBOUR_MARGIN = 24  # the networks' first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
 SEARCH_MARGIN = 1 / 32  # the search's first halo, in tile sides
 HOOD = "hood"  # the name of the files of each point's neighbours, beside the tiles'
+NEAREST = "nearest"  # ... and of each point's positive distance to its nearest other point, for the spacing
 
 
 def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[], Iterable[np.ndarray]],
                                 tile_points: int = NEIGHBOUR_TILE_POINTS, folder: str | Path | None = None,
-                                progress: Callable[[int], None] | None = None,
+                                progress: Callable[[int], None] | None = None, cells: CellRunner = serial_cells,
                                 whole_points: int | None = NEIGHBOUR_WHOLE_POINTS) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, filtered tile by tile; the same as
     ``scan_filter.keep_probability_points`` on the whole cloud.
@@ -72,36 +80,40 @@ def tiled_neighbour_probability(scan_filter: NeighbourFilter, chunks: Callable[[
         folder: where the tiles' files go (a temporary folder by default).
         progress: called with a number of points as each pass over a tile finishes (half of the
             tile's points after its search, the rest after its networks; all points in the end).
+        cells: how the tiles' tasks run (``tile_store.serial_cells``: one after the other, here).
         whole_points: a cloud of at most this many finite points is filtered in one pass (None:
             ``tile_points``).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
     """
-    searched = deque()  # points already reported for each tile whose search is done, in the tiles' order
+    searched = Counter()  # tiles whose search was reported, by their number of points
 
     def report_search(points: int) -> None:
-        searched.append(points // 2)
+        searched[points] += 1
         if progress:
             progress(points // 2)
 
-    def report_networks(points: int) -> None:  # tiled_probability reports each tile's points, in order
+    def report_networks(points: int) -> None:  # tiled_probability reports each tile's points
+        if searched[points]:
+            searched[points] -= 1
+            points -= points // 2
         if progress:
-            progress(points - (searched.popleft() if searched else 0))
+            progress(points)
 
-    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
-        frame, hood = _search_cells(store, centre, low, high, scan_filter.neighbours, report_search)
-        return lambda cell: _filter_neighbour_cell(scan_filter, store, cell, frame, hood)
+    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, runner: CellRunner):
+        frame, hood = _search_cells(store, centre, low, high, scan_filter.neighbours, report_search, runner)
+        return functools.partial(_filter_neighbour_cell, scan_filter, store, frame=frame, hood=hood)
 
     return tiled_probability(scan_filter.keep_probability_points, cell_filters, chunks, tile_points, folder,
-                             report_networks, whole_points)
+                             report_networks, cells, whole_points)
 
 
 def _search_cells(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, k: int,
-                  report: Callable[[int], None]) -> tuple[CloudFrame, np.dtype]:
+                  report: Callable[[int], None], cells: CellRunner) -> tuple[CloudFrame, np.dtype]:
     """The first pass: every point's k nearest other points, kept beside each cell's points, and the
     whole cloud's ``CloudFrame`` (its spacing as ``neighbour_statistics`` measures it: the median of the
-    positive float32 nearest distances).
+    positive float32 nearest distances, found in passes over the kept distances).
 
     Returns:
         the frame and the dtype of the kept records (``neighbours``: indices among the cloud's finite
@@ -111,15 +123,36 @@ def _search_cells(store: TileStore, centre: np.ndarray, low: np.ndarray, high: n
     scale = 2.0 ** round(math.log2(extent)) if extent > 0 else 1.0
     index_type = np.int32 if store.counts.sum() < np.iinfo(np.int32).max else np.int64
     hood = np.dtype([("neighbours", index_type, (k,)), ("distances", np.float32, (k,))])
-    nearest = []
-    for cell in np.flatnonzero(store.counts):
-        found, distances = _search_cell(store, int(cell), centre, scale, k)
-        records = np.empty(len(found), hood)
-        records["neighbours"], records["distances"] = found[:, 1:], distances[:, 1:]
-        store.attach(int(cell), HOOD, records)
-        nearest.append(distances[:, 1])
-        report(int(store.counts[cell]))
-    return CloudFrame(centre, scale, _median_spacing(np.concatenate(nearest)) * scale), hood
+    order = [int(c) for c in np.flatnonzero(store.counts)]
+    task = functools.partial(_search_and_keep, store, centre, scale, k, hood)
+    found = list(cells(task, order, lambda cell: report(int(store.counts[cell]))))
+    count = sum(n for n, _, _ in found)
+    if not count:
+        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
+
+    def nearest():
+        for cell in order:
+            yield np.fromfile(store.folder / f"{cell}.{NEAREST}", np.float32)
+
+    least, most = min(part[1] for part in found), max(part[2] for part in found)
+    middle = [kth_smallest(nearest, rank, least, most) for rank in sorted({(count - 1) // 2, count // 2})]
+    spacing = float(np.mean(np.array(middle, np.float32)))  # as np.median of the float32 distances
+    return CloudFrame(centre, scale, spacing * scale), hood
+
+
+def _search_and_keep(store: TileStore, centre: np.ndarray, scale: float, k: int, hood: np.dtype,
+                     cell: int) -> tuple[int, float, float]:
+    """One cell's task in the first pass: its points' neighbours kept beside them (``HOOD``), and their
+    positive nearest distances (``NEAREST``). Returns how many are positive, the least and the most."""
+    found, distances = _search_cell(store, cell, centre, scale, k)
+    records = np.empty(len(found), hood)
+    records["neighbours"], records["distances"] = found[:, 1:], distances[:, 1:]
+    store.attach(cell, HOOD, records)
+    positive = distances[:, 1][distances[:, 1] > 0]
+    positive.tofile(store.folder / f"{cell}.{NEAREST}")
+    if not len(positive):
+        return 0, np.inf, -np.inf
+    return len(positive), float(positive.min()), float(positive.max())
 
 
 def _search_cell(store: TileStore, cell: int, centre: np.ndarray, scale: float, k: int
@@ -154,12 +187,15 @@ def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell:
     """The second pass on one cell: (indices among the finite points, P(keep)) of its points, from the
     points within ``reach_hops`` hops of them, loaded with each of their neighbours."""
     margin, extra = NEIGHBOUR_MARGIN * frame.spacing, {}
-    lookup = np.full(int(store.counts.sum()), -1, hood["neighbours"].base)  # from the cloud's indices to the region's
     while True:
         xyz, index, core, kept = store.load_attached(cell, margin, list(extra.values()), HOOD, hood)
-        lookup[index] = np.arange(len(index))
-        local = lookup[kept["neighbours"]]  # -1: not loaded
-        lookup[index] = -1
+        # from the cloud's indices to the region's (-1: not loaded), over the span of the region's indices
+        lookup = np.full(int(index[-1] - index[0]) + 1, -1, hood["neighbours"].base)
+        lookup[index - index[0]] = np.arange(len(index))
+        wanted = kept["neighbours"] - index[0]
+        local = lookup[np.clip(wanted, 0, len(lookup) - 1)]
+        local[(wanted < 0) | (wanted >= len(lookup))] = -1
+        del lookup, wanted
         complete = (local >= 0).all(axis=1)
         used, frontier = core.copy(), core & complete  # used: the points whose statistics the cell reads
         hops_left = np.where(core, scan_filter.reach_hops, 0)  # how many hops more each used point reads

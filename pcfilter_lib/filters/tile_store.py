@@ -8,16 +8,23 @@ each neighbouring file only the blocks the halo meets. How wide the halo must be
 business (``filters.tiles`` for the point filter, ``filters.neighbour_tiles`` for the neighbour
 filter, ``filters.classical_tiles`` for SOR and ROR); ``tiled_probability`` is what the learned
 filters share: the passes over the chunks (``cloud_bounds``), the store (``store_cloud``), the
-cloud's exact median (``cloud_centre``), and the cells filtered one after the other.
-``cloud_spacing`` measures the whole cloud's point spacing cell by cell. Memory holds one tile with
-its halo and a few numbers per point; the points stay on disk.
+cloud's exact median (``cloud_centre``), and the cells filtered. ``cloud_spacing`` measures the whole
+cloud's point spacing cell by cell. Memory holds one tile with its halo and a few numbers per point;
+the points stay on disk.
+
+Every pass over the cells goes through a ``CellRunner``: ``serial_cells`` runs them one after the other
+in this process; ``cli.cluster`` runs each cell as a task on a Dask cluster. A cell's task is a
+picklable function of the cell alone, which reads its points (and halo) from the store's files, so
+the store's folder must be one that every worker sees; the runner hands the results back in the order
+of the cells, whatever order the tasks finish in, so the outputs are the same bytes either way.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +38,30 @@ TILE_POINTS = 250_000  # the point filter's tiles: smaller ones redo more halo w
 SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 
-# (store, centre, low, high) -> a function from a cell to (indices among the finite points, P(keep))
+# (task, cells, done) -> task(cell) of each cell, in the order of ``cells``; done(cell) as each task finishes
+CellRunner = Callable[[Callable[[int], object], Sequence[int], Callable[[int], None] | None], Iterator]
+# (store, centre, low, high, runner) -> a picklable function from a cell to (indices among the finite points, P(keep))
 CellFilter = Callable[[int], tuple[np.ndarray, np.ndarray]]
-CellFilters = Callable[["TileStore", np.ndarray, np.ndarray, np.ndarray], CellFilter]
+CellFilters = Callable[["TileStore", np.ndarray, np.ndarray, np.ndarray, CellRunner], CellFilter]
+
+
+def serial_cells(task: Callable[[int], object], cells: Sequence[int],
+                 done: Callable[[int], None] | None = None) -> Iterator:
+    """The ``CellRunner`` of one process: ``task(cell)`` of each cell, one after the other.
+
+    Args:
+        task: a function of one cell.
+        cells: the cells, in the order their results are wanted.
+        done: called with each cell once its task has finished.
+
+    Yields:
+        ``task(cell)`` of each cell of ``cells``, in that order.
+    """
+    for cell in cells:
+        result = task(cell)
+        if done:
+            done(cell)
+        yield result
 
 
 @dataclass
@@ -267,18 +295,19 @@ def cloud_centre(store: TileStore, low: np.ndarray, high: np.ndarray) -> np.ndar
 def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters: CellFilters,
                       chunks: Callable[[], Iterable[np.ndarray]], tile_points: int,
                       folder: str | Path | None = None, progress: Callable[[int], None] | None = None,
-                      whole_points: int | None = None) -> np.ndarray:
+                      cells: CellRunner = serial_cells, whole_points: int | None = None) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, cell by cell.
 
     Args:
         one_pass: the filter on a whole (N, 3) cloud (NaN rows allowed), for a cloud of at most one tile.
-        cell_filters: given the store, the cloud's median and its bounding box, the function that filters
-            one cell.
+        cell_filters: given the store, the cloud's median, its bounding box and ``cells``, the function
+            that filters one cell (picklable, for a cluster).
         chunks: called (up to three times) to read the cloud again: an iterable of (n, 3) arrays of
             coordinates, in the cloud's order; NaN or infinite rows are allowed.
         tile_points: points per tile.
         folder: where the cells' files go (a temporary folder, removed at the end, by default).
         progress: called with the number of points each finished tile held.
+        cells: how the cells' tasks run (``serial_cells``: one after the other, here).
         whole_points: a cloud of at most this many finite points goes to ``one_pass`` (default
             ``tile_points``).
 
@@ -294,13 +323,11 @@ def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters
         return prob
     with tempfile.TemporaryDirectory(dir=folder, prefix="pcfilter-tiles-") as tmp:
         store, finite = store_cloud(Path(tmp), chunks, TileGrid.cover(low, high, finite_count, tile_points))
-        filter_cell = cell_filters(store, cloud_centre(store, low, high), low, high)
+        filter_cell = cell_filters(store, cloud_centre(store, low, high), low, high, cells)
         finite_prob = np.zeros(finite_count, np.float32)
-        for cell in np.flatnonzero(store.counts):
-            index, values = filter_cell(int(cell))
+        done = (lambda cell: progress(int(store.counts[cell]))) if progress else None
+        for index, values in cells(filter_cell, [int(c) for c in np.flatnonzero(store.counts)], done):
             finite_prob[index] = values
-            if progress:
-                progress(int(store.counts[cell]))
         if progress and count > finite_count:
             progress(count - finite_count)
         prob = np.zeros(count, np.float32)
@@ -336,8 +363,8 @@ def store_cloud(folder: Path, chunks: Callable[[], Iterable[np.ndarray]],
     return store, np.concatenate(finite_rows) if finite_rows else np.zeros(0, bool)
 
 
-def nearest_in_cells(store: TileStore, nearest: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-                     ) -> np.ndarray:
+def nearest_in_cells(store: TileStore, nearest: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                     cells: CellRunner = serial_cells) -> np.ndarray:
     """Every stored point's distance to its nearest other point, cell by cell (cells in order, each
     cell's points in the cloud's order), each cell loaded with a halo grown until every one of its
     points found its nearest inside the loaded region.
@@ -345,36 +372,45 @@ def nearest_in_cells(store: TileStore, nearest: Callable[[np.ndarray], tuple[np.
     Args:
         store: the cloud's cells.
         nearest: (loaded xyz (n, 3) with n >= 2) -> (the values kept, (n,); the same distances in the
-            cloud's units, checked against the halo).
+            cloud's units, checked against the halo); picklable, for a cluster.
+        cells: how the cells' tasks run.
     """
-    found_all = []
-    for cell in np.flatnonzero(store.counts):
-        margin = store.grid.size / 8
-        while True:
-            xyz, _, core, room = store.load(int(cell), margin)
-            if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
-                margin *= 2
-                continue
-            if len(xyz) > 1:
-                values, lengths = nearest(xyz)
-            else:
-                values = lengths = np.full(len(xyz), np.inf)
-            if (lengths[core] < room[core]).all() or np.isinf(room).all():
-                break
-            margin *= 2
-        found_all.append(values[core])
+    task = functools.partial(_nearest_in_cell, store, nearest)
+    found_all = list(cells(task, [int(c) for c in np.flatnonzero(store.counts)], None))
     return np.concatenate(found_all) if found_all else np.zeros(0)
 
 
-def cloud_spacing(store: TileStore, centre: np.ndarray) -> float:
+def _nearest_in_cell(store: TileStore, nearest: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                     cell: int) -> np.ndarray:
+    """``nearest``'s values of one cell's points (``nearest_in_cells``)."""
+    margin = store.grid.size / 8
+    while True:
+        xyz, _, core, room = store.load(cell, margin)
+        if len(xyz) < 2 and not np.isinf(room).all():  # a lone point: look farther
+            margin *= 2
+            continue
+        if len(xyz) > 1:
+            values, lengths = nearest(xyz)
+        else:
+            values = lengths = np.full(len(xyz), np.inf)
+        if (lengths[core] < room[core]).all() or np.isinf(room).all():
+            break
+        margin *= 2
+    return values[core]
+
+
+def cloud_spacing(store: TileStore, centre: np.ndarray, cells: CellRunner = serial_cells) -> float:
     """The whole cloud's spacing, bit for bit ``geometry.point_features.point_spacing``: the median of
     the positive nearest distances of all its points, measured about ``centre`` (the cloud's median)."""
-    def distances(xyz):  # centred as the in-memory filter centres the cloud, so the distances are its own
-        found = nearest_neighbours(xyz - centre, 2)[1][:, 1]
-        return found, found
-
-    nearest = nearest_in_cells(store, distances)
+    nearest = nearest_in_cells(store, functools.partial(_centred_nearest, centre), cells)
     positive = nearest[nearest > 0]
     if not positive.size:
         raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
     return float(np.median(positive))
+
+
+def _centred_nearest(centre: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's distance to its nearest other point, measured about ``centre``, as the in-memory
+    filter centres the cloud, so that the distances are its own (``cloud_spacing``)."""
+    found = nearest_neighbours(xyz - centre, 2)[1][:, 1]
+    return found, found

@@ -27,13 +27,14 @@ spacing pass; the points stay on disk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
 from pcfilter_lib.filters.points import HOLD, Cover, cover_patches
-from pcfilter_lib.filters.tile_store import TILE_POINTS, TileStore, tiled_probability
+from pcfilter_lib.filters.tile_store import TILE_POINTS, CellRunner, TileStore, serial_cells, tiled_probability
 from pcfilter_lib.filters.tile_store import cloud_spacing as _cloud_spacing
 from pcfilter_lib.geometry.point_features import Neighbourhoods, neighbourhoods
 
@@ -44,7 +45,8 @@ MARGIN = 48  # the first halo's width, in point spacings (a patch of 256 points 
 
 def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarray]], tile_points: int = TILE_POINTS,
                            folder: str | Path | None = None,
-                           progress: Callable[[int], None] | None = None) -> np.ndarray:
+                           progress: Callable[[int], None] | None = None,
+                           cells: CellRunner = serial_cells) -> np.ndarray:
     """P(keep) of every point of a cloud read in chunks, filtered tile by tile.
 
     Args:
@@ -54,6 +56,7 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
         tile_points: points per tile; a cloud of at most this many finite points is filtered at once.
         folder: where the cells' files go (a temporary folder, removed at the end, by default).
         progress: called with the number of points each finished tile held.
+        cells: how the tiles' tasks run (``tile_store.serial_cells``: one after the other, here).
 
     Returns:
         (N,) float32 P(keep), 0 for points with NaN or infinite coordinates.
@@ -61,11 +64,12 @@ def tiled_keep_probability(point_filter, chunks: Callable[[], Iterable[np.ndarra
     Raises:
         ValueError: the cloud has fewer than ``MIN_POINTS`` finite points.
     """
-    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray):
-        spacing = _cloud_spacing(store, centre)  # the patch seeds hash the points' indices among the finite ones
-        return lambda cell: _filter_cell(point_filter, store, cell, spacing, centre)
+    def cell_filters(store: TileStore, centre: np.ndarray, low: np.ndarray, high: np.ndarray, runner: CellRunner):
+        spacing = _cloud_spacing(store, centre, runner)  # the patch seeds hash the indices among the finite points
+        return functools.partial(_filter_cell, point_filter, store, spacing=spacing, centre=centre)
 
-    return tiled_probability(point_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress)
+    return tiled_probability(point_filter.keep_probability_points, cell_filters, chunks, tile_points, folder, progress,
+                             cells)
 
 
 def _shortfall(hood: Neighbourhoods, cover: Cover, core: np.ndarray, room: np.ndarray) -> float:

@@ -11,9 +11,10 @@ its ``meta`` then lists the class names. Without it, the files are exactly those
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -179,9 +180,21 @@ def check_request(n: int, split=(0.8, 0.1, 0.1), n_parts=(3, 15), mesh_files=(),
                              "with faces") from error
 
 
+def one_after_another(task: Callable[[int], object], items: Sequence[int],
+                      done: Callable[[int], None] | None = None) -> Iterator:
+    """``task(item)`` of each item, in order, in this process; ``done(item)`` after each (the runner of
+    ``write_dataset`` by default; ``cli.cluster.TaskCells`` runs the items as tasks on a cluster)."""
+    for item in items:
+        result = task(item)
+        if done:
+            done(item)
+        yield result
+
+
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
                   n_parts=(3, 15), mesh_files=(), progress: bool | Mapping = True, families=BINS_ONLY,
-                  randomise: bool = False, replace: bool = False, semantic: bool = False) -> list[dict]:
+                  randomise: bool = False, replace: bool = False, semantic: bool = False,
+                  tasks: Callable[..., Iterator] = one_after_another) -> list[dict]:
     """Simulate ``n`` scans into ``out``/{train,val,test}/scan_NNNNN.npz with ``out``/manifest.json.
 
     Checks the request first (``check_request``), so that a refused one leaves no folder behind.
@@ -191,6 +204,11 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
     version or recipe of this generator is made again instead (``io.files.prepare_folder``).
     ``families``, ``randomise`` and ``semantic`` are as in ``make_scan``. ``progress`` shows a bar, or is a mapping
     of tqdm settings for it (such as a ``delay`` before it first shows). Returns ``scan_stats`` per scan.
+
+    Each scan to make is one call of a task of its index, run by ``tasks`` (``one_after_another``, or
+    a cluster's runner: each scan a task that writes its file into ``out``, which every worker must
+    see). The manifest records the files in the scans' order, whatever order the tasks finish in, so
+    the scans and the manifest are the same bytes however they ran.
     """
     check_request(n, split, n_parts, mesh_files, families)
     out = Path(out)
@@ -198,22 +216,37 @@ def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConf
     manifest = prepare_folder(out, recipe(n, seed, config, split, n_parts, mesh_files, families, randomise, semantic),
                               replace)
     damaged = set(verify_folder(out, manifest))
+    todo = [index for index, name in enumerate(names) if name not in manifest["files"] or name in damaged]
+    to_make = set(todo)
     stats = []
     bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
-    for index, name in enumerate(tqdm(names, desc="simulating scans", unit="scan", **bar)):
-        path = out / name
-        if name in manifest["files"] and name not in damaged:
-            scan = load_scan(path, arrays=())
-        else:
-            scan = make_scan(seed, index, config, n_parts, mesh_files, families, randomise, semantic)
-            try:
-                save_scan(path, scan)
-            except OSError as error:
-                raise OSError(f"could not write {path}: {error.strerror or error}; no partial file was left, "
-                              "free some space and run the same command again to resume") from error
-            record_file(out, manifest, name)
-        stats.append(scan_stats(scan["label"], scan["kind"]))
+    with tqdm(total=len(names), desc="simulating scans", unit="scan", **bar) as shown:
+        # Whole paths: a worker of a cluster may run in another folder.
+        make = functools.partial(_make_file, out.resolve(), names, seed, config, n_parts,
+                                 tuple(str(Path(mesh).resolve()) for mesh in mesh_files), families, randomise, semantic)
+        made = tasks(make, todo, lambda _: shown.update(1))
+        for index, name in enumerate(names):
+            if index in to_make:
+                stats.append(next(made))
+                record_file(out, manifest, name)
+            else:
+                scan = load_scan(out / name, arrays=())
+                stats.append(scan_stats(scan["label"], scan["kind"]))
+                shown.update(1)
     return stats
+
+
+def _make_file(out: Path, names: list[str], seed: int, config: ScannerConfig, n_parts, mesh_files, families,
+               randomise: bool, semantic: bool, index: int) -> dict:
+    """Make scan ``index`` of a dataset, write it (atomically) into ``out`` and return its ``scan_stats``."""
+    scan = make_scan(seed, index, config, n_parts, mesh_files, families, randomise, semantic)
+    path = out / names[index]
+    try:
+        save_scan(path, scan)
+    except OSError as error:
+        raise OSError(f"could not write {path}: {error.strerror or error}; no partial file was left, "
+                      "free some space and run the same command again to resume") from error
+    return scan_stats(scan["label"], scan["kind"])
 
 
 def summarise(stats: list[dict]) -> str:

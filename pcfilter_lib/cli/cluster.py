@@ -1,0 +1,184 @@
+"""``filter``, ``simulate`` and ``reconstruct`` on a Dask cluster: ``--jobs N`` starts a ``LocalCluster``
+of N worker processes of one thread each, ``--scheduler tcp://HOST:PORT`` uses a running one
+(``dask scheduler``, ``dask worker``).
+
+One mechanism for a folder and for one large cloud: each file of a folder, or each tile of a cloud
+with its halo, is one task. A tile's task reads its points from the ``filters.tile_store.TileStore``
+files, in a folder every worker sees (the client never ships a cloud), and hands back its
+(indices, results); ``TaskCells``, the cluster's ``tile_store.CellRunner``, gives them back in tile
+order, not in the order the tasks finish, so the outputs are the bytes of one process; the progress
+bar counts tiles as they finish. A file's task runs the command on it inside the worker and writes
+its output atomically. A worker that dies (killed, out of memory) loses only its running task, which
+the scheduler runs again on another worker; a task that kills ``ALLOWED_FAILURES`` + 1 workers (with
+``--jobs``; a running cluster's scheduler has its own ``distributed.scheduler.allowed-failures``) ends
+the run with one line naming ``--tile-points``.
+
+``simulate`` makes each scan as a task that writes its file (``simulate.dataset.write_dataset``).
+
+This module alone imports ``distributed``; the commands load it (``options.cluster_tasks``) only for
+``--jobs`` above 1 or ``--scheduler``, so one process runs as before and ``pcfilter --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import dask
+from distributed import Client, LocalCluster, as_completed
+from distributed.scheduler import KilledWorker
+
+from pcfilter_lib.cli.app import build_parser, one_line
+from pcfilter_lib.cli.folders import PER_FILE
+from pcfilter_lib.cli.options import option_line
+
+ALLOWED_FAILURES = 2  # workers a task may take down with it before the run stops (Dask's default is 3)
+# One thread per worker for the numerical libraries, and no TensorFlow start-up logs on the terminal.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+CONNECT_TIMEOUT = "20s"  # for --scheduler to answer
+
+
+@contextlib.contextmanager
+def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
+    """A client of the cluster ``args`` asks for: a new ``LocalCluster`` of ``args.jobs`` workers (closed
+    at the end), or the running scheduler ``args.scheduler``."""
+    config = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, "distributed.admin.tick.limit": "1h",
+              # A worker near its memory limit is restarted (its task tried again elsewhere, then KilledWorker),
+              # never paused: a paused worker holding the last tiles would hang the run.
+              "distributed.worker.memory.pause": False, "distributed.worker.memory.spill": False,
+              "distributed.worker.memory.target": False}
+    with dask.config.set(config), contextlib.ExitStack() as stack:
+        if args.scheduler:
+            try:
+                client = stack.enter_context(Client(args.scheduler, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError, ValueError) as error:
+                raise OSError(f"--scheduler {args.scheduler}: no Dask scheduler answered ({one_line(error)}); start "
+                              "one with 'dask scheduler' and workers with 'dask worker ADDRESS', or use --jobs N "
+                              "for workers on this machine") from None
+        else:
+            cluster = stack.enter_context(LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
+                                                       dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                                       env=WORKER_ENV))
+            client = stack.enter_context(Client(cluster))
+        yield client
+
+
+class TaskCells:
+    """The ``filters.tile_store.CellRunner`` of a cluster: each cell a task, results in cell order.
+
+    With ``--scheduler`` the client connects on entering; with ``--jobs`` the cluster starts at the first
+    pass over the cells, so that a cloud filtered in one pass never starts one. Leaving ends them.
+    """
+
+    def __init__(self, args: argparse.Namespace, what: str = "tile"):
+        self.args, self.what, self.client, self.stack = args, what, None, contextlib.ExitStack()
+
+    def __enter__(self) -> TaskCells:
+        if self.args.scheduler:  # a running cluster that cannot be reached is reported before any work
+            self.client = self.stack.enter_context(cluster_client(self.args))
+        return self
+
+    def __exit__(self, *failure) -> None:
+        self.stack.close()
+
+    def __call__(self, task: Callable[[int], object], cells: Sequence[int],
+                 done: Callable[[int], None] | None = None) -> Iterator:
+        """``task(cell)`` of each cell, run as tasks, in the order of ``cells``; ``done(cell)`` as each finishes."""
+        if self.client is None:
+            self.client = self.stack.enter_context(cluster_client(self.args))
+        run, name = uuid.uuid4().hex[:12], _name(task)
+        # The task itself (the filter, the store's grid) goes to the cluster once; the scheduler can
+        # compute it again if the worker holding it dies.
+        shared = self.client.submit(_itself, task, key=f"pcfilter-task-{run}", pure=False)
+        futures = [self.client.submit(_call, shared, cell, key=f"pcfilter-{name}-{run}-{cell}", pure=False)
+                   for cell in cells]
+        yield from in_order(self.client, futures, [f"{self.what} {cell}" for cell in cells],
+                            None if done is None else lambda i: done(cells[i]))
+        shared.release()
+
+
+def _name(task) -> str:
+    """The name of a cell's task in its tasks' keys (``pcfilter-sor_tile-RUN-CELL``)."""
+    return getattr(getattr(task, "func", task), "__name__", "cell").strip("_")
+
+
+def _itself(value):
+    return value
+
+
+def _call(task: Callable[[int], object], cell: int):
+    return task(cell)
+
+
+def in_order(client: Client, futures: list, names: list[str], done: Callable[[int], None] | None = None) -> Iterator:
+    """The results of ``futures`` in their order, each handed on as soon as those before it are in;
+    ``done(i)`` as the i-th finishes, in whatever order they finish. A task that took down too many
+    workers stops the run with a RuntimeError naming ``--tile-points``; on any error, or when the
+    caller stops early, the tasks left are cancelled."""
+    position = {future.key: i for i, future in enumerate(futures)}
+    results, next_one = {}, 0
+    try:
+        for future in as_completed(futures):
+            i = position[future.key]
+            try:
+                results[i] = future.result()
+            except KilledWorker as error:
+                tries = getattr(error, "allowed_failures", ALLOWED_FAILURES) + 1
+                raise RuntimeError(f"{names[i]} took down every Dask worker that ran it ({tries} tr"
+                                   f"{'y' if tries == 1 else 'ies'}; a worker out of memory, most often); run again "
+                                   "with a smaller --tile-points, or give each worker more memory") from None
+            future.release()
+            if done:
+                done(i)
+            while next_one in results:
+                yield results.pop(next_one)
+                next_one += 1
+    finally:
+        client.cancel([future for future in futures if not future.done()])
+
+
+def run_on_cluster(args: argparse.Namespace, files: list[tuple[Path, Path]]) -> Iterator[tuple[Path, str, str | None]]:
+    """``folders.run_in_workers`` on a cluster: each (input, output) of ``files`` one task that runs
+    ``args.command`` on it inside a worker, with every option of ``args`` but those of ``PER_FILE``.
+
+    Yields:
+        (input, the command's first line on stdout, None) for a file done, or (input, None, its
+        one-line error) for one that failed, in the order of ``files``.
+    """
+    options = option_line(args, build_parser().commands[args.command], leave_out=(*PER_FILE, "scheduler",
+                                                                                  "overwrite"))
+    # The outputs were checked before any work (new, or --overwrite): a task run again after its worker
+    # died may find the output it had already written.
+    where = Path.resolve if args.scheduler else Path  # a running cluster's workers may run in other folders
+    commands = [[args.command, str(where(source)), "-o", str(where(target)), *options, "--quiet", "--overwrite"]
+                for source, target in files]
+    run = uuid.uuid4().hex[:12]
+    with cluster_client(args) as client:
+        futures = [client.submit(run_command, command, key=f"pcfilter-file-{run}-{i}", pure=False)
+                   for i, command in enumerate(commands)]
+        results = in_order(client, futures, [source.name for source, _ in files])
+        for (source, _), (line, reason) in zip(files, results, strict=True):
+            yield source, line, reason
+    for _, target in files:  # what a killed worker was writing
+        for part in target.parent.glob(f".{target.stem}.*.part{target.suffix}"):
+            part.unlink(missing_ok=True)
+
+
+def run_command(argv: list[str]) -> tuple[str | None, str | None]:
+    """Run one ``pcfilter`` command (``argv`` without the program's name) in this process: (its first
+    line on stdout, None), or (None, its one-line error)."""
+    args = build_parser().parse_args(argv)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(said):
+            importlib.import_module(f"pcfilter_lib.cli.{args.command}").run(args)
+    except Exception as error:  # the file is skipped and the reason reported, as a worker process's would be
+        return None, one_line(error)
+    return (said.getvalue().strip().splitlines() or [""])[0], None
