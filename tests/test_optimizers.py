@@ -145,6 +145,28 @@ def test_a_model_compiled_with_ranger_saves_and_loads(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 
 
+def _operations_per_variable(optimizer_class) -> float:
+    """Operations that one more variable adds to a traced update step (TensorFlow backend)."""
+    tf = pytest.importorskip("tensorflow")
+
+    def count(n):
+        variables = [keras.Variable(np.zeros(3, np.float32)) for _ in range(n)]
+        optimizer = optimizer_class(0.1)
+        optimizer.build(variables)
+        step = tf.function(lambda: optimizer.apply([tf.ones(3)] * n, variables))
+        return len(step.get_concrete_function().graph.get_operations())
+
+    return (count(11) - count(1)) / 10
+
+
+def test_a_step_computes_its_scalars_once_not_once_per_variable():
+    # Bias corrections, rho_t, r_t and Lookahead's cycle are shared by all variables. Computed per
+    # variable they cost RAdam 74 and Ranger 122 operations a variable, which made tracing YOVO's
+    # training step take twice as long; Keras' Adam takes 40.
+    assert _operations_per_variable(RAdam) < 35
+    assert _operations_per_variable(Ranger) < 55
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="rectify_threshold"):
         RAdam(rectify_threshold=4.0)

@@ -79,6 +79,7 @@ class RAdam(keras.optimizers.Optimizer):
                              f"got {rectify_threshold}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         self.rectify_threshold = float(rectify_threshold)
+        self._step_scales = None  # set while a step updates the variables
 
     def build(self, var_list):
         if self.built:
@@ -86,27 +87,41 @@ class RAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
-    def update_step(self, gradient, variable, learning_rate):
-        dtype = variable.dtype
-        lr = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
-        t = ops.cast(self.iterations + 1, dtype)
-        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, (gradient - m) * (1.0 - beta_1))
-        self.assign_add(v, (ops.square(gradient) - v) * (1.0 - beta_2))
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The step's scalars are the same for every variable: computed once per step, not once per
+        # variable, they keep the traced training step of a network with many variables small.
+        self._step_scales = self._scales(learning_rate)
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._step_scales = None
 
-        beta_2_power = ops.power(beta_2, t)
-        m_hat = m / (1.0 - ops.power(beta_1, t))
-        rho_inf = 2.0 / (1.0 - beta_2) - 1.0
+    def _scales(self, learning_rate) -> tuple:
+        """This step's factors of the momentum ``m``, of Adam's normalised step ``m / (sqrt(v c) + eps)``
+        and the bias correction ``c`` of ``v``: (lr / (1 - beta_1^t), 0, c) while rho_t is at most the
+        threshold, (0, lr r_t / (1 - beta_1^t), c) afterwards."""
+        t = ops.cast(self.iterations + 1, "float32")
+        beta_2_power = ops.power(self.beta_2, t)
+        rho_inf = 2.0 / (1.0 - self.beta_2) - 1.0
         rho_t = rho_inf - 2.0 * t * beta_2_power / (1.0 - beta_2_power)
-        rectified = rho_t > self.rectify_threshold
-        # Both branches are computed; clamp so that the unused one stays finite.
+        # Clamped so that r_t stays finite in the steps that do not use it.
         safe_rho = ops.maximum(rho_t, 4.0 + 1e-3)
         r_t = ops.sqrt((safe_rho - 4.0) * (safe_rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * safe_rho))
-        adaptive = r_t * m_hat / (ops.sqrt(v / (1.0 - beta_2_power)) + self.epsilon)
-        self.assign_sub(variable, lr * ops.where(rectified, adaptive, m_hat))
+        rectified = ops.cast(rho_t > self.rectify_threshold, "float32")
+        step = ops.cast(learning_rate, "float32") / (1.0 - ops.power(self.beta_1, t))
+        return (1.0 - rectified) * step, rectified * r_t * step, 1.0 / (1.0 - beta_2_power)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = variable.dtype
+        scales = self._step_scales if self._step_scales is not None else self._scales(learning_rate)
+        momentum_scale, adaptive_scale, v_correction = (ops.cast(s, dtype) for s in scales)
+        gradient = ops.cast(gradient, dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (gradient - m) * (1.0 - self.beta_1))
+        self.assign_add(v, (ops.square(gradient) - v) * (1.0 - self.beta_2))
+        adaptive = m / (ops.sqrt(v * v_correction) + self.epsilon)
+        self.assign_sub(variable, momentum_scale * m + adaptive_scale * adaptive)
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
@@ -128,6 +143,7 @@ class _Lookahead:
         if not 0.0 < slow_step_size <= 1.0:
             raise ValueError(f"slow_step_size (Lookahead's alpha) must be in (0, 1], got {slow_step_size}")
         self.sync_period, self.slow_step_size = int(sync_period), float(slow_step_size)
+        self._cycle = None  # set while a step updates the variables
 
     def build(self, var_list):
         if self.built:
@@ -135,15 +151,28 @@ class _Lookahead:
         super().build(var_list)
         self._slow_weights = self.add_optimizer_variables(var_list, "slow")
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Where the step lies in the cycle, computed once per step rather than once per variable.
+        self._cycle = self._cycle_flags()
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._cycle = None
+
+    def _cycle_flags(self) -> tuple:
+        """(this step starts a cycle, this step ends one)."""
+        return (ops.equal(self.iterations % self.sync_period, 0),
+                ops.equal((self.iterations + 1) % self.sync_period, 0))
+
     def update_step(self, gradient, variable, learning_rate):
+        start, sync = self._cycle if self._cycle is not None else self._cycle_flags()
         slow = self._slow_weights[self._get_variable_index(variable)]
-        start = ops.cast(ops.equal(self.iterations % self.sync_period, 0), variable.dtype)
-        self.assign(slow, start * variable + (1.0 - start) * slow)
+        self.assign(slow, ops.where(start, ops.convert_to_tensor(variable), ops.convert_to_tensor(slow)))
         super().update_step(gradient, variable, learning_rate)
-        sync = ops.cast(ops.equal((self.iterations + 1) % self.sync_period, 0), variable.dtype)
-        moved = slow + self.slow_step_size * (variable - slow)
-        self.assign(slow, sync * moved + (1.0 - sync) * slow)
-        self.assign(variable, sync * moved + (1.0 - sync) * variable)
+        fast, slow_value = ops.convert_to_tensor(variable), ops.convert_to_tensor(slow)
+        moved = slow_value + self.slow_step_size * (fast - slow_value)
+        self.assign(slow, ops.where(sync, moved, slow_value))
+        self.assign(variable, ops.where(sync, moved, fast))
 
     def get_config(self):
         return {**super().get_config(), "sync_period": self.sync_period, "slow_step_size": self.slow_step_size}
