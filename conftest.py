@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,11 @@ BOOK = ROOT / "book"
 # Keras call in a process is slow).
 settings.register_profile("pcfilter", derandomize=True, deadline=None, max_examples=60)
 settings.load_profile("pcfilter")
+
+# The Ctrl-C tests send SIGINT to command lines they start, which inherit whether SIGINT is ignored: a
+# shell ignores it for the commands it runs in the background (`make test &`), and so would they.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def toc_notebooks() -> list[Path]:
