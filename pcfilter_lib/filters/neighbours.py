@@ -42,7 +42,6 @@ from pcfilter_lib.geometry.neighbour_statistics import (
     HOPS,
     NEIGHBOURS,
     THREADS,
-    CloudFrame,
     NeighbourStatistics,
     neighbour_statistics,
 )
@@ -233,15 +232,13 @@ class NeighbourFilter(CloudFilter):
         prob[np.flatnonzero(finite)[statistics.searched]] = searched_prob
         return prob
 
-    def region_probability(self, points: np.ndarray, frame: CloudFrame | None = None
-                           ) -> tuple[np.ndarray, NeighbourStatistics]:
-        """P(keep) of the searched points of a finite cloud, or of a part of one measured in the
-        whole cloud's ``frame`` (``filters.tiles``), and the statistics they came from.
+    def region_probability(self, points: np.ndarray) -> tuple[np.ndarray, NeighbourStatistics]:
+        """P(keep) of the searched points of a finite cloud, and the statistics they came from.
 
         Returns:
             ``(prob, statistics)``: (M,) float32 P(keep) of the points ``statistics.searched`` marks.
         """
-        statistics = neighbour_statistics(points, self.neighbours, self.chunk, self.threads, frame=frame)
+        statistics = neighbour_statistics(points, self.neighbours, self.chunk, self.threads)
         return self.statistics_probability(statistics), statistics
 
     def statistics_probability(self, statistics: NeighbourStatistics) -> np.ndarray:

@@ -54,8 +54,8 @@ THREADS = 2
 
 @dataclass(frozen=True)
 class CloudFrame:
-    """How a cloud's points are measured: what ``neighbour_statistics`` finds for a whole cloud and is
-    given for a part of it (``filters.tiles``).
+    """How a cloud's points are measured: what ``neighbour_statistics`` finds for a whole cloud, which
+    ``filters.neighbour_tiles`` finds in passes over its tiles and measures every tile in.
 
     Attributes:
         centre: (3,) float64 the cloud's median, subtracted from every point.
@@ -145,7 +145,7 @@ def gather(columns: list[np.ndarray], rows: slice | np.ndarray) -> np.ndarray:
 
 
 def neighbour_statistics(points, k: int = NEIGHBOURS, chunk: int = CHUNK, threads: int = THREADS,
-                         timings: dict | None = None, frame: CloudFrame | None = None) -> NeighbourStatistics:
+                         timings: dict | None = None) -> NeighbourStatistics:
     """Find each point's k nearest neighbours in one search and measure its neighbourhood.
 
     Args:
@@ -154,9 +154,6 @@ def neighbour_statistics(points, k: int = NEIGHBOURS, chunk: int = CHUNK, thread
         chunk: points per block of work.
         threads: threads working on the blocks.
         timings: if given, receives the seconds of the ``search`` and of the ``statistics`` after it.
-        frame: the centre, scale and spacing of a whole cloud that ``points`` are a part of (a tile
-            with its halo), so that they are measured as the whole cloud's are; every point is then
-            searched. None: the cloud's own.
 
     Returns:
         The cloud's ``NeighbourStatistics``.
@@ -169,21 +166,17 @@ def neighbour_statistics(points, k: int = NEIGHBOURS, chunk: int = CHUNK, thread
     if len(points) < MIN_POINTS:
         raise ValueError(f"the cloud holds {len(points)} point{'s' * (len(points) != 1)}; the neighbour filter needs "
                          f"at least {MIN_POINTS} to compare each point with its neighbours")
-    if frame is None:
-        centred = points - np.median(points, axis=0)
-        norms = np.sqrt(np.einsum("ni,ni->n", centred, centred))
-        positive = norms[norms > 0]
-        if not positive.size:
-            raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
-        # A power of two near the cloud's radius: dividing by it is exact, and it keeps float32 in range.
-        radius = 2.0 ** round(math.log2(float(np.median(positive))))
-        searched = norms <= REACH * radius
-        if searched.sum() < MIN_POINTS:
-            raise ValueError(f"only {searched.sum()} of the cloud's points lie within {REACH:.0e} times its radius "
-                             f"of its median; the neighbour filter needs at least {MIN_POINTS}")
-    else:
-        centred, radius = points - frame.centre, frame.scale
-        searched = np.ones(len(points), bool)
+    centred = points - np.median(points, axis=0)
+    norms = np.sqrt(np.einsum("ni,ni->n", centred, centred))
+    positive = norms[norms > 0]
+    if not positive.size:
+        raise ValueError("every point of the cloud coincides with another; there is no spacing to measure")
+    # A power of two near the cloud's radius: dividing by it is exact, and it keeps float32 in range.
+    radius = 2.0 ** round(math.log2(float(np.median(positive))))
+    searched = norms <= REACH * radius
+    if searched.sum() < MIN_POINTS:
+        raise ValueError(f"only {searched.sum()} of the cloud's points lie within {REACH:.0e} times its radius "
+                         f"of its median; the neighbour filter needs at least {MIN_POINTS}")
     centred /= radius
     scaled = centred if searched.all() else centred[searched]
     n, k = len(scaled), min(k, len(scaled) - 1)
@@ -191,7 +184,7 @@ def neighbour_statistics(points, k: int = NEIGHBOURS, chunk: int = CHUNK, thread
     start = time.perf_counter()
     found, distances = nearest_neighbours_float32(scaled.astype(np.float32), k + 1)
     searched_at = time.perf_counter()
-    spacing = _median_spacing(distances[:, 1]) if frame is None else frame.spacing / radius
+    spacing = _median_spacing(distances[:, 1])
     blocks = [slice(start, min(start + chunk, n)) for start in range(0, n, max(1, chunk))]
     moments = np.empty((n, MOMENTS))
     own = np.empty((n, len(OWN)), np.float32)
