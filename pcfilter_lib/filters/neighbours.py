@@ -125,8 +125,9 @@ class DenseNetwork:
         if width != 1:
             raise ValueError(f"the network's last layer must give one output, not {width}")
         kernel = self.kernels[0].astype(np.float64) / self.scale[:, None]
-        self._first = (kernel.astype(np.float32),
-                       (self.biases[0] - self.mean.astype(np.float64) @ kernel).astype(np.float32))
+        self._first = (kernel, self.biases[0] - self.mean.astype(np.float64) @ kernel)
+        self._rest = [(k.astype(np.float64), b.astype(np.float64))
+                      for k, b in zip(self.kernels[1:], self.biases[1:], strict=True)]
 
     @property
     def features(self) -> int:
@@ -136,10 +137,12 @@ class DenseNetwork:
     def __call__(self, inputs: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """P(keep) of each row.
 
-        The rows go through the layers ``ROWS`` at a time (the last block padded with zeros), so that
-        every row meets the same matrix-product kernels wherever it stands: BLAS sums a row's products
-        in an order that can depend on how many rows a call holds, and a point's P(keep) must not
-        depend on the tile it was filtered in.
+        A point's P(keep) must not depend on the tile it was filtered in, but BLAS sums a row's
+        products in an order that depends on how many rows a call holds and, on some processors (AVX-512
+        kernels of OpenBLAS), on where the row stands among them. So the rows go through the layers
+        ``ROWS`` at a time (the last block padded with zeros), in float64, and only the output is
+        rounded to float32: the order of the sums then moves a result by about 1e-16, which survives
+        that rounding for about one point in a hundred million.
 
         Args:
             inputs: (m, F) float32, or (m, c) arrays whose columns side by side are the F inputs
@@ -158,9 +161,9 @@ class DenseNetwork:
         rows = len(groups[0])
         out = np.empty(rows, np.float32)
         for start in range(0, rows, ROWS):
-            block = [np.asarray(group[start:start + ROWS], np.float32) for group in groups]
+            block = [np.asarray(group[start:start + ROWS], np.float64) for group in groups]
             if len(block[0]) < ROWS:
-                block = [np.concatenate([b, np.zeros((ROWS - len(b), b.shape[1]), np.float32)]) for b in block]
+                block = [np.concatenate([b, np.zeros((ROWS - len(b), b.shape[1]))]) for b in block]
             out[start:start + ROWS] = self._block(block)[:rows - start]
         return out
 
@@ -172,7 +175,7 @@ class DenseNetwork:
             part = group @ kernel[start:start + group.shape[1]]
             x, start = part if x is None else np.add(x, part, out=x), start + group.shape[1]
         x += bias
-        for kernel, bias in zip(self.kernels[1:], self.biases[1:], strict=True):
+        for kernel, bias in self._rest:
             np.maximum(x, 0, out=x)
             x = x @ kernel
             x += bias
