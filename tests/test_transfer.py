@@ -48,6 +48,18 @@ def test_the_presets_shrink_the_experiment_in_fast_mode():
         transfer.FULL.epochs = 1  # frozen: a run cannot change the shared preset
 
 
+def test_long_runs_compile_their_step_with_xla_and_short_ones_do_not():
+    long_run = transfer.compile_classifier(_build(2), steps=transfer.XLA_FROM_STEPS)
+    short_run = transfer.compile_classifier(_build(2), steps=transfer.XLA_FROM_STEPS - 1)
+    assert long_run.jit_compile is True
+    keras_choice = _build(2)
+    keras_choice.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # "auto": off on CPUs
+    assert short_run.jit_compile == keras_choice.jit_compile
+    x = _clouds(2).points[:4]
+    y = np.zeros(len(x), np.int32)
+    assert np.isfinite(long_run.train_on_batch(x, y)[0])  # the XLA step runs PointNet
+
+
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     keras.utils.set_random_seed(0)
@@ -152,3 +164,29 @@ def test_new_classes_refuses_overlapping_or_empty_class_sets(old, new):
     with pytest.raises(ValueError, match="non-empty and disjoint"):
         transfer.new_classes(_clouds(2), None, _clouds(2), old, new, build=_build, epochs=1, head_epochs=1,
                              tune_epochs=1)
+
+
+def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alone():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, name="features")(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.BatchNormalization(name="bn")(hidden))
+    model = keras.Model(inputs, outputs)
+    before = [w.copy() for w in model.get_weights()]
+    batch = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 3)).astype(np.float32)
+
+    copy = transfer.with_batch_statistics(model, batch)
+
+    features = keras.ops.convert_to_numpy(model.get_layer("features")(batch))
+    norm = copy.get_layer("bn")
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=1e-4, atol=1e-5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    assert model.get_layer("bn").momentum == 0.99  # the original's layers are untouched
+
+
+def test_a_tiny_last_batch_makes_pointnets_statistics_worse_than_its_running_averages(pretrained):
+    model = keras.models.load_model(pretrained)
+    clouds = _clouds(4, seed=3)
+    one_cloud = transfer.with_batch_statistics(model, clouds.points[:1])
+    assert transfer.mean_loss(one_cloud, clouds) > transfer.mean_loss(model, clouds)
