@@ -6,8 +6,11 @@ is small (about 9 000 points, clusters on tile corners, specks whose neighbours 
 halo) and ``--tile-points`` forced small, so that a run has from three to a dozen tiles.
 """
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -174,3 +177,39 @@ def test_one_worker_writes_the_bytes_of_one_process(cluster, cloud, one_process,
     scale(cluster, 1)
     assert filtered(cloud, tmp_path / "one", "--model", "neighbours", "--tile-points", "3000",
                     "--scheduler", cluster.scheduler_address) == one_process("neighbours", 3000)
+
+
+# `pcfilter filter` in a process that presses Ctrl-C as a terminal does (SIGINT to every process of its
+# group, the workers of --jobs included) once the first tile's result has come back.
+INTERRUPT_AFTER_A_TILE = """
+import os, signal, sys
+from pcfilter_lib.cli import cluster, main
+run = cluster.TaskCells.__call__
+def interrupt_after_the_first_tile(self, *args, **kwargs):
+    for n, result in enumerate(run(self, *args, **kwargs)):
+        yield result
+        if n == 0:
+            os.killpg(os.getpgrp(), signal.SIGINT)
+cluster.TaskCells.__call__ = interrupt_after_the_first_tile
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_ends_a_run_on_local_workers_with_one_line_and_leaves_nothing(cloud, tmp_path):
+    out, temporary = tmp_path / "out", tmp_path / "tmp"  # the tiles of --jobs go to the temporary folder
+    out.mkdir()
+    temporary.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPT_AFTER_A_TILE, "filter", str(cloud), "-o", str(out / "kept.ply"),
+         "--removed", str(out / "removed.ply"), "--method", "sor", "--tile-points", "1000", "--jobs", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(temporary)})
+    try:
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever still runs, so that a failure leaves nothing
+    assert process.returncode == 130, stderr
+    # One line, from the client: the workers leave Ctrl-C to it instead of printing tracebacks.
+    assert stderr == "pcfilter filter: interrupted; no output file was left half-written\n"
+    assert list(out.iterdir()) == [] and list(temporary.iterdir()) == []

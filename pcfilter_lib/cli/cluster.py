@@ -26,12 +26,14 @@ import contextlib
 import importlib
 import io
 import logging
+import signal
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import dask
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.scheduler import KilledWorker
 
 from pcfilter_lib.cli.app import build_parser, one_line
@@ -63,11 +65,27 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
                               "one with 'dask scheduler' and workers with 'dask worker ADDRESS', or use --jobs N "
                               "for workers on this machine") from None
         else:
+            # The scheduler's and the workers' scratch folders go into a temporary folder of this run,
+            # removed with it (by default Dask leaves a dask-scratch-space folder in the system's).
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="pcfilter-dask-"))
+            stack.enter_context(dask.config.set({"temporary-directory": scratch}))
             cluster = stack.enter_context(LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
                                                        dashboard_address=":0", silence_logs=logging.CRITICAL,
                                                        env=WORKER_ENV))
             client = stack.enter_context(Client(cluster))
+            client.register_plugin(LeaveCtrlCToTheClient())
         yield client
+
+
+class LeaveCtrlCToTheClient(WorkerPlugin):
+    """Ctrl-C in a terminal reaches every process of its group, the workers of ``--jobs`` included: they
+    ignore it (restarted ones too) and leave it to the client, which closes the cluster and says in one
+    line that the run was interrupted, instead of each worker printing its own traceback."""
+
+    name = "pcfilter-leave-ctrl-c-to-the-client"
+
+    def setup(self, worker) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class TaskCells:
