@@ -75,20 +75,27 @@ def choice(method):
     return ("--model", "neighbours") if method == "neighbours" else ("--method", method)
 
 
-def test_three_workers_write_the_bytes_of_one_process(cluster, cloud, one_process, tmp_path):
-    assert len(cluster.scheduler.workers) == 3
-    assert filtered(cloud, tmp_path / "three", "--method", "sor", "--tile-points", "1000",
-                    "--scheduler", cluster.scheduler_address) == one_process("sor", 1000)
+# Every method and output at two tile sizes, on three workers, then two (then, at the end, one).
+MATRIX = pytest.mark.parametrize(("method", "tile_points"),
+                                 [(m, t) for m in ("sor", "ror", "neighbours") for t in (1000, 3000)])
 
 
-@pytest.mark.parametrize("tile_points", [1000, 3000])
-@pytest.mark.parametrize("method", ["sor", "ror", "neighbours"])
-def test_two_workers_write_the_bytes_of_one_process(method, tile_points, cluster, cloud, one_process, tmp_path):
-    scale(cluster, 2)
+def same_bytes(cluster, workers, cloud, one_process, folder, method, tile_points):
+    scale(cluster, workers)
     expected = one_process(method, tile_points)
     assert sorted(expected) == ["kept.ply", "removed.ply", "scores.ply"]  # nothing else left beside them
-    assert filtered(cloud, tmp_path / "two", *choice(method), "--tile-points", str(tile_points),
+    assert filtered(cloud, folder, *choice(method), "--tile-points", str(tile_points),
                     "--scheduler", cluster.scheduler_address) == expected
+
+
+@MATRIX
+def test_three_workers_write_the_bytes_of_one_process(method, tile_points, cluster, cloud, one_process, tmp_path):
+    same_bytes(cluster, 3, cloud, one_process, tmp_path / "three", method, tile_points)
+
+
+@MATRIX
+def test_two_workers_write_the_bytes_of_one_process(method, tile_points, cluster, cloud, one_process, tmp_path):
+    same_bytes(cluster, 2, cloud, one_process, tmp_path / "two", method, tile_points)
 
 
 def test_simulate_makes_each_scan_as_a_task_with_the_bytes_of_one_process(cluster, tmp_path):
@@ -173,10 +180,9 @@ def test_a_tile_that_keeps_killing_workers_ends_the_run_with_one_line(cluster, c
     assert list(tmp_path.iterdir()) == []  # no output, no tiles' folder
 
 
-def test_one_worker_writes_the_bytes_of_one_process(cluster, cloud, one_process, tmp_path):
-    scale(cluster, 1)
-    assert filtered(cloud, tmp_path / "one", "--model", "neighbours", "--tile-points", "3000",
-                    "--scheduler", cluster.scheduler_address) == one_process("neighbours", 3000)
+@MATRIX
+def test_one_worker_writes_the_bytes_of_one_process(method, tile_points, cluster, cloud, one_process, tmp_path):
+    same_bytes(cluster, 1, cloud, one_process, tmp_path / "one", method, tile_points)
 
 
 # `pcfilter filter` in a process that presses Ctrl-C as a terminal does (SIGINT to every process of its
