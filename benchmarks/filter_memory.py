@@ -35,14 +35,11 @@ LIMITS = {"neighbours": 0.8e9, "points": 1.5e9, "sor": 0.8e9, "ror": 0.8e9}
 
 
 def write_large_cloud(path: Path, points: int) -> int:
-    """Write a ``points``-point cloud built by ``filter_speed.large_cloud`` as a binary .ply."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from filter_speed import large_cloud, load_or_simulate
-
+    """Write a ``points``-point cloud built by ``simulate.dataset.large_cloud`` as a binary .ply."""
     from pcfilter_lib.io.clouds import CloudWriter
+    from pcfilter_lib.simulate.dataset import large_cloud
 
-    scan = load_or_simulate(None)
-    cloud = large_cloud(np.asarray(scan["xyz"])[np.asarray(scan["valid"], bool)], points)
+    cloud = large_cloud(points)
     with CloudWriter(path, len(cloud), np.float32) as writer:
         for start in range(0, len(cloud), 1 << 20):
             writer.write(cloud[start:start + (1 << 20)])

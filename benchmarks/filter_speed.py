@@ -8,8 +8,8 @@ predictions; the SOR time includes building the Open3D cloud. Prints the medians
 filter's points per second and the ratios to SOR, and writes them as JSON and markdown.
 Targets: U-Net / SOR <= 0.5; point filter / SOR <= 1 at every size.
 
-Larger clouds (``--sizes``, default 2 and 10 million points) are made by ``large_cloud``: the scan
-and seven more simulated 640x480 scans laid side by side on a grid, each copy turned about the
+Larger clouds (``--sizes``, default 2 and 10 million points) are made by ``simulate.dataset.large_cloud``:
+the scan and seven more simulated 640x480 scans laid side by side on a grid, each copy turned about the
 vertical by a random angle and jittered by a tenth of the point spacing, until the size is reached.
 On each size SOR (Open3D, 20 neighbours, std ratio 2.0, on the whole cloud in memory) and the point
 filter (``filters.tiles``, tiles of 250 000 points) run one after the other in this process. The
@@ -50,6 +50,7 @@ import numpy as np
 
 from pcfilter_lib import filters
 from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.simulate.dataset import large_cloud
 from pcfilter_lib.timing import clock
 
 
@@ -62,36 +63,6 @@ def load_or_simulate(path: Path | None) -> dict:
     from pcfilter_lib.simulate.scanner import ScannerConfig
 
     return make_scan(0, 0, ScannerConfig(width=640, height=480))
-
-
-def large_cloud(scan_points: np.ndarray, points: int, seed: int = 0) -> np.ndarray:
-    """A cloud of ``points`` points: ``scan_points`` and seven more simulated scans side by side on a
-    grid, each copy turned about the vertical (z) by a random angle and jittered by 0.1 spacing."""
-    from pcfilter_lib.geometry.point_features import point_spacing
-    from pcfilter_lib.simulate.dataset import make_scan
-    from pcfilter_lib.simulate.scanner import ScannerConfig
-
-    scans = [np.asarray(scan_points, np.float64)]
-    for index in range(1, 8):
-        scan = make_scan(0, index, ScannerConfig(width=640, height=480))
-        scans.append(np.asarray(scan["xyz"], np.float64)[np.asarray(scan["valid"], bool)])
-    rng = np.random.default_rng(seed)
-    spacing = point_spacing(scans[0])
-    width = 1.2 * max(float(np.ptp(s[:, :2], axis=0).max()) for s in scans)
-    copies = -(-points // min(len(s) for s in scans))
-    side = int(np.ceil(np.sqrt(copies)))
-    parts, total = [], 0
-    for copy in range(copies):
-        cloud = scans[copy % len(scans)]
-        cloud = cloud - np.r_[np.median(cloud[:, :2], axis=0), 0]
-        angle = rng.uniform(0, 2 * np.pi)
-        turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-        moved = cloud @ turn.T + [width * (copy % side), width * (copy // side), 0]
-        parts.append(moved + rng.normal(scale=0.1 * spacing, size=moved.shape))
-        total += len(moved)
-        if total >= points:
-            break
-    return np.concatenate(parts)[:points]
 
 
 def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
@@ -132,7 +103,7 @@ def size_rows(point_filter, sor, cloud: np.ndarray, sizes: list[int], repeats: i
 
     rows = []
     for size in [len(cloud), *sizes]:
-        big = cloud if size == len(cloud) else large_cloud(cloud, size)
+        big = cloud if size == len(cloud) else large_cloud(size, first=cloud)
         scan = cloud_scan(big)
 
         def chunks(big=big):
@@ -184,7 +155,7 @@ def command_line_rows(sizes: list[int], repeats: int, points_up_to: int, work: P
     scan_points = np.asarray(scan["xyz"], np.float64)[np.asarray(scan["valid"], bool)]
     rows, profile = [], {}
     for size in sizes:
-        cloud = scan_points[:size] if size <= len(scan_points) else large_cloud(scan_points, size)
+        cloud = scan_points[:size] if size <= len(scan_points) else large_cloud(size, first=scan_points)
         path, kept = work / f"cloud_{size}.xyz", work / "kept.ply"
         with CloudWriter(path, len(cloud), np.float64) as writer:
             for start in range(0, len(cloud), 1 << 20):

@@ -7,6 +7,9 @@ parameters give byte-identical files.
 Asked for (``semantic=True``), each scan also holds ``semantic`` (H, W) uint8, the semantic class of
 the surface each pixel sees (``labels.SEMANTIC_NAMES``), beside the artefact ``label`` and ``kind``;
 its ``meta`` then lists the class names. Without it, the files are exactly those of earlier versions.
+
+``large_cloud`` lays simulated scans side by side into one unorganised cloud of any size, for the
+filters that work in tiles (the benchmarks and chapter 6).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.files import check_input_file, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
@@ -75,6 +79,47 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
     if semantic:
         scan["meta"]["semantic_classes"] = {str(code): name for code, name in enumerate(SEMANTIC_NAMES)}
     return scan
+
+
+def large_cloud(points: int, config: ScannerConfig | None = None, seed: int = 0,
+                first: np.ndarray | None = None) -> np.ndarray:
+    """A cloud of ``points`` points made of simulated scans laid side by side on a grid.
+
+    Scans 0 to 7 of seed 0 (``make_scan``) are used in turn; each copy is centred, turned about the
+    vertical (z) by a random angle, moved to its place on the grid and jittered by a tenth of the point
+    spacing, so that no two copies are the same points. The copies are added until the size is reached.
+
+    Args:
+        points: the cloud's size.
+        config: the scanner of the scans (640x480 by default).
+        seed: the seed of the angles and the jitter.
+        first: (n, 3) points to use instead of scan 0 (its measured points), for instance a loaded scan.
+
+    Returns:
+        (points, 3) float64 coordinates in metres.
+    """
+    config = config or ScannerConfig(width=640, height=480)
+    scans = [] if first is None else [np.asarray(first, np.float64)]
+    for index in range(len(scans), 8):
+        scan = make_scan(0, index, config)
+        scans.append(np.asarray(scan["xyz"], np.float64)[np.asarray(scan["valid"], bool)])
+    rng = np.random.default_rng(seed)
+    spacing = point_spacing(scans[0])
+    width = 1.2 * max(float(np.ptp(s[:, :2], axis=0).max()) for s in scans)
+    copies = -(-points // min(len(s) for s in scans))
+    side = int(np.ceil(np.sqrt(copies)))
+    parts, total = [], 0
+    for copy in range(copies):
+        cloud = scans[copy % len(scans)]
+        cloud = cloud - np.r_[np.median(cloud[:, :2], axis=0), 0]
+        angle = rng.uniform(0, 2 * np.pi)
+        turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+        moved = cloud @ turn.T + [width * (copy % side), width * (copy // side), 0]
+        parts.append(moved + rng.normal(scale=0.1 * spacing, size=moved.shape))
+        total += len(moved)
+        if total >= points:
+            break
+    return np.concatenate(parts)[:points]
 
 
 def _shares(families) -> list[float]:

@@ -1,5 +1,6 @@
 """Matplotlib figures for the book: matrices, images, clouds, a U-Net's shape, confusion matrices,
-weight histograms, octree slices, a scan's channels and filter outcomes.
+weight histograms, octree slices, a scan's channels, filter outcomes, and a cloud's tiles with the
+task graph of a filter run on them.
 
 Each function takes arrays and returns what it drew on: a function of one panel draws into a given
 ``ax`` (or a new figure when ``ax`` is None) and returns the axes, so that chapters can compose
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pcfilter_lib.filters.tile_store import TileGrid
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, LABEL_COLOURS
 from pcfilter_lib.viz.colours import OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
 
@@ -421,3 +423,86 @@ def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: floa
     fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8)
     return fig
 
+
+
+def plot_tile_tasks(xyz: np.ndarray, grid: TileGrid, cell: int, margin: float, max_points: int = 40_000,
+                    size: float = 4.5):
+    """A cloud cut into tiles, and the task graph of SOR on them (``filters.classical_tiles``).
+
+    Left, a top view of the cloud over the grid's two axes, each tile's points in a colour of their
+    own and numbered as the grid numbers its cells, with ``cell``'s box and its halo, the box grown by
+    ``margin``. Right, the graph of the run: the client cuts the cloud into one file per tile, one task
+    per tile finds each of its points' mean neighbour distance (reading its halo from the neighbours'
+    files), the client gathers the means in tile order, sums them into the threshold and decides every
+    point, all drawn from the tiles this grid makes of this cloud.
+
+    Args:
+        xyz: (N, 3) finite coordinates.
+        grid: the tiles (``filters.tile_store.TileGrid.cover`` of the cloud's bounding box).
+        cell: the tile whose halo is drawn.
+        margin: how far the halo reaches beyond the tile, in the cloud's unit.
+        max_points: at most this many points are drawn (an even sample), to keep the figure light.
+        size: the height of the figure, in inches.
+
+    Returns:
+        The figure: its first axes hold one scatter (a ``PathCollection``) per tile with points, in
+        tile order.
+    """
+    xyz = np.asarray(xyz, np.float64)
+    cells = grid.cells(xyz)
+    tiles = [int(c) for c in np.unique(cells)]
+    colours = plt.get_cmap("tab10" if len(tiles) <= 10 else "tab20")
+    colour = {tile: colours(k % colours.N) for k, tile in enumerate(tiles)}
+    fig, (top, graph) = plt.subplots(1, 2, figsize=(2.4 * size, size), layout="constrained",
+                                     gridspec_kw={"width_ratios": [1, 1.3]})
+    a, b = grid.axes
+    shown = np.arange(0, len(xyz), max(1, -(-len(xyz) // max_points)))
+    for tile in tiles:
+        mine = shown[cells[shown] == tile]
+        top.scatter(xyz[mine, a], xyz[mine, b], s=0.3, color=colour[tile], rasterized=True)
+        (low, high) = grid.box(tile, 0.0)
+        top.text(*(low + high) / 2, str(tile), ha="center", va="center", fontsize=9, weight="bold",
+                 bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
+    for grown, style, name in ((0.0, "-", f"tile {cell}"), (margin, "--", f"its halo ({margin:.3g} wider)")):
+        low, high = grid.box(cell, grown)
+        top.add_patch(plt.Rectangle(low, *(high - low), fill=False, linestyle=style, linewidth=1.5,
+                                    edgecolor="black", label=name))
+    edges = [grid.low[axis] + grid.size * np.arange(count + 1) for axis, count in zip(grid.axes, grid.shape,
+                                                                                      strict=True)]
+    top.vlines(edges[0], edges[1][0], edges[1][-1], color="0.8", linewidth=0.6, zorder=0)
+    top.hlines(edges[1], edges[0][0], edges[0][-1], color="0.8", linewidth=0.6, zorder=0)
+    pad = margin + 0.02 * grid.size
+    top.set(xlabel=f"{'xyz'[a]} (m)", ylabel=f"{'xyz'[b]} (m)", aspect="equal",
+            xlim=(edges[0][0] - pad, edges[0][-1] + pad), ylim=(edges[1][0] - pad, edges[1][-1] + pad),
+            title=f"{len(xyz):,} points, {len(tiles)} tiles with points")
+    top.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    _draw_sor_graph(graph, tiles, colour)
+    return fig
+
+
+def _draw_sor_graph(ax, tiles: Sequence[int], colour: Mapping[int, tuple]) -> None:
+    """The task graph of ``plot_tile_tasks``: client steps in grey, one worker task per tile."""
+    n, middle = len(tiles), 0.6
+    xs = np.linspace(0.2, 1.0, n + 2)[1:-1] if n > 1 else np.array([middle])
+    client = [(5.0, "cut the cloud into one file per tile"), (2.9, "gather the means in tile order"),
+              (2.0, "sum them in the cloud's order: mean, std\nthreshold = mean + std_ratio · std"),
+              (1.0, "pass 2: keep each point if 0 < m < threshold"),
+              (0.1, "write the kept points in the cloud's order")]
+    box = {"boxstyle": "round,pad=0.35", "facecolor": "0.9", "edgecolor": "0.4"}
+    arrow = {"arrowstyle": "-|>", "color": "0.4", "linewidth": 0.8, "shrinkA": 9, "shrinkB": 9}
+    for x, tile in zip(xs, tiles, strict=True):
+        ax.annotate("", (x, 4.0), (middle, 5.0), arrowprops=arrow)
+        ax.annotate("", (middle, 2.9), (x, 4.0), arrowprops=arrow)
+        ax.text(x, 4.0, f"{tile}", ha="center", va="center", fontsize=8 if n <= 12 else 6,
+                bbox={"boxstyle": "circle,pad=0.3", "facecolor": colour[tile], "edgecolor": "0.3"})
+    for (y0, _), (y1, _) in zip(client[1:], client[2:], strict=False):
+        ax.annotate("", (middle, y1), (middle, y0), arrowprops=arrow)
+    for y, text in client:
+        ax.text(middle, y, text, ha="center", va="center", fontsize=8, bbox=box)
+    for y, text in ((5.0, "client"), (4.0, f"pass 1:\n{n} tasks\non the\nworkers"), (1.5, "client")):
+        ax.text(0.0, y, text, ha="left", va="center", fontsize=8, color="0.3", style="italic")
+    ax.text(middle, 3.55, "each task: its tile + halo -> every point's mean distance m to its k nearest",
+            ha="center", va="center", fontsize=7, color="0.3",
+            bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1})
+    ax.set(xlim=(-0.02, 1.12), ylim=(-0.3, 5.4), title="SOR in tiles: the task graph")
+    ax.set_axis_off()
