@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from pcfilter_lib.geometry import neighbours
 from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours, nearest_neighbours_float32
 
 
@@ -85,3 +86,12 @@ def test_the_float32_search_refuses_bad_input_in_one_line():
         nearest_neighbours_float32(points, 2, queries=[[np.nan, 0, 0]])
     with pytest.raises(ValueError, match="k must lie in"):
         nearest_neighbours_float32(np.zeros((0, 3)), 1)
+
+
+@pytest.mark.parametrize(("setting", "threads"), [(None, -1), ("1", 1), ("3", 3), ("0", -1), ("many", -1)])
+def test_the_search_follows_omp_num_threads_as_the_cluster_workers_set_it(setting, threads, monkeypatch):
+    if setting is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", setting)
+    assert neighbours.search_threads() == threads

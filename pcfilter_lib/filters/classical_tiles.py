@@ -59,6 +59,7 @@ from pcfilter_lib.filters.tile_store import (
     serial_cells,
     store_cloud,
 )
+from pcfilter_lib.geometry.neighbours import search_threads
 
 CLASSICAL_TILE_POINTS = 250_000  # points per tile of SOR and ROR (larger ones: sparse points widen the halo more)
 CLASSICAL_WHOLE_POINTS = 2_000_000  # a cloud up to this size goes in one pass: faster, about 0.35 GB a million
@@ -152,7 +153,7 @@ def sor_tile(store: TileStore, cell: int, nb_neighbors: int) -> tuple[np.ndarray
         pending = np.flatnonzero(~done)
         for start in range(0, len(pending), QUERY_ROWS):
             mine = pending[start:start + QUERY_ROWS]
-            distance, neighbours = tree.query(xyz[query[mine]], k, workers=-1)
+            distance, neighbours = tree.query(xyz[query[mine]], k, workers=search_threads())
             kth[mine] = distance.reshape(len(mine), k)[:, -1]
             means[mine] = open3d_mean_distances(xyz, neighbours.reshape(len(mine), k), query[mine])
         if everything:

@@ -21,10 +21,20 @@ Open3D's, and a chapter's kernel that had loaded both crashed once inside Open3D
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy.spatial import cKDTree
 
 QUERY_BLOCK = 1 << 18  # query points per call of the float32 search
+
+
+def search_threads() -> int:
+    """Threads of a KD-tree query (SciPy's ``workers``): ``OMP_NUM_THREADS`` when it is set to a positive
+    number, as the workers of ``pcfilter ... --jobs`` set it to 1, so that N workers use N cores; else
+    every core (-1)."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else -1
 
 
 class NeighbourIndex:
@@ -136,7 +146,7 @@ def nearest_neighbours_float32(points, k: int, queries=None) -> tuple[np.ndarray
     found, lengths = np.empty((len(queries), k), np.uint32), np.empty((len(queries), k), np.float32)
     for start in range(0, len(queries), QUERY_BLOCK):  # SciPy answers in float64 and int64: a block at a time
         rows = order[start:start + QUERY_BLOCK]
-        distances, indices = tree.query(queries[rows], k, workers=-1)
+        distances, indices = tree.query(queries[rows], k, workers=search_threads())
         found[rows], lengths[rows] = indices.reshape(-1, k), distances.reshape(-1, k)
     return found, lengths
 
