@@ -3,8 +3,8 @@ a chapter writes ``viz.show_images(...)`` whichever module holds it.
 
 - ``figures``: Matplotlib figures of matrices, images, clouds, a U-Net's shape, confusion matrices,
   weight histograms, octree slices, a scan's channels, filter outcomes and a cloud's tiles with the
-  task graph of SOR on them. A one-panel function draws
-  into a given ``ax`` (or a new figure when ``ax`` is None), so that chapters compose panels freely.
+  task graph of SOR on them. A one-panel function draws into a given ``ax`` (or a new figure when
+  ``ax`` is None), so that chapters compose panels freely.
 - ``training``: Matplotlib curves of training runs, threshold sweeps and transfer strategies.
 - ``interactive``: Plotly 3D figures (scans, clouds, meshes, voxels, filter outcomes) and
   ``setup_plotly``, which makes them show in notebooks and in the built book.

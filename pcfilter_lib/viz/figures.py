@@ -424,7 +424,6 @@ def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: floa
     return fig
 
 
-
 def plot_tile_tasks(xyz: np.ndarray, grid: TileGrid, cell: int, margin: float, max_points: int = 40_000,
                     size: float = 4.5):
     """A cloud cut into tiles, and the task graph of SOR on them (``filters.classical_tiles``).
