@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
-from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN
+from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN, View, pixel_voxels
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.labels import KEEP, SEMANTIC_BACKGROUND, SEMANTIC_CODES
 from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_view, viewpoint
@@ -127,3 +127,33 @@ def test_bad_input(tmp_path, two_views):
         sv.scene_features(np.zeros((2, 2, 2)), np.zeros((2, 2, 3)))
     with pytest.raises(ValueError, match="size <="):
         sv.random_chunks(np.zeros((1, 4, 4, 4, 3)), np.zeros((1, 4, 4, 4)), 5, 1, np.random.default_rng(0))
+
+
+def test_views_are_kept_and_give_back_the_points(two_views):
+    # The stored depth, intrinsics and pose give back the scanner's measured points, and the pixels'
+    # classes agree with the voxels their points fall in.
+    scene = make_scene(np.random.default_rng([4, 0]), n_parts=PARTS)
+    scan = simulate_view(scene, SMALL, np.random.default_rng([4, 0, 0]), viewpoint())
+    g = two_views
+    assert g["view_depth"].shape == g["view_intensity"].shape == g["view_semantic"].shape == (2, 48, 64)
+    view = View.from_depth(g["view_depth"][0], g["view_intrinsics"][0], g["poses"][0])
+    assert np.array_equal(np.isfinite(view.xyz[..., 2]), scan["valid"])
+    assert np.allclose(view.xyz[scan["valid"]], scan["xyz"][scan["valid"]], atol=1e-6)
+    grid = sv.scene_grid(RES)
+    voxels = pixel_voxels(view, grid)
+    hit = voxels >= 0
+    assert hit[scan["valid"]].mean() > 0.95 and not hit[~scan["valid"]].any()
+    assert (g["state"].ravel()[voxels[hit]] == OCCUPIED).all()
+    assert (g["labels"].ravel()[voxels[hit]] == g["view_semantic"][0][hit]).mean() > 0.8
+
+
+def test_load_scene_views(tmp_path):
+    folder = sv.write_scene_grids(tmp_path / "scenes", 2, 4, SMALL, resolution=RES, n_views=2, split=(0.5, 0, 0.5),
+                                  n_parts=PARTS)
+    views = sv.load_scene_views(folder, "test")
+    assert views["depth"].shape == (1, 2, 48, 64) and views["intensity"].dtype == np.float32
+    assert sv.scene_grid_of(views, 0) == sv.scene_grid(RES)
+    one = sv.scene_view(views, 0, 1)
+    assert one.xyz.shape == (48, 64, 3) and np.isfinite(one.xyz).any()
+    with pytest.raises(ValueError, match="no scene grids"):
+        sv.load_scene_views(tmp_path, "test")

@@ -17,6 +17,12 @@ viewpoints (``simulate.scanner.simulate_view``: the first looks straight down, t
 * ``instance`` (R, R, R) uint8: the surface id there (0 table, 1 bin, 2.. parts; 255 none);
 * ``origin`` (3,) and ``voxel_size`` () float64: the grid in the scene's world frame (metres);
 * ``poses`` (V, 4, 4) float32: each view's camera-to-world pose;
+* the views themselves, for networks that read images or points (``load_scene_views``):
+  ``view_depth`` (V, H, W) float32, the measured depth along each camera's z axis (NaN where the
+  scanner measured nothing; ``geometry.voxels.View.from_depth`` turns it back into points),
+  ``view_intensity`` (V, H, W) float16, the intensity image, ``view_semantic`` (V, H, W) uint8, the
+  class of the surface each pixel sees (``simulate.semantic_image``; known also where no point was
+  measured), and ``view_intrinsics`` (V, 3, 3) float32;
 * ``meta``: JSON with the generator, seed, index, scanner, views and the scene description.
 
 The scans carry the simulator's artefacts, so the grids hold false surface where the scanner erred,
@@ -41,10 +47,10 @@ from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.simulate.dataset import split_sizes
 from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_view, viewpoint
-from pcfilter_lib.simulate.scene import BIN_WALL, NO_SURFACE, Scene, make_scene
+from pcfilter_lib.simulate.scene import BIN_WALL, NO_SURFACE, Scene, make_scene, semantic_image
 
 GENERATOR = "pcfilter.scene_voxels"
-VERSION = "1"  # bump whenever the same seed and parameters would give different bytes
+VERSION = "2"  # bump whenever the same seed and parameters would give different bytes
 SPLITS = ("train", "val", "test")
 GRID_SIDE = 0.56  # metres: the bin (0.53 x 0.39 m outside) with a margin of table around it
 FLOOR_VOXELS = 3  # voxels between the grid's bottom and the bin floor's underside
@@ -122,11 +128,15 @@ def make_scene_grid(seed: int, index: int, config: ScannerConfig, resolution: in
     rng = np.random.default_rng([seed, index])
     scene = make_scene(rng, n_parts=n_parts)
     motions = view_motions(int(n_views), rng)
-    views, poses = [], []
+    views, poses, images = [], [], {"depth": [], "intensity": [], "semantic": [], "intrinsics": []}
     for k, motion in enumerate(motions):
         scan = simulate_view(scene, config, np.random.default_rng([seed, index, k]), motion)
         views.append(View(scan["xyz"], scan["intrinsics"].astype(np.float64), scan["pose"].astype(np.float64)))
         poses.append(scan["pose"])
+        images["depth"].append(np.where(scan["valid"], scan["xyz"][..., 2], np.nan).astype(np.float32))
+        images["intensity"].append(scan["intensity"].astype(np.float16))
+        images["semantic"].append(semantic_image(scan["surface"], scene.description))
+        images["intrinsics"].append(scan["intrinsics"].astype(np.float32))
     tsdf, weight = fuse_tsdf(views, grid, truncation)
     state = carve(views, grid)
     labels, instance = label_grid(scene, grid)
@@ -138,7 +148,8 @@ def make_scene_grid(seed: int, index: int, config: ScannerConfig, resolution: in
             "scanner": config.to_dict(), "scene": scene.description}
     return {"tsdf": np.where(weight > 0, tsdf, 0.0).astype(np.float16), "state": state, "labels": labels,
             "instance": instance, "origin": np.asarray(grid.origin, np.float64),
-            "voxel_size": np.float64(grid.voxel_size), "poses": np.stack(poses).astype(np.float32), "meta": meta}
+            "voxel_size": np.float64(grid.voxel_size), "poses": np.stack(poses).astype(np.float32),
+            **{f"view_{key}": np.stack(values) for key, values in images.items()}, "meta": meta}
 
 
 def scene_names(n: int, split=(0.8, 0.1, 0.1)) -> list[str]:
@@ -204,16 +215,8 @@ def write_scene_grids(out: str | os.PathLike, n: int, seed: int, config: Scanner
     return out
 
 
-def load_scene_grids(folder: str | os.PathLike, split: str, verify: bool = True) -> dict[str, np.ndarray]:
-    """One split of a folder written by ``write_scene_grids``, stacked.
-
-    Returns:
-        ``tsdf`` (N, R, R, R) float32, ``state``, ``labels`` and ``instance`` (N, R, R, R) uint8.
-
-    Raises:
-        ValueError: the folder holds no scene set, the split is unknown, empty or incomplete, or (with
-            ``verify``) a file differs from its manifest checksum.
-    """
+def _split_files(folder: str | os.PathLike, split: str, verify: bool) -> list[Path]:
+    """The files of one split of a scene set, checked against its manifest."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("generator") != GENERATOR:
@@ -234,14 +237,61 @@ def load_scene_grids(folder: str | os.PathLike, split: str, verify: bool = True)
         if changed:
             raise ValueError(f"{folder}/{changed[0]} does not match its manifest checksum; run write_scene_grids "
                              "again to make it anew")
-    parts: dict[str, list] = {"tsdf": [], "state": [], "labels": [], "instance": []}
-    for name in names:
-        with np.load(folder / name, allow_pickle=False) as archive:
-            for key in parts:
+    return [folder / name for name in names]
+
+
+def _stack(files: list[Path], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    parts: dict[str, list] = {key: [] for key in keys}
+    for path in files:
+        with np.load(path, allow_pickle=False) as archive:
+            for key in keys:
                 parts[key].append(archive[key])
-    stacked = {key: np.stack(values) for key, values in parts.items()}
+    return {key: np.stack(values) for key, values in parts.items()}
+
+
+def load_scene_grids(folder: str | os.PathLike, split: str, verify: bool = True) -> dict[str, np.ndarray]:
+    """One split of a folder written by ``write_scene_grids``, stacked.
+
+    Returns:
+        ``tsdf`` (N, R, R, R) float32, ``state``, ``labels`` and ``instance`` (N, R, R, R) uint8.
+
+    Raises:
+        ValueError: the folder holds no scene set, the split is unknown, empty or incomplete, or (with
+            ``verify``) a file differs from its manifest checksum.
+    """
+    stacked = _stack(_split_files(folder, split, verify), ("tsdf", "state", "labels", "instance"))
     stacked["tsdf"] = stacked["tsdf"].astype(np.float32)
     return stacked
+
+
+def load_scene_views(folder: str | os.PathLike, split: str, verify: bool = True) -> dict[str, np.ndarray]:
+    """The views of one split's scenes, stacked, in the order of ``load_scene_grids``.
+
+    Returns:
+        ``depth`` (N, V, H, W) float32 (NaN: no point), ``intensity`` (N, V, H, W) float32, ``semantic``
+        (N, V, H, W) uint8, ``intrinsics`` (N, V, 3, 3), ``poses`` (N, V, 4, 4), ``origin`` (N, 3),
+        ``voxel_size`` (N,) and ``resolution`` (N,).
+
+    Raises:
+        ValueError: as ``load_scene_grids``.
+    """
+    keys = ("view_depth", "view_intensity", "view_semantic", "view_intrinsics", "poses", "origin", "voxel_size")
+    stacked = _stack(_split_files(folder, split, verify), keys)
+    views = {key.removeprefix("view_"): value for key, value in stacked.items()}
+    views["intensity"] = views["intensity"].astype(np.float32)
+    views["resolution"] = np.rint(GRID_SIDE / views["voxel_size"]).astype(np.int64)  # scene_grid's cube
+    return views
+
+
+def scene_view(views: Mapping[str, np.ndarray], scene: int, view: int) -> View:
+    """View ``view`` of scene ``scene`` of ``load_scene_views``'s arrays, as a ``geometry.voxels.View``."""
+    return View.from_depth(views["depth"][scene, view], views["intrinsics"][scene, view], views["poses"][scene, view])
+
+
+def scene_grid_of(views: Mapping[str, np.ndarray], scene: int) -> Grid:
+    """The ``Grid`` that scene ``scene`` of ``load_scene_views``'s arrays was fused into."""
+    side = int(views["resolution"][scene])
+    return Grid(tuple(views["origin"][scene]), float(views["voxel_size"][scene]), (side, side, side))
 
 
 # Network inputs and chunks ----------------------------------------------------------------------------

@@ -331,6 +331,34 @@ class View:
         points = points[np.isfinite(points).all(axis=1)]
         return points @ self.pose[:3, :3].T + self.pose[:3, 3]
 
+    def world_xyz(self) -> np.ndarray:
+        """Every pixel's point (H, W, 3) in the world frame, NaN where there is none."""
+        return self.xyz @ self.pose[:3, :3].T + self.pose[:3, 3]
+
+    @classmethod
+    def from_depth(cls, depth: np.ndarray, intrinsics: np.ndarray, pose: np.ndarray) -> View:
+        """The view whose points are the pixels' centres pushed out to ``depth`` (H, W) along their rays
+        (a scan's ``xyz`` exactly, to rounding); NaN or 0 depth means no point."""
+        depth = np.asarray(depth, np.float64)
+        if depth.ndim != 2:
+            raise ValueError(f"a depth image is (H, W), got shape {depth.shape}")
+        K = np.asarray(intrinsics, np.float64)
+        v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]] + 0.5
+        z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+        xyz = np.stack([(u - K[0, 2]) / K[0, 0] * z, (v - K[1, 2]) / K[1, 1] * z, z], axis=-1)
+        return cls(xyz, K, np.asarray(pose, np.float64))
+
+
+def pixel_voxels(view: View, grid: Grid) -> np.ndarray:
+    """The voxel each pixel's measured point falls in: (H, W) int64 flat indices into ``grid.shape``
+    (C order, [x, y, z]), -1 where the pixel has no point or its point lies outside the grid. This is
+    where a feature of the pixel lands when it is carried back along its camera ray to the surface."""
+    xyz = view.world_xyz().reshape(-1, 3)
+    measured = np.isfinite(xyz).all(axis=1)
+    ijk, inside = grid.index(np.where(measured[:, None], xyz, np.asarray(grid.origin) - 1.0))  # no point: outside
+    flat = np.ravel_multi_index(tuple(np.where(inside[:, None], ijk, 0).T), grid.shape)
+    return np.where(inside, flat, -1).reshape(view.xyz.shape[:2])
+
 
 def carve(views: Sequence[View], grid: Grid) -> np.ndarray:
     """Carve a ternary grid from depth views: what the views saw, what they saw through, and the rest.
