@@ -13,7 +13,13 @@ Two ways the lecture presents, on the grids of ``data.scene_voxels`` (channels: 
   (``predict_scene``). Its two registered layers pad any grid to a multiple of the pooling factor and
   crop the result back, so a scene of any size goes in.
 
-Both end in a softmax over the K classes of ``labels.SEMANTIC_NAMES``.
+And the image stream of 3DMV (Dai and Niessner 2018): ``build_image_network``, a small 2D U-Net that
+labels every pixel of a scan's images (intensity, depth) and whose last hidden layer, the per-pixel
+features, is carried back along the camera rays into the voxels (``recipes.scene_images``). With
+``streams`` the scene U-Net reads several groups of channels (geometry, back-projected image
+features), each through a 3D convolution of its own before they are joined.
+
+All end in a softmax over the K classes of ``labels.SEMANTIC_NAMES``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,26 @@ class CropLike(layers.Layer):
     def compute_output_shape(self, input_shapes):
         x, reference = input_shapes
         return (x[0], *reference[1:4], x[4])
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class ChannelSlice(layers.Layer):
+    """Channels ``start`` to ``stop`` (exclusive) of the last axis: one stream of a joined input."""
+
+    def __init__(self, start: int, stop: int, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= int(start) < int(stop):
+            raise ValueError(f"a channel slice needs 0 <= start < stop, got {start} and {stop}")
+        self.start, self.stop = int(start), int(stop)
+
+    def call(self, x):
+        return x[..., self.start:self.stop]
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.stop - self.start)
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop}
 
 
 def conv_block(x, filters: int, name: str):
@@ -126,25 +152,36 @@ def build_column_cnn(height: int, context: int = 15, classes: int = CLASSES, cha
 
 
 def build_scene_unet(classes: int = CLASSES, channels: int = FEATURES, filters: tuple[int, ...] = (8, 16, 32),
-                     name: str = "scene_unet") -> keras.Model:
+                     streams: tuple[int, ...] | None = None, name: str = "scene_unet") -> keras.Model:
     """A small fully convolutional 3D U-Net: grids of any size -> class probabilities per voxel.
 
     Args:
         classes: K.
         channels: values per voxel.
         filters: channels per level, finest first; each level after the first halves the grid.
+        streams: channel counts of the input's groups, in order, summing to ``channels``: each group
+            passes through a 3x3x3 convolution of its own (``filters[0]`` channels) before the groups
+            are concatenated, as 3DMV joins its geometry and image streams. None: one input, no stem.
         name: the model's name.
 
     Returns:
         A ``keras.Model`` (B, X, Y, Z, channels) -> (B, X, Y, Z, classes), any X, Y, Z.
 
     Raises:
-        ValueError: fewer than two levels or fewer than two classes.
+        ValueError: fewer than two levels or fewer than two classes, or streams that do not add up.
     """
     if len(filters) < 2 or classes < 2:
         raise ValueError(f"a U-Net needs at least two levels and two classes, got {filters} and {classes}")
+    if streams is not None and (sum(streams) != channels or min(streams, default=0) < 1):
+        raise ValueError(f"the streams' channels {tuple(streams)} must be positive and add up to {channels}")
     inputs = keras.Input((None, None, None, channels), name="scene")
     x = PadToMultiple(2 ** (len(filters) - 1), name="pad")(inputs)
+    if streams is not None:
+        ends = np.cumsum((0, *streams))
+        stems = [layers.Conv3D(filters[0], 3, padding="same", activation="relu", name=f"stream{i + 1}_conv")(
+                     ChannelSlice(int(a), int(b), name=f"stream{i + 1}")(x)) for i, (a, b) in enumerate(zip(
+                         ends[:-1], ends[1:], strict=True))]
+        x = stems[0] if len(stems) == 1 else layers.Concatenate(name="streams_joined")(stems)
     skips = []
     for level, f in enumerate(filters[:-1]):
         x = conv_block(x, f, f"down{level + 1}")
@@ -158,6 +195,59 @@ def build_scene_unet(classes: int = CLASSES, channels: int = FEATURES, filters: 
     x = layers.Conv3D(classes, 1, activation="softmax", name="probabilities")(x)
     outputs = CropLike(name="crop")([x, inputs])
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_image_network(classes: int = CLASSES, channels: int = 3, filters: tuple[int, int] = (16, 32),
+                        features: int = 8, name: str = "image_network") -> keras.Model:
+    """The 2D stream of 3DMV, small: a two-level U-Net that labels every pixel of an image.
+
+    Args:
+        classes: K.
+        channels: values per pixel (intensity, depth, measured flag).
+        filters: channels of the full-resolution and the half-resolution level.
+        features: channels of the last hidden layer (``image_features``), the per-pixel features
+            that are back-projected into the voxels.
+        name: the model's name.
+
+    Returns:
+        A ``keras.Model`` (B, H, W, channels) -> (B, H, W, classes), any H, W.
+    """
+    if classes < 2 or features < 1 or min(filters) < 1:
+        raise ValueError(f"need classes >= 2 and positive widths, got {classes}, {filters}, {features}")
+    inputs = keras.Input((None, None, channels), name="image")
+    x = inputs
+    for i in (1, 2):
+        x = layers.Conv2D(filters[0], 3, padding="same", activation="relu", name=f"full_conv{i}")(x)
+    skip = x
+    x = layers.MaxPooling2D(2, padding="same", name="half_pool")(x)  # odd sides: rounded up, cropped below
+    for i in (1, 2):
+        x = layers.Conv2D(filters[1], 3, padding="same", activation="relu", name=f"half_conv{i}")(x)
+    x = layers.UpSampling2D(2, name="up")(x)
+    x = CropLike2D(name="crop_up")([x, skip])
+    x = layers.Concatenate(name="skip")([x, skip])
+    x = layers.Conv2D(filters[0], 3, padding="same", activation="relu", name="up_conv")(x)
+    x = layers.Conv2D(features, 1, activation="relu", name="image_features")(x)
+    outputs = layers.Conv2D(classes, 1, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class CropLike2D(layers.Layer):
+    """Crop an image batch to the height and width of a reference, keeping the top-left corner."""
+
+    def call(self, inputs):
+        x, reference = inputs
+        shape = ops.shape(reference)
+        return x[:, :shape[1], :shape[2], :]
+
+    def compute_output_shape(self, input_shapes):
+        x, reference = input_shapes
+        return (x[0], *reference[1:3], x[3])
+
+
+def image_features(model: keras.Model) -> keras.Model:
+    """The part of a ``build_image_network`` model up to its per-pixel features (shared layers)."""
+    return keras.Model(model.input, model.get_layer("image_features").output, name=f"{model.name}_features")
 
 
 def predict_columns(model: keras.Model, features: np.ndarray, batch_size: int = 256) -> np.ndarray:

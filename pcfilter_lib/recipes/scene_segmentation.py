@@ -138,21 +138,23 @@ def train_column_network(features: np.ndarray, labels: np.ndarray, recipe: Scene
     return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="column network")
 
 
-def train_scene_unet(features: np.ndarray, labels: np.ndarray, recipe: SceneRecipe, seed: int = 0) -> TrainResult:
+def train_scene_unet(features: np.ndarray, labels: np.ndarray, recipe: SceneRecipe, seed: int = 0,
+                     streams: tuple[int, ...] | None = None) -> TrainResult:
     """Train the fully convolutional 3D U-Net (``models.scene_cnn.build_scene_unet``) on random cubic chunks.
 
     Args:
-        features: (N, X, Y, Z, 3) training scenes' inputs.
+        features: (N, X, Y, Z, C) training scenes' inputs (C = 3: ``scene_voxels.scene_features``).
         labels: (N, X, Y, Z) their classes.
         recipe: the budget and sizes.
-        seed: the chunks' and the weights' seed.
+        seed: the chunks' and the weights' seed (the chunks' places do not depend on the channels).
+        streams: groups of the input's channels with a convolution of their own (``build_scene_unet``).
 
     Returns:
         The ``nn.fit.TrainResult``.
     """
     keras.utils.set_random_seed(seed)
     x, y = scene_voxels.random_chunks(features, labels, recipe.chunk, recipe.chunks, np.random.default_rng([seed, 2]))
-    model = scene_cnn.build_scene_unet(CLASSES, filters=recipe.unet_filters)
+    model = scene_cnn.build_scene_unet(CLASSES, features.shape[-1], recipe.unet_filters, streams)
     _compile(model, y, recipe)
     return fit(model, (x, y), epochs=recipe.epochs, batch_size=recipe.batch_size, desc="scene U-Net")
 
