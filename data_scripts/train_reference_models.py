@@ -8,6 +8,7 @@
     python data_scripts/train_reference_models.py --target neighbourfilter
     python data_scripts/train_reference_models.py --target punet
     python data_scripts/train_reference_models.py --target yovo
+    python data_scripts/train_reference_models.py --target sceneimages
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -22,7 +23,9 @@ the point filter learn from the mixed simulated scans: bins, boards and fruit, e
 scanner (made if missing); the neighbour filter from those and a second mixed set at 320x240. The
 PU-Net upsampler learns from patches of the true surfaces of bins, boards and fruit, at the point
 density of the default 640x480 scanner's scans (made if missing). YOVO learns to turn one image of a
-procedural ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing).
+procedural ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing). The
+scene image network (chapter 8's 2D stream) learns to label the pixels of the full-size chapter's scene
+set (made if missing).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -38,7 +41,7 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS
 
-TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet, pointnet2, dgcnn, unet, pointfilter, punet, yovo, neighbourfilter
+TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet ... neighbourfilter, sceneimages
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -50,6 +53,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         image_to_voxels,
         neighbour_filter,
         point_filter,
+        scene_images,
         unet_filter,
         upsampling,
     )
@@ -64,6 +68,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
     if target == "yovo":
         settings = config.choose(full=image_to_voxels.FULL, fast=image_to_voxels.FAST)
         return image_to_voxels.train_reference_yovo(out, config.data_dir(), settings, seed=seed)
+    if target == "sceneimages":
+        settings = config.choose(full=scene_images.REFERENCE, fast=scene_images.FAST)
+        recipe = config.choose(full=scene_images.seg.CHAPTER_FULL, fast=scene_images.seg.FAST)
+        return scene_images.train_reference_image_network(out, config.data_dir(), recipe, settings, seed=seed)
     if target == "neighbourfilter":
         settings = config.choose(full=neighbour_filter.FULL, fast=neighbour_filter.FAST)
         return neighbour_filter.train_reference_neighbour_filter(out, config.data_dir(), settings, seed=seed)
@@ -95,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     card.command = "python data_scripts/train_reference_models.py " + shlex.join(sys.argv[1:] if argv is None
                                                                                 else argv)
     path = card.write(args.out / Path(card.model).with_suffix(".json"))
-    score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou", "chamfer") if k in card.test)
+    score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou", "chamfer", "pixel_accuracy")
+                      if k in card.test)
     print(f"{args.target}: test {score}; {card.training_seconds:.0f} s of training; wrote {args.out / card.model} "
           f"and {path.name}")
     return 0

@@ -68,7 +68,7 @@ def test_joined_unet_streams_and_round_trip(tmp_path):
 
 def test_the_ablation_on_a_tiny_scene_set(tmp_path):
     models = {}
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models)
+    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None)
     assert set(si.INPUTS) | {"image", "image_only"} <= set(report)
     for which in si.INPUTS:
         assert 0 <= report[which]["mean_iou"] <= 1 and np.isfinite(report[which]["final_loss"])
@@ -82,3 +82,30 @@ def test_the_ablation_on_a_tiny_scene_set(tmp_path):
     features = si.image_feature_grids(models["image"], views)
     reached = features.any(axis=-1)
     assert reached.any() and (grids["state"][reached] == OCCUPIED).all()
+
+
+def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_path):
+    card = si.train_reference_image_network(tmp_path / "weights", tmp_path, TINY, TINY_BUDGET, progress=False)
+    path = tmp_path / "weights" / card.model
+    card.write(path.with_suffix(".json"))
+    assert card.target == "sceneimages" and 0 <= card.test["pixel_accuracy"] <= 1
+    assert card.data["parameters"]["n"] == TINY.n_scenes and card.file_bytes == path.stat().st_size
+    assert si.shipped_image_network(tmp_path / TINY.folder, path) is not None
+    other = replace(TINY, folder="other_scenes", seed=1)
+    seg.ensure_scene_grids(tmp_path, other)
+    assert si.shipped_image_network(tmp_path / other.folder, path) is None  # another seed: train anew
+    assert si.shipped_image_network(tmp_path / TINY.folder, tmp_path / "none.keras") is None
+    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=path)
+    assert report["image"]["shipped"] and report["image"]["train_seconds"] == card.training_seconds
+
+
+def test_the_chapter_u_net_stands_as_the_geometry_row(tmp_path):
+    folder = seg.ensure_scene_grids(tmp_path, TINY)
+    train_x, train_y = seg.load_features(folder, "train")
+    unet = seg.train_scene_unet(train_x, train_y, TINY, TINY.seed)
+    entry = {"mean_iou": 0.5, "train_seconds": unet.seconds}
+    models = {}
+    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None,
+                                 geometry=(unet.model, entry))
+    assert report["geometry"] == entry and models["geometry"] is unet.model
+    assert report["both"]["parameters"] > unet.model.count_params()  # a second stream

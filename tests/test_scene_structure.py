@@ -1,10 +1,12 @@
 """Resolution against accuracy, memory and time of a 3D network, and the eigenbasis of a partial scan."""
 
+import keras
 import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
 from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN
+from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.recipes import scene_structure as st
 from pcfilter_lib.recipes.scene_segmentation import SceneRecipe
 
@@ -30,6 +32,12 @@ def test_coarsen_keeps_surfaces_and_states():
 def test_activation_memory_grows_with_the_cube_of_the_side():
     small, large = st.unet_activation_floats(16, (8, 16)), st.unet_activation_floats(32, (8, 16))
     assert large == 8 * small
+
+
+def test_activation_count_is_every_layer_output_of_the_network():
+    model = scene_cnn.build_scene_unet(filters=(4, 8, 16))
+    outputs = keras.Model(model.input, [layer.output for layer in model.layers[1:]])(np.zeros((1, 16, 16, 16, 3)))
+    assert sum(int(np.prod(o.shape[1:])) for o in outputs) == st.unet_activation_floats(16, (4, 8, 16))
 
 
 def test_resolution_study_returns_a_row_per_resolution():

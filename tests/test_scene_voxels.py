@@ -157,3 +157,14 @@ def test_load_scene_views(tmp_path):
     assert one.xyz.shape == (48, 64, 3) and np.isfinite(one.xyz).any()
     with pytest.raises(ValueError, match="no scene grids"):
         sv.load_scene_views(tmp_path, "test")
+
+
+def test_first_views(tmp_path):
+    folder = sv.write_scene_grids(tmp_path / "scenes", 2, 4, SMALL, resolution=RES, n_views=2, split=(0.5, 0, 0.5),
+                                  n_parts=PARTS)
+    views = sv.load_scene_views(folder, "train")
+    one = sv.first_views(views, 1)
+    assert one["depth"].shape == (1, 1, 48, 64) and one["poses"].shape == (1, 1, 4, 4)
+    assert np.array_equal(one["depth"][:, 0], views["depth"][:, 0], equal_nan=True)
+    with pytest.raises(ValueError, match="choose 1 to 2"):
+        sv.first_views(views, 3)

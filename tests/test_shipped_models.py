@@ -26,7 +26,7 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 
 EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
-         "punet_upsampling", "yovo_modelnet10")
+         "punet_upsampling", "yovo_modelnet10", "scene_image_network")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -283,6 +283,15 @@ def load_scene_views(folder: str | os.PathLike, split: str, verify: bool = True)
     return views
 
 
+def first_views(views: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """``load_scene_views``'s arrays with only the first ``count`` views of every scene."""
+    total = views["depth"].shape[1]
+    if not 1 <= count <= total:
+        raise ValueError(f"the scenes have {total} views; choose 1 to {total}, got {count}")
+    per_view = ("depth", "intensity", "semantic", "intrinsics", "poses")
+    return {key: value[:, :count] if key in per_view else value for key, value in views.items()}
+
+
 def scene_view(views: Mapping[str, np.ndarray], scene: int, view: int) -> View:
     """View ``view`` of scene ``scene`` of ``load_scene_views``'s arrays, as a ``geometry.voxels.View``."""
     return View.from_depth(views["depth"][scene, view], views["intrinsics"][scene, view], views["poses"][scene, view])

@@ -28,7 +28,8 @@ SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
 SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet10.keras": "pointnet2",
                    "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
                    "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
-                   "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter"}
+                   "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter",
+                   "scene_image_network.keras": "sceneimages"}
 
 
 @dataclass

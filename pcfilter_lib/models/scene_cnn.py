@@ -161,7 +161,8 @@ def build_scene_unet(classes: int = CLASSES, channels: int = FEATURES, filters: 
         filters: channels per level, finest first; each level after the first halves the grid.
         streams: channel counts of the input's groups, in order, summing to ``channels``: each group
             passes through a 3x3x3 convolution of its own (``filters[0]`` channels) before the groups
-            are concatenated, as 3DMV joins its geometry and image streams. None: one input, no stem.
+            are concatenated, as 3DMV joins its geometry and image streams. None: one group of all
+            channels, so that a network on geometry alone is the same network with one stream.
         name: the model's name.
 
     Returns:
@@ -172,16 +173,16 @@ def build_scene_unet(classes: int = CLASSES, channels: int = FEATURES, filters: 
     """
     if len(filters) < 2 or classes < 2:
         raise ValueError(f"a U-Net needs at least two levels and two classes, got {filters} and {classes}")
-    if streams is not None and (sum(streams) != channels or min(streams, default=0) < 1):
-        raise ValueError(f"the streams' channels {tuple(streams)} must be positive and add up to {channels}")
+    streams = (channels,) if streams is None else tuple(int(n) for n in streams)
+    if sum(streams) != channels or min(streams, default=0) < 1:
+        raise ValueError(f"the streams' channels {streams} must be positive and add up to {channels}")
     inputs = keras.Input((None, None, None, channels), name="scene")
     x = PadToMultiple(2 ** (len(filters) - 1), name="pad")(inputs)
-    if streams is not None:
-        ends = np.cumsum((0, *streams))
-        stems = [layers.Conv3D(filters[0], 3, padding="same", activation="relu", name=f"stream{i + 1}_conv")(
-                     ChannelSlice(int(a), int(b), name=f"stream{i + 1}")(x)) for i, (a, b) in enumerate(zip(
-                         ends[:-1], ends[1:], strict=True))]
-        x = stems[0] if len(stems) == 1 else layers.Concatenate(name="streams_joined")(stems)
+    ends = np.cumsum((0, *streams))
+    stems = [layers.Conv3D(filters[0], 3, padding="same", activation="relu", name=f"stream{i + 1}_conv")(
+                 ChannelSlice(int(a), int(b), name=f"stream{i + 1}")(x))
+             for i, (a, b) in enumerate(zip(ends[:-1], ends[1:], strict=True))]
+    x = stems[0] if len(stems) == 1 else layers.Concatenate(name="streams_joined")(stems)
     skips = []
     for level, f in enumerate(filters[:-1]):
         x = conv_block(x, f, f"down{level + 1}")

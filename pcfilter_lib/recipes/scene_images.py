@@ -9,6 +9,9 @@ images carried back along the camera rays into the voxels, beside the fused geom
 * ``backproject`` writes per-pixel values into the voxel each pixel's measured point falls in, the
   maximum over the pixels and the views that land there (``geometry.voxels.pixel_voxels``); voxels no
   pixel reaches get zeros. ``image_feature_grids`` does it for every scene with the frozen features.
+* ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
+  can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
+  set is the one it learnt from.
 * ``run_scene_images`` trains the scene U-Net on three inputs at one budget, geometry only, image
   features only and both (each group of channels through a 3D convolution of its own, then joined),
   and scores them on whole test scenes beside the 2D network alone (its class probabilities
@@ -21,6 +24,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -28,11 +32,16 @@ from keras import ops
 
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.voxels import pixel_voxels
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, read_model_card
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES
 from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
+from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_segmentation as seg
+from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.image_to_voxels import save_for_inference
 
 CLASSES = len(SEMANTIC_NAMES)
 CHANNELS = 3  # intensity, depth, measured
@@ -60,6 +69,8 @@ class ImageBudget:
 
 FULL = ImageBudget()
 FAST = ImageBudget(filters=(8, 16), features=4, epochs=4)
+REFERENCE = ImageBudget(epochs=40)  # the shipped network, trained once (``train_reference_image_network``)
+SHIPPED = WEIGHTS / "scene_image_network.keras"
 
 
 def image_inputs(views: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -176,20 +187,81 @@ def joined_inputs(geometry: np.ndarray, images: np.ndarray, which: str) -> tuple
     raise ValueError(f"unknown input {which!r}; choose one of {tuple(INPUTS)}")
 
 
+def _split_views(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split's views as the 2D network's inputs (M, H, W, 3) and classes (M, H, W), scenes and views flattened."""
+    views = scene_voxels.load_scene_views(folder, split)
+    inputs = image_inputs(views)
+    return inputs.reshape(-1, *inputs.shape[2:]), views["semantic"].reshape(-1, *inputs.shape[2:4])
+
+
+def pixel_scores(model: keras.Model, inputs: np.ndarray, semantic: np.ndarray) -> dict:
+    """The 2D network on views: ``pixel_accuracy`` and ``pixel_iou`` {class name: IoU} of the classes present."""
+    confusion = np.zeros((CLASSES, CLASSES), np.int64)
+    for start in range(0, len(inputs), 8):
+        predicted = np.argmax(_per_view(model, inputs[start:start + 8]), axis=-1)
+        confusion += class_confusion(semantic[start:start + 8].ravel(), predicted.ravel(), CLASSES)
+    iou = seg.class_iou(confusion)
+    present = [c for c in range(CLASSES) if confusion[c].sum() > 0]
+    return {"pixel_accuracy": float(np.trace(confusion) / confusion.sum()),
+            "pixel_iou": {SEMANTIC_NAMES[c]: float(iou[c]) for c in present}}
+
+
+def train_reference_image_network(out: str | os.PathLike, data_dir: str | os.PathLike,
+                                  recipe: seg.SceneRecipe = seg.CHAPTER_FULL, budget: ImageBudget = REFERENCE,
+                                  seed: int = 0, progress: bool = True) -> ModelCard:
+    """Train the shipped 2D network on the training views of ``recipe``'s scene set and save
+    ``out/scene_image_network.keras``; returns its model card (``command`` left for the caller)."""
+    start = time.perf_counter()
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    train_x, train_y = _split_views(folder, "train")
+    test_x, test_y = _split_views(folder, "test")
+    run = train_image_network(train_x, train_y, budget, recipe.weight_power, seed)
+    path = save_for_inference(run.model, Path(out) / SHIPPED.name)
+    return ModelCard(
+        model=path.name, target="sceneimages",
+        load_with="import pcfilter_lib.models.scene_cnn; keras.models.load_model(path)",
+        data=provenance(folder, train_views=len(train_x), test_views=len(test_x)),
+        settings={**asdict(budget), "weight_power": recipe.weight_power, "seed": seed},
+        test=rounded(pixel_scores(run.model, test_x, test_y), 4), parameters=int(run.model.count_params()),
+        file_bytes=path.stat().st_size, training_seconds=round(run.seconds, 1),
+        wall_seconds=round(time.perf_counter() - start, 1), history=rounded(run.history, 4),
+        environment=environment())
+
+
+def shipped_image_network(folder: str | os.PathLike, path: str | os.PathLike = SHIPPED) -> keras.Model | None:
+    """The shipped 2D network if it learnt from a scene set of the same recipe as the one in ``folder``
+    (generator, version, seed and parameters as its card records them), else None: another set (fast
+    mode, another seed) trains its own. The files' checksums are not compared: the fused grids'
+    last bits may differ between processors."""
+    card = read_model_card(path)
+    here = provenance(folder)
+    if card is None or any(card.data.get(key) != here[key] for key in ("generator", "version", "seed", "parameters")):
+        return None
+    return load_saved_model(path, "2D image network")
+
+
 def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budget: ImageBudget = FULL,
-                     progress: bool = False, models: dict | None = None) -> dict:
+                     progress: bool = False, models: dict | None = None,
+                     shipped_path: str | os.PathLike | None = SHIPPED,
+                     geometry: tuple[keras.Model, dict] | None = None) -> dict:
     """The 3DMV ablation on the recipe's scene set: the 2D network, then the scene U-Net on three inputs.
 
     Args:
         recipe: the scene set and the U-Net's budget (``recipes.scene_segmentation``).
         data_dir: the data folder that holds (or receives) the scene set.
-        budget: the 2D network's budget.
+        budget: the 2D network's budget, when it is trained here.
         progress: show progress bars.
-        models: a dict that receives the trained networks (``image`` and one per input of ``INPUTS``).
+        models: a dict that receives the networks (``image`` and one per input of ``INPUTS``).
+        shipped_path: a 2D network to load instead of training one, used only if it learnt from this
+            very scene set (``shipped_image_network``); None always trains.
+        geometry: a U-Net that ``recipes.scene_segmentation.run_scene_segmentation`` trained on this
+            recipe and its report entry, to stand as the geometry-only row (the same network, chunks
+            and seed this function would use) instead of training it again.
 
     Returns:
-        ``recipe`` and ``budget`` (their settings), ``image`` (the 2D network's pixel accuracy on the
-        test views, training seconds, parameters and the time to back-project one scene), ``image_only``
+        ``recipe`` and ``budget`` (their settings), ``image`` (the 2D network's ``pixel_scores`` on the
+        test views, whether it was the shipped one, its training seconds (the card's, if shipped),
+        parameters, feature channels and the time to back-project one scene), ``image_only``
         (its back-projected probabilities scored as a voxel prediction) and one entry per input of
         ``INPUTS``, each the ``segmentation_scores`` plus ``train_seconds``, ``first_loss``,
         ``final_loss`` and ``parameters``.
@@ -197,36 +269,44 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
     folder = seg.ensure_scene_grids(data_dir, recipe, progress)
     grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
     views = {split: scene_voxels.load_scene_views(folder, split) for split in ("train", "test")}
-    train_views = image_inputs(views["train"])
-    image = train_image_network(train_views.reshape(-1, *train_views.shape[2:]),
-                                views["train"]["semantic"].reshape(-1, *train_views.shape[2:4]), budget,
-                                recipe.weight_power, recipe.seed)
-    test_views = image_inputs(views["test"])
-    predicted = np.argmax(_per_view(image.model, test_views.reshape(-1, *test_views.shape[2:])), axis=-1)
-    pixel_accuracy = float(np.mean(predicted == views["test"]["semantic"].reshape(predicted.shape)))
+    shipped = shipped_image_network(folder, shipped_path) if shipped_path else None
+    if shipped is None:
+        train_x, train_y = _split_views(folder, "train")
+        trained = train_image_network(train_x, train_y, budget, recipe.weight_power, recipe.seed)
+        image_model, image_seconds = trained.model, trained.seconds
+    else:
+        image_model, image_seconds = shipped, read_model_card(shipped_path).training_seconds
     start = time.perf_counter()
-    features = {split: image_feature_grids(image.model, views[split]) for split in ("train", "test")}
+    features = {split: image_feature_grids(image_model, views[split]) for split in ("train", "test")}
     backprojection_seconds = (time.perf_counter() - start) / sum(len(f) for f in features.values())
-    alone = image_feature_grids(image.model, views["test"], probabilities=True)
+    alone = image_feature_grids(image_model, views["test"], probabilities=True)
     report = {"recipe": asdict(recipe), "budget": asdict(budget),
-              "image": {"pixel_accuracy": pixel_accuracy,
-                        "train_seconds": image.seconds, "parameters": int(image.model.count_params()),
+              "image": {**pixel_scores(image_model, *_split_views(folder, "test")), "shipped": shipped is not None,
+                        "train_seconds": image_seconds, "parameters": int(image_model.count_params()),
+                        "features": int(image_model.get_layer("image_features").filters),
                         "backprojection_seconds": backprojection_seconds,
                         "voxels_reached": float(np.mean(features["test"].any(axis=-1)))},
               "image_only": seg.segmentation_scores(lambda p: p, np.stack([image_only_prediction(a) for a in alone]),
                                                     grids["test"]["labels"])}
     if models is not None:
-        models["image"] = image.model
-    geometry = {split: scene_voxels.scene_features(grids[split]["tsdf"], grids[split]["state"])
-                for split in ("train", "test")}
+        models["image"] = image_model
+    geometry_x = {split: scene_voxels.scene_features(grids[split]["tsdf"], grids[split]["state"])
+                  for split in ("train", "test")}
     for which in INPUTS:
-        train_x, streams = joined_inputs(geometry["train"], features["train"], which)
-        test_x, _ = joined_inputs(geometry["test"], features["test"], which)
-        result = seg.train_scene_unet(train_x, grids["train"]["labels"], recipe, recipe.seed, streams=streams)
+        if which == "geometry" and geometry is not None:
+            model, report[which] = geometry[0], dict(geometry[1])
+            if model.input_shape[-1] != geometry_x["train"].shape[-1]:
+                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the "
+                                 f"{geometry_x['train'].shape[-1]} of the scene features")
+        else:
+            train_x, streams = joined_inputs(geometry_x["train"], features["train"], which)
+            test_x, _ = joined_inputs(geometry_x["test"], features["test"], which)
+            result = seg.train_scene_unet(train_x, grids["train"]["labels"], recipe, recipe.seed, streams=streams)
+            model = result.model
+            scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene), test_x,
+                                             grids["test"]["labels"])
+            report[which] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
+                             "final_loss": result.history["loss"][-1], "parameters": int(model.count_params())}
         if models is not None:
-            models[which] = result.model
-        scores = seg.segmentation_scores(lambda scene, model=result.model: scene_cnn.predict_scene(model, scene),
-                                         test_x, grids["test"]["labels"])
-        report[which] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                         "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
+            models[which] = model
     return report

@@ -35,13 +35,13 @@ from keras import ops
 
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.voxels import Grid
-from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
+from pcfilter_lib.labels import SEMANTIC_NAMES
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, class_iou, ensure_scene_grids, load_features
+from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids, load_features
 
 CLASSES = len(SEMANTIC_NAMES)
 VOXEL_NETWORKS = {"column": scene_cnn.predict_columns, "unet": scene_cnn.predict_scene}
@@ -384,27 +384,6 @@ def voxel_predictor(run: Callable[[np.ndarray], np.ndarray], features: np.ndarra
 
 
 # Scores -------------------------------------------------------------------------------------------------
-
-
-def confusion_scores(confusion: np.ndarray, seconds: Sequence[float]) -> dict:
-    """The scores of ``scene_segmentation.segmentation_scores`` from a (K, K) confusion matrix (rows true,
-    columns predicted) and the seconds of each scene: ``iou`` {class name: IoU} for the classes present,
-    ``mean_iou`` over the present classes other than background, ``part_iou`` of any part whatever its
-    type, ``accuracy`` over the samples of the surface classes, ``seconds_per_scene`` (median) and
-    ``confusion``."""
-    confusion = np.asarray(confusion, np.int64)
-    iou = class_iou(confusion)
-    present = [c for c in range(CLASSES) if confusion[c].sum() > 0]
-    surface = [c for c in present if c != SEMANTIC_BACKGROUND]
-    on_surface = confusion[surface].sum()
-    part = np.arange(CLASSES) > SEMANTIC_SUPPORT
-    part_hits = confusion[np.ix_(part, part)].sum()
-    part_union = confusion[part].sum() + confusion[:, part].sum() - part_hits
-    return {"iou": {SEMANTIC_NAMES[c]: float(iou[c]) for c in present},
-            "mean_iou": float(np.mean(iou[surface])) if surface else float("nan"),
-            "part_iou": float(part_hits / part_union) if part_union else float("nan"),
-            "accuracy": float(confusion[surface, surface].sum() / on_surface) if on_surface else float("nan"),
-            "seconds_per_scene": float(np.median(seconds)), "confusion": confusion.tolist()}
 
 
 def point_scores(predict: Predictor, scenes: Sequence[ScenePoints]) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -193,6 +193,16 @@ def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: n
         predicted = np.argmax(predict(scene), axis=-1)
         seconds.append(time.perf_counter() - start)
         confusion += class_confusion(truth.ravel(), predicted.ravel(), CLASSES)
+    return confusion_scores(confusion, seconds)
+
+
+def confusion_scores(confusion: np.ndarray, seconds: Sequence[float]) -> dict:
+    """The scores of ``segmentation_scores`` from a (K, K) confusion matrix (rows true,
+    columns predicted) and the seconds of each scene: ``iou`` {class name: IoU} for the classes present,
+    ``mean_iou`` over the present classes other than background, ``part_iou`` of any part whatever its
+    type, ``accuracy`` over the samples of the surface classes, ``seconds_per_scene`` (median) and
+    ``confusion``."""
+    confusion = np.asarray(confusion, np.int64)
     iou = class_iou(confusion)
     present = [c for c in range(CLASSES) if confusion[c].sum() > 0]
     surface = [c for c in present if c != SEMANTIC_BACKGROUND]

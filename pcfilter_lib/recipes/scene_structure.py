@@ -28,18 +28,21 @@ from pcfilter_lib.recipes.scene_segmentation import CLASSES, SceneRecipe, class_
 from pcfilter_lib.simulate.scene import part_mesh
 
 
-def unet_activation_floats(side: int, filters: Sequence[int], classes: int = CLASSES) -> int:
-    """Floats the U-Net of ``models.scene_cnn.build_scene_unet`` holds in its layers' outputs for one
-    grid of ``side`` voxels a side (padded to the pooling multiple), the memory a forward pass needs at
-    least: per level, two convolutions on the way down, and a transposed convolution, the
-    concatenation (twice the channels) and two convolutions on the way up; the output's K classes
-    twice (scores and softmax)."""
+def unet_activation_floats(side: int, filters: Sequence[int], classes: int = CLASSES, channels: int = 3) -> int:
+    """Floats the U-Net of ``models.scene_cnn.build_scene_unet`` (one input stream) holds in its layers'
+    outputs for one grid of ``side`` voxels a side (padded to the pooling multiple), the memory a
+    forward pass needs at least: the padded input and the stream's copy of it (``channels`` each) and
+    the stream's convolution; per level, two convolutions and a pooling on the way down, and a
+    transposed convolution, the concatenation (twice the channels) and two convolutions on the way up;
+    the output's K classes twice (the probabilities and their crop). Every layer's output is counted:
+    ``tests/test_scene_structure.py`` sums the built network's."""
     levels = len(filters)
     side = -(-side // 2 ** (levels - 1)) * 2 ** (levels - 1)
-    total = 2 * classes * side ** 3
+    total = (2 * classes + 2 * channels + filters[0]) * side ** 3
     for level, f in enumerate(filters):
         voxels = (side // 2 ** level) ** 3
-        total += voxels * f * (2 if level == levels - 1 else 2 + 1 + 2 + 2)
+        total += voxels * f * (2 if level == levels - 1 else 2 + 1 + 2 + 2) + (0 if level == levels - 1 else
+                                                                               voxels // 8 * f)
     return int(total)
 
 
