@@ -99,6 +99,9 @@ def test_every_point_is_scored_and_the_truth_scores_one(scene_set):
     hits, surface = np.concatenate(hits), np.concatenate(surface)
     assert voxels["points"] == perfect["points"] and hits.mean() > 0.6
     assert np.isclose(voxels["accuracy"], hits[surface].mean())
+    # The same from classes predicted earlier, without running a network.
+    kept = sp.point_scores(sp.class_grid_predictor(labels), scenes)
+    assert kept["confusion"] == voxels["confusion"]
 
 
 def test_training_gives_a_finite_loss_and_a_predictor_of_every_point(scene_set):
@@ -141,6 +144,14 @@ def test_the_recipe_scores_all_networks_on_the_same_points(scene_set):
         assert 0 <= report[name]["mean_iou"] <= 1 and report[name]["seconds_per_scene"] > 0
         assert report[name]["parameters"] > 0
     assert np.isfinite(report["point"]["final_loss"]) and report["point"]["train_seconds"] > 0
+    # Classes the voxel networks predicted earlier are scored on the same points without the networks.
+    features, _ = seg.load_features(seg.ensure_scene_grids(data, TINY), "test")
+    classes = {"unet": np.argmax(scene_cnn.predict_scene(voxel_models["unet"], features[0]), axis=-1)[None]}
+    again = sp.run_scene_points(TINY, data, BUDGET, voxel_classes=classes)
+    assert again["unet"]["confusion"] == report["unet"]["confusion"]
+    assert np.isnan(again["unet"]["seconds_per_scene"])
+    with pytest.raises(ValueError, match="voxel networks go under"):
+        sp.run_scene_points(TINY, data, BUDGET, voxel_classes={"columns": classes["unet"]})
 
 
 def test_bad_input(scene_set):

@@ -1,5 +1,7 @@
 """Resolution against accuracy, memory and time of a 3D network, and the eigenbasis of a partial scan."""
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from pcfilter_lib.data import scene_voxels as sv
 from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.recipes import scene_structure as st
-from pcfilter_lib.recipes.scene_segmentation import SceneRecipe
+from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, train_scene_unet
 
 
 def test_coarsen_keeps_surfaces_and_states():
@@ -58,6 +60,11 @@ def test_resolution_study_returns_a_row_per_resolution():
     assert all(0 <= r["mean_iou"] <= 1 and r["seconds_per_scene"] > 0 and r["train_seconds"] > 0 for r in rows)
     with pytest.raises(ValueError, match="divide"):
         st.resolution_study(grids, grids, recipe, resolutions=(12,))
+    # The U-Net already trained at the grids' own resolution, with the study's chunks, is not trained again.
+    half = replace(recipe, chunk=side // 2)
+    unet = train_scene_unet(sv.scene_features(tsdf, state), labels, half, seed=0)
+    again = st.resolution_study(grids, grids, half, resolutions=(8, 16), trained=(unet.model, 123.0))
+    assert again[1]["train_seconds"] == 123.0 and again[0]["train_seconds"] != 123.0
 
 
 def test_eigenbasis_of_a_partial_scan_of_a_part():

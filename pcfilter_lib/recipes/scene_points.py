@@ -383,6 +383,24 @@ def voxel_predictor(run: Callable[[np.ndarray], np.ndarray], features: np.ndarra
     return predict
 
 
+def class_grid_predictor(classes: np.ndarray) -> Predictor:
+    """Voxel classes a network already predicted, as a predictor: ``ScenePoints`` -> (P, K) one-hot rows of
+    the class of each point's voxel.
+
+    Args:
+        classes: (N, X, Y, Z) predicted classes of the split's scenes, in the order of the ``ScenePoints``'
+            indices (``scene_segmentation.run_scene_segmentation``'s ``predictions``).
+    """
+    classes = np.asarray(classes)
+    if classes.ndim != 4:
+        raise ValueError(f"predicted classes must be (N, X, Y, Z), got shape {classes.shape}")
+
+    def predict(scene: ScenePoints) -> np.ndarray:
+        one_hot = np.eye(CLASSES, dtype=np.float32)[classes[scene.index]]
+        return voxel_predictions_at_points(one_hot, scene.points, scene.grid)
+    return predict
+
+
 # Scores -------------------------------------------------------------------------------------------------
 
 
@@ -422,7 +440,7 @@ def point_scores(predict: Predictor, scenes: Sequence[ScenePoints]) -> dict:
 
 def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: PointBudget = FULL,
                      voxel_models: Mapping[str, keras.Model] | None = None, progress: bool = False,
-                     models: dict | None = None) -> dict:
+                     models: dict | None = None, voxel_classes: Mapping[str, np.ndarray] | None = None) -> dict:
     """Train the point network on the recipe's scene set and score it, and the voxel networks if given,
     on the same measured points of the test scenes.
 
@@ -435,17 +453,22 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
             (``build_scene_unet``), e.g. those ``run_scene_segmentation`` put in its ``models``.
         progress: show progress bars.
         models: a dict that receives the trained point network under ``point``.
+        voxel_classes: the test scenes' classes as voxel networks already predicted them (N, X, Y, Z),
+            under the networks' names (``run_scene_segmentation``'s ``predictions``): scored on the points
+            without running the networks again; their ``seconds_per_scene`` is then NaN (the time of a
+            network's pass is where it predicted them).
 
     Returns:
         ``recipe`` and ``budget`` (their settings), ``scenes`` (train and test counts), ``points``
         (measured points of the train and test scenes), ``point`` (``point_scores`` plus
         ``train_seconds``, ``first_loss``, ``final_loss`` and ``parameters``) and the ``point_scores`` of
-        every voxel network given, under its name (plus ``parameters``). Numbers only.
+        every voxel network given, under its name (plus ``parameters`` when the network itself was
+        given). Numbers only.
 
     Raises:
         ValueError: a voxel network under an unknown name.
     """
-    unknown = sorted(set(voxel_models or {}) - set(VOXEL_NETWORKS))
+    unknown = sorted((set(voxel_models or {}) | set(voxel_classes or {})) - set(VOXEL_NETWORKS))
     if unknown:
         raise ValueError(f"voxel networks go under {sorted(VOXEL_NETWORKS)}, got {unknown}")
     folder = ensure_scene_grids(data_dir, recipe, progress)
@@ -465,4 +488,6 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
             run = VOXEL_NETWORKS[name]
             scores = point_scores(voxel_predictor(lambda f, model=model, run=run: run(model, f), features), test)
             report[name] = {**scores, "parameters": int(model.count_params())}
+    for name, classes in (voxel_classes or {}).items():
+        report[name] = {**point_scores(class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
     return report

@@ -169,14 +169,15 @@ def class_iou(confusion: np.ndarray) -> np.ndarray:
         return np.where(union > 0, tp / union, np.nan)
 
 
-def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarray, labels: np.ndarray
-                        ) -> dict:
+def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarray, labels: np.ndarray,
+                        keep: list | None = None) -> dict:
     """Score a network on whole scenes.
 
     Args:
         predict: one scene's (X, Y, Z, 3) input -> its (X, Y, Z, K) class probabilities.
         features: (N, X, Y, Z, 3) test scenes.
         labels: (N, X, Y, Z) their classes.
+        keep: a list that receives each scene's predicted classes (X, Y, Z) uint8.
 
     Returns:
         ``iou`` {class name: IoU} for the classes present in the labels, ``mean_iou`` over the present
@@ -193,6 +194,8 @@ def segmentation_scores(predict: Callable[[np.ndarray], np.ndarray], features: n
         predicted = np.argmax(predict(scene), axis=-1)
         seconds.append(time.perf_counter() - start)
         confusion += class_confusion(truth.ravel(), predicted.ravel(), CLASSES)
+        if keep is not None:
+            keep.append(predicted.astype(np.uint8))
     return confusion_scores(confusion, seconds)
 
 
@@ -218,7 +221,7 @@ def confusion_scores(confusion: np.ndarray, seconds: Sequence[float]) -> dict:
 
 
 def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
-                           models: dict | None = None) -> dict:
+                           models: dict | None = None, predictions: dict | None = None) -> dict:
     """Make the scene set, train both networks briefly and score them on the test scenes.
 
     Args:
@@ -227,6 +230,8 @@ def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, pro
         progress: show progress bars.
         models: a dict that receives the trained networks under ``column`` and ``unet`` (to draw their
             predictions); the report itself holds numbers only.
+        predictions: a dict that receives each network's predicted classes of the test scenes, (N, X, Y,
+            Z) uint8, under the same names (``recipes.scene_points`` scores them on the measured points).
 
     Returns:
         ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
@@ -243,7 +248,11 @@ def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, pro
         result = train(train_x, train_y, recipe, recipe.seed)
         if models is not None:
             models[name] = result.model
-        scores = segmentation_scores(lambda scene, model=result.model, run=predict: run(model, scene), test_x, test_y)
+        kept = []
+        scores = segmentation_scores(lambda scene, model=result.model, run=predict: run(model, scene), test_x, test_y,
+                                     kept)
+        if predictions is not None:
+            predictions[name] = np.stack(kept)
         report[name] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
                         "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
     return report

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import keras
 import numpy as np
 
 from pcfilter_lib.data import scene_voxels
@@ -53,7 +54,7 @@ def _upsample(grid: np.ndarray, factor: int) -> np.ndarray:
 
 
 def resolution_study(train: dict, test: dict, recipe: SceneRecipe, resolutions: Sequence[int] = (16, 32, 64),
-                     seed: int = 0) -> list[dict]:
+                     seed: int = 0, trained: tuple[keras.Model, float] | None = None) -> list[dict]:
     """Train and score one 3D U-Net at several resolutions of the same scenes.
 
     Args:
@@ -64,6 +65,10 @@ def resolution_study(train: dict, test: dict, recipe: SceneRecipe, resolutions: 
             chunks span half the scene at every resolution.
         resolutions: voxels per side to try; each must divide R.
         seed: the chunks' and weights' seed.
+        trained: a U-Net that ``train_scene_unet`` already trained on the grids at their own resolution
+            with ``recipe`` and ``seed``, and its training seconds (``run_scene_segmentation``'s): the
+            row of that resolution uses it instead of training the same network again, when its chunks
+            (``recipe.chunk``) are the study's (half the scene).
 
     Returns:
         One row per resolution: ``resolution``, ``voxel_mm``, ``parameters``, ``input_bytes`` (dense
@@ -82,21 +87,26 @@ def resolution_study(train: dict, test: dict, recipe: SceneRecipe, resolutions: 
         coarse = [scene_voxels.coarsen(g["tsdf"], g["state"], g["labels"], factor) for g in (train, test)]
         (train_tsdf, train_state, train_labels), (test_tsdf, test_state, _) = coarse
         budget = SceneRecipe(**{**recipe.__dict__, "chunk": max(8, resolution // 2)})
-        result = train_scene_unet(scene_voxels.scene_features(train_tsdf, train_state), train_labels, budget, seed)
+        if trained is not None and factor == 1 and budget == recipe:
+            model, train_seconds = trained
+        else:
+            result = train_scene_unet(scene_voxels.scene_features(train_tsdf, train_state), train_labels, budget,
+                                      seed)
+            model, train_seconds = result.model, result.seconds
         features = scene_voxels.scene_features(test_tsdf, test_state)
         confusion = np.zeros((CLASSES, CLASSES), np.int64)
         seconds = []
         for scene, truth in zip(features, test["labels"], strict=True):
             start = time.perf_counter()
-            predicted = np.argmax(scene_cnn.predict_scene(result.model, scene), axis=-1)
+            predicted = np.argmax(scene_cnn.predict_scene(model, scene), axis=-1)
             seconds.append(time.perf_counter() - start)
             confusion += class_confusion(truth.ravel(), _upsample(predicted, factor).ravel(), CLASSES)
         iou = class_iou(confusion)
         surface = [c for c in range(CLASSES) if confusion[c].sum() > 0 and c != SEMANTIC_BACKGROUND]
         rows.append({"resolution": int(resolution), "voxel_mm": 1000 * scene_voxels.GRID_SIDE / resolution,
-                     "parameters": int(result.model.count_params()), "input_bytes": 4 * 3 * resolution ** 3,
+                     "parameters": int(model.count_params()), "input_bytes": 4 * 3 * resolution ** 3,
                      "activation_bytes": 4 * unet_activation_floats(resolution, recipe.unet_filters),
-                     "train_seconds": result.seconds, "seconds_per_scene": float(np.median(seconds)),
+                     "train_seconds": train_seconds, "seconds_per_scene": float(np.median(seconds)),
                      "mean_iou": float(np.mean(iou[surface])) if surface else float("nan"),
                      "iou": {int(c): float(iou[c]) for c in surface}})
     return rows
