@@ -12,10 +12,11 @@ images carried back along the camera rays into the voxels, beside the fused geom
 * ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
   can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
   set is the one it learnt from.
-* ``run_scene_images`` trains the scene U-Net on three inputs at one budget, geometry only, image
-  features only and both (each group of channels through a 3D convolution of its own, then joined),
-  and scores them on whole test scenes beside the 2D network alone (its class probabilities
-  back-projected, background where no pixel lands): the ablation the lecture quotes from 3DMV.
+* ``run_scene_images`` trains the scene U-Net on three inputs at one budget, geometry only (or takes
+  the one ``recipes.scene_segmentation`` trained), image features only and both (each group of
+  channels through a 3D convolution of its own, then joined), and scores them on whole test scenes
+  beside the 2D network alone (its class probabilities back-projected, background where no pixel
+  lands): the ablation the lecture quotes from 3DMV.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from pcfilter_lib.recipes.common import environment, provenance, rounded
 from pcfilter_lib.recipes.image_to_voxels import save_for_inference
 
 CLASSES = len(SEMANTIC_NAMES)
-CHANNELS = 3  # intensity, depth, measured
 INPUTS = {"geometry": "geometry only", "images": "image features only", "both": "geometry + image features"}
 
 

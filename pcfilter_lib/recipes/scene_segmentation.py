@@ -8,7 +8,8 @@ convolutional 3D U-Net (``models.scene_cnn``) trained briefly on the grids of ``
   chunks of the training scenes, with a class-weighted cross-entropy (empty space outnumbers the
   parts by two orders of magnitude).
 * ``segmentation_scores`` runs a network on whole test scenes and gives the IoU of every class, the
-  mean IoU over the surface classes present and the seconds per scene.
+  mean IoU over the surface classes present and the seconds per scene (``confusion_scores`` turns any
+  confusion matrix into the same scores: ``recipes.scene_points`` counts points instead of voxels).
 * ``run_scene_segmentation`` does all of it for both networks and returns one report.
 
 The IoU counts every voxel of the test grids: a voxel's class is that of the true surface through it,
