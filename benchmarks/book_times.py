@@ -72,14 +72,17 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     return [row for row in old if key(row) not in again] + new
 
 
+HOW = {"book build": "one whole `make book`", "book_times.py": "one chapter alone"}
+
+
 def table(rows: list[dict]) -> str:
     """The rows as a markdown table, grouped by device and size."""
-    lines = ["| chapter | size | seconds | minutes | device | load average | measured |", "|---" * 7 + "|"]
+    lines = ["| chapter | size | seconds | minutes | device | load average | measured | how |", "|---" * 8 + "|"]
     for row in sorted(rows, key=lambda r: (r.get("gpu") or "", r["cpu_cores"], r["size"], r["chapter"])):
         device = row.get("gpu") or f"{row.get('cpu', 'CPU')}, {row['cpu_cores']} cores, no GPU"
         lines.append(f"| {row['chapter']} | {row['size']} | {row['seconds']:.0f} | {row['seconds'] / 60:.1f} "
                      f"| {device} | {'' if row.get('load_average') is None else row['load_average']} "
-                     f"| {row['measured'][:10]} |")
+                     f"| {row['measured'][:10]} | {HOW.get(row.get('source'), 'one chapter alone')} |")
     return "\n".join(lines)
 
 

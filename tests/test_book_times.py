@@ -24,6 +24,15 @@ def test_sentence_quotes_the_latest_full_size_runs_per_device(tmp_path):
     assert "NVIDIA H100" in sentence
     gpu_only = book_times.run_time_sentence("02_x", write(tmp_path / "g.json", rows[3:4]))
     assert "not been measured on a CPU yet" in gpu_only
+    assert "measured by `benchmarks/book_times.py`" in sentence
+
+
+def test_sentence_names_the_whole_build_its_time_comes_from(tmp_path):
+    row = {"chapter": "02_x", "size": "full", "seconds": 371.0, "cpu_cores": 2, "gpu": None,
+           "source": "book build", "measured": "2026-11-26T05:14:00+00:00"}
+    sentence = book_times.run_time_sentence("02_x", write(tmp_path / "b.json", {"rows": [row]}))
+    assert sentence == ("At full size it took 6.2 min on 2 CPU cores (in one whole `make book` of 2026-11-26, "
+                        "recorded by `benchmarks/book_times.py --from-build`).")
 
 
 @pytest.mark.parametrize("rows", [[], [{"chapter": "02_x", "size": "fast", "seconds": 60.0}]])

@@ -88,7 +88,8 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
 
     Returns:
         e.g. "At full size it took 7.9 min on 2 CPU cores and 2.1 min on a machine with a GPU
-        (NVIDIA H100) (measured by `benchmarks/book_times.py`)." or, without a measurement, a
+        (NVIDIA H100) (measured by `benchmarks/book_times.py`)."; when every time quoted comes from a
+        whole build, the sentence names that build and its date instead. Without a measurement, a
         sentence saying so.
     """
     path = find_results() if path is None else Path(path)
@@ -105,8 +106,10 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
         parts.append(f"{format_duration(times['gpu']['seconds'])} on a machine with a GPU "
                      f"({times['gpu']['gpu']})")
     missing = "" if "cpu" in times else "; it has not been measured on a CPU yet"
-    return (f"At full size it took {' and '.join(parts)} "
-            f"(measured by `benchmarks/book_times.py`){missing}.")
+    built = [row for row in times.values() if row.get("source") == "book build"]
+    how = (f"in one whole `make book` of {built[0]['measured'][:10]}, recorded by `benchmarks/book_times.py "
+           "--from-build`" if built and len(built) == len(times) else "measured by `benchmarks/book_times.py`")
+    return f"At full size it took {' and '.join(parts)} ({how}){missing}."
 
 
 def cached_execution_seconds(notebooks: Sequence[str | os.PathLike], cache: str | os.PathLike
