@@ -275,7 +275,7 @@ def predict_columns(model: keras.Model, features: np.ndarray, batch_size: int = 
     rows = max(1, batch_size // ny)  # whole rows of columns per pass: only they are copied out of the view
     for start in range(0, nx, rows):
         batch = windows[start:start + rows].reshape(-1, *windows.shape[2:])
-        scores = ops.convert_to_numpy(model(batch, training=False))
+        scores = np.asarray(model.predict_on_batch(batch))  # compiled once: faster than an eager call per batch
         out[start:start + rows] = scores.reshape(-1, ny, height, out.shape[-1])
     return out
 
