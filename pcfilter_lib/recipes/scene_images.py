@@ -187,9 +187,9 @@ def joined_inputs(geometry: np.ndarray, images: np.ndarray, which: str) -> tuple
     raise ValueError(f"unknown input {which!r}; choose one of {tuple(INPUTS)}")
 
 
-def _split_views(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's views as the 2D network's inputs (M, H, W, 3) and classes (M, H, W), scenes and views flattened."""
-    views = scene_voxels.load_scene_views(folder, split)
+def flat_views(views: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``load_scene_views`` arrays as the 2D network's inputs (M, H, W, 3) and classes (M, H, W), the scenes'
+    views one after the other."""
     inputs = image_inputs(views)
     return inputs.reshape(-1, *inputs.shape[2:]), views["semantic"].reshape(-1, *inputs.shape[2:4])
 
@@ -213,8 +213,8 @@ def train_reference_image_network(out: str | os.PathLike, data_dir: str | os.Pat
     ``out/scene_image_network.keras``; returns its model card (``command`` left for the caller)."""
     start = time.perf_counter()
     folder = seg.ensure_scene_grids(data_dir, recipe, progress)
-    train_x, train_y = _split_views(folder, "train")
-    test_x, test_y = _split_views(folder, "test")
+    train_x, train_y = flat_views(scene_voxels.load_scene_views(folder, "train"))
+    test_x, test_y = flat_views(scene_voxels.load_scene_views(folder, "test"))
     run = train_image_network(train_x, train_y, budget, recipe.weight_power, seed)
     path = save_for_inference(run.model, Path(out) / SHIPPED.name)
     return ModelCard(
@@ -271,7 +271,7 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
     views = {split: scene_voxels.load_scene_views(folder, split) for split in ("train", "test")}
     shipped = shipped_image_network(folder, shipped_path) if shipped_path else None
     if shipped is None:
-        train_x, train_y = _split_views(folder, "train")
+        train_x, train_y = flat_views(views["train"])
         trained = train_image_network(train_x, train_y, budget, recipe.weight_power, recipe.seed)
         image_model, image_seconds = trained.model, trained.seconds
     else:
@@ -281,7 +281,7 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
     backprojection_seconds = (time.perf_counter() - start) / sum(len(f) for f in features.values())
     alone = image_feature_grids(image_model, views["test"], probabilities=True)
     report = {"recipe": asdict(recipe), "budget": asdict(budget),
-              "image": {**pixel_scores(image_model, *_split_views(folder, "test")), "shipped": shipped is not None,
+              "image": {**pixel_scores(image_model, *flat_views(views["test"])), "shipped": shipped is not None,
                         "train_seconds": image_seconds, "parameters": int(image_model.count_params()),
                         "features": int(image_model.get_layer("image_features").filters),
                         "backprojection_seconds": backprojection_seconds,

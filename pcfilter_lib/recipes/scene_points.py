@@ -8,10 +8,9 @@
 * ``train_point_network`` trains ``models.pointnet.build_pointnet_segmentation`` (without T-Nets: the
   scenes share one frame) on random subsets of the training scenes' points, with the class-weighted
   cross-entropy of the voxel networks.
-* ``point_predictor`` and ``voxel_predictor`` turn the point network and a voxel network into one kind
-  of predictor: a scene's points -> their class probabilities. A voxel network runs on the whole
-  scene's grid and each point takes the probabilities of the voxel it falls in
-  (``voxel_predictions_at_points``).
+* ``point_predictor`` and ``class_grid_predictor`` turn the point network and a voxel network's
+  predicted classes into one kind of predictor: a scene's points -> their class probabilities; each
+  point takes the class of the voxel it falls in (``voxel_predictions_at_points``).
 * ``point_scores`` runs a predictor on every measured point of the test scenes and gives the scores of
   ``scene_segmentation.segmentation_scores`` (same keys), so that all networks share one table.
 * ``run_scene_points`` does all of it and returns one report.
@@ -36,15 +35,14 @@ from keras import ops
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.voxels import Grid
 from pcfilter_lib.labels import SEMANTIC_NAMES
-from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids, load_features
+from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids
 
 CLASSES = len(SEMANTIC_NAMES)
-VOXEL_NETWORKS = {"column": scene_cnn.predict_columns, "unet": scene_cnn.predict_scene}
+VOXEL_NETWORKS = ("column", "unet")  # the names run_scene_segmentation gives its networks
 
 
 # Points of the scenes ---------------------------------------------------------------------------------
@@ -365,24 +363,6 @@ def point_predictor(model: keras.Model, n_points: int, seed: int = 0, batch_size
     return predict
 
 
-def voxel_predictor(run: Callable[[np.ndarray], np.ndarray], features: np.ndarray) -> Predictor:
-    """A voxel network as a predictor: ``ScenePoints`` -> (P, K) probabilities.
-
-    Args:
-        run: one scene's (X, Y, Z, C) input -> its (X, Y, Z, K) probabilities, e.g.
-            ``lambda f: models.scene_cnn.predict_scene(model, f)``.
-        features: (N, X, Y, Z, C) the split's inputs (``scene_segmentation.load_features``), in the order
-            of the ``ScenePoints``' indices.
-
-    Returns:
-        The predictor: it runs the network on the scene's whole grid, then looks up every point's voxel
-        (``voxel_predictions_at_points``).
-    """
-    def predict(scene: ScenePoints) -> np.ndarray:
-        return voxel_predictions_at_points(run(features[scene.index]), scene.points, scene.grid)
-    return predict
-
-
 def class_grid_predictor(classes: np.ndarray) -> Predictor:
     """Voxel classes a network already predicted, as a predictor: ``ScenePoints`` -> (P, K) one-hot rows of
     the class of each point's voxel.
@@ -408,7 +388,7 @@ def point_scores(predict: Predictor, scenes: Sequence[ScenePoints]) -> dict:
     """Score a predictor on every measured point of the test scenes.
 
     Args:
-        predict: ``ScenePoints`` -> (P, K) class probabilities (``point_predictor``, ``voxel_predictor``).
+        predict: ``ScenePoints`` -> (P, K) class probabilities (``point_predictor``, ``class_grid_predictor``).
         scenes: the test scenes (``scene_points``).
 
     Returns:
@@ -439,8 +419,8 @@ def point_scores(predict: Predictor, scenes: Sequence[ScenePoints]) -> dict:
 
 
 def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: PointBudget = FULL,
-                     voxel_models: Mapping[str, keras.Model] | None = None, progress: bool = False,
-                     models: dict | None = None, voxel_classes: Mapping[str, np.ndarray] | None = None) -> dict:
+                     voxel_classes: Mapping[str, np.ndarray] | None = None, progress: bool = False,
+                     models: dict | None = None) -> dict:
     """Train the point network on the recipe's scene set and score it, and the voxel networks if given,
     on the same measured points of the test scenes.
 
@@ -449,26 +429,23 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
             used for training too.
         data_dir: the data folder that holds (or receives) the scene set.
         budget: the point network's budget.
-        voxel_models: trained voxel networks under ``column`` (``build_column_cnn``) and / or ``unet``
-            (``build_scene_unet``), e.g. those ``run_scene_segmentation`` put in its ``models``.
+        voxel_classes: the test scenes' classes as voxel networks predicted them (N, X, Y, Z), under
+            ``column`` and / or ``unet`` (``run_scene_segmentation``'s ``predictions``): scored on the
+            points without running the networks again, so their ``seconds_per_scene`` is NaN (a
+            network's time a scene is measured where it predicted them).
         progress: show progress bars.
         models: a dict that receives the trained point network under ``point``.
-        voxel_classes: the test scenes' classes as voxel networks already predicted them (N, X, Y, Z),
-            under the networks' names (``run_scene_segmentation``'s ``predictions``): scored on the points
-            without running the networks again; their ``seconds_per_scene`` is then NaN (the time of a
-            network's pass is where it predicted them).
 
     Returns:
         ``recipe`` and ``budget`` (their settings), ``scenes`` (train and test counts), ``points``
         (measured points of the train and test scenes), ``point`` (``point_scores`` plus
         ``train_seconds``, ``first_loss``, ``final_loss`` and ``parameters``) and the ``point_scores`` of
-        every voxel network given, under its name (plus ``parameters`` when the network itself was
-        given). Numbers only.
+        every voxel network's classes given, under its name. Numbers only.
 
     Raises:
         ValueError: a voxel network under an unknown name.
     """
-    unknown = sorted((set(voxel_models or {}) | set(voxel_classes or {})) - set(VOXEL_NETWORKS))
+    unknown = sorted(set(voxel_classes or {}) - set(VOXEL_NETWORKS))
     if unknown:
         raise ValueError(f"voxel networks go under {sorted(VOXEL_NETWORKS)}, got {unknown}")
     folder = ensure_scene_grids(data_dir, recipe, progress)
@@ -482,12 +459,6 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
     scores = point_scores(point_predictor(result.model, budget.points, recipe.seed, budget.batch_size), test)
     report["point"] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
                        "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
-    if voxel_models:
-        features, _ = load_features(folder, "test")
-        for name, model in voxel_models.items():
-            run = VOXEL_NETWORKS[name]
-            scores = point_scores(voxel_predictor(lambda f, model=model, run=run: run(model, f), features), test)
-            report[name] = {**scores, "parameters": int(model.count_params())}
     for name, classes in (voxel_classes or {}).items():
         report[name] = {**point_scores(class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
     return report
