@@ -173,3 +173,41 @@ def test_mirrored_strategy_on_two_cpu_devices_follows_the_single_device_loss_cur
     assert curves["replicas"] == 2 and len(curves["devices"]) == 2
     assert curves["one"] == pytest.approx(curves["mirrored"], rel=1e-4)
     assert curves["one"][-1] < curves["one"][0]
+
+
+class _ShuffledBatches(keras.utils.PyDataset):
+    """Six batches of ``_data``, reordered by a seeded generator after every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.x, self.y = _data(48)
+        self.rng, self.order = np.random.default_rng(5), np.arange(6)
+        self.epochs_ended = 0
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        rows = slice(8 * self.order[index], 8 * self.order[index] + 8)
+        return self.x[rows], self.y[rows]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(6)
+        self.epochs_ended += 1
+
+
+def test_fit_feeds_keras_own_batches_with_tf_data_autotuning_off():
+    ours, theirs = _ShuffledBatches(), _ShuffledBatches()
+    result = training.fit(_classifier(), ours, validation=_data(seed=1), epochs=3)
+    model = _classifier()
+    history = model.fit(theirs, validation_data=_data(seed=1), epochs=3, verbose=0, shuffle=True)
+    # Keras's own pipeline, hooks and batch order: the same curve, the same epoch hooks called.
+    assert result.history["loss"] == pytest.approx(history.history["loss"], rel=1e-5)
+    assert result.history["val_loss"] == pytest.approx(history.history["val_loss"], rel=1e-5)
+    assert ours.epochs_ended == theirs.epochs_ended == 4  # Keras also calls it as fit starts
+    pipeline = training._untuned(_ShuffledBatches(), None, shuffle=False).get_tf_dataset()
+    assert pipeline.options().autotune.enabled is False
+    x, y = _data()
+    arrays = training._untuned((x, y, None), 8, shuffle=False)
+    assert arrays.get_tf_dataset().options().autotune.enabled is False and arrays.num_batches == 6
+    assert training._untuned(tf.data.Dataset.from_tensor_slices((x, y)), None, False) is not None
