@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 
-from pcfilter_lib import CPU_ALLOCATOR_VARIABLE
+from pcfilter_lib import CPU_ALLOCATOR_VARIABLE, ONEDNN_VARIABLE
 
 _ready = False
 
@@ -33,6 +33,16 @@ def cpu_allocator() -> str:
     """
     raw = os.environ.get(CPU_ALLOCATOR_VARIABLE, "").strip().lower()
     return "bfc (pooling)" if raw in {"1", "true"} else "default"
+
+
+def onednn() -> str:
+    """Whether TensorFlow runs (or will run) oneDNN's CPU kernels in this process: "on" or "off".
+
+    ``pcfilter_lib`` sets ``TF_ENABLE_ONEDNN_OPTS=1`` when it is imported unless the variable is set
+    already; TensorFlow reads it when it is imported.
+    """
+    raw = os.environ.get(ONEDNN_VARIABLE, "").strip().lower()
+    return "on" if raw in {"1", "true"} else "off"
 
 
 def setup(seed: int | None = 0, cpu_devices: int = 1) -> str:

@@ -48,6 +48,16 @@ def test_device_report_names_the_hardware_and_versions():
     assert report["keras"].startswith("3.") and report["keras_backend"] == keras.backend.backend()
 
 
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="no /proc/cpuinfo to compare with")
+def test_cpu_name_says_how_wide_the_vector_instructions_are():
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    flags = set(flags.split(":", 1)[1].split())
+    expected = "(AVX-512)" if "avx512f" in flags else "(AVX2)" if "avx2" in flags else None
+    name = clock.cpu_name()
+    assert name.endswith(expected) if expected else "(" not in name
+    assert len(name) > len(expected or "")  # the model name comes first
+
+
 @pytest.mark.skipif(not (Path(__file__).parent.parent / "pcfilter_lib/weights/pointnet_filter.keras").is_file(),
                     reason="the shipped point filter is missing")
 def test_filter_speed_benchmark_runs_and_reports_its_ratios(tmp_path):

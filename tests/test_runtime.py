@@ -71,9 +71,29 @@ def test_every_process_pools_cpu_memory_unless_the_user_says_otherwise():
     assert said == "default" and "bfc_cpu_allocator_for_gpu" not in created
 
 
-def test_the_command_line_reports_the_allocator():
-    clean = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+def _onednn(**env: str) -> tuple[str, bool]:
+    """What ``runtime.onednn`` says and whether TensorFlow's own port reports its oneDNN kernels on, in a
+    fresh process that imports the package first."""
+    clean = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    code = ("from pcfilter_lib import runtime; said = runtime.onednn(); runtime.setup(); "
+            "from tensorflow.python.util import _pywrap_util_port as port; print(said, port.IsMklEnabled())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**clean, **env})
+    assert result.returncode == 0, result.stderr
+    said, enabled = result.stdout.split()
+    return said, enabled == "True"
+
+
+def test_every_process_runs_onednn_kernels_unless_the_user_says_otherwise():
+    # TensorFlow turns them on by itself only where the CPU has AVX-512 VNNI or AMX: set here, every CPU runs them
+    assert _onednn() == ("on", True)
+    assert _onednn(TF_ENABLE_ONEDNN_OPTS="0") == ("off", False)
+
+
+def test_the_command_line_reports_the_allocator_and_onednn():
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS")}
     code = "import sys; from pcfilter_lib.cli import main; sys.exit(main(['info', '--no-devices', '--json']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=clean)
     assert result.returncode == 0, result.stderr
     assert '"cpu_allocator": "bfc (pooling)"' in result.stdout
+    assert '"onednn": "on"' in result.stdout

@@ -79,3 +79,28 @@ def test_results_accumulate_and_format(tmp_path, unet_rows):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a results file"):
         workloads.append_results(tmp_path / "bad.json", rows)
+
+
+@pytest.mark.parametrize("model", ["voxel_unet", "yovo"])
+def test_the_3d_workloads_train_and_count_their_3d_convolutions(model):
+    spec = workloads.workload(model, workloads.FAST)
+    assert model in workloads.CPU_MODELS and model not in workloads.MODELS  # not in `pcfilter bench`
+    if model == "voxel_unet":
+        assert spec.shape[:3] == (workloads.FAST.voxel_grid,) * 3
+    row = workloads.run_in_subprocess("tensorflow", model, sizes=workloads.FAST)
+    assert "skipped" not in row, row
+    assert row["shape"] == list(spec.shape) and math.isfinite(row["final_loss"])
+    assert row["train_s"] > 0 and row["train_gflops"] > 0  # zero if the 3D convolutions went uncounted
+
+
+def test_model_flops_counts_3d_convolutions_as_their_2d_formula_does():
+    import keras
+
+    from pcfilter_lib.timing import clock
+
+    inputs = keras.Input((8, 8, 8, 3))
+    conv = keras.layers.Conv3D(4, 3, padding="same")(inputs)
+    up = keras.layers.Conv3DTranspose(2, 2, strides=2)(conv)
+    model = keras.Model(inputs, up)
+    # 8^3 outputs of 3^3 x 3 products for each of 4 filters; then 8^3 inputs scattering 2^3 x 2 from 4 channels
+    assert clock.model_flops(model, (8, 8, 8, 3)) == 2 * 8**3 * 27 * 3 * 4 + 2 * 8**3 * 8 * 4 * 2

@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
             report[package] = "not installed"
     report.update(config.describe())
     report["cpu_allocator"] = runtime.cpu_allocator()
+    report["onednn"] = runtime.onednn()
     if not args.no_devices:
         runtime.setup(seed=None)
         import tensorflow as tf  # after runtime.setup, which imports it with its start-up logs muted

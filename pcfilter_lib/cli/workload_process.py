@@ -22,7 +22,7 @@ from pcfilter_lib.timing import workloads
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Time one workload under the Keras backend of this process "
                                                  "(set KERAS_BACKEND); prints one JSON row.")
-    parser.add_argument("--model", choices=workloads.MODELS, default="unet")
+    parser.add_argument("--model", choices=workloads.CPU_MODELS, default="unet")
     parser.add_argument("--data-parallel", action="store_true",
                         help="instead: compare one device with MirroredStrategy over two (prints JSON)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the data-parallel comparison")

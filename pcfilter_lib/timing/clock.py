@@ -96,8 +96,8 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
 
 def model_flops(model, input_shape) -> int:
     """Forward-pass FLOPs of one input of ``input_shape`` (e.g. (H, W, C) or (N, 3)) through
-    ``model``'s Conv1D, Conv2D, Conv2DTranspose and Dense layers, counted from their shapes (a
-    multiply-add counts as two).
+    ``model``'s Conv1D, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose and Dense layers, counted from
+    their shapes (a multiply-add counts as two).
 
     Pooling, activations, normalisation and additions are left out: they are a few percent of a
     convolutional network's work. Training costs about three times this (forward, and two products
@@ -112,7 +112,8 @@ def model_flops(model, input_shape) -> int:
     """
     import keras  # deferred: timing helpers that measure plain Python start no deep-learning backend
 
-    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Dense)
+    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Conv3D,
+             keras.layers.Conv3DTranspose, keras.layers.Dense)
     counted = [layer for layer in model.layers if isinstance(layer, kinds)]
     probe = keras.Model(model.input, [layer.output for layer in counted])
     outputs = probe(np.zeros((1, *input_shape), dtype="float32"))
@@ -125,6 +126,12 @@ def model_flops(model, input_shape) -> int:
             total += positions * convmath.dense_flops(c_in, layer.units)
         elif isinstance(layer, keras.layers.Conv1D):
             total += 2 * out.shape[1] * layer.filters * layer.kernel_size[0] * c_in
+        elif isinstance(layer, keras.layers.Conv3D | keras.layers.Conv3DTranspose):
+            # A transposed one scatters a patch from every input voxel: the products of the convolution
+            # it transposes, the same count as one at its output's size divided by the strides.
+            strides = layer.strides if isinstance(layer, keras.layers.Conv3DTranspose) else (1, 1, 1)
+            positions = int(np.prod([n // s for n, s in zip(out.shape[1:4], strides, strict=True)]))
+            total += 2 * positions * int(np.prod(layer.kernel_size)) * c_in * layer.filters
         elif isinstance(layer, keras.layers.Conv2DTranspose):
             # Every input pixel scatters a kh x kw x c_out patch: the same products as the convolution
             # it transposes.
@@ -136,19 +143,31 @@ def model_flops(model, input_shape) -> int:
 
 
 def cpu_name() -> str:
-    """The processor's model name, for the rows of a benchmark table.
+    """The processor's model name and its widest vector instructions, for the rows of a benchmark table.
+
+    Two machines with the same model name ("AMD EPYC") can differ twofold in TensorFlow's speed: one
+    with AVX-512 runs oneDNN's wider kernels, one with AVX2 only does not, so the name says which.
 
     Returns:
-        The "model name" of /proc/cpuinfo on Linux, or what Python's ``platform`` knows.
+        The "model name" of /proc/cpuinfo on Linux with "(AVX-512)" or "(AVX2)" when its flags hold them,
+        or what Python's ``platform`` knows.
     """
+    name, flags = None, set()
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if line.startswith("model name") and name is None:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                if name is not None and flags:
+                    break
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    if name is None:
+        return platform.processor() or platform.machine()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
+    return f"{name} ({vector})" if vector else name
 
 
 def device_report() -> dict[str, object]:

@@ -18,7 +18,9 @@ import tensorflow as tf
 
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.pointnet import build_pointnet
+from pcfilter_lib.models.scene_cnn import CLASSES, build_scene_unet
 from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.models.yovo import build_yovo
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses
 from pcfilter_lib.timing import clock
@@ -28,6 +30,10 @@ from pcfilter_lib.timing.workloads import FULL, Sizes, Workload, workload
 def _build(spec: Workload):
     if spec.model == "unet":
         return build_unet(input_channels=spec.shape[-1]), losses.BinaryFocalLoss(0.25, 2.0)
+    if spec.model == "voxel_unet":
+        return build_scene_unet(channels=spec.shape[-1]), "sparse_categorical_crossentropy"
+    if spec.model == "yovo":
+        return build_yovo(image_size=spec.shape[0], prior=0.1), keras.losses.BinaryCrossentropy()
     return build_pointnet(num_classes=10, num_points=spec.shape[0]), "sparse_categorical_crossentropy"
 
 
@@ -35,6 +41,11 @@ def _data(spec: Workload, rng: np.random.Generator):
     x = rng.normal(size=(spec.samples, *spec.shape)).astype("float32")
     if spec.model == "unet":
         y = (rng.random((spec.samples, *spec.shape[:2])) > 0.05).astype("float32")
+    elif spec.model == "yovo":  # images of 0-255 to grids of 32^3, a tenth of the voxels occupied
+        x = rng.uniform(0, 255, size=(spec.samples, *spec.shape)).astype("float32")
+        y = (rng.random((spec.samples, 32, 32, 32, 1)) < 0.1).astype("float32")
+    elif spec.model == "voxel_unet":
+        y = rng.integers(0, CLASSES, (spec.samples, *spec.shape[:3])).astype("int32")
     else:
         y = rng.integers(0, 10, spec.samples).astype("int32")
     return x, y

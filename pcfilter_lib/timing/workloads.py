@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.timing import clock
-from pcfilter_lib.timing.names import BACKENDS, MODELS
+from pcfilter_lib.timing.names import BACKENDS, CPU_MODELS, MODELS
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Sizes:
         unet_input: One U-Net training input, (height, width, channels).
         unet_samples: U-Net training inputs.
         unet_scan: (height, width) of the scan the U-Net infers on (the seed table's 480x640 at full size).
+        voxel_grid: Side of the cubic grids of the 3D U-Net (``voxel_unet``, its batch holds 4).
         pointnet_points: Points per PointNet cloud.
         pointnet_samples: PointNet training clouds.
         epochs: Timed training epochs (after one warm-up epoch on one batch).
@@ -52,6 +53,7 @@ class Sizes:
     unet_input: tuple[int, int, int]
     unet_samples: int
     unet_scan: tuple[int, int]
+    voxel_grid: int
     pointnet_points: int
     pointnet_samples: int
     epochs: int
@@ -77,9 +79,9 @@ class Sizes:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-FULL = Sizes(unet_input=(256, 256, 5), unet_samples=64, unet_scan=(480, 640), pointnet_points=1024,
+FULL = Sizes(unet_input=(256, 256, 5), unet_samples=64, unet_scan=(480, 640), voxel_grid=32, pointnet_points=1024,
              pointnet_samples=512, epochs=3, repeats=10, matmul_size=2048, parallel_samples=64)
-FAST = Sizes(unet_input=(64, 64, 5), unet_samples=8, unet_scan=(96, 128), pointnet_points=128,
+FAST = Sizes(unet_input=(64, 64, 5), unet_samples=8, unet_scan=(96, 128), voxel_grid=16, pointnet_points=128,
              pointnet_samples=32, epochs=1, repeats=3, matmul_size=512, parallel_samples=16)
 
 
@@ -97,17 +99,26 @@ class Workload:
 
 def workload(model: str, sizes: Sizes = FULL) -> Workload:
     """The standard workload of ``model`` at ``sizes``: the U-Net on scans of 5 channels with batches of 4,
-    inferring on one whole scan as in the seed table; PointNet on clouds with batches of 32.
+    inferring on one whole scan as in the seed table; PointNet on clouds with batches of 32; the 3D U-Net
+    (``voxel_unet``, for ``benchmarks/training_cpu.py``) on as many grids as the U-Net has scans, in
+    batches of 4, and YOVO (``yovo``, likewise) on as many 64x64 images, in batches of 16.
 
     Raises:
-        ValueError: If ``model`` is not one of ``MODELS``.
+        ValueError: If ``model`` is not one of ``CPU_MODELS``.
     """
     if model == "unet":
         return Workload("unet", sizes.unet_input, sizes.unet_samples, batch=4, epochs=sizes.epochs, infer_batch=1)
     if model == "pointnet":
         return Workload("pointnet", (sizes.pointnet_points, 3), sizes.pointnet_samples, batch=32, epochs=sizes.epochs,
                         infer_batch=32)
-    raise ValueError(f"unknown model {model!r}: choose one of {MODELS}")
+    if model == "voxel_unet":
+        from pcfilter_lib.data.scene_voxels import FEATURES  # NumPy only
+
+        return Workload("voxel_unet", (*[sizes.voxel_grid] * 3, FEATURES), sizes.unet_samples, batch=4,
+                        epochs=sizes.epochs, infer_batch=1)
+    if model == "yovo":
+        return Workload("yovo", (64, 64, 3), sizes.unet_samples, batch=16, epochs=sizes.epochs, infer_batch=1)
+    raise ValueError(f"unknown model {model!r}: choose one of {CPU_MODELS}")
 
 
 def missing_backend(backend: str) -> str | None:
