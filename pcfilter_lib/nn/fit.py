@@ -105,9 +105,10 @@ def _build_state(model: keras.Model, batch) -> None:
 
 
 try:  # Keras' data adapters are not public API; without them, fit hands Keras its inputs as they are
-    from keras.src.trainers.data_adapters import get_data_adapter
-    from keras.src.trainers.data_adapters.data_adapter import DataAdapter
-except ImportError:
+    from keras.src.trainers import data_adapters as _adapters
+
+    get_data_adapter, DataAdapter = _adapters.get_data_adapter, _adapters.data_adapter.DataAdapter
+except (ImportError, AttributeError):
     get_data_adapter, DataAdapter = None, object
 
 
@@ -125,11 +126,10 @@ class UntunedAdapter(DataAdapter):
         self.inner = inner
 
     def get_tf_dataset(self):
-        import tensorflow as tf
-
-        options = tf.data.Options()
+        dataset = self.inner.get_tf_dataset()
+        options = type(dataset.options())()  # a fresh tf.data.Options, merged into the pipeline's own
         options.autotune.enabled = False
-        return self.inner.get_tf_dataset().with_options(options)
+        return dataset.with_options(options)
 
     def get_numpy_iterator(self):
         return self.inner.get_numpy_iterator()

@@ -71,6 +71,13 @@ def time_call(fn: Callable[[], object], repeats: int = 10, warmup: int = 2,
     return Timing(statistics.median(times), min(times), max(times), repeats)
 
 
+def _keras():
+    """Keras, imported on first use: timing helpers that measure plain Python start no deep-learning backend."""
+    import keras  # deferred, for the functions below that time or describe Keras
+
+    return keras
+
+
 def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> float:
     """This machine's measured matmul speed under the current Keras backend: the peak to compare with.
 
@@ -85,8 +92,7 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
     Returns:
         GFLOP/s, counting 2 n ** 3 operations per product.
     """
-    import keras  # deferred: timing helpers that measure plain Python start no deep-learning backend
-
+    keras = _keras()
     a = keras.random.normal((n, n), dtype=dtype, seed=1)
     b = keras.random.normal((n, n), dtype=dtype, seed=2)
     timing = time_call(lambda: keras.ops.matmul(a, b), repeats=repeats, warmup=2,
@@ -110,7 +116,7 @@ def model_flops(model, input_shape) -> int:
     Returns:
         The FLOPs of one forward pass.
     """
-    import keras  # deferred: timing helpers that measure plain Python start no deep-learning backend
+    keras = _keras()
 
     kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Conv3D,
              keras.layers.Conv3DTranspose, keras.layers.Dense)
@@ -177,9 +183,9 @@ def device_report() -> dict[str, object]:
         ``cpu``, ``cores``, ``gpus`` (their names), the ``tensorflow`` and ``keras`` versions, the
         ``keras_backend``, and the ``cuda`` and ``cudnn`` versions TensorFlow was built with.
     """
-    # deferred: timing helpers that measure plain Python start no deep-learning backend
-    import keras
-    import tensorflow as tf
+    import tensorflow as tf  # deferred: timing helpers that measure plain Python start no deep-learning backend
+
+    keras = _keras()
 
     build = tf.sysconfig.get_build_info()
     gpus = []

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from pcfilter_lib.data.scene_voxels import FEATURES
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.timing import clock
 from pcfilter_lib.timing.names import BACKENDS, CPU_MODELS, MODELS
@@ -112,8 +113,6 @@ def workload(model: str, sizes: Sizes = FULL) -> Workload:
         return Workload("pointnet", (sizes.pointnet_points, 3), sizes.pointnet_samples, batch=32, epochs=sizes.epochs,
                         infer_batch=32)
     if model == "voxel_unet":
-        from pcfilter_lib.data.scene_voxels import FEATURES  # NumPy only
-
         return Workload("voxel_unet", (*[sizes.voxel_grid] * 3, FEATURES), sizes.unet_samples, batch=4,
                         epochs=sizes.epochs, infer_batch=1)
     if model == "yovo":
