@@ -33,6 +33,9 @@ def test_sentence_names_the_whole_build_its_time_comes_from(tmp_path):
     sentence = book_times.run_time_sentence("02_x", write(tmp_path / "b.json", {"rows": [row]}))
     assert sentence == ("At full size it took 6.2 min on 2 CPU cores (in one whole `make book` of 2026-11-26, "
                         "recorded by `benchmarks/book_times.py --from-build`).")
+    named_row = {**row, "cpu": "AMD EPYC (AVX2)"}
+    named = book_times.run_time_sentence("02_x", write(tmp_path / "n.json", {"rows": [named_row]}))
+    assert named.startswith("At full size it took 6.2 min on 2 CPU cores of an AMD EPYC (AVX2) (in one whole")
 
 
 @pytest.mark.parametrize("rows", [[], [{"chapter": "02_x", "size": "fast", "seconds": 60.0}]])

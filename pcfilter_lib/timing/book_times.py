@@ -87,7 +87,7 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
             means that nothing has been measured yet.
 
     Returns:
-        e.g. "At full size it took 7.9 min on 2 CPU cores and 2.1 min on a machine with a GPU
+        e.g. "At full size it took 7.9 min on 2 CPU cores of an AMD EPYC (AVX2) and 2.1 min on a machine with a GPU
         (NVIDIA H100) (measured by `benchmarks/book_times.py`)."; when every time quoted comes from a
         whole build, the sentence names that build and its date instead. Without a measurement, a
         sentence saying so.
@@ -101,6 +101,8 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
     if "cpu" in times:
         cores = times["cpu"].get("cpu_cores")
         where = f"{cores} CPU cores" if cores else "a CPU"
+        if times["cpu"].get("cpu"):  # machines of one model name can differ twofold: say which
+            where += f" of an {times['cpu']['cpu']}"
         parts.append(f"{format_duration(times['cpu']['seconds'])} on {where}")
     if "gpu" in times:
         parts.append(f"{format_duration(times['gpu']['seconds'])} on a machine with a GPU "
