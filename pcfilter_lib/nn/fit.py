@@ -118,7 +118,7 @@ class UntunedAdapter(DataAdapter):
     Keras feeds arrays and a ``PyDataset`` to TensorFlow through a pipeline that ends in an autotuned
     prefetch. On two cores its background thread and TensorFlow's two compute threads then wait for one
     another: PointNet's training step (batch 32, 512 points, width 0.25) took 85 ms instead of 61 on an AMD
-    EPYC with two cores, at the same CPU time. The batches, their order and the epoch hooks stay Keras'
+    EPYC (AVX-512) with two cores, at the same CPU time. The batches, their order and the epoch hooks stay Keras'
     own, so a run gives the numbers it gave before, only sooner.
     """
 
