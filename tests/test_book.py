@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -121,10 +122,9 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def offline_page(browser, server):
-    """A page that may load the book's own files only: every other request is refused and recorded
-    in ``page.outside``, as a reader without a network would see it."""
+def _offline_page(browser, server):
+    """A page in a new browser context that may load the book's own files only: every other request is
+    refused and recorded in ``page.outside``, as a reader without a network would see it."""
     context = browser.new_context(viewport=VIEWPORT)
     outside: list[str] = []
 
@@ -138,8 +138,14 @@ def offline_page(browser, server):
     context.route("**/*", route)
     page = context.new_page()
     page.outside = outside
+    return page
+
+
+@pytest.fixture
+def offline_page(browser, server):
+    page = _offline_page(browser, server)
     yield page
-    context.close()
+    page.context.close()
 
 
 def _figures_in_executed_notebook(notebook: Path, folder: Path) -> int:
@@ -163,51 +169,8 @@ def _title(notebook: Path) -> str:
     return "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
 
 
-def test_every_chapter_page_renders(built_book, server, offline_page, notebooks, execution_cache):
-    chapters = [nb for nb in notebooks if nb.stem != "intro"]
-    assert chapters, "the table of contents lists no chapter notebook"
-    page = offline_page
-    # Scripts that crash, and the book's own files that fail to load, are errors; so is any request
-    # outside the book (the page must work offline).
-    script_errors: list[str] = []
-    missing: list[str] = []
-    page.on("pageerror", lambda error: str(error) in KNOWN_SCRIPT_ERRORS or script_errors.append(str(error)))
-    page.on("response", lambda r: r.url.startswith(server) and r.status >= 400
-            and not r.url.endswith("/favicon.ico") and missing.append(f"{r.status} {r.url}"))
-    for notebook in chapters:
-        response = page.goto(f"{server}/{notebook.stem}.html", wait_until="load")
-        assert response is not None and response.ok, f"{notebook.stem}.html did not load"
-
-        title = _title(notebook)
-        assert page.locator("h1").first.inner_text().strip().rstrip("#").strip() == title
-        assert title in page.title()
-
-        errors = page.locator(".cell_output .stderr, .cell_output .traceback, .cell_output .output.error")
-        assert errors.count() == 0, f"{notebook.stem}: error output shown:\n{errors.first.inner_text()[:2000]}"
-        body = page.locator("article").inner_text()
-        assert "Traceback (most recent call last)" not in body, f"{notebook.stem}: a traceback is shown"
-
-        expected = _figures_in_executed_notebook(notebook, execution_cache)
-        assert expected > 0, f"{notebook.stem}: the executed notebook made no figure"
-        images = page.locator(".cell_output img")
-        plots = page.locator(".cell_output .plotly-graph-div")
-        assert images.count() + plots.count() == expected, f"{notebook.stem}: expected {expected} figures"
-        for n in range(images.count()):
-            loaded = images.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")
-            assert loaded, f"{notebook.stem}: figure {n} did not load"
-    assert script_errors == [], f"script errors in the browser: {script_errors}"
-    assert missing == [], f"files of the book that did not load: {missing}"
-    assert page.outside == [], f"requests outside the book: {sorted(set(page.outside))}"
-
-
 def _pages(built_book: Path) -> list[Path]:
     return sorted(p for p in (built_book / "html").glob("*.html") if p.name not in ("genindex.html", "search.html"))
-
-
-def test_no_page_shows_stderr_output(built_book):
-    # TensorFlow's C++ logs, Python warnings and progress bars written to stderr would all land here.
-    shown = {page.name: len(STDERR_BLOCK.findall(page.read_text())) for page in _pages(built_book)}
-    assert {name: n for name, n in shown.items() if n} == {}, "pages with stderr output blocks"
 
 
 # The longest line of each code cell whose text is wider than the box around it (the reader would have to
@@ -215,26 +178,6 @@ def test_no_page_shows_stderr_output(built_book):
 OVERFLOWING_CODE = """() => [...document.querySelectorAll("div.cell_input pre")]
     .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
     .map(pre => pre.textContent.split("\\n").reduce((a, b) => (b.length > a.length ? b : a), ""))"""
-
-
-def test_code_cells_fit_the_column(built_book, server, offline_page, notebooks):
-    page = offline_page
-    too_wide = {}
-    try:
-        for notebook in notebooks:
-            page.goto(f"{server}/{notebook.stem}.html", wait_until="load")
-            assert page.locator("div.cell_input pre").count() > 0, \
-                f"{notebook.stem}: no code cell found (has myst-nb changed its markup?)"
-            for width in (VIEWPORT["width"], 1280, 1024):  # two sidebars beside the text, then one
-                page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
-                longest = page.evaluate(OVERFLOWING_CODE)
-                if longest:
-                    too_wide[f"{notebook.stem} at {width} px"] = f"{len(longest)} cells, e.g. {longest[0]!r}"
-    finally:
-        page.set_viewport_size(VIEWPORT)
-    assert too_wide == {}, f"code wider than the page's column: {too_wide}"
-
-
 # The text a reader sees, without code and without the typeset formulas themselves.
 PROSE_TEXT = """() => {
     const article = document.querySelector("article").cloneNode(true);
@@ -243,24 +186,132 @@ PROSE_TEXT = """() => {
 }"""
 
 
-def test_formulas_are_typeset_offline(built_book, server, offline_page):
-    page = offline_page
-    with_math = [p.name for p in _pages(built_book) if 'class="math notranslate' in p.read_text()]
+@dataclass
+class Visit:
+    """What one page of the book showed the browser (``None`` where the page was not checked for it)."""
+
+    loaded: bool
+    h1: str = ""
+    title: str = ""
+    errors: str = ""  # the first error or stderr block shown in an output
+    traceback: bool = False
+    figures: int = 0
+    unloaded_images: list[int] = field(default_factory=list)
+    code_cells: int | None = None
+    too_wide: dict[int, list[str]] = field(default_factory=dict)  # window width -> the lines wider than the column
+    mathjax_scripts: list[str] | None = None
+    formulas: tuple[int, int] = (0, 0)  # (typeset, all)
+    raw_tex: list[str] = field(default_factory=list)
+    prose: str = ""
+
+
+@dataclass
+class Visits:
+    pages: dict[str, Visit]
+    script_errors: list[str]
+    missing: list[str]  # the book's own files that did not load
+    outside: list[str]  # requests outside the book
+
+
+@pytest.fixture(scope="module")
+def visits(built_book, server, browser, notebooks) -> Visits:
+    """Every notebook's page, and every other page with a formula, loaded once in one offline browser
+    context, with what the tests below check: a chapter page takes seconds to load and lay out (its
+    Plotly figures), so each is visited once for all checks."""
+    page = _offline_page(browser, server)
+    script_errors: list[str] = []
+    missing: list[str] = []
+    page.on("pageerror", lambda error: str(error) in KNOWN_SCRIPT_ERRORS or script_errors.append(str(error)))
+    page.on("response", lambda r: r.url.startswith(server) and r.status >= 400
+            and not r.url.endswith("/favicon.ico") and missing.append(f"{r.status} {r.url}"))
+    with_math = {p.name for p in _pages(built_book) if 'class="math notranslate' in p.read_text()}
+    names = [f"{nb.stem}.html" for nb in notebooks]
+    pages = {}
+    try:
+        for name in names + sorted(with_math - set(names)):
+            response = page.goto(f"{server}/{name}", wait_until="load")
+            visit = pages[name] = Visit(loaded=response is not None and response.ok)
+            if not visit.loaded:
+                continue
+            if name in with_math:
+                page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+                page.evaluate("() => MathJax.startup.promise")
+                visit.mathjax_scripts = page.evaluate(
+                    "() => [...document.scripts].filter(s => /mathjax/i.test(s.src)).map(s => s.src)")
+                visit.formulas = (page.locator(".math mjx-container").count(), page.locator(".math").count())
+                text = page.evaluate(PROSE_TEXT)
+                visit.raw_tex = [mark for mark in RAW_TEX if mark in text]
+                visit.prose = text
+            if name not in names:
+                continue
+            visit.h1 = page.locator("h1").first.inner_text().strip().rstrip("#").strip()
+            visit.title = page.title()
+            errors = page.locator(".cell_output .stderr, .cell_output .traceback, .cell_output .output.error")
+            visit.errors = errors.first.inner_text()[:2000] if errors.count() else ""
+            visit.traceback = "Traceback (most recent call last)" in page.locator("article").inner_text()
+            images = page.locator(".cell_output img")
+            visit.figures = images.count() + page.locator(".cell_output .plotly-graph-div").count()
+            visit.unloaded_images = [n for n in range(images.count())
+                                     if not images.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")]
+            visit.code_cells = page.locator("div.cell_input pre").count()
+            for width in (VIEWPORT["width"], 1280, 1024):  # two sidebars beside the text, then one
+                page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
+                visit.too_wide[width] = page.evaluate(OVERFLOWING_CODE)
+            page.set_viewport_size(VIEWPORT)
+    finally:
+        page.context.close()
+    return Visits(pages, script_errors, missing, page.outside)
+
+
+def test_every_chapter_page_renders(visits, notebooks, execution_cache):
+    chapters = [nb for nb in notebooks if nb.stem != "intro"]
+    assert chapters, "the table of contents lists no chapter notebook"
+    for notebook in chapters:
+        visit = visits.pages[f"{notebook.stem}.html"]
+        assert visit.loaded, f"{notebook.stem}.html did not load"
+        title = _title(notebook)
+        assert visit.h1 == title and title in visit.title, (visit.h1, visit.title, title)
+        assert visit.errors == "", f"{notebook.stem}: error output shown:\n{visit.errors}"
+        assert not visit.traceback, f"{notebook.stem}: a traceback is shown"
+        expected = _figures_in_executed_notebook(notebook, execution_cache)
+        assert expected > 0, f"{notebook.stem}: the executed notebook made no figure"
+        assert visit.figures == expected, f"{notebook.stem}: {visit.figures} figures shown, {expected} made"
+        assert visit.unloaded_images == [], f"{notebook.stem}: figures {visit.unloaded_images} did not load"
+    assert visits.script_errors == [], f"script errors in the browser: {visits.script_errors}"
+    assert visits.missing == [], f"files of the book that did not load: {visits.missing}"
+    assert visits.outside == [], f"requests outside the book: {sorted(set(visits.outside))}"
+
+
+def test_no_page_shows_stderr_output(built_book):
+    # TensorFlow's C++ logs, Python warnings and progress bars written to stderr would all land here.
+    shown = {page.name: len(STDERR_BLOCK.findall(page.read_text())) for page in _pages(built_book)}
+    assert {name: n for name, n in shown.items() if n} == {}, "pages with stderr output blocks"
+
+
+def test_code_cells_fit_the_column(visits, notebooks):
+    too_wide = {}
+    for notebook in notebooks:
+        visit = visits.pages[f"{notebook.stem}.html"]
+        assert visit.loaded, f"{notebook.stem}.html did not load"
+        assert visit.code_cells, f"{notebook.stem}: no code cell found (has myst-nb changed its markup?)"
+        for width, longest in visit.too_wide.items():
+            if longest:
+                too_wide[f"{notebook.stem} at {width} px"] = f"{len(longest)} cells, e.g. {longest[0]!r}"
+    assert too_wide == {}, f"code wider than the page's column: {too_wide}"
+
+
+def test_formulas_are_typeset_offline(visits, server):
+    with_math = {name: visit for name, visit in visits.pages.items() if visit.mathjax_scripts is not None}
     assert with_math, "no page of the book has a formula: has Sphinx changed its math markup?"
-    for name in with_math:
-        page.goto(f"{server}/{name}", wait_until="load")
-        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
-        page.evaluate("() => MathJax.startup.promise")
-        scripts = page.evaluate("() => [...document.scripts].filter(s => /mathjax/i.test(s.src)).map(s => s.src)")
+    for name, visit in with_math.items():
+        scripts = visit.mathjax_scripts
         assert len(scripts) == 1, f"{name}: MathJax should load once, from the book; scripts: {scripts}"
         assert scripts[0].startswith(server), f"{name}: MathJax comes from {scripts[0]}"
-        formulas = page.locator(".math")
-        typeset = page.locator(".math mjx-container")
-        assert typeset.count() == formulas.count() > 0, f"{name}: {typeset.count()} of {formulas.count()} typeset"
-        text = page.evaluate(PROSE_TEXT)
-        raw = [mark for mark in RAW_TEX if mark in text]
+        typeset, formulas = visit.formulas
+        assert typeset == formulas > 0, f"{name}: {typeset} of {formulas} typeset"
+        raw, text = visit.raw_tex, visit.prose
         assert raw == [], f"{name}: raw TeX left in the text ({raw}): {text[text.find(raw[0]) - 80:][:200]!r}"
-    assert page.outside == [], f"requests outside the book: {sorted(set(page.outside))}"
+    assert visits.outside == [], f"requests outside the book: {sorted(set(visits.outside))}"
 
 
 def test_intro_and_references_pages(built_book, server, offline_page):
