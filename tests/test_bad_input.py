@@ -37,7 +37,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)  # this file also loads the point filter in-process
 
 from pcfilter_lib import filters
-from pcfilter_lib.cli.app import one_line
+from pcfilter_lib.cli.app import main, one_line
 from pcfilter_lib.filters.points import cover_patches
 from pcfilter_lib.geometry.point_features import combine, neighbourhoods, patch_inputs
 from pcfilter_lib.io.files import verify_folder
@@ -178,17 +178,24 @@ def _empty(allow):
     return make
 
 
+def _prepare(folder, argv):
+    """Run a command that makes a row's input in ``folder``, in this process and in fast mode as the rows
+    run: what is checked is the row's own command, which runs in a fresh process."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PCFILTER_FAST", "1")
+        patch.chdir(folder)
+        assert main(argv) == 0, argv
+
+
 def _truncated_modelnet(folder):
-    subprocess.run(_command(folder, ["modelnet", "--synthetic", "--out", "mn", "--quiet"]), check=True,
-                   cwd=folder, env=_env(), capture_output=True)
+    _prepare(folder, ["modelnet", "--synthetic", "--out", "mn", "--quiet"])
     damaged = sorted((folder / "mn").rglob("*.off"))[5]
     damaged.write_bytes(damaged.read_bytes()[:40])
     return ["modelnet", "--synthetic", "--out", "mn", "--quiet"]
 
 
 def _truncated_dataset(folder):
-    subprocess.run(_command(folder, ["simulate", "--out", "ds", "--n", "2", "--size", "48x32"]), check=True,
-                   cwd=folder, env=_env(), capture_output=True)
+    _prepare(folder, ["simulate", "--out", "ds", "--n", "2", "--size", "48x32"])
     damaged = sorted((folder / "ds").rglob("*.npz"))[0]
     damaged.write_bytes(damaged.read_bytes()[:100])
     return ["simulate", "--out", "ds", "--n", "2", "--size", "48x32"]
@@ -208,8 +215,7 @@ def _text_file(name, text, command):
 
 
 def _dataset(folder):
-    subprocess.run(_command(folder, ["simulate", "--out", "ds", "--n", "3", "--size", "48x32", "--split",
-                                     "0.34/0.33/0.33"]), check=True, cwd=folder, env=_env(), capture_output=True)
+    _prepare(folder, ["simulate", "--out", "ds", "--n", "3", "--size", "48x32", "--split", "0.34/0.33/0.33"])
     return ["evaluate", "--data", "ds", "--split", "test"]
 
 

@@ -111,20 +111,17 @@ def test_a_folder_gives_one_mesh_per_input_and_skips_a_bad_file(scans, tmp_path,
     assert "another folder" in capsys.readouterr().err
 
 
-def test_a_folder_in_parallel_processes_reports_the_same_way(scans, tmp_path):
-    import subprocess
-    import sys
-
+def test_a_folder_in_parallel_processes_reports_the_same_way(scans, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / scans[0].name).write_bytes(scans[0].read_bytes())
     (folder / "empty.ply").write_bytes(b"")
     out = tmp_path / "meshes"
-    done = subprocess.run([sys.executable, "-m", "pcfilter_lib.cli", "reconstruct", str(folder), "-o", str(out),
-                           "--method", "sor", "--depth", "6", "--jobs", "2"], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 1, done.stderr
-    lines = done.stdout.strip().splitlines()
+    # --jobs 2: each file is a task on two worker processes
+    status = cli.main(["reconstruct", str(folder), "-o", str(out), "--method", "sor", "--depth", "6", "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert status == 1, captured.err
+    lines = captured.out.strip().splitlines()
     assert [p.name for p in out.iterdir()] == [f"{scans[0].stem}.ply"]
     assert any(line.startswith("empty.ply: skipped:") for line in lines)
     assert any(line.startswith(f"{scans[0].name}: sor: kept") for line in lines)

@@ -207,7 +207,8 @@ def test_ctrl_c_ends_a_run_on_local_workers_with_one_line_and_leaves_nothing(clo
     temporary.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-c", INTERRUPT_AFTER_A_TILE, "filter", str(cloud), "-o", str(out / "kept.ply"),
-         "--removed", str(out / "removed.ply"), "--method", "sor", "--tile-points", "1000", "--jobs", "2"],
+         "--removed", str(out / "removed.ply"), "--method", "sor", "--tile-points", "1000", "--jobs", "2",
+         "--quiet"],  # a first tile later than 5 s (the workers' start on a busy machine) would print progress
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "TMPDIR": str(temporary)})
     try:

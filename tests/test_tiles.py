@@ -131,10 +131,8 @@ def test_the_neighbour_filter_in_tiles_gives_the_whole_cloud_s_probabilities_bit
 
 
 @pytest.mark.skipif(not filters.SHIPPED_NEIGHBOUR_MODEL.is_file(), reason="the shipped neighbour filter is missing")
-def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(cloud, tmp_path):
-    import subprocess
-    import sys
-
+def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(cloud, tmp_path, capsys):
+    from pcfilter_lib.cli import main
     from pcfilter_lib.io.clouds import CloudWriter
 
     with CloudWriter(tmp_path / "cloud.xyz", len(cloud), np.float64) as writer:
@@ -142,10 +140,9 @@ def test_pcfilter_filter_writes_the_same_files_in_tiles_and_in_one_pass(cloud, t
     outputs = []
     for name, tile in (("whole", []), ("tiled", ["--tile-points", "4000"])):
         out = [tmp_path / f"{name}_{part}" for part in ("kept.ply", "removed.xyz", "scores.ply")]
-        done = subprocess.run([sys.executable, "-m", "pcfilter_lib.cli", "filter", str(tmp_path / "cloud.xyz"),
-                               "-o", str(out[0]), "--removed", str(out[1]), "--scores", str(out[2]),
-                               "--model", "neighbours", "--quiet", *tile], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+        status = main(["filter", str(tmp_path / "cloud.xyz"), "-o", str(out[0]), "--removed", str(out[1]),
+                       "--scores", str(out[2]), "--model", "neighbours", "--quiet", *tile])
+        assert status == 0, capsys.readouterr().err
         outputs.append([path.read_bytes() for path in out])
     assert outputs[0] == outputs[1]
 
