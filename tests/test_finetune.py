@@ -91,7 +91,9 @@ def test_a_network_goes_to_keras_and_back_unchanged():
 
 
 @needs_weights
-def test_finetune_writes_a_filter_that_filter_and_evaluate_run_without_tensorflow(tmp_path):
+def test_finetune_writes_a_filter_that_filter_and_evaluate_run_without_tensorflow(tmp_path, capsys, monkeypatch):
+    from pcfilter_lib.cli import main
+
     data = tmp_path / "data"
     data.mkdir()
     for seed in range(2):  # specks far above a sheet: a shift the shipped filter has not seen in this form
@@ -99,9 +101,13 @@ def test_finetune_writes_a_filter_that_filter_and_evaluate_run_without_tensorflo
         points[label == 0, 2] += 0.2
         write_pointcleannet(data / f"sheet{seed}", labelled_scan(points, label))
     out = tmp_path / "mine.npz"
-    result = run("finetune", "--data", data, "--out", out, "--epochs", 3, "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert out.is_file() and "before" in result.stdout and "after" in result.stdout
+    # Fine-tuning runs in this process: a fresh one would add only TensorFlow's start-up. Filter and evaluate,
+    # which must not start TensorFlow, each run in a fresh process below.
+    monkeypatch.setenv("PCFILTER_FAST", "1")
+    status = main(["finetune", "--data", str(data), "--out", str(out), "--epochs", "3", "--quiet"])
+    result = capsys.readouterr()
+    assert status == 0, result.err
+    assert out.is_file() and "before" in result.out and "after" in result.out
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["target"] == "finetune" and 0 < card["threshold"] < 1
     assert [c["file"] for c in card["data"]["clouds"]] == ["sheet0.xyz", "sheet1.xyz"]

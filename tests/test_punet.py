@@ -3,6 +3,8 @@ training patches from true surfaces, the network's layout, training, saving, and
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -212,20 +214,24 @@ def test_fast_recipe_writes_a_loadable_upsampler_with_a_card(tmp_path):
     from pcfilter_lib.io.model_cards import read_model_card
     from pcfilter_lib.recipes import upsampling
 
-    card = upsampling.train_reference_upsampler(tmp_path / "out", tmp_path / "data", upsampling.FAST, progress=False)
+    # FAST with six of its ten 640x480 scans (each split still gets one) and a batch of training patches: what
+    # the card records and the model's shapes do not depend on how many there are.
+    recipe = dataclasses.replace(upsampling.FAST, scans=dataclasses.replace(upsampling.FAST.scans, scans=6),
+                                 train_patches=16, val_patches=8, test_patches=8)
+    card = upsampling.train_reference_upsampler(tmp_path / "out", tmp_path / "data", recipe, progress=False)
     path = tmp_path / "out" / card.model
     card.write(path.with_suffix(".json"))
     again = read_model_card(path)
     assert again.target == "punet" and again.file_bytes == path.stat().st_size
-    assert again.data["scans"]["train"] > 0 and again.settings["ratio"] == upsampling.FAST.ratio
+    assert again.data["scans"]["train"] > 0 and again.settings["ratio"] == recipe.ratio
     # The measured spacing is that of a 640x480 scan at about a metre: near a millimetre.
     assert 5e-4 < again.settings["spacing_m"] < 2e-3
     for split in (again.validation, again.test):
         assert 0 < split["chamfer"] and 0 < split["chamfer_repeated_input"]
         assert split["chamfer_ratio"] == pytest.approx(split["chamfer"] / split["chamfer_repeated_input"], rel=1e-4)
     model = punet.load_upsampler(path)
-    n = upsampling.FAST.patch_points
-    assert model.input_shape == (None, n, 3) and model.output_shape == (None, upsampling.FAST.ratio * n, 3)
+    n = recipe.patch_points
+    assert model.input_shape == (None, n, 3) and model.output_shape == (None, recipe.ratio * n, 3)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         punet.load_upsampler(tmp_path / "none.keras")
     (tmp_path / "bad.keras").write_bytes(b"not a model")
