@@ -57,11 +57,13 @@ def test_graph_optimiser_notes_stay_off_stderr():
 
 def _probe(**env: str) -> dict:
     """In a fresh process that imports the package first, with ``env`` set: what ``runtime`` says of the
-    CPU allocator and of oneDNN, the BFC allocators TensorFlow creates for its first tensor, and whether
-    TensorFlow's own port reports its oneDNN kernels on. ``runtime.setup`` runs after that first tensor, so
-    that its muted import cannot hide the allocator's log line."""
+    CPU allocator and of oneDNN, the BFC allocators TensorFlow creates for its first tensor, whether
+    TensorFlow's own port reports its oneDNN kernels on, and JAX's threefry setting as JAX reads it.
+    ``runtime.setup`` runs after that first tensor, so that its muted import cannot hide the allocator's
+    log line."""
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+             if k not in ("TF_CPU_ALLOCATOR_USE_BFC", "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL",
+                          "JAX_THREEFRY_PARTITIONABLE")}
     code = ("import json, os, sys\n"
             "from pcfilter_lib import runtime\n"
             "said = {'allocator': runtime.cpu_allocator(), 'onednn': runtime.onednn()}\n"
@@ -75,6 +77,8 @@ def _probe(**env: str) -> dict:
             "    said['onednn_enabled'] = port.IsMklEnabled()\n"
             "except Exception as error:\n"
             "    said['onednn_enabled'] = repr(error)\n"
+            "import jax\n"
+            "said['threefry_partitionable'] = jax.config.jax_threefry_partitionable\n"
             "print('probe:', json.dumps(said), flush=True)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={**clean, "TF_CPP_MIN_LOG_LEVEL": "0", "TF_CPP_VMODULE": "bfc_allocator=1", **env})
@@ -85,7 +89,7 @@ def _probe(**env: str) -> dict:
     return report
 
 
-# TensorFlow reads each variable by itself: one process reports both settings as they are by default, one
+# TensorFlow and JAX read each variable by themselves: one process reports the settings as they are by default, one
 # as the user chose them.
 @pytest.fixture(scope="module")
 def defaults() -> dict:
@@ -94,7 +98,7 @@ def defaults() -> dict:
 
 @pytest.fixture(scope="module")
 def user_choices() -> dict:
-    return _probe(TF_CPU_ALLOCATOR_USE_BFC="false", TF_ENABLE_ONEDNN_OPTS="0")
+    return _probe(TF_CPU_ALLOCATOR_USE_BFC="false", TF_ENABLE_ONEDNN_OPTS="0", JAX_THREEFRY_PARTITIONABLE="1")
 
 
 def test_every_process_pools_cpu_memory_unless_the_user_says_otherwise(defaults, user_choices):
@@ -109,6 +113,12 @@ def test_every_process_runs_onednn_kernels_unless_the_user_says_otherwise(defaul
     # TensorFlow turns them on by itself only where the CPU has AVX-512 VNNI or AMX: set here, every CPU runs them
     assert (defaults["onednn"], defaults["onednn_enabled"]) == ("on", True)
     assert (user_choices["onednn"], user_choices["onednn_enabled"]) == ("off", False)
+
+
+def test_jax_draws_random_bits_the_quickly_compiled_way_unless_the_user_says_otherwise(defaults, user_choices):
+    # Keras draws every weight's first values with a compiled random draw per shape under JAX
+    assert defaults["threefry_partitionable"] is False
+    assert user_choices["threefry_partitionable"] is True
 
 
 def test_the_command_line_reports_the_allocator_and_onednn():
