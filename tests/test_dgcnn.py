@@ -4,12 +4,7 @@ numbers under JAX."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import jax_backend
 import numpy as np
 import pytest
 
@@ -21,8 +16,6 @@ import keras
 from test_point_ops import nearest_reference
 
 from pcfilter_lib.models import dgcnn
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _points(b=2, n=24, c=3, seed=0):
@@ -94,7 +87,9 @@ def test_model_trains_one_step_ignores_point_order_and_round_trips(tmp_path):
     keras.utils.set_random_seed(0)
     model = dgcnn.build_dgcnn(3, 24, k=6, width=0.125)
     assert model.output_shape == (None, 3)
-    model.compile("adam", "sparse_categorical_crossentropy")
+    # One step, eagerly: tracing it would take seconds. Building the model has run every layer on symbolic
+    # clouds of any batch size already.
+    model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)
     x = _points(b=6, n=24, seed=4)
     before = [w.copy() for w in model.get_weights()]
     assert np.isfinite(float(np.ravel(model.train_on_batch(x, np.arange(6) % 3))[0]))
@@ -117,23 +112,22 @@ def test_default_model_is_small():
     assert [model.get_layer(f"edgeconv{i}").filters[-1] for i in range(4)] == [16, 16, 32, 64]
 
 
-def test_jax_backend_gives_the_same_numbers(tmp_path):
+def _jax_inputs(folder):
     keras.utils.set_random_seed(1)
-    model = dgcnn.build_dgcnn(3, 24, k=6, width=0.125)
-    x = _points(b=3, n=24, seed=6)
-    model.save(tmp_path / "m.keras")
-    np.save(tmp_path / "x.npy", x)
-    script = (
-        "import json, keras, numpy as np\n"
-        "from pcfilter_lib.models import dgcnn\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        f"model = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
-        "print(json.dumps({'backend': keras.backend.backend(),\n"
-        "    'pred': model.predict(x, verbose=0).tolist()}))\n"
-    )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    dgcnn.build_dgcnn(3, 24, k=6, width=0.125).save(folder / "m.keras")
+    np.save(folder / "x.npy", _points(b=3, n=24, seed=6))
+
+
+jax_backend.declare("dgcnn", __file__, _jax_inputs, """
+    from pcfilter_lib.models import dgcnn
+    model = keras.models.load_model(folder / "m.keras")
+    out = {"backend": keras.backend.backend(), "pred": model.predict(np.load(folder / "x.npy"), verbose=0).tolist()}
+""")
+
+
+def test_jax_backend_gives_the_same_numbers(request):
+    folder, out = jax_backend.numbers("dgcnn", request)
     assert out["backend"] == "jax"
-    np.testing.assert_allclose(out["pred"], _np(model(x, training=False)), rtol=1e-4, atol=1e-5)
+    model = keras.models.load_model(folder / "m.keras")
+    np.testing.assert_allclose(out["pred"], _np(model(np.load(folder / "x.npy"), training=False)), rtol=1e-4,
+                               atol=1e-5)

@@ -1,6 +1,7 @@
 """The point-based filter: invariant features, patches that cover the cloud, the network, bad input,
 and the shipped weights (invariance to units and placement, better than the tuned baselines)."""
 
+
 import numpy as np
 import pytest
 from synthetic_clouds import moved, surface_with_specks
@@ -112,6 +113,8 @@ def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
         filters.PointFilter(point_filter.model, feature_set="both")
 
 
+
+@pytest.mark.usefixtures("eager_steps")
 def test_pointnet2_is_the_other_network_a_point_filter_can_train(tmp_path):
     clouds = [cloud_scan(*surface_with_specks(seed=s)) for s in range(3)]
     inputs, labels = patches.training_patches(clouds[:2], 8, 256)

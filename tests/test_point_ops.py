@@ -3,12 +3,7 @@ numbers on the JAX backend. The NumPy versions serve the layer tests of PointNet
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
+import jax_backend
 import numpy as np
 import pytest
 
@@ -20,8 +15,6 @@ import keras
 
 from pcfilter_lib.data.surface_patches import farthest_point_indices
 from pcfilter_lib.nn import point_ops
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _points(b=2, n=40, c=3, seed=0):
@@ -176,32 +169,34 @@ def test_interpolation_matches_the_reference_and_reproduces_the_known_points(pow
         point_ops.interpolate(xyz, sparse_xyz, sparse_features, power=3)
 
 
-def test_jax_backend_gives_the_same_numbers(tmp_path):
-    x, features = _points(b=3, n=32, seed=9), _points(b=3, n=32, c=4, seed=10)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "f.npy", features)
-    ops = {
-        "distances": "point_ops.squared_distances(x, x[:, :7])",
-        "nearest": "point_ops.nearest(x[:, :9], x, 5)[0]",
-        "fps": "point_ops.farthest_point_sample(x, 9)",
-        "ball": "point_ops.ball_query(x, x[:, :5], 0.7, 6)",
-        "group": "point_ops.group(x, f, x[:, :5], point_ops.ball_query(x, x[:, :5], 0.7, 6))",
-        "interpolate": "point_ops.interpolate(x, x[:, :6], f[:, :6])",
-    }
-    script = (
-        "import json, keras, numpy as np\n"
-        "from pcfilter_lib.nn import point_ops\n"
-        f"x, f = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'f.npy')!r})\n"
-        "out = {'backend': keras.backend.backend()}\n"
-        + "".join(f"out[{name!r}] = keras.ops.convert_to_numpy({call}).tolist()\n" for name, call in ops.items())
-        + "print(json.dumps(out))\n"
-    )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+# The same calls under JAX (tests/jax_backend.py computes them in one JAX process with the other test files').
+JAX_OPS = {
+    "distances": "point_ops.squared_distances(x, x[:, :7])",
+    "nearest": "point_ops.nearest(x[:, :9], x, 5)[0]",
+    "fps": "point_ops.farthest_point_sample(x, 9)",
+    "ball": "point_ops.ball_query(x, x[:, :5], 0.7, 6)",
+    "group": "point_ops.group(x, f, x[:, :5], point_ops.ball_query(x, x[:, :5], 0.7, 6))",
+    "interpolate": "point_ops.interpolate(x, x[:, :6], f[:, :6])",
+}
+
+
+def _jax_inputs(folder):
+    np.save(folder / "x.npy", _points(b=3, n=32, seed=9))
+    np.save(folder / "f.npy", _points(b=3, n=32, c=4, seed=10))
+
+
+jax_backend.declare("point_ops", __file__, _jax_inputs, "\n".join([
+    "from pcfilter_lib.nn import point_ops",
+    "x, f = np.load(folder / 'x.npy'), np.load(folder / 'f.npy')",
+    "out = {'backend': keras.backend.backend()}",
+    *(f"out[{name!r}] = keras.ops.convert_to_numpy({call}).tolist()" for name, call in JAX_OPS.items())]))
+
+
+def test_jax_backend_gives_the_same_numbers(request):
+    folder, out = jax_backend.numbers("point_ops", request)
     assert out["backend"] == "jax"
-    for name, call in ops.items():
+    x, features = np.load(folder / "x.npy"), np.load(folder / "f.npy")
+    for name, call in JAX_OPS.items():
         expected = _np(eval(call, {"point_ops": point_ops, "x": x, "f": features}))  # the same call under TensorFlow
         if expected.dtype.kind == "i":
             np.testing.assert_array_equal(out[name], expected, err_msg=name)

@@ -32,7 +32,8 @@ def _cloud(n=64, seed=0):
 def small():
     keras.utils.set_random_seed(0)
     model = pointnet.build_pointnet(4, width=0.125)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    # Eagerly: tracing the training step would take longer than the two steps and every test of the model.
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
     x = np.random.default_rng(1).normal(size=(16, 64, 3)).astype(np.float32)
     model.fit(x, np.arange(16) % 4, epochs=1, batch_size=8, verbose=0)  # non-trivial BN statistics
     return model
@@ -91,8 +92,9 @@ def test_save_and_load_without_custom_objects(small, tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), small.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     seg = pointnet.build_pointnet_segmentation(3, width=0.125)
     seg.save(tmp_path / "seg.keras")
-    np.testing.assert_allclose(keras.models.load_model(tmp_path / "seg.keras").predict(x, verbose=0),
-                               seg.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    # called directly: predict would trace a graph of each network for this one batch
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "seg.keras")(x, training=False),
+                               seg(x, training=False), rtol=1e-5, atol=1e-6)
 
 
 def test_segmentation_is_per_point_and_equivariant():
@@ -127,18 +129,20 @@ def test_shipped_model_loads_alone_and_matches_its_manifest(tmp_path):
     assert manifest["data"]["generator"] == procedural_modelnet.GENERATOR
     assert manifest["data"]["version"] == procedural_modelnet.VERSION
     # A fresh interpreter that imports only the model module loads it and classifies the fast
-    # procedural test set (the first meshes of the full set, with the same sampling).
+    # procedural test set (the first meshes of the full set, with the same sampling). Each mesh comes
+    # from its own seed, so the test meshes are made without the training meshes before them.
     script = (
         "from pcfilter_lib import runtime; runtime.setup(0)\n"
         "import keras, numpy as np, sys\n"
         "import pcfilter_lib.models.pointnet\n"
         f"model = keras.models.load_model({str(SHIPPED)!r})\n"
         "from pcfilter_lib.data import modelnet, procedural_modelnet\n"
-        f"root = procedural_modelnet.generate({str(tmp_path / 'pm')!r}, seed=0, "
-        "counts=procedural_modelnet.FAST_COUNTS)\n"
+        "counts = {name: (0, test) for name, (_, test) in procedural_modelnet.FAST_COUNTS.items()}\n"
+        f"root = procedural_modelnet.generate({str(tmp_path / 'pm')!r}, seed=0, counts=counts)\n"
         f"test = modelnet.load_split(root, 'test', {manifest['settings']['num_points']}, "
         f"cache_dir={str(tmp_path / 'cache')!r})\n"
-        "print(float(np.mean(np.argmax(model.predict(test.points, verbose=0), 1) == test.labels)))\n"
+        "scores = keras.ops.convert_to_numpy(model(test.points, training=False))  # one batch: no graph to trace\n"
+        "print(float(np.mean(np.argmax(scores, 1) == test.labels)))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
                             env={"PCFILTER_FAST": "1", "PATH": ""}, timeout=300)
@@ -151,7 +155,7 @@ def test_trains_under_mixed_precision():
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:
         model = pointnet.build_pointnet(num_classes=3, num_points=32, width=0.125)
-        model.compile("adam", "sparse_categorical_crossentropy")
+        model.compile("adam", "sparse_categorical_crossentropy", run_eagerly=True)  # one step: no graph to trace
         x = np.random.default_rng(0).normal(size=(4, 32, 3)).astype("float32")
         loss = model.train_on_batch(x, np.array([0, 1, 2, 0]))
     finally:

@@ -20,6 +20,7 @@ TINY = replace(seg.FAST, folder="tiny_scenes", n_scenes=3, resolution=16, n_view
 TINY_BUDGET = replace(si.FAST, epochs=1, batch_size=2)
 
 
+
 def test_backproject_keeps_the_maximum_and_leaves_the_rest_empty():
     values = np.zeros((2, 2, 3, 2), np.float32)
     values[0, 0, 0] = (1.0, 5.0)
@@ -84,6 +85,7 @@ def test_the_ablation_on_a_tiny_scene_set(tmp_path):
     assert reached.any() and (grids["state"][reached] == OCCUPIED).all()
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_path):
     card = si.train_reference_image_network(tmp_path / "weights", tmp_path, TINY, TINY_BUDGET, progress=False)
     path = tmp_path / "weights" / card.model
@@ -99,6 +101,7 @@ def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_pa
     assert report["image"]["shipped"] and report["image"]["train_seconds"] == card.training_seconds
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_the_chapter_u_net_stands_as_the_geometry_row(tmp_path):
     folder = seg.ensure_scene_grids(tmp_path, TINY)
     train_x, train_y = seg.load_features(folder, "train")

@@ -40,6 +40,7 @@ def _build(n):
     return pointnet.build_pointnet(n, width=0.125)
 
 
+
 def test_the_presets_shrink_the_experiment_in_fast_mode():
     fields = ("num_points", "epochs", "head_epochs", "tune_epochs", "batch_size")
     assert all(getattr(transfer.FAST, f) < getattr(transfer.FULL, f) for f in fields)
@@ -106,15 +107,16 @@ def test_load_weights_into_a_fresh_network_gives_the_saved_predictions(pretraine
                                keras.ops.convert_to_numpy(saved(clouds, training=False)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
-    data = _clouds(8)
+    data = _clouds(4)
     lines = []
     results = transfer.compare_strategies(_pretrained_copy(pretrained), data, _clouds(2, seed=1),
-                                          _clouds(3, seed=2), fractions=(0.25, 1.0), scratch_epochs=1,
+                                          _clouds(3, seed=2), fractions=(0.5, 1.0), scratch_epochs=1,
                                           head_epochs=1, tune_epochs=1, batch_size=8, build=_build,
                                           progress=lines.append)
-    assert [(r.fraction, r.strategy) for r in results] == [(f, s) for f in (0.25, 1.0) for s in transfer.STRATEGIES]
-    assert [r.train_size for r in results] == [8] * 3 + [32] * 3
+    assert [(r.fraction, r.strategy) for r in results] == [(f, s) for f in (0.5, 1.0) for s in transfer.STRATEGIES]
+    assert [r.train_size for r in results] == [8] * 3 + [16] * 3
     for r in results:
         assert 0 <= r.accuracy <= 1 and r.seconds > 0
         assert r.seconds == pytest.approx(sum(run.seconds for run in r.runs))
@@ -124,7 +126,7 @@ def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
     table = viz.strategy_table(results)
     assert table.header == ["data", "clouds"] + [f"{s} {u}" for s in transfer.STRATEGIES
                                                  for u in ("accuracy", "seconds")]
-    assert [row[:2] for row in table.rows] == [["25%", "8"], ["100%", "32"]]
+    assert [row[:2] for row in table.rows] == [["50%", "8"], ["100%", "16"]]
     assert table.rows[1][2] == f"{results[3].accuracy:.3f}" and str(table).startswith("| data |")
     fig = viz.plot_strategies(results)
     assert [len(line.get_xdata()) for line in fig.axes[0].lines] == [2, 2, 2]
@@ -148,13 +150,14 @@ def test_weight_histograms_count_the_weights_near_zero():
     plt.close(fig)
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_new_classes_pretrains_on_some_classes_and_learns_the_others_three_ways():
-    result = transfer.new_classes(_clouds(6), _clouds(2, seed=1), _clouds(3, seed=2), ("a", "b"), ("c", "d"),
+    result = transfer.new_classes(_clouds(4), _clouds(2, seed=1), _clouds(3, seed=2), ("a", "b"), ("c", "d"),
                                   build=_build, epochs=1, head_epochs=1, tune_epochs=1, batch_size=8)
     assert result.old_classes == ("a", "b") and result.new_classes == ("c", "d")
     assert 0 <= result.pretrain_accuracy <= 1 and result.pretrain_seconds > 0
     assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
-    assert all(r.train_size == 12 and 0 <= r.accuracy <= 1 for r in result.results)
+    assert all(r.train_size == 8 and 0 <= r.accuracy <= 1 for r in result.results)
     # The test clouds of the new classes only: accuracy is a multiple of 1/6.
     assert all(abs(r.accuracy * 6 - round(r.accuracy * 6)) < 1e-9 for r in result.results)
 

@@ -125,6 +125,15 @@ def _images(n=2, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, 64, 64, 3)).astype(np.float32)
 
 
+def _predict(model, images):
+    """``model``'s output (or list of outputs) for one batch, in inference mode. Called directly:
+    ``predict`` would trace a graph of the network for this one batch, which takes longer than running it."""
+    outputs = model(images, training=False)
+    if isinstance(outputs, list | tuple):
+        return [keras.ops.convert_to_numpy(out) for out in outputs]
+    return keras.ops.convert_to_numpy(outputs)
+
+
 def test_shapes_read_like_the_thesis_figure(model):
     assert model.output_shape == (None, 32, 32, 32, 1)
     for i in (1, 2, 3):
@@ -134,7 +143,7 @@ def test_shapes_read_like_the_thesis_figure(model):
     assert model.get_layer("refiner_down3").output.shape == (None, 4, 4, 4, 32)
     assert any(isinstance(layer, DropBlock) for layer in model.layers)
     assert any(isinstance(layer, Mish) for layer in model.layers)
-    probabilities = model.predict(_images(), verbose=0)
+    probabilities = _predict(model, _images())
     assert probabilities.min() >= 0 and probabilities.max() <= 1
 
 
@@ -145,7 +154,7 @@ def test_the_aggregator_weights_sum_to_one_per_voxel_and_merge_the_volumes(model
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
     probe = keras.Model(model.input, [model.get_layer(f"decoder{i}_volume").output for i in (1, 2, 3)]
                         + [model.get_layer("merged_volume").output])
-    *volumes, merged = probe.predict(images, verbose=0)
+    *volumes, merged = _predict(probe, images)
     np.testing.assert_allclose(merged[..., 0], (weights * np.concatenate(volumes, axis=-1)).sum(-1), atol=1e-5)
 
 
@@ -159,8 +168,7 @@ def test_the_ablation_switches():
     # Without the aggregator the three volumes are averaged; without the refiner that is the output.
     images = _images(seed=2)
     probe = keras.Model(plain.input, [plain.get_layer(f"decoder{i}_volume").output for i in (1, 2, 3)])
-    np.testing.assert_allclose(plain.predict(images, verbose=0), np.mean(probe.predict(images, verbose=0), axis=0),
-                               atol=1e-6)
+    np.testing.assert_allclose(_predict(plain, images), np.mean(_predict(probe, images), axis=0), atol=1e-6)
     assert yovo.build_yovo(decoder_channels=(16, 8, 4)).get_layer("level1_volume").output.shape == (None, 4, 4, 4, 64)
     for bad in (dict(image_size=48), dict(activation="elu"), dict(regulariser="l2"), dict(decoder_channels=(8,)),
                 dict(decoder_channels=(8, 4))):
@@ -170,11 +178,11 @@ def test_the_ablation_switches():
 
 def test_trains_a_step_predicts_deterministically_and_saves(model, tmp_path):
     rng = np.random.default_rng(3)
-    x = _images(4, seed=3)
-    y = (rng.random((4, 32, 32, 32, 1)) < 0.1).astype(np.float32)
+    x = _images(2, seed=3)
+    y = (rng.random((2, 32, 32, 32, 1)) < 0.1).astype(np.float32)
     # Eagerly: tracing the training graph of this network takes longer than running a step.
     yovo.compile_yovo(model, Ranger(1e-3), run_eagerly=True)
-    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0).history
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0]) and {"iou_0.3", "iou_0.5"} <= set(history)
     first = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), first)  # no DropBlock now
@@ -190,7 +198,7 @@ def test_every_output_starts_at_the_prior_occupancy():
     probe = keras.Model(model.input, [model.get_layer(f"decoder{i}_volume").output for i in (1, 2, 3)]
                         + [model.get_layer("refiner_out").output])
     # Untrained, every sigmoid reads its bias, logit(prior), plus what the weights add to it.
-    for volume in probe.predict(images, verbose=0):
+    for volume in _predict(probe, images):
         assert abs(float(np.median(volume)) - 0.12) < 0.06
     with pytest.raises(ValueError, match="prior"):
         yovo.build_yovo(prior=1.0)
