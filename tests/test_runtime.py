@@ -28,9 +28,9 @@ def test_a_failed_import_shows_what_tensorflow_wrote(tmp_path):
     assert "broken build" in result.stderr
 
 
-# Training a convolution followed by a LeakyReLU makes TensorFlow's graph optimiser (grappler) try
-# to fuse the two, fail on the gradient graph and log "remapper failed" from C++, as the book's
-# chapters 2, 3, 5 and 6 do at full size.
+# Training a convolution followed by a LeakyReLU made the graph optimiser (grappler) of earlier TensorFlow versions
+# try to fuse the two, fail on the gradient graph and log "remapper failed" from C++, as the book's chapters
+# 2, 3, 5 and 6 did at full size; whatever the installed TensorFlow logs, none of it may reach stderr.
 LEAKY_FIT = ("import numpy as np; import keras; "
              "m = keras.Sequential([keras.Input((16, 16, 2)), keras.layers.Conv2D(4, 3, padding='same'), "
              "keras.layers.LeakyReLU(), keras.layers.Conv2D(1, 1)]); m.compile('adam', 'mse'); "
@@ -39,11 +39,6 @@ LEAKY_FIT = ("import numpy as np; import keras; "
 
 def test_graph_optimiser_notes_stay_off_stderr():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    loud = subprocess.run([sys.executable, "-c", LEAKY_FIT], capture_output=True, text=True, timeout=300,
-                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"})
-    assert loud.returncode == 0, loud.stderr
-    if "remapper failed" not in loud.stderr:
-        pytest.skip("this TensorFlow no longer logs the failed LeakyReLU fusion: nothing to keep quiet")
     quiet = subprocess.run([sys.executable, "-c", "from pcfilter_lib import runtime; runtime.setup(); " + LEAKY_FIT],
                            capture_output=True, text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr
