@@ -3,13 +3,13 @@ object in its own frame, noise, artefacts, background), the loader, and exact re
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -112,19 +112,29 @@ def test_refuses_other_data_and_bad_requests(scanned, tmp_path):
 
 def test_a_killed_run_resumes_to_the_same_bytes_with_any_number_of_workers(scanned, tmp_path):
     out = tmp_path / "killed"
-    code = (f"from pcfilter_lib.data import scanned_modelnet as s\n"
+    # The run kills itself and its workers after the 13th file (the manifest was saved at the 12th):
+    # a kill at a known point, whatever the machine's speed.
+    code = (f"import os, signal\n"
+            f"from pcfilter_lib.data import scanned_modelnet as s\n"
             f"s.SAVE_EVERY = 4\n"
+            f"write, written = s.atomic_write_bytes, []\n"
+            f"def write_then_die(path, data):\n"
+            f"    write(path, data)\n"
+            f"    written.append(path)\n"
+            f"    if len(written) == 13:\n"
+            f"        os.killpg(0, signal.SIGKILL)\n"
+            f"s.atomic_write_bytes = write_then_die\n"
             f"s.generate({str(out)!r}, seed=3, counts={SMALL!r}, workers=2)\n")
     process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while len(list(out.rglob("*.npz"))) < 12 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # the generator and its workers, mid-way
-    process.wait()
+    try:
+        process.wait(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # in case it never reached the 13th file
+            os.killpg(process.pid, signal.SIGKILL)
     made = len(list(out.rglob("[!.]*.npz")))
-    assert 0 < made < 30, f"the run was not interrupted mid-way ({made} files): {process.stderr.read()!r}"
-    assert len(read_manifest(out)["files"]) < 30
+    assert process.returncode == -signal.SIGKILL and made == 13, process.stderr.read()
+    assert len(read_manifest(out)["files"]) == 12
     (out / "chair" / "train" / ".chair_0002.abcd.part.npz").write_bytes(b"half a file")  # as a kill may leave
     scanned_modelnet.generate(out, seed=3, counts=SMALL, workers=1)
     assert _files(out) == _files(scanned)
