@@ -18,8 +18,8 @@ BROWSER_DEBS := chromium fonts-dejavu-core
 help:
 	@echo "make book   set up, say which chapters the build executes and how long that took when measured,"
 	@echo "            build the book (unchanged chapters come from the execution cache), print its index.html"
-	@echo "make test   set up, then run the unit and notebook (nbval) tests in two processes, then the"
-	@echo "            browser test of the book built from the notebooks' outputs, all in fast mode"
+	@echo "make test   set up, then run the notebook (nbval) tests, the unit tests and the browser test"
+	@echo "            of the book built from the notebooks' outputs in two processes, all in fast mode"
 	@echo "make clean  remove the book build and caches (keeps .venv and data/)"
 
 book: setup
@@ -27,15 +27,12 @@ book: setup
 	$(BIN)/jupyter-book build book/
 	@echo "Open the book: $(CURDIR)/_build/html/index.html"
 
-# The notebooks (longest first) and the unit tests share two worker processes, one test file or
-# notebook each at a time; the browser test then builds the book from the notebooks' outputs. Both
-# runs always happen, and make fails if either did.
+# The notebooks, the unit tests and the browser test share two worker processes, one notebook or
+# test file each at a time, in the order conftest.py gives: the notebooks first, then the unit tests
+# with the browser test half-way, which builds the book from the notebooks' outputs.
 test: setup
 	@$(call ensure_debs,$(BROWSER_DEBS))
-	PCFILTER_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile book tests --ignore=tests/test_book.py; \
-	status=$$?; \
-	PCFILTER_FAST=1 $(BIN)/python -m pytest tests/test_book.py || status=1; \
-	exit $$status
+	PCFILTER_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder book tests
 
 setup: $(STAMP)
 	@$(call ensure_debs,$(OPEN3D_DEBS))

@@ -52,10 +52,14 @@ def pytest_ignore_collect(collection_path: Path, config):
 # own message handling, the way the book build records them, and the executed notebook goes into
 # the book's execution cache (book/_ext/execution.py). The browser test (tests/test_book.py) runs
 # after the notebooks and builds the book from that cache, so the build executes nothing again; a
-# notebook that failed under nbval fails the browser test too.
+# notebook that failed under nbval fails the browser test too. Under pytest-xdist (`make test`) the
+# notebooks run in several worker processes: the browser test's worker waits until each of them has
+# said that its notebooks are through, then reads what they stored in the cache.
 
 BOOK_TESTS = "test_book.py"
 FAILED = "failed-under-nbval"  # in the execution cache: one file per notebook that failed, with why
+FINISHED = "finished-in-run"  # in the execution cache: FINISHED/RUN/NOTEBOOK, one empty file per notebook
+WAIT_LIMIT = 3600  # seconds the browser test waits for notebooks that other workers are executing
 
 
 class NotebookRuns:
@@ -130,6 +134,18 @@ class NotebookRuns:
 
     def _finish(self, notebook_file) -> None:
         path = Path(notebook_file.path).resolve()
+        try:
+            self._store(path, notebook_file)
+        finally:
+            run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+            if run:  # tell the browser test's worker, which may be another process
+                import execution
+
+                finished = execution.cache_folder(ROOT) / FINISHED / run
+                finished.mkdir(parents=True, exist_ok=True)
+                (finished / path.stem).touch()
+
+    def _store(self, path: Path, notebook_file) -> None:
         cells = [item for item in self.cells if item.parent is notebook_file]
         outcomes = [self._outcomes.get(item.nodeid, "not run") for item in cells]
         messages = {item.cell_num: self._messages.pop(item, []) for item in cells}
@@ -153,10 +169,11 @@ class NotebookRuns:
         (self.cache / FAILED / f"{path.stem}.json").unlink(missing_ok=True)
         self.variant = execution.variant()
 
-    # -- across runs: `make test` runs the browser test in a run of its own, after the notebooks' --------
+    # -- across processes and runs: another worker's or a later run's browser test reads the cache --------
 
     def _fail(self, path: Path, notebook, why: str) -> None:
-        """Note the failure here and in the cache, with the code it concerns, for a later run's browser test."""
+        """Note the failure here and in the cache, with the code it concerns, for a browser test in another
+        process."""
         import json
 
         from jupyter_cache import get_cache
@@ -251,9 +268,21 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the browser test of the book after the notebooks, whose outputs it builds the book from."""
+    """Run the browser test of the book after the notebooks, whose outputs it builds the book from: last
+    or, under pytest-xdist, after the notebooks and half of the unit test files (pytest-xdist hands out
+    whole files in this order with ``--no-loadscope-reorder``), so that another worker finishes its last
+    notebook meanwhile and still has unit tests to run while the browser test runs."""
     book_tests = [item for item in items if item.path.name == BOOK_TESTS and item.path.parent.name == "tests"]
-    items[:] = [item for item in items if item not in book_tests] + book_tests
+    others = [item for item in items if item not in book_tests]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cells = [item for item in others if _is_cell(item)]
+        units = [item for item in others if not _is_cell(item)]
+        files = list(dict.fromkeys(item.path for item in units))
+        first = set(files[:len(files) // 2])
+        items[:] = (cells + [item for item in units if item.path in first] + book_tests
+                    + [item for item in units if item.path not in first])
+    else:
+        items[:] = others + book_tests
     _runs.cells = [item for item in items if _is_cell(item)]
     for notebook_file in {id(item.parent): item.parent for item in _runs.cells}.values():
         _runs.watch(notebook_file)
@@ -261,9 +290,30 @@ def pytest_collection_modifyitems(session, config, items):
 
 @pytest.fixture(scope="session")
 def notebook_runs(notebooks) -> NotebookRuns:
-    """The notebooks that nbval executed and stored in the book's execution cache: in this run or,
-    when this run executes none (``make test`` runs the browser test after a parallel run of the
-    notebooks and unit tests), in the last run that did, for the current code."""
-    if not _runs.cells:
-        _runs.recall(notebooks)
-    return _runs
+    """The notebooks that nbval executed and stored in the book's execution cache: in this run (under
+    pytest-xdist, once every worker has finished the notebooks it executes) or, when this run executes
+    none, in the last run that did, for the current code."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if _runs.cells and not run:
+        return _runs
+    if _runs.cells:
+        _wait_for_notebooks({Path(item.parent.path).resolve() for item in _runs.cells}, run)
+    everything = NotebookRuns()
+    everything.recall(notebooks)
+    return everything
+
+
+def _wait_for_notebooks(paths: set[Path], run: str) -> None:
+    """Wait until the workers of pytest-xdist run ``run`` have finished the notebooks ``paths``."""
+    import shutil
+    import time
+
+    import execution
+
+    finished = execution.cache_folder(ROOT) / FINISHED / run
+    deadline = time.monotonic() + WAIT_LIMIT
+    while missing := sorted(path.name for path in paths if not (finished / path.stem).exists()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the book is not built: after {WAIT_LIMIT} s, no worker has finished {', '.join(missing)}")
+        time.sleep(1.0)
+    shutil.rmtree(finished, ignore_errors=True)
