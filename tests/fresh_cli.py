@@ -52,6 +52,7 @@ def run(argv: list[str], folder: Path, env: dict[str, str], logs: Path, timeout:
     logs.mkdir(parents=True, exist_ok=True)
     for name in ("stdout", "stderr"):
         (logs / name).write_text("")
+    (logs / "tensorflow").unlink(missing_ok=True)
     process = _CONTEXT.Process(target=_command, args=(str(folder), [str(a) for a in argv], env, str(logs)))
     process.start()
     process.join(timeout)

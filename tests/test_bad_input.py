@@ -48,9 +48,8 @@ from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.simulate.dataset import make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
-# Runs the command line as the console script does, then notes whether TensorFlow was imported.
-RUNNER = ("import sys\nfrom pcfilter_lib.cli import main\ncode = main(sys.argv[2:])\n"
-          "open(sys.argv[1], 'w').write(str(int('tensorflow' in sys.modules)))\nsys.exit(code)\n")
+# Runs the command line as the console script does (for the cases that need a process of their own).
+RUNNER = "import sys\nfrom pcfilter_lib.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 TIMEOUT = 300  # the hang of case 1 ran for 600 s before it was killed; a normal run takes seconds
 SPACING = 0.002  # of the test clouds, metres
 
@@ -516,8 +515,8 @@ def _env() -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
 
 
-def _command(folder: Path, argv: list[str], flag: Path | None = None) -> list[str]:
-    return [sys.executable, "-c", RUNNER, str(flag or os.devnull), *argv]
+def _command(argv: list[str]) -> list[str]:
+    return [sys.executable, "-c", RUNNER, *argv]
 
 
 @pytest.mark.parametrize("case", CASES + SECOND_ROUND + LAS_CASES,
@@ -553,7 +552,7 @@ def test_outputs_follow_the_umask(tmp_path):
     """Case 19: files get the mode the user's umask gives, not mkstemp's 0600."""
     write_xyz(tmp_path / "c.xyz", CLOUD)
     for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
-        result = subprocess.run(_command(tmp_path, ["filter", "c.xyz", "-o", f"out{umask}.ply", "--method", "sor"]),
+        result = subprocess.run(_command(["filter", "c.xyz", "-o", f"out{umask}.ply", "--method", "sor"]),
                                 cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=TIMEOUT, umask=umask)
         assert result.returncode == 0, result.stderr
         assert stat.S_IMODE((tmp_path / f"out{umask}.ply").stat().st_mode) == mode
@@ -565,7 +564,7 @@ def test_a_read_only_output_folder_is_refused_before_the_work(tmp_path):
     write_xyz(tmp_path / "c.xyz", CLOUD)
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o555)
-    result = subprocess.run(_command(tmp_path, ["filter", "c.xyz", "-o", "ro/out.ply"]), cwd=tmp_path, env=_env(),
+    result = subprocess.run(_command(["filter", "c.xyz", "-o", "ro/out.ply"]), cwd=tmp_path, env=_env(),
                             capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 1 and "the folder ro is not writable" in result.stderr
     assert not list((tmp_path / "ro").iterdir())
@@ -573,7 +572,7 @@ def test_a_read_only_output_folder_is_refused_before_the_work(tmp_path):
     (tmp_path / "in").mkdir()
     write_xyz(tmp_path / "in" / "c.xyz", CLOUD)
     for command in ("filter", "reconstruct"):
-        result = subprocess.run(_command(tmp_path, [command, "in", "-o", "ro", "--method", "sor"]), cwd=tmp_path,
+        result = subprocess.run(_command([command, "in", "-o", "ro", "--method", "sor"]), cwd=tmp_path,
                                 env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
         assert result.returncode == 1 and result.stdout == "", result.stdout
         assert result.stderr == f"pcfilter {command}: cannot write into -o ro: the folder ro is not writable " \
@@ -591,11 +590,12 @@ def test_ctrl_c_gives_one_line_and_no_output(tmp_path, when):
     # is sent at a known stage instead of after a guessed delay.
     probe = ("import sys, pathlib\nimport pcfilter_lib.runtime as runtime\nsetup = runtime.setup\n"
              f"stage = {when!r}\n"
+             "marker = pathlib.Path(sys.argv.pop(1))\n"
              "def marked(*a, **k):\n"
-             "    if stage == 'start-up': pathlib.Path(sys.argv[1]).touch()\n"
+             "    if stage == 'start-up': marker.touch()\n"
              "    setup(*a, **k)\n"
-             "    if stage == 'filtering': pathlib.Path(sys.argv[1]).touch()\n"
-             "runtime.setup = marked\n" + RUNNER.replace("open(sys.argv[1], 'w')", "open(sys.argv[1], 'a')"))
+             "    if stage == 'filtering': marker.touch()\n"
+             "runtime.setup = marked\n" + RUNNER)
     process = subprocess.Popen([sys.executable, "-c", probe, str(marker), "filter", "c.xyz", "-o", "out.ply"],
                                cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + TIMEOUT

@@ -3,9 +3,9 @@
 import dataclasses
 import json
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
+import jax_backend
 import pytest
 
 from pcfilter_lib.timing import workloads
@@ -16,8 +16,6 @@ INSTALLED = [b for b in workloads.BACKENDS if workloads.missing_backend(b) is No
 # backend and compiling the step, which no size changes.
 TINY = dataclasses.replace(workloads.FAST, unet_input=(32, 32, 5), unet_scan=(32, 32), voxel_grid=8,
                            pointnet_points=64, repeats=1, matmul_size=128)
-# XLA compiles the other backends' steps without optimising them: the same loss, 9 s less CPU for JAX's row.
-QUICK_XLA = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()}
 
 
 def test_missing_and_unknown_backends_are_explained():
@@ -67,7 +65,7 @@ def rows():
     others = [backend for backend in INSTALLED if backend != "tensorflow"]
     with ThreadPoolExecutor(max_workers=max(len(others), 1)) as pool:
         futures = {(backend, "unet"): pool.submit(workloads.run_in_subprocess, backend, "unet", sizes=TINY,
-                                                  env=QUICK_XLA) for backend in others}
+                                                  env=jax_backend.QUICK_XLA) for backend in others}
         here = {("tensorflow", model): _tensorflow_row(model) for model in ("unet", "pointnet", "voxel_unet")}
     return {**here, **{job: future.result() for job, future in futures.items()}}
 
