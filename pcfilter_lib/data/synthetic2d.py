@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from pcfilter_lib.labels import ARTEFACT, KEEP
 
@@ -59,8 +60,7 @@ def _curve_distance(rng, size: int, grid: np.ndarray) -> np.ndarray:
     start = rng.uniform(0, 0.4)
     stop = rng.uniform(start + 0.4, 1.0)
     curve = curve[int(start * len(curve)): int(stop * len(curve))]
-    d2 = ((grid[:, None, :] - curve[None, :, :]) ** 2).sum(-1)
-    return np.sqrt(d2.min(axis=1)).reshape(size, size)
+    return cKDTree(curve).query(grid)[0].reshape(size, size)
 
 
 def make_scratches(n: int, size: int = 64, seed: int = 0) -> SegmentationSet:
