@@ -4,6 +4,11 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.filters import baselines
+from pcfilter_lib.simulate.dataset import make_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig
+
+
+COUNTS = ("tp", "fn", "fp", "tn")  # the confusion counts decide every metric
 
 
 def plane_with_specks(h=40, w=50, seed=0):
@@ -54,6 +59,25 @@ def test_tuning_picks_the_best_row_of_the_grid():
     assert best == {"nb_points": best_row["nb_points"], "radius": best_row["radius"]}
 
 
+@pytest.mark.parametrize("method", ["sor", "ror"])
+def test_a_grid_search_decides_as_open3d_does_for_every_combination(method):
+    # One neighbour search serves the whole grid; each row must be what Open3D's own call gives.
+    simulated = make_scan(3, 0, ScannerConfig(width=160, height=120))
+    doubled = plane_with_specks(seed=2)
+    doubled["xyz"][10:20, 10:20] = doubled["xyz"][10, 10]  # coincident points: zero mean distances
+    tiny = plane_with_specks(seed=3)
+    tiny["valid"][:] = False
+    tiny["valid"][20, 20:26] = True  # fewer points than the largest neighbourhood
+    grid = {"sor": {"nb_neighbors": [1, 4, 10, 40], "std_ratio": [0.5, 2.0]},
+            "ror": {"nb_points": [1, 4, 16], "radius": [0.002, 0.004, 0.008]}}[method]
+    for scans in ([simulated], [plane_with_specks(), doubled, tiny]):
+        _, rows = baselines.tune(scans, method, grid)
+        for row in rows:
+            params = {name: row[name] for name in grid}
+            alone = baselines.evaluate(scans, method, **params)
+            assert [row[c] for c in COUNTS] == [alone[c] for c in COUNTS], params
+
+
 def test_empty_scan_and_bad_parameters():
     scan = plane_with_specks()
     scan["valid"][:] = False
@@ -64,3 +88,5 @@ def test_empty_scan_and_bad_parameters():
         baselines.keep_mask(plane_with_specks(), "ror", radius=0)
     with pytest.raises(ValueError, match="at least one validation scan"):
         baselines.tune([], "sor")
+    with pytest.raises(ValueError, match="std_ratio > 0"):
+        baselines.tune([plane_with_specks()], "sor", {"nb_neighbors": [10], "std_ratio": [1.0, 0.0]})

@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.filters.methods import DEFAULTS, GRIDS, LENGTHS, METHODS
+from pcfilter_lib.geometry.neighbours import NeighbourIndex
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.nn import scores
@@ -57,18 +58,67 @@ def _open3d_keep(scan: Mapping, remove) -> np.ndarray:
     return keep
 
 
-def statistical_outlier_removal(scan: Mapping, nb_neighbors: int = DEFAULTS["sor"]["nb_neighbors"],
-                                std_ratio: float = DEFAULTS["sor"]["std_ratio"]) -> np.ndarray:
+def _check_sor(nb_neighbors, std_ratio) -> None:
     if nb_neighbors < 1 or std_ratio <= 0:
         raise ValueError(f"sor needs nb_neighbors >= 1 and std_ratio > 0, got {nb_neighbors}, {std_ratio}")
+
+
+def _check_ror(nb_points, radius) -> None:
+    if nb_points < 1 or radius <= 0:
+        raise ValueError(f"ror needs nb_points >= 1 and radius > 0 (metres), got {nb_points}, {radius}")
+
+
+def statistical_outlier_removal(scan: Mapping, nb_neighbors: int = DEFAULTS["sor"]["nb_neighbors"],
+                                std_ratio: float = DEFAULTS["sor"]["std_ratio"]) -> np.ndarray:
+    _check_sor(nb_neighbors, std_ratio)
     return _open3d_keep(scan, lambda c: c.remove_statistical_outlier(int(nb_neighbors), float(std_ratio)))
 
 
 def radius_outlier_removal(scan: Mapping, nb_points: int = DEFAULTS["ror"]["nb_points"],
                            radius: float = DEFAULTS["ror"]["radius"]) -> np.ndarray:
-    if nb_points < 1 or radius <= 0:
-        raise ValueError(f"ror needs nb_points >= 1 and radius > 0 (metres), got {nb_points}, {radius}")
+    _check_ror(nb_points, radius)
     return _open3d_keep(scan, lambda c: c.remove_radius_outlier(int(nb_points), float(radius)))
+
+
+def _sor_decisions(squared: np.ndarray, nb_neighbors: int, std_ratio: float) -> np.ndarray:
+    """Open3D's statistical outlier removal from each point's squared distances to its nearest points
+    (itself first), in Open3D's own order of arithmetic: the decisions are the same to the last bit."""
+    n, k = len(squared), min(int(nb_neighbors), len(squared))
+    mean_distance = np.cumsum(np.sqrt(squared[:, :k]), axis=1)[:, -1] / k  # cumsum adds in order, as Open3D
+    counted = mean_distance > 0  # Open3D leaves points whose neighbours all coincide out of its sums
+    cloud_mean = np.cumsum(np.where(counted, mean_distance, 0.0))[-1] / n
+    spread = mean_distance - cloud_mean
+    with np.errstate(divide="ignore", invalid="ignore"):  # one point: no deviation, nothing kept
+        deviation = np.sqrt(np.cumsum(np.where(counted, spread * spread, 0.0))[-1] / (n - 1))
+    return counted & (mean_distance < cloud_mean + float(std_ratio) * deviation)
+
+
+def _grid_keep_masks(scan: Mapping, method: str, combos: Sequence[Mapping]) -> list[np.ndarray]:
+    """``keep_mask(scan, method, **params)`` for each parameter combination, with one neighbour search for
+    all of them: SOR's nearest max(nb_neighbors) points (a smaller k reads the first columns), ROR's
+    nearest max(nb_points) + 1 (more than nb_points strictly within a radius among them is what Open3D
+    asks of all points). Open3D's KD-tree and arithmetic, so the masks are Open3D's exactly."""
+    if method not in ("sor", "ror"):
+        return [keep_mask(scan, method, **params) for params in combos]
+    combos = [{**DEFAULTS[method], **params} for params in combos]
+    for params in combos:
+        (_check_sor if method == "sor" else _check_ror)(**params)
+    valid, points = _measured(scan)
+    if not len(points):
+        return [np.zeros(valid.shape, bool) for _ in combos]
+    largest = max(int(p["nb_neighbors"]) if method == "sor" else int(p["nb_points"]) + 1 for p in combos)
+    _, squared = NeighbourIndex(points).query(points, min(largest, len(points)), squared=True)
+    masks = []
+    for params in combos:
+        if method == "sor":
+            kept = _sor_decisions(squared, params["nb_neighbors"], params["std_ratio"])
+        else:  # itself included, as Open3D counts
+            radius = float(params["radius"])
+            kept = (squared < radius * radius).sum(axis=1) > int(params["nb_points"])
+        keep = np.zeros(valid.shape, bool)
+        keep[valid] = kept
+        masks.append(keep)
+    return masks
 
 
 def morphological(scan: Mapping, erosion: int = DEFAULTS["morph"]["erosion"],
@@ -96,23 +146,35 @@ def evaluate(scans: Iterable[Mapping], method: str, **params) -> dict[str, float
     """Metrics of ``method`` pooled over ``scans`` (counts summed, then the ratios)."""
     totals = np.zeros(4, np.int64)
     for scan in scans:
-        keep = keep_mask(scan, method, **params)
-        totals += scores.confusion_counts(scan["label"], keep.astype(np.float32), threshold=0.5)
+        totals += _counts(scan, keep_mask(scan, method, **params))
+    return _pooled(totals)
+
+
+def _counts(scan: Mapping, keep: np.ndarray) -> np.ndarray:
+    return scores.confusion_counts(scan["label"], keep.astype(np.float32), threshold=0.5)
+
+
+def _pooled(totals: np.ndarray) -> dict[str, float]:
     return {"tp": int(totals[0]), "fn": int(totals[1]), "fp": int(totals[2]), "tn": int(totals[3]),
             **scores.confusion_metrics(*totals)}
 
 
 def tune(scans: Sequence[Mapping], method: str, grid: Mapping[str, Sequence] | None = None,
          metric: str = "mean_iou") -> tuple[dict, list[dict]]:
-    """Grid search on validation ``scans``: the best parameters by ``metric`` and every row tried."""
+    """Grid search on validation ``scans``: the best parameters by ``metric`` and every row tried (each row
+    as ``evaluate`` gives it; SOR and ROR search each scan's neighbours once for the whole grid)."""
     grid = GRIDS[method] if grid is None else grid
     if not scans:
         raise ValueError("tuning needs at least one validation scan")
+    if method not in _FILTERS:
+        raise ValueError(f"unknown method {method!r}: choose one of {METHODS}")
     names = list(grid)
-    rows = []
-    for values in itertools.product(*(grid[name] for name in names)):
-        params = dict(zip(names, values, strict=True))
-        rows.append({**params, **evaluate(scans, method, **params)})
+    combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*(grid[n] for n in names))]
+    totals = np.zeros((len(combos), 4), np.int64)
+    for scan in scans:
+        for row, keep in enumerate(_grid_keep_masks(scan, method, combos)):
+            totals[row] += _counts(scan, keep)
+    rows = [{**params, **_pooled(counts)} for params, counts in zip(combos, totals, strict=True)]
     best = max(rows, key=lambda row: row[metric])
     return {name: best[name] for name in names}, rows
 

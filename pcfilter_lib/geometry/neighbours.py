@@ -62,7 +62,7 @@ class NeighbourIndex:
     def __len__(self) -> int:
         return len(self.points)
 
-    def query(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, queries, k: int, squared: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest of the indexed points to each query point, nearest first.
 
         A query point that is one of the indexed points usually finds itself first (at distance 0;
@@ -71,10 +71,12 @@ class NeighbourIndex:
         Args:
             queries: (M, 3) points, in the unit of the indexed ones.
             k: neighbours per query point, 1 <= k <= N.
+            squared: return the squared distances as the KD-tree computed them, for comparisons
+                that must match Open3D's own to the last bit.
 
         Returns:
             ``(indices, distances)``: (M, k) int64 indices into the indexed points and (M, k)
-            float64 distances to them, ascending, in the points' unit.
+            float64 distances to them (or their squares), ascending, in the points' unit.
 
         Raises:
             ValueError: ``queries`` is not (M, 3), or ``k`` is out of range.
@@ -85,8 +87,9 @@ class NeighbourIndex:
                              f"[1, {len(self.points)}]")
         if not len(queries):
             return np.zeros((0, k), np.int64), np.zeros((0, k))
-        found, squared = self._search.knn_search(queries, k)
-        return found.numpy().astype(np.int64, copy=False), np.sqrt(squared.numpy())
+        found, squares = self._search.knn_search(queries, k)
+        squares = squares.numpy()
+        return found.numpy().astype(np.int64, copy=False), squares if squared else np.sqrt(squares)
 
 
 def nearest_neighbours(points, k: int, queries=None) -> tuple[np.ndarray, np.ndarray]:
