@@ -7,7 +7,6 @@ from pcfilter_lib.filters import baselines
 from pcfilter_lib.simulate.dataset import make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
-
 COUNTS = ("tp", "fn", "fp", "tn")  # the confusion counts decide every metric
 
 
