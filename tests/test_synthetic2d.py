@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pcfilter_lib.data.synthetic2d import _curve_distance, make_scratches
+from pcfilter_lib.data.synthetic2d import _curve_distance, _curve_samples, make_scratches
 
 
 def test_deterministic_by_seed_and_different_across_seeds():
@@ -33,13 +33,6 @@ def test_curve_distance_is_the_distance_to_the_nearest_curve_sample():
     yy, xx = np.mgrid[0:size, 0:size]
     grid = np.stack([yy.ravel(), xx.ravel()], axis=1).astype(np.float64)
     distance = _curve_distance(np.random.default_rng(3), size, grid)
-    # The same draws again, then every pixel against every sample of the curve.
-    rng = np.random.default_rng(3)
-    p0, p1, p2 = rng.uniform(-0.1, 1.1, size=(3, 2)) * size
-    t = np.linspace(0, 1, 4 * size)[:, None]
-    curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
-    start = rng.uniform(0, 0.4)
-    stop = rng.uniform(start + 0.4, 1.0)
-    curve = curve[int(start * len(curve)): int(stop * len(curve))]
-    brute = np.sqrt(((grid[:, None] - curve[None]) ** 2).sum(-1).min(axis=1))
+    curve = _curve_samples(np.random.default_rng(3), size)  # the same draws
+    brute = np.sqrt(((grid[:, None] - curve[None]) ** 2).sum(-1).min(axis=1))  # every pixel, every sample
     np.testing.assert_allclose(distance.ravel(), brute, rtol=0, atol=1e-12)

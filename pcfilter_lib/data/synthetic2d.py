@@ -52,15 +52,19 @@ def _smooth_noise(rng, size: int, scale: int) -> np.ndarray:
     return rows[:, i0] * (1 - t)[None, :] + rows[:, i0 + 1] * t[None, :]
 
 
-def _curve_distance(rng, size: int, grid: np.ndarray) -> np.ndarray:
-    """Distance of every pixel to one random quadratic Bezier curve across part of the image."""
+def _curve_samples(rng, size: int) -> np.ndarray:
+    """(M, 2) samples of one random quadratic Bezier curve across part of an image of ``size`` pixels."""
     p0, p1, p2 = rng.uniform(-0.1, 1.1, size=(3, 2)) * size
     t = np.linspace(0, 1, 4 * size)[:, None]
     curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2
     start = rng.uniform(0, 0.4)
     stop = rng.uniform(start + 0.4, 1.0)
-    curve = curve[int(start * len(curve)): int(stop * len(curve))]
-    return cKDTree(curve).query(grid)[0].reshape(size, size)
+    return curve[int(start * len(curve)): int(stop * len(curve))]
+
+
+def _curve_distance(rng, size: int, grid: np.ndarray) -> np.ndarray:
+    """Distance of every pixel (``grid``, (size * size, 2)) to the nearest sample of one random curve."""
+    return cKDTree(_curve_samples(rng, size)).query(grid)[0].reshape(size, size)
 
 
 def make_scratches(n: int, size: int = 64, seed: int = 0) -> SegmentationSet:
