@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,15 +82,44 @@ def radius_outlier_removal(scan: Mapping, nb_points: int = DEFAULTS["ror"]["nb_p
 
 def _sor_decisions(squared: np.ndarray, nb_neighbors: int, std_ratio: float) -> np.ndarray:
     """Open3D's statistical outlier removal from each point's squared distances to its nearest points
-    (itself first), in Open3D's own order of arithmetic: the decisions are the same to the last bit."""
-    n, k = len(squared), min(int(nb_neighbors), len(squared))
-    mean_distance = np.cumsum(np.sqrt(squared[:, :k]), axis=1)[:, -1] / k  # cumsum adds in order, as Open3D
-    counted = mean_distance > 0  # Open3D leaves points whose neighbours all coincide out of its sums
-    cloud_mean = np.cumsum(np.where(counted, mean_distance, 0.0))[-1] / n
-    spread = mean_distance - cloud_mean
-    with np.errstate(divide="ignore", invalid="ignore"):  # one point: no deviation, nothing kept
-        deviation = np.sqrt(np.cumsum(np.where(counted, spread * spread, 0.0))[-1] / (n - 1))
-    return counted & (mean_distance < cloud_mean + float(std_ratio) * deviation)
+    (itself first), as the KD-tree computed them: the same decisions to the last bit."""
+    k = min(int(nb_neighbors), len(squared))
+    means = np.cumsum(np.sqrt(squared[:, :k]), axis=1)[:, -1] / k  # cumsum adds in order, as Open3D
+    return sor_keep(means, sor_threshold(lambda: [means], std_ratio))
+
+
+def _sequential_sum(total: float, values: np.ndarray) -> float:
+    """``total`` plus ``values`` added one after the other, in double (as a C++ loop adds them)."""
+    return float(np.add.accumulate(np.concatenate(([total], values)))[-1]) if len(values) else total
+
+
+def sor_threshold(means: Callable[[], Iterable[np.ndarray]], std_ratio: float) -> float:
+    """Steps 2 and 3 of Open3D's ``remove_statistical_outlier``: the distance below which a point is kept.
+
+    Args:
+        means: called twice: the per-point mean distances (step 1, e.g. ``classical_tiles.sor_tile``'s)
+            of every point, in the cloud's order, in chunks.
+        std_ratio: Open3D's parameter.
+
+    Returns:
+        Open3D's ``cloud_mean + std_ratio * std_dev``, bit for bit (NaN for a cloud of one point).
+    """
+    total, count = 0.0, 0
+    for chunk in means():
+        total = _sequential_sum(total, np.where(chunk > 0, chunk, 0.0))  # x + 0.0 is x
+        count += len(chunk)
+    mean = total / count
+    squares = 0.0
+    for chunk in means():
+        squares = _sequential_sum(squares, np.where(chunk > 0, (chunk - mean) * (chunk - mean), 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation = np.sqrt(np.float64(squares) / np.float64(count - 1))  # Bessel's correction
+    return float(mean + std_ratio * deviation)
+
+
+def sor_keep(means: np.ndarray, threshold: float) -> np.ndarray:
+    """Step 4 of Open3D's ``remove_statistical_outlier``: (n,) bool, True where a point is kept."""
+    return (means > 0) & (means < threshold)
 
 
 def _grid_keep_masks(scan: Mapping, method: str, combos: Sequence[Mapping]) -> list[np.ndarray]:

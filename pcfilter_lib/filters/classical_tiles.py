@@ -22,10 +22,10 @@ What Open3D computes (``cpp/open3d/geometry/PointCloud.cpp``, ``KDTreeFlann.cpp`
   and a halo that grows until every point's k-th distance lies inside it (checked from the distances;
   a few sparse points whose neighbours lie far get a box of their own), then the squared distances
   recomputed as nanoflann computes them, sorted, square-rooted and summed in Open3D's order, so that
-  every mean is Open3D's bit for bit. ``sor_threshold`` does steps 2 and 3 from the means in the
-  cloud's order (sums one element after the other, ``np.add.accumulate``, chunk after chunk), so the
-  threshold is Open3D's bit for bit too, and ``sor_keep`` does step 4. ``tests/test_classical_tiles.py``
-  checks the kept points against Open3D on whole clouds.
+  every mean is Open3D's bit for bit. ``sor_threshold`` (``baselines``', as is ``sor_keep``) does steps 2
+  and 3 from the means in the cloud's order (sums one element after the other, ``np.add.accumulate``,
+  chunk after chunk), so the threshold is Open3D's bit for bit too, and ``sor_keep`` does step 4.
+  ``tests/test_classical_tiles.py`` checks the kept points against Open3D on whole clouds.
 
 ``tiled_classical_keep`` runs them on a cloud read in chunks: the tiles one after the other, or as tasks
 on a cluster (each ``(store, cell) -> (indices among the finite points, results)``, independent of the
@@ -47,7 +47,7 @@ import numpy as np
 import open3d as o3d
 from scipy.spatial import cKDTree
 
-from pcfilter_lib.filters.baselines import BaselineFilter
+from pcfilter_lib.filters.baselines import BaselineFilter, sor_keep, sor_threshold
 from pcfilter_lib.filters.methods import DEFAULTS, LENGTHS, TILED_METHODS
 from pcfilter_lib.filters.tile_store import (
     CellRunner,
@@ -176,40 +176,6 @@ def sor_tile(store: TileStore, cell: int, nb_neighbors: int) -> tuple[np.ndarray
         if short.any():
             margin = max(float(np.max(wanted[short])), 2 * margin)
     return index[core], means
-
-
-def _sequential_sum(total: float, values: np.ndarray) -> float:
-    """``total`` plus ``values`` added one after the other, in double (as a C++ loop adds them)."""
-    return float(np.add.accumulate(np.concatenate(([total], values)))[-1]) if len(values) else total
-
-
-def sor_threshold(means: Callable[[], Iterable[np.ndarray]], std_ratio: float) -> float:
-    """Steps 2 and 3 of Open3D's ``remove_statistical_outlier``: the distance below which a point is kept.
-
-    Args:
-        means: called twice: the per-point mean distances (``sor_tile``) of every point, in the cloud's
-            order, in chunks.
-        std_ratio: Open3D's parameter.
-
-    Returns:
-        Open3D's ``cloud_mean + std_ratio * std_dev``, bit for bit (NaN for a cloud of one point).
-    """
-    total, count = 0.0, 0
-    for chunk in means():
-        total = _sequential_sum(total, np.where(chunk > 0, chunk, 0.0))  # x + 0.0 is x
-        count += len(chunk)
-    mean = total / count
-    squares = 0.0
-    for chunk in means():
-        squares = _sequential_sum(squares, np.where(chunk > 0, (chunk - mean) * (chunk - mean), 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        deviation = np.sqrt(np.float64(squares) / np.float64(count - 1))  # Bessel's correction
-    return float(mean + std_ratio * deviation)
-
-
-def sor_keep(means: np.ndarray, threshold: float) -> np.ndarray:
-    """Step 4 of Open3D's ``remove_statistical_outlier``: (n,) bool, True where a point is kept."""
-    return (means > 0) & (means < threshold)
 
 
 def tile_params(scan_filter: BaselineFilter, store: TileStore, low: np.ndarray, high: np.ndarray,
