@@ -9,6 +9,11 @@
     python data_scripts/train_reference_models.py --target punet
     python data_scripts/train_reference_models.py --target yovo
     python data_scripts/train_reference_models.py --target sceneimages
+    python data_scripts/train_reference_models.py --target scenecolumn
+    python data_scripts/train_reference_models.py --target sceneunet
+    python data_scripts/train_reference_models.py --target sceneunetimages
+    python data_scripts/train_reference_models.py --target sceneunetboth
+    python data_scripts/train_reference_models.py --target completion
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -25,7 +30,11 @@ PU-Net upsampler learns from patches of the true surfaces of bins, boards and fr
 density of the default 640x480 scanner's scans (made if missing). YOVO learns to turn one image of a
 procedural ModelNet10 shape into its 32^3 occupancy grid (the images and grids are made if missing). The
 scene image network (chapter 8's 2D stream) learns to label the pixels of the full-size chapter's scene
-set (made if missing).
+set (made if missing). Chapter 8's 3D networks are trained exactly as the chapter would train them, at
+its budget and with the scene set's seed, so that the full-size chapter loads them instead: the
+sliding-window column network, the 3D U-Net on geometry, the U-Net on the 2D network's back-projected
+features and the U-Net on both (these two read the features of the scene image network in `--out`, or
+the shipped one), and the shape-completion network on its set of scanned objects.
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -41,7 +50,11 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS
 
-TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet ... neighbourfilter, sceneimages
+TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet ... sceneimages, scenecolumn ... completion
+# Chapter 8's 3D networks: target -> the network (or the U-Net's input) it trains.
+SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
+# Targets whose seed is their data set's (the chapter's), not --seed.
+RECIPE_SEEDED = (*SCENE_NETWORKS, "completion")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -54,6 +67,8 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         neighbour_filter,
         point_filter,
         scene_images,
+        scene_segmentation,
+        shape_completion,
         unet_filter,
         upsampling,
     )
@@ -72,6 +87,17 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         settings = config.choose(full=scene_images.REFERENCE, fast=scene_images.FAST)
         recipe = config.choose(full=scene_images.seg.CHAPTER_FULL, fast=scene_images.seg.FAST)
         return scene_images.train_reference_image_network(out, config.data_dir(), recipe, settings, seed=seed)
+    if target in SCENE_NETWORKS:
+        recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
+        which = SCENE_NETWORKS[target]
+        if which in scene_images.SHIPPED_UNETS:
+            image = out / scene_images.SHIPPED.name
+            return scene_images.train_reference_scene_unet(out, config.data_dir(), which, recipe,
+                                                           image if image.is_file() else scene_images.SHIPPED)
+        return scene_segmentation.train_reference_scene_network(out, config.data_dir(), which, recipe)
+    if target == "completion":
+        recipe = config.choose(full=shape_completion.FULL, fast=shape_completion.FAST)
+        return shape_completion.train_reference_completion(out, config.data_dir(), recipe)
     if target == "neighbourfilter":
         settings = config.choose(full=neighbour_filter.FULL, fast=neighbour_filter.FAST)
         return neighbour_filter.train_reference_neighbour_filter(out, config.data_dir(), settings, seed=seed)
@@ -94,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.channels and args.target != "unet":
         parser.error("--channels applies to --target unet only")
+    if args.seed and args.target in RECIPE_SEEDED:
+        parser.error(f"--target {args.target} trains with the seed of the chapter's data set; --seed does not apply")
     runtime.setup(seed=args.seed)
     try:
         card = train(args.target, args.out, args.seed, args.channels)

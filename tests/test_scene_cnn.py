@@ -4,6 +4,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import keras
 import numpy as np
@@ -138,3 +139,17 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
         assert report[name]["seconds_per_scene"] > 0 and report[name]["parameters"] > 0
         assert np.isfinite(report[name]["final_loss"])
     assert (tmp_path / "scenes" / "manifest.json").is_file()
+    assert not report["unet"]["shipped"]
+    # A network trained once by the reference recipe is loaded instead, on the same set at the same budget.
+    card = seg.train_reference_scene_network(tmp_path / "weights", tmp_path, "unet", recipe, progress=False)
+    path = tmp_path / "weights" / card.model
+    card.write(path.with_suffix(".json"))
+    assert card.model == seg.SHIPPED["unet"].name and card.target == "sceneunet"
+    again = seg.run_scene_segmentation(recipe, tmp_path, shipped={"unet": path})
+    assert again["unet"]["shipped"] and not again["column"]["shipped"]
+    assert again["unet"]["train_seconds"] == card.training_seconds
+    assert again["unet"]["mean_iou"] == pytest.approx(card.test["mean_iou"], abs=1e-4)
+    other = seg.run_scene_segmentation(replace(recipe, epochs=2), tmp_path, shipped={"unet": path})
+    assert not other["unet"]["shipped"]  # another budget trains its own
+    with pytest.raises(ValueError, match="unknown scene network"):
+        seg.train_reference_scene_network(tmp_path, tmp_path, "voxnet", recipe)

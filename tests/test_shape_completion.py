@@ -87,3 +87,20 @@ def test_training_save_load_and_frozen_completion_features(grids, tmp_path):
                                                     strict=True))
     assert classifier.output_shape == (None, len(sc.CLASSES))
     assert 0 <= sc.accuracy(classifier, x, train["labels"]) <= 1
+
+
+@pytest.mark.usefixtures("eager_steps")
+def test_the_recipe_loads_a_completion_network_trained_on_its_set_at_its_budget(tmp_path):
+    tiny = replace(RECIPE, folder="tiny_completion", train_per_class=1, test_per_class=1)
+    card = sc.train_reference_completion(tmp_path / "weights", tmp_path, tiny, progress=False)
+    path = tmp_path / "weights" / card.model
+    card.write(path.with_suffix(".json"))
+    assert card.target == "completion" and "classifier_epochs" not in card.settings
+    models = {}
+    report = sc.run_shape_completion(tiny, tmp_path, models=models, shipped_path=path)
+    done = report["completion"]
+    assert done["shipped"] and done["train_seconds"] == card.training_seconds
+    assert done["completed"]["l1"] == pytest.approx(card.test["completed"]["l1"], abs=1e-4)
+    assert set(report["classifiers"]) == set(sc.CLASSIFIERS)
+    assert models["completion"].output_shape == (None, 16, 16, 16)
+    assert not sc.run_shape_completion(replace(tiny, epochs=2), tmp_path, shipped_path=path)["completion"]["shipped"]

@@ -3,7 +3,7 @@ fixed input: a guard against a refactoring that changes a layer's name, registra
 loads with plain ``keras.models.load_model`` after ``import pcfilter_lib.models`` alone, in a fresh
 process, while ``import pcfilter_lib`` alone starts neither Keras nor TensorFlow.
 
-``tests/data/shipped_model_outputs.npz`` holds, for each model, two random inputs and the outputs the
+``tests/data/shipped_model_outputs.npz`` holds, for each model, one or two random inputs and the outputs the
 shipped ``.keras`` file gave for them when it was recorded (``<name>_input``, ``<name>_output``).
 """
 
@@ -26,7 +26,8 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 
 EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
-         "punet_upsampling", "yovo_modelnet10", "scene_image_network")
+         "punet_upsampling", "yovo_modelnet10", "scene_image_network", "scene_column_network", "scene_unet",
+         "scene_unet_images", "scene_unet_both", "completion_network")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -29,7 +29,9 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
                    "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
                    "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter",
-                   "scene_image_network.keras": "sceneimages"}
+                   "scene_image_network.keras": "sceneimages", "scene_column_network.keras": "scenecolumn",
+                   "scene_unet.keras": "sceneunet", "scene_unet_images.keras": "sceneunetimages",
+                   "scene_unet_both.keras": "sceneunetboth", "completion_network.keras": "completion"}
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """What the reference recipes share: the default simulated scan sets they learn from, the
 provenance of a data folder, the software environment, numbers rounded for a model card, the
-baselines' grids in point spacings, and the result of training a filter."""
+shipped network that learnt from a given data set, the baselines' grids in point spacings, and the
+result of training a filter."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping
@@ -11,11 +13,14 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.files import read_manifest, sha256
+from pcfilter_lib.io.model_cards import ModelCard, read_model_card
+from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig
@@ -86,6 +91,37 @@ def provenance(folder: str | os.PathLike, **sizes) -> dict:
     return {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
             "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
             "manifest_sha256": sha256(folder / "manifest.json") if has_manifest else None, **sizes}
+
+
+def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
+    """Whether ``card``'s model learnt from a data set of the same recipe as the one in ``folder``:
+    generator, version, seed and parameters as the card records them. The files' checksums are not
+    compared: simulated or fused data may differ in its last bits between processors."""
+    here = provenance(folder)
+    return card is not None and all(card.data.get(key) == here[key]
+                                    for key in ("generator", "version", "seed", "parameters"))
+
+
+def shipped_network(path: str | os.PathLike, folder: str | os.PathLike, settings: Mapping, what: str,
+                    **data) -> tuple[keras.Model, ModelCard] | None:
+    """The shipped network at ``path`` and its card, if it is what this run would train: it learnt from
+    a data set of the same recipe as ``folder``'s (``learnt_from``), with the same ``settings`` and the
+    same ``data`` entries (e.g. the checksum of a frozen network whose features it read); else None,
+    and the caller trains its own (fast mode, another seed or budget).
+
+    Args:
+        path: the model file; its card lies beside it.
+        folder: the data set the run reads.
+        settings: the run's settings, as the card's ``settings`` records them.
+        what: what the network is, for a message about a file that does not load.
+        **data: further entries the card's ``data`` must hold.
+    """
+    card = read_model_card(path)
+    if not learnt_from(card, folder) or card.settings != json.loads(json.dumps(dict(settings))):
+        return None
+    if any(card.data.get(key) != value for key, value in data.items()):
+        return None
+    return load_saved_model(path, what), card
 
 
 def environment() -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +25,9 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import image_voxels
-from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import yovo
+from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn import optimizers, scores
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.recipes.common import environment, provenance, rounded
@@ -244,29 +243,6 @@ def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = V
         results.append(VariantResult(name, int(run.model.count_params()), run.seconds, run.seconds_per_epoch,
                                      run.history, threshold, validation["mean"], test["mean"][0]))
     return results
-
-
-def save_for_inference(model: keras.Model, path: str | os.PathLike) -> Path:
-    """Save ``model``'s architecture and weights, atomically, without its optimizer: Ranger keeps
-    two moments and a slow copy of every weight, which would make the file four times larger and
-    serve no one who uses the network. Keras stores the archive's members uncompressed; they are
-    deflated here (about 15% smaller), which ``keras.models.load_model`` reads as it is. Returns
-    the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    bare = model.__class__.from_config(model.get_config())
-    bare.set_weights(model.get_weights())
-
-    def write(tmp: Path) -> None:
-        bare.save(tmp)
-        with zipfile.ZipFile(tmp) as stored:
-            members = [(info.filename, stored.read(info)) for info in stored.infolist()]
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as packed:
-            for name, data in members:
-                packed.writestr(name, data)
-
-    atomic_write_with(path, write)
-    return path
 
 
 def train_reference_yovo(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: VoxelRecipe = FULL,

@@ -12,6 +12,9 @@ images carried back along the camera rays into the voxels, beside the fused geom
 * ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
   can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
   set is the one it learnt from.
+* ``train_reference_scene_unet`` trains the U-Net on image features, or on geometry and image
+  features, from the shipped 2D network (``SHIPPED_UNETS``), as ``run_scene_images`` does, which loads
+  them instead of training when they learnt from the same set, budget and 2D network.
 * ``run_scene_images`` trains the scene U-Net on three inputs at one budget, geometry only (or takes
   the one ``recipes.scene_segmentation`` trained), image features only and both (each group of
   channels through a 3D convolution of its own, then joined), and scores them on whole test scenes
@@ -33,16 +36,16 @@ from keras import ops
 
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.voxels import pixel_voxels
+from pcfilter_lib.io.files import sha256
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, read_model_card
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES
 from pcfilter_lib.models import scene_cnn
-from pcfilter_lib.models.saved import load_saved_model
+from pcfilter_lib.models.saved import load_saved_model, save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes.common import environment, provenance, rounded
-from pcfilter_lib.recipes.image_to_voxels import save_for_inference
+from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded, shipped_network
 
 CLASSES = len(SEMANTIC_NAMES)
 INPUTS = {"geometry": "geometry only", "images": "image features only", "both": "geometry + image features"}
@@ -71,6 +74,9 @@ FULL = ImageBudget()
 FAST = ImageBudget(filters=(8, 16), features=4, epochs=4)
 REFERENCE = ImageBudget(epochs=40)  # the shipped network, trained once (``train_reference_image_network``)
 SHIPPED = WEIGHTS / "scene_image_network.keras"
+# The U-Nets of the two inputs with image features, trained once at the chapter's budget on the features
+# of the shipped 2D network (``train_reference_scene_unet``); the geometry-only one is ``seg.SHIPPED["unet"]``.
+SHIPPED_UNETS = {"images": WEIGHTS / "scene_unet_images.keras", "both": WEIGHTS / "scene_unet_both.keras"}
 
 
 def image_inputs(views: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -230,20 +236,54 @@ def train_reference_image_network(out: str | os.PathLike, data_dir: str | os.Pat
 
 def shipped_image_network(folder: str | os.PathLike, path: str | os.PathLike = SHIPPED) -> keras.Model | None:
     """The shipped 2D network if it learnt from a scene set of the same recipe as the one in ``folder``
-    (generator, version, seed and parameters as its card records them), else None: another set (fast
-    mode, another seed) trains its own. The files' checksums are not compared: the fused grids'
-    last bits may differ between processors."""
-    card = read_model_card(path)
-    here = provenance(folder)
-    if card is None or any(card.data.get(key) != here[key] for key in ("generator", "version", "seed", "parameters")):
+    (``recipes.common.learnt_from``), else None: another set (fast mode, another seed) trains its own.
+    Its budget is not compared: it trained longer than a chapter can (``REFERENCE``)."""
+    if not learnt_from(read_model_card(path), folder):
         return None
     return load_saved_model(path, "2D image network")
+
+
+def _ablation_inputs(grids: dict, features: dict, which: str) -> tuple[dict, tuple[int, ...]]:
+    """The train and test inputs of one input of the ablation, and its streams."""
+    geometry = {split: scene_voxels.scene_features(grids[split]["tsdf"], grids[split]["state"]) for split in grids}
+    inputs = {split: joined_inputs(geometry[split], features[split], which)[0] for split in grids}
+    return inputs, joined_inputs(geometry["train"][:1], features["train"][:1], which)[1]
+
+
+def train_reference_scene_unet(out: str | os.PathLike, data_dir: str | os.PathLike, which: str,
+                               recipe: seg.SceneRecipe = seg.CHAPTER_FULL, image_path: str | os.PathLike = SHIPPED,
+                               progress: bool = True) -> ModelCard:
+    """Train the scene U-Net on input ``which`` ("images" or "both") of ``recipe``'s scene set, with the
+    features of the shipped 2D network (``image_path``, which must have learnt from this set), as
+    ``run_scene_images`` does, and save it as ``out/<name of SHIPPED_UNETS[which]>``; returns its card
+    (``command`` left for the caller)."""
+    if which not in SHIPPED_UNETS:
+        raise ValueError(f"unknown input {which!r}; choose one of {tuple(SHIPPED_UNETS)}")
+    started = time.perf_counter()
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    image_model = shipped_image_network(folder, image_path)
+    if image_model is None:
+        raise ValueError(f"the 2D network {image_path} did not learn from the scene set in {folder}; train it first "
+                         "with 'python data_scripts/train_reference_models.py --target sceneimages'")
+    grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
+    features = {split: image_feature_grids(image_model, scene_voxels.load_scene_views(folder, split))
+                for split in grids}
+    inputs, streams = _ablation_inputs(grids, features, which)
+    result = seg.train_scene_unet(inputs["train"], grids["train"]["labels"], recipe, recipe.seed, streams=streams)
+    scores = seg.segmentation_scores(lambda scene: scene_cnn.predict_scene(result.model, scene), inputs["test"],
+                                     grids["test"]["labels"])
+    path = save_for_inference(result.model, Path(out) / SHIPPED_UNETS[which].name)
+    target = {"images": "sceneunetimages", "both": "sceneunetboth"}[which]
+    return seg.scene_card(path, target, folder, seg.network_settings(recipe, which), result, scores, started,
+                          train_scenes=len(inputs["train"]), test_scenes=len(inputs["test"]),
+                          image_network_sha256=sha256(image_path))
 
 
 def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budget: ImageBudget = FULL,
                      progress: bool = False, models: dict | None = None,
                      shipped_path: str | os.PathLike | None = SHIPPED,
-                     geometry: tuple[keras.Model, dict] | None = None) -> dict:
+                     geometry: tuple[keras.Model, dict] | None = None,
+                     shipped_unets: dict | None = SHIPPED_UNETS) -> dict:
     """The 3DMV ablation on the recipe's scene set: the 2D network, then the scene U-Net on three inputs.
 
     Args:
@@ -257,14 +297,17 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
         geometry: a U-Net that ``recipes.scene_segmentation.run_scene_segmentation`` trained on this
             recipe and its report entry, to stand as the geometry-only row (the same network, chunks
             and seed this function would use) instead of training it again.
+        shipped_unets: per input, a U-Net to load instead of training it, used only if it learnt from
+            this very scene set at this budget on the features of the very 2D network used here (the
+            shipped one: its file's sha256 is on the U-Net's card); None always trains.
 
     Returns:
         ``recipe`` and ``budget`` (their settings), ``image`` (the 2D network's ``pixel_scores`` on the
         test views, whether it was the shipped one, its training seconds (the card's, if shipped),
         parameters, feature channels and the time to back-project one scene), ``image_only``
         (its back-projected probabilities scored as a voxel prediction) and one entry per input of
-        ``INPUTS``, each the ``segmentation_scores`` plus ``train_seconds``, ``first_loss``,
-        ``final_loss`` and ``parameters``.
+        ``INPUTS``, each the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
+        ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``.
     """
     folder = seg.ensure_scene_grids(data_dir, recipe, progress)
     grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
@@ -290,23 +333,29 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
                                                     grids["test"]["labels"])}
     if models is not None:
         models["image"] = image_model
-    geometry_x = {split: scene_voxels.scene_features(grids[split]["tsdf"], grids[split]["state"])
-                  for split in ("train", "test")}
+    image_sha = sha256(shipped_path) if shipped is not None else None
     for which in INPUTS:
         if which == "geometry" and geometry is not None:
             model, report[which] = geometry[0], dict(geometry[1])
-            if model.input_shape[-1] != geometry_x["train"].shape[-1]:
-                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the "
-                                 f"{geometry_x['train'].shape[-1]} of the scene features")
+            if model.input_shape[-1] != 3:
+                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the 3 of the scene "
+                                 "features")
         else:
-            train_x, streams = joined_inputs(geometry_x["train"], features["train"], which)
-            test_x, _ = joined_inputs(geometry_x["test"], features["test"], which)
-            result = seg.train_scene_unet(train_x, grids["train"]["labels"], recipe, recipe.seed, streams=streams)
-            model = result.model
-            scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene), test_x,
-                                             grids["test"]["labels"])
-            report[which] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                             "final_loss": result.history["loss"][-1], "parameters": int(model.count_params())}
+            inputs, streams = _ablation_inputs(grids, features, which)
+            found = None
+            if image_sha and shipped_unets and which in shipped_unets:
+                found = shipped_network(shipped_unets[which], folder, seg.network_settings(recipe, which),
+                                        f"scene U-Net ({INPUTS[which]})", image_network_sha256=image_sha)
+            if found is None:
+                result = seg.train_scene_unet(inputs["train"], grids["train"]["labels"], recipe, recipe.seed,
+                                              streams=streams)
+                model, seconds, history = result.model, result.seconds, result.history
+            else:
+                model, card = found
+                seconds, history = card.training_seconds, card.history
+            scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene),
+                                             inputs["test"], grids["test"]["labels"])
+            report[which] = seg.trained_entry(model, seconds, history, scores, found is not None)
         if models is not None:
             models[which] = model
     return report

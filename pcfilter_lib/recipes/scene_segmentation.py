@@ -10,6 +10,9 @@ convolutional 3D U-Net (``models.scene_cnn``) trained briefly on the grids of ``
 * ``segmentation_scores`` runs a network on whole test scenes and gives the IoU of every class, the
   mean IoU over the surface classes present and the seconds per scene (``confusion_scores`` turns any
   confusion matrix into the same scores: ``recipes.scene_points`` counts points instead of voxels).
+* ``train_reference_scene_network`` trains one of the two at the full-size chapter's budget on its
+  scene set and saves it with its card (``SHIPPED``); ``run_scene_segmentation`` loads a shipped
+  network instead of training it when it learnt from the same set at the same budget.
 * ``run_scene_segmentation`` does all of it for both networks and returns one report.
 
 The IoU counts every voxel of the test grids: a voxel's class is that of the true surface through it,
@@ -28,11 +31,14 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import scene_voxels
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 CLASSES = len(SEMANTIC_NAMES)
@@ -92,6 +98,8 @@ class SceneRecipe:
 FULL = SceneRecipe("full", "scene_voxels", n_scenes=30, resolution=64, n_views=3, scan_size=(320, 240))
 # Chapter 8 at full size: half the column chunks of FULL, so that the chapter stays within its minutes.
 CHAPTER_FULL = replace(FULL, columns=1000)
+# Both networks trained once at CHAPTER_FULL's budget on its scene set (``train_reference_scene_network``).
+SHIPPED = {"column": WEIGHTS / "scene_column_network.keras", "unet": WEIGHTS / "scene_unet.keras"}
 FAST = SceneRecipe("fast", "scene_voxels_fast", n_scenes=5, resolution=32, n_views=2, scan_size=(96, 72),
                    n_parts=(4, 8), context=7, column_filters=(8, 16, 16), chunk=16, unet_filters=(8, 16), epochs=3,
                    columns=192, chunks=48, batch_size=16, learning_rate=3e-3)
@@ -221,9 +229,57 @@ def confusion_scores(confusion: np.ndarray, seconds: Sequence[float]) -> dict:
             "seconds_per_scene": float(np.median(seconds)), "confusion": confusion.tolist()}
 
 
+def network_settings(recipe: SceneRecipe, network: str) -> dict:
+    """What a scene network's card records as its settings: the recipe and which network (or input)."""
+    return {"network": network, **asdict(recipe)}
+
+
+def trained_entry(model: keras.Model, seconds: float, history: dict, scores: dict, shipped: bool) -> dict:
+    """A network's entry in a scene report: its ``segmentation_scores`` and how it was trained."""
+    return {**scores, "train_seconds": seconds, "first_loss": history["loss"][0], "final_loss": history["loss"][-1],
+            "parameters": int(model.count_params()), "shipped": shipped}
+
+
+def scene_card(model_path: Path, target: str, folder: Path, settings: dict, result: TrainResult, scores: dict,
+               started: float, **data) -> ModelCard:
+    """The card of a shipped scene network (``command`` left for the caller)."""
+    return ModelCard(
+        model=model_path.name, target=target,
+        load_with="import pcfilter_lib.models.scene_cnn; keras.models.load_model(path)",
+        data={**provenance(folder), **data}, settings=settings,
+        test=rounded({key: value for key, value in scores.items() if key != "confusion"}, 4),
+        parameters=int(result.model.count_params()), file_bytes=model_path.stat().st_size,
+        training_seconds=round(result.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
+        history=rounded(result.history, 4), environment=environment())
+
+
+_NETWORKS = {"column": (train_column_network, scene_cnn.predict_columns, "scenecolumn"),
+             "unet": (train_scene_unet, scene_cnn.predict_scene, "sceneunet")}
+
+
+def train_reference_scene_network(out: str | os.PathLike, data_dir: str | os.PathLike, network: str,
+                                  recipe: SceneRecipe = CHAPTER_FULL, progress: bool = True) -> ModelCard:
+    """Train ``network`` ("column" or "unet") as ``run_scene_segmentation`` does, on ``recipe``'s scene set,
+    and save it as ``out/<name of SHIPPED[network]>``; returns its card (``command`` left for the caller)."""
+    if network not in _NETWORKS:
+        raise ValueError(f"unknown scene network {network!r}; choose one of {tuple(_NETWORKS)}")
+    started = time.perf_counter()
+    folder = ensure_scene_grids(data_dir, recipe, progress)
+    train_x, train_y = load_features(folder, "train")
+    test_x, test_y = load_features(folder, "test")
+    train, predict, target = _NETWORKS[network]
+    result = train(train_x, train_y, recipe, recipe.seed)
+    scores = segmentation_scores(lambda scene: predict(result.model, scene), test_x, test_y)
+    path = save_for_inference(result.model, Path(out) / SHIPPED[network].name)
+    return scene_card(path, target, folder, network_settings(recipe, network), result, scores, started,
+                      train_scenes=len(train_x), test_scenes=len(test_x))
+
+
 def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
-                           models: dict | None = None, predictions: dict | None = None) -> dict:
-    """Make the scene set, train both networks briefly and score them on the test scenes.
+                           models: dict | None = None, predictions: dict | None = None,
+                           shipped: dict | None = SHIPPED) -> dict:
+    """Make the scene set, train both networks briefly (or load the shipped ones) and score them on the
+    test scenes.
 
     Args:
         recipe: the scene set and the budgets.
@@ -233,27 +289,33 @@ def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, pro
             predictions); the report itself holds numbers only.
         predictions: a dict that receives each network's predicted classes of the test scenes, (N, X, Y,
             Z) uint8, under the same names (``recipes.scene_points`` scores them on the measured points).
+        shipped: per network, a model file to load instead of training, used only if it learnt from this
+            very scene set at this budget (``recipes.common.shipped_network``); None always trains.
 
     Returns:
         ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
-        ``unet``), the ``segmentation_scores`` plus ``train_seconds``, ``final_loss``, ``first_loss``
-        and ``parameters``.
+        ``unet``), the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
+        ``final_loss``, ``first_loss``, ``parameters`` and ``shipped``.
     """
     folder = ensure_scene_grids(data_dir, recipe, progress)
     train_x, train_y = load_features(folder, "train")
     test_x, test_y = load_features(folder, "test")
     report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
-    for name, train, predict in (
-            ("column", train_column_network, scene_cnn.predict_columns),
-            ("unet", train_scene_unet, scene_cnn.predict_scene)):
-        result = train(train_x, train_y, recipe, recipe.seed)
+    for name, (train, predict, _) in _NETWORKS.items():
+        found = None
+        if shipped and name in shipped:
+            found = shipped_network(shipped[name], folder, network_settings(recipe, name), f"scene {name} network")
+        if found is None:
+            result = train(train_x, train_y, recipe, recipe.seed)
+            model, seconds, history = result.model, result.seconds, result.history
+        else:
+            model, card = found
+            seconds, history = card.training_seconds, card.history
         if models is not None:
-            models[name] = result.model
+            models[name] = model
         kept = []
-        scores = segmentation_scores(lambda scene, model=result.model, run=predict: run(model, scene), test_x, test_y,
-                                     kept)
+        scores = segmentation_scores(lambda scene, net=model, run=predict: run(net, scene), test_x, test_y, kept)
         if predictions is not None:
             predictions[name] = np.stack(kept)
-        report[name] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                        "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
+        report[name] = trained_entry(model, seconds, history, scores, found is not None)
     return report

@@ -10,6 +10,9 @@ features help classification.
   shape's: L1 (all voxels, and the voxels the scan never saw) and the IoU of the surface voxels.
 * ``train_classifier`` trains a classifier of the partial grids with its own encoder, with the frozen
   encoder of the completion network, or with both (``models.completion.build_shape_classifier``).
+* ``train_reference_completion`` trains the completion network at ``FULL``'s budget and saves it with
+  its card (``SHIPPED``); ``run_shape_completion`` loads it instead of training when it learnt from the
+  same set at the same budget.
 * ``run_shape_completion`` does all of it and returns one report.
 """
 
@@ -27,8 +30,11 @@ from keras import ops
 from pcfilter_lib.data import completion_grids
 from pcfilter_lib.data.completion_grids import TRUNCATION, completion_features, surface_iou, surface_voxels
 from pcfilter_lib.data.procedural_modelnet import CLASSES
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import completion
+from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
 
 CLASSIFIERS = {"partial only": {"own": True, "features": False},
                "completion features": {"own": False, "features": True},
@@ -75,6 +81,7 @@ class CompletionRecipe:
 FULL = CompletionRecipe("full", "completion_grids", train_per_class=40, test_per_class=20)
 FAST = CompletionRecipe("fast", "completion_grids_fast", train_per_class=4, test_per_class=2, resolution=16,
                         filters=(8, 16), epochs=6, classifier_epochs=6, batch_size=8, learning_rate=3e-3)
+SHIPPED = WEIGHTS / "completion_network.keras"  # trained once at FULL's budget (``train_reference_completion``)
 
 
 def ensure_completion_grids(data_dir: str | os.PathLike, recipe: CompletionRecipe, progress: bool = False) -> Path:
@@ -154,36 +161,76 @@ def accuracy(model: keras.Model, x: np.ndarray, labels: np.ndarray, batch_size: 
     return float(np.mean(predict_classes(model, x, batch_size) == labels))
 
 
+def completion_settings(recipe: CompletionRecipe) -> dict:
+    """What the completion network's card records as its settings: the recipe but the classifiers' budget."""
+    return {key: value for key, value in asdict(recipe).items() if key != "classifier_epochs"}
+
+
+def _split_inputs(folder: Path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    train = completion_grids.load_completion_grids(folder, "train")
+    test = completion_grids.load_completion_grids(folder, "test")
+    return train, test, completion_features(train["tsdf"], train["known"]), completion_features(test["tsdf"],
+                                                                                               test["known"])
+
+
+def train_reference_completion(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: CompletionRecipe = FULL,
+                               progress: bool = True) -> ModelCard:
+    """Train the completion network as ``run_shape_completion`` does and save ``out/completion_network.keras``;
+    returns its card (``command`` left for the caller)."""
+    started = time.perf_counter()
+    folder = ensure_completion_grids(data_dir, recipe, progress)
+    train, test, train_x, test_x = _split_inputs(folder)
+    result = train_completion(train_x, train["target"], recipe, recipe.seed)
+    scores = completion_scores(test, predict_fields(result.model, test_x), recipe.surface_voxels)
+    path = save_for_inference(result.model, Path(out) / SHIPPED.name)
+    return ModelCard(
+        model=path.name, target="completion",
+        load_with="import pcfilter_lib.models.completion; keras.models.load_model(path)",
+        data=provenance(folder, train_objects=len(train_x), test_objects=len(test_x)),
+        settings=completion_settings(recipe), test=rounded(scores, 4), parameters=int(result.model.count_params()),
+        file_bytes=path.stat().st_size, training_seconds=round(result.seconds, 1),
+        wall_seconds=round(time.perf_counter() - started, 1), history=rounded(result.history, 4),
+        environment=environment())
+
+
 def run_shape_completion(recipe: CompletionRecipe, data_dir: str | os.PathLike, progress: bool = False,
-                         models: dict | None = None) -> dict:
-    """Make the set, train the completion network, score it, then train and score the three classifiers.
+                         models: dict | None = None, shipped_path: str | os.PathLike | None = SHIPPED) -> dict:
+    """Make the set, train the completion network (or load the shipped one), score it, then train and score
+    the three classifiers.
 
     Args:
         recipe: the set and the budgets.
         data_dir: the data folder that holds (or receives) the set.
         progress: show progress bars.
-        models: a dict that receives the trained networks (``completion`` and each classifier's name).
+        models: a dict that receives the networks (``completion`` and each classifier's name).
+        shipped_path: a completion network to load instead of training, used only if it learnt from this
+            very set at this budget (``recipes.common.shipped_network``); None always trains.
 
     Returns:
         ``recipe``, ``objects`` (train, test), ``data_seconds``, ``completion`` (``completion_scores`` of
-        the test split with ``train_seconds``, ``first_loss``, ``final_loss``, ``parameters``) and
-        ``classifiers``: per ``CLASSIFIERS`` name, ``accuracy`` (test), ``train_accuracy`` (last epoch),
-        ``train_seconds`` and ``trainable`` parameters.
+        the test split with ``train_seconds`` (the card's, if shipped), ``first_loss``, ``final_loss``,
+        ``parameters`` and ``shipped``) and ``classifiers``: per ``CLASSIFIERS`` name, ``accuracy`` (test),
+        ``train_accuracy`` (last epoch), ``train_seconds`` and ``trainable`` parameters.
     """
     start = time.perf_counter()
     folder = ensure_completion_grids(data_dir, recipe, progress)
-    train = completion_grids.load_completion_grids(folder, "train")
-    test = completion_grids.load_completion_grids(folder, "test")
+    train, test, train_x, test_x = _split_inputs(folder)
     data_seconds = time.perf_counter() - start
-    train_x = completion_features(train["tsdf"], train["known"])
-    test_x = completion_features(test["tsdf"], test["known"])
-    result = train_completion(train_x, train["target"], recipe, recipe.seed)
-    net = result.model
+    found = None
+    if shipped_path:
+        found = shipped_network(shipped_path, folder, completion_settings(recipe), "completion network")
+    if found is None:
+        result = train_completion(train_x, train["target"], recipe, recipe.seed)
+        net, seconds, history = result.model, result.seconds, result.history
+    else:
+        net, card = found
+        seconds, history = card.training_seconds, card.history
     scores = completion_scores(test, predict_fields(net, test_x), recipe.surface_voxels)
     report = {"recipe": asdict(recipe), "objects": {"train": len(train_x), "test": len(test_x)},
               "data_seconds": data_seconds,
-              "completion": {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                             "final_loss": result.history["loss"][-1], "parameters": int(net.count_params())},
+              "completion": {**scores, "train_seconds": seconds, "first_loss": history["loss"][0],
+                             "final_loss": history["loss"][-1], "parameters": int(net.count_params()),
+                             "shipped": found is not None},
               "classifiers": {}}
     if models is not None:
         models["completion"] = net
