@@ -14,6 +14,7 @@
     python data_scripts/train_reference_models.py --target sceneunetimages
     python data_scripts/train_reference_models.py --target sceneunetboth
     python data_scripts/train_reference_models.py --target completion
+    python data_scripts/train_reference_models.py --target pointnetoldclasses
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -34,7 +35,9 @@ set (made if missing). Chapter 8's 3D networks are trained exactly as the chapte
 its budget and with the scene set's seed, so that the full-size chapter loads them instead: the
 sliding-window column network, the 3D U-Net on geometry, the U-Net on the 2D network's back-projected
 features and the U-Net on both (these two read the features of the scene image network in `--out`, or
-the shipped one), and the shape-completion network on its set of scanned objects.
+the shipped one), and the shape-completion network on its set of scanned objects. Chapter 4's
+practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
+network is shipped the same way (`pointnetoldclasses`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -69,6 +72,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         scene_images,
         scene_segmentation,
         shape_completion,
+        transfer,
         unet_filter,
         upsampling,
     )
@@ -95,6 +99,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
             return scene_images.train_reference_scene_unet(out, config.data_dir(), which, recipe,
                                                            image if image.is_file() else scene_images.SHIPPED)
         return scene_segmentation.train_reference_scene_network(out, config.data_dir(), which, recipe)
+    if target == "pointnetoldclasses":
+        settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
+        return transfer.train_reference_old_classes(out, config.data_dir(), settings,
+                                                    config.choose(full="full", fast="fast"), seed=seed)
     if target == "completion":
         recipe = config.choose(full=shape_completion.FULL, fast=shape_completion.FAST)
         return shape_completion.train_reference_completion(out, config.data_dir(), recipe)

@@ -27,7 +27,7 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
          "punet_upsampling", "yovo_modelnet10", "scene_image_network", "scene_column_network", "scene_unet",
-         "scene_unet_images", "scene_unet_both", "completion_network")
+         "scene_unet_images", "scene_unet_both", "completion_network", "pointnet_old_classes")
 
 
 @pytest.mark.parametrize("name", NAMES)

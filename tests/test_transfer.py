@@ -193,3 +193,30 @@ def test_a_tiny_last_batch_makes_pointnets_statistics_worse_than_its_running_ave
     clouds = _clouds(4, seed=3)
     one_cloud = transfer.with_batch_statistics(model, clouds.points[:1])
     assert transfer.mean_loss(one_cloud, clouds) > transfer.mean_loss(model, clouds)
+
+
+@pytest.mark.usefixtures("eager_steps")
+def test_the_practicals_pretrained_network_is_shipped_for_its_data_and_budget_only(tmp_path):
+    from dataclasses import replace
+
+    from pcfilter_lib.data import modelnet
+
+    settings = replace(transfer.FAST, epochs=1, head_epochs=1, tune_epochs=1, limit_per_class=3, num_points=64)
+    card = transfer.train_reference_old_classes(tmp_path / "w", tmp_path, settings, "fast", progress=False)
+    path = tmp_path / "w" / card.model
+    card.write(path.with_suffix(".json"))
+    root, _ = modelnet.ensure_dataset(tmp_path, "fast")
+    clouds = {split: modelnet.load_split(root, split, settings.num_points, limit_per_class=3)
+              for split in ("train", "test")}
+    train_set, val_set = modelnet.split_validation(clouds["train"], 0.1, seed=0)
+    old, new = transfer.practical_classes(train_set.classes)
+    assert card.target == "pointnetoldclasses" and card.data["classes"] == list(old) and len(old) == 5
+    assert transfer.shipped_old_classes(root, replace(settings, epochs=2), old, path=path) is None
+    assert transfer.shipped_old_classes(root, settings, new, path=path) is None
+    pretrained = transfer.shipped_old_classes(root, settings, old, path=path)
+    assert pretrained is not None and pretrained[1] == card.training_seconds
+    result = transfer.new_classes(train_set, val_set, clouds["test"], old, new, transfer.build_practical(settings),
+                                  epochs=1, head_epochs=1, tune_epochs=1, batch_size=8, pretrained=pretrained)
+    assert result.pretrain_seconds == card.training_seconds
+    assert result.pretrain_accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
+    assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)

@@ -31,7 +31,8 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter",
                    "scene_image_network.keras": "sceneimages", "scene_column_network.keras": "scenecolumn",
                    "scene_unet.keras": "sceneunet", "scene_unet_images.keras": "sceneunetimages",
-                   "scene_unet_both.keras": "sceneunetboth", "completion_network.keras": "completion"}
+                   "scene_unet_both.keras": "sceneunetboth", "completion_network.keras": "completion",
+                   "pointnet_old_classes.keras": "pointnetoldclasses"}
 
 
 @dataclass

@@ -9,23 +9,30 @@ so accuracy can be plotted against time.
 
 ``new_classes`` runs the practical of the PointNet lab this follows: pretrain on some classes,
 then learn *other* classes with a new head on the frozen extractor, by fine-tuning, and from
-scratch.
+scratch. ``train_reference_old_classes`` pretrains that network once at the full-size chapter's
+budget and ships it (``SHIPPED_OLD_CLASSES``); ``shipped_old_classes`` loads it for a data set and
+budget it was trained on.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from pcfilter_lib.data import modelnet
 from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
 from pcfilter_lib.io.files import atomic_write_with
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import pointnet
+from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,10 @@ FULL = ExperimentSettings(num_points=512, width=0.25, epochs=25, head_epochs=8, 
                           limit_per_class=None)
 FAST = ExperimentSettings(num_points=256, width=0.125, epochs=2, head_epochs=2, tune_epochs=1, batch_size=16,
                           limit_per_class=12)
+# Chapter 4 at full size: fewer epochs than FULL (the reference experiment of benchmarks/pointnet_transfer.py).
+CHAPTER = replace(FULL, epochs=7, head_epochs=4, tune_epochs=4)
+# The practical's network, pretrained once on the first half of the classes at CHAPTER's budget.
+SHIPPED_OLD_CLASSES = WEIGHTS / "pointnet_old_classes.keras"
 
 
 # XLA compiles a classifier's step once (a few seconds on a CPU) and then runs PointNet's steps about a
@@ -316,7 +327,7 @@ class NewClassesResult:
 def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old_classes, new_classes,
                 build: Callable[[int], keras.Model], epochs: int, head_epochs: int, tune_epochs: int,
                 batch_size: int = 32, fraction: float = 1.0, seed: int = 0,
-                bars: bool = False) -> NewClassesResult:
+                bars: bool = False, pretrained: tuple[keras.Model, float] | None = None) -> NewClassesResult:
     """Retraining with new classes: pretrain ``build(len(old_classes))`` on the old classes for
     ``epochs``, then learn the new classes three ways (``compare_strategies``: a new head on the
     frozen extractor, that model fine-tuned, and ``build(len(new_classes))`` from scratch for
@@ -333,6 +344,9 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
         fraction: Share of the new classes' training clouds to learn from, in (0, 1].
         seed: Seed of the weights, the batch order and the subset.
         bars: Show a bar over the epochs of every training run.
+        pretrained: A network already pretrained on the old classes, as ``build`` and ``epochs``
+            would train it (``shipped_old_classes``), and its training seconds: used instead of
+            pretraining here.
 
     Returns:
         The ``NewClassesResult``.
@@ -345,10 +359,13 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
         raise ValueError(f"old and new classes must be non-empty and disjoint, got {old_classes} and {new_classes}")
     parts = {name: [select_classes(c, classes) if c is not None else None for c in (train_set, val_set, test_set)]
              for name, classes in (("old", old_classes), ("new", new_classes))}
-    keras.utils.set_random_seed(seed)
-    pretrained = build(len(old_classes))
-    run = train(pretrained, *parts["old"][:2], epochs, batch_size, seed=seed, progress=bars)
-    weights = pretrained.get_weights()
+    if pretrained is None:
+        keras.utils.set_random_seed(seed)
+        network = build(len(old_classes))
+        seconds = train(network, *parts["old"][:2], epochs, batch_size, seed=seed, progress=bars).seconds
+    else:
+        network, seconds = pretrained
+    weights = network.get_weights()
 
     def fresh_copy() -> keras.Model:
         copy = build(len(old_classes))
@@ -358,4 +375,69 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
     results = compare_strategies(fresh_copy, *parts["new"], fractions=(fraction,), scratch_epochs=epochs,
                                  head_epochs=head_epochs, tune_epochs=tune_epochs, batch_size=batch_size,
                                  build=build, seed=seed, bars=bars)
-    return NewClassesResult(old_classes, new_classes, accuracy(pretrained, parts["old"][2]), run.seconds, results)
+    return NewClassesResult(old_classes, new_classes, accuracy(network, parts["old"][2]), seconds, results)
+
+
+def practical_classes(classes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The practical's old classes (the first half, which the network is pretrained on) and new ones."""
+    classes = tuple(classes)
+    return classes[:len(classes) // 2], classes[len(classes) // 2:]
+
+
+def old_classes_settings(settings: ExperimentSettings, old_classes, seed: int = 0) -> dict:
+    """What the practical's pretrained network's card records as its settings."""
+    kept = {key: value for key, value in asdict(settings).items() if key not in ("head_epochs", "tune_epochs")}
+    return {**kept, "old_classes": list(old_classes), "momentum": 0.9, "validation_fraction": 0.1, "seed": seed}
+
+
+def build_practical(settings: ExperimentSettings) -> Callable[[int], keras.Model]:
+    """The practical's PointNet for a number of classes (batch-norm momentum 0.9)."""
+    return lambda num_classes: pointnet.build_pointnet(num_classes, width=settings.width, momentum=0.9)
+
+
+def train_reference_old_classes(out: str | os.PathLike, data_dir: str | os.PathLike,
+                                settings: ExperimentSettings = CHAPTER, modelnet_size: str = "full", seed: int = 0,
+                                progress: bool = True) -> ModelCard:
+    """Pretrain the practical's network on the old classes as ``new_classes`` does (the same clouds,
+    validation split, build and budget) and save ``out/pointnet_old_classes.keras``; returns its card
+    (``command`` left for the caller).
+
+    Args:
+        out: the output folder.
+        data_dir: the data folder holding (or receiving) ModelNet10.
+        settings: the chapter's budget (``CHAPTER``, or ``FAST`` with ``modelnet_size="fast"``).
+        modelnet_size: size of the procedural stand-in when the real data set is absent.
+        seed: the validation split's, the weights' and the batches' seed.
+        progress: show progress bars.
+    """
+    started = time.perf_counter()
+    root, kind = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
+    split = {name: modelnet.load_split(root, name, settings.num_points, limit_per_class=settings.limit_per_class,
+                                      progress=progress) for name in ("train", "test")}
+    train_set, val_set = modelnet.split_validation(split["train"], 0.1, seed=seed)
+    old, _ = practical_classes(train_set.classes)
+    old_train, old_val, old_test = (select_classes(c, old) for c in (train_set, val_set, split["test"]))
+    keras.utils.set_random_seed(seed)
+    model = build_practical(settings)(len(old))
+    run = train(model, old_train, old_val, settings.epochs, settings.batch_size, seed=seed, progress=progress)
+    path = save_for_inference(model, Path(out) / SHIPPED_OLD_CLASSES.name)
+    return ModelCard(
+        model=path.name, target="pointnetoldclasses",
+        load_with="import pcfilter_lib.models.pointnet; keras.models.load_model(path)",
+        data={"kind": kind, **provenance(root, classes=list(old), train=len(old_train), validation=len(old_val),
+                                         test=len(old_test))},
+        settings=old_classes_settings(settings, old, seed), test=rounded({"accuracy": accuracy(model, old_test)}, 4),
+        validation=rounded({k: v[-1] for k, v in run.history.items() if k.startswith("val_")}, 4),
+        parameters=int(model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
+        history=rounded(run.history, 4), environment=environment())
+
+
+def shipped_old_classes(root: str | os.PathLike, settings: ExperimentSettings, old_classes, seed: int = 0,
+                        path: str | os.PathLike = SHIPPED_OLD_CLASSES) -> tuple[keras.Model, float] | None:
+    """The shipped network pretrained on ``old_classes`` and its training seconds, if it learnt from
+    the ModelNet10 set in ``root`` (the procedural stand-in of the same version and parameters) at
+    this budget; else None (the real data set, fast mode), and ``new_classes`` pretrains its own."""
+    found = shipped_network(path, root, old_classes_settings(settings, old_classes, seed),
+                            "PointNet pretrained on the old classes")
+    return None if found is None else (found[0], found[1].training_seconds)
