@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -122,6 +122,18 @@ def shipped_network(path: str | os.PathLike, folder: str | os.PathLike, settings
     if any(card.data.get(key) != value for key, value in data.items()):
         return None
     return load_saved_model(path, what), card
+
+
+def shipped_or_trained(path: str | os.PathLike | None, folder: str | os.PathLike, settings: Mapping, what: str,
+                       train: Callable[[], TrainResult], **data) -> tuple[TrainResult, bool]:
+    """The shipped network at ``path`` where ``shipped_network`` finds it is what this run would train
+    (its card's history and training seconds stand for the run's), else ``train()``'s; and whether it
+    was the shipped one. ``path`` None always trains."""
+    found = shipped_network(path, folder, settings, what, **data) if path else None
+    if found is None:
+        return train(), False
+    model, card = found
+    return TrainResult(model, card.history, card.training_seconds), True
 
 
 def environment() -> dict:

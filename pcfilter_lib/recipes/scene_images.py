@@ -45,7 +45,7 @@ from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded, shipped_or_trained
 
 CLASSES = len(SEMANTIC_NAMES)
 INPUTS = {"geometry": "geometry only", "images": "image features only", "both": "geometry + image features"}
@@ -243,11 +243,15 @@ def shipped_image_network(folder: str | os.PathLike, path: str | os.PathLike = S
     return load_saved_model(path, "2D image network")
 
 
-def _ablation_inputs(grids: dict, features: dict, which: str) -> tuple[dict, tuple[int, ...]]:
-    """The train and test inputs of one input of the ablation, and its streams."""
-    geometry = {split: scene_voxels.scene_features(grids[split]["tsdf"], grids[split]["state"]) for split in grids}
-    inputs = {split: joined_inputs(geometry[split], features[split], which)[0] for split in grids}
-    return inputs, joined_inputs(geometry["train"][:1], features["train"][:1], which)[1]
+def _geometry(grids: dict) -> dict:
+    """Each split's scene features (``scene_voxels.scene_features``)."""
+    return {split: scene_voxels.scene_features(grid["tsdf"], grid["state"]) for split, grid in grids.items()}
+
+
+def _ablation_inputs(geometry: dict, features: dict, which: str) -> tuple[dict, tuple[int, ...]]:
+    """Each split's input of one row of the ablation, and its streams."""
+    joined = {split: joined_inputs(geometry[split], features[split], which) for split in geometry}
+    return {split: x for split, (x, _) in joined.items()}, joined["train"][1]
 
 
 def train_reference_scene_unet(out: str | os.PathLike, data_dir: str | os.PathLike, which: str,
@@ -268,7 +272,7 @@ def train_reference_scene_unet(out: str | os.PathLike, data_dir: str | os.PathLi
     grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
     features = {split: image_feature_grids(image_model, scene_voxels.load_scene_views(folder, split))
                 for split in grids}
-    inputs, streams = _ablation_inputs(grids, features, which)
+    inputs, streams = _ablation_inputs(_geometry(grids), features, which)
     result = seg.train_scene_unet(inputs["train"], grids["train"]["labels"], recipe, recipe.seed, streams=streams)
     scores = seg.segmentation_scores(lambda scene: scene_cnn.predict_scene(result.model, scene), inputs["test"],
                                      grids["test"]["labels"])
@@ -334,28 +338,26 @@ def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
     if models is not None:
         models["image"] = image_model
     image_sha = sha256(shipped_path) if shipped is not None else None
+    geometry_x = _geometry(grids)
     for which in INPUTS:
         if which == "geometry" and geometry is not None:
             model, report[which] = geometry[0], dict(geometry[1])
-            if model.input_shape[-1] != 3:
-                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the 3 of the scene "
-                                 "features")
+            if model.input_shape[-1] != geometry_x["train"].shape[-1]:
+                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the "
+                                 f"{geometry_x['train'].shape[-1]} of the scene features")
         else:
-            inputs, streams = _ablation_inputs(grids, features, which)
-            found = None
-            if image_sha and shipped_unets and which in shipped_unets:
-                found = shipped_network(shipped_unets[which], folder, seg.network_settings(recipe, which),
-                                        f"scene U-Net ({INPUTS[which]})", image_network_sha256=image_sha)
-            if found is None:
-                result = seg.train_scene_unet(inputs["train"], grids["train"]["labels"], recipe, recipe.seed,
-                                              streams=streams)
-                model, seconds, history = result.model, result.seconds, result.history
-            else:
-                model, card = found
-                seconds, history = card.training_seconds, card.history
+            inputs, streams = _ablation_inputs(geometry_x, features, which)
+            # Only U-Nets that read the features of this very 2D network (the shipped one) stand for training.
+            path = (shipped_unets or {}).get(which) if image_sha else None
+            run, from_card = shipped_or_trained(
+                path, folder, seg.network_settings(recipe, which), f"scene U-Net ({INPUTS[which]})",
+                lambda x=inputs["train"], s=streams: seg.train_scene_unet(x, grids["train"]["labels"], recipe,
+                                                                          recipe.seed, streams=s),
+                image_network_sha256=image_sha)
+            model = run.model
             scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene),
                                              inputs["test"], grids["test"]["labels"])
-            report[which] = seg.trained_entry(model, seconds, history, scores, found is not None)
+            report[which] = seg.trained_entry(run, scores, from_card)
         if models is not None:
             models[which] = model
     return report

@@ -38,7 +38,7 @@ from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_or_trained
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 CLASSES = len(SEMANTIC_NAMES)
@@ -234,10 +234,10 @@ def network_settings(recipe: SceneRecipe, network: str) -> dict:
     return {"network": network, **asdict(recipe)}
 
 
-def trained_entry(model: keras.Model, seconds: float, history: dict, scores: dict, shipped: bool) -> dict:
+def trained_entry(run: TrainResult, scores: dict, shipped: bool) -> dict:
     """A network's entry in a scene report: its ``segmentation_scores`` and how it was trained."""
-    return {**scores, "train_seconds": seconds, "first_loss": history["loss"][0], "final_loss": history["loss"][-1],
-            "parameters": int(model.count_params()), "shipped": shipped}
+    return {**scores, "train_seconds": run.seconds, "first_loss": run.history["loss"][0],
+            "final_loss": run.history["loss"][-1], "parameters": int(run.model.count_params()), "shipped": shipped}
 
 
 def scene_card(model_path: Path, target: str, folder: Path, settings: dict, result: TrainResult, scores: dict,
@@ -302,20 +302,15 @@ def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, pro
     test_x, test_y = load_features(folder, "test")
     report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
     for name, (train, predict, _) in _NETWORKS.items():
-        found = None
-        if shipped and name in shipped:
-            found = shipped_network(shipped[name], folder, network_settings(recipe, name), f"scene {name} network")
-        if found is None:
-            result = train(train_x, train_y, recipe, recipe.seed)
-            model, seconds, history = result.model, result.seconds, result.history
-        else:
-            model, card = found
-            seconds, history = card.training_seconds, card.history
+        run, from_card = shipped_or_trained((shipped or {}).get(name), folder, network_settings(recipe, name),
+                                            f"scene {name} network",
+                                            lambda train=train: train(train_x, train_y, recipe, recipe.seed))
+        model = run.model
         if models is not None:
             models[name] = model
         kept = []
         scores = segmentation_scores(lambda scene, net=model, run=predict: run(net, scene), test_x, test_y, kept)
         if predictions is not None:
             predictions[name] = np.stack(kept)
-        report[name] = trained_entry(model, seconds, history, scores, found is not None)
+        report[name] = trained_entry(run, scores, from_card)
     return report

@@ -34,7 +34,7 @@ from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import completion
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_or_trained
 
 CLASSIFIERS = {"partial only": {"own": True, "features": False},
                "completion features": {"own": False, "features": True},
@@ -216,21 +216,15 @@ def run_shape_completion(recipe: CompletionRecipe, data_dir: str | os.PathLike, 
     folder = ensure_completion_grids(data_dir, recipe, progress)
     train, test, train_x, test_x = _split_inputs(folder)
     data_seconds = time.perf_counter() - start
-    found = None
-    if shipped_path:
-        found = shipped_network(shipped_path, folder, completion_settings(recipe), "completion network")
-    if found is None:
-        result = train_completion(train_x, train["target"], recipe, recipe.seed)
-        net, seconds, history = result.model, result.seconds, result.history
-    else:
-        net, card = found
-        seconds, history = card.training_seconds, card.history
+    run, from_card = shipped_or_trained(shipped_path, folder, completion_settings(recipe), "completion network",
+                                        lambda: train_completion(train_x, train["target"], recipe, recipe.seed))
+    net, history = run.model, run.history
     scores = completion_scores(test, predict_fields(net, test_x), recipe.surface_voxels)
     report = {"recipe": asdict(recipe), "objects": {"train": len(train_x), "test": len(test_x)},
               "data_seconds": data_seconds,
-              "completion": {**scores, "train_seconds": seconds, "first_loss": history["loss"][0],
+              "completion": {**scores, "train_seconds": run.seconds, "first_loss": history["loss"][0],
                              "final_loss": history["loss"][-1], "parameters": int(net.count_params()),
-                             "shipped": found is not None},
+                             "shipped": from_card},
               "classifiers": {}}
     if models is not None:
         models["completion"] = net
