@@ -8,6 +8,11 @@ only if the import fails, so a real problem is never hidden (not when the user i
 Ctrl-C during the start-up leaves stderr to the caller's own one-line message). It also sets ``TF_CPP_MIN_LOG_LEVEL``
 to 3 (unless already set): the C++ runtime then keeps quiet about graph-optimiser fallbacks (such
 as "remapper failed" on LeakyReLU fusion); real failures still raise Python exceptions.
+
+In fast mode (``PCFILTER_FAST=1``) ``setup`` also turns TensorFlow's graph optimiser (Grappler) off:
+a fast run calls each traced function a few times, too few to repay the seconds Grappler spends
+rewriting a large graph before its first call (a few training steps of chapter 7's network take
+about a sixth less time without it). Full-size runs keep it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sys
 import tempfile
 import threading
 
-from pcfilter_lib import CPU_ALLOCATOR_VARIABLE, ONEDNN_VARIABLE
+from pcfilter_lib import CPU_ALLOCATOR_VARIABLE, ONEDNN_VARIABLE, config
 
 _ready = False
 
@@ -33,6 +38,14 @@ def cpu_allocator() -> str:
     """
     raw = os.environ.get(CPU_ALLOCATOR_VARIABLE, "").strip().lower()
     return "bfc (pooling)" if raw in {"1", "true"} else "default"
+
+
+def graph_optimiser() -> str:
+    """Whether TensorFlow optimises its graphs before running them in this process: "on" or "off"
+    (fast mode, once ``setup`` has run)."""
+    import tensorflow as tf
+
+    return "off" if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer") else "on"
 
 
 def onednn() -> str:
@@ -61,7 +74,7 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> str:
         "Keras 3.6.0 on the tensorflow backend".
 
     Raises:
-        ValueError: ``cpu_devices`` < 1.
+        ValueError: ``cpu_devices`` < 1, or a ``PCFILTER_FAST`` it does not understand.
         KeyboardInterrupt: Ctrl-C during the import, delivered once the import is complete
             (nothing is replayed on stderr then).
     """
@@ -69,9 +82,10 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> str:
     if cpu_devices < 1:
         raise ValueError(f"cpu_devices must be >= 1, got {cpu_devices}")
     if not _ready:
+        fast = config.fast_mode()  # a setting it does not understand stops here, before TensorFlow starts
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         with _interrupts_held():
-            _quiet_import(cpu_devices)
+            _quiet_import(cpu_devices, fast)
         _ready = True
     import keras  # imported by _quiet_import above; here only to reach it
 
@@ -103,7 +117,7 @@ def _interrupts_held():
             previous(signal.SIGINT, None)
 
 
-def _quiet_import(cpu_devices: int) -> None:
+def _quiet_import(cpu_devices: int, fast: bool) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -123,6 +137,8 @@ def _quiet_import(cpu_devices: int) -> None:
             # The first operation initialises the devices, which logs once more.
             tf.config.list_physical_devices("GPU")
             tf.constant(0.0).numpy()
+            if fast:
+                tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
         except KeyboardInterrupt:
             raise  # the user stopped the start-up: nothing went wrong that the logs would explain
         except BaseException:

@@ -38,11 +38,21 @@ LEAKY_FIT = ("import numpy as np; import keras; "
 
 
 def test_graph_optimiser_notes_stay_off_stderr():
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    quiet = subprocess.run([sys.executable, "-c", "from pcfilter_lib import runtime; runtime.setup(); " + LEAKY_FIT],
-                           capture_output=True, text=True, timeout=300, env=env)
+    # Full size, where the graph optimiser runs (fast mode turns it off) and would leave its notes.
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "0"}
+    code = "from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser()); " + LEAKY_FIT
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""
+    assert quiet.stdout.split() == ["on"] and quiet.stderr == ""
+
+
+def test_fast_mode_runs_without_the_graph_optimiser():
+    # (full size keeps it: the test above)
+    code = "from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PCFILTER_FAST": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["off"]
 
 
 # TensorFlow names the allocator it creates in a debug log line: "bfc_cpu_allocator_for_gpu" is the pooling

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         import tensorflow as tf  # after runtime.setup, which imports it with its start-up logs muted
 
         report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+        report["graph_optimiser"] = runtime.graph_optimiser()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
