@@ -4,6 +4,7 @@ intermediate volumes of a trained network and the aggregator's share per level."
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import zipfile
 
 import numpy as np
@@ -84,3 +85,18 @@ def test_the_shipped_network_learnt_from_these_images_and_still_reconstructs_the
     scores = i2v.iou_by_class(i2v.predict(keras.models.load_model(i2v.SHIPPED), data.images), data,
                               [card.threshold])
     assert scores["mean"][0] > 0.35
+
+
+def test_each_variant_of_the_ablation_changes_only_what_it_names():
+    base = dataclasses.replace(i2v.CHAPTER_FAST, model={"use_refiner": True})
+    resolved = {name: i2v.variant_recipe(base, changes, seed=7) for name, changes in i2v.VARIANTS.items()}
+    assert resolved["YOVO (Mish, DropBlock, Ranger)"] == (base, 7)
+    assert resolved["the same, another seed"] == (base, 1)
+    relu, seed = resolved["ReLU instead of Mish"]
+    assert seed == 7 and relu.model == {"use_refiner": True, "activation": "relu"}  # merged into the recipe's
+    assert dataclasses.replace(relu, model=base.model) == base
+    adam, _ = resolved["Adam instead of Ranger"]
+    assert adam.optimizer == "adam" and dataclasses.replace(adam, optimizer=base.optimizer) == base
+    takes = set(inspect.signature(yovo.build_yovo).parameters)
+    assert all(set(variant.model) <= takes for variant, _ in resolved.values())
+    assert i2v.VARIANTS["the same, another seed"] == {"seed": 1}  # the recipe dicts are left as they were

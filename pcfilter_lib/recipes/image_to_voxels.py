@@ -226,6 +226,15 @@ class VariantResult:
     test_iou: float
 
 
+def variant_recipe(recipe: VoxelRecipe, changes: dict, seed: int = 0) -> tuple[VoxelRecipe, int]:
+    """One variant of ``VARIANTS``: ``recipe`` with ``changes`` applied (``model`` keywords are merged into
+    the recipe's, the other fields replaced) and its seed (``changes["seed"]``, else ``seed``)."""
+    changes = dict(changes)
+    run_seed = changes.pop("seed", seed)
+    model = {**recipe.model, **changes.pop("model", {})}
+    return dataclasses.replace(recipe, **changes, model=model), run_seed
+
+
 def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = VARIANTS, seed: int = 0,
            progress: bool = False) -> list[VariantResult]:
     """Train each variant (changes to ``recipe``: ``optimizer``, ``model`` keywords..., or another
@@ -233,9 +242,7 @@ def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = V
     its threshold on ``val_set`` and score it on ``test_set`` (both once, after training)."""
     results = []
     for name, changes in variants.items():
-        changes = dict(changes)
-        run_seed = changes.pop("seed", seed)
-        variant = dataclasses.replace(recipe, **{**changes, "model": {**recipe.model, **changes.get("model", {})}})
+        variant, run_seed = variant_recipe(recipe, changes, seed)
         run = train(variant, train_set, seed=run_seed, progress=progress, desc=name)
         validation = iou_by_class(predict(run.model, val_set.images), val_set)
         threshold = choose_threshold(validation)
