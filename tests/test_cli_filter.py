@@ -326,10 +326,12 @@ def test_ctrl_c_while_a_streamed_cloud_is_written_leaves_no_file(dataset, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.xyz", "written"]
 
 
-# What a process loaded, printed by a command run in the same interpreter as the console script.
-RUN_AND_LIST = ("import sys; from pcfilter_lib.cli import main; status = main(sys.argv[1:]); "
-                "print('LOADED', *sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)); "
-                "sys.exit(status)")
+# Commands (a JSON list of argument lists) run one after another in one interpreter, as the console
+# script runs one, each followed by a line of its exit status and what the process has loaded so far: a
+# module once imported stays, so the first command that imports one is the first whose line names it.
+RUN_EACH_AND_LIST = ("import json, sys\nfrom pcfilter_lib.cli import main\nfor argv in json.loads(sys.argv[1]):\n"
+                     "    status = main(argv)\n    print('STATUS', status, 'LOADED', *sorted(m for m in "
+                     "('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules), flush=True)\n")
 
 
 @pytest.mark.skipif(not filters.SHIPPED_NEIGHBOUR_MODEL.is_file(), reason="the shipped neighbour filter is missing")
@@ -345,9 +347,14 @@ def test_the_neighbour_filter_and_the_classical_methods_never_start_tensorflow(d
                 ("filter", scan_path, "-o", tmp_path / "m.ply", "--model", "neighbours"),
                 ("evaluate", "--data", tmp_path, "--model", "neighbours", "--json"),
                 ("evaluate", "--data", dataset, "--split", "test", "--method", "sor", "--json")]
-    for command in commands:
-        result = subprocess.run([sys.executable, "-c", RUN_AND_LIST, *map(str, command)], capture_output=True,
-                                text=True, timeout=300, env={**os.environ, "PCFILTER_FAST": "1"})
-        assert result.returncode == 0, (command, result.stderr)
-        assert result.stdout.splitlines()[-1] == "LOADED", (command, result.stdout.splitlines()[-1])
-        assert result.stderr == "", (command, result.stderr)
+    # One process for the six: each command's status and modules are its own line, and stderr, empty for
+    # every command, is empty for them all.
+    argvs = json.dumps([list(map(str, command)) for command in commands])
+    result = subprocess.run([sys.executable, "-c", RUN_EACH_AND_LIST, argvs], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "PCFILTER_FAST": "1"})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("STATUS ")]
+    assert len(lines) == len(commands), result.stdout
+    for command, line in zip(commands, lines, strict=True):
+        assert line == "STATUS 0 LOADED", (command, line)
+    assert result.stderr == "", result.stderr
