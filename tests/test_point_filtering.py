@@ -150,9 +150,18 @@ def test_shipped_point_filter_records_how_it_was_made():
     assert manifest.file_bytes == filters.SHIPPED_POINT_MODEL.stat().st_size
 
 
+@pytest.fixture(scope="module")
+def shipped_filters():
+    """The filters of the real-scan comparison by name (``reference_filters``: the card's tuned baselines as
+    it builds them, ROR's radius in point spacings), the shipped point filter among them, loaded once."""
+    from pcfilter_lib.filters.labelled_clouds import reference_filters
+
+    return {name: candidate for name, _, candidate in reference_filters()}
+
+
 @needs_weights
-def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
-    point_filter = filters.point_filter()
+def test_shipped_point_filter_ignores_units_and_placement(test_clouds, shipped_filters):
+    point_filter = shipped_filters["point filter"]  # filters.point_filter(): the shipped one at its card's threshold
     cloud = test_clouds[0]
     points, label = cloud["xyz"][0].astype(np.float64), cloud["label"]
     reference = filters.evaluate_filter(point_filter, [cloud])
@@ -163,13 +172,9 @@ def test_shipped_point_filter_ignores_units_and_placement(test_clouds):
 
 
 @needs_weights
-def test_shipped_point_filter_beats_the_tuned_baselines_on_fixed_clouds(test_clouds):
-    from pcfilter_lib.filters.labelled_clouds import reference_filters
-
-    # the card's tuned baselines as the real-scan comparison builds them: ROR's radius is in point spacings
-    candidates = {name: candidate for name, _, candidate in reference_filters()}
-    learned = filters.evaluate_filter(candidates["point filter"], test_clouds)
+def test_shipped_point_filter_beats_the_tuned_baselines_on_fixed_clouds(test_clouds, shipped_filters):
+    learned = filters.evaluate_filter(shipped_filters["point filter"], test_clouds)
     for name in ("SOR, tuned", "ROR, tuned"):
-        baseline = filters.evaluate_filter(candidates[name], test_clouds)
+        baseline = filters.evaluate_filter(shipped_filters[name], test_clouds)
         assert learned["mean_iou"] > baseline["mean_iou"], (name, learned["mean_iou"], baseline["mean_iou"])
     assert learned["recall"] > 0.98

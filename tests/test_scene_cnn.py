@@ -125,6 +125,7 @@ def test_bad_input():
         seg.segmentation_scores(lambda s: s, np.zeros((0, 2, 2, 2, 3)), np.zeros((0, 2, 2, 2)))
 
 
+@pytest.mark.usefixtures("eager_steps")
 def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
     recipe = seg.SceneRecipe("tiny", "scenes", n_scenes=3, resolution=16, n_views=1, scan_size=(32, 24),
                              n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,

@@ -97,23 +97,24 @@ def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_pa
     seg.ensure_scene_grids(tmp_path, other)
     assert si.shipped_image_network(tmp_path / other.folder, path) is None  # another seed: train anew
     assert si.shipped_image_network(tmp_path / TINY.folder, tmp_path / "none.keras") is None
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=path, shipped_unets=None)
-    assert report["image"]["shipped"] and report["image"]["train_seconds"] == card.training_seconds
     # A U-Net of the ablation trained on that 2D network's features is loaded in its place ...
     unet_card = si.train_reference_scene_unet(tmp_path / "weights", tmp_path, "both", TINY, path, progress=False)
     unet_path = tmp_path / "weights" / unet_card.model
     unet_card.write(unet_path.with_suffix(".json"))
     assert unet_card.target == "sceneunetboth" and unet_card.settings["network"] == "both"
-    shipped = {"both": unet_path}
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=path, shipped_unets=shipped)
+    shipped, models = {"both": unet_path}, {}
+    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=path, shipped_unets=shipped)
+    assert report["image"]["shipped"] and report["image"]["train_seconds"] == card.training_seconds
     assert report["both"]["shipped"] and not report["images"]["shipped"]
     assert report["both"]["train_seconds"] == unet_card.training_seconds
     assert report["both"]["mean_iou"] == pytest.approx(unet_card.test["mean_iou"], abs=1e-4)
-    # ... but not beside a 2D network trained here, nor at another budget.
-    assert not si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=None,
+    # ... but not beside a 2D network trained here (the geometry row, which reads no image, taken from the
+    # run above instead of trained again), nor at another budget (fewer chunks: one step per network).
+    geometry = (models["geometry"], report["geometry"])
+    assert not si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=None, geometry=geometry,
                                    shipped_unets=shipped)["both"]["shipped"]
-    longer = replace(TINY, chunks=12)
-    assert not si.run_scene_images(longer, tmp_path, TINY_BUDGET, shipped_path=path,
+    shorter = replace(TINY, chunks=4)
+    assert not si.run_scene_images(shorter, tmp_path, TINY_BUDGET, shipped_path=path,
                                    shipped_unets=shipped)["both"]["shipped"]
     with pytest.raises(ValueError, match="did not learn from the scene set"):
         si.train_reference_scene_unet(tmp_path / "w2", tmp_path, "images", other, path, progress=False)

@@ -91,7 +91,8 @@ def test_training_save_load_and_frozen_completion_features(grids, tmp_path):
 
 @pytest.mark.usefixtures("eager_steps")
 def test_the_recipe_loads_a_completion_network_trained_on_its_set_at_its_budget(tmp_path):
-    tiny = replace(RECIPE, folder="tiny_completion", train_per_class=1, test_per_class=1)
+    # one object of each of the ten classes to train on, all in one batch: one step per epoch for each network
+    tiny = replace(RECIPE, folder="tiny_completion", train_per_class=1, test_per_class=1, batch_size=10)
     card = sc.train_reference_completion(tmp_path / "weights", tmp_path, tiny, progress=False)
     path = tmp_path / "weights" / card.model
     card.write(path.with_suffix(".json"))

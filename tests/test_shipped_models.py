@@ -1,7 +1,8 @@
 """Every shipped model still loads and gives the predictions it gave when it was trained, on a small
 fixed input: a guard against a refactoring that changes a layer's name, registration or maths. Each
-loads with plain ``keras.models.load_model`` after ``import pcfilter_lib.models`` alone, in a fresh
-process, while ``import pcfilter_lib`` alone starts neither Keras nor TensorFlow.
+loads with plain ``keras.models.load_model`` after ``import pcfilter_lib.models`` alone, in one fresh
+process that also predicts (TensorFlow starts once, each file loads once), while ``import pcfilter_lib``
+alone starts neither Keras nor TensorFlow.
 
 ``tests/data/shipped_model_outputs.npz`` holds, for each model, one or two random inputs and the outputs the
 shipped ``.keras`` file gave for them when it was recorded (``<name>_input``, ``<name>_output``).
@@ -24,18 +25,11 @@ from pcfilter_lib.models.saved import load_saved_model
 
 LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 
-EXPECTED = np.load(Path(__file__).parent / "data" / "shipped_model_outputs.npz")
+RECORDED = Path(__file__).parent / "data" / "shipped_model_outputs.npz"
+EXPECTED = np.load(RECORDED)
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
          "punet_upsampling", "yovo_modelnet10", "scene_image_network", "scene_column_network", "scene_unet",
          "scene_unet_images", "scene_unet_both", "completion_network", "pointnet_old_classes")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_shipped_model_gives_its_recorded_predictions(name):
-    path = WEIGHTS / f"{name}.keras"
-    model = load_saved_model(path)
-    x, expected = EXPECTED[f"{name}_input"], EXPECTED[f"{name}_output"]
-    np.testing.assert_allclose(np.asarray(model.predict_on_batch(x)), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,29 +49,49 @@ def _run(script: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def models_package_alone() -> tuple[set[str], list[Path], list[str]]:
-    """What one fresh interpreter does after ``import pcfilter_lib.models`` alone: the modules it then holds
-    (read before anything else is imported), and then, with plain ``keras.models.load_model``, each shipped
-    file's model name and weight count, or why it did not load, one line each; with the files it loaded.
-    A file that fails to load fails only the test of loading."""
+def fresh_interpreter(tmp_path_factory) -> tuple[set[str], set[str], list[Path], list[str], dict]:
+    """What one fresh interpreter does: the modules it holds after ``import pcfilter_lib`` alone, then after
+    ``import pcfilter_lib.models`` alone (each read before anything else is imported); then, with plain
+    ``keras.models.load_model``, each shipped file's model name and weight count, or why it did not load, one
+    line each, with the files it loaded; and each loaded model's ``predict_on_batch`` of its recorded input,
+    by name (or, under "<name> failed", why it could not predict). A file that fails to load or to predict
+    fails only the tests of loading and of its predictions."""
     files = sorted(WEIGHTS.glob("*.keras"))
-    script = ("import sys, pcfilter_lib.models\n"
+    predicted = tmp_path_factory.mktemp("shipped") / "predicted.npz"
+    named = [(str(f), f.stem) for f in files]
+    script = (f"FILES, RECORDED, PREDICTED = {named!r}, {str(RECORDED)!r}, {str(predicted)!r}\n"
+              "import sys, pcfilter_lib\n"
               "print(*sys.modules)\n"
-              "import keras\n"
-              "for path in sys.argv[1:]:\n"
+              "import pcfilter_lib.models\n"
+              "print(*sys.modules)\n"
+              "import keras, numpy as np\n"
+              "recorded, outputs = np.load(RECORDED), {}\n"
+              "for path, name in FILES:\n"
               "    try:\n"
               "        model = keras.models.load_model(path)\n"
               "    except Exception as error:\n"
               "        print('not loaded:', path, repr(error).replace('\\n', ' '))\n"
               "    else:\n"
-              "        print(model.name, model.count_params())\n")
-    script = script.replace("sys.argv[1:]", repr([str(f) for f in files]))
-    modules, *lines = _run(script).splitlines()
-    return set(modules.split()), files, lines
+              "        print(model.name, model.count_params())\n"
+              "        try:\n"
+              "            outputs[name] = np.asarray(model.predict_on_batch(recorded[name + '_input']))\n"
+              "        except Exception as error:\n"
+              "            outputs[name + ' failed'] = np.array(repr(error))\n"
+              "np.savez(PREDICTED, **outputs)\n")
+    package, models, *lines = _run(script).splitlines()
+    with np.load(predicted) as outputs:
+        return set(package.split()), set(models.split()), files, lines, dict(outputs)
 
 
-def test_every_shipped_file_loads_after_importing_the_models_package_alone(models_package_alone):
-    _, files, lines = models_package_alone
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_gives_its_recorded_predictions(name, fresh_interpreter):
+    *_, predicted = fresh_interpreter
+    assert name in predicted, str(predicted.get(f"{name} failed", f"{name}.keras did not load"))
+    np.testing.assert_allclose(predicted[name], EXPECTED[f"{name}_output"], rtol=1e-4, atol=1e-5)
+
+
+def test_every_shipped_file_loads_after_importing_the_models_package_alone(fresh_interpreter):
+    _, _, files, lines, _ = fresh_interpreter
     assert {f.name for f in files} == {name for name in SHIPPED_TARGETS if name.endswith(".keras")}
     assert not [line for line in lines if line.startswith("not loaded:")]
     assert len(lines) == len(files) and all(int(line.split()[-1]) > 0 for line in lines)
@@ -87,22 +101,25 @@ def _registering_modules() -> set[str]:
     """The library modules that register a class or function with Keras (read from their source)."""
     found = set()
     for path in LIB.rglob("*.py"):
-        tree = ast.parse(path.read_text())
+        source = path.read_text()
+        if "register_keras_serializable" not in source:  # nothing to parse
+            continue
+        tree = ast.parse(source)
         if any("register_keras_serializable" in ast.unparse(d) for node in ast.walk(tree)
                if isinstance(node, ast.ClassDef | ast.FunctionDef) for d in node.decorator_list):
             found.add(".".join(("pcfilter_lib", *path.relative_to(LIB).with_suffix("").parts)))
     return found
 
 
-def test_the_models_package_imports_every_module_that_registers_with_keras(models_package_alone):
+def test_the_models_package_imports_every_module_that_registers_with_keras(fresh_interpreter):
     registering = _registering_modules()
     assert {"pcfilter_lib.models.dgcnn", "pcfilter_lib.nn.losses"} <= registering
-    imported, _, _ = models_package_alone
+    _, imported, _, _, _ = fresh_interpreter
     assert registering <= imported, f"add {sorted(registering - imported)} to pcfilter_lib/models/__init__.py"
 
 
-def test_importing_the_package_starts_neither_keras_nor_tensorflow():
-    loaded = set(_run("import sys, pcfilter_lib\nprint(*sys.modules)").split())
+def test_importing_the_package_starts_neither_keras_nor_tensorflow(fresh_interpreter):
+    loaded, *_ = fresh_interpreter
     assert "pcfilter_lib" in loaded and not loaded & {"keras", "tensorflow", "jax", "torch"}
 
 

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import jax_backend
@@ -40,7 +41,9 @@ def test_sizes_reach_the_worker_intact_and_shape_the_workloads():
 def _tensorflow_row(model: str) -> dict:
     """``model``'s row trained in this process as a worker process trains it (``runtime.setup``, then
     ``training_runs.run``, the row passed on as JSON), or, as from a worker, a row that says why it
-    failed; in a worker process if this one's Keras runs another backend."""
+    failed; in a worker process if this one's Keras runs another backend. Its steps run op by op, as
+    under ``eager_steps``: tracing them would cost more than the few steps, and the row's numbers (the
+    same losses) do not depend on it; the workloads' networks train in graph mode in other tests."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
@@ -48,12 +51,19 @@ def _tensorflow_row(model: str) -> dict:
     from pcfilter_lib import runtime
 
     runtime.setup(seed=None)
+    import tensorflow as tf
+
     from pcfilter_lib.timing import training_runs
 
-    try:
-        return json.loads(json.dumps(training_runs.run(model, sizes=TINY)))
-    except Exception as error:  # fails the tests of this row only
-        return {"model": model, "backend": "tensorflow", "skipped": f"failed: {error!r}"}
+    with warnings.catch_warnings():  # tf.data still builds its pipeline's functions as graphs, and says so
+        warnings.filterwarnings("ignore", "Even though the `tf.config.experimental_run_functions_eagerly`")
+        tf.config.run_functions_eagerly(True)
+        try:
+            return json.loads(json.dumps(training_runs.run(model, sizes=TINY)))
+        except Exception as error:  # fails the tests of this row only
+            return {"model": model, "backend": "tensorflow", "skipped": f"failed: {error!r}"}
+        finally:
+            tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture(scope="module")
