@@ -91,8 +91,9 @@ def test_training_save_load_and_frozen_completion_features(grids, tmp_path):
 
 @pytest.mark.usefixtures("eager_steps")
 def test_the_recipe_loads_a_completion_network_trained_on_its_set_at_its_budget(tmp_path):
-    # one object of each of the ten classes to train on, all in one batch: one step per epoch for each network
-    tiny = replace(RECIPE, folder="tiny_completion", train_per_class=1, test_per_class=1, batch_size=10)
+    # one object of each of the ten classes to train on, in 8^3 grids and all in one batch: one small step per
+    # epoch for each network
+    tiny = replace(RECIPE, folder="tiny_completion", train_per_class=1, test_per_class=1, resolution=8, batch_size=10)
     card = sc.train_reference_completion(tmp_path / "weights", tmp_path, tiny, progress=False)
     path = tmp_path / "weights" / card.model
     card.write(path.with_suffix(".json"))
@@ -103,5 +104,5 @@ def test_the_recipe_loads_a_completion_network_trained_on_its_set_at_its_budget(
     assert done["shipped"] and done["train_seconds"] == card.training_seconds
     assert done["completed"]["l1"] == pytest.approx(card.test["completed"]["l1"], abs=1e-4)
     assert set(report["classifiers"]) == set(sc.CLASSIFIERS)
-    assert models["completion"].output_shape == (None, 16, 16, 16)
+    assert models["completion"].output_shape == (None, *[tiny.resolution] * 3)
     assert not sc.run_shape_completion(replace(tiny, epochs=2), tmp_path, shipped_path=path)["completion"]["shipped"]
