@@ -2,10 +2,10 @@
 
 The bad-input tests run the command line once per case, each in a process of its own, to see what
 reaches its standard error (C++ logs included) and whether TensorFlow started. Starting Python and
-importing NumPy, SciPy, Open3D and laspy costs about a second of CPU per process. Here a fork server
-(multiprocessing's ``forkserver``, itself a fresh interpreter) imports them once, and each command runs in
-a child forked from it: its own process, working folder, environment and file descriptors 1 and 2, which
-has imported TensorFlow only if the command did.
+importing NumPy, SciPy, Open3D, laspy and the commands' modules costs over a second of CPU per process.
+Here a fork server (multiprocessing's ``forkserver``, itself a fresh interpreter) imports them once, and
+each command runs in a child forked from it: its own process, working folder, environment and file
+descriptors 1 and 2, which has imported TensorFlow only if the command did.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# What every command imports before it decides anything; never TensorFlow or Keras.
-PRELOAD = ["pcfilter_lib.cli", "numpy", "scipy.spatial", "open3d", "laspy"]
+# What every command imports before it decides anything, and the modules of the commands the rows run
+# (SciPy's statistics among what they import: half a second per child); never TensorFlow or Keras, which
+# a command imports only when it runs, so the child's flag still says whether the command started it.
+PRELOAD = ["pcfilter_lib.cli", "numpy", "scipy.spatial", "open3d", "laspy",
+           *(f"pcfilter_lib.cli.{command}" for command in ("filter", "reconstruct", "evaluate", "simulate",
+                                                           "modelnet"))]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 
