@@ -346,8 +346,12 @@ def test_the_neighbour_filter_and_the_classical_methods_never_start_tensorflow(d
                 ("filter", scan_path, "-o", tmp_path / "r.ply", "--method", "ror"),
                 ("filter", scan_path, "-o", tmp_path / "m.ply", "--model", "neighbours"),
                 ("evaluate", "--data", tmp_path, "--model", "neighbours", "--json"),
-                ("evaluate", "--data", dataset, "--split", "test", "--method", "sor", "--json")]
-    # One process for the six: each command's status and modules are its own line, and stderr, empty for
+                ("evaluate", "--data", dataset, "--split", "test", "--method", "sor", "--json"),
+                # reconstruct without --upsample: TensorFlow only for a learned filter that needs it
+                ("reconstruct", scan_path, "-o", tmp_path / "sor.ply", "--method", "sor", "--depth", "6", "--quiet"),
+                ("reconstruct", tmp_path / "a.xyz", "-o", tmp_path / "nb.ply", "--model", "neighbours", "--depth", "6",
+                 "--quiet")]
+    # One process for them all: each command's status and modules are its own line, and stderr, empty for
     # every command, is empty for them all.
     argvs = json.dumps([list(map(str, command)) for command in commands])
     result = subprocess.run([sys.executable, "-c", RUN_EACH_AND_LIST, argvs], capture_output=True, text=True,

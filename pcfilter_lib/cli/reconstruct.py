@@ -15,7 +15,7 @@ from tqdm import tqdm
 from pcfilter_lib import runtime
 from pcfilter_lib.cli.app import Interrupts, one_line
 from pcfilter_lib.cli.folders import folder_inputs
-from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, read_filter_input
+from pcfilter_lib.cli.inputs import check_filter_fits, make_filter, needs_keras, read_filter_input
 from pcfilter_lib.cli.options import (
     MESH_SUFFIXES,
     check_jobs,
@@ -79,7 +79,7 @@ def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan
                       upsampler, passes: int) -> str:
     """Filter, upsample ``passes`` times and Poisson-reconstruct one read input; write the mesh to
     ``target`` atomically and return the line that reports it."""
-    from pcfilter_lib.recipes import surface  # imports Keras (the upsampler) and Open3D: after runtime.setup
+    from pcfilter_lib.recipes import surface  # imports Keras only to upsample, after runtime.setup
 
     valid = scan["valid"]
     n = int(valid.sum())
@@ -112,7 +112,10 @@ def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan
 
 
 def _setup(args: argparse.Namespace, passes: int, organised: bool):
-    """The filter and the upsampler (None without --upsample); starts TensorFlow."""
+    """The filter and the upsampler (None without --upsample); starts TensorFlow only for a learned filter
+    that runs in Keras or for the upsampler (a classical method or the neighbour filter needs none)."""
+    if not (passes or needs_keras(args, organised)):
+        return make_filter(args, organised), None
     runtime.setup(seed=None)
     from pcfilter_lib.models.punet import load_upsampler  # imports Keras: after runtime.setup
 

@@ -30,7 +30,6 @@ from pcfilter_lib.geometry.normals import estimate_cloud_normals
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.geometry.reconstruction import MIN_POINTS, reconstruct
 from pcfilter_lib.io.files import atomic_write_with
-from pcfilter_lib.models.punet import upsample
 
 TRIM_SPACINGS = 4.0  # mesh vertices farther than this many point spacings (of the filtered points) from every point go
 
@@ -88,6 +87,8 @@ def filtered_surface(scan: Mapping, keep: np.ndarray, depth: int = 8, upsampler=
     normals = None if scan.get("normals") is None else np.asarray(scan["normals"], np.float64)[keep]
     trim = TRIM_SPACINGS * point_spacing(points)  # of the filtered points, before any upsampling
     clouds, seconds = [points], []
+    if passes:  # imports Keras: only a surface of upsampled points needs TensorFlow
+        from pcfilter_lib.models.punet import upsample
     for i in range(passes):
         report(f"upsampling {len(points):,} points (pass {i + 1} of {passes})")
         start = time.perf_counter()
