@@ -218,8 +218,10 @@ def test_the_practicals_pretrained_network_is_shipped_for_its_data_and_budget_on
     assert transfer.shipped_old_classes(root, settings, new, path=path) is None
     pretrained = transfer.shipped_old_classes(root, settings, old, path=path)
     assert pretrained is not None and pretrained[1] == card.training_seconds
+    # One batch of the new classes' clouds per epoch, as the pretraining had of the old ones.
     result = transfer.new_classes(train_set, val_set, clouds["test"], old, new, transfer.build_practical(settings),
-                                  epochs=1, head_epochs=1, tune_epochs=1, batch_size=8, pretrained=pretrained)
+                                  epochs=1, head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
+                                  pretrained=pretrained)
     assert result.pretrain_seconds == card.training_seconds
     assert result.pretrain_accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
     assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
