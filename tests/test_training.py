@@ -151,6 +151,7 @@ def test_classifier_training_scores_the_test_set():
     assert result.history["accuracy"][-1] > result.history["accuracy"][0]
 
 
+@pytest.mark.usefixtures("eager_steps")  # the history's bookkeeping; the U-Net trains in graph mode below
 def test_segmentation_training_records_history_and_time():
     data = make_scratches(16, 32, seed=1)
     result = training.train_segmentation(build_unet(input_channels=2, depth=2, filters=(4, 8, 8)),
