@@ -48,6 +48,19 @@ def test_device_report_names_the_hardware_and_versions():
     assert report["keras"].startswith("3.") and report["keras_backend"] == keras.backend.backend()
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="no peak to reset (not Linux)")
+def test_the_peak_memory_is_measured_from_its_last_reset():
+    import numpy as np
+
+    assert clock.reset_peak_memory()
+    block = np.ones(40 * 2**20 // 8)  # 40 MiB, touched
+    high = clock.peak_memory_mb()
+    del block
+    assert clock.peak_memory_mb() > high - 5  # the peak stays when the memory goes (to the kernel's accounting)
+    assert clock.reset_peak_memory()
+    assert clock.peak_memory_mb() < high - 30
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="no /proc/cpuinfo to compare with")
 def test_cpu_name_says_how_wide_the_vector_instructions_are():
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))

@@ -26,6 +26,31 @@ def test_missing_and_unknown_backends_are_explained():
     assert row["skipped"].startswith("unknown backend")
 
 
+@pytest.mark.usefixtures("eager_steps")  # a few steps of a small network: tracing them would cost more
+def test_a_worker_times_its_rows_in_turn_and_a_failing_row_spares_the_next(capsys):
+    """The worker as ``collect`` runs it for one backend (here in this process, whose backend is TensorFlow):
+    one JSON row per requested row; a row that fails says why, with its traceback on stderr."""
+    from pcfilter_lib.cli import workload_process
+
+    asked = [{"model": "pointnet", "dtype_policy": "no_such_policy"}, {"model": "pointnet", "jit_compile": "false"}]
+    assert workload_process.main(["--rows", json.dumps(asked), "--sizes", TINY.to_json()]) == 0
+    out, err = capsys.readouterr()
+    failed, timed = (json.loads(line) for line in out.splitlines())
+    assert failed["model"] == "pointnet" and failed["skipped"].startswith("failed: ") and "no_such_policy" in err
+    assert "skipped" not in timed and timed["jit_compile"] == "False" and timed["shape"] == [TINY.pointnet_points, 3]
+    assert timed["train_s"] > 0 and timed["peak_rss_mb"] > 0
+    with pytest.raises(SystemExit):
+        workload_process.main(["--rows", '[{"model": "resnet"}]'])
+    assert "--rows must be a JSON list" in capsys.readouterr().err
+
+
+def test_rows_a_worker_did_not_print_in_time_say_so():
+    rows = workloads.rows_in_subprocess("tensorflow", [("unet", {}), ("pointnet", {"jit_compile": False})],
+                                        timeout=0.1, sizes=TINY)
+    assert [(r["model"], r["backend"]) for r in rows] == [("unet", "tensorflow"), ("pointnet", "tensorflow")]
+    assert all(r["skipped"] == "failed: no row after 0 s" for r in rows)
+
+
 def test_sizes_reach_the_worker_intact_and_shape_the_workloads():
     assert workloads.Sizes.from_json(workloads.FAST.to_json()) == workloads.FAST
     with pytest.raises(ValueError, match="keys"):

@@ -1,5 +1,5 @@
-"""``pcfilter bench``: time the standard workloads per Keras backend, each in its own process
-(``workload_process``), and add the rows to the results file."""
+"""``pcfilter bench``: time the standard workloads per Keras backend, the rows of each backend in a process
+of their own (``workload_process``), and add the rows to the results file."""
 
 from __future__ import annotations
 

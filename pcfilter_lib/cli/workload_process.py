@@ -1,9 +1,10 @@
-"""The worker process of the benchmark workloads: times one workload under this process's Keras
-backend and prints one JSON row (``timing.workloads.collect`` starts one per row, because the backend
-of a process cannot change once Keras is imported, and the CPU can be split into logical devices only
+"""The worker process of the benchmark workloads: times workloads under this process's Keras backend and
+prints one JSON row for each (``timing.workloads.collect`` starts one per backend, because the backend of
+a process cannot change once Keras is imported, and the CPU can be split into logical devices only
 before TensorFlow starts).
 
     KERAS_BACKEND=jax python -m pcfilter_lib.cli.workload_process --model unet
+    python -m pcfilter_lib.cli.workload_process --rows '[{"model": "unet", "jit_compile": "false"}]'
     python -m pcfilter_lib.cli.workload_process --data-parallel --epochs 2
 
 ``--sizes`` takes the JSON of ``workloads.Sizes``; without it the sizes follow the mode
@@ -13,16 +14,33 @@ before TensorFlow starts).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import traceback
 
 from pcfilter_lib import config, runtime
 from pcfilter_lib.timing import workloads
 
 
+def _rows(text: str) -> list[dict]:
+    """``--rows``: a JSON list of objects with ``model`` and, optionally, ``jit_compile`` and ``dtype_policy``."""
+    rows = json.loads(text)
+    keys = {"model", "jit_compile", "dtype_policy"}
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, dict) and r.get("model") in workloads.CPU_MODELS and set(r) <= keys for r in rows):
+        raise argparse.ArgumentTypeError(f"--rows must be a JSON list of objects with the keys {sorted(keys)} "
+                                         f"(model, one of {', '.join(workloads.CPU_MODELS)}, required), got {text!r}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time one workload under the Keras backend of this process "
-                                                 "(set KERAS_BACKEND); prints one JSON row.")
+    parser = argparse.ArgumentParser(description="Time workloads under the Keras backend of this process "
+                                                 "(set KERAS_BACKEND); prints one JSON row for each.")
     parser.add_argument("--model", choices=workloads.CPU_MODELS, default="unet")
+    parser.add_argument("--rows", type=_rows,
+                        help="instead of --model and its settings: several rows, timed one after another, as a "
+                             'JSON list such as \'[{"model": "unet", "jit_compile": "false", '
+                             '"dtype_policy": "mixed_bfloat16"}]\'')
     parser.add_argument("--data-parallel", action="store_true",
                         help="instead: compare one device with MirroredStrategy over two (prints JSON)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the data-parallel comparison")
@@ -40,8 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_parallel:
         print(json.dumps(training_runs.data_parallel(args.epochs, sizes=sizes)))
         return 0
-    jit = {"true": True, "false": False}.get(args.jit_compile.lower(), "auto")
-    print(json.dumps(training_runs.run(args.model, jit, args.dtype_policy, sizes=sizes)))
+    rows = args.rows or [{"model": args.model, "jit_compile": args.jit_compile, "dtype_policy": args.dtype_policy}]
+    import keras
+
+    for index, row in enumerate(rows):
+        if index:  # the previous row's network and traced steps go before the next row is timed
+            keras.backend.clear_session()
+            gc.collect()
+        jit = {"true": True, "false": False}.get(str(row.get("jit_compile", "auto")).lower(), "auto")
+        policy = row.get("dtype_policy", "float32")
+        try:
+            result = training_runs.run(row["model"], jit, policy, sizes=sizes)
+        except Exception as error:  # this row fails, with its traceback on stderr; the others still run
+            traceback.print_exc()
+            result = {"model": row["model"], "backend": keras.backend.backend(), "skipped": f"failed: {error!r}"}
+        print(json.dumps(result), flush=True)
     return 0
 
 

@@ -148,6 +148,37 @@ def model_flops(model, input_shape) -> int:
     return int(total)
 
 
+def reset_peak_memory() -> bool:
+    """Start this process's peak resident memory afresh, so that ``peak_memory_mb`` measures what comes next.
+
+    Returns:
+        True on Linux (the kernel resets ``VmHWM`` when 5 is written to /proc/self/clear_refs); False where
+        the system has no such reset, and the peak stays the process's own since it started.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MiB since it started or since ``reset_peak_memory``: ``VmHWM``
+    on Linux, else ``ru_maxrss`` (since the start only)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # Unix only; deferred so that the timing helpers import everywhere
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 1024  # bytes there, KiB elsewhere
+
+
 def cpu_name() -> str:
     """The processor's model name and its widest vector instructions, for the rows of a benchmark table.
 

@@ -3,7 +3,7 @@ of this process, and the data-parallel comparison.
 
 Importing this module starts Keras' backend, so only the worker process imports it
 (``pcfilter_lib.cli.workload_process``), after it has chosen the backend and split the CPU into logical
-devices; ``timing.workloads`` starts that process once per row.
+devices; ``timing.workloads`` starts that process once per backend.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
     """Train ``model`` on its workload and time training and inference; one result row.
 
     ``train_s`` is the wall-clock time of the ``fit`` call of ``sizes.epochs`` epochs, after one warm-up
-    epoch on one batch has compiled the step.
+    epoch on one batch has compiled the step; ``peak_rss_mb`` is the process's peak resident memory while
+    the row ran (what the process held before it included; on Linux, where the peak can be reset, earlier
+    rows' peaks are not).
     """
     spec = workload(model, sizes)
+    clock.reset_peak_memory()
     keras.utils.set_random_seed(seed)
     keras.mixed_precision.set_dtype_policy(dtype_policy)
     try:
@@ -100,7 +103,7 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
         **{k: v for k, v in asdict(spec).items() if k != "shape"}, "shape": list(spec.shape),
         "backend": keras.backend.backend(), "api": api(), "jit_compile": str(jit_compile), "dtype_policy": dtype_policy,
         "train_s": train_seconds, "train_user_s": after.ru_utime - before.ru_utime,
-        "train_system_s": after.ru_stime - before.ru_stime, "peak_rss_mb": after.ru_maxrss / 1024,
+        "train_system_s": after.ru_stime - before.ru_stime, "peak_rss_mb": clock.peak_memory_mb(),
         "cpu_allocator": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC"),
         "final_loss": trained.history["loss"][-1],
         "inference_s": infer.median, "inference_shape": list(probe.shape),

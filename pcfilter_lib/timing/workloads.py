@@ -4,8 +4,9 @@ Each workload uses fixed random data (seeded) of fixed size (``Sizes``: ``FULL``
 ``FAST`` for quick checks; the caller picks), so rows measured on different machines, backends or
 settings compare like with like, as the seed report's GPU table did. Everything here is written
 against ``keras`` and ``keras.ops`` only, so it runs on the TensorFlow, JAX and PyTorch backends;
-``collect`` runs each workload in a fresh process (``pcfilter_lib.cli.workload_process``) with
-``KERAS_BACKEND`` set, since the backend of a process cannot change once Keras is imported:
+``collect`` runs the workloads of each backend in a fresh process (``pcfilter_lib.cli.workload_process``)
+with ``KERAS_BACKEND`` set, since the backend of a process cannot change once Keras is imported, one row
+after another (the process's start-up, mostly importing the backend, is paid once per backend):
 
     KERAS_BACKEND=jax python -m pcfilter_lib.cli.workload_process --model unet
 
@@ -143,31 +144,48 @@ def run_in_subprocess(backend: str, model: str, jit_compile: bool | str = "auto"
     """``run`` under another Keras backend, in a fresh process; a missing backend gives a row with
     ``skipped`` (a reason) instead of an error. ``env`` adds variables to the worker's environment
     (e.g. ``TF_CPU_ALLOCATOR_USE_BFC``)."""
+    setting = {"jit_compile": jit_compile, "dtype_policy": dtype_policy}
+    return rows_in_subprocess(backend, [(model, setting)], timeout, sizes, env)[0]
+
+
+def rows_in_subprocess(backend: str, jobs: list[tuple[str, Mapping]], timeout: float = 1800, sizes: Sizes = FULL,
+                       env: dict | None = None) -> list[dict]:
+    """One row per ``(model, setting)`` of ``jobs``, timed one after another in one fresh process under
+    ``backend`` (``setting``: ``jit_compile`` and ``dtype_policy``, as ``run`` takes them). A missing backend,
+    a row that fails and a process that fails (then every row not yet printed) give rows with ``skipped``
+    (a reason) instead of an error. ``timeout`` is per row."""
     reason = missing_backend(backend)
     if reason:
-        return {"model": model, "backend": backend, "skipped": reason}
-    result = _worker("--model", model, "--jit-compile", str(jit_compile), "--dtype-policy", dtype_policy,
-                     "--sizes", sizes.to_json(), timeout=timeout,
-                     env={**os.environ, **(env or {}), "KERAS_BACKEND": backend})
-    if result.returncode != 0:
+        return [{"model": model, "backend": backend, "skipped": reason} for model, _ in jobs]
+    rows = json.dumps([{"model": model, "jit_compile": str(setting.get("jit_compile", "auto")),
+                        "dtype_policy": setting.get("dtype_policy", "float32")} for model, setting in jobs])
+    try:
+        result = _worker("--rows", rows, "--sizes", sizes.to_json(), timeout=timeout * len(jobs),
+                         env={**os.environ, **(env or {}), "KERAS_BACKEND": backend})
+        printed = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"model": model, "backend": backend, "skipped": f"failed: {last}"}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired as error:
+        out = error.stdout or ""
+        printed = [json.loads(line) for line in (out.decode() if isinstance(out, bytes) else out).splitlines()
+                   if line.startswith("{")]
+        last = f"no row after {timeout:.0f} s"
+    return printed + [{"model": model, "backend": backend, "skipped": f"failed: {last}"}
+                      for model, _ in jobs[len(printed):]]
 
 
 def collect(backends=BACKENDS, models=MODELS, settings=({"jit_compile": "auto", "dtype_policy": "float32"},),
             progress: bool | Mapping = True, sizes: Sizes = FULL) -> list[dict]:
-    """Every (backend, model, setting) combination at ``sizes``, each in its own process, with the device
-    report and the time of measurement in every row. ``progress`` shows a bar, or is a mapping of tqdm
-    settings for it (such as a ``delay`` before it first shows)."""
+    """Every (backend, model, setting) combination at ``sizes``, the rows of each backend in a process of
+    their own, with the device report and the time of measurement in every row. ``progress`` shows a bar
+    over the backends, or is a mapping of tqdm settings for it (such as a ``delay`` before it first shows)."""
     device = clock.device_report()
-    jobs = [(b, m, s) for b in backends for m in models for s in settings]
+    jobs = [(m, s) for m in models for s in settings]
     rows = []
     bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
-    for backend, model, setting in tqdm(jobs, desc="benchmarks", unit="run", **bar):
-        row = run_in_subprocess(backend, model, **setting, sizes=sizes)
-        rows.append({**row, **setting, "device": device,
-                     "measured": datetime.now(UTC).isoformat(timespec="seconds")})
+    for backend in tqdm(list(backends), desc="benchmarks", unit="backend", **bar):
+        for (_, setting), row in zip(jobs, rows_in_subprocess(backend, jobs, sizes=sizes), strict=True):
+            rows.append({**row, **setting, "device": device,
+                         "measured": datetime.now(UTC).isoformat(timespec="seconds")})
     return rows
 
 
