@@ -85,8 +85,9 @@ def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrain
     trainable = {w.path for w in model.trainable_weights}
     assert trainable and all(path.startswith("new_head") for path in trainable)
     extractor = [w.numpy().copy() for w in pointnet.feature_extractor(model).weights]
-    run = transfer.train(model, select_classes(_clouds(4), new), select_classes(_clouds(2, seed=1), new), epochs=1)
-    assert "val_accuracy" in run.history
+    # Without validation clouds: only the training step is traced (train's validation: the strategies test).
+    run = transfer.train(model, select_classes(_clouds(4), new), None, epochs=1)
+    assert run.history["loss"]
     for before, after in zip(extractor, pointnet.feature_extractor(model).weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
 
@@ -123,6 +124,7 @@ def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
     for r in results:
         assert 0 <= r.accuracy <= 1 and r.seconds > 0
         assert r.seconds == pytest.approx(sum(run.seconds for run in r.runs))
+        assert all("val_accuracy" in run.history for run in r.runs)  # every run scored the validation clouds
     tuned = [r for r in results if r.strategy == "fine-tuned"]
     assert all(len(r.runs) == 2 and r.runs[1].epochs == 1 for r in tuned)
     assert len(lines) == 2 and all(s in lines[0] for s in transfer.STRATEGIES)
