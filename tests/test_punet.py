@@ -177,7 +177,7 @@ def test_layout_expands_each_point_into_r_points_in_branch_order(small):
 
 def test_trains_a_step_and_saves(small, tmp_path):
     x, y = upsampling_patches([_box()], 8, 0.02, patch_points=64, ratio=4, seed=1)
-    small.compile(keras.optimizers.Adam(1e-3), losses.UpsamplingLoss(h=expected_spacing(256)), run_eagerly=True)
+    small.compile(keras.optimizers.Adam(1e-3), losses.UpsamplingLoss(h=expected_spacing(256)))
     history = small.fit(x, y, batch_size=4, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0])
     small.save(tmp_path / "punet.keras")
@@ -210,10 +210,12 @@ def test_upsample_gives_each_point_r_points_from_the_patch_it_is_most_central_in
         punet.upsample(cloud[:10], small)
 
 
-def test_fast_recipe_writes_a_loadable_upsampler_with_a_card(tmp_path):
+def test_fast_recipe_writes_a_loadable_upsampler_with_a_card(tmp_path, eager_steps):
     from pcfilter_lib.io.model_cards import read_model_card
     from pcfilter_lib.recipes import upsampling
 
+    # Its steps run eagerly (eager_steps): the card's bookkeeping does not depend on it, and tracing the training,
+    # validation and prediction steps cost more than the run; test_trains_a_step_and_saves trains in graph mode.
     # FAST with six of its ten 640x480 scans (each split still gets one) and a batch of training patches: what
     # the card records and the model's shapes do not depend on how many there are.
     recipe = dataclasses.replace(upsampling.FAST, scans=dataclasses.replace(upsampling.FAST.scans, scans=6),
