@@ -14,9 +14,7 @@ before TensorFlow starts).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import traceback
 
 from pcfilter_lib import config, runtime
 from pcfilter_lib.timing import workloads
@@ -59,20 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(training_runs.data_parallel(args.epochs, sizes=sizes)))
         return 0
     rows = args.rows or [{"model": args.model, "jit_compile": args.jit_compile, "dtype_policy": args.dtype_policy}]
-    import keras
-
-    for index, row in enumerate(rows):
-        if index:  # the previous row's network and traced steps go before the next row is timed
-            keras.backend.clear_session()
-            gc.collect()
-        jit = {"true": True, "false": False}.get(str(row.get("jit_compile", "auto")).lower(), "auto")
-        policy = row.get("dtype_policy", "float32")
-        try:
-            result = training_runs.run(row["model"], jit, policy, sizes=sizes)
-        except Exception as error:  # this row fails, with its traceback on stderr; the others still run
-            traceback.print_exc()
-            result = {"model": row["model"], "backend": keras.backend.backend(), "skipped": f"failed: {error!r}"}
-        print(json.dumps(result), flush=True)
+    for row in training_runs.run_rows(rows, sizes):
+        print(json.dumps(row), flush=True)
     return 0
 
 

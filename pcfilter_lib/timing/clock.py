@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -173,8 +174,6 @@ def peak_memory_mb() -> float:
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
-    import resource  # Unix only; deferred so that the timing helpers import everywhere
-
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if platform.system() == "Darwin" else peak / 1024  # bytes there, KiB elsewhere
 

@@ -8,8 +8,11 @@ devices; ``timing.workloads`` starts that process once per backend.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 
 import keras
@@ -111,6 +114,22 @@ def run(model: str, jit_compile: bool | str = "auto", dtype_policy: str = "float
         "matmul_gflops": peak, "train_fraction_of_peak": train_gflops / peak,
         "inference_fraction_of_peak": infer_flops / infer.median / 1e9 / peak,
     }
+
+
+def run_rows(rows: Sequence[Mapping], sizes: Sizes = FULL) -> Iterator[dict]:
+    """``run`` for each of ``rows`` in turn (mappings of ``model`` and, optionally, ``jit_compile``: "auto",
+    "true" or "false", and ``dtype_policy``), with Keras' session cleared between them. A row that fails
+    yields a row with ``skipped`` saying why (its traceback goes to stderr), and the next row still runs."""
+    for index, row in enumerate(rows):
+        if index:  # the previous row's network and traced steps go before the next row is timed
+            keras.backend.clear_session()
+            gc.collect()
+        jit = {"true": True, "false": False}.get(str(row.get("jit_compile", "auto")).lower(), "auto")
+        try:
+            yield run(row["model"], jit, row.get("dtype_policy", "float32"), sizes=sizes)
+        except Exception as error:
+            traceback.print_exc()
+            yield {"model": row["model"], "backend": keras.backend.backend(), "skipped": f"failed: {error!r}"}
 
 
 def data_parallel(epochs: int = 2, batch: int = 8, sizes: Sizes = FULL) -> dict:
