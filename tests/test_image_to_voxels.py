@@ -21,14 +21,14 @@ from pcfilter_lib.data import image_voxels
 from pcfilter_lib.models import yovo
 from pcfilter_lib.recipes import image_to_voxels as i2v
 
-TINY = dataclasses.replace(i2v.FAST, name="tiny", folder="tiny", counts={"train": 8, "val": 4, "test": 6}, epochs=1,
+TINY = dataclasses.replace(i2v.FAST, name="tiny", folder="tiny", counts={"train": 4, "val": 4, "test": 6}, epochs=1,
                            batch_size=4, whole_batches=True, track_iou=False)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The reference run at TINY, its steps run op by op as under ``eager_steps``: tracing YOVO's training
-    step costs more than its two steps, and what the tests read (files, card) does not depend on it.
+    step costs more than its one step (a batch of four), and what the tests read (files, card) does not depend on it.
     Chapter 7's ablation trains YOVO in graph mode."""
     import tensorflow as tf
 
@@ -51,7 +51,7 @@ def test_the_reference_run_saves_a_network_and_its_card(reference):
     with zipfile.ZipFile(root / "weights" / card.model) as archive:
         assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
     assert card.target == "yovo" and card.threshold in i2v.THRESHOLDS
-    assert card.data["generator"] == image_voxels.GENERATOR and card.data["train"] == 8
+    assert card.data["generator"] == image_voxels.GENERATOR and card.data["train"] == 4
     assert set(card.test["mean_iou_by_threshold"]) == {str(t) for t in i2v.THRESHOLDS}
     assert 0 <= card.test["mean_iou"] <= 1 and len(card.history["loss"]) == 1
     assert i2v.VoxelRecipe(**{k: v for k, v in card.settings.items() if k != "seed"}) == TINY
