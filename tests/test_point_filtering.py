@@ -97,7 +97,8 @@ def test_a_small_training_run_learns_something_and_wraps_as_a_filter(tmp_path):
     channels = len(point_features.FEATURE_SETS["both"])
     assert inputs.shape == (36, 256, channels) and labels.shape == (36, 256, 1)
     assert (labels == 0).any(axis=(1, 2)).sum() >= 18  # half the patches hold an artefact
-    run = point_recipe.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3)
+    run = point_recipe.train_point_filter(inputs, labels, clouds[3:], "statistics", epochs=3,
+                                         batch_size=18)  # two steps an epoch, as at 32, of one shape: one trace
     point_filter = run.filter
     assert 0 < run.threshold < 1 and point_filter.feature_set == "statistics"
     assert run.model is point_filter.model and run.epochs == len(run.history["loss"]) == 3
