@@ -185,7 +185,9 @@ def test_trains_a_step_and_saves(small, tmp_path):
     np.testing.assert_allclose(_numpy(loaded(x)), _numpy(small(x)), atol=1e-5)
 
 
-def test_upsample_gives_each_point_r_points_from_the_patch_it_is_most_central_in(small):
+def test_upsample_gives_each_point_r_points_from_the_patch_it_is_most_central_in(small, eager_steps):
+    # Forward passes run eagerly (eager_steps): the same numbers, without tracing prediction for two networks;
+    # test_layout_expands_each_point_into_r_points_in_branch_order predicts in graph mode.
     zero = keras.models.clone_model(small)
     zero.set_weights(small.get_weights())
     head = zero.get_layer("regress_xyz")
