@@ -66,7 +66,7 @@ class ConfusionMetric(keras.metrics.Metric):
 
     def result(self):
         tp, fn, fp, tn = (ops.cast(self.counts[i], "float64") for i in range(4))
-        return ops.cast(_ratios(tp, fn, fp, tn, ops)[self.metric], "float32")
+        return ops.cast(_ratios(tp, fn, fp, tn, ops, (self.metric,))[self.metric], "float32")
 
     def reset_state(self):
         self.counts.assign(ops.zeros((4,), dtype="int64"))

@@ -27,8 +27,9 @@ NAMES = ("accuracy", "balanced_accuracy", "precision", "recall", "tnr", "f1", "f
          "iou_keep", "iou_artefact", "mean_iou")
 
 
-def _ratios(tp, fn, fp, tn, xp):
-    """Every metric from the four counts, with ``xp`` NumPy or ``keras.ops`` (float64 counts)."""
+def _ratios(tp, fn, fp, tn, xp, names=NAMES):
+    """The metrics ``names`` (default: all) from the four counts, with ``xp`` NumPy or ``keras.ops`` (float64
+    counts). Only the formulas asked for are evaluated: in a traced Keras metric each is graph work."""
 
     def rate(numerator, denominator):
         safe = xp.where(denominator > 0, denominator, xp.ones_like(denominator))
@@ -41,20 +42,20 @@ def _ratios(tp, fn, fp, tn, xp):
         total = xp.where(a_present > 0, a, 0.0) + xp.where(b_present > 0, b, 0.0)
         return xp.where(count > 0, total / xp.where(count > 0, count, 1.0), float("nan"))
 
-    recall, tnr = rate(tp, tp + fn), rate(tn, tn + fp)
-    iou_keep, iou_artefact = rate(tp, tp + fp + fn), rate(tn, tn + fp + fn)
-    return {
-        "accuracy": rate(tp + tn, tp + tn + fp + fn),
-        "balanced_accuracy": mean_present(recall, tnr, tp + fn > 0, tn + fp > 0),
-        "precision": rate(tp, tp + fp),
-        "recall": recall,
-        "tnr": tnr,
-        "f1": rate(2 * tp, 2 * tp + fp + fn),
-        "false_omission_rate": rate(fn, fn + tn),
-        "iou_keep": iou_keep,
-        "iou_artefact": iou_artefact,
-        "mean_iou": mean_present(iou_keep, iou_artefact, tp + fp + fn > 0, tn + fp + fn > 0),
+    formulas = {
+        "accuracy": lambda: rate(tp + tn, tp + tn + fp + fn),
+        "balanced_accuracy": lambda: mean_present(formulas["recall"](), formulas["tnr"](), tp + fn > 0, tn + fp > 0),
+        "precision": lambda: rate(tp, tp + fp),
+        "recall": lambda: rate(tp, tp + fn),
+        "tnr": lambda: rate(tn, tn + fp),
+        "f1": lambda: rate(2 * tp, 2 * tp + fp + fn),
+        "false_omission_rate": lambda: rate(fn, fn + tn),
+        "iou_keep": lambda: rate(tp, tp + fp + fn),
+        "iou_artefact": lambda: rate(tn, tn + fp + fn),
+        "mean_iou": lambda: mean_present(formulas["iou_keep"](), formulas["iou_artefact"](),
+                                         tp + fp + fn > 0, tn + fp + fn > 0),
     }
+    return {name: formulas[name]() for name in names}
 
 
 class _NumpyOps:
