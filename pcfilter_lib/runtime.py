@@ -9,10 +9,12 @@ Ctrl-C during the start-up leaves stderr to the caller's own one-line message). 
 to 3 (unless already set): the C++ runtime then keeps quiet about graph-optimiser fallbacks (such
 as "remapper failed" on LeakyReLU fusion); real failures still raise Python exceptions.
 
-In fast mode (``PCFILTER_FAST=1``) ``setup`` also turns TensorFlow's graph optimiser (Grappler) off:
-a fast run calls each traced function a few times, too few to repay the seconds Grappler spends
-rewriting a large graph before its first call (a few training steps of chapter 7's network take
-about a sixth less time without it). Full-size runs keep it.
+In fast mode (``PCFILTER_FAST=1``) ``setup`` also turns TensorFlow's graph optimiser (Grappler) off
+and has XLA compile without its optimisation passes (``XLA_FLAGS``, inherited by the processes this one
+starts): a fast run calls each traced function or compiled program a few times, too few to repay the
+time spent optimising it first (a few training steps of chapter 7's network take about a sixth less time
+without Grappler; chapter 6's U-Net row on JAX, which compiles a program for every operation it meets,
+34 s instead of 18). Full-size runs keep both.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import threading
 from pcfilter_lib import CPU_ALLOCATOR_VARIABLE, ONEDNN_VARIABLE, config
 
 _ready = False
+# XLA's flag for compiling without the backend's optimisation passes (fast mode's programs).
+FAST_XLA_FLAG = "--xla_backend_optimization_level=0"
 
 
 def cpu_allocator() -> str:
@@ -46,6 +50,12 @@ def graph_optimiser() -> str:
     import tensorflow as tf
 
     return "off" if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer") else "on"
+
+
+def xla_optimisation() -> str:
+    """Whether XLA optimises the programs it compiles in this process and those it starts: "on", or "off"
+    where ``XLA_FLAGS`` turns the backend's optimisation off (fast mode's ``setup``, or the user)."""
+    return "off" if FAST_XLA_FLAG in os.environ.get("XLA_FLAGS", "").split() else "on"
 
 
 def onednn() -> str:
@@ -84,6 +94,9 @@ def setup(seed: int | None = 0, cpu_devices: int = 1) -> str:
     if not _ready:
         fast = config.fast_mode()  # a setting it does not understand stops here, before TensorFlow starts
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        flags = os.environ.get("XLA_FLAGS", "")
+        if fast and "--xla_backend_optimization_level" not in flags:  # a level the user set stays
+            os.environ["XLA_FLAGS"] = f"{flags} {FAST_XLA_FLAG}".strip()
         with _interrupts_held():
             _quiet_import(cpu_devices, fast)
         _ready = True

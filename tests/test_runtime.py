@@ -13,8 +13,9 @@ def fast_start() -> subprocess.CompletedProcess:
     """A fresh process in fast mode, with no TF_CPP_MIN_LOG_LEVEL of the user's: ``runtime.setup``, the
     graph optimiser's state, a first layer. Its quiet start and its optimiser are two tests of one start."""
     env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
-    code = ("from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser()); import keras; "
-            "keras.layers.Dense(2)(keras.ops.zeros((1, 3)))")
+    code = ("from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser()); "
+            "print(runtime.xla_optimisation()); import keras; keras.layers.Dense(2)(keras.ops.zeros((1, 3)))")
+    env.pop("XLA_FLAGS", None)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -46,17 +47,19 @@ LEAKY_FIT = ("import numpy as np; import keras; "
 
 def test_graph_optimiser_notes_stay_off_stderr():
     # Full size, where the graph optimiser runs (fast mode turns it off) and would leave its notes.
-    env = {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "0"}
-    code = "from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser()); " + LEAKY_FIT
+    env = {**{k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "XLA_FLAGS")},
+           "PCFILTER_FAST": "0"}
+    code = ("from pcfilter_lib import runtime; runtime.setup(); print(runtime.graph_optimiser()); "
+            "print(runtime.xla_optimisation()); " + LEAKY_FIT)
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stdout.split() == ["on"] and quiet.stderr == ""
+    assert quiet.stdout.split() == ["on", "on"] and quiet.stderr == ""
 
 
-def test_fast_mode_runs_without_the_graph_optimiser(fast_start):
-    # (full size keeps it: the test above)
+def test_fast_mode_runs_without_the_graph_optimiser_and_xla_optimisation(fast_start):
+    # (full size keeps both: the test above)
     assert fast_start.returncode == 0, fast_start.stderr
-    assert fast_start.stdout.split() == ["off"]
+    assert fast_start.stdout.split() == ["off", "off"]
 
 
 # TensorFlow names the allocator it creates in a debug log line: "bfc_cpu_allocator_for_gpu" is the pooling

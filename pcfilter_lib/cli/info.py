@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
         report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
         report["graph_optimiser"] = runtime.graph_optimiser()
+        report["xla_optimisation"] = runtime.xla_optimisation()
     if args.json:
         print(json.dumps(report, indent=2))
     else:
