@@ -14,7 +14,7 @@ and has XLA compile without its optimisation passes (``XLA_FLAGS``, inherited by
 starts): a fast run calls each traced function or compiled program a few times, too few to repay the
 time spent optimising it first (a few training steps of chapter 7's network take about a sixth less time
 without Grappler; chapter 6's U-Net row on JAX, which compiles a program for every operation it meets,
-34 s instead of 18). Full-size runs keep both.
+takes 18 s instead of 34). Full-size runs keep both.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 import zipfile
 
 import numpy as np
 import pytest
+from op_by_op import op_by_op
 
 from pcfilter_lib import runtime
 
@@ -30,16 +30,9 @@ def reference(tmp_path_factory):
     """The reference run at TINY, its steps run op by op as under ``eager_steps``: tracing YOVO's training
     step costs more than its one step (a batch of four), and what the tests read (files, card) does not depend on it.
     Chapter 7's ablation trains YOVO in graph mode."""
-    import tensorflow as tf
-
     root = tmp_path_factory.mktemp("i2v")
-    with warnings.catch_warnings():  # tf.data still builds its pipeline's functions as graphs, and says so
-        warnings.filterwarnings("ignore", "Even though the `tf.config.experimental_run_functions_eagerly`")
-        tf.config.run_functions_eagerly(True)
-        try:
-            card = i2v.train_reference_yovo(root / "weights", root / "data", TINY, progress=False)
-        finally:
-            tf.config.run_functions_eagerly(False)
+    with op_by_op():
+        card = i2v.train_reference_yovo(root / "weights", root / "data", TINY, progress=False)
     return root, card
 
 

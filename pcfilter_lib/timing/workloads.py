@@ -168,7 +168,7 @@ def rows_in_subprocess(backend: str, jobs: list[tuple[str, Mapping]], timeout: f
         out = error.stdout or ""
         printed = [json.loads(line) for line in (out.decode() if isinstance(out, bytes) else out).splitlines()
                    if line.startswith("{")]
-        last = f"no row after {timeout:.0f} s"
+        last = f"not all rows within {timeout * len(jobs):.0f} s"
     return printed + [{"model": model, "backend": backend, "skipped": f"failed: {last}"}
                       for model, _ in jobs[len(printed):]]
 
