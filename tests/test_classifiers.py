@@ -52,6 +52,28 @@ def test_shipped_classifier_is_rebuilt_from_its_card(architecture, tmp_path):
                                keras.ops.convert_to_numpy(saved(x, training=False)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("eager_steps")
+def test_the_reference_run_is_loaded_only_for_its_data_recipe_and_seed(tmp_path):
+    from pcfilter_lib import config
+    from pcfilter_lib.data import modelnet
+
+    recipe = dataclasses.replace(classifiers.FAST["pointnet"], epochs=1, num_points=64, width=0.125)
+    card = classifiers.train_reference_classifier(tmp_path, config.data_dir(), recipe, progress=False)
+    path = tmp_path / card.model
+    card.write(path.with_suffix(".json"))
+    root, _ = modelnet.ensure_dataset(config.data_dir(), "fast")
+    clouds = modelnet.load_split(root, "train", recipe.num_points)
+    train_set, val_set = modelnet.split_validation(clouds, recipe.validation_fraction, seed=0)
+    run, loaded = classifiers.reference_run(root, recipe, train_set, val_set, path=path)
+    assert loaded and run.seconds == card.training_seconds and run.history == card.history
+    saved = keras.models.load_model(path)
+    assert all(np.array_equal(a, b) for a, b in zip(run.model.get_weights(), saved.get_weights(), strict=True))
+    assert run.model(clouds.points[:2, :40]).shape == (2, 10)  # clouds of any size
+    few = Clouds(train_set.points[:8], train_set.labels[:8], train_set.classes, train_set.names[:8])
+    run, loaded = classifiers.reference_run(root, recipe, few, None, seed=1, path=path)
+    assert not loaded and len(run.history["loss"]) == 1  # another seed trains its own
+
+
 def test_build_from_weights_explains_what_is_missing_or_wrong(tmp_path):
     shipped = classifiers.SHIPPED["pointnet"]
     assert classifiers.build_from_weights(shipped) is not classifiers.build_from_weights(shipped)

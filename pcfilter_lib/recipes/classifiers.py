@@ -23,8 +23,9 @@ from pcfilter_lib.data import modelnet
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, check_model_file, read_model_card
 from pcfilter_lib.models import dgcnn, pointnet, pointnet2
 from pcfilter_lib.nn import scores
+from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.recipes import transfer
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded
 
 ARCHITECTURES = ("pointnet", "pointnet2", "dgcnn")
 NAMES = {"pointnet": "PointNet", "pointnet2": "PointNet++", "dgcnn": "DGCNN"}
@@ -120,6 +121,41 @@ def card_recipe(path: str | os.PathLike) -> ClassifierRecipe:
     return dataclasses.replace(FULL[architecture], **{k: v for k, v in card.settings.items() if k in fields})
 
 
+def _train(recipe: ClassifierRecipe, train_set: modelnet.Clouds, val_set: modelnet.Clouds, seed: int,
+           progress: bool, num_points: int | None = None) -> TrainResult:
+    """A reference classifier's training run: seeded weights, ``transfer.train`` with the recipe's budget."""
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(recipe, len(train_set.classes), num_points)
+    return transfer.train(model, train_set, val_set, recipe.epochs, recipe.batch_size, recipe.learning_rate,
+                          seed=seed, progress=progress)
+
+
+def reference_run(root: str | os.PathLike, recipe: ClassifierRecipe, train_set: modelnet.Clouds,
+                  val_set: modelnet.Clouds, seed: int = 0, progress: bool = False,
+                  path: str | os.PathLike | None = None) -> tuple[TrainResult, bool]:
+    """The reference classifier's run on the ModelNet10 set in ``root``, and whether it was loaded.
+
+    Where the shipped network of ``recipe``'s architecture learnt from this data set (the procedural
+    stand-in of the same version and parameters) with this recipe and seed, it is that run: its weights
+    (in a network that takes clouds of any size, ``build_from_weights``) with its card's history and
+    training seconds. Otherwise the network is trained here as ``train_reference_classifier`` trains it.
+
+    Args:
+        root: the data set's folder.
+        recipe: the run's recipe (``FULL["pointnet"]``, or smaller ones that always train).
+        train_set, val_set: ``root``'s training clouds split by ``modelnet.split_validation`` with
+            the recipe's validation fraction and ``seed``, as the reference run splits them.
+        seed: seed of the weights, the batch order and the augmentation.
+        progress: show a bar over the epochs of a run trained here.
+        path: the saved reference network (default: the one pcfilter ships for the architecture).
+    """
+    path = SHIPPED[recipe.architecture] if path is None else path
+    card = read_model_card(path)
+    if learnt_from(card, root) and card_recipe(path) == recipe and card.settings.get("seed") == seed:
+        return TrainResult(build_from_weights(path), card.history, card.training_seconds), True
+    return _train(recipe, train_set, val_set, seed, progress), False
+
+
 def build_from_weights(path: str | os.PathLike = SHIPPED["pointnet"]) -> keras.Model:
     """A freshly built classifier with the weights of a saved reference model loaded into it.
 
@@ -165,13 +201,11 @@ def train_reference_classifier(out: str | os.PathLike, data_dir: str | os.PathLi
     train_all = modelnet.load_split(root, "train", s.num_points, seed=0, progress=progress)
     test = modelnet.load_split(root, "test", s.num_points, seed=0, progress=progress)
     train_set, val_set = modelnet.split_validation(train_all, s.validation_fraction, seed=seed)
-    keras.utils.set_random_seed(seed)
-    model = build_classifier(s, len(train_all.classes), s.num_points)
     if progress:
-        print(f"training {NAMES[s.architecture]} ({model.count_params()} parameters) on {len(train_set)} clouds, "
-              f"validating on {len(val_set)}, {s.epochs} epochs", flush=True)
-    run = transfer.train(model, train_set, val_set, s.epochs, s.batch_size, s.learning_rate, seed=seed,
-                         progress=progress)
+        print(f"training {NAMES[s.architecture]} on {len(train_set)} clouds, validating on {len(val_set)}, "
+              f"{s.epochs} epochs", flush=True)
+    run = _train(s, train_set, val_set, seed, progress, s.num_points)
+    model = run.model
     predicted = transfer.predict(model, test)
     confusion = scores.class_confusion(test.labels, predicted, len(test.classes))
     path = transfer.save_model(model, Path(out) / f"{s.architecture}_modelnet10.keras")
