@@ -56,6 +56,18 @@ def test_resume_redoes_only_missing_scans_and_gives_the_same_bytes(folder, tmp_p
     assert read_manifest(copy)["files"] == read_manifest(folder)["files"]  # byte-identical files
 
 
+def test_scans_made_in_processes_are_the_same_bytes_in_the_same_order(folder, tmp_path):
+    done = []
+    runner = dataset.in_processes(2)
+    stats = dataset.write_dataset(tmp_path / "ds", 5, seed=7, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6),
+                                  progress=False, tasks=lambda *args: runner(*args[:2], done.append))
+    assert done == [0, 1, 2, 3, 4]
+    assert read_manifest(tmp_path / "ds")["files"] == read_manifest(folder)["files"]
+    resumed = dataset.write_dataset(folder, 5, seed=7, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6),
+                                    progress=False)  # the stats of the files made one after another
+    assert stats == resumed
+
+
 def test_another_recipe_is_refused(folder):
     with pytest.raises(ValueError, match="already holds other data"):
         dataset.write_dataset(folder, 5, seed=8, config=CONFIG, split=(0.6, 0.2, 0.2), n_parts=(3, 6), progress=False)

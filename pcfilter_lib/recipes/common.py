@@ -64,8 +64,8 @@ SCANS_MIXED_SMALL_FAST = ScanSet("scans_mixed_small_fast", 12, 80, 60, seed=4, f
 
 
 def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, progress: bool = True) -> Path:
-    """The folder of ``scan_set`` inside ``data_dir``, simulated (or resumed) if needed; a folder left by
-    another simulator version is made again.
+    """The folder of ``scan_set`` inside ``data_dir``, simulated (or resumed) if needed, full-size
+    scans in a process per CPU core; a folder left by another simulator version is made again.
 
     Args:
         data_dir: the data folder (``pcfilter_lib.config.data_dir()``).
@@ -76,9 +76,12 @@ def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, pr
         the folder, holding ``manifest.json`` and ``train``, ``val`` and ``test`` scans.
     """
     folder = Path(data_dir) / scan_set.folder
+    # Starting the processes (a second or two) pays off on full-size scans, not on fast mode's small ones.
+    big = scan_set.width * scan_set.height >= 320 * 240
     dataset.write_dataset(folder, scan_set.scans, scan_set.seed,
                           ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress,
-                          families=dict(scan_set.families), randomise=scan_set.randomise, replace=True)
+                          families=dict(scan_set.families), randomise=scan_set.randomise, replace=True,
+                          tasks=dataset.in_processes() if big else dataset.one_after_another)
     return folder
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -234,6 +235,23 @@ def one_after_another(task: Callable[[int], object], items: Sequence[int],
         if done:
             done(item)
         yield result
+
+
+def in_processes(workers: int | None = None) -> Callable[..., Iterator]:
+    """A runner for ``write_dataset`` that makes the scans in ``workers`` processes of this machine
+    (default: one per CPU core), with results and ``done`` calls in the items' order; the files are the
+    same bytes as ``one_after_another`` writes."""
+    def run(task: Callable[[int], object], items: Sequence[int], done: Callable[[int], None] | None = None):
+        count = max(1, min(workers or os.cpu_count() or 1, len(items)))
+        if count == 1:
+            yield from one_after_another(task, items, done)
+            return
+        with multiprocessing.get_context("spawn").Pool(count) as pool:
+            for item, result in zip(items, pool.imap(task, items), strict=True):
+                if done:
+                    done(item)
+                yield result
+    return run
 
 
 def write_dataset(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, split=(0.8, 0.1, 0.1),
