@@ -15,6 +15,9 @@
     python data_scripts/train_reference_models.py --target sceneunetboth
     python data_scripts/train_reference_models.py --target completion
     python data_scripts/train_reference_models.py --target pointnetoldclasses
+    python data_scripts/train_reference_models.py --target pointnetscratchscans10
+    python data_scripts/train_reference_models.py --target pointnetscratchscans100
+    python data_scripts/train_reference_models.py --target pointnetscratchnewclasses100
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -37,7 +40,9 @@ sliding-window column network, the 3D U-Net on geometry, the U-Net on the 2D net
 features and the U-Net on both (these two read the features of the scene image network in `--out`, or
 the shipped one), and the shape-completion network on its set of scanned objects. Chapter 4's
 practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
-network is shipped the same way (`pointnetoldclasses`).
+network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
+scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
+(`pointnetscratch...`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -46,6 +51,7 @@ shipped weights.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -103,6 +109,11 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
         return transfer.train_reference_old_classes(out, config.data_dir(), settings,
                                                     config.choose(full="full", fast="fast"), seed=seed)
+    if target.startswith("pointnetscratch"):
+        task, percent = re.fullmatch(r"pointnetscratch([a-z]+)(\d+)", target).groups()
+        settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
+        return transfer.train_reference_scratch(out, config.data_dir(), task, int(percent) / 100, settings,
+                                                config.choose(full="full", fast="fast"), seed=seed)
     if target == "completion":
         recipe = config.choose(full=shape_completion.FULL, fast=shape_completion.FAST)
         return shape_completion.train_reference_completion(out, config.data_dir(), recipe)

@@ -201,6 +201,40 @@ def test_a_tiny_last_batch_makes_pointnets_statistics_worse_than_its_running_ave
 
 
 @pytest.mark.usefixtures("eager_steps")
+def test_a_baseline_trained_from_scratch_is_shipped_for_its_data_budget_and_share_only(tmp_path):
+    from dataclasses import replace
+
+    from pcfilter_lib import config
+    from pcfilter_lib.data import modelnet
+
+    settings = replace(transfer.FAST, epochs=1, head_epochs=1, tune_epochs=1, limit_per_class=3, num_points=64)
+    card = transfer.train_reference_scratch(tmp_path, config.data_dir(), "newclasses", 1.0, settings, "fast",
+                                            progress=False)
+    card.write((tmp_path / card.model).with_suffix(".json"))
+    root, _ = modelnet.ensure_dataset(config.data_dir(), "fast")
+    clouds = {split: modelnet.load_split(root, split, settings.num_points, limit_per_class=3)
+              for split in ("train", "test")}
+    train_set, val_set = modelnet.split_validation(clouds["train"], 0.1, seed=0)
+    _, new = transfer.practical_classes(train_set.classes)
+    assert card.model == transfer.scratch_path("newclasses", 1.0).name and card.data["classes"] == list(new)
+    shipped = transfer.shipped_scratch(root, settings, new, "newclasses", weights=tmp_path)
+    assert shipped(0.5) is None  # no network for another share
+    assert transfer.shipped_scratch(root, replace(settings, epochs=2), new, "newclasses", weights=tmp_path)(1.0) is None
+    run = shipped(1.0)
+    assert run.seconds == card.training_seconds and run.history == card.history
+    parts = [modelnet.select_classes(c, new) for c in (train_set, val_set, clouds["test"])]
+    results = transfer.compare_strategies(lambda: transfer.build_practical(settings)(len(new)), *parts,
+                                          fractions=(1.0,), scratch_epochs=1, head_epochs=1, tune_epochs=1,
+                                          batch_size=settings.batch_size, build=transfer.build_practical(settings),
+                                          scratch_runs=shipped)
+    scratch = results[-1]
+    assert scratch.strategy == "from scratch" and scratch.seconds == card.training_seconds
+    assert scratch.accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
+    with pytest.raises(ValueError, match="no chapter baseline"):
+        transfer.train_reference_scratch(tmp_path, config.data_dir(), "scans", 0.5, settings, "fast")
+
+
+@pytest.mark.usefixtures("eager_steps")
 def test_the_practicals_pretrained_network_is_shipped_for_its_data_and_budget_only(tmp_path):
     from dataclasses import replace
 

@@ -32,7 +32,10 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "scene_image_network.keras": "sceneimages", "scene_column_network.keras": "scenecolumn",
                    "scene_unet.keras": "sceneunet", "scene_unet_images.keras": "sceneunetimages",
                    "scene_unet_both.keras": "sceneunetboth", "completion_network.keras": "completion",
-                   "pointnet_old_classes.keras": "pointnetoldclasses"}
+                   "pointnet_old_classes.keras": "pointnetoldclasses",
+                   "pointnet_scratch_scans_10.keras": "pointnetscratchscans10",
+                   "pointnet_scratch_scans_100.keras": "pointnetscratchscans100",
+                   "pointnet_scratch_newclasses_100.keras": "pointnetscratchnewclasses100"}
 
 
 @dataclass

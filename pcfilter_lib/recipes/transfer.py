@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib.data import modelnet
+from pcfilter_lib.data import modelnet, scanned_modelnet
 from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
@@ -67,6 +67,9 @@ FAST = ExperimentSettings(num_points=256, width=0.125, epochs=2, head_epochs=2, 
 CHAPTER = replace(FULL, epochs=7, head_epochs=4, tune_epochs=4)
 # The practical's network, pretrained once on the first half of the classes at CHAPTER's budget.
 SHIPPED_OLD_CLASSES = WEIGHTS / "pointnet_old_classes.keras"
+# The chapter's networks trained from scratch, once, at CHAPTER's budget: the baselines of its two
+# comparisons (task "scans": a share of the scanned set's training clouds; "newclasses": the practical's).
+SCRATCH_BASELINES = (("scans", 0.1), ("scans", 1.0), ("newclasses", 1.0))
 
 
 # XLA compiles a classifier's step once (a few seconds on a CPU) and then runs PointNet's steps about a
@@ -250,7 +253,8 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
                        test_set: Clouds, fractions=(0.1, 0.25, 1.0), scratch_epochs: int = 20,
                        head_epochs: int = 5, tune_epochs: int = 5, tune_learning_rate: float = 1e-4,
                        batch_size: int = 32, build: Callable[[int], keras.Model] | None = None, seed: int = 0,
-                       progress: Callable[[str], object] | None = None, bars: bool = False) -> list[StrategyResult]:
+                       progress: Callable[[str], object] | None = None, bars: bool = False,
+                       scratch_runs: Callable[[float], TrainResult | None] | None = None) -> list[StrategyResult]:
     """Three ways to learn ``train_set``'s classes, for each share of its training clouds.
 
     - "new head": the pretrained feature extractor, frozen, under a fresh head; the head alone trains
@@ -273,6 +277,8 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
         seed: Seed of the subsets, the weights and the batch order.
         progress: Called with a line after each fraction (e.g. ``print``).
         bars: Show a bar over the epochs of every training run.
+        scratch_runs: For a fraction, a finished run that stands for training from scratch on it (the
+            shipped baseline, ``shipped_scratch``), or None to train here.
 
     Returns:
         One ``StrategyResult`` per fraction and strategy, fraction by fraction in ``STRATEGIES`` order.
@@ -290,19 +296,28 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
         tune = train(model, subset, val_set, tune_epochs, batch_size, tune_learning_rate, seed=seed + 1,
                      progress=bars)
         tuned_accuracy = accuracy(model, test_set)
-        keras.utils.set_random_seed(seed)
-        scratch = build(num_classes)
-        scratch_run = train(scratch, subset, val_set, scratch_epochs, batch_size, seed=seed, progress=bars)
+        scratch_run = (scratch_runs(fraction) if scratch_runs else None) or train_from_scratch(
+            build, train_set, val_set, fraction, scratch_epochs, batch_size, seed, bars)
         row = [StrategyResult(fraction, len(subset), "new head", head_accuracy, head.seconds, [head]),
                StrategyResult(fraction, len(subset), "fine-tuned", tuned_accuracy, head.seconds + tune.seconds,
                               [head, tune]),
-               StrategyResult(fraction, len(subset), "from scratch", accuracy(scratch, test_set),
+               StrategyResult(fraction, len(subset), "from scratch", accuracy(scratch_run.model, test_set),
                               scratch_run.seconds, [scratch_run])]
         results += row
         if progress:
             progress(f"{fraction:.0%} of the data ({len(subset)} clouds): " + ", ".join(
                 f"{r.strategy} {r.accuracy:.3f} in {r.seconds:.0f} s" for r in row))
     return results
+
+
+def train_from_scratch(build: Callable[[int], keras.Model], train_set: Clouds, val_set: Clouds | None,
+                       fraction: float, epochs: int, batch_size: int = 32, seed: int = 0,
+                       bars: bool = False) -> TrainResult:
+    """``compare_strategies``' third strategy: ``build`` from random weights (seeded), trained on the
+    share ``fraction`` of ``train_set`` (``take_fraction``) for ``epochs``."""
+    subset = take_fraction(train_set, fraction, seed=seed)
+    keras.utils.set_random_seed(seed)
+    return train(build(len(train_set.classes)), subset, val_set, epochs, batch_size, seed=seed, progress=bars)
 
 
 @dataclass
@@ -327,7 +342,8 @@ class NewClassesResult:
 def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old_classes, new_classes,
                 build: Callable[[int], keras.Model], epochs: int, head_epochs: int, tune_epochs: int,
                 batch_size: int = 32, fraction: float = 1.0, seed: int = 0,
-                bars: bool = False, pretrained: tuple[keras.Model, float] | None = None) -> NewClassesResult:
+                bars: bool = False, pretrained: tuple[keras.Model, float] | None = None,
+                scratch_runs: Callable[[float], TrainResult | None] | None = None) -> NewClassesResult:
     """Retraining with new classes: pretrain ``build(len(old_classes))`` on the old classes for
     ``epochs``, then learn the new classes three ways (``compare_strategies``: a new head on the
     frozen extractor, that model fine-tuned, and ``build(len(new_classes))`` from scratch for
@@ -347,6 +363,7 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
         pretrained: A network already pretrained on the old classes, as ``build`` and ``epochs``
             would train it (``shipped_old_classes``), and its training seconds: used instead of
             pretraining here.
+        scratch_runs: As ``compare_strategies``' (on the new classes' clouds).
 
     Returns:
         The ``NewClassesResult``.
@@ -374,7 +391,7 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
 
     results = compare_strategies(fresh_copy, *parts["new"], fractions=(fraction,), scratch_epochs=epochs,
                                  head_epochs=head_epochs, tune_epochs=tune_epochs, batch_size=batch_size,
-                                 build=build, seed=seed, bars=bars)
+                                 build=build, seed=seed, bars=bars, scratch_runs=scratch_runs)
     return NewClassesResult(old_classes, new_classes, accuracy(network, parts["old"][2]), seconds, results)
 
 
@@ -441,3 +458,83 @@ def shipped_old_classes(root: str | os.PathLike, settings: ExperimentSettings, o
     found = shipped_network(path, root, old_classes_settings(settings, old_classes, seed),
                             "PointNet pretrained on the old classes")
     return None if found is None else (found[0], found[1].training_seconds)
+
+
+def scratch_path(task: str, fraction: float, weights: str | os.PathLike = WEIGHTS) -> Path:
+    """The file in ``weights`` of the network of ``task`` ("scans" or "newclasses") trained from scratch
+    on ``fraction`` of its training clouds."""
+    return Path(weights) / f"pointnet_scratch_{task}_{round(fraction * 100)}.keras"
+
+
+def scratch_settings(settings: ExperimentSettings, classes, fraction: float, seed: int = 0) -> dict:
+    """What the card of a network trained from scratch by ``compare_strategies`` records as its settings."""
+    kept = {key: value for key, value in asdict(settings).items() if key not in ("head_epochs", "tune_epochs")}
+    return {**kept, "classes": list(classes), "fraction": float(fraction), "momentum": 0.9,
+            "validation_fraction": 0.1, "seed": seed}
+
+
+def shipped_scratch(folder: str | os.PathLike, settings: ExperimentSettings, classes, task: str,
+                    seed: int = 0, weights: str | os.PathLike = WEIGHTS) -> Callable[[float], TrainResult | None]:
+    """``compare_strategies``' ``scratch_runs`` from the shipped baselines: for a fraction, the network of
+    ``task`` (``build_practical(settings)``, the chapter's ``build``) trained from scratch on that share
+    of the training clouds of the data set in ``folder``
+    (``classes`` of it), with its card's history and seconds, where it learnt from this data set at this
+    budget; otherwise None, and the run trains its own (fast mode, the real ModelNet10). ``weights``
+    is the folder of the networks (default: the shipped ones)."""
+    def run(fraction: float) -> TrainResult | None:
+        found = shipped_network(scratch_path(task, fraction, weights), folder,
+                                scratch_settings(settings, classes, fraction, seed), "PointNet trained from scratch")
+        return None if found is None else TrainResult(found[0], found[1].history, found[1].training_seconds)
+    return run
+
+
+def train_reference_scratch(out: str | os.PathLike, data_dir: str | os.PathLike, task: str, fraction: float,
+                            settings: ExperimentSettings = CHAPTER, modelnet_size: str = "full", seed: int = 0,
+                            progress: bool = True) -> ModelCard:
+    """Train one of the chapter's baselines from scratch as ``compare_strategies`` does (the same clouds,
+    share, validation split, build and budget) and save ``out/<scratch_path(task, fraction) name>``;
+    returns its card (``command`` left for the caller).
+
+    Args:
+        out: the output folder.
+        data_dir: the data folder holding (or receiving) ModelNet10 and its scanned variant.
+        task: "scans" (all ten classes of the scanned set) or "newclasses" (the practical's new
+            classes of the complete clouds).
+        fraction: the share of the training clouds, in (0, 1].
+        settings: the chapter's budget (``CHAPTER``, or ``FAST`` with ``modelnet_size="fast"``).
+        modelnet_size: size of the procedural stand-in when the real data set is absent.
+        seed: the validation split's, the share's, the weights' and the batches' seed.
+        progress: show progress bars.
+    """
+    if (task, fraction) not in SCRATCH_BASELINES:
+        raise ValueError(f"no chapter baseline {task!r} at {fraction}; they are {SCRATCH_BASELINES}")
+    started = time.perf_counter()
+    if task == "scans":
+        root, kind = scanned_modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress), "scanned"
+        loaded = {name: scanned_modelnet.load_split(root, name, settings.num_points,
+                                                    limit_per_class=settings.limit_per_class)
+                  for name in ("train", "test")}
+    else:
+        root, kind = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
+        loaded = {name: modelnet.load_split(root, name, settings.num_points, limit_per_class=settings.limit_per_class,
+                                            progress=progress) for name in ("train", "test")}
+    train_set, val_set = modelnet.split_validation(loaded["train"], 0.1, seed=seed)
+    test_set = loaded["test"]
+    if task == "newclasses":
+        _, new = practical_classes(train_set.classes)
+        train_set, val_set, test_set = (select_classes(c, new) for c in (train_set, val_set, test_set))
+    run = train_from_scratch(build_practical(settings), train_set, val_set, fraction, settings.epochs,
+                             settings.batch_size, seed, progress)
+    path = save_for_inference(run.model, Path(out) / scratch_path(task, fraction).name)
+    return ModelCard(
+        model=path.name, target=f"pointnetscratch{task}{round(fraction * 100)}",
+        load_with="import pcfilter_lib.models.pointnet; keras.models.load_model(path)",
+        data={"kind": kind, **provenance(root, classes=list(train_set.classes),
+                                         train=len(take_fraction(train_set, fraction, seed=seed)),
+                                         validation=len(val_set), test=len(test_set))},
+        settings=scratch_settings(settings, train_set.classes, fraction, seed),
+        test=rounded({"accuracy": accuracy(run.model, test_set)}, 4),
+        validation=rounded({k: v[-1] for k, v in run.history.items() if k.startswith("val_")}, 4),
+        parameters=int(run.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
+        history=rounded(run.history, 4), environment=environment())
