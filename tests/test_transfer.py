@@ -222,6 +222,7 @@ def test_a_baseline_trained_from_scratch_is_shipped_for_its_data_budget_and_shar
     assert transfer.shipped_scratch(root, replace(settings, epochs=2), new, "newclasses", weights=tmp_path)(1.0) is None
     run = shipped(1.0)
     assert run.seconds == card.training_seconds and run.history == card.history
+    assert shipped(1.0) is run  # loaded once
     parts = [modelnet.select_classes(c, new) for c in (train_set, val_set, clouds["test"])]
     results = transfer.compare_strategies(lambda: transfer.build_practical(settings)(len(new)), *parts,
                                           fractions=(1.0,), scratch_epochs=1, head_epochs=1, tune_epochs=1,

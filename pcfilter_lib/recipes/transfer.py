@@ -16,6 +16,7 @@ budget it was trained on.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -401,10 +402,16 @@ def practical_classes(classes) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return classes[:len(classes) // 2], classes[len(classes) // 2:]
 
 
+def _card_settings(settings: ExperimentSettings, seed: int, **extra) -> dict:
+    """What the card of a ``build_practical`` network trained at ``settings``' budget records: the budget
+    but the transfer phases' epochs, then ``extra``, the momentum, the validation share and the seed."""
+    kept = {key: value for key, value in asdict(settings).items() if key not in ("head_epochs", "tune_epochs")}
+    return {**kept, **extra, "momentum": 0.9, "validation_fraction": 0.1, "seed": seed}
+
+
 def old_classes_settings(settings: ExperimentSettings, old_classes, seed: int = 0) -> dict:
     """What the practical's pretrained network's card records as its settings."""
-    kept = {key: value for key, value in asdict(settings).items() if key not in ("head_epochs", "tune_epochs")}
-    return {**kept, "old_classes": list(old_classes), "momentum": 0.9, "validation_fraction": 0.1, "seed": seed}
+    return _card_settings(settings, seed, old_classes=list(old_classes))
 
 
 def build_practical(settings: ExperimentSettings) -> Callable[[int], keras.Model]:
@@ -468,9 +475,7 @@ def scratch_path(task: str, fraction: float, weights: str | os.PathLike = WEIGHT
 
 def scratch_settings(settings: ExperimentSettings, classes, fraction: float, seed: int = 0) -> dict:
     """What the card of a network trained from scratch by ``compare_strategies`` records as its settings."""
-    kept = {key: value for key, value in asdict(settings).items() if key not in ("head_epochs", "tune_epochs")}
-    return {**kept, "classes": list(classes), "fraction": float(fraction), "momentum": 0.9,
-            "validation_fraction": 0.1, "seed": seed}
+    return _card_settings(settings, seed, classes=list(classes), fraction=float(fraction))
 
 
 def shipped_scratch(folder: str | os.PathLike, settings: ExperimentSettings, classes, task: str,
@@ -480,7 +485,9 @@ def shipped_scratch(folder: str | os.PathLike, settings: ExperimentSettings, cla
     of the training clouds of the data set in ``folder``
     (``classes`` of it), with its card's history and seconds, where it learnt from this data set at this
     budget; otherwise None, and the run trains its own (fast mode, the real ModelNet10). ``weights``
-    is the folder of the networks (default: the shipped ones)."""
+    is the folder of the networks (default: the shipped ones). Each network is loaded once: asking
+    again for a fraction returns the same run."""
+    @functools.cache
     def run(fraction: float) -> TrainResult | None:
         found = shipped_network(scratch_path(task, fraction, weights), folder,
                                 scratch_settings(settings, classes, fraction, seed), "PointNet trained from scratch")
