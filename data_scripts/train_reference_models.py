@@ -18,6 +18,10 @@
     python data_scripts/train_reference_models.py --target pointnetscratchscans10
     python data_scripts/train_reference_models.py --target pointnetscratchscans100
     python data_scripts/train_reference_models.py --target pointnetscratchnewclasses100
+    python data_scripts/train_reference_models.py --target unetlossbce
+    python data_scripts/train_reference_models.py --target unetlossweightedbce
+    python data_scripts/train_reference_models.py --target unetlossfocal
+    python data_scripts/train_reference_models.py --target unetlossdice
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -42,7 +46,8 @@ the shipped one), and the shape-completion network on its set of scanned objects
 practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
 network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
-(`pointnetscratch...`).
+(`pointnetscratch...`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
+(`unetloss...`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -77,6 +82,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         point_filter,
         scene_images,
         scene_segmentation,
+        segmentation_losses,
         shape_completion,
         transfer,
         unet_filter,
@@ -114,6 +120,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
         return transfer.train_reference_scratch(out, config.data_dir(), task, int(percent) / 100, settings,
                                                 config.choose(full="full", fast="fast"), seed=seed)
+    if target.startswith("unetloss"):
+        name = next(name for name, key in segmentation_losses.KEYS.items() if f"unetloss{key}" == target)
+        recipe = config.choose(full=segmentation_losses.CHAPTER, fast=segmentation_losses.FAST)
+        return segmentation_losses.train_reference(out, name, recipe, seed=seed)
     if target == "completion":
         recipe = config.choose(full=shape_completion.FULL, fast=shape_completion.FAST)
         return shape_completion.train_reference_completion(out, config.data_dir(), recipe)

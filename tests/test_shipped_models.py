@@ -30,7 +30,8 @@ EXPECTED = np.load(RECORDED)
 NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_modelnet10", "dgcnn_modelnet10",
          "punet_upsampling", "yovo_modelnet10", "scene_image_network", "scene_column_network", "scene_unet",
          "scene_unet_images", "scene_unet_both", "completion_network", "pointnet_old_classes",
-         "pointnet_scratch_scans_10", "pointnet_scratch_scans_100", "pointnet_scratch_newclasses_100")
+         "pointnet_scratch_scans_10", "pointnet_scratch_scans_100", "pointnet_scratch_newclasses_100",
+         "unet_loss_bce", "unet_loss_weightedbce", "unet_loss_focal", "unet_loss_dice")
 
 
 @pytest.mark.parametrize("name", NAMES)

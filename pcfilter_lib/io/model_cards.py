@@ -35,7 +35,9 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "pointnet_old_classes.keras": "pointnetoldclasses",
                    "pointnet_scratch_scans_10.keras": "pointnetscratchscans10",
                    "pointnet_scratch_scans_100.keras": "pointnetscratchscans100",
-                   "pointnet_scratch_newclasses_100.keras": "pointnetscratchnewclasses100"}
+                   "pointnet_scratch_newclasses_100.keras": "pointnetscratchnewclasses100",
+                   "unet_loss_bce.keras": "unetlossbce", "unet_loss_weightedbce.keras": "unetlossweightedbce",
+                   "unet_loss_focal.keras": "unetlossfocal", "unet_loss_dice.keras": "unetlossdice"}
 
 
 @dataclass

@@ -105,7 +105,7 @@ def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
                                     for key in ("generator", "version", "seed", "parameters"))
 
 
-def shipped_network(path: str | os.PathLike, folder: str | os.PathLike, settings: Mapping, what: str,
+def shipped_network(path: str | os.PathLike, folder: str | os.PathLike | None, settings: Mapping, what: str,
                     **data) -> tuple[keras.Model, ModelCard] | None:
     """The shipped network at ``path`` and its card, if it is what this run would train: it learnt from
     a data set of the same recipe as ``folder``'s (``learnt_from``), with the same ``settings`` and the
@@ -114,15 +114,17 @@ def shipped_network(path: str | os.PathLike, folder: str | os.PathLike, settings
 
     Args:
         path: the model file; its card lies beside it.
-        folder: the data set the run reads.
+        folder: the data set the run reads; None for data made in memory, which ``data`` describes.
         settings: the run's settings, as the card's ``settings`` records them.
         what: what the network is, for a message about a file that does not load.
         **data: further entries the card's ``data`` must hold.
     """
     card = read_model_card(path)
-    if not learnt_from(card, folder) or card.settings != json.loads(json.dumps(dict(settings))):
+    if card is None or (folder is not None and not learnt_from(card, folder)):
         return None
-    if any(card.data.get(key) != value for key, value in data.items()):
+    if card.settings != json.loads(json.dumps(dict(settings))):
+        return None
+    if any(card.data.get(key) != json.loads(json.dumps(value)) for key, value in data.items()):
         return None
     return load_saved_model(path, what), card
 

@@ -1,0 +1,158 @@
+"""Chapter 3's comparison of segmentation losses: one U-Net per loss (BCE, class-weighted BCE, focal,
+soft Dice), each from the same initial weights, trained on the same synthetic scratch images
+(``data.synthetic2d.make_scratches``) for the same epochs.
+
+At full size the four networks are shipped (``unet_loss_<key>.keras``, trained once by
+``data_scripts/train_reference_models.py --target unetloss<key>`` with exactly this code): ``compare``
+loads each one whose card records these images and this recipe, with the history and training time the
+card holds, and trains the others (fast mode, another recipe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from pcfilter_lib.data.synthetic2d import SegmentationSet, make_scratches
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.models.saved import save_for_inference
+from pcfilter_lib.models.unet import build_unet
+from pcfilter_lib.nn import fit as training
+from pcfilter_lib.nn import losses, scores
+from pcfilter_lib.nn.fit import TrainResult
+from pcfilter_lib.recipes.common import environment, rounded, shipped_network
+
+
+@dataclass(frozen=True)
+class LossRecipe:
+    """The images and the training budget of the comparison.
+
+    Attributes:
+        size: side of the square images in pixels (a multiple of 16, the U-Net's four poolings).
+        train, validation, test: images per split (seeds 1, 2 and 3 of ``make_scratches``).
+        epochs: passes over the training images.
+        batch_size: images per step.
+        learning_rate: Adam's step size.
+    """
+
+    size: int
+    train: int
+    validation: int
+    test: int
+    epochs: int
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+
+
+CHAPTER = LossRecipe(size=64, train=1400, validation=400, test=400, epochs=20)
+FAST = LossRecipe(size=48, train=160, validation=64, test=64, epochs=2)
+SPLIT_SEEDS = {"train": 1, "validation": 2, "test": 3}
+# The losses in the chapter's order, with the key of each one's file and training target.
+KEYS = {"BCE": "bce", "weighted BCE": "weightedbce", "focal": "focal", "Dice": "dice"}
+
+
+def make_images(recipe: LossRecipe) -> dict[str, SegmentationSet]:
+    """The recipe's training, validation and test images, by split name."""
+    return {split: make_scratches(getattr(recipe, split), recipe.size, seed=seed)
+            for split, seed in SPLIT_SEEDS.items()}
+
+
+def candidates(train: SegmentationSet) -> dict[str, keras.losses.Loss]:
+    """The four losses, by name; the weighted BCE's class weights balance ``train``'s valid pixels."""
+    keep_weight, artefact_weight = losses.class_balanced_weights(train.labels, train.weights > 0)
+    return {"BCE": losses.BinaryCrossentropy(),
+            "weighted BCE": losses.WeightedBinaryCrossentropy(keep_weight, artefact_weight),
+            "focal": losses.BinaryFocalLoss(alpha=0.25, gamma=2.0),
+            "Dice": losses.SoftDiceLoss(classes="both")}
+
+
+def shipped_path(name: str, weights: str | os.PathLike = WEIGHTS) -> Path:
+    """The file in ``weights`` of the network trained with loss ``name``."""
+    return Path(weights) / f"unet_loss_{KEYS[name]}.keras"
+
+
+def images_record(images: dict[str, SegmentationSet]) -> dict:
+    """What a card records of the images: the generator, each split's size and seed, and the sha256 of
+    the labels and weights of all three splits (the images themselves may differ in their last bits
+    between processors)."""
+    digest = hashlib.sha256()
+    for split in SPLIT_SEEDS:
+        digest.update(np.ascontiguousarray(images[split].labels).tobytes())
+        digest.update(np.ascontiguousarray(images[split].weights).tobytes())
+    return {"generator": "pcfilter_lib.data.synthetic2d.make_scratches",
+            "splits": {split: {"images": len(images[split]), "size": int(images[split].images.shape[1]),
+                               "seed": seed} for split, seed in SPLIT_SEEDS.items()},
+            "labels_sha256": digest.hexdigest()}
+
+
+def card_settings(recipe: LossRecipe, name: str, seed: int = 0) -> dict:
+    """What the card of the network trained with loss ``name`` records as its settings."""
+    return {**asdict(recipe), "loss": name, "input_channels": 2, "seed": seed}
+
+
+def train_one(recipe: LossRecipe, images: dict[str, SegmentationSet], name: str, seed: int = 0,
+              progress: bool = False) -> TrainResult:
+    """Train a fresh U-Net with loss ``name`` on the training images, scored on the validation images
+    after each epoch. The global seed is set first, so every loss starts from the same weights."""
+    loss = candidates(images["train"])[name]
+    keras.utils.set_random_seed(seed)
+    model = build_unet(input_channels=2)
+    train, val = images["train"], images["validation"]
+    return training.train_segmentation(
+        model, loss, (train.images, train.labels, train.weights),
+        validation=(val.images, val.labels, val.weights), epochs=recipe.epochs,
+        batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, progress=progress)
+
+
+def compare(recipe: LossRecipe, images: dict[str, SegmentationSet], seed: int = 0, progress: bool = False,
+            weights: str | os.PathLike = WEIGHTS,
+            names: Sequence[str] = tuple(KEYS)) -> dict[str, tuple[TrainResult, bool]]:
+    """The run of each loss of ``names``, by name, and whether it is the shipped network: the one in
+    ``weights`` where its card records these images and this recipe (its history and training seconds
+    stand for the run's), otherwise trained here by ``train_one``."""
+    record = images_record(images)
+    runs = {}
+    for name in names:
+        found = shipped_network(shipped_path(name, weights), None, card_settings(recipe, name, seed),
+                                f"U-Net trained with the {name} loss", **record)
+        if found is None:
+            runs[name] = train_one(recipe, images, name, seed, progress), False
+        else:
+            model, card = found
+            runs[name] = TrainResult(model, card.history, card.training_seconds), True
+    return runs
+
+
+def train_reference(out: str | os.PathLike, name: str, recipe: LossRecipe = CHAPTER, seed: int = 0,
+                    progress: bool = True) -> ModelCard:
+    """Train the network of loss ``name`` as ``compare`` does and save it in ``out`` (``shipped_path``'s
+    name); returns its card (``command`` left for the caller). Its threshold is chosen on the validation
+    images for the best mean IoU, and its test scores are measured there."""
+    if name not in KEYS:
+        raise ValueError(f"unknown loss {name!r}; the comparison's losses are {list(KEYS)}")
+    started = time.perf_counter()
+    images = make_images(recipe)
+    run = train_one(recipe, images, name, seed, progress)
+    val, test = images["validation"], images["test"]
+    sweep = scores.threshold_sweep(val.labels, run.model.predict(val.images, verbose=0), val.weights > 0)
+    threshold = scores.best_threshold(sweep, "mean_iou")
+    tested = scores.evaluate_masks(test.labels, run.model.predict(test.images, verbose=0), test.weights > 0,
+                                   threshold)
+    path = save_for_inference(run.model, shipped_path(name, out))
+    return ModelCard(
+        model=path.name, target=f"unetloss{KEYS[name]}",
+        load_with="import pcfilter_lib.models; keras.models.load_model(path)",
+        data=images_record(images), settings=card_settings(recipe, name, seed),
+        test=rounded({key: float(tested[key]) for key in ("mean_iou", "balanced_accuracy", "f1", "accuracy")}, 4),
+        validation=rounded({"mean_iou": float(sweep["mean_iou"][list(sweep["threshold"]).index(threshold)])}, 4),
+        threshold=float(threshold),
+        parameters=int(run.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
+        history=rounded(run.history, 4), environment=environment())
