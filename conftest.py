@@ -267,16 +267,25 @@ def pytest_configure(config):
     config.pluginmanager.register(_runs, "pcfilter-notebook-runs")
 
 
+# The unit test files that take longest (20 to 45 s each on two cores). Under pytest-xdist they are
+# handed out before the other unit tests: one of them left to the end would keep its worker busy long
+# after the other worker has run out of files.
+LONG_FILES = ("test_transfer.py", "test_bad_input.py", "test_cluster.py", "test_cli_filter.py",
+              "test_training.py", "test_punet.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
     """Run the browser test of the book after the notebooks, whose outputs it builds the book from: last
     or, under pytest-xdist, after the notebooks and half of the unit test files (pytest-xdist hands out
     whole files in this order with ``--no-loadscope-reorder``), so that another worker finishes its last
-    notebook meanwhile and still has unit tests to run while the browser test runs."""
+    notebook meanwhile and still has unit tests to run while the browser test runs; the ``LONG_FILES``
+    come first among the unit tests."""
     book_tests = [item for item in items if item.path.name == BOOK_TESTS and item.path.parent.name == "tests"]
     others = [item for item in items if item not in book_tests]
     if os.environ.get("PYTEST_XDIST_WORKER"):
         cells = [item for item in others if _is_cell(item)]
         units = [item for item in others if not _is_cell(item)]
+        units.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable: file order kept otherwise
         files = list(dict.fromkeys(item.path for item in units))
         first = set(files[:len(files) // 2])
         items[:] = (cells + [item for item in units if item.path in first] + book_tests
