@@ -22,6 +22,9 @@
     python data_scripts/train_reference_models.py --target unetlossweightedbce
     python data_scripts/train_reference_models.py --target unetlossfocal
     python data_scripts/train_reference_models.py --target unetlossdice
+    python data_scripts/train_reference_models.py --target sceneunetpower000
+    python data_scripts/train_reference_models.py --target sceneunetpower050
+    python data_scripts/train_reference_models.py --target sceneunetpower100
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -47,7 +50,8 @@ practical pretrains PointNet on the first five classes of ModelNet10 at the chap
 network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
 (`pointnetscratch...`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
-(`unetloss...`).
+(`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
+weight powers with half the chapter's epochs and chunks (`sceneunetpower...`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -68,7 +72,8 @@ TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet ... sceneimages, scenecolu
 # Chapter 8's 3D networks: target -> the network (or the U-Net's input) it trains.
 SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
 # Targets whose seed is their data set's (the chapter's), not --seed.
-RECIPE_SEEDED = (*SCENE_NETWORKS, "completion")
+WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
+RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "completion")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -120,6 +125,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
         return transfer.train_reference_scratch(out, config.data_dir(), task, int(percent) / 100, settings,
                                                 config.choose(full="full", fast="fast"), seed=seed)
+    if target in WEIGHT_POWER_TARGETS:
+        recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
+        return scene_segmentation.train_reference_weight_power(out, config.data_dir(), WEIGHT_POWER_TARGETS[target],
+                                                               recipe)
     if target.startswith("unetloss"):
         name = next(name for name, key in segmentation_losses.KEYS.items() if f"unetloss{key}" == target)
         recipe = config.choose(full=segmentation_losses.CHAPTER, fast=segmentation_losses.FAST)

@@ -154,3 +154,25 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
     assert not other["unet"]["shipped"]  # another budget trains its own
     with pytest.raises(ValueError, match="unknown scene network"):
         seg.train_reference_scene_network(tmp_path, tmp_path, "voxnet", recipe)
+
+
+@pytest.mark.usefixtures("eager_steps")
+def test_the_exercises_weight_power_networks_are_loaded_for_their_scene_set_and_budget_only(tmp_path):
+    recipe = seg.SceneRecipe("tiny", "scenes", n_scenes=3, resolution=16, n_views=1, scan_size=(32, 24),
+                             n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,
+                             unet_filters=(4, 8), epochs=2, columns=16, chunks=16, batch_size=8)
+    budget = seg.exercise_budget(recipe)
+    assert (budget.epochs, budget.chunks, budget.weight_power) == (1, 8, recipe.weight_power)
+    card = seg.train_reference_weight_power(tmp_path / "weights", tmp_path, 1.0, recipe, progress=False)
+    path = seg.weight_power_path(1.0, tmp_path / "weights")
+    card.write(path.with_suffix(".json"))
+    assert card.model == "scene_unet_power_100.keras" and card.target == "sceneunetpower100"
+    assert card.settings["weight_power"] == 1.0 and card.settings["epochs"] == 1
+    runs = seg.weight_power_runs(budget, tmp_path, powers=(0.0, 1.0), weights=tmp_path / "weights")
+    (zero, zero_shipped), (one, one_shipped) = runs[0.0], runs[1.0]
+    assert one_shipped and one.seconds == card.training_seconds and one.history == card.history
+    assert not zero_shipped and len(zero.history["loss"]) == 1  # no file for it: trained here
+    (again, shipped), = seg.weight_power_runs(budget, tmp_path, powers=(1.0,), weights=None).values()
+    assert not shipped and again.model is not one.model
+    with pytest.raises(ValueError, match="weight powers"):
+        seg.train_reference_weight_power(tmp_path, tmp_path, 2.0, recipe)

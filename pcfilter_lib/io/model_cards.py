@@ -37,7 +37,9 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "pointnet_scratch_scans_100.keras": "pointnetscratchscans100",
                    "pointnet_scratch_newclasses_100.keras": "pointnetscratchnewclasses100",
                    "unet_loss_bce.keras": "unetlossbce", "unet_loss_weightedbce.keras": "unetlossweightedbce",
-                   "unet_loss_focal.keras": "unetlossfocal", "unet_loss_dice.keras": "unetlossdice"}
+                   "unet_loss_focal.keras": "unetlossfocal", "unet_loss_dice.keras": "unetlossdice",
+                   "scene_unet_power_000.keras": "sceneunetpower000", "scene_unet_power_050.keras": "sceneunetpower050",
+                   "scene_unet_power_100.keras": "sceneunetpower100"}
 
 
 @dataclass

@@ -275,6 +275,58 @@ def train_reference_scene_network(out: str | os.PathLike, data_dir: str | os.Pat
                       train_scenes=len(train_x), test_scenes=len(test_x))
 
 
+# Chapter 8's exercise on the loss's class weights: the U-Net at three weight powers, each with half the
+# chapter's epochs and chunks (a quarter of its steps); at full size the three networks are shipped.
+WEIGHT_POWERS = (0.0, 0.5, 1.0)
+
+
+def exercise_budget(recipe: SceneRecipe) -> SceneRecipe:
+    """The exercise's budget at full size: half of ``recipe``'s epochs and chunks."""
+    return replace(recipe, epochs=recipe.epochs // 2, chunks=recipe.chunks // 2)
+
+
+def weight_power_path(power: float, weights: str | os.PathLike = WEIGHTS) -> Path:
+    """The file in ``weights`` of the exercise's U-Net trained with class weights to the ``power``."""
+    return Path(weights) / f"scene_unet_power_{round(power * 100):03d}.keras"
+
+
+def weight_power_runs(budget: SceneRecipe, data_dir: str | os.PathLike, powers: Sequence[float] = WEIGHT_POWERS,
+                      weights: str | os.PathLike | None = WEIGHTS,
+                      progress: bool = False) -> dict[float, tuple[TrainResult, bool]]:
+    """The U-Net trained on ``budget``'s scene set at ``budget``'s epochs and chunks, once per power of the
+    class weights: each the shipped network in ``weights`` where its card records this scene set and budget
+    (its history and seconds stand for the run's), otherwise trained here; and whether it was shipped.
+    ``weights`` None always trains."""
+    folder = ensure_scene_grids(data_dir, budget, progress)
+    train_x, train_y = load_features(folder, "train")
+    runs = {}
+    for power in powers:
+        recipe = replace(budget, weight_power=power)
+        runs[power] = shipped_or_trained(weight_power_path(power, weights) if weights else None, folder,
+                                         network_settings(recipe, "unet"), "scene U-Net",
+                                         lambda recipe=recipe: train_scene_unet(train_x, train_y, recipe, recipe.seed))
+    return runs
+
+
+def train_reference_weight_power(out: str | os.PathLike, data_dir: str | os.PathLike, power: float,
+                                 recipe: SceneRecipe = CHAPTER_FULL, progress: bool = True) -> ModelCard:
+    """Train the exercise's U-Net with class weights to the ``power`` as ``weight_power_runs`` does at full
+    size (``exercise_budget(recipe)``) and save it as ``out/<weight_power_path name>``; returns its card
+    (``command`` left for the caller)."""
+    if power not in WEIGHT_POWERS:
+        raise ValueError(f"the exercise's weight powers are {WEIGHT_POWERS}, not {power}")
+    started = time.perf_counter()
+    budget = replace(exercise_budget(recipe), weight_power=power)
+    folder = ensure_scene_grids(data_dir, budget, progress)
+    train_x, train_y = load_features(folder, "train")
+    test_x, test_y = load_features(folder, "test")
+    result = train_scene_unet(train_x, train_y, budget, budget.seed)
+    scores = segmentation_scores(lambda scene: scene_cnn.predict_scene(result.model, scene), test_x, test_y)
+    path = save_for_inference(result.model, weight_power_path(power, out))
+    return scene_card(path, f"sceneunetpower{round(power * 100):03d}", folder, network_settings(budget, "unet"),
+                      result, scores, started, train_scenes=len(train_x), test_scenes=len(test_x))
+
+
 def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
                            models: dict | None = None, predictions: dict | None = None,
                            shipped: dict | None = SHIPPED) -> dict:
