@@ -38,6 +38,14 @@ def test_sentence_names_the_whole_build_its_time_comes_from(tmp_path):
     assert named.startswith("At full size it took 6.2 min on 2 CPU cores of an AMD EPYC (AVX2) (in one whole")
 
 
+def test_the_machine_is_named_where_every_run_had_the_same_one():
+    amd = {"cpu_cores": 2, "cpu": "AMD EPYC (AVX2)"}
+    assert book_times.where_timed([amd, amd]) == "2 CPU cores of an AMD EPYC (AVX2)"
+    assert book_times.where_timed([amd, {"cpu_cores": 2, "cpu": "Intel(R) Xeon(R)"}]) == "2 CPU cores"
+    assert book_times.where_timed([amd, {"cpu_cores": 4}]) == "2 or 4 CPU cores"
+    assert book_times.where_timed([{}]) == "a CPU"
+
+
 @pytest.mark.parametrize("rows", [[], [{"chapter": "02_x", "size": "fast", "seconds": 60.0}]])
 def test_sentence_says_when_nothing_was_measured(tmp_path, rows):
     for path in (tmp_path / "missing.json", write(tmp_path / "t.json", rows)):

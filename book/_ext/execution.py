@@ -209,14 +209,16 @@ def plan(root: Path) -> str:
         lines.append(f"No {label} build has been timed on a CPU-only machine yet (after this build, "
                      f"python benchmarks/book_times.py --from-build{fast} records how long each chapter took).")
         return "\n".join(lines)
-    cores = " or ".join(sorted({str(times[stem].get("cpu_cores", "?")) for stem in measured}))
     first = _duration(sum(times[stem]["seconds"] for stem in measured))
+    from pcfilter_lib.timing.book_times import where_timed
+
+    where = where_timed([times[stem] for stem in measured])
     if len(measured) == len(notebooks):
-        lines.append(f"A first {label} build executes its notebooks in {first} on {cores} CPU cores, "
+        lines.append(f"A first {label} build executes its notebooks in {first} on {where}, "
                      "as benchmarks/book_times.py measured; Sphinx's own work comes on top.")
     else:
         lines.append(f"Only {len(measured)} of its {len(notebooks)} notebooks have been timed for a {label} build: "
-                     f"{first} on {cores} CPU cores (benchmarks/book_times.py); the others are not measured yet.")
+                     f"{first} on {where} (benchmarks/book_times.py); the others are not measured yet.")
     if todo and len(todo) < len(notebooks):
         now = sum(times[stem]["seconds"] for stem in todo if stem in times)
         lines.append(f"The notebooks to execute now took {_duration(now)} of that.")

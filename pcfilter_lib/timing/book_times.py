@@ -78,6 +78,16 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def where_timed(rows: Sequence[Mapping]) -> str:
+    """The machine CPU-only ``rows`` ran on, in words: "2 CPU cores of an AMD EPYC (AVX2)". The processor
+    is named where every row names the same one: machines of one model name and core count can differ
+    twofold in speed."""
+    cores = " or ".join(sorted({str(row["cpu_cores"]) for row in rows if row.get("cpu_cores")}))
+    processors = {row.get("cpu") for row in rows}
+    named = next(iter(processors)) if len(processors) == 1 else None
+    return (f"{cores} CPU cores" if cores else "a CPU") + (f" of an {named}" if named else "")
+
+
 def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> str:
     """One sentence on how long ``chapter`` takes at full size, as the times file records it.
 
@@ -99,11 +109,7 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
                 "(`benchmarks/book_times.py` measures it).")
     parts = []
     if "cpu" in times:
-        cores = times["cpu"].get("cpu_cores")
-        where = f"{cores} CPU cores" if cores else "a CPU"
-        if times["cpu"].get("cpu"):  # machines of one model name can differ twofold: say which
-            where += f" of an {times['cpu']['cpu']}"
-        parts.append(f"{format_duration(times['cpu']['seconds'])} on {where}")
+        parts.append(f"{format_duration(times['cpu']['seconds'])} on {where_timed([times['cpu']])}")
     if "gpu" in times:
         parts.append(f"{format_duration(times['gpu']['seconds'])} on a machine with a GPU "
                      f"({times['gpu']['gpu']})")
