@@ -129,7 +129,7 @@ def shipped_network(path: str | os.PathLike, folder: str | os.PathLike | None, s
     return load_saved_model(path, what), card
 
 
-def shipped_or_trained(path: str | os.PathLike | None, folder: str | os.PathLike, settings: Mapping, what: str,
+def shipped_or_trained(path: str | os.PathLike | None, folder: str | os.PathLike | None, settings: Mapping, what: str,
                        train: Callable[[], TrainResult], **data) -> tuple[TrainResult, bool]:
     """The shipped network at ``path`` where ``shipped_network`` finds it is what this run would train
     (its card's history and training seconds stand for the run's), else ``train()``'s; and whether it

@@ -27,7 +27,7 @@ from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses, scores
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import environment, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, rounded, shipped_or_trained
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,10 @@ def compare(recipe: LossRecipe, images: dict[str, SegmentationSet], seed: int = 
     ``weights`` where its card records these images and this recipe (its history and training seconds
     stand for the run's), otherwise trained here by ``train_one``."""
     record = images_record(images)
-    runs = {}
-    for name in names:
-        found = shipped_network(shipped_path(name, weights), None, card_settings(recipe, name, seed),
-                                f"U-Net trained with the {name} loss", **record)
-        if found is None:
-            runs[name] = train_one(recipe, images, name, seed, progress), False
-        else:
-            model, card = found
-            runs[name] = TrainResult(model, card.history, card.training_seconds), True
-    return runs
+    return {name: shipped_or_trained(shipped_path(name, weights), None, card_settings(recipe, name, seed),
+                                     f"U-Net trained with the {name} loss",
+                                     lambda name=name: train_one(recipe, images, name, seed, progress), **record)
+            for name in names}
 
 
 def train_reference(out: str | os.PathLike, name: str, recipe: LossRecipe = CHAPTER, seed: int = 0,
