@@ -18,6 +18,9 @@
     python data_scripts/train_reference_models.py --target pointnetscratchscans10
     python data_scripts/train_reference_models.py --target pointnetscratchscans100
     python data_scripts/train_reference_models.py --target pointnetscratchnewclasses100
+    python data_scripts/train_reference_models.py --target pointnettransferscans10
+    python data_scripts/train_reference_models.py --target pointnettransferscans100
+    python data_scripts/train_reference_models.py --target pointnettransfernewclasses100
     python data_scripts/train_reference_models.py --target unetlossbce
     python data_scripts/train_reference_models.py --target unetlossweightedbce
     python data_scripts/train_reference_models.py --target unetlossfocal
@@ -49,7 +52,9 @@ the shipped one), and the shape-completion network on its set of scanned objects
 practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
 network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
-(`pointnetscratch...`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
+(`pointnetscratch...`), and the networks its two transfer strategies leave on the same tasks: the new head
+and the fine-tuned network of each, two files per target (`pointnettransfer...`; the new classes' start
+from the shipped `pointnetoldclasses`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
 (`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
 weight powers with half the chapter's epochs and chunks (`sceneunetpower...`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
@@ -68,7 +73,7 @@ from pathlib import Path
 from pcfilter_lib import config, runtime
 from pcfilter_lib.io.model_cards import SHIPPED_TARGETS, WEIGHTS
 
-TARGETS = tuple(SHIPPED_TARGETS.values())  # pointnet ... sceneimages, scenecolumn ... completion
+TARGETS = tuple(dict.fromkeys(SHIPPED_TARGETS.values()))  # pointnet ... sceneimages, scenecolumn ... completion
 # Chapter 8's 3D networks: target -> the network (or the U-Net's input) it trains.
 SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
 # Targets whose seed is their data set's (the chapter's), not --seed.
@@ -125,6 +130,13 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
         return transfer.train_reference_scratch(out, config.data_dir(), task, int(percent) / 100, settings,
                                                 config.choose(full="full", fast="fast"), seed=seed)
+    if target.startswith("pointnettransfer"):
+        task, percent = re.fullmatch(r"pointnettransfer([a-z]+)(\d+)", target).groups()
+        settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
+        path = classifiers.SHIPPED["pointnet"]
+        pretrained = (path, lambda: classifiers.build_from_weights(path)) if task == "scans" else None
+        return transfer.train_reference_transfer(out, config.data_dir(), task, int(percent) / 100, pretrained,
+                                                 settings, config.choose(full="full", fast="fast"), seed=seed)
     if target in WEIGHT_POWER_TARGETS:
         recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
         return scene_segmentation.train_reference_weight_power(out, config.data_dir(), WEIGHT_POWER_TARGETS[target],
@@ -162,17 +174,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--target {args.target} trains with the seed of the chapter's data set; --seed does not apply")
     runtime.setup(seed=args.seed)
     try:
-        card = train(args.target, args.out, args.seed, args.channels)
+        cards = train(args.target, args.out, args.seed, args.channels)
     except (ValueError, OSError) as error:
         print(f"train_reference_models: {error}", file=sys.stderr)
         return 1
-    card.command = "python data_scripts/train_reference_models.py " + shlex.join(sys.argv[1:] if argv is None
-                                                                                else argv)
-    path = card.write(args.out / Path(card.model).with_suffix(".json"))
-    score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou", "chamfer", "pixel_accuracy")
-                      if k in card.test)
-    print(f"{args.target}: test {score}; {card.training_seconds:.0f} s of training; wrote {args.out / card.model} "
-          f"and {path.name}")
+    for card in cards if isinstance(cards, list) else [cards]:  # a target may train several networks
+        card.command = "python data_scripts/train_reference_models.py " + shlex.join(sys.argv[1:] if argv is None
+                                                                                    else argv)
+        path = card.write(args.out / Path(card.model).with_suffix(".json"))
+        score = ", ".join(f"{k} {card.test[k]:.4f}" for k in ("accuracy", "mean_iou", "chamfer", "pixel_accuracy")
+                          if k in card.test)
+        print(f"{args.target}: test {score}; {card.training_seconds:.0f} s of training; wrote {args.out / card.model} "
+              f"and {path.name}")
     return 0
 
 

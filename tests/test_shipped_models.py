@@ -32,7 +32,9 @@ NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_mod
          "scene_unet_images", "scene_unet_both", "completion_network", "pointnet_old_classes",
          "pointnet_scratch_scans_10", "pointnet_scratch_scans_100", "pointnet_scratch_newclasses_100",
          "unet_loss_bce", "unet_loss_weightedbce", "unet_loss_focal", "unet_loss_dice", "scene_unet_power_000",
-         "scene_unet_power_050", "scene_unet_power_100")
+         "scene_unet_power_050", "scene_unet_power_100", "pointnet_head_scans_10", "pointnet_tuned_scans_10",
+         "pointnet_head_scans_100", "pointnet_tuned_scans_100", "pointnet_head_newclasses_100",
+         "pointnet_tuned_newclasses_100")
 
 
 @pytest.mark.parametrize("name", NAMES)

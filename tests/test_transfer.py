@@ -191,6 +191,12 @@ def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alo
     np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(axis=0), rtol=1e-4, atol=1e-5)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert model.get_layer("bn").momentum == 0.99  # the original's layers are untouched
+    # A copy reused for another batch holds that batch's moments alone.
+    other = batch[:8] * 2.0
+    again = transfer.with_batch_statistics(model, other, copy=copy)
+    features = keras.ops.convert_to_numpy(model.get_layer("features")(other))
+    assert again is copy
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_a_tiny_last_batch_makes_pointnets_statistics_worse_than_its_running_averages(pretrained):
@@ -262,3 +268,39 @@ def test_the_practicals_pretrained_network_is_shipped_for_its_data_and_budget_on
     assert result.pretrain_seconds == card.training_seconds
     assert result.pretrain_accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
     assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
+
+
+@pytest.mark.usefixtures("eager_steps")
+def test_the_transfer_strategies_networks_are_shipped_for_their_start_data_and_budget_only(tmp_path, pretrained):
+    from dataclasses import replace
+
+    from pcfilter_lib import config
+
+    settings = replace(transfer.FAST, epochs=1, head_epochs=1, tune_epochs=1, limit_per_class=3, num_points=64)
+    fresh = _pretrained_copy(pretrained)
+    cards = transfer.train_reference_transfer(tmp_path, config.data_dir(), "scans", 0.1, (pretrained, fresh),
+                                              settings, "fast", progress=False)
+    for card in cards:
+        card.write((tmp_path / card.model).with_suffix(".json"))
+    strategies = ("new head", "fine-tuned")
+    assert [c.model for c in cards] == [transfer.transfer_path("scans", 0.1, s).name for s in strategies]
+    assert {c.target for c in cards} == {"pointnettransferscans10"}
+    root, _, train_set, val_set, test_set = transfer.task_clouds(config.data_dir(), "scans", settings, "fast")
+    shipped = transfer.shipped_transfer(root, settings, train_set.classes, "scans", pretrained, weights=tmp_path)
+    assert shipped(1.0) is None  # no networks for another share
+    other = transfer.save_model(_build(len(CLASSES)), tmp_path / "other.keras")
+    assert transfer.shipped_transfer(root, settings, train_set.classes, "scans", other, weights=tmp_path)(0.1) is None
+    assert transfer.shipped_transfer(root, replace(settings, head_epochs=2), train_set.classes, "scans", pretrained,
+                                     weights=tmp_path)(0.1) is None
+    head, tune = shipped(0.1)
+    assert head.seconds == cards[0].training_seconds and tune.history == cards[1].history
+    results = transfer.compare_strategies(fresh, train_set, val_set, test_set, fractions=(0.1,), scratch_epochs=1,
+                                          head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
+                                          build=transfer.build_practical(settings), transfer_runs=shipped)
+    by = {r.strategy: r for r in results}
+    assert by["new head"].accuracy == pytest.approx(cards[0].test["accuracy"], abs=1e-4)
+    assert by["fine-tuned"].accuracy == pytest.approx(cards[1].test["accuracy"], abs=1e-4)
+    assert by["fine-tuned"].seconds == pytest.approx(cards[0].training_seconds + cards[1].training_seconds)
+    with pytest.raises(ValueError, match="none for 'newclasses'"):
+        transfer.train_reference_transfer(tmp_path, config.data_dir(), "newclasses", 1.0, (pretrained, fresh),
+                                          settings, "fast")

@@ -24,7 +24,8 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped mode
 # The shipped PU-Net (``models.punet.load_upsampler``), named here so that the command line can read
 # its card before Keras starts.
 SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
-# Each shipped model file and the ``data_scripts/train_reference_models.py --target`` that (re)trains it.
+# Each shipped model file and the ``data_scripts/train_reference_models.py --target`` that (re)trains it
+# (one target may train several files).
 SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet10.keras": "pointnet2",
                    "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
                    "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
@@ -39,7 +40,13 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "unet_loss_bce.keras": "unetlossbce", "unet_loss_weightedbce.keras": "unetlossweightedbce",
                    "unet_loss_focal.keras": "unetlossfocal", "unet_loss_dice.keras": "unetlossdice",
                    "scene_unet_power_000.keras": "sceneunetpower000", "scene_unet_power_050.keras": "sceneunetpower050",
-                   "scene_unet_power_100.keras": "sceneunetpower100"}
+                   "scene_unet_power_100.keras": "sceneunetpower100",
+                   "pointnet_head_scans_10.keras": "pointnettransferscans10",
+                   "pointnet_tuned_scans_10.keras": "pointnettransferscans10",
+                   "pointnet_head_scans_100.keras": "pointnettransferscans100",
+                   "pointnet_tuned_scans_100.keras": "pointnettransferscans100",
+                   "pointnet_head_newclasses_100.keras": "pointnettransfernewclasses100",
+                   "pointnet_tuned_newclasses_100.keras": "pointnettransfernewclasses100"}
 
 
 @dataclass

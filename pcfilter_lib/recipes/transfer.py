@@ -11,7 +11,8 @@ so accuracy can be plotted against time.
 then learn *other* classes with a new head on the frozen extractor, by fine-tuning, and from
 scratch. ``train_reference_old_classes`` pretrains that network once at the full-size chapter's
 budget and ships it (``SHIPPED_OLD_CLASSES``); ``shipped_old_classes`` loads it for a data set and
-budget it was trained on.
+budget it was trained on. The chapter's other full-size networks are shipped the same way: those trained
+from scratch (``shipped_scratch``) and those of the two transfer strategies (``shipped_transfer``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from pcfilter_lib.data import modelnet, scanned_modelnet
 from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset, select_classes, take_fraction
-from pcfilter_lib.io.files import atomic_write_with
+from pcfilter_lib.io.files import atomic_write_with, sha256
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.models.saved import save_for_inference
@@ -71,12 +72,19 @@ SHIPPED_OLD_CLASSES = WEIGHTS / "pointnet_old_classes.keras"
 # The chapter's networks trained from scratch, once, at CHAPTER's budget: the baselines of its two
 # comparisons (task "scans": a share of the scanned set's training clouds; "newclasses": the practical's).
 SCRATCH_BASELINES = (("scans", 0.1), ("scans", 1.0), ("newclasses", 1.0))
+# The same tasks and shares, learnt by the two transfer strategies from the pretrained network: the new
+# head and the fine-tuned network of each, shipped (``transfer_path``) from one run at CHAPTER's budget.
+TRANSFER_RUNS = SCRATCH_BASELINES
 
 
 # XLA compiles a classifier's step once (a few seconds on a CPU) and then runs PointNet's steps about a
 # quarter faster on two cores; Keras leaves it off on CPU-only machines, so runs long enough to repay
 # the compilation ask for it.
 XLA_FROM_STEPS = 200
+# Inference through a traced graph from this many clouds on (see _outputs): on two CPU cores, 908 test
+# clouds of 512 points took 2.2 s eagerly and 1.4 s through model.predict, tracing included, 0.7 s without;
+# a model scored once breaks even at about 400 clouds, one scored again and again far below.
+GRAPH_FROM_CLOUDS = 256
 
 
 def compile_classifier(model: keras.Model, learning_rate: float = 1e-3, steps: int | None = None) -> keras.Model:
@@ -117,12 +125,16 @@ def train(model: keras.Model, train_set: Clouds, val_set: Clouds | None = None, 
 def _outputs(model: keras.Model, clouds: Clouds, batch_size: int) -> np.ndarray:
     """``model``'s outputs for every cloud, batch by batch in inference mode.
 
-    Calls the model directly rather than ``model.predict``, which would compile a new graph function
-    for every model an experiment builds.
+    From ``GRAPH_FROM_CLOUDS`` clouds on, through ``model.predict``, whose graph function is traced once
+    per model (about 0.7 s for PointNet) and then runs a batch about three times as fast as calling the
+    model eagerly; below that, eagerly, which costs less than tracing for every model an experiment
+    builds.
     """
     batches = PointCloudDataset(clouds, batch_size, shuffle=False)
-    return np.concatenate([keras.ops.convert_to_numpy(model(batches[i][0], training=False))
-                           for i in range(len(batches))])
+    inputs = [batches[i][0] for i in range(len(batches))]
+    if len(clouds) >= GRAPH_FROM_CLOUDS:
+        return model.predict(np.concatenate(inputs), batch_size=batch_size, verbose=0)
+    return np.concatenate([keras.ops.convert_to_numpy(model(x, training=False)) for x in inputs])
 
 
 def predict(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndarray:
@@ -140,7 +152,7 @@ def mean_loss(model: keras.Model, clouds: Clouds) -> float:
     return float(-np.mean(np.log(probabilities[np.arange(len(clouds)), clouds.labels])))
 
 
-def with_batch_statistics(model: keras.Model, points) -> keras.Model:
+def with_batch_statistics(model: keras.Model, points, copy: keras.Model | None = None) -> keras.Model:
     """A copy of ``model`` whose batch-norm running statistics are those of one batch alone.
 
     Batch-norm momentum 0 leaves exactly these after a training step on ``points``: each layer's mean
@@ -151,12 +163,15 @@ def with_batch_statistics(model: keras.Model, points) -> keras.Model:
     Args:
         model: A trained classifier (it is not changed).
         points: One batch of clouds (B, N, 3), as training would see it (augmented).
+        copy: A copy an earlier call returned, to be reused: its weights are reset from ``model`` and
+            its traced inference function is kept, which saves tracing it again for every batch tried.
     """
-    copy = keras.models.clone_model(model)
+    if copy is None:
+        copy = keras.models.clone_model(model)
+        for layer in copy.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum, layer.trainable = 0.0, True  # a frozen layer would not update its statistics
     copy.set_weights(model.get_weights())
-    for layer in copy.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum, layer.trainable = 0.0, True  # a frozen layer would not update its statistics
     copy(keras.ops.convert_to_tensor(points), training=True)
     return copy
 
@@ -250,18 +265,38 @@ class StrategyResult:
     runs: list[TrainResult]
 
 
+def train_new_head(pretrained: Callable[[], keras.Model], num_classes: int, subset: Clouds, val_set: Clouds | None,
+                   epochs: int, batch_size: int = 32, seed: int = 0, bars: bool = False) -> TrainResult:
+    """``compare_strategies``' first strategy: a fresh head for ``num_classes`` on the frozen feature
+    extractor of a fresh copy of the pretrained network (``pretrained()``, ``replace_head``), the head
+    alone trained for ``epochs``."""
+    keras.utils.set_random_seed(seed)
+    model = replace_head(pretrained(), num_classes)
+    return train(model, subset, val_set, epochs, batch_size, seed=seed, progress=bars)
+
+
+def fine_tune(model: keras.Model, subset: Clouds, val_set: Clouds | None, epochs: int, batch_size: int = 32,
+              learning_rate: float = 1e-4, seed: int = 0, bars: bool = False) -> TrainResult:
+    """``compare_strategies``' second strategy, after the first: every layer of ``model`` but batch norm
+    unfrozen and trained on (in place) for ``epochs`` at a low ``learning_rate``."""
+    set_trainable(model, True)
+    return train(model, subset, val_set, epochs, batch_size, learning_rate, seed=seed + 1, progress=bars)
+
+
 def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds, val_set: Clouds | None,
                        test_set: Clouds, fractions=(0.1, 0.25, 1.0), scratch_epochs: int = 20,
                        head_epochs: int = 5, tune_epochs: int = 5, tune_learning_rate: float = 1e-4,
                        batch_size: int = 32, build: Callable[[int], keras.Model] | None = None, seed: int = 0,
                        progress: Callable[[str], object] | None = None, bars: bool = False,
-                       scratch_runs: Callable[[float], TrainResult | None] | None = None) -> list[StrategyResult]:
+                       scratch_runs: Callable[[float], TrainResult | None] | None = None,
+                       transfer_runs: Callable[[float], tuple[TrainResult, TrainResult] | None] | None = None
+                       ) -> list[StrategyResult]:
     """Three ways to learn ``train_set``'s classes, for each share of its training clouds.
 
     - "new head": the pretrained feature extractor, frozen, under a fresh head; the head alone trains
-      for ``head_epochs`` (feature-representation transfer);
+      for ``head_epochs`` (feature-representation transfer, ``train_new_head``);
     - "fine-tuned": that model trained on for ``tune_epochs`` with every layer but batch norm
-      unfrozen, at ``tune_learning_rate`` (parameter transfer);
+      unfrozen, at ``tune_learning_rate`` (parameter transfer, ``fine_tune``);
     - "from scratch": a fresh network (``build(num_classes)``) for ``scratch_epochs``.
 
     Args:
@@ -280,6 +315,8 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
         bars: Show a bar over the epochs of every training run.
         scratch_runs: For a fraction, a finished run that stands for training from scratch on it (the
             shipped baseline, ``shipped_scratch``), or None to train here.
+        transfer_runs: For a fraction, the finished runs of the new head and of fine-tuning that stand
+            for the first two strategies (the shipped ones, ``shipped_transfer``), or None to train here.
 
     Returns:
         One ``StrategyResult`` per fraction and strategy, fraction by fraction in ``STRATEGIES`` order.
@@ -289,14 +326,15 @@ def compare_strategies(pretrained: Callable[[], keras.Model], train_set: Clouds,
     results = []
     for fraction in fractions:
         subset = take_fraction(train_set, fraction, seed=seed)
-        keras.utils.set_random_seed(seed)
-        model = replace_head(pretrained(), num_classes)
-        head = train(model, subset, val_set, head_epochs, batch_size, seed=seed, progress=bars)
-        head_accuracy = accuracy(model, test_set)
-        set_trainable(model, True)
-        tune = train(model, subset, val_set, tune_epochs, batch_size, tune_learning_rate, seed=seed + 1,
-                     progress=bars)
-        tuned_accuracy = accuracy(model, test_set)
+        found = transfer_runs(fraction) if transfer_runs else None
+        if found is None:
+            head = train_new_head(pretrained, num_classes, subset, val_set, head_epochs, batch_size, seed, bars)
+            head_accuracy = accuracy(head.model, test_set)
+            tune = fine_tune(head.model, subset, val_set, tune_epochs, batch_size, tune_learning_rate, seed, bars)
+            tuned_accuracy = accuracy(tune.model, test_set)
+        else:
+            head, tune = found
+            head_accuracy, tuned_accuracy = accuracy(head.model, test_set), accuracy(tune.model, test_set)
         scratch_run = (scratch_runs(fraction) if scratch_runs else None) or train_from_scratch(
             build, train_set, val_set, fraction, scratch_epochs, batch_size, seed, bars)
         row = [StrategyResult(fraction, len(subset), "new head", head_accuracy, head.seconds, [head]),
@@ -344,7 +382,9 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
                 build: Callable[[int], keras.Model], epochs: int, head_epochs: int, tune_epochs: int,
                 batch_size: int = 32, fraction: float = 1.0, seed: int = 0,
                 bars: bool = False, pretrained: tuple[keras.Model, float] | None = None,
-                scratch_runs: Callable[[float], TrainResult | None] | None = None) -> NewClassesResult:
+                scratch_runs: Callable[[float], TrainResult | None] | None = None,
+                transfer_runs: Callable[[float], tuple[TrainResult, TrainResult] | None] | None = None
+                ) -> NewClassesResult:
     """Retraining with new classes: pretrain ``build(len(old_classes))`` on the old classes for
     ``epochs``, then learn the new classes three ways (``compare_strategies``: a new head on the
     frozen extractor, that model fine-tuned, and ``build(len(new_classes))`` from scratch for
@@ -365,6 +405,7 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
             would train it (``shipped_old_classes``), and its training seconds: used instead of
             pretraining here.
         scratch_runs: As ``compare_strategies``' (on the new classes' clouds).
+        transfer_runs: As ``compare_strategies``' (from ``pretrained``, on the new classes' clouds).
 
     Returns:
         The ``NewClassesResult``.
@@ -392,7 +433,8 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
 
     results = compare_strategies(fresh_copy, *parts["new"], fractions=(fraction,), scratch_epochs=epochs,
                                  head_epochs=head_epochs, tune_epochs=tune_epochs, batch_size=batch_size,
-                                 build=build, seed=seed, bars=bars, scratch_runs=scratch_runs)
+                                 build=build, seed=seed, bars=bars, scratch_runs=scratch_runs,
+                                 transfer_runs=transfer_runs)
     return NewClassesResult(old_classes, new_classes, accuracy(network, parts["old"][2]), seconds, results)
 
 
@@ -495,6 +537,33 @@ def shipped_scratch(folder: str | os.PathLike, settings: ExperimentSettings, cla
     return run
 
 
+def task_clouds(data_dir: str | os.PathLike, task: str, settings: ExperimentSettings = CHAPTER,
+                modelnet_size: str = "full", seed: int = 0, progress: bool = False
+                ) -> tuple[Path, str, Clouds, Clouds, Clouds]:
+    """The clouds of one of the chapter's tasks, as the chapter splits them: "scans" (all ten classes of
+    the scanned set) or "newclasses" (the practical's new classes of the complete clouds).
+
+    Returns:
+        The data set's folder, its kind ("scanned", "procedural" or "real") and the training, validation
+        (a tenth of the training split, drawn with ``seed``) and test clouds.
+    """
+    if task == "scans":
+        root, kind = scanned_modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress), "scanned"
+        loaded = {name: scanned_modelnet.load_split(root, name, settings.num_points,
+                                                    limit_per_class=settings.limit_per_class)
+                  for name in ("train", "test")}
+    else:
+        root, kind = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
+        loaded = {name: modelnet.load_split(root, name, settings.num_points, limit_per_class=settings.limit_per_class,
+                                            progress=progress) for name in ("train", "test")}
+    train_set, val_set = modelnet.split_validation(loaded["train"], 0.1, seed=seed)
+    test_set = loaded["test"]
+    if task == "newclasses":
+        _, new = practical_classes(train_set.classes)
+        train_set, val_set, test_set = (select_classes(c, new) for c in (train_set, val_set, test_set))
+    return root, kind, train_set, val_set, test_set
+
+
 def train_reference_scratch(out: str | os.PathLike, data_dir: str | os.PathLike, task: str, fraction: float,
                             settings: ExperimentSettings = CHAPTER, modelnet_size: str = "full", seed: int = 0,
                             progress: bool = True) -> ModelCard:
@@ -516,20 +585,7 @@ def train_reference_scratch(out: str | os.PathLike, data_dir: str | os.PathLike,
     if (task, fraction) not in SCRATCH_BASELINES:
         raise ValueError(f"no chapter baseline {task!r} at {fraction}; they are {SCRATCH_BASELINES}")
     started = time.perf_counter()
-    if task == "scans":
-        root, kind = scanned_modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress), "scanned"
-        loaded = {name: scanned_modelnet.load_split(root, name, settings.num_points,
-                                                    limit_per_class=settings.limit_per_class)
-                  for name in ("train", "test")}
-    else:
-        root, kind = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
-        loaded = {name: modelnet.load_split(root, name, settings.num_points, limit_per_class=settings.limit_per_class,
-                                            progress=progress) for name in ("train", "test")}
-    train_set, val_set = modelnet.split_validation(loaded["train"], 0.1, seed=seed)
-    test_set = loaded["test"]
-    if task == "newclasses":
-        _, new = practical_classes(train_set.classes)
-        train_set, val_set, test_set = (select_classes(c, new) for c in (train_set, val_set, test_set))
+    root, kind, train_set, val_set, test_set = task_clouds(data_dir, task, settings, modelnet_size, seed, progress)
     run = train_from_scratch(build_practical(settings), train_set, val_set, fraction, settings.epochs,
                              settings.batch_size, seed, progress)
     path = save_for_inference(run.model, Path(out) / scratch_path(task, fraction).name)
@@ -543,5 +599,130 @@ def train_reference_scratch(out: str | os.PathLike, data_dir: str | os.PathLike,
         test=rounded({"accuracy": accuracy(run.model, test_set)}, 4),
         validation=rounded({k: v[-1] for k, v in run.history.items() if k.startswith("val_")}, 4),
         parameters=int(run.model.count_params()), file_bytes=path.stat().st_size,
+        training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
+        history=rounded(run.history, 4), environment=environment())
+
+
+def transfer_path(task: str, fraction: float, strategy: str, weights: str | os.PathLike = WEIGHTS) -> Path:
+    """The file in ``weights`` of the network that ``strategy`` ("new head" or "fine-tuned") left for
+    ``task`` ("scans" or "newclasses") from ``fraction`` of its training clouds."""
+    kinds = {"new head": "head", "fine-tuned": "tuned"}
+    if strategy not in kinds:
+        raise ValueError(f"no shipped network of the strategy {strategy!r}; there are {tuple(kinds)}")
+    return Path(weights) / f"pointnet_{kinds[strategy]}_{task}_{round(fraction * 100)}.keras"
+
+
+def transfer_settings(settings: ExperimentSettings, classes, fraction: float, seed: int = 0,
+                      tune_learning_rate: float = 1e-4) -> dict:
+    """What the cards of a transfer run's two networks record as its settings."""
+    return _card_settings(settings, seed, classes=list(classes), fraction=float(fraction),
+                          head_epochs=settings.head_epochs, tune_epochs=settings.tune_epochs,
+                          tune_learning_rate=float(tune_learning_rate))
+
+
+def _pretrained_entry(path: str | os.PathLike) -> dict:
+    """What a transfer run's cards record of the network it started from: its file's name and sha256."""
+    return {"model": Path(path).name, "sha256": sha256(path)}
+
+
+def shipped_transfer(folder: str | os.PathLike, settings: ExperimentSettings, classes, task: str,
+                     pretrained: str | os.PathLike, seed: int = 0, weights: str | os.PathLike = WEIGHTS
+                     ) -> Callable[[float], tuple[TrainResult, TrainResult] | None]:
+    """``compare_strategies``' ``transfer_runs`` from the shipped networks: for a fraction, the new head
+    and the fine-tuned network of ``task`` (``classes`` of the data set in ``folder``) with their cards'
+    histories and seconds, where both started from the network saved at ``pretrained`` (the same file,
+    by its sha256) and learnt from this data set at this budget; otherwise None, and the run trains
+    its own (fast mode, the real ModelNet10, another pretrained network). ``weights`` is the folder of
+    the networks (default: the shipped ones). Each pair is loaded once."""
+    entry = _pretrained_entry(pretrained)
+
+    @functools.cache
+    def runs(fraction: float) -> tuple[TrainResult, TrainResult] | None:
+        found = []
+        for strategy in ("new head", "fine-tuned"):
+            network = shipped_network(transfer_path(task, fraction, strategy, weights), folder,
+                                      transfer_settings(settings, classes, fraction, seed),
+                                      f"PointNet of the strategy {strategy!r}", pretrained=entry)
+            if network is None:
+                return None
+            found.append(TrainResult(network[0], network[1].history, network[1].training_seconds))
+        return found[0], found[1]
+    return runs
+
+
+def train_reference_transfer(out: str | os.PathLike, data_dir: str | os.PathLike, task: str, fraction: float,
+                             pretrained: tuple[Path, Callable[[], keras.Model]] | None = None,
+                             settings: ExperimentSettings = CHAPTER, modelnet_size: str = "full", seed: int = 0,
+                             progress: bool = True) -> list[ModelCard]:
+    """Run the two transfer strategies of one of the chapter's comparisons as ``compare_strategies`` does
+    (the same clouds, share, validation split and budget) and save the new head and the fine-tuned
+    network (``transfer_path``); returns their two cards (``command`` left for the caller).
+
+    Args:
+        out: the output folder.
+        data_dir: the data folder holding (or receiving) ModelNet10 and its scanned variant.
+        task: "scans" or "newclasses" (see ``task_clouds``).
+        fraction: the share of the training clouds, in (0, 1].
+        pretrained: for "scans", the pretrained network's file and a function returning a fresh copy of
+            it (the chapter's: the shipped PointNet, ``classifiers.build_from_weights``); for
+            "newclasses" None: the practical's network pretrained on the old classes
+            (``shipped_old_classes``), which must match this data set and budget.
+        settings: the chapter's budget (``CHAPTER``, or ``FAST`` with ``modelnet_size="fast"``).
+        modelnet_size: size of the procedural stand-in when the real data set is absent.
+        seed: the validation split's, the share's, the weights' and the batches' seed.
+        progress: show progress bars.
+
+    Raises:
+        ValueError: no such comparison, ``pretrained`` missing for "scans" or given for "newclasses", or
+            no shipped network pretrained on the old classes for this data set and budget.
+    """
+    if (task, fraction) not in TRANSFER_RUNS:
+        raise ValueError(f"no chapter transfer run {task!r} at {fraction}; they are {TRANSFER_RUNS}")
+    if (pretrained is None) != (task == "newclasses"):
+        raise ValueError("give the pretrained network (file, fresh copy) for task 'scans' and none for 'newclasses'")
+    started = time.perf_counter()
+    root, kind, train_set, val_set, test_set = task_clouds(data_dir, task, settings, modelnet_size, seed, progress)
+    if task == "newclasses":
+        old_root, _ = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
+        old, _ = practical_classes(modelnet.list_classes(old_root))
+        found = shipped_old_classes(old_root, settings, old, seed)
+        if found is None:
+            raise ValueError(f"{SHIPPED_OLD_CLASSES.name} did not learn from this data set at this budget: "
+                             "train it first (--target pointnetoldclasses)")
+        weights = found[0].get_weights()
+
+        def fresh_copy() -> keras.Model:
+            copy = build_practical(settings)(len(old))
+            copy.set_weights(weights)
+            return copy
+
+        pretrained = (SHIPPED_OLD_CLASSES, fresh_copy)
+    path, fresh = pretrained
+    subset = take_fraction(train_set, fraction, seed=seed)
+    head = train_new_head(fresh, len(train_set.classes), subset, val_set, settings.head_epochs, settings.batch_size,
+                          seed, progress)
+    cards = [_transfer_card(out, task, fraction, "new head", head, root, kind, subset, val_set, test_set,
+                            settings, seed, path, started)]
+    tune = fine_tune(head.model, subset, val_set, settings.tune_epochs, settings.batch_size, seed=seed, bars=progress)
+    cards.append(_transfer_card(out, task, fraction, "fine-tuned", tune, root, kind, subset, val_set, test_set,
+                                settings, seed, path, started))
+    return cards
+
+
+def _transfer_card(out, task: str, fraction: float, strategy: str, run: TrainResult, root, kind: str, subset: Clouds,
+                   val_set: Clouds, test_set: Clouds, settings: ExperimentSettings, seed: int, pretrained,
+                   started: float) -> ModelCard:
+    """Save ``run``'s network (one phase of a transfer run) and describe it."""
+    path = save_for_inference(run.model, Path(out) / transfer_path(task, fraction, strategy).name)
+    return ModelCard(
+        model=path.name, target=f"pointnettransfer{task}{round(fraction * 100)}",
+        load_with="import pcfilter_lib.models.pointnet; keras.models.load_model(path)",
+        data={"kind": kind, "pretrained": _pretrained_entry(pretrained),
+              **provenance(root, classes=list(subset.classes), train=len(subset), validation=len(val_set),
+                           test=len(test_set))},
+        settings=transfer_settings(settings, subset.classes, fraction, seed),
+        test=rounded({"accuracy": accuracy(run.model, test_set)}, 4),
+        validation=rounded({k: v[-1] for k, v in run.history.items() if k.startswith("val_")}, 4),
+        details={"strategy": strategy}, parameters=int(run.model.count_params()), file_bytes=path.stat().st_size,
         training_seconds=round(run.seconds, 1), wall_seconds=round(time.perf_counter() - started, 1),
         history=rounded(run.history, 4), environment=environment())
