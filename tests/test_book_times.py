@@ -88,3 +88,20 @@ def test_execution_times_are_read_from_the_books_cache(tmp_path):
     # a notebook whose code changed since the build has no time yet
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), notebook)
     assert book_times.cached_execution_seconds([notebook], tmp_path / "cache") == {}
+
+
+def test_the_kernel_watcher_records_each_kernels_peak_memory(tmp_path):
+    import runpy
+    import sys
+    import time
+    from pathlib import Path
+
+    watcher = runpy.run_path(str(Path(__file__).resolve().parent.parent / "benchmarks" / "kernel_memory.py"))
+    # A stand-in kernel: a process whose command line names ipykernel_launcher and that holds memory.
+    script = tmp_path / "ipykernel_launcher.py"
+    script.write_text("import time\nblock = bytearray(64 * 2**20)\nblock[::4096] = b'x' * len(block[::4096])\n"
+                      "time.sleep(1.5)\n")
+    status, rows = watcher["watch"]([sys.executable, str(script)], interval=0.2)
+    assert status == 0 and len(rows) == 1
+    assert rows[0]["peak_mb"] >= 64 and rows[0]["last_seen"] >= rows[0]["first_seen"]
+    assert watcher["executed_since"](time.time() + 3600) == []
