@@ -21,6 +21,7 @@
     python data_scripts/train_reference_models.py --target pointnettransferscans10
     python data_scripts/train_reference_models.py --target pointnettransferscans100
     python data_scripts/train_reference_models.py --target pointnettransfernewclasses100
+    python data_scripts/train_reference_models.py --target representations
     python data_scripts/train_reference_models.py --target unetlossbce
     python data_scripts/train_reference_models.py --target unetlossweightedbce
     python data_scripts/train_reference_models.py --target unetlossfocal
@@ -54,7 +55,9 @@ network is shipped the same way (`pointnetoldclasses`), and so are the chapter's
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
 (`pointnetscratch...`), and the networks its two transfer strategies leave on the same tasks: the new head
 and the fine-tuned network of each, two files per target (`pointnettransfer...`; the new classes' start
-from the shipped `pointnetoldclasses`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
+from the shipped `pointnetoldclasses`). Chapter 2's six networks on three representations of the same
+meshes (VoxNet, PointNet and the multi-view CNN on 1, 3, 6 and 12 views) are trained together at its
+budget (`representations`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
 (`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
 weight powers with half the chapter's epochs and chunks (`sceneunetpower...`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
@@ -78,7 +81,7 @@ TARGETS = tuple(dict.fromkeys(SHIPPED_TARGETS.values()))  # pointnet ... sceneim
 SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
 # Targets whose seed is their data set's (the chapter's), not --seed.
 WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
-RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "completion")
+RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "completion", "representations")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -90,6 +93,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         image_to_voxels,
         neighbour_filter,
         point_filter,
+        representations,
         scene_images,
         scene_segmentation,
         segmentation_losses,
@@ -137,6 +141,9 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         pretrained = (path, lambda: classifiers.build_from_weights(path)) if task == "scans" else None
         return transfer.train_reference_transfer(out, config.data_dir(), task, int(percent) / 100, pretrained,
                                                  settings, config.choose(full="full", fast="fast"), seed=seed)
+    if target == "representations":
+        recipe = config.choose(full=representations.CHAPTER, fast=representations.FAST)
+        return representations.train_reference(out, config.data_dir(), recipe, config.choose(full="full", fast="fast"))
     if target in WEIGHT_POWER_TARGETS:
         recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
         return scene_segmentation.train_reference_weight_power(out, config.data_dir(), WEIGHT_POWER_TARGETS[target],

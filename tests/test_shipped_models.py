@@ -34,7 +34,8 @@ NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_mod
          "unet_loss_bce", "unet_loss_weightedbce", "unet_loss_focal", "unet_loss_dice", "scene_unet_power_000",
          "scene_unet_power_050", "scene_unet_power_100", "pointnet_head_scans_10", "pointnet_tuned_scans_10",
          "pointnet_head_scans_100", "pointnet_tuned_scans_100", "pointnet_head_newclasses_100",
-         "pointnet_tuned_newclasses_100")
+         "pointnet_tuned_newclasses_100", "representation_voxnet", "representation_pointnet",
+         "representation_mvcnn1", "representation_mvcnn3", "representation_mvcnn6", "representation_mvcnn12")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -285,7 +285,7 @@ def train_segmentation(model: keras.Model | Callable[[], keras.Model], loss: ker
 
 
 def train_classifier(model: keras.Model, train: tuple, test: tuple, epochs: int, batch_size: int = 32,
-                     learning_rate: float = 1e-3, progress: bool = False, jit_compile: bool = False) -> TrainResult:
+                     learning_rate: float = 1e-3, progress: bool = False) -> TrainResult:
     """Compile a classifier (Adam, cross-entropy on integer labels, accuracy) and ``fit`` it on ``train``,
     scoring it on ``test`` after training.
 
@@ -297,9 +297,6 @@ def train_classifier(model: keras.Model, train: tuple, test: tuple, epochs: int,
         batch_size: Samples per step.
         learning_rate: Adam's step size.
         progress: Show a bar over the epochs.
-        jit_compile: Compile the training step with XLA: seconds of compiling once, then faster steps for
-            some networks (PointNet's, by a third on two CPU cores) and slower ones for others (3D and
-            small 2D convolutions on a CPU); worth it for long runs of the first kind only.
 
     Returns:
         The ``TrainResult``; ``test`` holds ``loss`` and ``accuracy`` on ``test``, ``seconds_per_epoch`` the
@@ -309,5 +306,5 @@ def train_classifier(model: keras.Model, train: tuple, test: tuple, epochs: int,
         ValueError: As ``fit``.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=bool(jit_compile))
+                  metrics=["accuracy"], jit_compile=False)
     return fit(model, train, test=test, epochs=epochs, batch_size=batch_size, progress=progress)
