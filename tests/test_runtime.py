@@ -140,3 +140,14 @@ def test_the_command_line_reports_the_allocator_and_onednn():
     assert result.returncode == 0, result.stderr
     assert '"cpu_allocator": "bfc (pooling)"' in result.stdout
     assert '"onednn": "on"' in result.stdout
+
+
+def test_the_graph_optimiser_is_off_inside_the_block_only():
+    # In a fresh full-size process, where the optimiser starts on (this test process may be in fast mode).
+    env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "PCFILTER_FAST": "0"}
+    code = ("from pcfilter_lib import runtime; runtime.setup(); before = runtime.graph_optimiser()\n"
+            "with runtime.graph_optimiser_off():\n    inside = runtime.graph_optimiser()\n"
+            "print(before, inside, runtime.graph_optimiser())")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["on", "off", "on"]
