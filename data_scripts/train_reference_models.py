@@ -13,6 +13,7 @@
     python data_scripts/train_reference_models.py --target sceneunet
     python data_scripts/train_reference_models.py --target sceneunetimages
     python data_scripts/train_reference_models.py --target sceneunetboth
+    python data_scripts/train_reference_models.py --target scenepoints
     python data_scripts/train_reference_models.py --target completion
     python data_scripts/train_reference_models.py --target pointnetoldclasses
     python data_scripts/train_reference_models.py --target pointnetscratchscans10
@@ -49,7 +50,8 @@ set (made if missing). Chapter 8's 3D networks are trained exactly as the chapte
 its budget and with the scene set's seed, so that the full-size chapter loads them instead: the
 sliding-window column network, the 3D U-Net on geometry, the U-Net on the 2D network's back-projected
 features and the U-Net on both (these two read the features of the scene image network in `--out`, or
-the shipped one), and the shape-completion network on its set of scanned objects. Chapter 4's
+the shipped one), the point network on the scenes' measured points (`scenepoints`), and the shape-completion
+network on its set of scanned objects. Chapter 4's
 practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
 network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes
@@ -81,7 +83,7 @@ TARGETS = tuple(dict.fromkeys(SHIPPED_TARGETS.values()))  # pointnet ... sceneim
 SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
 # Targets whose seed is their data set's (the chapter's), not --seed.
 WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
-RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "completion", "representations")
+RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "scenepoints", "completion", "representations")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -95,6 +97,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         point_filter,
         representations,
         scene_images,
+        scene_points,
         scene_segmentation,
         segmentation_losses,
         shape_completion,
@@ -125,6 +128,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
             return scene_images.train_reference_scene_unet(out, config.data_dir(), which, recipe,
                                                            image if image.is_file() else scene_images.SHIPPED)
         return scene_segmentation.train_reference_scene_network(out, config.data_dir(), which, recipe)
+    if target == "scenepoints":
+        recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
+        budget = config.choose(full=scene_points.FULL, fast=scene_points.FAST)
+        return scene_points.train_reference_point_network(out, config.data_dir(), recipe, budget)
     if target == "pointnetoldclasses":
         settings = config.choose(full=transfer.CHAPTER, fast=transfer.FAST)
         return transfer.train_reference_old_classes(out, config.data_dir(), settings,

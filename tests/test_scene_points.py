@@ -176,3 +176,16 @@ def test_bad_input(scene_set):
         sp.PointBudget("bad", points=0)
     with pytest.raises(ValueError, match="voxel networks go under"):
         sp.run_scene_points(TINY, "unused", BUDGET, voxel_classes={"voxnet": None})
+
+
+def test_the_shipped_point_network_is_loaded_for_its_scene_set_and_budget_only(scene_set, tmp_path):
+    data, *_ = scene_set
+    card = sp.train_reference_point_network(tmp_path, data, TINY, BUDGET, progress=False)
+    path = tmp_path / card.model
+    card.write(path.with_suffix(".json"))
+    assert card.model == sp.SHIPPED.name and card.target == "scenepoints"
+    report = sp.run_scene_points(TINY, data, BUDGET, shipped=path)
+    assert report["point"]["shipped"] and report["point"]["train_seconds"] == card.training_seconds
+    assert report["point"]["mean_iou"] == pytest.approx(card.test["mean_iou"], abs=1e-4)
+    other = replace(BUDGET, epochs=BUDGET.epochs + 1)
+    assert not sp.run_scene_points(TINY, data, other, shipped=path)["point"]["shipped"]

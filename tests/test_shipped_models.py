@@ -35,7 +35,8 @@ NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_mod
          "scene_unet_power_050", "scene_unet_power_100", "pointnet_head_scans_10", "pointnet_tuned_scans_10",
          "pointnet_head_scans_100", "pointnet_tuned_scans_100", "pointnet_head_newclasses_100",
          "pointnet_tuned_newclasses_100", "representation_voxnet", "representation_pointnet",
-         "representation_mvcnn1", "representation_mvcnn3", "representation_mvcnn6", "representation_mvcnn12")
+         "representation_mvcnn1", "representation_mvcnn3", "representation_mvcnn6", "representation_mvcnn12",
+         "scene_point_network")
 
 
 @pytest.mark.parametrize("name", NAMES)

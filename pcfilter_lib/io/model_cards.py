@@ -47,6 +47,7 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "pointnet_tuned_scans_100.keras": "pointnettransferscans100",
                    "pointnet_head_newclasses_100.keras": "pointnettransfernewclasses100",
                    "pointnet_tuned_newclasses_100.keras": "pointnettransfernewclasses100",
+                   "scene_point_network.keras": "scenepoints",
                    **{f"representation_{name}.keras": "representations"
                       for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")}}
 

@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -34,12 +35,15 @@ from keras import ops
 
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.voxels import Grid
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.labels import SEMANTIC_NAMES
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
+from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids
+from pcfilter_lib.recipes.common import shipped_or_trained
+from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids, scene_card
 
 CLASSES = len(SEMANTIC_NAMES)
 VOXEL_NETWORKS = ("column", "unet")  # the names run_scene_segmentation gives its networks
@@ -418,11 +422,20 @@ def point_scores(predict: Predictor, scenes: Sequence[ScenePoints]) -> dict:
 # The whole comparison -----------------------------------------------------------------------------------
 
 
+# The point network trained once on the full-size chapter's scene set at the FULL budget.
+SHIPPED = WEIGHTS / "scene_point_network.keras"
+
+
+def point_settings(recipe: SceneRecipe, budget: PointBudget) -> dict:
+    """What the point network's card records as its settings: the scene recipe and the budget."""
+    return {"network": "point", "budget": asdict(budget), **asdict(recipe)}
+
+
 def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: PointBudget = FULL,
                      voxel_classes: Mapping[str, np.ndarray] | None = None, progress: bool = False,
-                     models: dict | None = None) -> dict:
-    """Train the point network on the recipe's scene set and score it, and the voxel networks if given,
-    on the same measured points of the test scenes.
+                     models: dict | None = None, shipped: str | os.PathLike | None = SHIPPED) -> dict:
+    """Train the point network on the recipe's scene set (or load the shipped one) and score it, and the
+    voxel networks if given, on the same measured points of the test scenes.
 
     Args:
         recipe: the scene set (``scene_segmentation.SceneRecipe``); its ``seed`` and ``weight_power`` are
@@ -435,12 +448,15 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
             network's time a scene is measured where it predicted them).
         progress: show progress bars.
         models: a dict that receives the trained point network under ``point``.
+        shipped: a model file to load instead of training, used only if its card records this scene set
+            and budget (``recipes.common.shipped_network``; its history and seconds stand for the run's);
+            None always trains.
 
     Returns:
         ``recipe`` and ``budget`` (their settings), ``scenes`` (train and test counts), ``points``
         (measured points of the train and test scenes), ``point`` (``point_scores`` plus
-        ``train_seconds``, ``first_loss``, ``final_loss`` and ``parameters``) and the ``point_scores`` of
-        every voxel network's classes given, under its name. Numbers only.
+        ``train_seconds``, ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``) and the
+        ``point_scores`` of every voxel network's classes given, under its name. Numbers only.
 
     Raises:
         ValueError: a voxel network under an unknown name.
@@ -453,12 +469,32 @@ def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: P
     test = scene_points(scene_voxels.load_scene_views(folder, "test"))
     report = {"recipe": asdict(recipe), "budget": asdict(budget), "scenes": {"train": len(train), "test": len(test)},
               "points": {"train": sum(len(s.points) for s in train), "test": sum(len(s.points) for s in test)}}
-    result = train_point_network(train, budget, recipe.weight_power, recipe.seed, progress)
+    result, loaded = shipped_or_trained(shipped, folder, point_settings(recipe, budget), "scene point network",
+                                        lambda: train_point_network(train, budget, recipe.weight_power, recipe.seed,
+                                                                    progress))
     if models is not None:
         models["point"] = result.model
     scores = point_scores(point_predictor(result.model, budget.points, recipe.seed, budget.batch_size), test)
     report["point"] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                       "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params())}
+                       "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params()),
+                       "shipped": loaded}
     for name, classes in (voxel_classes or {}).items():
         report[name] = {**point_scores(class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
     return report
+
+
+def train_reference_point_network(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: SceneRecipe,
+                                  budget: PointBudget = FULL, progress: bool = True) -> ModelCard:
+    """Train the point network as ``run_scene_points`` does on ``recipe``'s scene set at ``budget`` and save
+    it as ``out/scene_point_network.keras``; returns its card (``command`` left for the caller)."""
+    started = time.perf_counter()
+    folder = ensure_scene_grids(data_dir, recipe, progress)
+    train = scene_points(scene_voxels.load_scene_views(folder, "train"))
+    test = scene_points(scene_voxels.load_scene_views(folder, "test"))
+    result = train_point_network(train, budget, recipe.weight_power, recipe.seed, progress)
+    scores = point_scores(point_predictor(result.model, budget.points, recipe.seed, budget.batch_size), test)
+    path = save_for_inference(result.model, Path(out) / SHIPPED.name)
+    card = scene_card(path, "scenepoints", folder, point_settings(recipe, budget), result, scores, started,
+                      train_scenes=len(train), test_scenes=len(test))
+    card.load_with = "import pcfilter_lib.models.pointnet; keras.models.load_model(path)"
+    return card
