@@ -106,3 +106,24 @@ def test_each_variant_of_the_ablation_changes_only_what_it_names():
     takes = set(inspect.signature(yovo.build_yovo).parameters)
     assert all(set(variant.model) <= takes for variant, _ in resolved.values())
     assert i2v.VARIANTS["the same, another seed"] == {"seed": 1}  # the recipe dicts are left as they were
+
+
+def test_a_recorded_ablation_is_read_back_for_its_recipe_images_and_variants_only(reference, tmp_path):
+    import json
+
+    root, _ = reference
+    folder = root / "data" / TINY.folder
+    results = [i2v.VariantResult(name, 10, 1.5, 0.7, {"loss": [0.9, 0.5]}, 0.3, [0.1, 0.2, 0.3, 0.2], 0.25 + k / 100)
+               for k, name in enumerate(list(i2v.VARIANTS)[:2])]
+    variants = dict(list(i2v.VARIANTS.items())[:2])
+    record = tmp_path / "yovo_ablation.json"
+    record.write_text(json.dumps(i2v.ablation_record(results, TINY, folder, variants)))
+    read, whole = i2v.recorded_ablation(record, TINY, folder, variants)
+    assert read == results and whole["seed"] == 0 and whole["environment"]
+    assert i2v.recorded_ablation(record, dataclasses.replace(TINY, epochs=2), folder, variants) is None
+    assert i2v.recorded_ablation(record, TINY, folder, i2v.VARIANTS) is None  # other variants
+    assert i2v.recorded_ablation(record, TINY, folder, variants, seed=1) is None
+    assert i2v.recorded_ablation(tmp_path / "none.json", TINY, folder, variants) is None
+    other = image_voxels.write_dataset(tmp_path / "other", TINY.counts, seed=TINY.data_seed + 1,
+                                       image_size=TINY.image_size)
+    assert i2v.recorded_ablation(record, TINY, other, variants) is None  # images of another seed

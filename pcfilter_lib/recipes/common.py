@@ -96,13 +96,18 @@ def provenance(folder: str | os.PathLike, **sizes) -> dict:
             "manifest_sha256": sha256(folder / "manifest.json") if has_manifest else None, **sizes}
 
 
-def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
-    """Whether ``card``'s model learnt from a data set of the same recipe as the one in ``folder``:
-    generator, version, seed and parameters as the card records them. The files' checksums are not
+def same_data(data: Mapping, folder: str | os.PathLike) -> bool:
+    """Whether ``data`` (a ``provenance`` as a record keeps it) describes a data set of the same recipe as
+    the one in ``folder``: generator, version, seed and parameters. The files' checksums are not
     compared: simulated or fused data may differ in its last bits between processors."""
     here = provenance(folder)
-    return card is not None and all(card.data.get(key) == here[key]
-                                    for key in ("generator", "version", "seed", "parameters"))
+    return all(data.get(key) == here[key] for key in ("generator", "version", "seed", "parameters"))
+
+
+def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
+    """Whether ``card``'s model learnt from a data set of the same recipe as the one in ``folder``
+    (``same_data``)."""
+    return card is not None and same_data(card.data, folder)
 
 
 def shipped_network(path: str | os.PathLike, folder: str | os.PathLike | None, settings: Mapping, what: str,

@@ -10,12 +10,15 @@
   plain average, the aggregator's merge, the refined output), so that what each part adds can be
   measured on the network as it was trained.
 * ``ablate`` trains variants (ReLU for Mish, dropout for DropBlock, Adam for Ranger, no aggregator,
-  no refiner) with one budget and scores them the same way.
+  no refiner) with one budget and scores them the same way. ``benchmarks/yovo_ablation.py`` runs the
+  full-size chapter's ablation once and records it (``ablation_record``); ``recorded_ablation`` reads
+  that record back for the same recipe, images and variants.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from pcfilter_lib.models import yovo
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn import optimizers, scores
 from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, provenance, rounded, same_data
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the thesis' IoU thresholds
 SHIPPED = WEIGHTS / "yovo_modelnet10.keras"
@@ -252,6 +255,29 @@ def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = V
         results.append(VariantResult(name, int(run.model.count_params()), run.seconds, run.seconds_per_epoch,
                                      run.history, threshold, validation["mean"], test["mean"][0]))
     return results
+
+
+def ablation_record(results: list[VariantResult], recipe: VoxelRecipe, folder: str | os.PathLike,
+                    variants: dict = VARIANTS, seed: int = 0) -> dict:
+    """An ablation as ``benchmarks/yovo_ablation.py`` records it (JSON): the recipe, the data set's
+    provenance, the variants, the seed, the library's environment and every network's ``VariantResult``."""
+    return {"recipe": dataclasses.asdict(recipe), "data": provenance(folder), "variants": variants, "seed": seed,
+            "environment": environment(), "results": [rounded(dataclasses.asdict(r), 6) for r in results]}
+
+
+def recorded_ablation(path: str | os.PathLike, recipe: VoxelRecipe, folder: str | os.PathLike,
+                      variants: dict = VARIANTS, seed: int = 0) -> tuple[list[VariantResult], dict] | None:
+    """The ablation recorded at ``path`` (``ablation_record``) and the whole record, if it ran this recipe
+    with these variants and seed on a data set of the same recipe as ``folder``'s (``same_data``); else None
+    (no record, fast mode, another recipe), and the caller runs ``ablate``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    expected = json.loads(json.dumps({"recipe": dataclasses.asdict(recipe), "variants": variants, "seed": seed}))
+    if any(record.get(key) != value for key, value in expected.items()) or not same_data(record["data"], folder):
+        return None
+    return [VariantResult(**r) for r in record["results"]], record
 
 
 def train_reference_yovo(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: VoxelRecipe = FULL,
