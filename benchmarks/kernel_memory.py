@@ -7,8 +7,14 @@ the order they started, are paired with the chapters the build executed, in the 
 cache recorded them (``book/_ext/execution.py``). The table goes to
 ``benchmarks/results/kernel_memory.{json,md}``. Linux only (it reads ``/proc``).
 
-    python benchmarks/kernel_memory.py                       # PCFILTER_FAST=0 make book, watched
+    python benchmarks/kernel_memory.py                       # make book (full size unless PCFILTER_FAST=1)
     python benchmarks/kernel_memory.py -- make book          # any command that builds the book
+    TF_CPU_ALLOCATOR_USE_BFC=false python benchmarks/kernel_memory.py --chapters 08_3d_scenes \
+        --out benchmarks/results/kernel_memory_default_allocator \
+        -- python benchmarks/book_times.py --chapters 08_3d_scenes --results /tmp/times.json
+
+With ``--chapters`` the kernels are named in the order given instead of from the execution cache: for a
+command that runs chapters outside the book's build, such as ``book_times.py``.
 
 A chapter taken from the cache starts no kernel, so run it on a fresh clone (or after ``make clean``)
 to see every chapter.
@@ -93,6 +99,10 @@ def executed_since(start: float) -> list[tuple[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="*", help="the build command (default: make book)")
+    parser.add_argument("--chapters", nargs="+", help="the chapters the command runs, in order (default: those "
+                                                       "the execution cache records)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "kernel_memory",
+                        help="the results, without suffix (default: benchmarks/results/kernel_memory)")
     args = parser.parse_args(argv)
     if not Path("/proc/self/status").exists():
         parser.error("this reads /proc: it runs on Linux only")
@@ -102,27 +112,33 @@ def main(argv: list[str] | None = None) -> int:
     if status:
         print(f"kernel_memory: {' '.join(command)} failed with status {status}; nothing recorded", file=sys.stderr)
         return status
-    chapters = executed_since(start)
+    chapters = [(stem, 0.0) for stem in args.chapters] if args.chapters else executed_since(start)
     if len(chapters) != len(rows):
-        print(f"kernel_memory: {len(rows)} kernels ran but the cache recorded {len(chapters)} executions; "
-              "run the build on a fresh clone, with nothing else starting kernels", file=sys.stderr)
+        print(f"kernel_memory: {len(rows)} kernels ran but {len(chapters)} chapters "
+              f"{'were named' if args.chapters else 'were recorded by the execution cache'}; run the build on a "
+              "fresh clone, with nothing else starting kernels", file=sys.stderr)
         return 1
+    for row in rows:
+        row["execution_seconds"] = round(row["last_seen"] - row["first_seen"], 1)
     for row, (stem, seconds) in zip(rows, chapters, strict=True):
-        row.update(chapter=stem, execution_seconds=round(seconds, 1))
+        row["chapter"] = stem
+        if seconds:  # the cache's own measure
+            row["execution_seconds"] = round(seconds, 1)
     from pcfilter_lib import config
+    from pcfilter_lib.runtime import cpu_allocator
     from pcfilter_lib.timing.clock import cpu_name
 
     result = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(command),
-              "size": "fast" if config.fast_mode() else "full", "machine": cpu_name(),
+              "size": "fast" if config.fast_mode() else "full", "allocator": cpu_allocator(), "machine": cpu_name(),
               "cpu_cores": os.cpu_count(), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kernel_memory.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# Peak memory of each chapter's kernel ({result['size']} size)", "",
              f"Measured {result['measured']} during `{result['command']}` on {result['cpu_cores']} cores "
-             f"({result['machine']}); benchmarks/kernel_memory.py.", "",
+             f"({result['machine']}), CPU allocator {result['allocator']}; benchmarks/kernel_memory.py.", "",
              "| chapter | execution (s) | peak resident memory (MB) |", "|---|---|---|"]
     lines += [f"| {r['chapter']} | {r['execution_seconds']:.0f} | {r['peak_mb']:,} |" for r in rows]
-    (RESULTS / "kernel_memory.md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
