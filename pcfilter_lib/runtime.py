@@ -52,30 +52,6 @@ def graph_optimiser() -> str:
     return "off" if tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer") else "on"
 
 
-@contextlib.contextmanager
-def graph_optimiser_off():
-    """TensorFlow's graph optimiser (Grappler) off inside the block and as it was afterwards.
-
-    For short training runs, where optimising the traced training step costs more than it saves:
-    in chapter 7's ablation, 50 steps of YOVO on two CPU cores, it took about 3 s of each network's
-    first epoch of 17 to 20 s and left the later epochs as fast. Graphs traced inside the block keep
-    running unoptimised after it. Another backend is left alone.
-    """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    import tensorflow as tf
-
-    before = bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer"))
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
-
-
 def xla_optimisation() -> str:
     """Whether XLA optimises the programs it compiles in this process and those it starts: "on", or "off"
     where ``XLA_FLAGS`` turns the backend's optimisation off (fast mode's ``setup``, or the user)."""

@@ -26,7 +26,7 @@ ENTRY = ("config", "runtime", "cli", "book")
 # one: the command line keeps it out of --help by loading a command's module only when the command runs.
 DEFERRABLE = {"keras", "tensorflow", "open3d", "plotly", "matplotlib", "jax", "torch",
               "nbformat", "jupyter_cache"}  # installed with the book's extra only
-MAX_DEFERRED = 31  # imports inside functions in the whole package: each one a start-up cost put off on purpose
+MAX_DEFERRED = 32  # imports inside functions in the whole package: each one a start-up cost put off on purpose
 ROOT_MODULES = 5  # at most this many modules (besides __init__) at the package's root
 
 

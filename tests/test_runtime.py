@@ -146,7 +146,8 @@ def test_the_graph_optimiser_is_off_inside_the_block_only():
     # In a fresh full-size process, where the optimiser starts on (this test process may be in fast mode).
     env = {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "PCFILTER_FAST": "0"}
     code = ("from pcfilter_lib import runtime; runtime.setup(); before = runtime.graph_optimiser()\n"
-            "with runtime.graph_optimiser_off():\n    inside = runtime.graph_optimiser()\n"
+            "from pcfilter_lib.nn.fit import graph_optimiser_off\n"
+            "with graph_optimiser_off():\n    inside = runtime.graph_optimiser()\n"
             "print(before, inside, runtime.graph_optimiser())")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr

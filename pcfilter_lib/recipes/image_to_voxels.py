@@ -27,13 +27,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from pcfilter_lib import runtime
 from pcfilter_lib.data import image_voxels
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import yovo
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn import optimizers, scores
-from pcfilter_lib.nn.fit import TrainResult, fit
+from pcfilter_lib.nn.fit import TrainResult, fit, graph_optimiser_off
 from pcfilter_lib.recipes.common import environment, provenance, rounded, same_data
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the thesis' IoU thresholds
@@ -247,7 +246,7 @@ def ablate(recipe: VoxelRecipe, train_set, val_set, test_set, variants: dict = V
     results = []
     for name, changes in variants.items():
         variant, run_seed = variant_recipe(recipe, changes, seed)
-        with runtime.graph_optimiser_off():  # a short run: optimising its step costs more than it saves
+        with graph_optimiser_off():  # a short run: optimising its step costs more than it saves
             run = train(variant, train_set, seed=run_seed, progress=progress, desc=name)
         validation = iou_by_class(predict(run.model, val_set.images), val_set)
         threshold = choose_threshold(validation)
