@@ -15,6 +15,7 @@ runtime.setup(seed=0)
 from pcfilter_lib import config
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.recipes import representations as rep
+from pcfilter_lib.recipes.common import shipped_network
 
 # Two training meshes per class and one epoch: the code paths, not the accuracies.
 TINY = replace(rep.FAST, train_per_class=2, epochs=1, batch_size=8, num_points=64, view_counts=(1, 3))
@@ -49,7 +50,10 @@ def test_shipped_networks_are_loaded_for_their_data_and_recipe_only(data, tmp_pa
         assert shipped and run.seconds == card.training_seconds and run.history == card.history
         assert run.epoch_seconds == card.details["epoch_seconds"]
         assert run.test["accuracy"] == pytest.approx(card.test["accuracy"], abs=1e-4), name
-    other = replace(TINY, view_counts=(1,), epochs=2)
-    assert not any(shipped for _, shipped in rep.runs(root, other, inputs, weights=tmp_path).values())
+    for other in (replace(TINY, epochs=2), replace(TINY, num_points=32)):  # another budget, other inputs
+        assert shipped_network(rep.shipped_path("voxnet", tmp_path), root, rep.card_settings(other, "voxnet"),
+                               "voxnet") is None
+    assert shipped_network(rep.shipped_path("voxnet", tmp_path), tmp_path, rep.card_settings(TINY, "voxnet"),
+                           "voxnet") is None  # a folder of no data set
     with pytest.raises(ValueError, match="no network 'mvcnn6'"):
         rep.train_network("mvcnn6", TINY, inputs)

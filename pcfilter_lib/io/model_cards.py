@@ -41,12 +41,9 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "unet_loss_focal.keras": "unetlossfocal", "unet_loss_dice.keras": "unetlossdice",
                    "scene_unet_power_000.keras": "sceneunetpower000", "scene_unet_power_050.keras": "sceneunetpower050",
                    "scene_unet_power_100.keras": "sceneunetpower100",
-                   "pointnet_head_scans_10.keras": "pointnettransferscans10",
-                   "pointnet_tuned_scans_10.keras": "pointnettransferscans10",
-                   "pointnet_head_scans_100.keras": "pointnettransferscans100",
-                   "pointnet_tuned_scans_100.keras": "pointnettransferscans100",
-                   "pointnet_head_newclasses_100.keras": "pointnettransfernewclasses100",
-                   "pointnet_tuned_newclasses_100.keras": "pointnettransfernewclasses100",
+                   **{f"pointnet_{kind}_{task}_{percent}.keras": f"pointnettransfer{task}{percent}"
+                      for task, percent in (("scans", 10), ("scans", 100), ("newclasses", 100))
+                      for kind in ("head", "tuned")},
                    "scene_point_network.keras": "scenepoints",
                    **{f"representation_{name}.keras": "representations"
                       for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")}}

@@ -21,13 +21,13 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import modelnet, voxel_sets
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, read_model_card
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models.mvcnn import build_mvcnn
 from pcfilter_lib.models.pointnet import build_pointnet
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.models.voxnet import build_voxnet
 from pcfilter_lib.nn.fit import TrainResult, train_classifier
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_or_trained
+from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
 
 
 @dataclass(frozen=True)
@@ -158,14 +158,13 @@ def runs(root: str | os.PathLike, recipe: RepresentationRecipe, inputs: Inputs, 
     run's, its test accuracy measured here), else trained here; and whether it was shipped."""
     out = {}
     for name in names(recipe):
-        run, loaded = shipped_or_trained(shipped_path(name, weights), root, card_settings(recipe, name),
-                                         f"chapter 2's {name}",
-                                         lambda name=name: train_network(name, recipe, inputs, progress=progress))
-        if loaded:
-            card = read_model_card(shipped_path(name, weights))
-            run = TrainResult(run.model, run.history, run.seconds, list(card.details["epoch_seconds"]),
-                              {"accuracy": test_accuracy(run.model, name, recipe, inputs)})
-        out[name] = run, loaded
+        found = shipped_network(shipped_path(name, weights), root, card_settings(recipe, name), f"chapter 2's {name}")
+        if found is None:
+            out[name] = train_network(name, recipe, inputs, progress=progress), False
+        else:
+            model, card = found
+            out[name] = TrainResult(model, card.history, card.training_seconds, list(card.details["epoch_seconds"]),
+                                    {"accuracy": test_accuracy(model, name, recipe, inputs)}), True
     return out
 
 

@@ -378,6 +378,20 @@ class NewClassesResult:
     results: list[StrategyResult]
 
 
+def fresh_copies(network: keras.Model, build: Callable[[int], keras.Model], num_classes: int
+                 ) -> Callable[[], keras.Model]:
+    """A function returning, at each call, a new ``build(num_classes)`` with ``network``'s weights: the
+    ``pretrained`` argument of ``compare_strategies`` for a network held in memory."""
+    weights = network.get_weights()
+
+    def fresh_copy() -> keras.Model:
+        copy = build(num_classes)
+        copy.set_weights(weights)
+        return copy
+
+    return fresh_copy
+
+
 def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old_classes, new_classes,
                 build: Callable[[int], keras.Model], epochs: int, head_epochs: int, tune_epochs: int,
                 batch_size: int = 32, fraction: float = 1.0, seed: int = 0,
@@ -424,15 +438,9 @@ def new_classes(train_set: Clouds, val_set: Clouds | None, test_set: Clouds, old
         seconds = train(network, *parts["old"][:2], epochs, batch_size, seed=seed, progress=bars).seconds
     else:
         network, seconds = pretrained
-    weights = network.get_weights()
-
-    def fresh_copy() -> keras.Model:
-        copy = build(len(old_classes))
-        copy.set_weights(weights)
-        return copy
-
-    results = compare_strategies(fresh_copy, *parts["new"], fractions=(fraction,), scratch_epochs=epochs,
-                                 head_epochs=head_epochs, tune_epochs=tune_epochs, batch_size=batch_size,
+    results = compare_strategies(fresh_copies(network, build, len(old_classes)), *parts["new"],
+                                 fractions=(fraction,), scratch_epochs=epochs, head_epochs=head_epochs,
+                                 tune_epochs=tune_epochs, batch_size=batch_size,
                                  build=build, seed=seed, bars=bars, scratch_runs=scratch_runs,
                                  transfer_runs=transfer_runs)
     return NewClassesResult(old_classes, new_classes, accuracy(network, parts["old"][2]), seconds, results)
@@ -682,21 +690,13 @@ def train_reference_transfer(out: str | os.PathLike, data_dir: str | os.PathLike
         raise ValueError("give the pretrained network (file, fresh copy) for task 'scans' and none for 'newclasses'")
     started = time.perf_counter()
     root, kind, train_set, val_set, test_set = task_clouds(data_dir, task, settings, modelnet_size, seed, progress)
-    if task == "newclasses":
-        old_root, _ = modelnet.ensure_dataset(data_dir, modelnet_size, progress=progress)
-        old, _ = practical_classes(modelnet.list_classes(old_root))
-        found = shipped_old_classes(old_root, settings, old, seed)
+    if task == "newclasses":  # root holds the complete clouds of every class
+        old, _ = practical_classes(modelnet.list_classes(root))
+        found = shipped_old_classes(root, settings, old, seed)
         if found is None:
             raise ValueError(f"{SHIPPED_OLD_CLASSES.name} did not learn from this data set at this budget: "
                              "train it first (--target pointnetoldclasses)")
-        weights = found[0].get_weights()
-
-        def fresh_copy() -> keras.Model:
-            copy = build_practical(settings)(len(old))
-            copy.set_weights(weights)
-            return copy
-
-        pretrained = (SHIPPED_OLD_CLASSES, fresh_copy)
+        pretrained = (SHIPPED_OLD_CLASSES, fresh_copies(found[0], build_practical(settings), len(old)))
     path, fresh = pretrained
     subset = take_fraction(train_set, fraction, seed=seed)
     head = train_new_head(fresh, len(train_set.classes), subset, val_set, settings.head_epochs, settings.batch_size,
