@@ -1,41 +1,313 @@
 """Plotly figures for the book, which a reader can turn and zoom: a scan's points by label or artefact
 kind, a cloud with PointNet's critical points, a filter's outcomes, and side-by-side 3D scenes built
-from cloud, mesh and voxel traces (``figure_3d``). ``setup_plotly`` makes them show in notebooks
-and in the built book without a network.
+from cloud, mesh and voxel traces (``figure_3d``). ``setup_plotly`` makes them show in JupyterLab and
+in the built book, where each figure also carries a still picture (``static_png``) for a reader whose
+browser runs no JavaScript.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import math
+import re
 from collections.abc import Mapping, Sequence
+from html import escape
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
-from plotly.io.base_renderers import NotebookRenderer
+from matplotlib import colormaps
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+from plotly.io.base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, KIND_NAMES, KIND_NONE, LABEL_NAMES
 from pcfilter_lib.viz.colours import LABEL_HEX, OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
 
+PLOTLY_DEFAULT_EYE = (1.25, 1.25, 1.25)  # plotly.js's camera when a scene names none
+"""Where plotly.js puts the camera of a 3D scene whose layout gives no ``camera.eye``."""
+
+
+class BookRenderer(MimetypeRenderer):
+    """Plotly's renderer "book": a figure as HTML for the built book, without plotly.js.
+
+    The HTML holds the ``plotly-graph-div`` with the script that draws into it, and a still picture of
+    the figure (``static_png``) inside ``<noscript>``, shown only where the browser runs no JavaScript.
+    plotly.js itself is not in it: the book loads one copy of it, ``_static/plotly.min.js``, in the
+    pages that have a figure (``book/_ext/plotly_js.py``), so a page no longer carries its own 5 MB
+    copy. Nor is MathJax: the book serves its own, once per page.
+    """
+
+    def __init__(self, config: Mapping | None = None):
+        self.config = dict(config or {})
+
+    def to_mimebundle(self, fig_dict):
+        html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
+                           full_html=False, default_width="100%", default_height=525, validate=False)
+        return {"text/html": html + still_html(fig_dict)}
+
 
 def setup_plotly() -> None:
-    """Make ``fig.show()`` work in notebooks and in the built book without a network.
+    """Make ``fig.show()`` show interactive figures in JupyterLab and in the built book.
 
-    The renderer "plotly_mimetype+book" puts two representations into each output: the Plotly
-    JSON (for JupyterLab) and HTML with a ``plotly-graph-div``; the output of this call carries
-    plotly.js itself, inline, so the book's pages need no CDN. Jupyter Book shows the HTML. Plotly's
-    own "notebook" renderer would also load MathJax from a CDN with every figure; the book serves its
-    MathJax itself, once per page, so "book" is that renderer with MathJax left out.
+    The default renderer becomes "plotly_mimetype+book": each figure's output holds the Plotly JSON,
+    which JupyterLab draws with its Plotly extension, and the HTML of ``BookRenderer``, which the built
+    book shows: the figure's div, drawn by the one plotly.js that the book's pages with figures load,
+    and a still picture for readers without JavaScript. The call itself shows nothing: Plotly's own
+    "notebook" renderer would put plotly.js (about 5 MB) into the output of the first figure of every
+    page, and MathJax from a CDN with every figure.
     """
-    class BookRenderer(NotebookRenderer):
-        def to_mimebundle(self, fig_dict):
-            html = pio.to_html(fig_dict, config=self.config, auto_play=self.auto_play, include_plotlyjs=False,
-                               include_mathjax=False, full_html=False, animation_opts=self.animation_opts,
-                               default_width="100%", default_height=525, validate=False)
-            return {"text/html": html}
-
     pio.renderers["book"] = BookRenderer()
     pio.renderers.default = "plotly_mimetype+book"
+
+
+def still_html(fig) -> str:
+    """The still picture of a figure for the book's HTML: a PNG (``static_png``) as a data URI in an
+    ``<img>`` inside ``<noscript>``, which a browser shows only where it runs no JavaScript.
+
+    Args:
+        fig: a ``plotly.graph_objects.Figure`` or its dict.
+
+    Returns:
+        The HTML.
+    """
+    fig_dict = _as_dict(fig)
+    png = base64.b64encode(static_png(fig_dict)).decode("ascii")
+    title = _text(fig_dict.get("layout", {}).get("title")) or "3D figure"
+    alt = escape(f"{title}: a still view of the interactive figure", quote=True)
+    return (f'<noscript><img class="plotly-still" src="data:image/png;base64,{png}" alt="{alt}" '
+            'style="max-width:100%;height:auto"></noscript>')
+
+
+def static_png(fig, width: float = 9.0, dpi: int = 100) -> bytes:
+    """A still picture of a Plotly figure, drawn with Matplotlib, as PNG bytes.
+
+    Draws what this module's figures hold: ``Scatter3d`` points (their colours, sizes and legend
+    names), ``Mesh3d`` triangles (flat shaded, lit from the camera), and ``Image`` panels, each 3D
+    scene seen from its layout's camera (eye and up vector) with its axis titles, the aspect of its
+    data where ``aspectmode`` is "data", and the figure's title and subplot titles. A Matplotlib
+    ``Figure`` is made without pyplot, so that a notebook shows nothing of it.
+
+    Args:
+        fig: a ``plotly.graph_objects.Figure`` or its dict (``fig.to_dict()``; arrays may be plotly's
+            base64 form).
+        width: the picture's width, in inches.
+        dpi: its resolution, in dots per inch.
+
+    Returns:
+        The PNG file's bytes.
+
+    Raises:
+        ValueError: the figure holds a trace of another type, or no trace.
+    """
+    fig_dict = _as_dict(fig)
+    layout, traces = fig_dict.get("layout", {}), fig_dict.get("data", [])
+    if not traces:
+        raise ValueError("the figure has no trace to draw")
+    panels: dict[str, list[Mapping]] = {}
+    for trace in traces:
+        kind = trace.get("type", "scatter")
+        if kind in ("scatter3d", "mesh3d"):
+            panels.setdefault(trace.get("scene", "scene"), []).append(trace)
+        elif kind == "image":
+            panels.setdefault(trace.get("xaxis", "x").replace("x", "xaxis", 1), []).append(trace)
+        else:
+            raise ValueError(f"static_png draws Scatter3d, Mesh3d and Image traces, not {kind!r}")
+    names = sorted(panels, key=lambda name: _domain(layout, name)[0])
+    height_px = layout.get("height") or 500
+    height = min(max(height_px / 100, 3.0), 6.5) if len(names) == 1 else max(width / len(names) * 1.05, 2.8)
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    titles = _subplot_titles(layout)
+    for n, name in enumerate(names, start=1):
+        low, high = _domain(layout, name)
+        subtitle = next((text for x, text in titles if low <= x <= high), "")
+        if name.startswith("xaxis"):
+            ax = figure.add_subplot(1, len(names), n)
+            for trace in panels[name]:
+                ax.imshow(_array(trace["z"]).astype(np.uint8))
+            ax.set_axis_off()
+        else:
+            ax = figure.add_subplot(1, len(names), n, projection="3d")
+            _draw_scene(ax, panels[name], layout.get(name, {}), layout.get("showlegend") is not False)
+        if subtitle:
+            ax.set_title(subtitle, fontsize=10)
+    title = _text(layout.get("title"))
+    if title:
+        figure.suptitle(title, fontsize=12)
+    # room above the panels for the titles: 3D axes fill their whole box, which no layout engine shrinks
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, wspace=0.02,
+                           top=1 - (0.5 * bool(title) + 0.3 * bool(titles)) / height)
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=dpi)
+    return out.getvalue()
+
+
+def _as_dict(fig) -> dict:
+    return fig if isinstance(fig, Mapping) else fig.to_dict()
+
+
+def _text(title) -> str:
+    """The text of a Plotly title, given as a string or as ``{"text": ...}``."""
+    if isinstance(title, Mapping):
+        title = title.get("text")
+    return str(title) if title else ""
+
+
+def _array(value) -> np.ndarray:
+    """A trace's array: a list, a NumPy array, or Plotly's base64 form ``{"dtype", "bdata", "shape"}``."""
+    if isinstance(value, Mapping) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            flat = flat.reshape([int(n) for n in str(shape).split(",")])
+        return flat
+    return np.asarray(value)
+
+
+def _domain(layout: Mapping, name: str) -> tuple[float, float]:
+    """The horizontal extent, in the figure's [0, 1], of a scene (``domain.x``) or an x axis (``domain``)."""
+    domain = layout.get(name, {}).get("domain", {})
+    found = domain.get("x") if isinstance(domain, Mapping) else domain
+    return tuple(found) if found else (0.0, 1.0)
+
+
+def _subplot_titles(layout: Mapping) -> list[tuple[float, str]]:
+    """The subplot titles ``make_subplots`` writes as annotations: (x in the figure, text)."""
+    return [(float(a.get("x", 0.5)), _text(a.get("text"))) for a in layout.get("annotations", [])
+            if a.get("xref") == "paper" and a.get("yref") == "paper" and a.get("text")]
+
+
+RGB = re.compile(r"rgba?\(([^)]*)\)")
+
+
+def _colour(value) -> tuple[float, float, float, float]:
+    """A Plotly colour (a CSS name, ``#hex`` or ``rgb(r, g, b)`` / ``rgba(r, g, b, a)``) as Matplotlib's RGBA."""
+    match = RGB.fullmatch(str(value).replace(" ", ""))
+    if match:
+        parts = [float(p) for p in match.group(1).split(",")]
+        return (parts[0] / 255, parts[1] / 255, parts[2] / 255, parts[3] if len(parts) > 3 else 1.0)
+    return to_rgba(value)
+
+
+def _colours(value, count: int):
+    """One RGBA per point (an (N, 4) array) for an array of colours, or one RGBA for a single colour."""
+    if value is None:
+        return to_rgba("#1f77b4")
+    if isinstance(value, str):
+        return _colour(value)
+    values = _array(value)
+    if values.ndim == 0:
+        return _colour(values.item())
+    if values.dtype.kind in "fiu":  # numbers on a colour scale
+        span = np.ptp(values) or 1.0
+        return colormaps["viridis"]((values - values.min()) / span)
+    return np.array([_colour(v) for v in values.tolist()]) if len(values) == count else _colour(values[0])
+
+
+def camera_view(camera: Mapping | None) -> dict:
+    """How Matplotlib sees a 3D scene from Plotly's camera: elevation, azimuth, the vertical axis and
+    the axes to invert.
+
+    Plotly places the eye at ``camera.eye`` (from the scene's centre) with ``camera.up`` pointing up on
+    the screen. Matplotlib turns its view about one of the data axes (``vertical_axis``), so the up
+    vector is rounded to the nearest axis. An up vector along a negative axis (the camera frame of a
+    scan, where y points down) is a half turn about a third axis: that axis stays and the other two are
+    inverted, so the picture is turned, not mirrored.
+
+    Args:
+        camera: the scene's ``camera`` (``eye``, ``up``), or None for Plotly's default.
+
+    Returns:
+        ``{"elev": degrees, "azim": degrees, "vertical_axis": "x" | "y" | "z", "invert": axes}``, the
+        first three for ``Axes3D.view_init`` and ``invert`` a string of the axes to invert (e.g. "yz").
+    """
+    eye, up = _vector(camera, "eye", PLOTLY_DEFAULT_EYE), _vector(camera, "up", (0.0, 0.0, 1.0))
+    vertical = int(np.argmax(np.abs(up)))
+    first, second = (vertical + 1) % 3, (vertical + 2) % 3
+    invert = ""
+    if up[vertical] < 0:
+        flipped = sorted((vertical, first))
+        eye[flipped] *= -1
+        invert = "".join("xyz"[i] for i in flipped)
+    elev = math.degrees(math.atan2(eye[vertical], math.hypot(eye[first], eye[second])))
+    azim = math.degrees(math.atan2(eye[second], eye[first]))
+    return {"elev": elev, "azim": azim, "vertical_axis": "xyz"[vertical], "invert": invert}
+
+
+def _draw_scene(ax, traces: Sequence[Mapping], scene: Mapping, legend: bool) -> None:
+    """Draw a scene's Scatter3d and Mesh3d traces into Matplotlib 3D axes, as Plotly's camera sees them."""
+    view = camera_view(scene.get("camera"))
+    light = _light(scene.get("camera"))
+    ax.computed_zorder = False  # traces in their order, as Plotly draws them; points by depth within one
+    handles, lows, highs = [], [], []  # handles: (legend entry, its trace)
+    for trace in traces:
+        xyz = np.stack([_array(trace.get(a, [])).astype(np.float64).ravel() for a in "xyz"], axis=1)
+        if not len(xyz):
+            continue
+        lows.append(xyz.min(axis=0))
+        highs.append(xyz.max(axis=0))
+        name = trace.get("name") or ""
+        if trace["type"] == "scatter3d":
+            marker = trace.get("marker", {})
+            colour = _colours(marker.get("color"), len(xyz))
+            size = float(marker.get("size", 6) if np.isscalar(marker.get("size", 6)) else 3)
+            ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], s=(0.8 * size) ** 2, c=[colour]
+                       if isinstance(colour, tuple) else colour, linewidths=0, depthshade=False)
+            single = colour if isinstance(colour, tuple) else tuple(colour[0])
+            handles.append((Line2D([], [], ls="", marker="o", markersize=6, color=single, label=name), trace))
+        else:
+            ijk = np.stack([_array(trace[a]).astype(int).ravel() for a in "ijk"], axis=1)
+            faces = xyz[ijk]  # (T, 3, 3)
+            normals = np.cross(faces[:, 1] - faces[:, 0], faces[:, 2] - faces[:, 0])
+            normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+            shade = 0.45 + 0.55 * np.abs(normals @ light)
+            base = np.array(_colour(trace.get("color", "#8c9cb0")))
+            colours = np.column_stack([np.clip(base[:3] * shade[:, None], 0, 1),
+                                       np.full(len(faces), float(trace.get("opacity", 1.0)))])
+            ax.add_collection3d(Poly3DCollection(faces, facecolors=colours, edgecolors="none"))
+            handles.append((Patch(color=base[:3], label=name), trace))
+    if lows:
+        low, high = np.min(lows, axis=0), np.max(highs, axis=0)
+        span = np.maximum(high - low, 1e-9)
+        pad = 0.02 * span.max()
+        for axis, a, b in zip("xyz", low - pad, high + pad, strict=True):
+            getattr(ax, f"set_{axis}lim")(a, b)
+        ax.set_box_aspect(span + 2 * pad if scene.get("aspectmode") == "data" else (1, 1, 1), zoom=0.9)
+    ax.view_init(elev=view["elev"], azim=view["azim"], vertical_axis=view["vertical_axis"])
+    for axis in view["invert"]:
+        getattr(ax, f"invert_{axis}axis")()
+    shown = False
+    for axis in "xyz":
+        settings = scene.get(f"{axis}axis", {})
+        hidden = settings.get("visible") is False or settings.get("showticklabels") is False
+        if hidden:
+            getattr(ax, f"set_{axis}ticklabels")([])
+        label = _text(settings.get("title")) if "title" in settings else ("" if hidden else axis)
+        getattr(ax, f"set_{axis}label")(label, fontsize=9)
+        shown = shown or not hidden or bool(label)
+    if not shown:
+        ax.set_axis_off()
+    ax.tick_params(labelsize=7)
+    named = [h for h, trace in handles if h.get_label() and trace.get("showlegend") is not False]
+    if legend and named and (len(handles) > 1 or handles[0][1].get("showlegend")):
+        ax.legend(handles=named, loc="upper left", fontsize=8, frameon=False)
+
+
+def _light(camera: Mapping | None) -> np.ndarray:
+    """The unit direction from the scene towards Plotly's eye: meshes are lit from the camera."""
+    eye = _vector(camera, "eye", PLOTLY_DEFAULT_EYE)
+    return eye / max(np.linalg.norm(eye), 1e-12)
+
+
+def _vector(camera: Mapping | None, key: str, default: Sequence[float]) -> np.ndarray:
+    """The camera's ``eye`` or ``up`` as (x, y, z), Plotly's default where the layout gives none."""
+    given = (camera or {}).get(key) or {}
+    return np.array([float(given.get(a, d)) for a, d in zip("xyz", default, strict=True)])
 
 
 def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60000, seed: int = 0,
