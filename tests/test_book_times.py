@@ -105,3 +105,29 @@ def test_the_kernel_watcher_records_each_kernels_peak_memory(tmp_path):
     assert status == 0 and len(rows) == 1
     assert rows[0]["peak_mb"] >= 64 and rows[0]["last_seen"] >= rows[0]["first_seen"]
     assert watcher["executed_since"](time.time() + 3600) == []
+
+
+def test_chapter_costs_pair_each_chapters_time_with_its_kernels_peak_memory(tmp_path):
+    times = write(tmp_path / "book_times.json", {"rows": [
+        {"chapter": "01_a", "size": "full", "seconds": 21.7, "cpu_cores": 2, "cpu": "Intel Xeon", "gpu": None,
+         "measured": "2026-11-26T12:44:42+00:00"},
+        {"chapter": "02_b", "size": "full", "seconds": 117.7, "cpu_cores": 2, "cpu": "Intel Xeon", "gpu": None,
+         "measured": "2026-11-27T12:46:39+00:00"},
+        {"chapter": "02_b", "size": "fast", "seconds": 50.0, "cpu_cores": 2, "gpu": None},
+        {"chapter": "03_c", "size": "full", "seconds": 9.0, "cpu_cores": 16, "gpu": "NVIDIA H100"}]})
+    write(tmp_path / "kernel_memory.json", {"measured": "2026-11-27T13:05:53+00:00", "size": "full",
+                                            "machine": "AMD EPYC", "cpu_cores": 2,
+                                            "rows": [{"chapter": "02_b", "peak_mb": 3667},
+                                                     {"pid": 7, "peak_mb": 100}]})
+    costs = book_times.chapter_costs(["01_a", "02_b", "03_c"], times)
+    assert costs.chapters == [book_times.ChapterCost("01_a", 21.7, None),
+                              book_times.ChapterCost("02_b", 117.7, 3667.0),
+                              book_times.ChapterCost("03_c", None, None)]  # a GPU run is not a CPU time
+    assert costs.timed_on == "2 CPU cores of an Intel Xeon" and costs.timed == "2026-11-26 to 2026-11-27"
+    assert (costs.memory_on, costs.memory_measured) == ("2 CPU cores of an AMD EPYC", "2026-11-27")
+    (tmp_path / "empty").mkdir()
+    nothing = book_times.chapter_costs(["01_a"], tmp_path / "empty" / "book_times.json")
+    assert nothing == book_times.BookCosts([book_times.ChapterCost("01_a", None, None)], "", "", "", "")
+    write(tmp_path / "kernel_memory.json", {"rows": 3})
+    with pytest.raises(ValueError, match="kernel_memory.py"):
+        book_times.chapter_costs(["01_a"], times)

@@ -1,4 +1,4 @@
-"""The book's measured chapter run times, for the sentence at the top of each chapter.
+"""The book's measured chapter run times and kernel memory, for the appendix "How this book is made".
 
 ``benchmarks/book_times.py`` executes every chapter and records, in
 ``benchmarks/results/book_times.json``, one row per chapter run: a mapping with at least
@@ -10,8 +10,11 @@
 - ``gpu``: the GPU's name, or null / empty for a CPU-only run.
 
 The file is either a list of such rows or a mapping with a ``rows`` list. Later rows replace
-earlier ones of the same chapter, size and device. Nothing here times anything: a chapter only
-quotes what the benchmark measured, and says so when it has not been measured.
+earlier ones of the same chapter, size and device. ``benchmarks/kernel_memory.py`` records, in
+``benchmarks/results/kernel_memory.json``, the peak resident memory of each chapter's kernel during
+one build (``machine``, ``cpu_cores``, ``measured``, ``size`` and ``rows`` of ``chapter`` and
+``peak_mb``). Nothing here times anything: the book only quotes what the benchmarks measured, and says
+so when a chapter has not been measured.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path("benchmarks") / "results" / "book_times.json"
 """Where the benchmark writes the times, relative to the checkout."""
+MEMORY = RESULTS.with_name("kernel_memory.json")
+"""Where ``benchmarks/kernel_memory.py`` writes the kernels' peak memory, relative to the checkout."""
 
 
 def find_results(start: str | os.PathLike | None = None) -> Path | None:
@@ -118,6 +124,69 @@ def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> st
     how = (f"in one whole `make book` of {built[0]['measured'][:10]}, recorded by `benchmarks/book_times.py "
            "--from-build`" if built and len(built) == len(times) else "measured by `benchmarks/book_times.py`")
     return f"At full size it took {' and '.join(parts)} ({how}){missing}."
+
+
+@dataclass(frozen=True)
+class ChapterCost:
+    """What one chapter cost at full size, as measured: None where it was not."""
+
+    chapter: str
+    seconds: float | None  # executing the notebook on a CPU-only machine
+    peak_mb: float | None  # the kernel's peak resident memory
+
+
+@dataclass(frozen=True)
+class BookCosts:
+    """The measured full-size cost of each chapter, and where and when it was measured."""
+
+    chapters: list[ChapterCost]
+    timed_on: str  # the machine of the times, in words (``where_timed``); "" when none was timed
+    timed: str  # the day(s) the times were measured, "2026-11-27" or "2026-11-26 to 2026-11-27"
+    memory_on: str  # the machine of the memory peaks, in words; "" when none was measured
+    memory_measured: str  # the day the memory peaks were measured
+
+
+def chapter_costs(chapters: Sequence[str], times: str | os.PathLike | None = None,
+                  memory: str | os.PathLike | None = None) -> BookCosts:
+    """The full-size run time (CPU only) and peak kernel memory of each chapter, as the benchmarks recorded them.
+
+    Args:
+        chapters: the notebooks' names without folder and suffix, in book order.
+        times: the times file; None looks for it with ``find_results``.
+        memory: the memory file; None takes ``kernel_memory.json`` beside the times file. A file that
+            does not exist means that nothing has been measured.
+
+    Returns:
+        A ``BookCosts`` with one ``ChapterCost`` per chapter, in the order given.
+
+    Raises:
+        ValueError: a file exists but is not what the benchmarks write.
+    """
+    times = find_results() if times is None else Path(times)
+    memory = (times.with_name(MEMORY.name) if times is not None else None) if memory is None else Path(memory)
+    rows = read_rows(times) if times is not None and times.is_file() else []
+    timed = {chapter: found["cpu"] for chapter in chapters
+             if "cpu" in (found := full_size_times(rows, chapter))}
+    peaks, memory_on, memory_measured = {}, "", ""
+    if memory is not None and memory.is_file():
+        try:
+            record = json.loads(memory.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{memory} is not valid JSON ({error}); run benchmarks/kernel_memory.py again") from error
+        if not isinstance(record, Mapping) or not isinstance(record.get("rows"), list):
+            raise ValueError(f"{memory} holds no list of rows; run benchmarks/kernel_memory.py again")
+        if record.get("size", "full") == "full":
+            peaks = {row["chapter"]: float(row["peak_mb"]) for row in record["rows"]
+                     if row.get("chapter") and isinstance(row.get("peak_mb"), int | float)}
+            memory_on = where_timed([{"cpu_cores": record.get("cpu_cores"), "cpu": record.get("machine")}])
+            memory_measured = str(record.get("measured", ""))[:10]
+    days = sorted({str(row.get("measured", ""))[:10] for row in timed.values()} - {""})
+    return BookCosts(
+        chapters=[ChapterCost(chapter, timed[chapter]["seconds"] if chapter in timed else None,
+                              peaks.get(chapter)) for chapter in chapters],
+        timed_on=where_timed(list(timed.values())) if timed else "",
+        timed=" to ".join(dict.fromkeys([days[0], days[-1]])) if days else "",
+        memory_on=memory_on if peaks else "", memory_measured=memory_measured if peaks else "")
 
 
 def cached_execution_seconds(notebooks: Sequence[str | os.PathLike], cache: str | os.PathLike
