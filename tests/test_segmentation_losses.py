@@ -66,3 +66,19 @@ def test_the_losses_weigh_the_rare_class_in_their_own_ways():
     assert float(weighted(y, unsure_on_keep, weight)) < float(bce(y, unsure_on_keep, weight))
     with pytest.raises(ValueError, match="unknown loss 'L1'"):
         sl.train_reference("unused", "L1", TINY)
+
+
+def test_the_chosen_threshold_lies_inside_a_grown_grid():
+    rng = np.random.default_rng(0)
+    labels = (rng.random(4000) < 0.9).astype("int32")
+    # Keep pixels near 0.05, scratches near 0.005: the best threshold lies below the usual grid.
+    probability = np.where(labels == 1, rng.uniform(0.03, 1.0, 4000), rng.uniform(0.0, 0.01, 4000))
+    mask = np.ones(4000, bool)
+    threshold, sweep = sl.inner_threshold(labels, probability, mask)
+    grid = list(sweep["threshold"])
+    assert grid[0] < 0.05 and grid[0] < threshold < grid[-1]
+    assert 0.01 <= threshold <= 0.03
+    # Probabilities that separate the classes at 0.5 leave the grid as it was.
+    clear = np.where(labels == 1, rng.uniform(0.6, 1.0, 4000), rng.uniform(0.0, 0.4, 4000))
+    threshold, sweep = sl.inner_threshold(labels, clear, mask)
+    assert sweep["threshold"][0] == 0.05 and sweep["threshold"][-1] == 0.95 and 0.4 <= threshold <= 0.6

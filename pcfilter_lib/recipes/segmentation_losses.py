@@ -124,6 +124,39 @@ def compare(recipe: LossRecipe, images: dict[str, SegmentationSet], seed: int = 
             for name in names}
 
 
+def inner_threshold(labels, probability, mask, metric: str = "mean_iou", finest: float = 1e-4
+                    ) -> tuple[float, dict[str, np.ndarray]]:
+    """The threshold with the best ``metric`` on validation data, from a grid grown until the choice
+    lies strictly inside it; and the sweep of that grid.
+
+    The grid starts as ``nn.scores.threshold_sweep``'s, 0.05 to 0.95. A loss that pushes the
+    probabilities towards one class (class weights do) can put its best threshold at an end of that
+    grid, where the end, not the data, made the choice. Then the grid gains a threshold halfway
+    between its end and 0 (or 1), again and again, until the best threshold has a neighbour on both
+    sides, or the new end is within ``finest`` of 0 or 1.
+
+    Args:
+        labels: 1 keep, 0 artefact, any shape.
+        probability: P(keep), the shape of ``labels`` or with a trailing axis of 1.
+        mask: the pixels that count (bool, broadcastable to ``labels``).
+        metric: the name (one of ``nn.scores.NAMES``) to maximise.
+        finest: the closest an end of the grid may come to 0 or 1.
+
+    Returns:
+        The chosen threshold and the ``threshold_sweep`` of the final grid.
+    """
+    grid = list(np.round(np.arange(0.05, 0.951, 0.05), 2))
+    while True:
+        sweep = scores.threshold_sweep(labels, probability, mask, thresholds=grid)
+        chosen = scores.best_threshold(sweep, metric)
+        if chosen == grid[0] and grid[0] / 2 >= finest:
+            grid.insert(0, grid[0] / 2)
+        elif chosen == grid[-1] and (1 - grid[-1]) / 2 >= finest:
+            grid.append(1 - (1 - grid[-1]) / 2)
+        else:
+            return float(chosen), sweep
+
+
 def train_reference(out: str | os.PathLike, name: str, recipe: LossRecipe = CHAPTER, seed: int = 0,
                     progress: bool = True) -> ModelCard:
     """Train the network of loss ``name`` as ``compare`` does and save it in ``out`` (``shipped_path``'s
