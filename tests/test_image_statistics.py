@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from pcfilter_lib.geometry.image_statistics import (
     LARGE_BLOB,
@@ -59,10 +60,18 @@ def test_noise_on_a_flat_part_is_measured_in_millimetres_and_at_one_metre():
     depth = flat(80, 80) + np.random.default_rng(0).normal(0, sigma, (80, 80))
     noise, z = plane_noise(grid(depth), np.ones(depth.shape, bool))
     assert len(noise) == 38 * 38 and np.allclose(z, DEPTH, atol=5 * sigma)
-    # 25 points less the plane's 3 parameters: the residual's RMS is sigma * sqrt(22 / 25) on average
-    assert np.median(noise) == pytest.approx(0.1 * np.sqrt(22 / 25), rel=0.1)
+    assert np.median(noise) == pytest.approx(0.1, rel=0.1)  # the plane's 3 parameters accounted for
     stats = image_statistics(grid(depth), np.ones(depth.shape), np.ones(depth.shape, bool), np.zeros(depth.shape, bool))
     assert stats["noise_at_1m_mm"] == pytest.approx(stats["noise_mm_median"] / DEPTH**2, rel=0.02)
+    assert stats["noise_3px_over_5px"] == pytest.approx(1.0, abs=0.1)  # independent from pixel to pixel
+
+
+def test_noise_shared_by_neighbours_looks_smaller_in_small_windows():
+    rng = np.random.default_rng(1)
+    smooth = ndimage.uniform_filter(rng.normal(0, 0.0003, (80, 80)), size=3)  # each error shared over 3x3 pixels
+    depth = flat(80, 80) + smooth
+    stats = image_statistics(grid(depth), np.ones(depth.shape), np.ones(depth.shape, bool), np.zeros(depth.shape, bool))
+    assert stats["noise_3px_over_5px"] < 0.85
     assert stats["artefacts"] == 0 and stats["blobs"] == 0 and stats["offset_abs_mm_p50"] is None
 
 

@@ -20,9 +20,12 @@ per-pixel artefact flags):
 - **holes and density**: the object's silhouette is its valid pixels closed over gaps of a few
   pixels with the enclosed holes filled; the share of its pixels that hold a point, the holes in it,
   and the points per mm^2 of surface;
-- **noise**: the residual (mm) of planes fitted to ``NOISE_RADIUS`` windows of true pixels: its
-  median, which is the noise on the flat parts (curved and broken windows sit in the upper tail),
-  and the same divided by the squared depth, the depth noise at 1 m of a triangulating scanner.
+- **noise**: the standard deviation (mm) of true points about planes fitted to windows of
+  ``2 NOISE_RADIUS + 1`` pixels: its median, which is the noise on the flat parts (curved and broken
+  windows sit in the upper tail), and the same divided by the squared depth, the depth noise at 1 m of
+  a triangulating scanner; and the median of 3x3 windows over that of the 5x5 ones, which is 1 for
+  noise independent from pixel to pixel and less where neighbours share their error (a scanner that
+  smooths its depth, or a phase error that varies slowly across the image).
 
 Lengths that decide where something lies are in pixels or in point spacings (``angular_pitch``), so
 that scanners of any resolution and distance are measured alike; offsets and noise are in mm, since
@@ -151,7 +154,10 @@ def plane_noise(xyz: np.ndarray, true: np.ndarray, radius: int = NOISE_RADIUS,
         stride: windows start on every ``stride``-th row and column.
 
     Returns:
-        The residuals (N,) in mm and the depths (N,) in m of the windows' centres.
+        The noise (N,) in mm, the RMS residual scaled by sqrt(n / (n - 3)) for the plane's three
+        parameters (n = (2 radius + 1)^2 points), so that it estimates the standard deviation of
+        independent noise along the normal whatever the window; and the depths (N,) in m of the
+        windows' centres.
     """
     side = 2 * radius + 1
     if min(true.shape) < side:
@@ -163,7 +169,8 @@ def plane_noise(xyz: np.ndarray, true: np.ndarray, radius: int = NOISE_RADIUS,
     u, v = np.mgrid[0:side, 0:side]
     points = xyz[starts[:, :1] + u.ravel(), starts[:, 1:] + v.ravel()].astype(np.float64)  # (N, side^2, 3)
     _, _, rms = _planes(points)
-    return rms * 1e3, xyz[starts[:, 0] + radius, starts[:, 1] + radius, 2].astype(np.float64)
+    centre_depth = xyz[starts[:, 0] + radius, starts[:, 1] + radius, 2].astype(np.float64)
+    return rms * np.sqrt(side * side / (side * side - 3)) * 1e3, centre_depth
 
 
 def pixel_areas(xyz: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -226,6 +233,7 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
     pixel_mm2 = (pitch * z_median * 1e3) ** 2  # footprint of one pixel facing the camera at the median depth
     offsets = surface_offsets(xyz, artefact, true)
     noise, noise_z = plane_noise(xyz, true)
+    small_noise, _ = plane_noise(xyz, true, radius=1)
     areas = pixel_areas(xyz, true)
     fill = _share(valid, shape)
     art_i, true_i = intensity[artefact], intensity[true]
@@ -267,5 +275,7 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
         "noise_mm_median": float(np.median(noise)) if len(noise) else None,
         "noise_mm_p90": float(np.percentile(noise, 90)) if len(noise) else None,
         "noise_at_1m_mm": float(np.median(noise / noise_z ** 2)) if len(noise) else None,
+        "noise_3px_over_5px": (float(np.median(small_noise) / np.median(noise))
+                               if len(noise) and len(small_noise) and np.median(noise) > 0 else None),
     }
     return stats
