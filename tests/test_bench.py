@@ -98,3 +98,20 @@ def test_filter_speed_benchmark_runs_and_reports_its_ratios(tmp_path, capsys, mo
     assert report["point_filter_points_per_s"] > 0 and report["ratio_point_filter_over_sor"] > 0
     assert report["scan"] == {"width": 160, "height": 120, "points": report["scan"]["points"]}
     assert [row["points"] for row in report["sizes"]] == [report["scan"]["points"], 30000]
+
+
+def test_model_bytes_count_inputs_outputs_and_weights_of_the_counted_layers():
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)  # not counted: its traffic is left out
+    x = keras.layers.Dense(2)(x)
+    model = keras.Model(inputs, x)
+    one = (16 * 16 * 3 + 16 * 16 * 8) + (8 * 8 * 8 + 8 * 8 * 2)  # each layer's input and output
+    weights = (3 * 3 * 3 * 8 + 8) + (8 * 2 + 2)
+    assert clock.model_bytes(model, (16, 16, 3)) == (one + weights) * 4
+    # The weights are read once per batch: the bytes per input fall as the batch grows.
+    assert clock.model_bytes(model, (16, 16, 3), batch=4) == (4 * one + weights) * 4
+
+
+def test_memory_speed_is_measured():
+    assert clock.memory_bandwidth_gbs(8, repeats=2) > 0

@@ -135,6 +135,13 @@ def test_results_accumulate_and_format(tmp_path, unet_rows):
     assert len(json.loads(path.read_text())) == len(everything) == len(rows)
     table = workloads.format_table(everything)
     assert "| device | API | backend |" in table and "skipped: torch is not installed" in table
+    # Against one peak for the whole table, each ran row's share is its own GFLOP/s over that peak.
+    ran = [row for row in everything if "skipped" not in row]
+    one_peak = 2 * max(row["train_gflops"] for row in ran)
+    shares = [line.rsplit("|", 2)[-2].strip() for line in
+              workloads.format_table(everything, peak=one_peak).splitlines()[2:]]
+    assert shares[:len(ran)] == [f"{row['train_gflops'] / one_peak:.0%}" for row in ran]
+    assert f"share of {one_peak:.0f} GFLOP/s" in workloads.format_table(ran, peak=one_peak)
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a results file"):
         workloads.append_results(tmp_path / "bad.json", rows)

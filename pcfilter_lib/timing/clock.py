@@ -1,4 +1,5 @@
-"""Timing helpers for benchmarks: warm-up, repeats, median and spread, and a measured matmul peak.
+"""Timing helpers for benchmarks: warm-up, repeats, median and spread, a measured matmul peak and memory
+speed (the two roofs of a roofline), and the FLOPs and bytes of a model's layers.
 
 Benchmarks compare things measured side by side in the same run (a model against a baseline, a
 model against the machine's own matmul speed), never against numbers typed in.
@@ -101,6 +102,66 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
     return 2 * n**3 / timing.median / 1e9
 
 
+def memory_bandwidth_gbs(megabytes: float = 64, repeats: int = 10, dtype: str = "float32") -> float:
+    """This machine's measured memory speed under the current Keras backend: the other roof of a roofline.
+
+    Adds two vectors of ``megabytes`` each, far larger than a processor's caches, so that every element
+    is read from and written to main memory (the STREAM benchmark's "add"): 3 values move per addition.
+    Reading back one element waits for asynchronous device work without copying the whole vector.
+
+    Args:
+        megabytes: the size of each of the three vectors.
+        repeats: timed additions.
+        dtype: their float type.
+
+    Returns:
+        GB/s (10 ** 9 bytes), counting two vectors read and one written per addition.
+    """
+    keras = _keras()
+    itemsize = np.dtype(dtype).itemsize
+    n = int(megabytes * 1e6) // itemsize
+    a = keras.random.normal((n,), dtype=dtype, seed=1)
+    b = keras.random.normal((n,), dtype=dtype, seed=2)
+    timing = time_call(lambda: keras.ops.add(a, b), repeats=repeats, warmup=2,
+                       sync=lambda r: keras.ops.convert_to_numpy(r[:1]))
+    return 3 * n * itemsize / timing.median / 1e9
+
+
+def _counted_layers(model):
+    """The layers ``model_flops`` counts, in the model's order."""
+    keras = _keras()
+    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Conv3D,
+             keras.layers.Conv3DTranspose, keras.layers.Dense)
+    return [layer for layer in model.layers if isinstance(layer, kinds)]
+
+
+def model_bytes(model, input_shape, batch: int = 1, itemsize: int = 4) -> int:
+    """Bytes that a forward pass of ``batch`` inputs of ``input_shape`` moves through ``model``'s counted
+    layers (those of ``model_flops``), each reading its input and its weights and writing its output once.
+
+    This is the traffic of a processor without caches between layers, the usual first estimate of a
+    roofline: a real run moves less where layers fuse or activations stay in cache, and more for the
+    layers left out (pooling, normalisation, activations). The weights are read once per batch, the
+    activations once per input, so the bytes per FLOP fall as the batch grows.
+
+    Args:
+        model: a functional Keras model.
+        input_shape: the shape of one input, without the batch axis.
+        batch: inputs per call.
+        itemsize: bytes per value (4 for float32).
+
+    Returns:
+        The bytes of one call.
+    """
+    keras = _keras()
+    counted = _counted_layers(model)
+    probe = keras.Model(model.input, [t for layer in counted for t in (layer.input, layer.output)])
+    tensors = probe(np.zeros((1, *input_shape), dtype="float32"))
+    activations = sum(int(np.prod(t.shape[1:])) for t in tensors)
+    weights = sum(int(np.prod(w.shape)) for layer in counted for w in layer.weights)
+    return (batch * activations + weights) * itemsize
+
+
 def model_flops(model, input_shape) -> int:
     """Forward-pass FLOPs of one input of ``input_shape`` (e.g. (H, W, C) or (N, 3)) through
     ``model``'s Conv1D, Conv2D, Conv2DTranspose, Conv3D, Conv3DTranspose and Dense layers, counted from
@@ -119,9 +180,7 @@ def model_flops(model, input_shape) -> int:
     """
     keras = _keras()
 
-    kinds = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.Conv3D,
-             keras.layers.Conv3DTranspose, keras.layers.Dense)
-    counted = [layer for layer in model.layers if isinstance(layer, kinds)]
+    counted = _counted_layers(model)
     probe = keras.Model(model.input, [layer.output for layer in counted])
     outputs = probe(np.zeros((1, *input_shape), dtype="float32"))
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]

@@ -195,11 +195,20 @@ def device_name(row: dict) -> str:
         f"{device['cpu']} ({device['cores']} cores)"
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], peak: float | None = None) -> str:
     """The seed report's table, device | API | backend | train time | inference time, plus the
-    achieved GFLOP/s and their share of the matmul speed measured in the same run."""
+    achieved GFLOP/s and their share of a matmul peak.
+
+    Args:
+        rows: result rows of ``collect`` (or of a results file).
+        peak: one float32 matmul speed (GFLOP/s) that every row's share is taken against, for a table
+            measured on one machine. Without it each row's share is against the matmul its own process
+            measured after its run (``matmul_gflops``), which keeps rows of different machines comparable
+            but varies from process to process on a busy machine; the header says which.
+    """
+    header = "share of matmul peak" if peak is None else f"share of {peak:.0f} GFLOP/s"
     lines = ["| device | API | backend | model | settings | train time | inference time | train GFLOP/s "
-             "| share of matmul peak |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| {header} |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         settings = f"XLA {r.get('jit_compile', 'auto')}, {r.get('dtype_policy', 'float32')}"
         if "skipped" in r:
@@ -208,7 +217,7 @@ def format_table(rows: list[dict]) -> str:
             continue
         lines.append(f"| {device_name(r)} | {r['api']} | {r['backend']} | {r['model']} | {settings} "
                      f"| {r['train_s']:.2f} s | {r['inference_s'] * 1e3:.1f} ms | {r['train_gflops']:.1f} "
-                     f"| {r['train_fraction_of_peak']:.0%} |")
+                     f"| {r['train_gflops'] / peak if peak else r['train_fraction_of_peak']:.0%} |")
     return "\n".join(lines)
 
 

@@ -428,10 +428,11 @@ def plot_tile_tasks(xyz: np.ndarray, grid: TileGrid, cell: int, margin: float, m
                     size: float = 4.5):
     """A cloud cut into tiles, and the task graph of SOR on them (``filters.classical_tiles``).
 
-    Left, a top view of the cloud over the grid's two axes, each tile's points in a colour of their
-    own and numbered as the grid numbers its cells, with ``cell``'s box and its halo, the box grown by
-    ``margin``. Right, the graph of the run: the client cuts the cloud into one file per tile, one task
-    per tile finds each of its points' mean neighbour distance (reading its halo from the neighbours'
+    Left, a top view of the cloud over the grid's two axes, the lower-numbered axis (x before y before z)
+    across and the other up, as a map is read, whichever of them the grid cuts first; each tile's points
+    in a colour of their own and numbered as the grid numbers its cells, with ``cell``'s box and its halo,
+    the box grown by ``margin``. Right, the graph of the run: the client cuts the cloud into one file per
+    tile, one task per tile finds each of its points' mean neighbour distance (reading its halo from the neighbours'
     files), the client gathers the means in tile order, sums them into the threshold and decides every
     point, all drawn from the tiles this grid makes of this cloud.
 
@@ -454,20 +455,22 @@ def plot_tile_tasks(xyz: np.ndarray, grid: TileGrid, cell: int, margin: float, m
     colour = {tile: colours(k % colours.N) for k, tile in enumerate(tiles)}
     fig, (top, graph) = plt.subplots(1, 2, figsize=(2.4 * size, size), layout="constrained",
                                      gridspec_kw={"width_ratios": [1, 1.3]})
-    a, b = grid.axes
+    # The grid's axes are widest first; the view puts the lower-numbered one across (``order`` picks
+    # the grid's coordinates in that order, for points, boxes and grid lines alike).
+    order = [0, 1] if grid.axes[0] < grid.axes[1] else [1, 0]
+    a, b = (grid.axes[k] for k in order)
     shown = np.arange(0, len(xyz), max(1, -(-len(xyz) // max_points)))
     for tile in tiles:
         mine = shown[cells[shown] == tile]
         top.scatter(xyz[mine, a], xyz[mine, b], s=0.3, color=colour[tile], rasterized=True)
-        (low, high) = grid.box(tile, 0.0)
+        (low, high) = (corner[order] for corner in grid.box(tile, 0.0))
         top.text(*(low + high) / 2, str(tile), ha="center", va="center", fontsize=9, weight="bold",
                  bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.7, "linewidth": 0})
-    for grown, style, name in ((0.0, "-", f"tile {cell}"), (margin, "--", f"its halo ({margin:.3g} wider)")):
-        low, high = grid.box(cell, grown)
+    for grown, style, name in ((0.0, "-", f"tile {cell}"), (margin, "--", f"its halo ({margin:.3g} m wider)")):
+        low, high = (corner[order] for corner in grid.box(cell, grown))
         top.add_patch(plt.Rectangle(low, *(high - low), fill=False, linestyle=style, linewidth=1.5,
                                     edgecolor="black", label=name))
-    edges = [grid.low[axis] + grid.size * np.arange(count + 1) for axis, count in zip(grid.axes, grid.shape,
-                                                                                      strict=True)]
+    edges = [grid.low[grid.axes[k]] + grid.size * np.arange(grid.shape[k] + 1) for k in order]
     top.vlines(edges[0], edges[1][0], edges[1][-1], color="0.8", linewidth=0.6, zorder=0)
     top.hlines(edges[1], edges[0][0], edges[0][-1], color="0.8", linewidth=0.6, zorder=0)
     pad = margin + 0.02 * grid.size
