@@ -37,6 +37,7 @@ def test_a_ghost_patch_half_a_millimetre_in_front_of_a_plane():
     ghost[10:15, 20:25] = True  # 25 pixels: one blob, a large one
     depth[ghost] -= 0.0005
     intensity = np.where(ghost, 0.2, 0.5)
+    intensity[15, 22] = 1.0  # a highlight just below the patch: 3 mm are 6 pixels here
     stats = image_statistics(grid(depth), intensity, np.ones(depth.shape, bool), ghost)
     assert stats["pixels"] == 1600 and stats["artefacts"] == 25
     assert stats["spacing_mm"] == pytest.approx(PITCH * DEPTH * 1e3, rel=1e-3)
@@ -46,6 +47,7 @@ def test_a_ghost_patch_half_a_millimetre_in_front_of_a_plane():
     assert stats["offset_abs_mm_p50"] == pytest.approx(0.5, rel=1e-2)  # the plane faces the camera
     assert stats["offset_within_1mm"] == 1.0
     assert stats["share_depth_edge"] == 0.0 and stats["share_rim"] == 0.0  # no edge, no hole, far from the rim
+    assert stats["share_near_highlight"] == 1.0 and 0 < stats["true_share_near_highlight"] < 0.1
     assert stats["fill"] == 1.0 and stats["holes"] == 0 and stats["hole_share"] == 0.0
     assert stats["intensity_ratio"] == pytest.approx(0.4) and stats["intensity_auc"] == 0.0
     assert stats["artefact_darker_than_true_p10"] == 1.0

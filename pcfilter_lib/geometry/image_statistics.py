@@ -11,6 +11,9 @@ per-pixel artefact flags):
   than ``EDGE_JUMP`` point spacings between neighbouring true pixels), of the object's silhouette
   and of a hole in it, and in blobs of at least ``LARGE_BLOB`` pixels; beside each, the share of the
   true pixels in the same place, for the base rate;
+- **highlights**: the share of artefact pixels within ``HIGHLIGHT_REACH`` mm of a highlight (a pixel
+  brighter than all but ``HIGHLIGHT_SHARE`` of the true pixels), where light reflected by shiny parts
+  goes astray, beside the same share of true pixels;
 - **offset**: each artefact point's signed distance (mm) to a plane fitted to the
   ``PLANE_NEIGHBOURS`` nearest true pixels in the image, positive towards the camera;
 - **blobs**: connected components (8 neighbours) of artefact pixels: how many, their sizes in
@@ -45,6 +48,8 @@ EDGE_JUMP = 5.0  # depth jump (point spacings per pixel of offset) between true 
 NEAR = 2  # pixels: an artefact this close to an edge, silhouette or hole lies at it
 LARGE_BLOB = 20  # pixels: a blob at least this large is a false surface, not a speck
 CLOSE_GAPS = 2  # the silhouette closes gaps of up to about twice this many pixels
+HIGHLIGHT_SHARE = 0.01  # highlights: brighter than all but this share of the true pixels
+HIGHLIGHT_REACH = 3.0  # mm: an artefact this close to a highlight lies near it
 PLANE_NEIGHBOURS = 16  # true pixels of the plane an artefact's offset is measured to
 PLANE_REACH = 40.0  # pixels: no offset where the nearest true pixels lie farther
 NOISE_RADIUS = 2  # noise windows are (2 r + 1) pixels wide
@@ -227,10 +232,15 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
     holes = shape & ~valid
     edges = depth_edges(xyz, true, pitch)
     at_edge, at_rim, at_hole = near(edges), near(~shape), near(holes)
+    z_median = float(np.median(xyz[..., 2][valid])) if valid.any() else float("nan")
+    spacing_mm = pitch * z_median * 1e3  # the point spacing at the median depth
+    at_highlight = np.zeros(valid.shape, bool)
+    if true.any() and np.isfinite(spacing_mm):
+        bright = valid & (intensity > np.percentile(intensity[true], 100 * (1 - HIGHLIGHT_SHARE)))
+        at_highlight = near(bright, max(1, round(HIGHLIGHT_REACH / spacing_mm)))
     labels, sizes = blob_sizes(artefact)
     in_large = np.isin(labels, np.flatnonzero(sizes >= LARGE_BLOB) + 1) & artefact
-    z_median = float(np.median(xyz[..., 2][valid])) if valid.any() else float("nan")
-    pixel_mm2 = (pitch * z_median * 1e3) ** 2  # footprint of one pixel facing the camera at the median depth
+    pixel_mm2 = spacing_mm ** 2  # footprint of one pixel facing the camera at the median depth
     offsets = surface_offsets(xyz, artefact, true)
     noise, noise_z = plane_noise(xyz, true)
     small_noise, _ = plane_noise(xyz, true, radius=1)
@@ -241,11 +251,12 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
     stats = {
         "pixels": int(valid.sum()), "artefacts": int(artefact.sum()),
         "artefact_share": _share(artefact, valid),
-        "depth_mm_median": z_median * 1e3, "spacing_mm": pitch * z_median * 1e3,
+        "depth_mm_median": z_median * 1e3, "spacing_mm": spacing_mm,
         "share_depth_edge": _share(at_edge, artefact), "true_share_depth_edge": _share(at_edge, true),
         "share_silhouette": _share(at_rim, artefact), "true_share_silhouette": _share(at_rim, true),
         "share_hole_edge": _share(at_hole, artefact), "true_share_hole_edge": _share(at_hole, true),
         "share_rim": _share(at_rim | at_hole, artefact), "true_share_rim": _share(at_rim | at_hole, true),
+        "share_near_highlight": _share(at_highlight, artefact), "true_share_near_highlight": _share(at_highlight, true),
         "share_large_blobs": _share(in_large, artefact),
         "blobs": len(sizes), "blob_isolated_share": float((sizes == 1).mean()) if len(sizes) else None,
         "blob_px_median": float(np.median(sizes)) if len(sizes) else None,
