@@ -55,6 +55,7 @@ def test_a_ghost_patch_half_a_millimetre_in_front_of_a_plane():
     assert stats["pixel_area_mm2"] == pytest.approx(0.25, rel=1e-3)
     assert stats["points_per_mm2"] == pytest.approx(4.0, rel=1e-3)
     assert stats["noise_mm_median"] == pytest.approx(0.0, abs=1e-6)
+    assert stats["artefact_noise_windows"] == 1 and stats["artefact_noise_mm_median"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_noise_on_a_flat_part_is_measured_in_millimetres_and_at_one_metre():

@@ -28,7 +28,9 @@ per-pixel artefact flags):
   windows sit in the upper tail), and the same divided by the squared depth, the depth noise at 1 m of
   a triangulating scanner; and the median of 3x3 windows over that of the 5x5 ones, which is 1 for
   noise independent from pixel to pixel and less where neighbours share their error (a scanner that
-  smooths its depth, or a phase error that varies slowly across the image).
+  smooths its depth, or a phase error that varies slowly across the image); and the same noise
+  measured on windows of artefact pixels: as small as the surface's on a smooth false surface,
+  far larger on scattered false points.
 
 Lengths that decide where something lies are in pixels or in point spacings (``angular_pitch``), so
 that scanners of any resolution and distance are measured alike; offsets and noise are in mm, since
@@ -244,6 +246,7 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
     offsets = surface_offsets(xyz, artefact, true)
     noise, noise_z = plane_noise(xyz, true)
     small_noise, _ = plane_noise(xyz, true, radius=1)
+    false_noise, _ = plane_noise(xyz, artefact)
     areas = pixel_areas(xyz, true)
     fill = _share(valid, shape)
     art_i, true_i = intensity[artefact], intensity[true]
@@ -286,6 +289,8 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
         "noise_mm_median": float(np.median(noise)) if len(noise) else None,
         "noise_mm_p90": float(np.percentile(noise, 90)) if len(noise) else None,
         "noise_at_1m_mm": float(np.median(noise / noise_z ** 2)) if len(noise) else None,
+        "artefact_noise_windows": len(false_noise),
+        "artefact_noise_mm_median": float(np.median(false_noise)) if len(false_noise) else None,
         "noise_3px_over_5px": (float(np.median(small_noise) / np.median(noise))
                                if len(noise) and len(small_noise) and np.median(noise) > 0 else None),
     }
