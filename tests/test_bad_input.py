@@ -15,6 +15,7 @@ table.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -516,6 +517,71 @@ LAS_CASES = [
 ]
 
 
+PTX_HEADER = "3\n2\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n"
+
+
+def _ptx(name, text, *command):
+    """A PTX file (``.gz``: compressed) of ``text``, and the command line run on it."""
+    def make(folder):
+        data = text.encode()
+        (folder / name).write_bytes(gzip.compress(data, mtime=0) if name.endswith(".gz") else data)
+        return list(command) or ["filter", name, "-o", "out.ptx"]
+    return make
+
+
+def _ptx_grid(rows: int = 8, cols: int = 8) -> str:
+    """A PTX scan of a tilted plane, rows x cols points, one position without a point."""
+    lines = [f"{0.002 * c} {0.002 * r} {1 + 0.001 * c} 0.5" for r in range(rows) for c in range(cols)]
+    lines[5] = "0 0 0 0"
+    return f"{rows}\n{cols}\n" + PTX_HEADER.split("\n", 2)[2] + "\n".join(lines) + "\n"
+
+
+def _ptx_labelled(labels: str):
+    def make(folder):
+        (folder / "d").mkdir()
+        (folder / "d" / "s.ptx").write_text(_ptx_grid())
+        (folder / "d" / "s.outliers").write_text(labels)
+        return ["evaluate", "--data", "d", "--method", "sor"]
+    return make
+
+
+def _ply_without_grid(folder):
+    write_points(folder / "c.ply", plane(10)[:100])
+    return ["filter", "c.ply", "--grid", "10x12", "-o", "out.ptx", "--method", "sor"]
+
+
+PTX_CASES = [
+    Case("a PTX scan filtered into PTX", _ptx("s.ptx", _ptx_grid(), "filter", "s.ptx", "-o", "out.ptx", "--method",
+                                              "sor"), 0, "sor: kept", ("out.ptx",)),
+    Case("a PTX header cut short", _ptx("s.ptx", "3\n2\n0 0 0\n"), 1,
+         "s.ptx: the PTX header is cut short: 3 of its 10 lines are there"),
+    Case("a PTX size that is not a number", _ptx("s.ptx", "three\n" + PTX_HEADER[2:]), 1,
+         "s.ptx: line 1 of the PTX header must be a whole number > 0"),
+    Case("a PTX matrix line of three numbers", _ptx("s.ptx", PTX_HEADER.replace("0 1 0 0", "0 1 0")), 1,
+         "s.ptx: header line 8 must hold 4 finite numbers"),
+    Case("a PTX file with fewer points than its header", _ptx("s.ptx.gz", PTX_HEADER + "1 2 3 0.5\n" * 4,
+                                                              "filter", "s.ptx.gz", "-o", "out.ply"), 1,
+         "s.ptx.gz: the header announces 3 x 2 = 6 point lines, the file holds 4; it is cut short"),
+    Case("a PTX point line that is not numbers", _ptx("s.ptx", PTX_HEADER + "1 2 3 0.5\n1 2 x 0.5\n" * 3), 1,
+         "s.ptx: line 12 must hold 4 numbers (x y z intensity) or 7"),
+    Case("a PTX point line of NaN", _ptx("s.ptx", PTX_HEADER + "1 2 3 0.5\nnan 2 3 0.5\n" * 3), 1,
+         "s.ptx: line 12 holds NaN or infinite numbers"),
+    Case("a damaged .ptx.gz", _ptx("s.ptx.gz", "", "filter", "s.ptx.gz", "-o", "out.ptx"), 1,
+         "s.ptx.gz: the PTX header is cut short: 0 of its 10 lines"),
+    Case("a .ptx.gz that is no gzip file", _text_file("s.ptx.gz", _ptx_grid(), ["filter", "s.ptx.gz", "-o", "o.ptx"]),
+         1, "s.ptx.gz: cannot be read as gzip-compressed PTX"),
+    Case("labels of another length than the PTX scan", _ptx_labelled("0\n" * 10), 1,
+         "s.outliers: 10 labels for the 64 point lines of s.ptx"),
+    Case("an outlier where the PTX scan has no point", _ptx_labelled("0\n" * 5 + "1\n" + "0\n" * 58), 1,
+         "s.outliers: line 6 marks an outlier where s.ptx has no point"),
+    Case("PTX output of an unorganised cloud", _text_file("c.xyz", "0 0 1\n" * 5 + "1 1 1\n",
+                                                          ["filter", "c.xyz", "-o", "out.ptx"]), 1,
+         "out.ptx: PTX holds an organised grid and c.xyz is an unorganised cloud"),
+    Case("--grid of another size than the .ply", _ply_without_grid, 1,
+         "c.ply: --grid 10x12 needs 120 vertices, the file holds 100"),
+]
+
+
 def _env() -> dict[str, str]:
     """The environment of a user who has set nothing: TensorFlow's log level is left to pcfilter."""
     return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
@@ -525,8 +591,8 @@ def _command(argv: list[str]) -> list[str]:
     return [sys.executable, "-c", RUNNER, *argv]
 
 
-@pytest.mark.parametrize("case", CASES + SECOND_ROUND + LAS_CASES,
-                         ids=[case.name for case in CASES + SECOND_ROUND + LAS_CASES])
+@pytest.mark.parametrize("case", CASES + SECOND_ROUND + LAS_CASES + PTX_CASES,
+                         ids=[case.name for case in CASES + SECOND_ROUND + LAS_CASES + PTX_CASES])
 def test_bad_input(case, tmp_path):
     folder = tmp_path / "case"
     folder.mkdir()

@@ -23,6 +23,7 @@ from pcfilter_lib.cli.options import (
     MIN_TILE_POINTS,
     add_cluster_options,
     add_filter_choice,
+    add_grid_option,
     add_overwrite,
 )
 from pcfilter_lib.timing.names import BACKENDS, MODELS
@@ -126,12 +127,15 @@ def _add_simulate(commands) -> None:
 def _add_filter(commands) -> None:
     filter_ = commands.add_parser(
         "filter", help="remove artefacts from a scan or a point cloud",
-        description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, LiDAR .las / .laz, "
-        "or .pts / .xyzn / .xyzrgb through Open3D). Organised input (a scan, a .pcd with HEIGHT > 1, or a .ply "
-        "whose header has 'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point) goes "
-        "through the U-Net; an unorganised cloud goes through the point filter, which needs only x y z. Points "
+        description="Remove artefacts from a scan (.npz) or a point cloud (.ply, .pcd, .xyz, PTX .ptx / .ptx.gz, "
+        "LiDAR .las / .laz, or .pts / .xyzn / .xyzrgb through Open3D). Organised input (a scan, a PTX file as "
+        "PhoXi Control or Leica Cyclone write it, 0 0 0 = no point, a .pcd with HEIGHT > 1, a .ply whose header "
+        "has 'obj_info width W' and 'obj_info height H' and W*H vertices, NaN = no point, or a .ply read as a "
+        "grid by --grid) goes through the U-Net; an unorganised cloud goes through the point filter, which needs "
+        "only x y z. Points "
         "with NaN or infinite coordinates are dropped and counted. OUT ending in .ply gets the kept points; OUT "
-        "ending in .pcd keeps an organised grid, with NaN where a point was removed; coordinates keep the input's "
+        "ending in .pcd keeps an organised grid, with NaN where a point was removed, and OUT ending in .ptx or "
+        ".ptx.gz one with 0 0 0 0 lines there and the input's PTX header; coordinates keep the input's "
         "precision. A .las or .laz IN is read and written in chunks, and a .las / .laz OUT keeps every attribute "
         "of its points (intensity, returns, classification, GPS time, colour, extra bytes) and the input's point "
         "format, version, scales and offsets; a cloud of another format written as LAS gets LAS 1.4 point format "
@@ -142,9 +146,10 @@ def _add_filter(commands) -> None:
     filter_.add_argument("input", metavar="IN",
                          help="scan .npz, point cloud file, or a folder of them (never overwritten)")
     filter_.add_argument("-o", "--output", required=True, metavar="OUT",
-                         help="kept points (.ply, .pcd, .xyz, .las or .laz); with a folder IN, the output folder")
+                         help="kept points (.ply, .pcd, .xyz, .las, .laz, or .ptx / .ptx.gz for organised input); "
+                         "with a folder IN, the output folder")
     filter_.add_argument("--removed", metavar="R",
-                         help="also write the removed points here (.ply, .pcd, .xyz, .las or .laz)")
+                         help="also write the removed points here (.ply, .pcd, .xyz, .las, .laz, .ptx or .ptx.gz)")
     filter_.add_argument("--scores", metavar="S",
                          help="also write every point with its keep probability (.ply: scalar 'keep_probability'; "
                          ".las / .laz: a float32 extra-bytes dimension 'keep_probability')")
@@ -163,6 +168,7 @@ def _add_filter(commands) -> None:
                          "filters.neighbour_tiles or filters.classical_tiles; memory grows with it); SOR, ROR and "
                          "the neighbour filter go in tiles only on clouds of more than CLASSICAL_WHOLE_POINTS or "
                          "NEIGHBOUR_WHOLE_POINTS points unless it is given")
+    add_grid_option(filter_)
     add_filter_choice(filter_)
 
 
@@ -193,6 +199,7 @@ def _add_reconstruct(commands) -> None:
     add_overwrite(reconstruct)
     reconstruct.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_cluster_options(reconstruct, "each file of a folder IN is")
+    add_grid_option(reconstruct)
     add_filter_choice(reconstruct)
 
 
@@ -201,10 +208,14 @@ def _add_evaluate(commands) -> None:
         "evaluate", help="measure a filter on a scan dataset or labelled clouds",
         description="Measure a filter on one split of a scan dataset (made by 'pcfilter simulate'), or on a folder "
         "of labelled clouds in the PointCleanNet layout (name.xyz with 'x y z' lines, name.outliers with one 0/1 "
-        "line per point, 1 = outlier): confusion counts, balanced accuracy, mean IoU, F1, false omission rate, "
-        "keep-recall and, for scans, the share of each artefact kind removed.")
+        "line per point, 1 = outlier), or on a folder of labelled organised scans (name.ptx or name.ptx.gz with "
+        "name.outliers or name.outliers.gz beside it, one 0/1 line per PTX point line, positions without a point "
+        "included): confusion counts, balanced accuracy, mean IoU, F1, false omission rate, keep-recall, the ROC "
+        "AUC of the filter's P(artefact) for the learned filters (n/a for the classical methods, which answer "
+        "yes or no) and, for scans, the share of each artefact kind removed.")
     evaluate.add_argument("--data", required=True, metavar="DIR",
-                          help="dataset folder with a manifest.json, or a folder of .xyz + .outliers pairs")
+                          help="dataset folder with a manifest.json, or a folder of .xyz + .outliers pairs or of "
+                          ".ptx[.gz] + .outliers[.gz] scans")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"),
                           help="split of a scan dataset (default: test)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -218,7 +229,8 @@ def _add_finetune(commands) -> None:
         "finetune", help="fine-tune the neighbour filter on your own labelled clouds",
         description="Fine-tune the neighbour filter on labelled clouds of your own scanner: PointCleanNet pairs "
         "(name.xyz + name.outliers, 1 = outlier), .ply files with a per-point 'label' (1 true, 0 artefact) or "
-        "'outlier' property, or pcfilter scans (.npz). A block of each cloud (the far end of its longest axis) is "
+        "'outlier' property, pcfilter scans (.npz), or PTX scans (name.ptx[.gz] + name.outliers[.gz], one line per "
+        "PTX point line). A block of each cloud (the far end of its longest axis) is "
         "held out: the filter trains on the rest, its threshold is chosen on the blocks, and it is measured "
         "there before and after. Writes MODEL (.npz) and its model card (.json) beside it; 'pcfilter filter "
         "--model MODEL' and 'pcfilter evaluate --model MODEL' run it without TensorFlow.")

@@ -49,12 +49,13 @@ from pcfilter_lib.filters.neighbour_tiles import (
 from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS, serial_cells
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
-from pcfilter_lib.io.clouds import CloudError, CloudWriter, open_stream
+from pcfilter_lib.io.clouds import CloudError, CloudStream, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, lidar_header
-from pcfilter_lib.io.organised import write_filtered
+from pcfilter_lib.io.organised import phoxi_sensor, write_filtered
+from pcfilter_lib.io.ptx import PTX_SUFFIXES, is_ptx, stem_of, suffix_of
 
-OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES)
+OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES, *PTX_SUFFIXES)
 
 
 class Progress:
@@ -109,9 +110,9 @@ def _check_outputs(source: Path, outputs: list[tuple[str, Path]], overwrite: boo
         if target.resolve() == source.resolve() or (target.exists() and os.path.samefile(target, source)):
             raise ValueError(f"{target} is the input file; choose another output name (the input is never "
                              "overwritten)")
-        if target.suffix.lower() not in OUTPUT_SUFFIXES:
-            raise ValueError(f"{target}: outputs are written as .ply, .xyz, .las or .laz (points) or .pcd (points "
-                             "or an organised grid)")
+        if suffix_of(target) not in OUTPUT_SUFFIXES:
+            raise ValueError(f"{target}: outputs are written as .ply, .xyz, .las or .laz (points), .pcd (points "
+                             "or an organised grid) or .ptx / .ptx.gz (an organised grid)")
         check_output_file(target)
     if len({target.resolve() for target in targets}) < len(targets):
         raise ValueError("-o, --removed and --scores must name different files")
@@ -131,6 +132,9 @@ def _check_options(args: argparse.Namespace, source: Path) -> None:
         raise ValueError(f"{source} is a LAS/LAZ file, an unorganised cloud; "
                          f"{'the U-Net' if args.model == 'unet' else '--method morph'} needs the pixel grid of an "
                          "organised scan (use the point filter, --model neighbours, or --method sor / ror)")
+    if getattr(args, "grid", None) and suffix_of(source) != ".ply":
+        raise ValueError(f"--grid reads a .ply exported without its grid size; {source} is a {suffix_of(source)} "
+                         "file, which says whether it is organised itself")
     check_jobs(args)
     if args.tile_points is not None:
         option_range("--tile-points", args.tile_points, MIN_TILE_POINTS, MAX_TILE_POINTS, "a whole number")
@@ -150,15 +154,26 @@ def run(args: argparse.Namespace) -> int:
     if stream is None and args.method in TILED_METHODS:  # SOR and ROR go in tiles on a cloud larger than one tile
         with contextlib.suppress(CloudError):  # a damaged file is reported as the in-memory reading reports it
             stream = open_stream(source)
+    if isinstance(stream, CloudStream) and stream.header is not None and (
+            getattr(args, "grid", None) or phoxi_sensor(stream.header.count)):
+        stream = None  # PhoXi's organised .ply: a grid, read whole
     if stream is not None:
+        ptx = [str(target) for _, target in _named_targets(args) if is_ptx(target)]
+        if ptx:
+            raise ValueError(f"{ptx[0]}: PTX holds an organised grid and {source} is an unorganised cloud; write it "
+                             "as .ply, .pcd, .xyz, .las or .laz")
         return _filter_stream(args, source, stream)
     return _filter_in_memory(args, source)
 
 
 def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
-    scan = read_filter_input(source)
+    scan = read_filter_input(source, getattr(args, "grid", None))
     check_filter_fits(args, source, scan)
+    ptx = [str(target) for _, target in _named_targets(args) if is_ptx(target)]
+    if ptx and not scan["organised"]:
+        raise ValueError(f"{ptx[0]}: PTX holds an organised grid and {source} is an unorganised cloud; write it as "
+                         ".ply, .pcd, .xyz, .las or .laz")
     if needs_keras(args, scan["organised"]):
         runtime.setup(seed=None)  # keep TensorFlow's start-up logs off stderr
     scan_filter = make_filter(args, scan["organised"])
@@ -395,9 +410,9 @@ def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     check_model(args)
     check_output_folder(out, "-o")
     suffix = {s: s if s in OUTPUT_SUFFIXES else ".ply" for s in suffixes}
-    names = [p.stem + suffix[p.suffix.lower()] for p in inputs]
+    names = [stem_of(p) + suffix[suffix_of(p)] for p in inputs]
     # a.npz and a.ply would both make a.ply: such inputs keep their whole names (a.npz.ply)
-    files = [(p, out / (name if names.count(name) == 1 else p.name + suffix[p.suffix.lower()]))
+    files = [(p, out / (name if names.count(name) == 1 else p.name + suffix[suffix_of(p)]))
              for p, name in zip(inputs, names, strict=True)]
     check_new_folder_outputs(out, [target for _, target in files], args.overwrite)
     return files

@@ -14,6 +14,7 @@ from pathlib import Path
 from pcfilter_lib.cli.app import build_parser
 from pcfilter_lib.cli.options import option_line
 from pcfilter_lib.io.organised import CLOUD_SUFFIXES
+from pcfilter_lib.io.ptx import suffix_of
 
 INPUT_SUFFIXES = (*CLOUD_SUFFIXES, ".npz")
 # What a worker is given afresh rather than forwarded: its input and output, and no progress.
@@ -27,7 +28,7 @@ def folder_inputs(folder: Path, out: Path, suffixes: tuple[str, ...] = INPUT_SUF
         raise NotADirectoryError(f"-o {out} is a file; with a folder of inputs name an output folder")
     if out.resolve() == folder.resolve():
         raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
-    inputs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    inputs = sorted(p for p in folder.iterdir() if p.is_file() and suffix_of(p) in suffixes)
     if not inputs:
         clouds = ", ".join(s for s in suffixes if s != ".npz")
         raise ValueError(f"{folder} holds no scan (.npz) or cloud ({clouds}) files")

@@ -4,6 +4,7 @@ that the chosen filter can work on it (made before TensorFlow starts), and the f
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,22 +12,33 @@ import numpy as np
 from pcfilter_lib import filters  # its names load Keras when first used, after runtime.setup
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, FLOAT32_COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud, usable_points
+from pcfilter_lib.io.ptx import suffix_of
 from pcfilter_lib.io.scan import load_scan
 
 
-def read_filter_input(path: Path) -> dict:
+def read_filter_input(path: Path, grid: tuple[int, int] | None = None) -> dict:
     """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict whose
     ``far`` points (left out, as NaN) lay beyond ``far_limit``: ``COORDINATE_LIMIT`` for unorganised
     clouds, whose filters measure distances in double precision, and ``FLOAT32_COORDINATE_LIMIT``
     for scans and organised clouds, whose U-Net features are single precision (a scan scaled by 1e30
-    would otherwise be filtered wrongly without a word)."""
-    if path.suffix.lower() == ".npz":
+    would otherwise be filtered wrongly without a word). ``grid`` (width, height) reads a .ply
+    without obj_info lines as that grid (``--grid``). A PTX file of several scans: the first is
+    read, and a line on stderr says so."""
+    suffix = suffix_of(path)
+    if suffix == ".npz":
         scan = {**load_scan(path, arrays=()), "organised": True, "far": 0}
-    elif path.suffix.lower() not in CLOUD_SUFFIXES:
-        raise ValueError(f"{path}: cannot read {path.suffix!r} files; give a scan .npz or a cloud "
+    elif suffix not in CLOUD_SUFFIXES:
+        raise ValueError(f"{path}: cannot read {suffix!r} files; give a scan .npz or a cloud "
                          f"({', '.join(CLOUD_SUFFIXES)})")
     else:
-        scan = read_cloud(path)
+        if grid is not None and suffix != ".ply":
+            raise ValueError(f"--grid reads a .ply exported without its grid size; {path} is a {suffix} file, "
+                             "which says whether it is organised itself")
+        scan = read_cloud(path, grid=grid)
+        if scan.get("scans", 1) > 1:
+            print(f"note: {path} holds {scan['scans']} scans; the first ({scan['xyz'].shape[0]} x "
+                  f"{scan['xyz'].shape[1]} points) is read, the others are not: split the file to filter them",
+                  file=sys.stderr)
     if not scan["organised"]:
         return {**scan, "far_limit": COORDINATE_LIMIT}
     xyz = np.asarray(scan["xyz"])

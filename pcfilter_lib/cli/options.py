@@ -50,6 +50,40 @@ def add_filter_choice(command: argparse.ArgumentParser) -> None:
                          "manifest)")
 
 
+# The sensor sizes read as a grid from a .ply without obj_info lines: those of io.organised.PHOXI_SENSORS
+# (written out here: this module loads no NumPy); tests/test_ptx.py checks that the two agree.
+PHOXI_GRIDS = ((2064, 1544), (1032, 772), (1680, 1200), (1120, 800))
+MAX_GRID_SIDE = 100_000
+
+
+def add_grid_option(command: argparse.ArgumentParser) -> None:
+    """``--grid WxH``: read a .ply exported without its grid size (PhoXi Control's organised .ply) as
+    a W x H grid."""
+    sizes = ", ".join(f"{w}x{h}" for w, h in PHOXI_GRIDS)
+    command.add_argument("--grid", type=parse_grid, metavar="WxH",
+                         help="read a .ply IN that has no 'obj_info width/height' lines as an organised W x H "
+                         "grid: W*H vertices in row order, (0, 0, 0) where a pixel has no point, as PhoXi "
+                         f"Control exports organised clouds; a .ply of {sizes} vertices (the sensor sizes of "
+                         "PhoXi 3D Scanners, full and half resolution, and of MotionCam-3D in scanner and "
+                         "camera mode) is read so without it")
+
+
+class Grid(tuple):
+    """(width, height) of ``--grid``, written back as ``WxH`` (``option_line`` passes it to workers)."""
+
+    def __str__(self) -> str:
+        return f"{self[0]}x{self[1]}"
+
+
+def parse_grid(text: str) -> Grid:
+    """``"2064x1544"`` as (2064, 1544); an argparse error otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) <= MAX_GRID_SIDE for p in parts):
+        raise argparse.ArgumentTypeError(f"--grid must be WIDTHxHEIGHT, each 1 to {MAX_GRID_SIDE}, such as "
+                                         f"2064x1544; got {text!r}")
+    return Grid((int(parts[0]), int(parts[1])))
+
+
 def add_overwrite(command: argparse.ArgumentParser) -> None:
     """``--overwrite``: without it, an output file that already exists is refused before any work."""
     command.add_argument("--overwrite", action="store_true",

@@ -29,6 +29,7 @@ from pcfilter_lib.cli.options import (
 )
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER, check_model_file, read_model_card, retrain_hint
+from pcfilter_lib.io.ptx import stem_of
 
 UPSAMPLE_MAX = 16  # x64 of a scan would be tens of millions of points
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     source = check_input_file(args.input, "input")
     target = Path(args.output)
     _check_mesh_output(source, target, args.overwrite)
-    scan = read_filter_input(source)
+    scan = read_filter_input(source, args.grid)
     check_filter_fits(args, source, scan)
     scan_filter, upsampler = _setup(args, passes, scan["organised"])
     print(_reconstruct_file(args, source, target, scan, scan_filter, upsampler, passes))
@@ -146,8 +147,9 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
     folder, out = Path(args.input), Path(args.output)
     inputs = folder_inputs(folder, out)
     check_output_folder(out, "-o")
-    stems = [p.stem for p in inputs]  # a.npz and a.ply would both make a.ply: keep their whole names
-    files = [(p, out / f"{p.stem if stems.count(p.stem) == 1 else p.name}.ply") for p in inputs]
+    stems = [stem_of(p) for p in inputs]  # a.npz and a.ply would both make a.ply: keep their whole names
+    files = [(p, out / f"{stem if stems.count(stem) == 1 else p.name}.ply") for p, stem in zip(inputs, stems,
+                                                                                               strict=True)]
     check_new_folder_outputs(out, [target for _, target in files], args.overwrite)
     out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(files), unit="file", desc="reconstructing", file=sys.stderr, leave=False,
@@ -165,7 +167,7 @@ def _reconstruct_folder(args: argparse.Namespace, passes: int) -> int:
         setups = {}
         for source, target in files:
             try:
-                scan = read_filter_input(source)
+                scan = read_filter_input(source, args.grid)
                 check_filter_fits(args, source, scan)
                 if scan["organised"] not in setups:
                     setups[scan["organised"]] = _setup(args, passes, scan["organised"])

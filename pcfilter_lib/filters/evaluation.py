@@ -13,26 +13,53 @@ from tqdm.auto import tqdm
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.io.scan import load_scan
-from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES
+from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KEEP, KIND_NAMES
 from pcfilter_lib.nn import scores
 
 
-def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool | Mapping = False) -> dict:
+def has_probability(scan_filter: Filter) -> bool:
+    """Whether a filter's keep probability ranks points (the learned filters), rather than being its
+    0/1 decision (the classical baselines), so that a ROC AUC means something."""
+    return not isinstance(scan_filter, baselines.BaselineFilter)
+
+
+def pooled_roc_auc(pool: Sequence[tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """The ROC AUC of P(keep) over (label, P(keep)) pairs of labelled points (``evaluate_filter``'s
+    ``pool``), pooled; None when they lack true points or artefacts. It equals the ROC AUC of
+    P(artefact) = 1 - P(keep) with the artefacts as positives: how often a random artefact is
+    ranked as more likely an artefact than a random true point."""
+    if not pool:
+        return None
+    truth = np.concatenate([t for t, _ in pool])
+    score = np.concatenate([p for _, p in pool])
+    if truth.all() or not truth.any():
+        return None
+    return float(scores.roc_auc(truth.astype(np.uint8), score))
+
+
+def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: bool | Mapping = False,
+                    roc: bool = False, pool: list | None = None) -> dict:
     """Metrics of a filter pooled over labelled scans.
 
     Args:
         scan_filter: any ``filters.base.Filter``.
         scans: scan dicts with ``label`` (and ``kind`` where known).
         progress: show a progress bar, or a mapping of tqdm settings for it (such as a ``delay``).
+        roc: also give ``roc_auc``, the ROC AUC of the filter's P(keep) over the labelled points
+            (``pooled_roc_auc``); None for a filter without a probability (``has_probability``).
+        pool: a list to which each scan's (keep label, P(keep)) of its labelled points is added,
+            for an AUC pooled over several calls (with ``roc``).
 
     Returns:
         tp, fn, fp, tn, every ``nn.scores.NAMES`` value, the number of scans, and ``kinds``: for
         each artefact kind its point count and the fraction removed (the recall of that kind; empty
-        when the scans carry no ``kind``).
+        when the scans carry no ``kind``); with ``roc``, ``roc_auc`` (None where undefined).
 
     Raises:
         ValueError: there is no scan.
     """
+    ranked = roc and has_probability(scan_filter)
+    mine: list[tuple[np.ndarray, np.ndarray]] = []
     totals = np.zeros(4, np.int64)
     has_kinds = False
     kind_total = np.zeros(len(ARTEFACT_KINDS), np.int64)
@@ -40,8 +67,14 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
     n = 0
     bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
     for scan in tqdm(scans, desc=f"evaluating {scan_filter.name}", unit="scan", **bar):
-        keep = scan_filter.keep_mask(scan)
         label = np.asarray(scan["label"])
+        if ranked:  # one pass of the network gives both the decision and the ranking
+            prob = np.asarray(scan_filter.keep_probability(scan))
+            keep = (prob >= scan_filter.threshold) & np.asarray(scan["valid"], bool)
+            labelled = (label == KEEP) | (label == ARTEFACT)
+            mine.append((label[labelled] == KEEP, prob[labelled].astype(np.float32)))
+        else:
+            keep = scan_filter.keep_mask(scan)
         totals += scores.confusion_counts(label, keep.astype(np.float32), threshold=0.5)
         n += 1
         if scan.get("kind") is None:  # e.g. PointCleanNet pairs: outlier or not, no kinds
@@ -57,8 +90,11 @@ def evaluate_filter(scan_filter: Filter, scans: Iterable[Mapping], progress: boo
     kinds = {KIND_NAMES[code]: {"points": int(kind_total[k]),
                                 "removed": float(kind_removed[k] / kind_total[k]) if kind_total[k] else None}
              for k, code in enumerate(ARTEFACT_KINDS)} if has_kinds else {}
+    if pool is not None:
+        pool.extend(mine)
+    auc = {"roc_auc": pooled_roc_auc(mine)} if roc else {}
     return {"filter": scan_filter.name, "scans": n, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
-            **scores.confusion_metrics(tp, fn, fp, tn), "kinds": kinds}
+            **scores.confusion_metrics(tp, fn, fp, tn), **auc, "kinds": kinds}
 
 
 def iter_scans(files: Iterable[str | os.PathLike], arrays: tuple[str, ...] = ()):

@@ -5,7 +5,10 @@ Three layouts are read, and may be mixed in one folder:
 * the PointCleanNet pair ``name.xyz`` + ``name.outliers`` (one 0/1 line per point, 1 = outlier);
 * a ``.ply`` with a per-point ``label`` property (1 = true surface, 0 = artefact, as pcfilter writes
   them) or an ``outlier`` property (1 = outlier, as PointCleanNet counts);
-* a pcfilter scan ``.npz`` (``io.scan``): its measured pixels with their labels.
+* a pcfilter scan ``.npz`` (``io.scan``): its measured pixels with their labels;
+* an organised scan ``name.ptx`` (or ``name.ptx.gz``, ``io.ptx``) with ``name.outliers`` (or
+  ``name.outliers.gz``) beside it: one 0/1 line per PTX point line, positions without a point
+  included (1 = outlier); its measured points with their labels.
 
 Every cloud becomes a ``LabelledCloud`` (points and a keep flag per point). Labels are checked when
 read, so that a wrong file is reported in one line before any training starts.
@@ -20,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.io.clouds import CloudError, read_ply, read_pointcleannet
+from pcfilter_lib.io.ptx import is_ptx, label_path, read_ptx, read_ptx_labels
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import ARTEFACT, KEEP
 
-LAYOUTS = "name.xyz + name.outliers pairs, .ply files with a 'label' or 'outlier' property, or pcfilter scans (.npz)"
+LAYOUTS = ("name.xyz + name.outliers pairs, .ply files with a 'label' or 'outlier' property, pcfilter scans (.npz), "
+           "or PTX scans name.ptx[.gz] with name.outliers[.gz]")
 
 
 @dataclass
@@ -45,7 +50,8 @@ class LabelledCloud:
 
 
 def read_labelled_cloud(path: str | os.PathLike) -> LabelledCloud:
-    """One labelled cloud from a ``.xyz`` (with its ``.outliers`` beside it), ``.ply`` or ``.npz`` file.
+    """One labelled cloud from a ``.xyz`` (with its ``.outliers`` beside it), ``.ply``, ``.npz`` or
+    ``.ptx[.gz]`` (with its ``.outliers[.gz]`` beside it) file.
 
     Raises:
         FileNotFoundError: the file (or the ``.outliers`` of an ``.xyz``) is missing.
@@ -61,6 +67,10 @@ def read_labelled_cloud(path: str | os.PathLike) -> LabelledCloud:
         points, keep = _ply_labels(path)
     elif suffix == ".npz":
         points, keep = _scan_labels(path)
+    elif is_ptx(path):
+        ptx = read_ptx(path)
+        outlier = read_ptx_labels(path, ptx["valid"])
+        points, keep = ptx["xyz"][ptx["valid"]], ~outlier[ptx["valid"]]
     else:
         raise CloudError(f"{path}: not a labelled cloud; use {LAYOUTS}")
     points = np.asarray(points, np.float64)
@@ -84,7 +94,8 @@ def read_labelled_folder(folder: str | os.PathLike) -> list[LabelledCloud]:
     if not folder.is_dir():
         raise FileNotFoundError(f"the folder {folder} does not exist")
     files = sorted(p for p in folder.iterdir() if p.is_file() and (
-        p.suffix.lower() in (".ply", ".npz") or (p.suffix.lower() == ".xyz" and p.with_suffix(".outliers").is_file())))
+        p.suffix.lower() in (".ply", ".npz") or (p.suffix.lower() == ".xyz" and p.with_suffix(".outliers").is_file())
+        or (is_ptx(p) and label_path(p) is not None)))
     if not files:
         raise FileNotFoundError(f"{folder} holds no labelled clouds; it needs {LAYOUTS}")
     return [read_labelled_cloud(path) for path in files]

@@ -7,7 +7,10 @@ How a file is recognised as organised:
   points in row-major order, as PCL writes organised clouds.
 * ``.ply`` (ascii or binary little endian): the header holds ``obj_info width W`` and
   ``obj_info height H`` and the vertex count is ``W * H``, in row-major order (``write_organised``
-  writes such files).
+  writes such files). A ``.ply`` without them is read as a W x H grid in row-major order, with
+  ``(0, 0, 0)`` where a pixel has no point, as PhoXi Control exports organised clouds, when the
+  caller gives ``grid=(W, H)`` or when its vertex count is that of a sensor in ``PHOXI_SENSORS``.
+* ``.ptx`` and ``.ptx.gz`` (``io.ptx``): always organised, ``0 0 0`` where there is no point.
 
 Fields read: ``x y z`` (required), ``intensity`` (optional), ``normal_x normal_y normal_z`` or
 ``nx ny nz`` (optional; estimated from the grid when missing). Any other cloud is unorganised; it is
@@ -31,10 +34,16 @@ from pcfilter_lib.geometry.normals import estimate_normals
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT
 from pcfilter_lib.io.clouds import CloudError, read_ply_file, read_table, write_ply_rows
 from pcfilter_lib.io.files import atomic_write_bytes
+from pcfilter_lib.io.ptx import PTX_SUFFIXES, is_ptx, read_ptx, read_ptx_header, suffix_of, write_ptx
 from pcfilter_lib.memory import available_memory
 
 OPEN3D_SUFFIXES = (".pts", ".xyzn", ".xyzrgb")
-CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz") + OPEN3D_SUFFIXES
+CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", *PTX_SUFFIXES) + OPEN3D_SUFFIXES
+# Sensor sizes (width, height) of Photoneo's scanners, whose organised .ply exports have no obj_info
+# lines: a .ply of exactly W * H vertices is read as their grid. PhoXi 3D Scanner XS to XL at full
+# and half resolution; MotionCam-3D in scanner and camera mode.
+PHOXI_SENSORS = {(2064, 1544): "PhoXi 3D Scanner, full resolution", (1032, 772): "PhoXi 3D Scanner, half resolution",
+                 (1680, 1200): "MotionCam-3D, scanner mode", (1120, 800): "MotionCam-3D, camera mode"}
 # Peak memory of reading and filtering a cloud, per point: the point filter's neighbour lists,
 # features and patches dominate. Filtering a 253 447-point scan raised the peak resident memory by
 # 336 MB (1 390 bytes per point); rounded up for the reading.
@@ -131,6 +140,8 @@ def estimate_points(path: str | os.PathLike) -> int:
     header that declares more points than the file has bytes is not believed (the reader then says
     that the data is short)."""
     path = Path(path)
+    if is_ptx(path):  # the header's grid; gzip hides the size of the text, and zeros compress to nothing
+        return read_ptx_header(path).points
     with open(path, "rb") as file:
         head = file.read(65536)
     size = path.stat().st_size
@@ -194,19 +205,43 @@ def _read_open3d(path: Path) -> dict[str, np.ndarray]:
     return fields
 
 
-def _read_fields(path: Path, suffix: str) -> tuple[dict[str, np.ndarray], int, int, bool]:
-    """(fields, width, height, organised) of a cloud file of a supported ``suffix``."""
+def _read_fields(path: Path, suffix: str, grid: tuple[int, int] | None = None
+                 ) -> tuple[dict[str, np.ndarray], int, int, bool]:
+    """(fields, width, height, organised) of a cloud file of a supported ``suffix``; ``grid`` (W, H)
+    reads a .ply without ``obj_info`` lines as that grid."""
     if suffix == ".pcd":
         fields, width, height = read_pcd(path)
         return fields, width, height, height > 1
     if suffix == ".ply":
         fields, header = read_ply_file(path)
-        grid = header.obj_info
-        if len(grid) == 2:
-            return fields, grid["width"], grid["height"], True
+        sizes = header.obj_info
+        if len(sizes) == 2:
+            return fields, sizes["width"], sizes["height"], True
+        if grid is not None:
+            if grid[0] * grid[1] != header.count:
+                raise CloudError(f"{path}: --grid {grid[0]}x{grid[1]} needs {grid[0] * grid[1]} vertices, the file "
+                                 f"holds {header.count}; give the scan's own width x height")
+            return _zero_is_missing(fields), grid[0], grid[1], True
+        sensor = phoxi_sensor(header.count)
+        if sensor is not None:
+            return _zero_is_missing(fields), sensor[0], sensor[1], True
         return fields, header.count, 1, False
     fields = read_xyz(path) if suffix == ".xyz" else _read_open3d(path)
     return fields, len(fields.get("x", ())), 1, False
+
+
+def phoxi_sensor(count: int) -> tuple[int, int] | None:
+    """(width, height) of the sensor in ``PHOXI_SENSORS`` with ``count`` pixels, or None."""
+    return next((size for size in PHOXI_SENSORS if size[0] * size[1] == count), None)
+
+
+def _zero_is_missing(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fields of a PhoXi grid export, where ``(0, 0, 0)`` marks a pixel without a point, with NaN there."""
+    zero = (fields["x"] == 0) & (fields["y"] == 0) & (fields["z"] == 0)
+    if not zero.any():
+        return fields
+    return {**fields, **{a: np.where(zero, np.nan, fields[a].astype(np.result_type(fields[a], np.float32)))
+                         for a in "xyz"}}
 
 
 def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT) -> tuple[np.ndarray, int]:
@@ -220,20 +255,24 @@ def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT) -> tuple[np.
     return finite & near, int((finite & ~near).sum())
 
 
-def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
+def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tuple[int, int] | None = None) -> dict:
     """A cloud file (``CLOUD_SUFFIXES``) as a scan-like dict.
 
     Args:
         path: the file.
         available: bytes of memory filtering may use (default: what the system has available now);
             files too large are refused before reading (``check_fits``).
+        grid: (width, height) of a ``.ply`` exported without ``obj_info`` lines (PhoXi Control's
+            organised export): read as that grid in row-major order, ``(0, 0, 0)`` = no point.
 
     Returns:
         ``xyz`` (H, W, 3) with NaN where there is no point, in the file's precision (float64 stays
         float64: site or map coordinates lie far from the origin); ``valid`` (H, W); ``intensity``
         (H, W) or None; ``normals`` (H, W, 3) or None; ``organised`` (False for an unorganised
         cloud, which comes as a 1 x N grid); ``far``, the number of points dropped for coordinates
-        beyond ``COORDINATE_LIMIT``. Points with NaN or infinite coordinates count as missing.
+        beyond ``COORDINATE_LIMIT``. Points with NaN or infinite coordinates count as missing. A PTX
+        file also gives ``ptx`` (its header, kept for writing) and ``scans`` (how many it holds;
+        the first is read).
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -243,12 +282,14 @@ def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"point cloud {path} does not exist")
-    suffix = path.suffix.lower()
+    suffix = suffix_of(path)
     if suffix not in CLOUD_SUFFIXES:
         raise CloudError(f"{path}: cannot read {suffix!r} clouds; use a scan .npz or one of "
                          f"{', '.join(CLOUD_SUFFIXES)}")
     check_fits(path, available=available)
-    fields, width, height, organised = _read_fields(path, suffix)
+    if suffix in PTX_SUFFIXES:
+        return _ptx_cloud(path)
+    fields, width, height, organised = _read_fields(path, suffix, grid)
     if not {"x", "y", "z"} <= set(fields):
         raise CloudError(f"{path}: the points need x, y and z fields, found {sorted(fields)}")
     n = len(fields["x"])
@@ -273,6 +314,22 @@ def read_cloud(path: str | os.PathLike, available: int | None = None) -> dict:
                    estimate_normals(xyz) if organised else None)
     return {"xyz": xyz, "valid": valid, "intensity": intensity, "normals": normals, "organised": organised,
             "far": far}
+
+
+def _ptx_cloud(path: Path) -> dict:
+    """``read_cloud`` of a PTX file (``io.ptx.read_ptx``): an organised grid in the scanner's frame."""
+    ptx = read_ptx(path)
+    xyz, valid = ptx["xyz"], ptx["valid"]
+    usable, far = usable_points(xyz)
+    if not usable.any():
+        raise CloudError(f"{path}: no point has usable coordinates (every line is 0 0 0, or beyond "
+                         f"±{COORDINATE_LIMIT:.1e}); there is nothing to filter")
+    if far:
+        xyz, valid = np.where(usable[..., None], xyz, np.nan), usable
+    with np.errstate(all="ignore"):
+        normals = estimate_normals(xyz)
+    return {"xyz": xyz, "valid": valid, "intensity": ptx["intensity"], "normals": normals, "organised": True,
+            "far": far, "ptx": ptx["header"], "scans": ptx["scans"]}
 
 
 def _precision(xyz) -> np.dtype:
@@ -333,16 +390,28 @@ def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.nd
     what it removed), in the input's precision.
 
     Args:
-        paths: ``.ply`` or ``.pcd`` files, one per mask (extra masks are ignored).
+        paths: ``.ply``, ``.pcd``, ``.ptx`` or ``.ptx.gz`` files, one per mask (extra masks are ignored).
         scan: a scan-like dict (``read_cloud``, ``io.scan.load_scan``) with ``xyz``, ``intensity``
             (or None) and ``organised``.
         masks: (H, W) bool arrays over the scan's grid.
 
-    A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False); every other path
-    gets the selected points as an unorganised cloud.
+    A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False), and so does a PTX
+    path (``0 0 0 0`` where a mask is False, the input's PTX header kept); every other path gets the
+    selected points as an unorganised cloud.
+
+    Raises:
+        ValueError: a PTX path for an unorganised cloud (PTX holds grids only).
     """
     for path, mask in zip(paths, masks, strict=False):
-        if Path(path).suffix.lower() == ".pcd" and scan["organised"]:
+        if is_ptx(path):
+            if not scan["organised"]:
+                raise ValueError(f"{path}: PTX holds an organised grid and this input is an unorganised cloud; "
+                                 "write it as .ply, .pcd, .xyz, .las or .laz")
+            header = scan.get("ptx")
+            if header is not None and (header.blocks, header.per_block) != np.shape(mask):
+                header = None
+            write_ptx(path, scan["xyz"], scan["intensity"], keep=mask, header=header)
+        elif Path(path).suffix.lower() == ".pcd" and scan["organised"]:
             write_organised(path, scan["xyz"], scan["intensity"], keep=mask)
         else:
             intensity = None if scan["intensity"] is None else np.asarray(scan["intensity"])[mask]
