@@ -51,6 +51,7 @@ def test_a_ghost_patch_half_a_millimetre_in_front_of_a_plane():
     assert stats["fill"] == 1.0 and stats["holes"] == 0 and stats["hole_share"] == 0.0
     assert stats["intensity_ratio"] == pytest.approx(0.4) and stats["intensity_auc"] == 0.0
     assert stats["artefact_darker_than_true_p10"] == 1.0
+    assert stats["intensity_max_over_median"] == pytest.approx(2.0) and stats["intensity_true_spread"] == 0.0
     # each pixel covers (pitch x depth)^2 of a plane facing the camera: 0.25 mm^2, so 4 points per mm^2
     assert stats["pixel_area_mm2"] == pytest.approx(0.25, rel=1e-3)
     assert stats["points_per_mm2"] == pytest.approx(4.0, rel=1e-3)

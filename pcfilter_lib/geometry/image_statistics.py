@@ -19,7 +19,9 @@ per-pixel artefact flags):
 - **blobs**: connected components (8 neighbours) of artefact pixels: how many, their sizes in
   pixels and in mm^2 of image footprint;
 - **intensity**: of artefact and of true pixels, their ratio and how well intensity alone ranks
-  artefacts (ROC AUC, 0.5 = not at all; below 0.5 = artefacts darker);
+  artefacts (ROC AUC, 0.5 = not at all; below 0.5 = artefacts darker); the spread of the true
+  pixels' intensity and the brightest pixel against their median (a network that scales each scan's
+  intensity by its range sees the rest of the scan squeezed by that factor);
 - **holes and density**: the object's silhouette is its valid pixels closed over gaps of a few
   pixels with the enclosed holes filled; the share of its pixels that hold a point, the holes in it,
   and the points per mm^2 of surface;
@@ -278,6 +280,7 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
         "intensity_ratio": (float(np.median(art_i)) / true_median if len(art_i) and true_median else None),
         "intensity_true_spread": (float((np.percentile(true_i, 90) - np.percentile(true_i, 10)) / true_median)
                                   if true_median else None),
+        "intensity_max_over_median": (float(intensity[valid].max()) / true_median if true_median else None),
         "intensity_auc": intensity_auc(art_i, true_i),
         "artefact_darker_than_true_p10": (float((art_i < np.percentile(true_i, 10)).mean())
                                           if len(art_i) and len(true_i) else None),
