@@ -186,6 +186,15 @@ PROSE_TEXT = """() => {
 }"""
 
 
+# Where a page got plotly.js from, how many of its figures plotly.js drew, and the largest inline script.
+PLOTLY_ON_PAGE = """() => ({
+    scripts: [...document.scripts].filter(s => /plotly[^/]*\\.js/i.test(s.src)).map(s => s.src),
+    figures: document.querySelectorAll(".plotly-graph-div").length,
+    drawn: document.querySelectorAll(".plotly-graph-div.js-plotly-plot").length,
+    largest_inline: Math.max(0, ...[...document.scripts].filter(s => !s.src).map(s => s.text.length)),
+})"""
+
+
 @dataclass
 class Visit:
     """What one page of the book showed the browser (``None`` where the page was not checked for it)."""
@@ -203,6 +212,7 @@ class Visit:
     formulas: tuple[int, int] = (0, 0)  # (typeset, all)
     raw_tex: list[str] = field(default_factory=list)
     prose: str = ""
+    plotly: dict | None = None  # on a page with Plotly figures: how it loaded plotly.js and drew them
 
 
 @dataclass
@@ -254,6 +264,8 @@ def visits(built_book, server, browser, notebooks) -> Visits:
             visit.unloaded_images = [n for n in range(images.count())
                                      if not images.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")]
             visit.code_cells = page.locator("div.cell_input pre").count()
+            if page.locator(".plotly-graph-div").count():
+                visit.plotly = page.evaluate(PLOTLY_ON_PAGE)
             for width in (VIEWPORT["width"], 1280, 1024):  # two sidebars beside the text, then one
                 page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
                 visit.too_wide[width] = page.evaluate(OVERFLOWING_CODE)
@@ -280,6 +292,23 @@ def test_every_chapter_page_renders(visits, notebooks, execution_cache):
     assert visits.script_errors == [], f"script errors in the browser: {visits.script_errors}"
     assert visits.missing == [], f"files of the book that did not load: {visits.missing}"
     assert visits.outside == [], f"requests outside the book: {sorted(set(visits.outside))}"
+
+
+def test_plotly_js_loads_once_from_the_book_and_every_figure_has_a_still(visits, built_book, server):
+    with_figures = {name: visit.plotly for name, visit in visits.pages.items() if visit.plotly}
+    assert with_figures, "no page has a Plotly figure: has pcfilter_lib.viz.setup_plotly changed?"
+    for name, plotly in with_figures.items():
+        # one shared file for the whole book, cached by the browser, not a 4.8 MB copy inside each page
+        assert plotly["scripts"] == [plotly["scripts"][0]] and \
+            plotly["scripts"][0].split("?")[0] == f"{server}/_static/plotly.min.js", (name, plotly["scripts"])
+        largest = plotly["largest_inline"]
+        assert largest < 1_000_000, f"{name}: an inline script of {largest} characters"
+        assert plotly["drawn"] == plotly["figures"] > 0, f"{name}: {plotly['drawn']} of {plotly['figures']} drawn"
+        stills = (built_book / "html" / name).read_text().count('<img class="plotly-still"')
+        assert stills == plotly["figures"], f"{name}: {stills} still pictures for {plotly['figures']} figures"
+    others = [name for name, visit in visits.pages.items() if visit.loaded and visit.code_cells and not visit.plotly]
+    for name in others:
+        assert "plotly.min.js" not in (built_book / "html" / name).read_text(), f"{name} loads plotly.js"
 
 
 def test_no_page_shows_stderr_output(built_book):

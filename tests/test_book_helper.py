@@ -81,3 +81,50 @@ def test_importing_the_helper_loads_no_deep_learning_stack():
             "print(sorted({'keras', 'tensorflow', 'open3d'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def write_notebook(path, heading):
+    import nbformat
+
+    cell = nbformat.v4.new_markdown_cell(f"# {heading}\n\nText.")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+
+
+def test_chapters_are_the_numbered_notebooks_of_the_table_of_contents(tmp_path):
+    folder = tmp_path / "book"
+    folder.mkdir()
+    (folder / "_toc.yml").write_text(
+        "format: jb-book\nroot: intro\nparts:\n  - caption: Chapters\n    chapters:\n"
+        "      - file: 01_first\n      - file: 04_fourth\n        sections:\n          - file: 04b_more\n"
+        "  - caption: Appendix\n    chapters:\n      - file: how_this_book_is_made\n"
+        "  - caption: Reference\n    chapters:\n      - file: api\n")
+    for name, heading in [("intro", "Intro"), ("01_first", "First steps"), ("04_fourth", "Fourth"),
+                          ("04b_more", "More: of the fourth"), ("how_this_book_is_made", "How"),
+                          ("99_unlisted", "Not in the table")]:
+        write_notebook(folder / f"{name}.ipynb", heading)
+    expected = [book.Chapter("01_first", "1", "First steps"), book.Chapter("04_fourth", "4", "Fourth"),
+                book.Chapter("04b_more", "4b", "More: of the fourth")]
+    assert book.chapters(folder) == expected
+    assert book.chapters(tmp_path) == expected  # from the checkout above book/
+    with pytest.raises(FileNotFoundError, match="_toc.yml"):
+        book.chapters(tmp_path.parent / "elsewhere")
+
+
+def test_the_cost_table_and_figure_say_what_was_not_measured():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pcfilter_lib.timing.book_times import BookCosts, ChapterCost
+
+    found = [book.Chapter("01_a", "1", "First"), book.Chapter("02_b", "2", "Second")]
+    costs = BookCosts([ChapterCost("01_a", 150.0, 2048.0), ChapterCost("02_b", None, 512.0)],
+                      "2 CPU cores", "2026-11-27", "2 CPU cores", "2026-11-27")
+    assert book.cost_table(found, costs).rows == [["1. First", "2.5 min", "2.0 GB"],
+                                                  ["2. Second", "not measured", "0.5 GB"]]
+    fig = book.plot_costs(found, costs)
+    times, memory = fig.axes
+    assert [t.get_text() for t in times.get_yticklabels()] == ["1. First", "2. Second"]
+    assert "(min)" in times.get_xlabel() and "(GB)" in memory.get_xlabel()
+    assert [p.get_width() for p in times.patches] == [2.5, 0]
+    assert [t.get_text().strip() for t in times.texts] == ["2.5", "not measured"]
+    assert "2 CPU cores (2026-11-27)" in fig.texts[0].get_text()  # the suptitle names the machine

@@ -28,7 +28,7 @@ from pcfilter_lib.viz import interactive
 
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
-STILL = re.compile(r'<noscript><img class="plotly-still" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+STILL = re.compile(r'<noscript>.*<img class="plotly-still" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 @pytest.fixture

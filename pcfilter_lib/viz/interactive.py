@@ -68,7 +68,8 @@ def setup_plotly() -> None:
 
 def still_html(fig) -> str:
     """The still picture of a figure for the book's HTML: a PNG (``static_png``) as a data URI in an
-    ``<img>`` inside ``<noscript>``, which a browser shows only where it runs no JavaScript.
+    ``<img>`` inside ``<noscript>``, which a browser shows only where it runs no JavaScript (and there
+    it also hides the figures' empty divs).
 
     Args:
         fig: a ``plotly.graph_objects.Figure`` or its dict.
@@ -80,7 +81,9 @@ def still_html(fig) -> str:
     png = base64.b64encode(static_png(fig_dict)).decode("ascii")
     title = _text(fig_dict.get("layout", {}).get("title")) or "3D figure"
     alt = escape(f"{title}: a still view of the interactive figure", quote=True)
-    return (f'<noscript><img class="plotly-still" src="data:image/png;base64,{png}" alt="{alt}" '
+    # Without JavaScript the figure's div stays an empty box of its full height: hide it.
+    return ('<noscript><style>.plotly-graph-div{display:none !important}</style>'
+            f'<img class="plotly-still" src="data:image/png;base64,{png}" alt="{alt}" '
             'style="max-width:100%;height:auto"></noscript>')
 
 
