@@ -10,7 +10,7 @@ import pytest
 
 from pcfilter_lib.data.procedural_modelnet import make_shape
 from pcfilter_lib.geometry import voxels as vx
-from pcfilter_lib.geometry.views import render_depth_views
+from pcfilter_lib.geometry.views import render_depth_views, upright
 from pcfilter_lib.io.off import format_off, read_off
 from pcfilter_lib.nn import scores
 from pcfilter_lib.simulate import objects
@@ -272,6 +272,56 @@ def test_render_depth_views_differ_around_an_asymmetric_shape(tmp_path):
     vertices, triangles = _procedural(tmp_path=tmp_path)
     views = render_depth_views(vertices, triangles, n_views=4, size=24)
     assert np.abs(views[0] - views[1]).mean() > 0.01
+
+
+def _boxes(*corners):
+    """One mesh of several boxes, each given by its (lo, hi) corners."""
+    vertices, triangles = [], []
+    for lo, hi in corners:
+        v, t = _box(lo, hi)
+        triangles.append(t + sum(len(w) for w in vertices))
+        vertices.append(v)
+    return np.concatenate(vertices), np.concatenate(triangles)
+
+
+def _centre_of_hits(image, columns=slice(None)):
+    rows, cols = np.nonzero(image[:, columns])
+    return rows.mean(), cols.mean()
+
+
+@pytest.mark.parametrize("elevation", [0.0, 30.0])
+def test_upright_view_shows_higher_z_higher_and_the_camera_right_on_the_right(elevation):
+    # A base block, a small block above it and one beside it on +y. The first camera stands on +x and
+    # looks towards -x with z up, so +y is on its right.
+    vertices, triangles = _boxes(((-1, -1, -1), (1, 1, 1)), ((-0.3, -0.3, 2.0), (0.3, 0.3, 2.6)),
+                                 ((-0.3, 1.6, -0.3), (0.3, 2.2, 0.3)))
+    size = 48
+    raw = render_depth_views(vertices, triangles, n_views=4, size=size, elevation=elevation)
+    shown = upright(raw)
+    assert shown.shape == raw.shape
+    np.testing.assert_array_equal(upright(shown), raw)  # two half turns are none
+    view = shown[0]
+    # Rows of the displayed image grow downwards: the top block's pixels lie above the base block's.
+    top_rows = np.nonzero(view.any(axis=1))[0]
+    base_row = _centre_of_hits(view)[0]
+    assert top_rows.min() < base_row
+    # The row that shows the most of the base block lies below the gap to the top block.
+    band = np.count_nonzero(view, axis=1)
+    widest = int(np.argmax(band))
+    gap = [r for r in range(top_rows.min(), widest) if band[r] == 0]
+    assert gap, "the top block should be separated from the base block by empty rows"
+    # The side block (+y) sits right of the base block in the displayed image, at the base's height.
+    side_cols = np.nonzero(view[widest] > 0)[0]
+    runs = np.split(side_cols, np.flatnonzero(np.diff(side_cols) > 1) + 1)
+    assert len(runs) == 2 and runs[1].min() > runs[0].max()
+    assert len(runs[1]) < len(runs[0])  # the narrow block is the right-hand run
+    # The raw images are the displayed ones turned by 180 degrees: the top block in the bottom rows.
+    assert np.nonzero(raw[0].any(axis=1))[0].max() > size - 1 - top_rows.min() - 1
+
+
+def test_upright_rejects_a_single_row():
+    with pytest.raises(ValueError):
+        upright(np.zeros(5))
 
 
 def test_voxel_faces_of_one_voxel():

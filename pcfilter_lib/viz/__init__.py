@@ -16,6 +16,7 @@ from pcfilter_lib.viz.colours import LABEL_HEX, OUTCOME_COLOURS, OUTCOME_NAMES, 
 from pcfilter_lib.viz.figures import (
     draw_unet,
     outcome_image,
+    plain_log_ticks,
     plot_class_confusion,
     plot_confusion,
     plot_growth,
@@ -43,7 +44,8 @@ from pcfilter_lib.viz.training import plot_histories, plot_strategies, plot_thre
 
 __all__ = ["FILTER_METRICS", "LABEL_HEX", "OUTCOME_COLOURS", "OUTCOME_NAMES", "Table", "cloud_trace", "draw_unet",
            "figure_3d", "filter_table", "markdown_table", "mesh_trace", "outcome_figure_3d", "outcome_image",
-           "outcomes", "plot_class_confusion", "plot_confusion", "plot_critical_points", "plot_growth",
+           "outcomes", "plain_log_ticks", "plot_class_confusion", "plot_confusion", "plot_critical_points",
+           "plot_growth",
            "plot_histories", "plot_octree_slice", "plot_strategies", "plot_threshold_sweep", "plot_tile_tasks",
            "plot_training_curves", "plot_weight_histograms", "scan_figure_3d", "setup_plotly", "show_clouds",
            "show_filter_masks", "show_images", "show_matrix", "show_scan_channels", "strategy_table", "voxel_trace"]

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pcfilter_lib.filters.tile_store import TileGrid
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, LABEL_COLOURS
@@ -54,13 +56,16 @@ def show_matrix(matrix, ax=None, title: str | None = None, annotate: bool = Fals
     subtitle = f"{nonzero} of {dense.size} entries non-zero ({nonzero / dense.size:.1%})"
     ax.set_title(f"{title}\n{subtitle}" if title else subtitle, fontsize=10)
     if not annotate:
-        plt.colorbar(image, ax=ax, shrink=0.8)
+        plt.colorbar(image, ax=ax, shrink=0.8, label="matrix entry (white: structural zero)")
     return ax
 
 
 def plot_growth(curves: Mapping[str, Sequence[float]], measured: Mapping[str, Sequence[float]] | None = None,
                 ax=None, xlabel: str = "layers", ylabel: str = "receptive field (pixels)", logy: bool = False):
     """Line plot of one quantity per layer for several stacks, with optional measured markers.
+
+    The legend has one entry per stack, drawn as its line with its marker; its title says that the
+    lines are the formula and the open markers the measurement.
 
     Args:
         curves: stack name -> the value after each layer, by formula.
@@ -76,19 +81,58 @@ def plot_growth(curves: Mapping[str, Sequence[float]], measured: Mapping[str, Se
     ax = axes_or_new(ax)
     styles = ["-", "--", ":", "-."]
     markers = ["o", "s", "^", "D"]
+    handles = []
     for n, (name, values) in enumerate(curves.items()):
         x = np.arange(1, len(values) + 1)
-        (line,) = ax.plot(x, values, styles[n % 4], linewidth=2, label=f"{name} (formula)")
+        (line,) = ax.plot(x, values, styles[n % 4], linewidth=2)
+        handle = line
         if measured and name in measured:
-            ax.plot(x, measured[name], markers[n % 4], color=line.get_color(), fillstyle="none", markersize=9,
-                    label=f"{name} (measured)")
+            (dots,) = ax.plot(x, measured[name], markers[n % 4], color=line.get_color(), fillstyle="none",
+                              markersize=9)
+            handle = (line, dots)
+        handles.append((handle, name))
         ax.set_xticks(x)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    title = "line: formula, open marker: measured" if measured else None
+    ax.legend([h for h, _ in handles], [name for _, name in handles], fontsize=8, title=title, title_fontsize=8,
+              handler_map={tuple: HandlerTuple(ndivide=None)})
+    return ax
+
+
+def plain_log_ticks(ax, x: Sequence[float] | None = None, y: Sequence[float] | None = None):
+    """Plain numbers as the tick labels of logarithmic axes.
+
+    On a log axis matplotlib labels minor ticks such as 30 or 40 as "3x10^1" once a decade holds few
+    major ticks, and these labels crowd the ones a figure sets. This puts ticks at ``x`` and ``y`` (where
+    given) with plain labels and removes the minor tick labels. A log axis without given ticks is ticked
+    at 1, 2 and 5 times the powers of ten where it spans at most three decades (so that a short axis still
+    has several labels), else at the powers of ten, all written as plain numbers. Call it after
+    plotting, since it reads the axis' range.
+
+    Args:
+        ax: the matplotlib axes.
+        x: the values to tick on the x axis, or None.
+        y: the values to tick on the y axis, or None.
+
+    Returns:
+        The axes.
+    """
+    plain = FuncFormatter(lambda value, _: f"{value:,.10g}")
+    for axis, ticks in ((ax.xaxis, x), (ax.yaxis, y)):
+        if ticks is not None:
+            axis.set_ticks(list(ticks))
+        elif axis.get_scale() != "log":
+            continue  # a linear axis without given ticks keeps its labels
+        else:
+            low, high = sorted(abs(v) for v in axis.get_view_interval())
+            decades = np.log10(high / low) if low > 0 else np.inf
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if decades > 3 else (1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
     return ax
 
 
@@ -334,6 +378,10 @@ def plot_octree_slice(levels: Sequence[np.ndarray], z: int, ax=None, title: str 
     ax.set_aspect("equal")
     ax.set_xlabel("x (voxels)")
     ax.set_ylabel("y (voxels)")
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color="tab:orange"),
+               plt.Rectangle((0, 0), 1, 1, fill=False, edgecolor="tab:blue")],
+              ["occupied cell of the finest level", "empty cell, not refined further"], fontsize=8,
+              loc="upper right")
     if title:
         ax.set_title(title, fontsize=10)
     return ax
