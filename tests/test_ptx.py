@@ -219,3 +219,22 @@ def test_the_grid_sizes_are_listed_once_and_the_option_reads_them():
     for bad in ("2064", "0x10", "ax4", "1x2x3"):
         with pytest.raises(Exception, match="--grid must be WIDTHxHEIGHT"):
             parse_grid(bad)
+
+
+def test_a_folder_of_ptx_scans_is_filtered_into_ptx_files_of_the_same_names(scan, tmp_path, pcfilter):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.ptx.gz", "b.ptx"):
+        write_ptx(folder / name, scan["xyz"], scan["intensity"], keep=scan["valid"])
+    result = pcfilter("filter", folder, "-o", tmp_path / "out", "--method", "sor")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.ptx.gz", "b.ptx"]
+    assert read_ptx(tmp_path / "out" / "a.ptx.gz")["valid"].sum() <= scan["valid"].sum()
+
+
+def test_evaluate_refuses_a_folder_of_ptx_scans_and_point_clouds_together(scan, tmp_path, pcfilter):
+    write_labelled(tmp_path, scan)
+    (tmp_path / "c.xyz").write_text("0 0 1\n1 0 1\n")
+    (tmp_path / "c.outliers").write_text("0\n1\n")
+    result = pcfilter("evaluate", "--data", tmp_path, "--method", "sor")
+    assert result.returncode == 1 and "holds both organised scans (.ptx) and point clouds" in result.stderr
