@@ -127,3 +127,17 @@ def test_a_recorded_ablation_is_read_back_for_its_recipe_images_and_variants_onl
     other = image_voxels.write_dataset(tmp_path / "other", TINY.counts, seed=TINY.data_seed + 1,
                                        image_size=TINY.image_size)
     assert i2v.recorded_ablation(record, TINY, other, variants) is None  # images of another seed
+
+
+def test_mean_shape_guesses_are_scored_like_a_network(tmp_path):
+    folder = image_voxels.write_dataset(tmp_path, {"train": 8, "val": 4, "test": 4}, seed=5)
+    train, val, test = (image_voxels.load_split(folder, s) for s in image_voxels.SPLITS)
+    guessed = i2v.mean_shape_scores(train, val, test)
+    assert set(guessed) == {"mean training grid", "mean grid of the true class"}
+    for result in guessed.values():
+        assert result["threshold"] in i2v.BASELINE_THRESHOLDS and 0 <= result["test_iou"] <= 1
+    # One shape per class, learnt from the test grids themselves: each class mean is its shape.
+    firsts = [int(np.flatnonzero(test.labels == k)[0]) for k in np.unique(test.labels)]
+    alone = dataclasses.replace(test, **{f: getattr(test, f)[firsts] for f in ("images", "voxels", "labels",
+                                                                              "views")})
+    assert i2v.mean_shape_scores(alone, alone, alone)["mean grid of the true class"]["test_iou"] == 1.0

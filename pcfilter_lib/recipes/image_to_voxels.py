@@ -9,6 +9,8 @@
 * ``part_outputs`` reads a trained network's intermediate volumes (each level's decoder alone, their
   plain average, the aggregator's merge, the refined output), so that what each part adds can be
   measured on the network as it was trained.
+* ``mean_shape_scores`` scores two guesses that never look at the picture (the mean training grid,
+  and the mean grid of the true class), the baselines a network's IoU is judged by.
 * ``ablate`` trains variants (ReLU for Mish, dropout for DropBlock, Adam for Ranger, no aggregator,
   no refiner) with one budget and scores them the same way. ``benchmarks/yovo_ablation.py`` runs the
   full-size chapter's ablation once and records it (``ablation_record``); ``recorded_ablation`` reads
@@ -36,6 +38,8 @@ from pcfilter_lib.nn.fit import TrainResult, fit, graph_optimiser_off
 from pcfilter_lib.recipes.common import environment, provenance, rounded, same_data
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the thesis' IoU thresholds
+# A mean grid holds the share of training shapes that occupy each voxel: any share may be the best cut.
+BASELINE_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 SHIPPED = WEIGHTS / "yovo_modelnet10.keras"
 
 
@@ -165,6 +169,33 @@ def iou_by_class(probability: np.ndarray, data: image_voxels.ImageVoxels,
 def choose_threshold(scores: dict) -> float:
     """The threshold with the best mean IoU in ``iou_by_class`` scores of validation data."""
     return float(scores["thresholds"][int(np.argmax(scores["mean"]))])
+
+
+def mean_shape_scores(train_set: image_voxels.ImageVoxels, val_set: image_voxels.ImageVoxels,
+                      test_set: image_voxels.ImageVoxels, thresholds=BASELINE_THRESHOLDS) -> dict[str, dict]:
+    """Two guesses that ignore the image, scored like a network: what a network must beat.
+
+    "mean training grid" predicts, for every picture, the share of training grids that occupy each
+    voxel; "mean grid of the true class" is told the class (which a network must read from the
+    picture) and predicts that class's mean grid. The grids lie in the shapes' own frame, so a mean
+    grid is a blurred typical shape. Each guess gets its threshold on ``val_set`` (from ``thresholds``,
+    ``choose_threshold``) and is scored on ``test_set`` at it.
+
+    Returns:
+        {guess: {"threshold", "test_iou", "per_class" {class: IoU}}}.
+    """
+    overall = train_set.voxels.mean(axis=0, dtype=np.float32)
+    by_class = np.stack([train_set.voxels[train_set.labels == k].mean(axis=0, dtype=np.float32)
+                         if np.any(train_set.labels == k) else overall for k in range(len(train_set.classes))])
+    guesses = {"mean training grid": lambda data: np.broadcast_to(overall, data.voxels.shape),
+               "mean grid of the true class": lambda data: by_class[data.labels]}
+    out = {}
+    for name, guess in guesses.items():
+        threshold = choose_threshold(iou_by_class(guess(val_set), val_set, thresholds))
+        test = iou_by_class(guess(test_set), test_set, [threshold])
+        out[name] = {"threshold": threshold, "test_iou": test["mean"][0],
+                     "per_class": {c: v[0] for c, v in test["per_class"].items()}}
+    return out
 
 
 def part_outputs(model: keras.Model, images: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
