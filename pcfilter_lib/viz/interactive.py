@@ -29,6 +29,7 @@ from plotly.subplots import make_subplots
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, KIND_NAMES, KIND_NONE, LABEL_NAMES
 from pcfilter_lib.viz.colours import LABEL_HEX, OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
 
+FIGURE_CLASS = "plotly-figure"  # the book's box around a figure's div and script, hidden without JavaScript
 PLOTLY_DEFAULT_EYE = (1.25, 1.25, 1.25)  # plotly.js's camera when a scene names none
 """Where plotly.js puts the camera of a 3D scene whose layout gives no ``camera.eye``."""
 
@@ -49,7 +50,7 @@ class BookRenderer(MimetypeRenderer):
     def to_mimebundle(self, fig_dict):
         html = pio.to_html(fig_dict, config=self.config, include_plotlyjs=False, include_mathjax=False,
                            full_html=False, default_width="100%", default_height=525, validate=False)
-        return {"text/html": html + still_html(fig_dict)}
+        return {"text/html": f'<div class="{FIGURE_CLASS}">{html}</div>' + still_html(fig_dict)}
 
 
 def setup_plotly() -> None:
@@ -69,7 +70,7 @@ def setup_plotly() -> None:
 def still_html(fig) -> str:
     """The still picture of a figure for the book's HTML: a PNG (``static_png``) as a data URI in an
     ``<img>`` inside ``<noscript>``, which a browser shows only where it runs no JavaScript (and there
-    it also hides the figures' empty divs).
+    it also hides the figures' empty boxes, ``FIGURE_CLASS``).
 
     Args:
         fig: a ``plotly.graph_objects.Figure`` or its dict.
@@ -81,8 +82,8 @@ def still_html(fig) -> str:
     png = base64.b64encode(static_png(fig_dict)).decode("ascii")
     title = _text(fig_dict.get("layout", {}).get("title")) or "3D figure"
     alt = escape(f"{title}: a still view of the interactive figure", quote=True)
-    # Without JavaScript the figure's div stays an empty box of its full height: hide it.
-    return ('<noscript><style>.plotly-graph-div{display:none !important}</style>'
+    # Without JavaScript the figure's box stays empty at its full height: hide it.
+    return (f'<noscript><style>.{FIGURE_CLASS}{{display:none !important}}</style>'
             f'<img class="plotly-still" src="data:image/png;base64,{png}" alt="{alt}" '
             'style="max-width:100%;height:auto"></noscript>')
 
@@ -280,7 +281,7 @@ def _draw_scene(ax, traces: Sequence[Mapping], scene: Mapping, legend: bool) -> 
         pad = 0.02 * span.max()
         for axis, a, b in zip("xyz", low - pad, high + pad, strict=True):
             getattr(ax, f"set_{axis}lim")(a, b)
-        ax.set_box_aspect(span + 2 * pad if scene.get("aspectmode") == "data" else (1, 1, 1), zoom=0.9)
+        ax.set_box_aspect(span + 2 * pad if scene.get("aspectmode") == "data" else (1, 1, 1), zoom=0.85)
     ax.view_init(elev=view["elev"], azim=view["azim"], vertical_axis=view["vertical_axis"])
     for axis in view["invert"]:
         getattr(ax, f"invert_{axis}axis")()
