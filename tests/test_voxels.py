@@ -96,6 +96,21 @@ def test_box_surface_and_solid_voxelisation():
     assert not surface[1:-1, 1:-1, 1:-1].any()
 
 
+def test_a_board_thinner_than_two_voxels_has_nothing_to_fill():
+    # A board 1.6 voxels thick: every voxel it reaches is cut by one of its faces, so the solid grid is
+    # the surface grid (chapter 2's chair at 32^3). Four times finer, the board is 6.4 voxels thick and
+    # the fill adds its inside.
+    vertices, triangles = _box((0.05, 0.05, 0.42), (0.95, 0.95, 0.58))
+    coarse = vx.Grid((0, 0, 0), 0.1, (10, 10, 10))
+    assert np.array_equal(vx.voxelize_mesh(vertices, triangles, coarse),
+                          vx.voxelize_mesh(vertices, triangles, coarse, solid=True))
+    fine = vx.Grid((0, 0, 0), 0.025, (40, 40, 40))
+    surface = vx.voxelize_mesh(vertices, triangles, fine)
+    solid = vx.voxelize_mesh(vertices, triangles, fine, solid=True)
+    assert (solid & ~surface).sum() > 0.5 * surface.sum()
+    assert not (surface & ~solid).any()
+
+
 def test_sphere_solid_fraction_matches_its_volume():
     vertices, triangles = _sphere(1.0)
     grid = vx.grid_around(vertices, 48, padding=0)
