@@ -158,6 +158,7 @@ def test_evaluate_gives_the_roc_auc_of_a_learned_filter_on_labelled_ptx(scan, tm
     keep_label = (scan["label"] != ARTEFACT)[valid].astype(np.uint8)
     assert report["roc_auc"] == pytest.approx(scores.roc_auc(keep_label, prob[valid]))
     assert report["tp"] + report["fn"] == keep_label.sum() and report["fp"] + report["tn"] == (1 - keep_label).sum()
+    assert report["split"] is None  # a folder of files, not a split of a dataset
     text = pcfilter("evaluate", "--data", tmp_path, "--method", "sor", "--per-file")
     assert text.returncode == 0, text.stderr
     assert "1 organised scans (.ptx + .outliers)" in text.stdout

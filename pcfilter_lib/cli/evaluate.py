@@ -174,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         result = filters.evaluate_filter(scan_filter, scans, progress=LOG_PROGRESS if args.json else progress_bar(),
                                          roc=True)
     Interrupts.check()
-    result.update(split=args.split if organised else None, data=str(args.data),
+    dataset = read_manifest(Path(args.data)) is not None  # a split of a scan dataset, not a folder of files
+    result.update(split=args.split if dataset else None, data=str(args.data),
                   threshold=scan_filter.threshold if args.method is None else None,
                   params=getattr(scan_filter, "params", None) or None)
     result["note"] = why_undefined(result, {"recall": "keep-recall", "tnr": "outlier recall (tnr)"})

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.io.clouds import CloudError, read_ply, read_pointcleannet
+from pcfilter_lib.io.organised import check_fits
 from pcfilter_lib.io.ptx import is_ptx, label_path, read_ptx, read_ptx_labels
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import ARTEFACT, KEEP
@@ -68,6 +69,7 @@ def read_labelled_cloud(path: str | os.PathLike) -> LabelledCloud:
     elif suffix == ".npz":
         points, keep = _scan_labels(path)
     elif is_ptx(path):
+        check_fits(path)  # a header of absurd size is refused in one line, as read_cloud refuses it
         ptx = read_ptx(path)
         outlier = read_ptx_labels(path, ptx["valid"])
         points, keep = ptx["xyz"][ptx["valid"]], ~outlier[ptx["valid"]]

@@ -183,11 +183,12 @@ def _parse_chunk(path: Path, lines: list[bytes], first_line: int, table: np.ndar
         values = None
     columns = None if values is None else values.shape[1]
     if values is None or columns not in (4, 7) or len(values) != len(chosen):
+        columns = len(chosen[0].split())
         for i, line in zip(rows, chosen, strict=True):  # find the first bad line to name it
             words = line.split()
             try:
                 [float(w) for w in words]
-                good = len(words) in (4, 7) and (columns is None or len(words) == columns)
+                good = len(words) in (4, 7) and len(words) == columns
             except ValueError:
                 good = False
             if not good:
@@ -311,7 +312,8 @@ def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | 
         rgb: (A, B, 3) colours: the lines then hold 7 numbers.
 
     Returns:
-        the number of points written (not ``0 0 0``).
+        the number of points written (not ``0 0 0``; a point measured exactly at the origin would
+        read back as none, as in every PTX file).
 
     Raises:
         ValueError: ``xyz`` is not (A, B, 3), the header's size differs from the grid's, or the
