@@ -17,7 +17,7 @@ from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pcfilter_lib.filters.tile_store import TileGrid
-from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, LABEL_COLOURS
+from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_HEX, KIND_NAMES, LABEL_COLOURS
 from pcfilter_lib.viz.colours import OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
 
 
@@ -404,17 +404,20 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
     depth = np.where(valid, np.asarray(scan["xyz"])[..., 2], np.nan)
     normals = np.where(valid[..., None], (np.nan_to_num(np.asarray(scan["normals"])) + 1) / 2, 1.0)
     label = np.asarray(scan["label"])
-    kind = np.where(label == ARTEFACT, np.asarray(scan["kind"]), np.nan)
-    label_rgb = np.ones((*label.shape, 3))  # white: no point
-    for code, rgb in LABEL_COLOURS.items():
-        label_rgb[label == code] = np.asarray(rgb) / 255
+    label_rgb = label_image(label)
+    # An artefact's kind as its place in ARTEFACT_KINDS, so that the colour bar holds only the kinds
+    # that make artefacts, each named.
+    kind = np.full(label.shape, np.nan)
+    for place, code in enumerate(ARTEFACT_KINDS):
+        kind[(label == ARTEFACT) & (np.asarray(scan["kind"]) == code)] = place
+    kind_colours = plt.matplotlib.colors.ListedColormap([KIND_HEX[code] for code in ARTEFACT_KINDS])
     # (title, image, imshow style, with a colour bar?)
     panels = [("intensity", np.asarray(scan["intensity"]), dict(cmap="gray", vmin=0, vmax=1), True),
               ("depth z (m)", depth, dict(cmap="viridis"), True),
               ("normals (x, y, z as RGB)", normals, {}, False),
               ("label: grey true, red artefact, white no point", label_rgb, {}, False),
-              ("artefact kind", kind, dict(cmap=plt.matplotlib.colors.ListedColormap(KIND_HEX), vmin=-0.5,
-                                           vmax=len(KIND_HEX) - 0.5), True)]
+              ("artefact kind", kind, dict(cmap=kind_colours, vmin=-0.5, vmax=len(ARTEFACT_KINDS) - 0.5),
+               True)]
     height, width = valid.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.8),
                              layout="constrained")
@@ -424,7 +427,10 @@ def show_scan_channels(scan: Mapping, size: float = 3.2):
         ax.set_xticks([])
         ax.set_yticks([])
         if colour_bar:
-            fig.colorbar(shown, ax=ax, shrink=0.7, location="bottom")
+            bar = fig.colorbar(shown, ax=ax, shrink=0.7, location="bottom")
+            if title == "artefact kind":
+                bar.set_ticks(range(len(ARTEFACT_KINDS)), labels=[KIND_NAMES[c] for c in ARTEFACT_KINDS],
+                              fontsize=7)
     return fig
 
 
@@ -445,6 +451,16 @@ def outcome_image(label: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return image
 
 
+def label_image(label: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float RGB in [0, 1] of the labels: ``LABEL_COLOURS`` (grey true geometry, red artefact),
+    white where there is no point."""
+    label = np.asarray(label)
+    image = np.ones((*label.shape, 3))
+    for code, rgb in LABEL_COLOURS.items():
+        image[label == code] = np.asarray(rgb) / 255
+    return image
+
+
 def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: float = 3.4):
     """The truth and each filter's outcome image side by side, with a legend of the outcomes.
 
@@ -457,7 +473,9 @@ def show_filter_masks(scan: Mapping, keeps: Mapping[str, np.ndarray], size: floa
         The matplotlib figure.
     """
     label = np.asarray(scan["label"])
-    panels = [("truth: grey true, red artefact", outcome_image(label, label == KEEP))]
+    # The truth in the label colours: an outcome image of a perfect filter would draw its artefacts
+    # as removed (blue), not as artefacts.
+    panels = [("truth: grey true, red artefact", label_image(label))]
     panels += [(name, outcome_image(label, keep)) for name, keep in keeps.items()]
     height, width = label.shape
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels), size * height / width + 0.9),
