@@ -156,3 +156,13 @@ def test_the_book_loads_one_plotly_js_on_the_pages_with_figures(tmp_path):
     assert len(script.findall(figure_page)) == 1 and "MathJaxConfig: 'local'" in figure_page
     assert script.findall(index_page) == [], "a page without a figure does not load plotly.js"
     assert "plotly.js v" not in figure_page
+
+
+def test_the_still_takes_a_colour_per_point():
+    points = np.random.default_rng(1).normal(size=(400, 3))
+    colours = np.where(points[:, 0] > 0, "#00c800", "rgb(0, 0, 230)")  # CSS hex and rgb() forms
+    fig = viz.figure_3d({"cloud": [viz.cloud_trace(points, colour=colours, size=5)]})
+    pixels = imread(io.BytesIO(interactive.static_png(fig)), format="png")
+    green = (pixels[..., 1] > 0.6) & (pixels[..., 0] < 0.2) & (pixels[..., 2] < 0.2)
+    blue = (pixels[..., 2] > 0.7) & (pixels[..., 0] < 0.2) & (pixels[..., 1] < 0.2)
+    assert green.sum() > 300 and blue.sum() > 300
