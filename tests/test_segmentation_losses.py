@@ -33,7 +33,7 @@ def test_the_reference_is_loaded_for_its_images_and_recipe(reference):
     assert len(run.history["val_mean_iou"]) == TINY.epochs and card.target == "unetlossfocal"
     assert card.settings["loss"] == "focal" and card.data["splits"]["train"] == {"images": 24, "size": 16, "seed": 1}
     probability = run.model.predict(images["test"].images, verbose=0)
-    assert probability.shape == (8, 16, 16, 1) and 0.05 <= card.threshold <= 0.95
+    assert probability.shape == (8, 16, 16, 1) and 0 < card.threshold < 1
 
 
 def test_another_recipe_or_other_images_train_in_place(reference):

@@ -161,15 +161,14 @@ def train_reference(out: str | os.PathLike, name: str, recipe: LossRecipe = CHAP
                     progress: bool = True) -> ModelCard:
     """Train the network of loss ``name`` as ``compare`` does and save it in ``out`` (``shipped_path``'s
     name); returns its card (``command`` left for the caller). Its threshold is chosen on the validation
-    images for the best mean IoU, and its test scores are measured there."""
+    images for the best mean IoU (``inner_threshold``), and its test scores are measured there."""
     if name not in KEYS:
         raise ValueError(f"unknown loss {name!r}; the comparison's losses are {list(KEYS)}")
     started = time.perf_counter()
     images = make_images(recipe)
     run = train_one(recipe, images, name, seed, progress)
     val, test = images["validation"], images["test"]
-    sweep = scores.threshold_sweep(val.labels, run.model.predict(val.images, verbose=0), val.weights > 0)
-    threshold = scores.best_threshold(sweep, "mean_iou")
+    threshold, sweep = inner_threshold(val.labels, run.model.predict(val.images, verbose=0), val.weights > 0)
     tested = scores.evaluate_masks(test.labels, run.model.predict(test.images, verbose=0), test.weights > 0,
                                    threshold)
     path = save_for_inference(run.model, shipped_path(name, out))
