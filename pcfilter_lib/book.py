@@ -1,11 +1,13 @@
-"""What every chapter of the book does first, and how a chapter hands its numbers to its prose.
+"""What every chapter of the book does first, how a chapter hands its numbers to its prose, and the
+appendix's account of what the chapters cost.
 
 A chapter's first code cell starts with ``PROGRESS = book.start("02_3d_representations")``: a quiet,
-seeded TensorFlow start, one line saying which Keras and which mode run the chapter, and the
-sentence on its measured full-size run time glued as ``chapter_run_time`` for the note at its top.
-Importing this module loads neither Keras nor TensorFlow, so that ``start`` imports them quietly.
-Later cells glue the numbers their prose quotes in one call, ``book.glue(ratio_low=..., ratio_high=...)``,
-read in the markdown as ``{glue:text}`ratio_low:.2f```.
+seeded TensorFlow start and one line saying which Keras and which mode run the chapter. Importing
+this module loads neither Keras nor TensorFlow, so that ``start`` imports them quietly. Later cells
+glue the numbers their prose quotes in one call, ``book.glue(ratio_low=..., ratio_high=...)``, read
+in the markdown as ``{glue:text}`ratio_low:.2f```. The appendix "How this book is made" lists the
+chapters (``chapters``) and shows each one's measured run time and memory (``cost_table``,
+``plot_costs``).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from pcfilter_lib.timing import book_times
 def start(chapter: str, seed: int = 0, plotly: bool = False) -> bool:
     """Set a chapter up in one call.
 
-    Imports TensorFlow and Keras quietly and seeds Python, NumPy and Keras (``runtime.setup``),
-    prints the Keras version, its backend and whether fast mode is on, and glues the sentence on the
-    chapter's measured full-size run time (``book_times.run_time_sentence``) as ``chapter_run_time``.
+    Imports TensorFlow and Keras quietly and seeds Python, NumPy and Keras (``runtime.setup``), and
+    prints the Keras version, its backend and whether fast mode is on. How long a chapter takes is not
+    its own business: the appendix "How this book is made" shows every chapter's measured run time.
 
     Args:
         chapter: the notebook's name without folder and suffix, e.g. ``"02_3d_representations"``.
@@ -49,7 +51,6 @@ def start(chapter: str, seed: int = 0, plotly: bool = False) -> bool:
         raise ValueError(f"chapter must be a notebook's name without folder and suffix, "
                          f"such as '02_3d_representations', got {chapter!r}")
     print(f"{runtime.setup(seed=seed)}; fast mode: {config.fast_mode()}")
-    glue(chapter_run_time=book_times.run_time_sentence(chapter))
     if plotly:
         viz.setup_plotly()
     return config.show_progress()

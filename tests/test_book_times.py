@@ -1,4 +1,5 @@
-"""The chapters' run-time sentence quotes the measured times, and says when there are none."""
+"""The chapters' measured run times and kernel memory, as the appendix reads them, and the times a
+build's execution cache stored."""
 
 import json
 
@@ -12,30 +13,18 @@ def write(path, data):
     return path
 
 
-def test_sentence_quotes_the_latest_full_size_runs_per_device(tmp_path):
+def test_the_latest_full_size_run_per_device_counts_and_two_cores_win(tmp_path):
     rows = [{"chapter": "02_x", "size": "full", "seconds": 900.0, "cpu_cores": 2, "gpu": None},
             {"chapter": "02_x", "size": "full", "seconds": 474.0, "cpu_cores": 2, "gpu": None},
             {"chapter": "02_x", "size": "fast", "seconds": 60.0, "cpu_cores": 2, "gpu": None},
             {"chapter": "02_x", "size": "full", "seconds": 95.0, "cpu_cores": 16, "gpu": "NVIDIA H100"},
             {"chapter": "03_y", "size": "full", "seconds": 30.0, "cpu_cores": 2, "gpu": None},
-            {"chapter": "02_x", "size": "full", "seconds": 200.0, "cpu_cores": 16, "gpu": ""}]
-    sentence = book_times.run_time_sentence("02_x", write(tmp_path / "t.json", {"rows": rows}))
-    assert sentence.startswith("At full size it took 7.9 min on 2 CPU cores and 95 s")
-    assert "NVIDIA H100" in sentence
-    gpu_only = book_times.run_time_sentence("02_x", write(tmp_path / "g.json", rows[3:4]))
-    assert "not been measured on a CPU yet" in gpu_only
-    assert "measured by `benchmarks/book_times.py`" in sentence
-
-
-def test_sentence_names_the_whole_build_its_time_comes_from(tmp_path):
-    row = {"chapter": "02_x", "size": "full", "seconds": 371.0, "cpu_cores": 2, "gpu": None,
-           "source": "book build", "measured": "2026-11-26T05:14:00+00:00"}
-    sentence = book_times.run_time_sentence("02_x", write(tmp_path / "b.json", {"rows": [row]}))
-    assert sentence == ("At full size it took 6.2 min on 2 CPU cores (in one whole `make book` of 2026-11-26, "
-                        "recorded by `benchmarks/book_times.py --from-build`).")
-    named_row = {**row, "cpu": "AMD EPYC (AVX2)"}
-    named = book_times.run_time_sentence("02_x", write(tmp_path / "n.json", {"rows": [named_row]}))
-    assert named.startswith("At full size it took 6.2 min on 2 CPU cores of an AMD EPYC (AVX2) (in one whole")
+            {"mode": "full", "chapter": "02_x", "seconds": 200.0, "cpu_cores": 16, "gpu": ""}]
+    found = book_times.full_size_times(book_times.read_rows(write(tmp_path / "t.json", {"rows": rows})), "02_x")
+    assert found["cpu"]["seconds"] == 474.0  # the later two-core run; 16 cores do not replace it
+    assert found["gpu"]["seconds"] == 95.0
+    assert book_times.full_size_times(rows[2:3], "02_x") == {}
+    assert [book_times.format_duration(s) for s in (45, 474)] == ["45 s", "7.9 min"]
 
 
 def test_the_machine_is_named_where_every_run_had_the_same_one():
@@ -46,19 +35,13 @@ def test_the_machine_is_named_where_every_run_had_the_same_one():
     assert book_times.where_timed([{}]) == "a CPU"
 
 
-@pytest.mark.parametrize("rows", [[], [{"chapter": "02_x", "size": "fast", "seconds": 60.0}]])
-def test_sentence_says_when_nothing_was_measured(tmp_path, rows):
-    for path in (tmp_path / "missing.json", write(tmp_path / "t.json", rows)):
-        assert "not been measured yet" in book_times.run_time_sentence("02_x", path)
-
-
 def test_damaged_file_is_refused_with_its_name(tmp_path):
     path = tmp_path / "t.json"
     path.write_text("{not json")
     with pytest.raises(ValueError, match="t.json"):
-        book_times.run_time_sentence("02_x", path)
+        book_times.read_rows(path)
     with pytest.raises(ValueError, match="no list of rows"):
-        book_times.run_time_sentence("02_x", write(path, {"rows": 3}))
+        book_times.read_rows(write(path, {"rows": 3}))
 
 
 def test_find_results_looks_in_the_checkout_above(tmp_path):

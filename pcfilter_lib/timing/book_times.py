@@ -94,38 +94,6 @@ def where_timed(rows: Sequence[Mapping]) -> str:
     return (f"{cores} CPU cores" if cores else "a CPU") + (f" of an {named}" if named else "")
 
 
-def run_time_sentence(chapter: str, path: str | os.PathLike | None = None) -> str:
-    """One sentence on how long ``chapter`` takes at full size, as the times file records it.
-
-    Args:
-        chapter: the notebook's name without folder and suffix.
-        path: the times file; None looks for it with ``find_results``. A file that does not exist
-            means that nothing has been measured yet.
-
-    Returns:
-        e.g. "At full size it took 7.9 min on 2 CPU cores of an AMD EPYC (AVX2) and 2.1 min on a machine with a GPU
-        (NVIDIA H100) (measured by `benchmarks/book_times.py`)."; when every time quoted comes from a
-        whole build, the sentence names that build and its date instead. Without a measurement, a
-        sentence saying so.
-    """
-    path = find_results() if path is None else Path(path)
-    times = full_size_times(read_rows(path), chapter) if path is not None and path.is_file() else {}
-    if not times:
-        return ("Its full-size run time has not been measured yet "
-                "(`benchmarks/book_times.py` measures it).")
-    parts = []
-    if "cpu" in times:
-        parts.append(f"{format_duration(times['cpu']['seconds'])} on {where_timed([times['cpu']])}")
-    if "gpu" in times:
-        parts.append(f"{format_duration(times['gpu']['seconds'])} on a machine with a GPU "
-                     f"({times['gpu']['gpu']})")
-    missing = "" if "cpu" in times else "; it has not been measured on a CPU yet"
-    built = [row for row in times.values() if row.get("source") == "book build"]
-    how = (f"in one whole `make book` of {built[0]['measured'][:10]}, recorded by `benchmarks/book_times.py "
-           "--from-build`" if built and len(built) == len(times) else "measured by `benchmarks/book_times.py`")
-    return f"At full size it took {' and '.join(parts)} ({how}){missing}."
-
-
 @dataclass(frozen=True)
 class ChapterCost:
     """What one chapter cost at full size, as measured: None where it was not."""
