@@ -66,3 +66,23 @@ def test_bad_arguments():
         mvcnn.build_mvcnn(10, size=4)
     with pytest.raises(ValueError, match="num_classes"):
         mvcnn.build_mvcnn(1)
+
+
+def test_turning_every_view_by_180_degrees_is_a_symmetry_of_the_network(trained):
+    # geometry.views.render_depth_views returns its pictures turned by 180 degrees and the networks learn
+    # from them so. That costs nothing: the same network with every 3x3 kernel turned by 180 degrees
+    # gives exactly the same scores on the turned views ("same" padding and 2x2 pools on even sides are
+    # symmetric, batch norm and the global pools do not see positions), so no view order is easier to
+    # learn than the other.
+    turned = keras.models.clone_model(trained)
+    turned.set_weights(trained.get_weights())
+    for layer in turned.get_layer("shared_cnn").layers:
+        if "conv" in layer.name:
+            (kernel,) = layer.get_weights()
+            layer.set_weights([kernel[::-1, ::-1]])
+    views = _views(n=5, v=3)
+    upright = np.rot90(views, 2, axes=(2, 3))
+    np.testing.assert_allclose(turned.predict(upright, verbose=0), trained.predict(views, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+    # The check has teeth: the unchanged network scores the turned views differently.
+    assert not np.allclose(trained.predict(upright, verbose=0), trained.predict(views, verbose=0), atol=1e-4)

@@ -50,9 +50,9 @@ def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, e
         (n_views, size, size) float32 nearness: 1 at the nearest possible depth, 0 at the farthest
         and where a ray misses the mesh. The pixels come in the order of Open3D's pinhole rays, which
         is the camera's picture turned by 180 degrees: the first row is the bottom of the picture and
-        the first column its right edge. The multi-view CNNs learn from the images in this order (a
-        fixed turn of every training and test image hides nothing from a CNN); ``upright`` turns them
-        for a figure.
+        the first column its right edge. The multi-view CNNs learn from the images in this order: the
+        same network with its kernels turned by 180 degrees scores the upright images exactly alike
+        (tests/test_mvcnn.py), so neither order is easier to learn. ``upright`` turns them for a figure.
 
     Raises:
         ValueError: the mesh is malformed or degenerate, ``size`` < 2, or ``distance`` <= 1.
