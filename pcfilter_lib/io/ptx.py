@@ -166,14 +166,14 @@ def read_ptx_header(path: str | os.PathLike) -> PtxHeader:
                          f"PTX ({error}); {_FIX}") from error
 
 
-def _is_zero(line: bytes) -> bool:
-    return line in (b"0 0 0 0\n", b"0 0 0 0\r\n", b"0 0 0 0", b"0 0 0 0 0 0 0\n", b"0 0 0 0 0 0 0\r\n")
+# The lines of a position without a point as PhoXi Control writes them: skipped without parsing.
+ZERO_LINES = frozenset((b"0 0 0 0\n", b"0 0 0 0\r\n", b"0 0 0 0", b"0 0 0 0 0 0 0\n", b"0 0 0 0 0 0 0\r\n"))
 
 
 def _parse_chunk(path: Path, lines: list[bytes], first_line: int, table: np.ndarray, start: int) -> int | None:
     """Parse point lines into ``table`` rows from ``start`` on; returns the number of columns of the
     lines with a point (4 or 7) or None when all are ``0 0 0 0`` lines."""
-    rows = [i for i, line in enumerate(lines) if not _is_zero(line)]
+    rows = [i for i, line in enumerate(lines) if line not in ZERO_LINES]
     if not rows:
         return None
     chosen = [lines[i] for i in rows]
@@ -345,7 +345,7 @@ def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | 
     colours = None if rgb is None else np.asarray(rgb, np.float32).reshape(-1, 3)
     zero = "0 0 0 0\n" if colours is None else "0 0 0 0 0 0 0\n"
     with atomic_path(path) as tmp:
-        opened = gzip.open(tmp, "wb", compresslevel=6) if suffix_of(path) == ".ptx.gz" else open(tmp, "wb")  # noqa: SIM115
+        opened = gzip.open(tmp, "wb", compresslevel=1) if suffix_of(path) == ".ptx.gz" else open(tmp, "wb")  # noqa: SIM115
         with opened as file:
             file.write(("\n".join(header.lines()) + "\n").encode("ascii"))
             for start in range(0, mask.size, CHUNK_LINES):
