@@ -239,3 +239,10 @@ def test_evaluate_refuses_a_folder_of_ptx_scans_and_point_clouds_together(scan, 
     (tmp_path / "c.outliers").write_text("0\n1\n")
     result = pcfilter("evaluate", "--data", tmp_path, "--method", "sor")
     assert result.returncode == 1 and "holds both organised scans (.ptx) and point clouds" in result.stderr
+
+
+def test_reconstruct_reads_a_ptx_scan(scan, tmp_path, pcfilter):
+    source = write_labelled(tmp_path, scan)
+    result = pcfilter("reconstruct", source, "-o", tmp_path / "mesh.ply", "--method", "sor", "--depth", "5", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"of {scan['valid'].sum()} points; mesh of" in result.stdout and (tmp_path / "mesh.ply").is_file()
