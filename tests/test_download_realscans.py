@@ -170,3 +170,54 @@ def test_no_network_says_so_in_one_line(scans, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert "no network?" in err and "--from DIR" in err
+
+
+def test_the_organised_form_is_named_for_each_scan():
+    names = {f.name for f in dl.ORGANISED}
+    assert names == {f"{s}.{e}" for s in ("apple_03", "gpu_006") for e in ("ptx.gz", "outliers.gz", "camera.json")}
+    assert all(f.commit == "" and len(f.sha256) == 64 for f in dl.ORGANISED)
+
+
+@pytest.fixture
+def organised(tmp_path, monkeypatch):
+    """A local copy holding the organised files (small stand-ins) in its organised/ subfolder, with
+    the script's checksum table pointed at them."""
+    folder = tmp_path / "organised_copy" / "organised"
+    folder.mkdir(parents=True)
+    files = []
+    for file in dl.ORGANISED:
+        (folder / file.name).write_bytes(f"stand-in for {file.name}\n".encode())
+        files.append(dataclasses.replace(file, sha256=hashlib.sha256((folder / file.name).read_bytes()).hexdigest()))
+    monkeypatch.setattr(dl, "ORGANISED", tuple(files))
+    return folder.parent
+
+
+def test_the_organised_form_is_installed_from_a_local_copy(scans, server, organised, tmp_path, capsys):
+    for file in dl.FILES:  # the point clouds beside organised/, as in the project's shared folder
+        (organised / file.name).write_bytes(source_of(scans, file.name).read_bytes())
+    out = tmp_path / "realscans"
+    assert dl.main(["--from", str(organised), "--out", str(out)]) == 0
+    assert "organised form in organised/" in capsys.readouterr().out
+    for file in dl.ORGANISED:
+        assert (out / "organised" / file.name).read_bytes() == (organised / "organised" / file.name).read_bytes()
+    assert "organised/gpu_006.ptx.gz  local copy" in (out / "SOURCE.txt").read_text()
+
+    tar = tmp_path / "organised.tar"  # an archive holding only the organised files, at any depth
+    with tarfile.open(tar, "w") as tf:
+        for file in dl.ORGANISED:
+            tf.add(organised / "organised" / file.name, f"scans/ptx/{file.name}")
+    paths = dl.install(tmp_path / "from_tar", tar, files=())
+    assert sorted(p.name for p in paths) == sorted(f.name for f in dl.ORGANISED)
+
+    (organised / "organised" / "gpu_006.camera.json").unlink()  # some but not all: refused
+    with pytest.raises(dl.DownloadError, match="holds no gpu_006.camera.json"):
+        dl.install(tmp_path / "partial", organised)
+    (organised / "organised" / "apple_03.ptx.gz").write_text("damaged\n")
+    with pytest.raises(dl.DownloadError, match="apple_03.ptx.gz .*in its organised form"):
+        dl.install(tmp_path / "damaged", organised)
+
+    url, _ = server  # from the network: the point clouds only, and a line saying where the rest comes from
+    network = tmp_path / "network"
+    dl.install(network, url=url, progress=True)
+    assert not (network / "organised").exists()
+    assert "no public address: install it with --from DIR" in capsys.readouterr().out
