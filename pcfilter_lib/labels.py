@@ -20,9 +20,15 @@ LABEL_VALUES = (ARTEFACT, KEEP, NO_POINT)
 LABEL_NAMES = {KEEP: "true geometry", ARTEFACT: "artefact", NO_POINT: "no point"}
 
 KIND_NONE, KIND_SHADOW, KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DARK, KIND_DECODING = range(7)
+# Causes that only the scanner's opt-in realism effects make (``simulate.scanner.REALISM_EFFECTS``): a phase
+# pulled a fraction of a period by inter-reflected light, and a translucent object's rim seen at a grazing angle.
+KIND_PHASE_BIAS, KIND_RIM = 7, 8
 KIND_NAMES = {KIND_NONE: "none", KIND_SHADOW: "shadow", KIND_INTERREFLECTION: "interreflection",
-              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark", KIND_DECODING: "decoding"}
+              KIND_MIXED: "mixed", KIND_SPECULAR: "specular", KIND_DARK: "dark", KIND_DECODING: "decoding",
+              KIND_PHASE_BIAS: "phase bias", KIND_RIM: "rim"}
 ARTEFACT_KINDS = (KIND_INTERREFLECTION, KIND_MIXED, KIND_SPECULAR, KIND_DECODING)  # the causes of label ARTEFACT
+REALISM_KINDS = (KIND_PHASE_BIAS, KIND_RIM)  # further causes of label ARTEFACT, made only by the realism effects
+BASIC_KINDS = tuple(range(7))  # the kinds a scan without realism effects can carry (its file lists these)
 
 # Semantic classes: background, the table, the support (bin, board or plate), then one per part type, in the
 # order of ``simulate.scene.PART_TYPES`` + ``FAMILY_PART_TYPES`` and "mesh" for a user's part file.
@@ -34,7 +40,8 @@ SEMANTIC_CODES = {name: code for code, name in enumerate(SEMANTIC_NAMES)}
 # Colours (8-bit RGB) for drawings and coloured cloud files.
 LABEL_COLOURS = {KEEP: (170, 170, 170), ARTEFACT: (220, 30, 30)}  # true geometry grey, artefact red
 KIND_COLOURS = np.array([(170, 170, 170), (60, 60, 200), (220, 30, 30), (240, 160, 0), (160, 40, 200),
-                         (40, 160, 60), (0, 170, 200)], np.uint8)  # by kind code, KIND_NONE first
+                         (40, 160, 60), (0, 170, 200), (230, 100, 160), (120, 80, 30)],
+                        np.uint8)  # by kind code, KIND_NONE first
 
 
 def hex_colour(rgb) -> str:

@@ -295,3 +295,170 @@ def test_bad_configuration():
         sc.ScannerConfig(effects=("ghosts",))
     with pytest.raises(ValueError, match="n_parts"):
         make_scene(np.random.default_rng(0), n_parts=(5, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The opt-in realism effects: off by default, so that scans of generator version 3 do not change.
+
+def _digest(scan: dict) -> str:
+    """A hash of a scan's arrays (name, dtype, shape, bytes) and its metadata, independent of zip compression."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for name in sorted(scan):
+        if name == "meta":
+            h.update(json.dumps(scan[name], sort_keys=True).encode())
+        else:
+            a = np.ascontiguousarray(scan[name])
+            h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+# Made with the simulator before the realism effects existed (generator version 3, this machine's
+# Open3D and NumPy): a default scanner must keep making exactly these scans and dataset recipes.
+VERSION_3_DIGESTS = {
+    "bin": "3ab3d40736c189841696d363e4994ab05f6fe067427a18478f1a514b6ce7e1f3",
+    "board": "cac8da02d71f46ac4841e610845027a9c0bd7c6d7fd264d1369d4cfc97be3cd4",
+    "fruit": "dff2788a320f1b5617700d84dae334ef4f3d03fc18e34d4e14f2c986c6e499e4",
+    "recipe": "f12064555fd7885508559ec367987514c70272877d40ad294d950267480f08e3",
+}
+
+
+def test_default_scans_are_those_of_generator_version_3():
+    import hashlib
+    import json
+
+    from pcfilter_lib.simulate.dataset import VERSION, make_scan, recipe
+
+    assert VERSION == "3"
+    for family in ("bin", "board", "fruit"):
+        scan = make_scan(7, 1, sc.ScannerConfig(width=64, height=48), families={family: 1.0},
+                         randomise=family != "bin")
+        assert _digest(scan) == VERSION_3_DIGESTS[family], family
+    text = json.dumps(recipe(4, 1, sc.ScannerConfig()), sort_keys=True).encode()
+    assert hashlib.sha256(text).hexdigest() == VERSION_3_DIGESTS["recipe"]
+
+
+def test_realism_effects_are_opt_in_and_recorded_only_when_set():
+    default = sc.ScannerConfig()
+    assert not default.realism and not set(default.effects) & set(sc.REALISM_EFFECTS)
+    assert not set(default.to_dict()) & (set(sc.REALISM) - {"noise_1m"})  # version 3's manifests stay the same
+    real = sc.realistic(SMALL)
+    assert real.realism and set(real.effects) == set(sc.ALL_EFFECTS)
+    assert real.to_dict()["bias_gain"] == sc.REALISM["bias_gain"] and real.width == SMALL.width
+    assert labels.KIND_NAMES[labels.KIND_PHASE_BIAS] == "phase bias" and labels.KIND_NAMES[labels.KIND_RIM] == "rim"
+    assert len(labels.KIND_COLOURS) == len(labels.KIND_NAMES) == len(labels.KIND_HEX)
+
+
+def test_phase_bias_pulls_the_phase_by_at_most_arcsin_of_the_light_ratio():
+    config = sc.ScannerConfig(width=8, height=8, stripe_period=24.0, bias_blur=0.0, bias_gain=1.0)
+    n = 64
+    k = 2 * np.pi / config.stripe_period
+    pixels = np.arange(n)
+    direct_column = np.full(n, 100.0, np.float32)
+    difference = np.linspace(-12, 12, n, dtype=np.float32)  # indirect column minus direct, +- half a period
+    ratio = 0.3
+    shift = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, np.full(n, ratio, np.float32),
+                                  direct_column + difference, pixels, config)
+    expected = np.arctan2(ratio * np.sin(k * difference), 1 + ratio * np.cos(k * difference)) / k
+    np.testing.assert_allclose(shift, expected, atol=1e-4)
+    assert np.abs(shift).max() <= np.arcsin(ratio) / k + 1e-4  # a fraction of a period, not a jump
+    assert np.all(np.sign(shift[np.abs(difference) < 11]) == np.sign(difference[np.abs(difference) < 11]))
+    none = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, np.zeros(n, np.float32),
+                                 np.full(n, np.nan, np.float32), pixels, config)
+    assert not none.any()
+    # blurred over the lobe: a lone bright reflection pulls its neighbours a little, smoothly
+    lone = np.zeros(n, np.float32)
+    lone[27] = 0.3
+    blurred = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, lone, direct_column + 3,
+                                    pixels, replace(config, bias_blur=1.5)).reshape(8, 8)
+    assert (blurred > 0).sum() > 5 and blurred.max() < shift.max()
+
+
+def test_phase_bias_makes_smooth_false_surfaces_just_off_a_shiny_board():
+    from pcfilter_lib.simulate.families import draw_scanner, make_board_scene
+
+    rng = np.random.default_rng([0, 7])
+    scene = make_board_scene(rng)
+    config = draw_scanner("board", rng, SMALL)
+    state = rng.bit_generator.state
+    on = sc.simulate_scan(scene, replace(config, effects=("shadow", "interreflection", "phase_bias"),
+                                         label_floor=1e-4), rng)
+    rng.bit_generator.state = state
+    off = sc.simulate_scan(scene, replace(config, effects=("shadow", "interreflection"), label_floor=1e-4), rng)
+    biased = on["kind"] == labels.KIND_PHASE_BIAS
+    assert biased.sum() > 20 and not (off["kind"] == labels.KIND_PHASE_BIAS).any()
+    assert (on["label"][biased] == labels.ARTEFACT).all()
+    # off the true point by more than the label floor and less than a stripe period's depth (no jump)
+    error = np.linalg.norm(on["xyz"][biased] - on["clean_xyz"][biased], axis=-1)
+    assert (error > 1e-4).all() and np.median(error) < 3e-3
+    # the ghosts of the same light are where they were
+    ghosts = off["kind"] == labels.KIND_INTERREFLECTION
+    np.testing.assert_array_equal(on["kind"][ghosts], off["kind"][ghosts])
+
+
+def test_rim_errors_only_at_grazing_translucent_pixels_in_small_blobs():
+    config = sc.ScannerConfig(width=200, height=200, rim_cos=0.3, rim_rate=0.05, rim_offset=(2e-3, 8e-3))
+    n = config.width * config.height
+    pixels = np.arange(n)
+    cos = np.where(pixels % config.width < 100, 0.1, 0.9).astype(np.float32)  # left half grazing
+    subsurface = np.where(pixels // config.width < 100, 0.9, 0.0).astype(np.float32)  # top half translucent
+    err, offset = sc.rim_errors(cos, subsurface, pixels, pixels, config, np.random.default_rng(0))
+    rows, cols = err // config.width, err % config.width
+    assert (cols < 100).all() and (rows < 100).all()
+    assert 0.02 < len(err) / (100 * 100) < 0.1  # about rim_rate of the grazing translucent pixels
+    assert offset.min() >= 2e-3 and offset.max() <= 8e-3
+    mask = np.zeros(n, bool)
+    mask[err] = True
+    mask = mask.reshape(config.height, config.width)
+    assert (mask[:, 1:] & mask[:, :-1]).sum() > 0.3 * mask.sum()  # neighbours err together
+
+
+def test_correlated_noise_is_shared_by_neighbours_and_keeps_its_size():
+    config = sc.ScannerConfig(width=256, height=256, noise_1m=1e-3, noise_length=2.0)
+    n = config.width * config.height
+    z = np.ones(n, np.float32)
+    white = np.random.default_rng(1).standard_normal(n, np.float32)
+    for c, low, high in ((0.0, -0.05, 0.05), (0.8, 0.5, 0.9)):
+        e = sc.correlated_depth_noise(z, np.arange(n), white, replace(config, noise_correlation=c),
+                                      np.random.default_rng(2)).reshape(256, 256)
+        assert 0.9e-3 < e.std() < 1.1e-3 and np.abs(e).max() <= 3e-3 + 1e-9
+        neighbour = np.corrcoef(e[:, 1:].ravel(), e[:, :-1].ravel())[0, 1]
+        assert low < neighbour < high, (c, neighbour)
+
+
+def test_contrast_reject_and_edge_reject_give_no_point_instead_of_a_false_one():
+    rng = np.random.default_rng([2, 7])
+    scene = make_fruit_scene_for_test(rng)
+    config = sc.ScannerConfig(width=160, height=120, distance=0.45, baseline=0.14, gain=0.6 * 0.45**2,
+                              depth_range=(0.18, 0.72), pattern_noise=0.1, stripe_period=48.0)
+    plain = _scan_with(scene, config, sc.EFFECTS)
+    strict = _scan_with(scene, replace(config, reject_probability=1e-3, edge_dropout=1.0),
+                        sc.EFFECTS + ("contrast_reject", "edge_reject"))
+    def false(scan, kind):
+        return ((scan["label"] == labels.ARTEFACT) & (scan["kind"] == kind)).sum()
+    assert false(plain, labels.KIND_DECODING) > 0
+    assert false(strict, labels.KIND_DECODING) < 0.2 * false(plain, labels.KIND_DECODING)
+    assert false(strict, labels.KIND_MIXED) == 0 and (strict["kind"] == labels.KIND_MIXED).any()
+    assert (strict["kind"] == labels.KIND_DARK).sum() > (plain["kind"] == labels.KIND_DARK).sum()
+
+
+def make_fruit_scene_for_test(rng):
+    from pcfilter_lib.simulate.families import make_fruit_scene
+
+    return make_fruit_scene(rng)
+
+
+def _scan_with(scene, config, effects, seed=3):
+    return sc.simulate_scan(scene, replace(config, effects=tuple(effects)), np.random.default_rng(seed))
+
+
+def test_hdr_intensity_keeps_the_highlights_height():
+    scene = _scene([_box((-0.08, -0.06, 0), (0.08, 0.06, 0.01))], [MATTE, SHINY])
+    clipped = _scan(scene, effects=())
+    hdr = _scan(scene, effects=("hdr_intensity",), intensity_exposure=0.01)
+    valid = clipped["valid"]
+    assert clipped["intensity"].max() == 1.0 and hdr["intensity"].max() < 1.0
+    ratio = hdr["intensity"][valid].max() / np.median(hdr["intensity"][valid])
+    assert ratio > 2 * clipped["intensity"][valid].max() / np.median(clipped["intensity"][valid])

@@ -28,7 +28,7 @@ from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.files import check_input_file, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
-from pcfilter_lib.labels import ARTEFACT_KINDS, KIND_NAMES, LABEL_NAMES, SEMANTIC_NAMES
+from pcfilter_lib.labels import ARTEFACT_KINDS, BASIC_KINDS, KIND_NAMES, LABEL_NAMES, SEMANTIC_NAMES
 from pcfilter_lib.simulate.families import FAMILIES, draw_scanner, make_family_scene
 from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
 from pcfilter_lib.simulate.scene import read_part_file, semantic_image
@@ -71,9 +71,11 @@ def make_scan(seed: int, index: int, config: ScannerConfig, n_parts=(3, 15), mes
     scan["meta"] = {
         "generator": GENERATOR, "version": VERSION, "seed": seed, "index": index, "family": family,
         "frame": "camera (OpenCV axes), metres; pose maps camera to world; mesh_vertices are in the world frame",
-        "kinds": {str(code): name for code, name in KIND_NAMES.items()},
+        "kinds": {str(code): name for code, name in KIND_NAMES.items()
+                  if config.realism or code in BASIC_KINDS},
         "labels": {str(code): name for code, name in LABEL_NAMES.items()},
-        "label_tolerance_m": f"{label_tolerance(0, config.noise_1m):g} + 3 * {config.noise_1m:g} * z^2",
+        "label_tolerance_m":
+            f"{label_tolerance(0, config.noise_1m, config.label_floor):g} + 3 * {config.noise_1m:g} * z^2",
         "scanner": config.to_dict(),
         "scene": scene.description,
     }

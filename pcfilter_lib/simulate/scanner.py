@@ -31,9 +31,34 @@ kind  name                cause
                           (Gupta et al. 2013; Zhang 2018 reviews phase unwrapping)
 ====  ==================  =======================================================================
 
+Realism effects (``REALISM_EFFECTS``): opt-in physics that makes a scan look like the real PhoXi
+development scans (``benchmarks/sim_vs_real.py``); none is on in a default ``ScannerConfig``, whose
+scans stay byte for byte those of generator version 3. ``realistic`` switches all of them on with
+the parameters fitted to the real scans' statistics (``benchmarks/fit_realism.py``):
+
+====  ==================  =======================================================================
+kind  name                cause
+====  ==================  =======================================================================
+7     phase bias          ``phase_bias``: p's direct code wins, but inter-reflected light of the
+                          same pattern overlaps it; the finest pattern's phase is decoded as
+                          arg(D e^{i phi_d} + I e^{i phi_i}), pulled a fraction of a period
+                          (``phase_bias``): a smooth false surface a fraction of a millimetre
+                          off the true one next to shiny parts (label 0 beyond the tolerance)
+8     rim                 ``rim``: a translucent object seen at a grazing angle near its rim;
+                          light scattered under the skin leaves the rim and is decoded a few
+                          millimetres in front of it (``rim_errors``; label 0)
+====  ==================  =======================================================================
+
+The others change existing kinds: ``contrast_reject`` gives no point (kind 5, dark) where the
+stripes' contrast is too low to unwrap safely, instead of a decoding error; ``edge_reject`` gives no
+point (kind 3, mixed) for a share of the pixels that straddle a depth edge; ``correlated_noise``
+shares part of the depth noise between neighbouring pixels; ``hdr_intensity`` records the intensity
+image without saturating highlights, as the real scanner's intensity does.
+
 Labels: 1 when the measured point lies within ``label_tolerance(z)`` = 1 mm + 3 sigma(z) of the
-true surface point the pixel's centre ray sees, 0 otherwise (an artefact, its ``kind`` the cause),
-255 for no point. An artefact path that happens to land within the tolerance counts as true
+true surface point the pixel's centre ray sees (the 1 mm is ``label_floor``; realistic scanners use
+0.1 mm, since the real labels mark offsets of 0.2-0.8 mm as false), 0 otherwise (an artefact, its
+``kind`` the cause), 255 for no point. An artefact path that happens to land within the tolerance counts as true
 (label 1, kind 0). A decoded depth outside ``depth_range`` gives no point, its kind the cause.
 Direct measurements carry depth noise sigma(z) = ``noise_1m`` (z / 1 m)^2, clipped at 3 sigma, so
 they are always labelled 1.
@@ -45,7 +70,7 @@ projector 1 m away reflects radiance 1; the camera's ``gain`` turns radiance int
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import open3d as o3d
@@ -60,13 +85,17 @@ from pcfilter_lib.labels import (
     KIND_INTERREFLECTION,
     KIND_MIXED,
     KIND_NONE,
+    KIND_PHASE_BIAS,
+    KIND_RIM,
     KIND_SHADOW,
     KIND_SPECULAR,
     NO_POINT,
 )
 from pcfilter_lib.simulate.scene import NO_SURFACE, Scene
 
-EFFECTS = ("shadow", "interreflection", "mixed", "specular", "decoding", "noise")
+EFFECTS = ("shadow", "interreflection", "mixed", "specular", "decoding", "noise")  # on by default
+REALISM_EFFECTS = ("phase_bias", "contrast_reject", "rim", "edge_reject", "correlated_noise", "hdr_intensity")
+ALL_EFFECTS = EFFECTS + REALISM_EFFECTS
 _EPS = 2e-4  # offset of secondary ray origins from the surface (m)
 
 
@@ -75,7 +104,10 @@ class ScannerConfig:
     """Geometry, optics and artefact switches of the simulated scanner (lengths in metres).
 
     Each field's comment in the source gives its meaning and unit; ``effects`` names the artefacts
-    that are simulated (any subset of ``EFFECTS``).
+    that are simulated: any subset of ``ALL_EFFECTS``; by default ``EFFECTS``, the effects of generator
+    version 3. The fields after ``effects`` are the parameters of the opt-in ``REALISM_EFFECTS`` (and the
+    label tolerance's floor); ``to_dict`` leaves them out while they hold their defaults, so that the
+    manifests and scan files of version 3 stay byte for byte the same.
 
     Raises:
         ValueError: the image size is outside 8-8192 pixels, an effect is unknown, or the baseline
@@ -109,19 +141,61 @@ class ScannerConfig:
     pattern_noise: float = 0.03  # frame-to-frame fluctuation of the projected light, share of the signal
     unwrap_tolerance: float = 0.25  # phase error (share of a period) beyond which unwrapping fails
     effects: tuple[str, ...] = EFFECTS
+    # Parameters of the realism effects (used only when their effect is named in ``effects``).
+    label_floor: float = 1e-3  # m: a point within label_floor + 3 sigma(z) of its true point is true geometry
+    bias_gain: float = 1.0  # phase_bias: scale of the inter-reflected phasor against the direct one
+    bias_blur: float = 2.0  # phase_bias: pixels; the reflection lobe's footprint the phasor is averaged over
+    reject_probability: float = 1.0  # contrast_reject: no point where the unwrap error probability exceeds this
+    rim_cos: float = 0.3  # rim: cosine of the camera's incidence angle below which a translucent rim may err
+    rim_rate: float = 0.02  # rim: share of such grazing pixels that err
+    rim_offset: tuple[float, float] = (1.5e-3, 10e-3)  # rim: m; the error's range, towards the camera
+    edge_dropout: float = 0.0  # edge_reject: share of depth-edge straddling pixels that give no point
+    noise_correlation: float = 0.0  # correlated_noise: share of the depth noise's variance shared by neighbours
+    noise_length: float = 1.5  # correlated_noise: pixels; the shared part's correlation length (Gaussian sigma)
+    intensity_exposure: float = 1.0  # hdr_intensity: recorded intensity per unit of sensor signal
 
     def __post_init__(self):
         if not (8 <= self.width <= 8192 and 8 <= self.height <= 8192):
             raise ValueError(f"scan size {self.width}x{self.height} is impossible: both sides must be 8-8192 pixels")
-        unknown = set(self.effects) - set(EFFECTS)
+        unknown = set(self.effects) - set(ALL_EFFECTS)
         if unknown:
-            raise ValueError(f"unknown effects {sorted(unknown)}; choose from {EFFECTS}")
+            raise ValueError(f"unknown effects {sorted(unknown)}; choose from {ALL_EFFECTS}")
         if self.baseline <= 0 or self.distance <= 0:
             raise ValueError("baseline and distance must be positive")
 
     def to_dict(self) -> dict:
-        """The settings as JSON-ready values (tuples as lists), for manifests and scan metadata."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """The settings as JSON-ready values (tuples as lists), for manifests and scan metadata; the
+        realism parameters only where they differ from their defaults."""
+        defaults = _REALISM_DEFAULTS
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()
+                if k not in defaults or v != defaults[k]}
+
+    @property
+    def realism(self) -> bool:
+        """Whether any of the opt-in ``REALISM_EFFECTS`` is on."""
+        return any(effect in REALISM_EFFECTS for effect in self.effects)
+
+
+# The realism effects' parameters fitted to the real development scans' statistics by
+# benchmarks/fit_realism.py (recorded in benchmarks/results/realism_fit.json, its "chosen" values: bias_gain,
+# bias_blur, noise_correlation, reject_probability, rim_rate, noise_1m); the others are set by their physics:
+# label_floor 0.1 mm (an offset the real labels mark as false), the rim's grazing angle and offsets (the real
+# fruit's false points lie 1.7-9.9 mm in front), half the edge-straddling pixels dropped, a correlation length
+# of 2.5 pixels, and an intensity exposure low enough that no highlight saturates.
+REALISM = {"label_floor": 1e-4, "bias_gain": 2.0, "bias_blur": 2.0, "reject_probability": 1e-3, "rim_cos": 0.3,
+           "rim_rate": 0.02, "rim_offset": (1.5e-3, 10e-3), "edge_dropout": 0.5, "noise_correlation": 0.7,
+           "noise_length": 2.5, "intensity_exposure": 0.01, "noise_1m": 1.2e-4}
+
+
+def realistic(config: ScannerConfig | None = None) -> ScannerConfig:
+    """``config`` (default ``ScannerConfig()``) with every realism effect on and ``REALISM``'s parameters:
+    the simulator fitted to the real development scans' statistics."""
+    return replace(config or ScannerConfig(), effects=ALL_EFFECTS, **REALISM)
+
+
+_REALISM_FIELDS = ("label_floor", "bias_gain", "bias_blur", "reject_probability", "rim_cos", "rim_rate",
+                   "rim_offset", "edge_dropout", "noise_correlation", "noise_length", "intensity_exposure")
+_REALISM_DEFAULTS = {name: ScannerConfig.__dataclass_fields__[name].default for name in _REALISM_FIELDS}
 
 
 def look_at(eye, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
@@ -263,14 +337,19 @@ def direct_radiance(material: np.ndarray, irradiance, to_light, normals, to_view
 
 
 def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, points, normals, view,
-                    config: ScannerConfig, rng: np.random.Generator):
+                    config: ScannerConfig, rng: np.random.Generator, fine: bool = False):
     """Coded light that reaches each surface point p (N, 3) from a second surface q, towards the camera.
 
     One ray per pixel leaves p along the camera ray's mirror direction, spread by p's roughness, and
     finds q. q's projector light comes back through p's specular lobe, its stripes blurred over
     roughness * ``|pq|`` (stripes finer than the blur lose their contrast), and through p's diffuse
     reflection, of which ``low_frequency_share`` still corrupts the code. Returns the coded
-    radiance (N,) and q's projector column (N,; NaN where the ray reaches no lit surface).
+    radiance (N,) and q's projector column (N,; NaN where the ray reaches no lit surface); with
+    ``fine``, also the part of the radiance that still carries the finest stripes (N,): the specular
+    part only, since diffusely reflected light averages the finest pattern away (it corrupts the
+    coarse codes, not the finest phase), with the contrast a Gaussian blur of the lobes leaves to a
+    sinusoid of the stripes' period (exp(-2 pi^2 blur^2 / period^2), stricter than the coarse
+    codes' contrast above).
     """
     n = len(points)
     mirror = view - 2 * _dot(view, normals)[:, None] * normals  # view: the camera ray direction
@@ -281,6 +360,7 @@ def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, po
     origins = points + _EPS * normals
     t, gid, qn = _cast(scene, origins, dirs)
     radiance = np.zeros(n, np.float32)
+    fine_radiance = np.zeros(n, np.float32)
     column = np.full(n, np.nan, np.float32)
     hit = np.flatnonzero(np.isfinite(t))
     if len(hit):
@@ -299,8 +379,10 @@ def interreflection(rig: Rig, scene, table: np.ndarray, material: np.ndarray, po
         blur2 = np.square(t_hit) * (np.square(mat_p[:, 2]) + np.square(q_share * mat_q[:, 2]))
         contrast = np.exp(-blur2 / period2)
         radiance[hit] = (mat_p[:, 1] * contrast + config.low_frequency_share * mat_p[:, 0]) * l_q
+        # a Gaussian blur of std b keeps exp(-2 pi^2 b^2 / period^2) of a sinusoid's amplitude
+        fine_radiance[hit] = mat_p[:, 1] * np.exp(np.float32(-2 * np.pi**2) * blur2 / period2) * l_q
         column[hit] = np.where(lit_q, col_q, np.nan)
-    return radiance, column
+    return (radiance, column, fine_radiance) if fine else (radiance, column)
 
 
 def discontinuities(depth: np.ndarray, jump: float) -> np.ndarray:
@@ -405,17 +487,127 @@ def depth_noise(z: np.ndarray, config: ScannerConfig, rng: np.random.Generator) 
     return np.clip(rng.standard_normal(len(z), np.float32), -3, 3) * depth_sigma(z, config.noise_1m)
 
 
-def label_tolerance(z, noise_1m: float):
+def phase_bias_columns(direct_coded: np.ndarray, direct_column: np.ndarray, indirect: np.ndarray,
+                       indirect_column: np.ndarray, pixels: np.ndarray, config: ScannerConfig) -> np.ndarray:
+    """The column shift (P,) (projector pixels) by which inter-reflected light pulls each pixel's phase.
+
+    Phase shifting measures the finest pattern's phase as the argument of the sum of all the coded
+    light a pixel receives. Where the direct light D (phase phi_d) wins but light inter-reflected from
+    a second surface I (phase phi_i) overlaps it, the phase is arg(D e^{i phi_d} + I e^{i phi_i}): the
+    coarse codes still find p's period, but within it the phase is pulled towards phi_i by up to
+    arcsin(I / D) (Gupta et al. 2013 analyse this bias). The indirect phasor is averaged over a
+    Gaussian of ``bias_blur`` pixels, the footprint of the glossy reflection lobe that neighbouring
+    pixels share, and scaled by ``bias_gain``: the bias is smooth where the reflected light varies
+    slowly, so it makes smooth false surfaces a fraction of a millimetre off the true one, not
+    scattered points.
+
+    Args:
+        direct_coded: (P,) coded radiance of p's own light.
+        direct_column: (P,) p's projector column.
+        indirect: (P,) radiance of the inter-reflected light that keeps the finest stripes
+            (``interreflection`` with ``fine``).
+        indirect_column: (P,) its projector column (NaN where none).
+        pixels: (P,) flat pixel indices of the hits.
+        config: the scanner (``stripe_period``, ``bias_gain``, ``bias_blur``, image size).
+
+    Returns:
+        (P,) float32 column shifts, 0 where no inter-reflected light overlaps.
+    """
+    h, w = config.height, config.width
+    k = 2 * np.pi / config.stripe_period
+    has = np.isfinite(indirect_column) & (indirect > 0)
+    phasor = np.zeros(h * w, np.complex64)
+    phasor[pixels[has]] = indirect[has] * np.exp(1j * k * indirect_column[has])
+    footprint = np.zeros(h * w, np.float32)
+    footprint[pixels] = 1
+    blur = config.bias_blur
+    if blur > 0:
+        phasor = (ndimage.gaussian_filter(phasor.real.reshape(h, w), blur)
+                  + 1j * ndimage.gaussian_filter(phasor.imag.reshape(h, w), blur)).ravel()
+        footprint = ndimage.gaussian_filter(footprint.reshape(h, w), blur).ravel()
+    mean = phasor[pixels] / np.maximum(footprint[pixels], 1e-6)  # the average over the lobe's hit pixels
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = config.bias_gain * mean * np.exp(-1j * k * direct_column) / direct_coded
+    ratio = np.where(np.isfinite(ratio) & (direct_coded > 0), ratio, 0)
+    return (np.angle(1 + ratio) / k).astype(np.float32)
+
+
+def rim_errors(hits_cos: np.ndarray, subsurface: np.ndarray, pixels: np.ndarray, candidates: np.ndarray,
+               config: ScannerConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the ``candidates`` err at a translucent rim, and their offsets towards the camera (m).
+
+    Seen at a grazing angle, a translucent surface's (``subsurface`` > 0) pixel footprint is long and
+    the light scattered under the skin leaves it from the rim towards the camera: the decoder finds the
+    code of light that entered farther along, and the point lies a few millimetres in front of the
+    surface (the real fruit's false points: all within 2 pixels of the silhouette, 1.7-9.9 mm in
+    front, in blobs of 2-9 pixels, darker than the surface). Pixels whose cosine of incidence is below
+    ``rim_cos`` err where a ``smooth_field`` (1 pixel) exceeds the quantile that makes ``rim_rate`` of
+    them err, so errors come in small blobs; each offset is uniform in ``rim_offset``.
+
+    Args:
+        hits_cos: (P,) cosine of the camera's incidence angle at each hit.
+        subsurface: (P,) the share of diffuse light scattered inside the material.
+        pixels: (P,) flat pixel indices of the hits.
+        candidates: (C,) positions among the hits that may err (measured from the direct code).
+        config: the scanner.
+        rng: the generator.
+
+    Returns:
+        (positions among the hits (E,), offsets towards the camera (E,) in metres).
+    """
+    field = smooth_field((config.height, config.width), 1.0, rng).ravel()
+    grazing = candidates[(hits_cos[candidates] < config.rim_cos) & (subsurface[candidates] > 0)]
+    threshold = special.ndtri(1 - np.clip(config.rim_rate, 1e-9, 1 - 1e-9))
+    err = grazing[field[pixels[grazing]] > threshold]
+    return err, rng.uniform(*config.rim_offset, len(err)).astype(np.float32)
+
+
+def label_tolerance(z, noise_1m: float, floor: float = 1e-3):
     """How far a measured point may lie from its true surface point and still count as true geometry.
 
     Args:
         z: depths, metres.
         noise_1m: the scanner's depth noise at 1 m, metres.
+        floor: the offset (m) that counts as true whatever the noise (``ScannerConfig.label_floor``).
 
     Returns:
-        1 mm plus three standard deviations of the depth noise, in metres.
+        ``floor`` (1 mm by default) plus three standard deviations of the depth noise, in metres.
     """
-    return 1e-3 + 3 * depth_sigma(z, noise_1m)
+    return floor + 3 * depth_sigma(z, noise_1m)
+
+
+def smooth_field(shape: tuple[int, int], length: float, rng: np.random.Generator) -> np.ndarray:
+    """A Gaussian random field (H, W) float32 of unit variance whose values are shared by pixels about
+    ``length`` pixels apart: white noise blurred by a Gaussian of that sigma, rescaled (a blurred
+    field's variance is 1 / (4 pi sigma^2) of the white noise's)."""
+    white = rng.standard_normal(shape, np.float32)
+    if length <= 0:
+        return white
+    return (ndimage.gaussian_filter(white, length) * np.float32(2 * np.sqrt(np.pi) * length)).astype(np.float32)
+
+
+def correlated_depth_noise(z: np.ndarray, pixels: np.ndarray, white: np.ndarray, config: ScannerConfig,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Depth errors (N,) (m) of which a share ``noise_correlation`` of the variance is common to
+    neighbouring pixels (the ``correlated_noise`` effect).
+
+    A real scanner's depth error is partly shared between neighbours: the phase is estimated from
+    several pixels' light (the lens and sensor blur the pattern, the decoder may filter it), so the
+    real scans' noise on 3x3 windows is 0.72-0.85 of that on 5x5 windows, where independent noise
+    gives about 1. The error is sqrt(1 - c) white + sqrt(c) times a ``smooth_field`` of correlation
+    length ``noise_length`` pixels, clipped at 3 sigma like ``depth_noise``.
+
+    Args:
+        z: (N,) depths, metres.
+        pixels: (N,) flat pixel indices of the points.
+        white: (N,) the independent standard normal draws (those of ``depth_noise``).
+        config: the scanner.
+        rng: the generator of the shared field.
+    """
+    c = float(np.clip(config.noise_correlation, 0, 1))
+    field = smooth_field((config.height, config.width), config.noise_length, rng).ravel()[pixels]
+    unit = np.float32(np.sqrt(1 - c)) * white + np.float32(np.sqrt(c)) * field
+    return np.clip(unit, -3, 3) * depth_sigma(z, config.noise_1m)
 
 
 _RIGS: dict[ScannerConfig, Rig] = {}
@@ -443,6 +635,9 @@ def rig_for(config: ScannerConfig) -> Rig:
 # Each stage that draws random numbers has its own generator, seeded from the scan's ``rng``, so that
 # switching one effect off leaves the others' draws unchanged.
 STREAMS = ("interreflection", "specular", "mixed", "noise", "intensity", "decoding")
+# The realism effects' streams are drawn after those, and only when one of them is on, so that a scan
+# without them draws exactly what generator version 3 drew.
+REALISM_STREAMS = ("rim", "edge", "correlated_noise")
 
 
 @dataclass
@@ -469,6 +664,7 @@ class _Light:
     lit: np.ndarray  # bool: p faces the projector, inside its image and (with shadows) unblocked
     indirect: np.ndarray  # light of a second surface q reflected by p
     indirect_column: np.ndarray  # the column lighting q (NaN where none)
+    indirect_fine: np.ndarray | None = None  # phase_bias, contrast_reject: the part keeping the finest stripes
 
 
 @dataclass
@@ -480,6 +676,7 @@ class _Decoded:
     measured: np.ndarray  # bool: the pixel gives a point
     signal: np.ndarray  # float32 sensor signal under an all-white projection: direct + indirect + ambient
     direct_signal: np.ndarray  # float32 the same without the indirect light
+    offset: np.ndarray | None = None  # float32 (P,) rim errors' distance towards the camera (m), with ``rim``
 
 
 def _primary_hits(rig: Rig, rc: o3d.t.geometry.RaycastingScene, table: np.ndarray) -> _Hits:
@@ -520,12 +717,16 @@ def _coded_light(rig: Rig, rc, table: np.ndarray, hits: _Hits, config: ScannerCo
                                                         "shadow" in config.effects)
     direct, specular = direct_radiance(hits.material, irradiance, to_light, hits.normals, -hits.dirs)
     direct_coded = (direct - (direct - specular) * hits.material[:, 3]) * stripe_contrast(rig, hits, to_light)
-    if "interreflection" in config.effects:
+    fine = None
+    if "interreflection" in config.effects and {"phase_bias", "contrast_reject"} & set(config.effects):
+        indirect, indirect_column, fine = interreflection(rig, rc, table, hits.material, hits.points, hits.normals,
+                                                          hits.dirs, config, rng, fine=True)
+    elif "interreflection" in config.effects:
         indirect, indirect_column = interreflection(rig, rc, table, hits.material, hits.points, hits.normals,
                                                     hits.dirs, config, rng)
     else:
         indirect, indirect_column = np.zeros_like(direct), np.full_like(direct, np.nan)
-    return _Light(direct, direct_coded, column, lit, indirect, indirect_column)
+    return _Light(direct, direct_coded, column, lit, indirect, indirect_column, fine)
 
 
 def _decode(hits: _Hits, light: _Light, config: ScannerConfig) -> _Decoded:
@@ -573,13 +774,28 @@ def unwrap_error_probability(coded: np.ndarray, signal: np.ndarray, config: Scan
 def _unwrap(decoded: _Decoded, light: _Light, config: ScannerConfig, rng: np.random.Generator) -> None:
     """With the ``decoding`` effect, pixels that decoded the direct code may unwrap the phase into a
     neighbouring period (``unwrap_error_probability``): their column moves by one ``stripe_period``
-    either way and their kind becomes ``KIND_DECODING``. Updates ``decoded`` in place."""
+    either way and their kind becomes ``KIND_DECODING``. With ``contrast_reject`` as well, the decoder
+    first refuses the pixels whose error probability exceeds ``reject_probability`` (no point, kind
+    ``KIND_DARK``), as a real decoder rejects pixels of too little modulation; it also refuses the
+    inter-reflection ghosts whose finest stripes are as faint (diffusely reflected light carries the
+    coarse codes but not the finest pattern): no point, kind ``KIND_INTERREFLECTION``. Updates
+    ``decoded``."""
+    if "contrast_reject" in config.effects and light.indirect_fine is not None:
+        ghosts = np.flatnonzero(decoded.measured & (decoded.kind == KIND_INTERREFLECTION))
+        p = unwrap_error_probability(config.gain * light.indirect_fine[ghosts], decoded.signal[ghosts], config)
+        decoded.measured[ghosts[p > config.reject_probability]] = False
     if "decoding" not in config.effects:
         return
     candidates = np.flatnonzero(decoded.measured & (decoded.kind == KIND_NONE))
     p = unwrap_error_probability(config.gain * light.direct_coded[candidates], decoded.signal[candidates], config)
+    if "contrast_reject" in config.effects:  # too little contrast to trust the unwrapping: no point
+        rejected = p > config.reject_probability
+        decoded.measured[candidates[rejected]] = False
+        decoded.kind[candidates[rejected]] = KIND_DARK
     draw = rng.random(len(candidates))
     wrong = candidates[draw < p]
+    if "contrast_reject" in config.effects:
+        wrong = candidates[(draw < p) & ~rejected]
     sign = np.where(rng.random(len(wrong)) < 0.5, np.float32(-1), np.float32(1))
     decoded.column[wrong] += sign * np.float32(config.stripe_period)
     decoded.kind[wrong] = KIND_DECODING
@@ -601,9 +817,10 @@ def _saturate(decoded: _Decoded, hits: _Hits, config: ScannerConfig, rng: np.ran
 
 
 def _mix(rig: Rig, rc, table: np.ndarray, hits: _Hits, decoded: _Decoded, config: ScannerConfig,
-         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+         rng: np.random.Generator, edge_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """With the ``mixed`` effect, pixels that straddle a depth discontinuity (``mixed_pixels``), among
-    those that decoded the direct code, become kind ``KIND_MIXED`` in ``decoded``. Returns their
+    those that decoded the direct code, become kind ``KIND_MIXED`` in ``decoded``; with ``edge_reject``, a
+    share ``edge_dropout`` of them (drawn from ``edge_rng``) give no point instead. Returns their
     positions among the hits (M,) and their blended depths (M,) (camera z, m); empty without the effect."""
     if "mixed" not in config.effects:
         return np.zeros(0, np.intp), np.zeros(0, np.float32)
@@ -614,23 +831,60 @@ def _mix(rig: Rig, rc, table: np.ndarray, hits: _Hits, decoded: _Decoded, config
     mixed, blended = mixed_pixels(rig, rc, table, candidates, depth.reshape(h, w), config, rng)
     where = np.searchsorted(hits.pixels, mixed)
     decoded.kind[where] = KIND_MIXED
+    if "edge_reject" in config.effects:
+        dropped = edge_rng.random(len(where)) < config.edge_dropout
+        decoded.measured[where[dropped]] = False
+        where, blended = where[~dropped], blended[~dropped]
     return where, blended
 
 
+def _realism_errors(hits: _Hits, light: _Light, decoded: _Decoded, config: ScannerConfig,
+                    rng: np.random.Generator | None) -> None:
+    """With ``rim``, grazing pixels of translucent surfaces err in front of them (``rim_errors``); with
+    ``phase_bias``, the other pixels that decoded the direct code take the column that the overlapping
+    inter-reflected light pulls them to (``phase_bias_columns``; kind ``KIND_PHASE_BIAS`` until the
+    label shows whether the pull is beyond the tolerance). Updates ``decoded`` in place."""
+    candidates = np.flatnonzero(decoded.measured & (decoded.kind == KIND_NONE))
+    if "rim" in config.effects:
+        cos = -_dot(hits.normals, hits.dirs)
+        err, offset = rim_errors(cos, hits.material[:, 3], hits.pixels, candidates, config, rng)
+        decoded.kind[err] = KIND_RIM
+        decoded.offset = np.zeros(len(hits.t), np.float32)
+        decoded.offset[err] = offset
+        candidates = np.setdiff1d(candidates, err, assume_unique=True)
+    if "phase_bias" in config.effects:
+        fine = light.indirect if light.indirect_fine is None else light.indirect_fine
+        shift = phase_bias_columns(light.direct_coded, light.direct_column, fine, light.indirect_column,
+                                   hits.pixels, config)[candidates]
+        pulled = candidates[shift != 0]
+        decoded.column[pulled] = light.direct_column[pulled] + shift[shift != 0]
+        decoded.kind[pulled] = KIND_PHASE_BIAS
+
+
 def _distances(rig: Rig, hits: _Hits, decoded: _Decoded, mixed: tuple[np.ndarray, np.ndarray],
-               config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
+               config: ScannerConfig, rng: np.random.Generator,
+               field_rng: np.random.Generator | None = None) -> np.ndarray:
     """Distance (P,) (m) along each camera ray to the measured point.
 
     Direct light gives p itself; another decoded column is triangulated against that column's plane;
-    mixed pixels take their blended depth. With the ``noise`` effect every measured point gets depth
-    noise. A depth outside ``depth_range`` gives no point (``decoded.measured`` is updated)."""
+    mixed pixels take their blended depth; rim errors lie ``decoded.offset`` in front of p. With the
+    ``noise`` effect every measured point gets depth noise (with ``correlated_noise``, partly shared
+    by neighbours, from ``field_rng``). A depth outside ``depth_range`` gives no point
+    (``decoded.measured`` is updated)."""
     s = hits.t.copy()
     other = np.flatnonzero(decoded.measured & (decoded.kind != KIND_NONE) & (decoded.kind != KIND_MIXED))
     s[other] = rig.triangulate(hits.dirs[other], decoded.column[other])
     where, blended = mixed
     s[where] = blended / hits.dz[where]
     measured, dz = decoded.measured, hits.dz
-    if "noise" in config.effects:
+    rim = np.flatnonzero(measured & (decoded.kind == KIND_RIM))
+    if len(rim):
+        s[rim] = hits.t[rim] - decoded.offset[rim] / dz[rim]
+    if "noise" in config.effects and "correlated_noise" in config.effects:
+        z = s[measured] * dz[measured]
+        white = rng.standard_normal(len(z), np.float32)  # the same draws as depth_noise's
+        s[measured] += correlated_depth_noise(z, hits.pixels[measured], white, config, field_rng) / dz[measured]
+    elif "noise" in config.effects:
         s[measured] += depth_noise(s[measured] * dz[measured], config, rng) / dz[measured]
     z = s * dz
     near, far = config.depth_range
@@ -642,7 +896,7 @@ def _distances(rig: Rig, hits: _Hits, decoded: _Decoded, mixed: tuple[np.ndarray
 def _label(hits: _Hits, decoded: _Decoded, s: np.ndarray, config: ScannerConfig) -> np.ndarray:
     """Labels (P,) uint8: ``KEEP`` within ``label_tolerance`` of p, else ``ARTEFACT``; ``NO_POINT``
     where nothing was measured. A point that lands within the tolerance loses its kind."""
-    correct = np.abs(s - hits.t) <= label_tolerance(hits.t * hits.dz, config.noise_1m)
+    correct = np.abs(s - hits.t) <= label_tolerance(hits.t * hits.dz, config.noise_1m, config.label_floor)
     label = np.where(decoded.measured, np.where(correct, KEEP, ARTEFACT), NO_POINT).astype(np.uint8)
     decoded.kind[decoded.measured & correct] = KIND_NONE
     return label
@@ -650,12 +904,16 @@ def _label(hits: _Hits, decoded: _Decoded, s: np.ndarray, config: ScannerConfig)
 
 def _intensity_image(hits: _Hits, decoded: _Decoded, config: ScannerConfig, rng: np.random.Generator) -> np.ndarray:
     """The intensity image (H, W) in [0, 1] under an all-white projection: direct + indirect + ambient
-    light, with read and shot noise."""
+    light, with read and shot noise. With ``hdr_intensity`` the signal is recorded times
+    ``intensity_exposure`` before it is clipped, so that highlights keep their height as in the real
+    scanner's intensity (whose brightest pixel is 70 times its median on the board)."""
     h, w = config.height, config.width
     radiance = np.zeros(h * w, np.float32)
     radiance[hits.pixels] = decoded.signal
     noise = rng.standard_normal(h * w, np.float32)
     intensity = radiance + np.sqrt(config.read_noise**2 + config.shot_noise**2 * radiance) * noise
+    if "hdr_intensity" in config.effects:
+        intensity *= np.float32(config.intensity_exposure)
     return np.clip(intensity, 0, 1).reshape(h, w)
 
 
@@ -699,7 +957,8 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     The stages run in this order: primary rays find the point p each pixel sees; the projector's
     direct light and inter-reflections reach it; the decoder picks a code and unwraps its phase
     (sometimes into the wrong period); specular highlights
-    saturate; mixed pixels blend depths at discontinuities; depths are triangulated with noise;
+    saturate; mixed pixels blend depths at discontinuities; the realism effects (rim errors, phase
+    bias) act where they are on; depths are triangulated with noise;
     points are labelled against p. The same ``rng`` state gives the same scan, byte for byte.
 
     Args:
@@ -715,14 +974,18 @@ def simulate_scan(scene: Scene, config: ScannerConfig, rng: np.random.Generator)
     rig = rig_for(config)
     seeds = rng.integers(0, 2**63, size=len(STREAMS))
     streams = {name: np.random.default_rng(seed) for name, seed in zip(STREAMS, seeds, strict=True)}
+    if config.realism:
+        seeds = rng.integers(0, 2**63, size=len(REALISM_STREAMS))
+        streams |= {name: np.random.default_rng(seed) for name, seed in zip(REALISM_STREAMS, seeds, strict=True)}
     rc, table = scene.raycasting(), scene.material_table()
     hits = _primary_hits(rig, rc, table)
     light = _coded_light(rig, rc, table, hits, config, streams["interreflection"])
     decoded = _decode(hits, light, config)
     _unwrap(decoded, light, config, streams["decoding"])
     _saturate(decoded, hits, config, streams["specular"])
-    mixed = _mix(rig, rc, table, hits, decoded, config, streams["mixed"])
-    s = _distances(rig, hits, decoded, mixed, config, streams["noise"])
+    mixed = _mix(rig, rc, table, hits, decoded, config, streams["mixed"], streams.get("edge"))
+    _realism_errors(hits, light, decoded, config, streams.get("rim"))
+    s = _distances(rig, hits, decoded, mixed, config, streams["noise"], streams.get("correlated_noise"))
     label = _label(hits, decoded, s, config)
     intensity = _intensity_image(hits, decoded, config, streams["intensity"])
     return _scan_arrays(rig, hits, decoded, s, label, intensity, config)
