@@ -226,25 +226,38 @@ def _add_evaluate(commands) -> None:
 
 def _add_finetune(commands) -> None:
     finetune = commands.add_parser(
-        "finetune", help="fine-tune the neighbour filter on your own labelled clouds",
-        description="Fine-tune the neighbour filter on labelled clouds of your own scanner: PointCleanNet pairs "
-        "(name.xyz + name.outliers, 1 = outlier), .ply files with a per-point 'label' (1 true, 0 artefact) or "
-        "'outlier' property, pcfilter scans (.npz), or PTX scans (name.ptx[.gz] + name.outliers[.gz], one line per "
-        "PTX point line). A block of each cloud (the far end of its longest axis) is "
-        "held out: the filter trains on the rest, its threshold is chosen on the blocks, and it is measured "
-        "there before and after. Writes MODEL (.npz) and its model card (.json) beside it; 'pcfilter filter "
-        "--model MODEL' and 'pcfilter evaluate --model MODEL' run it without TensorFlow.")
-    finetune.add_argument("--data", required=True, metavar="DIR", help="folder of labelled clouds")
-    finetune.add_argument("--out", required=True, metavar="MODEL", help="the fine-tuned filter to write (.npz)")
+        "finetune", help="fine-tune the U-Net or the neighbour filter on your own labelled scans",
+        description="Fine-tune a filter on labelled scans of your own scanner. Organised scans (an image of "
+        "points) fine-tune the U-Net: PTX scans (name.ptx[.gz] + name.outliers[.gz], one 0/1 line per PTX point "
+        "line, 1 = outlier), organised .ply/.pcd files with a per-point 'label' (1 true, 0 artefact) or 'outlier' "
+        "property, or pcfilter scans (.npz); a band of image columns at the right-hand end of each scan's points "
+        "is held out, the network trains on crops of the rest, its threshold is chosen on the bands, and it is "
+        "measured there before and after; writes MODEL (.keras) and its model card (.json) beside it, which "
+        "'pcfilter filter --model MODEL' runs like the shipped U-Net. Unorganised clouds (name.xyz + "
+        "name.outliers pairs, .ply files with labels and no grid) fine-tune the neighbour filter: the far end of "
+        "each cloud's longest axis is held out; writes MODEL (.npz), which 'pcfilter filter --model MODEL' and "
+        "'pcfilter evaluate --model MODEL' run without TensorFlow. --network chooses instead of the data.")
+    finetune.add_argument("--data", required=True, metavar="DIR", help="folder of labelled scans or clouds")
+    finetune.add_argument("--out", required=True, metavar="MODEL",
+                          help="the fine-tuned filter to write (.keras for the U-Net, .npz for the neighbour filter)")
+    finetune.add_argument("--network", choices=("auto", "unet", "neighbours"), default="auto",
+                          help="the filter to fine-tune (default auto: the U-Net for organised scans, the neighbour "
+                          "filter for unorganised clouds)")
     finetune.add_argument("--model", metavar="M",
-                          help="neighbour filter (.npz) to start from (default: the shipped one)")
+                          help="filter to start from: a U-Net (.keras) or a neighbour filter (.npz) (default: the "
+                          "shipped one)")
     finetune.add_argument("--holdout", type=float, default=0.2, metavar="SHARE",
-                          help="share of each cloud held out to choose the threshold, 0.05 to 0.5 (default 0.2)")
+                          help="share of each scan held out to choose the threshold, 0.05 to 0.5 (default 0.2)")
+    finetune.add_argument("--steps", type=int, default=300, metavar="S",
+                          help="U-Net: training steps of 8 crops, 1 to 100000 (default 300)")
+    finetune.add_argument("--layers", choices=("all", "decoder"), default="all",
+                          help="U-Net: train every layer, or only the decoder (default all)")
     finetune.add_argument("--epochs", type=int, default=40, metavar="E",
-                          help="passes over the training points per stage, 1 to 1000 (default 40)")
+                          help="neighbour filter: passes over the training points per stage, 1 to 1000 (default 40)")
     finetune.add_argument("--min-keep", type=float, default=0.0, metavar="R",
                           help="the threshold must keep at least this share of the held-out true points, 0 to "
-                          "0.999 (default 0: the best mean IoU)")
+                          "0.999 (default 0: the best mean IoU for the neighbour filter, the best balanced "
+                          "accuracy for the U-Net)")
     finetune.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {MAX_SEED} (default 0)")
     add_overwrite(finetune)
     finetune.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -30,6 +30,7 @@ from pcfilter_lib.geometry.neighbour_statistics import NeighbourStatistics, gath
 from pcfilter_lib.io.labelled import LabelledCloud, check_both_classes
 from pcfilter_lib.nn import scores
 from pcfilter_lib.nn.fit import TrainResult
+from pcfilter_lib.recipes.common import environment
 from pcfilter_lib.recipes.neighbour_filter import export_network, fit_stage, import_network
 
 
@@ -137,6 +138,7 @@ class FinetuneRun:
         runs: the ``nn.fit.TrainResult`` of each stage.
         training_points: points trained on (outside the held-out blocks).
         settings: the ``FinetuneSettings`` as a dict.
+        environment: the versions and machine it ran on (``recipes.common.environment``).
     """
 
     filter: NeighbourFilter
@@ -145,6 +147,7 @@ class FinetuneRun:
     runs: list[TrainResult] = field(default_factory=list)
     training_points: int = 0
     settings: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=environment)
 
     @property
     def seconds(self) -> float:
