@@ -127,3 +127,17 @@ def test_scan_inputs_give_any_channel_set_and_the_model_size_names_it():
         channels_for(7)
     with pytest.raises(ValueError, match="unknown input channels"):
         scan_inputs(scan, ("intensity", "colour"))
+
+
+def test_a_large_scan_in_bands_of_rows_gives_the_same_statistics(monkeypatch):
+    import pcfilter_lib.geometry.pixel_neighbourhoods as neighbourhoods
+
+    rng = np.random.default_rng(4)
+    xyz, valid = plane(75, 40)  # 75 rows: three bands of 28, the last one short
+    xyz += rng.normal(0, 0.002, xyz.shape)
+    valid &= rng.random(valid.shape) > 0.15
+    xyz[~valid] = np.nan
+    whole = pixel_statistics(xyz, valid)
+    monkeypatch.setattr(neighbourhoods, "BAND_PIXELS", 100)
+    monkeypatch.setattr(neighbourhoods, "BAND_ROWS", 32 - 2 * RADIUS)
+    np.testing.assert_array_equal(pixel_statistics(xyz, valid), whole)

@@ -246,3 +246,19 @@ def test_reconstruct_reads_a_ptx_scan(scan, tmp_path, pcfilter):
     result = pcfilter("reconstruct", source, "-o", tmp_path / "mesh.ply", "--method", "sor", "--depth", "5", "--quiet")
     assert result.returncode == 0, result.stderr
     assert f"of {scan['valid'].sum()} points; mesh of" in result.stdout and (tmp_path / "mesh.ply").is_file()
+
+
+def test_lines_formatted_ahead_write_the_same_file(scan, tmp_path, monkeypatch):
+    import pcfilter_lib.io.ptx as ptx
+
+    monkeypatch.setattr(ptx, "CHUNK_LINES", 1000)  # several chunks, runs of kept and removed points across them
+    keep = np.random.default_rng(2).random(scan["valid"].shape) > 0.3
+    write_ptx(tmp_path / "plain.ptx", scan["xyz"], scan["intensity"], keep=keep)
+    lines = ptx.point_lines(scan["xyz"], scan["intensity"])
+    write_ptx(tmp_path / "ahead.ptx", scan["xyz"], scan["intensity"], keep=keep, lines=lines)
+    assert (tmp_path / "ahead.ptx").read_bytes() == (tmp_path / "plain.ptx").read_bytes()
+    read = read_ptx(tmp_path / "ahead.ptx")
+    np.testing.assert_array_equal(read["valid"], keep & scan["valid"])
+    np.testing.assert_array_equal(read["xyz"][read["valid"]].astype(np.float32), scan["xyz"][read["valid"]])
+    with pytest.raises(ValueError, match="another grid"):
+        write_ptx(tmp_path / "other.ptx", scan["xyz"][:-1], scan["intensity"][:-1], lines=lines)

@@ -66,6 +66,10 @@ def _pitch(xyz: np.ndarray, valid: np.ndarray) -> float:
 _SORT8 = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (1, 2), (5, 6), (0, 4), (3, 7), (1, 5),
           (2, 6), (1, 4), (3, 6), (2, 4), (3, 5), (3, 4))
 BUCKET = 32  # scans are padded (with pixels without a point) to multiples of this: fewer shapes to compile
+# Scans of more pixels than this (a whole 2064 x 1544 sensor) are done in bands of rows, so that the
+# temporary images stay small; BAND_ROWS + 2 RADIUS is a multiple of BUCKET.
+BAND_PIXELS = 1 << 20
+BAND_ROWS = 8 * BUCKET - 2 * RADIUS
 
 
 def _statistics(xyz, valid, pitch):
@@ -134,7 +138,9 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
 
     The pitch is a NumPy median; the rest runs compiled (``_compiled``) on the scan padded to
     multiples of ``BUCKET``: about 15 ms for a 640x480 scan on two CPU cores once its size has been
-    compiled (0.5-1.5 s, once per padded size and process).
+    compiled (0.5-1.5 s, once per padded size and process). A scan of more than ``BAND_PIXELS``
+    pixels goes in bands of ``BAND_ROWS`` rows (``_banded``), with the same result in a fraction of
+    the memory.
 
     Args:
         xyz: (H, W, 3) points in the camera frame (depth along +z); ignored where not ``valid``.
@@ -153,7 +159,29 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
         out = np.zeros((h, w, len(STATISTICS)), np.float32)
         out[..., 1] = out[..., 3] = valid
         return out
-    pad = ((0, -h % BUCKET), (0, -w % BUCKET))  # after the image: a pixel without a point, like outside it
+    if h * w <= BAND_PIXELS:
+        pad = ((0, -h % BUCKET), (0, -w % BUCKET))  # after the image: a pixel without a point, like outside it
+        points = np.pad(np.where(valid[..., None], xyz, np.float32(0)), (*pad, (0, 0)))
+        out = _compiled(points.shape[:2])(points, np.pad(valid, pad), np.float32(pitch))
+        return np.asarray(out)[:h, :w]
+    return _banded(xyz, valid, np.float32(pitch))
+
+
+def _banded(xyz: np.ndarray, valid: np.ndarray, pitch: np.float32) -> np.ndarray:
+    """``pixel_statistics`` of a large scan, ``BAND_ROWS`` rows at a time: each band is computed with
+    the ``RADIUS`` rows above and below it that its windows reach, so every pixel sees the same
+    neighbours as in one pass (rows beyond the image hold no point, as outside it), while the
+    compiled function's temporary images stay the size of one band instead of the whole scan."""
+    h, w = valid.shape
+    bands = -(-h // BAND_ROWS)
+    rows = bands * BAND_ROWS + 2 * RADIUS  # the image, with RADIUS rows without a point above and below
+    pad = ((RADIUS, rows - h - RADIUS), (0, -w % BUCKET))
     points = np.pad(np.where(valid[..., None], xyz, np.float32(0)), (*pad, (0, 0)))
-    out = _compiled(points.shape[:2])(points, np.pad(valid, pad), np.float32(pitch))
-    return np.asarray(out)[:h, :w]
+    present = np.pad(valid, pad)
+    band = _compiled((BAND_ROWS + 2 * RADIUS, points.shape[1]))
+    out = np.empty((bands * BAND_ROWS, w, len(STATISTICS)), np.float32)
+    for i in range(bands):
+        window = slice(i * BAND_ROWS, (i + 1) * BAND_ROWS + 2 * RADIUS)
+        part = np.asarray(band(points[window], present[window], pitch))
+        out[i * BAND_ROWS:(i + 1) * BAND_ROWS] = part[RADIUS:RADIUS + BAND_ROWS, :w]
+    return out[:h]

@@ -34,7 +34,15 @@ from pcfilter_lib.geometry.normals import estimate_normals
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT
 from pcfilter_lib.io.clouds import CloudError, read_ply_file, read_table, write_ply_rows
 from pcfilter_lib.io.files import atomic_write_bytes
-from pcfilter_lib.io.ptx import PTX_SUFFIXES, is_ptx, read_ptx, read_ptx_header, suffix_of, write_ptx
+from pcfilter_lib.io.ptx import (
+    PTX_SUFFIXES,
+    PointLines,
+    is_ptx,
+    read_ptx,
+    read_ptx_header,
+    suffix_of,
+    write_ptx,
+)
 from pcfilter_lib.memory import available_memory
 
 OPEN3D_SUFFIXES = (".pts", ".xyzn", ".xyzrgb")
@@ -385,7 +393,8 @@ def write_points(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray
     return write_organised(path, xyz, value)
 
 
-def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.ndarray]) -> None:
+def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.ndarray],
+                   lines: PointLines | None = None) -> None:
     """Write the points of ``scan`` selected by each mask to the path beside it (what a filter kept,
     what it removed), in the input's precision.
 
@@ -394,6 +403,7 @@ def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.nd
         scan: a scan-like dict (``read_cloud``, ``io.scan.load_scan``) with ``xyz``, ``intensity``
             (or None) and ``organised``.
         masks: (H, W) bool arrays over the scan's grid.
+        lines: the scan's point lines formatted ahead (``io.ptx.point_lines``), for the PTX paths.
 
     A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False), and so does a PTX
     path (``0 0 0 0`` where a mask is False, the input's PTX header kept); every other path gets the
@@ -410,7 +420,7 @@ def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.nd
             header = scan.get("ptx")
             if header is not None and (header.blocks, header.per_block) != np.shape(mask):
                 header = None
-            write_ptx(path, scan["xyz"], scan["intensity"], keep=mask, header=header)
+            write_ptx(path, scan["xyz"], scan["intensity"], keep=mask, header=header, lines=lines)
         elif Path(path).suffix.lower() == ".pcd" and scan["organised"]:
             write_organised(path, scan["xyz"], scan["intensity"], keep=mask)
         else:

@@ -55,7 +55,7 @@ from pcfilter_lib.io.files import CloudError, atomic_path
 PTX_SUFFIXES = (".ptx", ".ptx.gz")
 LABEL_SUFFIXES = (".outliers", ".outliers.gz")
 HEADER_LINES = 10
-CHUNK_LINES = 1 << 20  # point lines parsed at a time
+CHUNK_LINES = 1 << 18  # point lines parsed or written at a time
 IDENTITY_HEADER = np.r_[np.zeros((1, 3)), np.eye(3)], np.eye(4)  # PhoXi Control's: origin, axes; matrix
 _FIX = ("check that the file is a whole PTX export (10 header lines, then one 'x y z intensity' or "
         "'x y z intensity r g b' line per point), or export it again")
@@ -302,8 +302,86 @@ def _line_texts(xyz: np.ndarray, intensity: np.ndarray, rgb: np.ndarray | None) 
             for (x, y, z), i, (r, g, b) in zip(xyz.tolist(), intensity.tolist(), rgb.tolist(), strict=True)]
 
 
+@dataclass
+class PointLines:
+    """The text lines of a grid's measured points, formatted ahead of writing (``point_lines``), so
+    that the formatting, the slow part of writing a PTX file, can be done while a filter still runs.
+
+    Attributes:
+        shape: (A, B) the grid's size.
+        point: (A * B,) bool, the positions with a point, in file order.
+        chunks: per ``CHUNK_LINES`` positions, the lines of its points joined (bytes) and the end
+            offset of each line in them.
+        columns: 4 or 7 numbers per line.
+    """
+
+    shape: tuple[int, int]
+    point: np.ndarray
+    chunks: list[tuple[bytes, np.ndarray]]
+    columns: int
+
+
+def _grid(path, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(A * B, 3) coordinates in their precision (float64 stays, anything else float32) and the (A * B,)
+    positions with a point (finite, not ``0 0 0``)."""
+    xyz = np.asarray(xyz)
+    xyz = xyz.astype(np.float64 if xyz.dtype == np.float64 else np.float32)
+    if xyz.ndim != 3 or xyz.shape[2] != 3:
+        raise ValueError(f"{path}: xyz must have shape (A, B, 3), got {xyz.shape}")
+    flat = xyz.reshape(-1, 3)
+    return flat, np.isfinite(flat).all(-1) & (flat != 0).any(-1)
+
+
+def _format_chunk(flat, value, colours, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The lines of positions ``rows`` joined, and the end offset of each."""
+    texts = _line_texts(flat[rows], value[rows], None if colours is None else colours[rows])
+    ends = np.cumsum(np.fromiter(map(len, texts), np.int64, len(texts)))
+    return "".join(texts).encode("ascii"), ends
+
+
+def _values(count: int, intensity, rgb) -> tuple[np.ndarray, np.ndarray | None]:
+    value = np.ones(count, np.float32) if intensity is None else np.asarray(intensity, np.float32).reshape(-1)
+    return value, None if rgb is None else np.asarray(rgb, np.float32).reshape(-1, 3)
+
+
+def point_lines(xyz: np.ndarray, intensity: np.ndarray | None = None, rgb: np.ndarray | None = None) -> PointLines:
+    """Format the point lines of every measured point of a grid, for ``write_ptx(..., lines=...)``.
+
+    The lines are exactly those ``write_ptx`` would write; with them it only has to put ``0 0 0 0``
+    lines where a point is not kept. ``filter`` formats them while the U-Net runs (which leaves
+    Python free), so writing the result costs little more than compressing it.
+
+    Args:
+        xyz, intensity, rgb: as for ``write_ptx``.
+    """
+    flat, point = _grid("grid", xyz)
+    value, colours = _values(len(flat), intensity, rgb)
+    chunks = [_format_chunk(flat, value, colours, start + np.flatnonzero(point[start:start + CHUNK_LINES]))
+              for start in range(0, len(flat), CHUNK_LINES)]
+    return PointLines(tuple(np.shape(xyz)[:2]), point, chunks, 4 if colours is None else 7)
+
+
+def _assemble(data: bytes, ends: np.ndarray, formatted: np.ndarray, keep: np.ndarray, zero: bytes) -> bytes:
+    """The lines of one chunk: the formatted line of each kept position (``data``, ``ends``: the lines
+    of the ``formatted`` positions, in order), ``zero`` elsewhere; runs of kept or dropped positions
+    are copied at once."""
+    if not keep.size:
+        return b""
+    index = np.cumsum(formatted) - 1  # which formatted line each position has
+    change = np.flatnonzero(keep[1:] != keep[:-1]) + 1
+    view, parts = memoryview(data), []
+    for a, b in zip([0, *change.tolist()], [*change.tolist(), keep.size], strict=True):
+        if keep[a]:
+            first, last = int(index[a]), int(index[b - 1])
+            parts.append(view[int(ends[first - 1]) if first else 0:int(ends[last])])
+        else:
+            parts.append(zero * (b - a))
+    return b"".join(parts)
+
+
 def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | None = None,
-              keep: np.ndarray | None = None, header: PtxHeader | None = None, rgb: np.ndarray | None = None) -> int:
+              keep: np.ndarray | None = None, header: PtxHeader | None = None, rgb: np.ndarray | None = None,
+              lines: PointLines | None = None) -> int:
     """Write an (A, B, 3) grid as one PTX scan (``.ptx``, or gzip-compressed ``.ptx.gz``), atomically.
 
     Args:
@@ -316,47 +394,45 @@ def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | 
         header: the header to keep (a read file's ``header``); None writes PhoXi Control's identity
             header, which says the points are in the frame wanted.
         rgb: (A, B, 3) colours: the lines then hold 7 numbers.
+        lines: the point lines of this grid, formatted ahead (``point_lines`` of the same ``xyz``,
+            ``intensity`` and ``rgb``); the file is the same, written faster.
 
     Returns:
         the number of points written (not ``0 0 0``; a point measured exactly at the origin would
         read back as none, as in every PTX file).
 
     Raises:
-        ValueError: ``xyz`` is not (A, B, 3), the header's size differs from the grid's, or the
-            name does not end in .ptx or .ptx.gz.
+        ValueError: ``xyz`` is not (A, B, 3), the header's size differs from the grid's, ``lines``
+            belong to another grid, or the name does not end in .ptx or .ptx.gz.
     """
     path = Path(path)
     if not is_ptx(path):
         raise ValueError(f"{path}: a PTX file ends in .ptx or .ptx.gz")
-    xyz = np.asarray(xyz)
-    xyz = xyz.astype(np.float64 if xyz.dtype == np.float64 else np.float32)
-    if xyz.ndim != 3 or xyz.shape[2] != 3:
-        raise ValueError(f"{path}: xyz must have shape (A, B, 3), got {xyz.shape}")
-    shape = xyz.shape[:2]
+    flat, point = _grid(path, xyz)
+    shape = np.shape(xyz)[:2]
     if header is None:
         header = PtxHeader(shape[0], shape[1], IDENTITY_HEADER[0], IDENTITY_HEADER[1])
     if (header.blocks, header.per_block) != shape:
         raise ValueError(f"{path}: the header's {header.blocks} x {header.per_block} differs from the grid's {shape}")
-    point = np.isfinite(xyz).all(-1) & (xyz != 0).any(-1)
-    if keep is not None:
-        point &= np.asarray(keep, bool)
-    flat, mask = xyz.reshape(-1, 3), point.reshape(-1)
-    value = np.ones(mask.size, np.float32) if intensity is None else np.asarray(intensity, np.float32).reshape(-1)
-    colours = None if rgb is None else np.asarray(rgb, np.float32).reshape(-1, 3)
-    zero = "0 0 0 0\n" if colours is None else "0 0 0 0 0 0 0\n"
+    if lines is not None and (lines.shape != shape or lines.columns != (4 if rgb is None else 7)
+                              or not np.array_equal(lines.point, point)):
+        raise ValueError(f"{path}: the formatted lines belong to another grid than xyz")
+    mask = point if keep is None else point & np.asarray(keep, bool).reshape(-1)
+    value, colours = (None, None) if lines is not None else _values(mask.size, intensity, rgb)
+    zero = b"0 0 0 0\n" if rgb is None else b"0 0 0 0 0 0 0\n"
     with atomic_path(path) as tmp:
         opened = gzip.open(tmp, "wb", compresslevel=1) if suffix_of(path) == ".ptx.gz" else open(tmp, "wb")  # noqa: SIM115
         with opened as file:
             file.write(("\n".join(header.lines()) + "\n").encode("ascii"))
-            for start in range(0, mask.size, CHUNK_LINES):
+            for number, start in enumerate(range(0, mask.size, CHUNK_LINES)):
                 part = mask[start:start + CHUNK_LINES]
-                lines = [zero] * part.size
-                rows = np.flatnonzero(part)
-                texts = _line_texts(flat[start + rows], value[start + rows],
-                                    None if colours is None else colours[start + rows])
-                for row, text in zip(rows.tolist(), texts, strict=True):
-                    lines[row] = text
-                file.write("".join(lines).encode("ascii"))
+                if lines is not None:
+                    data, ends = lines.chunks[number]
+                    formatted = point[start:start + CHUNK_LINES]
+                else:  # only the kept points
+                    data, ends = _format_chunk(flat, value, colours, start + np.flatnonzero(part))
+                    formatted = part
+                file.write(_assemble(data, ends, formatted, part, zero))
     return int(mask.sum())
 
 
