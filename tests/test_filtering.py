@@ -252,3 +252,13 @@ def test_a_model_of_an_unknown_channel_count_is_refused_by_name(tmp_path):
     vector = keras.Input((9,))
     with pytest.raises(ValueError, match=r"takes \(B, H, W, C\) input"):
         wrap_unet(keras.Model(vector, keras.layers.Dense(1)(vector)), tmp_path / "flat.keras")
+
+
+def test_a_large_image_through_the_unet_in_strips_gives_what_one_pass_gives(monkeypatch):
+    from pcfilter_lib.filters import unet
+
+    model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))  # four levels, as the shipped one
+    batch = np.random.default_rng(0).random((2, 448, 64, 6)).astype(np.float32)
+    monkeypatch.setattr(unet, "STRIP_PIXELS", 448 * 64 // 3)  # four strips of 112 rows, 128 more above and below
+    strips = unet.predict_in_strips(model, batch, 16)
+    np.testing.assert_allclose(strips, np.asarray(model.predict_on_batch(batch)), atol=1e-6)
