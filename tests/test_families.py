@@ -111,3 +111,39 @@ def test_a_mixed_dataset_records_each_scans_family_and_scanner(tmp_path):
     np.testing.assert_array_equal(again["xyz"], scans[2]["xyz"])
     recipe = dataset.recipe(6, 5, SMALL, families=mix, randomise=True)
     assert recipe["parameters"]["families"] == mix and recipe["parameters"]["randomise"] is True
+
+
+def test_a_realistic_base_draws_the_same_scanners_with_its_own_noise():
+    """The realism effects are opt-in: a realistic base keeps every draw of the default one (the same
+    random numbers), except that the depth noise is drawn around its fitted value."""
+    base = sc.realistic(SMALL)
+    for family in FAMILIES:
+        plain, real = draw_scanner(family, np.random.default_rng(4), SMALL), draw_scanner(
+            family, np.random.default_rng(4), base)
+        for key in ("width", "height", "distance", "baseline", "focal", "stripe_period", "pattern_noise", "gain"):
+            assert getattr(plain, key) == getattr(real, key), key
+        assert 0.7 * base.noise_1m <= real.noise_1m <= 1.5 * base.noise_1m
+        assert real.effects == sc.ALL_EFFECTS and real.bias_gain == sc.REALISM["bias_gain"]
+
+
+def test_the_realism_parameters_are_the_ones_fitted_to_the_real_scans():
+    """``scanner.REALISM`` holds what ``benchmarks/fit_realism.py`` chose, not hand-tuned numbers."""
+    import json
+    from pathlib import Path
+
+    record = json.loads((Path(__file__).parents[1] / "benchmarks/results/realism_fit.json").read_text())
+    assert record["chosen"] and set(record["chosen"]) <= set(sc.REALISM)
+    for key, value in record["chosen"].items():
+        assert sc.REALISM[key] == pytest.approx(value), key
+
+
+def test_a_realistic_dataset_lists_the_new_kinds_and_its_label_floor():
+    scan = dataset.make_scan(3, 0, sc.realistic(sc.ScannerConfig(width=96, height=72)), families={"board": 1.0},
+                             randomise=True)
+    meta = scan["meta"]
+    assert meta["kinds"][str(labels.KIND_PHASE_BIAS)] == "phase bias" and meta["kinds"][str(labels.KIND_RIM)] == "rim"
+    assert meta["scanner"]["label_floor"] == sc.REALISM["label_floor"]
+    assert meta["label_tolerance_m"].startswith(f"{sc.REALISM['label_floor']:g} + 3 * ")
+    plain = dataset.make_scan(3, 0, sc.ScannerConfig(width=96, height=72), families={"board": 1.0}, randomise=True)
+    assert str(labels.KIND_PHASE_BIAS) not in plain["meta"]["kinds"] and "label_floor" not in plain["meta"]["scanner"]
+    assert set(np.unique(scan["kind"])) <= set(labels.KIND_NAMES)
