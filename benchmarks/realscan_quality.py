@@ -80,10 +80,12 @@ KINDS = {"result": "Results (nothing tuned on the real scans)",
          "development": "Development figures (tuned on the scan itself: upper bounds, not results)",
          "held out": "Fine-tuned on one half of the scan, measured on the other (held out)"}
 # The development grid searches; the ROR radius in point spacings, the opening's squares in pixels.
-ORACLE_GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40, 80, 160, 320],
-                        "std_ratio": [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]},
-                "ror": {"nb_points": [1, 2, 4, 8, 16, 32, 64, 128], "radius": [1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32]},
-                "morph": {"erosion": [1, 3, 5, 7, 9, 11, 15, 21, 27], "dilation": [1, 3, 5, 7, 9, 11, 15, 21, 31]}}
+ORACLE_GRIDS = {"sor": {"nb_neighbors": [5, 10, 20, 40, 80, 160, 320, 640],
+                        "std_ratio": [0.125, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]},
+                "ror": {"nb_points": [1, 2, 4, 8, 16, 32, 64, 128, 256],
+                        "radius": [1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48]},
+                "morph": {"erosion": [1, 3, 5, 7, 9, 11, 15, 21, 27, 35],
+                          "dilation": [1, 3, 5, 7, 9, 11, 15, 21, 31, 41, 51]}}
 ORACLE_FORMS = {"sor": "points", "ror": "points", "morph": "organised"}  # SOR and ROR decide alike on both forms
 NAMES = {"balanced_accuracy": "balanced accuracy", "mean_iou": "mean IoU", "keep_recall": "keep-recall",
          "outlier_recall": "outlier recall", "roc_auc": "ROC AUC"}
@@ -203,6 +205,10 @@ def oracle(scan: dict, label: np.ndarray, method: str) -> list[dict]:
     valid = np.asarray(scan["valid"], bool)
     labelled = {**scan, "label": np.full(valid.shape, 255, np.uint8)}  # 255: no point, not counted
     labelled["label"][valid] = label
+    if method == "morph":  # the grid cropped to its points: the same opening (outside the grid counts as empty)
+        rows, cols = (np.flatnonzero(valid.any(axis=axis)) for axis in (1, 0))
+        crop = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        labelled = {"xyz": np.asarray(scan["xyz"])[crop], "valid": valid[crop], "label": labelled["label"][crop]}
     scale = 1.0
     if "radius" in grid:
         scale = BaselineFilter(method, method, {"radius": 1.0}, reference_spacing=1.0).scan_params(scan)["radius"]
