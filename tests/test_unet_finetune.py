@@ -123,3 +123,16 @@ def test_finetune_refuses_bad_organised_data_in_one_line(scan, tmp_path, pcfilte
                            str(out), "--holdout", str(HOLDOUT)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "the training part" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout.splitlines()[-1] == "LOADED"  # refused before TensorFlow started
+
+
+def test_the_threshold_is_the_best_balanced_accuracy_and_keeps_what_it_is_asked_to():
+    from pcfilter_lib.recipes.unet_finetune import balanced_threshold
+
+    keep = np.array([True] * 80 + [False] * 20)  # a fifth artefacts, as on a circuit board
+    prob = np.concatenate([np.linspace(0.5, 1.0, 80), np.linspace(0.0, 0.6, 20)])
+    chosen = balanced_threshold(prob, keep)
+    sweep = np.round(np.linspace(0.02, 0.98, 49), 2)
+    balanced = [0.5 * ((prob[keep] >= t).mean() + (prob[~keep] < t).mean()) for t in sweep]
+    assert chosen == pytest.approx(sweep[int(np.argmax(balanced))])
+    strict = balanced_threshold(prob, keep, min_recall=1.0)
+    assert (prob[keep] >= strict).all() and strict <= chosen
