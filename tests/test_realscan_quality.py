@@ -89,3 +89,11 @@ def test_forms_of_other_points_or_another_order_are_refused(tmp_path):
         (tmp_path / "scan.outliers").read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(ValueError, match="not the same scan"):
         rq.read_forms(pair, ptx)
+
+
+def test_the_threshold_oracle_finds_where_a_ranking_separates_the_classes():
+    label = np.array([1] * 90 + [0] * 10, np.uint8)
+    prob = np.concatenate([np.linspace(0.3, 0.4, 90), np.linspace(0.1, 0.2, 10)])  # a card at 0.5 keeps nothing
+    row = rq.oracle_threshold("U-Net", label, prob)
+    assert 0.2 < row["threshold"] <= 0.3 and row["balanced_accuracy"] == 1.0 and row["roc_auc"] == 1.0
+    assert row["filter"].startswith("oracle threshold of the U-Net")
