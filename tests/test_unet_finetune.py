@@ -131,8 +131,13 @@ def test_the_threshold_is_the_best_balanced_accuracy_and_keeps_what_it_is_asked_
     keep = np.array([True] * 80 + [False] * 20)  # a fifth artefacts, as on a circuit board
     prob = np.concatenate([np.linspace(0.5, 1.0, 80), np.linspace(0.0, 0.6, 20)])
     chosen = balanced_threshold(prob, keep)
-    sweep = np.round(np.linspace(0.02, 0.98, 49), 2)
+    sweep = np.unique(np.concatenate([np.round(np.linspace(0.02, 0.98, 49), 2), prob]))
+    sweep = sweep[(sweep > 0) & (sweep < 1)]
     balanced = [0.5 * ((prob[keep] >= t).mean() + (prob[~keep] < t).mean()) for t in sweep]
-    assert chosen == pytest.approx(sweep[int(np.argmax(balanced))])
+    ours = 0.5 * ((prob[keep] >= chosen).mean() + (prob[~keep] < chosen).mean())
+    assert ours == pytest.approx(max(balanced))
     strict = balanced_threshold(prob, keep, min_recall=1.0)
     assert (prob[keep] >= strict).all() and strict <= chosen
+    near_one = 1 - 1e-4 * np.concatenate([np.arange(80), 100 + np.arange(20)])  # every P(keep) above 0.99
+    assert 0.5 * ((near_one[keep] >= (t := balanced_threshold(near_one, keep))).mean()
+                  + (near_one[~keep] < t).mean()) == pytest.approx(1.0)

@@ -131,25 +131,28 @@ def measure(scan_filter: UNetFilter, scans: Sequence[Mapping], threshold: float 
     return summary(*scores_of(scan_filter, scans), scan_filter.threshold if threshold is None else threshold)
 
 
-def balanced_threshold(prob: np.ndarray, keep: np.ndarray, min_recall: float = 0.0,
-                       thresholds: Sequence[float] = THRESHOLDS) -> float:
-    """The threshold of ``thresholds`` with the best balanced accuracy of P(keep) ``prob`` against
-    ``keep`` among those that keep at least ``min_recall`` of the true points (the lowest if none does).
+def balanced_threshold(prob: np.ndarray, keep: np.ndarray, min_recall: float = 0.0) -> float:
+    """The threshold with the best balanced accuracy of P(keep) ``prob`` against ``keep``, among those
+    that keep at least ``min_recall`` of the true points (the lowest tried if none does).
 
     Balanced accuracy, unlike mean IoU, does not depend on the share of artefacts, which differs from
-    one part of a real scan to another: a threshold chosen on one part carries over to the rest.
+    one part of a real scan to another: a threshold chosen on one part carries over to the rest. The
+    thresholds tried are ``THRESHOLDS`` and the quantiles of ``prob`` in steps of 0.1%: a network
+    fine-tuned on a scan with few artefacts may give them all P(keep) above 0.98 and still rank them
+    below every true point.
     """
-    keep = np.asarray(keep, bool)
-    best, chosen = -1.0, float(thresholds[0])
-    for threshold in thresholds:
-        kept = prob >= threshold
-        recall = kept[keep].mean() if keep.any() else 1.0
-        if recall < min_recall:
-            continue
-        score = 0.5 * (recall + ((~kept[~keep]).mean() if (~keep).any() else 1.0))
-        if score > best:
-            best, chosen = score, float(threshold)
-    return chosen
+    prob, keep = np.asarray(prob, np.float64), np.asarray(keep, bool)
+    candidates = np.unique(np.concatenate([THRESHOLDS, np.quantile(prob, np.linspace(0, 1, 1001))]))
+    candidates = candidates[(candidates > 0) & (candidates < 1)]
+    true, artefact = np.sort(prob[keep]), np.sort(prob[~keep])
+    recall = 1 - np.searchsorted(true, candidates, side="left") / max(len(true), 1)  # share with P >= threshold
+    removed = np.searchsorted(artefact, candidates, side="left") / max(len(artefact), 1)
+    if not len(true):
+        recall = np.ones_like(candidates)
+    if not len(artefact):
+        removed = np.ones_like(candidates)
+    score = np.where(recall >= min_recall, 0.5 * (recall + removed), -1.0)
+    return float(candidates[int(np.argmax(score))])
 
 
 def freeze_encoder(model) -> int:
