@@ -29,7 +29,8 @@ are the ones recorded here.
 
     python benchmarks/fit_realism.py [--data DIR] [--seeds 1 2] [--out benchmarks/results]
 
-About 15 minutes on one core (28 scans of 2064 x 1544 pixels with every effect, 24 with noise only).
+About 40 minutes on one core (46 scans of 2064 x 1544 pixels with every effect, 14 with noise only);
+``--jobs 2`` scans the two seeds at once.
 ``--cache FILE`` keeps each scan's statistics, so that an interrupted fit resumes where it stopped.
 """
 

@@ -3,14 +3,23 @@
 The two labelled real development scans as the scanner saw them (``--data``: PTX files with their
 ``NAME.outliers.gz`` labels, one line per pixel) are measured beside simulated scans of the family
 each one belongs to: ``gpu_006`` (a graphics card) beside the board family, ``apple_03`` (a fruit)
-beside the fruit family (``pcfilter_lib.simulate.families``). Each family is simulated twice, one scan
-per seed of ``--seeds``:
+beside the fruit family (``pcfilter_lib.simulate.families``). Each family is simulated three times, one
+scan per seed of ``--seeds``:
 
 - **drawn**: the scanners the shipped networks were trained with (``draw_scanner`` from a
   ``--size`` base, as ``recipes.common``'s mixed scan sets);
 - **sensor**: the same scenes seen by one fixed scanner with the real scans' sensor (2064 x 1544
   pixels, focal length ``SENSOR_FOCAL_PX``) at their working distance (``SENSOR_DISTANCE``), so
-  that pixel counts (blob sizes, distances to edges) mean the same lengths as on the real scans.
+  that pixel counts (blob sizes, distances to edges) mean the same lengths as on the real scans;
+- **realistic sensor** and **realistic drawn**: the sensor set's scanner and the drawn ones with the
+  simulator's realism effects on and their parameters fitted to these statistics
+  (``scanner.realistic``, fitted by ``benchmarks/fit_realism.py``): phase bias from inter-reflected
+  light, the decoder's contrast check, translucent rims, fewer mixed pixels, correlated depth noise
+  and unsaturated intensity; the drawn set is what a network would be trained on.
+
+The first two sets are made by the default simulator (generator version 3), whose scans do not change;
+``--reuse FILE`` takes their statistics from an earlier ``sim_vs_real.json`` made with the same
+version, seeds and size instead of scanning them again (the figure's drawn scan is made anew).
 
 The real scans were cropped to the object by their author (every other pixel holds no point), so
 each simulated scan is cropped alike before it is measured: the pixels that see the object (the
@@ -19,18 +28,20 @@ board and its parts, or the fruit; not the table or the plate) and the artefacts
 label 1. Beside the measures of both, the simulated columns give what only a simulation knows: the
 share of each artefact kind, the artefacts' offset along the ray from their true points, and the
 true-labelled points farther from theirs than the depth noise can put them (the label rule's 1 mm
-floor calls them true). Fast mode: one seed, a 160x120 base and no sensor set (about a minute).
+floor calls them true; the realistic set's floor is 0.1 mm). Fast mode: one seed, a 160x120 base and
+no sensor-sized set (about a minute).
 
 Writes ``sim_vs_real.json`` (every scan's statistics, the simulated scanners and the artefact kinds)
 and ``sim_vs_real.md`` (the table: the real scan beside the mean and range of each simulated set),
 and one figure per pair, ``sim_vs_real_{family}.png``: depth, intensity and labels of the real scan
-above those of a drawn-scanner simulated scan (the seed whose artefact share is the median of its set),
-each cropped to its object.
+above those of a drawn-scanner simulated scan and a realistic sensor one (realistic drawn in fast mode;
+for each, the seed whose artefact share is the median of its set), each cropped to its object.
 
     python benchmarks/sim_vs_real.py [--data DIR] [--seeds 1 2 3 4 5] [--size 640x480] [--no-sensor]
-                                     [--out benchmarks/results]
+                                     [--reuse benchmarks/results/sim_vs_real.json] [--out benchmarks/results]
 
-Full size: about 3 minutes on one core (the sensor set's twenty 2064x1544 scans are most of it).
+Full size: about 6 minutes on one core (the forty 2064x1544 scans of the sensor and realistic sets are
+most of it).
 
 ``--data`` defaults to ``<data folder>/realscans/organised``.
 """
@@ -68,9 +79,9 @@ from pcfilter_lib.geometry.image_statistics import (  # noqa: E402
 )
 from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
 from pcfilter_lib.io.ptx import read_ptx, read_ptx_labels  # noqa: E402
-from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES  # noqa: E402
+from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_NAMES, REALISM_KINDS  # noqa: E402
 from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan  # noqa: E402
-from pcfilter_lib.simulate.scanner import ScannerConfig  # noqa: E402
+from pcfilter_lib.simulate.scanner import ScannerConfig, realistic  # noqa: E402
 from pcfilter_lib.viz.colours import LABEL_HEX  # noqa: E402
 
 PAIRS = {"board": "gpu_006", "fruit": "apple_03"}  # simulated family: the real scan of its kind
@@ -182,8 +193,24 @@ def measure_simulated(family: str, seed: int, scanner: ScannerConfig, randomise:
                  ray_offset_abs_mm_p50=float(np.median(ray)) if len(ray) else None,
                  hidden_share=float(hidden.mean()) if len(hidden) else None,
                  hidden_offset_mm_p50=float(np.median(off[hidden])) if hidden.any() else None,
-                 kinds={KIND_NAMES[c]: float((kinds == c).mean()) if len(kinds) else None for c in ARTEFACT_KINDS})
+                 kinds={KIND_NAMES[c]: float((kinds == c).mean()) if len(kinds) else None
+                        for c in ARTEFACT_KINDS + REALISM_KINDS})
     return stats, cut
+
+
+def reusable(path: Path | None, seeds: list[int], size: list[int], sensor: bool) -> dict:
+    """The drawn and sensor sets' statistics of an earlier run (``--reuse``), where it was made with this
+    simulator version, these seeds, this base size and the same sensor; empty otherwise (with a note)."""
+    if path is None:
+        return {}
+    earlier = json.loads(path.read_text())
+    made = earlier.get("simulator", {})
+    same = (made.get("generator") == GENERATOR and made.get("version") == VERSION and made.get("seeds") == seeds
+            and made.get("base_size") == size and (made.get("sensor") is not None) == sensor)
+    if not same:
+        print(f"sim_vs_real: {path} was made with other settings; every set is scanned anew", flush=True)
+        return {}
+    return {name: rows for name, rows in earlier["simulated"].items() if name in ("drawn", "sensor")}
 
 
 def summary(rows: list[dict], key: str) -> dict:
@@ -202,12 +229,12 @@ def main_object(valid: np.ndarray, margin: int = 8) -> tuple[slice, slice]:
             slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, w)))
 
 
-def draw_pair(real: dict, sim: dict, titles: tuple[str, str], path: Path) -> None:
-    """Depth, intensity and labels of the real scan (top row) and the simulated one (bottom row), each
-    cropped to its object; where a scan has at most ``FEW`` artefacts, each is ringed."""
+def draw_pair(scans: list[dict], titles: list[str], path: Path) -> None:
+    """Depth, intensity and labels of the real scan (top row) and the simulated ones (a row each),
+    each cropped to its object; where a scan has at most ``FEW`` artefacts, each is ringed."""
     label_map = ListedColormap(["white", LABEL_HEX[1], LABEL_HEX[0]])
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8.6), layout="constrained")
-    for row, (scan, title) in enumerate(zip((real, sim), titles, strict=True)):
+    fig, axes = plt.subplots(len(scans), 3, figsize=(13, 4.3 * len(scans)), layout="constrained", squeeze=False)
+    for row, (scan, title) in enumerate(zip(scans, titles, strict=True)):
         crop = main_object(scan["valid"])
         valid = scan["valid"][crop]
         depth = np.where(valid, scan["xyz"][..., 2][crop] * 1e3, np.nan)
@@ -251,6 +278,9 @@ def main(argv=None) -> int:
                         help="base scan size WxH of the drawn scanners (their sizes are drawn around it)")
     parser.add_argument("--no-sensor", action="store_true",
                         help="skip the scans at the real sensor's size (the default in fast mode)")
+    parser.add_argument("--reuse", type=Path,
+                        help="an earlier sim_vs_real.json whose drawn and sensor sets (same simulator version, "
+                             "seeds and size) are taken instead of scanned again")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
@@ -271,28 +301,40 @@ def main(argv=None) -> int:
               f"({time.perf_counter() - start:.0f} s)", flush=True)
 
     base = ScannerConfig(width=width, height=height)
-    sets = {"drawn": (base, True)} | ({"sensor": (sensor_scanner(ScannerConfig()), False)} if sensor else {})
+    sets = {"drawn": (base, True)} | ({"sensor": (sensor_scanner(ScannerConfig()), False),
+                                       "realistic sensor": (sensor_scanner(realistic()), False)} if sensor else {})
+    sets["realistic drawn"] = (realistic(base), True)
+    figure_sets = ("drawn", "realistic sensor" if sensor else "realistic drawn")
+    earlier = reusable(args.reuse, args.seeds, [width, height], sensor)
     simulated = {name: {family: [] for family in PAIRS} for name in sets}
+    shown = {family: [real_scans[family]] for family in PAIRS}
+    titles = {family: [f"real {PAIRS[family]}"] for family in PAIRS}
     for set_name, (scanner, randomise) in sets.items():
         for family in PAIRS:
             cuts = []
-            for seed in args.seeds:
-                stats, cut = measure_simulated(family, seed, scanner, randomise)
-                simulated[set_name][family].append(stats)
-                if set_name == "drawn":
-                    cuts.append(cut)
-                print(f"{set_name} {family} seed {seed} ({stats['size'][0]}x{stats['size'][1]}): "
-                      f"{stats['artefacts']} of {stats['pixels']} object points false "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
-            if set_name == "drawn":  # the figure shows the seed with the median artefact share
+            if set_name in earlier:
+                simulated[set_name][family] = earlier[set_name][family]
+                print(f"{set_name} {family}: statistics of {args.reuse}", flush=True)
+            else:
+                for seed in args.seeds:
+                    stats, cut = measure_simulated(family, seed, scanner, randomise)
+                    simulated[set_name][family].append(stats)
+                    cuts.append(cut if set_name in figure_sets else None)
+                    print(f"{set_name} {family} seed {seed} ({stats['size'][0]}x{stats['size'][1]}): "
+                          f"{stats['artefacts']} of {stats['pixels']} object points false "
+                          f"({time.perf_counter() - start:.0f} s)", flush=True)
+            if set_name in figure_sets:  # the figure shows the seed with the median artefact share
                 shares = [s["artefact_share"] or 0.0 for s in simulated[set_name][family]]
                 pick = int(np.argsort(shares)[len(shares) // 2])
                 seed = args.seeds[pick]
-                size = simulated[set_name][family][pick]["size"]
-                draw_pair(real_scans[family], cuts[pick],
-                          (f"real {PAIRS[family]}", f"simulated {family}, seed {seed} ({size[0]}x{size[1]})"),
-                          args.out / f"sim_vs_real_{family}.png")
+                stats, cut = (simulated[set_name][family][pick], cuts[pick]) if cuts else measure_simulated(
+                    family, seed, scanner, randomise)
+                shown[family].append(cut)
+                titles[family].append(f"{set_name} {family}, seed {seed} ({stats['size'][0]}x{stats['size'][1]})")
             del cuts
+    for family in PAIRS:
+        draw_pair(shown[family], titles[family], args.out / f"sim_vs_real_{family}.png")
+    del shown
 
     columns = []
     for family, name in PAIRS.items():
@@ -301,11 +343,11 @@ def main(argv=None) -> int:
         for set_name in sets:
             rows = simulated[set_name][family]
             stats = {key: summary(rows, key) for _, key, _ in ROWS}
-            stats.update({f"kind {k}": summary([{"v": r["kinds"][k]} for r in rows], "v")
-                          for k in rows[0]["kinds"]})
+            stats.update({f"kind {KIND_NAMES[c]}": summary([{"v": r["kinds"].get(KIND_NAMES[c])} for r in rows], "v")
+                          for c in ARTEFACT_KINDS + REALISM_KINDS})
             columns.append((f"{family}, {set_name} scanners ({len(rows)})", stats))
     kind_rows = [(f"artefacts of kind {KIND_NAMES[c]} (simulated)", f"kind {KIND_NAMES[c]}", "{:.0%}")
-                 for c in ARTEFACT_KINDS]
+                 for c in ARTEFACT_KINDS + REALISM_KINDS]
     header = "| measure | " + " | ".join(name for name, _ in columns) + " |"
     lines = [f"Real and simulated artefacts measured alike on the scanner's image "
              f"(`geometry.image_statistics`): the organised development scans from {args.data.name}/ beside "
@@ -313,6 +355,10 @@ def main(argv=None) -> int:
              f"'drawn' scanners as the shipped networks were trained with (base {width}x{height})"
              + (f", 'sensor' one fixed scanner with the real sensor ({SENSOR[0]}x{SENSOR[1]} px, focal "
                 f"{SENSOR_FOCAL_PX:g} px, {SENSOR_DISTANCE} m)" if sensor else "")
+             + ", 'realistic' the " + ("sensor scanner and the drawn ones" if sensor else "drawn scanners")
+             + " with the realism effects fitted to these statistics (`scanner.realistic`, "
+             "`benchmarks/fit_realism.py`; their labels call a point false beyond 0.1 mm + 3 sigma, the others' "
+             "beyond 1 mm + 3 sigma)"
              + ". Simulated scans are cropped to their object as the "
              f"real ones were. Simulated columns: mean (min-max) over scans. Depth edges: jumps of more than "
              f"{EDGE_JUMP:g} point spacings per pixel between true neighbours; offsets: to a plane fitted to the "
@@ -321,7 +367,9 @@ def main(argv=None) -> int:
              header, "|---" * (len(columns) + 1) + "|"]
     for label, key, fmt in ROWS + tuple(kind_rows):
         lines.append("| " + " | ".join([label] + [cell(stats.get(key), fmt) for _, stats in columns]) + " |")
-    lines += ["", f"Measured {datetime.date.today()} on {platform.machine()}, {time.perf_counter() - start:.0f} s. "
+    lines += ["", f"Measured {datetime.date.today()} on {platform.machine()}, {time.perf_counter() - start:.0f} s"
+              + (f"; the {' and '.join(earlier)} sets' statistics taken from an earlier run of the same simulator "
+                 f"version, seeds and size ({args.reuse.name})" if earlier else "") + ". "
               "Figures: " + ", ".join(f"sim_vs_real_{family}.png" for family in PAIRS) + "."]
     table = "\n".join(lines)
     print(table)
