@@ -262,3 +262,29 @@ def test_lines_formatted_ahead_write_the_same_file(scan, tmp_path, monkeypatch):
     np.testing.assert_array_equal(read["xyz"][read["valid"]].astype(np.float32), scan["xyz"][read["valid"]])
     with pytest.raises(ValueError, match="another grid"):
         write_ptx(tmp_path / "other.ptx", scan["xyz"][:-1], scan["intensity"][:-1], lines=lines)
+
+
+READ_AHEAD = ("import sys; import pcfilter_lib.cli.filter as f; f.READ_AHEAD_POSITIONS = 1; used = []; "
+              "scan = f.ReadAhead.scan; f.ReadAhead.scan = lambda self: used.append(1) or scan(self); "
+              "from pcfilter_lib.cli import main; status = main(sys.argv[1:]); "
+              "print('read ahead:', len(used) == 1); sys.exit(status)")  # every PTX is read in a second process
+
+
+def test_a_large_scan_read_in_a_second_process_gives_the_same_files(scan, tmp_path, pcfilter):
+    import sys
+
+    path = tmp_path / "s.ptx.gz"
+    write_ptx(path, scan["xyz"], scan["intensity"], keep=scan["valid"])
+    here = pcfilter("filter", path, "-o", tmp_path / "kept.ptx", "--removed", tmp_path / "removed.ptx",
+                    "--method", "sor")
+    assert here.returncode == 0, here.stderr
+    there = subprocess.run([sys.executable, "-c", READ_AHEAD, "filter", path, "-o", tmp_path / "kept2.ptx",
+                            "--removed", tmp_path / "removed2.ptx", "--method", "sor"], capture_output=True, text=True)
+    assert there.returncode == 0 and "read ahead: True" in there.stdout, there.stderr
+    for name in ("kept", "removed"):
+        assert (tmp_path / f"{name}2.ptx").read_bytes() == (tmp_path / f"{name}.ptx").read_bytes()
+    damaged = tmp_path / "d.ptx"
+    damaged.write_text("\n".join((tmp_path / "kept.ptx").read_text().splitlines()[:500]) + "\n1 2 x 4\n")
+    there = subprocess.run([sys.executable, "-c", READ_AHEAD, "filter", damaged, "-o", tmp_path / "d_out.ptx",
+                            "--method", "sor"], capture_output=True, text=True)
+    assert there.returncode != 0 and "line 501 must hold 4 numbers" in there.stderr, there.stderr

@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import multiprocessing
 import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -53,8 +55,17 @@ from pcfilter_lib.io.clouds import CloudError, CloudStream, CloudWriter, open_st
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
 from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, lidar_header
 from pcfilter_lib.io.organised import phoxi_sensor, write_filtered
-from pcfilter_lib.io.ptx import PTX_SUFFIXES, is_ptx, stem_of, suffix_of
+from pcfilter_lib.io.ptx import (
+    PTX_SUFFIXES,
+    PointLines,
+    is_ptx,
+    point_lines,
+    read_ptx_header,
+    stem_of,
+    suffix_of,
+)
 
+READ_AHEAD_POSITIONS = 1 << 20  # PTX grids of this many positions or more are read in a second process
 OUTPUT_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES, *PTX_SUFFIXES)
 
 
@@ -166,17 +177,121 @@ def run(args: argparse.Namespace) -> int:
     return _filter_in_memory(args, source)
 
 
+class ReadAhead:
+    """A large PTX scan read, and its point lines for a PTX output formatted (``io.ptx.point_lines``),
+    in a second process while this one starts the filter.
+
+    Reading a whole sensor's PTX text and formatting it again for the output are most of the time of
+    filtering it, and both run in Python on one core; a learned filter meanwhile starts TensorFlow
+    and loads its network, also on one core. The second process does the first two while this one
+    does the rest, on the other core, and sends the scan and then the lines through a pipe. Used only
+    where forking is safe (before TensorFlow or Open3D have started their threads) and worth it (at
+    least ``READ_AHEAD_POSITIONS`` grid positions); a damaged file is then reported after TensorFlow
+    has started, with the same message.
+    """
+
+    def __init__(self, source: Path, grid, lines: bool):
+        context = multiprocessing.get_context("fork")
+        self._pipe, child = context.Pipe(duplex=False)
+        self._process = context.Process(target=self._read, args=(source, grid, lines, child), daemon=True)
+        self._process.start()
+        child.close()
+        self._lines = lines
+
+    @classmethod
+    def open(cls, args: argparse.Namespace, source: Path) -> ReadAhead | None:
+        """The read-ahead of ``source``, or None where it is read here (see the class)."""
+        if (not is_ptx(source) or "fork" not in multiprocessing.get_all_start_methods()
+                or {"tensorflow", "open3d", "jax", "torch"} & set(sys.modules)):
+            return None
+        try:
+            if read_ptx_header(source).points < READ_AHEAD_POSITIONS:
+                return None
+        except (CloudError, OSError):
+            return None  # read here, where the damage is reported
+        return cls(source, getattr(args, "grid", None), any(path and is_ptx(path) for path in (args.output,
+                                                                                                args.removed)))
+
+    @staticmethod
+    def _read(source: Path, grid, lines: bool, pipe) -> None:
+        sending = None
+        try:
+            scan = read_filter_input(source, grid)
+            # Sent from a thread: the pipe takes it as the parent is ready, and the lines are formatted meanwhile.
+            sending = threading.Thread(target=pipe.send, args=(("scan", scan),))
+            sending.start()
+            if lines and scan["organised"]:
+                formatted = point_lines(scan["xyz"], scan["intensity"])
+                sending.join()
+                del scan  # the parent has it
+                chunks, formatted.chunks = formatted.chunks, []
+                pipe.send(("lines", (formatted, len(chunks))))
+                chunks.reverse()
+                while chunks:  # one at a time, each freed once sent: neither side holds two copies of the lines
+                    pipe.send(("chunk", chunks.pop()))
+        except BaseException as error:  # noqa: BLE001 - every failure is raised again in the parent
+            if sending is not None:
+                sending.join()
+            pipe.send(("error", error))
+        finally:
+            if sending is not None:
+                sending.join()
+            pipe.close()
+
+    def _receive(self):
+        try:
+            kind, value = self._pipe.recv()
+        except EOFError:
+            raise CloudError(f"the process reading the scan ended without a word (exit status "
+                             f"{self._process.exitcode}); too little memory?") from None
+        if kind == "error":
+            raise value
+        return value
+
+    def scan(self) -> dict:
+        return self._receive()
+
+    def lines(self) -> PointLines | None:
+        if not self._lines:
+            return None
+        formatted, count = self._receive()
+        formatted.chunks = [self._receive() for _ in range(count)]
+        return formatted
+
+    def close(self) -> None:
+        """End the second process: done, or no longer needed (an error here, Ctrl-C)."""
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._pipe.close()
+
+
 def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
-    scan = read_filter_input(source, getattr(args, "grid", None))
+    ahead = ReadAhead.open(args, source)
+    if ahead is None:
+        return _filter_scan(args, source, read_filter_input(source, getattr(args, "grid", None)), None)
+    try:
+        if needs_keras(args, True):  # a PTX scan is organised; TensorFlow starts while the other process reads
+            runtime.setup(seed=None)
+        scan_filter = make_filter(args, True)  # and the network is loaded
+        return _filter_scan(args, source, ahead.scan(), ahead, scan_filter)
+    finally:
+        ahead.close()
+
+
+def _filter_scan(args: argparse.Namespace, source: Path, scan: dict, ahead: ReadAhead | None,
+                 scan_filter=None) -> int:
+    """``filter`` on a scan or cloud read whole (``_filter_in_memory``), with the filter made ahead or here."""
     check_filter_fits(args, source, scan)
     ptx = [str(target) for _, target in _named_targets(args) if is_ptx(target)]
     if ptx and not scan["organised"]:
         raise ValueError(f"{ptx[0]}: PTX holds an organised grid and {source} is an unorganised cloud; write it as "
                          ".ply, .pcd, .xyz, .las or .laz")
-    if needs_keras(args, scan["organised"]):
-        runtime.setup(seed=None)  # keep TensorFlow's start-up logs off stderr
-    scan_filter = make_filter(args, scan["organised"])
+    if scan_filter is None:
+        if needs_keras(args, scan["organised"]):
+            runtime.setup(seed=None)  # keep TensorFlow's start-up logs off stderr
+        scan_filter = make_filter(args, scan["organised"])
     valid = scan["valid"]
     n = int(valid.sum())
     progress = Progress(n, args.quiet, scan_filter.name)
@@ -188,6 +303,7 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     keep = (prob >= scan_filter.threshold) & valid
     removed = valid & ~keep
     Interrupts.check()
+    lines = None if ahead is None else ahead.lines()
     if not keep.any() and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
                          "filter (or its --threshold), or pass --allow-empty to write the empty result")
@@ -205,7 +321,7 @@ def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
             with CloudWriter(path, int(mask.sum()), xyz.dtype) as writer:
                 writer.write(xyz[mask])
         elif path:
-            write_filtered([path], scan, [mask])
+            write_filtered([path], scan, [mask], lines)
     if args.scores:
         scalars = ["keep_probability"]
         header = _lidar_header(None, xyz[valid], intensity is not None, scalars) if _is_lidar(args.scores) else None
