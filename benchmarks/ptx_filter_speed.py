@@ -58,8 +58,9 @@ def write_scan(path: Path, seed: int = 0) -> dict:
 def measure(command: list[str]) -> dict:
     """Run ``command`` in its own process: its wall time, CPU time (user + system, its own processes
     included), the peak resident memory of its largest process (``ru_maxrss``, as
-    ``filter_memory.peak_memory`` reads it) and the peak of all its processes together, sampled every
-    50 ms (``pcfilter filter`` reads a large PTX scan in a second process)."""
+    ``filter_memory.peak_memory`` reads it) and the peak of all its processes together (the sum of
+    their proportional set sizes, which counts pages they share once), sampled every 50 ms
+    (``pcfilter filter`` reads a large PTX scan in a second process)."""
     import psutil
 
     with tempfile.TemporaryFile() as output:
@@ -71,8 +72,9 @@ def measure(command: list[str]) -> dict:
             if done:
                 break
             with contextlib.suppress(psutil.Error):
-                family = psutil.Process(child.pid)
-                together = max(together, sum(p.memory_info().rss for p in [family, *family.children(recursive=True)]))
+                family = [psutil.Process(child.pid)]
+                family += family[0].children(recursive=True)
+                together = max(together, sum(p.memory_full_info().pss for p in family))
             time.sleep(0.05)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -116,7 +118,8 @@ def table(scan: dict, result: dict, device: dict, repeats: int) -> str:
              f"one simulated dense {scan['width']} x {scan['height']} scan ({scan['points']:,} points, "
              f"{scan['file_bytes'] / 1e6:.0f} MB gzip-compressed PTX); CPU {device['cpu']} ({device['cores']} cores); "
              f"median of {repeats} runs, the two commands in turn. Peak: resident memory of the largest process "
-             "(ru_maxrss), and of all the command's processes together (sampled every 50 ms).", "",
+             "(ru_maxrss), and of all the command's processes together (proportional set sizes, sampled every 50 ms).",
+             "",
              "| filter | wall time | runs | CPU time | peak memory | all processes |", "|---|---|---|---|---|---|"]
     for name in COMMANDS:
         r = result[name]

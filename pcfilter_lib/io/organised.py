@@ -56,6 +56,11 @@ PHOXI_SENSORS = {(2064, 1544): "PhoXi 3D Scanner, full resolution", (1032, 772):
 # features and patches dominate. Filtering a 253 447-point scan raised the peak resident memory by
 # 336 MB (1 390 bytes per point); rounded up for the reading.
 BYTES_PER_POINT = 1500
+# A PTX file is one grid whose filtering takes memory per grid position, with or without a point
+# (the U-Net's channels and feature maps cover the whole image): `pcfilter filter` with the U-Net on a
+# dense 2064 x 1544 scan peaks at 2.3 GB in its two processes together (benchmarks/ptx_filter_speed.py),
+# 725 bytes per position; rounded up.
+BYTES_PER_PTX_POSITION = 750
 _PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("I", 1): "i1",
               ("I", 2): "<i2", ("I", 4): "<i4"}
 
@@ -166,10 +171,13 @@ def estimate_points(path: str | os.PathLike) -> int:
 
 
 def check_fits(path: str | os.PathLike, bytes_per_point: int = BYTES_PER_POINT, available: int | None = None) -> int:
-    """The estimated number of points of ``path``; a MemoryError with advice when filtering them would
-    need more than ``available`` bytes (default: the memory the system has available now)."""
+    """The estimated number of points of ``path`` (of a PTX file: its grid positions, each counted at
+    ``BYTES_PER_PTX_POSITION``); a MemoryError with advice when filtering them would need more than
+    ``available`` bytes (default: the memory the system has available now)."""
     points = estimate_points(path)
     available = available_memory() if available is None else available
+    if is_ptx(path) and bytes_per_point == BYTES_PER_POINT:  # the grid's positions (estimate_points), not points
+        bytes_per_point = BYTES_PER_PTX_POSITION
     need = points * bytes_per_point
     if need > available:
         raise MemoryError(f"{path} holds about {points / 1e6:.1f} million points; filtering them needs about "

@@ -325,7 +325,7 @@ def _grid(path, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(A * B, 3) coordinates in their precision (float64 stays, anything else float32) and the (A * B,)
     positions with a point (finite, not ``0 0 0``)."""
     xyz = np.asarray(xyz)
-    xyz = xyz.astype(np.float64 if xyz.dtype == np.float64 else np.float32)
+    xyz = xyz.astype(np.float64 if xyz.dtype == np.float64 else np.float32, copy=False)
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise ValueError(f"{path}: xyz must have shape (A, B, 3), got {xyz.shape}")
     flat = xyz.reshape(-1, 3)
