@@ -202,6 +202,7 @@ class ReadAhead:
     def open(cls, args: argparse.Namespace, source: Path) -> ReadAhead | None:
         """The read-ahead of ``source``, or None where it is read here (see the class)."""
         if (not is_ptx(source) or "fork" not in multiprocessing.get_all_start_methods()
+                or multiprocessing.current_process().daemon  # a worker of a pool may not start processes
                 or {"tensorflow", "open3d", "jax", "torch"} & set(sys.modules)):
             return None
         try:
