@@ -115,14 +115,15 @@ def test_a_mixed_dataset_records_each_scans_family_and_scanner(tmp_path):
 
 def test_a_realistic_base_draws_the_same_scanners_with_its_own_noise():
     """The realism effects are opt-in: a realistic base keeps every draw of the default one (the same
-    random numbers), except that the depth noise is drawn around its fitted value."""
+    random numbers), except that the depth and pattern noise are drawn around its own values."""
     base = sc.realistic(SMALL)
     for family in FAMILIES:
         plain, real = draw_scanner(family, np.random.default_rng(4), SMALL), draw_scanner(
             family, np.random.default_rng(4), base)
-        for key in ("width", "height", "distance", "baseline", "focal", "stripe_period", "pattern_noise", "gain"):
+        for key in ("width", "height", "distance", "baseline", "focal", "stripe_period", "gain"):
             assert getattr(plain, key) == getattr(real, key), key
         assert 0.7 * base.noise_1m <= real.noise_1m <= 1.5 * base.noise_1m
+        assert 0.7 * base.pattern_noise <= real.pattern_noise <= 1.4 * base.pattern_noise
         assert real.effects == sc.ALL_EFFECTS and real.bias_gain == sc.REALISM["bias_gain"]
 
 
@@ -147,3 +148,4 @@ def test_a_realistic_dataset_lists_the_new_kinds_and_its_label_floor():
     plain = dataset.make_scan(3, 0, sc.ScannerConfig(width=96, height=72), families={"board": 1.0}, randomise=True)
     assert str(labels.KIND_PHASE_BIAS) not in plain["meta"]["kinds"] and "label_floor" not in plain["meta"]["scanner"]
     assert set(np.unique(scan["kind"])) <= set(labels.KIND_NAMES)
+

@@ -201,7 +201,8 @@ def draw_scanner(family: str, rng: np.random.Generator, base: ScannerConfig | No
     ``base.width`` / 640, so that a small base scanner draws small images), working
     distance (``DISTANCES``), baseline (0.2-0.4 of the distance, within 0.08-0.4 m), focal length,
     depth noise (0.15-0.6 mm at 1 m; 0.7-1.5 times the base's with realism effects on), finest
-    pattern period and pattern noise; the decoder's depth range and the exposure follow the distance.
+    pattern period and pattern noise (0.02-0.1 of the signal; 0.7-1.4 times the base's with realism
+    effects on); the decoder's depth range and the exposure follow the distance.
 
     Args:
         family: the scene family, one of ``FAMILIES``.
@@ -213,16 +214,19 @@ def draw_scanner(family: str, rng: np.random.Generator, base: ScannerConfig | No
         The ``ScannerConfig``.
     """
     base = base or ScannerConfig()
-    # A realistic base (``scanner.realistic``) draws its depth noise around its own fitted value; the
-    # one draw is the same either way, so the other draws do not move.
+    # A realistic base (``scanner.realistic``) draws its depth noise around its own fitted value and its
+    # pattern noise around its own (a decoder that checks the stripes' contrast would refuse most of a
+    # translucent fruit under the default range's noisiest projectors, which the real scanner does not);
+    # each is one draw either way, so the other draws do not move.
     noise_range = (0.7 * base.noise_1m, 1.5 * base.noise_1m) if base.realism else (1.5e-4, 6e-4)
+    pattern_range = (0.7 * base.pattern_noise, 1.4 * base.pattern_noise) if base.realism else (0.02, 0.1)
     width, height = (max(8, round(side * base.width / 640)) for side in SIZES[rng.integers(len(SIZES))])
     distance = float(rng.uniform(*DISTANCES[family]))
     return replace(base, width=int(width), height=int(height), distance=distance,
                    baseline=float(np.clip(distance * rng.uniform(0.2, 0.4), 0.08, 0.4)),
                    focal=float(rng.uniform(1.1, 1.8)), noise_1m=float(rng.uniform(*noise_range)),
                    stripe_period=float(rng.choice([12.0, 16.0, 24.0, 32.0, 48.0])),
-                   pattern_noise=float(rng.uniform(0.02, 0.1)),
+                   pattern_noise=float(rng.uniform(*pattern_range)),
                    depth_range=(0.4 * distance, 1.6 * distance),
                    # exposure set for the distance (irradiance falls with its square), within a factor of 2
                    gain=float(base.gain * distance**2 * rng.uniform(0.7, 1.4)))

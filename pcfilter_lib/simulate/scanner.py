@@ -180,10 +180,10 @@ class ScannerConfig:
 # (a grid search; its "chosen" values in benchmarks/results/realism_fit.json, which a test compares with these):
 # noise_correlation, noise_length and noise_1m (window noise of both scans), bias_gain and bias_blur (gpu_006's
 # artefact share, offsets, noise within blobs, highlights, blobs), reject_probability and rim_rate (apple_03's
-# artefact share, silhouette share, fill, offsets). Set by their physics, not fitted: label_floor 0.1 mm (the
-# real labels mark offsets of 0.2-0.8 mm as false), the rim's grazing angle and offsets (the real fruit's false
-# points lie 1.7-9.9 mm in front), half the edge-straddling pixels dropped, and an intensity exposure low enough
-# that no highlight saturates (the board's brightest pixel is 70 times its median).
+# artefact share, silhouette and depth-edge shares, fill, offsets). Set by their physics, not fitted:
+# label_floor 0.1 mm (the real labels mark offsets of 0.2-0.8 mm as false), the rim's grazing angle and offsets
+# (the real fruit's false points lie 1.7-9.9 mm in front), half the edge-straddling pixels dropped, and an
+# intensity exposure low enough that no highlight saturates (the board's brightest pixel is 70 times its median).
 REALISM = {"label_floor": 1e-4, "bias_gain": 8.0, "bias_blur": 10.0, "reject_probability": 0.01, "rim_cos": 0.3,
            "rim_rate": 0.005, "rim_offset": (1.5e-3, 10e-3), "edge_dropout": 0.5, "noise_correlation": 0.8,
            "noise_length": 1.5, "intensity_exposure": 0.01, "noise_1m": 0.000259}
