@@ -13,7 +13,8 @@ Rows per direction:
 - **fine-tuned**: the shipped U-Net trained further on the training half (what ``pcfilter finetune``
   does), once per seed of ``--seeds`` (the crops and their order differ), and the mean over them;
 - **from scratch**: a U-Net of the same architecture and channels, trained from random weights the
-  same way but at the from-scratch learning rate of ``recipes.unet_filter``, with the first seed.
+  same way but at the from-scratch learning rate of ``recipes.unet_filter``, once per seed (which
+  also draws its initial weights), and the mean over them.
 
 Every row gives the ROC AUC of P(keep) on the measured half (threshold-free), and the balanced
 accuracy and mean IoU at two thresholds: the one ``pcfilter finetune`` would choose with the
@@ -49,6 +50,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 from pcfilter_lib import config, runtime
 
 runtime.setup(seed=0)
+
+import keras  # noqa: E402 (after runtime.setup, which quiets TensorFlow's start)
 
 from pcfilter_lib.filters.unet import UNetFilter, unet_filter
 from pcfilter_lib.io.labelled_scans import part, read_labelled_scan
@@ -111,8 +114,8 @@ def _short(result: dict) -> dict:
 
 
 def direction(train: dict, held: dict, settings: UNetFinetuneSettings, seeds: list[int]) -> dict:
-    """The rows of one direction (the shipped U-Net; fine-tuned once per seed; from scratch with the
-    first seed), or why it cannot be measured."""
+    """The rows of one direction (the shipped U-Net; fine-tuned and from scratch once per seed, and
+    their means), or why it cannot be measured."""
     for name, half in (("training", train), ("measured", held)):
         c = counts(half)
         if c["artefacts"] in (0, c["points"]):
@@ -125,15 +128,18 @@ def direction(train: dict, held: dict, settings: UNetFinetuneSettings, seeds: li
         tuned = finetune_parts([train], [held], unet_filter(None), dataclasses.replace(settings, seed=seed))
         rows[f"fine-tuned, seed {seed}"] = {**scored(tuned.filter, train, held),
                                             "seconds": round(time.perf_counter() - start, 1)}
-    start = time.perf_counter()
-    scratch = finetune_parts([train], [held], scratch_unet(len(shipped.channels)),
-                             dataclasses.replace(settings, learning_rate=SCRATCH_LEARNING_RATE, seed=seeds[0]))
-    rows[f"from scratch, seed {seeds[0]}"] = {**scored(scratch.filter, train, held),
+    for seed in seeds:
+        start = time.perf_counter()
+        keras.utils.set_random_seed(seed)  # the initial weights too
+        scratch = finetune_parts([train], [held], scratch_unet(len(shipped.channels)),
+                                 dataclasses.replace(settings, learning_rate=SCRATCH_LEARNING_RATE, seed=seed))
+        rows[f"from scratch, seed {seed}"] = {**scored(scratch.filter, train, held),
                                               "seconds": round(time.perf_counter() - start, 1)}
-    tuned_rows = [rows[f"fine-tuned, seed {seed}"] for seed in seeds]
-    rows["fine-tuned, mean over seeds"] = {
-        rule: {key: round(float(np.mean([r[rule][key] for r in tuned_rows])), 4) for key in tuned_rows[0][rule]}
-        for rule in ("threshold_on_measured_half", "threshold_on_training_half")}
+    for network in ("fine-tuned", "from scratch"):
+        runs = [rows[f"{network}, seed {seed}"] for seed in seeds]
+        rows[f"{network}, mean over seeds"] = {
+            rule: {key: round(float(np.mean([r[rule][key] for r in runs])), 4) for key in runs[0][rule]}
+            for rule in ("threshold_on_measured_half", "threshold_on_training_half")}
     return rows
 
 
@@ -164,7 +170,7 @@ def markdown(report: dict) -> str:
                 m, t = r["threshold_on_measured_half"], r["threshold_on_training_half"]
                 lines.append(f"| {scan} | {train} | {where} | {network} | {m['roc_auc']:.3f} | "
                              f"{m['balanced_accuracy']:.3f} | {m['mean_iou']:.3f} | {t['balanced_accuracy']:.3f} | "
-                             f"{m['threshold']:.2f} / {t['threshold']:.2f} | {r.get('seconds', '')} |")
+                             f"{m['threshold']:.4g} / {t['threshold']:.4g} | {r.get('seconds', '')} |")
     lines.append("")
     for scan, entry in report["scans"].items():
         lines.append(f"- {scan} ({entry['points']['points']} points, {entry['points']['artefacts']} artefacts): cut "
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results files")
     parser.add_argument("--steps", type=int, default=UNetFinetuneSettings.steps)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                        help="seeds of the fine-tuning runs (the first also trains from scratch)")
+                        help="seeds of the runs, fine-tuned and from scratch")
     args = parser.parse_args(argv)
     data = args.data or config.data_dir() / "realscans" / "organised"
     files = sorted(p for p in data.iterdir() if is_ptx(p) and label_path(p) is not None) if data.is_dir() else []
@@ -210,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             print(stem_of(path), f"{train}->{held}", json.dumps(entry["directions"][f"{train}->{held}"]), flush=True)
         report["scans"][stem_of(path)] = entry
     gpu = report["scans"].get("gpu_006", {}).get("directions", {})
-    networks = [f"fine-tuned, seed {seed}" for seed in args.seeds] + ["fine-tuned, mean over seeds",
-                                                                       f"from scratch, seed {args.seeds[0]}"]
+    networks = [f"{network}, {which}" for network in ("fine-tuned", "from scratch")
+                for which in [f"seed {seed}" for seed in args.seeds] + ["mean over seeds"]]
     report["target_met"] = {network: bool(gpu) and all(
         network in row and all(row[network]["threshold_on_measured_half"][k] >= v for k, v in TARGET.items())
         for row in gpu.values()) for network in networks}
