@@ -126,6 +126,7 @@ ROWS = (
     ("intensity ROC AUC for artefact (0.5 = none)", "intensity_auc", "{:.2f}"),
     ("artefacts darker than the true p10", "artefact_darker_than_true_p10", "{:.0%}"),
     ("silhouette pixels holding a point", "fill", "{:.1%}"),
+    ("  the object's pixels holding a point (simulated only)", "object_fill", "{:.1%}"),
     ("holes in the silhouette", "holes", "{:,.0f}"),
     ("points per mm^2 of surface", "points_per_mm2", "{:.1f}"),
     ("noise on flat parts, median (mm)", "noise_mm_median", "{:.3f}"),
@@ -188,7 +189,11 @@ def measure_simulated(family: str, seed: int, scanner: ScannerConfig, randomise:
     points = cut["xyz"][true].astype(np.float64)
     ray_sigma = drawn["noise_1m"] * points[:, 2] * np.linalg.norm(points, axis=-1) * 1e3  # mm along the ray
     hidden = off > 3.03 * ray_sigma + 1e-3
+    # The silhouette is that of the measured pixels: an object the decoder refuses in large parts shrinks it
+    # without lowering the fill; the simulation knows the object's own pixels.
+    object_pixels = (scan["surface"] >= FIRST_OBJECT_SURFACE[family]) & (scan["surface"] != NO_SURFACE)
     stats.update(seed=seed, size=[drawn["width"], drawn["height"]], distance_m=drawn["distance"],
+                 object_fill=float(scan["valid"][object_pixels].mean()) if object_pixels.any() else None,
                  scanner_noise_1m_mm=drawn["noise_1m"] * 1e3,
                  ray_offset_abs_mm_p50=float(np.median(ray)) if len(ray) else None,
                  hidden_share=float(hidden.mean()) if len(hidden) else None,
