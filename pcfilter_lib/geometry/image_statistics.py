@@ -183,7 +183,7 @@ def plane_noise(xyz: np.ndarray, true: np.ndarray, radius: int = NOISE_RADIUS,
 
 
 def pixel_areas(xyz: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """The surface area (mm^2) one pixel covers, |right - p| x |down - p|, at every true pixel whose
+    """The surface area (mm^2) one pixel covers, ``|right - p| x |down - p|``, at every true pixel whose
     right and lower neighbours are true too, (N,)."""
     both = true[:-1, :-1] & true[:-1, 1:] & true[1:, :-1]
     p = xyz[:-1, :-1][both].astype(np.float64)
