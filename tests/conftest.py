@@ -1,7 +1,11 @@
 """Fixtures shared by the unit tests."""
 
+import subprocess
+
 import pytest
 from op_by_op import op_by_op
+
+from pcfilter_lib.cli import main
 
 
 @pytest.fixture
@@ -10,3 +14,15 @@ def eager_steps():
     (see tests/op_by_op.py for when that is right)."""
     with op_by_op():
         yield
+
+
+@pytest.fixture
+def pcfilter(capsys):
+    """The command line in this process: call it with the command's words, get back the exit status
+    and what it printed, as ``subprocess.run`` would."""
+    def call(*args):
+        capsys.readouterr()
+        status = main(list(map(str, args)))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, status, out, err)
+    return call

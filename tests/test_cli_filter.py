@@ -30,16 +30,6 @@ def run(*args, data=None, env=None):
     return subprocess.run([str(PCFILTER), *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.fixture
-def pcfilter(capsys):
-    """``run`` in this process: the exit status and what the command printed."""
-    def call(*args):
-        capsys.readouterr()
-        status = main(list(map(str, args)))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-    return call
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from pcfilter_lib import filters
-from pcfilter_lib.cli import main
 from pcfilter_lib.cli.options import PHOXI_GRIDS, parse_grid
 from pcfilter_lib.io.clouds import CloudError, write_ply_rows
 from pcfilter_lib.io.labelled import read_labelled_folder
@@ -28,16 +27,6 @@ CONFIG = ScannerConfig(width=64, height=48)
 def scan():
     return make_scan(seed=5, index=0, config=CONFIG)
 
-
-@pytest.fixture
-def pcfilter(capsys):
-    """The command line in this process: the exit status and what it printed."""
-    def call(*args):
-        capsys.readouterr()
-        status = main(list(map(str, args)))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-    return call
 
 
 def write_labelled(folder, scan, name="s", suffix=".ptx.gz", header=None):

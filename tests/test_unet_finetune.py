@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 
-from pcfilter_lib.cli import main
 from pcfilter_lib.io.labelled_scans import column_band, read_labelled_scans, split_scans
 from pcfilter_lib.io.organised import read_cloud
 from pcfilter_lib.io.ptx import write_ptx
@@ -32,16 +31,6 @@ def scan():
             return scan
     pytest.fail("no seed gives artefacts on both sides of the band")
 
-
-@pytest.fixture
-def pcfilter(capsys):
-    """The command line in this process: the exit status and what it printed."""
-    def call(*args):
-        capsys.readouterr()
-        status = main(list(map(str, args)))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, status, out, err)
-    return call
 
 
 def write_labelled(folder, scan, name="s", outlier=None):
