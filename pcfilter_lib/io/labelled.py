@@ -131,15 +131,24 @@ def _ply_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return points, values == keep_value
 
 
-def _scan_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_labelled_scan(path: str | os.PathLike) -> dict:
+    """A pcfilter scan ``.npz`` whose measured pixels are each labelled ``KEEP`` or ``ARTEFACT``.
+
+    Raises:
+        CloudError: the file is not a pcfilter scan, has no labels, or labels a measured pixel otherwise.
+    """
     try:
         scan = load_scan(path, arrays=())
     except (KeyError, ValueError, OSError) as error:
         raise CloudError(f"{path}: not a pcfilter scan ({error})") from error
     if "label" not in scan:
         raise CloudError(f"{path}: the scan has no labels")
-    valid = np.asarray(scan["valid"], bool)
-    label = np.asarray(scan["label"])[valid]
-    if not np.isin(label, (KEEP, ARTEFACT)).all():
+    if not np.isin(np.asarray(scan["label"])[np.asarray(scan["valid"], bool)], (KEEP, ARTEFACT)).all():
         raise CloudError(f"{path}: measured pixels must be labelled {KEEP} (true) or {ARTEFACT} (artefact)")
-    return np.asarray(scan["xyz"], np.float64)[valid], label == KEEP
+    return scan
+
+
+def _scan_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    scan = load_labelled_scan(path)
+    valid = np.asarray(scan["valid"], bool)
+    return np.asarray(scan["xyz"], np.float64)[valid], np.asarray(scan["label"])[valid] == KEEP

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pcfilter_lib.io.clouds import CloudError, read_ply
+from pcfilter_lib.io.labelled import load_labelled_scan
 from pcfilter_lib.io.organised import read_cloud, read_pcd
 from pcfilter_lib.io.ptx import is_ptx, label_path, read_ptx_labels
 from pcfilter_lib.io.scan import load_scan
@@ -66,17 +67,10 @@ def read_labelled_scan(path: str | os.PathLike) -> dict | None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            scan = load_scan(path, arrays=())
-        except (KeyError, ValueError, OSError) as error:
-            raise CloudError(f"{path}: not a pcfilter scan ({error})") from error
-        if "label" not in scan:
-            raise CloudError(f"{path}: the scan has no labels")
+        scan = load_labelled_scan(path)
         valid = np.asarray(scan["valid"], bool)
         if not _is_grid(valid):
             return None
-        if not np.isin(np.asarray(scan["label"])[valid], (KEEP, ARTEFACT)).all():
-            raise CloudError(f"{path}: measured pixels must be labelled {KEEP} (true) or {ARTEFACT} (artefact)")
         return labelled_scan(scan, valid & (np.asarray(scan["label"]) == ARTEFACT), path.name)
     cloud = read_cloud(path)
     if not cloud["organised"]:
