@@ -31,7 +31,8 @@ def start(chapter: str, seed: int = 0, plotly: bool = False) -> bool:
     """Set a chapter up in one call.
 
     Imports TensorFlow and Keras quietly and seeds Python, NumPy and Keras (``runtime.setup``), and
-    prints the Keras version, its backend and whether fast mode is on. How long a chapter takes is not
+    prints the Keras version and its backend, adding a note only in fast mode (small data and short
+    training, which the full-size pages a student reads never show). How long a chapter takes is not
     its own business: the appendix "How this book is made" shows every chapter's measured run time.
 
     Args:
@@ -50,7 +51,8 @@ def start(chapter: str, seed: int = 0, plotly: bool = False) -> bool:
     if not chapter or Path(chapter).name != chapter or Path(chapter).suffix:
         raise ValueError(f"chapter must be a notebook's name without folder and suffix, "
                          f"such as '02_3d_representations', got {chapter!r}")
-    print(f"{runtime.setup(seed=seed)}; fast mode: {config.fast_mode()}")
+    note = "; fast mode: small data and short training" if config.fast_mode() else ""
+    print(f"{runtime.setup(seed=seed)}{note}")
     if plotly:
         viz.setup_plotly()
     return config.show_progress()

@@ -59,11 +59,15 @@ def test_start_sets_up_prints_one_line_and_answers_progress(shell, monkeypatch):
         progress = book.start("02_3d_representations", seed=3)
     assert progress is False
     line = captured.stdout.strip()
-    assert line.startswith("Keras 3.") and line.endswith("backend; fast mode: True"), line
+    assert line.startswith("Keras 3.") and line.endswith("backend; fast mode: small data and short training"), line
     assert captured.outputs == []  # nothing displayed or glued: the appendix holds the run times
     drawn = np.random.random(3)
     np.random.seed(3)  # what start seeded NumPy's global generator with
     np.testing.assert_array_equal(drawn, np.random.random(3))
+    monkeypatch.setenv("PCFILTER_FAST", "0")
+    with capture_output() as captured:
+        book.start("02_3d_representations", seed=3)
+    assert captured.stdout.strip().endswith("backend"), captured.stdout
     monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")  # a kernel JupyterLab started
     with capture_output():
         assert book.start("02_3d_representations") is True
