@@ -3,7 +3,9 @@
 import subprocess
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 from op_by_op import op_by_op
+from traitlets.config import Config
 
 from pcfilter_lib.cli import main
 
@@ -26,3 +28,13 @@ def pcfilter(capsys):
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, status, out, err)
     return call
+
+
+@pytest.fixture
+def shell():
+    """An IPython shell with its history in memory, so that display() and fig.show() publish display
+    bundles (outside one they only print)."""
+    settings = Config()
+    settings.HistoryManager.hist_file = ":memory:"
+    yield InteractiveShell.instance(config=settings)
+    InteractiveShell.clear_instance()

@@ -7,22 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from traitlets.config import Config
 
 from pcfilter_lib import book
 
 PREFIX = "application/papermill.record/"
 
-
-@pytest.fixture
-def shell():
-    """An IPython shell, so that display() publishes bundles (outside one it only prints)."""
-    settings = Config()
-    settings.HistoryManager.hist_file = ":memory:"
-    yield InteractiveShell.instance(config=settings)
-    InteractiveShell.clear_instance()
 
 
 def glued(outputs) -> dict[str, str]:

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 from mpl_toolkits.mplot3d import proj3d
-from traitlets.config import Config
 
 from pcfilter_lib import viz
 from pcfilter_lib.viz import interactive
@@ -30,14 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 STILL = re.compile(r'<noscript>.*<img class="plotly-still" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
-
-@pytest.fixture
-def shell():
-    """An IPython shell, so that fig.show() publishes display bundles (outside one it prints)."""
-    settings = Config()
-    settings.HistoryManager.hist_file = ":memory:"
-    yield InteractiveShell.instance(config=settings)
-    InteractiveShell.clear_instance()
 
 
 def cloud_figure() -> go.Figure:
