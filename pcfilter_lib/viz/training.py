@@ -67,13 +67,19 @@ def plot_training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]],
     return fig
 
 
+# Legend names of the metrics of ``nn.scores.threshold_sweep``: label 1 (keep) is the positive class.
+SWEEP_LABELS = {"mean_iou": "mean IoU", "balanced_accuracy": "balanced accuracy",
+                "f1": "F1 (kept points)", "recall": "keep-recall (true points kept)",
+                "tnr": "artefacts removed (true-negative rate)"}
+
+
 def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] = ("mean_iou", "balanced_accuracy",
                          "f1", "recall", "tnr"), chosen: float | None = None, ax=None):
     """Metrics of a threshold sweep against the threshold, with the chosen one marked.
 
     Args:
         sweep: the result of ``nn.scores.threshold_sweep``.
-        names: the metrics to draw.
+        names: the metrics to draw, each named in the legend as ``SWEEP_LABELS`` has it.
         chosen: a threshold to mark with a dotted line.
         ax: the matplotlib axes to draw into; None makes a new figure.
 
@@ -82,9 +88,9 @@ def plot_threshold_sweep(sweep: Mapping[str, np.ndarray], names: Sequence[str] =
     """
     ax = axes_or_new(ax)
     for name in names:
-        ax.plot(sweep["threshold"], sweep[name], marker=".", label=name)
+        ax.plot(sweep["threshold"], sweep[name], marker=".", label=SWEEP_LABELS.get(name, name))
     if chosen is not None:
-        ax.axvline(chosen, color="black", linestyle=":", label=f"chosen {chosen:.2f}")
+        ax.axvline(chosen, color="black", linestyle=":", label=f"chosen threshold {chosen:.2f}")
     ax.set_xlabel("threshold on the keep probability")
     ax.set_ylabel("metric")
     ax.grid(alpha=0.3)
