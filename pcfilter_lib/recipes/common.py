@@ -23,7 +23,7 @@ from pcfilter_lib.io.model_cards import ModelCard, read_model_card
 from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.simulate import dataset
-from pcfilter_lib.simulate.scanner import ScannerConfig
+from pcfilter_lib.simulate.scanner import ScannerConfig, realistic
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class ScanSet:
         families: (scene family, share) pairs (``simulate.families.FAMILIES``).
         randomise: draw the scanner per scan (``simulate.families.draw_scanner``; its image sizes are
             scaled by ``width`` / 640).
+        realistic: switch on the scanner's realism effects (``simulate.scanner.realistic``: the
+            physics fitted to the real development scans' statistics).
     """
 
     folder: str
@@ -48,6 +50,12 @@ class ScanSet:
     seed: int = 0
     families: tuple[tuple[str, float], ...] = (("bin", 1.0),)
     randomise: bool = False
+    realistic: bool = False
+
+    def scanner(self) -> ScannerConfig:
+        """The base scanner of the set's scans."""
+        config = ScannerConfig(width=self.width, height=self.height)
+        return realistic(config) if self.realistic else config
 
 
 SCANS_FULL = ScanSet("scans", 100, 640, 480)
@@ -78,8 +86,7 @@ def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, pr
     folder = Path(data_dir) / scan_set.folder
     # Starting the processes (a second or two) pays off on full-size scans, not on fast mode's small ones.
     big = scan_set.width * scan_set.height >= 320 * 240
-    dataset.write_dataset(folder, scan_set.scans, scan_set.seed,
-                          ScannerConfig(width=scan_set.width, height=scan_set.height), progress=progress,
+    dataset.write_dataset(folder, scan_set.scans, scan_set.seed, scan_set.scanner(), progress=progress,
                           families=dict(scan_set.families), randomise=scan_set.randomise, replace=True,
                           tasks=dataset.in_processes() if big else dataset.one_after_another)
     return folder
