@@ -270,8 +270,8 @@ def pytest_configure(config):
 # The unit test files that take longest (20 to 45 s each on two cores). Under pytest-xdist they are
 # handed out before the other unit tests: one of them left to the end would keep its worker busy long
 # after the other worker has run out of files.
-LONG_FILES = ("test_transfer.py", "test_bad_input.py", "test_cluster.py", "test_cli_filter.py",
-              "test_training.py", "test_punet.py")
+LONG_FILES = ("test_transfer.py", "test_bad_input.py", "test_bad_input_round3.py", "test_cluster.py",
+              "test_cli_filter.py", "test_training.py", "test_punet.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -594,6 +594,11 @@ def _command(argv: list[str]) -> list[str]:
 @pytest.mark.parametrize("case", CASES + SECOND_ROUND + LAS_CASES + PTX_CASES,
                          ids=[case.name for case in CASES + SECOND_ROUND + LAS_CASES + PTX_CASES])
 def test_bad_input(case, tmp_path):
+    check_case(case, tmp_path)
+
+
+def check_case(case: Case, tmp_path: Path) -> None:
+    """Run one row in a fresh process and check what the module's docstring says."""
     folder = tmp_path / "case"
     folder.mkdir()
     argv = case.make(folder)
