@@ -8,10 +8,12 @@ from __future__ import annotations
 import bad_input_round3_cluster
 import bad_input_round3_commands
 import bad_input_round3_formats
+import bad_input_round3_neighbours
 import pytest
 from test_bad_input import check_case
 
-ROWS = bad_input_round3_cluster.ROWS + bad_input_round3_formats.ROWS + bad_input_round3_commands.ROWS
+ROWS = (bad_input_round3_cluster.ROWS + bad_input_round3_formats.ROWS + bad_input_round3_commands.ROWS
+        + bad_input_round3_neighbours.ROWS)
 
 
 @pytest.mark.parametrize("case", ROWS, ids=[case.name for case in ROWS])
