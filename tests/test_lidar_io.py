@@ -241,7 +241,8 @@ def test_chunked_reading_and_writing_give_the_records_of_one_reading(tmp_path):
 
 
 @pytest.mark.parametrize(("lo", "hi"), [((0, 0, 0), (1, 1, 1)), ((512000.1, 4.1e6, 10), (513000.7, 4.101e6, 95)),
-                                        ((-5e4, -5e4, 0), (5e4, 5e4, 1)), ((3, 3, 3), (3, 3, 3))])
+                                        ((-5e4, -5e4, 0), (5e4, 5e4, 1)), ((3, 3, 3), (3, 3, 3)),
+                                        ((-1e-160, -2e-160, 0), (3e-160, 1e-160, 1e-161))])
 def test_scales_from_the_extent_keep_points_within_half_a_step(lo, hi):
     scales, offsets = extent_scales(lo, hi)
     rng = np.random.default_rng(0)
@@ -280,3 +281,93 @@ def test_a_folder_of_las_and_laz_files_keeps_their_formats_and_classify_refuses_
     assert main(["filter", str(folder), "-o", str(tmp_path / "out2"), "--classify", "--quiet"]) == 1
     assert "--classify marks noise in LAS files" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_cloud_too_small_for_a_normal_scale_is_refused():
+    """Coordinates of 1e-300 would need a step of 1e-309, a subnormal double: refused, not rounded to 0."""
+    with pytest.raises(ValueError, match="LAS cannot hold this cloud"):
+        extent_scales((0, 0, 0), (1e-300, 1e-300, 1e-300))
+
+
+def _patch(path: Path, at: int, value: bytes) -> None:
+    data = bytearray(path.read_bytes())
+    data[at:at + len(value)] = value
+    path.write_bytes(bytes(data))
+
+
+def test_las_versions_read_and_written(tmp_path):
+    """LAS 1.0 (laspy reads its header as 1.1's; it writes no 1.0) is read and written as 1.2; a
+    version pcfilter does not know is refused by its number, before laspy reads the header."""
+    source = make_las(tmp_path / "in.las", "1.2", 1)
+    _patch(tmp_path / "in.las", 25, b"\x00")
+    stream = open_lidar(tmp_path / "in.las")
+    assert (stream.header.version.major, stream.header.version.minor) == (1, 0)
+    header = lidar_header(stream.header, scalars=["keep_probability"])
+    assert str(header.version) == "1.2"
+    with CloudWriter(tmp_path / "out.las", len(source.points), np.float64, ["keep_probability"], header) as writer:
+        for chunk in stream.chunks():
+            writer.write(chunk["xyz"], records=chunk["records"], keep_probability=np.zeros(len(chunk["xyz"])))
+    assert np.array_equal(laspy.read(tmp_path / "out.las").x, source.x)
+    for version in (b"\x09\x09", b"\x01\x07", b"\x02\x00"):
+        _patch(tmp_path / "in.las", 24, version)
+        with pytest.raises(ValueError, match=f"LAS version {version[0]}.{version[1]}, and pcfilter reads LAS 1.0 to "
+                           "1.4"):
+            open_lidar(tmp_path / "in.las")
+
+
+@pytest.mark.parametrize(("version", "point_format"), [("1.2", 1), ("1.4", 6)])
+def test_a_las_header_counting_fewer_points_than_its_data_is_refused(tmp_path, version, point_format):
+    """The count of a LAS 1.2 header (offset 107) or a LAS 1.4 one (offset 247, before its EVLR)."""
+    make_las(tmp_path / "in.las", version, point_format)
+    n = len(cloud())
+    at, size = (107, 4) if version == "1.2" else (247, 8)
+    _patch(tmp_path / "in.las", at, (n - 1).to_bytes(size, "little"))
+    with pytest.raises(ValueError, match=f"its header counts {n - 1} points, but its point data .* holds {n};"):
+        open_lidar(tmp_path / "in.las")
+
+
+@pytest.mark.parametrize("point_format", [1, 6])
+def test_a_laz_header_counting_fewer_points_than_its_chunks_is_refused(tmp_path, point_format):
+    """Three chunks of LAZ's 50,000 points: a count that leaves a chunk empty is refused for every point
+    format, and one off by a point within the last chunk where the chunk says how many it holds
+    (the layered formats 6 to 10). The true count passes."""
+    n = 120_000
+    header = laspy.LasHeader(version="1.4" if point_format >= 6 else "1.2", point_format=point_format)
+    header.scales, header.offsets = [1e-3] * 3, [0, 0, 0]
+    las = laspy.LasData(header)
+    xyz = np.random.default_rng(0).uniform(0, 10, (n, 3))
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    las.write(tmp_path / "in.laz")
+    assert open_lidar(tmp_path / "in.laz").header.point_count == n
+    at, size = (107, 4) if point_format < 6 else (247, 8)
+    wrong = [90_000] + ([n - 1, n + 1] if point_format >= 6 else [])
+    for count in wrong:
+        _patch(tmp_path / "in.laz", at, count.to_bytes(size, "little"))
+        with pytest.raises(ValueError, match=f"its header counts {count} points, but its LAZ data holds"):
+            open_lidar(tmp_path / "in.laz")
+
+
+def test_a_las_file_marked_compressed_is_refused_as_no_laz(tmp_path):
+    make_las(tmp_path / "in.las", "1.4", 6)
+    _patch(tmp_path / "in.las", 104, bytes([6 | 0x80]))
+    with pytest.raises(ValueError, match="marks the points as compressed \\(LAZ\\), but the file holds no LASzip "
+                       "record"):
+        open_lidar(tmp_path / "in.las")
+
+
+def test_scores_into_a_las_input_that_has_them_already(tmp_path):
+    """A keep_probability dimension of the input is refused unless --overwrite; one that is no float is
+    refused always (probabilities would be cut to whole numbers)."""
+    for kind, text in ((np.float32, "pass --overwrite"), (np.uint8, "of type uint8, which cannot hold")):
+        header = laspy.LasHeader(version="1.4", point_format=6)
+        header.add_extra_dims([laspy.ExtraBytesParams("keep_probability", kind)])
+        las = laspy.LasData(header)
+        las.x, las.y, las.z = np.zeros((3, 5))
+        las.write(tmp_path / "in.las")
+        with pytest.raises(ValueError, match=text):
+            lidar.check_scores_dimension(tmp_path / "in.las", "--scores s.las", False)
+        if kind == np.float32:
+            lidar.check_scores_dimension(tmp_path / "in.las", "--scores s.las", True)  # replaced, as asked
+        else:
+            with pytest.raises(ValueError, match=text):
+                lidar.check_scores_dimension(tmp_path / "in.las", "--scores s.las", True)

@@ -53,7 +53,7 @@ from pcfilter_lib.filters.tile_store import TILE_POINTS, serial_cells
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudStream, CloudWriter, open_stream
 from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
-from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, lidar_header
+from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, check_scores_dimension, lidar_header
 from pcfilter_lib.io.organised import phoxi_sensor, write_filtered
 from pcfilter_lib.io.ptx import (
     PTX_SUFFIXES,
@@ -136,6 +136,8 @@ def _check_options(args: argparse.Namespace, source: Path) -> None:
     if args.scores and Path(args.scores).suffix.lower() not in (".ply", *LIDAR_SUFFIXES):
         raise ValueError(f"--scores {args.scores}: the keep probabilities are written as a .ply scalar property "
                          "or a LAS extra-bytes dimension; name a .ply, .las or .laz file")
+    if args.scores and _is_lidar(args.scores) and _is_lidar(source):  # the input's own keep_probability
+        check_scores_dimension(source, f"--scores {args.scores}", args.overwrite)
     if args.classify and not _is_lidar(args.output):
         raise ValueError(f"--classify writes every point with the removed ones as ASPRS class {NOISE_CLASS} (noise), "
                          f"which only LAS can hold; name a .las or .laz file with -o, not {args.output}")
