@@ -46,3 +46,24 @@ def test_broken_manifest_is_a_clear_error(tmp_path):
     (tmp_path / files.MANIFEST).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         files.read_manifest(tmp_path)
+
+
+def test_a_manifest_without_files_says_what_is_wrong_and_deletes_nothing(tmp_path):
+    for text, found in (("{}", "this one has no 'files'"), ('{"files": [1]}', "its 'files' is a JSON list"),
+                        ("[1, 2]", "this one holds a JSON list")):
+        (tmp_path / files.MANIFEST).write_text(text)
+        with pytest.raises(ValueError, match=found) as refused:
+            files.read_manifest(tmp_path)
+        assert "delete" not in str(refused.value) and files.MANIFEST_REMEDY in str(refused.value)
+
+
+def test_another_recipe_of_the_same_generator_names_its_settings(tmp_path):
+    recipe = {"generator": "test", "version": 1, "seed": 0, "parameters": {"n": 2, "size": [4, 3]}}
+    manifest = files.prepare_folder(tmp_path / "d", recipe)
+    (tmp_path / "d" / "a.bin").write_bytes(b"abc")
+    files.record_file(tmp_path / "d", manifest, "a.bin")
+    other = {**recipe, "seed": 5, "parameters": {"n": 3, "size": [4, 3], "extra": True}}
+    with pytest.raises(files.RecipeMismatch, match=r"already holds other data.*seed 0 \(this run: 5\)") as refused:
+        files.prepare_folder(tmp_path / "d", other)
+    assert refused.value.differences == [(("seed",), 0, 5), (("parameters", "n"), 2, 3),
+                                         (("parameters", "extra"), None, True)]

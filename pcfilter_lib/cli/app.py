@@ -9,6 +9,7 @@ and an interrupt while a command's module loads gives its one line, not a traceb
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import re
 import signal
@@ -33,6 +34,7 @@ from pcfilter_lib.timing.names import BACKENDS, MODELS
 # value reaches the commands' checks, which say what is wrong with it.
 VALUE_OPTIONS = ("--n", "--seed", "--size", "--split", "--min-parts", "--max-parts", "--threshold", "--upsample",
                  "--depth", "--jobs", "--tile-points")
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)  # a write that found no room: the message names the file and what to do
 
 
 class Interrupts:
@@ -62,7 +64,9 @@ class Interrupts:
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line, without terminal colour codes (Open3D colours its errors)."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
+    if isinstance(error, OSError) and error.strerror and error.filename and error.errno in FULL_DISK:
+        text = f"cannot write {error.filename}: {error.strerror}; free some space there or write elsewhere"
+    elif isinstance(error, OSError) and error.strerror and error.filename:
         text = f"{error.filename}: {error.strerror}"
     else:
         text = str(error)
@@ -236,7 +240,8 @@ def _add_finetune(commands) -> None:
         "'pcfilter filter --model MODEL' runs like the shipped U-Net. Unorganised clouds (name.xyz + "
         "name.outliers pairs, .ply files with labels and no grid) fine-tune the neighbour filter: the far end of "
         "each cloud's longest axis is held out; writes MODEL (.npz), which 'pcfilter filter --model MODEL' and "
-        "'pcfilter evaluate --model MODEL' run without TensorFlow. --network chooses instead of the data.")
+        "'pcfilter evaluate --model MODEL' run without TensorFlow. --network, or the filter --model starts from, "
+        "chooses instead of the data.")
     finetune.add_argument("--data", required=True, metavar="DIR", help="folder of labelled scans or clouds")
     finetune.add_argument("--out", required=True, metavar="MODEL",
                           help="the fine-tuned filter to write (.keras for the U-Net, .npz for the neighbour filter)")
@@ -244,8 +249,9 @@ def _add_finetune(commands) -> None:
                           help="the filter to fine-tune (default auto: the U-Net for organised scans, the neighbour "
                           "filter for unorganised clouds)")
     finetune.add_argument("--model", metavar="M",
-                          help="filter to start from: a U-Net (.keras) or a neighbour filter (.npz) (default: the "
-                          "shipped one)")
+                          help="filter to start from: a U-Net (.keras) or a neighbour filter (.npz) file, or 'unet' / "
+                          "'neighbours' for the shipped one, as 'pcfilter filter --model' names them; it chooses the "
+                          "filter to fine-tune unless --network does (default: the shipped one)")
     finetune.add_argument("--holdout", type=float, default=0.2, metavar="SHARE",
                           help="share of each scan held out to choose the threshold, 0.05 to 0.5 (default 0.2)")
     finetune.add_argument("--steps", type=int, default=400, metavar="S",

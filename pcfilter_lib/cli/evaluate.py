@@ -30,9 +30,12 @@ from pcfilter_lib.simulate.dataset import split_files
 
 
 def _evaluation_data(args: argparse.Namespace):
-    """(description, scans or clouds, organised) for ``evaluate``: a split of a scan dataset, or a
-    folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier), read now so that a bad
-    file is reported before TensorFlow starts."""
+    """(description, scans or clouds, organised, points left out) for ``evaluate``: a split of a scan
+    dataset, or a folder of PointCleanNet pairs name.xyz + name.outliers (1 = outlier), read now so that
+    a bad file is reported before TensorFlow starts. Points of a pair with NaN or infinite coordinates
+    are left out of the scores with their labels, and counted (a filter cannot keep what has no
+    position: scored, they would count as true points removed); scans mark such pixels invalid
+    themselves."""
     folder = Path(args.data)
     if not folder.is_dir():
         raise FileNotFoundError(f"--data {folder} is not a folder")
@@ -43,7 +46,7 @@ def _evaluation_data(args: argparse.Namespace):
         files = split_files(folder, args.split)
         named = ({**_within_reach(file, scan), "name": file.name}
                  for file, scan in zip(files, filters.iter_scans(files), strict=True))
-        return f"{len(files)} {args.split} scans of {folder}", named, True
+        return f"{len(files)} {args.split} scans of {folder}", named, True, 0
     pairs = sorted(p for p in folder.glob("*.xyz") if p.with_suffix(".outliers").is_file())
     ptx = sorted(p for p in folder.iterdir() if p.is_file() and is_ptx(p))
     if ptx:
@@ -52,11 +55,17 @@ def _evaluation_data(args: argparse.Namespace):
         raise FileNotFoundError(f"{folder} holds neither a manifest.json (a scan dataset: make one with 'pcfilter "
                                 "simulate'), nor name.xyz + name.outliers pairs (PointCleanNet layout), nor organised "
                                 "scans name.ptx[.gz] + name.outliers[.gz]")
-    clouds = []
+    clouds, left_out = [], 0
     for path in pairs:
         points, outlier = read_pointcleannet(path)
-        clouds.append({**cloud_scan(points, label=~outlier), "name": path.name})
-    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False
+        finite = np.isfinite(points).all(axis=1)  # a point without coordinates is neither kept nor removed
+        if not finite.any():
+            raise ValueError(f"{path}: none of its {len(points)} points has finite coordinates (all NaN or "
+                             "infinite), so there is nothing to measure; fix the file or move the pair out of "
+                             f"{folder}")
+        left_out += int((~finite).sum())
+        clouds.append({**cloud_scan(points[finite], label=~outlier[finite]), "name": path.name})
+    return f"{len(pairs)} point clouds (.xyz + .outliers) of {folder}", clouds, False, left_out
 
 
 def _organised_data(folder: Path, ptx: list[Path], pairs: list[Path]):
@@ -71,7 +80,8 @@ def _organised_data(folder: Path, ptx: list[Path], pairs: list[Path]):
                                     ".outliers.gz), one 0/1 line per PTX point line (1 = outlier), or move it out of "
                                     f"{folder}")
         read_ptx_header(path)
-    return f"{len(ptx)} organised scans (.ptx + .outliers) of {folder}", (_labelled_ptx(path) for path in ptx), True
+    return (f"{len(ptx)} organised scans (.ptx + .outliers) of {folder}", (_labelled_ptx(path) for path in ptx), True,
+            0)
 
 
 def _labelled_ptx(path: Path) -> dict:
@@ -153,13 +163,16 @@ def _print_evaluation(result: dict, what: str, scan_filter, args: argparse.Names
         print(f"  artefact kind {kind:<18} {row['points']:>9} points, {removed}")
     if result["note"]:
         print(f"  note: {result['note']}")
+    if result["left_out"]:
+        print(f"  note: left out {result['left_out']} points with NaN or infinite coordinates, and their labels "
+              "(no filter can keep or remove a point without a position); the figures count the other points")
 
 
 def run(args: argparse.Namespace) -> int:
     """Measure a filter on one split of a scan dataset or on a folder of labelled clouds."""
     check_threshold(args)
     check_model(args)
-    what, scans, organised = _evaluation_data(args)
+    what, scans, organised, left_out = _evaluation_data(args)
     if args.method == "morph" and not organised:
         raise ValueError("--method morph works on the pixel grid of an organised scan; these are unorganised "
                          "clouds (use the point filter, or --method sor / ror)")
@@ -179,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
                   threshold=scan_filter.threshold if args.method is None else None,
                   params=getattr(scan_filter, "params", None) or None)
     result["note"] = why_undefined(result, {"recall": "keep-recall", "tnr": "outlier recall (tnr)"})
+    result["left_out"] = left_out
     if args.json:
         files = {"files": [defined_or_none(row) for row in result["files"]]} if "files" in result else {}
         print(json.dumps({**defined_or_none(result), **files}))

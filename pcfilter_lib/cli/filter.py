@@ -52,7 +52,7 @@ from pcfilter_lib.filters.neighbours import NeighbourFilter
 from pcfilter_lib.filters.tile_store import TILE_POINTS, serial_cells
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, MIN_POINTS
 from pcfilter_lib.io.clouds import CloudError, CloudStream, CloudWriter, open_stream
-from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder
+from pcfilter_lib.io.files import check_input_file, check_output_file, check_output_folder, naming_errors
 from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, NOISE_CLASS, LidarStream, check_scores_dimension, lidar_header
 from pcfilter_lib.io.organised import phoxi_sensor, write_filtered
 from pcfilter_lib.io.ptx import (
@@ -506,11 +506,13 @@ def _write_stream(args: argparse.Namespace, stream, prob, keep, finite: int, chu
 
 
 def _write_rows(writer: CloudWriter, chunk: dict, rows: np.ndarray, noise=None, **scalars) -> None:
-    """Write the ``rows`` of a chunk: their LAS records too when the input and the output are LAS/LAZ."""
+    """Write the ``rows`` of a chunk: their LAS records too when the input and the output are LAS/LAZ. A
+    write that fails without naming a file (a full disk) names this writer's: several are open at once."""
     intensity, records = chunk["intensity"], chunk.get("records")
     records = records[rows] if records is not None and writer.header is not None else None
-    writer.write(chunk["xyz"][rows], None if intensity is None else intensity[rows], records=records, noise=noise,
-                 **scalars)
+    with naming_errors(writer.path):
+        writer.write(chunk["xyz"][rows], None if intensity is None else intensity[rows], records=records,
+                     noise=noise, **scalars)
 
 
 def _folder_files(args: argparse.Namespace) -> list[tuple[Path, Path]]:

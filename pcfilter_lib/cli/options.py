@@ -11,10 +11,11 @@ import importlib
 import math
 import os
 import sys
+from pathlib import Path
 
 from pcfilter_lib.filters.methods import METHODS
 from pcfilter_lib.io.files import check_input_file, is_hdf5_file, is_zip_file
-from pcfilter_lib.io.model_cards import read_model_card
+from pcfilter_lib.io.model_cards import check_model_archive, read_model_card
 
 SHIPPED_NAMES = ("unet", "points", "neighbours")  # --model names of the shipped U-Net, point and neighbour filters
 MODEL_SUFFIXES = (".keras", ".h5", ".npz")  # Keras files, and the neighbour filter's NumPy file
@@ -171,24 +172,44 @@ def check_threshold(args: argparse.Namespace) -> None:
         raise ValueError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
 
 
+def shipped_names(names=SHIPPED_NAMES) -> str:
+    """``'unet', 'points' or 'neighbours'``: the names ``--model`` accepts besides a file, for messages."""
+    quoted = [f"'{name}'" for name in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
+
+
+def check_model_path(model: str, names=SHIPPED_NAMES, suffixes=MODEL_SUFFIXES) -> Path:
+    """The ``--model`` file ``model`` (neither of the shipped ``names``), refused in one line that lists
+    the names and suffixes it may be when it is not a readable file."""
+    path = Path(model)
+    if not os.path.lexists(path):
+        if path.suffix.lower() not in suffixes and len(path.parts) == 1:  # a name, not a path
+            raise ValueError(f"--model {model} is neither a shipped filter nor a file; give {shipped_names(names)}, "
+                             f"or a filter model file ({', '.join(suffixes)})")
+        raise FileNotFoundError(f"--model {path} does not exist; check the path, or give {shipped_names(names)}")
+    return check_input_file(path, "--model")
+
+
 def check_model(args: argparse.Namespace) -> None:
-    """A ``--model`` file must be a Keras file whose model card (if any) records a filter's threshold."""
+    """A ``--model`` is one of ``SHIPPED_NAMES``, or a whole Keras or neighbour filter file whose model card
+    (if any) records a filter's threshold."""
     if args.method or args.model is None or args.model in SHIPPED_NAMES:
         return
-    path = check_input_file(args.model, "--model")
+    path = check_model_path(args.model)
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
         raise ValueError(f"--model {path} is not a filter model file ({' or '.join(MODEL_SUFFIXES)}); give a filter "
-                         f"model file or one of {', '.join(SHIPPED_NAMES)}")
+                         f"model file or {shipped_names()}")
     kind = {".keras": "a Keras model archive (a zip file)", ".h5": "a Keras HDF5 model file",
             ".npz": "a neighbour filter (a NumPy .npz zip archive)"}[suffix]
     if not (is_hdf5_file(path) if suffix == ".h5" else is_zip_file(path)):
         raise ValueError(f"--model {path} is not {kind}: its first bytes say it is some other file; give a filter "
-                         f"saved by Keras or NeighbourFilter.save, or one of {', '.join(SHIPPED_NAMES)}")
+                         f"saved by Keras or NeighbourFilter.save, or {shipped_names()}")
+    check_model_archive(path, "--model", f"or give {shipped_names()}")
     card = read_model_card(path)
     if card is not None and card.threshold is None:
         raise ValueError(f"--model {path} is a '{card.target}' model (its model card records no decision threshold), "
-                         f"not an artefact filter; give a filter model or one of {', '.join(SHIPPED_NAMES)}")
+                         f"not an artefact filter; give a filter model or {shipped_names()}")
 
 
 def option_line(args: argparse.Namespace, parser: argparse.ArgumentParser, leave_out=()) -> list[str]:

@@ -18,6 +18,9 @@ from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.labels import KEEP
 
 MIN_POINTS = 100  # oriented points Poisson reconstruction is given at least
+# Points whose spread across their main direction is below this share of their spacing lie on a line
+# (within their noise): no surface passes through them, and Poisson would invent one.
+LINE_SPREAD = 0.25
 
 
 def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
@@ -41,6 +44,32 @@ def true_mesh(scan: Mapping) -> tuple[np.ndarray, np.ndarray]:
     world = np.asarray(scan["mesh_vertices"], np.float64)
     camera = (world - pose[:3, 3]) @ pose[:3, :3]  # R^T (p - t), row vectors
     return camera, np.asarray(scan["mesh_triangles"], np.int64)
+
+
+def check_spans_surface(points: np.ndarray, spacing: float) -> None:
+    """Refuse points that span no surface: a surface needs the centred points to have rank 2 or more,
+    and here the rank is measured within the noise, against the points' spacing. The spread across
+    the main direction (the standard deviation along the second principal axis) below ``LINE_SPREAD``
+    spacings means the points lie along a line, or at one point; Poisson would still write a thin
+    closed "surface" around them.
+
+    Args:
+        points: (N, 3) finite points.
+        spacing: their point spacing (``geometry.point_features.point_spacing``), in their unit.
+
+    Raises:
+        ValueError: the points lie at one point or along a line (one line, with the spread and spacing).
+    """
+    points = np.asarray(points, np.float64)
+    centred = points - points.mean(axis=0)
+    spread = np.sqrt(np.clip(np.linalg.eigvalsh(centred.T @ centred / len(points)), 0, None))[::-1]
+    if spread[0] == 0:
+        raise ValueError(f"the {len(points)} points all lie at one position, so they span no surface to reconstruct; "
+                         "give points that cover a surface")
+    if spread[1] <= LINE_SPREAD * spacing:
+        raise ValueError(f"the {len(points)} points lie along a line: across it they spread {spread[1]:.2g}, under "
+                         f"{LINE_SPREAD:g} of their spacing {spacing:.2g} (in their unit), so they span no surface to "
+                         "reconstruct; give points that cover a surface")
 
 
 def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_quantile: float = 0.05,

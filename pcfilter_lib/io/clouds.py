@@ -458,7 +458,12 @@ class CloudWriter:
                 self._file.close()
                 self._atomic.__exit__(type(problem), problem, problem.__traceback__)
                 raise
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as problem:  # a full disk shows here, as the last buffered bytes go out: drop the file
+            if error is None:
+                self._atomic.__exit__(type(problem), problem, problem.__traceback__)  # raises it, naming the file
+                raise
         if error is None and self.written != self.count:  # a bug in the caller: no file under the name
             problem = RuntimeError(f"{self.path}: {self.written} points written, the header says {self.count}")
             self._atomic.__exit__(RuntimeError, problem, None)

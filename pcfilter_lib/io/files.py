@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,33 +37,61 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+# The temporary name of a file being written: ``.NAME.XXXXXXXX.partSUFFIX`` beside it (``atomic_path``).
+PART_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.part(\.[^.]+)?$")
+
+
+def part_path(path: str | os.PathLike) -> Path:
+    """A new temporary name beside ``path``, as ``atomic_path`` writes it: ``.NAME.XXXXXXXX.partSUFFIX``
+    (hidden, random, and keeping the suffix that libraries such as NumPy and Keras look at)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
+
+
+def remove_stale_parts(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (``PART_NAME``) that an interrupted or killed run left anywhere under
+    ``folder``, a folder one generator writes; returns them. Only names of this library's own
+    pattern are touched."""
+    stale = [p for p in Path(folder).rglob(".*.part*") if p.is_file() and PART_NAME.match(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
+    """Yield a temporary path beside ``path`` (``part_path``); on success it is renamed to ``path``.
 
-    The temporary name keeps the suffix of ``path`` (libraries such as NumPy and Keras look at it),
-    and the file gets the mode of a new file under the user's umask. On any error the temporary
-    file is removed and ``path`` is left as it was.
+    The file gets the mode of a new file under the user's umask. On any error, Ctrl-C included, the
+    temporary file is removed and ``path`` is left as it was: the temporary name is chosen before the
+    file is made, inside the ``try`` that removes it, so no moment leaves it behind.
 
     Raises:
-        OSError: the folder cannot be created or written; its ``filename`` is ``path``, not the
-            temporary file.
+        OSError: the folder cannot be created or written, or the write failed; an error of the write
+            that names no file (a full disk: ENOSPC) or names the temporary file names ``path``.
+            An error naming another file (such as an input read meanwhile) is raised as it is.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     except OSError as error:
         _raise_naming(error, path)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = part_path(path)
     try:
         try:
+            for _ in range(100):  # another name if one is taken (one in 4e9)
+                try:
+                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    break
+                except FileExistsError:
+                    tmp = part_path(path)
             yield tmp
             os.chmod(tmp, new_file_mode())
             os.replace(tmp, path)
         except OSError as error:
-            _raise_naming(error, path)
+            if error.filename is None or str(error.filename) == str(tmp):
+                _raise_naming(error, path)
+            raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -71,6 +101,18 @@ def _raise_naming(error: OSError, path: Path) -> NoReturn:
     if error.errno is None or error.strerror is None:
         raise error
     raise type(error)(error.errno, error.strerror, str(path)) from error
+
+
+@contextlib.contextmanager
+def naming_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Raise an OSError that names no file (a full disk: ENOSPC, from a buffered write) as one naming
+    ``path``, the file being written, so that a run writing several files says which one failed."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            _raise_naming(error, Path(path))
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -96,19 +138,36 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# What to do about a manifest that cannot be read: nothing that would delete the files beside it.
+MANIFEST_REMEDY = ("restore it from a copy, or make the data again into a new folder; the files beside it are "
+                   "left as they are")
+
+
 def read_manifest(folder: str | os.PathLike) -> dict | None:
-    """The folder's manifest, or None if it has none. A manifest that is not valid JSON is an error."""
+    """The folder's manifest, or None if it has none.
+
+    Raises:
+        ValueError: the manifest is not valid JSON, or not a JSON object whose ``files`` maps names to
+            checksums; the message says what is wrong with it and a remedy that deletes nothing.
+    """
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete the folder to regenerate it") from error
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files", {}), dict):
-        raise ValueError(f"{path} is not a pcfilter manifest (a JSON object whose 'files' maps names to sha256); "
-                         "delete the folder to regenerate it")
-    return manifest
+        raise ValueError(f"{path} is not valid JSON ({error}): it was damaged or edited; {MANIFEST_REMEDY}") from error
+    if not isinstance(manifest, dict):
+        found = f"this one holds a JSON {type(manifest).__name__}"
+    elif "files" not in manifest:
+        found = "this one has no 'files'"
+    elif not isinstance(manifest["files"], dict):
+        found = f"its 'files' is a JSON {type(manifest['files']).__name__}"
+    else:
+        return manifest
+    found = found.replace("JSON dict", "JSON object").replace("JSON str", "JSON string")
+    raise ValueError(f"{path} is not a pcfilter manifest (a JSON object whose 'files' maps names to sha256; {found}); "
+                     f"{MANIFEST_REMEDY}")
 
 
 def write_manifest(folder: str | os.PathLike, manifest: dict) -> None:
@@ -123,26 +182,66 @@ def same_recipe(manifest: dict | None, recipe: dict) -> bool:
     return manifest is not None and all(manifest.get(key) == value for key, value in recipe.items())
 
 
+def recipe_differences(manifest: dict, recipe: dict) -> list[tuple[tuple[str, ...], object, object]]:
+    """(key, the manifest's value, the recipe's value) of each setting of ``recipe`` that differs: a
+    top-level key, or a key of a top-level mapping such as ``("parameters", "n")`` (None where one side
+    lacks it)."""
+    differences = []
+    for key, value in recipe.items():
+        old = manifest.get(key)
+        if old == value:
+            continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            differences += [((key, name), old.get(name), value.get(name)) for name in (*value, *(n for n in old
+                                                                                                if n not in value))
+                            if old.get(name) != value.get(name)]
+        else:
+            differences.append(((key,), old, value))
+    return differences
+
+
+class RecipeMismatch(ValueError):
+    """A folder written by the same generator with other settings (``prepare_folder``).
+
+    Attributes:
+        folder: the folder.
+        differences: ``recipe_differences`` of its manifest and the recipe asked for, so that a command
+            can name its options.
+    """
+
+    def __init__(self, folder: Path, differences: list):
+        self.folder, self.differences = folder, differences
+        shown = "; ".join(f"{'.'.join(key)} {old!r} (this run: {new!r})" for key, old, new in differences[:4])
+        super().__init__(f"{folder} already holds other data, made with other settings: {shown}; give the same "
+                         "settings to resume it, or choose another folder")
+
+
 def prepare_folder(folder: str | os.PathLike, recipe: dict, replace: bool = False) -> dict:
     """Get ``folder`` ready for a generator run and return its manifest.
 
     A missing or empty folder gets a new manifest for ``recipe``. A folder written for the same
-    recipe is resumed: its manifest is returned with the files already made. With ``replace`` (for
-    the data folders the library manages itself), a folder written by the same generator for another
-    version or recipe, holding nothing but its manifest's files, is emptied and made again. Any other
-    folder holding anything is refused with a ValueError, so files from two versions are never mixed
-    and nothing of the user's is deleted.
+    recipe is resumed: its manifest is returned with the files already made, and the temporary files
+    of an interrupted run (``remove_stale_parts``) are removed. With ``replace`` (for the data folders
+    the library manages itself), a folder written by the same generator for another version or
+    recipe, holding nothing but its manifest's files, is emptied and made again. Any other folder
+    holding anything is refused with a ValueError (a ``RecipeMismatch`` naming the settings that differ
+    where the same generator and version wrote it), so files from two versions are never mixed and
+    nothing of the user's is deleted.
     """
     folder = Path(folder)
     manifest = read_manifest(folder) if folder.exists() else None
     if same_recipe(manifest, recipe):
+        remove_stale_parts(folder)
         return manifest
     if replace and manifest and manifest.get("generator") == recipe.get("generator"):
         _remove_generated(folder, manifest)
     if folder.exists() and any(p.name != MANIFEST for p in folder.iterdir()):
+        if manifest and (manifest.get("generator"), manifest.get("version")) == (recipe.get("generator"),
+                                                                                 recipe.get("version")):
+            raise RecipeMismatch(folder, recipe_differences(manifest, recipe))
         found = f"{manifest.get('generator')} {manifest.get('version')}" if manifest else "files without a manifest"
         raise ValueError(
-            f"{folder} already holds other data ({found}); choose another folder or delete this one to regenerate"
+            f"{folder} already holds other data ({found}); choose another folder, or delete this one to regenerate"
         )
     manifest = {**recipe, "files": {}}
     folder.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,7 @@ def check_both_classes(clouds: list[LabelledCloud], where: str) -> None:
     """A one-line ValueError unless the clouds hold both true points and artefacts (a filter cannot
     learn, nor a threshold be chosen, from one class)."""
     artefacts = sum(int((~cloud.keep).sum()) for cloud in clouds)
-    total = sum(len(cloud) for cloud in clouds)
+    total = sum(len(cloud.keep) for cloud in clouds)  # the labels: a part of a cloud may come without its points
     if artefacts == 0 or artefacts == total:
         only = "true points" if artefacts == 0 else "artefacts"
         raise ValueError(f"{where} holds only {only} ({total} points): label some points of each class")

@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcfilter_lib.io.files import atomic_write_text
+from pcfilter_lib.io.files import atomic_write_text, is_zip_file
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped models and their cards
 # The shipped PU-Net (``models.punet.load_upsampler``), named here so that the command line can read
@@ -163,3 +165,68 @@ def check_model_file(model_path: str | os.PathLike, what: str = "model file") ->
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist; {retrain_hint(path)}")
     return path
+
+
+# What a model archive must hold: a Keras 3 ``.keras`` file its configuration (and weights, as the
+# second member list says), a neighbour filter ``.npz`` (``NeighbourFilter.save``) its format tag.
+ARCHIVE_MEMBERS = {".keras": (("config.json",), "a Keras model archive (model.save)"),
+                   ".npz": (("format.npy",), "a neighbour filter (NeighbourFilter.save)")}
+
+
+def damaged_hint(model_path: str | os.PathLike) -> str:
+    """What to do about a damaged model file: for a shipped one, the command that trains it again
+    (``retrain_hint``); for any other, save or copy it again."""
+    hint = retrain_hint(model_path)
+    return hint if hint != "check the path" else "save or copy it again (or train it again)"
+
+
+def archive_problem(model_path: str | os.PathLike) -> tuple[str, str] | None:
+    """What is wrong with a model archive (``.keras`` or ``.npz``, both zip files), or None: ("foreign",
+    why) for a file that does not start as a zip archive, ("damaged", why) for an archive whose
+    directory cannot be read or a member of which fails its checksum (a file cut short or
+    overwritten), ("incomplete", why) for one that lacks the members of its kind (``ARCHIVE_MEMBERS``).
+    Files of other suffixes are left to their loaders (None)."""
+    path = Path(model_path)
+    kind = ARCHIVE_MEMBERS.get(path.suffix.lower())
+    if kind is None:
+        return None
+    if not is_zip_file(path):
+        return "foreign", f"a {path.suffix.lower()} file is a zip archive and this one does not start as one"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member: the first whose checksum fails, or None
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as error:
+        return "damaged", (f"its zip archive cannot be read ({str(error).rstrip('.')}): the file was cut short or "
+                           "overwritten")
+    if bad is not None:
+        return "damaged", f"the member {bad} of its zip archive fails its checksum: the file was overwritten"
+    if missing := [member for member in kind[0] if member not in names]:
+        return "incomplete", f"it is a zip archive without {', '.join(missing)}"
+    return None
+
+
+def check_model_archive(model_path: str | os.PathLike, what: str = "model file", remedy: str = "") -> Path:
+    """``model_path`` if it is a whole model archive of its kind (``archive_problem``), checked before
+    Keras or NumPy read it: Keras says "File not found" for a zip cut short, NumPy raises
+    ``zipfile.BadZipFile``, and either may advise loading a file unsafely.
+
+    Args:
+        model_path: the file (which exists: ``check_model_file``).
+        what: what the file is, as the message should say it (e.g. ``"--model"``).
+        remedy: what else the user may give instead, ending the message (e.g. the shipped names).
+
+    Raises:
+        ValueError: the file is not a model archive of its kind, or is damaged; the message names the
+            file, what is wrong and what to do.
+    """
+    path = Path(model_path)
+    problem = archive_problem(path)
+    if problem is None:
+        return path
+    kind, why = problem
+    instead = f"; {remedy}" if remedy else ""
+    name = ARCHIVE_MEMBERS[path.suffix.lower()][1]
+    if kind == "damaged":
+        raise ValueError(f"{what} {path} is damaged: {why}; {damaged_hint(path)}{instead}")
+    raise ValueError(f"{what} {path} is not {name}: {why}{instead}")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import keras
 
-from pcfilter_lib.io.files import atomic_write_with, is_zip_file
-from pcfilter_lib.io.model_cards import check_model_file
+from pcfilter_lib.io.files import atomic_write_with
+from pcfilter_lib.io.model_cards import archive_problem, check_model_file, damaged_hint
 
 
 def load_saved_model(path: str | os.PathLike, what: str = "model file") -> keras.Model:
@@ -36,14 +36,26 @@ def load_saved_model(path: str | os.PathLike, what: str = "model file") -> keras
         ValueError: Keras cannot load it.
     """
     path = check_model_file(path, what)
-    if path.suffix.lower() == ".keras" and not is_zip_file(path):  # Keras would say "File not found"
-        raise ValueError(f"{path} is not a loadable Keras model: a .keras file is a zip archive and this one is "
-                         "not; give a model saved with model.save")
+    problem = archive_problem(path)  # Keras would say "File not found" for a zip cut short
+    if problem is not None:
+        kind, why = problem
+        raise ValueError(f"{path} is not a loadable Keras model: {'it is damaged: ' * (kind == 'damaged')}{why}; "
+                         + (f"{damaged_hint(path)}, or give" if kind == "damaged" else "give") + " a model saved with "
+                         "model.save")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many kinds for a damaged or foreign file
-        raise ValueError(f"{path} is not a loadable Keras model (Keras: {str(error).rstrip('.; ')}); give a model "
-                         "saved with model.save") from error
+        raise ValueError(f"{path} is not a loadable Keras model ({_reason(error)}); {damaged_hint(path)}, or give a "
+                         "model saved with model.save") from error
+
+
+def _reason(error: Exception) -> str:
+    """Why Keras could not load a model, in a few words; never its advice to load the file unsafely
+    (``safe_mode=False`` for a model that holds code, ``allow_pickle`` for pickled arrays)."""
+    text = " ".join(str(error).split())
+    if any(word in text for word in ("safe_mode", "pickle", "Lambda")):
+        return "it holds Python code or objects, which are never loaded from a file because loading them can run code"
+    return f"Keras: {text[:300].rstrip('.; ')}"
 
 
 def save_for_inference(model: keras.Model, path: str | os.PathLike) -> Path:

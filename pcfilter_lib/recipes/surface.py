@@ -28,7 +28,7 @@ import open3d as o3d
 
 from pcfilter_lib.geometry.normals import estimate_cloud_normals
 from pcfilter_lib.geometry.point_features import point_spacing
-from pcfilter_lib.geometry.reconstruction import MIN_POINTS, reconstruct
+from pcfilter_lib.geometry.reconstruction import MIN_POINTS, check_spans_surface, reconstruct
 from pcfilter_lib.io.files import atomic_write_with
 
 TRIM_SPACINGS = 4.0  # mesh vertices farther than this many point spacings (of the filtered points) from every point go
@@ -76,7 +76,8 @@ def filtered_surface(scan: Mapping, keep: np.ndarray, depth: int = 8, upsampler=
 
     Raises:
         ValueError: fewer than ``MIN_POINTS`` points are kept, fewer than the upsampler's patch
-            are kept, or ``passes`` > 0 without an upsampler.
+            are kept, the kept points span no surface (``check_spans_surface``: along a line), or
+            ``passes`` > 0 without an upsampler.
     """
     if passes and upsampler is None:
         raise ValueError(f"{passes} upsampling passes need an upsampler (models.punet.load_upsampler)")
@@ -85,7 +86,9 @@ def filtered_surface(scan: Mapping, keep: np.ndarray, depth: int = 8, upsampler=
     if len(points) < MIN_POINTS:
         raise ValueError(f"{len(points)} points are kept; Poisson reconstruction needs at least {MIN_POINTS}")
     normals = None if scan.get("normals") is None else np.asarray(scan["normals"], np.float64)[keep]
-    trim = TRIM_SPACINGS * point_spacing(points)  # of the filtered points, before any upsampling
+    spacing = point_spacing(points) if np.ptp(points, axis=0).any() else 0.0  # 0: every point at one position
+    check_spans_surface(points, spacing)  # collinear points: refused before any upsampling
+    trim = TRIM_SPACINGS * spacing  # of the filtered points, before any upsampling
     clouds, seconds = [points], []
     if passes:  # imports Keras: only a surface of upsampled points needs TensorFlow
         from pcfilter_lib.models.punet import upsample
