@@ -127,3 +127,123 @@ def test_scan_figures(scan):
     assert [ax.get_title() for ax in grid.axes[:5]][0] == "intensity" and len(grid.axes) >= 5
     with pytest.raises(ValueError, match="colour_by"):
         viz.scan_figure_3d(scan, colour_by="depth")
+
+
+def _ascii_ply(count: int, rows: list[str], faces: str = "") -> str:
+    return (f"ply\nformat ascii 1.0\nelement vertex {count}\nproperty float x\nproperty float y\nproperty float z\n"
+            f"{faces}end_header\n" + "".join(row + "\n" for row in rows))
+
+
+def test_header_counts_that_disagree_with_the_data_are_refused(tmp_path):
+    """A PLY, PCD or PTS header that counts fewer points than the file holds is refused with both
+    numbers, never read on the counted ones; a PLY mesh, whose faces follow its vertices, is not."""
+    from pcfilter_lib.io.clouds import open_stream
+    from pcfilter_lib.io.organised import read_cloud, write_organised
+
+    rows = [f"{i} {i % 7} 1" for i in range(20)]
+    (tmp_path / "a.ply").write_text(_ascii_ply(15, rows))
+    with pytest.raises(ValueError, match="its header counts 15 vertices, but the file holds 20 vertex lines "
+                       "\\(lines 8 to 27\\)"):
+        read_cloud(tmp_path / "a.ply")
+    (tmp_path / "m.ply").write_text(_ascii_ply(20, rows + ["3 0 1 2"], "element face 1\nproperty list uchar int "
+                                                                      "vertex_indices\n"))
+    assert len(read_ply(tmp_path / "m.ply")["x"]) == 20
+    points = np.random.default_rng(0).uniform(0, 1, (20, 3)).astype("<f4")
+    head = (b"ply\nformat binary_little_endian 1.0\nelement vertex 15\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n")
+    (tmp_path / "b.ply").write_bytes(head + points.tobytes())
+    for read in (read_ply, open_stream):
+        with pytest.raises(ValueError, match="its header counts 15 vertices, but its vertex data holds 20;"):
+            read(tmp_path / "b.ply")
+    (tmp_path / "c.ply").write_bytes(head + points.tobytes()[:-6])  # 19.5 vertices
+    with pytest.raises(ValueError, match="vertex data holds at least 19;"):
+        read_ply(tmp_path / "c.ply")
+    write_organised(tmp_path / "d.pcd", np.ones((4, 5, 3), np.float32))  # 16 bytes a point
+    (tmp_path / "e.pcd").write_bytes((tmp_path / "d.pcd").read_bytes() + b"\0" * 16)
+    with pytest.raises(ValueError, match="its header counts 20 points \\(POINTS\\), but its binary data holds 21"):
+        read_cloud(tmp_path / "e.pcd")
+    (tmp_path / "f.pts").write_text("900\n" + "".join(f"{x} {y} {z} 0 0 0 0\n" for x, y, z in points))
+    with pytest.raises(ValueError, match="its first line says 900 points, but the file holds 20 point lines "
+                       "\\(lines 2 to 21\\)"):
+        read_cloud(tmp_path / "f.pts")
+    (tmp_path / "g.pts").write_text("20\n" + "".join(f"{x} {y} {z} 0 0 0 0\n" for x, y, z in points))
+    assert np.allclose(read_cloud(tmp_path / "g.pts")["xyz"][0], points, atol=1e-6)
+
+
+def test_lines_of_another_column_count_are_named(tmp_path):
+    """The line, its count and the count expected, in place of NumPy's advice to use usecols, for the
+    whole-file and the chunked .xyz readers and ascii PLY and PCD data."""
+    from pcfilter_lib.io.clouds import open_stream
+    from pcfilter_lib.io.organised import read_cloud
+
+    lines = ["# a comment", "0 0 0", "", "1 1 1", "2 2 2 5", "3 3 3"]
+    (tmp_path / "a.xyz").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="a.xyz, line 5: 4 values, where 3 are expected \\(as on line 2\\)"):
+        read_cloud(tmp_path / "a.xyz")
+    for size in (2, 100):  # the odd line in a later chunk, and in the first
+        with pytest.raises(ValueError, match="a.xyz, line 5: 4 values, where 3 are expected"):
+            list(open_stream(tmp_path / "a.xyz").chunks(size))
+    (tmp_path / "b.ply").write_text(_ascii_ply(3, ["0 0 0", "1 1", "2 2 2"]))
+    with pytest.raises(ValueError, match="b.ply, line 9: 2 values, where 3 are expected \\(as the header says\\)"):
+        read_ply(tmp_path / "b.ply")
+    (tmp_path / "c.pcd").write_text("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\n"
+                                    "POINTS 2\nDATA ascii\n0 0 0\n1 1 1 1\n")
+    with pytest.raises(ValueError, match="c.pcd, line 10: 4 values, where 3 are expected"):
+        read_cloud(tmp_path / "c.pcd")
+
+
+def test_one_list_of_formats_and_files_without_a_suffix(tmp_path):
+    from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud
+
+    assert {".las", ".laz", ".ply", ".pcd", ".xyz", ".ptx", ".ptx.gz", ".pts"} <= set(CLOUD_SUFFIXES)
+    (tmp_path / "cloud").write_text("0 0 0\n")
+    with pytest.raises(ValueError, match="cloud: the name has no ending that says its format; rename it as a scan "
+                       "\\.npz or a cloud \\(\\.ply, \\.pcd, \\.xyz, \\.las, \\.laz"):
+        read_cloud(tmp_path / "cloud")
+
+
+def test_las_files_are_read_whole_as_unorganised_clouds(tmp_path):
+    import laspy
+
+    from pcfilter_lib.io.organised import read_cloud
+
+    points = np.random.default_rng(1).uniform(0, 5, (300, 3))
+    las = laspy.LasData(laspy.LasHeader(version="1.4", point_format=6))
+    las.header.scales, las.header.offsets = [1e-4] * 3, [0, 0, 0]
+    las.x, las.y, las.z = points.T
+    las.intensity = np.arange(300)
+    las.write(tmp_path / "a.laz")
+    cloud = read_cloud(tmp_path / "a.laz")
+    assert not cloud["organised"] and cloud["xyz"].shape == (1, 300, 3) and cloud["xyz"].dtype == np.float64
+    assert np.abs(cloud["xyz"][0] - points).max() <= 5e-5 and np.array_equal(cloud["intensity"][0], np.arange(300))
+
+
+def test_infinite_points_of_an_organised_grid_are_counted(tmp_path):
+    """NaN is a pixel without a point; an infinite coordinate is a point, beyond every limit, dropped and
+    counted as ``far``."""
+    from pcfilter_lib.io.organised import read_cloud
+
+    xyz = np.ones((4, 5, 3))
+    xyz[0, :3, 2] = np.inf
+    xyz[1, :2] = np.nan
+    xyz[2, 0, 0] = -np.inf
+    head = ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 5\nHEIGHT 4\nPOINTS 20\nDATA binary\n")
+    (tmp_path / "a.pcd").write_bytes(head.encode() + xyz.astype("<f4").tobytes())  # infinite values as they are
+    cloud = read_cloud(tmp_path / "a.pcd")
+    assert cloud["organised"] and cloud["far"] == 4 and cloud["valid"].sum() == 20 - 4 - 2
+
+
+@pytest.mark.parametrize(("name", "text", "says"), [
+    ("m.off", "OFF\n4 2 0\n0 0 0\n1 0 0\nnan 1 0\n0 1 0\n3 0 1 2\n3 0 2 3\n", "m.off, line 5: vertex 2 has a "
+                                                                            "non-finite coordinate"),
+    ("m.obj", "v 0 0 0\nv 1 0 0\nv 0 inf 0\nv 0 1 0\nf 1 2 3\nf 1 3 4\n", "m.obj, line 3: vertex 2 \\(0.0, inf, "
+                                                                          "0.0\\) is not finite"),
+    ("m.ply", _ascii_ply(4, ["0 0 0", "1 0 0", "0 1 nan", "0 1 0", "3 0 1 2"], "element face 1\nproperty list uchar "
+                                                                                "int vertex_indices\n"),
+     "m.ply, line 12: vertex 2 \\(0.0, 1.0, nan\\) is not finite")])
+def test_a_mesh_vertex_that_is_not_finite_is_named(tmp_path, name, text, says):
+    from pcfilter_lib.simulate.scene import read_part_file
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=says):
+        read_part_file(tmp_path / name)

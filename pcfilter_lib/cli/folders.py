@@ -30,7 +30,7 @@ def folder_inputs(folder: Path, out: Path, suffixes: tuple[str, ...] = INPUT_SUF
         raise ValueError("-o must be another folder than the input folder (inputs are never overwritten)")
     inputs = sorted(p for p in folder.iterdir() if p.is_file() and suffix_of(p) in suffixes)
     if not inputs:
-        clouds = ", ".join(s for s in suffixes if s != ".npz")
+        clouds = ", ".join(dict.fromkeys(s for s in suffixes if s != ".npz"))  # each once
         raise ValueError(f"{folder} holds no scan (.npz) or cloud ({clouds}) files")
     return inputs
 

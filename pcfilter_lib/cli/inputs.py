@@ -11,7 +11,7 @@ import numpy as np
 
 from pcfilter_lib import filters  # its names load Keras when first used, after runtime.setup
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT, FLOAT32_COORDINATE_LIMIT, MIN_POINTS
-from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud, usable_points
+from pcfilter_lib.io.organised import CLOUD_SUFFIXES, read_cloud, unknown_format, usable_points
 from pcfilter_lib.io.ptx import suffix_of
 from pcfilter_lib.io.scan import load_scan
 
@@ -28,8 +28,7 @@ def read_filter_input(path: Path, grid: tuple[int, int] | None = None) -> dict:
     if suffix == ".npz":
         scan = {**load_scan(path, arrays=()), "organised": True, "far": 0}
     elif suffix not in CLOUD_SUFFIXES:
-        raise ValueError(f"{path}: cannot read {suffix!r} files; give a scan .npz or a cloud "
-                         f"({', '.join(CLOUD_SUFFIXES)})")
+        raise ValueError(unknown_format(path))
     else:
         if grid is not None and suffix != ".ply":
             raise ValueError(f"--grid reads a .ply exported without its grid size; {path} is a {suffix} file, "

@@ -137,6 +137,8 @@ class PlyHeader:
         record: one vertex as a structured dtype (little endian).
         obj_info: the ``obj_info`` (or ``comment``) ``width`` / ``height`` entries, as whole numbers.
         start: the byte offset at which the vertex data begins.
+        others: whether other elements (faces, edges) follow the vertices, so that the file holds more
+            than the vertex data.
     """
 
     format: str
@@ -144,6 +146,7 @@ class PlyHeader:
     record: np.dtype
     obj_info: dict[str, int]
     start: int
+    others: bool = False
 
 
 def _whole(path, line: str, text: str) -> int:
@@ -168,7 +171,7 @@ def read_ply_header(path: str | os.PathLike, data: bytes) -> PlyHeader:
     line_end = data.find(b"\n", end)
     if line_end < 0 or data[end + len(b"end_header"):line_end].strip():
         raise CloudError(f"{path}: 'end_header' is not followed by a line end; the file is cut short or damaged")
-    fmt, count, element, fields, obj_info = None, None, None, [], {}
+    fmt, count, element, fields, obj_info, others = None, None, None, [], {}, False
     for line in data[:end].decode("ascii", errors="replace").splitlines()[1:]:
         words = line.split()
         if words[:1] == ["format"]:
@@ -181,6 +184,8 @@ def read_ply_header(path: str | os.PathLike, data: bytes) -> PlyHeader:
                 count = _whole(path, line, words[2])
             elif count is None:
                 raise CloudError(f"{path}: elements before 'vertex' are not supported")
+            else:
+                others = True
         elif words[:1] == ["property"] and element == "vertex":
             if len(words) != 3 or words[1] not in _PLY_TYPES:
                 raise CloudError(f"{path}: vertex property {' '.join(words[1:])!r} is not supported "
@@ -195,7 +200,39 @@ def read_ply_header(path: str | os.PathLike, data: bytes) -> PlyHeader:
         raise CloudError(f"{path}: PLY format {fmt!r} is not supported (use binary_little_endian or ascii)")
     if count is None or not fields:
         raise CloudError(f"{path}: no vertex element with properties in the header")
-    return PlyHeader(fmt, count, np.dtype(fields), obj_info, line_end + 1)
+    return PlyHeader(fmt, count, np.dtype(fields), obj_info, line_end + 1, others)
+
+
+def more_vertices(path, header: PlyHeader, size: int) -> CloudError | None:
+    """The error for a binary PLY whose vertex data (``size`` bytes after the header) holds more vertices
+    than its header counts, with no other element after them; None where it does not."""
+    extra = size - header.count * header.record.itemsize
+    if header.others or header.format != "binary_little_endian" or extra < header.record.itemsize:
+        return None
+    held = size // header.record.itemsize
+    return CloudError(f"{path}: its header counts {header.count} vertices, but its vertex data holds "
+                      f"{'at least ' * bool(size % header.record.itemsize)}{held}; the header's count is wrong or "
+                      "data was appended: export the file again")
+
+
+def columns_mismatch(path, lines: Sequence, first_line: int, expected: int | None = None,
+                     comments: str | None = None, why: str = "as the header says") -> CloudError | None:
+    """The error naming the first of the text ``lines`` (``first_line`` being the file's line number of
+    the first) whose count of values differs from ``expected`` (``why``: where that count comes from), or
+    from the first line's where ``expected`` is None (blank lines, and with ``comments`` the text after
+    it, skipped); None where every line has as many."""
+    for number, line in enumerate(lines, start=first_line):
+        text = line.decode("ascii", errors="replace") if isinstance(line, bytes) else line
+        words = (text.split(comments, 1)[0] if comments else text).split()
+        if not words:
+            continue
+        if expected is None:
+            expected, why = len(words), f"as on line {number}"
+        elif len(words) != expected:
+            return CloudError(f"{path}, line {number}: {len(words)} value{'s' * (len(words) != 1)}, where "
+                              f"{expected} are expected ({why}); every line of a cloud must have as many "
+                              "columns: mend the file or export it again")
+    return None
 
 
 def read_ply(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -221,26 +258,37 @@ def read_ply_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], PlyHe
     if header.format == "binary_little_endian":
         if len(data) - header.start < count * record.itemsize:
             raise short
+        more = more_vertices(path, header, len(data) - header.start)
+        if more is not None:
+            raise more
         rows = np.frombuffer(data, record, count=count, offset=header.start)
     else:
-        lines = data[header.start:].decode("ascii", errors="replace").splitlines()[:count]
+        lines = data[header.start:].decode("ascii", errors="replace").splitlines()
         if len(lines) < count:
             raise short
-        table = read_table(path, lines, len(record.names))
+        first = data[:header.start].count(b"\n") + 1
+        extra = sum(1 for line in lines[count:] if line.strip())
+        if extra and not header.others:
+            raise CloudError(f"{path}: its header counts {count} vertices, but the file holds {count + extra} "
+                             f"vertex lines (lines {first} to {first + len(lines) - 1}); the header's count is "
+                             "wrong or lines were appended: export the file again")
+        table = read_table(path, lines[:count], len(record.names), first)
         rows = np.empty(count, record)
         for i, name in enumerate(record.names):
             rows[name] = table[:, i]
     return {name: np.array(rows[name]) for name in record.names}, header
 
 
-def read_table(path, lines: Sequence[str], columns: int) -> np.ndarray:
-    """(len(lines), columns) float64 numbers from text lines of ``columns`` numbers each."""
+def read_table(path, lines: Sequence[str], columns: int, first_line: int = 1) -> np.ndarray:
+    """(len(lines), columns) float64 numbers from text lines of ``columns`` numbers each; a line with
+    another count is named by its number in the file (``first_line`` being the first's)."""
     if not lines:
         return np.zeros((0, columns))
     try:
         table = np.loadtxt(lines, dtype=np.float64, ndmin=2, comments=None)
     except ValueError as error:
-        raise CloudError(f"{path}: the point data is not rows of numbers ({error})") from error
+        mismatch = columns_mismatch(path, lines, first_line, columns)
+        raise (mismatch or CloudError(f"{path}: the point data is not rows of numbers ({error})")) from error
     if table.shape != (len(lines), columns):
         raise CloudError(f"{path}: expected {len(lines)} rows of {columns} numbers as the header says, found "
                          f"{table.shape[0]} rows of {table.shape[1]}")
@@ -325,9 +373,12 @@ class CloudStream:
                 yield {"xyz": xyz, "intensity": intensity}
 
     def _xyz_chunks(self, size: int):
+        first, columns = 1, None  # the file's line number of each chunk's first line; the first line's columns
         with open(self.path, "rb") as file:
             while lines := list(itertools.islice(file, size)):  # stops at the end, however large size is
-                table = _xyz_table(self.path, lines)
+                table = _xyz_table(self.path, lines, first, columns)
+                columns = table.shape[1] if len(table) and columns is None else columns
+                first += len(lines)
                 if len(table):
                     yield {"xyz": table[:, :3], "intensity": None}
                 if len(lines) < size:
@@ -339,14 +390,19 @@ class CloudStream:
             yield chunk["xyz"]
 
 
-def _xyz_table(path, lines: list[bytes]) -> np.ndarray:
-    """(n, >= 3) float64 numbers of ``x y z ...`` text lines (blank and # lines skipped)."""
+def _xyz_table(path, lines: list[bytes], first_line: int = 1, columns: int | None = None) -> np.ndarray:
+    """(n, >= 3) float64 numbers of ``x y z ...`` text lines (blank and # lines skipped), the first being
+    line ``first_line`` of the file, each with ``columns`` values (None: as many as the first)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an all-blank chunk: no rows, said below
             table = np.loadtxt([line.decode("ascii") for line in lines], dtype=np.float64, ndmin=2, comments="#")
     except (ValueError, UnicodeDecodeError) as error:
-        raise CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})") from error
+        mismatch = None if isinstance(error, UnicodeDecodeError) else columns_mismatch(
+            path, lines, first_line, columns, "#", "as on the lines before")
+        raise (mismatch or CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})")) from error
+    if table.size and columns is not None and table.shape[1] != columns:
+        raise columns_mismatch(path, lines, first_line, columns, "#", "as on the lines before")
     if table.size and table.shape[1] < 3:
         raise CloudError(f"{path}: each line must start with x y z, found {table.shape[1]} numbers per line")
     return table.reshape(-1, max(table.shape[1], 3)) if table.size else np.zeros((0, 3))
@@ -376,6 +432,9 @@ def open_stream(path: str | os.PathLike) -> CloudStream | LidarStream | None:
     header = read_ply_header(path, head)
     if header.format != "binary_little_endian" or len(header.obj_info) == 2:
         return None
+    more = more_vertices(path, header, path.stat().st_size - header.start)
+    if more is not None:
+        raise more
     if not {"x", "y", "z"} <= set(header.record.names):
         raise CloudError(f"{path}: the points need x, y and z fields, found {sorted(header.record.names)}")
     double = any(header.record.fields[a][0] == np.float64 for a in "xyz")

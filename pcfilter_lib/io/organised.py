@@ -32,8 +32,9 @@ import numpy as np
 
 from pcfilter_lib.geometry.normals import estimate_normals
 from pcfilter_lib.geometry.point_features import COORDINATE_LIMIT
-from pcfilter_lib.io.clouds import CloudError, read_ply_file, read_table, write_ply_rows
+from pcfilter_lib.io.clouds import CloudError, columns_mismatch, read_ply_file, read_table, write_ply_rows
 from pcfilter_lib.io.files import atomic_write_bytes
+from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, open_lidar
 from pcfilter_lib.io.ptx import (
     PTX_SUFFIXES,
     PointLines,
@@ -46,7 +47,8 @@ from pcfilter_lib.io.ptx import (
 from pcfilter_lib.memory import available_memory
 
 OPEN3D_SUFFIXES = (".pts", ".xyzn", ".xyzrgb")
-CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", *PTX_SUFFIXES) + OPEN3D_SUFFIXES
+# Every cloud format read, the one list that messages and the README give.
+CLOUD_SUFFIXES = (".ply", ".pcd", ".xyz", *LIDAR_SUFFIXES, *PTX_SUFFIXES) + OPEN3D_SUFFIXES
 # Sensor sizes (width, height) of Photoneo's scanners, whose organised .ply exports have no obj_info
 # lines: a .ply of exactly W * H vertices is read as their grid. PhoXi 3D Scanner XS to XL at full
 # and half resolution; MotionCam-3D in scanner and camera mode.
@@ -130,12 +132,22 @@ def read_pcd(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], int, int]:
     if mode == "binary":
         if len(body) < n * dtype.itemsize:
             raise CloudError(f"{path}: the binary data is shorter than its {n} points")
+        if len(body) >= (n + 1) * dtype.itemsize:
+            raise CloudError(f"{path}: its header counts {n} points (POINTS), but its binary data holds "
+                             f"{len(body) // dtype.itemsize}; the header is wrong or data was appended: export the "
+                             "file again")
         rows = np.frombuffer(body, dtype, count=n)
     elif mode == "ascii":
-        lines = body.decode("ascii", errors="replace").splitlines()[:n]
+        lines = body.decode("ascii", errors="replace").splitlines()
         if len(lines) < n:
             raise CloudError(f"{path}: the ascii data holds {len(lines)} lines, fewer than its {n} points")
-        table = read_table(path, lines, sum(counts))
+        first = data[:offset].count(b"\n") + 1
+        extra = sum(1 for line in lines[n:] if line.strip())
+        if extra:
+            raise CloudError(f"{path}: its header counts {n} points (POINTS), but the file holds {n + extra} point "
+                             f"lines from line {first} on; the header is wrong or lines were appended: export the "
+                             "file again")
+        table = read_table(path, lines[:n], sum(counts), first)
         rows = np.empty(n, dtype)
         column = 0
         for f, c in zip(dtype.names, counts, strict=True):
@@ -155,6 +167,8 @@ def estimate_points(path: str | os.PathLike) -> int:
     path = Path(path)
     if is_ptx(path):  # the header's grid; gzip hides the size of the text, and zeros compress to nothing
         return read_ptx_header(path).points
+    if path.suffix.lower() in LIDAR_SUFFIXES:  # the header's count, once open_lidar has checked it
+        return open_lidar(path).header.point_count
     with open(path, "rb") as file:
         head = file.read(65536)
     size = path.stat().st_size
@@ -199,7 +213,11 @@ def read_xyz(path: str | os.PathLike) -> dict[str, np.ndarray]:
             warnings.simplefilter("ignore")  # NumPy warns about an empty file; read_cloud says it holds no points
             table = np.loadtxt(path, dtype=np.float64, ndmin=2, comments="#")
     except ValueError as error:  # UnicodeDecodeError included
-        raise CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})") from error
+        mismatch = None
+        if not isinstance(error, UnicodeDecodeError):
+            with open(path, "rb") as file:
+                mismatch = columns_mismatch(path, file, 1, comments="#")
+        raise (mismatch or CloudError(f"{path} is not a text cloud of 'x y z' lines ({error})")) from error
     if table.size == 0:
         return {axis: np.zeros(0) for axis in "xyz"}
     if table.shape[1] < 3:
@@ -207,14 +225,40 @@ def read_xyz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return {axis: table[:, i] for i, axis in enumerate("xyz")}
 
 
+def pts_count(path: Path) -> int | None:
+    """The number of points a ``.pts`` file holds, once its first line's count has been checked against
+    its point lines (Open3D's reader trusts the count: a file of fewer lines would come back padded with
+    uninitialised memory); None for a file whose first line is no count (Open3D then reads no points).
+
+    Raises:
+        CloudError: the count and the lines disagree.
+    """
+    with open(path, "rb") as file:
+        head = file.readline().split()
+        if len(head) != 1 or not head[0].isdigit():
+            return None
+        count, lines, last = int(head[0]), 0, 1
+        for number, line in enumerate(file, start=2):
+            if line.strip():
+                lines, last = lines + 1, number
+    if lines != count:
+        raise CloudError(f"{path}: its first line says {count} points, but the file holds {lines} point lines "
+                         f"(lines 2 to {last}); correct the count on line 1, or export the file again")
+    return count
+
+
 def _read_open3d(path: Path) -> dict[str, np.ndarray]:
     import open3d as o3d  # deferred: only the formats that need Open3D pay for importing it
 
+    count = pts_count(path) if path.suffix.lower() == ".pts" else None
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):  # no reader warnings on stderr
         cloud = o3d.io.read_point_cloud(str(path))
     points = np.asarray(cloud.points)
     if len(points) == 0:
         raise CloudError(f"Open3D read no points from {path}; is it a point cloud file?")
+    if count is not None and len(points) != count:
+        raise CloudError(f"{path}: Open3D read {len(points)} points of the {count} its first line and its lines say; "
+                         "some lines are not 'x y z ...' numbers: mend the file or export it again")
     fields = {axis: points[:, i] for i, axis in enumerate("xyz")}
     if cloud.has_normals():
         fields.update({f"normal_{axis}": np.asarray(cloud.normals)[:, i] for i, axis in enumerate("xyz")})
@@ -242,8 +286,20 @@ def _read_fields(path: Path, suffix: str, grid: tuple[int, int] | None = None
         if sensor is not None:
             return _zero_is_missing(fields), sensor[0], sensor[1], True
         return fields, header.count, 1, False
-    fields = read_xyz(path) if suffix == ".xyz" else _read_open3d(path)
+    if suffix in LIDAR_SUFFIXES:
+        fields = _read_lidar(path)
+    else:
+        fields = read_xyz(path) if suffix == ".xyz" else _read_open3d(path)
     return fields, len(fields.get("x", ())), 1, False
+
+
+def _read_lidar(path: Path) -> dict[str, np.ndarray]:
+    """x, y, z (float64) and intensity (float32) of every point of a LAS or LAZ file (``io.lidar``), read
+    whole: an unorganised cloud, as ``filter`` reads it in chunks."""
+    chunks = list(open_lidar(path).chunks())
+    xyz = np.concatenate([chunk["xyz"] for chunk in chunks])
+    intensity = np.concatenate([chunk["intensity"] for chunk in chunks])
+    return {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "intensity": intensity}
 
 
 def phoxi_sensor(count: int) -> tuple[int, int] | None:
@@ -260,15 +316,19 @@ def _zero_is_missing(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                          for a in "xyz"}}
 
 
-def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT) -> tuple[np.ndarray, int]:
+def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT, infinite: bool = False) -> tuple[np.ndarray, int]:
     """(..., 3) coordinates -> (...) bool mask of points that can be filtered, and how many finite
     points were left out for lying beyond ``limit`` (their distances overflow: ``COORDINATE_LIMIT``
-    in double precision, ``FLOAT32_COORDINATE_LIMIT`` for filters that compute in single precision)."""
+    in double precision, ``FLOAT32_COORDINATE_LIMIT`` for filters that compute in single precision);
+    with ``infinite``, points with an infinite coordinate and none NaN are counted among them too (in
+    an organised grid NaN marks a pixel without a point, while an infinite coordinate is a point
+    beyond every limit)."""
     finite = np.isfinite(xyz).all(-1)
+    counted = ~np.isnan(xyz).any(-1) if infinite else finite
     if float(np.finfo(xyz.dtype).max) <= limit:  # such values never reach the limit
-        return finite, 0
+        return finite, int((counted & ~finite).sum())
     near = (np.abs(np.where(finite[..., None], xyz, 0)) <= np.asarray(limit, xyz.dtype)).all(-1)  # it fits
-    return finite & near, int((finite & ~near).sum())
+    return finite & near, int((counted & ~(finite & near)).sum())
 
 
 def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tuple[int, int] | None = None) -> dict:
@@ -300,8 +360,7 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
         raise FileNotFoundError(f"point cloud {path} does not exist")
     suffix = suffix_of(path)
     if suffix not in CLOUD_SUFFIXES:
-        raise CloudError(f"{path}: cannot read {suffix!r} clouds; use a scan .npz or one of "
-                         f"{', '.join(CLOUD_SUFFIXES)}")
+        raise CloudError(unknown_format(path))
     check_fits(path, available=available)
     if suffix in PTX_SUFFIXES:
         return _ptx_cloud(path)
@@ -316,7 +375,7 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
     shape = (height, width)
     precision = np.result_type(np.float32, *(fields[a].dtype for a in "xyz"))
     xyz = np.stack([fields[a] for a in "xyz"], -1).astype(precision).reshape(*shape, 3)
-    valid, far = usable_points(xyz)
+    valid, far = usable_points(xyz, infinite=organised)
     if not valid.any():
         raise CloudError(f"{path}: no point has finite coordinates (all NaN, infinite or beyond "
                          f"±{COORDINATE_LIMIT:.1e}); there is nothing to filter")
@@ -330,6 +389,15 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
                    estimate_normals(xyz) if organised else None)
     return {"xyz": xyz, "valid": valid, "intensity": intensity, "normals": normals, "organised": organised,
             "far": far}
+
+
+def unknown_format(path: str | os.PathLike) -> str:
+    """What to say of a file whose name ends in no cloud format that is read (``CLOUD_SUFFIXES``)."""
+    suffix = suffix_of(Path(path))
+    formats = f"a scan .npz or a cloud ({', '.join(CLOUD_SUFFIXES)})"
+    if not suffix:
+        return f"{path}: the name has no ending that says its format; rename it as {formats}"
+    return f"{path}: cannot read {suffix!r} files; give {formats}"
 
 
 def _ptx_cloud(path: Path) -> dict:

@@ -259,15 +259,60 @@ def read_part_file(path: str | Path, sha256: str | None = None) -> tuple[np.ndar
         mesh = o3d.io.read_triangle_mesh(str(path))
     v, f = _from_legacy(mesh)
     if len(v) == 0 or len(f) == 0:
-        raise ValueError(f"cannot read a triangle mesh from {path}: give a ply, obj, stl or off file with faces")
+        raise ValueError(_not_finite_vertex(path) or f"cannot read a triangle mesh from {path}: give a ply, obj, "
+                         "stl or off file with faces")
     if not np.isfinite(v).all():
-        raise ValueError(f"mesh file {path} has non-finite vertex coordinates")
+        i = int(np.flatnonzero(~np.isfinite(v).all(axis=1))[0])
+        raise ValueError(_not_finite_vertex(path) or f"mesh file {path}: vertex {i} {tuple(v[i].tolist())} is not "
+                         "finite; mend it or export the mesh again")
     if f.min() < 0 or f.max() >= len(v):
         raise ValueError(f"mesh file {path} has faces that index missing vertices")
     extent = np.ptp(v, axis=0).max()
     if extent <= 0:
         raise ValueError(f"mesh file {path} is degenerate (all vertices coincide)")
     return v, f
+
+
+def _not_finite_vertex(path: Path) -> str | None:
+    """Which vertex of a ``.ply``, ``.obj`` or ``.off`` mesh has a coordinate that is not finite (NaN or
+    infinite), and on which line of a text file, as a message; None where none has (or the file cannot
+    be read so far). Open3D reads such a mesh as one without faces, which would say the wrong thing."""
+    from pcfilter_lib.io.clouds import read_ply_file  # the vertex element of a PLY mesh, faces left alone
+    from pcfilter_lib.io.off import OffError, read_off
+
+    suffix, advice = path.suffix.lower(), "mend it or export the mesh again"
+    try:
+        if suffix == ".off":
+            read_off(path)  # its message names the vertex and the line
+        elif suffix == ".ply":
+            fields, header = read_ply_file(path)
+            v = np.stack([fields[a] for a in "xyz"], -1).astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(v).all(axis=1))
+            if len(bad):
+                i = int(bad[0])
+                lines_before = path.read_bytes()[:header.start].count(b"\n")  # the header's lines
+                line = f", line {lines_before + 1 + i}" if header.format == "ascii" else ""
+                return f"mesh file {path}{line}: vertex {i} {tuple(v[i].tolist())} is not finite; {advice}"
+        elif suffix == ".obj":
+            with open(path, "rb") as file:
+                i = 0
+                for number, text in enumerate(file, start=1):
+                    words = text.split()
+                    if words[:1] != [b"v"]:
+                        continue
+                    try:
+                        values = [float(w) for w in words[1:4]]
+                    except ValueError:
+                        return None
+                    if not np.isfinite(values).all():
+                        return (f"mesh file {path}, line {number}: vertex {i} {tuple(values)} is not finite; "
+                                f"{advice}")
+                    i += 1
+    except OffError as error:
+        return str(error)
+    except (ValueError, OSError, KeyError):  # not read so far: Open3D's own message stands
+        return None
+    return None
 
 
 def _box(lo, hi) -> tuple[np.ndarray, np.ndarray]:
