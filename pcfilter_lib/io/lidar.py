@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import laspy
+import lazrs  # laspy's LAZ backend, for the chunk table of a LAZ file
 import numpy as np
 
 from pcfilter_lib.io.files import CloudError
@@ -223,8 +224,6 @@ def _laz_points(path: Path, header: laspy.LasHeader, record_data: bytes, table: 
     number that follows its first point. None where the table cannot be read (reading the points then
     says what is wrong)."""
     try:
-        import lazrs  # laspy's LAZ backend
-
         vlr = lazrs.LazVlr(record_data)
         with open(path, "rb") as file:
             file.seek(table)

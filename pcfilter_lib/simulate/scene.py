@@ -17,6 +17,8 @@ import open3d as o3d
 
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.geometry.sampling import sample_surface
+from pcfilter_lib.io.clouds import read_ply_file
+from pcfilter_lib.io.off import OffError, read_off
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_CODES, SEMANTIC_SUPPORT, SEMANTIC_TABLE
 
 # Surface ids: 0 is the table, 1 the bin, 2.. the parts (as the geometry ids of the ray-casting scene);
@@ -277,9 +279,6 @@ def _not_finite_vertex(path: Path) -> str | None:
     """Which vertex of a ``.ply``, ``.obj`` or ``.off`` mesh has a coordinate that is not finite (NaN or
     infinite), and on which line of a text file, as a message; None where none has (or the file cannot
     be read so far). Open3D reads such a mesh as one without faces, which would say the wrong thing."""
-    from pcfilter_lib.io.clouds import read_ply_file  # the vertex element of a PLY mesh, faces left alone
-    from pcfilter_lib.io.off import OffError, read_off
-
     suffix, advice = path.suffix.lower(), "mend it or export the mesh again"
     try:
         if suffix == ".off":
