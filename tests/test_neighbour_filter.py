@@ -2,6 +2,7 @@
 against Keras, no TensorFlow at run time, invariance to units and placement, bad input, the recipe
 end to end, and the shipped weights."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,11 @@ runtime.setup(seed=0)
 
 from pcfilter_lib import filters
 from pcfilter_lib.filters.neighbours import (
+    FAR,
     SHIPPED_NEIGHBOUR_MODEL,
     DenseNetwork,
     NeighbourFilter,
+    far_points,
     neighbour_filter,
     stage_columns,
     stage_inputs,
@@ -48,6 +51,20 @@ def random_filter(seed=0, threshold=0.5) -> NeighbourFilter:
     """A two-stage neighbour filter with untrained networks (for tests that need no trained weights)."""
     rng = np.random.default_rng(seed)
     return NeighbourFilter([random_network(len(stage_inputs(s)), rng) for s in (0, 1)], threshold=threshold)
+
+
+def keep_everything() -> NeighbourFilter:
+    """A two-stage neighbour filter whose networks keep every point (P(keep) 1 to float32 rounding)."""
+    return NeighbourFilter([DenseNetwork(np.zeros(n), np.ones(n), [np.zeros((n, 1))], [np.array([20.0])])
+                            for n in (len(stage_inputs(s)) for s in (0, 1))])
+
+
+def scattered(count, nearest, farthest, centre, seed=0):
+    """``count`` points in random directions from ``centre``, ``nearest`` to ``farthest`` away."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(count, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return centre + directions * rng.uniform(nearest, farthest, (count, 1))
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +120,43 @@ def test_far_points_are_capped_or_never_searched():
     np.testing.assert_allclose(features[-1, lengths[:3]], np.log1p(neighbour_statistics.CAP), rtol=1e-6)
     prob = random_filter().keep_probability_points(far)
     assert prob[-1] == 0 and np.isfinite(prob).all()
+
+
+def test_points_far_from_everything_else_are_removed_whatever_the_networks_say():
+    points, _ = surface_with_specks()
+    keep_all = keep_everything()
+    assert (keep_all.keep_probability_points(points) > 0.99).all()  # the specks lie a few spacings out
+    assert not far_points(neighbour_statistics.neighbour_statistics(points)).any()
+    # 50 points scattered 10 to 1e5 widths of the sheet away (each other's nearest neighbours), the
+    # whole cloud in any unit: every one is removed, the sheet is kept
+    for distance in (10, 1e3, 1e5):
+        far = scattered(50, distance, 2 * distance, points.mean(axis=0), seed=int(distance))
+        for scale in (1e-3, 1.0, 1e4):
+            prob = keep_all.keep_probability_points(np.r_[points, far] * scale + [5e3, -2e3, 0])
+            assert (prob[-50:] == 0).all(), f"{(prob[-50:] > 0).sum()} far points kept at {distance}, {scale}"
+            assert (prob[:-50] > 0.99).all()
+    with pytest.raises(ValueError, match="positive number of spacings"):
+        dataclasses.replace(keep_all, far=0.0)
+    assert keep_all.far == FAR == neighbour_statistics.CAP
+
+
+def test_tiles_remove_far_points_bit_for_bit_as_one_pass_does(tmp_path):
+    from pcfilter_lib.filters.neighbour_tiles import tiled_neighbour_probability
+
+    rng = np.random.default_rng(3)
+    sheet = rng.random((8000, 2)) * [4, 1]
+    above = np.c_[rng.random((20, 2)) * [4, 1], rng.uniform(0.5, 1.5, 20)]  # 40 to 140 spacings above it
+    points = np.r_[np.c_[sheet, 0.05 * np.sin(3 * sheet[:, 0])], above]
+    nf = dataclasses.replace(random_filter(), far=24.0)  # nearer than FAR, so that tiles cut the sheet
+    far = far_points(neighbour_statistics.neighbour_statistics(points), nf.far)
+    assert far[-20:].all() and not far[:-20].any()
+    whole = nf.keep_probability_points(points)
+    cells = []
+    tiled = tiled_neighbour_probability(nf, lambda: (points[i:i + 3000] for i in range(0, len(points), 3000)),
+                                        tile_points=2000, folder=tmp_path, progress=cells.append, whole_points=2000)
+    assert len(cells) >= 6 and sum(cells) == len(points)
+    np.testing.assert_array_equal(tiled, whole)
+    assert (whole[-20:] == 0).all() and (whole[:-20] > 0).all()
 
 
 def test_the_numpy_networks_give_the_keras_models_probabilities(scan_clouds):

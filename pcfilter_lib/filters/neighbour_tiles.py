@@ -18,7 +18,9 @@ point, never again for a halo:
    statistics, their hop means and the networks then run on those points only.
 
 The networks compute each point's P(keep) the same way whatever the tile (``DenseNetwork`` runs a
-fixed number of rows per matrix product), so the tiles give the one pass's probabilities bit for bit.
+fixed number of rows per matrix product), and the far points (``neighbours.far_points``) are found
+from the kept k-th distances and the whole cloud's spacing, so the tiles give the one pass's
+probabilities bit for bit.
 
 On 10 million points in tiles of 500 000 (a grid of simulated scans, ``benchmarks/filter_speed.py``),
 the halos add about 5% to the points the networks see, and each tile is loaded three to four times

@@ -13,6 +13,14 @@ small dense networks giving P(keep), all in NumPy.
    points around it: a whole sheet of ghost points, or a lone stray one. The last stage's output is
    the filter's P(keep). The networks are trained in Keras by ``recipes.neighbour_filter`` and run
    here as plain matrix products, so the filter needs neither TensorFlow nor Keras.
+4. **Far points.** A point whose k-th nearest neighbour lies more than ``FAR`` spacings away (the
+   cloud's spacing: the median nearest distance, which a handful of far points cannot move) is
+   removed whatever the networks say (``far_points``). Beyond ``neighbour_statistics.CAP`` spacings
+   every length a feature holds is at its cap, and a few points scattered kilometres from a scan
+   (garbage records of a damaged file, say) have each other as neighbours: to features measured in
+   spacings they look like a sparse sheet, and the networks, which never met such points in training,
+   kept most of them. A surface whose 12th nearest point lies that far is sampled thousands of times
+   more sparsely than the cloud's median; SOR removes such points too.
 
 The networks and settings travel in one ``.npz`` file (``SHIPPED_NEIGHBOUR_MODEL`` and its model card
 beside it), read by ``neighbour_filter`` and written by ``NeighbourFilter.save``:
@@ -37,6 +45,7 @@ import numpy as np
 
 from pcfilter_lib.filters.base import CloudFilter, check_threshold
 from pcfilter_lib.geometry.neighbour_statistics import (
+    CAP,
     CHUNK,
     FEATURES,
     HOPS,
@@ -53,6 +62,7 @@ SHIPPED_NEIGHBOUR_MODEL = WEIGHTS / "neighbour_filter.npz"
 FORMAT = "pcfilter neighbour filter 2"
 ROWS = 2048  # rows per matrix product of the networks (see ``DenseNetwork.__call__``)
 PROBABILITY_HOPS = 4  # a later stage reads the previous stage's P(keep) and its means over 1 to 4 hops
+FAR = CAP  # in spacings: a point whose k-th nearest neighbour lies farther is removed (``far_points``)
 
 
 def stage_inputs(stage: int, probability_hops: int = PROBABILITY_HOPS) -> tuple[str, ...]:
@@ -82,6 +92,17 @@ def stage_columns(statistics: NeighbourStatistics, networks: Sequence[DenseNetwo
         prob = statistics.map(lambda rows, network=network, columns=columns: network([c[rows] for c in columns]))
         columns = features + [np.concatenate(statistics.hop_means(prob[:, None], probability_hops), axis=1)]
     return columns
+
+
+def far_points(statistics: NeighbourStatistics, far: float = FAR) -> np.ndarray:
+    """(M,) bool: the points whose k-th nearest other point lies more than ``far`` spacings away, which
+    the filter removes whatever its networks say (point 4 of the module's description).
+
+    The whole cloud's spacing and each point's own k-th distance are what ``filters.neighbour_tiles``
+    keeps between its passes, bit for bit as one pass finds them, so tiles decide these points as one
+    pass does.
+    """
+    return statistics.farthest > far * statistics.spacing
 
 
 @dataclass
@@ -188,10 +209,12 @@ class NeighbourFilter(CloudFilter):
 
     ``keep_probability_points(points)`` works on any (N, 3) cloud; ``keep_probability(scan)`` and
     ``keep_mask(scan)`` on the scan-like dicts of ``io.scan`` and ``io.organised`` (``base.CloudFilter``).
+    ``far`` is the distance, in spacings, beyond which a point's k-th nearest neighbour makes it a far
+    point, removed whatever the networks say (``far_points``).
 
     Raises:
-        ValueError: the threshold is not strictly between 0 and 1, k is below 1, or a network does not
-            read the inputs of its stage (``stage_inputs``).
+        ValueError: the threshold is not strictly between 0 and 1, k is below 1, ``far`` is not
+            positive, or a network does not read the inputs of its stage (``stage_inputs``).
     """
 
     networks: list[DenseNetwork]
@@ -201,12 +224,15 @@ class NeighbourFilter(CloudFilter):
     name: str = "neighbour_filter"
     threads: int = THREADS
     chunk: int = CHUNK
+    far: float = FAR
 
     def __post_init__(self):
         self.threshold = check_threshold(self.threshold)
         self.networks = list(self.networks)
         if int(self.neighbours) < 1:
             raise ValueError(f"the neighbour filter needs at least 1 neighbour per point, got {self.neighbours}")
+        if not self.far > 0:
+            raise ValueError(f"the distance of far points must be a positive number of spacings, got {self.far}")
         if not self.networks:
             raise ValueError("the neighbour filter needs at least one network")
         for stage, network in enumerate(self.networks):
@@ -222,8 +248,9 @@ class NeighbourFilter(CloudFilter):
             points: (N, 3) coordinates in any unit; rows with NaN or infinite coordinates are allowed.
 
         Returns:
-            (N,) float32; 0 for points with NaN or infinite coordinates and for points too far from
-            the rest to be searched (``neighbour_statistics.REACH``), which are never kept.
+            (N,) float32; 0 for points with NaN or infinite coordinates, for points too far from the
+            rest to be searched (``neighbour_statistics.REACH``) and for points whose k-th nearest
+            neighbour lies more than ``far`` spacings away (``far_points``), which are never kept.
 
         Raises:
             ValueError: the array is not (N, 3), or fewer than ``point_features.MIN_POINTS`` of its
@@ -245,10 +272,13 @@ class NeighbourFilter(CloudFilter):
         return self.statistics_probability(statistics), statistics
 
     def statistics_probability(self, statistics: NeighbourStatistics) -> np.ndarray:
-        """(M,) float32 P(keep) of the points ``statistics`` describes."""
+        """(M,) float32 P(keep) of the points ``statistics`` describes: the last network's, and 0 for
+        ``far_points``."""
         columns = stage_columns(statistics, self.networks[:-1], self.probability_hops)
         last = self.networks[-1]
-        return statistics.map(lambda rows: last([column[rows] for column in columns]))
+        prob = statistics.map(lambda rows: last([column[rows] for column in columns]))
+        prob[far_points(statistics, self.far)] = 0
+        return prob
 
     @property
     def reach_hops(self) -> int:
