@@ -6,7 +6,9 @@ cases that need a signal or a full disk are tests of ``test_bad_input_round3_com
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 
 import numpy as np
 from synthetic_clouds import surface_with_specks
@@ -69,6 +71,17 @@ def _damaged_model(command: str, source: str, name: str, how: str):
         (_labelled_ptx if organised else _labelled_clouds)(folder)
         return ["finetune", "--data", "d", "--out", "m.keras" if organised else "m.npz", "--model", name]
     return make
+
+
+def _pickled_weights(folder):
+    """A Keras archive whose weights are a pickled object array: Keras would advise allow_pickle."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(folder / "objs.keras", "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.npz", buffer.getvalue())
+    write_xyz(folder / "c.xyz", CLOUD)
+    return ["filter", "c.xyz", "-o", "out.ply", "--model", "objs.keras"]
 
 
 def _nan_pairs(*options):
@@ -159,6 +172,9 @@ ROWS = [
     Case("3.1 commands: a damaged file says what to do",
          _damaged_model("filter", "pointnet_filter.keras", "trunc.keras", "overwritten"), 1,
          "save or copy it again (or train it again); or give 'unet', 'points' or 'neighbours'", avoids="safe_mode"),
+    Case("3.1 commands: a Keras archive of pickled objects", _pickled_weights, 1,
+         "objs.keras is not a loadable Keras model (it holds Python code or objects, which are never loaded",
+         tensorflow=True, avoids="pickle"),
     # 2: manifests that are no manifests: what is wrong, and a remedy that deletes nothing.
     Case("3.2 commands: evaluate on a folder whose manifest.json is {}",
          _text_file("manifest.json", "{}", ["evaluate", "--data", "."]), 1,
