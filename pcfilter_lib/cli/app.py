@@ -216,7 +216,8 @@ def _add_evaluate(commands) -> None:
         "name.outliers or name.outliers.gz beside it, one 0/1 line per PTX point line, positions without a point "
         "included): confusion counts, balanced accuracy, mean IoU, F1, false omission rate, keep-recall, the ROC "
         "AUC of the filter's P(artefact) for the learned filters (n/a for the classical methods, which answer "
-        "yes or no) and, for scans, the share of each artefact kind removed.")
+        "yes or no) and, for scans, the share of each artefact kind removed. Points of a labelled cloud with NaN or "
+        "infinite coordinates are left out of the figures, with their labels, and counted.")
     evaluate.add_argument("--data", required=True, metavar="DIR",
                           help="dataset folder with a manifest.json, or a folder of .xyz + .outliers pairs or of "
                           ".ptx[.gz] + .outliers[.gz] scans")
@@ -295,7 +296,8 @@ def _add_bench(commands) -> None:
     bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="default: all")
     bench.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="default: all")
     bench.add_argument("--json", action="store_true", help="print the new rows as JSON")
-    bench.add_argument("--out", help="results file (default: DATA/bench/results.json, see PCFILTER_DATA)")
+    bench.add_argument("--out", help="results file (default: DATA/bench/results.json, see PCFILTER_DATA); an existing "
+                       "one must hold bench's rows, checked before the benchmark")
 
 
 def build_parser() -> Parser:
