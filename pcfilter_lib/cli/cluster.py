@@ -27,6 +27,7 @@ import importlib
 import io
 import logging
 import signal
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +45,56 @@ ALLOWED_FAILURES = 2  # workers a task may take down with it before the run stop
 # One thread per worker for the numerical libraries, and no TensorFlow start-up logs on the terminal.
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-CONNECT_TIMEOUT = "20s"  # for --scheduler to answer
+CONNECT_TIMEOUT = 10  # seconds for --scheduler to answer
+WORKER_WAIT = 10  # seconds for a running scheduler to have a worker before the run is refused
+NO_SCHEDULER = ("start one with 'dask scheduler' and workers with 'dask worker ADDRESS', or use --jobs N for "
+                "workers on this machine")
+
+
+def check_address(address: str) -> None:
+    """Refuse at once a ``--scheduler`` address that no scheduler can have: a port that is not a whole
+    number from 1 to 65535, a host that does not resolve, nothing listening there, or (plain TCP) a
+    listener that does not answer as a scheduler does within ``CONNECT_TIMEOUT`` seconds.
+    A scheme other than tcp:// or tls:// is left to Dask."""
+    scheme, _, location = address.rpartition("://")
+    if scheme and scheme not in ("tcp", "tls"):
+        return
+    host, colon, port = location.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address is written [::1]:8786
+    if not colon or not host:
+        raise ValueError(f"--scheduler {address}: give the scheduler's address as 'dask scheduler' prints it, "
+                         "such as tcp://HOST:8786")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"--scheduler {address}: the port {port!r} is not a whole number from 1 to 65535; give "
+                         "the address 'dask scheduler' prints, such as tcp://HOST:8786")
+    try:
+        socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise ValueError(f"--scheduler {address}: the host {host!r} is unknown ({one_line(error)}); check its "
+                         "name, or give its IP address") from None
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT) as connection:
+            # A Dask scheduler speaks first on plain TCP (its handshake); Dask's own connect would wait
+            # for it without end on a port where something else listens and says nothing.
+            if scheme in ("", "tcp") and not connection.recv(1):
+                raise ConnectionResetError("the connection was closed without a word")
+    except TimeoutError:
+        raise OSError(f"--scheduler {address}: no Dask scheduler answered within {CONNECT_TIMEOUT} s (is "
+                      f"something else listening there, or a firewall in the way?); {NO_SCHEDULER}") from None
+    except OSError as error:
+        raise OSError(f"--scheduler {address}: no Dask scheduler listens there ({one_line(error)}); "
+                      f"{NO_SCHEDULER}") from None
+
+
+def wait_for_workers(client: Client, address: str) -> None:
+    """Refuse a running scheduler that has no worker after ``WORKER_WAIT`` seconds: its tasks would
+    wait forever, and say nothing."""
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT)
+    except TimeoutError:
+        raise OSError(f"--scheduler {address}: the scheduler has no workers (waited {WORKER_WAIT} s); start some "
+                      f"with 'dask worker {address}' on machines that see the inputs and outputs, or use --jobs N "
+                      "for workers on this machine") from None
 
 
 @contextlib.contextmanager
@@ -58,12 +108,13 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
               "distributed.worker.memory.target": False}
     with dask.config.set(config), contextlib.ExitStack() as stack:
         if args.scheduler:
+            check_address(args.scheduler)
             try:
-                client = stack.enter_context(Client(args.scheduler, timeout=CONNECT_TIMEOUT))
+                client = stack.enter_context(Client(args.scheduler, timeout=f"{CONNECT_TIMEOUT}s"))
             except (OSError, TimeoutError, ValueError) as error:
-                raise OSError(f"--scheduler {args.scheduler}: no Dask scheduler answered ({one_line(error)}); start "
-                              "one with 'dask scheduler' and workers with 'dask worker ADDRESS', or use --jobs N "
-                              "for workers on this machine") from None
+                raise OSError(f"--scheduler {args.scheduler}: no Dask scheduler answered ({one_line(error)}); "
+                              f"{NO_SCHEDULER}") from None
+            wait_for_workers(client, args.scheduler)
         else:
             # The scheduler's and the workers' scratch folders go into a temporary folder of this run,
             # removed with it (by default Dask leaves a dask-scratch-space folder in the system's).
