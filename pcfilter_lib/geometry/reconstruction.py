@@ -100,8 +100,10 @@ def reconstruct(points: np.ndarray, normals: np.ndarray, depth: int = 8, trim_qu
                          f"{int(finite.sum())}")
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points[finite]))
     cloud.normals = o3d.utility.Vector3dVector(normals[finite])
+    # One thread: Open3D's multithreaded Poisson crashes now and then when the cores are busy
+    # (isl-org/Open3D#7229, #6828); at these depths one thread costs little.
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
-        mesh, density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth)
+        mesh, density = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(cloud, depth=depth, n_threads=1)
     density = np.asarray(density)
     remove = density < np.quantile(density, trim_quantile)
     if trim_distance is not None:
