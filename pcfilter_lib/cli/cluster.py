@@ -26,9 +26,13 @@ import contextlib
 import importlib
 import io
 import logging
+import multiprocessing.forkserver
+import multiprocessing.util
+import os
 import signal
 import socket
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -120,12 +124,49 @@ def cluster_client(args: argparse.Namespace) -> Iterator[Client]:
             # removed with it (by default Dask leaves a dask-scratch-space folder in the system's).
             scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="pcfilter-dask-"))
             stack.enter_context(dask.config.set({"temporary-directory": scratch}))
-            cluster = stack.enter_context(LocalCluster(n_workers=args.jobs, threads_per_worker=1, processes=True,
-                                                       dashboard_address=":0", silence_logs=logging.CRITICAL,
-                                                       env=WORKER_ENV))
+            with ctrl_c_held():
+                cluster = stack.enter_context(LocalCluster(n_workers=args.jobs, threads_per_worker=1,
+                                                           processes=True, dashboard_address=":0",
+                                                           silence_logs=logging.CRITICAL, env=WORKER_ENV))
             client = stack.enter_context(Client(cluster))
             client.register_plugin(LeaveCtrlCToTheClient())
         yield client
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C while a ``LocalCluster`` starts, then let it through.
+
+    A Ctrl-C in the terminal reaches the whole process group: a worker still importing Python would
+    print its own traceback, and a cluster interrupted half-way through its start more at exit. The
+    workers are forked from a fork server started with SIGINT ignored, which they inherit (restarted
+    ones too); this process notes a Ctrl-C while the cluster starts and raises it once the cluster is
+    up, which is then closed, with one line saying the run was interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        method = {}
+        if forkserver_fits():
+            multiprocessing.forkserver.ensure_running()
+            method = {"distributed.worker.multiprocessing-method": "forkserver"}
+        signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+        with dask.config.set(method):
+            yield
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    if came:
+        raise KeyboardInterrupt
+
+
+def forkserver_fits() -> bool:
+    """Whether a fork server can listen here: its Unix socket lies in the temporary folder, and a path
+    over 107 bytes is refused ('AF_UNIX path too long'). Under a deeper TMPDIR the workers start as
+    Dask starts them, and a Ctrl-C during their start may print their tracebacks."""
+    socket_path = Path(multiprocessing.util.get_temp_dir()) / "listener-xxxxxxxx"
+    return len(os.fsencode(socket_path)) < 100
 
 
 class LeaveCtrlCToTheClient(WorkerPlugin):
