@@ -231,8 +231,14 @@ def test_bad_input_gets_a_one_line_reason(tmp_path):
     with pytest.raises(FileNotFoundError, match="check the path"):
         neighbour_filter(tmp_path / "missing.npz")
     (tmp_path / "bad.npz").write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match="is not a neighbour filter"):
+    with pytest.raises(ValueError, match="is damaged or no neighbour filter"):
         neighbour_filter(tmp_path / "bad.npz")
+    nf.save(tmp_path / "whole.npz")
+    whole = (tmp_path / "whole.npz").read_bytes()
+    for cut in (len(whole) // 2, len(whole) - 30):  # cut short: no BadZipFile, one ValueError naming it
+        (tmp_path / "cut.npz").write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match=r"cut.npz is damaged or no neighbour filter"):
+            neighbour_filter(tmp_path / "cut.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ValueError, match="not a neighbour filter file of this version"):
         neighbour_filter(tmp_path / "other.npz")

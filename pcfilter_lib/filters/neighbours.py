@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,8 +352,9 @@ def neighbour_filter(path: str | os.PathLike | None = None, threshold: float | N
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = dict(stored)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a neighbour filter (.npz): {error}") from error
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(f"{path} is damaged or no neighbour filter (.npz: {error}); write it again with "
+                         "pcfilter finetune, or leave --model out for the shipped filter") from error
     if str(arrays.get("format", "")) != FORMAT:
         raise ValueError(f"{path} is not a neighbour filter file of this version ({FORMAT!r})")
     needed = {"features", "neighbours", "probability_hops", "threshold", "stages"}
