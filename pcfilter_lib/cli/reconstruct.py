@@ -101,7 +101,10 @@ def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan
         Interrupts.check()
         _stage(args, f"{source.name}: {line}")
 
-    made = surface.filtered_surface(scan, keep, args.depth, upsampler, passes, progress)
+    try:
+        made = surface.filtered_surface(scan, keep, args.depth, upsampler, passes, progress)
+    except ValueError as error:  # points that span no surface: say which file
+        raise ValueError(f"{source}: {error}") from error
     Interrupts.check()
     surface.write_mesh(target, made.mesh)
     points = len(made.clouds[-1])
