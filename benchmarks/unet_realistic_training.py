@@ -6,7 +6,8 @@ the focal loss, crops, Adam with cosine decay; the threshold chosen on the run's
 validation scans) on one of three mixes of simulated scans, 640x480 bases, each scan with its own
 drawn scanner:
 
-- **default**: bins, boards and fruit from the default simulator (the shipped networks' mix);
+- **default**: bins, boards and fruit from the default simulator (the shipped networks' mix, from a
+  dataset seed none of them saw);
 - **realistic**: boards, fruit and bins from the simulator with its realism effects on
   (``simulate.scanner.realistic``: the physics fitted to the real scans' statistics), weighted to the
   real scans' families;
@@ -62,7 +63,9 @@ THRESHOLDS = np.linspace(0.02, 0.98, 49)
 
 def scan_sets(scans: int) -> dict[str, ScanSet]:
     """The two simulated sets of ``scans`` scans each: the default simulator's and the realistic one's."""
-    return {"default": ScanSet(f"scans_mixed_{scans}_seed1", scans, 640, 480, seed=1, families=MIXED,
+    # Seed 2028: no shipped network trained or chose a threshold on it (they used seeds 0 and 1), so
+    # the shipped row's "simulated default" figures are on scans it never saw.
+    return {"default": ScanSet(f"scans_mixed_{scans}_seed2028", scans, 640, 480, seed=2028, families=MIXED,
                                randomise=True),
             "realistic": ScanSet(f"scans_realistic_{scans}_seed7", scans, 640, 480, seed=7, families=REAL_MIX,
                                  randomise=True, realistic=True)}
