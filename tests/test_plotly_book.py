@@ -156,3 +156,28 @@ def test_the_still_takes_a_colour_per_point():
     green = (pixels[..., 1] > 0.6) & (pixels[..., 0] < 0.2) & (pixels[..., 2] < 0.2)
     blue = (pixels[..., 2] > 0.7) & (pixels[..., 0] < 0.2) & (pixels[..., 1] < 0.2)
     assert green.sum() > 300 and blue.sum() > 300
+
+
+def test_panels_with_the_same_range_show_sizes_as_they_are():
+    # A prediction an eighth the size of its truth looks an eighth the size, in Plotly and in the still.
+    small, large = np.zeros((16, 16, 16), bool), np.zeros((16, 16, 16), bool)
+    small[2:6, 2:6, 0:4] = True
+    large[0:16, 0:16, 0:8] = True
+    panels = {"predicted": [viz.voxel_trace(small, colour="#1f3fbf")],
+              "truth": [viz.voxel_trace(large, colour="#1f3fbf")]}
+    fig = viz.figure_3d(panels, same_range=True)
+    for axis in ("xaxis", "yaxis", "zaxis"):
+        assert fig.layout.scene[axis].range == fig.layout.scene2[axis].range
+    assert fig.layout.scene.aspectmode == "manual" and fig.layout.scene.aspectratio.z == 0.5
+    assert fig.layout.scene.xaxis.range[0] < 0 < 16 < fig.layout.scene.xaxis.range[1]
+
+    def blue_halves(figure):
+        pixels = imread(io.BytesIO(interactive.static_png(figure)), format="png")
+        blue = (pixels[..., 2] > 0.45) & (pixels[..., 0] < 0.3) & (pixels[..., 1] < 0.4)
+        half = pixels.shape[1] // 2
+        return blue[:, :half].sum(), blue[:, half:].sum()
+
+    shared = blue_halves(fig)
+    assert 4 * shared[0] < shared[1], shared
+    own = blue_halves(viz.figure_3d(panels))  # each panel fits its own voxels
+    assert own[0] > 2 * shared[0], (own, shared)

@@ -116,17 +116,63 @@ def test_scan_figures(scan):
     from pcfilter_lib import viz
 
     fig = viz.scan_figure_3d(scan, colour_by="label", max_points=500)
-    names = [trace.name for trace in fig.data]
+    names = [trace.name.split(" (")[0] for trace in fig.data]
     assert names == ["true geometry", "artefact"]
-    artefacts = int((scan["label"] == 0).sum())
-    assert len(fig.data[1].x) == artefacts  # artefacts are always shown
-    assert len(fig.data[0].x) == max(500 - artefacts, 0) or len(fig.data[0].x) == (scan["label"] == 1).sum()
+    artefacts, points = int((scan["label"] == 0).sum()), int(scan["valid"].sum())
+    assert sum(len(t.x) for t in fig.data) == 500 < points
+    assert fig.data[1].name == f"artefact ({len(fig.data[1].x)} of {artefacts} drawn)"
+    assert f"500 of {points:,} points drawn" in fig.layout.title.text
     by_kind = viz.scan_figure_3d(scan, colour_by="kind")
-    assert sum(len(t.x) for t in by_kind.data) == scan["valid"].sum()
+    assert sum(len(t.x) for t in by_kind.data) == points
+    assert f"all {points:,} points drawn" in by_kind.layout.title.text
     grid = viz.show_scan_channels(scan)
     assert [ax.get_title() for ax in grid.axes[:5]][0] == "intensity" and len(grid.axes) >= 5
     with pytest.raises(ValueError, match="colour_by"):
         viz.scan_figure_3d(scan, colour_by="depth")
+
+
+def test_a_capped_figure_draws_every_class(scan):
+    """A figure capped below the scan's artefacts still draws true points, every artefact kind and
+    every outcome of a filter; the title and the still picture say how many points are drawn."""
+    from pcfilter_lib import viz
+    from pcfilter_lib.viz import colours, interactive
+
+    valid, label, kind = scan["valid"], scan["label"], scan["kind"]
+    cap = int((label == 0).sum()) - 7  # the artefacts alone would fill it
+    for colour_by, present in (("label", 2), ("kind", len(np.unique(kind[valid])))):
+        fig = viz.scan_figure_3d(scan, colour_by=colour_by, max_points=cap)
+        assert len(fig.data) == present and all(len(trace.x) for trace in fig.data), colour_by
+        assert sum(len(trace.x) for trace in fig.data) == cap
+        assert f"{cap:,} of {int(valid.sum()):,} points drawn" in fig.layout.title.text
+    # the true surfaces get about their share of the points drawn, not what the artefacts leave
+    true_share = len(viz.scan_figure_3d(scan, max_points=cap).data[0].x) / cap
+    assert true_share > 0.5 * (label[valid] == 1).mean()
+    keep = valid & (np.indices(valid.shape).sum(axis=0) % 2 == 0)  # every outcome occurs
+    fig = viz.outcome_figure_3d(scan, keep, title="every other pixel", max_points=cap)
+    counts = {name: int(mask.sum()) for name, mask in colours.outcomes(label, keep).items()}
+    assert min(counts.values()) > 0 and sum(counts.values()) > cap
+    assert [trace.name.split(":")[0] for trace in fig.data] == list(counts)
+    assert all(len(trace.x) for trace in fig.data) and sum(len(trace.x) for trace in fig.data) == cap
+    assert fig.layout.title.text == (f"every other pixel<br>{cap:,} of {sum(counts.values()):,} points "
+                                     "drawn, a random sample of each colour")
+    assert f"every other pixel {cap:,} of" in interactive.still_html(fig)  # the still's title too
+
+
+def test_a_sample_of_classes_keeps_rare_ones_and_the_proportions():
+    from pcfilter_lib.viz.interactive import sample_classes
+
+    members = {"common": np.arange(10_000), "rare": np.arange(10_000, 10_030), "none": np.arange(0)}
+    drawn = sample_classes(members, 1000, seed=1)
+    assert {k: len(v) for k, v in drawn.items()} == {"common": 970, "rare": 30, "none": 0}
+    assert set(drawn["rare"]) == set(members["rare"]) and len(set(drawn["common"])) == 970
+    middle = sample_classes({"a": np.arange(9000), "b": np.arange(9000, 10_000)}, 1000)
+    # 250 split first (125 each), the other 750 in proportion to what is left: 8875 to 875
+    assert (len(middle["a"]), len(middle["b"])) == (125 + 683, 125 + 67)
+    assert all(len(v) == len(members[k]) for k, v in sample_classes(members, 20_000).items())
+    again = sample_classes(members, 1000, seed=1)  # the same seed, the same sample
+    assert all(np.array_equal(drawn[k], again[k]) for k in members)
+    with pytest.raises(ValueError, match="at least 0"):
+        sample_classes(members, -1)
 
 
 def _ascii_ply(count: int, rows: list[str], faces: str = "") -> str:

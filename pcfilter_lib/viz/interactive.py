@@ -81,7 +81,7 @@ def still_html(fig) -> str:
     fig_dict = _as_dict(fig)
     png = base64.b64encode(static_png(fig_dict)).decode("ascii")
     title = _text(fig_dict.get("layout", {}).get("title")) or "3D figure"
-    alt = escape(f"{title}: a still view of the interactive figure", quote=True)
+    alt = escape(f"{' '.join(title.split())}: a still view of the interactive figure", quote=True)
     # Without JavaScript the figure's box stays empty at its full height: hide it.
     return (f'<noscript><style>.{FIGURE_CLASS}{{display:none !important}}</style>'
             f'<img class="plotly-still" src="data:image/png;base64,{png}" alt="{alt}" '
@@ -144,8 +144,9 @@ def static_png(fig, width: float = 9.0, dpi: int = 100) -> bytes:
     if title:
         figure.suptitle(title, fontsize=12)
     # room above the panels for the titles: 3D axes fill their whole box, which no layout engine shrinks
+    title_room = 0.3 + 0.22 * (title.count("\n") + 1) if title else 0.0
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, wspace=0.02,
-                           top=1 - (0.5 * bool(title) + 0.3 * bool(titles)) / height)
+                           top=1 - (title_room + 0.3 * bool(titles)) / height)
     out = io.BytesIO()
     figure.savefig(out, format="png", dpi=dpi)
     return out.getvalue()
@@ -156,10 +157,11 @@ def _as_dict(fig) -> dict:
 
 
 def _text(title) -> str:
-    """The text of a Plotly title, given as a string or as ``{"text": ...}``."""
+    """The text of a Plotly title, given as a string or as ``{"text": ...}``, its line breaks
+    (``<br>``) as newlines."""
     if isinstance(title, Mapping):
         title = title.get("text")
-    return str(title) if title else ""
+    return re.sub(r"<br\s*/?>", "\n", str(title)) if title else ""
 
 
 def _array(value) -> np.ndarray:
@@ -276,12 +278,19 @@ def _draw_scene(ax, traces: Sequence[Mapping], scene: Mapping, legend: bool) -> 
             ax.add_collection3d(Poly3DCollection(faces, facecolors=colours, edgecolors="none"))
             handles.append((Patch(color=base[:3], label=name), trace))
     if lows:
-        low, high = np.min(lows, axis=0), np.max(highs, axis=0)
-        span = np.maximum(high - low, 1e-9)
-        pad = 0.02 * span.max()
-        for axis, a, b in zip("xyz", low - pad, high + pad, strict=True):
+        ranges = [(scene.get(f"{axis}axis") or {}).get("range") for axis in "xyz"]
+        if all(ranges):  # the scene's own ranges, as Plotly draws them (figure_3d's same_range)
+            low, high = (np.array([float(r[i]) for r in ranges]) for i in (0, 1))
+        else:  # fit the data, with a margin
+            low, high = np.min(lows, axis=0), np.max(highs, axis=0)
+            pad = 0.02 * np.maximum(high - low, 1e-9).max()
+            low, high = low - pad, high + pad
+        for axis, a, b in zip("xyz", low, high, strict=True):
             getattr(ax, f"set_{axis}lim")(a, b)
-        ax.set_box_aspect(span + 2 * pad if scene.get("aspectmode") == "data" else (1, 1, 1), zoom=0.85)
+        mode, ratio = scene.get("aspectmode"), scene.get("aspectratio") or {}
+        aspect = (np.maximum(high - low, 1e-9) if mode == "data" else
+                  [float(ratio.get(axis, 1.0)) for axis in "xyz"] if mode == "manual" else (1, 1, 1))
+        ax.set_box_aspect(aspect, zoom=0.85)
     ax.view_init(elev=view["elev"], azim=view["azim"], vertical_axis=view["vertical_axis"])
     for axis in view["invert"]:
         getattr(ax, f"invert_{axis}axis")()
@@ -314,6 +323,56 @@ def _vector(camera: Mapping | None, key: str, default: Sequence[float]) -> np.nd
     return np.array([float(given.get(a, d)) for a, d in zip("xyz", default, strict=True)])
 
 
+def sample_classes(members: Mapping[object, np.ndarray], max_points: int, seed: int = 0,
+                   floor_share: float = 0.25) -> dict[object, np.ndarray]:
+    """A seeded random sample of at most ``max_points`` indices that keeps every class in view.
+
+    Drawing one class whole and the rest from what is left of the budget hides the others as soon as
+    that class alone fills the budget (a full-size scan has more artefacts than a page can draw).
+    Here each class first gets up to an equal part of ``floor_share`` of the budget, so a rare class
+    is drawn even beside a large one, and the rest of the budget is shared in proportion to the
+    points each class has left, so the densities the eye compares stay close to the scan's.
+
+    Args:
+        members: class -> the indices of its points.
+        max_points: the most indices returned, over all classes.
+        seed: the seed of the random choice.
+        floor_share: the share of the budget split equally among the non-empty classes first.
+
+    Returns:
+        class -> its chosen indices, sorted (every index where all fit).
+
+    Raises:
+        ValueError: ``max_points`` is negative.
+    """
+    if max_points < 0:
+        raise ValueError(f"max_points must be at least 0, got {max_points}")
+    members = {key: np.asarray(index) for key, index in members.items()}
+    sizes = {key: len(index) for key, index in members.items()}
+    if sum(sizes.values()) <= max_points:
+        return members
+    filled = [key for key, size in sizes.items() if size]
+    floor = int(floor_share * max_points) // len(filled)
+    take = {key: min(size, floor) for key, size in sizes.items()}
+    left = max_points - sum(take.values())
+    rest = {key: sizes[key] - take[key] for key in sizes}
+    shares = {key: left * rest[key] / sum(rest.values()) for key in sizes}  # each below rest[key]
+    for key in sizes:
+        take[key] += int(shares[key])
+    # the points lost to rounding down go to the largest remainders
+    for key in sorted(sizes, key=lambda k: int(shares[k]) - shares[k])[:max_points - sum(take.values())]:
+        take[key] += 1
+    rng = np.random.default_rng(seed)
+    return {key: np.sort(rng.choice(members[key], take[key], replace=False)) for key in members}
+
+
+def _drawn_note(drawn: int, total: int) -> str:
+    """The part of a figure's title that says how many of the points it draws."""
+    if drawn == total:
+        return f"all {total:,} points drawn"
+    return f"{drawn:,} of {total:,} points drawn, a random sample of each colour"
+
+
 def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60000, seed: int = 0,
                    kind_names: Mapping[int, str] | None = None):
     """Interactive 3D view of a scan's measured points, in the camera frame (metres).
@@ -322,8 +381,10 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
         scan: a scan dict with ``xyz``, ``valid``, ``label`` and ``kind``.
         colour_by: "label" (grey true geometry, red artefacts) or "kind" (one colour per artefact
             kind, ``labels.KIND_HEX``).
-        max_points: the most points drawn: every artefact, then a seeded random subset of the rest.
-        seed: the seed of that subset.
+        max_points: the most points drawn, a seeded random sample of each colour's points
+            (``sample_classes``), so that true surfaces and every artefact kind stay in view; the
+            title and the legend say how many are drawn.
+        seed: the seed of that sample.
         kind_names: names of the kinds in the legend; default ``labels.KIND_NAMES``.
 
     Returns:
@@ -339,31 +400,28 @@ def scan_figure_3d(scan: Mapping, colour_by: str = "label", max_points: int = 60
     label, kind = np.asarray(scan["label"])[valid], np.asarray(scan["kind"])[valid]
     if len(xyz) == 0:
         raise ValueError("the scan has no points to show")
-    keep = label == ARTEFACT
-    rest = np.flatnonzero(~keep)
-    budget = max(max_points - int(keep.sum()), 0)
-    if len(rest) > budget:
-        keep[np.random.default_rng(seed).choice(rest, budget, replace=False)] = True
-    else:
-        keep[rest] = True
     names = kind_names or {**KIND_NAMES, KIND_NONE: "true"}  # a measured point of kind none is true geometry
     # (name, colour, points, true geometry?) per legend entry
     groups = ([(LABEL_NAMES[code], LABEL_HEX[code], label == code, code == KEEP) for code in (KEEP, ARTEFACT)]
               if colour_by == "label" else
               [(names.get(code, str(code)), KIND_HEX[code % len(KIND_HEX)], kind == code, code == KIND_NONE)
                for code in np.unique(kind)])
+    drawn = sample_classes({n: np.flatnonzero(group[2]) for n, group in enumerate(groups)}, max_points, seed)
     fig = go.Figure()
-    for name, colour, mask, true in groups:
-        mask = mask & keep
-        if mask.any():
-            fig.add_trace(go.Scatter3d(x=xyz[mask, 0], y=xyz[mask, 1], z=xyz[mask, 2], mode="markers", name=name,
-                                       marker=dict(size=1 if true else 1.8, color=colour)))
+    for n, (name, colour, mask, true) in enumerate(groups):
+        index, count = drawn[n], int(mask.sum())
+        if len(index):
+            shown = f"{count:,}" if len(index) == count else f"{len(index):,} of {count:,} drawn"
+            fig.add_trace(go.Scatter3d(x=xyz[index, 0], y=xyz[index, 1], z=xyz[index, 2], mode="markers",
+                                       name=f"{name} ({shown})", marker=dict(size=1.4 if true else 1.8, color=colour)))
     # Camera frame: y points down and z away from the scanner. Look from the side and above so that
     # points at a false depth stand out from the surfaces.
+    total = len(xyz)
     fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
                                  camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=1.2, y=-1.0, z=-0.9))),
-                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=30, b=0), height=550,
-                      title=f"{int(valid.sum())} points, {int((label == ARTEFACT).sum())} artefacts")
+                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=60, b=0), height=550,
+                      title=f"{total:,} points, {int((label == ARTEFACT).sum()):,} of them artefacts<br>"
+                            + _drawn_note(sum(len(i) for i in drawn.values()), total))
     return fig
 
 
@@ -394,36 +452,38 @@ def plot_critical_points(cloud: np.ndarray, critical: np.ndarray, title: str = "
 
 def outcome_figure_3d(scan: Mapping, keep: np.ndarray, title: str = "", max_points: int = 40000, seed: int = 0):
     """Plotly 3D scatter of a scan's points coloured by the filter's outcome: TP grey, FN orange, FP red,
-    TN blue. Errors and removed artefacts are always shown; true points kept are subsampled to fit
-    ``max_points``.
+    TN blue. Where the scan has more than ``max_points`` points, a seeded random sample of each
+    outcome is drawn (``sample_classes``): every outcome stays in view, true surfaces included, and
+    the title and the legend say how many are drawn.
 
     Args:
         scan: a scan dict with ``xyz`` and ``label``.
         keep: (H, W) bool keep mask of a filter.
-        title: the figure's title.
+        title: the figure's title; a line on the points drawn follows it.
         max_points: the most points drawn.
-        seed: the seed of the subset of true points kept.
+        seed: the seed of the sample.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
     xyz = np.asarray(scan["xyz"])
     groups = outcomes(scan["label"], keep)
-    shown = {name: np.flatnonzero(mask.ravel()) for name, mask in groups.items()}
-    budget = max(max_points - sum(len(v) for k, v in shown.items() if k != "TP"), 0)
-    if len(shown["TP"]) > budget:
-        shown["TP"] = np.random.default_rng(seed).choice(shown["TP"], budget, replace=False)
+    drawn = sample_classes({name: np.flatnonzero(mask.ravel()) for name, mask in groups.items()}, max_points, seed)
     points = xyz.reshape(-1, 3)
     fig = go.Figure()
-    for name, index in shown.items():
+    for name, index in drawn.items():
+        count = int(groups[name].sum())
         if len(index):
             p = points[index]
+            shown = f"{count:,}" if len(index) == count else f"{len(index):,} of {count:,} drawn"
             fig.add_trace(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
-                                       name=f"{OUTCOME_NAMES[name]} ({int(groups[name].sum())})",
+                                       name=f"{OUTCOME_NAMES[name]} ({shown})",
                                        marker=dict(size=1.5 if name == "TP" else 2.5, color=OUTCOME_COLOURS[name])))
+    note = _drawn_note(sum(len(i) for i in drawn.values()), sum(int(m.sum()) for m in groups.values()))
     fig.update_layout(scene=dict(aspectmode="data", xaxis_title="x (m)", yaxis_title="y (m)", zaxis_title="z (m)",
                                  camera=dict(up=dict(x=0, y=-1, z=0), eye=dict(x=0.3, y=-0.9, z=-1.6))),
-                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=40, b=0), height=520, title=title)
+                      legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=60, b=0), height=540,
+                      title=f"{title}<br>{note}" if title else note)
     return fig
 
 
@@ -515,7 +575,7 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
     return mesh_trace(corners.reshape(-1, 3), triangles, colour, name, opacity)
 
 
-def figure_3d(panels: Mapping[str, Sequence | np.ndarray], height: int = 420):
+def figure_3d(panels: Mapping[str, Sequence | np.ndarray], height: int = 420, same_range: bool = False):
     """One Plotly figure with a 3D scene per panel, side by side, z up.
 
     Args:
@@ -523,6 +583,9 @@ def figure_3d(panels: Mapping[str, Sequence | np.ndarray], height: int = 420):
             or an (H, W, 3) uint8 picture, drawn flat beside the scenes (the input of a network
             whose 3D output the other panels show).
         height: the figure's height, in pixels.
+        same_range: give every scene the same axis ranges, those that hold all their traces, so that
+            sizes and places compare across panels (a prediction next to its truth, in one grid's
+            units); by default each scene fits its own traces, which suits panels in different units.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -539,11 +602,34 @@ def figure_3d(panels: Mapping[str, Sequence | np.ndarray], height: int = 420):
             continue
         for trace in panels[title]:
             fig.add_trace(trace, row=1, col=col)
+    frame = {"aspectmode": "data"}
+    if same_range:
+        traces = [trace for title, picture in zip(titles, pictures, strict=True) if not picture
+                  for trace in panels[title]]
+        low, high = _extent(traces)
+        span = np.maximum(high - low, 1e-9)
+        pad = 0.02 * span.max()
+        frame = {"aspectmode": "manual",
+                 "aspectratio": dict(zip("xyz", (span / span.max()).tolist(), strict=True))}
+        ranges = {f"{a}axis": {"range": [float(lo - pad), float(hi + pad)], "autorange": False}
+                  for a, lo, hi in zip("xyz", low, high, strict=True)}
     hidden = dict(showticklabels=False, title="", showbackground=False)
     for n in range(1, pictures.count(False) + 1):
         fig.layout[f"scene{'' if n == 1 else n}"].update(
-            aspectmode="data", xaxis=hidden, yaxis=hidden, zaxis=hidden,
+            **frame, **{f"{a}axis": {**hidden, **(ranges[f"{a}axis"] if same_range else {})} for a in "xyz"},
             camera=dict(eye=dict(x=1.4, y=-1.4, z=0.9), up=dict(x=0, y=0, z=1)))
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), showlegend=False)
     return fig
 
+
+def _extent(traces: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest x, y, z over the points or vertices of 3D traces."""
+    lows, highs = [], []
+    for trace in traces:
+        xyz = np.stack([np.asarray(trace[a], np.float64).ravel() for a in "xyz"], axis=1)
+        if len(xyz):
+            lows.append(xyz.min(axis=0))
+            highs.append(xyz.max(axis=0))
+    if not lows:
+        raise ValueError("the panels hold no 3D point to set a range from")
+    return np.min(lows, axis=0), np.max(highs, axis=0)
