@@ -9,7 +9,7 @@ import tensorflow as tf
 from pcfilter_lib.data.synthetic2d import make_scratches
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
-from pcfilter_lib.nn import losses
+from pcfilter_lib.nn import callbacks, losses
 from pcfilter_lib.nn.callbacks import EpochTimer, SoftThreshold
 from pcfilter_lib.timing import workloads
 
@@ -97,18 +97,67 @@ def test_soft_threshold_sets_weights_exactly_to_zero_and_keeps_the_rest_clear_of
     x, y = _data(96)
     x = np.concatenate([x, np.random.default_rng(5).normal(size=(96, 12)).astype("float32")], axis=1)  # noise
     kernels = {}
-    for tau in (0.0, 2e-3):
+    for alpha in (0.0, 2.0):  # Adam's default step 1e-3: tau = 2e-3 per step
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu", name="hidden"),
                                   keras.layers.Dense(3, activation="softmax", name="out")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        model.fit(x, y, epochs=20, batch_size=16, verbose=0, callbacks=[SoftThreshold(tau, layers=["hidden"])])
-        kernels[tau] = (model.get_layer("hidden").kernel.numpy(), model.get_layer("out").kernel.numpy())
-    hidden, out = kernels[2e-3]
+        threshold = SoftThreshold(alpha, layers=["hidden"])
+        model.fit(x, y, epochs=20, batch_size=16, verbose=0, callbacks=[threshold])
+        kernels[alpha] = (model.get_layer("hidden").kernel.numpy(), model.get_layer("out").kernel.numpy())
+        np.testing.assert_allclose(threshold.taus, alpha * 1e-3, rtol=1e-6)
+    hidden, out = kernels[2.0]
     assert np.mean(hidden == 0) > 0.2 and np.all(kernels[0.0][0] != 0)
     assert np.all(out != 0)  # only the named layer is thresholded
-    with pytest.raises(ValueError, match="tau must be"):
+    with pytest.raises(ValueError, match="alpha must be"):
         SoftThreshold(-1.0)
+
+
+def test_soft_threshold_follows_the_learning_rate_schedule_step_by_step():
+    # tau_t = eta_t * alpha with the rate of the step just taken: a cosine schedule ends near zero,
+    # and so does the threshold, instead of pulling at full strength when the loss's steps have stopped.
+    x, y = _data(64)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="hidden"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    steps = 3 * 4  # 3 epochs of 4 batches
+    schedule = keras.optimizers.schedules.CosineDecay(0.05, steps)
+    model.compile(optimizer=keras.optimizers.SGD(schedule), loss="sparse_categorical_crossentropy")
+    threshold = SoftThreshold(0.1)
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[threshold])
+    expected = [0.1 * float(schedule(step)) for step in range(steps)]
+    np.testing.assert_allclose(threshold.taus, expected, rtol=1e-5, atol=1e-9)
+    assert threshold.taus[0] == pytest.approx(5e-3) and threshold.taus[-1] < 0.03 * threshold.taus[0]
+    rebuilt = SoftThreshold(**threshold.get_config())
+    assert (rebuilt.alpha, rebuilt.layer_names) == (0.1, None)
+
+
+def test_soft_threshold_leaves_layers_before_batch_norm_alone_unless_named():
+    # Batch norm divides out the scale of the layer before it, so the loss cannot resist a threshold
+    # that shrinks all of its weights: by default only the layers outside batch norm are thresholded.
+    x, y = _data(96)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(16, use_bias=False, name="hidden")(inputs)
+    normed = keras.layers.Activation("relu")(keras.layers.BatchNormalization(name="bn")(hidden))
+    outputs = keras.layers.Dense(3, activation="softmax", name="out")(normed)
+    kernels = {}
+    for layers in (None, ["hidden", "out"]):
+        keras.utils.set_random_seed(0)
+        model = keras.Model(inputs, outputs) if layers is None else keras.models.clone_model(model)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=10, batch_size=16, verbose=0, callbacks=[SoftThreshold(2.0, layers=layers)])
+        kernels[layers is None] = (model.get_layer("hidden").kernel.numpy(), model.get_layer("out").kernel.numpy())
+        if layers is None:
+            assert [callbacks.feeds_batch_norm(model, model.get_layer(name)) for name in ("hidden", "out")] == [
+                True, False]
+    (hidden_default, out_default), (hidden_named, _) = kernels[True], kernels[False]
+    assert np.all(hidden_default != 0) and np.mean(out_default == 0) > 0.1
+    assert np.mean(hidden_named == 0) > 0.2
+    only_normed = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d"),
+                                    keras.layers.BatchNormalization()])
+    only_normed.compile(optimizer="adam", loss="mse")
+    with pytest.raises(ValueError, match="outside batch normalisation"):
+        only_normed.fit(x, np.zeros((96, 3), "float32"), epochs=1, verbose=0, callbacks=[SoftThreshold(1.0)])
 
 
 def test_epoch_timer_counts_epochs_even_when_silent():
