@@ -11,6 +11,7 @@ import pytest
 
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_INTERREFLECTION, KIND_PHASE_BIAS, NO_POINT
 from pcfilter_lib.viz import real_scans
+from pcfilter_lib.viz.colours import OUTCOME_COLOURS, OUTCOME_NAMES
 
 
 def organised_scan(shape=(60, 80), artefacts=((20, 30),), stray=None) -> dict:
@@ -130,3 +131,32 @@ def test_comparison_table_gives_the_real_value_and_each_sets_mean_and_range():
     assert lines[0] == "| measure | gpu_006 (real) | default (2 scans) |"
     assert lines[2] == "| false share | 19% | 10% (5%-15%) |"
     assert lines[3] == "| blobs | 142 | 100 |"
+
+
+def test_outcome_figure_colours_each_pixel_by_what_the_filter_did():
+    scan = organised_scan(artefacts=((20, 30), (21, 30)), stray=(55, 2))
+    scan["artefact"][55, 2] = True  # outside the box: counted, not drawn
+    keep_all = scan["valid"].copy()
+    remove_some = scan["valid"].copy()
+    remove_some[20, 30] = False  # one artefact removed
+    remove_some[30, 40] = False  # one true point removed
+    fig = real_scans.show_real_outcomes({"board": scan}, {"board": {"none": keep_all, "some": remove_some}})
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert [ax.get_title() for ax in panels] == ["board: 2 of 3 artefacts (red)", "none: removed 0",
+                                                 "some: removed 2"]
+    image = panels[2].get_images()[0]
+    left, _, _, top = image.get_extent()
+    colour = {name: np.array(matplotlib.colors.to_rgb(hex_)) for name, hex_ in OUTCOME_COLOURS.items()}
+    pixels = np.asarray(image.get_array())
+
+    def at(row, col):
+        return pixels[int(row - (top + 0.5)), int(col - (left + 0.5))]
+
+    assert np.allclose(at(20, 30), colour["TN"]) and np.allclose(at(21, 30), colour["FP"])
+    assert np.allclose(at(30, 40), colour["FN"]) and np.allclose(at(12, 25), colour["TP"])
+    # two artefacts in view, so each is ringed in its outcome's colour
+    rings = [c for c in panels[2].collections]
+    assert sum(len(c.get_offsets()) for c in rings) == 2
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [OUTCOME_NAMES[k] for k in OUTCOME_COLOURS]
+    plt.close(fig)

@@ -18,8 +18,9 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from pcfilter_lib.geometry.image_statistics import blob_sizes, silhouette
-from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KIND_HEX, KIND_NAMES, REALISM_KINDS
-from pcfilter_lib.viz.colours import LABEL_HEX
+from pcfilter_lib.labels import ARTEFACT, ARTEFACT_KINDS, KEEP, KIND_HEX, KIND_NAMES, NO_POINT, REALISM_KINDS
+from pcfilter_lib.viz.colours import LABEL_HEX, OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
+from pcfilter_lib.viz.figures import label_image, outcome_image
 from pcfilter_lib.viz.tables import Table, markdown_table
 
 FEW = 200  # a scan with at most this many artefacts has each one ringed: single pixels vanish when drawn
@@ -141,6 +142,58 @@ def show_artefact_kinds(scans: Mapping[str, Mapping], size: float = 3.6):
         bar = fig.colorbar(shown, ax=row[1], shrink=0.9, label="label and artefact kind")
         bar.set_ticks(range(len(colours)), labels=["no point", "true", *(KIND_NAMES[k] for k in causes)])
         _image_axes(row[1], f"{title}: {int(artefact.sum()):,} artefacts by kind")
+    return fig
+
+
+def show_real_outcomes(scans: Mapping[str, Mapping], keeps: Mapping[str, Mapping[str, np.ndarray]],
+                       size: float = 3.0):
+    """What each filter did on labelled organised scans: one row per scan, its labels and then each
+    filter's outcome at every pixel (``OUTCOME_COLOURS``), cut to the object as ``show_organised_scans``
+    cuts it.
+
+    Args:
+        scans: title -> a scan (``valid``, ``artefact``; see the module).
+        keeps: title -> {filter name -> its (H, W) bool keep mask on that scan}; every scan the same
+            filters in the same order.
+        size: inches per panel.
+
+    Returns:
+        The figure, with a legend of the outcomes. A panel's title counts what the filter removed in the
+        whole scan; the labels' title, the artefacts in view and in all (stray ones may lie outside). On a
+        scan with at most ``FEW`` artefacts each artefact is ringed in its outcome's colour: single
+        pixels vanish when drawn.
+    """
+    names = list(next(iter(keeps.values())))
+    fig, axes = plt.subplots(len(scans), len(names) + 1, figsize=((len(names) + 1) * size, size * len(scans) + 0.6),
+                             layout="constrained", squeeze=False)
+    for row, (title, scan) in zip(axes, scans.items(), strict=True):
+        box = point_box(scan["valid"])
+        extent = _extent(box, scan["valid"].shape)
+        valid, artefact = np.asarray(scan["valid"])[box], np.asarray(scan["artefact"])[box]
+        label = np.where(valid, np.where(artefact, ARTEFACT, KEEP), NO_POINT)
+        seen, total = int((artefact & valid).sum()), int(np.count_nonzero(scan["artefact"]))
+        ringed = 0 < seen <= FEW
+        row[0].imshow(label_image(label), interpolation="nearest", extent=extent)
+        if ringed:
+            rows, cols = np.nonzero(artefact & valid)
+            row[0].scatter(cols + extent[0] + 0.5, rows + extent[3] + 0.5, s=50, facecolors="none",
+                           edgecolors=LABEL_HEX[ARTEFACT], linewidths=1.0)
+        _image_axes(row[0], f"{title}: " + (f"{seen:,} of {total:,}" if seen < total else f"{total:,}")
+                    + " artefacts (red)")
+        for ax, name in zip(row[1:], names, strict=True):
+            keep = np.asarray(keeps[title][name], bool)[box] & valid
+            ax.imshow(outcome_image(label, keep), interpolation="nearest", extent=extent)
+            if ringed:
+                for outcome, mask in outcomes(label, keep).items():
+                    rows, cols = np.nonzero(mask & artefact)
+                    if len(rows):
+                        ax.scatter(cols + extent[0] + 0.5, rows + extent[3] + 0.5, s=50, facecolors="none",
+                                   edgecolors=OUTCOME_COLOURS[outcome], linewidths=1.0)
+            removed = int((valid & ~keep).sum())
+            _image_axes(ax, f"{name}: removed {removed:,}")
+            ax.set_ylabel("")
+    handles = [plt.matplotlib.patches.Patch(color=OUTCOME_COLOURS[k], label=OUTCOME_NAMES[k]) for k in OUTCOME_COLOURS]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8)
     return fig
 
 
