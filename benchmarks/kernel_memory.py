@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# Peak memory of each chapter's kernel ({result['size']} size)", "",
              f"Measured {result['measured']} during `{result['command']}` on {result['cpu_cores']} cores "
              f"({result['machine']}), CPU allocator {result['allocator']}; benchmarks/kernel_memory.py.", "",
-             "| chapter | execution (s) | peak resident memory (MB) |", "|---|---|---|"]
+             "| chapter | execution (s) | peak resident memory (MiB) |", "|---|---|---|"]
     lines += [f"| {r['chapter']} | {r['execution_seconds']:.0f} | {r['peak_mb']:,} |" for r in rows]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

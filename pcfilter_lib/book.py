@@ -131,7 +131,7 @@ def cost_table(found: list[Chapter], costs: book_times.BookCosts) -> viz.Table:
     """
     rows = [[f"{chapter.number}. {chapter.title}",
              book_times.format_duration(cost.seconds) if cost.seconds is not None else "not measured",
-             f"{cost.peak_mb / 1024:.1f} GB" if cost.peak_mb is not None else "not measured"]
+             f"{cost.peak_gb:.1f} GB" if cost.peak_mb is not None else "not measured"]
             for chapter, cost in zip(found, costs.chapters, strict=True)]
     return viz.markdown_table(["chapter", "run time at full size", "peak memory of its kernel"], rows)
 
@@ -148,7 +148,7 @@ def plot_costs(found: list[Chapter], costs: book_times.BookCosts):
     """
     labels = [f"{chapter.number}. {chapter.title}" for chapter in found]
     minutes = [cost.seconds / 60 if cost.seconds is not None else None for cost in costs.chapters]
-    gigabytes = [cost.peak_mb / 1024 if cost.peak_mb is not None else None for cost in costs.chapters]
+    gigabytes = [cost.peak_gb for cost in costs.chapters]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.42 * len(found) + 1.4), sharey=True, layout="constrained")
     rows = np.arange(len(found))
     panels = ((minutes, "#4c72b0", "run time at full size (min)"),

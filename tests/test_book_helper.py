@@ -113,7 +113,8 @@ def test_the_cost_table_and_figure_say_what_was_not_measured():
     found = [book.Chapter("01_a", "1", "First"), book.Chapter("02_b", "2", "Second")]
     costs = BookCosts([ChapterCost("01_a", 150.0, 2048.0), ChapterCost("02_b", None, 512.0)],
                       "2 CPU cores", "2026-11-27", "2 CPU cores", "2026-11-27")
-    assert book.cost_table(found, costs).rows == [["1. First", "2.5 min", "2.0 GB"],
+    # 2,048 MiB is 2.1 GB (10^9 bytes)
+    assert book.cost_table(found, costs).rows == [["1. First", "2.5 min", "2.1 GB"],
                                                   ["2. Second", "not measured", "0.5 GB"]]
     fig = book.plot_costs(found, costs)
     times, memory = fig.axes

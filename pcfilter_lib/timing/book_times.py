@@ -100,7 +100,12 @@ class ChapterCost:
 
     chapter: str
     seconds: float | None  # executing the notebook on a CPU-only machine
-    peak_mb: float | None  # the kernel's peak resident memory
+    peak_mb: float | None  # the kernel's peak resident memory, in MiB (VmHWM kB / 1024)
+
+    @property
+    def peak_gb(self) -> float | None:
+        """The peak in gigabytes (10^9 bytes), as the book states memory."""
+        return None if self.peak_mb is None else self.peak_mb * 2**20 / 1e9
 
 
 @dataclass(frozen=True)
