@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         real[name] = {**scan, "artefact": read_ptx_labels(path, scan["valid"])}
     chosen = filters_shown()
     keeps = {name: {f: c.keep_mask(scan) for f, c in chosen.items()} for name, scan in real.items()}
-    fig = real_scans.show_real_outcomes(real, keeps)
+    fig = real_scans.show_real_outcomes(real, keeps, columns=3)
     args.out.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out / "realscan_outcomes.png", dpi=72)
     print(f"wrote {args.out / 'realscan_outcomes.png'}")

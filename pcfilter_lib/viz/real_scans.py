@@ -146,16 +146,18 @@ def show_artefact_kinds(scans: Mapping[str, Mapping], size: float = 3.6):
 
 
 def show_real_outcomes(scans: Mapping[str, Mapping], keeps: Mapping[str, Mapping[str, np.ndarray]],
-                       size: float = 3.0):
-    """What each filter did on labelled organised scans: one row per scan, its labels and then each
-    filter's outcome at every pixel (``OUTCOME_COLOURS``), cut to the object as ``show_organised_scans``
-    cuts it.
+                       size: float = 3.0, columns: int | None = None):
+    """What each filter did on labelled organised scans: per scan, its labels and then each filter's
+    outcome at every pixel (``OUTCOME_COLOURS``), cut to the object as ``show_organised_scans`` cuts it;
+    a scan's panels fill rows of ``columns`` (default: all in one row), so that a page can show them
+    large enough.
 
     Args:
         scans: title -> a scan (``valid``, ``artefact``; see the module).
         keeps: title -> {filter name -> its (H, W) bool keep mask on that scan}; every scan the same
             filters in the same order.
         size: inches per panel.
+        columns: panels per row (each scan starts a new row).
 
     Returns:
         The figure, with a legend of the outcomes. A panel's title counts what the filter removed in the
@@ -164,9 +166,15 @@ def show_real_outcomes(scans: Mapping[str, Mapping], keeps: Mapping[str, Mapping
         pixels vanish when drawn.
     """
     names = list(next(iter(keeps.values())))
-    fig, axes = plt.subplots(len(scans), len(names) + 1, figsize=((len(names) + 1) * size, size * len(scans) + 0.6),
-                             layout="constrained", squeeze=False)
-    for row, (title, scan) in zip(axes, scans.items(), strict=True):
+    columns = columns or len(names) + 1
+    per_scan = -(-(len(names) + 1) // columns)  # rows of panels per scan
+    fig, grid = plt.subplots(len(scans) * per_scan, columns, layout="constrained", squeeze=False,
+                             figsize=(columns * size, size * len(scans) * per_scan + 0.6))
+    for index, (title, scan) in enumerate(scans.items()):
+        block = list(grid[index * per_scan:(index + 1) * per_scan].flat)
+        row = block[:len(names) + 1]
+        for ax in block[len(names) + 1:]:
+            ax.set_axis_off()
         box = point_box(scan["valid"])
         extent = _extent(box, scan["valid"].shape)
         valid, artefact = np.asarray(scan["valid"])[box], np.asarray(scan["artefact"])[box]
