@@ -160,3 +160,14 @@ def test_outcome_figure_colours_each_pixel_by_what_the_filter_did():
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [OUTCOME_NAMES[k] for k in OUTCOME_COLOURS]
     plt.close(fig)
+
+
+def test_outcome_figure_wraps_a_scans_panels_into_rows():
+    scans = {"a": organised_scan(), "b": organised_scan()}
+    keeps = {name: {"one": s["valid"], "two": s["valid"]} for name, s in scans.items()}
+    fig = real_scans.show_real_outcomes(scans, keeps, columns=2)
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(fig.axes) == 8 and len(shown) == 6  # per scan two rows of two, the last one empty
+    assert [ax.get_title().split(":")[0] for ax in shown] == ["a", "one", "two", "b", "one", "two"]
+    assert sum(not ax.axison for ax in fig.axes) == 2
+    plt.close(fig)
