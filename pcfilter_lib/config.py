@@ -44,6 +44,22 @@ def choose(full: T, fast: T) -> T:
     return fast if fast_mode() else full
 
 
+def worker_wait() -> float:
+    """Seconds a running ``--scheduler`` may take to have a worker before a run is refused:
+    ``PCFILTER_WORKER_WAIT``, default 10 (raise it for a cluster whose workers start slowly)."""
+    raw = os.environ.get("PCFILTER_WORKER_WAIT", "").strip()
+    if not raw:
+        return 10.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"PCFILTER_WORKER_WAIT={raw!r} is not understood: give a number of seconds above 0, "
+                         "or leave it unset for 10")
+    return seconds
+
+
 def data_dir() -> Path:
     """The folder for generated and downloaded data (not created here).
 

@@ -583,8 +583,10 @@ PTX_CASES = [
 
 
 def _env() -> dict[str, str]:
-    """The environment of a user who has set nothing: TensorFlow's log level is left to pcfilter."""
-    return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1"}
+    """The environment of a user who has set nothing: TensorFlow's log level is left to pcfilter. A
+    scheduler without workers is refused after 2 s instead of 10 (``PCFILTER_WORKER_WAIT``)."""
+    return {**{k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}, "PCFILTER_FAST": "1",
+            "PCFILTER_WORKER_WAIT": "2"}
 
 
 def _command(argv: list[str]) -> list[str]:

@@ -50,3 +50,14 @@ def test_progress_bars_only_in_a_jupyter_server_session(monkeypatch):
     assert not config.show_progress()  # a book build or benchmark: nbclient sets nothing
     monkeypatch.setenv("JPY_SESSION_NAME", "/home/student/book/02_3d_representations.ipynb")
     assert config.show_progress()
+
+
+def test_the_worker_wait_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("PCFILTER_WORKER_WAIT", raising=False)
+    assert config.worker_wait() == 10.0
+    monkeypatch.setenv("PCFILTER_WORKER_WAIT", " 2.5 ")
+    assert config.worker_wait() == 2.5
+    for bad in ("0", "-1", "soon", "inf", "nan"):
+        monkeypatch.setenv("PCFILTER_WORKER_WAIT", bad)
+        with pytest.raises(ValueError, match="PCFILTER_WORKER_WAIT=.* is not understood"):
+            config.worker_wait()

@@ -41,6 +41,7 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed
 from distributed.scheduler import KilledWorker
 
+from pcfilter_lib import config
 from pcfilter_lib.cli.app import build_parser, one_line
 from pcfilter_lib.cli.folders import PER_FILE
 from pcfilter_lib.cli.options import option_line
@@ -50,7 +51,6 @@ ALLOWED_FAILURES = 2  # workers a task may take down with it before the run stop
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 CONNECT_TIMEOUT = 10  # seconds for --scheduler to answer
-WORKER_WAIT = 10  # seconds for a running scheduler to have a worker before the run is refused
 NO_SCHEDULER = ("start one with 'dask scheduler' and workers with 'dask worker ADDRESS', or use --jobs N for "
                 "workers on this machine")
 
@@ -91,12 +91,13 @@ def check_address(address: str) -> None:
 
 
 def wait_for_workers(client: Client, address: str) -> None:
-    """Refuse a running scheduler that has no worker after ``WORKER_WAIT`` seconds: its tasks would
-    wait forever, and say nothing."""
+    """Refuse a running scheduler that has no worker after ``config.worker_wait()`` seconds: its tasks
+    would wait forever, and say nothing."""
+    wait = config.worker_wait()
     try:
-        client.wait_for_workers(1, timeout=WORKER_WAIT)
+        client.wait_for_workers(1, timeout=wait)
     except TimeoutError:
-        raise OSError(f"--scheduler {address}: the scheduler has no workers (waited {WORKER_WAIT} s); start some "
+        raise OSError(f"--scheduler {address}: the scheduler has no workers (waited {wait:g} s); start some "
                       f"with 'dask worker {address}' on machines that see the inputs and outputs, or use --jobs N "
                       "for workers on this machine") from None
 

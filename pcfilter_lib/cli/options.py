@@ -149,7 +149,8 @@ def add_cluster_options(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument("--scheduler", metavar="ADDRESS",
                          help="run on a running Dask cluster instead ('dask scheduler', then 'dask worker "
                          "ADDRESS' on each machine), e.g. tcp://10.0.0.5:8786; the inputs, the outputs' folder "
-                         "and pcfilter itself must be on storage every worker sees")
+                         "and pcfilter itself must be on storage every worker sees; a scheduler without workers "
+                         "is refused after PCFILTER_WORKER_WAIT seconds (default 10)")
 
 
 def cluster_module():
