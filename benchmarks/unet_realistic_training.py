@@ -123,7 +123,9 @@ def markdown(report: dict) -> str:
              f"{report['settings']['epochs']} epochs x {report['settings']['crops']} crops of 128 px per run, "
              f"{report['settings']['scans']} simulated scans per set; cells: ROC AUC / balanced accuracy at the "
              "run's threshold / best balanced accuracy over thresholds (oracle). Nothing of the real scans "
-             f"is used for training or thresholds. {report['machine']}, {report['generated']}.", "",
+             "is used for training or thresholds. A run's threshold is chosen on the validation scans of the sets "
+             "it trained on, so its balanced accuracy in those columns is a development figure. "
+             f"{report['machine']}, {report['generated']}.", "",
              "| network | threshold | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
     for name, run in report["runs"].items():
         cells = [f"{m['roc_auc']:.3f} / {m['balanced_accuracy']:.3f} / {m['best_balanced_accuracy']:.3f}"
