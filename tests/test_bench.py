@@ -5,7 +5,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from pcfilter_lib.nn import convmath
+from pcfilter_lib.lessons import convmath
 from pcfilter_lib.timing import clock
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from pcfilter_lib.nn import convmath
+from pcfilter_lib.lessons import convmath
 
 RNG = np.random.default_rng(0)
 

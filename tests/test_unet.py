@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data.scans import crop_to, pad_to_multiple
+from pcfilter_lib.lessons import convmath
 from pcfilter_lib.models.unet import build_unet, multiple_of
-from pcfilter_lib.nn import convmath
 
 
 def test_default_unet_matches_the_original_filter():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pcfilter_lib.nn import convmath
+from pcfilter_lib.lessons import convmath
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def show_matrix(matrix, ax=None, title: str | None = None, annotate: bool = Fals
     """Heat map of a (possibly sparse) matrix; structural zeros stay white.
 
     Args:
-        matrix: a 2D array or ``scipy.sparse`` matrix, such as ``nn.convmath.conv2d_matrix``.
+        matrix: a 2D array or ``scipy.sparse`` matrix, such as ``lessons.convmath.conv2d_matrix``.
         ax: the matplotlib axes to draw into; None makes a new figure.
         title: a title above the count of non-zero entries.
         annotate: write each non-zero entry into its cell (for small matrices) instead of a colour bar.
