@@ -1,4 +1,4 @@
-"""nn.descent: the NumPy update rules take the same steps as keras.optimizers, step by step."""
+"""lessons.descent: the NumPy update rules take the same steps as keras.optimizers, step by step."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from pcfilter_lib.runtime import setup
 
 setup()
 
-from pcfilter_lib.nn import descent
+from pcfilter_lib.lessons import descent
 
 FIT = descent.make_line_fit(n=40, seed=3)
 START = np.array([-1.0, 3.0])
