@@ -13,7 +13,7 @@ runtime.setup(seed=0)
 import keras
 
 from pcfilter_lib.geometry import voxels
-from pcfilter_lib.nn import sparse_conv as sc
+from pcfilter_lib.lessons import sparse_conv as sc
 
 SHAPE = (12, 12, 12)
 
