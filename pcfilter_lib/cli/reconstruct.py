@@ -1,5 +1,5 @@
 """``pcfilter reconstruct``: filter a scan or cloud (or each of a folder), optionally upsample it with
-the shipped PU-Net, and write the Poisson surface of what is left (``recipes.surface``)."""
+the shipped PU-Net, and write the Poisson surface of what is left (``pipelines.surface``)."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def _reconstruct_file(args: argparse.Namespace, source: Path, target: Path, scan
                       upsampler, passes: int) -> str:
     """Filter, upsample ``passes`` times and Poisson-reconstruct one read input; write the mesh to
     ``target`` atomically and return the line that reports it."""
-    from pcfilter_lib.recipes import surface  # imports Keras only to upsample, after runtime.setup
+    from pcfilter_lib.pipelines import surface  # imports Keras only to upsample, after runtime.setup
 
     valid = scan["valid"]
     n = int(valid.sum())
