@@ -44,6 +44,25 @@ def test_damaged_file_is_refused_with_its_name(tmp_path):
         book_times.read_rows(write(path, {"rows": 3}))
 
 
+def test_rows_written_are_read_back_and_a_run_again_replaces_its_row(tmp_path):
+    device = {"cores": 2, "cpu": "AMD EPYC (AVX2)", "gpus": [], "tensorflow": "2.20.0"}
+    first = [book_times.time_row("02_x", "full", 474.04, device, load_average=1.5),
+             book_times.time_row("03_y", "full", 30.0, device)]
+    path = book_times.write_rows(tmp_path / "results" / "times.json", first)
+    assert book_times.read_rows(path) == first
+    assert first[0]["seconds"] == 474.0 and first[0]["gpu"] is None
+    again = book_times.time_row("02_x", "full", 500.0, device, source="book build")
+    gpu = book_times.time_row("02_x", "full", 95.0, {**device, "gpus": ["NVIDIA H100"]})
+    rows = book_times.merge(book_times.read_rows(path), [again, gpu])
+    assert [(r["chapter"], r["seconds"]) for r in rows] == [("03_y", 30.0), ("02_x", 500.0), ("02_x", 95.0)]
+    book_times.write_rows(path, rows)
+    assert book_times.full_size_times(book_times.read_rows(path), "02_x")["cpu"]["seconds"] == 500.0
+    table = path.with_suffix(".md").read_text().splitlines()
+    assert len(table) == 2 + 3  # header, rule, then CPU-only rows by chapter before the GPU's
+    assert table[2].startswith("| 02_x | full | 500 ") and table[2].endswith("| one whole `make book` |")
+    assert "NVIDIA H100" in table[4]
+
+
 def test_find_results_looks_in_the_checkout_above(tmp_path):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "book").mkdir()

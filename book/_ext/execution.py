@@ -26,7 +26,6 @@ import ast
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,6 @@ import sys
 from pathlib import Path
 
 CACHE_ROOT = Path("_build") / ".jupyter_cache"  # relative to the folder that holds book/
-TIMES = Path("benchmarks") / "results" / "book_times.json"
 
 
 def variant() -> str:
@@ -176,14 +174,15 @@ def _duration(seconds: float) -> str:
 def measured_times(times_file: Path, which: str) -> dict[str, dict]:
     """The latest CPU-only run of each chapter in ``which`` variant, from book_times.json.
 
-    The file (written by benchmarks/book_times.py) holds a list of rows, or a mapping with a ``rows``
-    list; a row has ``chapter``, ``size`` ("fast" or "full"), ``seconds``, ``cpu_cores`` and ``gpu``
-    (empty for a CPU-only run). Later rows replace earlier ones.
+    The file is written by benchmarks/book_times.py and read by ``pcfilter_lib.timing.book_times``,
+    which knows its format; a row has ``chapter``, ``size`` ("fast" or "full"), ``seconds``,
+    ``cpu_cores`` and ``gpu`` (empty for a CPU-only run). Later rows replace earlier ones.
     """
+    from pcfilter_lib.timing.book_times import read_rows
+
     if not times_file.exists():
         return {}
-    data = json.loads(times_file.read_text())
-    rows = data.get("rows", []) if isinstance(data, dict) else data
+    rows = read_rows(times_file)
     return {row["chapter"]: row for row in rows
             if row.get("size", row.get("mode")) == which and not row.get("gpu") and "seconds" in row}
 
@@ -202,7 +201,9 @@ def plan(root: Path) -> str:
              "when its code, the library or the installed packages change; an edit to prose re-executes nothing.",
              f"{len(todo)} of {len(notebooks)} notebooks will be executed"
              + (f": {', '.join(todo)}." if todo else "; the pages are rendered from the cache.")]
-    times = measured_times(root / TIMES, which)
+    from pcfilter_lib.timing.book_times import RESULTS, where_timed
+
+    times = measured_times(root / RESULTS, which)
     measured = [nb.stem for nb in notebooks if nb.stem in times]
     if not measured:
         fast = " --fast" if which == "fast" else ""
@@ -210,8 +211,6 @@ def plan(root: Path) -> str:
                      f"python benchmarks/book_times.py --from-build{fast} records how long each chapter took).")
         return "\n".join(lines)
     first = _duration(sum(times[stem]["seconds"] for stem in measured))
-    from pcfilter_lib.timing.book_times import where_timed
-
     where = where_timed([times[stem] for stem in measured])
     if len(measured) == len(notebooks):
         lines.append(f"A first {label} build executes its notebooks in {first} on {where}, "

@@ -10,7 +10,10 @@
 - ``gpu``: the GPU's name, or null / empty for a CPU-only run.
 
 The file is either a list of such rows or a mapping with a ``rows`` list. Later rows replace
-earlier ones of the same chapter, size and device. ``benchmarks/kernel_memory.py`` records, in
+earlier ones of the same chapter, size and device. This module alone knows the format: the benchmark
+makes its rows with ``time_row`` and writes them with ``write_rows`` (which merges them into the rows
+already there, ``merge``, and writes the markdown ``table`` beside the file); the book reads them with
+``read_rows``. ``benchmarks/kernel_memory.py`` records, in
 ``benchmarks/results/kernel_memory.json``, the peak resident memory of each chapter's kernel during
 one build (``machine``, ``cpu_cores``, ``measured``, ``size`` and ``rows`` of ``chapter`` and
 ``peak_mb``). Nothing here times anything: the book only quotes what the benchmarks measured, and says
@@ -25,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from pcfilter_lib.io.files import atomic_write_text
 
 RESULTS = Path("benchmarks") / "results" / "book_times.json"
 """Where the benchmark writes the times, relative to the checkout."""
@@ -61,6 +66,60 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if not isinstance(rows, Sequence) or isinstance(rows, str) or not all(isinstance(r, Mapping) for r in rows):
         raise ValueError(f"{path} holds no list of rows; run benchmarks/book_times.py again")
     return [dict(r) for r in rows]
+
+
+def time_row(chapter: str, size: str, seconds: float, device: Mapping, measured: datetime | None = None,
+             source: str = "book_times.py", load_average: float | None = None) -> dict:
+    """One row of the times file: ``chapter`` executed at ``size`` ("full" or "fast") in ``seconds``.
+
+    Args:
+        chapter: the notebook's name without folder and suffix.
+        size: "full" or "fast".
+        seconds: the wall time of executing it.
+        device: the machine, as ``timing.clock.device_report`` describes it (``cores``, ``cpu``, ``gpus``,
+            ``tensorflow``).
+        measured: when the run ended (default: now), in UTC.
+        source: "book_times.py" for a chapter executed alone, "book build" for one read from a build's cache.
+        load_average: the machine's 15-minute load average at the run's end (other work slows a chapter
+            down); None where it is not known.
+    """
+    return {"chapter": chapter, "size": size, "seconds": round(seconds, 1),
+            "cpu_cores": device["cores"], "cpu": device["cpu"], "gpu": ", ".join(device["gpus"]) or None,
+            "tensorflow": device["tensorflow"],
+            "measured": (measured or datetime.now(UTC)).isoformat(timespec="seconds"),
+            "source": source, "load_average": load_average}
+
+
+def merge(old: Sequence[Mapping], new: Sequence[Mapping]) -> list[dict]:
+    """``old`` without the rows that ``new`` measures again (same chapter, size and device), then ``new``."""
+    def key(row):
+        return row["chapter"], row["size"], row.get("gpu") or "", row.get("cpu_cores")
+
+    again = {key(row) for row in new}
+    return [dict(row) for row in old if key(row) not in again] + [dict(row) for row in new]
+
+
+HOW = {"book build": "one whole `make book`", "book_times.py": "one chapter alone"}
+
+
+def table(rows: Sequence[Mapping]) -> str:
+    """The rows as a markdown table, grouped by device and size."""
+    lines = ["| chapter | size | seconds | minutes | device | load average | measured | how |", "|---" * 8 + "|"]
+    for row in sorted(rows, key=lambda r: (r.get("gpu") or "", r["cpu_cores"], r["size"], r["chapter"])):
+        device = row.get("gpu") or f"{row.get('cpu', 'CPU')}, {row['cpu_cores']} cores, no GPU"
+        lines.append(f"| {row['chapter']} | {row['size']} | {row['seconds']:.0f} | {row['seconds'] / 60:.1f} "
+                     f"| {device} | {'' if row.get('load_average') is None else row['load_average']} "
+                     f"| {row['measured'][:10]} | {HOW.get(row.get('source'), 'one chapter alone')} |")
+    return "\n".join(lines)
+
+
+def write_rows(path: str | os.PathLike, rows: Sequence[Mapping]) -> Path:
+    """Write ``rows`` as the times file at ``path`` and their ``table`` beside it (``.md``), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"rows": [dict(row) for row in rows]}, indent=2) + "\n")
+    atomic_write_text(path.with_suffix(".md"), table(rows) + "\n")
+    return path
 
 
 def full_size_times(rows: Sequence[Mapping], chapter: str) -> dict[str, dict]:
