@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pcfilter_lib.labels import NO_POINT
-from pcfilter_lib.nn import metrics, scores
+from pcfilter_lib.nn import keras_metrics, scores
 
 # The confusion matrix of the original project's slides and the values derived from it.
 SLIDES = dict(tp=18508, fn=53, fp=112, tn=166)
@@ -91,7 +91,7 @@ def test_streaming_equals_one_shot_whatever_the_batching(name):
     y, p, w = data()
     expected = scores.evaluate_masks(y, p, w > 0)[name]
     for batch in (1, 3, 10):
-        metric = metrics.ConfusionMetric(name)
+        metric = keras_metrics.ConfusionMetric(name)
         for start in range(0, len(y), batch):
             metric.update_state(y[start:start + batch], p[start:start + batch], w[start:start + batch])
         assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
@@ -102,7 +102,7 @@ def test_streaming_metric_in_fit_and_evaluate_respects_masks(tmp_path):
     y, p, w = data(1)
     inputs = keras.Input((12, 12, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(inputs))
-    model.compile("adam", loss="binary_crossentropy", weighted_metrics=metrics.segmentation_metrics(0.4))
+    model.compile("adam", loss="binary_crossentropy", weighted_metrics=keras_metrics.segmentation_metrics(0.4))
     result = model.evaluate(p, y[..., None], sample_weight=w, batch_size=3, verbose=0, return_dict=True)
     expected = scores.evaluate_masks(y, model.predict(p, verbose=0), w > 0, threshold=0.4)
     assert result["mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
@@ -114,7 +114,7 @@ def test_labels_other_than_0_and_1_are_ignored():
     y, p, w = data(2)
     as_scan = np.where(w > 0, y, NO_POINT)
     assert scores.confusion_counts(as_scan, p) == scores.confusion_counts(y, p, w > 0)
-    metric = metrics.ConfusionMetric("f1")
+    metric = keras_metrics.ConfusionMetric("f1")
     metric.update_state(as_scan, p)
     assert float(metric.result()) == pytest.approx(scores.evaluate_masks(y, p, w > 0)["f1"], abs=1e-6)
 

@@ -42,7 +42,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import keras_metrics
 from pcfilter_lib.nn.activations import ACTIVATIONS, DropBlock, make_activation
 from pcfilter_lib.nn.widths import scaled_channels
 
@@ -274,7 +274,7 @@ def parameters_by_part(model: keras.Model) -> dict[str, int]:
 
 def voxel_metrics(thresholds=(0.3, 0.5)) -> list:
     """Streaming IoU of the occupied voxels at each threshold, named ``iou_0.3``..., for ``compile``."""
-    return [metrics.ConfusionMetric("iou_keep", t, name=f"iou_{t:g}") for t in thresholds]
+    return [keras_metrics.ConfusionMetric("iou_keep", t, name=f"iou_{t:g}") for t in thresholds]
 
 
 def compile_yovo(model: keras.Model, optimizer: keras.optimizers.Optimizer, thresholds=(0.3, 0.5),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import keras_metrics
 from pcfilter_lib.nn.callbacks import EpochTimer
 
 
@@ -300,7 +300,7 @@ def train_segmentation(model: keras.Model | Callable[[], keras.Model], loss: ker
         if not isinstance(model, keras.Model):
             model = model()
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
-                      weighted_metrics=metrics.segmentation_metrics())
+                      weighted_metrics=keras_metrics.segmentation_metrics())
     arrays = isinstance(train, tuple | list)
     return fit(model, train, validation=validation, epochs=epochs, batch_size=batch_size if arrays else None,
                verbose=verbose, progress=progress)

@@ -1,9 +1,10 @@
 """Scores of predictions in NumPy: confusion-matrix metrics for binary masks (label 1 = keep = true
 geometry = positive), threshold sweeps and choice, ROC AUC, and the IoU of voxel grids and classes.
 
-This module imports no Keras, so the command line and the filters score clouds without starting
-TensorFlow. One formula table, ``_ratios``, serves both the one-shot ``confusion_metrics`` here and
-the streaming Keras metrics of ``nn.metrics``, so the two cannot disagree.
+This module imports no Keras, so the command line, the filters' evaluation and the benchmarks score
+clouds without starting TensorFlow. The same measures as Keras metrics, which a network reports while
+it trains, are in ``nn.keras_metrics``: one formula table, ``_ratios``, serves both the one-shot
+``confusion_metrics`` here and the streaming metrics there, so the two cannot disagree.
 
 A rate whose denominator is zero is undefined on the data, and is NaN, never a vacuous 1.0 (or
 0.0): the recall of true points on a cloud without true points, the precision of a filter that kept

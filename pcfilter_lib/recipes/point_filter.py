@@ -38,7 +38,7 @@ from pcfilter_lib.io.model_cards import ModelCard
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 from pcfilter_lib.models.pointnet2 import build_pointnet2_segmentation
-from pcfilter_lib.nn import losses, metrics
+from pcfilter_lib.nn import keras_metrics, losses
 from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.recipes.common import (
     SCANS_MIXED_FAST,
@@ -92,7 +92,7 @@ def train_point_filter(inputs: np.ndarray, labels: np.ndarray, val_clouds: Seque
     model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(learning_rate, steps,
                                                                                          alpha=0.05)),
                   loss=losses.BinaryFocalLoss(alpha=alpha, gamma=gamma),
-                  weighted_metrics=metrics.segmentation_metrics())
+                  weighted_metrics=keras_metrics.segmentation_metrics())
     run = fit(model, (x, labels, np.ones(labels.shape, np.float32)), epochs=epochs, batch_size=batch_size,
               progress=progress)
     point_filter = filters.PointFilter(model, feature_set=feature_set, patch_size=NETWORK["patch_size"],

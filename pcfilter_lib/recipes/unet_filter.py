@@ -31,7 +31,7 @@ from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import ModelCard
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.unet import build_unet
-from pcfilter_lib.nn import metrics
+from pcfilter_lib.nn import keras_metrics
 from pcfilter_lib.nn.fit import fit
 from pcfilter_lib.nn.losses import make_loss
 from pcfilter_lib.recipes.common import (
@@ -85,7 +85,7 @@ def train_filter(train_files: Sequence[Path], val_scans: Sequence[Mapping], loss
         batches = [data[i] for i in range(min(len(data), 8))]
         labels = np.concatenate([y[..., 0][w > 0] for _, y, w in batches])
     model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=clipnorm),
-                  loss=make_loss(loss, labels, alpha, gamma), weighted_metrics=metrics.segmentation_metrics(),
+                  loss=make_loss(loss, labels, alpha, gamma), weighted_metrics=keras_metrics.segmentation_metrics(),
                   jit_compile=jit_compile)
     run = fit(model, data, epochs=epochs, verbose=verbose, progress=progress)
     threshold, sweep = choose_threshold(UNetFilter("unet", model), val_scans)

@@ -1,4 +1,5 @@
-"""Streaming Keras metrics of keep/artefact segmentation (the NumPy scores are in ``nn.scores``).
+"""Streaming Keras metrics of keep/artefact segmentation, which a network reports while it trains. The
+same measures in NumPy, which evaluation and the benchmarks use without Keras, are in ``nn.scores``.
 
 ``ConfusionMetric`` accumulates exact confusion counts batch by batch and reports the same formulas as
 ``nn.scores.confusion_metrics`` (one table, ``nn.scores._ratios``), so the two cannot disagree.
