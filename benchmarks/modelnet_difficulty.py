@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from pcfilter_lib.data import modelnet
     from pcfilter_lib.io.files import atomic_write_text, read_manifest
-    from pcfilter_lib.models import pointnet
-    from pcfilter_lib.recipes import transfer
+    from pcfilter_lib.models import classify, pointnet
 
     settings, default_epochs = shipped_recipe()
     epochs = args.epochs or default_epochs
@@ -123,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                                     momentum=settings["momentum"], dropout=settings["dropout"])
     print(f"training PointNet ({model.count_params()} parameters) on {len(train_set)} clouds of {root}, "
           f"{epochs} epochs", flush=True)
-    run = transfer.train(model, train_set, val_set, epochs, settings["batch_size"], settings["learning_rate"],
+    run = classify.train(model, train_set, val_set, epochs, settings["batch_size"], settings["learning_rate"],
                          seed=args.seed, progress=True)
-    predicted = transfer.predict(model, test)
+    predicted = classify.predict(model, test)
     classes = list(test.classes)
     matrix = confusion_matrix(test.labels, predicted, len(classes))
     off = [(classes[i], classes[j], int(matrix[i, j])) for i in range(len(classes)) for j in range(len(classes))

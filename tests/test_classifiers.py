@@ -17,7 +17,8 @@ import keras
 
 from pcfilter_lib.data import procedural_modelnet
 from pcfilter_lib.data.modelnet import Clouds
-from pcfilter_lib.recipes import classifiers, transfer
+from pcfilter_lib.models import classify
+from pcfilter_lib.recipes import classifiers
 from pcfilter_lib.timing import classifier_speed
 
 
@@ -94,7 +95,7 @@ def test_unknown_architectures_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown architecture 'voxnet'"):
         classifiers.ClassifierRecipe("full", 1, architecture="voxnet")
     model = classifiers.build_classifier(_tiny("pointnet"), 3, 64)
-    path = transfer.save_model(model, tmp_path / "odd.keras")
+    path = classify.save_model(model, tmp_path / "odd.keras")
     card = {"model": "odd.keras", "target": "odd", "load_with": "", "data": {"classes": ["a", "b", "c"]},
             "settings": {"architecture": "voxnet"}, "test": {}}
     path.with_suffix(".json").write_text(json.dumps(card))
@@ -146,7 +147,7 @@ def test_a_head_on_frozen_features_learns_and_leaves_the_extractor_alone():
     train, val = _clouds(144, seed=0), _clouds(12, seed=1)
     model = classifiers.build_classifier(_tiny("pointnet"), 3)
     before = [w.copy() for w in model.get_weights()]
-    accuracy, run = transfer.head_on_features(model, train, val, val, epochs=6, width=0.125, batch_size=16)
+    accuracy, run = classify.head_on_features(model, train, val, val, epochs=6, width=0.125, batch_size=16)
     assert 0.0 <= accuracy <= 1.0 and len(run.history["val_accuracy"]) == 6
     assert run.history["accuracy"][-1] > 0.5  # three shifted classes are easy on the training clouds
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))

@@ -15,7 +15,7 @@ import keras
 
 from pcfilter_lib import viz
 from pcfilter_lib.data.modelnet import Clouds, select_classes
-from pcfilter_lib.models import pointnet
+from pcfilter_lib.models import classify, pointnet
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.recipes import transfer
 
@@ -50,15 +50,15 @@ def test_the_presets_shrink_the_experiment_in_fast_mode():
 
 
 def test_long_runs_compile_their_step_with_xla_and_short_ones_do_not():
-    long_run = transfer.compile_classifier(_build(2), steps=transfer.XLA_FROM_STEPS)
-    short_run = transfer.compile_classifier(_build(2), steps=transfer.XLA_FROM_STEPS - 1)
+    long_run = classify.compile_classifier(_build(2), steps=classify.XLA_FROM_STEPS)
+    short_run = classify.compile_classifier(_build(2), steps=classify.XLA_FROM_STEPS - 1)
     assert long_run.jit_compile is True
     keras_choice = _build(2)
     keras_choice.compile(optimizer="adam", loss="sparse_categorical_crossentropy")  # "auto": off on CPUs
     assert short_run.jit_compile == keras_choice.jit_compile
     x = _clouds(2).points[:4]
     y = np.zeros(len(x), np.int32)
-    # The XLA step runs PointNet, through the library's loop as transfer.train runs it: that loop creates
+    # The XLA step runs PointNet, through the library's loop as classify.train runs it: that loop creates
     # the step's variables first, so the step is traced and compiled once (train_on_batch traced it twice).
     run = fit(long_run, (x, y), epochs=1, batch_size=len(x), shuffle=False)
     assert np.isfinite(run.history["loss"][0])
@@ -68,10 +68,10 @@ def test_long_runs_compile_their_step_with_xla_and_short_ones_do_not():
 def pretrained(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = _build(len(CLASSES))
-    run = transfer.train(model, _clouds(), None, epochs=2, batch_size=8)
+    run = classify.train(model, _clouds(), None, epochs=2, batch_size=8)
     assert isinstance(run, TrainResult) and run.model is model
     assert len(run.epoch_seconds) == len(run.history["loss"]) == 2 and run.seconds >= run.elapsed[-1] > 0
-    return transfer.save_model(model, tmp_path_factory.mktemp("w") / "pre.keras")
+    return classify.save_model(model, tmp_path_factory.mktemp("w") / "pre.keras")
 
 
 def _pretrained_copy(path):
@@ -79,25 +79,25 @@ def _pretrained_copy(path):
 
 
 def test_replace_head_freezes_the_extractor_and_head_training_leaves_it(pretrained):
-    model = transfer.replace_head(keras.models.load_model(pretrained), 3)
+    model = classify.replace_head(keras.models.load_model(pretrained), 3)
     assert model.output_shape == (None, 3)
     new = ("b", "c", "d")
     trainable = {w.path for w in model.trainable_weights}
     assert trainable and all(path.startswith("new_head") for path in trainable)
     extractor = [w.numpy().copy() for w in pointnet.feature_extractor(model).weights]
     # Without validation clouds: only the training step is traced (train's validation: the strategies test).
-    run = transfer.train(model, select_classes(_clouds(4), new), None, epochs=1)
+    run = classify.train(model, select_classes(_clouds(4), new), None, epochs=1)
     assert run.history["loss"]
     for before, after in zip(extractor, pointnet.feature_extractor(model).weights, strict=True):
         np.testing.assert_array_equal(before, after.numpy())
 
 
 def test_unfreezing_trains_every_layer_but_keeps_batchnorm_statistics(pretrained):
-    model = transfer.replace_head(keras.models.load_model(pretrained), 4)
-    transfer.set_trainable(model, True)
+    model = classify.replace_head(keras.models.load_model(pretrained), 4)
+    classify.set_trainable(model, True)
     conv = model.get_layer("mlp1_0_conv").kernel.numpy().copy()
     bn = model.get_layer("mlp1_0_bn").moving_mean.numpy().copy()
-    transfer.train(model, _clouds(4), None, epochs=1, learning_rate=1e-4)
+    classify.train(model, _clouds(4), None, epochs=1, learning_rate=1e-4)
     assert not np.array_equal(conv, model.get_layer("mlp1_0_conv").kernel.numpy())
     np.testing.assert_array_equal(bn, model.get_layer("mlp1_0_bn").moving_mean.numpy())
 
@@ -141,7 +141,7 @@ def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
 def test_global_features_are_the_extractors_outputs(pretrained):
     model = keras.models.load_model(pretrained)
     clouds = _clouds(3, seed=5)
-    features = transfer.global_features(model, clouds, batch_size=5)
+    features = classify.global_features(model, clouds, batch_size=5)
     expected = keras.ops.convert_to_numpy(pointnet.feature_extractor(model)(clouds.points, training=False))
     assert features.shape == (len(clouds), model.get_layer(pointnet.GLOBAL_FEATURE).output.shape[-1])
     np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
@@ -183,7 +183,7 @@ def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alo
     before = [w.copy() for w in model.get_weights()]
     batch = np.random.default_rng(0).normal(3.0, 2.0, size=(16, 3)).astype(np.float32)
 
-    copy = transfer.with_batch_statistics(model, batch)
+    copy = classify.with_batch_statistics(model, batch)
 
     features = keras.ops.convert_to_numpy(model.get_layer("features")(batch))
     norm = copy.get_layer("bn")
@@ -193,7 +193,7 @@ def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alo
     assert model.get_layer("bn").momentum == 0.99  # the original's layers are untouched
     # A copy reused for another batch holds that batch's moments alone.
     other = batch[:8] * 2.0
-    again = transfer.with_batch_statistics(model, other, copy=copy)
+    again = classify.with_batch_statistics(model, other, copy=copy)
     features = keras.ops.convert_to_numpy(model.get_layer("features")(other))
     assert again is copy
     np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(axis=0), rtol=1e-5, atol=1e-5)
@@ -202,8 +202,8 @@ def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alo
 def test_a_tiny_last_batch_makes_pointnets_statistics_worse_than_its_running_averages(pretrained):
     model = keras.models.load_model(pretrained)
     clouds = _clouds(4, seed=3)
-    one_cloud = transfer.with_batch_statistics(model, clouds.points[:1])
-    assert transfer.mean_loss(one_cloud, clouds) > transfer.mean_loss(model, clouds)
+    one_cloud = classify.with_batch_statistics(model, clouds.points[:1])
+    assert classify.mean_loss(one_cloud, clouds) > classify.mean_loss(model, clouds)
 
 
 @pytest.mark.usefixtures("eager_steps")
@@ -288,7 +288,7 @@ def test_the_transfer_strategies_networks_are_shipped_for_their_start_data_and_b
     root, _, train_set, val_set, test_set = transfer.task_clouds(config.data_dir(), "scans", settings, "fast")
     shipped = transfer.shipped_transfer(root, settings, train_set.classes, "scans", pretrained, weights=tmp_path)
     assert shipped(1.0) is None  # no networks for another share
-    other = transfer.save_model(_build(len(CLASSES)), tmp_path / "other.keras")
+    other = classify.save_model(_build(len(CLASSES)), tmp_path / "other.keras")
     assert transfer.shipped_transfer(root, settings, train_set.classes, "scans", other, weights=tmp_path)(0.1) is None
     assert transfer.shipped_transfer(root, replace(settings, head_epochs=2), train_set.classes, "scans", pretrained,
                                      weights=tmp_path)(0.1) is None

@@ -21,10 +21,9 @@ import numpy as np
 
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, check_model_file, read_model_card
-from pcfilter_lib.models import dgcnn, pointnet, pointnet2
+from pcfilter_lib.models import classify, dgcnn, pointnet, pointnet2
 from pcfilter_lib.nn import scores
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes import transfer
 from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded
 
 ARCHITECTURES = ("pointnet", "pointnet2", "dgcnn")
@@ -123,10 +122,10 @@ def card_recipe(path: str | os.PathLike) -> ClassifierRecipe:
 
 def _train(recipe: ClassifierRecipe, train_set: modelnet.Clouds, val_set: modelnet.Clouds, seed: int,
            progress: bool, num_points: int | None = None) -> TrainResult:
-    """A reference classifier's training run: seeded weights, ``transfer.train`` with the recipe's budget."""
+    """A reference classifier's training run: seeded weights, ``classify.train`` with the recipe's budget."""
     keras.utils.set_random_seed(seed)
     model = build_classifier(recipe, len(train_set.classes), num_points)
-    return transfer.train(model, train_set, val_set, recipe.epochs, recipe.batch_size, recipe.learning_rate,
+    return classify.train(model, train_set, val_set, recipe.epochs, recipe.batch_size, recipe.learning_rate,
                           seed=seed, progress=progress)
 
 
@@ -206,9 +205,9 @@ def train_reference_classifier(out: str | os.PathLike, data_dir: str | os.PathLi
               f"{s.epochs} epochs", flush=True)
     run = _train(s, train_set, val_set, seed, progress, s.num_points)
     model = run.model
-    predicted = transfer.predict(model, test)
+    predicted = classify.predict(model, test)
     confusion = scores.class_confusion(test.labels, predicted, len(test.classes))
-    path = transfer.save_model(model, Path(out) / f"{s.architecture}_modelnet10.keras")
+    path = classify.save_model(model, Path(out) / f"{s.architecture}_modelnet10.keras")
     per_class = {c: float(confusion[k, k] / max(1, confusion[k].sum())) for k, c in enumerate(test.classes)}
     return ModelCard(
         model=path.name, target=s.architecture,
@@ -243,5 +242,5 @@ def accuracy_when_thinned(models: dict[str, keras.Model], clouds: modelnet.Cloud
     for strength in strengths:
         thinned = dataclasses.replace(clouds, points=modelnet.thin_unevenly(clouds.points, num_points, strength, seed))
         for name, model in models.items():
-            scores[name].append(transfer.accuracy(model, thinned))
+            scores[name].append(classify.accuracy(model, thinned))
     return scores

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import keras
 
 from pcfilter_lib.data import modelnet
-from pcfilter_lib.recipes import classifiers, transfer
+from pcfilter_lib.models import classify
+from pcfilter_lib.recipes import classifiers
 from pcfilter_lib.timing import clock
 
 
@@ -45,7 +46,7 @@ def measure_speed(model: keras.Model, settings: classifiers.ClassifierRecipe, cl
         raise ValueError(f"timing needs a batch of {batch_size} clouds, got {len(clouds)}")
     x, y = clouds.points[:batch_size], clouds.labels[:batch_size]
     infer = clock.time_call(lambda: model(x, training=False), repeats=repeats, sync=keras.ops.convert_to_numpy)
-    fresh = transfer.compile_classifier(classifiers.build_classifier(settings, len(clouds.classes), x.shape[1]),
+    fresh = classify.compile_classifier(classifiers.build_classifier(settings, len(clouds.classes), x.shape[1]),
                                         settings.learning_rate)
     step = clock.time_call(lambda: fresh.train_on_batch(x, y), repeats=repeats)
     return Speed(per_cloud=infer.median / batch_size, per_step=step.median, batch_size=batch_size)
