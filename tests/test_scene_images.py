@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels
-from pcfilter_lib.geometry.voxels import OCCUPIED
+from pcfilter_lib.geometry.depth_fusion import OCCUPIED
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.recipes import scene_images as si
 from pcfilter_lib.recipes import scene_segmentation as seg

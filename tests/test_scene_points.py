@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
-from pcfilter_lib.geometry.voxels import Grid, pixel_voxels
+from pcfilter_lib.geometry.depth_fusion import pixel_voxels
+from pcfilter_lib.geometry.voxel_grids import Grid
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_SUPPORT
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.recipes import scene_points as sp

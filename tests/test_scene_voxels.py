@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
-from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN, View, pixel_voxels
+from pcfilter_lib.geometry.depth_fusion import FREE, OCCUPIED, UNKNOWN, View, pixel_voxels
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.labels import KEEP, SEMANTIC_BACKGROUND, SEMANTIC_CODES
 from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_view, viewpoint

@@ -12,7 +12,7 @@ runtime.setup(seed=0)
 
 import keras
 
-from pcfilter_lib.geometry import voxels
+from pcfilter_lib.geometry import sparse_grids
 from pcfilter_lib.lessons import sparse_conv as sc
 
 SHAPE = (12, 12, 12)
@@ -122,7 +122,7 @@ def test_active_sites_stay_for_submanifold_and_grow_for_sparse():
     assert len(x) < counts["sparse"][0] < counts["sparse"][1] < counts["sparse"][2]
     # The same counts as dilating the occupancy grid (the chapter's earlier, grid-based count).
     occupancy = x.to_dense((24, 24, 24))[..., 0] != 0
-    assert counts == {k: v for k, v in voxels.conv_sites(occupancy, layers=3).items() if k != "dense"}
+    assert counts == {k: v for k, v in sparse_grids.conv_sites(occupancy, layers=3).items() if k != "dense"}
     rows = sc.run_layers(x, [_kernel(1, 2, seed=5), _kernel(2, 2, seed=6)], kind="sparse")
     assert [r["sites"] for r in rows] == counts["sparse"][:2]
 

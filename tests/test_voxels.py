@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import open3d as o3d
 import pytest
+from scipy import ndimage
 
 from pcfilter_lib.data.procedural_modelnet import make_shape
-from pcfilter_lib.geometry import voxels as vx
+from pcfilter_lib.geometry import depth_fusion, distance_fields, sparse_grids, voxel_faces, voxel_grids
 from pcfilter_lib.geometry.views import render_depth_views, upright
 from pcfilter_lib.io.off import format_off, read_off
 from pcfilter_lib.nn import scores
@@ -36,7 +37,7 @@ def _procedural(name="chair", seed=3, tmp_path=None):
 
 
 def test_grid_index_and_centres():
-    grid = vx.Grid((0.0, 0.0, 0.0), 0.5, (2, 3, 4))
+    grid = voxel_grids.Grid((0.0, 0.0, 0.0), 0.5, (2, 3, 4))
     centres = grid.centres()
     assert centres.shape == (2, 3, 4, 3)
     np.testing.assert_allclose(centres[1, 2, 3], [0.75, 1.25, 1.75])
@@ -47,7 +48,7 @@ def test_grid_index_and_centres():
 
 def test_grid_around_centres_the_shape():
     points = np.array([[0, 0, 0], [2, 1, 1]], float)
-    grid = vx.grid_around(points, 12, padding=1)
+    grid = voxel_grids.grid_around(points, 12, padding=1)
     assert grid.shape == (12, 12, 12)
     assert grid.voxel_size == pytest.approx(0.2)
     np.testing.assert_allclose(np.asarray(grid.origin) + 6 * grid.voxel_size, [1, 0.5, 0.5])
@@ -55,41 +56,42 @@ def test_grid_around_centres_the_shape():
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros((4, 2)), np.array([[0, 0, np.nan]])])
 def test_bad_clouds_are_refused(bad):
-    grid = vx.Grid((0, 0, 0), 1.0, (4, 4, 4))
+    grid = voxel_grids.Grid((0, 0, 0), 1.0, (4, 4, 4))
     with pytest.raises(ValueError):
-        vx.voxelize_points(bad, grid)
+        voxel_grids.voxelize_points(bad, grid)
 
 
 def test_zero_size_and_huge_grids_are_refused_before_allocating():
     with pytest.raises(ValueError, match="positive sides"):
-        vx.Grid((0, 0, 0), 1.0, (0, 4, 4))
+        voxel_grids.Grid((0, 0, 0), 1.0, (0, 4, 4))
     with pytest.raises(ValueError, match="positive sides"):
-        vx.check_grid((4, 0, 4))
+        voxel_grids.check_grid((4, 0, 4))
     with pytest.raises(ValueError, match="voxel_size"):
-        vx.Grid((0, 0, 0), 0.0, (4, 4, 4))
+        voxel_grids.Grid((0, 0, 0), 0.0, (4, 4, 4))
     # 100000^3 voxels would need about a petabyte: refused from the estimate, not by a MemoryError.
-    huge = vx.grid_around(np.array([[0, 0, 0], [1, 1, 1]], float), 100000)
+    huge = voxel_grids.grid_around(np.array([[0, 0, 0], [1, 1, 1]], float), 100000)
     with pytest.raises(ValueError, match="GiB"):
-        vx.voxelize_points(np.array([[0.5, 0.5, 0.5]]), huge)
+        voxel_grids.voxelize_points(np.array([[0.5, 0.5, 0.5]]), huge)
     with pytest.raises(ValueError, match="GiB"):
-        vx.voxelize_mesh(*_box(), huge)
+        voxel_grids.voxelize_mesh(*_box(), huge)
     with pytest.raises(ValueError, match="GiB"):
-        vx.check_grid((1024, 1024, 1024), 4, max_bytes=2**30)
-    assert vx.check_grid((1024, 1024, 1024), 1, max_bytes=2**30) == 2**30
+        voxel_grids.check_grid((1024, 1024, 1024), 4, max_bytes=2**30)
+    assert voxel_grids.check_grid((1024, 1024, 1024), 1, max_bytes=2**30) == 2**30
 
 
 def test_voxelize_points_marks_exactly_the_cells_hit():
-    grid = vx.Grid((0, 0, 0), 1.0, (4, 4, 4))
-    occupancy = vx.voxelize_points(np.array([[0.5, 0.5, 0.5], [0.6, 0.4, 0.5], [3.5, 2.5, 1.5], [9, 9, 9]]), grid)
+    grid = voxel_grids.Grid((0, 0, 0), 1.0, (4, 4, 4))
+    points = np.array([[0.5, 0.5, 0.5], [0.6, 0.4, 0.5], [3.5, 2.5, 1.5], [9, 9, 9]])
+    occupancy = voxel_grids.voxelize_points(points, grid)
     assert occupancy.sum() == 2
     assert occupancy[0, 0, 0] and occupancy[3, 2, 1]
 
 
 def test_box_surface_and_solid_voxelisation():
     vertices, triangles = _box((0.05, 0.05, 0.05), (0.95, 0.95, 0.95))
-    grid = vx.Grid((0, 0, 0), 0.1, (10, 10, 10))
-    surface = vx.voxelize_mesh(vertices, triangles, grid)
-    solid = vx.voxelize_mesh(vertices, triangles, grid, solid=True)
+    grid = voxel_grids.Grid((0, 0, 0), 0.1, (10, 10, 10))
+    surface = voxel_grids.voxelize_mesh(vertices, triangles, grid)
+    solid = voxel_grids.voxelize_mesh(vertices, triangles, grid, solid=True)
     # The box spans voxels 0..9 on every axis: its surface is the grid's outer shell, its solid the whole grid.
     assert surface.sum() == 10**3 - 8**3
     assert solid.all()
@@ -101,30 +103,30 @@ def test_a_board_thinner_than_two_voxels_has_nothing_to_fill():
     # the surface grid (chapter 2's chair at 32^3). Four times finer, the board is 6.4 voxels thick and
     # the fill adds its inside.
     vertices, triangles = _box((0.05, 0.05, 0.42), (0.95, 0.95, 0.58))
-    coarse = vx.Grid((0, 0, 0), 0.1, (10, 10, 10))
-    assert np.array_equal(vx.voxelize_mesh(vertices, triangles, coarse),
-                          vx.voxelize_mesh(vertices, triangles, coarse, solid=True))
-    fine = vx.Grid((0, 0, 0), 0.025, (40, 40, 40))
-    surface = vx.voxelize_mesh(vertices, triangles, fine)
-    solid = vx.voxelize_mesh(vertices, triangles, fine, solid=True)
+    coarse = voxel_grids.Grid((0, 0, 0), 0.1, (10, 10, 10))
+    assert np.array_equal(voxel_grids.voxelize_mesh(vertices, triangles, coarse),
+                          voxel_grids.voxelize_mesh(vertices, triangles, coarse, solid=True))
+    fine = voxel_grids.Grid((0, 0, 0), 0.025, (40, 40, 40))
+    surface = voxel_grids.voxelize_mesh(vertices, triangles, fine)
+    solid = voxel_grids.voxelize_mesh(vertices, triangles, fine, solid=True)
     assert (solid & ~surface).sum() > 0.5 * surface.sum()
     assert not (surface & ~solid).any()
 
 
 def test_sphere_solid_fraction_matches_its_volume():
     vertices, triangles = _sphere(1.0)
-    grid = vx.grid_around(vertices, 48, padding=0)
-    solid = vx.voxelize_mesh(vertices, triangles, grid, solid=True)
-    surface = vx.voxelize_mesh(vertices, triangles, grid)
+    grid = voxel_grids.grid_around(vertices, 48, padding=0)
+    solid = voxel_grids.voxelize_mesh(vertices, triangles, grid, solid=True)
+    surface = voxel_grids.voxelize_mesh(vertices, triangles, grid)
     # Volume ratio of a ball to its bounding cube is pi / 6; the voxelised solid also holds the surface shell.
-    assert np.pi / 6 < vx.occupied_fraction(solid) < np.pi / 6 + 0.08
-    assert vx.occupied_fraction(surface) < 0.2
+    assert np.pi / 6 < voxel_grids.occupied_fraction(solid) < np.pi / 6 + 0.08
+    assert voxel_grids.occupied_fraction(surface) < 0.2
 
 
 def test_surface_fraction_falls_with_resolution(tmp_path):
     vertices, triangles = _procedural(tmp_path=tmp_path)
-    fractions = [vx.occupied_fraction(vx.voxelize_mesh(vertices, triangles, vx.grid_around(vertices, r)))
-                 for r in (16, 32, 64)]
+    grids = [voxel_grids.grid_around(vertices, r) for r in (16, 32, 64)]
+    fractions = [voxel_grids.occupied_fraction(voxel_grids.voxelize_mesh(vertices, triangles, g)) for g in grids]
     assert fractions[0] > fractions[1] > fractions[2]
     # Doubling the resolution multiplies the surface voxels by about 4 and the grid by 8: the fraction halves.
     assert 0.3 < fractions[2] / fractions[1] < 0.75
@@ -133,7 +135,7 @@ def test_surface_fraction_falls_with_resolution(tmp_path):
 def test_signed_distance_of_a_sphere():
     vertices, triangles = _sphere(1.0, 60)
     points = np.array([[0, 0, 0], [0, 0, 2], [0.5, 0, 0], [0, 1.5, 0]], float)
-    d = vx.signed_distance(vertices, triangles, points)
+    d = distance_fields.signed_distance(vertices, triangles, points)
     np.testing.assert_allclose(d, [-1, 1, -0.5, 0.5], atol=0.01)
 
 
@@ -142,22 +144,22 @@ def test_signed_distance_of_overlapping_parts_by_part():
     v1, t1 = _box((0, 0, 0), (2, 1, 1))
     v2, t2 = _box((1, 0, 0), (3, 1, 1))
     vertices, triangles = np.vstack([v1, v2]), np.vstack([t1, t2 + len(v1)])
-    assert len(vx.mesh_parts(vertices, triangles)) == 2
+    assert len(distance_fields.mesh_parts(vertices, triangles)) == 2
     points = np.array([[1.5, 0.5, 0.5], [0.5, 0.5, 0.5], [2.5, 0.5, 0.2], [5, 5, 5]])
-    d = vx.signed_distance(vertices, triangles, points)
+    d = distance_fields.signed_distance(vertices, triangles, points)
     assert (d[:3] < 0).all() and d[3] > 0
     np.testing.assert_allclose(d[1], -0.5, atol=1e-5)
 
 
 def test_tsdf_from_mesh_is_truncated_and_signed():
     vertices, triangles = _sphere(1.0, 40)
-    grid = vx.grid_around(vertices, 16, padding=2)
-    tsdf = vx.tsdf_from_mesh(vertices, triangles, grid, truncation=2.0)
+    grid = voxel_grids.grid_around(vertices, 16, padding=2)
+    tsdf = distance_fields.tsdf_from_mesh(vertices, triangles, grid, truncation=2.0)
     assert tsdf.shape == (16, 16, 16) and tsdf.dtype == np.float32
     assert tsdf.min() == -1 and tsdf.max() == 1
     assert tsdf[8, 8, 8] == -1 and tsdf[0, 0, 0] == 1
     with pytest.raises(ValueError, match="truncation"):
-        vx.tsdf_from_mesh(vertices, triangles, grid, truncation=0)
+        distance_fields.tsdf_from_mesh(vertices, triangles, grid, truncation=0)
 
 
 def _camera_view(depth_value, size=64, focal=64.0):
@@ -167,32 +169,33 @@ def _camera_view(depth_value, size=64, focal=64.0):
     x = (u - K[0, 2]) / focal * depth_value
     y = (v - K[1, 2]) / focal * depth_value
     xyz = np.stack([x, y, np.full_like(x, depth_value)], -1).astype(np.float32)
-    return vx.View(xyz, K, np.eye(4))
+    return depth_fusion.View(xyz, K, np.eye(4))
 
 
 def test_carving_a_wall_gives_free_occupied_unknown():
     view = _camera_view(1.0)
-    grid = vx.Grid((-0.2, -0.2, 0.0), 0.05, (8, 8, 30))  # z from 0 to 1.5: the wall is at z = 1
-    ternary = vx.carve([view], grid)
+    grid = voxel_grids.Grid((-0.2, -0.2, 0.0), 0.05, (8, 8, 30))  # z from 0 to 1.5: the wall is at z = 1
+    ternary = depth_fusion.carve([view], grid)
     column = ternary[4, 4]
-    assert column[20] == vx.OCCUPIED  # voxel [1.0, 1.05) holds the wall
-    assert (column[1:19] == vx.FREE).all()  # in front of the wall
-    assert (column[21:] == vx.UNKNOWN).all()  # behind the wall
-    assert column[19] != vx.FREE  # the margin keeps the voxel just before the surface from being carved
+    assert column[20] == depth_fusion.OCCUPIED  # voxel [1.0, 1.05) holds the wall
+    assert (column[1:19] == depth_fusion.FREE).all()  # in front of the wall
+    assert (column[21:] == depth_fusion.UNKNOWN).all()  # behind the wall
+    assert column[19] != depth_fusion.FREE  # the margin keeps the voxel just before the surface from being carved
 
 
 def test_carving_leaves_pixels_without_measurement_unknown():
     view = _camera_view(1.0)
     xyz = view.xyz.copy()
     xyz[:, :32] = np.nan  # the left half of the image measured nothing
-    ternary = vx.carve([vx.View(xyz, view.intrinsics, view.pose)], vx.Grid((-0.2, -0.2, 0.0), 0.05, (8, 8, 30)))
-    assert (ternary[:3, :, :15] == vx.UNKNOWN).all()
-    assert (ternary[5:, :, 8:18] == vx.FREE).all()  # z >= 0.4: inside the field of view
+    grid = voxel_grids.Grid((-0.2, -0.2, 0.0), 0.05, (8, 8, 30))
+    ternary = depth_fusion.carve([depth_fusion.View(xyz, view.intrinsics, view.pose)], grid)
+    assert (ternary[:3, :, :15] == depth_fusion.UNKNOWN).all()
+    assert (ternary[5:, :, 8:18] == depth_fusion.FREE).all()  # z >= 0.4: inside the field of view
 
 
 def test_fused_tsdf_of_a_wall_crosses_zero_at_the_wall():
-    grid = vx.Grid((-0.2, -0.2, 0.6), 0.025, (16, 16, 16))  # z from 0.6 to 1.0
-    tsdf, weight = vx.fuse_tsdf([_camera_view(0.8)] * 2, grid, truncation=3.0)
+    grid = voxel_grids.Grid((-0.2, -0.2, 0.6), 0.025, (16, 16, 16))  # z from 0.6 to 1.0
+    tsdf, weight = depth_fusion.fuse_tsdf([_camera_view(0.8)] * 2, grid, truncation=3.0)
     column, w = tsdf[8, 8], weight[8, 8]
     centres = 0.6 + (np.arange(16) + 0.5) * 0.025
     observed = w > 0
@@ -201,7 +204,7 @@ def test_fused_tsdf_of_a_wall_crosses_zero_at_the_wall():
     near = observed & (np.abs(centres - 0.8) < 0.07)
     np.testing.assert_allclose(column[near], (0.8 - centres[near]) / 0.075, atol=0.02)
     with pytest.raises(ValueError, match="cube"):
-        vx.fuse_tsdf([_camera_view(0.8)], vx.Grid((0, 0, 0), 0.1, (4, 4, 8)))
+        depth_fusion.fuse_tsdf([_camera_view(0.8)], voxel_grids.Grid((0, 0, 0), 0.1, (4, 4, 8)))
 
 
 def test_simulated_scans_of_an_object_carve_and_fuse(tmp_path):
@@ -211,24 +214,24 @@ def test_simulated_scans_of_an_object_carve_and_fuse(tmp_path):
     # that pass beside them, so carving empties a larger share of their voxels (see the last check).
     vertices, triangles = _procedural("dresser", tmp_path=tmp_path)
     vertices = objects.place_object(vertices, 0.3)
-    grid = vx.grid_around(vertices, 24)
-    surface = vx.voxelize_mesh(vertices, triangles, grid)
-    near_surface = vx.ndimage.binary_dilation(surface)
+    grid = voxel_grids.grid_around(vertices, 24)
+    surface = voxel_grids.voxelize_mesh(vertices, triangles, grid)
+    near_surface = ndimage.binary_dilation(surface)
     clean = objects.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120,
                                                                                  effects=("noise",)))
-    occupied = vx.carve(clean, grid) == vx.OCCUPIED
+    occupied = depth_fusion.carve(clean, grid) == depth_fusion.OCCUPIED
     assert (occupied & near_surface).sum() >= 0.98 * occupied.sum()  # only depth noise: every point is right
     views = objects.scan_object(vertices, triangles, n_views=2, config=ScannerConfig(width=160, height=120))
-    ternary = vx.carve(views, grid)
-    occupied = ternary == vx.OCCUPIED
+    ternary = depth_fusion.carve(views, grid)
+    occupied = ternary == depth_fusion.OCCUPIED
     # With every artefact switched on some measured voxels float in free space (mixed pixels, ghosts).
     assert 0.7 * occupied.sum() < (occupied & near_surface).sum() < occupied.sum()
-    assert (ternary == vx.FREE).sum() > 0.5 * ternary.size
+    assert (ternary == depth_fusion.FREE).sum() > 0.5 * ternary.size
     # Carving tests one ray per voxel (through its centre): a voxel that a thin part only grazes can be
     # carved, but most unmeasured surface voxels stay unknown.
-    assert (ternary[surface & ~occupied] == vx.FREE).mean() < 0.25
-    tsdf, weight = vx.fuse_tsdf(views, grid, truncation=2.0)
-    iou = scores.voxel_iou(surface, vx.surface_probability(tsdf, weight), (0.2, 0.5))
+    assert (ternary[surface & ~occupied] == depth_fusion.FREE).mean() < 0.25
+    tsdf, weight = depth_fusion.fuse_tsdf(views, grid, truncation=2.0)
+    iou = scores.voxel_iou(surface, depth_fusion.surface_probability(tsdf, weight), (0.2, 0.5))
     assert 0.2 < iou[0.5] <= 1
 
 
@@ -247,19 +250,20 @@ def test_voxel_iou_counts():
 def test_octree_levels_and_memory():
     occupancy = np.zeros((8, 8, 8), bool)
     occupancy[0, 0, 0] = occupancy[7, 7, 7] = True
-    levels = vx.octree_levels(occupancy)
+    levels = sparse_grids.octree_levels(occupancy)
     assert [lv.shape[0] for lv in levels] == [1, 2, 4, 8]
     assert [int(lv.sum()) for lv in levels] == [1, 2, 2, 2]
-    report = vx.memory_report(occupancy)
+    report = sparse_grids.memory_report(occupancy)
     assert report["octree"] == 1 + 2 + 2  # one child mask per occupied inner node
     assert report["dense_float32"] == 4 * 512 and report["dense_bits"] == 64 and report["points"] == 24
     # A non-power-of-two grid is padded: 5^3 fits an 8^3 octree.
-    assert vx.octree_levels(np.ones((5, 3, 2), bool))[-1].shape == (8, 8, 8)
+    assert sparse_grids.octree_levels(np.ones((5, 3, 2), bool))[-1].shape == (8, 8, 8)
 
 
 def test_octree_beats_dense_on_a_surface(tmp_path):
     vertices, triangles = _procedural(tmp_path=tmp_path)
-    report = vx.memory_report(vx.voxelize_mesh(vertices, triangles, vx.grid_around(vertices, 64)))
+    grid = voxel_grids.grid_around(vertices, 64)
+    report = sparse_grids.memory_report(voxel_grids.voxelize_mesh(vertices, triangles, grid))
     assert report["octree"] < report["dense_bits"] < report["dense_float32"]
     assert report["points"] == 12 * report["occupied"]
 
@@ -267,7 +271,7 @@ def test_octree_beats_dense_on_a_surface(tmp_path):
 def test_conv_sites():
     occupancy = np.zeros((9, 9, 9), bool)
     occupancy[4, 4, 4] = True
-    sites = vx.conv_sites(occupancy, layers=2)
+    sites = sparse_grids.conv_sites(occupancy, layers=2)
     assert sites == {"dense": [729, 729], "sparse": [27, 125], "submanifold": [1, 1]}
 
 
@@ -342,18 +346,18 @@ def test_upright_rejects_a_single_row():
 def test_voxel_faces_of_one_voxel():
     occupancy = np.zeros((3, 3, 3), bool)
     occupancy[1, 1, 1] = True
-    vertices, triangles = vx.voxel_faces(occupancy)
+    vertices, triangles = voxel_faces.voxel_faces(occupancy)
     assert len(vertices) == 8 and len(triangles) == 12
     two = occupancy.copy()
     two[1, 1, 2] = True
-    assert len(vx.voxel_faces(two)[1]) == 20  # the shared face is hidden
+    assert len(voxel_faces.voxel_faces(two)[1]) == 20  # the shared face is hidden
 
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="no ModelNet10 fixtures in ../shared/fixtures beside the checkout")
 def test_real_modelnet_mesh_voxelises():
     vertices, triangles = read_off(next(FIXTURES.rglob("*.off")))
-    occupancy = vx.voxelize_mesh(vertices, triangles, vx.grid_around(vertices, 32))
-    assert 0.005 < vx.occupied_fraction(occupancy) < 0.5
+    occupancy = voxel_grids.voxelize_mesh(vertices, triangles, voxel_grids.grid_around(vertices, 32))
+    assert 0.005 < voxel_grids.occupied_fraction(occupancy) < 0.5
 
 
 def test_voxel_trace_draws_faces_or_separate_cubes():

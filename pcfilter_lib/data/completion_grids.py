@@ -8,14 +8,14 @@ noise and artefacts), in a cubic grid around the object (``resolution`` voxels p
 longest side spanning all but ``padding`` voxels at each end):
 
 * ``tsdf`` (R, R, R) float16: the truncated signed distance fused from the one view
-  (``geometry.voxels.fuse_tsdf``), in units of ``TRUNCATION`` voxels, 0 where unknown. Pixels of
+  (``geometry.depth_fusion.fuse_tsdf``), in units of ``TRUNCATION`` voxels, 0 where unknown. Pixels of
   the background whose point falls inside the grid (the floor under the object, a close wall or
   neighbour) are left out, so the grid holds the object's surface and the free space seen past it,
   as if the object had been cut out of the scan.
 * ``known`` (R, R, R) uint8: 1 where the view observed the voxel (free space in front of the
   surface, or the band just behind it), 0 elsewhere.
 * ``target`` (R, R, R) float16: the complete mesh's unsigned distance at every voxel centre, in
-  units of ``TRUNCATION`` voxels, clipped to 1 (``geometry.voxels.tsdf_from_mesh``). 3D-EPN predicts
+  units of ``TRUNCATION`` voxels, clipped to 1 (``geometry.distance_fields.tsdf_from_mesh``). 3D-EPN predicts
   an unsigned field too: the sign of a distance needs a closed surface, the magnitude does not.
 
 The network's input (``completion_features``) is the two channels of 3D-EPN: the distance and the
@@ -32,7 +32,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pcfilter_lib.data import procedural_modelnet, scanned_modelnet
-from pcfilter_lib.geometry.voxels import Grid, View, fuse_tsdf, grid_around, tsdf_from_mesh
+from pcfilter_lib.geometry.depth_fusion import View, fuse_tsdf
+from pcfilter_lib.geometry.distance_fields import tsdf_from_mesh
+from pcfilter_lib.geometry.voxel_grids import Grid, grid_around
 from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.simulate.scanner import ScannerConfig
@@ -49,7 +51,7 @@ def default_padding(resolution: int) -> int:
 
 
 def object_grid(vertices: np.ndarray, resolution: int, padding: int | None = None) -> Grid:
-    """The cubic grid around an object (``geometry.voxels.grid_around``).
+    """The cubic grid around an object (``geometry.voxel_grids.grid_around``).
 
     Raises:
         ValueError: ``resolution`` below 8, or a padding that leaves no room for the object.

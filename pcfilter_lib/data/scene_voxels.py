@@ -6,9 +6,9 @@ viewpoints (``simulate.scanner.simulate_view``: the first looks straight down, t
 (side ``GRID_SIDE`` metres, ``resolution`` voxels per side, the bin floor a few voxels above the bottom):
 
 * ``tsdf`` (R, R, R) float16: the truncated signed distance fused from the measured depths
-  (``geometry.voxels.fuse_tsdf``), in truncation units within [-1, 1], negative behind the surface,
+  (``geometry.depth_fusion.fuse_tsdf``), in truncation units within [-1, 1], negative behind the surface,
   0 where no view observed the voxel;
-* ``state`` (R, R, R) uint8: the ternary grid carved from the views (``geometry.voxels.carve``):
+* ``state`` (R, R, R) uint8: the ternary grid carved from the views (``geometry.depth_fusion.carve``):
   ``FREE`` where a camera ray passed through, ``OCCUPIED`` where a measured point fell, ``UNKNOWN``
   elsewhere (behind surfaces, outside every view);
 * ``labels`` (R, R, R) uint8: the semantic class (``labels.SEMANTIC_NAMES``) of the true surface that
@@ -19,7 +19,7 @@ viewpoints (``simulate.scanner.simulate_view``: the first looks straight down, t
 * ``poses`` (V, 4, 4) float32: each view's camera-to-world pose;
 * the views themselves, for networks that read images or points (``load_scene_views``):
   ``view_depth`` (V, H, W) float32, the measured depth along each camera's z axis (NaN where the
-  scanner measured nothing; ``geometry.voxels.View.from_depth`` turns it back into points),
+  scanner measured nothing; ``geometry.depth_fusion.View.from_depth`` turns it back into points),
   ``view_intensity`` (V, H, W) float16, the intensity image, ``view_semantic`` (V, H, W) uint8, the
   class of the surface each pixel sees (``simulate.semantic_image``; known also where no point was
   measured), and ``view_intrinsics`` (V, 3, 3) float32;
@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from pcfilter_lib.geometry.voxels import FREE, OCCUPIED, UNKNOWN, Grid, View, carve, fuse_tsdf, voxelize_mesh
+from pcfilter_lib.geometry.depth_fusion import FREE, OCCUPIED, UNKNOWN, View, carve, fuse_tsdf
+from pcfilter_lib.geometry.voxel_grids import Grid, voxelize_mesh
 from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, read_manifest, record_file, verify_folder
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
@@ -293,7 +294,7 @@ def first_views(views: Mapping[str, np.ndarray], count: int) -> dict[str, np.nda
 
 
 def scene_view(views: Mapping[str, np.ndarray], scene: int, view: int) -> View:
-    """View ``view`` of scene ``scene`` of ``load_scene_views``'s arrays, as a ``geometry.voxels.View``."""
+    """View ``view`` of scene ``scene`` of ``load_scene_views``'s arrays, as a ``geometry.depth_fusion.View``."""
     return View.from_depth(views["depth"][scene, view], views["intrinsics"][scene, view], views["poses"][scene, view])
 
 

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from pcfilter_lib.geometry.sparse_grids import memory_report
 from pcfilter_lib.geometry.views import render_depth_views
-from pcfilter_lib.geometry.voxels import check_grid, grid_around, memory_report, voxelize_mesh
+from pcfilter_lib.geometry.voxel_grids import check_grid, grid_around, voxelize_mesh
 from pcfilter_lib.io.off import read_off
 
 
@@ -23,7 +24,7 @@ def _iterate(items, progress: bool, desc: str):
 
 def voxelize_files(paths, resolution: int = 32, solid: bool = False, padding: int = 1, progress: bool = False
                    ) -> np.ndarray:
-    """Voxelise many OFF meshes, each centred in its own cube (``geometry.voxels.grid_around``).
+    """Voxelise many OFF meshes, each centred in its own cube (``geometry.voxel_grids.grid_around``).
 
     Args:
         paths: N OFF files.
@@ -76,7 +77,7 @@ def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[d
         resolutions: voxels per side of the grids to try.
 
     Returns:
-        One row per (mesh, resolution): the keys of ``geometry.voxels.memory_report`` plus ``mesh``
+        One row per (mesh, resolution): the keys of ``geometry.sparse_grids.memory_report`` plus ``mesh``
         and ``resolution``.
     """
     rows = []

@@ -7,7 +7,7 @@ images carried back along the camera rays into the voxels, beside the fused geom
   the class of the surface it sees (the simulator knows it even where no depth was measured): the
   2D network is trained first and then frozen, as 3DMV trains its 2D stream before the 3D one.
 * ``backproject`` writes per-pixel values into the voxel each pixel's measured point falls in, the
-  maximum over the pixels and the views that land there (``geometry.voxels.pixel_voxels``); voxels no
+  maximum over the pixels and the views that land there (``geometry.depth_fusion.pixel_voxels``); voxels no
   pixel reaches get zeros. ``image_feature_grids`` does it for every scene with the frozen features.
 * ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
   can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
@@ -35,7 +35,7 @@ import numpy as np
 from keras import ops
 
 from pcfilter_lib.data import scene_voxels
-from pcfilter_lib.geometry.voxels import pixel_voxels
+from pcfilter_lib.geometry.depth_fusion import pixel_voxels
 from pcfilter_lib.io.files import sha256
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, read_model_card
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES

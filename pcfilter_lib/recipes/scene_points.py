@@ -34,7 +34,7 @@ import numpy as np
 from keras import ops
 
 from pcfilter_lib.data import scene_voxels
-from pcfilter_lib.geometry.voxels import Grid
+from pcfilter_lib.geometry.voxel_grids import Grid
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.labels import SEMANTIC_NAMES
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation

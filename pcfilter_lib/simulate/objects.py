@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pcfilter_lib.geometry.depth_fusion import View
 from pcfilter_lib.geometry.points import check_mesh, check_points
-from pcfilter_lib.geometry.voxels import View
 from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_scan
 from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene
 
@@ -61,7 +61,7 @@ def scan_object(vertices, triangles, n_views: int = 4, elevation: float = 45.0, 
         stand: the object's height above the floor, in metres.
 
     Returns:
-        One ``geometry.voxels.View`` per scan, in the object's frame.
+        One ``geometry.depth_fusion.View`` per scan, in the object's frame.
     """
     vertices, triangles = check_mesh(vertices, triangles)
     config = config or ScannerConfig()

@@ -345,12 +345,12 @@ def plot_weight_histograms(kernels: Mapping[str, np.ndarray], near_zero: float =
 
 
 def plot_octree_slice(levels: Sequence[np.ndarray], z: int, ax=None, title: str | None = None):
-    """The cells of an octree (``voxels.octree_levels``) that the plane through voxel layer ``z`` of the
+    """The cells of an octree (``sparse_grids.octree_levels``) that the plane through voxel layer ``z`` of the
     finest level cuts: occupied finest cells filled, empty cells outlined at the size where the octree
     stops refining them.
 
     Args:
-        levels: the octree's levels, coarsest first (``geometry.voxels.octree_levels``).
+        levels: the octree's levels, coarsest first (``geometry.sparse_grids.octree_levels``).
         z: the voxel layer of the finest level to cut.
         ax: the matplotlib axes to draw into; None makes a new figure.
         title: a title.

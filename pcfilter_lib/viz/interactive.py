@@ -26,6 +26,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 from plotly.io.base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
+from pcfilter_lib.geometry.voxel_faces import voxel_faces
 from pcfilter_lib.labels import ARTEFACT, KEEP, KIND_HEX, KIND_NAMES, KIND_NONE, LABEL_NAMES
 from pcfilter_lib.viz.colours import LABEL_HEX, OUTCOME_COLOURS, OUTCOME_NAMES, outcomes
 
@@ -557,8 +558,6 @@ def voxel_trace(occupancy: np.ndarray, colour: str = "#e07b39", name: str = "vox
         ValueError: no voxel is occupied, ``gap`` is not in [0, 1), or there are more than
             ``max_voxels`` cubes to draw.
     """
-    from pcfilter_lib.geometry.voxels import voxel_faces  # pulls Open3D: loaded only for voxel figures
-
     occupancy = np.asarray(occupancy, dtype=bool)
     if not occupancy.any():
         raise ValueError("the grid has no occupied voxel to show")
