@@ -23,7 +23,8 @@ import numpy as np
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.simulate.dataset import make_scan
-from pcfilter_lib.simulate.scanner import ScannerConfig, rig_for, simulate_scan
+from pcfilter_lib.simulate.measurement import simulate_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig, rig_for
 from pcfilter_lib.simulate.scene import make_scene
 from pcfilter_lib.timing import clock
 

@@ -7,6 +7,7 @@ import pytest
 
 from pcfilter_lib import labels
 from pcfilter_lib.simulate import dataset
+from pcfilter_lib.simulate import measurement as ms
 from pcfilter_lib.simulate import scanner as sc
 from pcfilter_lib.simulate.families import (
     DISTANCES,
@@ -50,7 +51,7 @@ def test_fins_make_dense_ghost_surfaces_next_to_the_true_ones():
     rng = np.random.default_rng([0, 7])
     scene = make_board_scene(rng)
     config = replace(draw_scanner("board", rng, SMALL), effects=("shadow", "interreflection"))
-    scan = sc.simulate_scan(scene, config, rng)
+    scan = ms.simulate_scan(scene, config, rng)
     ghost = (scan["label"] == labels.ARTEFACT) & (scan["kind"] == labels.KIND_INTERREFLECTION)
     fins = [i + 2 for i, part in enumerate(scene.description["parts"]) if part["type"] in ("fins", "pins")]
     on_metal = np.isin(scan["surface"], fins)
@@ -65,9 +66,9 @@ def test_unwrap_errors_grow_as_the_stripes_fade():
     config = sc.ScannerConfig()
     signal = np.full(5, 0.2, np.float32)
     coded = np.array([0.2, 0.05, 0.01, 0.002, 0.0], np.float32)
-    p = sc.unwrap_error_probability(coded, signal, config)
+    p = ms.unwrap_error_probability(coded, signal, config)
     assert p[0] < 1e-12 and np.all(np.diff(p) > 0) and p[-1] == pytest.approx(1.0)
-    more_steps = sc.unwrap_error_probability(coded, signal, replace(config, phase_steps=8))
+    more_steps = ms.unwrap_error_probability(coded, signal, replace(config, phase_steps=8))
     assert np.all(more_steps[1:4] < p[1:4])
 
 
@@ -76,13 +77,13 @@ def test_translucent_fruit_gives_isolated_decoding_errors_only_with_the_effect()
     scene = make_fruit_scene(rng)
     config = draw_scanner("fruit", rng, sc.ScannerConfig(width=640, height=480))
     state = rng.bit_generator.state
-    scan = sc.simulate_scan(scene, config, rng)
+    scan = ms.simulate_scan(scene, config, rng)
     decoding = (scan["label"] == labels.ARTEFACT) & (scan["kind"] == labels.KIND_DECODING)
     assert decoding.sum() > 0
     error = np.linalg.norm(scan["xyz"][decoding] - scan["clean_xyz"][decoding], axis=-1)
-    assert np.median(error) > 5 * sc.label_tolerance(config.distance, config.noise_1m)  # far off the skin
+    assert np.median(error) > 5 * ms.label_tolerance(config.distance, config.noise_1m)  # far off the skin
     rng.bit_generator.state = state
-    off = sc.simulate_scan(scene, replace(config, effects=tuple(e for e in sc.EFFECTS if e != "decoding")), rng)
+    off = ms.simulate_scan(scene, replace(config, effects=tuple(e for e in sc.EFFECTS if e != "decoding")), rng)
     assert not (off["kind"] == labels.KIND_DECODING).any()
 
 

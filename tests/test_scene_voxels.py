@@ -7,7 +7,8 @@ from pcfilter_lib.data import scene_voxels as sv
 from pcfilter_lib.geometry.depth_fusion import FREE, OCCUPIED, UNKNOWN, View, pixel_voxels
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.labels import KEEP, SEMANTIC_BACKGROUND, SEMANTIC_CODES
-from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_view, viewpoint
+from pcfilter_lib.simulate.measurement import simulate_view, viewpoint
+from pcfilter_lib.simulate.scanner import ScannerConfig
 from pcfilter_lib.simulate.scene import make_scene
 
 SMALL = ScannerConfig(width=64, height=48)

@@ -12,6 +12,7 @@ from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.io.files import read_manifest
 from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.simulate import dataset
+from pcfilter_lib.simulate import measurement as ms
 from pcfilter_lib.simulate import scanner as sc
 from pcfilter_lib.simulate.scene import (
     FAMILY_PART_TYPES,
@@ -101,21 +102,21 @@ def test_bad_semantic_input(semantic_scan, tmp_path):
 
 def test_views_share_the_scene_frame():
     scene = make_scene(np.random.default_rng(2), n_parts=(3, 3))
-    tilted = sc.simulate_view(scene, SMALL, np.random.default_rng(0), sc.viewpoint(azimuth=40, tilt=30))
+    tilted = ms.simulate_view(scene, SMALL, np.random.default_rng(0), ms.viewpoint(azimuth=40, tilt=30))
     pose = tilted["pose"].astype(np.float64)
     assert np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-5)
     assert pose[2, 3] < SMALL.distance - 0.05  # the camera leans away from the vertical
     world = tilted["clean_xyz"][tilted["valid"]] @ pose[:3, :3].T + pose[:3, 3]
     distance = scene.raycasting().compute_distance(o3d.core.Tensor(world.astype(np.float32))).numpy()
     assert np.percentile(distance, 99) < 1e-4
-    steep = sc.simulate_view(scene, SMALL, np.random.default_rng(0), sc.viewpoint(azimuth=40, tilt=60))
+    steep = ms.simulate_view(scene, SMALL, np.random.default_rng(0), ms.viewpoint(azimuth=40, tilt=60))
     background = semantic_image(steep["surface"], scene.description) == labels.SEMANTIC_BACKGROUND
     assert background.sum() > 100 and not steep["valid"][background].any()  # past the table's edge: no point
-    straight = sc.simulate_view(scene, SMALL, np.random.default_rng(0), sc.viewpoint())
-    plain = sc.simulate_scan(scene, SMALL, np.random.default_rng(0))
+    straight = ms.simulate_view(scene, SMALL, np.random.default_rng(0), ms.viewpoint())
+    plain = ms.simulate_scan(scene, SMALL, np.random.default_rng(0))
     assert np.array_equal(straight["label"], plain["label"])
     with pytest.raises(ValueError, match="tilt within -80..80"):
-        sc.viewpoint(tilt=90)
+        ms.viewpoint(tilt=90)
     with pytest.raises(ValueError, match="finite"):
         scene.moved(np.full((4, 4), np.nan))
 

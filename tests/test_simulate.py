@@ -10,6 +10,8 @@ from pcfilter_lib import labels
 from pcfilter_lib.geometry import normals
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.geometry.sampling import sample_surface
+from pcfilter_lib.simulate import artefacts
+from pcfilter_lib.simulate import measurement as ms
 from pcfilter_lib.simulate import scanner as sc
 from pcfilter_lib.simulate.scene import (
     BIN_INNER,
@@ -143,7 +145,7 @@ def _box(lo, hi):
 
 
 def _scan(scene, effects=sc.EFFECTS, seed=0, **kw):
-    return sc.simulate_scan(scene, replace(SMALL, effects=tuple(effects), **kw), np.random.default_rng(seed))
+    return ms.simulate_scan(scene, replace(SMALL, effects=tuple(effects), **kw), np.random.default_rng(seed))
 
 
 def test_all_effects_off_gives_exact_points_and_labels():
@@ -162,7 +164,7 @@ def test_depth_noise_grows_with_depth_squared():
     valid = out["valid"]
     error = (out["xyz"][..., 2] - out["clean_xyz"][..., 2])[valid]
     z = out["clean_xyz"][..., 2][valid]
-    sigma = sc.depth_sigma(z, SMALL.noise_1m)
+    sigma = artefacts.depth_sigma(z, SMALL.noise_1m)
     assert 0.8 < np.std(error / sigma) < 1.1
     assert np.abs(error).max() <= 3 * sigma.max() + 1e-6
     assert (out["label"][valid] == labels.KEEP).all()  # noise stays within the label tolerance
@@ -195,7 +197,7 @@ def test_interreflection_makes_ghosts_in_a_shiny_corner_only_when_on():
     assert not ((off["label"] == labels.ARTEFACT).any())
     # Ghosts lie on the camera ray at a false depth, and sit on the walls (not the floor's middle).
     err = np.linalg.norm(on["xyz"][ghosts] - on["clean_xyz"][ghosts], axis=1)
-    assert (err > sc.label_tolerance(on["clean_xyz"][ghosts][:, 2], SMALL.noise_1m)).all()
+    assert (err > ms.label_tolerance(on["clean_xyz"][ghosts][:, 2], SMALL.noise_1m)).all()
     rays = on["xyz"][ghosts] / np.linalg.norm(on["xyz"][ghosts], axis=1, keepdims=True)
     true_rays = on["clean_xyz"][ghosts] / np.linalg.norm(on["clean_xyz"][ghosts], axis=1, keepdims=True)
     np.testing.assert_allclose(rays, true_rays, atol=1e-4)
@@ -213,7 +215,7 @@ def test_mixed_pixels_only_at_depth_discontinuities():
     assert mixed.sum() > 10
     assert (on["label"][mixed] == labels.ARTEFACT).all() and not (off["label"] == labels.ARTEFACT).any()
     depth = np.where(np.isfinite(off["clean_xyz"][..., 2]), off["clean_xyz"][..., 2], np.inf)
-    edges = sc.discontinuities(np.where(on["surface"] == NO_SURFACE, np.inf, depth), SMALL.edge_jump)
+    edges = artefacts.discontinuities(np.where(on["surface"] == NO_SURFACE, np.inf, depth), SMALL.edge_jump)
     assert edges[mixed].all()
     # The blended depth lies between foreground and background: within the true depths of the
     # pixel's 3x3 neighbourhood (its footprint plus a margin).
@@ -259,7 +261,7 @@ def test_intensity_and_estimated_normals():
     # Normals come from the points: on the flat floor they match the floor's normal (world +z).
     rig = sc.rig_for(SMALL)
     up_cam = rig.pose[:3, :3].T @ np.array([0, 0, 1.0])
-    inner = floor & ~sc.discontinuities(np.where(out["valid"], out["xyz"][..., 2], np.inf), 0.005)
+    inner = floor & ~artefacts.discontinuities(np.where(out["valid"], out["xyz"][..., 2], np.inf), 0.005)
     cos = out["normals"][inner] @ up_cam
     assert np.median(cos) > 0.999
     # With noise they are estimates, not the mesh normal.
@@ -280,7 +282,7 @@ def test_estimate_normals_on_a_tilted_plane():
 
 def test_a_default_scene_scan_is_deterministic_and_has_artefacts():
     config = sc.ScannerConfig(width=160, height=120)
-    outs = [sc.simulate_scan(make_scene(np.random.default_rng(s)), config, np.random.default_rng(s)) for s in (4, 4, 5)]
+    outs = [ms.simulate_scan(make_scene(np.random.default_rng(s)), config, np.random.default_rng(s)) for s in (4, 4, 5)]
     for key in outs[0]:
         np.testing.assert_array_equal(outs[0][key], outs[1][key])
     assert not np.array_equal(outs[0]["label"], outs[2]["label"])
@@ -359,19 +361,19 @@ def test_phase_bias_pulls_the_phase_by_at_most_arcsin_of_the_light_ratio():
     direct_column = np.full(n, 100.0, np.float32)
     difference = np.linspace(-12, 12, n, dtype=np.float32)  # indirect column minus direct, +- half a period
     ratio = 0.3
-    shift = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, np.full(n, ratio, np.float32),
+    shift = artefacts.phase_bias_columns(np.ones(n, np.float32), direct_column, np.full(n, ratio, np.float32),
                                   direct_column + difference, pixels, config)
     expected = np.arctan2(ratio * np.sin(k * difference), 1 + ratio * np.cos(k * difference)) / k
     np.testing.assert_allclose(shift, expected, atol=1e-4)
     assert np.abs(shift).max() <= np.arcsin(ratio) / k + 1e-4  # a fraction of a period, not a jump
     assert np.all(np.sign(shift[np.abs(difference) < 11]) == np.sign(difference[np.abs(difference) < 11]))
-    none = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, np.zeros(n, np.float32),
+    none = artefacts.phase_bias_columns(np.ones(n, np.float32), direct_column, np.zeros(n, np.float32),
                                  np.full(n, np.nan, np.float32), pixels, config)
     assert not none.any()
     # blurred over the lobe: a lone bright reflection pulls its neighbours a little, smoothly
     lone = np.zeros(n, np.float32)
     lone[27] = 0.3
-    blurred = sc.phase_bias_columns(np.ones(n, np.float32), direct_column, lone, direct_column + 3,
+    blurred = artefacts.phase_bias_columns(np.ones(n, np.float32), direct_column, lone, direct_column + 3,
                                     pixels, replace(config, bias_blur=1.5)).reshape(8, 8)
     assert (blurred > 0).sum() > 5 and blurred.max() < shift.max()
 
@@ -383,10 +385,10 @@ def test_phase_bias_makes_smooth_false_surfaces_just_off_a_shiny_board():
     scene = make_board_scene(rng)
     config = draw_scanner("board", rng, SMALL)
     state = rng.bit_generator.state
-    on = sc.simulate_scan(scene, replace(config, effects=("shadow", "interreflection", "phase_bias"),
+    on = ms.simulate_scan(scene, replace(config, effects=("shadow", "interreflection", "phase_bias"),
                                          label_floor=1e-4), rng)
     rng.bit_generator.state = state
-    off = sc.simulate_scan(scene, replace(config, effects=("shadow", "interreflection"), label_floor=1e-4), rng)
+    off = ms.simulate_scan(scene, replace(config, effects=("shadow", "interreflection"), label_floor=1e-4), rng)
     biased = on["kind"] == labels.KIND_PHASE_BIAS
     assert biased.sum() > 20 and not (off["kind"] == labels.KIND_PHASE_BIAS).any()
     assert (on["label"][biased] == labels.ARTEFACT).all()
@@ -404,7 +406,7 @@ def test_rim_errors_only_at_grazing_translucent_pixels_in_small_blobs():
     pixels = np.arange(n)
     cos = np.where(pixels % config.width < 100, 0.1, 0.9).astype(np.float32)  # left half grazing
     subsurface = np.where(pixels // config.width < 100, 0.9, 0.0).astype(np.float32)  # top half translucent
-    err, offset = sc.rim_errors(cos, subsurface, pixels, pixels, config, np.random.default_rng(0))
+    err, offset = artefacts.rim_errors(cos, subsurface, pixels, pixels, config, np.random.default_rng(0))
     rows, cols = err // config.width, err % config.width
     assert (cols < 100).all() and (rows < 100).all()
     assert 0.02 < len(err) / (100 * 100) < 0.1  # about rim_rate of the grazing translucent pixels
@@ -421,7 +423,7 @@ def test_correlated_noise_is_shared_by_neighbours_and_keeps_its_size():
     z = np.ones(n, np.float32)
     white = np.random.default_rng(1).standard_normal(n, np.float32)
     for c, low, high in ((0.0, -0.05, 0.05), (0.8, 0.5, 0.9)):
-        e = sc.correlated_depth_noise(z, np.arange(n), white, replace(config, noise_correlation=c),
+        e = artefacts.correlated_depth_noise(z, np.arange(n), white, replace(config, noise_correlation=c),
                                       np.random.default_rng(2)).reshape(256, 256)
         assert 0.9e-3 < e.std() < 1.1e-3 and np.abs(e).max() <= 3e-3 + 1e-9
         neighbour = np.corrcoef(e[:, 1:].ravel(), e[:, :-1].ravel())[0, 1]
@@ -451,7 +453,7 @@ def make_fruit_scene_for_test(rng):
 
 
 def _scan_with(scene, config, effects, seed=3):
-    return sc.simulate_scan(scene, replace(config, effects=tuple(effects)), np.random.default_rng(seed))
+    return ms.simulate_scan(scene, replace(config, effects=tuple(effects)), np.random.default_rng(seed))
 
 
 def test_hdr_intensity_keeps_the_highlights_height():

@@ -44,7 +44,8 @@ from pcfilter_lib.geometry.sampling import normalize_unit_sphere
 from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, verify_folder, write_manifest
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.labels import ARTEFACT
-from pcfilter_lib.simulate.scanner import ScannerConfig, rig_for, simulate_scan
+from pcfilter_lib.simulate.measurement import simulate_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig, rig_for
 from pcfilter_lib.simulate.scene import Material, Scene
 
 GENERATOR = "pcfilter.scanned_modelnet"
@@ -232,7 +233,7 @@ def object_view(name: str, split: str, index: int, seed: int, config: ScannerCon
 
     Returns:
         ``(vertices, triangles, scan)``: the mesh in metres in the object's frame (its bounding box
-        centred at the origin, z up) and the arrays of ``simulate.scanner.simulate_scan`` with
+        centred at the origin, z up) and the arrays of ``simulate.measurement.simulate_scan`` with
         ``pose`` mapping the camera frame to the object's frame; ``surface`` is ``OBJECT`` on the
         object's pixels.
     """

@@ -1,7 +1,7 @@
 """Voxel grids of scanned scenes with a semantic class per voxel: the data of 3D semantic segmentation.
 
 Each example is one bin of parts (``simulate.scene.make_scene``) scanned from one or several
-viewpoints (``simulate.scanner.simulate_view``: the first looks straight down, the others lean by
+viewpoints (``simulate.measurement.simulate_view``: the first looks straight down, the others lean by
 ``tilt`` degrees at azimuths spread around the bin), then fused into a cubic grid that holds the bin
 (side ``GRID_SIDE`` metres, ``resolution`` voxels per side, the bin floor a few voxels above the bottom):
 
@@ -47,7 +47,8 @@ from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, read_manif
 from pcfilter_lib.io.scan import scan_bytes
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.simulate.dataset import split_sizes
-from pcfilter_lib.simulate.scanner import ScannerConfig, simulate_view, viewpoint
+from pcfilter_lib.simulate.measurement import simulate_view, viewpoint
+from pcfilter_lib.simulate.scanner import ScannerConfig
 from pcfilter_lib.simulate.scene import BIN_WALL, NO_SURFACE, Scene, make_scene, semantic_image
 
 GENERATOR = "pcfilter.scene_voxels"
@@ -75,7 +76,7 @@ def scene_grid(resolution: int) -> Grid:
 
 
 def view_motions(n_views: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The scanner's motions (``simulate.scanner.viewpoint``) for ``n_views`` views of one scene: the
+    """The scanner's motions (``simulate.measurement.viewpoint``) for ``n_views`` views of one scene: the
     first straight down, the others tilted by ``TILT`` degrees at evenly spread azimuths, turned
     together by one random angle."""
     turn = float(rng.uniform(0.0, 360.0))

@@ -30,7 +30,8 @@ from pcfilter_lib.io.off import read_off
 from pcfilter_lib.io.scan import load_scan, save_scan
 from pcfilter_lib.labels import ARTEFACT_KINDS, BASIC_KINDS, KIND_NAMES, LABEL_NAMES, SEMANTIC_NAMES
 from pcfilter_lib.simulate.families import FAMILIES, draw_scanner, make_family_scene
-from pcfilter_lib.simulate.scanner import ScannerConfig, label_tolerance, simulate_scan
+from pcfilter_lib.simulate.measurement import label_tolerance, simulate_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig
 from pcfilter_lib.simulate.scene import read_part_file, semantic_image
 
 GENERATOR = "pcfilter.simulate"

@@ -5,7 +5,7 @@ The real scans that pcfilter's filters must handle show artefacts the bin scenes
 * **boards**: a circuit board with chips, capacitors, pin headers, connectors and heat sinks. A heat
   sink's polished fins and a header's pins are near-mirrors a few millimetres apart: the camera ray's
   reflection at one fin lands on the next, lit fin almost every time, so the decoded ghost is not
-  scattered but a dense false surface next to the true one (``scanner.interreflection``).
+  scattered but a dense false surface next to the true one (``artefacts.interreflection``).
 * **fruit**: rounded, translucent shapes on a plate. Light that scatters under the skin loses the stripe
   pattern; where the coded signal is faint the phase is unwrapped into the wrong period and isolated
   points appear far from the surface (kind ``decoding``).
