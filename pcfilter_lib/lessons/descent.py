@@ -19,8 +19,8 @@ Every rule here updates weights ``w`` from a gradient ``g`` of the loss, one ste
   ``sqrt(1 - beta_2^t)``, a difference of order ``eps``.
 
 ``keras_optimizer`` gives the ``keras.optimizers`` object that takes the same steps as a rule, and
-``keras_path`` runs it, so that the rules can be checked against Keras step by step. This module
-imports Keras only inside ``keras_optimizer`` and ``keras_path``.
+``keras_path`` runs it, so that the rules can be checked against Keras step by step. The rules
+themselves are NumPy; only those two checks use Keras.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
 RULES = ("gradient descent", "momentum", "rmsprop", "adam")
@@ -195,13 +196,6 @@ def _start(w0, steps: int) -> np.ndarray:
     return w
 
 
-def _keras():
-    """Keras, imported on first use."""
-    import keras  # only the checks against Keras need it: the rules themselves are NumPy
-
-    return keras
-
-
 def keras_optimizer(rule: Rule):
     """The ``keras.optimizers`` object that takes the same steps as ``rule`` (a fresh one).
 
@@ -209,8 +203,6 @@ def keras_optimizer(rule: Rule):
     because Keras sums the gradients where the thesis averages them; RMSProp and Adam map
     parameter for parameter.
     """
-    keras = _keras()
-
     if isinstance(rule, GradientDescent):
         return keras.optimizers.SGD(learning_rate=rule.lr)
     if isinstance(rule, Momentum):
@@ -229,8 +221,6 @@ def keras_path(optimizer, gradient: Gradient, w0, steps: int) -> np.ndarray:
     Returns:
         A ``(steps + 1, len(w0))`` float64 array, as ``path``.
     """
-    keras = _keras()
-
     w = _start(w0, steps)
     variable = keras.Variable(w, dtype="float64")
     out = [w]
