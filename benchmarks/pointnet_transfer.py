@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime.setup(seed=args.seed)
 
     from pcfilter_lib.data import modelnet, scanned_modelnet
+    from pcfilter_lib.experiments import transfer_strategies
     from pcfilter_lib.io.files import atomic_write_text
     from pcfilter_lib.io.model_cards import read_model_card
     from pcfilter_lib.models import pointnet
@@ -52,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     def build(n):  # the pretrained network's architecture, from random weights
         return pointnet.build_pointnet(n, width=width)
 
-    results = transfer.compare_strategies(lambda: build_from_weights(shipped), train, val, test,
-                                          scratch_epochs=s.epochs, head_epochs=s.head_epochs,
-                                          tune_epochs=s.tune_epochs, batch_size=s.batch_size, build=build,
-                                          seed=args.seed, progress=lambda line: print(line, flush=True))
+    results = transfer_strategies.compare_strategies(
+        lambda: build_from_weights(shipped), train, val, test, scratch_epochs=s.epochs, head_epochs=s.head_epochs,
+        tune_epochs=s.tune_epochs, batch_size=s.batch_size, build=build, seed=args.seed,
+        progress=lambda line: print(line, flush=True))
     table = str(strategy_table(results))
     report = {"pretrained": shipped.name, "data": root.name, "fast_mode": config.fast_mode(),
               "settings": asdict(s), "rows": [{"fraction": r.fraction, "train_clouds": r.train_size,

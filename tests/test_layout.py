@@ -27,7 +27,7 @@ LIB = Path(__file__).resolve().parent.parent / "pcfilter_lib"
 # Lowest first; a module may import its own stage and the stages before it. The entry level
 # (config, runtime, cli, book) may import anything, and nothing else may import it.
 STAGES = ("labels", "memory", "geometry", "io", "simulate", "data", "lessons", "nn", "models", "filters",
-          "pipelines", "recipes", "timing", "viz")
+          "pipelines", "recipes", "experiments", "timing", "viz")
 ENTRY = ("config", "runtime", "cli", "book")
 # Third-party modules heavy enough that a module may import them inside a function on purpose. NumPy is not
 # one: the command line keeps it out of --help by loading a command's module only when the command runs.

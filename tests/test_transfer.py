@@ -15,6 +15,7 @@ import keras
 
 from pcfilter_lib import viz
 from pcfilter_lib.data.modelnet import Clouds, select_classes
+from pcfilter_lib.experiments.transfer_strategies import STRATEGIES, compare_strategies, new_classes
 from pcfilter_lib.models import classify, pointnet
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.recipes import transfer
@@ -115,11 +116,11 @@ def test_load_weights_into_a_fresh_network_gives_the_saved_predictions(pretraine
 def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
     data = _clouds(2)  # one batch of 8 at either fraction: the report's rows do not need more steps
     lines = []
-    results = transfer.compare_strategies(_pretrained_copy(pretrained), data, _clouds(2, seed=1),
-                                          _clouds(3, seed=2), fractions=(0.5, 1.0), scratch_epochs=1,
-                                          head_epochs=1, tune_epochs=1, batch_size=8, build=_build,
-                                          progress=lines.append)
-    assert [(r.fraction, r.strategy) for r in results] == [(f, s) for f in (0.5, 1.0) for s in transfer.STRATEGIES]
+    results = compare_strategies(_pretrained_copy(pretrained), data, _clouds(2, seed=1),
+                                 _clouds(3, seed=2), fractions=(0.5, 1.0), scratch_epochs=1,
+                                 head_epochs=1, tune_epochs=1, batch_size=8, build=_build,
+                                 progress=lines.append)
+    assert [(r.fraction, r.strategy) for r in results] == [(f, s) for f in (0.5, 1.0) for s in STRATEGIES]
     assert [r.train_size for r in results] == [4] * 3 + [8] * 3
     for r in results:
         assert 0 <= r.accuracy <= 1 and r.seconds > 0
@@ -127,9 +128,9 @@ def test_compare_strategies_reports_every_fraction_and_strategy(pretrained):
         assert all("val_accuracy" in run.history for run in r.runs)  # every run scored the validation clouds
     tuned = [r for r in results if r.strategy == "fine-tuned"]
     assert all(len(r.runs) == 2 and r.runs[1].epochs == 1 for r in tuned)
-    assert len(lines) == 2 and all(s in lines[0] for s in transfer.STRATEGIES)
+    assert len(lines) == 2 and all(s in lines[0] for s in STRATEGIES)
     table = viz.strategy_table(results)
-    assert table.header == ["data", "clouds"] + [f"{s} {u}" for s in transfer.STRATEGIES
+    assert table.header == ["data", "clouds"] + [f"{s} {u}" for s in STRATEGIES
                                                  for u in ("accuracy", "seconds")]
     assert [row[:2] for row in table.rows] == [["50%", "4"], ["100%", "8"]]
     assert table.rows[1][2] == f"{results[3].accuracy:.3f}" and str(table).startswith("| data |")
@@ -157,11 +158,11 @@ def test_weight_histograms_count_the_weights_near_zero():
 
 @pytest.mark.usefixtures("eager_steps")
 def test_new_classes_pretrains_on_some_classes_and_learns_the_others_three_ways():
-    result = transfer.new_classes(_clouds(4), _clouds(2, seed=1), _clouds(3, seed=2), ("a", "b"), ("c", "d"),
-                                  build=_build, epochs=1, head_epochs=1, tune_epochs=1, batch_size=8)
+    result = new_classes(_clouds(4), _clouds(2, seed=1), _clouds(3, seed=2), ("a", "b"), ("c", "d"),
+                         build=_build, epochs=1, head_epochs=1, tune_epochs=1, batch_size=8)
     assert result.old_classes == ("a", "b") and result.new_classes == ("c", "d")
     assert 0 <= result.pretrain_accuracy <= 1 and result.pretrain_seconds > 0
-    assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
+    assert [r.strategy for r in result.results] == list(STRATEGIES)
     assert all(r.train_size == 8 and 0 <= r.accuracy <= 1 for r in result.results)
     # The test clouds of the new classes only: accuracy is a multiple of 1/6.
     assert all(abs(r.accuracy * 6 - round(r.accuracy * 6)) < 1e-9 for r in result.results)
@@ -170,8 +171,8 @@ def test_new_classes_pretrains_on_some_classes_and_learns_the_others_three_ways(
 @pytest.mark.parametrize(("old", "new"), [(("a", "b"), ("b", "c")), ((), ("c",))])
 def test_new_classes_refuses_overlapping_or_empty_class_sets(old, new):
     with pytest.raises(ValueError, match="non-empty and disjoint"):
-        transfer.new_classes(_clouds(2), None, _clouds(2), old, new, build=_build, epochs=1, head_epochs=1,
-                             tune_epochs=1)
+        new_classes(_clouds(2), None, _clouds(2), old, new, build=_build, epochs=1, head_epochs=1,
+                    tune_epochs=1)
 
 
 def test_with_batch_statistics_keeps_one_batchs_moments_and_leaves_the_model_alone():
@@ -230,10 +231,10 @@ def test_a_baseline_trained_from_scratch_is_shipped_for_its_data_budget_and_shar
     assert run.seconds == card.training_seconds and run.history == card.history
     assert shipped(1.0) is run  # loaded once
     parts = [modelnet.select_classes(c, new) for c in (train_set, val_set, clouds["test"])]
-    results = transfer.compare_strategies(lambda: transfer.build_practical(settings)(len(new)), *parts,
-                                          fractions=(1.0,), scratch_epochs=1, head_epochs=1, tune_epochs=1,
-                                          batch_size=settings.batch_size, build=transfer.build_practical(settings),
-                                          scratch_runs=shipped)
+    results = compare_strategies(lambda: transfer.build_practical(settings)(len(new)), *parts,
+                                 fractions=(1.0,), scratch_epochs=1, head_epochs=1, tune_epochs=1,
+                                 batch_size=settings.batch_size, build=transfer.build_practical(settings),
+                                 scratch_runs=shipped)
     scratch = results[-1]
     assert scratch.strategy == "from scratch" and scratch.seconds == card.training_seconds
     assert scratch.accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
@@ -262,12 +263,12 @@ def test_the_practicals_pretrained_network_is_shipped_for_its_data_and_budget_on
     pretrained = transfer.shipped_old_classes(root, settings, old, path=path)
     assert pretrained is not None and pretrained[1] == card.training_seconds
     # One batch of the new classes' clouds per epoch, as the pretraining had of the old ones.
-    result = transfer.new_classes(train_set, val_set, clouds["test"], old, new, transfer.build_practical(settings),
-                                  epochs=1, head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
-                                  pretrained=pretrained)
+    result = new_classes(train_set, val_set, clouds["test"], old, new, transfer.build_practical(settings),
+                         epochs=1, head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
+                         pretrained=pretrained)
     assert result.pretrain_seconds == card.training_seconds
     assert result.pretrain_accuracy == pytest.approx(card.test["accuracy"], abs=1e-4)
-    assert [r.strategy for r in result.results] == list(transfer.STRATEGIES)
+    assert [r.strategy for r in result.results] == list(STRATEGIES)
 
 
 @pytest.mark.usefixtures("eager_steps")
@@ -294,9 +295,9 @@ def test_the_transfer_strategies_networks_are_shipped_for_their_start_data_and_b
                                      weights=tmp_path)(0.1) is None
     head, tune = shipped(0.1)
     assert head.seconds == cards[0].training_seconds and tune.history == cards[1].history
-    results = transfer.compare_strategies(fresh, train_set, val_set, test_set, fractions=(0.1,), scratch_epochs=1,
-                                          head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
-                                          build=transfer.build_practical(settings), transfer_runs=shipped)
+    results = compare_strategies(fresh, train_set, val_set, test_set, fractions=(0.1,), scratch_epochs=1,
+                                 head_epochs=1, tune_epochs=1, batch_size=settings.batch_size,
+                                 build=transfer.build_practical(settings), transfer_runs=shipped)
     by = {r.strategy: r for r in results}
     assert by["new head"].accuracy == pytest.approx(cards[0].test["accuracy"], abs=1e-4)
     assert by["fine-tuned"].accuracy == pytest.approx(cards[1].test["accuracy"], abs=1e-4)

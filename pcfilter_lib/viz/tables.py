@@ -79,7 +79,7 @@ def filter_table(results: Mapping[str, Mapping], kinds: Sequence[int] = ARTEFACT
 
 
 def by_strategy(results) -> dict[str, list]:
-    """``transfer.StrategyResult`` rows grouped by strategy, in the order they first appear."""
+    """``experiments.transfer_strategies.StrategyResult`` rows grouped by strategy, in the order they first appear."""
     groups: dict[str, list] = {}
     for r in results:
         groups.setdefault(r.strategy, []).append(r)
@@ -90,7 +90,7 @@ def strategy_table(results) -> Table:
     """One row per share of the data: each strategy's test accuracy and training seconds.
 
     Args:
-        results: the ``transfer.StrategyResult`` rows of ``transfer.compare_strategies``.
+        results: the ``StrategyResult`` rows of ``experiments.transfer_strategies.compare_strategies``.
 
     Returns:
         A ``Table`` (its Markdown is also what ``str`` gives, for scripts).

@@ -102,7 +102,7 @@ def plot_strategies(results):
     """Transfer strategies side by side: test accuracy by share of the training data, and by training time.
 
     Args:
-        results: the ``transfer.StrategyResult`` rows of ``transfer.compare_strategies``.
+        results: the ``StrategyResult`` rows of ``experiments.transfer_strategies.compare_strategies``.
 
     Returns:
         The matplotlib figure.
