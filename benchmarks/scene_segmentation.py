@@ -5,7 +5,7 @@ Makes (or resumes) the scene set of ``recipes.scene_segmentation`` (``FULL``, or
 PCFILTER_FAST=1) in the data folder, trains both networks briefly and scores them on the test scenes
 (IoU per class, mean IoU over the surface classes, IoU of all parts together, seconds per scene); then
 trains the U-Net again on the same scenes coarsened to each resolution of ``--resolutions`` and scores
-it at the finest grid (``recipes.scene_structure.resolution_study``); then compares the
+it at the finest grid (``experiments.scene_structure.resolution_study``); then compares the
 Laplace-Beltrami eigenbasis of three procedural parts with that of their partial scan. JSON and
 markdown go to ``--out``.
 
@@ -30,10 +30,10 @@ runtime.setup(seed=0)
 import numpy as np
 
 from pcfilter_lib.data import scene_voxels
+from pcfilter_lib.experiments import scene_comparisons, scene_structure
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.labels import SEMANTIC_NAMES
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes import scene_structure
 from pcfilter_lib.timing import clock
 
 PARTS = {"blob": None, "torus": {"radius": 0.03, "tube": 0.01}, "sphere": {"radius": 0.03}}
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     resolutions = args.resolutions or config.choose(full=[16, 32, 64], fast=[8, 16, 32])
     start = time.perf_counter()
 
-    report = seg.run_scene_segmentation(recipe, config.data_dir(), progress=True)
+    report = scene_comparisons.run_scene_segmentation(recipe, config.data_dir(), progress=True)
     folder = config.data_dir() / recipe.folder
     rows = scene_structure.resolution_study(scene_voxels.load_scene_grids(folder, "train"),
                                             scene_voxels.load_scene_grids(folder, "test"), recipe, resolutions)

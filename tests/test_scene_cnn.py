@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data.scene_voxels import column_windows
+from pcfilter_lib.experiments.scene_comparisons import run_scene_segmentation, weight_power_runs
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.recipes import scene_segmentation as seg
@@ -131,7 +132,7 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
                              n_parts=(2, 3), split=(2 / 3, 0.0, 1 / 3), context=5, column_filters=(4, 8), chunk=8,
                              unet_filters=(4, 8), epochs=1, columns=16, chunks=8, batch_size=8)
     models = {}
-    report = seg.run_scene_segmentation(recipe, tmp_path, models=models)
+    report = run_scene_segmentation(recipe, tmp_path, models=models)
     assert report["scenes"] == {"train": 2, "test": 1}
     assert models["column"].name == "column_cnn" and models["unet"].name == "scene_unet"
     json.dumps(report)  # numbers only: the networks stay out of the report
@@ -146,11 +147,11 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
     path = tmp_path / "weights" / card.model
     card.write(path.with_suffix(".json"))
     assert card.model == seg.SHIPPED["unet"].name and card.target == "sceneunet"
-    again = seg.run_scene_segmentation(recipe, tmp_path, shipped={"unet": path})
+    again = run_scene_segmentation(recipe, tmp_path, shipped={"unet": path})
     assert again["unet"]["shipped"] and not again["column"]["shipped"]
     assert again["unet"]["train_seconds"] == card.training_seconds
     assert again["unet"]["mean_iou"] == pytest.approx(card.test["mean_iou"], abs=1e-4)
-    other = seg.run_scene_segmentation(replace(recipe, epochs=2), tmp_path, shipped={"unet": path})
+    other = run_scene_segmentation(replace(recipe, epochs=2), tmp_path, shipped={"unet": path})
     assert not other["unet"]["shipped"]  # another budget trains its own
     with pytest.raises(ValueError, match="unknown scene network"):
         seg.train_reference_scene_network(tmp_path, tmp_path, "voxnet", recipe)
@@ -168,11 +169,11 @@ def test_the_exercises_weight_power_networks_are_loaded_for_their_scene_set_and_
     card.write(path.with_suffix(".json"))
     assert card.model == "scene_unet_power_100.keras" and card.target == "sceneunetpower100"
     assert card.settings["weight_power"] == 1.0 and card.settings["epochs"] == 1
-    runs = seg.weight_power_runs(budget, tmp_path, powers=(0.0, 1.0), weights=tmp_path / "weights")
+    runs = weight_power_runs(budget, tmp_path, powers=(0.0, 1.0), weights=tmp_path / "weights")
     (zero, zero_shipped), (one, one_shipped) = runs[0.0], runs[1.0]
     assert one_shipped and one.seconds == card.training_seconds and one.history == card.history
     assert not zero_shipped and len(zero.history["loss"]) == 1  # no file for it: trained here
-    (again, shipped), = seg.weight_power_runs(budget, tmp_path, powers=(1.0,), weights=None).values()
+    (again, shipped), = weight_power_runs(budget, tmp_path, powers=(1.0,), weights=None).values()
     assert not shipped and again.model is not one.model
     with pytest.raises(ValueError, match="weight powers"):
         seg.train_reference_weight_power(tmp_path, tmp_path, 2.0, recipe)

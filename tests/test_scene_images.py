@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels
+from pcfilter_lib.experiments.scene_comparisons import run_scene_images
 from pcfilter_lib.geometry.depth_fusion import OCCUPIED
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.recipes import scene_images as si
@@ -69,7 +70,7 @@ def test_joined_unet_streams_and_round_trip(tmp_path):
 
 def test_the_ablation_on_a_tiny_scene_set(tmp_path):
     models = {}
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None)
+    report = run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None)
     assert set(si.INPUTS) | {"image", "image_only"} <= set(report)
     for which in si.INPUTS:
         assert 0 <= report[which]["mean_iou"] <= 1 and np.isfinite(report[which]["final_loss"])
@@ -103,7 +104,7 @@ def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_pa
     unet_card.write(unet_path.with_suffix(".json"))
     assert unet_card.target == "sceneunetboth" and unet_card.settings["network"] == "both"
     shipped, models = {"both": unet_path}, {}
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=path, shipped_unets=shipped)
+    report = run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=path, shipped_unets=shipped)
     assert report["image"]["shipped"] and report["image"]["train_seconds"] == card.training_seconds
     assert report["both"]["shipped"] and not report["images"]["shipped"]
     assert report["both"]["train_seconds"] == unet_card.training_seconds
@@ -111,11 +112,11 @@ def test_a_reference_network_is_used_only_on_the_scene_set_it_learnt_from(tmp_pa
     # ... but not beside a 2D network trained here (the geometry row, which reads no image, taken from the
     # run above instead of trained again), nor at another budget (fewer chunks: one step per network).
     geometry = (models["geometry"], report["geometry"])
-    assert not si.run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=None, geometry=geometry,
-                                   shipped_unets=shipped)["both"]["shipped"]
+    assert not run_scene_images(TINY, tmp_path, TINY_BUDGET, shipped_path=None, geometry=geometry,
+                                shipped_unets=shipped)["both"]["shipped"]
     shorter = replace(TINY, chunks=4)
-    assert not si.run_scene_images(shorter, tmp_path, TINY_BUDGET, shipped_path=path,
-                                   shipped_unets=shipped)["both"]["shipped"]
+    assert not run_scene_images(shorter, tmp_path, TINY_BUDGET, shipped_path=path,
+                                shipped_unets=shipped)["both"]["shipped"]
     with pytest.raises(ValueError, match="did not learn from the scene set"):
         si.train_reference_scene_unet(tmp_path / "w2", tmp_path, "images", other, path, progress=False)
 
@@ -127,7 +128,7 @@ def test_the_chapter_u_net_stands_as_the_geometry_row(tmp_path):
     unet = seg.train_scene_unet(train_x, train_y, TINY, TINY.seed)
     entry = {"mean_iou": 0.5, "train_seconds": unet.seconds}
     models = {}
-    report = si.run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None,
-                                 geometry=(unet.model, entry))
+    report = run_scene_images(TINY, tmp_path, TINY_BUDGET, models=models, shipped_path=None,
+                              geometry=(unet.model, entry))
     assert report["geometry"] == entry and models["geometry"] is unet.model
     assert report["both"]["parameters"] > unet.model.count_params()  # a second stream

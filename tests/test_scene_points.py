@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
+from pcfilter_lib.experiments.scene_comparisons import run_scene_points
 from pcfilter_lib.geometry.depth_fusion import pixel_voxels
 from pcfilter_lib.geometry.voxel_grids import Grid
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_SUPPORT
@@ -137,7 +138,7 @@ def test_the_recipe_scores_all_networks_on_the_same_points(scene_set):
     classes = {"unet": np.argmax(scene_cnn.predict_scene(unet, features[0]), axis=-1)[None],
                "column": np.zeros((1, *features.shape[1:4]), np.uint8)}
     models = {}
-    report = sp.run_scene_points(TINY, data, BUDGET, voxel_classes=classes, models=models)
+    report = run_scene_points(TINY, data, BUDGET, voxel_classes=classes, models=models)
     json.dumps(report)  # numbers only
     assert report["scenes"] == {"train": 2, "test": 1} and models["point"].name == "scene_pointnet"
     for name in ("point", "column", "unet"):
@@ -150,7 +151,7 @@ def test_the_recipe_scores_all_networks_on_the_same_points(scene_set):
     confusion = np.array(report["column"]["confusion"])
     assert confusion[:, SEMANTIC_BACKGROUND].sum() == confusion.sum()
     with pytest.raises(ValueError, match="voxel networks go under"):
-        sp.run_scene_points(TINY, data, BUDGET, voxel_classes={"columns": classes["unet"]})
+        run_scene_points(TINY, data, BUDGET, voxel_classes={"columns": classes["unet"]})
 
 
 def test_bad_input(scene_set):
@@ -176,7 +177,7 @@ def test_bad_input(scene_set):
     with pytest.raises(ValueError, match="points, clouds, epochs and batch_size >= 1"):
         sp.PointBudget("bad", points=0)
     with pytest.raises(ValueError, match="voxel networks go under"):
-        sp.run_scene_points(TINY, "unused", BUDGET, voxel_classes={"voxnet": None})
+        run_scene_points(TINY, "unused", BUDGET, voxel_classes={"voxnet": None})
 
 
 def test_the_shipped_point_network_is_loaded_for_its_scene_set_and_budget_only(scene_set, tmp_path):
@@ -185,8 +186,8 @@ def test_the_shipped_point_network_is_loaded_for_its_scene_set_and_budget_only(s
     path = tmp_path / card.model
     card.write(path.with_suffix(".json"))
     assert card.model == sp.SHIPPED.name and card.target == "scenepoints"
-    report = sp.run_scene_points(TINY, data, BUDGET, shipped=path)
+    report = run_scene_points(TINY, data, BUDGET, shipped=path)
     assert report["point"]["shipped"] and report["point"]["train_seconds"] == card.training_seconds
     assert report["point"]["mean_iou"] == pytest.approx(card.test["mean_iou"], abs=1e-4)
     other = replace(BUDGET, epochs=BUDGET.epochs + 1)
-    assert not sp.run_scene_points(TINY, data, other, shipped=path)["point"]["shipped"]
+    assert not run_scene_points(TINY, data, other, shipped=path)["point"]["shipped"]

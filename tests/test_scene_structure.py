@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import scene_voxels as sv
+from pcfilter_lib.experiments import scene_structure as st
 from pcfilter_lib.geometry.depth_fusion import FREE, OCCUPIED, UNKNOWN
 from pcfilter_lib.models import scene_cnn
-from pcfilter_lib.recipes import scene_structure as st
 from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, train_scene_unet
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data import completion_grids as cg
+from pcfilter_lib.experiments.completion_study import run_shape_completion
 from pcfilter_lib.models import completion
 from pcfilter_lib.recipes import shape_completion as sc
 
@@ -99,10 +100,10 @@ def test_the_recipe_loads_a_completion_network_trained_on_its_set_at_its_budget(
     card.write(path.with_suffix(".json"))
     assert card.target == "completion" and "classifier_epochs" not in card.settings
     models = {}
-    report = sc.run_shape_completion(tiny, tmp_path, models=models, shipped_path=path)
+    report = run_shape_completion(tiny, tmp_path, models=models, shipped_path=path)
     done = report["completion"]
     assert done["shipped"] and done["train_seconds"] == card.training_seconds
     assert done["completed"]["l1"] == pytest.approx(card.test["completed"]["l1"], abs=1e-4)
     assert set(report["classifiers"]) == set(sc.CLASSIFIERS)
     assert models["completion"].output_shape == (None, *[tiny.resolution] * 3)
-    assert not sc.run_shape_completion(replace(tiny, epochs=2), tmp_path, shipped_path=path)["completion"]["shipped"]
+    assert not run_shape_completion(replace(tiny, epochs=2), tmp_path, shipped_path=path)["completion"]["shipped"]

@@ -12,14 +12,13 @@ images carried back along the camera rays into the voxels, beside the fused geom
 * ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
   can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
   set is the one it learnt from.
+* ``geometry_inputs`` and ``ablation_inputs`` give the scene U-Net's input for each row of the
+  ablation: geometry only, image features only, or both (each group of channels through a 3D
+  convolution of its own, then joined).
 * ``train_reference_scene_unet`` trains the U-Net on image features, or on geometry and image
-  features, from the shipped 2D network (``SHIPPED_UNETS``), as ``run_scene_images`` does, which loads
-  them instead of training when they learnt from the same set, budget and 2D network.
-* ``run_scene_images`` trains the scene U-Net on three inputs at one budget, geometry only (or takes
-  the one ``recipes.scene_segmentation`` trained), image features only and both (each group of
-  channels through a 3D convolution of its own, then joined), and scores them on whole test scenes
-  beside the 2D network alone (its class probabilities back-projected, background where no pixel
-  lands): the ablation the lecture quotes from 3DMV.
+  features, from the shipped 2D network (``SHIPPED_UNETS``), as the ablation the lecture quotes from
+  3DMV does (``experiments.scene_comparisons.run_scene_images``), which loads them instead of
+  training when they learnt from the same set, budget and 2D network.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded, shipped_or_trained
+from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded
 
 CLASSES = len(SEMANTIC_NAMES)
 INPUTS = {"geometry": "geometry only", "images": "image features only", "both": "geometry + image features"}
@@ -243,12 +242,12 @@ def shipped_image_network(folder: str | os.PathLike, path: str | os.PathLike = S
     return load_saved_model(path, "2D image network")
 
 
-def _geometry(grids: dict) -> dict:
+def geometry_inputs(grids: dict) -> dict:
     """Each split's scene features (``scene_voxels.scene_features``)."""
     return {split: scene_voxels.scene_features(grid["tsdf"], grid["state"]) for split, grid in grids.items()}
 
 
-def _ablation_inputs(geometry: dict, features: dict, which: str) -> tuple[dict, tuple[int, ...]]:
+def ablation_inputs(geometry: dict, features: dict, which: str) -> tuple[dict, tuple[int, ...]]:
     """Each split's input of one row of the ablation, and its streams."""
     joined = {split: joined_inputs(geometry[split], features[split], which) for split in geometry}
     return {split: x for split, (x, _) in joined.items()}, joined["train"][1]
@@ -272,7 +271,7 @@ def train_reference_scene_unet(out: str | os.PathLike, data_dir: str | os.PathLi
     grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
     features = {split: image_feature_grids(image_model, scene_voxels.load_scene_views(folder, split))
                 for split in grids}
-    inputs, streams = _ablation_inputs(_geometry(grids), features, which)
+    inputs, streams = ablation_inputs(geometry_inputs(grids), features, which)
     result = seg.train_scene_unet(inputs["train"], grids["train"]["labels"], recipe, recipe.seed, streams=streams)
     scores = seg.segmentation_scores(lambda scene: scene_cnn.predict_scene(result.model, scene), inputs["test"],
                                      grids["test"]["labels"])
@@ -283,81 +282,3 @@ def train_reference_scene_unet(out: str | os.PathLike, data_dir: str | os.PathLi
                           image_network_sha256=sha256(image_path))
 
 
-def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budget: ImageBudget = FULL,
-                     progress: bool = False, models: dict | None = None,
-                     shipped_path: str | os.PathLike | None = SHIPPED,
-                     geometry: tuple[keras.Model, dict] | None = None,
-                     shipped_unets: dict | None = SHIPPED_UNETS) -> dict:
-    """The 3DMV ablation on the recipe's scene set: the 2D network, then the scene U-Net on three inputs.
-
-    Args:
-        recipe: the scene set and the U-Net's budget (``recipes.scene_segmentation``).
-        data_dir: the data folder that holds (or receives) the scene set.
-        budget: the 2D network's budget, when it is trained here.
-        progress: show progress bars.
-        models: a dict that receives the networks (``image`` and one per input of ``INPUTS``).
-        shipped_path: a 2D network to load instead of training one, used only if it learnt from this
-            very scene set (``shipped_image_network``); None always trains.
-        geometry: a U-Net that ``recipes.scene_segmentation.run_scene_segmentation`` trained on this
-            recipe and its report entry, to stand as the geometry-only row (the same network, chunks
-            and seed this function would use) instead of training it again.
-        shipped_unets: per input, a U-Net to load instead of training it, used only if it learnt from
-            this very scene set at this budget on the features of the very 2D network used here (the
-            shipped one: its file's sha256 is on the U-Net's card); None always trains.
-
-    Returns:
-        ``recipe`` and ``budget`` (their settings), ``image`` (the 2D network's ``pixel_scores`` on the
-        test views, whether it was the shipped one, its training seconds (the card's, if shipped),
-        parameters, feature channels and the time to back-project one scene), ``image_only``
-        (its back-projected probabilities scored as a voxel prediction) and one entry per input of
-        ``INPUTS``, each the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
-        ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``.
-    """
-    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
-    grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
-    views = {split: scene_voxels.load_scene_views(folder, split) for split in ("train", "test")}
-    shipped = shipped_image_network(folder, shipped_path) if shipped_path else None
-    if shipped is None:
-        train_x, train_y = flat_views(views["train"])
-        trained = train_image_network(train_x, train_y, budget, recipe.weight_power, recipe.seed)
-        image_model, image_seconds = trained.model, trained.seconds
-    else:
-        image_model, image_seconds = shipped, read_model_card(shipped_path).training_seconds
-    start = time.perf_counter()
-    features = {split: image_feature_grids(image_model, views[split]) for split in ("train", "test")}
-    backprojection_seconds = (time.perf_counter() - start) / sum(len(f) for f in features.values())
-    alone = image_feature_grids(image_model, views["test"], probabilities=True)
-    report = {"recipe": asdict(recipe), "budget": asdict(budget),
-              "image": {**pixel_scores(image_model, *flat_views(views["test"])), "shipped": shipped is not None,
-                        "train_seconds": image_seconds, "parameters": int(image_model.count_params()),
-                        "features": int(image_model.get_layer("image_features").filters),
-                        "backprojection_seconds": backprojection_seconds,
-                        "voxels_reached": float(np.mean(features["test"].any(axis=-1)))},
-              "image_only": seg.segmentation_scores(lambda p: p, np.stack([image_only_prediction(a) for a in alone]),
-                                                    grids["test"]["labels"])}
-    if models is not None:
-        models["image"] = image_model
-    image_sha = sha256(shipped_path) if shipped is not None else None
-    geometry_x = _geometry(grids)
-    for which in INPUTS:
-        if which == "geometry" and geometry is not None:
-            model, report[which] = geometry[0], dict(geometry[1])
-            if model.input_shape[-1] != geometry_x["train"].shape[-1]:
-                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the "
-                                 f"{geometry_x['train'].shape[-1]} of the scene features")
-        else:
-            inputs, streams = _ablation_inputs(geometry_x, features, which)
-            # Only U-Nets that read the features of this very 2D network (the shipped one) stand for training.
-            path = (shipped_unets or {}).get(which) if image_sha else None
-            run, from_card = shipped_or_trained(
-                path, folder, seg.network_settings(recipe, which), f"scene U-Net ({INPUTS[which]})",
-                lambda x=inputs["train"], s=streams: seg.train_scene_unet(x, grids["train"]["labels"], recipe,
-                                                                          recipe.seed, streams=s),
-                image_network_sha256=image_sha)
-            model = run.model
-            scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene),
-                                             inputs["test"], grids["test"]["labels"])
-            report[which] = seg.trained_entry(run, scores, from_card)
-        if models is not None:
-            models[which] = model
-    return report

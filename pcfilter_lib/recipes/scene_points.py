@@ -13,7 +13,8 @@
   point takes the class of the voxel it falls in (``voxel_predictions_at_points``).
 * ``point_scores`` runs a predictor on every measured point of the test scenes and gives the scores of
   ``scene_segmentation.segmentation_scores`` (same keys), so that all networks share one table.
-* ``run_scene_points`` does all of it and returns one report.
+* ``train_reference_point_network`` trains the shipped point network (``SHIPPED``); the chapter's
+  comparison with the voxel networks is ``experiments.scene_comparisons.run_scene_points``.
 
 The truth of a point is the class of its pixel (``view_semantic``), not the label of its voxel: near
 the boundary between two surfaces a voxel holds one class while some of its points show the other,
@@ -42,11 +43,9 @@ from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.common import shipped_or_trained
 from pcfilter_lib.recipes.scene_segmentation import SceneRecipe, confusion_scores, ensure_scene_grids, scene_card
 
 CLASSES = len(SEMANTIC_NAMES)
-VOXEL_NETWORKS = ("column", "unet")  # the names run_scene_segmentation gives its networks
 
 
 # Points of the scenes ---------------------------------------------------------------------------------
@@ -373,7 +372,7 @@ def class_grid_predictor(classes: np.ndarray) -> Predictor:
 
     Args:
         classes: (N, X, Y, Z) predicted classes of the split's scenes, in the order of the ``ScenePoints``'
-            indices (``scene_segmentation.run_scene_segmentation``'s ``predictions``).
+            indices (``run_scene_segmentation``'s ``predictions``).
     """
     classes = np.asarray(classes)
     if classes.ndim != 4:
@@ -429,58 +428,6 @@ SHIPPED = WEIGHTS / "scene_point_network.keras"
 def point_settings(recipe: SceneRecipe, budget: PointBudget) -> dict:
     """What the point network's card records as its settings: the scene recipe and the budget."""
     return {"network": "point", "budget": asdict(budget), **asdict(recipe)}
-
-
-def run_scene_points(recipe: SceneRecipe, data_dir: str | os.PathLike, budget: PointBudget = FULL,
-                     voxel_classes: Mapping[str, np.ndarray] | None = None, progress: bool = False,
-                     models: dict | None = None, shipped: str | os.PathLike | None = SHIPPED) -> dict:
-    """Train the point network on the recipe's scene set (or load the shipped one) and score it, and the
-    voxel networks if given, on the same measured points of the test scenes.
-
-    Args:
-        recipe: the scene set (``scene_segmentation.SceneRecipe``); its ``seed`` and ``weight_power`` are
-            used for training too.
-        data_dir: the data folder that holds (or receives) the scene set.
-        budget: the point network's budget.
-        voxel_classes: the test scenes' classes as voxel networks predicted them (N, X, Y, Z), under
-            ``column`` and / or ``unet`` (``run_scene_segmentation``'s ``predictions``): scored on the
-            points without running the networks again, so their ``seconds_per_scene`` is NaN (a
-            network's time a scene is measured where it predicted them).
-        progress: show progress bars.
-        models: a dict that receives the trained point network under ``point``.
-        shipped: a model file to load instead of training, used only if its card records this scene set
-            and budget (``recipes.common.shipped_network``; its history and seconds stand for the run's);
-            None always trains.
-
-    Returns:
-        ``recipe`` and ``budget`` (their settings), ``scenes`` (train and test counts), ``points``
-        (measured points of the train and test scenes), ``point`` (``point_scores`` plus
-        ``train_seconds``, ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``) and the
-        ``point_scores`` of every voxel network's classes given, under its name. Numbers only.
-
-    Raises:
-        ValueError: a voxel network under an unknown name.
-    """
-    unknown = sorted(set(voxel_classes or {}) - set(VOXEL_NETWORKS))
-    if unknown:
-        raise ValueError(f"voxel networks go under {sorted(VOXEL_NETWORKS)}, got {unknown}")
-    folder = ensure_scene_grids(data_dir, recipe, progress)
-    train = scene_points(scene_voxels.load_scene_views(folder, "train"))
-    test = scene_points(scene_voxels.load_scene_views(folder, "test"))
-    report = {"recipe": asdict(recipe), "budget": asdict(budget), "scenes": {"train": len(train), "test": len(test)},
-              "points": {"train": sum(len(s.points) for s in train), "test": sum(len(s.points) for s in test)}}
-    result, loaded = shipped_or_trained(shipped, folder, point_settings(recipe, budget), "scene point network",
-                                        lambda: train_point_network(train, budget, recipe.weight_power, recipe.seed,
-                                                                    progress))
-    if models is not None:
-        models["point"] = result.model
-    scores = point_scores(point_predictor(result.model, budget.points, recipe.seed, budget.batch_size), test)
-    report["point"] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
-                       "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params()),
-                       "shipped": loaded}
-    for name, classes in (voxel_classes or {}).items():
-        report[name] = {**point_scores(class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
-    return report
 
 
 def train_reference_point_network(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: SceneRecipe,

@@ -11,9 +11,10 @@ convolutional 3D U-Net (``models.scene_cnn``) trained briefly on the grids of ``
   mean IoU over the surface classes present and the seconds per scene (``confusion_scores`` turns any
   confusion matrix into the same scores: ``recipes.scene_points`` counts points instead of voxels).
 * ``train_reference_scene_network`` trains one of the two at the full-size chapter's budget on its
-  scene set and saves it with its card (``SHIPPED``); ``run_scene_segmentation`` loads a shipped
-  network instead of training it when it learnt from the same set at the same budget.
-* ``run_scene_segmentation`` does all of it for both networks and returns one report.
+  scene set and saves it with its card (``SHIPPED``); ``train_reference_weight_power`` trains the
+  U-Net of the chapter's exercise on the class weights. The chapter's comparison
+  (``experiments.scene_comparisons.run_scene_segmentation``) loads a shipped network instead of
+  training it when it learnt from the same set at the same budget.
 
 The IoU counts every voxel of the test grids: a voxel's class is that of the true surface through it,
 and background where there is none, seen by the scanner or not.
@@ -38,7 +39,7 @@ from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_or_trained
+from pcfilter_lib.recipes.common import environment, provenance, rounded
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 CLASSES = len(SEMANTIC_NAMES)
@@ -253,21 +254,22 @@ def scene_card(model_path: Path, target: str, folder: Path, settings: dict, resu
         history=rounded(result.history, 4), environment=environment())
 
 
-_NETWORKS = {"column": (train_column_network, scene_cnn.predict_columns, "scenecolumn"),
-             "unet": (train_scene_unet, scene_cnn.predict_scene, "sceneunet")}
+# Each voxel network by name: how it trains, how it predicts a whole scene, and its shipped target.
+NETWORKS = {"column": (train_column_network, scene_cnn.predict_columns, "scenecolumn"),
+            "unet": (train_scene_unet, scene_cnn.predict_scene, "sceneunet")}
 
 
 def train_reference_scene_network(out: str | os.PathLike, data_dir: str | os.PathLike, network: str,
                                   recipe: SceneRecipe = CHAPTER_FULL, progress: bool = True) -> ModelCard:
     """Train ``network`` ("column" or "unet") as ``run_scene_segmentation`` does, on ``recipe``'s scene set,
     and save it as ``out/<name of SHIPPED[network]>``; returns its card (``command`` left for the caller)."""
-    if network not in _NETWORKS:
-        raise ValueError(f"unknown scene network {network!r}; choose one of {tuple(_NETWORKS)}")
+    if network not in NETWORKS:
+        raise ValueError(f"unknown scene network {network!r}; choose one of {tuple(NETWORKS)}")
     started = time.perf_counter()
     folder = ensure_scene_grids(data_dir, recipe, progress)
     train_x, train_y = load_features(folder, "train")
     test_x, test_y = load_features(folder, "test")
-    train, predict, target = _NETWORKS[network]
+    train, predict, target = NETWORKS[network]
     result = train(train_x, train_y, recipe, recipe.seed)
     scores = segmentation_scores(lambda scene: predict(result.model, scene), test_x, test_y)
     path = save_for_inference(result.model, Path(out) / SHIPPED[network].name)
@@ -290,24 +292,6 @@ def weight_power_path(power: float, weights: str | os.PathLike = WEIGHTS) -> Pat
     return Path(weights) / f"scene_unet_power_{round(power * 100):03d}.keras"
 
 
-def weight_power_runs(budget: SceneRecipe, data_dir: str | os.PathLike, powers: Sequence[float] = WEIGHT_POWERS,
-                      weights: str | os.PathLike | None = WEIGHTS,
-                      progress: bool = False) -> dict[float, tuple[TrainResult, bool]]:
-    """The U-Net trained on ``budget``'s scene set at ``budget``'s epochs and chunks, once per power of the
-    class weights: each the shipped network in ``weights`` where its card records this scene set and budget
-    (its history and seconds stand for the run's), otherwise trained here; and whether it was shipped.
-    ``weights`` None always trains."""
-    folder = ensure_scene_grids(data_dir, budget, progress)
-    train_x, train_y = load_features(folder, "train")
-    runs = {}
-    for power in powers:
-        recipe = replace(budget, weight_power=power)
-        runs[power] = shipped_or_trained(weight_power_path(power, weights) if weights else None, folder,
-                                         network_settings(recipe, "unet"), "scene U-Net",
-                                         lambda recipe=recipe: train_scene_unet(train_x, train_y, recipe, recipe.seed))
-    return runs
-
-
 def train_reference_weight_power(out: str | os.PathLike, data_dir: str | os.PathLike, power: float,
                                  recipe: SceneRecipe = CHAPTER_FULL, progress: bool = True) -> ModelCard:
     """Train the exercise's U-Net with class weights to the ``power`` as ``weight_power_runs`` does at full
@@ -327,42 +311,3 @@ def train_reference_weight_power(out: str | os.PathLike, data_dir: str | os.Path
                       result, scores, started, train_scenes=len(train_x), test_scenes=len(test_x))
 
 
-def run_scene_segmentation(recipe: SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
-                           models: dict | None = None, predictions: dict | None = None,
-                           shipped: dict | None = SHIPPED) -> dict:
-    """Make the scene set, train both networks briefly (or load the shipped ones) and score them on the
-    test scenes.
-
-    Args:
-        recipe: the scene set and the budgets.
-        data_dir: the data folder that holds (or receives) the scene set.
-        progress: show progress bars.
-        models: a dict that receives the trained networks under ``column`` and ``unet`` (to draw their
-            predictions); the report itself holds numbers only.
-        predictions: a dict that receives each network's predicted classes of the test scenes, (N, X, Y,
-            Z) uint8, under the same names (``recipes.scene_points`` scores them on the measured points).
-        shipped: per network, a model file to load instead of training, used only if it learnt from this
-            very scene set at this budget (``recipes.common.shipped_network``); None always trains.
-
-    Returns:
-        ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
-        ``unet``), the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
-        ``final_loss``, ``first_loss``, ``parameters`` and ``shipped``.
-    """
-    folder = ensure_scene_grids(data_dir, recipe, progress)
-    train_x, train_y = load_features(folder, "train")
-    test_x, test_y = load_features(folder, "test")
-    report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
-    for name, (train, predict, _) in _NETWORKS.items():
-        run, from_card = shipped_or_trained((shipped or {}).get(name), folder, network_settings(recipe, name),
-                                            f"scene {name} network",
-                                            lambda train=train: train(train_x, train_y, recipe, recipe.seed))
-        model = run.model
-        if models is not None:
-            models[name] = model
-        kept = []
-        scores = segmentation_scores(lambda scene, net=model, run=predict: run(net, scene), test_x, test_y, kept)
-        if predictions is not None:
-            predictions[name] = np.stack(kept)
-        report[name] = trained_entry(run, scores, from_card)
-    return report

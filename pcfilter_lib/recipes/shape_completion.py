@@ -11,9 +11,8 @@ features help classification.
 * ``train_classifier`` trains a classifier of the partial grids with its own encoder, with the frozen
   encoder of the completion network, or with both (``models.completion.build_shape_classifier``).
 * ``train_reference_completion`` trains the completion network at ``FULL``'s budget and saves it with
-  its card (``SHIPPED``); ``run_shape_completion`` loads it instead of training when it learnt from the
-  same set at the same budget.
-* ``run_shape_completion`` does all of it and returns one report.
+  its card (``SHIPPED``); the chapter's study (``experiments.completion_study.run_shape_completion``)
+  loads it instead of training when it learnt from the same set at the same budget.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import completion
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_or_trained
+from pcfilter_lib.recipes.common import environment, provenance, rounded
 
 CLASSIFIERS = {"partial only": {"own": True, "features": False},
                "completion features": {"own": False, "features": True},
@@ -166,7 +165,8 @@ def completion_settings(recipe: CompletionRecipe) -> dict:
     return {key: value for key, value in asdict(recipe).items() if key != "classifier_epochs"}
 
 
-def _split_inputs(folder: Path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+def split_inputs(folder: Path) -> tuple[dict, dict, np.ndarray, np.ndarray]:
+    """The set's training and test grids, and the completion network's inputs of each."""
     train = completion_grids.load_completion_grids(folder, "train")
     test = completion_grids.load_completion_grids(folder, "test")
     return train, test, completion_features(train["tsdf"], train["known"]), completion_features(test["tsdf"],
@@ -179,7 +179,7 @@ def train_reference_completion(out: str | os.PathLike, data_dir: str | os.PathLi
     returns its card (``command`` left for the caller)."""
     started = time.perf_counter()
     folder = ensure_completion_grids(data_dir, recipe, progress)
-    train, test, train_x, test_x = _split_inputs(folder)
+    train, test, train_x, test_x = split_inputs(folder)
     result = train_completion(train_x, train["target"], recipe, recipe.seed)
     scores = completion_scores(test, predict_fields(result.model, test_x), recipe.surface_voxels)
     path = save_for_inference(result.model, Path(out) / SHIPPED.name)
@@ -193,49 +193,3 @@ def train_reference_completion(out: str | os.PathLike, data_dir: str | os.PathLi
         environment=environment())
 
 
-def run_shape_completion(recipe: CompletionRecipe, data_dir: str | os.PathLike, progress: bool = False,
-                         models: dict | None = None, shipped_path: str | os.PathLike | None = SHIPPED) -> dict:
-    """Make the set, train the completion network (or load the shipped one), score it, then train and score
-    the three classifiers.
-
-    Args:
-        recipe: the set and the budgets.
-        data_dir: the data folder that holds (or receives) the set.
-        progress: show progress bars.
-        models: a dict that receives the networks (``completion`` and each classifier's name).
-        shipped_path: a completion network to load instead of training, used only if it learnt from this
-            very set at this budget (``recipes.common.shipped_network``); None always trains.
-
-    Returns:
-        ``recipe``, ``objects`` (train, test), ``data_seconds``, ``completion`` (``completion_scores`` of
-        the test split with ``train_seconds`` (the card's, if shipped), ``first_loss``, ``final_loss``,
-        ``parameters`` and ``shipped``) and ``classifiers``: per ``CLASSIFIERS`` name, ``accuracy`` (test),
-        ``train_accuracy`` (last epoch), ``train_seconds`` and ``trainable`` parameters.
-    """
-    start = time.perf_counter()
-    folder = ensure_completion_grids(data_dir, recipe, progress)
-    train, test, train_x, test_x = _split_inputs(folder)
-    data_seconds = time.perf_counter() - start
-    run, from_card = shipped_or_trained(shipped_path, folder, completion_settings(recipe), "completion network",
-                                        lambda: train_completion(train_x, train["target"], recipe, recipe.seed))
-    net, history = run.model, run.history
-    scores = completion_scores(test, predict_fields(net, test_x), recipe.surface_voxels)
-    report = {"recipe": asdict(recipe), "objects": {"train": len(train_x), "test": len(test_x)},
-              "data_seconds": data_seconds,
-              "completion": {**scores, "train_seconds": run.seconds, "first_loss": history["loss"][0],
-                             "final_loss": history["loss"][-1], "parameters": int(net.count_params()),
-                             "shipped": from_card},
-              "classifiers": {}}
-    if models is not None:
-        models["completion"] = net
-    for name, setting in CLASSIFIERS.items():
-        trained = train_classifier(train_x, train["labels"], recipe, net if setting["features"] else None,
-                                   own=setting["own"], seed=recipe.seed, desc=name)
-        if models is not None:
-            models[name] = trained.model
-        weights = trained.model.trainable_weights
-        report["classifiers"][name] = {
-            "accuracy": accuracy(trained.model, test_x, test["labels"]),
-            "train_accuracy": trained.history["accuracy"][-1], "train_seconds": trained.seconds,
-            "trainable": int(sum(np.prod(w.shape) for w in weights))}
-    return report

@@ -1,0 +1,230 @@
+"""Chapter 8's comparisons of networks on scanned scenes, all on one scene set and scored on the same
+test scenes:
+
+* ``run_scene_segmentation`` trains the sliding-window column network and the 3D U-Net
+  (``recipes.scene_segmentation``) briefly, or loads the shipped ones where their cards record this
+  scene set and budget, and scores both on whole test scenes;
+* ``weight_power_runs``, the chapter's exercise: the U-Net with its class weights raised to several
+  powers (the shipped networks where they match);
+* ``run_scene_images``, the ablation the lecture quotes from 3DMV (``recipes.scene_images``): the
+  2D network alone, then the U-Net on geometry only, image features only and both;
+* ``run_scene_points``: the point network (``recipes.scene_points``) beside the voxel networks' classes,
+  scored on the same measured points.
+
+Each returns a report of plain numbers for the chapter's tables; the networks themselves go into the
+``models`` dict a caller passes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
+
+import keras
+import numpy as np
+
+from pcfilter_lib.data import scene_voxels
+from pcfilter_lib.io.files import sha256
+from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.nn.fit import TrainResult
+from pcfilter_lib.recipes import scene_images as si
+from pcfilter_lib.recipes import scene_points as sp
+from pcfilter_lib.recipes import scene_segmentation as seg
+from pcfilter_lib.recipes.common import shipped_or_trained
+
+
+def weight_power_runs(budget: seg.SceneRecipe, data_dir: str | os.PathLike, powers: Sequence[float] = seg.WEIGHT_POWERS,
+                      weights: str | os.PathLike | None = WEIGHTS,
+                      progress: bool = False) -> dict[float, tuple[TrainResult, bool]]:
+    """The U-Net trained on ``budget``'s scene set at ``budget``'s epochs and chunks, once per power of the
+    class weights: each the shipped network in ``weights`` where its card records this scene set and budget
+    (its history and seconds stand for the run's), otherwise trained here; and whether it was shipped.
+    ``weights`` None always trains."""
+    folder = seg.ensure_scene_grids(data_dir, budget, progress)
+    train_x, train_y = seg.load_features(folder, "train")
+    runs = {}
+    for power in powers:
+        recipe = replace(budget, weight_power=power)
+        runs[power] = shipped_or_trained(
+            seg.weight_power_path(power, weights) if weights else None, folder, seg.network_settings(recipe, "unet"),
+            "scene U-Net", lambda recipe=recipe: seg.train_scene_unet(train_x, train_y, recipe, recipe.seed))
+    return runs
+
+
+def run_scene_segmentation(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
+                           models: dict | None = None, predictions: dict | None = None,
+                           shipped: dict | None = seg.SHIPPED) -> dict:
+    """Make the scene set, train both networks briefly (or load the shipped ones) and score them on the
+    test scenes.
+
+    Args:
+        recipe: the scene set and the budgets.
+        data_dir: the data folder that holds (or receives) the scene set.
+        progress: show progress bars.
+        models: a dict that receives the trained networks under ``column`` and ``unet`` (to draw their
+            predictions); the report itself holds numbers only.
+        predictions: a dict that receives each network's predicted classes of the test scenes, (N, X, Y,
+            Z) uint8, under the same names (``run_scene_points`` scores them on the measured points).
+        shipped: per network, a model file to load instead of training, used only if it learnt from this
+            very scene set at this budget (``recipes.common.shipped_network``); None always trains.
+
+    Returns:
+        ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
+        ``unet``), the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
+        ``final_loss``, ``first_loss``, ``parameters`` and ``shipped``.
+    """
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    train_x, train_y = seg.load_features(folder, "train")
+    test_x, test_y = seg.load_features(folder, "test")
+    report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
+    for name, (train, predict, _) in seg.NETWORKS.items():
+        run, from_card = shipped_or_trained((shipped or {}).get(name), folder, seg.network_settings(recipe, name),
+                                            f"scene {name} network",
+                                            lambda train=train: train(train_x, train_y, recipe, recipe.seed))
+        model = run.model
+        if models is not None:
+            models[name] = model
+        kept = []
+        scores = seg.segmentation_scores(lambda scene, net=model, run=predict: run(net, scene), test_x, test_y, kept)
+        if predictions is not None:
+            predictions[name] = np.stack(kept)
+        report[name] = seg.trained_entry(run, scores, from_card)
+    return report
+
+
+def run_scene_images(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budget: si.ImageBudget = si.FULL,
+                     progress: bool = False, models: dict | None = None,
+                     shipped_path: str | os.PathLike | None = si.SHIPPED,
+                     geometry: tuple[keras.Model, dict] | None = None,
+                     shipped_unets: dict | None = si.SHIPPED_UNETS) -> dict:
+    """The 3DMV ablation on the recipe's scene set: the 2D network, then the scene U-Net on three inputs.
+
+    Args:
+        recipe: the scene set and the U-Net's budget (``recipes.scene_segmentation``).
+        data_dir: the data folder that holds (or receives) the scene set.
+        budget: the 2D network's budget, when it is trained here.
+        progress: show progress bars.
+        models: a dict that receives the networks (``image`` and one per input of ``INPUTS``).
+        shipped_path: a 2D network to load instead of training one, used only if it learnt from this
+            very scene set (``shipped_image_network``); None always trains.
+        geometry: a U-Net that ``recipes.scene_segmentation.run_scene_segmentation`` trained on this
+            recipe and its report entry, to stand as the geometry-only row (the same network, chunks
+            and seed this function would use) instead of training it again.
+        shipped_unets: per input, a U-Net to load instead of training it, used only if it learnt from
+            this very scene set at this budget on the features of the very 2D network used here (the
+            shipped one: its file's sha256 is on the U-Net's card); None always trains.
+
+    Returns:
+        ``recipe`` and ``budget`` (their settings), ``image`` (the 2D network's ``pixel_scores`` on the
+        test views, whether it was the shipped one, its training seconds (the card's, if shipped),
+        parameters, feature channels and the time to back-project one scene), ``image_only``
+        (its back-projected probabilities scored as a voxel prediction) and one entry per input of
+        ``INPUTS``, each the ``segmentation_scores`` plus ``train_seconds`` (the card's, if shipped),
+        ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``.
+    """
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    grids = {split: scene_voxels.load_scene_grids(folder, split) for split in ("train", "test")}
+    views = {split: scene_voxels.load_scene_views(folder, split) for split in ("train", "test")}
+    shipped = si.shipped_image_network(folder, shipped_path) if shipped_path else None
+    if shipped is None:
+        train_x, train_y = si.flat_views(views["train"])
+        trained = si.train_image_network(train_x, train_y, budget, recipe.weight_power, recipe.seed)
+        image_model, image_seconds = trained.model, trained.seconds
+    else:
+        image_model, image_seconds = shipped, read_model_card(shipped_path).training_seconds
+    start = time.perf_counter()
+    features = {split: si.image_feature_grids(image_model, views[split]) for split in ("train", "test")}
+    backprojection_seconds = (time.perf_counter() - start) / sum(len(f) for f in features.values())
+    alone = si.image_feature_grids(image_model, views["test"], probabilities=True)
+    report = {"recipe": asdict(recipe), "budget": asdict(budget),
+              "image": {**si.pixel_scores(image_model, *si.flat_views(views["test"])), "shipped": shipped is not None,
+                        "train_seconds": image_seconds, "parameters": int(image_model.count_params()),
+                        "features": int(image_model.get_layer("image_features").filters),
+                        "backprojection_seconds": backprojection_seconds,
+                        "voxels_reached": float(np.mean(features["test"].any(axis=-1)))},
+              "image_only": seg.segmentation_scores(lambda p: p, np.stack([si.image_only_prediction(a) for a in alone]),
+                                                    grids["test"]["labels"])}
+    if models is not None:
+        models["image"] = image_model
+    image_sha = sha256(shipped_path) if shipped is not None else None
+    geometry_x = si.geometry_inputs(grids)
+    for which in si.INPUTS:
+        if which == "geometry" and geometry is not None:
+            model, report[which] = geometry[0], dict(geometry[1])
+            if model.input_shape[-1] != geometry_x["train"].shape[-1]:
+                raise ValueError(f"the geometry U-Net reads {model.input_shape[-1]} channels, not the "
+                                 f"{geometry_x['train'].shape[-1]} of the scene features")
+        else:
+            inputs, streams = si.ablation_inputs(geometry_x, features, which)
+            # Only U-Nets that read the features of this very 2D network (the shipped one) stand for training.
+            path = (shipped_unets or {}).get(which) if image_sha else None
+            run, from_card = shipped_or_trained(
+                path, folder, seg.network_settings(recipe, which), f"scene U-Net ({si.INPUTS[which]})",
+                lambda x=inputs["train"], s=streams: seg.train_scene_unet(x, grids["train"]["labels"], recipe,
+                                                                          recipe.seed, streams=s),
+                image_network_sha256=image_sha)
+            model = run.model
+            scores = seg.segmentation_scores(lambda scene, net=model: scene_cnn.predict_scene(net, scene),
+                                             inputs["test"], grids["test"]["labels"])
+            report[which] = seg.trained_entry(run, scores, from_card)
+        if models is not None:
+            models[which] = model
+    return report
+
+
+VOXEL_NETWORKS = ("column", "unet")  # the names run_scene_segmentation gives its networks
+
+
+def run_scene_points(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budget: sp.PointBudget = sp.FULL,
+                     voxel_classes: Mapping[str, np.ndarray] | None = None, progress: bool = False,
+                     models: dict | None = None, shipped: str | os.PathLike | None = sp.SHIPPED) -> dict:
+    """Train the point network on the recipe's scene set (or load the shipped one) and score it, and the
+    voxel networks if given, on the same measured points of the test scenes.
+
+    Args:
+        recipe: the scene set (``scene_segmentation.SceneRecipe``); its ``seed`` and ``weight_power`` are
+            used for training too.
+        data_dir: the data folder that holds (or receives) the scene set.
+        budget: the point network's budget.
+        voxel_classes: the test scenes' classes as voxel networks predicted them (N, X, Y, Z), under
+            ``column`` and / or ``unet`` (``run_scene_segmentation``'s ``predictions``): scored on the
+            points without running the networks again, so their ``seconds_per_scene`` is NaN (a
+            network's time a scene is measured where it predicted them).
+        progress: show progress bars.
+        models: a dict that receives the trained point network under ``point``.
+        shipped: a model file to load instead of training, used only if its card records this scene set
+            and budget (``recipes.common.shipped_network``; its history and seconds stand for the run's);
+            None always trains.
+
+    Returns:
+        ``recipe`` and ``budget`` (their settings), ``scenes`` (train and test counts), ``points``
+        (measured points of the train and test scenes), ``point`` (``point_scores`` plus
+        ``train_seconds``, ``first_loss``, ``final_loss``, ``parameters`` and ``shipped``) and the
+        ``point_scores`` of every voxel network's classes given, under its name. Numbers only.
+
+    Raises:
+        ValueError: a voxel network under an unknown name.
+    """
+    unknown = sorted(set(voxel_classes or {}) - set(VOXEL_NETWORKS))
+    if unknown:
+        raise ValueError(f"voxel networks go under {sorted(VOXEL_NETWORKS)}, got {unknown}")
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    train = sp.scene_points(scene_voxels.load_scene_views(folder, "train"))
+    test = sp.scene_points(scene_voxels.load_scene_views(folder, "test"))
+    report = {"recipe": asdict(recipe), "budget": asdict(budget), "scenes": {"train": len(train), "test": len(test)},
+              "points": {"train": sum(len(s.points) for s in train), "test": sum(len(s.points) for s in test)}}
+    result, loaded = shipped_or_trained(shipped, folder, sp.point_settings(recipe, budget), "scene point network",
+                                        lambda: sp.train_point_network(train, budget, recipe.weight_power, recipe.seed,
+                                                                       progress))
+    if models is not None:
+        models["point"] = result.model
+    scores = sp.point_scores(sp.point_predictor(result.model, budget.points, recipe.seed, budget.batch_size), test)
+    report["point"] = {**scores, "train_seconds": result.seconds, "first_loss": result.history["loss"][0],
+                       "final_loss": result.history["loss"][-1], "parameters": int(result.model.count_params()),
+                       "shipped": loaded}
+    for name, classes in (voxel_classes or {}).items():
+        report[name] = {**sp.point_scores(sp.class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
+    return report
