@@ -35,16 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("this records the full-size chapter's ablation: run it without PCFILTER_FAST=1")
     runtime.setup(seed=0)
     from pcfilter_lib.data import image_voxels
+    from pcfilter_lib.experiments import yovo_study
     from pcfilter_lib.io.files import atomic_write_text
     from pcfilter_lib.recipes import image_to_voxels as i2v
     from pcfilter_lib.timing.clock import cpu_name
 
-    recipe = i2v.CHAPTER_FULL
+    recipe = yovo_study.CHAPTER_FULL
     folder = i2v.ensure_dataset(config.data_dir(), recipe, progress=True)
     splits = [image_voxels.load_split(folder, split) for split in image_voxels.SPLITS]
-    results = i2v.ablate(recipe, *splits, i2v.VARIANTS, progress=True)
+    results = yovo_study.ablate(recipe, *splits, yovo_study.VARIANTS, progress=True)
     record = {"measured": datetime.now(UTC).isoformat(timespec="seconds"), "machine": cpu_name(),
-              "cpu_cores": os.cpu_count(), **i2v.ablation_record(results, recipe, folder, i2v.VARIANTS)}
+              "cpu_cores": os.cpu_count(), **yovo_study.ablation_record(results, recipe, folder, yovo_study.VARIANTS)}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "yovo_ablation.json", json.dumps(record, indent=1) + "\n")
     lines = ["# Chapter 7's ablation at full size", "",

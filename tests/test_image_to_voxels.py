@@ -18,6 +18,7 @@ runtime.setup(seed=0)
 import keras
 
 from pcfilter_lib.data import image_voxels
+from pcfilter_lib.experiments import yovo_study
 from pcfilter_lib.models import yovo
 from pcfilter_lib.recipes import image_to_voxels as i2v
 
@@ -66,17 +67,17 @@ def test_scores_are_means_over_shapes_per_class_and_threshold(tmp_path):
 def test_the_parts_of_a_network_and_the_aggregators_shares(tmp_path):
     data = image_voxels.load_split(image_voxels.write_dataset(tmp_path, {"test": 3}, seed=4), "test")
     model = yovo.build_yovo(prior=0.15)
-    parts = i2v.part_outputs(model, data.images)
+    parts = yovo_study.part_outputs(model, data.images)
     assert list(parts) == ["level 1 alone", "level 2 alone", "level 3 alone", "mean of the levels", "aggregated",
                            "aggregated and refined"]
     assert all(v.shape == (3, 32, 32, 32) for v in parts.values())
     np.testing.assert_allclose(parts["mean of the levels"],
                                np.mean([parts[f"level {k} alone"] for k in (1, 2, 3)], axis=0), atol=1e-6)
-    shares = i2v.level_weights(model, data, chunk=2)
+    shares = yovo_study.level_weights(model, data, chunk=2)
     assert shares.shape == (3, 3)
     np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-4)  # float32 sums of 32^3 weights
     with pytest.raises(ValueError, match="aggregator and refiner"):
-        i2v.part_outputs(yovo.build_yovo(use_refiner=False), data.images)
+        yovo_study.part_outputs(yovo.build_yovo(use_refiner=False), data.images)
 
 
 def test_the_shipped_network_learnt_from_these_images_and_still_reconstructs_them(tmp_path):
@@ -94,8 +95,8 @@ def test_the_shipped_network_learnt_from_these_images_and_still_reconstructs_the
 
 
 def test_each_variant_of_the_ablation_changes_only_what_it_names():
-    base = dataclasses.replace(i2v.CHAPTER_FAST, model={"use_refiner": True})
-    resolved = {name: i2v.variant_recipe(base, changes, seed=7) for name, changes in i2v.VARIANTS.items()}
+    base = dataclasses.replace(yovo_study.CHAPTER_FAST, model={"use_refiner": True})
+    resolved = {name: yovo_study.variant_recipe(base, changes, seed=7) for name, changes in yovo_study.VARIANTS.items()}
     assert resolved["YOVO (Mish, DropBlock, Ranger)"] == (base, 7)
     assert resolved["the same, another seed"] == (base, 1)
     relu, seed = resolved["ReLU instead of Mish"]
@@ -105,7 +106,7 @@ def test_each_variant_of_the_ablation_changes_only_what_it_names():
     assert adam.optimizer == "adam" and dataclasses.replace(adam, optimizer=base.optimizer) == base
     takes = set(inspect.signature(yovo.build_yovo).parameters)
     assert all(set(variant.model) <= takes for variant, _ in resolved.values())
-    assert i2v.VARIANTS["the same, another seed"] == {"seed": 1}  # the recipe dicts are left as they were
+    assert yovo_study.VARIANTS["the same, another seed"] == {"seed": 1}  # the recipe dicts are left as they were
 
 
 def test_a_recorded_ablation_is_read_back_for_its_recipe_images_and_variants_only(reference, tmp_path):
@@ -113,31 +114,31 @@ def test_a_recorded_ablation_is_read_back_for_its_recipe_images_and_variants_onl
 
     root, _ = reference
     folder = root / "data" / TINY.folder
-    results = [i2v.VariantResult(name, 10, 1.5, 0.7, {"loss": [0.9, 0.5]}, 0.3, [0.1, 0.2, 0.3, 0.2], 0.25 + k / 100)
-               for k, name in enumerate(list(i2v.VARIANTS)[:2])]
-    variants = dict(list(i2v.VARIANTS.items())[:2])
+    results = [yovo_study.VariantResult(name, 10, 1.5, 0.7, {"loss": [0.9, 0.5]}, 0.3, [0.1, 0.2, 0.3, 0.2],
+                                        0.25 + k / 100) for k, name in enumerate(list(yovo_study.VARIANTS)[:2])]
+    variants = dict(list(yovo_study.VARIANTS.items())[:2])
     record = tmp_path / "yovo_ablation.json"
-    record.write_text(json.dumps(i2v.ablation_record(results, TINY, folder, variants)))
-    read, whole = i2v.recorded_ablation(record, TINY, folder, variants)
+    record.write_text(json.dumps(yovo_study.ablation_record(results, TINY, folder, variants)))
+    read, whole = yovo_study.recorded_ablation(record, TINY, folder, variants)
     assert read == results and whole["seed"] == 0 and whole["environment"]
-    assert i2v.recorded_ablation(record, dataclasses.replace(TINY, epochs=2), folder, variants) is None
-    assert i2v.recorded_ablation(record, TINY, folder, i2v.VARIANTS) is None  # other variants
-    assert i2v.recorded_ablation(record, TINY, folder, variants, seed=1) is None
-    assert i2v.recorded_ablation(tmp_path / "none.json", TINY, folder, variants) is None
+    assert yovo_study.recorded_ablation(record, dataclasses.replace(TINY, epochs=2), folder, variants) is None
+    assert yovo_study.recorded_ablation(record, TINY, folder, yovo_study.VARIANTS) is None  # other variants
+    assert yovo_study.recorded_ablation(record, TINY, folder, variants, seed=1) is None
+    assert yovo_study.recorded_ablation(tmp_path / "none.json", TINY, folder, variants) is None
     other = image_voxels.write_dataset(tmp_path / "other", TINY.counts, seed=TINY.data_seed + 1,
                                        image_size=TINY.image_size)
-    assert i2v.recorded_ablation(record, TINY, other, variants) is None  # images of another seed
+    assert yovo_study.recorded_ablation(record, TINY, other, variants) is None  # images of another seed
 
 
 def test_mean_shape_guesses_are_scored_like_a_network(tmp_path):
     folder = image_voxels.write_dataset(tmp_path, {"train": 8, "val": 4, "test": 4}, seed=5)
     train, val, test = (image_voxels.load_split(folder, s) for s in image_voxels.SPLITS)
-    guessed = i2v.mean_shape_scores(train, val, test)
+    guessed = yovo_study.mean_shape_scores(train, val, test)
     assert set(guessed) == {"mean training grid", "mean grid of the true class"}
     for result in guessed.values():
-        assert result["threshold"] in i2v.BASELINE_THRESHOLDS and 0 <= result["test_iou"] <= 1
+        assert result["threshold"] in yovo_study.BASELINE_THRESHOLDS and 0 <= result["test_iou"] <= 1
     # One shape per class, learnt from the test grids themselves: each class mean is its shape.
     firsts = [int(np.flatnonzero(test.labels == k)[0]) for k in np.unique(test.labels)]
     alone = dataclasses.replace(test, **{f: getattr(test, f)[firsts] for f in ("images", "voxels", "labels",
                                                                               "views")})
-    assert i2v.mean_shape_scores(alone, alone, alone)["mean grid of the true class"]["test_iou"] == 1.0
+    assert yovo_study.mean_shape_scores(alone, alone, alone)["mean grid of the true class"]["test_iou"] == 1.0
