@@ -1,6 +1,6 @@
 """Chapter 7's ablation at full size, run once and recorded for the book.
 
-Trains the seven networks of ``recipes.image_to_voxels.VARIANTS`` (the reference YOVO, the same from
+Trains the seven networks of ``experiments.yovo_study.VARIANTS`` (the reference YOVO, the same from
 another seed, and one change each) on the full-size chapter's images with its budget
 (``CHAPTER_FULL``), exactly as the chapter's ``ablate`` does, and writes the record
 (``ablation_record``: recipe, data set, variants, seed, and each network's history, training seconds,
