@@ -14,6 +14,7 @@ runtime.setup(seed=0)
 
 from pcfilter_lib import config
 from pcfilter_lib.data import modelnet
+from pcfilter_lib.experiments.representation_comparison import runs
 from pcfilter_lib.recipes import representations as rep
 from pcfilter_lib.recipes.common import shipped_network
 
@@ -45,8 +46,8 @@ def test_shipped_networks_are_loaded_for_their_data_and_recipe_only(data, tmp_pa
     for card in cards:
         card.write((tmp_path / card.model).with_suffix(".json"))
     assert [c.model for c in cards] == [rep.shipped_path(n).name for n in rep.names(TINY)]
-    runs = rep.runs(root, TINY, inputs, weights=tmp_path)
-    for card, (name, (run, shipped)) in zip(cards, runs.items(), strict=True):
+    found = runs(root, TINY, inputs, weights=tmp_path)
+    for card, (name, (run, shipped)) in zip(cards, found.items(), strict=True):
         assert shipped and run.seconds == card.training_seconds and run.history == card.history
         assert run.epoch_seconds == card.details["epoch_seconds"]
         assert run.test["accuracy"] == pytest.approx(card.test["accuracy"], abs=1e-4), name

@@ -10,6 +10,7 @@ from pcfilter_lib import runtime
 
 runtime.setup(seed=0)
 
+from pcfilter_lib.experiments.loss_comparison import compare  # noqa: E402
 from pcfilter_lib.recipes import segmentation_losses as sl  # noqa: E402
 from pcfilter_lib.recipes.common import shipped_network  # noqa: E402
 
@@ -28,7 +29,7 @@ def reference(tmp_path_factory):
 def test_the_reference_is_loaded_for_its_images_and_recipe(reference):
     out, card = reference
     images = sl.make_images(TINY)
-    (run, loaded), = sl.compare(TINY, images, weights=out, names=["focal"]).values()
+    (run, loaded), = compare(TINY, images, weights=out, names=["focal"]).values()
     assert loaded and run.history == card.history and run.seconds == card.training_seconds
     assert len(run.history["val_mean_iou"]) == TINY.epochs and card.target == "unetlossfocal"
     assert card.settings["loss"] == "focal" and card.data["splits"]["train"] == {"images": 24, "size": 16, "seed": 1}
@@ -39,7 +40,7 @@ def test_the_reference_is_loaded_for_its_images_and_recipe(reference):
 def test_another_recipe_or_other_images_train_in_place(reference):
     out, card = reference
     longer = dataclasses.replace(TINY, epochs=3)
-    (run, loaded), = sl.compare(longer, sl.make_images(longer), weights=out, names=["focal"]).values()
+    (run, loaded), = compare(longer, sl.make_images(longer), weights=out, names=["focal"]).values()
     assert not loaded and len(run.history["loss"]) == 3
     images = sl.make_images(TINY)
     images["test"].labels[0, 0, 0] ^= 1  # one label differs: not the images the card records

@@ -3,10 +3,9 @@ occupancy, PointNet on points sampled from the surfaces and a multi-view CNN on 
 (trained once per number of views), all on the same training meshes and scored on the whole test split.
 
 At full size the networks are shipped (``representation_<name>.keras``, trained once by
-``data_scripts/train_reference_models.py --target representations`` with exactly this code): ``runs``
-loads each one whose card records this ModelNet10 set and this recipe, with the history, training
-time and epoch times the card holds, scores it on the test split, and trains the others (fast mode, the
-real ModelNet10, another recipe).
+``data_scripts/train_reference_models.py --target representations`` with exactly this code,
+``train_reference``); the chapter's comparison (``experiments.representation_comparison.runs``) loads
+each one whose card records its ModelNet10 set and recipe and trains the others.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pcfilter_lib.models.pointnet import build_pointnet
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.models.voxnet import build_voxnet
 from pcfilter_lib.nn.fit import TrainResult, train_classifier
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, provenance, rounded
 
 
 @dataclass(frozen=True)
@@ -149,23 +148,6 @@ def test_accuracy(model: keras.Model, name: str, recipe: RepresentationRecipe, i
     _, (_, test_x) = _network(name, recipe, inputs)
     scores = model.predict(test_x, batch_size=64, verbose=0)
     return float(np.mean(np.argmax(scores, axis=1) == inputs.test_labels))
-
-
-def runs(root: str | os.PathLike, recipe: RepresentationRecipe, inputs: Inputs, progress: bool = False,
-         weights: str | os.PathLike = WEIGHTS) -> dict[str, tuple[TrainResult, bool]]:
-    """Every network of the comparison, by name: the shipped one where its card records the ModelNet10
-    set in ``root`` and this recipe (its history, training seconds and epoch times standing for the
-    run's, its test accuracy measured here), else trained here; and whether it was shipped."""
-    out = {}
-    for name in names(recipe):
-        found = shipped_network(shipped_path(name, weights), root, card_settings(recipe, name), f"chapter 2's {name}")
-        if found is None:
-            out[name] = train_network(name, recipe, inputs, progress=progress), False
-        else:
-            model, card = found
-            out[name] = TrainResult(model, card.history, card.training_seconds, list(card.details["epoch_seconds"]),
-                                    {"accuracy": test_accuracy(model, name, recipe, inputs)}), True
-    return out
 
 
 def train_reference(out: str | os.PathLike, data_dir: str | os.PathLike, recipe: RepresentationRecipe = CHAPTER,

@@ -1,11 +1,12 @@
-"""Chapter 3's comparison of segmentation losses: one U-Net per loss (BCE, class-weighted BCE, focal,
-soft Dice), each from the same initial weights, trained on the same synthetic scratch images
-(``data.synthetic2d.make_scratches``) for the same epochs.
+"""Chapter 3's segmentation losses: one U-Net per loss (BCE, class-weighted BCE, focal, soft Dice), each
+from the same initial weights, trained on the same synthetic scratch images
+(``data.synthetic2d.make_scratches``) for the same epochs (``train_one``).
 
 At full size the four networks are shipped (``unet_loss_<key>.keras``, trained once by
-``data_scripts/train_reference_models.py --target unetloss<key>`` with exactly this code): ``compare``
-loads each one whose card records these images and this recipe, with the history and training time the
-card holds, and trains the others (fast mode, another recipe).
+``data_scripts/train_reference_models.py --target unetloss<key>`` with exactly this code,
+``train_reference``, its threshold chosen by ``inner_threshold``); the chapter's comparison
+(``experiments.loss_comparison.compare``) loads each one whose card records its images and recipe and
+trains the others.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import fit as training
 from pcfilter_lib.nn import losses, scores
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import environment, rounded, shipped_or_trained
+from pcfilter_lib.recipes.common import environment, rounded
 
 
 @dataclass(frozen=True)
@@ -109,19 +109,6 @@ def train_one(recipe: LossRecipe, images: dict[str, SegmentationSet], name: str,
         model, loss, (train.images, train.labels, train.weights),
         validation=(val.images, val.labels, val.weights), epochs=recipe.epochs,
         batch_size=recipe.batch_size, learning_rate=recipe.learning_rate, progress=progress)
-
-
-def compare(recipe: LossRecipe, images: dict[str, SegmentationSet], seed: int = 0, progress: bool = False,
-            weights: str | os.PathLike = WEIGHTS,
-            names: Sequence[str] = tuple(KEYS)) -> dict[str, tuple[TrainResult, bool]]:
-    """The run of each loss of ``names``, by name, and whether it is the shipped network: the one in
-    ``weights`` where its card records these images and this recipe (its history and training seconds
-    stand for the run's), otherwise trained here by ``train_one``."""
-    record = images_record(images)
-    return {name: shipped_or_trained(shipped_path(name, weights), None, card_settings(recipe, name, seed),
-                                     f"U-Net trained with the {name} loss",
-                                     lambda name=name: train_one(recipe, images, name, seed, progress), **record)
-            for name in names}
 
 
 def inner_threshold(labels, probability, mask, metric: str = "mean_iou", finest: float = 1e-4
