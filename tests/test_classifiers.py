@@ -136,7 +136,7 @@ def test_thinned_accuracy_scores_every_model_on_the_same_clouds():
     model = classifiers.build_classifier(_tiny("pointnet"), 3)
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
-    scores = classifiers.accuracy_when_thinned({"one": model, "twin": twin}, clouds, 64, (0.0, 2.0), seed=3)
+    scores = classify.accuracy_when_thinned({"one": model, "twin": twin}, clouds, 64, (0.0, 2.0), seed=3)
     assert scores["one"] == scores["twin"] and len(scores["one"]) == 2
     assert all(0.0 <= s <= 1.0 for s in scores["one"])
 

@@ -8,7 +8,8 @@ classifiers' speed (``timing.classifier_speed``) share:
 * ``compile_classifier`` and ``train``: Adam with cross-entropy on integer labels and a cosine schedule,
   fitted through ``nn.fit.fit`` on augmented batches (``data.modelnet.PointCloudDataset``), so that every
   run records its wall-clock time per epoch in its ``TrainResult``;
-* ``predict``, ``accuracy`` and ``mean_loss``: scores on a set of clouds, in inference mode;
+* ``predict``, ``accuracy`` and ``mean_loss``: scores on a set of clouds, in inference mode, and
+  ``accuracy_when_thinned`` on the same clouds thinned unevenly (chapter 4b's density test);
 * ``global_features``, ``head_on_features``, ``replace_head`` and ``set_trainable``: a network's feature
   extractor read, frozen or unfrozen, and a fresh head put on it;
 * ``with_batch_statistics``: a copy whose batch-norm statistics are those of one batch;
@@ -17,12 +18,14 @@ classifiers' speed (``timing.classifier_speed``) share:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from pcfilter_lib.data import modelnet
 from pcfilter_lib.data.modelnet import Clouds, PointCloudDataset
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.models import pointnet
@@ -96,6 +99,29 @@ def predict(model: keras.Model, clouds: Clouds, batch_size: int = 64) -> np.ndar
 
 def accuracy(model: keras.Model, clouds: Clouds) -> float:
     return float(np.mean(predict(model, clouds) == clouds.labels))
+
+
+def accuracy_when_thinned(models: dict[str, keras.Model], clouds: modelnet.Clouds, num_points: int,
+                          strengths: tuple[float, ...], seed: int = 0) -> dict[str, list[float]]:
+    """Test accuracy of each model on ``clouds`` thinned unevenly (``modelnet.thin_unevenly``) to
+    ``num_points`` at each strength; the same thinned clouds for every model.
+
+    Args:
+        models: name -> classifier.
+        clouds: dense test clouds (more points than ``num_points``).
+        num_points: points kept per cloud.
+        strengths: the fall-offs to test (0: a uniform subset).
+        seed: seed of the thinning.
+
+    Returns:
+        name -> one accuracy per strength.
+    """
+    scores: dict[str, list[float]] = {name: [] for name in models}
+    for strength in strengths:
+        thinned = dataclasses.replace(clouds, points=modelnet.thin_unevenly(clouds.points, num_points, strength, seed))
+        for name, model in models.items():
+            scores[name].append(accuracy(model, thinned))
+    return scores
 
 
 def mean_loss(model: keras.Model, clouds: Clouds) -> float:

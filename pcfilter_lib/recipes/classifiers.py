@@ -223,24 +223,3 @@ def train_reference_classifier(out: str | os.PathLike, data_dir: str | os.PathLi
         history=rounded(run.history, 4), environment=environment())
 
 
-def accuracy_when_thinned(models: dict[str, keras.Model], clouds: modelnet.Clouds, num_points: int,
-                          strengths: tuple[float, ...], seed: int = 0) -> dict[str, list[float]]:
-    """Test accuracy of each model on ``clouds`` thinned unevenly (``modelnet.thin_unevenly``) to
-    ``num_points`` at each strength; the same thinned clouds for every model.
-
-    Args:
-        models: name -> classifier.
-        clouds: dense test clouds (more points than ``num_points``).
-        num_points: points kept per cloud.
-        strengths: the fall-offs to test (0: a uniform subset).
-        seed: seed of the thinning.
-
-    Returns:
-        name -> one accuracy per strength.
-    """
-    scores: dict[str, list[float]] = {name: [] for name in models}
-    for strength in strengths:
-        thinned = dataclasses.replace(clouds, points=modelnet.thin_unevenly(clouds.points, num_points, strength, seed))
-        for name, model in models.items():
-            scores[name].append(classify.accuracy(model, thinned))
-    return scores
