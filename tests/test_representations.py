@@ -15,8 +15,8 @@ runtime.setup(seed=0)
 from pcfilter_lib import config
 from pcfilter_lib.data import modelnet
 from pcfilter_lib.experiments.representation_comparison import runs
+from pcfilter_lib.models.saved import shipped_network
 from pcfilter_lib.recipes import representations as rep
-from pcfilter_lib.recipes.common import shipped_network
 
 # Two training meshes per class and one epoch: the code paths, not the accuracies.
 TINY = replace(rep.FAST, train_per_class=2, epochs=1, batch_size=8, num_points=64, view_counts=(1, 3))

@@ -11,8 +11,8 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 from pcfilter_lib.experiments.loss_comparison import compare  # noqa: E402
+from pcfilter_lib.models.saved import shipped_network  # noqa: E402
 from pcfilter_lib.recipes import segmentation_losses as sl  # noqa: E402
-from pcfilter_lib.recipes.common import shipped_network  # noqa: E402
 
 TINY = sl.LossRecipe(size=16, train=24, validation=8, test=8, epochs=2, batch_size=8)
 

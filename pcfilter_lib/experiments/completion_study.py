@@ -12,8 +12,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from pcfilter_lib.models.saved import shipped_or_trained
 from pcfilter_lib.recipes import shape_completion as sc
-from pcfilter_lib.recipes.common import shipped_or_trained
 
 
 def run_shape_completion(recipe: sc.CompletionRecipe, data_dir: str | os.PathLike, progress: bool = False,
@@ -27,7 +27,7 @@ def run_shape_completion(recipe: sc.CompletionRecipe, data_dir: str | os.PathLik
         progress: show progress bars.
         models: a dict that receives the networks (``completion`` and each classifier's name).
         shipped_path: a completion network to load instead of training, used only if it learnt from this
-            very set at this budget (``recipes.common.shipped_network``); None always trains.
+            very set at this budget (``models.saved.shipped_network``); None always trains.
 
     Returns:
         ``recipe``, ``objects`` (train, test), ``data_seconds``, ``completion`` (``completion_scores`` of

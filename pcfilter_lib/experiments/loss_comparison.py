@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from pcfilter_lib.data.synthetic2d import SegmentationSet
 from pcfilter_lib.io.model_cards import WEIGHTS
+from pcfilter_lib.models.saved import shipped_or_trained
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import shipped_or_trained
 from pcfilter_lib.recipes.segmentation_losses import (
     KEYS,
     LossRecipe,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 from pcfilter_lib.io.model_cards import WEIGHTS
+from pcfilter_lib.models.saved import shipped_network
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import shipped_network
 from pcfilter_lib.recipes.representations import (
     Inputs,
     RepresentationRecipe,

@@ -29,11 +29,11 @@ from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.io.files import sha256
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.models import scene_cnn
+from pcfilter_lib.models.saved import shipped_or_trained
 from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.recipes import scene_images as si
 from pcfilter_lib.recipes import scene_points as sp
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes.common import shipped_or_trained
 
 
 def weight_power_runs(budget: seg.SceneRecipe, data_dir: str | os.PathLike, powers: Sequence[float] = seg.WEIGHT_POWERS,
@@ -69,7 +69,7 @@ def run_scene_segmentation(recipe: seg.SceneRecipe, data_dir: str | os.PathLike,
         predictions: a dict that receives each network's predicted classes of the test scenes, (N, X, Y,
             Z) uint8, under the same names (``run_scene_points`` scores them on the measured points).
         shipped: per network, a model file to load instead of training, used only if it learnt from this
-            very scene set at this budget (``recipes.common.shipped_network``); None always trains.
+            very scene set at this budget (``models.saved.shipped_network``); None always trains.
 
     Returns:
         ``recipe`` (its settings), ``scenes`` (train and test counts) and, per network (``column``,
@@ -196,7 +196,7 @@ def run_scene_points(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
         progress: show progress bars.
         models: a dict that receives the trained point network under ``point``.
         shipped: a model file to load instead of training, used only if its card records this scene set
-            and budget (``recipes.common.shipped_network``; its history and seconds stand for the run's);
+            and budget (``models.saved.shipped_network``; its history and seconds stand for the run's);
             None always trains.
 
     Returns:

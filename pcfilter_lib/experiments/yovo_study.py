@@ -26,9 +26,10 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import image_voxels
+from pcfilter_lib.io.model_cards import provenance, same_data
 from pcfilter_lib.models import yovo
 from pcfilter_lib.nn.fit import graph_optimiser_off
-from pcfilter_lib.recipes.common import environment, provenance, rounded, same_data
+from pcfilter_lib.recipes.common import environment, rounded
 from pcfilter_lib.recipes.image_to_voxels import VoxelRecipe, choose_threshold, iou_by_class, predict, train
 
 # A mean grid holds the share of training shapes that occupy each voxel: any share may be the best cut.

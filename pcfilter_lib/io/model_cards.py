@@ -6,6 +6,8 @@ command and settings that trained it, its metrics on validation and test data, h
 and how large the model is. Whatever belongs to one recipe only (a loss comparison, a feature
 ablation, tuned baselines) goes in ``details``.
 
+``provenance`` writes where a data set came from into a card's ``data``; ``same_data`` and
+``learnt_from`` tell whether a card's model learnt from a data set of the same recipe as a folder's.
 ``check_model_file`` reports a missing model file, naming the command that retrains a shipped one,
 before Keras starts; ``models.saved.load_saved_model`` loads the file.
 """
@@ -17,10 +19,11 @@ import json
 import os
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcfilter_lib.io.files import atomic_write_text, is_zip_file
+from pcfilter_lib.io.files import atomic_write_text, is_zip_file, read_manifest, sha256
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"  # the shipped models and their cards
 # The shipped PU-Net (``models.punet.load_upsampler``), named here so that the command line can read
@@ -139,6 +142,31 @@ def read_model_card(model_path: str | os.PathLike) -> ModelCard | None:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); retrain or restore the model's card") from error
     return ModelCard.from_dict(data, str(path))
+
+
+def provenance(folder: str | os.PathLike, **sizes) -> dict:
+    """Where a data set came from, for a model card: generator, version, seed, parameters and the
+    sha256 of its manifest, plus ``sizes`` (e.g. the number of scans per split)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder) or {}
+    has_manifest = (folder / "manifest.json").is_file()
+    return {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
+            "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
+            "manifest_sha256": sha256(folder / "manifest.json") if has_manifest else None, **sizes}
+
+
+def same_data(data: Mapping, folder: str | os.PathLike) -> bool:
+    """Whether ``data`` (a ``provenance`` as a record keeps it) describes a data set of the same recipe as
+    the one in ``folder``: generator, version, seed and parameters. The files' checksums are not
+    compared: simulated or fused data may differ in its last bits between processors."""
+    here = provenance(folder)
+    return all(data.get(key) == here[key] for key in ("generator", "version", "seed", "parameters"))
+
+
+def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
+    """Whether ``card``'s model learnt from a data set of the same recipe as the one in ``folder``
+    (``same_data``)."""
+    return card is not None and same_data(card.data, folder)
 
 
 def retrain_hint(model_path: str | os.PathLike) -> str:

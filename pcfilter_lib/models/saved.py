@@ -1,5 +1,7 @@
-"""Saved models: one loader for the ``.keras`` files pcfilter writes and ships, and the writer of
-the shipped ones (``save_for_inference``).
+"""Saved models: one loader for the ``.keras`` files pcfilter writes and ships, the writer of the
+shipped ones (``save_for_inference``), and the loader of a shipped network where its card says it is
+what a run would train (``shipped_network``, ``shipped_or_trained``: the same data set, settings and
+inputs), so that the book reads back what was trained once instead of training it again.
 
 Every custom layer, loss, metric, regulariser and optimiser of the library is registered with Keras
 (``keras.saving.register_keras_serializable``) when ``pcfilter_lib.models`` is imported, since the
@@ -11,14 +13,24 @@ read gives one line instead of a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras
 
 from pcfilter_lib.io.files import atomic_write_with
-from pcfilter_lib.io.model_cards import archive_problem, check_model_file, damaged_hint
+from pcfilter_lib.io.model_cards import (
+    ModelCard,
+    archive_problem,
+    check_model_file,
+    damaged_hint,
+    learnt_from,
+    read_model_card,
+)
+from pcfilter_lib.nn.fit import TrainResult
 
 
 def load_saved_model(path: str | os.PathLike, what: str = "model file") -> keras.Model:
@@ -79,3 +91,39 @@ def save_for_inference(model: keras.Model, path: str | os.PathLike) -> Path:
 
     atomic_write_with(path, write)
     return path
+
+
+def shipped_network(path: str | os.PathLike, folder: str | os.PathLike | None, settings: Mapping, what: str,
+                    **data) -> tuple[keras.Model, ModelCard] | None:
+    """The shipped network at ``path`` and its card, if it is what this run would train: it learnt from
+    a data set of the same recipe as ``folder``'s (``learnt_from``), with the same ``settings`` and the
+    same ``data`` entries (e.g. the checksum of a frozen network whose features it read); else None,
+    and the caller trains its own (fast mode, another seed or budget).
+
+    Args:
+        path: the model file; its card lies beside it.
+        folder: the data set the run reads; None for data made in memory, which ``data`` describes.
+        settings: the run's settings, as the card's ``settings`` records them.
+        what: what the network is, for a message about a file that does not load.
+        **data: further entries the card's ``data`` must hold.
+    """
+    card = read_model_card(path)
+    if card is None or (folder is not None and not learnt_from(card, folder)):
+        return None
+    if card.settings != json.loads(json.dumps(dict(settings))):
+        return None
+    if any(card.data.get(key) != json.loads(json.dumps(value)) for key, value in data.items()):
+        return None
+    return load_saved_model(path, what), card
+
+
+def shipped_or_trained(path: str | os.PathLike | None, folder: str | os.PathLike | None, settings: Mapping, what: str,
+                       train: Callable[[], TrainResult], **data) -> tuple[TrainResult, bool]:
+    """The shipped network at ``path`` where ``shipped_network`` finds it is what this run would train
+    (its card's history and training seconds stand for the run's), else ``train()``'s; and whether it
+    was the shipped one. ``path`` None always trains."""
+    found = shipped_network(path, folder, settings, what, **data) if path else None
+    if found is None:
+        return train(), False
+    model, card = found
+    return TrainResult(model, card.history, card.training_seconds), True

@@ -20,11 +20,19 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import modelnet
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, card_path, check_model_file, read_model_card
+from pcfilter_lib.io.model_cards import (
+    WEIGHTS,
+    ModelCard,
+    card_path,
+    check_model_file,
+    learnt_from,
+    provenance,
+    read_model_card,
+)
 from pcfilter_lib.models import classify, dgcnn, pointnet, pointnet2
 from pcfilter_lib.nn import scores
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 
 ARCHITECTURES = ("pointnet", "pointnet2", "dgcnn")
 NAMES = {"pointnet": "PointNet", "pointnet2": "PointNet++", "dgcnn": "DGCNN"}

@@ -1,26 +1,21 @@
-"""What the reference recipes share: the default simulated scan sets they learn from, the
-provenance of a data folder, the software environment, numbers rounded for a model card, the
-shipped network that learnt from a given data set, the baselines' grids in point spacings, and the
-result of training a filter."""
+"""What the reference recipes share: the default simulated scan sets they learn from, the software
+environment and numbers rounded for a model card, the baselines' grids in point spacings, and the
+result of training a filter. (A data set's provenance on a card is ``io.model_cards.provenance``; the
+shipped network a run would train is loaded by ``models.saved.shipped_network``.)"""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from pcfilter_lib.filters.base import Filter
 from pcfilter_lib.geometry import point_features
-from pcfilter_lib.io.files import read_manifest, sha256
-from pcfilter_lib.io.model_cards import ModelCard, read_model_card
-from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.fit import TrainResult
 from pcfilter_lib.simulate import dataset
 from pcfilter_lib.simulate.scanner import ScannerConfig, realistic
@@ -90,67 +85,6 @@ def ensure_scans(data_dir: str | os.PathLike, scan_set: ScanSet = SCANS_FULL, pr
                           families=dict(scan_set.families), randomise=scan_set.randomise, replace=True,
                           tasks=dataset.in_processes() if big else dataset.one_after_another)
     return folder
-
-
-def provenance(folder: str | os.PathLike, **sizes) -> dict:
-    """Where a data set came from, for a model card: generator, version, seed, parameters and the
-    sha256 of its manifest, plus ``sizes`` (e.g. the number of scans per split)."""
-    folder = Path(folder)
-    manifest = read_manifest(folder) or {}
-    has_manifest = (folder / "manifest.json").is_file()
-    return {"folder": folder.name, "generator": manifest.get("generator"), "version": manifest.get("version"),
-            "seed": manifest.get("seed"), "parameters": manifest.get("parameters"),
-            "manifest_sha256": sha256(folder / "manifest.json") if has_manifest else None, **sizes}
-
-
-def same_data(data: Mapping, folder: str | os.PathLike) -> bool:
-    """Whether ``data`` (a ``provenance`` as a record keeps it) describes a data set of the same recipe as
-    the one in ``folder``: generator, version, seed and parameters. The files' checksums are not
-    compared: simulated or fused data may differ in its last bits between processors."""
-    here = provenance(folder)
-    return all(data.get(key) == here[key] for key in ("generator", "version", "seed", "parameters"))
-
-
-def learnt_from(card: ModelCard | None, folder: str | os.PathLike) -> bool:
-    """Whether ``card``'s model learnt from a data set of the same recipe as the one in ``folder``
-    (``same_data``)."""
-    return card is not None and same_data(card.data, folder)
-
-
-def shipped_network(path: str | os.PathLike, folder: str | os.PathLike | None, settings: Mapping, what: str,
-                    **data) -> tuple[keras.Model, ModelCard] | None:
-    """The shipped network at ``path`` and its card, if it is what this run would train: it learnt from
-    a data set of the same recipe as ``folder``'s (``learnt_from``), with the same ``settings`` and the
-    same ``data`` entries (e.g. the checksum of a frozen network whose features it read); else None,
-    and the caller trains its own (fast mode, another seed or budget).
-
-    Args:
-        path: the model file; its card lies beside it.
-        folder: the data set the run reads; None for data made in memory, which ``data`` describes.
-        settings: the run's settings, as the card's ``settings`` records them.
-        what: what the network is, for a message about a file that does not load.
-        **data: further entries the card's ``data`` must hold.
-    """
-    card = read_model_card(path)
-    if card is None or (folder is not None and not learnt_from(card, folder)):
-        return None
-    if card.settings != json.loads(json.dumps(dict(settings))):
-        return None
-    if any(card.data.get(key) != json.loads(json.dumps(value)) for key, value in data.items()):
-        return None
-    return load_saved_model(path, what), card
-
-
-def shipped_or_trained(path: str | os.PathLike | None, folder: str | os.PathLike | None, settings: Mapping, what: str,
-                       train: Callable[[], TrainResult], **data) -> tuple[TrainResult, bool]:
-    """The shipped network at ``path`` where ``shipped_network`` finds it is what this run would train
-    (its card's history and training seconds stand for the run's), else ``train()``'s; and whether it
-    was the shipped one. ``path`` None always trains."""
-    found = shipped_network(path, folder, settings, what, **data) if path else None
-    if found is None:
-        return train(), False
-    model, card = found
-    return TrainResult(model, card.history, card.training_seconds), True
 
 
 def environment() -> dict:

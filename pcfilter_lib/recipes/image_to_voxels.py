@@ -24,12 +24,12 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import image_voxels
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, provenance
 from pcfilter_lib.models import yovo
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn import optimizers, scores
 from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)  # the thesis' IoU thresholds
 SHIPPED = WEIGHTS / "yovo_modelnet10.keras"

@@ -48,7 +48,7 @@ from pcfilter_lib.filters.neighbours import (
 from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.geometry.neighbour_statistics import NEIGHBOURS, gather, neighbour_statistics
 from pcfilter_lib.io.clouds import scan_cloud
-from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.model_cards import ModelCard, provenance
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import KEEP
 from pcfilter_lib.nn import losses
@@ -61,7 +61,6 @@ from pcfilter_lib.recipes.common import (
     ScanSet,
     ensure_scans,
     environment,
-    provenance,
     rounded,
 )
 from pcfilter_lib.recipes.point_filter import FRACTIONS, clouds_at_densities, threshold_rules

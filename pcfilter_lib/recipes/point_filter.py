@@ -34,7 +34,7 @@ from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.io.clouds import scan_cloud
 from pcfilter_lib.io.files import atomic_write_with
-from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.model_cards import ModelCard, provenance
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.pointnet import build_pointnet_segmentation
 from pcfilter_lib.models.pointnet2 import build_pointnet2_segmentation
@@ -49,7 +49,6 @@ from pcfilter_lib.recipes.common import (
     ensure_scans,
     environment,
     in_spacings,
-    provenance,
     rounded,
 )
 from pcfilter_lib.simulate.dataset import split_files

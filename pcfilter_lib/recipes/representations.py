@@ -20,13 +20,13 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import modelnet, voxel_sets
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, provenance
 from pcfilter_lib.models.mvcnn import build_mvcnn
 from pcfilter_lib.models.pointnet import build_pointnet
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.models.voxnet import build_voxnet
 from pcfilter_lib.nn.fit import TrainResult, train_classifier
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 
 
 @dataclass(frozen=True)

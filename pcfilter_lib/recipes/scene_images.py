@@ -36,7 +36,7 @@ from keras import ops
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.geometry.depth_fusion import pixel_voxels
 from pcfilter_lib.io.files import sha256
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, read_model_card
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, learnt_from, provenance, read_model_card
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.models.saved import load_saved_model, save_for_inference
@@ -44,7 +44,7 @@ from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_segmentation as seg
-from pcfilter_lib.recipes.common import environment, learnt_from, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 
 CLASSES = len(SEMANTIC_NAMES)
 INPUTS = {"geometry": "geometry only", "images": "image features only", "both": "geometry + image features"}
@@ -235,7 +235,7 @@ def train_reference_image_network(out: str | os.PathLike, data_dir: str | os.Pat
 
 def shipped_image_network(folder: str | os.PathLike, path: str | os.PathLike = SHIPPED) -> keras.Model | None:
     """The shipped 2D network if it learnt from a scene set of the same recipe as the one in ``folder``
-    (``recipes.common.learnt_from``), else None: another set (fast mode, another seed) trains its own.
+    (``io.model_cards.learnt_from``), else None: another set (fast mode, another seed) trains its own.
     Its budget is not compared: it trained longer than a chapter can (``REFERENCE``)."""
     if not learnt_from(read_model_card(path), folder):
         return None

@@ -32,14 +32,14 @@ import keras
 import numpy as np
 
 from pcfilter_lib.data import scene_voxels
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, provenance
 from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.nn.scores import class_confusion
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 from pcfilter_lib.simulate.scanner import ScannerConfig
 
 CLASSES = len(SEMANTIC_NAMES)

@@ -29,11 +29,11 @@ from keras import ops
 from pcfilter_lib.data import completion_grids
 from pcfilter_lib.data.completion_grids import TRUNCATION, completion_features, surface_iou, surface_voxels
 from pcfilter_lib.data.procedural_modelnet import CLASSES
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, provenance
 from pcfilter_lib.models import completion
 from pcfilter_lib.models.saved import save_for_inference
 from pcfilter_lib.nn.fit import TrainResult, fit
-from pcfilter_lib.recipes.common import environment, provenance, rounded
+from pcfilter_lib.recipes.common import environment, rounded
 
 CLASSIFIERS = {"partial only": {"own": True, "features": False},
                "completion features": {"own": False, "features": True},

@@ -30,12 +30,12 @@ import keras
 from pcfilter_lib.data import modelnet, scanned_modelnet
 from pcfilter_lib.data.modelnet import Clouds, select_classes, take_fraction
 from pcfilter_lib.io.files import sha256
-from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
+from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard, provenance
 from pcfilter_lib.models import pointnet
 from pcfilter_lib.models.classify import accuracy, replace_head, set_trainable, train
-from pcfilter_lib.models.saved import save_for_inference
+from pcfilter_lib.models.saved import save_for_inference, shipped_network
 from pcfilter_lib.nn.fit import TrainResult
-from pcfilter_lib.recipes.common import environment, provenance, rounded, shipped_network
+from pcfilter_lib.recipes.common import environment, rounded
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_
 from pcfilter_lib.filters.thresholds import choose_threshold
 from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.io.files import atomic_write_with
-from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.model_cards import ModelCard, provenance
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import keras_metrics
@@ -43,7 +43,6 @@ from pcfilter_lib.recipes.common import (
     ensure_scans,
     environment,
     in_spacings,
-    provenance,
     rounded,
 )
 from pcfilter_lib.simulate.dataset import split_files

@@ -28,13 +28,13 @@ import numpy as np
 from pcfilter_lib.data.surface_patches import expected_spacing, upsampling_patches
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.files import atomic_write_with
-from pcfilter_lib.io.model_cards import ModelCard
+from pcfilter_lib.io.model_cards import ModelCard, provenance
 from pcfilter_lib.io.scan import load_scan
 from pcfilter_lib.labels import KEEP
 from pcfilter_lib.models.punet import SHIPPED_UPSAMPLER, build_punet
 from pcfilter_lib.nn import losses
 from pcfilter_lib.nn.fit import fit
-from pcfilter_lib.recipes.common import MIXED, ScanSet, ensure_scans, environment, provenance, rounded
+from pcfilter_lib.recipes.common import MIXED, ScanSet, ensure_scans, environment, rounded
 from pcfilter_lib.simulate.dataset import split_files
 
 # Scenes of the three families under the default 640x480 scanner: the density the upsampler meets.
