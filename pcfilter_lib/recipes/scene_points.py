@@ -1,5 +1,6 @@
-"""3D semantic segmentation of scanned scenes by a point network, scored beside the voxel networks of
-``recipes.scene_segmentation`` on the same measured points.
+"""3D semantic segmentation of scanned scenes by a point network, and the scores that put it beside the
+voxel networks of ``recipes.scene_segmentation``: every network's predictions scored on the same
+measured points.
 
 * ``scene_points`` gives every scene's measured points (all views, world frame) with the class of the
   surface each pixel sees; ``normalise_points`` puts them in the network's frame and ``scene_clouds``
