@@ -12,7 +12,7 @@ Larger clouds (``--sizes``, default 2 and 10 million points) are made by ``simul
 the scan and seven more simulated 640x480 scans laid side by side on a grid, each copy turned about the
 vertical by a random angle and jittered by a tenth of the point spacing, until the size is reached.
 On each size SOR (Open3D, 20 neighbours, std ratio 2.0, on the whole cloud in memory) and the point
-filter (``filters.tiles``, tiles of 250 000 points) run one after the other in this process. The
+filter (``filters.point_tiles``, tiles of 250 000 points) run one after the other in this process. The
 point filter's time on the scan is also split into its stages (neighbour search, features, patches,
 network, combining).
 
@@ -98,7 +98,7 @@ def stage_profile(point_filter, cloud: np.ndarray) -> dict[str, float]:
 
 def size_rows(point_filter, sor, cloud: np.ndarray, sizes: list[int], repeats: int) -> list[dict]:
     """Point filter and SOR times on the scan and on larger clouds made from it, side by side."""
-    from pcfilter_lib.filters.tiles import tiled_keep_probability
+    from pcfilter_lib.filters.point_tiles import tiled_keep_probability
     from pcfilter_lib.io.clouds import cloud_scan
 
     rows = []

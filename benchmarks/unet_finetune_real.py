@@ -53,7 +53,7 @@ runtime.setup(seed=0)
 
 import keras  # noqa: E402 (after runtime.setup, which quiets TensorFlow's start)
 
-from pcfilter_lib.filters.unet import UNetFilter, unet_filter
+from pcfilter_lib.filters.pixels import UNetFilter, unet_filter
 from pcfilter_lib.io.labelled_scans import part, read_labelled_scan
 from pcfilter_lib.io.ptx import is_ptx, label_path, stem_of
 from pcfilter_lib.labels import ARTEFACT

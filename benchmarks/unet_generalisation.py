@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from pcfilter_lib.filters import point_filter, unet_filter
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_filter, sets_table
-from pcfilter_lib.filters.unet import SHIPPED_MODEL
+from pcfilter_lib.filters.pixels import SHIPPED_MODEL
 from pcfilter_lib.io.files import atomic_write_text
 from pcfilter_lib.io.model_cards import read_model_card
 from pcfilter_lib.simulate.dataset import GENERATOR, VERSION, make_scan

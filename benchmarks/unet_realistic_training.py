@@ -46,7 +46,7 @@ from pcfilter_lib import config, runtime
 runtime.setup(seed=0)
 
 from pcfilter_lib.cli.inputs import read_filter_input  # noqa: E402 (after runtime.setup)
-from pcfilter_lib.filters.unet import unet_filter  # noqa: E402
+from pcfilter_lib.filters.pixels import unet_filter  # noqa: E402
 from pcfilter_lib.io.files import atomic_write_text  # noqa: E402
 from pcfilter_lib.io.ptx import is_ptx, label_path, read_ptx_labels, stem_of  # noqa: E402
 from pcfilter_lib.io.scan import load_scan  # noqa: E402

@@ -24,8 +24,8 @@ def test_every_stage_has_its_section_in_pipeline_order():
 
 def test_a_stage_lists_every_module_with_the_named_ones_first():
     files = sorted(p.stem for p in (ROOT / "pcfilter_lib" / "geometry").glob("*.py") if not p.stem.startswith("_"))
-    names = stage_modules("geometry", ["sampling", "points"])
-    assert names[:2] == ["pcfilter_lib.geometry.sampling", "pcfilter_lib.geometry.points"]
+    names = stage_modules("geometry", ["sampling", "point_checks"])
+    assert names[:2] == ["pcfilter_lib.geometry.sampling", "pcfilter_lib.geometry.point_checks"]
     assert sorted(names) == [f"pcfilter_lib.geometry.{f}" for f in files]
     assert stage_modules("labels") == ["pcfilter_lib.labels"]
 

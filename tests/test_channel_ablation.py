@@ -1,4 +1,4 @@
-"""The U-Net filter's channel ablation (``filters.unet.channel_ablation``) and the table of
+"""The U-Net filter's channel ablation (``filters.pixels.channel_ablation``) and the table of
 filter results (``viz.filter_table``), on a toy scan and U-Net-shaped models that read one channel."""
 
 import numpy as np
@@ -14,7 +14,7 @@ from test_filtering import toy_scan  # the same small scan as the filter interfa
 from pcfilter_lib import filters, viz
 from pcfilter_lib.data.scans import CHANNELS, GEOMETRIC, scan_inputs
 from pcfilter_lib.filters.evaluation import sets_table
-from pcfilter_lib.filters.unet import channel_ablation
+from pcfilter_lib.filters.pixels import channel_ablation
 
 
 def reads(channel: int, channels: int = 6) -> keras.Model:

@@ -243,7 +243,7 @@ def test_shipped_filter_learnt_from_the_current_simulator():
 
 
 def test_a_model_of_an_unknown_channel_count_is_refused_by_name(tmp_path):
-    from pcfilter_lib.filters.unet import wrap_unet
+    from pcfilter_lib.filters.pixels import wrap_unet
 
     inputs = keras.Input((None, None, 7))
     model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
@@ -255,10 +255,10 @@ def test_a_model_of_an_unknown_channel_count_is_refused_by_name(tmp_path):
 
 
 def test_a_large_image_through_the_unet_in_strips_gives_what_one_pass_gives(monkeypatch):
-    from pcfilter_lib.filters import unet
+    from pcfilter_lib.filters import pixels
 
     model = build_unet(input_channels=6, filters=(4, 4, 4, 4, 4))  # four levels, as the shipped one
     batch = np.random.default_rng(0).random((2, 448, 64, 6)).astype(np.float32)
-    monkeypatch.setattr(unet, "STRIP_PIXELS", 448 * 64 // 3)  # four strips of 112 rows, 128 more above and below
-    strips = unet.predict_in_strips(model, batch, 16)
+    monkeypatch.setattr(pixels, "STRIP_PIXELS", 448 * 64 // 3)  # four strips of 112 rows, 128 more above and below
+    strips = pixels.predict_in_strips(model, batch, 16)
     np.testing.assert_allclose(strips, np.asarray(model.predict_on_batch(batch)), atol=1e-6)

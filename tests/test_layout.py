@@ -38,8 +38,6 @@ ROOT_MODULES = 5  # at most this many modules (besides __init__) at the package'
 MAX_LINES = 800  # a longer module holds more than one idea: split it by idea
 # Modules allowed past MAX_LINES, each with the reason its docstring gives.
 LONG_MODULES = {"data/procedural_modelnet.py": "a catalogue of ten furniture families that share their makers"}
-# File names that two modules outside cli/ share today, while their renames are under way; empty it as they land.
-PENDING_RENAMES = {"points.py", "neighbours.py", "unet.py"}
 
 
 def modules() -> dict[str, Path]:
@@ -256,7 +254,7 @@ def test_every_load_by_name_names_what_it_loads(loaded_edges):
     # The two loaders by name that the library has: the command line's commands and the filters' public names.
     assert {"cli.filter", "cli.simulate", "cli.info"} <= loaded_edges["cli.app"]
     assert "cli.cluster" in loaded_edges["cli.options"]
-    assert {"filters.base", "filters.load", "filters.unet"} <= loaded_edges["filters"]
+    assert {"filters.base", "filters.load", "filters.pixels"} <= loaded_edges["filters"]
 
 
 def test_no_module_is_longer_than_the_limit():
@@ -273,5 +271,4 @@ def test_no_two_modules_outside_the_command_line_share_a_file_name():
         if relative.parts[0] != "cli" and path.name != "__init__.py":
             where[path.name].append(str(relative))
     shared = {name: paths for name, paths in where.items() if len(paths) > 1}
-    assert set(shared) <= PENDING_RENAMES, f"modules that share a name, so that neither says which it is: {shared}"
-    assert PENDING_RENAMES <= set(shared), f"renamed: drop {PENDING_RENAMES - set(shared)} from PENDING_RENAMES"
+    assert not shared, f"modules that share a name, so that neither says which it is: {shared}"

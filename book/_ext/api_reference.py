@@ -30,10 +30,10 @@ def stage_modules(stage: str, first: list[str] | tuple[str, ...] = ()) -> list[s
 
     Args:
         stage: a sub-package of ``pcfilter_lib`` ("geometry") or a top-level module ("labels").
-        first: short names of modules ("points", "sampling") to put first, in this order.
+        first: short names of modules ("point_checks", "sampling") to put first, in this order.
 
     Returns:
-        Full module names, such as "pcfilter_lib.geometry.points": the package itself when it is a
+        Full module names, such as "pcfilter_lib.geometry.point_checks": the package itself when it is a
         single module, otherwise its modules (private ones, starting with "_", left out).
 
     Raises:

@@ -412,7 +412,7 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         tile_points = args.tile_points or classical.CLASSICAL_TILE_POINTS
         whole_points = args.tile_points or classical.CLASSICAL_WHOLE_POINTS  # one pass is faster while it fits
         tiled = functools.partial(classical.tiled_classical_keep, whole_points=whole_points)
-    elif keras:  # the point filter, in tiles of filters.tiles (which loads Keras)
+    elif keras:  # the point filter, in tiles of filters.point_tiles (which loads Keras)
         tiled, tile_points = None, args.tile_points or TILE_POINTS
     else:  # the neighbour filter, in one pass up to NEIGHBOUR_WHOLE_POINTS (faster while it fits)
         tile_points = args.tile_points or NEIGHBOUR_TILE_POINTS
@@ -434,7 +434,7 @@ def _filter_stream(args: argparse.Namespace, source: Path, stream) -> int:
         runtime.setup(seed=None)
     scan_filter = make_filter(args, organised=False)
     if keras and isinstance(scan_filter, filters.PointFilter):
-        tiled = filters.tiles.tiled_keep_probability
+        tiled = filters.point_tiles.tiled_keep_probability
     elif not isinstance(scan_filter, NeighbourFilter) and not args.method:
         return _filter_in_memory(args, source)
     chunks = stream.chunks if kept_chunks is None else lambda size=None: iter(kept_chunks)

@@ -32,7 +32,7 @@ import open3d as o3d
 from tqdm.auto import tqdm
 
 from pcfilter_lib.data.procedural_modelnet import CLASSES, make_shape
-from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.point_checks import check_mesh
 from pcfilter_lib.geometry.voxel_grids import grid_around, voxelize_mesh
 from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, read_manifest, record_file, sha256, verify_folder
 from pcfilter_lib.io.scan import scan_bytes

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.point_checks import check_mesh
 from pcfilter_lib.geometry.sampling import sample_surface, triangle_areas
 
 

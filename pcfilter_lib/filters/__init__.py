@@ -21,7 +21,7 @@ _PUBLIC = {
     "neighbour_filter": "neighbours",
     "SHIPPED_POINT_MODEL": "points", "PointFilter": "points", "point_filter": "points",
     "choose_threshold": "thresholds",
-    "SHIPPED_MODEL": "unet", "UNetFilter": "unet", "predict_keep": "unet", "unet_filter": "unet",
+    "SHIPPED_MODEL": "pixels", "UNetFilter": "pixels", "predict_keep": "pixels", "unet_filter": "pixels",
 }
 __all__ = sorted(_PUBLIC, key=lambda name: (not name.isupper(), not name[0].isupper(), name))
 

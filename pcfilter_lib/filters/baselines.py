@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.filters.methods import DEFAULTS, GRIDS, LENGTHS, METHODS
-from pcfilter_lib.geometry.neighbours import NeighbourIndex
+from pcfilter_lib.geometry.neighbour_search import NeighbourIndex
 from pcfilter_lib.geometry.point_features import point_spacing
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.nn import scores

@@ -59,7 +59,7 @@ from pcfilter_lib.filters.tile_store import (
     serial_cells,
     store_cloud,
 )
-from pcfilter_lib.geometry.neighbours import search_threads
+from pcfilter_lib.geometry.neighbour_search import search_threads
 
 CLASSICAL_TILE_POINTS = 250_000  # points per tile of SOR and ROR (larger ones: sparse points widen the halo more)
 CLASSICAL_WHOLE_POINTS = 2_000_000  # a cloud up to this size goes in one pass: faster, about 0.35 GB a million

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pcfilter_lib.filters.pixels import unet_filter, wrap_unet
 from pcfilter_lib.filters.points import point_filter, wrap_point_model
-from pcfilter_lib.filters.unet import unet_filter, wrap_unet
 from pcfilter_lib.models.saved import load_saved_model
 
 

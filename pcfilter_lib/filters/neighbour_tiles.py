@@ -52,12 +52,12 @@ from pcfilter_lib.filters.tile_store import (
     serial_cells,
     tiled_probability,
 )
+from pcfilter_lib.geometry.neighbour_search import nearest_neighbours_float32
 from pcfilter_lib.geometry.neighbour_statistics import (
     CloudFrame,
     neighbourhood_moments,
     statistics_from_moments,
 )
-from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
 
 NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.6 kB each with the halo while the networks run
 NEIGHBOUR_WHOLE_POINTS = 1_000_000  # clouds up to this size go in one pass (0.55 GB; in tiles 2.6 times slower)

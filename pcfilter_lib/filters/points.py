@@ -24,7 +24,7 @@ trained model with its threshold and settings and offers the ``keep_probability`
 interface of ``filters.base.Filter``, so ``filters.evaluation.evaluate_filter`` and the command line
 use every filter alike. Steps 1-3 live in ``geometry.point_features``, except the choice of the
 patches the filter reads (``cover_patches``), made so that a tile of a larger cloud gets the
-whole cloud's (``filters.tiles``).
+whole cloud's (``filters.point_tiles``).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class PointFilter(CloudFilter):
 # a patch's seed with probability min(1, PATCH_GROWTH ** r / P), drawn from a hash of its index in the
 # cloud. Unlike ``geometry.point_features.seed_patches`` (the training patches, whose rounds draw from the
 # whole cloud), whether a point is a seed depends only on the points near it, so that a tile of a larger
-# cloud gets the patches of the whole cloud (``filters.tiles``). A growth of 1.5 gives about 2.7 patches per
+# cloud gets the patches of the whole cloud (``filters.point_tiles``). A growth of 1.5 gives about 2.7 patches per
 # point on a 640x480 scan (2.4 for seed_patches) in 15 rounds. A patch is always the seed's P nearest points
 # (what the network was trained on), but it holds, for covering and for the mean of the predictions, only
 # its members within HOLD spacings of the seed: a lone point far from the rest reaches out hundreds of

@@ -5,7 +5,7 @@
 cloud's finite points) in a file of its own, sorted into ``BLOCKS`` x ``BLOCKS`` blocks, and loads a
 cell with the points of its neighbours within a margin or inside a few boxes (its halo), reading from
 each neighbouring file only the blocks the halo meets. How wide the halo must be is the filter's
-business (``filters.tiles`` for the point filter, ``filters.neighbour_tiles`` for the neighbour
+business (``filters.point_tiles`` for the point filter, ``filters.neighbour_tiles`` for the neighbour
 filter, ``filters.classical_tiles`` for SOR and ROR); ``tiled_probability`` is what the learned
 filters share: the passes over the chunks (``cloud_bounds``), the store (``store_cloud``), the
 cloud's exact median (``cloud_centre``), and the cells filtered. ``cloud_spacing`` measures the whole
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.geometry.neighbours import nearest_neighbours
+from pcfilter_lib.geometry.neighbour_search import nearest_neighbours
 from pcfilter_lib.geometry.point_features import MIN_POINTS
 
 BLOCKS = 16  # each cell's file is sorted into BLOCKS x BLOCKS blocks, so a halo reads only the blocks it meets

@@ -13,7 +13,7 @@ import open3d as o3d
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from pcfilter_lib.geometry.points import check_mesh, check_points
+from pcfilter_lib.geometry.point_checks import check_mesh, check_points
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 from pcfilter_lib.geometry.voxel_grids import Grid, check_grid
 

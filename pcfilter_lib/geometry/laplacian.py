@@ -17,7 +17,7 @@ import open3d as o3d
 from scipy import linalg, sparse
 from scipy.sparse.linalg import eigsh
 
-from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.point_checks import check_mesh
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 
 

@@ -10,7 +10,7 @@ columns, which reach about six spacings (a hundred-odd points of a surface) from
 the one search. What differs from the patch filter's features is how they are computed, for millions
 of points:
 
-* one float32 search (``neighbours.nearest_neighbours_float32``), k = ``NEIGHBOURS`` = 12;
+* one float32 search (``neighbour_search.nearest_neighbours_float32``), k = ``NEIGHBOURS`` = 12;
 * every neighbourhood mean as a sparse product: the k neighbours of a block of m points form an
   (m, M) matrix with 1/k at each neighbour (``NeighbourStatistics.means``, made once), whose product
   with the coordinates and their pairwise products (float64, centred on the median, so no digits
@@ -39,9 +39,9 @@ import numpy as np
 from scipy import sparse
 from threadpoolctl import threadpool_limits
 
-from pcfilter_lib.geometry.neighbours import nearest_neighbours_float32
+from pcfilter_lib.geometry.neighbour_search import nearest_neighbours_float32
+from pcfilter_lib.geometry.point_checks import check_points
 from pcfilter_lib.geometry.point_features import MIN_POINTS, OWN, _median_spacing, _symmetric_eigen
-from pcfilter_lib.geometry.points import check_points
 
 NEIGHBOURS = 12  # k: 8 cost a filter on three hops 0.007 mean IoU on simulated 640x480 scans (16: +0.001 on one hop)
 HOPS = 3  # the statistics are averaged over 1, 2 and 3 hops of neighbours

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours
-from pcfilter_lib.geometry.points import check_points
+from pcfilter_lib.geometry.neighbour_search import NeighbourIndex, nearest_neighbours
+from pcfilter_lib.geometry.point_checks import check_points
 
 NEIGHBOURS = 16  # k of the local statistics
 MIN_POINTS = 4  # fewer points carry no neighbourhood to judge them by
@@ -42,7 +42,7 @@ def finite_points(points) -> tuple[np.ndarray, np.ndarray]:
         coordinates are all finite.
 
     Raises:
-        ValueError: from ``geometry.points.check_points``, when the array is not (N, 3) or has no
+        ValueError: from ``geometry.point_checks.check_points``, when the array is not (N, 3) or has no
             finite point at all.
     """
     points = np.asarray(points, dtype=np.float64)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import open3d as o3d
 
-from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.point_checks import check_mesh
 
 
 def raycasting_scene(meshes: Iterable[tuple[np.ndarray, np.ndarray]]) -> o3d.t.geometry.RaycastingScene:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import open3d as o3d
 
-from pcfilter_lib.geometry.points import check_mesh
+from pcfilter_lib.geometry.point_checks import check_mesh
 from pcfilter_lib.geometry.raycasting import raycasting_scene
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import open3d as o3d
 from scipy import ndimage
 
-from pcfilter_lib.geometry.points import check_mesh, check_points
+from pcfilter_lib.geometry.point_checks import check_mesh, check_points
 from pcfilter_lib.memory import available_memory
 
 MAX_GRID_BYTES = 8 * 2**30  # never allocate more than this for one grid, whatever memory is free

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcfilter_lib.geometry.points import check_points
+from pcfilter_lib.geometry.point_checks import check_points
 from pcfilter_lib.io.files import CloudError, atomic_path, atomic_write_bytes, atomic_write_text
 from pcfilter_lib.io.lidar import LIDAR_SUFFIXES, LidarStream, LidarWriter, open_lidar
 from pcfilter_lib.labels import KIND_COLOURS, LABEL_COLOURS
@@ -385,7 +385,7 @@ class CloudStream:
                     return
 
     def points(self, size: int = CHUNK_POINTS):
-        """Yield the coordinates only, chunk by chunk (for ``filters.tiles``)."""
+        """Yield the coordinates only, chunk by chunk (for ``filters.point_tiles``)."""
         for chunk in self.chunks(size):
             yield chunk["xyz"]
 

@@ -34,8 +34,8 @@ import numpy as np
 from keras import layers, ops
 
 from pcfilter_lib.data.surface_patches import normalise_patches
+from pcfilter_lib.geometry.point_checks import check_points
 from pcfilter_lib.geometry.point_features import neighbourhoods, seed_patches
-from pcfilter_lib.geometry.points import check_points
 from pcfilter_lib.io.model_cards import SHIPPED_UPSAMPLER  # x4, trained at a 640x480 scan's density
 from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, group, interpolate, nearest

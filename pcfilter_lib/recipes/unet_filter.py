@@ -25,8 +25,8 @@ from pcfilter_lib.data.scans import CHANNEL_SETS
 from pcfilter_lib.filters import baselines
 from pcfilter_lib.filters.baselines import BaselineFilter
 from pcfilter_lib.filters.evaluation import evaluate_all, evaluate_filter, tune_baselines
+from pcfilter_lib.filters.pixels import UNetFilter
 from pcfilter_lib.filters.thresholds import choose_threshold
-from pcfilter_lib.filters.unet import UNetFilter
 from pcfilter_lib.io.files import atomic_write_with
 from pcfilter_lib.io.model_cards import ModelCard, provenance
 from pcfilter_lib.io.scan import load_scan

@@ -29,7 +29,7 @@ import numpy as np
 
 from pcfilter_lib.data.crops import CropSequence
 from pcfilter_lib.data.scans import augment_example, scan_inputs, scan_targets
-from pcfilter_lib.filters.unet import UNetFilter, predict_keep, unet_filter
+from pcfilter_lib.filters.pixels import UNetFilter, predict_keep, unet_filter
 from pcfilter_lib.io.labelled_scans import split_scans
 from pcfilter_lib.labels import KEEP
 from pcfilter_lib.nn.fit import fit

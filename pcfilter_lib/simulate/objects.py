@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pcfilter_lib.geometry.depth_fusion import View
-from pcfilter_lib.geometry.points import check_mesh, check_points
+from pcfilter_lib.geometry.point_checks import check_mesh, check_points
 from pcfilter_lib.simulate.measurement import simulate_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
 from pcfilter_lib.simulate.scene import TABLE_MATERIAL, Material, Scene

@@ -13,7 +13,7 @@ from pcfilter_lib import runtime
 runtime.setup(seed=0)
 
 from pcfilter_lib import filters
-from pcfilter_lib.filters import tile_store, tiles
+from pcfilter_lib.filters import point_tiles, tile_store
 from pcfilter_lib.geometry import point_features
 from pcfilter_lib.simulate.dataset import make_scan
 from pcfilter_lib.simulate.scanner import ScannerConfig
@@ -43,14 +43,14 @@ def test_tiles_decide_as_the_whole_cloud_does(cloud):
     point_filter = filters.point_filter()
     whole = point_filter.keep_probability_points(cloud)
     cells = []
-    tiled = tiles.tiled_keep_probability(point_filter, chunks_of(cloud), tile_points=5000, progress=cells.append)
+    tiled = point_tiles.tiled_keep_probability(point_filter, chunks_of(cloud), tile_points=5000, progress=cells.append)
     assert len(cells) >= 3
     differ = (whole >= point_filter.threshold) != (tiled >= point_filter.threshold)
     assert differ.mean() <= 1e-4, f"{differ.sum()} of {len(cloud)} decisions differ"
     np.testing.assert_allclose(tiled, whole, atol=1e-5)  # the same patches and features: float noise only
     assert tiled[[5, 500]].tolist() == [0, 0]
     # one tile is the in-memory filter itself
-    np.testing.assert_array_equal(tiles.tiled_keep_probability(point_filter, chunks_of(cloud), len(cloud)), whole)
+    np.testing.assert_array_equal(point_tiles.tiled_keep_probability(point_filter, chunks_of(cloud), len(cloud)), whole)
 
 
 def test_a_tile_with_its_halo_has_the_features_of_the_whole_cloud(cloud, tmp_path):
@@ -64,8 +64,8 @@ def test_a_tile_with_its_halo_has_the_features_of_the_whole_cloud(cloud, tmp_pat
     cell = int(np.argmax(store.counts))
     centre = tile_store.cloud_centre(store, finite.min(0), finite.max(0))
     assert centre.tolist() == np.median(finite, axis=0).tolist()
-    assert tiles._cloud_spacing(store, centre) == hood.spacing
-    index, values = tiles._filter_cell(_StatisticsOnly(), store, cell, hood.spacing, centre)
+    assert point_tiles._cloud_spacing(store, centre) == hood.spacing
+    index, values = point_tiles._filter_cell(_StatisticsOnly(), store, cell, hood.spacing, centre)
     assert len(index) == store.counts[cell] and len(index) < len(finite) / 2
     np.testing.assert_allclose(values, whole[index], rtol=1e-5, atol=1e-6)
 

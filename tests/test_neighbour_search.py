@@ -1,10 +1,10 @@
-"""The NumPy k-nearest-neighbour search (``geometry.neighbours``) against brute force."""
+"""The NumPy k-nearest-neighbour search (``geometry.neighbour_search``) against brute force."""
 
 import numpy as np
 import pytest
 
-from pcfilter_lib.geometry import neighbours
-from pcfilter_lib.geometry.neighbours import NeighbourIndex, nearest_neighbours, nearest_neighbours_float32
+from pcfilter_lib.geometry import neighbour_search
+from pcfilter_lib.geometry.neighbour_search import NeighbourIndex, nearest_neighbours, nearest_neighbours_float32
 
 
 def brute_force(points, queries, k):
@@ -94,4 +94,4 @@ def test_the_search_follows_omp_num_threads_as_the_cluster_workers_set_it(settin
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OMP_NUM_THREADS", setting)
-    assert neighbours.search_threads() == threads
+    assert neighbour_search.search_threads() == threads

@@ -1,5 +1,5 @@
 """The k nearest neighbours in a cloud, NumPy arrays in and out: the one neighbour search behind the
-point filter's features (``geometry.point_features``) and the tiled filter (``filters.tiles``).
+point filter's features (``geometry.point_features``) and the tiled filter (``filters.point_tiles``).
 
 ``NeighbourIndex`` builds a KD-tree over a cloud once and answers any number of queries;
 ``nearest_neighbours`` does both for one query. The search is Open3D's ``NearestNeighborSearch``

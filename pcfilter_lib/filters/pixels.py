@@ -217,7 +217,7 @@ def unet_filter(path: str | os.PathLike | None = None, threshold: float | None =
 class _ChannelReplaced:
     """A U-Net's model with one input channel replaced by a constant before every prediction.
 
-    It offers what ``filters.unet.predict_keep`` uses of a Keras model (``input_shape``, ``layers``
+    It offers what ``filters.pixels.predict_keep`` uses of a Keras model (``input_shape``, ``layers``
     and ``predict_on_batch``), so the ablated filter runs the same code as the filter itself.
     """
 
