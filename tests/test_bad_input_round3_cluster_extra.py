@@ -52,6 +52,9 @@ def test_ctrl_c_while_the_workers_start_gives_one_line(tmp_path):
     temporary.rmdir()
 
 
+TRACKER = "from multiprocessing.resource_tracker import main"
+
+
 def test_a_killed_resource_tracker_leaves_a_correct_run_without_tracebacks(tmp_path):
     """Case 3 of the cluster: the multiprocessing resource tracker of a --jobs 2 run is killed while
     the workers filter; the run still ends with its one line, exit status 0 and its whole output."""
@@ -67,8 +70,10 @@ def test_a_killed_resource_tracker_leaves_a_correct_run_without_tracebacks(tmp_p
     try:
         killed = False
         for _ in range(400):  # up to 40 s for the tracker to start
+            # The tracker by its own command line: the fork server's names the working folder,
+            # which pytest named after this test ("..._resource_tracker0").
             trackers = [p for p in psutil.Process(process.pid).children(recursive=True)
-                        if "resource_tracker" in " ".join(p.cmdline())]
+                        if TRACKER in " ".join(p.cmdline())]
             if trackers:
                 for tracker in trackers:
                     tracker.kill()
