@@ -10,7 +10,8 @@ second process, so the peak of all its processes together is sampled too), with 
     pcfilter filter SCAN.ptx.gz -o KEPT.ptx.gz --quiet --model unet
     pcfilter filter SCAN.ptx.gz -o KEPT.ptx.gz --quiet --method sor
 
-one after the other, ``--repeats`` times in turn, so that both meet the same load on the machine.
+one after the other, ``--repeats`` times in turn, so that both meet the same load on the machine,
+and then once more each, untimed, sampling the memory of all their processes.
 Reading the PTX, filtering and writing the PTX are all included. Prints and writes
 ``ptx_filter_speed.{json,md}``: each command's median wall time and peak memory, and the ratio
 U-Net / SOR of the medians and of each round. Targets: the U-Net no slower than SOR (ratio <= 1)
@@ -55,19 +56,20 @@ def write_scan(path: Path, seed: int = 0) -> dict:
     return {"width": WIDTH, "height": HEIGHT, "points": points, "seed": seed, "file_bytes": path.stat().st_size}
 
 
-def measure(command: list[str]) -> dict:
+def measure(command: list[str], sample: bool = False) -> dict:
     """Run ``command`` in its own process: its wall time, CPU time (user + system, its own processes
-    included), the peak resident memory of its largest process (``ru_maxrss``, as
-    ``filter_memory.peak_memory`` reads it) and the peak of all its processes together (the sum of
-    their proportional set sizes, which counts pages they share once), sampled every 50 ms
-    (``pcfilter filter`` reads a large PTX scan in a second process)."""
+    included) and the peak resident memory of its largest process (``ru_maxrss``, as
+    ``filter_memory.peak_memory`` reads it). With ``sample``, also the peak of all its processes
+    together (the sum of their proportional set sizes, which counts pages they share once), sampled
+    every 50 ms (``pcfilter filter`` reads a large PTX scan in a second process); reading them costs
+    time in the large TensorFlow process, so sampled runs are not timed."""
     import psutil
 
     with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
         child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         together = 0
-        while True:
+        while sample:
             done, status, usage = os.wait4(child.pid, os.WNOHANG)
             if done:
                 break
@@ -76,27 +78,37 @@ def measure(command: list[str]) -> dict:
                 family += family[0].children(recursive=True)
                 together = max(together, sum(p.memory_full_info().pss for p in family))
             time.sleep(0.05)
+        if not sample:
+            _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode != 0:
             output.seek(0)
             raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}): {output.read()[-2000:]!r}")
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": usage.ru_maxrss * 1024,
-            "peak_together_bytes": together}
+            **({"peak_together_bytes": together} if sample else {})}
 
 
 def run_commands(path: Path, out: Path, repeats: int) -> dict[str, list[dict]]:
-    """``measure`` of each command, ``repeats`` rounds of the commands in turn."""
+    """``measure`` of each command, ``repeats`` timed rounds of the commands in turn, then one round
+    that samples the memory of all their processes."""
     pcfilter = str(Path(sys.executable).with_name("pcfilter"))
     runs: dict[str, list[dict]] = {name: [] for name in COMMANDS}
-    for round_ in range(repeats):
+    for round_ in range(repeats + 1):
+        sample = round_ == repeats
         for name, options in COMMANDS.items():
-            run = measure([pcfilter, "filter", str(path), "-o", str(out), "--quiet", *options])
+            run = measure([pcfilter, "filter", str(path), "-o", str(out), "--quiet", *options], sample)
             out.unlink()
+            if sample:
+                last = runs[name][-1]
+                last["peak_together_bytes"] = run["peak_together_bytes"]
+                last["peak_rss_bytes"] = max(last["peak_rss_bytes"], run["peak_rss_bytes"])
+                print(f"memory round: {name} {run['peak_rss_bytes'] / 1e9:.2f} GB largest process, "
+                      f"{run['peak_together_bytes'] / 1e9:.2f} GB together", flush=True)
+                continue
             runs[name].append(run)
             print(f"round {round_ + 1}: {name} {run['wall_s']:.1f} s (CPU {run['cpu_s']:.1f} s), "
-                  f"{run['peak_rss_bytes'] / 1e9:.2f} GB ({run['peak_together_bytes'] / 1e9:.2f} GB together)",
-                  flush=True)
+                  f"{run['peak_rss_bytes'] / 1e9:.2f} GB", flush=True)
     return runs
 
 
@@ -104,7 +116,8 @@ def summary(runs: dict[str, list[dict]]) -> dict:
     result = {name: {"wall_s": float(np.median([x["wall_s"] for x in r])), "walls_s": [x["wall_s"] for x in r],
                      "cpu_s": float(np.median([x["cpu_s"] for x in r])),
                      "peak_rss_bytes": max(x["peak_rss_bytes"] for x in r),
-                     "peak_together_bytes": max(x["peak_together_bytes"] for x in r)} for name, r in runs.items()}
+                     "peak_together_bytes": max(x.get("peak_together_bytes", 0) for x in r)}
+              for name, r in runs.items()}
     result["ratio_unet_over_sor"] = result["U-Net"]["wall_s"] / result["SOR"]["wall_s"]
     result["ratios_per_round"] = [u / s for u, s in zip(result["U-Net"]["walls_s"], result["SOR"]["walls_s"],
                                                          strict=True)]
@@ -118,7 +131,8 @@ def table(scan: dict, result: dict, device: dict, repeats: int) -> str:
              f"one simulated dense {scan['width']} x {scan['height']} scan ({scan['points']:,} points, "
              f"{scan['file_bytes'] / 1e6:.0f} MB gzip-compressed PTX); CPU {device['cpu']} ({device['cores']} cores); "
              f"median of {repeats} runs, the two commands in turn. Peak: resident memory of the largest process "
-             "(ru_maxrss), and of all the command's processes together (proportional set sizes, sampled every 50 ms).",
+             "(ru_maxrss), and of all the command's processes together (proportional set sizes, sampled every 50 ms "
+             "in one more run of each, not timed).",
              "",
              "| filter | wall time | runs | CPU time | peak memory | all processes |", "|---|---|---|---|---|---|"]
     for name in COMMANDS:
@@ -140,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the scan (default: a temporary one); a SCAN.ptx.gz there is reused")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="pcfilter-ptx-") as temporary:
         work = args.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)

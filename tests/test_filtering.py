@@ -22,6 +22,8 @@ from pcfilter_lib.io import (
 from pcfilter_lib.models.unet import build_unet
 from pcfilter_lib.nn import losses
 from pcfilter_lib.recipes import unet_filter as unet_recipe
+from pcfilter_lib.simulate.dataset import make_scan
+from pcfilter_lib.simulate.scanner import ScannerConfig
 
 
 def toy_scan(h=37, w=50, seed=0):
@@ -262,3 +264,17 @@ def test_a_large_image_through_the_unet_in_strips_gives_what_one_pass_gives(monk
     monkeypatch.setattr(pixels, "STRIP_PIXELS", 448 * 64 // 3)  # four strips of 112 rows, 128 more above and below
     strips = pixels.predict_in_strips(model, batch, 16)
     np.testing.assert_allclose(strips, np.asarray(model.predict_on_batch(batch)), atol=1e-6)
+
+
+def test_a_filter_prepared_for_a_size_gives_what_an_unprepared_one_gives(monkeypatch):
+    import pcfilter_lib.geometry.pixel_neighbourhoods as neighbourhoods
+    from pcfilter_lib.filters import pixels
+
+    model = build_unet(input_channels=9, filters=(4, 4, 4, 4, 4))  # the shipped channels: statistics too
+    scan = make_scan(seed=3, index=0, config=ScannerConfig(width=64, height=448))
+    expected = pixels.UNetFilter("u", model).keep_probability(scan)
+    monkeypatch.setattr(pixels, "STRIP_PIXELS", 448 * 64 // 3)  # in strips, as a whole sensor goes
+    monkeypatch.setattr(neighbourhoods, "BAND_PIXELS", 64 * 100)  # and the statistics in bands
+    prepared = pixels.UNetFilter("u", model)
+    prepared.prepare((448, 64))
+    np.testing.assert_allclose(prepared.keep_probability(scan), expected, atol=1e-6)

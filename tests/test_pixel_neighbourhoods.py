@@ -127,6 +127,12 @@ def test_scan_inputs_give_any_channel_set_and_the_model_size_names_it():
         channels_for(7)
     with pytest.raises(ValueError, match="unknown input channels"):
         scan_inputs(scan, ("intensity", "colour"))
+    padded = np.zeros((32, 32, len(GEOMETRIC)), np.float32)  # filled in place, as a padded batch is
+    assert scan_inputs(scan, GEOMETRIC, out=padded[:16, :20]).base is padded
+    np.testing.assert_array_equal(padded[:16, :20], x)
+    assert not padded[16:].any() and not padded[:, 20:].any()
+    with pytest.raises(ValueError, match="out must be"):
+        scan_inputs(scan, GEOMETRIC, out=padded[:16, :21])
 
 
 def test_a_large_scan_in_bands_of_rows_gives_the_same_statistics(monkeypatch):

@@ -14,6 +14,7 @@ from pcfilter_lib.cli.options import PHOXI_GRIDS, parse_grid
 from pcfilter_lib.io.clouds import CloudError, write_ply_rows
 from pcfilter_lib.io.labelled import read_labelled_folder
 from pcfilter_lib.io.organised import PHOXI_SENSORS, read_cloud
+from pcfilter_lib.io.ptx import IDENTITY_HEADER as IDENTITY
 from pcfilter_lib.io.ptx import PtxHeader, read_ptx, read_ptx_labels, registered, write_ptx
 from pcfilter_lib.labels import ARTEFACT
 from pcfilter_lib.nn import scores
@@ -237,20 +238,56 @@ def test_reconstruct_reads_a_ptx_scan(scan, tmp_path, pcfilter):
     assert f"of {scan['valid'].sum()} points; mesh of" in result.stdout and (tmp_path / "mesh.ply").is_file()
 
 
-def test_lines_formatted_ahead_write_the_same_file(scan, tmp_path, monkeypatch):
+def test_a_filtered_copy_keeps_the_lines_of_the_file_as_they_are(tmp_path, monkeypatch):
     import pcfilter_lib.io.ptx as ptx
 
-    monkeypatch.setattr(ptx, "CHUNK_LINES", 1000)  # several chunks, runs of kept and removed points across them
-    keep = np.random.default_rng(2).random(scan["valid"].shape) > 0.3
-    write_ptx(tmp_path / "plain.ptx", scan["xyz"], scan["intensity"], keep=keep)
-    lines = ptx.point_lines(scan["xyz"], scan["intensity"])
-    write_ptx(tmp_path / "ahead.ptx", scan["xyz"], scan["intensity"], keep=keep, lines=lines)
-    assert (tmp_path / "ahead.ptx").read_bytes() == (tmp_path / "plain.ptx").read_bytes()
-    read = read_ptx(tmp_path / "ahead.ptx")
-    np.testing.assert_array_equal(read["valid"], keep & scan["valid"])
-    np.testing.assert_array_equal(read["xyz"][read["valid"]].astype(np.float32), scan["xyz"][read["valid"]])
+    monkeypatch.setattr(ptx, "CHUNK_LINES", 4)  # several chunks, runs of kept and removed points across them
+    header = PtxHeader(3, 4, *ptx.IDENTITY_HEADER).lines()
+    points = ["1.50000 2 3.25 0.5 10 20 30", "0 0 0 0 0 0 0", "-1e-3 2.0 3 1 1 2 3", "0.0 0 0 0.7 9 9 9",
+              "4 5 6 1 0 0 0", "7 8 9 0.25 4 5 6", "0 0 0 0 0 0 0", "1 1 1 1 1 1 1", "2 2 2 2 2 2 2",
+              "3 3 3 3 3 3 3", "0 0 0 0 0 0 0", "4.000 4 4 0.125 7 7 7"]
+    source = tmp_path / "crlf.ptx"
+    source.write_bytes("\r\n".join(header + points).encode("ascii"))  # Windows line ends, none after the last
+    read = read_ptx(source, lines=True)
+    assert read["lines"].zero == b"0 0 0 0 0 0 0\r\n" and read["lines"].columns == 7
+    assert read_ptx(source)["lines"] is None
+    keep = read["valid"].copy()
+    keep[0, 2] = keep[1, 1] = False
+    write_ptx(tmp_path / "kept.ptx", read["xyz"], read["intensity"], keep=keep, header=read["header"],
+              lines=read["lines"])
+    written = (tmp_path / "kept.ptx").read_bytes().split(b"\n")[10:-1]
+    point_lines = [line.encode("ascii") + b"\r" for line in points]
+    expected = [line if flag else b"0 0 0 0 0 0 0\r"
+                for line, flag in zip(point_lines, keep.reshape(-1).tolist(), strict=True)]
+    assert written == expected  # kept points byte for byte, colours included; '0.0 0 0 0.7' is no point
+    again = read_ptx(tmp_path / "kept.ptx")
+    np.testing.assert_array_equal(again["valid"], keep)
+    np.testing.assert_array_equal(again["xyz"][keep], read["xyz"][keep])
     with pytest.raises(ValueError, match="another grid"):
-        write_ptx(tmp_path / "other.ptx", scan["xyz"][:-1], scan["intensity"][:-1], lines=lines)
+        write_ptx(tmp_path / "other.ptx", read["xyz"][:-1], read["intensity"][:-1], lines=read["lines"])
+
+
+def test_the_read_ahead_pipe_carries_arrays_and_bytes_whole():
+    import multiprocessing
+
+    from pcfilter_lib.cli.filter import _receive, _send
+
+    here, there = multiprocessing.Pipe(duplex=False)
+    scan = {"xyz": np.arange(12.0).reshape(2, 2, 3), "valid": np.array([[True, False], [False, True]]),
+            "empty": np.zeros((0, 3), np.float32), "rgb": None, "header": PtxHeader(2, 2, *IDENTITY)}
+    _send(there, "scan", scan)
+    _send(there, "chunk", (b"1 2 3 4\n", np.array([8])))
+    _send(there, "error", CloudError("damaged"))
+    kind, value = _receive(here)
+    assert kind == "scan" and value.keys() == scan.keys() and value["rgb"] is None
+    for key in ("xyz", "valid", "empty"):
+        assert value[key].dtype == scan[key].dtype
+        np.testing.assert_array_equal(value[key], scan[key])
+    assert value["header"].lines() == scan["header"].lines()
+    kind, (data, ends) = _receive(here)
+    assert kind == "chunk" and data == b"1 2 3 4\n" and ends.tolist() == [8]
+    kind, error = _receive(here)
+    assert kind == "error" and isinstance(error, CloudError) and str(error) == "damaged"
 
 
 READ_AHEAD = ("import sys; import pcfilter_lib.cli.filter as f; f.READ_AHEAD_POSITIONS = 1; used = []; "

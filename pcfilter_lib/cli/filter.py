@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import functools
 import multiprocessing
 import os
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -59,7 +59,6 @@ from pcfilter_lib.io.ptx import (
     PTX_SUFFIXES,
     PointLines,
     is_ptx,
-    point_lines,
     read_ptx_header,
     stem_of,
     suffix_of,
@@ -180,25 +179,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 class ReadAhead:
-    """A large PTX scan read, and its point lines for a PTX output formatted (``io.ptx.point_lines``),
-    in a second process while this one starts the filter.
+    """A large PTX scan read in a second process, with its point lines for a PTX output
+    (``io.ptx.read_ptx(..., lines=True)``), while this one starts the filter.
 
-    Reading a whole sensor's PTX text and formatting it again for the output are most of the time of
-    filtering it, and both run in Python on one core; a learned filter meanwhile starts TensorFlow
-    and loads its network, also on one core. The second process does the first two while this one
-    does the rest, on the other core, and sends the scan and then the lines through a pipe. Used only
-    where forking is safe (before TensorFlow or Open3D have started their threads) and worth it (at
-    least ``READ_AHEAD_POSITIONS`` grid positions); a damaged file is then reported after TensorFlow
-    has started, with the same message.
+    Reading a whole sensor's PTX text is most of the time of filtering it, and it runs in Python on
+    one core; a learned filter meanwhile starts TensorFlow and loads its network, also on one core.
+    The second process reads while this one does the rest, on the other core, and sends the scan
+    and then the lines through a pipe. Used only where forking is safe (before TensorFlow or Open3D
+    have started their threads) and worth it (at least ``READ_AHEAD_POSITIONS`` grid positions); a
+    damaged file is then reported after TensorFlow has started, with the same message.
     """
 
-    def __init__(self, source: Path, grid, lines: bool):
+    def __init__(self, source: Path, grid, lines: bool, shape: tuple[int, int]):
         context = multiprocessing.get_context("fork")
         self._pipe, child = context.Pipe(duplex=False)
         self._process = context.Process(target=self._read, args=(source, grid, lines, child), daemon=True)
         self._process.start()
         child.close()
         self._lines = lines
+        self.shape = shape
 
     @classmethod
     def open(cls, args: argparse.Namespace, source: Path) -> ReadAhead | None:
@@ -208,42 +207,37 @@ class ReadAhead:
                 or {"tensorflow", "open3d", "jax", "torch"} & set(sys.modules)):
             return None
         try:
-            if read_ptx_header(source).points < READ_AHEAD_POSITIONS:
-                return None
+            header = read_ptx_header(source)
         except (CloudError, OSError):
             return None  # read here, where the damage is reported
-        return cls(source, getattr(args, "grid", None), any(path and is_ptx(path) for path in (args.output,
-                                                                                                args.removed)))
+        if header.points < READ_AHEAD_POSITIONS:
+            return None
+        return cls(source, getattr(args, "grid", None), _ptx_output(args), (header.blocks, header.per_block))
 
     @staticmethod
     def _read(source: Path, grid, lines: bool, pipe) -> None:
-        sending = None
         try:
-            scan = read_filter_input(source, grid)
-            # Sent from a thread: the pipe takes it as the parent is ready, and the lines are formatted meanwhile.
-            sending = threading.Thread(target=pipe.send, args=(("scan", scan),))
-            sending.start()
-            if lines and scan["organised"]:
-                formatted = point_lines(scan["xyz"], scan["intensity"])
-                sending.join()
-                del scan  # the parent has it
-                chunks, formatted.chunks = formatted.chunks, []
-                pipe.send(("lines", (formatted, len(chunks))))
+            scan = read_filter_input(source, grid, lines)
+            text = scan.pop("lines", None)
+            _send(pipe, "scan", scan)
+            del scan  # the parent has it
+            _give_back_memory()
+            if lines:
+                chunks = [] if text is None else text.chunks
+                if text is not None:
+                    text.chunks = []
+                _send(pipe, "lines", (text, len(chunks)))
                 chunks.reverse()
                 while chunks:  # one at a time, each freed once sent: neither side holds two copies of the lines
-                    pipe.send(("chunk", chunks.pop()))
+                    _send(pipe, "chunk", chunks.pop())
         except BaseException as error:  # noqa: BLE001 - every failure is raised again in the parent
-            if sending is not None:
-                sending.join()
-            pipe.send(("error", error))
+            _send(pipe, "error", error)
         finally:
-            if sending is not None:
-                sending.join()
             pipe.close()
 
     def _receive(self):
         try:
-            kind, value = self._pipe.recv()
+            kind, value = _receive(self._pipe)
         except EOFError:
             raise CloudError(f"the process reading the scan ended without a word (exit status "
                              f"{self._process.exitcode}); too little memory?") from None
@@ -255,11 +249,15 @@ class ReadAhead:
         return self._receive()
 
     def lines(self) -> PointLines | None:
+        """The scan's point lines for a PTX output (None without one), sent once the filter is done:
+        meanwhile they stay in the second process, which has given back the rest of its memory."""
         if not self._lines:
             return None
-        formatted, count = self._receive()
-        formatted.chunks = [self._receive() for _ in range(count)]
-        return formatted
+        text, count = self._receive()
+        chunks = [self._receive() for _ in range(count)]
+        if text is not None:
+            text.chunks = chunks
+        return text
 
     def close(self) -> None:
         """End the second process: done, or no longer needed (an error here, Ctrl-C)."""
@@ -269,15 +267,63 @@ class ReadAhead:
         self._pipe.close()
 
 
+def _give_back_memory() -> None:
+    """Return the C library's free memory to the system (glibc), where the system has the call."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _send(pipe, kind: str, value) -> None:
+    """Send ``value`` (a dict, a tuple or anything that pickles) through ``pipe`` as ``_receive``
+    takes it: its NumPy arrays and bytes (a dict's values, a tuple's items) go as raw bytes after a
+    pickled outline, and are received into memory of their own, so neither side makes a pickled
+    copy of a whole sensor's scan (0.2 GB)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, tuple) else ()
+    raw = {key: item for key, item in items if isinstance(item, np.ndarray | bytes)}
+    outline = {key: None if isinstance(item, bytes) else (item.dtype.str, item.shape) for key, item in raw.items()}
+    if isinstance(value, dict):
+        value = {key: item for key, item in value.items() if key not in raw}
+    elif isinstance(value, tuple):
+        value = tuple(None if i in raw else item for i, item in enumerate(value))
+    pipe.send((kind, value, outline))
+    for item in raw.values():
+        pipe.send_bytes(item if isinstance(item, bytes) else np.ascontiguousarray(item).reshape(-1).view(np.uint8))
+
+
+def _receive(pipe) -> tuple[str, object]:
+    """(kind, value) of one message of ``_send``."""
+    kind, value, outline = pipe.recv()
+    raw = {}
+    for key, spec in outline.items():
+        if spec is None:
+            raw[key] = pipe.recv_bytes()
+        else:
+            raw[key] = np.empty(spec[1], np.dtype(spec[0]))
+            pipe.recv_bytes_into(raw[key].reshape(-1).view(np.uint8))
+    if isinstance(value, dict):
+        value.update(raw)
+    elif isinstance(value, tuple):
+        value = tuple(raw.get(i, item) for i, item in enumerate(value))
+    return kind, value
+
+
+def _ptx_output(args: argparse.Namespace) -> bool:
+    """Whether the kept or the removed points go to a PTX file."""
+    return any(path and is_ptx(path) for path in (args.output, args.removed))
+
+
 def _filter_in_memory(args: argparse.Namespace, source: Path) -> int:
     """``filter`` on a scan or a cloud read whole (organised clouds, .pcd, the baselines)."""
     ahead = ReadAhead.open(args, source)
     if ahead is None:
-        return _filter_scan(args, source, read_filter_input(source, getattr(args, "grid", None)), None)
+        return _filter_scan(args, source, read_filter_input(source, getattr(args, "grid", None), _ptx_output(args)),
+                            None)
     try:
         if needs_keras(args, True):  # a PTX scan is organised; TensorFlow starts while the other process reads
             runtime.setup(seed=None)
         scan_filter = make_filter(args, True)  # and the network is loaded
+        if hasattr(scan_filter, "prepare"):
+            scan_filter.prepare(ahead.shape)  # and compiled for the scan's size
         return _filter_scan(args, source, ahead.scan(), ahead, scan_filter)
     finally:
         ahead.close()
@@ -306,7 +352,7 @@ def _filter_scan(args: argparse.Namespace, source: Path, scan: dict, ahead: Read
     keep = (prob >= scan_filter.threshold) & valid
     removed = valid & ~keep
     Interrupts.check()
-    lines = None if ahead is None else ahead.lines()
+    lines = scan.pop("lines", None) if ahead is None else ahead.lines()
     if not keep.any() and not args.allow_empty:
         raise ValueError(f"{scan_filter.name} removed all {n} points of {source}, so nothing was written; check the "
                          "filter (or its --threshold), or pass --allow-empty to write the empty result")

@@ -16,14 +16,15 @@ from pcfilter_lib.io.ptx import suffix_of
 from pcfilter_lib.io.scan import load_scan
 
 
-def read_filter_input(path: Path, grid: tuple[int, int] | None = None) -> dict:
+def read_filter_input(path: Path, grid: tuple[int, int] | None = None, lines: bool = False) -> dict:
     """A scan .npz, or a cloud file (see ``pcfilter_lib.io.organised``), as a scan-like dict whose
     ``far`` points (left out, as NaN) lay beyond ``far_limit``: ``COORDINATE_LIMIT`` for unorganised
     clouds, whose filters measure distances in double precision, and ``FLOAT32_COORDINATE_LIMIT``
     for scans and organised clouds, whose U-Net features are single precision (a scan scaled by 1e30
     would otherwise be filtered wrongly without a word). ``grid`` (width, height) reads a .ply
     without obj_info lines as that grid (``--grid``). A PTX file of several scans: the first is
-    read, and a line on stderr says so."""
+    read, and a line on stderr says so. ``lines`` keeps a PTX file's point lines (``io.ptx.read_ptx``)
+    for a PTX output."""
     suffix = suffix_of(path)
     if suffix == ".npz":
         scan = {**load_scan(path, arrays=()), "organised": True, "far": 0}
@@ -33,7 +34,7 @@ def read_filter_input(path: Path, grid: tuple[int, int] | None = None) -> dict:
         if grid is not None and suffix != ".ply":
             raise ValueError(f"--grid reads a .ply exported without its grid size; {path} is a {suffix} file, "
                              "which says whether it is organised itself")
-        scan = read_cloud(path, grid=grid)
+        scan = read_cloud(path, grid=grid, lines=lines)
         if scan.get("scans", 1) > 1:
             print(f"note: {path} holds {scan['scans']} scans; the first ({scan['xyz'].shape[0]} x "
                   f"{scan['xyz'].shape[1]} points) is read, the others are not: split the file to filter them",
@@ -46,7 +47,7 @@ def read_filter_input(path: Path, grid: tuple[int, int] | None = None) -> dict:
         raise ValueError(f"{path}: every point lies beyond ±{FLOAT32_COORDINATE_LIMIT:.1e}, too far from the origin to "
                          "measure distances between scan points in single precision; give the coordinates in metres")
     if far:
-        scan = {**scan, "xyz": np.where(valid[..., None], xyz, np.nan), "valid": valid}
+        scan = {**scan, "xyz": np.where(valid[..., None], xyz, np.nan), "valid": valid, "lines": None}
     return {**scan, "far": int(scan.get("far", 0)) + far, "far_limit": FLOAT32_COORDINATE_LIMIT}
 
 

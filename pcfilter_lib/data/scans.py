@@ -55,12 +55,14 @@ def _min_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, (values - lo) / (hi - lo) if hi > lo else 0.5, 0.0)
 
 
-def scan_inputs(scan: dict, channels: Sequence[str] = CHANNELS) -> np.ndarray:
+def scan_inputs(scan: dict, channels: Sequence[str] = CHANNELS, out: np.ndarray | None = None) -> np.ndarray:
     """The U-Net's input channels of a scan.
 
     Args:
         scan: a scan dict with ``valid``, ``intensity``, ``xyz`` and ``normals``.
         channels: the channel names, in order (``CHANNELS``, ``CHANNELS[:5]`` or ``GEOMETRIC``).
+        out: a zeroed (H, W, len(channels)) float32 array to fill (a view into a padded batch)
+            instead of a new one.
 
     Returns:
         (H, W, len(channels)) float32, 0 wherever there is no point: intensity and depth min-max
@@ -74,7 +76,10 @@ def scan_inputs(scan: dict, channels: Sequence[str] = CHANNELS) -> np.ndarray:
     if unknown:
         raise ValueError(f"unknown input channels {unknown}; known: {sorted(set(CHANNELS + GEOMETRIC))}")
     valid = np.asarray(scan["valid"], bool)
-    x = np.zeros((*valid.shape, len(channels)), np.float32)
+    shape = (*valid.shape, len(channels))
+    if out is not None and (out.shape != shape or out.dtype != np.float32):
+        raise ValueError(f"out must be {shape} float32, got {out.shape} {out.dtype}")
+    x = np.zeros(shape, np.float32) if out is None else out
     if not valid.any():
         return x
     statistics = pixel_statistics(scan["xyz"], valid) if set(channels) & set(STATISTICS) else None

@@ -17,12 +17,13 @@ import numpy as np
 from pcfilter_lib.data.scans import CHANNELS, channels_for, crop_to, scan_inputs
 from pcfilter_lib.filters.base import check_threshold
 from pcfilter_lib.filters.evaluation import evaluate_filter
+from pcfilter_lib.geometry.pixel_neighbourhoods import STATISTICS, prepare_statistics
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
 from pcfilter_lib.models.saved import load_saved_model
 from pcfilter_lib.models.unet import multiple_of
 
 SHIPPED_MODEL = WEIGHTS / "unet_filter.keras"
-STRIP_PIXELS = 3 << 19  # images of more pixels go through the network in strips of rows (predict_in_strips)
+STRIP_PIXELS = 3 << 18  # images of more pixels go through the network in strips of rows (predict_in_strips)
 HALO = 128  # rows computed above and below each strip: more than the U-Net's receptive field reaches
 
 
@@ -69,6 +70,18 @@ class UNetFilter:
             (H, W) float32 P(keep) of each pixel; 0 where there is no point.
         """
         return self.keep_probabilities([scan])[0]
+
+    def prepare(self, shape: tuple[int, int]) -> None:
+        """Compile the network and its input features for scans of ``shape`` (H, W) ahead of the
+        first scan, on an image without points (one strip of it for a large scan); ``filter`` does
+        this while a second process reads the scan."""
+        multiple = multiple_of(self.model)
+        h, w = (-(-side // multiple) * multiple for side in shape)
+        plan = _strips(h, w, multiple)
+        rows = h if plan is None else plan[1]
+        self.model.predict_on_batch(np.zeros((1, rows, w, len(self.channels)), np.float32))
+        if set(self.channels) & set(STATISTICS):
+            prepare_statistics(shape)
 
     def keep_probabilities(self, scans: Sequence[Mapping]) -> list[np.ndarray]:
         """``keep_probability`` of each scan; scans of one size share a network call.
@@ -117,14 +130,13 @@ def predict_keep(model, scans: Sequence[Mapping], channels: Sequence[str] = CHAN
     for indices in by_shape.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
-            batch = None  # filled scan by scan: one copy of the channels, not three (a whole sensor's are 0.1 GB)
+            # Filled in place, scan by scan: one copy of the channels (a whole sensor's are 0.1 GB), with
+            # zeros after the image, as data.scans.pad_to_multiple pads.
+            rows, columns = np.shape(scans[chunk[0]]["valid"])
+            h, w = (-(-side // multiple) * multiple for side in (rows, columns))
+            batch = np.zeros((len(chunk), h, w, len(channels)), np.float32)
             for j, i in enumerate(chunk):
-                x = scan_inputs(scans[i], channels)
-                if batch is None:  # zeros after the image, as data.scans.pad_to_multiple pads
-                    h, w = (-(-side // multiple) * multiple for side in x.shape[:2])
-                    batch = np.zeros((len(chunk), h, w, *x.shape[2:]), x.dtype)
-                batch[j, :x.shape[0], :x.shape[1]] = x
-                del x
+                scan_inputs(scans[i], channels, out=batch[j, :rows, :columns])
             prob = predict_in_strips(model, batch, multiple)
             del batch
             for i, p in zip(chunk, prob, strict=True):
@@ -140,7 +152,7 @@ def predict_in_strips(model, batch: np.ndarray, multiple: int) -> np.ndarray:
     A U-Net's output at a pixel depends only on the pixels within its receptive field (about 90 rows
     and columns for the shipped 4-level network, at most 122), so each strip's rows come out as in one
     pass up to rounding, while the network's feature maps, the bulk of its memory, stay the size of
-    one strip (0.3 instead of 0.6 GB on a whole 2064 x 1544 sensor). Every strip has the same size
+    one strip. Every strip has the same size
     (those at the ends are moved inwards), so the network is traced once.
 
     Args:
@@ -152,12 +164,10 @@ def predict_in_strips(model, batch: np.ndarray, multiple: int) -> np.ndarray:
         (B, H, W, K) its output.
     """
     b, h, w = batch.shape[:3]
-    count = -(-h * w // STRIP_PIXELS)
-    share = -(-h // count)
-    rows = -(-share // multiple) * multiple  # rows of output per strip
-    if count <= 1 or HALO % multiple or rows + 2 * HALO >= h:
+    plan = _strips(h, w, multiple)
+    if plan is None:
         return np.asarray(model.predict_on_batch(batch))
-    window = rows + 2 * HALO
+    rows, window = plan
     out = None
     for i in range(b):
         for core in range(0, h, rows):
@@ -168,6 +178,17 @@ def predict_in_strips(model, batch: np.ndarray, multiple: int) -> np.ndarray:
             stop = min(core + rows, h)
             out[i, core:stop] = part[core - start:stop - start]
     return out
+
+
+def _strips(h: int, w: int, multiple: int) -> tuple[int, int] | None:
+    """(rows of output, rows computed) of each strip of ``predict_in_strips`` for padded images of
+    h x w pixels, or None where they go through the network whole."""
+    count = -(-h * w // STRIP_PIXELS)
+    share = -(-h // count)
+    rows = -(-share // multiple) * multiple
+    if count <= 1 or HALO % multiple or rows + 2 * HALO >= h:
+        return None
+    return rows, rows + 2 * HALO
 
 
 def wrap_unet(model, path: Path, threshold: float | None = None) -> UNetFilter:

@@ -167,6 +167,15 @@ def pixel_statistics(xyz, valid) -> np.ndarray:
     return _banded(xyz, valid, np.float32(pitch))
 
 
+def prepare_statistics(shape: tuple[int, int]) -> None:
+    """Compile ``pixel_statistics`` for scans of ``shape`` (H, W) ahead of the first one, by running it
+    once on a band (or scan) without points; ``filter`` does this while a second process reads the scan."""
+    h, w = shape
+    rows = h + -h % BUCKET if h * w <= BAND_PIXELS else BAND_ROWS + 2 * RADIUS
+    padded = (rows, w + -w % BUCKET)
+    _compiled(padded)(np.zeros((*padded, 3), np.float32), np.zeros(padded, bool), np.float32(1))
+
+
 def _banded(xyz: np.ndarray, valid: np.ndarray, pitch: np.float32) -> np.ndarray:
     """``pixel_statistics`` of a large scan, ``BAND_ROWS`` rows at a time: each band is computed with
     the ``RADIUS`` rows above and below it that its windows reach, so every pixel sees the same

@@ -60,8 +60,8 @@ PHOXI_SENSORS = {(2064, 1544): "PhoXi 3D Scanner, full resolution", (1032, 772):
 BYTES_PER_POINT = 1500
 # A PTX file is one grid whose filtering takes memory per grid position, with or without a point
 # (the U-Net's channels and feature maps cover the whole image): `pcfilter filter` with the U-Net on a
-# dense 2064 x 1544 scan peaks at 2.3 GB in its two processes together (benchmarks/ptx_filter_speed.py),
-# 725 bytes per position; rounded up.
+# dense 2064 x 1544 scan peaks at 1.9 GB in its two processes together (benchmarks/ptx_filter_speed.py),
+# 600 bytes per position; rounded up, with room for TensorFlow's own share.
 BYTES_PER_PTX_POSITION = 750
 _PCD_TYPES = {("F", 4): "<f4", ("F", 8): "<f8", ("U", 1): "u1", ("U", 2): "<u2", ("U", 4): "<u4", ("I", 1): "i1",
               ("I", 2): "<i2", ("I", 4): "<i4"}
@@ -331,7 +331,8 @@ def usable_points(xyz: np.ndarray, limit: float = COORDINATE_LIMIT, infinite: bo
     return finite & near, int((counted & ~(finite & near)).sum())
 
 
-def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tuple[int, int] | None = None) -> dict:
+def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tuple[int, int] | None = None,
+               lines: bool = False) -> dict:
     """A cloud file (``CLOUD_SUFFIXES``) as a scan-like dict.
 
     Args:
@@ -340,6 +341,7 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
             files too large are refused before reading (``check_fits``).
         grid: (width, height) of a ``.ply`` exported without ``obj_info`` lines (PhoXi Control's
             organised export): read as that grid in row-major order, ``(0, 0, 0)`` = no point.
+        lines: keep a PTX file's point lines, to write a filtered copy (``io.ptx.read_ptx``).
 
     Returns:
         ``xyz`` (H, W, 3) with NaN where there is no point, in the file's precision (float64 stays
@@ -347,8 +349,8 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
         (H, W) or None; ``normals`` (H, W, 3) or None; ``organised`` (False for an unorganised
         cloud, which comes as a 1 x N grid); ``far``, the number of points dropped for coordinates
         beyond ``COORDINATE_LIMIT``. Points with NaN or infinite coordinates count as missing. A PTX
-        file also gives ``ptx`` (its header, kept for writing) and ``scans`` (how many it holds;
-        the first is read).
+        file also gives ``ptx`` (its header, kept for writing), ``scans`` (how many it holds;
+        the first is read) and ``lines`` (its point lines with ``lines``, else None).
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -363,7 +365,7 @@ def read_cloud(path: str | os.PathLike, available: int | None = None, grid: tupl
         raise CloudError(unknown_format(path))
     check_fits(path, available=available)
     if suffix in PTX_SUFFIXES:
-        return _ptx_cloud(path)
+        return _ptx_cloud(path, lines)
     fields, width, height, organised = _read_fields(path, suffix, grid)
     if not {"x", "y", "z"} <= set(fields):
         raise CloudError(f"{path}: the points need x, y and z fields, found {sorted(fields)}")
@@ -400,9 +402,9 @@ def unknown_format(path: str | os.PathLike) -> str:
     return f"{path}: cannot read {suffix!r} files; give {formats}"
 
 
-def _ptx_cloud(path: Path) -> dict:
+def _ptx_cloud(path: Path, lines: bool) -> dict:
     """``read_cloud`` of a PTX file (``io.ptx.read_ptx``): an organised grid in the scanner's frame."""
-    ptx = read_ptx(path)
+    ptx = read_ptx(path, lines)
     xyz, valid = ptx["xyz"], ptx["valid"]
     usable, far = usable_points(xyz)
     if not usable.any():
@@ -413,7 +415,7 @@ def _ptx_cloud(path: Path) -> dict:
     with np.errstate(all="ignore"):
         normals = estimate_normals(xyz)
     return {"xyz": xyz, "valid": valid, "intensity": ptx["intensity"], "normals": normals, "organised": True,
-            "far": far, "ptx": ptx["header"], "scans": ptx["scans"]}
+            "far": far, "ptx": ptx["header"], "scans": ptx["scans"], "lines": None if far else ptx["lines"]}
 
 
 def _precision(xyz) -> np.dtype:
@@ -479,7 +481,7 @@ def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.nd
         scan: a scan-like dict (``read_cloud``, ``io.scan.load_scan``) with ``xyz``, ``intensity``
             (or None) and ``organised``.
         masks: (H, W) bool arrays over the scan's grid.
-        lines: the scan's point lines formatted ahead (``io.ptx.point_lines``), for the PTX paths.
+        lines: the scan's point lines, read or formatted ahead (``io.ptx.PointLines``), for the PTX paths.
 
     A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False), and so does a PTX
     path (``0 0 0 0`` where a mask is False, the input's PTX header kept); every other path gets the

@@ -170,11 +170,15 @@ def read_ptx_header(path: str | os.PathLike) -> PtxHeader:
 ZERO_LINES = frozenset((b"0 0 0 0\n", b"0 0 0 0\r\n", b"0 0 0 0", b"0 0 0 0 0 0 0\n", b"0 0 0 0 0 0 0\r\n"))
 
 
-def _parse_chunk(path: Path, lines: list[bytes], first_line: int, table: np.ndarray, start: int) -> int | None:
+def _parse_chunk(path: Path, lines: list[bytes], first_line: int, table: np.ndarray, start: int,
+                 texts: list | None = None) -> int | None:
     """Parse point lines into ``table`` rows from ``start`` on; returns the number of columns of the
-    lines with a point (4 or 7) or None when all are ``0 0 0 0`` lines."""
+    lines with a point (4 or 7) or None when all are ``0 0 0 0`` lines. ``texts``, where given, gets
+    the lines of the points (not ``0 0 0``) joined and the end offset of each, as ``PointLines`` holds them."""
     rows = [i for i, line in enumerate(lines) if line not in ZERO_LINES]
     if not rows:
+        if texts is not None:
+            texts.append((b"", np.zeros(0, np.int64)))
         return None
     chosen = [lines[i] for i in rows]
     try:
@@ -202,21 +206,29 @@ def _parse_chunk(path: Path, lines: list[bytes], first_line: int, table: np.ndar
         raise CloudError(f"{path}: line {line} holds NaN or infinite numbers; PTX marks a position without a "
                          f"point with 0 0 0; {_FIX}")
     table[start + np.asarray(rows), :columns] = values
+    if texts is not None:
+        point = (values[:, :3] != 0).any(axis=1)
+        kept = [line for line, keep in zip(chosen, point.tolist(), strict=True) if keep]
+        texts.append((b"".join(kept), np.cumsum(np.fromiter(map(len, kept), np.int64, len(kept)))))
     return columns
 
 
-def read_ptx(path: str | os.PathLike) -> dict:
+def read_ptx(path: str | os.PathLike, lines: bool = False) -> dict:
     """The first scan of a PTX file as an organised grid.
 
     Args:
         path: a ``.ptx`` or ``.ptx.gz`` file.
+        lines: also keep the file's point lines (``PointLines``), so that a filtered copy is written
+            with them as they are (``write_ptx(..., lines=...)``) instead of formatting every number
+            again, which takes longer than reading them.
 
     Returns:
         ``xyz`` (A, B, 3) float64 in the scanner's frame (as stored), NaN where the file has
         ``0 0 0``; ``valid`` (A, B) bool; ``intensity`` (A, B) float32 (the file's fourth number, or,
         where that is the same for every point and the file has colours, as PhoXi Control writes
         textured scans, the grey level of r g b in [0, 1]); ``rgb`` (A, B, 3) float32 or None;
-        ``header`` (``PtxHeader``); ``scans``, how many scans the file holds (only the first is read).
+        ``header`` (``PtxHeader``); ``scans``, how many scans the file holds (only the first is read);
+        ``lines``, the point lines (``PointLines``) or None.
 
     Raises:
         FileNotFoundError: there is no such file.
@@ -232,17 +244,19 @@ def read_ptx(path: str | os.PathLike) -> dict:
             header = _read_header(path, file)
             n = header.points
             table = np.zeros((n, 7), np.float64)
-            columns, done = None, 0
+            columns, done, texts, newline = None, 0, [] if lines else None, b"\n"
             while done < n:
-                lines = list(itertools.islice(file, min(CHUNK_LINES, n - done)))
-                if not lines:
+                chunk = list(itertools.islice(file, min(CHUNK_LINES, n - done)))
+                if not chunk:
                     raise CloudError(f"{path}: the header announces {header.blocks} x {header.per_block} = {n} point "
                                      f"lines, the file holds {done}; it is cut short: {_FIX}")
-                found = _parse_chunk(path, lines, HEADER_LINES + done + 1, table, done)
+                found = _parse_chunk(path, chunk, HEADER_LINES + done + 1, table, done, texts)
                 if found is not None and columns is not None and found != columns:
                     raise CloudError(f"{path}: some point lines hold {columns} numbers and others {found}; {_FIX}")
+                if found is not None and columns is None:  # the file's line ending, for the zero lines
+                    newline = b"\r\n" if next(x for x in chunk if x not in ZERO_LINES).endswith(b"\r\n") else b"\n"
                 columns = columns or found
-                done += len(lines)
+                done += len(chunk)
             scans = 1 + _count_more_scans(path, file, HEADER_LINES + n + 1)
     except (OSError, EOFError, zlib.error) as error:
         if isinstance(error, FileNotFoundError):
@@ -261,8 +275,13 @@ def read_ptx(path: str | os.PathLike) -> dict:
         if seen.size and np.all(seen == seen[0]) and np.ptp(rgb[valid]) > 0:  # PhoXi: intensity 1, texture in rgb
             scale = 1.0 if rgb[valid].max() <= 1 else 255.0
             intensity = np.where(valid, rgb.mean(axis=-1) / scale, 0).astype(np.float32)
+    if texts is not None and columns is not None:
+        data, ends = texts[-1]
+        if data and not data.endswith(b"\n"):  # the file's last line
+            texts[-1] = data + newline, ends + np.where(np.arange(len(ends)) == len(ends) - 1, len(newline), 0)
+        texts = PointLines(shape, valid.reshape(-1), texts, columns, b" ".join([b"0"] * columns) + newline)
     return {"xyz": xyz, "valid": valid, "intensity": np.where(valid, intensity, 0).astype(np.float32), "rgb": rgb,
-            "header": header, "scans": scans}
+            "header": header, "scans": scans, "lines": texts if columns is not None else None}
 
 
 def _count_more_scans(path: Path, file, line_no: int) -> int:
@@ -304,8 +323,9 @@ def _line_texts(xyz: np.ndarray, intensity: np.ndarray, rgb: np.ndarray | None) 
 
 @dataclass
 class PointLines:
-    """The text lines of a grid's measured points, formatted ahead of writing (``point_lines``), so
-    that the formatting, the slow part of writing a PTX file, can be done while a filter still runs.
+    """The text lines of a grid's measured points as a PTX file holds them (``read_ptx(...,
+    lines=True)``), so that a filtered copy is written without formatting a number: formatting is
+    the slow part of writing a PTX file.
 
     Attributes:
         shape: (A, B) the grid's size.
@@ -313,12 +333,14 @@ class PointLines:
         chunks: per ``CHUNK_LINES`` positions, the lines of its points joined (bytes) and the end
             offset of each line in them.
         columns: 4 or 7 numbers per line.
+        zero: the line of a position without a point, in the file's columns and line ending.
     """
 
     shape: tuple[int, int]
     point: np.ndarray
     chunks: list[tuple[bytes, np.ndarray]]
     columns: int
+    zero: bytes
 
 
 def _grid(path, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,23 +364,6 @@ def _format_chunk(flat, value, colours, rows: np.ndarray) -> tuple[bytes, np.nda
 def _values(count: int, intensity, rgb) -> tuple[np.ndarray, np.ndarray | None]:
     value = np.ones(count, np.float32) if intensity is None else np.asarray(intensity, np.float32).reshape(-1)
     return value, None if rgb is None else np.asarray(rgb, np.float32).reshape(-1, 3)
-
-
-def point_lines(xyz: np.ndarray, intensity: np.ndarray | None = None, rgb: np.ndarray | None = None) -> PointLines:
-    """Format the point lines of every measured point of a grid, for ``write_ptx(..., lines=...)``.
-
-    The lines are exactly those ``write_ptx`` would write; with them it only has to put ``0 0 0 0``
-    lines where a point is not kept. ``filter`` formats them while the U-Net runs (which leaves
-    Python free), so writing the result costs little more than compressing it.
-
-    Args:
-        xyz, intensity, rgb: as for ``write_ptx``.
-    """
-    flat, point = _grid("grid", xyz)
-    value, colours = _values(len(flat), intensity, rgb)
-    chunks = [_format_chunk(flat, value, colours, start + np.flatnonzero(point[start:start + CHUNK_LINES]))
-              for start in range(0, len(flat), CHUNK_LINES)]
-    return PointLines(tuple(np.shape(xyz)[:2]), point, chunks, 4 if colours is None else 7)
 
 
 def _assemble(data: bytes, ends: np.ndarray, formatted: np.ndarray, keep: np.ndarray, zero: bytes) -> bytes:
@@ -394,8 +399,9 @@ def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | 
         header: the header to keep (a read file's ``header``); None writes PhoXi Control's identity
             header, which says the points are in the frame wanted.
         rgb: (A, B, 3) colours: the lines then hold 7 numbers.
-        lines: the point lines of this grid, formatted ahead (``point_lines`` of the same ``xyz``,
-            ``intensity`` and ``rgb``); the file is the same, written faster.
+        lines: the point lines of the file this grid was read from (``read_ptx(..., lines=True)``):
+            the points are written as that file holds them, colours included, without formatting
+            a number, and ``intensity`` and ``rgb`` are not used.
 
     Returns:
         the number of points written (not ``0 0 0``; a point measured exactly at the origin would
@@ -414,12 +420,11 @@ def write_ptx(path: str | os.PathLike, xyz: np.ndarray, intensity: np.ndarray | 
         header = PtxHeader(shape[0], shape[1], IDENTITY_HEADER[0], IDENTITY_HEADER[1])
     if (header.blocks, header.per_block) != shape:
         raise ValueError(f"{path}: the header's {header.blocks} x {header.per_block} differs from the grid's {shape}")
-    if lines is not None and (lines.shape != shape or lines.columns != (4 if rgb is None else 7)
-                              or not np.array_equal(lines.point, point)):
-        raise ValueError(f"{path}: the formatted lines belong to another grid than xyz")
+    if lines is not None and (lines.shape != shape or not np.array_equal(lines.point, point)):
+        raise ValueError(f"{path}: the point lines belong to another grid than xyz")
     mask = point if keep is None else point & np.asarray(keep, bool).reshape(-1)
     value, colours = (None, None) if lines is not None else _values(mask.size, intensity, rgb)
-    zero = b"0 0 0 0\n" if rgb is None else b"0 0 0 0 0 0 0\n"
+    zero = lines.zero if lines is not None else b"0 0 0 0\n" if rgb is None else b"0 0 0 0 0 0 0\n"
     with atomic_path(path) as tmp:
         opened = gzip.open(tmp, "wb", compresslevel=1) if suffix_of(path) == ".ptx.gz" else open(tmp, "wb")  # noqa: SIM115
         with opened as file:
