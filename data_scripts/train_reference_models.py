@@ -3,6 +3,7 @@
     python data_scripts/train_reference_models.py --target pointnet
     python data_scripts/train_reference_models.py --target pointnet2
     python data_scripts/train_reference_models.py --target dgcnn
+    python data_scripts/train_reference_models.py --target kpconv
     python data_scripts/train_reference_models.py --target unet
     python data_scripts/train_reference_models.py --target pointfilter
     python data_scripts/train_reference_models.py --target neighbourfilter
@@ -37,7 +38,7 @@ Each target runs one recipe of `pcfilter_lib.recipes` and writes `<name>.keras` 
 `<name>.npz`, its network in NumPy) and its model card `<name>.json` beside it
 (`pcfilter_lib.io.model_cards.ModelCard`): the data it was trained on (generator, version, seed and
 the sha256 of the data set's manifest), the exact command, the settings, the validation and test
-metrics, the time it took and the model's size. The three classifiers (PointNet, PointNet++, DGCNN)
+metrics, the time it took and the model's size. The four classifiers (PointNet, PointNet++, DGCNN, KPConv)
 learn ModelNet10 with one recipe from the data folder: the real data set if `<data
 folder>/ModelNet10` exists, otherwise the procedural stand-in (generated if missing). The U-Net and
 the point filter learn from the mixed simulated scans: bins, boards and fruit, each scan with its own

@@ -32,7 +32,8 @@ SHIPPED_UPSAMPLER = WEIGHTS / "punet_upsampling.keras"
 # Each shipped model file and the ``data_scripts/train_reference_models.py --target`` that (re)trains it
 # (one target may train several files).
 SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet10.keras": "pointnet2",
-                   "dgcnn_modelnet10.keras": "dgcnn", "unet_filter.keras": "unet",
+                   "dgcnn_modelnet10.keras": "dgcnn", "kpconv_modelnet10.keras": "kpconv",
+                   "unet_filter.keras": "unet",
                    "pointnet_filter.keras": "pointfilter", "punet_upsampling.keras": "punet",
                    "yovo_modelnet10.keras": "yovo", "neighbour_filter.npz": "neighbourfilter",
                    "scene_image_network.keras": "sceneimages", "scene_column_network.keras": "scenecolumn",

@@ -11,6 +11,7 @@ loader of model files.
 from pcfilter_lib.models import (
     completion,
     dgcnn,
+    kpconv,
     mvcnn,
     pointnet,
     pointnet2,
@@ -23,5 +24,5 @@ from pcfilter_lib.models import (
 )
 from pcfilter_lib.nn import activations, keras_metrics, losses, optimizers  # noqa: F401  (for their registrations)
 
-__all__ = ["completion", "dgcnn", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet", "voxnet",
-           "yovo"]
+__all__ = ["completion", "dgcnn", "kpconv", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet",
+           "voxnet", "yovo"]
