@@ -137,15 +137,23 @@ def build_dgcnn(num_classes: int = 10, num_points: int | None = 1024, channels: 
         x = EdgeConv(scaled_channels(filters, width), k, momentum, name=f"edgeconv{i}")(x if dynamic else [x, xyz])
         scales.append(x)
     x = layers.Concatenate(name="multi_scale")(scales)
-    x = layers.Dense(scaled_channels(EMBEDDING, width), use_bias=False, name="embedding_dense")(x)
+    outputs = pooled_head(x, num_classes, width, momentum, dropout, 0.2, EMBEDDING, HEAD)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def pooled_head(x, num_classes: int, width: float, momentum: float, dropout: float, negative_slope: float,
+                embedding: int, head: Sequence[int]):
+    """Per-point features (B, N, C) -> class probabilities (B, num_classes): a shared layer to the
+    embedding, max and mean pooling over the points, and dense layers with dropout (DGCNN's head,
+    also KPConv's), each layer scaled by ``width``, with batch norm and LeakyReLU(``negative_slope``)."""
+    x = layers.Dense(scaled_channels(embedding, width), use_bias=False, name="embedding_dense")(x)
     x = layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x)
-    x = layers.LeakyReLU(0.2, name="embedding_relu")(x)
+    x = layers.LeakyReLU(negative_slope, name="embedding_relu")(x)
     x = layers.Concatenate(name="global_feature")([layers.GlobalMaxPooling1D(name="max_pool")(x),
                                                    layers.GlobalAveragePooling1D(name="mean_pool")(x)])
-    for i, units in enumerate(HEAD):
+    for i, units in enumerate(head):
         x = layers.Dense(scaled_channels(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
         x = layers.BatchNormalization(momentum=momentum, name=f"head_fc{i}_bn")(x)
-        x = layers.LeakyReLU(0.2, name=f"head_fc{i}_relu")(x)
+        x = layers.LeakyReLU(negative_slope, name=f"head_fc{i}_relu")(x)
         x = layers.Dropout(dropout, name=f"head_dropout{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="head_scores", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return layers.Dense(num_classes, activation="softmax", name="head_scores", dtype="float32")(x)

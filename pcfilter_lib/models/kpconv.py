@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from pcfilter_lib.models.dgcnn import pooled_head
 from pcfilter_lib.nn.point_ops import farthest_point_sample, gather, nearest
 from pcfilter_lib.nn.widths import scaled_channels
 
@@ -167,15 +168,5 @@ def build_kpconv(num_classes: int = 10, num_points: int | None = 512, channels: 
         xyz, x = KPConv(scaled_channels(filters, width), radius, k, samples, name=f"kpconv{i}")([xyz, x])
         x = layers.BatchNormalization(momentum=momentum, name=f"kpconv{i}_bn")(x)
         x = layers.LeakyReLU(0.1, name=f"kpconv{i}_relu")(x)
-    x = layers.Dense(scaled_channels(EMBEDDING, width), use_bias=False, name="embedding_dense")(x)
-    x = layers.BatchNormalization(momentum=momentum, name="embedding_bn")(x)
-    x = layers.LeakyReLU(0.1, name="embedding_relu")(x)
-    x = layers.Concatenate(name="global_feature")([layers.GlobalMaxPooling1D(name="max_pool")(x),
-                                                   layers.GlobalAveragePooling1D(name="mean_pool")(x)])
-    for i, units in enumerate(HEAD):
-        x = layers.Dense(scaled_channels(units, width), use_bias=False, name=f"head_fc{i}_dense")(x)
-        x = layers.BatchNormalization(momentum=momentum, name=f"head_fc{i}_bn")(x)
-        x = layers.LeakyReLU(0.1, name=f"head_fc{i}_relu")(x)
-        x = layers.Dropout(dropout, name=f"head_dropout{i}")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="head_scores", dtype="float32")(x)
+    outputs = pooled_head(x, num_classes, width, momentum, dropout, 0.1, EMBEDDING, HEAD)
     return keras.Model(inputs, outputs, name=name)
