@@ -4,7 +4,8 @@ in space.
 An image kernel holds one weight matrix per pixel offset. A cloud has no pixel offsets, so KPConv
 places ``K`` *kernel points* x_k in a ball around the centre and gives each its own weight matrix
 W_k (C x F). A neighbour y_j of the centre x, at offset z = y_j - x, lends its features f_j to every
-kernel point near it, in proportion to a linear correlation h(z, x_k) = max(0, 1 - |z - x_k| / sigma):
+kernel point near it, in proportion to a linear correlation
+``h(z, x_k) = max(0, 1 - norm(z - x_k) / sigma)``::
 
     g(x) = sum_j sum_k h(y_j - x, x_k) f_j W_k
 
