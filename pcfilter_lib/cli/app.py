@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import importlib
 import re
 import signal
@@ -365,5 +364,4 @@ def main(argv: list[str] | None = None) -> int:
         sys.unraisablehook = hook
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous)
-        if argv is None and "tensorflow" in sys.modules:
-            gc.freeze()  # the program ends: its last garbage collection, through TensorFlow's objects, took 1.2 s
+
