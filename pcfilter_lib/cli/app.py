@@ -364,4 +364,3 @@ def main(argv: list[str] | None = None) -> int:
         sys.unraisablehook = hook
         if previous is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous)
-

@@ -152,8 +152,8 @@ def predict_in_strips(model, batch: np.ndarray, multiple: int) -> np.ndarray:
     A U-Net's output at a pixel depends only on the pixels within its receptive field (about 90 rows
     and columns for the shipped 4-level network, at most 122), so each strip's rows come out as in one
     pass up to rounding, while the network's feature maps, the bulk of its memory, stay the size of
-    one strip. Every strip has the same size
-    (those at the ends are moved inwards), so the network is traced once.
+    one strip. Every strip has the same size (those at the ends are moved inwards), so the network
+    is traced once.
 
     Args:
         model: the network.

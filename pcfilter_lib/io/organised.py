@@ -481,7 +481,8 @@ def write_filtered(paths: list[str | os.PathLike], scan: dict, masks: list[np.nd
         scan: a scan-like dict (``read_cloud``, ``io.scan.load_scan``) with ``xyz``, ``intensity``
             (or None) and ``organised``.
         masks: (H, W) bool arrays over the scan's grid.
-        lines: the scan's point lines, read or formatted ahead (``io.ptx.PointLines``), for the PTX paths.
+        lines: the point lines of the PTX file the scan was read from (``io.ptx.PointLines``), for the
+            PTX paths: kept points are written as that file holds them.
 
     A ``.pcd`` path of organised input keeps the grid (NaN where a mask is False), and so does a PTX
     path (``0 0 0 0`` where a mask is False, the input's PTX header kept); every other path gets the
