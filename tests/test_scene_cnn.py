@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pcfilter_lib.data.scene_voxels import column_windows
-from pcfilter_lib.experiments.scene_comparisons import run_scene_segmentation, weight_power_runs
+from pcfilter_lib.experiments.scene_comparisons import run_scene_segmentation, scene_network, weight_power_runs
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.nn.losses import ClassWeightedCrossentropy, inverse_frequency_weights
 from pcfilter_lib.recipes import scene_segmentation as seg
@@ -153,6 +153,11 @@ def test_the_recipe_makes_scenes_trains_both_networks_and_reports(tmp_path):
     assert again["unet"]["mean_iou"] == pytest.approx(card.test["mean_iou"], abs=1e-4)
     other = run_scene_segmentation(replace(recipe, epochs=2), tmp_path, shipped={"unet": path})
     assert not other["unet"]["shipped"]  # another budget trains its own
+    # Section 8b takes the U-Net alone, from the same place as the comparison.
+    unet, loaded = scene_network(recipe, tmp_path, "unet", shipped={"unet": path})
+    assert loaded and unet.seconds == card.training_seconds and unet.history == card.history
+    with pytest.raises(ValueError, match="unknown scene network"):
+        scene_network(recipe, tmp_path, "voxnet")
     with pytest.raises(ValueError, match="unknown scene network"):
         seg.train_reference_scene_network(tmp_path, tmp_path, "voxnet", recipe)
 

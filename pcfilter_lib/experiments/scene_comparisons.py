@@ -1,9 +1,10 @@
 """Chapter 8's comparisons of networks on scanned scenes, all on one scene set and scored on the same
 test scenes:
 
-* ``run_scene_segmentation`` trains the sliding-window column network and the 3D U-Net
-  (``recipes.scene_segmentation``) briefly, or loads the shipped ones where their cards record this
-  scene set and budget, and scores both on whole test scenes;
+* ``scene_network`` trains one of them, the sliding-window column network or the 3D U-Net
+  (``recipes.scene_segmentation``), briefly, or loads the shipped one where its card records this
+  scene set and budget: the one place where both sections on scenes get their voxel networks;
+* ``run_scene_segmentation`` takes both from ``scene_network`` and scores them on whole test scenes;
 * ``weight_power_runs``, the chapter's exercise: the U-Net with its class weights raised to several
   powers (the shipped networks where they match);
 * ``run_scene_images``, the ablation the lecture quotes from 3DMV (``recipes.scene_images``): the
@@ -54,6 +55,42 @@ def weight_power_runs(budget: seg.SceneRecipe, data_dir: str | os.PathLike, powe
     return runs
 
 
+def scene_network(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, name: str, progress: bool = False,
+                  shipped: dict | None = seg.SHIPPED,
+                  training: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[TrainResult, bool]:
+    """One voxel network of the recipe's scene set, as ``run_scene_segmentation`` gets it: the shipped one
+    where its card records this very scene set and budget, otherwise trained here.
+
+    Args:
+        recipe: the scene set and the budgets.
+        data_dir: the data folder that holds (or receives) the scene set.
+        name: ``column`` or ``unet`` (``recipes.scene_segmentation.NETWORKS``).
+        progress: show progress bars while the scene set is made.
+        shipped: per network, a model file to load instead of training (``models.saved.shipped_network``);
+            None always trains.
+        training: the training scenes' inputs and labels (``recipes.scene_segmentation.load_features``),
+            when the caller has them already; None reads them from the scene set.
+
+    Returns:
+        The ``nn.fit.TrainResult`` (the card's history and seconds, if shipped) and whether it was the
+        shipped network.
+
+    Raises:
+        ValueError: ``name`` is not a network of ``recipes.scene_segmentation.NETWORKS``.
+    """
+    if name not in seg.NETWORKS:
+        raise ValueError(f"unknown scene network {name!r}; choose one of {tuple(seg.NETWORKS)}")
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    train = seg.NETWORKS[name][0]
+
+    def trained() -> TrainResult:
+        train_x, train_y = training if training is not None else seg.load_features(folder, "train")
+        return train(train_x, train_y, recipe, recipe.seed)
+
+    return shipped_or_trained((shipped or {}).get(name), folder, seg.network_settings(recipe, name),
+                              f"scene {name} network", trained)
+
+
 def run_scene_segmentation(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, progress: bool = False,
                            models: dict | None = None, predictions: dict | None = None,
                            shipped: dict | None = seg.SHIPPED) -> dict:
@@ -80,10 +117,8 @@ def run_scene_segmentation(recipe: seg.SceneRecipe, data_dir: str | os.PathLike,
     train_x, train_y = seg.load_features(folder, "train")
     test_x, test_y = seg.load_features(folder, "test")
     report = {"recipe": asdict(recipe), "scenes": {"train": len(train_x), "test": len(test_x)}}
-    for name, (train, predict, _) in seg.NETWORKS.items():
-        run, from_card = shipped_or_trained((shipped or {}).get(name), folder, seg.network_settings(recipe, name),
-                                            f"scene {name} network",
-                                            lambda train=train: train(train_x, train_y, recipe, recipe.seed))
+    for name, (_, predict, _) in seg.NETWORKS.items():
+        run, from_card = scene_network(recipe, data_dir, name, shipped=shipped, training=(train_x, train_y))
         model = run.model
         if models is not None:
             models[name] = model
