@@ -9,9 +9,11 @@ cache recorded them (``book/_ext/execution.py``). The table goes to
 
     python benchmarks/kernel_memory.py                       # make book (full size unless PCFILTER_FAST=1)
     python benchmarks/kernel_memory.py -- make book          # any command that builds the book
-    TF_CPU_ALLOCATOR_USE_BFC=false python benchmarks/kernel_memory.py --chapters 08_3d_scenes \
+    TF_CPU_ALLOCATOR_USE_BFC=false python benchmarks/kernel_memory.py \
+        --chapters 08_3d_scenes 08b_resolution_and_completion \
         --out benchmarks/results/kernel_memory_default_allocator \
-        -- python benchmarks/book_times.py --chapters 08_3d_scenes --results /tmp/times.json
+        -- python benchmarks/book_times.py --chapters 08_3d_scenes 08b_resolution_and_completion \
+        --results /tmp/times.json
 
 With ``--chapters`` the kernels are named in the order given instead of from the execution cache: for a
 command that runs chapters outside the book's build, such as ``book_times.py``.

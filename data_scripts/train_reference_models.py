@@ -51,8 +51,8 @@ set (made if missing). Chapter 8's 3D networks are trained exactly as the chapte
 its budget and with the scene set's seed, so that the full-size chapter loads them instead: the
 sliding-window column network, the 3D U-Net on geometry, the U-Net on the 2D network's back-projected
 features and the U-Net on both (these two read the features of the scene image network in `--out`, or
-the shipped one), the point network on the scenes' measured points (`scenepoints`), and the shape-completion
-network on its set of scanned objects. Chapter 4's
+the shipped one), the point network on the scenes' measured points (`scenepoints`), and section 8b's
+shape-completion network on its set of scanned objects. Chapter 4's
 practical pretrains PointNet on the first five classes of ModelNet10 at the chapter's budget; its
 network is shipped the same way (`pointnetoldclasses`), and so are the chapter's baselines trained from
 scratch: on a tenth and on all of the scanned clouds, and on the practical's new classes

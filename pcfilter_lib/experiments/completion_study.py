@@ -1,4 +1,4 @@
-"""Chapter 8's study of shape completion: the completion network (3D-EPN's task,
+"""Section 8b's study of shape completion: the completion network (3D-EPN's task,
 ``recipes.shape_completion``) scored on the test objects, and the lecture's claim that completion
 features help classification, tested with three classifiers of the partial grids (their own encoder,
 the completion network's frozen encoder, or both).
