@@ -1,5 +1,5 @@
 """Activation functions and their derivatives in NumPy, and dead ReLU units: code written to teach
-chapter 7's activations, checked against Keras by the tests. The activation layers the networks use
+section 7b's activations, checked against Keras by the tests. The activation layers the networks use
 (Mish, and DropBlock beside them) are Keras layers in ``nn.activations``.
 
 * **The activations of the YOVO thesis**, in NumPy with their derivatives (``activation``):

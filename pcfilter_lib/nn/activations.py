@@ -1,6 +1,6 @@
 """The activation and regularisation layers of the image-to-voxels network (YOVO): Mish and
 DropBlock, as Keras layers. The activation functions and their derivatives in NumPy, written to teach
-chapter 7, are in ``lessons.activation_functions``.
+section 7b, are in ``lessons.activation_functions``.
 
 * **Mish** (Misra 2019): ``x tanh(softplus(x))``, smooth everywhere, unbounded above, slightly
   negative below (its minimum is about -0.31), so a unit pushed to negative inputs still passes a
