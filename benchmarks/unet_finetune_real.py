@@ -28,6 +28,7 @@ left; it is cut at the median row of its artefacts instead (``halves``). A direc
 measured half holds one class only is reported as such.
 
     python benchmarks/unet_finetune_real.py [--data DIR] [--out DIR] [--steps N] [--seeds S ...]
+                                            [--scans NAME ...]
 
 ``--data`` defaults to ``<data folder>/realscans/organised``. The scans are never copied; only the
 results are written, to ``benchmarks/results/unet_finetune_real.{json,md}``.
@@ -143,6 +144,18 @@ def direction(train: dict, held: dict, settings: UNetFinetuneSettings, seeds: li
     return rows
 
 
+def target_met(report: dict, rule: str) -> dict[str, bool]:
+    """Per network (each seed and the mean over seeds, fine-tuned and from scratch): whether it meets
+    ``TARGET`` on gpu_006 both ways, its balanced accuracy taken at the threshold of ``rule``."""
+    gpu = report["scans"].get("gpu_006", {}).get("directions", {})
+    networks = [f"{network}, {which}" for network in ("fine-tuned", "from scratch")
+                for which in [f"seed {seed}" for seed in report["seeds"]] + ["mean over seeds"]]
+    return {network: bool(gpu) and all(
+        network in row and row[network]["threshold_on_measured_half"]["roc_auc"] >= TARGET["roc_auc"]
+        and row[network][rule]["balanced_accuracy"] >= TARGET["balanced_accuracy"] for row in gpu.values())
+        for network in networks}
+
+
 def markdown(report: dict) -> str:
     lines = ["# Fine-tuning the U-Net on one half of a real scan, measured on the other", "",
              f"Generated {report['generated']} by `benchmarks/unet_finetune_real.py` on {report['machine']}. "
@@ -181,9 +194,13 @@ def markdown(report: dict) -> str:
                 lines.append(f"  The shipped U-Net on the {name.split('->')[1]} half at its card's threshold "
                              f"{r['threshold']:.2f}: balanced accuracy {r['balanced_accuracy']:.3f}, keep-recall "
                              f"{r['recall']:.3f}, artefacts removed {r['tnr']:.3f}.")
-    lines += ["", "Target met on gpu_006, both ways (ROC AUC, and balanced accuracy at the threshold chosen on the "
-              "measured half): " + "; ".join(f"{network}: {'yes' if met else 'no'}"
-                                            for network, met in report["target_met"].items()) + ".", ""]
+    for rule, words in (("threshold_on_measured_half", "the threshold chosen on the measured half"),
+                        ("threshold_on_training_half", "the threshold chosen on the training half, nothing of the "
+                                                       "measured half used")):
+        met = target_met(report, rule)
+        lines += ["", f"Target met on gpu_006, both ways (ROC AUC, and balanced accuracy at {words}): "
+                  + "; ".join(f"{network}: {'yes' if ok else 'no'}" for network, ok in met.items()) + "."]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -193,11 +210,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of organised labelled scans (default <data folder>/realscans/organised)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results files")
     parser.add_argument("--steps", type=int, default=UNetFinetuneSettings.steps)
+    parser.add_argument("--scans", nargs="+", metavar="NAME", default=None,
+                        help="only these scans of --data (names without suffixes; default all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="seeds of the runs, fine-tuned and from scratch")
     args = parser.parse_args(argv)
     data = args.data or config.data_dir() / "realscans" / "organised"
     files = sorted(p for p in data.iterdir() if is_ptx(p) and label_path(p) is not None) if data.is_dir() else []
+    if args.scans:
+        files = [p for p in files if stem_of(p) in args.scans]
     if not files:
         parser.error(f"{data} holds no labelled PTX scans (NAME.ptx[.gz] + NAME.outliers[.gz])")
     settings = UNetFinetuneSettings(steps=args.steps)
@@ -215,12 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["directions"][f"{train}->{held}"] = direction(parts[train], parts[held], settings, args.seeds)
             print(stem_of(path), f"{train}->{held}", json.dumps(entry["directions"][f"{train}->{held}"]), flush=True)
         report["scans"][stem_of(path)] = entry
-    gpu = report["scans"].get("gpu_006", {}).get("directions", {})
-    networks = [f"{network}, {which}" for network in ("fine-tuned", "from scratch")
-                for which in [f"seed {seed}" for seed in args.seeds] + ["mean over seeds"]]
-    report["target_met"] = {network: bool(gpu) and all(
-        network in row and all(row[network]["threshold_on_measured_half"][k] >= v for k, v in TARGET.items())
-        for row in gpu.values()) for network in networks}
+    report["target_met"] = target_met(report, "threshold_on_measured_half")
+    report["target_met_threshold_on_training_half"] = target_met(report, "threshold_on_training_half")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "unet_finetune_real.json").write_text(json.dumps(report, indent=2) + "\n")
     (args.out / "unet_finetune_real.md").write_text(markdown(report))

@@ -130,3 +130,15 @@ def test_the_threshold_is_the_best_balanced_accuracy_and_keeps_what_it_is_asked_
     near_one = 1 - 1e-4 * np.concatenate([np.arange(80), 100 + np.arange(20)])  # every P(keep) above 0.99
     assert 0.5 * ((near_one[keep] >= (t := balanced_threshold(near_one, keep))).mean()
                   + (near_one[~keep] < t).mean()) == pytest.approx(1.0)
+
+
+def test_the_help_states_the_recipes_default_steps_and_crop():
+    """``--steps`` defaults to the recipe's own steps (the command line does not load Keras to ask)."""
+    from pcfilter_lib.cli.app import build_parser
+    from pcfilter_lib.recipes.unet_finetune import UNetFinetuneSettings
+
+    default = UNetFinetuneSettings()
+    finetune = build_parser()._subparsers._group_actions[0].choices["finetune"]
+    (steps,) = [action for action in finetune._actions if action.dest == "steps"]
+    assert steps.default is None
+    assert f"default {default.steps}:" in steps.help and f"{default.crop} x {default.crop} pixels" in steps.help

@@ -255,9 +255,9 @@ def _add_finetune(commands) -> None:
                           "filter to fine-tune unless --network does (default: the shipped one)")
     finetune.add_argument("--holdout", type=float, default=0.2, metavar="SHARE",
                           help="share of each scan held out to choose the threshold, 0.05 to 0.5 (default 0.2)")
-    finetune.add_argument("--steps", type=int, default=400, metavar="S",
-                          help="U-Net: training steps of 8 crops of 64 x 64 pixels, 1 to 100000 (default 400: "
-                          "about a minute on two cores)")
+    finetune.add_argument("--steps", type=int, default=None, metavar="S",
+                          help="U-Net: training steps of 8 crops of 96 x 96 pixels, 1 to 100000 (default 800: "
+                          "two to three minutes on two cores)")
     finetune.add_argument("--layers", choices=("all", "decoder"), default="all",
                           help="U-Net: train every layer, or only the decoder (default all)")
     finetune.add_argument("--epochs", type=int, default=40, metavar="E",

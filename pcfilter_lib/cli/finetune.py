@@ -68,7 +68,8 @@ def _check_options(args: argparse.Namespace, network: str) -> tuple[Path, Path, 
     filter), once every option is known to be usable."""
     option_range("--holdout", args.holdout, 0.05, 0.5)
     option_range("--epochs", args.epochs, 1, 1000, "a whole number")
-    option_range("--steps", args.steps, 1, 100_000, "a whole number")
+    if args.steps is not None:
+        option_range("--steps", args.steps, 1, 100_000, "a whole number")
     option_range("--min-keep", args.min_keep, 0.0, 0.999)
     option_range("--seed", args.seed, 0, MAX_SEED, "a whole number")
     out = Path(args.out)
@@ -129,8 +130,9 @@ def _run_unet(args: argparse.Namespace, out: Path, card: Path, start_path: Path 
     from pcfilter_lib.recipes import unet_finetune  # deferred: it loads Keras, after every check above
 
     start = unet_finetune.load_start(start_path)
-    settings = unet_finetune.UNetFinetuneSettings(holdout=args.holdout, steps=args.steps, layers=args.layers,
-                                                  min_recall=args.min_keep, seed=args.seed)
+    steps = {} if args.steps is None else {"steps": args.steps}  # None: the recipe's own default
+    settings = unet_finetune.UNetFinetuneSettings(holdout=args.holdout, layers=args.layers, min_recall=args.min_keep,
+                                                  seed=args.seed, **steps)
     if not args.quiet:
         print(f"fine-tuning the U-Net {start.name} on {len(scans)} scan{'s' * (len(scans) != 1)} of {args.data} "
               f"({points} points); the right-hand {args.holdout:.0%} of each scan's point columns held out",
