@@ -27,7 +27,8 @@ and balanced accuracy >= 0.75.
 left; it is cut at the median row of its artefacts instead (``halves``). A direction whose training or
 measured half holds one class only is reported as such.
 
-    python benchmarks/unet_finetune_real.py [--data DIR] [--out DIR] [--steps N] [--seeds S ...]
+    python benchmarks/unet_finetune_real.py [--data DIR] [--out DIR] [--steps N] [--crop PX] [--batch-size B]
+                                            [--seeds S ...]
                                             [--scans NAME ...]
 
 ``--data`` defaults to ``<data folder>/realscans/organised``. The scans are never copied; only the
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of organised labelled scans (default <data folder>/realscans/organised)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the results files")
     parser.add_argument("--steps", type=int, default=UNetFinetuneSettings.steps)
+    parser.add_argument("--crop", type=int, default=UNetFinetuneSettings.crop, help="side of a training crop")
+    parser.add_argument("--batch-size", type=int, default=UNetFinetuneSettings.batch_size, help="crops per step")
     parser.add_argument("--scans", nargs="+", metavar="NAME", default=None,
                         help="only these scans of --data (names without suffixes; default all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [p for p in files if stem_of(p) in args.scans]
     if not files:
         parser.error(f"{data} holds no labelled PTX scans (NAME.ptx[.gz] + NAME.outliers[.gz])")
-    settings = UNetFinetuneSettings(steps=args.steps)
+    settings = UNetFinetuneSettings(steps=args.steps, crop=args.crop, batch_size=args.batch_size)
     report = {"generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": f"{environment()['machine']}, {os.cpu_count()} cores",
               "settings": dataclasses.asdict(settings),

@@ -50,11 +50,12 @@ class UNetFinetuneSettings:
         holdout: share of each scan's point columns, at the right-hand end, kept aside to choose the
             threshold and to measure.
         steps: training steps (batches).
-        crop: side of a square training crop, in pixels. On a real circuit board, 800 steps of 96-pixel
-            crops ranked the other half of the scan at a ROC AUC of about 0.85 both ways, where 400
-            steps of 64 pixels reached 0.78 one way and 1200 steps or 128-pixel crops did no better
-            (``benchmarks/unet_finetune_real.py``): the board's false surfaces are blobs of hundreds of
-            pixels, and a crop must hold one with the true surface around it.
+        crop: side of a square training crop, in pixels. On a real circuit board, trained on one half
+            and measured on the other (``benchmarks/unet_finetune_real.py``), 800 steps of 96-pixel
+            crops ranked the measured half at a ROC AUC of about 0.85 both ways, where 400 steps of
+            64-pixel crops reached 0.79 one way; 1200 steps, or 800 of six 128-pixel crops, did no
+            better (its ``--steps``, ``--crop``, ``--batch-size``). The board's false surfaces are
+            blobs of hundreds of pixels: a crop must hold one with the true surface around it.
         batch_size: crops per step.
         learning_rate: Adam's initial step size (cosine decay to 5%).
         artefact_share: share of the crops centred on an artefact (the others on a random point).
