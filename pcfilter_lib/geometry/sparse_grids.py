@@ -1,6 +1,7 @@
 """What sparse representations of an occupancy grid save: the levels of an octree over it, the bytes
-of the grid stored four ways, and the sites where stacked dense, sparse and submanifold convolutions
-compute.
+of the grid stored four ways, the sites where stacked dense, sparse and submanifold convolutions
+compute, and the rulebook of a submanifold convolution (``submanifold_rules``), vectorised, that the
+trainable layer ``nn.sparse_layers.SubmanifoldConv3D`` reads.
 
 Sources of the ideas: octrees (OctNet, O-CNN), submanifold sparse convolutional networks.
 """
@@ -92,3 +93,53 @@ def conv_sites(occupancy: np.ndarray, layers: int = 3, kernel: int = 3) -> dict[
         sparse.append(int(np.count_nonzero(active)))
     return {"dense": [occupancy.size] * layers, "sparse": sparse,
             "submanifold": [int(np.count_nonzero(occupancy))] * layers}
+
+
+def submanifold_rules(coords: np.ndarray, kernel: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rulebook of a submanifold sparse convolution over the active sites ``coords``, vectorised.
+
+    For every site and every offset d of a kernel^3 kernel (in the row-major order of a Keras
+    ``Conv3D`` kernel's first three axes), one rule when the site + d is active too. The sites are
+    looked up by sorting their packed coordinates once and searching every shifted site among them,
+    so no Python loop runs over the sites.
+
+    Args:
+        coords: (M, 3) distinct integer coordinates of the active sites.
+        kernel: odd side of the kernel.
+
+    Returns:
+        ``(inputs, outputs, offsets)``: three (R,) int32 arrays, one entry per rule: the input row
+        (the site + d), the output row (the site) and the offset's index.
+
+    Raises:
+        ValueError: ``coords`` is not (M, 3) integers, repeats a site, or the kernel is not a
+            positive odd number.
+    """
+    coords = np.asarray(coords)
+    if coords.ndim != 2 or coords.shape[1] != 3 or not np.issubdtype(coords.dtype, np.integer):
+        raise ValueError(f"coords must be an (M, 3) integer array, got {coords.dtype} {coords.shape}")
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"the kernel must be a positive odd number, got {kernel}")
+    r = kernel // 2
+    axis = np.arange(-r, r + 1)
+    offsets = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1).reshape(-1, 3)
+    low = coords.min(axis=0) - r if len(coords) else np.zeros(3, np.int64)
+    span = (coords.max(axis=0) - low + r + 1) if len(coords) else np.ones(3, np.int64)
+
+    def pack(c: np.ndarray) -> np.ndarray:
+        c = c.astype(np.int64) - low
+        return (c[..., 0] * span[1] + c[..., 1]) * span[2] + c[..., 2]
+
+    keys = pack(coords)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if len(sorted_keys) > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        raise ValueError("coords repeat a site: give each active site once")
+    wanted = pack(coords[:, None, :] + offsets[None])  # (M, K): the key of site + d
+    at = np.minimum(np.searchsorted(sorted_keys, wanted), max(len(keys) - 1, 0))
+    hit = sorted_keys[at] == wanted if len(keys) else np.zeros(wanted.shape, bool)
+    outputs, which = np.nonzero(hit)
+    inputs = order[at[outputs, which]]
+    by_offset = np.argsort(which, kind="stable")
+    return (inputs[by_offset].astype(np.int32), outputs[by_offset].astype(np.int32),
+            which[by_offset].astype(np.int32))

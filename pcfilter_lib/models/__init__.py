@@ -22,7 +22,7 @@ from pcfilter_lib.models import (
     voxnet,
     yovo,
 )
-from pcfilter_lib.nn import activations, keras_metrics, losses, optimizers  # noqa: F401  (for their registrations)
+from pcfilter_lib.nn import activations, keras_metrics, losses, optimizers, sparse_layers  # noqa: F401  (for their registrations)
 
 __all__ = ["completion", "dgcnn", "kpconv", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet",
            "voxnet", "yovo"]
