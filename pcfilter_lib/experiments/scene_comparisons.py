@@ -10,7 +10,10 @@ test scenes:
 * ``run_scene_images``, the ablation the lecture quotes from 3DMV (``recipes.scene_images``): the
   2D network alone, then the U-Net on geometry only, image features only and both;
 * ``run_scene_points``: the point network (``recipes.scene_points``) beside the voxel networks' classes,
-  scored on the same measured points.
+  scored on the same measured points;
+* ``run_view_fusion``: the 2D network's per-pixel probabilities carried to the measured points of the
+  test scenes from every view that saw them and fused there (``recipes.scene_images.fuse_views``),
+  scored on the same points as the point network (``fused_point_scores``).
 
 Each returns a report of plain numbers for the chapter's tables; the networks themselves go into the
 ``models`` dict a caller passes.
@@ -29,9 +32,11 @@ import numpy as np
 from pcfilter_lib.data import scene_voxels
 from pcfilter_lib.io.files import sha256
 from pcfilter_lib.io.model_cards import WEIGHTS, read_model_card
+from pcfilter_lib.labels import SEMANTIC_BACKGROUND, SEMANTIC_NAMES, SEMANTIC_SUPPORT
 from pcfilter_lib.models import scene_cnn
 from pcfilter_lib.models.saved import shipped_or_trained
 from pcfilter_lib.nn.fit import TrainResult
+from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.recipes import scene_images as si
 from pcfilter_lib.recipes import scene_points as sp
 from pcfilter_lib.recipes import scene_segmentation as seg
@@ -263,3 +268,105 @@ def run_scene_points(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, budge
     for name, classes in (voxel_classes or {}).items():
         report[name] = {**sp.point_scores(sp.class_grid_predictor(classes), test), "seconds_per_scene": float("nan")}
     return report
+
+
+def fused_point_scores(confusion: np.ndarray, unseen: np.ndarray) -> dict:
+    """Scores of labels on points where some points got none: those count as missed.
+
+    Args:
+        confusion: (K, K) counts of the labelled points (rows true, columns predicted).
+        unseen: (K,) counts of the points of each true class that got no label (no view saw them).
+
+    Returns:
+        The keys of ``recipes.scene_segmentation.confusion_scores`` but the seconds (``iou`` of the classes
+        present, ``mean_iou`` over the surface classes present, ``part_iou``, ``accuracy`` over the
+        surface classes, ``confusion``), an unlabelled point being a miss of its class and a false alarm of
+        none, plus ``labelled``, the share of points that got a label, and ``points``.
+
+    Raises:
+        ValueError: the shapes do not match.
+    """
+    confusion, unseen = np.asarray(confusion, np.int64), np.asarray(unseen, np.int64)
+    k = len(SEMANTIC_NAMES)
+    if confusion.shape != (k, k) or unseen.shape != (k,):
+        raise ValueError(f"need a ({k}, {k}) confusion and ({k},) unseen counts, got {confusion.shape} and "
+                         f"{unseen.shape}")
+    full = np.zeros((k + 1, k + 1), np.int64)  # one more column: no label
+    full[:k, :k], full[:k, k] = confusion, unseen
+    iou = seg.class_iou(full)[:k]
+    present = [c for c in range(k) if full[c].sum() > 0]
+    surface = [c for c in present if c != SEMANTIC_BACKGROUND]
+    part = np.r_[np.arange(k) > SEMANTIC_SUPPORT, False]
+    hits = full[np.ix_(part, part)].sum()
+    union = full[part].sum() + full[:, part].sum() - hits
+    total = int(full.sum())
+    return {"iou": {SEMANTIC_NAMES[c]: float(iou[c]) for c in present},
+            "mean_iou": float(np.mean(iou[surface])) if surface else float("nan"),
+            "part_iou": float(hits / union) if union else float("nan"),
+            "accuracy": float(full[surface, surface].sum() / full[surface].sum()) if surface else float("nan"),
+            "labelled": float(confusion.sum() / total) if total else float("nan"), "points": total,
+            "confusion": confusion.tolist()}
+
+
+# The labellings of the points that run_view_fusion scores: one view or all, fused by mean or maximum.
+VIEW_FUSIONS = {"measuring": "the view that measured the point", "first": "the first view only (from above)",
+                "mean": "all views, mean", "max": "all views, maximum"}
+
+
+def run_view_fusion(recipe: seg.SceneRecipe, data_dir: str | os.PathLike, image_model: keras.Model | None = None,
+                    tolerance: float | None = None, progress: bool = False) -> dict:
+    """Segment the measured points of the test scenes from the views: the 2D network's per-pixel class
+    probabilities carried to every point each view saw (``recipes.scene_images.points_seen``) and
+    fused there, scored on the points of ``run_scene_points``.
+
+    Args:
+        recipe: the scene set.
+        data_dir: the data folder that holds (or receives) the scene set.
+        image_model: the 2D network (``run_scene_images``' ``models["image"]``); None loads the shipped
+            one, which must have learnt from this scene set.
+        tolerance: how far (metres) a view's measured depth may lie from a point for the view to count as
+            seeing it; None takes the voxel size.
+        progress: show progress bars while the scene set is made.
+
+    Returns:
+        ``views`` (per scene), ``points`` (scored), ``seen_by`` {number of views: share of the points seen by
+        exactly that many}, ``agree_right`` and ``agree_wrong`` (of the points seen by more than one view,
+        the shares where every view that saw it gives it the same most likely class, the right one or a
+        wrong one: fusing changes neither) and, per labelling of ``VIEW_FUSIONS``, its ``fused_point_scores``.
+
+    Raises:
+        ValueError: no 2D network is given and the shipped one did not learn from this scene set.
+    """
+    folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+    if image_model is None:
+        image_model = si.shipped_image_network(folder)
+        if image_model is None:
+            raise ValueError(f"the shipped 2D network did not learn from the scene set in {folder}; pass one")
+    views = scene_voxels.load_scene_views(folder, "test")
+    scenes = sp.scene_points(views)
+    k, n_views = len(SEMANTIC_NAMES), views["depth"].shape[1]
+    counts = {name: (np.zeros((k, k), np.int64), np.zeros(k, np.int64)) for name in VIEW_FUSIONS}
+    seen_by = np.zeros(n_views + 1, np.int64)
+    agreed = np.zeros(2, np.int64)  # points seen by several views on which they all agree: right, wrong
+    for scene in scenes:
+        pixels = si.points_seen(scene.points, views, scene.index, tolerance, scene.view, scene.pixel)
+        per_view = si.point_view_probabilities(si.view_probabilities(image_model, views, scene.index), pixels)
+        seen_by += np.bincount((pixels >= 0).sum(axis=1), minlength=n_views + 1)
+        top = np.where(pixels >= 0, np.argmax(np.nan_to_num(per_view, nan=-1.0), axis=-1), -1)
+        several = (pixels >= 0).sum(axis=1) > 1
+        agree = several & ((top == top.max(axis=1, keepdims=True)) | (top < 0)).all(axis=1)
+        right = top.max(axis=1) == scene.classes
+        agreed += [np.sum(agree & right), np.sum(agree & ~right)]
+        labellings = {"measuring": per_view[np.arange(len(pixels)), scene.view], "first": per_view[:, 0],
+                      **{how: si.fuse_views(per_view, how) for how in si.FUSIONS}}
+        for name, probabilities in labellings.items():
+            labelled = np.isfinite(probabilities).all(axis=1)
+            confusion, unseen = counts[name]
+            confusion += class_confusion(scene.classes[labelled], np.argmax(probabilities[labelled], axis=1), k)
+            unseen += np.bincount(scene.classes[~labelled], minlength=k)
+    total, several = int(seen_by.sum()), int(seen_by[2:].sum())
+    return {"views": n_views, "points": total,
+            "seen_by": {n: float(seen_by[n] / total) for n in range(1, n_views + 1)},
+            "agree_right": float(agreed[0] / several) if several else float("nan"),
+            "agree_wrong": float(agreed[1] / several) if several else float("nan"),
+            **{name: fused_point_scores(*counts[name]) for name in VIEW_FUSIONS}}

@@ -9,6 +9,11 @@ images carried back along the camera rays into the voxels, beside the fused geom
 * ``backproject`` writes per-pixel values into the voxel each pixel's measured point falls in, the
   maximum over the pixels and the views that land there (``geometry.depth_fusion.pixel_voxels``); voxels no
   pixel reaches get zeros. ``image_feature_grids`` does it for every scene with the frozen features.
+* ``view_probabilities``, ``points_seen``, ``point_view_probabilities`` and ``fuse_views`` label
+  measured points from views instead of voxels, as multi-view segmentation does: each view's per-pixel
+  class probabilities go to the points that view saw (a point projects into a pixel whose measured
+  depth agrees with it), and are fused over the views by mean or maximum; a point no view saw stays
+  unlabelled (NaN), where MVCNN's pooling of a whole view's feature keeps no link to any point.
 * ``train_reference_image_network`` trains the shipped 2D network (``SHIPPED``, longer than a chapter
   can afford) on the full-size chapter's scene set; ``shipped_image_network`` loads it when a scene
   set is the one it learnt from.
@@ -178,6 +183,125 @@ def image_only_prediction(probabilities: np.ndarray) -> np.ndarray:
     empty = ~out.any(axis=-1)
     out[empty, SEMANTIC_BACKGROUND] = 1.0
     return out
+
+
+def view_probabilities(model: keras.Model, views: Mapping[str, np.ndarray], scene: int) -> np.ndarray:
+    """The 2D network's class probabilities for every pixel of one scene's views: (V, H, W, K) float32.
+
+    Args:
+        model: a trained ``build_image_network``.
+        views: ``load_scene_views`` arrays.
+        scene: the scene's index in them.
+    """
+    inputs = image_inputs({"depth": views["depth"][scene], "intensity": views["intensity"][scene]})
+    return _per_view(model, inputs).astype(np.float32)
+
+
+def points_seen(points: np.ndarray, views: Mapping[str, np.ndarray], scene: int, tolerance: float | None = None,
+                view: np.ndarray | None = None, pixel: np.ndarray | None = None) -> np.ndarray:
+    """Which pixel of each view saw each point: a point is seen by a view where it projects into a pixel
+    whose measured depth (along the camera's z axis) agrees with the point's to within ``tolerance``.
+
+    Args:
+        points: (P, 3) world coordinates.
+        views: ``load_scene_views`` arrays.
+        scene: the scene's index in them.
+        tolerance: metres; None takes the scene's voxel size.
+        view, pixel: (P,) the view and flat pixel index that measured each point, if known
+            (``recipes.scene_points.ScenePoints``): that pixel then counts as seeing it, whatever the
+            rounding of its projection.
+
+    Returns:
+        (P, V) int64 flat pixel indices into each view's (H, W) image, -1 where the view did not see the
+        point (behind it, outside its image, hidden by a nearer surface or on a pixel with no depth).
+
+    Raises:
+        ValueError: ``points`` are not (P, 3), or ``view`` and ``pixel`` do not match them.
+    """
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be (P, 3), got shape {points.shape}")
+    depth = np.asarray(views["depth"][scene], np.float64)
+    n_views, height, width = depth.shape
+    tolerance = float(views["voxel_size"][scene]) if tolerance is None else float(tolerance)
+    out = np.full((len(points), n_views), -1, np.int64)
+    for v in range(n_views):
+        K = np.asarray(views["intrinsics"][scene, v], np.float64)
+        pose = np.asarray(views["poses"][scene, v], np.float64)
+        camera = (points - pose[:3, 3]) @ pose[:3, :3]  # world -> camera: the pose's inverse
+        z = camera[:, 2]
+        ahead = z > 1e-9
+        safe = np.where(ahead, z, 1.0)
+        u = np.floor(K[0, 0] * camera[:, 0] / safe + K[0, 2])
+        r = np.floor(K[1, 1] * camera[:, 1] / safe + K[1, 2])
+        inside = ahead & (u >= 0) & (u < width) & (r >= 0) & (r < height)
+        flat = np.where(inside, r * width + u, 0).astype(np.int64)
+        measured = depth[v].ravel()[flat]
+        with np.errstate(invalid="ignore"):
+            seen = inside & np.isfinite(measured) & (np.abs(measured - z) <= tolerance)
+        out[seen, v] = flat[seen]
+    if view is not None or pixel is not None:
+        view, pixel = np.asarray(view, np.int64), np.asarray(pixel, np.int64)
+        if view.shape != (len(points),) or pixel.shape != (len(points),):
+            raise ValueError(f"view and pixel must be ({len(points)},), got {view.shape} and {pixel.shape}")
+        out[np.arange(len(points)), view] = pixel
+    return out
+
+
+def point_view_probabilities(probabilities: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """Each view's class probabilities at the points it saw.
+
+    Args:
+        probabilities: (V, H, W, K) per-pixel probabilities of one scene's views (``view_probabilities``).
+        pixels: (P, V) the pixel of each view that saw each point, -1 where none did (``points_seen``).
+
+    Returns:
+        (P, V, K) float32, NaN where the view did not see the point.
+
+    Raises:
+        ValueError: the two do not have the same views.
+    """
+    probabilities, pixels = np.asarray(probabilities, np.float32), np.asarray(pixels, np.int64)
+    if probabilities.ndim != 4 or pixels.ndim != 2 or pixels.shape[1] != probabilities.shape[0]:
+        raise ValueError(f"need probabilities (V, H, W, K) and pixels (P, V) of the same V, got "
+                         f"{probabilities.shape} and {pixels.shape}")
+    flat = probabilities.reshape(probabilities.shape[0], -1, probabilities.shape[-1])
+    out = flat[np.arange(pixels.shape[1]), np.maximum(pixels, 0)]  # (P, V, K)
+    out[pixels < 0] = np.nan
+    return out
+
+
+FUSIONS = ("mean", "max")
+
+
+def fuse_views(per_view: np.ndarray, how: str = "mean") -> np.ndarray:
+    """Fuse the views' class probabilities of points into one per point.
+
+    Args:
+        per_view: (P, V, K) probabilities, NaN where a view did not see the point
+            (``point_view_probabilities``).
+        how: ``mean`` (the average over the views that saw the point) or ``max`` (each class's largest
+            probability over them, as MVCNN pools over views).
+
+    Returns:
+        (P, K) float32, NaN in the rows of points no view saw: they are unseen, not labelled.
+
+    Raises:
+        ValueError: ``how`` is not one of ``FUSIONS``, or ``per_view`` is not (P, V, K).
+    """
+    if how not in FUSIONS:
+        raise ValueError(f"unknown fusion {how!r}; choose one of {FUSIONS}")
+    per_view = np.asarray(per_view, np.float32)
+    if per_view.ndim != 3:
+        raise ValueError(f"per-view probabilities must be (P, V, K), got shape {per_view.shape}")
+    seen = np.isfinite(per_view).all(axis=-1)
+    count = seen.sum(axis=1)
+    if how == "mean":
+        fused = np.where(seen[..., None], per_view, 0.0).sum(axis=1) / np.maximum(count, 1)[:, None]
+    else:
+        fused = np.where(seen[..., None], per_view, -np.inf).max(axis=1, initial=-np.inf)
+    fused[count == 0] = np.nan
+    return fused.astype(np.float32)
 
 
 def joined_inputs(geometry: np.ndarray, images: np.ndarray, which: str) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -3,8 +3,8 @@ voxel networks of ``recipes.scene_segmentation``: every network's predictions sc
 measured points.
 
 * ``scene_points`` gives every scene's measured points (all views, world frame) with the class of the
-  surface each pixel sees; ``normalise_points`` puts them in the network's frame and ``scene_clouds``
-  samples a fixed number of them per scene.
+  surface each pixel sees, and the view and pixel that measured each; ``normalise_points`` puts them
+  in the network's frame and ``scene_clouds`` samples a fixed number of them per scene.
 * ``PointBudget`` with ``FULL`` and ``FAST``: the point network's size and training budget.
 * ``train_point_network`` trains ``models.pointnet.build_pointnet_segmentation`` (without T-Nets: the
   scenes share one frame) on random subsets of the training scenes' points, with the class-weighted
@@ -62,12 +62,16 @@ class ScenePoints:
             inside the scene's grid.
         classes: (P,) uint8 class of the surface each of those pixels sees.
         grid: the scene's ``Grid``.
+        view: (P,) int64 the view that measured each point (None where not known).
+        pixel: (P,) int64 the flat index of the pixel, in that view's (H, W) image, that measured it.
     """
 
     index: int
     points: np.ndarray
     classes: np.ndarray
     grid: Grid
+    view: np.ndarray | None = None
+    pixel: np.ndarray | None = None
 
     def coordinates(self) -> np.ndarray:
         """The points in the network's frame (``normalise_points``), (P, 3) float32."""
@@ -101,7 +105,8 @@ def scene_points(views: Mapping[str, np.ndarray]) -> list[ScenePoints]:
 
     A scene's points are the measured pixels (finite depth) of all its views, carried to the world
     frame; the few that fall outside the scene's grid (the table beyond its margin) are left out, so
-    that every network, point or voxel, is scored on the same points.
+    that every network, point or voxel, is scored on the same points. Each point keeps the view and
+    the pixel that measured it.
 
     Args:
         views: ``data.scene_voxels.load_scene_views``'s arrays.
@@ -121,15 +126,18 @@ def scene_points(views: Mapping[str, np.ndarray]) -> list[ScenePoints]:
     scenes = []
     for n in range(len(views["depth"])):
         grid = scene_voxels.scene_grid_of(views, n)
-        points, classes = [], []
+        points, classes, pixels, measuring = [], [], [], []
         for v in range(views["depth"].shape[1]):
             xyz = scene_voxels.scene_view(views, n, v).world_xyz().reshape(-1, 3)
-            measured = np.isfinite(xyz).all(axis=1)
-            xyz, semantic = xyz[measured], views["semantic"][n, v].reshape(-1)[measured]
-            _, inside = grid.index(xyz)
-            points.append(xyz[inside])
-            classes.append(semantic[inside])
-        scenes.append(ScenePoints(n, np.concatenate(points), np.concatenate(classes).astype(np.uint8), grid))
+            measured = np.flatnonzero(np.isfinite(xyz).all(axis=1))
+            _, inside = grid.index(xyz[measured])
+            pixel = measured[inside]
+            points.append(xyz[pixel])
+            classes.append(views["semantic"][n, v].reshape(-1)[pixel])
+            pixels.append(pixel.astype(np.int64))
+            measuring.append(np.full(len(pixel), v, np.int64))
+        scenes.append(ScenePoints(n, np.concatenate(points), np.concatenate(classes).astype(np.uint8), grid,
+                                  np.concatenate(measuring), np.concatenate(pixels)))
     return scenes
 
 
