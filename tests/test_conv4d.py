@@ -6,7 +6,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pcfilter_lib.lessons import convmath
-from pcfilter_lib.models.conv4d import conv4d, conv_nd_flops, conv_nd_params
+from pcfilter_lib.lessons.convmath import conv_nd_flops, conv_nd_params
+from pcfilter_lib.models.conv4d import conv4d
 
 
 def test_conv4d_equals_the_direct_sum():

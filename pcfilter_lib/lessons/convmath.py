@@ -270,6 +270,57 @@ def max_unpool(values, indices, output_shape: Sequence[int]) -> np.ndarray:
     return out.reshape(output_shape)
 
 
+def _per_axis(value, dims: int, what: str) -> tuple[int, ...]:
+    values = (value,) * dims if isinstance(value, int) else tuple(int(v) for v in value)
+    if len(values) != dims or min(values) < 1:
+        raise ValueError(f"{what} needs {dims} positive sizes, got {value!r}")
+    return values
+
+
+def conv_nd_params(kernel_size: int | Sequence[int], dims: int, c_in: int, c_out: int, bias: bool = True) -> int:
+    """Trainable parameters of a d-dimensional convolution.
+
+    ``k1 * ... * kd * c_in * c_out`` weights plus ``c_out`` biases, whatever the input's size.
+
+    Args:
+        kernel_size: an int for a kernel of that side in every dimension, or d sides.
+        dims: d, the number of dimensions the kernel slides along.
+        c_in: input channels.
+        c_out: output channels (filters).
+        bias: whether the layer has biases.
+
+    Returns:
+        The number of parameters; it does not depend on the input's size.
+    """
+    volume = 1
+    for k in _per_axis(kernel_size, dims, "kernel_size"):
+        volume *= k
+    return volume * c_in * c_out + (c_out if bias else 0)
+
+
+def conv_nd_flops(output_size: int | Sequence[int], kernel_size: int | Sequence[int], dims: int, c_in: int,
+                  c_out: int) -> int:
+    """Floating-point operations of a d-dimensional convolution, a multiply-add counted as two.
+
+    Each of the output's ``n1 * ... * nd * c_out`` values is a dot product of ``k1 * ... * kd * c_in``
+    numbers; biases and activations are left out.
+
+    Args:
+        output_size: an int for an output of that side in every dimension, or d sides.
+        kernel_size: an int or d kernel sides.
+        dims: d.
+        c_in: input channels.
+        c_out: output channels.
+
+    Returns:
+        ``2 * (outputs) * c_out * (kernel volume) * c_in`` for one input.
+    """
+    outputs = 1
+    for n in _per_axis(output_size, dims, "output_size"):
+        outputs *= n
+    return 2 * outputs * c_out * (conv_nd_params(kernel_size, dims, c_in, 1, bias=False))
+
+
 def conv2d_params(kernel_size, c_in: int, c_out: int, bias: bool = True) -> int:
     """Trainable parameters of a Conv2D layer: ``kh * kw * c_in * c_out`` weights plus ``c_out`` biases.
 
@@ -282,8 +333,7 @@ def conv2d_params(kernel_size, c_in: int, c_out: int, bias: bool = True) -> int:
     Returns:
         The number of parameters; it does not depend on the image size.
     """
-    kh, kw = _positive_pair(kernel_size, "kernel_size")
-    return kh * kw * c_in * c_out + (c_out if bias else 0)
+    return conv_nd_params(_positive_pair(kernel_size, "kernel_size"), 2, c_in, c_out, bias)
 
 
 def conv2d_flops(output_hw, kernel_size, c_in: int, c_out: int) -> int:
@@ -301,9 +351,8 @@ def conv2d_flops(output_hw, kernel_size, c_in: int, c_out: int) -> int:
     Returns:
         ``2 * H_out * W_out * c_out * kh * kw * c_in`` for one image.
     """
-    h_out, w_out = _positive_pair(output_hw, "output_hw")
-    kh, kw = _positive_pair(kernel_size, "kernel_size")
-    return 2 * h_out * w_out * c_out * kh * kw * c_in
+    return conv_nd_flops(_positive_pair(output_hw, "output_hw"), _positive_pair(kernel_size, "kernel_size"), 2,
+                         c_in, c_out)
 
 
 def dense_params(n_in: int, n_out: int, bias: bool = True) -> int:

@@ -4,66 +4,13 @@ A 4D convolution slides a ``kt x kd x kh x kw`` kernel over a sequence of volume
 grid that changes over time. Keras has no 4D convolution layer, but one is a sum of 3D
 convolutions: the output at time ``t`` is the sum over ``tau`` of the 3D convolution of the volume at
 ``t + tau`` with the kernel's slice ``tau``. ``conv4d`` computes it that way with ``keras.ops``.
-``conv_nd_params`` and ``conv_nd_flops`` count what a convolution costs in d dimensions, the 2D
-counts of ``lessons.convmath`` generalised.
+What a convolution costs in d dimensions is counted by ``lessons.convmath.conv_nd_params`` and
+``conv_nd_flops``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from keras import ops
-
-
-def _per_axis(value, dims: int, what: str) -> tuple[int, ...]:
-    values = (value,) * dims if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(values) != dims or min(values) < 1:
-        raise ValueError(f"{what} needs {dims} positive sizes, got {value!r}")
-    return values
-
-
-def conv_nd_params(kernel_size: int | Sequence[int], dims: int, c_in: int, c_out: int, bias: bool = True) -> int:
-    """Trainable parameters of a d-dimensional convolution.
-
-    ``k1 * ... * kd * c_in * c_out`` weights plus ``c_out`` biases, whatever the input's size.
-
-    Args:
-        kernel_size: an int for a kernel of that side in every dimension, or d sides.
-        dims: d, the number of dimensions the kernel slides along.
-        c_in: input channels.
-        c_out: output channels (filters).
-        bias: whether the layer has biases.
-
-    Returns:
-        The number of parameters; it does not depend on the input's size.
-    """
-    volume = 1
-    for k in _per_axis(kernel_size, dims, "kernel_size"):
-        volume *= k
-    return volume * c_in * c_out + (c_out if bias else 0)
-
-
-def conv_nd_flops(output_size: int | Sequence[int], kernel_size: int | Sequence[int], dims: int, c_in: int,
-                  c_out: int) -> int:
-    """Floating-point operations of a d-dimensional convolution, a multiply-add counted as two.
-
-    Each of the output's ``n1 * ... * nd * c_out`` values is a dot product of ``k1 * ... * kd * c_in``
-    numbers; biases and activations are left out.
-
-    Args:
-        output_size: an int for an output of that side in every dimension, or d sides.
-        kernel_size: an int or d kernel sides.
-        dims: d.
-        c_in: input channels.
-        c_out: output channels.
-
-    Returns:
-        ``2 * (outputs) * c_out * (kernel volume) * c_in`` for one input.
-    """
-    outputs = 1
-    for n in _per_axis(output_size, dims, "output_size"):
-        outputs *= n
-    return 2 * outputs * c_out * (conv_nd_params(kernel_size, dims, c_in, 1, bias=False))
 
 
 def conv4d(x, kernel, bias=None):
