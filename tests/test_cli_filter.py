@@ -358,3 +358,21 @@ def test_the_neighbour_filter_and_the_classical_methods_never_start_tensorflow(d
     for command, line in zip(commands, lines, strict=True):
         assert line == "STATUS 0 LOADED", (command, line)
     assert result.stderr == "", result.stderr
+
+
+def test_a_text_cloud_larger_than_a_tile_is_read_again_from_its_spilled_coordinates(tmp_path):
+    """``_scan_stream`` spills an .xyz cloud's chunks once it holds more than a tile (the chunks kept until
+    then first), and ``_spilled_chunks`` gives back the same coordinates, NaN rows included."""
+    from types import SimpleNamespace
+
+    from pcfilter_lib.cli.filter import _scan_stream, _spilled_chunks
+
+    parts = [np.random.default_rng(seed).normal(size=(400, 3)) for seed in range(5)]
+    parts[3][7] = np.nan
+    stream = SimpleNamespace(path=tmp_path / "c.xyz", chunks=lambda: ({"xyz": p, "intensity": None} for p in parts))
+    total, finite, _, kept, _ = _scan_stream(stream, 1000, tmp_path / "spill")
+    assert (total, finite, kept) == (2000, 1999, None)
+    again = list(_spilled_chunks(tmp_path / "spill", 700))
+    assert [len(c["xyz"]) for c in again] == [700, 700, 600] and again[0]["intensity"] is None
+    np.testing.assert_array_equal(np.concatenate([c["xyz"] for c in again]), np.concatenate(parts))
+    assert _scan_stream(stream, 5000, tmp_path / "small")[3] is not None and not (tmp_path / "small").exists()
