@@ -72,6 +72,11 @@ def test_the_float32_search_finds_what_brute_force_finds():
     assert found.shape == (50, 1)
     np.testing.assert_array_equal(found, nearest)
     np.testing.assert_allclose(found_distances, nearest_distances, rtol=1e-5)
+    # some of the cloud's own points, asked in the tree's order, get the answer of asking for their coordinates
+    rows = rng.permutation(400)[:150]
+    for mine, asked in zip(nearest_neighbours_float32(points, 13, rows=rows),
+                           nearest_neighbours_float32(points, 13, points[rows]), strict=True):
+        np.testing.assert_array_equal(mine, asked)
 
 
 def test_the_float32_search_refuses_bad_input_in_one_line():

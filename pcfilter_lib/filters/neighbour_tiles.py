@@ -174,7 +174,7 @@ def _search_cell(store: TileStore, cell: int, centre: np.ndarray, scale: float, 
             continue
         scaled = ((xyz - centre) / scale).astype(np.float32)
         queries = np.flatnonzero(core)[todo]
-        near, far = nearest_neighbours_float32(scaled, k + 1, queries=scaled[queries])
+        near, far = nearest_neighbours_float32(scaled, k + 1, rows=queries)
         farthest = far[:, -1].astype(np.float64) * scale
         done = np.ones(len(todo), bool) if everything else farthest < room[queries]
         found[todo[done]], lengths[todo[done]] = index[near[done]], far[done]
