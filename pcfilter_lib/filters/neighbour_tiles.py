@@ -64,6 +64,7 @@ NEIGHBOUR_WHOLE_POINTS = 1_000_000  # clouds up to this size go in one pass (0.5
 NEIGHBOUR_MARGIN = 24  # the networks' first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
 SEARCH_MARGIN = 1 / 32  # the search's first halo, in tile sides
 HOOD = "hood"  # the name of the files of each point's neighbours, beside the tiles'
+LOOKUP_ROWS = 1 << 16  # rows whose neighbours are looked up at once in the second pass
 NEAREST = "nearest"  # ... and of each point's positive distance to its nearest other point, for the spacing
 
 
@@ -182,6 +183,7 @@ def _search_cell(store: TileStore, cell: int, centre: np.ndarray, scale: float, 
             return found, lengths
         todo, short = todo[~done], queries[~done]
         _cover(extra, store, xyz[short], farthest[~done])
+        del xyz, index, core, room, scaled, near, far  # before loading again
 
 
 def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell: int, frame: CloudFrame,
@@ -194,10 +196,13 @@ def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell:
         # from the cloud's indices to the region's (-1: not loaded), over the span of the region's indices
         lookup = np.full(int(index[-1] - index[0]) + 1, -1, hood["neighbours"].base)
         lookup[index - index[0]] = np.arange(len(index))
-        wanted = kept["neighbours"] - index[0]
-        local = lookup[np.clip(wanted, 0, len(lookup) - 1)]
-        local[(wanted < 0) | (wanted >= len(lookup))] = -1
-        del lookup, wanted
+        local = np.empty(kept["neighbours"].shape, lookup.dtype)
+        for start in range(0, len(local), LOOKUP_ROWS):  # a block at a time: no (n, k) int64 arrays
+            wanted = kept["neighbours"][start:start + LOOKUP_ROWS] - index[0]
+            part = lookup[np.clip(wanted, 0, len(lookup) - 1)]
+            part[(wanted < 0) | (wanted >= len(lookup))] = -1
+            local[start:start + LOOKUP_ROWS] = part
+        del lookup, wanted, part
         complete = (local >= 0).all(axis=1)
         used, frontier = core.copy(), core & complete  # used: the points whose statistics the cell reads
         hops_left = np.where(core, scan_filter.reach_hops, 0)  # how many hops more each used point reads
@@ -215,14 +220,21 @@ def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell:
         # as the hops it has left reach at its own k-th distance, up to the first halo's width more.
         farthest = kept["distances"][short, -1].astype(np.float64) * frame.scale
         _cover(extra, store, xyz[short], farthest + np.minimum(farthest * hops_left[short], 3 * margin))
+        del xyz, index, core, kept, local, complete, used, frontier, reached, hops_left  # before loading again
     rows = np.flatnonzero(used)
-    renumber = np.zeros(len(index), np.int64)  # neighbours outside the used points are never read
+    # Each array is let go as soon as it is read for the last time: the networks run with the statistics only.
+    renumber = np.zeros(len(index), local.dtype)  # neighbours outside the used points are never read
     renumber[rows] = np.arange(len(rows))
     scaled = (xyz - frame.centre) / frame.scale
-    moments = neighbourhood_moments(local[rows], scaled)
-    statistics = statistics_from_moments(scaled[rows], renumber[local[rows]], kept["distances"][rows], moments,
-                                         frame.spacing / frame.scale, frame.scale, scan_filter.chunk,
-                                         scan_filter.threads)
+    neighbours, distances = local[rows], kept["distances"][rows]
+    del xyz, local, kept
+    moments = neighbourhood_moments(neighbours, scaled)
+    neighbours = renumber[neighbours]
+    scaled = scaled[rows]
+    del renumber
+    statistics = statistics_from_moments(scaled, neighbours, distances, moments, frame.spacing / frame.scale,
+                                         frame.scale, scan_filter.chunk, scan_filter.threads)
+    del scaled, neighbours, distances, moments
     prob = scan_filter.statistics_probability(statistics)
     own = core[rows]
     return index[rows[own]], prob[own]

@@ -231,10 +231,12 @@ class TileStore:
             parts.append(rows)
             core.append(np.full(len(rows), other == cell))
         rows, core = np.concatenate(parts), np.concatenate(core)
+        del parts  # each array is held twice at most, never three times
         order = np.argsort(rows["index"], kind="stable")  # the cloud's order, as in the in-memory filter
         rows, core = rows[order], core[order]
         if attached is not None:
-            return rows, core, np.concatenate(records)[order]
+            records = np.concatenate(records)
+            return rows, core, records[order]
         # Inside the union of boxes, a point is as far from everything not loaded as it is from the sides
         # of the box it is deepest in.
         room = self.grid.room(rows["xyz"], *boxes[0])

@@ -17,9 +17,10 @@ whose features are float32 anyway: SciPy's ``cKDTree`` queried on every core, it
 float32 distances and uint32 indices. The cloud's own points, or some of them (``rows``: a tile's
 points among its halo's), are asked in the tree's leaf order, whatever order they are stored in: on a
 shuffled 600 000-point cloud, 500 000 of its points took 4.3 s asked so and 10.0 s in the shuffled
-order (a scan stored row by row is in a good order already); each point's answer is the same. pykdtree's float32 tree answered k = 13 on a 1.09-million-point
-cloud about twice as fast, but its wheel brings a second OpenMP runtime into processes that load
-Open3D's, and a chapter's kernel that had loaded both crashed once inside Open3D; one runtime per process is safer.
+order (a scan stored row by row is in a good order already); each point's answer is the same.
+pykdtree's float32 tree answered k = 13 on a 1.09-million-point cloud about twice as fast, but its
+wheel brings a second OpenMP runtime into processes that load Open3D's, and a chapter's kernel that
+had loaded both crashed once inside Open3D; one runtime per process is safer.
 """
 
 from __future__ import annotations
