@@ -1,4 +1,4 @@
-"""Chapter 2's networks on three representations: the inputs of each, and the shipped networks loaded
+"""Section 2b's networks on three representations: the inputs of each, and the shipped networks loaded
 only for the data set and recipe they learnt from."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Chapter 2's comparison of three representations of the same meshes (``recipes.representations``):
+"""Section 2b's comparison of three representations of the same meshes (``recipes.representations``):
 VoxNet on voxels, PointNet on points and a multi-view CNN on 1 to 12 rendered views, every network
 scored on the whole test split.
 
@@ -32,7 +32,7 @@ def runs(root: str | os.PathLike, recipe: RepresentationRecipe, inputs: Inputs, 
     run's, its test accuracy measured here), else trained here; and whether it was shipped."""
     out = {}
     for name in names(recipe):
-        found = shipped_network(shipped_path(name, weights), root, card_settings(recipe, name), f"chapter 2's {name}")
+        found = shipped_network(shipped_path(name, weights), root, card_settings(recipe, name), f"section 2b's {name}")
         if found is None:
             out[name] = train_network(name, recipe, inputs, progress=progress), False
         else:

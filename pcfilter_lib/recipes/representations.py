@@ -1,4 +1,4 @@
-"""Chapter 2's three networks on three representations of the same meshes: VoxNet on 32^3 surface
+"""Section 2b's three networks on three representations of the same meshes: VoxNet on 32^3 surface
 occupancy, PointNet on points sampled from the surfaces and a multi-view CNN on rendered depth views
 (trained once per number of views), all on the same training meshes and scored on the whole test split.
 
