@@ -268,6 +268,15 @@ class ReadAhead:
         self._pipe.close()
 
 
+def _release_large_arrays() -> None:
+    """Have the C library (glibc) give every block of 4 MiB or more back to the system as soon as it is
+    freed, instead of raising its threshold and keeping such blocks for reuse: the arrays of one tile
+    then do not stay resident through the next (the neighbour filter's peak on 2 million points in tiles
+    of 500 000, over its start: 0.49 GB -> 0.33 GB)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 22)  # M_MMAP_THRESHOLD, fixed
+
+
 def _give_back_memory() -> None:
     """Return the C library's free memory to the system (glibc), where the system has the call."""
     with contextlib.suppress(OSError, AttributeError):
@@ -495,6 +504,7 @@ def _filter_streamed(args: argparse.Namespace, source: Path, stream, spill: Path
         tile_points = args.tile_points or NEIGHBOUR_TILE_POINTS
         whole_points = args.tile_points or NEIGHBOUR_WHOLE_POINTS
         tiled = functools.partial(tiled_neighbour_probability, whole_points=whole_points)
+        _release_large_arrays()
     try:
         total, finite, far, kept_chunks, extent = _scan_stream(stream, 0 if args.method else
                                                                max(tile_points, whole_points), spill)

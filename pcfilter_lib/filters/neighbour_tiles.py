@@ -23,8 +23,11 @@ from the kept k-th distances and the whole cloud's spacing, so the tiles give th
 probabilities bit for bit.
 
 On 10 million points in tiles of 500 000 (a grid of simulated scans, ``benchmarks/filter_speed.py``),
-the halos add about 5% to the points the networks see, and each tile is loaded three to four times
-in its second pass.
+each tile was loaded twice in its search and three times in its second pass; on 2 million points in
+tiles of 250 000, 1.9 and 1.6 times, and the halos added 0.3% to the points the networks see. Tiles of
+250 000 points keep ``pcfilter filter``'s peak resident memory on 10 million points at 0.36 GB (0.89 GB
+in tiles of 500 000); its time there went from 146 s to 177 s on two busy shared cores (on 2 million
+points, in memory, 33 s to 30 s).
 
 The points are measured in the whole cloud's ``CloudFrame`` (its exact median and a power-of-two
 scale), so a tile's statistics are the whole cloud's bit for bit; ``tests/test_tiles.py`` checks the
@@ -59,7 +62,7 @@ from pcfilter_lib.geometry.neighbour_statistics import (
     statistics_from_moments,
 )
 
-NEIGHBOUR_TILE_POINTS = 500_000  # points per tile: about 0.6 kB each with the halo while the networks run
+NEIGHBOUR_TILE_POINTS = 250_000  # points per tile: about 0.6 kB each with the halo while the networks run
 NEIGHBOUR_WHOLE_POINTS = 1_000_000  # clouds up to this size go in one pass (0.55 GB; in tiles 2.6 times slower)
 NEIGHBOUR_MARGIN = 24  # the networks' first halo, in spacings: 7 hops of 12 neighbours span about 15 on a surface
 SEARCH_MARGIN = 1 / 32  # the search's first halo, in tile sides
