@@ -205,7 +205,7 @@ def _filter_neighbour_cell(scan_filter: NeighbourFilter, store: TileStore, cell:
             part = lookup[np.clip(wanted, 0, len(lookup) - 1)]
             part[(wanted < 0) | (wanted >= len(lookup))] = -1
             local[start:start + LOOKUP_ROWS] = part
-        del lookup, wanted, part
+        del lookup
         complete = (local >= 0).all(axis=1)
         used, frontier = core.copy(), core & complete  # used: the points whose statistics the cell reads
         hops_left = np.where(core, scan_filter.reach_hops, 0)  # how many hops more each used point reads
