@@ -86,3 +86,31 @@ def sparsity_study(meshes, resolutions: Sequence[int] = (32, 64, 128)) -> list[d
             occupancy = voxelize_mesh(vertices, triangles, grid_around(vertices, resolution))
             rows.append({"mesh": name, "resolution": int(resolution), **memory_report(occupancy)})
     return rows
+
+
+def procedural_grids(count: int, seed: int, resolution: int = 64, padding: int = 2, progress: bool = False
+                     ) -> np.ndarray:
+    """Solid occupancy grids of procedural ModelNet10 shapes, the classes taking turns.
+
+    Shape ``i`` is of class ``i mod 10``, drawn from ``SeedSequence([seed, i])``
+    (``data.procedural_modelnet.make_shape``), and voxelised solid in its own cube.
+
+    Args:
+        count: N, the number of shapes.
+        seed: the set's seed; two seeds give two disjoint draws.
+        resolution: R, voxels per side.
+        padding: empty voxels around each shape.
+        progress: show a progress bar.
+
+    Returns:
+        (N, R, R, R) bool.
+    """
+    from pcfilter_lib.data.image_voxels import fan_triangles
+    from pcfilter_lib.data.procedural_modelnet import CLASSES, make_shape
+
+    check_grid((int(count) * resolution, resolution, resolution), 1)
+    grids = np.zeros((int(count), resolution, resolution, resolution), dtype=bool)
+    for i in _iterate(range(int(count)), progress, f"voxelising at {resolution}^3"):
+        vertices, faces = make_shape(CLASSES[i % len(CLASSES)], np.random.SeedSequence([seed, i]))
+        grids[i] = voxelize_mesh(vertices, fan_triangles(faces), grid_around(vertices, resolution, padding), solid=True)
+    return grids

@@ -13,6 +13,7 @@ from pcfilter_lib.models import (
     dgcnn,
     kpconv,
     mvcnn,
+    octree_decoder,
     pointnet,
     pointnet2,
     punet,
@@ -24,5 +25,5 @@ from pcfilter_lib.models import (
 )
 from pcfilter_lib.nn import activations, keras_metrics, losses, optimizers, sparse_layers  # noqa: F401  (for their registrations)
 
-__all__ = ["completion", "dgcnn", "kpconv", "mvcnn", "pointnet", "pointnet2", "punet", "saved", "scene_cnn", "unet",
-           "voxnet", "yovo"]
+__all__ = ["completion", "dgcnn", "kpconv", "mvcnn", "octree_decoder", "pointnet", "pointnet2", "punet", "saved",
+           "scene_cnn", "unet", "voxnet", "yovo"]
