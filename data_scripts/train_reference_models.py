@@ -31,6 +31,7 @@
     python data_scripts/train_reference_models.py --target sceneunetpower000
     python data_scripts/train_reference_models.py --target sceneunetpower050
     python data_scripts/train_reference_models.py --target sceneunetpower100
+    python data_scripts/train_reference_models.py --target octree
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -62,7 +63,9 @@ from the shipped `pointnetoldclasses`). Chapter 2's six networks on three repres
 meshes (VoxNet, PointNet and the multi-view CNN on 1, 3, 6 and 12 views) are trained together at its
 budget (`representations`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
 (`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
-weight powers with half the chapter's epochs and chunks (`sceneunetpower...`).
+weight powers with half the chapter's epochs and chunks (`sceneunetpower...`). Section 7c's two
+autoencoders of 64^3 grids of procedural shapes, the octree-generating decoder and the dense one,
+are trained together at its budget (`octree`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -84,7 +87,8 @@ TARGETS = tuple(dict.fromkeys(SHIPPED_TARGETS.values()))  # pointnet ... sceneim
 SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages": "images", "sceneunetboth": "both"}
 # Targets whose seed is their data set's (the chapter's), not --seed.
 WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
-RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "scenepoints", "completion", "representations")
+RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "scenepoints", "completion", "representations",
+                 "octree")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -95,6 +99,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         classifiers,
         image_to_voxels,
         neighbour_filter,
+        octree_generation,
         point_filter,
         representations,
         scene_images,
@@ -163,6 +168,9 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
     if target == "completion":
         recipe = config.choose(full=shape_completion.FULL, fast=shape_completion.FAST)
         return shape_completion.train_reference_completion(out, config.data_dir(), recipe)
+    if target == "octree":
+        return octree_generation.train_reference_octree(
+            out, config.choose(full=octree_generation.FULL, fast=octree_generation.FAST))
     if target == "neighbourfilter":
         settings = config.choose(full=neighbour_filter.FULL, fast=neighbour_filter.FAST)
         return neighbour_filter.train_reference_neighbour_filter(out, config.data_dir(), settings, seed=seed)

@@ -106,6 +106,8 @@ def test_shapes_and_save_load(tmp_path):
     again = keras.models.load_model(tmp_path / "octree.keras")
     assert isinstance(again, od.OctreeAutoencoder) and again.hidden == 6
     inputs = {"grid": data["grid"], "refine": data["refine"]}
+    np.testing.assert_allclose(octree.predict_on_batch(data["grid"]),
+                               keras.ops.convert_to_numpy(octree({"grid": data["grid"]})["fine"]), atol=1e-6)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(again(inputs)["fine"]),
                                keras.ops.convert_to_numpy(octree(inputs)["fine"]), atol=1e-6)
     dense = od.build_dense_autoencoder(side=8, code=8, width=4, hidden=6)
@@ -144,3 +146,12 @@ def test_recipes():
     assert octree_study.FAST.train < octree_study.FULL.train
     with pytest.raises(ValueError):
         od.OctreeAutoencoder(side=12)
+
+
+def test_full_size_loads_the_shipped_pair():
+    """The shipped decoders' cards record FULL's recipe and data, so a full-size run trains nothing."""
+    from pcfilter_lib.recipes import octree_generation
+
+    runs = octree_generation.train_pair(octree_generation.FULL, train=None)
+    assert all(run["shipped"] for run in runs.values())
+    assert isinstance(runs["octree"]["model"], od.OctreeAutoencoder)

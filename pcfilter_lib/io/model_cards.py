@@ -51,6 +51,7 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                       for task, percent in (("scans", 10), ("scans", 100), ("newclasses", 100))
                       for kind in ("head", "tuned")},
                    "scene_point_network.keras": "scenepoints",
+                   "octree_study_dense.keras": "octree", "octree_study_octree.keras": "octree",
                    **{f"representation_{name}.keras": "representations"
                       for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")}}
 

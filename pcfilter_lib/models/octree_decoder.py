@@ -221,7 +221,7 @@ class OctreeAutoencoder(keras.Model):
     Call with ``{"grid": (B, S, S, S, 1)}`` to refine the cells the network marks mixed, or with a
     ``"refine"`` (B, S, S, S) bool mask too (training: the true mixed cells). Returns a dict:
     ``states`` (B, S, S, S, 3) logits, ``children`` (M, 8) logits, ``cells`` (M, 4) and ``fine``
-    (B, 2S, 2S, 2S) occupancy probabilities.
+    (B, 2S, 2S, 2S) occupancy probabilities; ``predict`` gives ``fine`` alone.
 
     Args:
         side: the coarse grid's side, a multiple of 8.
@@ -244,8 +244,11 @@ class OctreeAutoencoder(keras.Model):
         self.trunk = _trunk((self.code, self.code // 2), self.width)
         self.state_head = layers.Conv3D(3, 1, name="states")
         self.refine = RefineCells(self.hidden, name="refine")
+        self.build()  # its weights exist from the start (``save_for_inference`` copies them into a new one)
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         side = self.side
         grid = keras.KerasTensor((None, side, side, side, 1))
         features = grid
@@ -267,6 +270,11 @@ class OctreeAutoencoder(keras.Model):
         cells = mixed_cells(mask)
         children = self.refine(features, cells)
         return {"states": states, "children": children, "cells": cells, "fine": assemble(states, children, cells)}
+
+    def predict_step(self, data):
+        """``predict`` and ``predict_on_batch`` give the fine grid's occupancy probabilities alone."""
+        x = data[0] if isinstance(data, tuple) else data
+        return self(x, training=False)["fine"]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Cross-entropy of the three states at every coarse cell, plus the binary cross-entropy of
