@@ -53,6 +53,21 @@ def icosahedron_directions() -> np.ndarray:
     return directions / np.linalg.norm(directions, axis=1, keepdims=True)
 
 
+def unit_directions(directions) -> np.ndarray:
+    """(C, 3) camera directions scaled to unit length.
+
+    Raises:
+        ValueError: ``directions`` is not (C, 3) with C >= 1, or holds a zero vector.
+    """
+    directions = np.asarray(directions, dtype=np.float64)
+    if directions.ndim != 2 or directions.shape[1] != 3 or len(directions) < 1:
+        raise ValueError(f"directions must have shape (C, 3) with C >= 1, got {directions.shape}")
+    lengths = np.linalg.norm(directions, axis=1, keepdims=True)
+    if np.any(lengths == 0):
+        raise ValueError("a camera direction is the zero vector")
+    return directions / lengths
+
+
 def _unit_mesh(vertices, triangles) -> tuple[np.ndarray, np.ndarray]:
     """The mesh centred on its bounding box and scaled into the unit sphere, as the cameras see it."""
     vertices, triangles = check_mesh(vertices, triangles)
@@ -89,18 +104,13 @@ def surface_seen(vertices, triangles, directions, n_points: int = 4096, distance
         ValueError: the mesh is malformed or degenerate, ``directions`` is not (C, 3) with C >= 1 or
             holds a zero vector, or ``distance`` <= 1.
     """
-    directions = np.asarray(directions, dtype=np.float64)
-    if directions.ndim != 2 or directions.shape[1] != 3 or len(directions) < 1:
-        raise ValueError(f"directions must have shape (C, 3) with C >= 1, got {directions.shape}")
-    lengths = np.linalg.norm(directions, axis=1, keepdims=True)
-    if np.any(lengths == 0):
-        raise ValueError("a camera direction is the zero vector")
+    directions = unit_directions(directions)
     if distance <= 1:
         raise ValueError(f"the cameras must stand outside the unit sphere, got distance {distance}")
     unit, triangles = _unit_mesh(vertices, triangles)
     points = sample_surface(unit, triangles, n_points, seed=seed, dtype=np.float64)
     scene = raycasting_scene([(unit, triangles)])
-    cameras = distance * directions / lengths
+    cameras = distance * directions
     # One ray per camera and point, from the camera towards the point; its length is the path to it.
     origins = np.repeat(cameras, len(points), axis=0)
     towards = np.tile(points, (len(cameras), 1)) - origins
@@ -147,13 +157,7 @@ def render_depth_views(vertices, triangles, n_views: int = 12, size: int = 32, e
     if directions is None:
         directions = view_directions(n_views, elevation)
     else:
-        directions = np.asarray(directions, dtype=np.float64)
-        if directions.ndim != 2 or directions.shape[1] != 3 or len(directions) < 1:
-            raise ValueError(f"directions must have shape (V, 3) with V >= 1, got {directions.shape}")
-        lengths = np.linalg.norm(directions, axis=1, keepdims=True)
-        if np.any(lengths == 0):
-            raise ValueError("a camera direction is the zero vector")
-        directions = directions / lengths
+        directions = unit_directions(directions)
     n_views = len(directions)
     if size < 2:
         raise ValueError(f"image size must be at least 2 pixels, got {size}")
