@@ -31,7 +31,7 @@ import numpy as np
 import open3d as o3d
 from tqdm.auto import tqdm
 
-from pcfilter_lib.data.procedural_modelnet import CLASSES, make_shape
+from pcfilter_lib.data.procedural_modelnet import CLASSES, fan_triangles, make_shape
 from pcfilter_lib.geometry.point_checks import check_mesh
 from pcfilter_lib.geometry.voxel_grids import grid_around, voxelize_mesh
 from pcfilter_lib.io.files import atomic_write_bytes, prepare_folder, read_manifest, record_file, sha256, verify_folder
@@ -42,15 +42,6 @@ VERSION = "1"  # bump whenever the same seed and parameters would give different
 SPLITS = ("train", "val", "test")
 ELEVATION = (5.0, 55.0)  # degrees above the horizon the camera may stand
 DISTANCE = (2.2, 3.2)  # camera distance, in radii of the shape's bounding sphere
-
-
-def fan_triangles(faces) -> np.ndarray:
-    """Triangles (T, 3) int64 from polygon faces (lists of vertex indices, convex), each split into a
-    fan of k - 2 triangles around its first corner (as ``io.off.read_off`` does)."""
-    triangles = [(face[0], face[j], face[j + 1]) for face in faces for j in range(1, len(face) - 1)]
-    if not triangles:
-        raise ValueError("the faces hold no polygon with at least three corners")
-    return np.asarray(triangles, dtype=np.int64)
 
 
 def render_image(vertices, triangles, rng: np.random.Generator, size: int = 64, supersample: int = 2

@@ -47,6 +47,15 @@ FAST_COUNTS = {name: (12, 4) for name in CLASSES}
 FOLDERS = {"full": "modelnet10_procedural", "fast": "modelnet10_procedural_fast"}  # default folder of each size
 
 
+def fan_triangles(faces) -> np.ndarray:
+    """Triangles (T, 3) int64 from polygon faces (lists of vertex indices, convex), each split into a
+    fan of k - 2 triangles around its first corner (as ``io.off.read_off`` does)."""
+    triangles = [(face[0], face[j], face[j + 1]) for face in faces for j in range(1, len(face) - 1)]
+    if not triangles:
+        raise ValueError("the faces hold no polygon with at least three corners")
+    return np.asarray(triangles, dtype=np.int64)
+
+
 def _rounded_rect(hx: float, hy: float, r: float, segments: int) -> np.ndarray:
     """A rectangle (K, 2) centred at the origin, half sides ``hx``, ``hy``, corners rounded with
     radius ``r`` in ``segments`` steps each (a plain rectangle for r = 0); counter-clockwise."""

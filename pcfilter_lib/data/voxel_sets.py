@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from tqdm import tqdm
 
+from pcfilter_lib.data.procedural_modelnet import CLASSES, fan_triangles, make_shape
 from pcfilter_lib.geometry.sparse_grids import memory_report
 from pcfilter_lib.geometry.views import render_depth_views
 from pcfilter_lib.geometry.voxel_grids import check_grid, grid_around, voxelize_mesh
@@ -105,9 +106,6 @@ def procedural_grids(count: int, seed: int, resolution: int = 64, padding: int =
     Returns:
         (N, R, R, R) bool.
     """
-    from pcfilter_lib.data.image_voxels import fan_triangles
-    from pcfilter_lib.data.procedural_modelnet import CLASSES, make_shape
-
     check_grid((int(count) * resolution, resolution, resolution), 1)
     grids = np.zeros((int(count), resolution, resolution, resolution), dtype=bool)
     for i in _iterate(range(int(count)), progress, f"voxelising at {resolution}^3"):
