@@ -134,14 +134,6 @@ def test_octree_trains_and_counts():
     assert floats["total"] == floats["trunk"] + floats["head"] + 16 ** 3
 
 
-def test_iou_per_shape():
-    a = np.zeros((2, 2, 2), bool)
-    b = a.copy()
-    a[0, 0] = True
-    b[0, 0, 0] = True
-    np.testing.assert_allclose(octree_study.iou_per_shape(a, b), [0.5, 1.0])
-
-
 def test_recipes():
     assert octree_study.FAST.train < octree_study.FULL.train
     with pytest.raises(ValueError):

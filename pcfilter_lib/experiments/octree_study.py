@@ -1,8 +1,8 @@
 """Section 7c's comparison of an octree-generating decoder with a dense one (``models.octree_decoder``).
 
 The training set, the budget and the networks are ``recipes.octree_generation``'s (re-exported
-here: ``OctreeRecipe``, ``FULL``, ``FAST``, ``make_sets``, ``train_pair``, ``decode``,
-``iou_per_shape``). ``compare`` scores the two trained decoders on the held-out shapes: the mean IoU
+here: ``OctreeRecipe``, ``FULL``, ``FAST``, ``make_sets``, ``train_pair``, ``decode``). ``compare``
+scores the two trained decoders on the held-out shapes: the mean IoU (``nn.scores.voxel_iou_per_shape``)
 at 64^3, the share of coarse cells refined, how the states were predicted, the decoder's weights
 and the floats its activations take, and the time per shape. It also scores the octree decoder
 given the *true* states (it refines the true mixed cells and fills the others from their true
@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from pcfilter_lib.models import octree_decoder as od
+from pcfilter_lib.nn.scores import voxel_iou_per_shape
 from pcfilter_lib.recipes.octree_generation import (  # noqa: F401  (re-exported for the section)
     FAST,
     FULL,
     OctreeRecipe,
     decode,
-    iou_per_shape,
     make_sets,
     train_pair,
 )
@@ -52,7 +52,7 @@ def compare(models: dict, test: dict, batch_size: int = 8) -> dict:
     for name, model, result in (("dense", dense_model, dense), ("octree", octree_model, octree),
                                 ("octree, true states", octree_model, oracle)):
         refined = float(np.mean(result["refined"])) if "refined" in result else float(cells)
-        rows.append({"decoder": name, "iou": float(np.mean(iou_per_shape(result["fine"], true))),
+        rows.append({"decoder": name, "iou": float(np.mean(voxel_iou_per_shape(true, result["fine"], (0.5,)))),
                      "refined_share": refined / cells, "refined_cells": refined,
                      "weights": od.decoder_weights(model), "floats": od.activation_floats(model, refined),
                      "seconds": result["seconds"]})

@@ -6,7 +6,7 @@
   for training and for a held-out test, and derives both networks' inputs and targets.
 * ``train_pair`` trains the dense and the octree autoencoder from the same seed and budget, or loads
   the shipped ones (``SHIPPED``) where their cards say they are what it would train (``FULL``).
-* ``decode`` runs a trained autoencoder a batch at a time and times it; ``iou_per_shape`` scores it.
+* ``decode`` runs a trained autoencoder a batch at a time and times it; ``nn.scores.voxel_iou_per_shape`` scores it.
 * ``train_reference_octree`` trains both at ``FULL``'s budget and saves them with their cards.
 """
 
@@ -25,6 +25,7 @@ from pcfilter_lib.data.voxel_sets import procedural_grids
 from pcfilter_lib.io.model_cards import WEIGHTS, ModelCard
 from pcfilter_lib.models import octree_decoder as od
 from pcfilter_lib.models.saved import save_for_inference, shipped_network
+from pcfilter_lib.nn.scores import voxel_iou_per_shape
 from pcfilter_lib.recipes.common import environment, rounded
 
 GENERATOR = "pcfilter.voxel_sets.procedural_grids"
@@ -115,15 +116,6 @@ def train_pair(recipe: OctreeRecipe, train: dict, shipped: bool = True) -> dict:
     return out
 
 
-def iou_per_shape(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """The IoU of each pair of (N, ...) bool grids (1 where both are empty)."""
-    predicted, true = np.asarray(predicted, bool), np.asarray(true, bool)
-    axes = tuple(range(1, predicted.ndim))
-    union = np.logical_or(predicted, true).sum(axis=axes)
-    both = np.logical_and(predicted, true).sum(axis=axes)
-    return np.where(union > 0, both / np.maximum(union, 1), 1.0)
-
-
 def decode(model, grids: np.ndarray, batch_size: int = 8, true_states: np.ndarray | None = None) -> dict:
     """Run a trained autoencoder on (N, S, S, S, 1) grids, a batch at a time, and time it.
 
@@ -186,7 +178,7 @@ def train_reference_octree(out: str | os.PathLike, recipe: OctreeRecipe = FULL) 
     cards = []
     for name, run in runs.items():
         result = decode(run["model"], test["grid"])
-        iou = float(np.mean(iou_per_shape(result["fine"], test["fine"] > 0.5)))
+        iou = float(np.mean(voxel_iou_per_shape(test["fine"] > 0.5, result["fine"], (0.5,))))
         path = save_for_inference(run["model"], Path(out) / SHIPPED[name].name)
         cards.append(ModelCard(
             model=path.name, target="octree",
