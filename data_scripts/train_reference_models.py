@@ -24,6 +24,7 @@
     python data_scripts/train_reference_models.py --target pointnettransferscans100
     python data_scripts/train_reference_models.py --target pointnettransfernewclasses100
     python data_scripts/train_reference_models.py --target representations
+    python data_scripts/train_reference_models.py --target representationshares
     python data_scripts/train_reference_models.py --target unetlossbce
     python data_scripts/train_reference_models.py --target unetlossweightedbce
     python data_scripts/train_reference_models.py --target unetlossfocal
@@ -61,7 +62,10 @@ scratch: on a tenth and on all of the scanned clouds, and on the practical's new
 and the fine-tuned network of each, two files per target (`pointnettransfer...`; the new classes' start
 from the shipped `pointnetoldclasses`). Chapter 2's six networks on three representations of the same
 meshes (VoxNet, PointNet and the multi-view CNN on 1, 3, 6 and 12 views) are trained together at its
-budget (`representations`). Chapter 3's four U-Nets, one per loss, learn from its synthetic scratch images
+budget (`representations`); its data-share study trains VoxNet and the 12-view CNN again on 10%, 25% and
+50% of those meshes, each for the gradient steps of the run on all of them (`representationshares`;
+the runs on all of them are the `representations` ones). Chapter 3's four U-Nets, one per loss, learn
+from its synthetic scratch images
 (`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
 weight powers with half the chapter's epochs and chunks (`sceneunetpower...`). Section 7c's two
 autoencoders of 64^3 grids of procedural shapes, the octree-generating decoder and the dense one,
@@ -88,7 +92,7 @@ SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages
 # Targets whose seed is their data set's (the chapter's), not --seed.
 WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
 RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "scenepoints", "completion", "representations",
-                 "octree")
+                 "representationshares", "octree")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -157,6 +161,11 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
     if target == "representations":
         recipe = config.choose(full=representations.CHAPTER, fast=representations.FAST)
         return representations.train_reference(out, config.data_dir(), recipe, config.choose(full="full", fast="fast"))
+    if target == "representationshares":
+        recipe = config.choose(full=representations.CHAPTER, fast=representations.FAST)
+        study = config.choose(full=representations.SHARES, fast=representations.SHARES_FAST)
+        return representations.train_share_reference(out, config.data_dir(), recipe, study,
+                                                     config.choose(full="full", fast="fast"))
     if target in WEIGHT_POWER_TARGETS:
         recipe = config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST)
         return scene_segmentation.train_reference_weight_power(out, config.data_dir(), WEIGHT_POWER_TARGETS[target],

@@ -36,6 +36,7 @@ NAMES = ("unet_filter", "pointnet_filter", "pointnet_modelnet10", "pointnet2_mod
          "pointnet_head_scans_100", "pointnet_tuned_scans_100", "pointnet_head_newclasses_100",
          "pointnet_tuned_newclasses_100", "representation_voxnet", "representation_pointnet",
          "representation_mvcnn1", "representation_mvcnn3", "representation_mvcnn6", "representation_mvcnn12",
+         *(f"representation_{name}_share{percent:03d}" for name in ("voxnet", "mvcnn12") for percent in (10, 25, 50)),
          "scene_point_network", "octree_study_dense", "octree_study_octree")
 
 

@@ -53,7 +53,9 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                    "scene_point_network.keras": "scenepoints",
                    "octree_study_dense.keras": "octree", "octree_study_octree.keras": "octree",
                    **{f"representation_{name}.keras": "representations"
-                      for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")}}
+                      for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")},
+                   **{f"representation_{name}_share{percent:03d}.keras": "representationshares"
+                      for name in ("voxnet", "mvcnn12") for percent in (10, 25, 50)}}
 
 
 @dataclass
