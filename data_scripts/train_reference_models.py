@@ -33,6 +33,7 @@
     python data_scripts/train_reference_models.py --target sceneunetpower050
     python data_scripts/train_reference_models.py --target sceneunetpower100
     python data_scripts/train_reference_models.py --target octree
+    python data_scripts/train_reference_models.py --target sparsescenes
     PCFILTER_FAST=1 python data_scripts/train_reference_models.py --target pointnet --out /tmp/w
     python data_scripts/train_reference_models.py --target unet --channels original --out DIR
 
@@ -69,7 +70,9 @@ from its synthetic scratch images
 (`unetloss...`), and chapter 8's exercise on the class weights trains the U-Net on geometry at three
 weight powers with half the chapter's epochs and chunks (`sceneunetpower...`). Section 7c's two
 autoencoders of 64^3 grids of procedural shapes, the octree-generating decoder and the dense one,
-are trained together at its budget (`octree`).
+are trained together at its budget (`octree`). Section 8c's submanifold sparse U-Net at chapter 8's
+resolution and at twice it, and the dense U-Net at twice it, are trained on the chapter's scenes
+(fused again at twice the resolution, made if missing) at the section's budget (`sparsescenes`).
 This script reads the mode (`PCFILTER_FAST`) and hands each recipe its `FULL` or `FAST` settings; in
 fast mode the default output is `<data folder>/weights_fast`, so a quick trial never replaces the
 shipped weights.
@@ -92,7 +95,7 @@ SCENE_NETWORKS = {"scenecolumn": "column", "sceneunet": "unet", "sceneunetimages
 # Targets whose seed is their data set's (the chapter's), not --seed.
 WEIGHT_POWER_TARGETS = {"sceneunetpower000": 0.0, "sceneunetpower050": 0.5, "sceneunetpower100": 1.0}
 RECIPE_SEEDED = (*SCENE_NETWORKS, *WEIGHT_POWER_TARGETS, "scenepoints", "completion", "representations",
-                 "representationshares", "octree")
+                 "representationshares", "octree", "sparsescenes")
 
 
 def train(target: str, out: Path, seed: int, channels: str | None = None):
@@ -111,6 +114,7 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
         scene_segmentation,
         segmentation_losses,
         shape_completion,
+        sparse_scenes,
         transfer,
         unet_filter,
         upsampling,
@@ -180,6 +184,10 @@ def train(target: str, out: Path, seed: int, channels: str | None = None):
     if target == "octree":
         return octree_generation.train_reference_octree(
             out, config.choose(full=octree_generation.FULL, fast=octree_generation.FAST))
+    if target == "sparsescenes":
+        return sparse_scenes.train_reference_sparse_scenes(
+            out, config.data_dir(), config.choose(full=scene_segmentation.CHAPTER_FULL, fast=scene_segmentation.FAST),
+            config.choose(full=sparse_scenes.FULL, fast=sparse_scenes.FAST))
     if target == "neighbourfilter":
         settings = config.choose(full=neighbour_filter.FULL, fast=neighbour_filter.FAST)
         return neighbour_filter.train_reference_neighbour_filter(out, config.data_dir(), settings, seed=seed)

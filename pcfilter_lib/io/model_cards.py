@@ -52,6 +52,8 @@ SHIPPED_TARGETS = {"pointnet_modelnet10.keras": "pointnet", "pointnet2_modelnet1
                       for kind in ("head", "tuned")},
                    "scene_point_network.keras": "scenepoints",
                    "octree_study_dense.keras": "octree", "octree_study_octree.keras": "octree",
+                   **dict.fromkeys(("scene_unet_128.keras", "sparse_scene_unet_64.keras",
+                                    "sparse_scene_unet_128.keras"), "sparsescenes"),
                    **{f"representation_{name}.keras": "representations"
                       for name in ("voxnet", "pointnet", "mvcnn1", "mvcnn3", "mvcnn6", "mvcnn12")},
                    **{f"representation_{name}_share{percent:03d}.keras": "representationshares"

@@ -16,7 +16,13 @@ Step 1 computes K products per site where the rules may need fewer (a site on a 
 nine active neighbours of its 27): the price of one matrix product instead of K small ones. At the
 active sites the layer gives what a dense ``Conv3D`` with padding "same" gives on a grid holding the
 same features (and zeros elsewhere), with the same kernel layout, which the tests check, together
-with the NumPy layer of ``lessons.sparse_conv``. The layer is registered for
+with the NumPy layer of ``lessons.sparse_conv``.
+
+A submanifold convolution never changes its sites, so a network that should see far needs coarser
+levels, as a U-Net pools: ``SparseMaxPool`` takes, for every site of a coarser level (the sites
+whose coordinates halved are distinct), the largest feature of its children, and ``SparseUnpool``
+hands every child its parent's features back. Both read ``parent``, the coarse row of every fine
+site (``models.sparse_scene.site_levels``). The layers are registered for
 ``keras.models.load_model``.
 """
 
@@ -86,3 +92,37 @@ class SubmanifoldConv3D(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "activation": keras.activations.serialize(self.activation), "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class SparseMaxPool(keras.layers.Layer):
+    """Max pooling from the active sites of one level to those of the next coarser one.
+
+    Call it on ``[features, parent, coarse_sites]``: the (M, C) features of the fine sites, the (M,)
+    int32 coarse row of every fine site, and the (M_c, 3) coarse sites (only their number is read).
+    Returns (M_c, C): per coarse site, the channel-wise maximum over its children, as a dense
+    ``MaxPooling3D`` gives over the occupied voxels of each 2x2x2 block.
+    """
+
+    def call(self, inputs):
+        features, parent, coarse_sites = inputs
+        return ops.segment_max(features, ops.cast(parent, "int32"), num_segments=ops.shape(coarse_sites)[0])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[2][0], input_shape[0][-1])
+
+
+@keras.saving.register_keras_serializable(package="pcfilter")
+class SparseUnpool(keras.layers.Layer):
+    """The way back up: every fine site gets the features of its coarse parent.
+
+    Call it on ``[coarse_features, parent]``: (M_c, C) and the (M,) int32 coarse row of every fine
+    site. Returns (M, C), as a dense nearest-neighbour ``UpSampling3D`` gives at the fine sites.
+    """
+
+    def call(self, inputs):
+        coarse, parent = inputs
+        return ops.take(coarse, ops.cast(parent, "int32"), axis=0)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], input_shape[0][-1])
