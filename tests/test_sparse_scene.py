@@ -2,6 +2,7 @@
 equivalents, saving and loading, its memory count, the study's resolution mapping, and the shipped
 networks (their cards and the predictions recorded when they were trained)."""
 
+import json
 from pathlib import Path
 
 import keras
@@ -139,7 +140,13 @@ def test_the_shipped_networks_have_cards_and_give_their_recorded_predictions(key
     assert SHIPPED_TARGETS[path.name] == sparse_scenes.TARGET
     card = read_model_card(path)
     assert card.model == path.name and card.command and card.test and card.file_bytes == path.stat().st_size
+    # The section loads it only where its card records the settings the recipe would train with.
+    kind, tag = key.split()
+    scene = seg.CHAPTER_FULL if tag == "R" else sparse_scenes.doubled(seg.CHAPTER_FULL)
+    settings = (seg.network_settings(scene, "unet") if kind == "dense" else
+                sparse_scenes.sparse_settings(scene, sparse_scenes.FULL))
+    assert card.settings == json.loads(json.dumps(settings))
     model = load_saved_model(path)
     with np.load(RECORDED) as recorded:
-        predicted = sparse_study.PREDICT[key.split()[0]](model, recorded["input"])
+        predicted = sparse_study.PREDICT[kind](model, recorded["input"])
         np.testing.assert_allclose(predicted, recorded[path.stem], rtol=1e-4, atol=1e-5)
