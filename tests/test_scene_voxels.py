@@ -91,6 +91,15 @@ def test_resuming_an_interrupted_run_gives_the_same_files(tmp_path, monkeypatch)
         sv.load_scene_grids(whole, "val")
     test = sv.load_scene_grids(whole, "test")
     assert test["tsdf"].shape == (2, 16, 16, 16) and test["tsdf"].dtype == np.float32
+    # The test split alone first (as where every network is shipped), then the rest: the same set.
+    part = sv.write_scene_grids(tmp_path / "part", 3, 7, SMALL, **options, splits=("test",))
+    assert sorted(read_manifest(part)["files"]) == ["test/scene_00001.npz", "test/scene_00002.npz"]
+    with pytest.raises(ValueError, match="holds 0 of its 1 scenes"):
+        sv.load_scene_grids(part, "train")
+    sv.write_scene_grids(part, 3, 7, SMALL, **options, splits=("train",))
+    assert read_manifest(part)["files"] == read_manifest(whole)["files"]
+    with pytest.raises(ValueError, match="unknown split 'tests'"):
+        sv.write_scene_grids(part, 3, 7, SMALL, **options, splits=("tests",))
 
 
 def test_features_and_chunks(two_views):

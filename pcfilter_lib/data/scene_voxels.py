@@ -173,7 +173,7 @@ def recipe(n: int, seed: int, config: ScannerConfig, resolution: int = 64, n_vie
 
 def write_scene_grids(out: str | os.PathLike, n: int, seed: int, config: ScannerConfig, resolution: int = 64,
                       n_views: int = 3, split=(0.8, 0.1, 0.1), n_parts=(3, 15), truncation: float = 3.0,
-                      progress: bool | Mapping = False, replace: bool = False) -> Path:
+                      progress: bool | Mapping = False, replace: bool = False, splits=SPLITS) -> Path:
     """Make ``n`` scene grids in ``out`` (see the module docstring) and return ``out``.
 
     Resumes a folder made with the same recipe: finished files whose sha256 matches the manifest are
@@ -192,11 +192,17 @@ def write_scene_grids(out: str | os.PathLike, n: int, seed: int, config: Scanner
         truncation: TSDF truncation, voxels.
         progress: show a bar, or a mapping of tqdm settings.
         replace: make a folder of another recipe of this generator again.
+        splits: make only the scenes of these splits (e.g. the test scenes, where every network is
+            shipped); a later call with the others adds them to the same folder.
 
     Raises:
-        ValueError: a bad count, split, view count, part range or resolution, or a folder holding other data.
+        ValueError: a bad count, split, view count, part range or resolution, an unknown split name, or
+            a folder holding other data.
     """
     names = scene_names(n, split)
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"unknown split {unknown[0]!r}; choose among {SPLITS}")
     if int(n_views) < 1 or int(resolution) < 8 or truncation <= 0:
         raise ValueError(f"need n_views >= 1, resolution >= 8 and truncation > 0, got {n_views}, {resolution}, "
                          f"{truncation}")
@@ -206,7 +212,8 @@ def write_scene_grids(out: str | os.PathLike, n: int, seed: int, config: Scanner
     manifest = prepare_folder(out, recipe(n, seed, config, resolution, n_views, split, n_parts, truncation), replace)
     damaged = set(verify_folder(out, manifest))
     bar = dict(progress) if isinstance(progress, Mapping) else {"disable": not progress}
-    for index, name in enumerate(tqdm(names, desc="scanning and fusing scenes", unit="scene", **bar)):
+    wanted = [(index, name) for index, name in enumerate(names) if name.split("/")[0] in splits]
+    for index, name in tqdm(wanted, desc="scanning and fusing scenes", unit="scene", **bar):
         if name in manifest["files"] and name not in damaged:
             continue
         example = make_scene_grid(seed, index, config, resolution, n_views, n_parts, truncation)

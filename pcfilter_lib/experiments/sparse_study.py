@@ -35,6 +35,7 @@ from pcfilter_lib.nn.scores import class_confusion
 from pcfilter_lib.nn.sparse_layers import SubmanifoldConv3D
 from pcfilter_lib.recipes import scene_segmentation as seg
 from pcfilter_lib.recipes import sparse_scenes as ss
+from pcfilter_lib.simulate.dataset import split_sizes
 
 ORDER = ("dense R", "dense 2R", "sparse R", "sparse 2R")
 
@@ -133,7 +134,7 @@ def run_sparse_study(scene: seg.SceneRecipe, sparse: ss.SparseRecipe, data_dir: 
     runs = ss.scene_networks(scene, sparse, data_dir, progress, shipped)
     tests, features, sites = {}, {}, {}
     for tag, recipe in (("R", scene), ("2R", ss.doubled(scene))):
-        folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+        folder = seg.ensure_scene_grids(data_dir, recipe, progress, splits=("test",))
         tests[tag] = scene_voxels.load_scene_grids(folder, "test")
         features[tag] = scene_voxels.scene_features(tests[tag]["tsdf"], tests[tag]["state"])
         coords = [sparse_scene.active_sites(state) for state in tests[tag]["state"]]
@@ -141,8 +142,7 @@ def run_sparse_study(scene: seg.SceneRecipe, sparse: ss.SparseRecipe, data_dir: 
         active = np.stack([s == OCCUPIED for s in tests[tag]["state"]])
         sites[tag] = {"resolution": recipe.resolution, "sites": float(np.mean([len(c) for c in coords])),
                       "share": float(active.mean()), "coverage": float((surface & active).sum() / surface.sum())}
-    train_scenes = len(scene_voxels.load_scene_grids(seg.ensure_scene_grids(data_dir, scene), "train",
-                                                     verify=False)["labels"])
+    train_scenes = split_sizes(scene.n_scenes, scene.split)["train"]
     rows = []
     for name in ORDER:
         run, from_card = runs[name]

@@ -106,13 +106,14 @@ FAST = SceneRecipe("fast", "scene_voxels_fast", n_scenes=5, resolution=32, n_vie
                    columns=192, chunks=48, batch_size=16, learning_rate=3e-3)
 
 
-def ensure_scene_grids(data_dir: str | os.PathLike, recipe: SceneRecipe, progress: bool = False) -> Path:
+def ensure_scene_grids(data_dir: str | os.PathLike, recipe: SceneRecipe, progress: bool = False,
+                       splits=scene_voxels.SPLITS) -> Path:
     """The recipe's scene set in ``data_dir``/``recipe.folder``, made or resumed as needed (a folder of
-    another recipe of the same generator is made again)."""
+    another recipe of the same generator is made again); with ``splits``, only those splits' scenes."""
     folder = Path(data_dir) / recipe.folder
     return scene_voxels.write_scene_grids(folder, recipe.n_scenes, recipe.seed, recipe.scanner(), recipe.resolution,
                                           recipe.n_views, recipe.split, recipe.n_parts, progress=progress,
-                                          replace=True)
+                                          replace=True, splits=splits)
 
 
 def load_features(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -143,11 +143,13 @@ def scene_networks(scene: seg.SceneRecipe, sparse: SparseRecipe, data_dir: str |
     paths = shipped_paths(scene) if shipped else {}
     runs = {}
     for tag, recipe in (("R", scene), ("2R", doubled(scene))):
-        folder = seg.ensure_scene_grids(data_dir, recipe, progress)
+        # The test scenes only: the training scenes are made when a network is trained here.
+        folder = seg.ensure_scene_grids(data_dir, recipe, progress, splits=("test",))
         cache = {}
 
-        def training(folder=folder, cache=cache) -> dict:
+        def training(recipe=recipe, cache=cache) -> dict:
             if not cache:
+                folder = seg.ensure_scene_grids(data_dir, recipe, progress, splits=("train",))
                 cache.update(scene_voxels.load_scene_grids(folder, "train"))
             return cache
 
