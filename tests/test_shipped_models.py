@@ -5,7 +5,8 @@ process that also predicts (TensorFlow starts once, each file loads once), while
 alone starts neither Keras nor TensorFlow.
 
 ``tests/data/shipped_model_outputs.npz`` holds, for each model, one or two random inputs and the outputs the
-shipped ``.keras`` file gave for them when it was recorded (``<name>_input``, ``<name>_output``).
+shipped ``.keras`` file gave for them when it was recorded (``<name>_input``, ``<name>_output``), written with
+``np.savez_compressed`` to keep the file small.
 """
 
 import ast
