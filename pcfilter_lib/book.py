@@ -21,7 +21,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import yaml
-from myst_nb import glue as myst_glue
 
 from pcfilter_lib import config, runtime, viz
 from pcfilter_lib.timing import book_times
@@ -58,6 +57,13 @@ def start(chapter: str, seed: int = 0, plotly: bool = False) -> bool:
     return config.show_progress()
 
 
+# What myst_nb's ``glue(name, value, display=False)`` writes, and the book's build reads: a display of the
+# value whose mime types carry this prefix, with its name in the metadata. Written out here because
+# importing myst_nb's glue imports nbformat, and with it jsonschema's format checkers, whose IRI grammar
+# (rfc3987_syntax) took about 5 s to compile in the first glue of every chapter.
+GLUE_PREFIX = "application/papermill.record/"
+
+
 def glue(**values) -> None:
     """Glue each value under its keyword's name for the chapter's prose, without showing it in the cell.
 
@@ -67,8 +73,13 @@ def glue(**values) -> None:
     Args:
         values: name=value pairs; names follow Python's rules for keywords.
     """
+    from IPython.core.formatters import format_display_data  # deferred: only a kernel glues
+    from IPython.display import display
+
     for name, value in values.items():
-        myst_glue(name, value.item() if isinstance(value, np.generic) else value, display=False)
+        bundle, metadata = format_display_data(value.item() if isinstance(value, np.generic) else value)
+        metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}
+        display({GLUE_PREFIX + kind: data for kind, data in bundle.items()}, raw=True, metadata=metadata)
 
 
 @dataclass(frozen=True)
