@@ -117,15 +117,21 @@ def _statistics(xyz, valid, pitch):
 def _compiled(shape: tuple[int, int]):
     """``_statistics`` compiled for padded scans of one ``shape`` with the Keras backend in use (XLA
     on TensorFlow and JAX); left as it is on other backends. On TensorFlow each shape gets its own
-    concrete function, traced once, which TensorFlow does not count as retracing."""
+    concrete function, traced once, which TensorFlow does not count as retracing. Where XLA compiles
+    without its optimisation passes (fast mode's ``XLA_FLAGS``, ``runtime.xla_optimisation``), TensorFlow
+    runs the traced graph without XLA instead: unoptimised XLA code took 0.22 s a 320x240 scan against
+    0.05 s for the plain graph (0.01 s optimised), which a chapter calling it dozens of times pays for."""
     import keras  # deferred: importing Keras starts the backend
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf  # deferred: the backend's own compiler
 
+        from pcfilter_lib.runtime import xla_optimisation
+
         specs = (tf.TensorSpec((*shape, 3), tf.float32), tf.TensorSpec(shape, tf.bool), tf.TensorSpec((), tf.float32))
-        return tf.function(_statistics, jit_compile=True, autograph=False).get_concrete_function(*specs)
+        xla = xla_optimisation() == "on"
+        return tf.function(_statistics, jit_compile=xla, autograph=False).get_concrete_function(*specs)
     if backend == "jax":
         import jax  # deferred: the backend's own compiler
 
