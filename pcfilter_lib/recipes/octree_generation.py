@@ -61,7 +61,7 @@ class OctreeRecipe:
 
 
 FULL = OctreeRecipe()
-FAST = OctreeRecipe(train=40, test=10, epochs=3, batch_size=8)
+FAST = OctreeRecipe(train=24, test=10, epochs=3, batch_size=8)
 
 
 def make_sets(recipe: OctreeRecipe) -> tuple[dict, dict]:
