@@ -60,7 +60,7 @@ class SparseRecipe:
 
 
 FULL = SparseRecipe()
-FAST = SparseRecipe(filters=(8, 16), epochs=3, learning_rate=3e-3, eager=True)
+FAST = SparseRecipe(filters=(8, 16), epochs=2, learning_rate=3e-3, eager=True)
 
 
 def doubled(recipe: seg.SceneRecipe) -> seg.SceneRecipe:
