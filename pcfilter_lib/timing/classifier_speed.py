@@ -32,12 +32,12 @@ class Speed:
 
 
 def measure_speed(model: keras.Model, settings: classifiers.ClassifierRecipe, clouds: modelnet.Clouds,
-                  batch_size: int = 32, repeats: int = 5) -> Speed:
+                  batch_size: int = 32, repeats: int = 5, warmup: int = 2) -> Speed:
     """Time ``model``'s inference and a training step of its architecture on one batch of ``clouds``.
 
     The training step runs on a fresh copy built from ``settings`` (so ``model`` is not changed),
-    compiled as the recipe compiles it; both are timed after untimed warm-up calls, as the median
-    of ``repeats`` (``clock.time_call``).
+    compiled as the recipe compiles it; both are timed after ``warmup`` untimed calls (the first
+    traces the training step), as the median of ``repeats`` (``clock.time_call``).
 
     Raises:
         ValueError: fewer clouds than ``batch_size``.
@@ -45,8 +45,9 @@ def measure_speed(model: keras.Model, settings: classifiers.ClassifierRecipe, cl
     if len(clouds) < batch_size:
         raise ValueError(f"timing needs a batch of {batch_size} clouds, got {len(clouds)}")
     x, y = clouds.points[:batch_size], clouds.labels[:batch_size]
-    infer = clock.time_call(lambda: model(x, training=False), repeats=repeats, sync=keras.ops.convert_to_numpy)
+    infer = clock.time_call(lambda: model(x, training=False), repeats=repeats, warmup=warmup,
+                            sync=keras.ops.convert_to_numpy)
     fresh = classify.compile_classifier(classifiers.build_classifier(settings, len(clouds.classes), x.shape[1]),
                                         settings.learning_rate)
-    step = clock.time_call(lambda: fresh.train_on_batch(x, y), repeats=repeats)
+    step = clock.time_call(lambda: fresh.train_on_batch(x, y), repeats=repeats, warmup=warmup)
     return Speed(per_cloud=infer.median / batch_size, per_step=step.median, batch_size=batch_size)
