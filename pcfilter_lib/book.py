@@ -21,6 +21,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import yaml
+from IPython.core.formatters import format_display_data
+from IPython.display import display
 
 from pcfilter_lib import config, runtime, viz
 from pcfilter_lib.timing import book_times
@@ -73,9 +75,6 @@ def glue(**values) -> None:
     Args:
         values: name=value pairs; names follow Python's rules for keywords.
     """
-    from IPython.core.formatters import format_display_data  # deferred: only a kernel glues
-    from IPython.display import display
-
     for name, value in values.items():
         bundle, metadata = format_display_data(value.item() if isinstance(value, np.generic) else value)
         metadata["scrapbook"] = {"name": name, "mime_prefix": GLUE_PREFIX}

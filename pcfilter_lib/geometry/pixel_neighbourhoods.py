@@ -20,6 +20,7 @@ large ``gap`` and little ``support``; a ghost floating before a surface has a la
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 
@@ -113,12 +114,18 @@ def _statistics(xyz, valid, pitch):
     return ops.where(valid[..., None], out, 0.0)
 
 
+def _xla_optimised() -> bool:
+    """Whether XLA optimises the programs it compiles in this process: not where ``XLA_FLAGS`` sets its
+    backend's optimisation level to 0, as fast mode's ``runtime.setup`` does (``runtime.xla_optimisation``)."""
+    return "--xla_backend_optimization_level=0" not in os.environ.get("XLA_FLAGS", "").split()
+
+
 @functools.cache
 def _compiled(shape: tuple[int, int]):
     """``_statistics`` compiled for padded scans of one ``shape`` with the Keras backend in use (XLA
     on TensorFlow and JAX); left as it is on other backends. On TensorFlow each shape gets its own
     concrete function, traced once, which TensorFlow does not count as retracing. Where XLA compiles
-    without its optimisation passes (fast mode's ``XLA_FLAGS``, ``runtime.xla_optimisation``), TensorFlow
+    without its optimisation passes (fast mode's ``XLA_FLAGS``, ``_xla_optimised``), TensorFlow
     runs the traced graph without XLA instead: unoptimised XLA code took 0.22 s a 320x240 scan against
     0.05 s for the plain graph (0.01 s optimised), which a chapter calling it dozens of times pays for."""
     import keras  # deferred: importing Keras starts the backend
@@ -127,11 +134,8 @@ def _compiled(shape: tuple[int, int]):
     if backend == "tensorflow":
         import tensorflow as tf  # deferred: the backend's own compiler
 
-        from pcfilter_lib.runtime import xla_optimisation
-
         specs = (tf.TensorSpec((*shape, 3), tf.float32), tf.TensorSpec(shape, tf.bool), tf.TensorSpec((), tf.float32))
-        xla = xla_optimisation() == "on"
-        return tf.function(_statistics, jit_compile=xla, autograph=False).get_concrete_function(*specs)
+        return tf.function(_statistics, jit_compile=_xla_optimised(), autograph=False).get_concrete_function(*specs)
     if backend == "jax":
         import jax  # deferred: the backend's own compiler
 
