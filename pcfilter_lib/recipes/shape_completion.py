@@ -79,7 +79,7 @@ class CompletionRecipe:
 
 FULL = CompletionRecipe("full", "completion_grids", train_per_class=40, test_per_class=20)
 FAST = CompletionRecipe("fast", "completion_grids_fast", train_per_class=4, test_per_class=2, resolution=16,
-                        filters=(8, 16), epochs=3, classifier_epochs=3, batch_size=8, learning_rate=3e-3)
+                        filters=(8, 16), epochs=6, classifier_epochs=6, batch_size=8, learning_rate=3e-3)
 SHIPPED = WEIGHTS / "completion_network.keras"  # trained once at FULL's budget (``train_reference_completion``)
 
 
