@@ -19,7 +19,8 @@ help:
 	@echo "make book   set up, say which chapters the build executes and how long that took when measured,"
 	@echo "            build the book (unchanged chapters come from the execution cache), print its index.html"
 	@echo "make test   set up, then run the notebook (nbval) tests, the unit tests and the browser test"
-	@echo "            of the book built from the notebooks' outputs in two processes, all in fast mode"
+	@echo "            of the book built from the notebooks' outputs in two processes (TEST_WORKERS=N for N),"
+	@echo "            all in fast mode"
 	@echo "make clean  remove the book build and caches (keeps .venv and data/)"
 
 book: setup
@@ -27,12 +28,13 @@ book: setup
 	$(BIN)/jupyter-book build book/
 	@echo "Open the book: $(CURDIR)/_build/html/index.html"
 
-# The notebooks, the unit tests and the browser test share two worker processes, one notebook or
-# test file each at a time, in the order conftest.py gives: the notebooks first, then the unit tests
+# The notebooks, the unit tests and the browser test share TEST_WORKERS worker processes, one notebook
+# or test file each at a time, in the order conftest.py gives: the notebooks first, then the unit tests
 # with the browser test half-way, which builds the book from the notebooks' outputs.
+TEST_WORKERS ?= 2
 test: setup
 	@$(call ensure_debs,$(BROWSER_DEBS))
-	PCFILTER_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder book tests
+	PCFILTER_FAST=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder book tests
 
 setup: $(STAMP)
 	@$(call ensure_debs,$(OPEN3D_DEBS))
