@@ -48,7 +48,7 @@ class SparseRecipe:
             training sites' classes (``nn.losses.inverse_frequency_weights``).
         eager: run every step eagerly instead of tracing it into a graph. Every scene has its own
             number of sites, so Keras traces the step twice (once for the first shapes, once for
-            any); for a dozen small steps that costs more than it saves (3 s of 6 in a quick run).
+            any); for a quick run's few small steps that costs more than it saves (3 s of 6, 12 steps).
     """
 
     filters: tuple[int, ...] = (8, 16, 32)
