@@ -42,6 +42,20 @@ def test_glue_stores_numpy_scalars_as_python_numbers(shell):
     assert glued(captured.outputs) == {"share": "0.25", "sites": "7", "flag": "True"}
 
 
+def test_glue_writes_what_myst_nbs_own_glue_writes(shell):
+    """book.glue writes the record itself (importing myst_nb's glue costs seconds in every kernel): the
+    same mime types, data and metadata, so that a change in myst_nb's format fails here, not in the build."""
+    from myst_nb import glue as myst_glue
+
+    values = {"ratio": 1.75, "verdict": "closer to", "table": np.arange(3)}
+    with capture_output() as ours:
+        book.glue(**values)
+    with capture_output() as theirs:
+        for name, value in values.items():
+            myst_glue(name, value, display=False)
+    assert [(o.data, o.metadata) for o in ours.outputs] == [(o.data, o.metadata) for o in theirs.outputs]
+
+
 def test_start_sets_up_prints_one_line_and_answers_progress(shell, monkeypatch):
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
     monkeypatch.setenv("PCFILTER_FAST", "1")
