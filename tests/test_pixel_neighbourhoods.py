@@ -147,3 +147,14 @@ def test_a_large_scan_in_bands_of_rows_gives_the_same_statistics(monkeypatch):
     monkeypatch.setattr(neighbourhoods, "BAND_PIXELS", 100)
     monkeypatch.setattr(neighbourhoods, "BAND_ROWS", 32 - 2 * RADIUS)
     np.testing.assert_array_equal(pixel_statistics(xyz, valid), whole)
+
+
+def test_the_xla_check_agrees_with_runtime(monkeypatch):
+    """The pixel statistics skip XLA where fast mode turns its optimisation off; geometry cannot import
+    runtime (a higher stage), so it reads XLA_FLAGS itself and must read it as runtime does."""
+    from pcfilter_lib import runtime
+    from pcfilter_lib.geometry import pixel_neighbourhoods
+
+    for flags in ("", runtime.FAST_XLA_FLAG, f"--xla_dump_to=/tmp {runtime.FAST_XLA_FLAG}", "--xla_dump_to=/tmp"):
+        monkeypatch.setenv("XLA_FLAGS", flags)
+        assert pixel_neighbourhoods._xla_optimised() == (runtime.xla_optimisation() == "on"), flags
