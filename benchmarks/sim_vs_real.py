@@ -112,6 +112,7 @@ ROWS = (
     ("blob size p90 (px)", "blob_px_p90", "{:.0f}"),
     ("largest blob (px)", "blob_px_max", "{:,.0f}"),
     ("largest blob (mm^2 of image footprint)", "blob_mm2_max", "{:.1f}"),
+    ("depth spread within small blobs (2-19 px), median (mm)", "small_blob_depth_spread_mm_median", "{:.2f}"),
     ("offset from the local plane, median abs. (mm)", "offset_abs_mm_p50", "{:.2f}"),
     ("offset p10 abs. (mm)", "offset_abs_mm_p10", "{:.2f}"),
     ("offset p90 abs. (mm)", "offset_abs_mm_p90", "{:.1f}"),

@@ -132,3 +132,23 @@ def test_intensity_auc_counts_ties_as_half():
     assert intensity_auc(np.array([1.0, 2.0]), np.array([0.0, 1.0, 3.0])) == pytest.approx(3.5 / 6)
     assert intensity_auc(np.array([5.0]), np.array([1.0, 2.0])) == 1.0
     assert intensity_auc(np.zeros(0), np.ones(3)) is None
+
+
+def test_a_small_false_patch_lies_at_one_depth_and_scattered_specks_do_not():
+    depth = flat()
+    patch = np.zeros(depth.shape, bool)
+    patch[10:12, 10:13] = True  # 6 pixels, 4 mm in front, each within 0.1 mm of the others
+    depth[patch] -= 0.004 + np.linspace(0, 0.0001, 6)
+    scattered = np.zeros(depth.shape, bool)
+    scattered[25:27, 25:28] = True  # 6 pixels, 2 to 7 mm in front
+    depth[scattered] -= np.linspace(0.002, 0.007, 6)
+    spread = {}
+    for name, mask in (("patch", patch), ("scattered", scattered)):
+        stats = image_statistics(grid(depth), np.ones(depth.shape), np.ones(depth.shape, bool), mask)
+        spread[name] = stats["small_blob_depth_spread_mm_median"]
+    assert spread["patch"] == pytest.approx(0.1, rel=1e-3) and spread["scattered"] == pytest.approx(5.0, rel=1e-3)
+    # single pixels and large blobs have no small blob to measure
+    lone = np.zeros(depth.shape, bool)
+    lone[5, 5] = True
+    stats = image_statistics(grid(depth), np.ones(depth.shape), np.ones(depth.shape, bool), lone)
+    assert stats["small_blob_depth_spread_mm_median"] is None

@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import open3d as o3d
 import pytest
+from scipy import ndimage
 
 from pcfilter_lib import labels
 from pcfilter_lib.geometry import normals
@@ -415,6 +416,25 @@ def test_rim_errors_only_at_grazing_translucent_pixels_in_small_blobs():
     mask[err] = True
     mask = mask.reshape(config.height, config.width)
     assert (mask[:, 1:] & mask[:, :-1]).sum() > 0.3 * mask.sum()  # neighbours err together
+
+
+def test_rim_blobs_share_one_offset_and_grow_with_their_length():
+    base = sc.ScannerConfig(width=200, height=200, rim_cos=0.3, rim_rate=0.05, rim_offset=(2e-3, 8e-3))
+    pixels = np.arange(base.width * base.height)
+    cos, subsurface = np.full(len(pixels), 0.1, np.float32), np.full(len(pixels), 0.9, np.float32)
+    sizes = {}
+    for length in (1.0, 2.0):
+        config = replace(base, rim_length=length, rim_blob_offset=True)
+        err, offset = artefacts.rim_errors(cos, subsurface, pixels, pixels, config, np.random.default_rng(0))
+        mask = np.zeros(len(pixels), bool)
+        mask[err] = True
+        blobs, count = ndimage.label(mask.reshape(200, 200), np.ones((3, 3), bool))
+        blob_of = blobs.ravel()[err]
+        for blob in range(1, count + 1):  # every pixel of a blob lies at its blob's one offset
+            assert np.ptp(offset[blob_of == blob]) == 0
+        assert len(np.unique(offset)) == count and offset.min() >= 2e-3 and offset.max() <= 8e-3
+        sizes[length] = len(err) / count
+    assert sizes[2.0] > 1.5 * sizes[1.0]  # a longer field errs in larger blobs
 
 
 def test_correlated_noise_is_shared_by_neighbours_and_keeps_its_size():

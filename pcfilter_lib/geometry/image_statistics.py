@@ -17,7 +17,9 @@ per-pixel artefact flags):
 - **offset**: each artefact point's signed distance (mm) to a plane fitted to the
   ``PLANE_NEIGHBOURS`` nearest true pixels in the image, positive towards the camera;
 - **blobs**: connected components (8 neighbours) of artefact pixels: how many, their sizes in
-  pixels and in mm^2 of image footprint;
+  pixels and in mm^2 of image footprint, and how far in depth the pixels of a small blob (2 to
+  ``LARGE_BLOB`` - 1 pixels) spread: a small false patch lies at one depth, scattered false points
+  do not;
 - **intensity**: of artefact and of true pixels, their ratio and how well intensity alone ranks
   artefacts (ROC AUC, 0.5 = not at all; below 0.5 = artefacts darker); the spread of the true
   pixels' intensity and the brightest pixel against their median (a network that scales each scan's
@@ -244,6 +246,10 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
         at_highlight = near(bright, max(1, round(HIGHLIGHT_REACH / spacing_mm)))
     labels, sizes = blob_sizes(artefact)
     in_large = np.isin(labels, np.flatnonzero(sizes >= LARGE_BLOB) + 1) & artefact
+    small = np.flatnonzero((sizes >= 2) & (sizes < LARGE_BLOB)) + 1
+    depth = np.where(artefact, xyz[..., 2], 0.0)
+    small_spread = (np.asarray(ndimage.maximum(depth, labels, small)) -
+                    np.asarray(ndimage.minimum(depth, labels, small))) * 1e3 if len(small) else np.zeros(0)
     pixel_mm2 = spacing_mm ** 2  # footprint of one pixel facing the camera at the median depth
     offsets = surface_offsets(xyz, artefact, true)
     noise, noise_z = plane_noise(xyz, true)
@@ -269,6 +275,7 @@ def image_statistics(xyz, intensity, valid, artefact) -> dict:
         "blob_px_max": int(sizes.max()) if len(sizes) else None,
         "blob_mm2_median": float(np.median(sizes)) * pixel_mm2 if len(sizes) else None,
         "blob_mm2_max": float(sizes.max()) * pixel_mm2 if len(sizes) else None,
+        "small_blob_depth_spread_mm_median": float(np.median(small_spread)) if len(small_spread) else None,
         "offset_measured": int(np.isfinite(offsets).sum()),
         **_quantiles(np.abs(offsets), "offset_abs_mm"),
         "offset_front_share": (float((offsets[np.isfinite(offsets)] > 0).mean())

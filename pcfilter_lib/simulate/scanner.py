@@ -158,6 +158,8 @@ class ScannerConfig:
     rim_cos: float = 0.3  # rim: cosine of the camera's incidence angle below which a translucent rim may err
     rim_rate: float = 0.02  # rim: share of such grazing pixels that err
     rim_offset: tuple[float, float] = (1.5e-3, 10e-3)  # rim: m; the error's range, towards the camera
+    rim_length: float = 1.0  # rim: pixels; correlation length of where a rim errs (larger: bigger blobs)
+    rim_blob_offset: bool = False  # rim: one offset per blob of erring pixels, not one per pixel
     edge_dropout: float = 0.0  # edge_reject: share of depth-edge straddling pixels that give no point
     noise_correlation: float = 0.0  # correlated_noise: share of the depth noise's variance shared by neighbours
     noise_length: float = 1.5  # correlated_noise: pixels; the shared part's correlation length (Gaussian sigma)
@@ -191,10 +193,13 @@ class ScannerConfig:
 # artefact share, offsets, noise within blobs, highlights, blobs), reject_probability and rim_rate (apple_03's
 # artefact share, silhouette and depth-edge shares, fill, offsets). Set by their physics, not fitted:
 # label_floor 0.1 mm (the real labels mark offsets of 0.2-0.8 mm as false), the rim's grazing angle and offsets
-# (the real fruit's false points lie 1.7-9.9 mm in front), half the edge-straddling pixels dropped, and an
-# intensity exposure low enough that no highlight saturates (the board's brightest pixel is 70 times its median).
+# (the real fruit's false points lie 1.7-9.9 mm in front), the rim's blobs (the real ones: 2-9 pixels, each
+# within 0.1-0.4 mm of one depth, so one offset per blob; a 2-pixel field gives blobs of median 3-5 pixels at the
+# real sensor), half the edge-straddling pixels dropped, and an intensity exposure low enough that no highlight
+# saturates (the board's brightest pixel is 70 times its median).
 REALISM = {"label_floor": 1e-4, "bias_gain": 8.0, "bias_blur": 10.0, "reject_probability": 0.01, "rim_cos": 0.3,
-           "rim_rate": 0.005, "rim_offset": (1.5e-3, 10e-3), "edge_dropout": 0.5, "noise_correlation": 0.8,
+           "rim_rate": 0.005, "rim_offset": (1.5e-3, 10e-3), "rim_length": 2.0, "rim_blob_offset": True,
+           "edge_dropout": 0.5, "noise_correlation": 0.8,
            "noise_length": 1.5, "intensity_exposure": 0.01, "noise_1m": 0.000259}
 
 
@@ -205,7 +210,8 @@ def realistic(config: ScannerConfig | None = None) -> ScannerConfig:
 
 
 _REALISM_FIELDS = ("label_floor", "bias_gain", "bias_blur", "reject_probability", "rim_cos", "rim_rate",
-                   "rim_offset", "edge_dropout", "noise_correlation", "noise_length", "intensity_exposure")
+                   "rim_offset", "rim_length", "rim_blob_offset", "edge_dropout", "noise_correlation", "noise_length",
+                   "intensity_exposure")
 _REALISM_DEFAULTS = {name: ScannerConfig.__dataclass_fields__[name].default for name in _REALISM_FIELDS}
 
 
