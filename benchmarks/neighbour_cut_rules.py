@@ -32,7 +32,9 @@ The record in ``benchmarks/results`` compares the shipped filter (as ``shipped_2
 trained by the same recipe with a third stage (``three_stage.npz``:
 ``recipes.neighbour_filter.train_reference_neighbour_filter`` with ``dataclasses.replace(FULL,
 stages=3)``; 665 s of training, threshold 0.46 chosen the same way). The ``detached`` rule came from
-looking at ``apple_03``'s floating blob; its bounds are now a grid, chosen on simulation alone.
+looking at ``apple_03``'s floating blob, so its bounds are a grid and simulation chooses among them. In
+the record it picks 12 spacings, which leaves that blob in place; 6 to 8 spacings remove it and differ
+from the choice by at most 0.002 mean IoU on simulation: simulation cannot tell them apart.
 """
 
 from __future__ import annotations
