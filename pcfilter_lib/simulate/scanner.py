@@ -193,10 +193,10 @@ class ScannerConfig:
 # artefact share, offsets, noise within blobs, highlights, blobs), reject_probability and rim_rate (apple_03's
 # artefact share, silhouette and depth-edge shares, fill, offsets). Set by their physics, not fitted:
 # label_floor 0.1 mm (the real labels mark offsets of 0.2-0.8 mm as false), the rim's grazing angle and offsets
-# (the real fruit's false points lie 1.7-9.9 mm in front), the rim's blobs (the real ones: 2-9 pixels, each
-# within 0.1-0.4 mm of one depth, so one offset per blob; a 2-pixel field gives blobs of median 3-5 pixels at the
-# real sensor), half the edge-straddling pixels dropped, and an intensity exposure low enough that no highlight
-# saturates (the board's brightest pixel is 70 times its median).
+# (the real fruit's false points lie 1.7-9.9 mm in front), the rim's blobs (the real ones: 2-9 pixels, each at
+# one depth, so one offset per blob; a 2-pixel field, so that the largest blob of a simulated fruit at the real
+# sensor's size, 9-19 pixels in sim_vs_real, is near the apple's 9), half the edge-straddling pixels dropped, and
+# an intensity exposure low enough that no highlight saturates (the board's brightest pixel is 70 times its median).
 REALISM = {"label_floor": 1e-4, "bias_gain": 8.0, "bias_blur": 10.0, "reject_probability": 0.01, "rim_cos": 0.3,
            "rim_rate": 0.005, "rim_offset": (1.5e-3, 10e-3), "rim_length": 2.0, "rim_blob_offset": True,
            "edge_dropout": 0.5, "noise_correlation": 0.8,
