@@ -93,6 +93,19 @@ def test_the_median_is_found_exactly_in_passes_over_the_cells(tmp_path, monkeypa
         assert centre.tolist() == np.median(points, axis=0).tolist()
 
 
+def test_ranks_are_selected_exactly_whatever_the_column_rank_and_range(monkeypatch):
+    monkeypatch.setattr(tile_store, "SELECT_LIMIT", 40)  # several narrowing passes
+    rng = np.random.default_rng(3)
+    blocks = [np.round(rng.normal(size=(n, 2)), 2) for n in (300, 1, 0, 700)]  # with ties and an empty block
+    values = np.concatenate(blocks)
+    wanted = [(c, r, values[:, c].min(), values[:, c].max()) for c in (0, 1) for r in (0, 1, 499, 500, 1000)]
+    assert tile_store.select_ranks(lambda: iter(blocks), wanted) == [float(np.sort(values[:, c])[r])
+                                                                     for c, r, _, _ in wanted]
+    column = [b[:, 0] for b in blocks]  # one column as (n,) blocks; a rank among the values in [-1, 1]
+    inside = np.sort(values[:, 0][(values[:, 0] >= -1) & (values[:, 0] <= 1)])
+    assert tile_store.select_ranks(lambda: iter(column), [(0, 3, -1, 1)]) == [float(inside[3])]
+
+
 def test_patches_cover_every_point_from_draws_that_follow_each_point():
     points = np.random.default_rng(2).random((3000, 3)) * [40, 40, 0.1]
     hood = point_features.neighbourhoods(points)

@@ -52,7 +52,7 @@ from pcfilter_lib.filters.tile_store import (
     BLOCKS,
     CellRunner,
     TileStore,
-    kth_smallest,
+    select_ranks,
     serial_cells,
     tiled_probability,
 )
@@ -142,7 +142,7 @@ def _search_cells(store: TileStore, centre: np.ndarray, low: np.ndarray, high: n
             yield np.fromfile(store.folder / f"{cell}.{NEAREST}", np.float32)
 
     least, most = min(part[1] for part in found), max(part[2] for part in found)
-    middle = [kth_smallest(nearest, rank, least, most) for rank in sorted({(count - 1) // 2, count // 2})]
+    middle = select_ranks(nearest, [(0, rank, least, most) for rank in sorted({(count - 1) // 2, count // 2})])
     spacing = float(np.mean(np.array(middle, np.float32)))  # as np.median of the float32 distances
     return CloudFrame(centre, scale, spacing * scale), hood
 

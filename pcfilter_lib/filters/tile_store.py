@@ -244,10 +244,10 @@ class TileStore:
             np.maximum(room, self.grid.room(rows["xyz"], low, high), out=room)
         return rows, core, room
 
-    def column(self, axis: int) -> Iterable[np.ndarray]:
-        """One coordinate of every stored point, cell after cell."""
+    def coordinates(self) -> Iterable[np.ndarray]:
+        """The (n, 3) coordinates of every stored point, cell after cell."""
         for cell in np.flatnonzero(self.counts):
-            yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"][:, axis]
+            yield np.fromfile(self.folder / f"{cell}.bin", _RECORD)["xyz"]
 
 
 def _read_runs(path: Path, dtype: np.dtype, runs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -263,35 +263,64 @@ def _read_runs(path: Path, dtype: np.dtype, runs: Sequence[tuple[int, int]]) -> 
     return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
-def kth_smallest(values: Callable[[], Iterable[np.ndarray]], rank: int, low: float, high: float) -> float:
-    """The value of rank ``rank`` (0 first) among all the values in [low, high] read from ``values()``,
-    found exactly in a few passes: each counts the values in 1024 bins and narrows the range to the
-    bin that holds the rank, until the range holds at most ``SELECT_LIMIT`` values, which are sorted."""
-    below = 0  # values under low
-    while low < high:
-        edges = np.linspace(low, high, 1025)
-        counts = np.zeros(1024, np.int64)
-        for v in values():
-            v = v[(v >= low) & (v <= high)]
-            counts += np.bincount(np.clip(np.searchsorted(edges, v, "right") - 1, 0, 1023), minlength=1024)
-        if counts.sum() <= SELECT_LIMIT:
-            inside = np.concatenate([v[(v >= low) & (v <= high)] for v in values()])
-            return float(np.partition(inside, rank - below)[rank - below])
-        b = int(np.searchsorted(np.cumsum(counts), rank - below, "right"))
-        below += int(counts[:b].sum())
-        low, high = float(edges[b]), (high if b == 1023 else float(np.nextafter(edges[b + 1], -np.inf)))
-    return low
+def select_ranks(blocks: Callable[[], Iterable[np.ndarray]],
+                 wanted: Sequence[tuple[int, int, float, float]]) -> list[float]:
+    """The value of each ``(column, rank, low, high)`` of ``wanted``: the value of rank ``rank`` (0 first)
+    among the values in [low, high] of one column of the blocks ``blocks()`` yields ((n, c) arrays, or
+    (n,) for one column), found exactly in a few passes over them all.
+
+    Each pass counts the values of every search in 1024 bins and narrows its range to the bin that holds
+    its rank, until the range holds at most ``SELECT_LIMIT`` values, which are sorted. The searches share
+    the passes, and those over one column and range (the two middle ranks of a median, nearly always)
+    share the counting too: the three coordinates' medians take the passes of one.
+    """
+    searches = [(int(column), int(rank), float(low), float(high)) for column, rank, low, high in wanted]
+    values: list[float | None] = [None] * len(searches)
+    few: set[tuple[int, float, float]] = set()  # ranges whose values are sorted in the next pass
+    while True:
+        for i, (_, _, low, high) in enumerate(searches):
+            if values[i] is None and not low < high:
+                values[i] = low
+        searching = [i for i, value in enumerate(values) if value is None]
+        if not searching:
+            return values
+        ranges = {(searches[i][0], *searches[i][2:]) for i in searching}
+        edges = {key: np.linspace(key[1], key[2], 1025) for key in ranges - few}
+        counts = {key: np.zeros(1024, np.int64) for key in edges}
+        inside: dict[tuple, list[np.ndarray]] = {key: [] for key in ranges & few}
+        for block in blocks():
+            block = np.asarray(block)
+            block = block[:, None] if block.ndim == 1 else block
+            for column, low, high in ranges:
+                v = block[:, column]
+                v = v[(v >= low) & (v <= high)]
+                if (column, low, high) in inside:
+                    inside[column, low, high].append(v)
+                else:
+                    bins = np.clip(np.searchsorted(edges[column, low, high], v, "right") - 1, 0, 1023)
+                    counts[column, low, high] += np.bincount(bins, minlength=1024)
+        for i in searching:
+            column, rank, low, high = searches[i]
+            key = (column, low, high)
+            if key in inside:
+                values[i] = float(np.partition(np.concatenate(inside[key]), rank)[rank])
+            elif counts[key].sum() <= SELECT_LIMIT:
+                few.add(key)
+            else:
+                b, e = int(np.searchsorted(np.cumsum(counts[key]), rank, "right")), edges[key]
+                searches[i] = (column, rank - int(counts[key][:b].sum()), float(e[b]),
+                               high if b == 1023 else float(np.nextafter(e[b + 1], -np.inf)))
 
 
 def cloud_centre(store: TileStore, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     """(3,) the median of the stored points, bit for bit ``np.median(points, axis=0)``."""
     n = int(store.counts.sum())
-    centre = np.empty(3)
-    for axis in range(3):
-        middle = [kth_smallest(lambda a=axis: store.column(a), rank, low[axis], high[axis])
-                  for rank in sorted({(n - 1) // 2, n // 2})]
-        centre[axis] = np.mean(np.array(middle, np.float64))  # as np.median takes the middle two
-    return centre
+    ranks = sorted({(n - 1) // 2, n // 2})
+    middle = select_ranks(store.coordinates, [(axis, rank, low[axis], high[axis])
+                                              for axis in range(3) for rank in ranks])
+    # as np.median takes the middle two
+    return np.array([np.mean(np.array(middle[i:i + len(ranks)], np.float64))
+                     for i in range(0, len(middle), len(ranks))])
 
 
 def tiled_probability(one_pass: Callable[[np.ndarray], np.ndarray], cell_filters: CellFilters,
