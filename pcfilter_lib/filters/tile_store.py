@@ -35,7 +35,7 @@ from pcfilter_lib.geometry.point_features import MIN_POINTS
 
 BLOCKS = 16  # each cell's file is sorted into BLOCKS x BLOCKS blocks, so a halo reads only the blocks it meets
 TILE_POINTS = 250_000  # the point filter's tiles: smaller ones redo more halo work (100 000: much slower on 1M)
-SELECT_LIMIT = 1 << 21  # values gathered at once when selecting the median of a coordinate
+SELECT_LIMIT = 1 << 21  # values of one search range sorted at once (select_ranks: three ranges may be at once)
 _RECORD = np.dtype([("xyz", "<f8", (3,)), ("index", "<i8")])  # one point in a cell's file
 
 # (task, cells, done) -> task(cell) of each cell, in the order of ``cells``; done(cell) as each task finishes
